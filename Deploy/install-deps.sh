@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs the Debian packages DiffusionFarm builds and runs with, if any are missing.
+# Safe to run again: it installs nothing when everything is present.
+set -euo pipefail
+
+packages=(libopenblas-dev libzmq3-dev libpq-dev libpng-dev postgresql pkg-config)
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+missing=()
+for package in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "installing: ${missing[*]}"
+    # The farm runs its own PostgreSQL clusters; keep the package from creating and
+    # starting a system-wide one on port 5432.
+    if [ ! -e /etc/postgresql-common/createcluster.conf ]; then
+        as_root mkdir -p /etc/postgresql-common
+        echo "create_main_cluster = false" | as_root tee /etc/postgresql-common/createcluster.conf >/dev/null
+    fi
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v swift >/dev/null 2>&1; then
+    if [ -x /opt/swift/usr/bin/swift ]; then
+        echo "note: add /opt/swift/usr/bin to PATH" >&2
+    else
+        echo "error: the Swift toolchain (6.0 or newer) is not installed; get it from swift.org and put it on PATH" >&2
+        exit 1
+    fi
+fi

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The test command: installs what is missing, then builds and runs the whole test
+# suite in release mode (numeric code is too slow in debug builds). Tests start
+# their own throwaway PostgreSQL servers; nothing needs to be running first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ -x /opt/swift/usr/bin/swift ] && export PATH="/opt/swift/usr/bin:$PATH"
+Deploy/install-deps.sh
+swift build -c release --build-tests
+swift test -c release --skip-build

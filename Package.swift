@@ -1,0 +1,59 @@
+// swift-tools-version:6.0
+// DiffusionFarm: a Stable Diffusion engine in Swift and a render farm around it.
+// The module layout follows ARCHITECTURE.md: C shims at the bottom, the engine
+// (Tensors, StableDiffusion, Imaging) knowing nothing of the farm, and the farm
+// (FarmModel, ZeroMQ, Postgres, JobStore, Coordinator, Worker) on top.
+import PackageDescription
+
+let package = Package(
+    name: "DiffusionFarm",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "farm", targets: ["farm"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // C libraries, each behind a module map or a small C shim.
+        .systemLibrary(name: "CBLAS", pkgConfig: "openblas",
+                       providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CZeroMQ",
+                       providers: [.apt(["libzmq3-dev"])]),
+        .systemLibrary(name: "CPostgres", providers: [.apt(["libpq-dev"])]),
+        .target(name: "CPNG", linkerSettings: [.linkedLibrary("png16")]),
+
+        // The engine.
+        .target(name: "Tensors", dependencies: ["CBLAS"]),
+        .target(name: "StableDiffusion", dependencies: ["Tensors"]),
+        .target(name: "Imaging", dependencies: ["CPNG"]),
+
+        // The farm.
+        .target(name: "FarmModel"),
+        .target(name: "ZeroMQ", dependencies: ["CZeroMQ"]),
+        .target(name: "Postgres", dependencies: ["CPostgres"]),
+        .target(name: "JobStore", dependencies: ["Postgres", "FarmModel"]),
+        .target(name: "Coordinator", dependencies: ["JobStore", "ZeroMQ", "FarmModel"]),
+        .target(name: "Worker", dependencies: ["StableDiffusion", "Imaging", "ZeroMQ", "FarmModel"]),
+        .executableTarget(name: "farm", dependencies: [
+            "Tensors", "StableDiffusion", "Imaging", "FarmModel", "ZeroMQ", "Postgres",
+            "JobStore", "Coordinator", "Worker",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
+        // Shared by tests only: a throwaway PostgreSQL server per test process.
+        .target(name: "TestSupport", dependencies: ["Postgres"], path: "Tests/TestSupport"),
+
+        .testTarget(name: "TensorsTests", dependencies: ["Tensors"]),
+        .testTarget(name: "StableDiffusionTests", dependencies: ["StableDiffusion"]),
+        .testTarget(name: "ImagingTests", dependencies: ["Imaging"]),
+        .testTarget(name: "FarmModelTests", dependencies: ["FarmModel"]),
+        .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
+        .testTarget(name: "PostgresTests", dependencies: ["Postgres", "TestSupport"]),
+        .testTarget(name: "JobStoreTests", dependencies: ["JobStore", "TestSupport"]),
+        .testTarget(name: "FarmTests", dependencies: [
+            "Coordinator", "Worker", "JobStore", "TestSupport", "Imaging", "ZeroMQ",
+        ]),
+    ],
+    swiftLanguageModes: [.v5]
+)

@@ -1,0 +1,238 @@
+import Foundation
+
+/// The coordinator↔worker protocol: each message is a multipart ZeroMQ message
+/// of [type, JSON body] with PNG bytes as a third frame where a message carries
+/// an image. `docs/PROTOCOL.md` describes every field.
+public enum WireMessage: Equatable, Sendable {
+    /// The protocol version; a peer with another version is refused with a clear error.
+    public static let protocolVersion = 1
+
+    /// Worker → coordinator: who I am and how much work I can take.
+    case hello(Hello)
+    /// Coordinator → worker: accepted; heartbeat every `heartbeatSeconds`.
+    case welcome(Welcome)
+    /// Coordinator → worker: refused (wrong version, unknown key); the worker stops.
+    case refused(reason: String)
+    /// Either way: I am alive (and, from a worker, how many slots are free).
+    case heartbeat(freeSlots: Int)
+    /// Coordinator → worker: render this task.
+    case assign(Assignment)
+    /// Worker → coordinator: step `step` of `total` for a task's attempt.
+    case progress(Progress)
+    /// Worker → coordinator: the finished image of a task's attempt.
+    case result(ResultHeader, png: Data)
+    /// Worker → coordinator: the attempt failed.
+    case failed(Failure)
+    /// Coordinator → worker: the result or failure of this attempt is stored; forget it.
+    case ack(taskID: Int64, attempt: Int)
+
+    /// A worker's introduction.
+    public struct Hello: Codable, Equatable, Sendable {
+        /// The worker's stable name.
+        public var workerID: String
+        /// Host name of the machine.
+        public var host: String
+        /// Protocol version the worker speaks.
+        public var version: Int
+        /// Models the worker can load.
+        public var models: [String]
+        /// Tasks it can run at once.
+        public var slots: Int
+
+        /// Makes a hello.
+        public init(workerID: String, host: String, version: Int = WireMessage.protocolVersion,
+                    models: [String], slots: Int) {
+            self.workerID = workerID
+            self.host = host
+            self.version = version
+            self.models = models
+            self.slots = slots
+        }
+    }
+
+    /// The coordinator's answer to a hello.
+    public struct Welcome: Codable, Equatable, Sendable {
+        /// How often each side sends a heartbeat.
+        public var heartbeatSeconds: Double
+        /// Silence after which a peer is declared lost.
+        public var timeoutSeconds: Double
+
+        /// Makes a welcome.
+        public init(heartbeatSeconds: Double, timeoutSeconds: Double) {
+            self.heartbeatSeconds = heartbeatSeconds
+            self.timeoutSeconds = timeoutSeconds
+        }
+    }
+
+    /// One task handed to a worker.
+    public struct Assignment: Codable, Equatable, Sendable {
+        /// The task's id in the job store.
+        public var taskID: Int64
+        /// Which attempt this is; results of other attempts are dropped.
+        public var attempt: Int
+        /// What to render.
+        public var parameters: TaskParameters
+
+        /// Makes an assignment.
+        public init(taskID: Int64, attempt: Int, parameters: TaskParameters) {
+            self.taskID = taskID
+            self.attempt = attempt
+            self.parameters = parameters
+        }
+    }
+
+    /// Progress of one attempt.
+    public struct Progress: Codable, Equatable, Sendable {
+        /// The task's id.
+        public var taskID: Int64
+        /// The attempt the progress belongs to.
+        public var attempt: Int
+        /// Steps done.
+        public var step: Int
+        /// Steps in all.
+        public var total: Int
+
+        /// Makes a progress report.
+        public init(taskID: Int64, attempt: Int, step: Int, total: Int) {
+            self.taskID = taskID
+            self.attempt = attempt
+            self.step = step
+            self.total = total
+        }
+    }
+
+    /// What travels with a result's PNG.
+    public struct ResultHeader: Codable, Equatable, Sendable {
+        /// The task's id.
+        public var taskID: Int64
+        /// The attempt that made the image.
+        public var attempt: Int
+        /// Image width in pixels.
+        public var width: Int
+        /// Image height in pixels.
+        public var height: Int
+        /// The seed used.
+        public var seed: UInt64
+
+        /// Makes a result header.
+        public init(taskID: Int64, attempt: Int, width: Int, height: Int, seed: UInt64) {
+            self.taskID = taskID
+            self.attempt = attempt
+            self.width = width
+            self.height = height
+            self.seed = seed
+        }
+    }
+
+    /// A failed attempt.
+    public struct Failure: Codable, Equatable, Sendable {
+        /// The task's id.
+        public var taskID: Int64
+        /// The attempt that failed.
+        public var attempt: Int
+        /// Input (do not retry) or host (retry elsewhere).
+        public var kind: FailureKind
+        /// What went wrong, for the user.
+        public var message: String
+
+        /// Makes a failure report.
+        public init(taskID: Int64, attempt: Int, kind: FailureKind, message: String) {
+            self.taskID = taskID
+            self.attempt = attempt
+            self.kind = kind
+            self.message = message
+        }
+    }
+}
+
+/// Why bytes received from a peer are not a valid message; the daemon logs and drops them.
+public struct WireError: Error, Equatable, CustomStringConvertible {
+    /// What was wrong.
+    public var message: String
+
+    /// Makes a wire error.
+    public init(_ message: String) { self.message = message }
+
+    public var description: String { "malformed message: \(message)" }
+}
+
+private struct Reason: Codable { var reason: String }
+private struct Slots: Codable { var freeSlots: Int }
+private struct Ack: Codable { var taskID: Int64; var attempt: Int }
+
+extension WireMessage {
+    /// The message's type name, the first frame on the wire.
+    public var typeName: String {
+        switch self {
+        case .hello: return "HELLO"
+        case .welcome: return "WELCOME"
+        case .refused: return "REFUSED"
+        case .heartbeat: return "HEARTBEAT"
+        case .assign: return "ASSIGN"
+        case .progress: return "PROGRESS"
+        case .result: return "RESULT"
+        case .failed: return "FAILED"
+        case .ack: return "ACK"
+        }
+    }
+
+    /// The message as ZeroMQ frames.
+    public func frames() -> [Data] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        func json<T: Encodable>(_ value: T) -> Data {
+            // Encoding these plain structs cannot fail.
+            (try? encoder.encode(value)) ?? Data("{}".utf8)
+        }
+        let type = Data(typeName.utf8)
+        switch self {
+        case .hello(let body): return [type, json(body)]
+        case .welcome(let body): return [type, json(body)]
+        case .refused(let reason): return [type, json(Reason(reason: reason))]
+        case .heartbeat(let free): return [type, json(Slots(freeSlots: free))]
+        case .assign(let body): return [type, json(body)]
+        case .progress(let body): return [type, json(body)]
+        case .result(let header, let png): return [type, json(header), png]
+        case .failed(let body): return [type, json(body)]
+        case .ack(let task, let attempt): return [type, json(Ack(taskID: task, attempt: attempt))]
+        }
+    }
+
+    /// Parses frames received from a peer; anything unexpected is a `WireError`, never a crash.
+    public init(frames: [Data], maxBytes: Int = Limits().maxMessageBytes) throws {
+        let size = frames.reduce(0) { $0 + $1.count }
+        guard size <= maxBytes else { throw WireError("message of \(size) bytes exceeds the \(maxBytes)-byte cap") }
+        guard frames.count >= 2, let type = String(data: frames[0], encoding: .utf8) else {
+            throw WireError("expected [type, body] frames, got \(frames.count) frame(s)")
+        }
+        let decoder = JSONDecoder()
+        func body<T: Decodable>(_: T.Type) throws -> T {
+            do {
+                return try decoder.decode(T.self, from: frames[1])
+            } catch {
+                throw WireError("\(type) body does not parse: \(error)")
+            }
+        }
+        func expectFrames(_ count: Int) throws {
+            guard frames.count == count else {
+                throw WireError("\(type) needs \(count) frames, got \(frames.count)")
+            }
+        }
+        switch type {
+        case "HELLO": try expectFrames(2); self = .hello(try body(Hello.self))
+        case "WELCOME": try expectFrames(2); self = .welcome(try body(Welcome.self))
+        case "REFUSED": try expectFrames(2); self = .refused(reason: try body(Reason.self).reason)
+        case "HEARTBEAT": try expectFrames(2); self = .heartbeat(freeSlots: try body(Slots.self).freeSlots)
+        case "ASSIGN": try expectFrames(2); self = .assign(try body(Assignment.self))
+        case "PROGRESS": try expectFrames(2); self = .progress(try body(Progress.self))
+        case "RESULT": try expectFrames(3); self = .result(try body(ResultHeader.self), png: frames[2])
+        case "FAILED": try expectFrames(2); self = .failed(try body(Failure.self))
+        case "ACK":
+            try expectFrames(2)
+            let ack = try body(Ack.self)
+            self = .ack(taskID: ack.taskID, attempt: ack.attempt)
+        default:
+            throw WireError("unknown message type \"\(type.prefix(32))\"")
+        }
+    }
+}

@@ -1,0 +1,72 @@
+import CBLAS
+
+/// The layer's one way to run a dense matrix product; everything that multiplies
+/// matrices goes through here so that another backend can replace it.
+public enum Gemm {
+    /// C = alpha · op(A) · op(B) + beta · C on raw row-major buffers.
+    /// `a` is m×k (or k×m when `transposeA`), `b` is k×n (or n×k when `transposeB`).
+    @inlinable
+    public static func multiply(
+        m: Int, n: Int, k: Int,
+        a: UnsafePointer<Float>, lda: Int, transposeA: Bool = false,
+        b: UnsafePointer<Float>, ldb: Int, transposeB: Bool = false,
+        c: UnsafeMutablePointer<Float>, ldc: Int,
+        alpha: Float = 1, beta: Float = 0
+    ) {
+        cblas_sgemm(CblasRowMajor,
+                    transposeA ? CblasTrans : CblasNoTrans,
+                    transposeB ? CblasTrans : CblasNoTrans,
+                    Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
+}
+
+/// Matrix products and dense layers on tensors.
+extension Tensor {
+    /// The matrix product of two rank-2 tensors: [m, k] × [k, n] → [m, n].
+    public func matmul(_ other: Tensor) -> Tensor {
+        precondition(rank == 2 && other.rank == 2 && shape[1] == other.shape[0],
+                     "matmul needs [m,k]×[k,n], got \(shape)×\(other.shape)")
+        let m = shape[0], k = shape[1], n = other.shape[1]
+        var result = Tensor(zeros: [m, n])
+        result.withUnsafeMutableBufferPointer { c in
+            withUnsafeBufferPointer { a in
+                other.withUnsafeBufferPointer { b in
+                    Gemm.multiply(m: m, n: n, k: k, a: a.baseAddress!, lda: k, b: b.baseAddress!, ldb: n,
+                                  c: c.baseAddress!, ldc: n)
+                }
+            }
+        }
+        return result
+    }
+
+    /// A dense layer as PyTorch stores it: x [..., in] · weightᵀ [out, in] + bias [out].
+    public func linear(weight: Tensor, bias: Tensor? = nil) -> Tensor {
+        let inFeatures = shape.last ?? 0
+        precondition(weight.rank == 2 && weight.shape[1] == inFeatures,
+                     "linear weight \(weight.shape) does not take input \(shape)")
+        let outFeatures = weight.shape[0]
+        let rows = count / max(inFeatures, 1)
+        var outShape = shape
+        outShape[outShape.count - 1] = outFeatures
+        var result = Tensor(zeros: outShape)
+        result.withUnsafeMutableBufferPointer { c in
+            if let bias {
+                precondition(bias.count == outFeatures, "linear bias has \(bias.count) values, needs \(outFeatures)")
+                bias.withUnsafeBufferPointer { b in
+                    for row in 0..<rows {
+                        (c.baseAddress! + row * outFeatures).update(from: b.baseAddress!, count: outFeatures)
+                    }
+                }
+            }
+            withUnsafeBufferPointer { x in
+                weight.withUnsafeBufferPointer { w in
+                    Gemm.multiply(m: rows, n: outFeatures, k: inFeatures,
+                                  a: x.baseAddress!, lda: inFeatures,
+                                  b: w.baseAddress!, ldb: inFeatures, transposeB: true,
+                                  c: c.baseAddress!, ldc: outFeatures, beta: bias == nil ? 0 : 1)
+                }
+            }
+        }
+        return result
+    }
+}

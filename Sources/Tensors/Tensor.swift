@@ -1,0 +1,122 @@
+/// Owns one aligned Float32 buffer; shared by tensors until one of them writes.
+public final class TensorStorage {
+    /// The first element.
+    public let pointer: UnsafeMutablePointer<Float>
+    /// Number of elements.
+    public let count: Int
+
+    /// Allocates `count` zeroed elements, 64-byte aligned for vector loads.
+    public init(count: Int) {
+        precondition(count >= 0, "tensor element count must not be negative")
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * MemoryLayout<Float>.stride,
+                                                   alignment: 64)
+        pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
+        pointer.initialize(repeating: 0, count: max(count, 1))
+        self.count = count
+    }
+
+    deinit {
+        UnsafeMutableRawPointer(pointer).deallocate()
+    }
+}
+
+/// A dense, contiguous Float32 tensor (row-major; NCHW for images) with
+/// copy-on-write storage, so that reshapes and copies are cheap.
+public struct Tensor {
+    /// Extent of each dimension.
+    public private(set) var shape: [Int]
+    /// The elements; shared until a write makes this tensor's copy unique.
+    @usableFromInline var storage: TensorStorage
+
+    /// A tensor of zeros.
+    public init(zeros shape: [Int]) {
+        precondition(shape.allSatisfy { $0 >= 0 }, "tensor shape must not be negative: \(shape)")
+        self.shape = shape
+        storage = TensorStorage(count: shape.reduce(1, *))
+    }
+
+    /// A tensor holding `values` in row-major order.
+    public init(shape: [Int], values: [Float]) {
+        precondition(shape.reduce(1, *) == values.count,
+                     "\(values.count) values do not fill shape \(shape)")
+        self.init(zeros: shape)
+        values.withUnsafeBufferPointer { storage.pointer.update(from: $0.baseAddress!, count: values.count) }
+    }
+
+    /// A tensor with every element set to `value`.
+    public init(repeating value: Float, shape: [Int]) {
+        self.init(zeros: shape)
+        storage.pointer.update(repeating: value, count: count)
+    }
+
+    /// Number of elements.
+    public var count: Int { storage.count }
+
+    /// Number of dimensions.
+    public var rank: Int { shape.count }
+
+    /// The elements in row-major order.
+    public var scalars: [Float] {
+        Array(UnsafeBufferPointer(start: storage.pointer, count: count))
+    }
+
+    /// The same elements under another shape; shares storage (no copy).
+    /// One dimension may be -1 and is then inferred.
+    public func reshaped(_ newShape: [Int]) -> Tensor {
+        var resolved = newShape
+        if let hole = newShape.firstIndex(of: -1) {
+            let known = newShape.enumerated().filter { $0.offset != hole }.map(\.element).reduce(1, *)
+            precondition(known > 0 && count % known == 0, "cannot reshape \(shape) to \(newShape)")
+            resolved[hole] = count / known
+        }
+        precondition(resolved.reduce(1, *) == count, "cannot reshape \(shape) to \(newShape)")
+        var view = self
+        view.shape = resolved
+        return view
+    }
+
+    /// Calls `body` with read access to the elements.
+    @inlinable
+    public func withUnsafeBufferPointer<R>(_ body: (UnsafeBufferPointer<Float>) throws -> R) rethrows -> R {
+        try body(UnsafeBufferPointer(start: storage.pointer, count: storage.count))
+    }
+
+    /// Calls `body` with write access, first copying the storage if it is shared.
+    @inlinable
+    public mutating func withUnsafeMutableBufferPointer<R>(
+        _ body: (UnsafeMutableBufferPointer<Float>) throws -> R
+    ) rethrows -> R {
+        if !isKnownUniquelyReferenced(&storage) {
+            let copy = TensorStorage(count: storage.count)
+            copy.pointer.update(from: storage.pointer, count: storage.count)
+            storage = copy
+        }
+        return try body(UnsafeMutableBufferPointer(start: storage.pointer, count: storage.count))
+    }
+
+    /// Reads or writes one element by its multi-dimensional index.
+    public subscript(_ index: Int...) -> Float {
+        get { storage.pointer[offset(of: index)] }
+        set {
+            let position = offset(of: index)
+            withUnsafeMutableBufferPointer { $0[position] = newValue }
+        }
+    }
+
+    private func offset(of index: [Int]) -> Int {
+        precondition(index.count == shape.count, "index \(index) does not match rank of \(shape)")
+        var position = 0
+        for (axis, value) in index.enumerated() {
+            precondition(value >= 0 && value < shape[axis], "index \(index) out of bounds for \(shape)")
+            position = position * shape[axis] + value
+        }
+        return position
+    }
+}
+
+extension Tensor: CustomStringConvertible {
+    public var description: String {
+        let preview = scalars.prefix(8).map { String($0) }.joined(separator: ", ")
+        return "Tensor(\(shape): [\(preview)\(count > 8 ? ", …" : "")])"
+    }
+}

@@ -1,0 +1,75 @@
+import FarmModel
+import Foundation
+import Imaging
+
+/// Turns a task's parameters into an image, reporting each step; the worker's
+/// only view of the engine.
+public protocol Renderer {
+    /// Models this renderer can draw with.
+    var models: [String] { get }
+    /// Renders one image; `progress(step, total)` is called after each step and
+    /// returns false to cancel.
+    func render(_ parameters: TaskParameters, progress: (Int, Int) -> Bool) throws -> PNGImage
+}
+
+/// Errors a renderer reports; the kind decides whether the farm retries elsewhere.
+public struct RenderError: Error, CustomStringConvertible {
+    /// Input errors fail the task; host errors send it to another worker.
+    public var kind: FailureKind
+    /// What went wrong.
+    public var message: String
+
+    /// Makes a render error.
+    public init(kind: FailureKind, message: String) {
+        self.kind = kind
+        self.message = message
+    }
+
+    public var description: String { message }
+}
+
+/// Draws a deterministic test card (colour bands from the seed, the step count as
+/// stripes) so that the farm's plumbing can run end to end before the diffusion
+/// engine is wired in. It renders only the model named `test-pattern`.
+public struct TestPatternRenderer: Renderer {
+    /// Makes the renderer.
+    public init() {}
+
+    public var models: [String] { ["test-pattern"] }
+
+    public func render(_ parameters: TaskParameters, progress: (Int, Int) -> Bool) throws -> PNGImage {
+        guard models.contains(parameters.model) else {
+            throw RenderError(kind: .input, message: "unknown model \"\(parameters.model)\"; this worker has \(models.joined(separator: ", "))")
+        }
+        // SplitMix64: a tiny, well-mixed generator so that the same seed gives the same card.
+        var state = parameters.seed &+ UInt64(truncatingIfNeeded: parameters.prompt.utf8.reduce(5381) { ($0 << 5) &+ $0 &+ Int($1) })
+        func next() -> UInt8 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return UInt8(truncatingIfNeeded: z ^ (z >> 31))
+        }
+        let top = (next(), next(), next()), bottom = (next(), next(), next())
+        let width = parameters.width, height = parameters.height
+        var pixels = [UInt8](repeating: 0, count: width * height * 3)
+        for step in 1...parameters.steps {
+            let rowsDone = height * step / parameters.steps
+            for y in height * (step - 1) / parameters.steps..<rowsDone {
+                let t = Double(y) / Double(max(height - 1, 1))
+                for x in 0..<width {
+                    let base = (y * width + x) * 3
+                    pixels[base] = UInt8(Double(top.0) * (1 - t) + Double(bottom.0) * t)
+                    pixels[base + 1] = UInt8(Double(top.1) * (1 - t) + Double(bottom.1) * t)
+                    pixels[base + 2] = UInt8(Double(top.2) * (1 - t) + Double(bottom.2) * t)
+                }
+            }
+            guard progress(step, parameters.steps) else {
+                throw RenderError(kind: .host, message: "cancelled at step \(step)")
+            }
+        }
+        return try PNGImage(width: width, height: height, format: .rgb, pixels: pixels,
+                            text: [("parameters", parameters.prompt), ("seed", String(parameters.seed)),
+                                   ("model", parameters.model)])
+    }
+}

@@ -1,0 +1,212 @@
+import ArgumentParser
+import Coordinator
+import FarmModel
+import Foundation
+import JobStore
+import Postgres
+import Worker
+import ZeroMQ
+
+/// The one binary of DiffusionFarm: daemons, admin commands and local rendering.
+@main
+struct Farm: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "farm",
+        abstract: "DiffusionFarm: a Stable Diffusion render farm.",
+        subcommands: [Migrate.self, CoordinatorCommand.self, WorkerCommand.self, Submit.self, Fetch.self,
+                      Status.self])
+}
+
+/// Options shared by every command that talks to the database directly.
+struct DatabaseOptions: ParsableArguments {
+    @Option(name: .long, help: "libpq connection string or URI (default: the PG* environment variables).")
+    var database: String?
+
+    /// Connects, turning libpq's error into one line for the user.
+    func connect() throws -> Connection {
+        do {
+            return try Connection(database ?? ProcessInfo.processInfo.environment["FARM_DATABASE"])
+        } catch let error as PostgresError {
+            throw ValidationError("\(error.message) (pass --database URL or set PGHOST/PGPORT/PGDATABASE)")
+        }
+    }
+}
+
+/// Installs signal handlers so daemons stop cleanly on SIGINT/SIGTERM.
+enum Shutdown {
+    nonisolated(unsafe) static var requested: sig_atomic_t = 0
+
+    static func install() {
+        signal(SIGINT) { _ in Shutdown.requested = 1 }
+        signal(SIGTERM) { _ in Shutdown.requested = 1 }
+    }
+}
+
+struct Migrate: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Apply the database migrations that are not yet applied.")
+
+    @OptionGroup var database: DatabaseOptions
+
+    func run() throws {
+        let connection = try database.connect()
+        let migrator = try Migrator(folder: Migrator.locateFolder())
+        let applied = try migrator.apply(to: connection)
+        print(applied.isEmpty ? "schema is up to date (\(migrator.migrations.count) migrations)"
+                              : "applied migrations \(applied.map(String.init).joined(separator: ", "))")
+    }
+}
+
+struct CoordinatorCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "coordinator", abstract: "Run the coordinator daemon: hand queued tasks to workers.")
+
+    @OptionGroup var database: DatabaseOptions
+
+    @Option(help: "ZeroMQ endpoint that workers connect to.")
+    var listen = "tcp://127.0.0.1:5555"
+
+    @Option(help: "Seconds a task's lease lasts without progress.")
+    var leaseSeconds: Double = 60
+
+    func run() throws {
+        Shutdown.install()
+        let connection = try database.connect()
+        try Migrator(folder: Migrator.locateFolder()).apply(to: connection)
+        var settings = CoordinatorConfiguration(listen: listen)
+        settings.leaseSeconds = leaseSeconds
+        let server = try CoordinatorServer(configuration: settings, store: JobStore(connection: connection),
+                                           context: ZMQContext())
+        print("coordinator listening on \(server.endpoint)")
+        try server.run { Shutdown.requested != 0 }
+        print("coordinator stopped")
+    }
+}
+
+struct WorkerCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "worker", abstract: "Run a worker daemon: render the tasks a coordinator hands out.")
+
+    @Option(help: "The coordinator's ZeroMQ endpoint.")
+    var coordinator = "tcp://127.0.0.1:5555"
+
+    @Option(help: "A stable name for this worker (default: host name and process id).")
+    var id: String?
+
+    @Option(help: "Tasks this worker takes at once.")
+    var slots = 1
+
+    @Option(help: "Stop after rendering this many tasks (for scripts and tests).")
+    var exitAfter: Int?
+
+    func validate() throws {
+        guard slots >= 1 && slots <= 64 else { throw ValidationError("--slots must be 1...64, got \(slots)") }
+    }
+
+    func run() throws {
+        Shutdown.install()
+        var settings = WorkerConfiguration(coordinator: coordinator, workerID: id)
+        settings.slots = slots
+        let daemon = try WorkerDaemon(configuration: settings, renderer: TestPatternRenderer(), context: ZMQContext())
+        try daemon.run { Shutdown.requested != 0 || exitAfter.map { daemon.rendered >= $0 } ?? false }
+        print("worker stopped after \(daemon.rendered) task(s)")
+    }
+}
+
+struct Submit: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Queue a job of one prompt over a range of seeds (writes to the database directly).")
+
+    @OptionGroup var database: DatabaseOptions
+
+    @Option(help: "The job's name.")
+    var name = "job"
+
+    @Option(help: "The prompt to draw.")
+    var prompt: String
+
+    @Option(help: "The model to draw with.")
+    var model = "test-pattern"
+
+    @Option(help: "Number of images (seeds seed, seed+1, ...).")
+    var count = 1
+
+    @Option(help: "The first seed.")
+    var seed: UInt64 = 0
+
+    @Option(help: "Image width in pixels.")
+    var width = 512
+
+    @Option(help: "Image height in pixels.")
+    var height = 512
+
+    @Option(help: "Denoising steps.")
+    var steps = 20
+
+    func validate() throws {
+        guard count >= 1 && count <= Limits().maxTasksPerJob else {
+            throw ValidationError("--count must be 1...\(Limits().maxTasksPerJob), got \(count)")
+        }
+    }
+
+    func run() throws {
+        let tasks = (0..<count).map { offset in
+            TaskParameters(prompt: prompt, model: model, width: width, height: height, steps: steps,
+                           seed: seed &+ UInt64(offset))
+        }
+        let store = JobStore(connection: try database.connect())
+        do {
+            print(try store.enqueue(name: name, model: model, tasks: tasks))
+        } catch let failure as ValidationFailure {
+            throw ValidationError(failure.description)
+        }
+    }
+}
+
+struct Status: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show a job's tasks by state; --wait blocks until it finishes.")
+
+    @OptionGroup var database: DatabaseOptions
+
+    @Argument(help: "The job's id.")
+    var job: Int64
+
+    @Option(help: "Wait up to this many seconds for the job to finish.")
+    var wait: Double = 0
+
+    func run() throws {
+        let store = JobStore(connection: try database.connect())
+        let deadline = Date().addingTimeInterval(wait)
+        var progress = try store.progress(job: job)
+        while !progress.isFinished && Date() < deadline {
+            Thread.sleep(forTimeInterval: 0.2)
+            progress = try store.progress(job: job)
+        }
+        let parts = TaskState.allCases.map { "\($0.rawValue)=\(progress.counts[$0, default: 0])" }
+        print("job \(job): \(parts.joined(separator: " "))")
+        if wait > 0 && !progress.isFinished { throw ExitCode(2) }
+    }
+}
+
+struct Fetch: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Write a job's finished images as PNG files.")
+
+    @OptionGroup var database: DatabaseOptions
+
+    @Argument(help: "The job's id.")
+    var job: Int64
+
+    @Option(help: "Folder to write the PNG files into.")
+    var out = "."
+
+    func run() throws {
+        let store = JobStore(connection: try database.connect())
+        let folder = URL(fileURLWithPath: out)
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let images = try store.images(job: job)
+        for image in images {
+            let file = folder.appendingPathComponent(String(format: "job%lld-%05d.png", job, image.index))
+            try image.png.write(to: file, options: .atomic)
+        }
+        print("wrote \(images.count) image(s) to \(folder.path)")
+    }
+}

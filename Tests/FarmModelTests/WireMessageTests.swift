@@ -1,0 +1,52 @@
+import FarmModel
+import Foundation
+import Testing
+
+@Test func everyMessageRoundTripsThroughFrames() throws {
+    let parameters = TaskParameters(prompt: "a fox", width: 64, height: 64, steps: 4, seed: 7)
+    let messages: [WireMessage] = [
+        .hello(.init(workerID: "w1", host: "h", models: ["demo"], slots: 2)),
+        .welcome(.init(heartbeatSeconds: 1, timeoutSeconds: 5)),
+        .refused(reason: "nope"),
+        .heartbeat(freeSlots: 3),
+        .assign(.init(taskID: 9, attempt: 2, parameters: parameters)),
+        .progress(.init(taskID: 9, attempt: 2, step: 1, total: 4)),
+        .result(.init(taskID: 9, attempt: 2, width: 64, height: 64, seed: 7), png: Data([1, 2, 3])),
+        .failed(.init(taskID: 9, attempt: 2, kind: .input, message: "bad")),
+        .ack(taskID: 9, attempt: 2),
+    ]
+    for message in messages {
+        #expect(try WireMessage(frames: message.frames()) == message)
+    }
+}
+
+@Test func malformedFramesAreErrors() {
+    let cases: [[Data]] = [
+        [],
+        [Data("HELLO".utf8)],
+        [Data("HELLO".utf8), Data("{not json".utf8)],
+        [Data("NOPE".utf8), Data("{}".utf8)],
+        [Data("RESULT".utf8), Data("{}".utf8)],
+        [Data([0xFF, 0xFE]), Data("{}".utf8)],
+    ]
+    for frames in cases {
+        #expect(throws: WireError.self) { try WireMessage(frames: frames) }
+    }
+    let big = [Data("HEARTBEAT".utf8), Data(repeating: 0x20, count: 2000)]
+    #expect(throws: WireError.self) { try WireMessage(frames: big, maxBytes: 1000) }
+}
+
+@Test func validationNamesTheField() {
+    func field(_ change: (inout TaskParameters) -> Void) -> String? {
+        var parameters = TaskParameters(prompt: "ok")
+        change(&parameters)
+        do { try parameters.validate(); return nil } catch let failure as ValidationFailure { return failure.field } catch { return "?" }
+    }
+    #expect(field { _ in } == nil)
+    #expect(field { $0.prompt = "" } == "prompt")
+    #expect(field { $0.width = 513 } == "width")
+    #expect(field { $0.height = 0 } == "height")
+    #expect(field { $0.steps = 0 } == "steps")
+    #expect(field { $0.cfgScale = .nan } == "cfg_scale")
+    #expect(field { $0.prompt = String(repeating: "x", count: 5000) } == "prompt")
+}

@@ -1,0 +1,94 @@
+import Coordinator
+import FarmModel
+import Foundation
+import Imaging
+import JobStore
+import Postgres
+import TestSupport
+import Testing
+import Worker
+import ZeroMQ
+
+let migrationsFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+    .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Migrations")
+
+/// A coordinator and two workers on real sockets and a real database render a job to the end.
+@Test func coordinatorAndWorkersRenderAJob() throws {
+    let conninfo = try TemporaryPostgres.shared.createDatabase()
+    let connection = try Connection(conninfo)
+    try Migrator(folder: migrationsFolder).apply(to: connection)
+    let tasks = (0..<6).map { TaskParameters(prompt: "card \($0)", model: "test-pattern", width: 32, height: 24, steps: 3, seed: UInt64(100 + $0)) }
+    let bad = TaskParameters(prompt: "unknown model", model: "sd-nonexistent", width: 32, height: 32, steps: 1)
+    let job = try JobStore(connection: connection).enqueue(name: "e2e", model: "test-pattern", tasks: tasks + [bad])
+
+    let context = ZMQContext()
+    let coordinator = try CoordinatorServer(configuration: CoordinatorConfiguration(listen: "tcp://127.0.0.1:*"),
+                                            store: JobStore(connection: try Connection(conninfo)), context: context)
+    coordinator.log = { _ in }
+    let endpoint = coordinator.endpoint
+    let stop = ThreadSafeBox(false)
+    let workersDone = ThreadSafeBox(0)
+    for index in 0..<2 {
+        Thread {
+            do {
+                var settings = WorkerConfiguration(coordinator: endpoint, workerID: "w\(index)")
+                settings.slots = 2
+                let worker = try WorkerDaemon(configuration: settings, renderer: TestPatternRenderer(), context: context)
+                worker.log = { _ in }
+                try worker.run(tick: 0.05) { stop.value }
+            } catch {
+                Issue.record("worker \(index) failed: \(error)")
+            }
+            workersDone.mutate { $0 += 1 }
+        }.start()
+    }
+    let observer = JobStore(connection: try Connection(conninfo))
+    let deadline = Date().addingTimeInterval(60)
+    while try !observer.progress(job: job).isFinished && Date() < deadline {
+        try coordinator.runOnce(timeout: 0.05)
+    }
+    stop.mutate { $0 = true }
+    while workersDone.value < 2 { try coordinator.runOnce(timeout: 0.05) }
+
+    #expect(try observer.progress(job: job).counts == [.done: 6, .failed: 1])
+    let images = try observer.images(job: job)
+    #expect(images.map(\.index) == Array(0..<6))
+    for image in images {
+        let decoded = try PNGImage(pngData: image.png)
+        #expect(decoded.width == 32 && decoded.height == 24)
+        #expect(decoded.textValue("parameters") == "card \(image.index)")
+        #expect(decoded.textValue("seed") == String(100 + image.index))
+    }
+    let failure = try connection.query("SELECT error_kind, error_message FROM tasks WHERE job_id = $1 AND state = 'failed'", [job]).single()
+    #expect(try failure.decode("error_kind", as: String.self) == "input")
+    #expect(try failure.decode("error_message", as: String.self).contains("sd-nonexistent"))
+    let workers = try connection.query("SELECT id FROM workers ORDER BY id").rows.map { try $0.decode("id", as: String.self) }
+    #expect(workers == ["w0", "w1"])
+}
+
+/// A worker speaking another protocol version is refused with a message, and the coordinator keeps serving.
+@Test func wrongProtocolVersionIsRefused() throws {
+    let conninfo = try TemporaryPostgres.shared.createDatabase()
+    let connection = try Connection(conninfo)
+    try Migrator(folder: migrationsFolder).apply(to: connection)
+    let context = ZMQContext()
+    let coordinator = try CoordinatorServer(configuration: CoordinatorConfiguration(listen: "tcp://127.0.0.1:*"),
+                                            store: JobStore(connection: connection), context: context)
+    coordinator.log = { _ in }
+    let dealer = try Socket(context, .dealer)
+    try dealer.connect(coordinator.endpoint)
+    try dealer.send([Data("garbage".utf8)])
+    try dealer.send([Data("HELLO".utf8), Data("{\"broken\":".utf8)])
+    try dealer.send(WireMessage.hello(.init(workerID: "old", host: "h", version: 99, models: [], slots: 1)).frames())
+    var reply: [Data]?
+    for _ in 0..<100 where reply == nil {
+        try coordinator.runOnce(timeout: 0.02)
+        reply = try dealer.receive(dontWait: true)
+    }
+    let message = try WireMessage(frames: try #require(reply))
+    guard case .refused(let reason) = message else {
+        Issue.record("expected REFUSED, got \(message)")
+        return
+    }
+    #expect(reason.contains("protocol version 99"))
+}
