@@ -10,6 +10,7 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "farm", targets: ["farm"]),
+        .executable(name: "tensors-bench", targets: ["tensors-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -24,7 +25,8 @@ let package = Package(
         .target(name: "CPNG", linkerSettings: [.linkedLibrary("png16")]),
 
         // The engine.
-        .target(name: "Tensors", dependencies: ["CBLAS"]),
+        .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"])]),
+        .target(name: "Tensors", dependencies: ["CBLAS", "CKernels"]),
         .target(name: "StableDiffusion", dependencies: ["Tensors"]),
         .target(name: "Imaging", dependencies: ["CPNG"]),
 
@@ -41,10 +43,12 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
+        .executableTarget(name: "tensors-bench", dependencies: ["Tensors"]),
+
         // Shared by tests only: a throwaway PostgreSQL server per test process.
         .target(name: "TestSupport", dependencies: ["Postgres"], path: "Tests/TestSupport"),
 
-        .testTarget(name: "TensorsTests", dependencies: ["Tensors"]),
+        .testTarget(name: "TensorsTests", dependencies: ["Tensors"], exclude: ["Fixtures"]),
         .testTarget(name: "StableDiffusionTests", dependencies: ["StableDiffusion"]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging"]),
         .testTarget(name: "FarmModelTests", dependencies: ["FarmModel"]),

@@ -20,6 +20,17 @@ public enum Gemm {
     }
 }
 
+extension Gemm {
+    /// Runs `body` with OpenBLAS limited to one thread, for code that calls GEMM from
+    /// several of its own threads at once (each call then stays on its own core).
+    public static func withSingleThreadedCalls<R>(_ body: () throws -> R) rethrows -> R {
+        let threads = ComputeThreads.count
+        openblas_set_num_threads(1)
+        defer { openblas_set_num_threads(Int32(threads)) }
+        return try body()
+    }
+}
+
 /// Matrix products and dense layers on tensors.
 extension Tensor {
     /// The matrix product of two rank-2 tensors: [m, k] × [k, n] → [m, n].

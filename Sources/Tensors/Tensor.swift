@@ -1,22 +1,21 @@
-/// Owns one aligned Float32 buffer; shared by tensors until one of them writes.
+/// Owns one aligned Float32 buffer (from `BufferPool`); shared by tensors until one of them writes.
 public final class TensorStorage {
     /// The first element.
     public let pointer: UnsafeMutablePointer<Float>
     /// Number of elements.
     public let count: Int
 
-    /// Allocates `count` zeroed elements, 64-byte aligned for vector loads.
-    public init(count: Int) {
+    /// Takes a buffer of `count` elements from the pool; zeroed unless `zeroed` is false
+    /// (for kernels that overwrite every element).
+    public init(count: Int, zeroed: Bool = true) {
         precondition(count >= 0, "tensor element count must not be negative")
-        let raw = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * MemoryLayout<Float>.stride,
-                                                   alignment: 64)
-        pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
-        pointer.initialize(repeating: 0, count: max(count, 1))
+        pointer = BufferPool.take(count: count)
         self.count = count
+        if zeroed { pointer.update(repeating: 0, count: count) }
     }
 
     deinit {
-        UnsafeMutableRawPointer(pointer).deallocate()
+        BufferPool.give(pointer, count: count)
     }
 }
 
@@ -35,22 +34,39 @@ public struct Tensor {
         storage = TensorStorage(count: shape.reduce(1, *))
     }
 
+    /// A tensor whose elements are unspecified, for kernels that write every element.
+    public init(uninitialized shape: [Int]) {
+        precondition(shape.allSatisfy { $0 >= 0 }, "tensor shape must not be negative: \(shape)")
+        self.shape = shape
+        storage = TensorStorage(count: shape.reduce(1, *), zeroed: false)
+    }
+
     /// A tensor holding `values` in row-major order.
     public init(shape: [Int], values: [Float]) {
         precondition(shape.reduce(1, *) == values.count,
                      "\(values.count) values do not fill shape \(shape)")
-        self.init(zeros: shape)
+        self.init(uninitialized: shape)
         values.withUnsafeBufferPointer { storage.pointer.update(from: $0.baseAddress!, count: values.count) }
     }
 
     /// A tensor with every element set to `value`.
     public init(repeating value: Float, shape: [Int]) {
-        self.init(zeros: shape)
+        self.init(uninitialized: shape)
         storage.pointer.update(repeating: value, count: count)
     }
 
     /// Number of elements.
     public var count: Int { storage.count }
+
+    /// Read-only pointer to the first element, valid while this tensor is alive.
+    @inlinable
+    public var pointer: UnsafePointer<Float> { UnsafePointer(storage.pointer) }
+
+    /// Writable pointer to the first element; copies shared storage first.
+    @inlinable
+    public mutating func mutablePointer() -> UnsafeMutablePointer<Float> {
+        withUnsafeMutableBufferPointer { $0.baseAddress! }
+    }
 
     /// Number of dimensions.
     public var rank: Int { shape.count }
@@ -87,7 +103,7 @@ public struct Tensor {
         _ body: (UnsafeMutableBufferPointer<Float>) throws -> R
     ) rethrows -> R {
         if !isKnownUniquelyReferenced(&storage) {
-            let copy = TensorStorage(count: storage.count)
+            let copy = TensorStorage(count: storage.count, zeroed: false)
             copy.pointer.update(from: storage.pointer, count: storage.count)
             storage = copy
         }

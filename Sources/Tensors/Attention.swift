@@ -1,0 +1,89 @@
+import CKernels
+
+/// Softmax and multi-head scaled-dot-product attention.
+extension Tensor {
+    /// Softmax over the last dimension.
+    public func softmax() -> Tensor {
+        var result = self
+        let width = shape[rank - 1]
+        let output = result.mutablePointer()
+        parallelFor(count / max(width, 1), minimumChunk: max(1, 4096 / max(width, 1))) { range in
+            for row in range { Tensor.softmaxRow(output + row * width, width) }
+        }
+        return result
+    }
+
+    /// Softmax of one row in place (the vectorised C kernel, chosen for this CPU).
+    @inlinable @inline(__always)
+    static func softmaxRow(_ row: UnsafeMutablePointer<Float>, _ width: Int) {
+        ck_softmax_row(row, width)
+    }
+
+    /// Query rows per tile: small enough that a tile's scores stay in the core's
+    /// L2 cache while they go through softmax.
+    public static var attentionTileRows = 64
+
+    /// Multi-head attention softmax(Q·Kᵀ/√d)·V with heads split from the channels:
+    /// query [B, Nq, H·d], key [B, Nk, H·d], value [B, Nk, H·dv] → [B, Nq, H·dv].
+    /// `causal` masks each query from the keys after it (CLIP's text encoder).
+    ///
+    /// Heads are read in place through GEMM leading dimensions (no transposes).
+    /// Work is split into (batch, head, query tile) items; each compute thread takes
+    /// whole items and runs them with single-threaded GEMMs, so a tile's scores go
+    /// from GEMM through softmax to GEMM without leaving its core. The largest buffer
+    /// is one tile's scores per thread: memory grows with tokens, not tokens².
+    public static func attention(query: Tensor, key: Tensor, value: Tensor, heads: Int, causal: Bool = false) -> Tensor {
+        precondition(query.rank == 3 && key.rank == 3 && value.rank == 3, "attention needs [B, N, C] tensors")
+        let (batch, queries, width) = (query.shape[0], query.shape[1], query.shape[2])
+        let (keys, valueWidth) = (key.shape[1], value.shape[2])
+        precondition(key.shape[0] == batch && value.shape[0] == batch && value.shape[1] == keys && key.shape[2] == width,
+                     "attention shapes do not agree: q \(query.shape), k \(key.shape), v \(value.shape)")
+        precondition(width % heads == 0 && valueWidth % heads == 0, "channels must divide into \(heads) heads")
+        precondition(!causal || keys == queries, "causal attention needs as many keys as queries")
+        let headWidth = width / heads, valueHeadWidth = valueWidth / heads
+        let scale = 1 / Float(headWidth).squareRoot()
+        let tile = max(1, min(queries, attentionTileRows))
+        let tiles = (queries + tile - 1) / tile
+        let items = batch * heads * tiles
+        let threads = max(1, min(ComputeThreads.count, items))
+
+        var result = Tensor(uninitialized: [batch, queries, valueWidth])
+        let output = result.mutablePointer()
+        var scores = Tensor(uninitialized: [threads, tile, keys])
+        let scratch = scores.mutablePointer()
+        withExtendedLifetime((query, key, value)) {
+            let q = query.pointer, k = key.pointer, v = value.pointer
+            Gemm.withSingleThreadedCalls {
+                parallelFor(items) { range in
+                    // parallelFor gives each thread one contiguous range; its index picks the scratch.
+                    let thread = range.lowerBound * threads / items
+                    let s = scratch + thread * tile * keys
+                    for item in range {
+                        let b = item / (heads * tiles), h = (item / tiles) % heads, first = (item % tiles) * tile
+                        let rows = min(tile, queries - first)
+                        let qh = q + (b * queries + first) * width + h * headWidth
+                        let kh = k + b * keys * width + h * headWidth
+                        let vh = v + b * keys * valueWidth + h * valueHeadWidth
+                        let oh = output + (b * queries + first) * valueWidth + h * valueHeadWidth
+                        Gemm.multiply(m: rows, n: keys, k: headWidth, a: qh, lda: width,
+                                      b: kh, ldb: width, transposeB: true, c: s, ldc: keys, alpha: scale)
+                        for row in 0..<rows {
+                            let line = s + row * keys
+                            if causal {
+                                let visible = first + row + 1
+                                Tensor.softmaxRow(line, visible)
+                                (line + visible).update(repeating: 0, count: keys - visible)
+                            } else {
+                                Tensor.softmaxRow(line, keys)
+                            }
+                        }
+                        Gemm.multiply(m: rows, n: valueHeadWidth, k: keys, a: s, lda: keys,
+                                      b: vh, ldb: valueWidth, c: oh, ldc: valueWidth)
+                    }
+                }
+            }
+        }
+        withExtendedLifetime(scores) {}
+        return result
+    }
+}

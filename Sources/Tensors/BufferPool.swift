@@ -1,0 +1,92 @@
+import Foundation
+
+/// Recycles tensor buffers by size, so that a sampling loop, which asks for the
+/// same shapes every step, stops allocating after its first step.
+public enum BufferPool {
+    /// Counters of what the pool has done since the last `resetStatistics()`.
+    public struct Statistics: Equatable, Sendable {
+        /// Buffers obtained from the system allocator.
+        public var systemAllocations = 0
+        /// Buffers handed out again from the pool.
+        public var reuses = 0
+        /// The largest single buffer requested, in elements.
+        public var largestRequest = 0
+    }
+
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var free: [Int: [UnsafeMutablePointer<Float>]] = [:]
+    nonisolated(unsafe) private static var pooledBytes = 0
+    nonisolated(unsafe) private static var stats = Statistics()
+    nonisolated(unsafe) private static var capacity = 2 << 30
+
+    /// Bytes the pool may keep for reuse (default 2 GiB); buffers beyond it go back to the system.
+    public static var capacityBytes: Int {
+        get { lock.withLock { capacity } }
+        set {
+            lock.withLock { capacity = max(0, newValue) }
+            trim()
+        }
+    }
+
+    /// What the pool has done since the last reset.
+    public static var statistics: Statistics { lock.withLock { stats } }
+
+    /// Zeroes the counters.
+    public static func resetStatistics() {
+        lock.withLock { stats = Statistics() }
+    }
+
+    /// Returns every pooled buffer to the system.
+    public static func drain() {
+        let buffers = lock.withLock { () -> [UnsafeMutablePointer<Float>] in
+            let all = free.values.flatMap { $0 }
+            free = [:]
+            pooledBytes = 0
+            return all
+        }
+        buffers.forEach { UnsafeMutableRawPointer($0).deallocate() }
+    }
+
+    static func take(count: Int) -> UnsafeMutablePointer<Float> {
+        let elements = max(count, 1)
+        let reused: UnsafeMutablePointer<Float>? = lock.withLock {
+            stats.largestRequest = max(stats.largestRequest, count)
+            guard let pointer = free[elements]?.popLast() else {
+                stats.systemAllocations += 1
+                return nil
+            }
+            pooledBytes -= elements * MemoryLayout<Float>.stride
+            stats.reuses += 1
+            return pointer
+        }
+        if let reused { return reused }
+        return UnsafeMutableRawPointer.allocate(byteCount: elements * MemoryLayout<Float>.stride, alignment: 64)
+            .bindMemory(to: Float.self, capacity: elements)
+    }
+
+    static func give(_ pointer: UnsafeMutablePointer<Float>, count: Int) {
+        let elements = max(count, 1)
+        let bytes = elements * MemoryLayout<Float>.stride
+        let kept: Bool = lock.withLock {
+            guard pooledBytes + bytes <= capacity else { return false }
+            free[elements, default: []].append(pointer)
+            pooledBytes += bytes
+            return true
+        }
+        if !kept { UnsafeMutableRawPointer(pointer).deallocate() }
+    }
+
+    private static func trim() {
+        let excess = lock.withLock { () -> [UnsafeMutablePointer<Float>] in
+            var released: [UnsafeMutablePointer<Float>] = []
+            while pooledBytes > capacity, let key = free.keys.max() {
+                let pointer = free[key]!.removeLast()
+                if free[key]!.isEmpty { free[key] = nil }
+                pooledBytes -= key * MemoryLayout<Float>.stride
+                released.append(pointer)
+            }
+            return released
+        }
+        excess.forEach { UnsafeMutableRawPointer($0).deallocate() }
+    }
+}

@@ -1,0 +1,142 @@
+/// 2-D convolution on NCHW tensors, lowered to GEMM.
+extension Tensor {
+    /// Convolves an NCHW input with weights [out, in, kh, kw] (PyTorch's layout), with
+    /// the same stride and zero padding on every side.
+    ///
+    /// 1×1 convolutions are one GEMM. Other stride-1 convolutions use "shifted GEMMs":
+    /// the zero-padded image, read as a [channels, rows × padded width] matrix starting
+    /// at each kernel offset, is exactly the input that offset sees, so kh·kw GEMMs
+    /// accumulate the output without an im2col copy (a few wasted columns at the right
+    /// edge are cropped). Strided convolutions use im2col.
+    public func conv2d(weight: Tensor, bias: Tensor? = nil, stride: Int = 1, padding: Int = 0) -> Tensor {
+        precondition(rank == 4 && weight.rank == 4 && weight.shape[1] == shape[1],
+                     "conv2d needs input [N,C,H,W] and weight [O,C,kh,kw], got \(shape) and \(weight.shape)")
+        precondition(stride >= 1 && padding >= 0, "conv2d stride must be ≥ 1 and padding ≥ 0")
+        let (batch, channels, height, width) = (shape[0], shape[1], shape[2], shape[3])
+        let (outChannels, kh, kw) = (weight.shape[0], weight.shape[2], weight.shape[3])
+        let outHeight = (height + 2 * padding - kh) / stride + 1
+        let outWidth = (width + 2 * padding - kw) / stride + 1
+        precondition(outHeight > 0 && outWidth > 0, "conv2d kernel \(kh)×\(kw) larger than padded input \(shape)")
+        if let bias { precondition(bias.count == outChannels, "conv2d bias has \(bias.count) values, needs \(outChannels)") }
+
+        var result = Tensor(uninitialized: [batch, outChannels, outHeight, outWidth])
+        let output = result.mutablePointer()
+        let plane = outHeight * outWidth
+        withExtendedLifetime((self, weight, bias)) {
+            let input = pointer, w = weight.pointer
+            // The weight is [O, C·kh·kw]; for shifted GEMMs we need [kh·kw][O, C] slices.
+            let shifted = stride == 1 && kh * kw > 1 && outWidth >= 16
+            var taps = Tensor(uninitialized: shifted ? [kh * kw, outChannels, channels] : [0])
+            if shifted {
+                let t = taps.mutablePointer()
+                for o in 0..<outChannels {
+                    for c in 0..<channels {
+                        for k in 0..<(kh * kw) {
+                            t[(k * outChannels + o) * channels + c] = w[(o * channels + c) * kh * kw + k]
+                        }
+                    }
+                }
+            }
+            for n in 0..<batch {
+                let x = input + n * channels * height * width
+                let y = output + n * outChannels * plane
+                if kh == 1 && kw == 1 && stride == 1 && padding == 0 {
+                    Gemm.multiply(m: outChannels, n: plane, k: channels, a: w, lda: channels,
+                                  b: x, ldb: plane, c: y, ldc: plane)
+                } else if shifted {
+                    Tensor.convShifted(x: x, channels: channels, height: height, width: width, padding: padding,
+                                       taps: taps.pointer, outChannels: outChannels, kh: kh, kw: kw,
+                                       outHeight: outHeight, outWidth: outWidth, y: y)
+                } else {
+                    Tensor.convIm2col(x: x, channels: channels, height: height, width: width, stride: stride,
+                                      padding: padding, weight: w, outChannels: outChannels, kh: kh, kw: kw,
+                                      outHeight: outHeight, outWidth: outWidth, y: y)
+                }
+                if let bias {
+                    let b = bias.pointer
+                    parallelFor(outChannels, minimumChunk: max(1, 16_384 / max(plane, 1))) { range in
+                        for o in range {
+                            let row = y + o * plane, value = b[o]
+                            for j in 0..<plane { row[j] += value }
+                        }
+                    }
+                }
+            }
+            withExtendedLifetime(taps) {}
+        }
+        return result
+    }
+
+    private static func convShifted(
+        x: UnsafePointer<Float>, channels: Int, height: Int, width: Int, padding: Int,
+        taps: UnsafePointer<Float>, outChannels: Int, kh: Int, kw: Int, outHeight: Int, outWidth: Int,
+        y: UnsafeMutablePointer<Float>
+    ) {
+        let paddedWidth = width + 2 * padding, paddedHeight = height + 2 * padding
+        let paddedPlane = paddedHeight * paddedWidth
+        // kw − 1 spare zeros after the last plane keep the last offset's reads in bounds.
+        var padded = Tensor(zeros: [channels * paddedPlane + kw])
+        let p = padded.mutablePointer()
+        parallelFor(channels, minimumChunk: 8) { range in
+            for c in range {
+                for row in 0..<height {
+                    (p + c * paddedPlane + (row + padding) * paddedWidth + padding)
+                        .update(from: x + (c * height + row) * width, count: width)
+                }
+            }
+        }
+        let columns = outHeight * paddedWidth
+        var wide = Tensor(uninitialized: [outChannels, columns])
+        let accumulator = wide.mutablePointer()
+        for ky in 0..<kh {
+            for kx in 0..<kw {
+                let tap = ky * kw + kx
+                Gemm.multiply(m: outChannels, n: columns, k: channels,
+                              a: taps + tap * outChannels * channels, lda: channels,
+                              b: p + ky * paddedWidth + kx, ldb: paddedPlane,
+                              c: accumulator, ldc: columns, beta: tap == 0 ? 0 : 1)
+            }
+        }
+        parallelFor(outChannels, minimumChunk: 8) { range in
+            for o in range {
+                for row in 0..<outHeight {
+                    (y + (o * outHeight + row) * outWidth)
+                        .update(from: accumulator + o * columns + row * paddedWidth, count: outWidth)
+                }
+            }
+        }
+        withExtendedLifetime((padded, wide)) {}
+    }
+
+    private static func convIm2col(
+        x: UnsafePointer<Float>, channels: Int, height: Int, width: Int, stride: Int, padding: Int,
+        weight: UnsafePointer<Float>, outChannels: Int, kh: Int, kw: Int, outHeight: Int, outWidth: Int,
+        y: UnsafeMutablePointer<Float>
+    ) {
+        let plane = outHeight * outWidth
+        let rows = channels * kh * kw
+        var columns = Tensor(uninitialized: [rows, plane])
+        let col = columns.mutablePointer()
+        parallelFor(rows, minimumChunk: 4) { range in
+            for r in range {
+                let c = r / (kh * kw), ky = (r / kw) % kh, kx = r % kw
+                let target = col + r * plane
+                for oy in 0..<outHeight {
+                    let iy = oy * stride + ky - padding
+                    let line = target + oy * outWidth
+                    guard iy >= 0 && iy < height else {
+                        line.update(repeating: 0, count: outWidth)
+                        continue
+                    }
+                    let source = x + (c * height + iy) * width
+                    for ox in 0..<outWidth {
+                        let ix = ox * stride + kx - padding
+                        line[ox] = ix >= 0 && ix < width ? source[ix] : 0
+                    }
+                }
+            }
+        }
+        Gemm.multiply(m: outChannels, n: plane, k: rows, a: weight, lda: rows, b: col, ldb: plane, c: y, ldc: plane)
+        withExtendedLifetime(columns) {}
+    }
+}

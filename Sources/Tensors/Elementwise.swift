@@ -1,0 +1,141 @@
+/// Activations, arithmetic with broadcasting, and other element-by-element kernels.
+extension Tensor {
+    /// Applies `f` to every element into a new tensor, split across the compute threads.
+    @inlinable
+    public func map(_ f: (Float) -> Float) -> Tensor {
+        var result = Tensor(uninitialized: shape)
+        let output = result.mutablePointer()
+        withExtendedLifetime(self) {
+            let input = pointer
+            parallelFor(count, minimumChunk: 16_384) { range in
+                for index in range { output[index] = f(input[index]) }
+            }
+        }
+        return result
+    }
+
+    /// SiLU (swish): x · σ(x).
+    public func silu() -> Tensor { map { $0 * fastSigmoid($0) } }
+
+    /// GELU with the exact erf form, as PyTorch's default.
+    public func gelu() -> Tensor { map { 0.5 * $0 * (1 + fastErf($0 * 0.707_106_77)) } }
+
+    /// GELU with the tanh approximation (`approximate="tanh"`).
+    public func geluTanh() -> Tensor {
+        map { x in 0.5 * x * (1 + fastTanh(0.797_884_56 * (x + 0.044_715 * x * x * x))) }
+    }
+
+    /// Quick-GELU of OpenAI's CLIP: x · σ(1.702 x).
+    public func quickGelu() -> Tensor { map { $0 * fastSigmoid(1.702 * $0) } }
+
+    /// GEGLU, the UNet's feed-forward gate: splits the last dimension in halves (a, g) and returns a · gelu(g).
+    public func geglu() -> Tensor {
+        let width = shape[rank - 1]
+        precondition(width % 2 == 0, "geglu needs an even last dimension, got \(shape)")
+        let half = width / 2
+        var outShape = shape
+        outShape[rank - 1] = half
+        var result = Tensor(uninitialized: outShape)
+        let output = result.mutablePointer()
+        let rows = count / max(width, 1)
+        withExtendedLifetime(self) {
+            let input = pointer
+            parallelFor(rows, minimumChunk: max(1, 16_384 / max(half, 1))) { range in
+                for row in range {
+                    let a = input + row * width, g = a + half, o = output + row * half
+                    for j in 0..<half {
+                        let gate = g[j]
+                        o[j] = a[j] * (0.5 * gate * (1 + fastErf(gate * 0.707_106_77)))
+                    }
+                }
+            }
+        }
+        return result
+    }
+
+    /// Multiplies every element by `factor`.
+    public func scaled(by factor: Float) -> Tensor { map { $0 * factor } }
+
+    /// The shape two tensors broadcast to (NumPy rules: align from the right; 1 stretches).
+    public static func broadcastShape(_ a: [Int], _ b: [Int]) -> [Int] {
+        let rank = max(a.count, b.count)
+        let left = Array(repeating: 1, count: rank - a.count) + a
+        let right = Array(repeating: 1, count: rank - b.count) + b
+        return zip(left, right).map { x, y in
+            precondition(x == y || x == 1 || y == 1, "shapes \(a) and \(b) do not broadcast")
+            return x == 1 ? y : x
+        }
+    }
+
+    /// Combines two tensors element by element with broadcasting.
+    @inlinable
+    public static func broadcast(_ a: Tensor, _ b: Tensor, _ f: (Float, Float) -> Float) -> Tensor {
+        if a.shape == b.shape {
+            var result = Tensor(uninitialized: a.shape)
+            let output = result.mutablePointer()
+            withExtendedLifetime((a, b)) {
+                let x = a.pointer, y = b.pointer
+                parallelFor(a.count, minimumChunk: 16_384) { range in
+                    for index in range { output[index] = f(x[index], y[index]) }
+                }
+            }
+            return result
+        }
+        let shape = broadcastShape(a.shape, b.shape)
+        let rank = shape.count
+        // Strides of each input over the output's index space (0 where it broadcasts).
+        func strides(_ s: [Int]) -> [Int] {
+            let padded = Array(repeating: 1, count: rank - s.count) + s
+            var result = Array(repeating: 0, count: rank)
+            var step = 1
+            for axis in stride(from: rank - 1, through: 0, by: -1) {
+                result[axis] = padded[axis] == 1 ? 0 : step
+                step *= padded[axis]
+            }
+            return result
+        }
+        let sa = strides(a.shape), sb = strides(b.shape)
+        let inner = shape.last ?? 1
+        let innerA = sa.last ?? 0, innerB = sb.last ?? 0
+        var result = Tensor(uninitialized: shape)
+        let output = result.mutablePointer()
+        let rows = result.count / max(inner, 1)
+        withExtendedLifetime((a, b)) {
+            let x = a.pointer, y = b.pointer
+            parallelFor(rows, minimumChunk: max(1, 16_384 / max(inner, 1))) { range in
+                for row in range {
+                    // Offsets of this row in a and b from its multi-index.
+                    var rest = row, offsetA = 0, offsetB = 0
+                    for axis in stride(from: rank - 2, through: 0, by: -1) {
+                        let index = rest % shape[axis]
+                        rest /= shape[axis]
+                        offsetA += index * sa[axis]
+                        offsetB += index * sb[axis]
+                    }
+                    let o = output + row * inner
+                    for j in 0..<inner { o[j] = f(x[offsetA + j * innerA], y[offsetB + j * innerB]) }
+                }
+            }
+        }
+        return result
+    }
+
+    /// Element-wise sum with broadcasting.
+    public static func + (a: Tensor, b: Tensor) -> Tensor { broadcast(a, b, +) }
+    /// Element-wise difference with broadcasting.
+    public static func - (a: Tensor, b: Tensor) -> Tensor { broadcast(a, b, -) }
+    /// Element-wise product with broadcasting.
+    public static func * (a: Tensor, b: Tensor) -> Tensor { broadcast(a, b, *) }
+
+    /// Adds `other` (same shape) into this tensor in place, scaled by `alpha`.
+    public mutating func add(_ other: Tensor, scaledBy alpha: Float = 1) {
+        precondition(shape == other.shape, "add needs equal shapes, got \(shape) and \(other.shape)")
+        let output = mutablePointer()
+        withExtendedLifetime(other) {
+            let input = other.pointer
+            parallelFor(count, minimumChunk: 16_384) { range in
+                for index in range { output[index] += alpha * input[index] }
+            }
+        }
+    }
+}

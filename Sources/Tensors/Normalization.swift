@@ -1,0 +1,86 @@
+/// Group norm and layer norm, with statistics accumulated in Double for accuracy.
+extension Tensor {
+    /// Group normalisation of an [N, C, ...] tensor: statistics over each group of
+    /// C/groups channels and all positions, then a per-channel affine transform.
+    public func groupNorm(groups: Int, weight: Tensor, bias: Tensor, epsilon: Float = 1e-5) -> Tensor {
+        precondition(rank >= 2 && shape[1] % groups == 0,
+                     "group norm needs channels divisible by \(groups) groups, got \(shape)")
+        let batch = shape[0], channels = shape[1]
+        precondition(weight.count == channels && bias.count == channels, "group norm affine needs \(channels) values")
+        let spatial = count / max(batch * channels, 1)
+        let perGroup = channels / groups
+        var result = Tensor(uninitialized: shape)
+        let output = result.mutablePointer()
+        withExtendedLifetime((self, weight, bias)) {
+            let input = pointer, gamma = weight.pointer, beta = bias.pointer
+            parallelFor(batch * groups) { range in
+                for unit in range {
+                    let n = unit / groups, g = unit % groups
+                    let start = (n * channels + g * perGroup) * spatial
+                    let length = perGroup * spatial
+                    let (mean, inverse) = Tensor.moments(input + start, length, epsilon: epsilon)
+                    for c in 0..<perGroup {
+                        let channel = g * perGroup + c
+                        let scale = gamma[channel] * inverse
+                        let shift = beta[channel] - mean * scale
+                        let x = input + start + c * spatial, y = output + start + c * spatial
+                        for j in 0..<spatial { y[j] = x[j] * scale + shift }
+                    }
+                }
+            }
+        }
+        return result
+    }
+
+    /// Layer normalisation over the last dimension with per-feature weight and bias.
+    public func layerNorm(weight: Tensor, bias: Tensor, epsilon: Float = 1e-5) -> Tensor {
+        let features = shape[rank - 1]
+        precondition(weight.count == features && bias.count == features, "layer norm affine needs \(features) values")
+        let rows = count / max(features, 1)
+        var result = Tensor(uninitialized: shape)
+        let output = result.mutablePointer()
+        withExtendedLifetime((self, weight, bias)) {
+            let input = pointer, gamma = weight.pointer, beta = bias.pointer
+            parallelFor(rows, minimumChunk: max(1, 4096 / max(features, 1))) { range in
+                for row in range {
+                    let x = input + row * features, y = output + row * features
+                    let (mean, inverse) = Tensor.moments(x, features, epsilon: epsilon)
+                    for j in 0..<features { y[j] = (x[j] - mean) * inverse * gamma[j] + beta[j] }
+                }
+            }
+        }
+        return result
+    }
+
+    /// Mean and 1/√(biased variance + ε) of `length` values, two-pass for stability.
+    @usableFromInline
+    static func moments(_ x: UnsafePointer<Float>, _ length: Int, epsilon: Float) -> (Float, Float) {
+        var sum: Double = 0
+        var block: Float = 0
+        // Float partial sums over short runs vectorise; Double totals keep them accurate.
+        var index = 0
+        while index < length {
+            let end = min(index + 256, length)
+            block = 0
+            for j in index..<end { block += x[j] }
+            sum += Double(block)
+            index = end
+        }
+        let mean = sum / Double(max(length, 1))
+        let meanF = Float(mean)
+        var squares: Double = 0
+        index = 0
+        while index < length {
+            let end = min(index + 256, length)
+            block = 0
+            for j in index..<end {
+                let d = x[j] - meanF
+                block += d * d
+            }
+            squares += Double(block)
+            index = end
+        }
+        let variance = squares / Double(max(length, 1))
+        return (meanF, Float(1 / (variance + Double(epsilon)).squareRoot()))
+    }
+}

@@ -1,0 +1,176 @@
+import Foundation
+
+/// Kernels that move data: concatenation, slicing, resampling, padding, lookups.
+extension Tensor {
+    /// Joins tensors along `axis`; all other dimensions must agree.
+    public static func concat(_ parts: [Tensor], axis: Int) -> Tensor {
+        precondition(!parts.isEmpty, "concat needs at least one tensor")
+        let base = parts[0].shape
+        precondition(axis >= 0 && axis < base.count, "concat axis \(axis) out of range for \(base)")
+        for part in parts {
+            precondition(part.rank == base.count
+                         && zip(part.shape, base).enumerated().allSatisfy { $0.offset == axis || $0.element.0 == $0.element.1 },
+                         "concat shapes disagree: \(parts.map(\.shape))")
+        }
+        var shape = base
+        shape[axis] = parts.reduce(0) { $0 + $1.shape[axis] }
+        let outer = base[..<axis].reduce(1, *)
+        let inner = base[(axis + 1)...].reduce(1, *)
+        var result = Tensor(uninitialized: shape)
+        let output = result.mutablePointer()
+        let outputRow = shape[axis] * inner
+        var offset = 0
+        for part in parts {
+            let chunk = part.shape[axis] * inner
+            withExtendedLifetime(part) {
+                let input = part.pointer
+                for o in 0..<outer {
+                    (output + o * outputRow + offset).update(from: input + o * chunk, count: chunk)
+                }
+            }
+            offset += chunk
+        }
+        return result
+    }
+
+    /// Splits along `axis` into `count` equal parts (as `torch.chunk` with an even split).
+    public func chunked(_ count: Int, axis: Int) -> [Tensor] {
+        precondition(shape[axis] % count == 0, "cannot split \(shape) into \(count) equal parts along \(axis)")
+        let size = shape[axis] / count
+        return (0..<count).map { slice(axis: axis, range: $0 * size..<($0 + 1) * size) }
+    }
+
+    /// A copy of the elements whose index along `axis` falls in `range`.
+    public func slice(axis: Int, range: Range<Int>) -> Tensor {
+        precondition(range.lowerBound >= 0 && range.upperBound <= shape[axis], "slice \(range) out of bounds for \(shape)")
+        var outShape = shape
+        outShape[axis] = range.count
+        let outer = shape[..<axis].reduce(1, *)
+        let inner = shape[(axis + 1)...].reduce(1, *)
+        var result = Tensor(uninitialized: outShape)
+        let output = result.mutablePointer()
+        withExtendedLifetime(self) {
+            let input = pointer
+            for o in 0..<outer {
+                (output + o * range.count * inner)
+                    .update(from: input + (o * shape[axis] + range.lowerBound) * inner, count: range.count * inner)
+            }
+        }
+        return result
+    }
+
+    /// Swaps two dimensions (a copy, contiguous in the new order).
+    public func transposed(_ first: Int, _ second: Int) -> Tensor {
+        var order = Array(0..<rank)
+        order.swapAt(first, second)
+        return permuted(order)
+    }
+
+    /// Reorders dimensions: result dimension i is this tensor's dimension `order[i]`.
+    public func permuted(_ order: [Int]) -> Tensor {
+        precondition(order.sorted() == Array(0..<rank), "\(order) is not a permutation of 0..<\(rank)")
+        let outShape = order.map { shape[$0] }
+        var strides = Array(repeating: 1, count: rank)
+        for axis in Swift.stride(from: rank - 2, through: 0, by: -1) { strides[axis] = strides[axis + 1] * shape[axis + 1] }
+        let sourceStrides = order.map { strides[$0] }
+        var result = Tensor(uninitialized: outShape)
+        let output = result.mutablePointer()
+        let inner = outShape.last ?? 1, innerStride = sourceStrides.last ?? 1
+        let rows = count / max(inner, 1)
+        withExtendedLifetime(self) {
+            let input = pointer
+            parallelFor(rows, minimumChunk: max(1, 16_384 / max(inner, 1))) { range in
+                for row in range {
+                    var rest = row, source = 0
+                    for axis in Swift.stride(from: rank - 2, through: 0, by: -1) {
+                        source += (rest % outShape[axis]) * sourceStrides[axis]
+                        rest /= outShape[axis]
+                    }
+                    let o = output + row * inner
+                    for j in 0..<inner { o[j] = input[source + j * innerStride] }
+                }
+            }
+        }
+        return result
+    }
+
+    /// Nearest-neighbour 2× upsampling of an NCHW tensor (each pixel becomes 2×2).
+    public func upsampledNearest2x() -> Tensor {
+        precondition(rank == 4, "upsample needs [N, C, H, W], got \(shape)")
+        let (planes, height, width) = (shape[0] * shape[1], shape[2], shape[3])
+        var result = Tensor(uninitialized: [shape[0], shape[1], height * 2, width * 2])
+        let output = result.mutablePointer()
+        withExtendedLifetime(self) {
+            let input = pointer
+            parallelFor(planes * height, minimumChunk: max(1, 8192 / max(width, 1))) { range in
+                for line in range {
+                    let source = input + line * width
+                    let target = output + line * 4 * width
+                    for x in 0..<width {
+                        target[2 * x] = source[x]
+                        target[2 * x + 1] = source[x]
+                    }
+                    (target + 2 * width).update(from: target, count: 2 * width)
+                }
+            }
+        }
+        return result
+    }
+
+    /// Pads the last two dimensions of an NCHW tensor with zeros (sides may differ).
+    public func padded(top: Int, left: Int, bottom: Int, right: Int) -> Tensor {
+        precondition(rank == 4 && min(top, left, bottom, right) >= 0, "pad needs [N, C, H, W] and non-negative sides")
+        let (planes, height, width) = (shape[0] * shape[1], shape[2], shape[3])
+        let newHeight = height + top + bottom, newWidth = width + left + right
+        var result = Tensor(zeros: [shape[0], shape[1], newHeight, newWidth])
+        let output = result.mutablePointer()
+        withExtendedLifetime(self) {
+            let input = pointer
+            for plane in 0..<planes {
+                for row in 0..<height {
+                    (output + (plane * newHeight + row + top) * newWidth + left)
+                        .update(from: input + (plane * height + row) * width, count: width)
+                }
+            }
+        }
+        return result
+    }
+
+    /// Rows of an embedding table [vocabulary, width] for each id → [ids.count, width].
+    public static func embedding(table: Tensor, ids: [Int]) -> Tensor {
+        precondition(table.rank == 2, "embedding table must be [vocabulary, width], got \(table.shape)")
+        let (vocabulary, width) = (table.shape[0], table.shape[1])
+        var result = Tensor(uninitialized: [ids.count, width])
+        let output = result.mutablePointer()
+        withExtendedLifetime(table) {
+            for (row, id) in ids.enumerated() {
+                precondition(id >= 0 && id < vocabulary, "token id \(id) outside the vocabulary of \(vocabulary)")
+                (output + row * width).update(from: table.pointer + id * width, count: width)
+            }
+        }
+        return result
+    }
+
+    /// Sinusoidal timestep embedding as diffusers' `get_timestep_embedding`:
+    /// [sin | cos] of t·e^(−ln(maxPeriod)·i/(half − shift)), or [cos | sin] with `flipSinToCos`.
+    public static func timestepEmbedding(_ timesteps: [Float], dimension: Int, flipSinToCos: Bool = true,
+                                         downscaleFreqShift: Float = 0, maxPeriod: Float = 10_000) -> Tensor {
+        let half = dimension / 2
+        var result = Tensor(zeros: [timesteps.count, dimension])
+        let output = result.mutablePointer()
+        // Frequencies in Float32, as PyTorch computes them, for bit-level agreement.
+        let frequencies = (0..<half).map { i -> Float in
+            Float(exp(Double(-logf(maxPeriod) * Float(i) / (Float(half) - downscaleFreqShift))))
+        }
+        for (row, t) in timesteps.enumerated() {
+            let line = output + row * dimension
+            for i in 0..<half {
+                let angle = t * Float(frequencies[i])
+                let (sine, cosine) = (Float(sin(Double(angle))), Float(cos(Double(angle))))
+                line[flipSinToCos ? half + i : i] = sine
+                line[flipSinToCos ? i : half + i] = cosine
+            }
+        }
+        return result
+    }
+}

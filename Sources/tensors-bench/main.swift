@@ -1,0 +1,102 @@
+// Benchmarks the Tensors kernels on the shapes SD 1.5 uses at 512×512 and prints
+// each one's GFLOP/s next to a plain sgemm measured in the same run.
+//
+//   swift run -c release tensors-bench            all kernels
+//   swift run -c release tensors-bench attention-memory
+//                                                  only 4096-token self-attention; prints peak RSS
+//
+// Thresholds (issue 3): conv2d 3×3 ≥ 80 % and attention ≥ 60 % of the sgemm rate;
+// peak memory of the 4096-token attention run < 200 MB.
+import Foundation
+import Tensors
+
+func seconds(_ body: () -> Void) -> Double {
+    let start = DispatchTime.now().uptimeNanoseconds
+    body()
+    return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+}
+
+/// Best time of `repeats` runs after one warm-up.
+func best(repeats: Int = 5, _ body: () -> Void) -> Double {
+    body()
+    return (0..<repeats).map { _ in seconds(body) }.min()!
+}
+
+func random(_ shape: [Int], scale: Float = 1) -> Tensor {
+    var state: UInt32 = 12345
+    let count = shape.reduce(1, *)
+    return Tensor(shape: shape, values: (0..<count).map { _ in
+        state = state &* 1_664_525 &+ 1_013_904_223
+        return (Float(state >> 8) / Float(1 << 24) - 0.5) * scale
+    })
+}
+
+/// GFLOP/s of a plain sgemm [m×k]·[k×n] on this machine, now.
+func sgemmRate(m: Int, n: Int, k: Int) -> Double {
+    let a = random([m, k]), b = random([k, n])
+    var c = Tensor(zeros: [m, n])
+    let output = c.mutablePointer()
+    let time = best {
+        Gemm.multiply(m: m, n: n, k: k, a: a.pointer, lda: k, b: b.pointer, ldb: n, c: output, ldc: n)
+    }
+    withExtendedLifetime((a, b, c)) {}
+    return 2 * Double(m) * Double(n) * Double(k) / time / 1e9
+}
+
+func peakRSSMegabytes() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return Double(usage.ru_maxrss) / 1024
+}
+
+func line(_ name: String, flops: Double, time: Double, reference: Double, threshold: Double) {
+    let rate = flops / time / 1e9
+    let ratio = rate / reference
+    let verdict = ratio >= threshold ? "ok" : "BELOW"
+    print(String(format: "%-44@ %8.1f ms %7.1f GFLOP/s   sgemm %6.1f   ratio %5.1f %%  (≥ %.0f %%: %@)",
+                 name as NSString, time * 1000, rate, reference, ratio * 100, threshold * 100, verdict as NSString))
+}
+
+func benchmarkConv(batch: Int, channels: Int, size: Int) {
+    let x = random([batch, channels, size, size])
+    let weight = random([channels, channels, 3, 3], scale: 0.05)
+    let bias = random([channels])
+    let time = best(repeats: 3) { _ = x.conv2d(weight: weight, bias: bias, padding: 1) }
+    let flops = 2 * Double(batch) * Double(channels * channels * 9) * Double(size * size)
+    // The reference: the same product as one sgemm per image ([out, in·9] × [in·9, H·W]).
+    let reference = sgemmRate(m: channels, n: size * size, k: channels * 9)
+    line("conv2d 3×3 \(channels)→\(channels) at \(size)×\(size), batch \(batch)", flops: flops, time: time,
+         reference: reference, threshold: 0.8)
+}
+
+func benchmarkAttention(batch: Int, queries: Int, keys: Int, channels: Int, heads: Int, label: String) {
+    let q = random([batch, queries, channels]), k = random([batch, keys, channels]), v = random([batch, keys, channels])
+    let time = best(repeats: 3) { _ = Tensor.attention(query: q, key: k, value: v, heads: heads) }
+    let flops = 4 * Double(batch) * Double(queries) * Double(keys) * Double(channels)
+    // The reference: a square sgemm of about the same FLOPs, the machine's best case.
+    let side = Int(pow(flops / Double(batch) / 2, 1.0 / 3.0).rounded())
+    let reference = sgemmRate(m: side, n: side, k: side)
+    line(label, flops: flops, time: time, reference: reference, threshold: 0.6)
+}
+
+let arguments = CommandLine.arguments.dropFirst()
+if let rows = ProcessInfo.processInfo.environment["ATTN_TILE"].flatMap(Int.init) { Tensor.attentionTileRows = rows }
+print("threads: \(ComputeThreads.count) (OpenBLAS: \(ComputeThreads.blasThreads))")
+if arguments.first == "attention-memory" {
+    let before = peakRSSMegabytes()
+    let q = random([2, 4096, 320]), k = random([2, 4096, 320]), v = random([2, 4096, 320])
+    BufferPool.resetStatistics()
+    let output = Tensor.attention(query: q, key: k, value: v, heads: 8)
+    let largest = BufferPool.statistics.largestRequest
+    print(String(format: "self-attention 2×4096×320, 8 heads: peak RSS %.1f MB (%.1f MB before inputs); largest buffer %.1f MB; full scores would be %.0f MB",
+                 peakRSSMegabytes(), before, Double(largest) * 4 / 1e6, 2.0 * 8 * 4096 * 4096 * 4 / 1e6))
+    withExtendedLifetime(output) {}
+} else {
+    benchmarkConv(batch: 2, channels: 320, size: 64)
+    benchmarkConv(batch: 2, channels: 640, size: 32)
+    benchmarkConv(batch: 2, channels: 1280, size: 8)
+    benchmarkAttention(batch: 2, queries: 4096, keys: 4096, channels: 320, heads: 8,
+                       label: "self-attention 4096 tok, 320 ch, 8 heads, b2")
+    benchmarkAttention(batch: 2, queries: 4096, keys: 77, channels: 320, heads: 8,
+                       label: "cross-attention 4096×77, 320 ch, 8 heads, b2")
+}
