@@ -31,7 +31,7 @@ typedef int32_t v16i __attribute__((vector_size(64), aligned(4)));
         *value = p * (VEC)bits * 2.0f;                                                       \
     }                                                                                        \
                                                                                              \
-    TARGET static void ck_softmax_row_##SUFFIX(float *row, size_t width) {                   \
+    TARGET static float ck_exp_row_##SUFFIX(float *row, size_t width) {                   \
         size_t full = width - width % LANES;                                                 \
         VEC vmax = ((VEC){0} + (float)(-INFINITY));                                             \
         for (size_t j = 0; j < full; j += LANES) {                                           \
@@ -62,7 +62,12 @@ typedef int32_t v16i __attribute__((vector_size(64), aligned(4)));
                 sum += tail[j - full];                                                       \
             }                                                                                \
         }                                                                                    \
-        float inverse = 1.0f / sum;                                                          \
+        return sum;                                                                          \
+    }                                                                                        \
+                                                                                             \
+    TARGET static void ck_softmax_row_##SUFFIX(float *row, size_t width) {                   \
+        size_t full = width - width % LANES;                                                 \
+        float inverse = 1.0f / ck_exp_row_##SUFFIX(row, width);                              \
         for (size_t j = 0; j < full; j += LANES) {                                           \
             VEC v;                                                                           \
             memcpy(&v, row + j, sizeof v);                                                   \
@@ -96,6 +101,14 @@ void ck_softmax_row(float *row, size_t width) {
     case CK_AVX512: ck_softmax_row_avx512(row, width); break;
     case CK_AVX2: ck_softmax_row_avx2(row, width); break;
     default: ck_softmax_row_baseline(row, width); break;
+    }
+}
+
+float ck_exp_row(float *row, size_t width) {
+    switch (ck_level_now()) {
+    case CK_AVX512: return ck_exp_row_avx512(row, width);
+    case CK_AVX2: return ck_exp_row_avx2(row, width);
+    default: return ck_exp_row_baseline(row, width);
     }
 }
 

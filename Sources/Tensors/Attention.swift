@@ -13,15 +13,30 @@ extension Tensor {
         return result
     }
 
+    /// The vector instruction set the engine's own kernels use ("avx512", "avx2+fma" or "baseline").
+    public static var instructionSet: String { String(cString: ck_instruction_set()) }
+
+    /// Caps the vector kernels' instruction set (0 baseline, 1 AVX2+FMA, 2 AVX-512, −1 none);
+    /// returns the previous cap. Lets tests check every path on one machine.
+    @discardableResult
+    public static func limitInstructionSet(_ level: Int32) -> Int32 {
+        let previous = instructionSetCap
+        instructionSetCap = level
+        ck_limit_instruction_set(level)
+        return previous
+    }
+
+    nonisolated(unsafe) private static var instructionSetCap: Int32 = -1
+
     /// Softmax of one row in place (the vectorised C kernel, chosen for this CPU).
     @inlinable @inline(__always)
     static func softmaxRow(_ row: UnsafeMutablePointer<Float>, _ width: Int) {
         ck_softmax_row(row, width)
     }
 
-    /// Query rows per tile: small enough that a tile's scores stay in the core's
-    /// L2 cache while they go through softmax.
-    public static var attentionTileRows = 64
+    /// Scores per query tile: small enough that a tile stays in a core's L2 cache
+    /// while it goes through softmax, large enough for efficient GEMMs.
+    public static var attentionTileScores = 1 << 19
 
     /// Multi-head attention softmax(Q·Kᵀ/√d)·V with heads split from the channels:
     /// query [B, Nq, H·d], key [B, Nk, H·d], value [B, Nk, H·dv] → [B, Nq, H·dv].
@@ -42,22 +57,23 @@ extension Tensor {
         precondition(!causal || keys == queries, "causal attention needs as many keys as queries")
         let headWidth = width / heads, valueHeadWidth = valueWidth / heads
         let scale = 1 / Float(headWidth).squareRoot()
-        let tile = max(1, min(queries, attentionTileRows))
+        let tile = max(1, min(queries, attentionTileScores / max(keys, 1)))
         let tiles = (queries + tile - 1) / tile
         let items = batch * heads * tiles
         let threads = max(1, min(ComputeThreads.count, items))
 
         var result = Tensor(uninitialized: [batch, queries, valueWidth])
         let output = result.mutablePointer()
-        var scores = Tensor(uninitialized: [threads, tile, keys])
+        // Per thread: one tile of scores, then one row sum per query of the tile.
+        let scratchPerThread = tile * keys + tile
+        var scores = Tensor(uninitialized: [threads, scratchPerThread])
         let scratch = scores.mutablePointer()
         withExtendedLifetime((query, key, value)) {
             let q = query.pointer, k = key.pointer, v = value.pointer
             Gemm.withSingleThreadedCalls {
-                parallelFor(items) { range in
-                    // parallelFor gives each thread one contiguous range; its index picks the scratch.
-                    let thread = range.lowerBound * threads / items
-                    let s = scratch + thread * tile * keys
+                parallelParts(items, parts: threads) { thread, range in
+                    let s = scratch + thread * scratchPerThread
+                    let sums = s + tile * keys
                     for item in range {
                         let b = item / (heads * tiles), h = (item / tiles) % heads, first = (item % tiles) * tile
                         let rows = min(tile, queries - first)
@@ -67,18 +83,20 @@ extension Tensor {
                         let oh = output + (b * queries + first) * valueWidth + h * valueHeadWidth
                         Gemm.multiply(m: rows, n: keys, k: headWidth, a: qh, lda: width,
                                       b: kh, ldb: width, transposeB: true, c: s, ldc: keys, alpha: scale)
+                        // Unnormalised softmax: the division by each row's sum is applied to
+                        // the output row (dv wide) instead of the score row (Nk wide).
                         for row in 0..<rows {
                             let line = s + row * keys
-                            if causal {
-                                let visible = first + row + 1
-                                Tensor.softmaxRow(line, visible)
-                                (line + visible).update(repeating: 0, count: keys - visible)
-                            } else {
-                                Tensor.softmaxRow(line, keys)
-                            }
+                            let visible = causal ? first + row + 1 : keys
+                            sums[row] = ck_exp_row(line, visible)
+                            if visible < keys { (line + visible).update(repeating: 0, count: keys - visible) }
                         }
                         Gemm.multiply(m: rows, n: valueHeadWidth, k: keys, a: s, lda: keys,
                                       b: vh, ldb: valueWidth, c: oh, ldc: valueWidth)
+                        for row in 0..<rows {
+                            let line = oh + row * valueWidth, inverse = 1 / sums[row]
+                            for j in 0..<valueHeadWidth { line[j] *= inverse }
+                        }
                     }
                 }
             }

@@ -47,16 +47,42 @@ public enum BufferPool {
         buffers.forEach { UnsafeMutableRawPointer($0).deallocate() }
     }
 
+    /// Runs `body` and returns what the pool did for the buffers requested on this
+    /// thread meanwhile (other threads' requests are not counted), e.g. to check that
+    /// a loop's second iteration allocates nothing.
+    public static func track(_ body: () throws -> Void) rethrows -> Statistics {
+        let previous = pthread_getspecific(trackingKey)
+        let counters = UnsafeMutablePointer<Statistics>.allocate(capacity: 1)
+        counters.initialize(to: Statistics())
+        pthread_setspecific(trackingKey, counters)
+        defer {
+            pthread_setspecific(trackingKey, previous)
+            counters.deallocate()
+        }
+        try body()
+        return counters.pointee
+    }
+
+    private static let trackingKey: pthread_key_t = {
+        var key = pthread_key_t()
+        pthread_key_create(&key, nil)
+        return key
+    }()
+
     static func take(count: Int) -> UnsafeMutablePointer<Float> {
         let elements = max(count, 1)
+        let tracked = pthread_getspecific(trackingKey)?.assumingMemoryBound(to: Statistics.self)
         let reused: UnsafeMutablePointer<Float>? = lock.withLock {
             stats.largestRequest = max(stats.largestRequest, count)
+            tracked?.pointee.largestRequest = max(tracked?.pointee.largestRequest ?? 0, count)
             guard let pointer = free[elements]?.popLast() else {
                 stats.systemAllocations += 1
+                tracked?.pointee.systemAllocations += 1
                 return nil
             }
             pooledBytes -= elements * MemoryLayout<Float>.stride
             stats.reuses += 1
+            tracked?.pointee.reuses += 1
             return pointer
         }
         if let reused { return reused }

@@ -80,7 +80,7 @@ func benchmarkAttention(batch: Int, queries: Int, keys: Int, channels: Int, head
 }
 
 let arguments = CommandLine.arguments.dropFirst()
-if let rows = ProcessInfo.processInfo.environment["ATTN_TILE"].flatMap(Int.init) { Tensor.attentionTileRows = rows }
+if let scores = ProcessInfo.processInfo.environment["ATTN_TILE_SCORES"].flatMap(Int.init) { Tensor.attentionTileScores = scores }
 print("threads: \(ComputeThreads.count) (OpenBLAS: \(ComputeThreads.blasThreads))")
 if arguments.first == "attention-memory" {
     let before = peakRSSMegabytes()

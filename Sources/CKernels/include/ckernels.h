@@ -9,6 +9,10 @@
 /// Softmax of one row in place (max-subtracted, so large inputs cannot overflow).
 void ck_softmax_row(float *row, size_t width);
 
+/// Replaces each value x by e^(x - max(row)) and returns their sum: softmax
+/// without the final division, which attention applies to its (narrower) output.
+float ck_exp_row(float *row, size_t width);
+
 /// The instruction set the kernels run with: "avx512", "avx2+fma" or "baseline".
 const char *ck_instruction_set(void);
 
