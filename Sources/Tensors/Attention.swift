@@ -36,7 +36,7 @@ extension Tensor {
 
     /// Scores per query tile: small enough that a tile stays in a core's L2 cache
     /// while it goes through softmax, large enough for efficient GEMMs.
-    public static var attentionTileScores = 1 << 19
+    public static var attentionTileScores = 1 << 20
 
     /// Multi-head attention softmax(Q·Kᵀ/√d)·V with heads split from the channels:
     /// query [B, Nq, H·d], key [B, Nk, H·d], value [B, Nk, H·dv] → [B, Nq, H·dv].
