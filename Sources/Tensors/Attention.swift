@@ -47,7 +47,9 @@ extension Tensor {
     /// whole items and runs them with single-threaded GEMMs, so a tile's scores go
     /// from GEMM through softmax to GEMM without leaving its core. The largest buffer
     /// is one tile's scores per thread: memory grows with tokens, not tokens².
-    public static func attention(query: Tensor, key: Tensor, value: Tensor, heads: Int, causal: Bool = false) -> Tensor {
+    /// `tileScores` overrides `attentionTileScores` for this call.
+    public static func attention(query: Tensor, key: Tensor, value: Tensor, heads: Int, causal: Bool = false,
+                                 tileScores: Int? = nil) -> Tensor {
         precondition(query.rank == 3 && key.rank == 3 && value.rank == 3, "attention needs [B, N, C] tensors")
         let (batch, queries, width) = (query.shape[0], query.shape[1], query.shape[2])
         let (keys, valueWidth) = (key.shape[1], value.shape[2])
@@ -57,7 +59,7 @@ extension Tensor {
         precondition(!causal || keys == queries, "causal attention needs as many keys as queries")
         let headWidth = width / heads, valueHeadWidth = valueWidth / heads
         let scale = 1 / Float(headWidth).squareRoot()
-        let tile = max(1, min(queries, attentionTileScores / max(keys, 1)))
+        let tile = max(1, min(queries, (tileScores ?? attentionTileScores) / max(keys, 1)))
         let tiles = (queries + tile - 1) / tile
         let items = batch * heads * tiles
         let threads = max(1, min(ComputeThreads.count, items))
