@@ -1,0 +1,255 @@
+import Foundation
+
+/// An int-or-list config value (diffusers writes `attention_head_dim: 8` or `[5, 10, 20, 20]`).
+public enum PerBlock: Codable, Equatable, Sendable {
+    case all(Int)
+    case each([Int])
+
+    /// The value for block `index` of `count`.
+    public func value(at index: Int) -> Int {
+        switch self {
+        case .all(let value): return value
+        case .each(let values): return values[min(index, values.count - 1)]
+        }
+    }
+
+    public init(from decoder: Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if let value = try? container.decode(Int.self) {
+            self = .all(value)
+        } else {
+            self = .each(try container.decode([Int].self))
+        }
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.singleValueContainer()
+        switch self {
+        case .all(let value): try container.encode(value)
+        case .each(let values): try container.encode(values)
+        }
+    }
+}
+
+/// The UNet2DConditionModel settings the engine uses (diffusers' `unet/config.json`).
+public struct UNetConfig: Codable, Equatable, Sendable {
+    public var inChannels = 4
+    public var outChannels = 4
+    public var blockOutChannels = [320, 640, 1280, 1280]
+    public var layersPerBlock = 2
+    public var downBlockTypes = ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"]
+    public var upBlockTypes = ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"]
+    public var crossAttentionDim = 768
+    /// diffusers' historical name: for SD 1.x/2.x it holds the number of heads per block.
+    public var attentionHeadDim: PerBlock = .all(8)
+    /// When set, the heads per block (newer configs); takes precedence over `attentionHeadDim`.
+    public var numAttentionHeads: PerBlock?
+    public var useLinearProjection = false
+    public var normNumGroups = 32
+    public var normEps: Double = 1e-5
+    public var flipSinToCos = true
+    public var freqShift = 0
+    public var sampleSize = 64
+    public var upcastAttention = false
+    public var transformerLayersPerBlock: PerBlock = .all(1)
+    public var actFn = "silu"
+    public var classEmbedType: String?
+    public var additionEmbedType: String?
+
+    /// SD 1.5's UNet.
+    public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case inChannels = "in_channels", outChannels = "out_channels", blockOutChannels = "block_out_channels"
+        case layersPerBlock = "layers_per_block", downBlockTypes = "down_block_types", upBlockTypes = "up_block_types"
+        case crossAttentionDim = "cross_attention_dim", attentionHeadDim = "attention_head_dim"
+        case numAttentionHeads = "num_attention_heads", useLinearProjection = "use_linear_projection"
+        case normNumGroups = "norm_num_groups", normEps = "norm_eps", flipSinToCos = "flip_sin_to_cos"
+        case freqShift = "freq_shift", sampleSize = "sample_size", upcastAttention = "upcast_attention"
+        case transformerLayersPerBlock = "transformer_layers_per_block", actFn = "act_fn"
+        case classEmbedType = "class_embed_type", additionEmbedType = "addition_embed_type"
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = UNetConfig()
+        inChannels = try c.decodeIfPresent(Int.self, forKey: .inChannels) ?? d.inChannels
+        outChannels = try c.decodeIfPresent(Int.self, forKey: .outChannels) ?? d.outChannels
+        blockOutChannels = try c.decodeIfPresent([Int].self, forKey: .blockOutChannels) ?? d.blockOutChannels
+        layersPerBlock = try c.decodeIfPresent(Int.self, forKey: .layersPerBlock) ?? d.layersPerBlock
+        downBlockTypes = try c.decodeIfPresent([String].self, forKey: .downBlockTypes) ?? d.downBlockTypes
+        upBlockTypes = try c.decodeIfPresent([String].self, forKey: .upBlockTypes) ?? d.upBlockTypes
+        crossAttentionDim = try c.decodeIfPresent(Int.self, forKey: .crossAttentionDim) ?? d.crossAttentionDim
+        attentionHeadDim = try c.decodeIfPresent(PerBlock.self, forKey: .attentionHeadDim) ?? d.attentionHeadDim
+        numAttentionHeads = try c.decodeIfPresent(PerBlock.self, forKey: .numAttentionHeads)
+        useLinearProjection = try c.decodeIfPresent(Bool.self, forKey: .useLinearProjection) ?? d.useLinearProjection
+        normNumGroups = try c.decodeIfPresent(Int.self, forKey: .normNumGroups) ?? d.normNumGroups
+        normEps = try c.decodeIfPresent(Double.self, forKey: .normEps) ?? d.normEps
+        flipSinToCos = try c.decodeIfPresent(Bool.self, forKey: .flipSinToCos) ?? d.flipSinToCos
+        freqShift = try c.decodeIfPresent(Int.self, forKey: .freqShift) ?? d.freqShift
+        sampleSize = try c.decodeIfPresent(Int.self, forKey: .sampleSize) ?? d.sampleSize
+        upcastAttention = try c.decodeIfPresent(Bool.self, forKey: .upcastAttention) ?? d.upcastAttention
+        transformerLayersPerBlock = try c.decodeIfPresent(PerBlock.self, forKey: .transformerLayersPerBlock) ?? d.transformerLayersPerBlock
+        actFn = try c.decodeIfPresent(String.self, forKey: .actFn) ?? d.actFn
+        classEmbedType = try c.decodeIfPresent(String.self, forKey: .classEmbedType)
+        additionEmbedType = try c.decodeIfPresent(String.self, forKey: .additionEmbedType)
+    }
+
+    /// Attention heads of down block `index` (and of the matching up block, counted from the bottom).
+    public func heads(block index: Int) -> Int {
+        (numAttentionHeads ?? attentionHeadDim).value(at: index)
+    }
+
+    /// Throws unless the engine can run this UNet (SD 1.x/2.x shapes).
+    public func validate(path: String) throws {
+        guard additionEmbedType == nil, classEmbedType == nil else {
+            throw WeightsError(path, "UNet uses class/addition embeddings (SDXL or an upscaler); only SD 1.x and 2.x UNets are supported")
+        }
+        guard downBlockTypes.count == blockOutChannels.count, upBlockTypes.count == blockOutChannels.count else {
+            throw WeightsError(path, "UNet config has \(blockOutChannels.count) block widths but \(downBlockTypes.count) down and \(upBlockTypes.count) up blocks")
+        }
+        let known: Set = ["CrossAttnDownBlock2D", "DownBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"]
+        if let unknown = (downBlockTypes + upBlockTypes).first(where: { !known.contains($0) }) {
+            throw WeightsError(path, "UNet block type \(unknown) is not supported")
+        }
+        guard [4, 9].contains(inChannels) || inChannels > 0 else { throw WeightsError(path, "UNet in_channels must be positive") }
+    }
+}
+
+/// The AutoencoderKL settings the engine uses (diffusers' `vae/config.json`).
+public struct VAEConfig: Codable, Equatable, Sendable {
+    public var inChannels = 3
+    public var outChannels = 3
+    public var latentChannels = 4
+    public var blockOutChannels = [128, 256, 512, 512]
+    public var layersPerBlock = 2
+    public var normNumGroups = 32
+    public var sampleSize = 512
+    /// Latents are multiplied by this after encoding (SD: 0.18215).
+    public var scalingFactor: Double = 0.18215
+    public var useQuantConv = true
+    public var usePostQuantConv = true
+
+    /// SD's VAE.
+    public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case inChannels = "in_channels", outChannels = "out_channels", latentChannels = "latent_channels"
+        case blockOutChannels = "block_out_channels", layersPerBlock = "layers_per_block"
+        case normNumGroups = "norm_num_groups", sampleSize = "sample_size", scalingFactor = "scaling_factor"
+        case useQuantConv = "use_quant_conv", usePostQuantConv = "use_post_quant_conv"
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = VAEConfig()
+        inChannels = try c.decodeIfPresent(Int.self, forKey: .inChannels) ?? d.inChannels
+        outChannels = try c.decodeIfPresent(Int.self, forKey: .outChannels) ?? d.outChannels
+        latentChannels = try c.decodeIfPresent(Int.self, forKey: .latentChannels) ?? d.latentChannels
+        blockOutChannels = try c.decodeIfPresent([Int].self, forKey: .blockOutChannels) ?? d.blockOutChannels
+        layersPerBlock = try c.decodeIfPresent(Int.self, forKey: .layersPerBlock) ?? d.layersPerBlock
+        normNumGroups = try c.decodeIfPresent(Int.self, forKey: .normNumGroups) ?? d.normNumGroups
+        sampleSize = try c.decodeIfPresent(Int.self, forKey: .sampleSize) ?? d.sampleSize
+        scalingFactor = try c.decodeIfPresent(Double.self, forKey: .scalingFactor) ?? d.scalingFactor
+        useQuantConv = try c.decodeIfPresent(Bool.self, forKey: .useQuantConv) ?? d.useQuantConv
+        usePostQuantConv = try c.decodeIfPresent(Bool.self, forKey: .usePostQuantConv) ?? d.usePostQuantConv
+    }
+}
+
+/// The CLIP text transformer's settings (transformers' `text_encoder/config.json`).
+public struct TextEncoderConfig: Codable, Equatable, Sendable {
+    public var vocabSize = 49408
+    public var hiddenSize = 768
+    public var intermediateSize = 3072
+    public var numHiddenLayers = 12
+    public var numAttentionHeads = 12
+    public var maxPositionEmbeddings = 77
+    /// `quick_gelu` (OpenAI CLIP, SD 1.x) or `gelu` (OpenCLIP, SD 2.x).
+    public var hiddenAct = "quick_gelu"
+    public var layerNormEps: Double = 1e-5
+
+    /// SD 1.x's CLIP ViT-L/14 text tower.
+    public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case vocabSize = "vocab_size", hiddenSize = "hidden_size", intermediateSize = "intermediate_size"
+        case numHiddenLayers = "num_hidden_layers", numAttentionHeads = "num_attention_heads"
+        case maxPositionEmbeddings = "max_position_embeddings", hiddenAct = "hidden_act", layerNormEps = "layer_norm_eps"
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = TextEncoderConfig()
+        vocabSize = try c.decodeIfPresent(Int.self, forKey: .vocabSize) ?? d.vocabSize
+        hiddenSize = try c.decodeIfPresent(Int.self, forKey: .hiddenSize) ?? d.hiddenSize
+        intermediateSize = try c.decodeIfPresent(Int.self, forKey: .intermediateSize) ?? d.intermediateSize
+        numHiddenLayers = try c.decodeIfPresent(Int.self, forKey: .numHiddenLayers) ?? d.numHiddenLayers
+        numAttentionHeads = try c.decodeIfPresent(Int.self, forKey: .numAttentionHeads) ?? d.numAttentionHeads
+        maxPositionEmbeddings = try c.decodeIfPresent(Int.self, forKey: .maxPositionEmbeddings) ?? d.maxPositionEmbeddings
+        hiddenAct = try c.decodeIfPresent(String.self, forKey: .hiddenAct) ?? d.hiddenAct
+        layerNormEps = try c.decodeIfPresent(Double.self, forKey: .layerNormEps) ?? d.layerNormEps
+    }
+}
+
+/// Noise-schedule settings shared by every sampler (diffusers' `scheduler/scheduler_config.json`).
+public struct SchedulerConfig: Codable, Equatable, Sendable {
+    public var numTrainTimesteps = 1000
+    public var betaStart: Double = 0.00085
+    public var betaEnd: Double = 0.012
+    public var betaSchedule = "scaled_linear"
+    /// `epsilon` or `v_prediction` (SD 2.x 768 models).
+    public var predictionType = "epsilon"
+    public var stepsOffset = 1
+    public var timestepSpacing = "leading"
+
+    /// SD 1.5's scheduler settings.
+    public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case numTrainTimesteps = "num_train_timesteps", betaStart = "beta_start", betaEnd = "beta_end"
+        case betaSchedule = "beta_schedule", predictionType = "prediction_type", stepsOffset = "steps_offset"
+        case timestepSpacing = "timestep_spacing"
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = SchedulerConfig()
+        numTrainTimesteps = try c.decodeIfPresent(Int.self, forKey: .numTrainTimesteps) ?? d.numTrainTimesteps
+        betaStart = try c.decodeIfPresent(Double.self, forKey: .betaStart) ?? d.betaStart
+        betaEnd = try c.decodeIfPresent(Double.self, forKey: .betaEnd) ?? d.betaEnd
+        betaSchedule = try c.decodeIfPresent(String.self, forKey: .betaSchedule) ?? d.betaSchedule
+        predictionType = try c.decodeIfPresent(String.self, forKey: .predictionType) ?? d.predictionType
+        stepsOffset = try c.decodeIfPresent(Int.self, forKey: .stepsOffset) ?? d.stepsOffset
+        timestepSpacing = try c.decodeIfPresent(String.self, forKey: .timestepSpacing) ?? d.timestepSpacing
+    }
+}
+
+/// ControlNetModel settings: the UNet encoder's plus the conditioning embedding.
+public struct ControlNetConfig: Codable, Equatable, Sendable {
+    /// The copied UNet encoder's settings.
+    public var unet: UNetConfig
+    /// Channels of the conditioning embedding's convolutions.
+    public var conditioningEmbeddingOutChannels = [16, 32, 96, 256]
+    /// Control images are RGB or BGR.
+    public var conditioningChannelOrder = "rgb"
+
+    enum CodingKeys: String, CodingKey {
+        case conditioningEmbeddingOutChannels = "conditioning_embedding_out_channels"
+        case conditioningChannelOrder = "controlnet_conditioning_channel_order"
+    }
+
+    public init(from decoder: Decoder) throws {
+        unet = try UNetConfig(from: decoder)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        conditioningEmbeddingOutChannels = try c.decodeIfPresent([Int].self, forKey: .conditioningEmbeddingOutChannels)
+            ?? [16, 32, 96, 256]
+        conditioningChannelOrder = try c.decodeIfPresent(String.self, forKey: .conditioningChannelOrder) ?? "rgb"
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        try unet.encode(to: encoder)
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(conditioningEmbeddingOutChannels, forKey: .conditioningEmbeddingOutChannels)
+        try c.encode(conditioningChannelOrder, forKey: .conditioningChannelOrder)
+    }
+}

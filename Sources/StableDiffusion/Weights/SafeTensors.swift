@@ -1,0 +1,178 @@
+import Foundation
+import Tensors
+
+/// Why a weights file or folder cannot be used; every message names the file and,
+/// where there is one, the tensor.
+public struct WeightsError: Error, CustomStringConvertible, Equatable {
+    /// The file or folder concerned.
+    public var path: String
+    /// What is wrong and, where it helps, what to do.
+    public var message: String
+
+    /// Makes an error about `path`.
+    public init(_ path: String, _ message: String) {
+        self.path = path
+        self.message = message
+    }
+
+    public var description: String { "\(path): \(message)" }
+}
+
+/// Element types a safetensors file may hold that the engine reads (widened to Float32).
+public enum StoredDType: String, Sendable {
+    case f32 = "F32", f16 = "F16", bf16 = "BF16", f64 = "F64"
+
+    /// Bytes per element.
+    public var size: Int {
+        switch self {
+        case .f32: return 4
+        case .f16, .bf16: return 2
+        case .f64: return 8
+        }
+    }
+}
+
+/// A memory-mapped `.safetensors` file: the header is parsed and checked up front
+/// (sizes, offsets, overlaps, dtypes); tensor data is read only when asked for and
+/// widened to Float32 once.
+public final class SafeTensorsFile {
+    /// One tensor's place in the file.
+    public struct Entry: Sendable {
+        /// Stored element type.
+        public var dtype: StoredDType
+        /// Dimensions.
+        public var shape: [Int]
+        /// Byte range within the data section.
+        public var range: Range<Int>
+    }
+
+    /// The file.
+    public let url: URL
+    /// Every tensor by name.
+    public let entries: [String: Entry]
+    /// The header's `__metadata__` strings.
+    public let metadata: [String: String]
+    private let base: UnsafeRawPointer
+    private let mappedLength: Int
+    private let dataStart: Int
+
+    /// Largest header accepted; real files have headers of a few hundred KB.
+    public static let maxHeaderBytes = 100 << 20
+
+    /// Opens and validates `url`; throws `WeightsError` on anything malformed.
+    public init(url: URL) throws {
+        self.url = url
+        let path = url.path
+        let descriptor = open(path, O_RDONLY)
+        guard descriptor >= 0 else { throw WeightsError(path, "cannot open: \(String(cString: strerror(errno)))") }
+        defer { close(descriptor) }
+        var info = stat()
+        guard fstat(descriptor, &info) == 0 else { throw WeightsError(path, "cannot stat the file") }
+        let size = Int(info.st_size)
+        guard size >= 8 else { throw WeightsError(path, "file is \(size) bytes; a safetensors file starts with an 8-byte header length") }
+        guard let mapped = mmap(nil, size, PROT_READ, MAP_PRIVATE, descriptor, 0), mapped != MAP_FAILED else {
+            throw WeightsError(path, "cannot map the file: \(String(cString: strerror(errno)))")
+        }
+        do {
+            (entries, metadata, dataStart) = try SafeTensorsFile.parseHeader(UnsafeRawPointer(mapped), size: size, path: path)
+        } catch {
+            munmap(mapped, size)
+            throw error
+        }
+        base = UnsafeRawPointer(mapped)
+        mappedLength = size
+    }
+
+    private static func parseHeader(_ base: UnsafeRawPointer, size: Int, path: String) throws
+        -> (entries: [String: Entry], metadata: [String: String], dataStart: Int) {
+        let headerLength = base.loadUnaligned(as: UInt64.self).littleEndian
+        guard headerLength <= UInt64(min(size - 8, maxHeaderBytes)) else {
+            throw WeightsError(path, "header length \(headerLength) exceeds the file (\(size) bytes) or the \(maxHeaderBytes)-byte limit; the file is truncated or not safetensors")
+        }
+        let dataStart = 8 + Int(headerLength)
+        let header = Data(bytes: base + 8, count: Int(headerLength))
+        guard let object = try? JSONSerialization.jsonObject(with: header), let table = object as? [String: Any] else {
+            throw WeightsError(path, "header is not a JSON object")
+        }
+        let dataLength = size - dataStart
+        var entries: [String: Entry] = [:]
+        var metadata: [String: String] = [:]
+        for (name, value) in table {
+            if name == "__metadata__" {
+                guard let strings = value as? [String: String] else {
+                    throw WeightsError(path, "__metadata__ must map strings to strings")
+                }
+                metadata = strings
+                continue
+            }
+            guard let fields = value as? [String: Any] else { throw WeightsError(path, "tensor \"\(name)\": entry is not an object") }
+            guard let dtypeName = fields["dtype"] as? String else { throw WeightsError(path, "tensor \"\(name)\": missing dtype") }
+            guard let dtype = StoredDType(rawValue: dtypeName) else {
+                throw WeightsError(path, "tensor \"\(name)\": dtype \(dtypeName) is not supported (F32, F16, BF16, F64 are)")
+            }
+            guard let dims = fields["shape"] as? [Int], dims.allSatisfy({ $0 >= 0 }) else {
+                throw WeightsError(path, "tensor \"\(name)\": shape must be a list of non-negative integers")
+            }
+            guard let offsets = fields["data_offsets"] as? [Int], offsets.count == 2,
+                  offsets[0] >= 0, offsets[0] <= offsets[1], offsets[1] <= dataLength else {
+                throw WeightsError(path, "tensor \"\(name)\": data_offsets \(fields["data_offsets"] ?? "missing") lie outside the \(dataLength)-byte data section")
+            }
+            var elements = 1
+            for dim in dims {
+                let (product, overflow) = elements.multipliedReportingOverflow(by: dim)
+                guard !overflow else { throw WeightsError(path, "tensor \"\(name)\": shape \(dims) overflows") }
+                elements = product
+            }
+            guard offsets[1] - offsets[0] == elements * dtype.size else {
+                throw WeightsError(path, "tensor \"\(name)\": \(offsets[1] - offsets[0]) bytes do not hold shape \(dims) of \(dtypeName)")
+            }
+            entries[name] = Entry(dtype: dtype, shape: dims, range: offsets[0]..<offsets[1])
+        }
+        let ordered = entries.sorted { $0.value.range.lowerBound < $1.value.range.lowerBound }
+        for (previous, next) in zip(ordered, ordered.dropFirst())
+        where next.value.range.lowerBound < previous.value.range.upperBound && !next.value.range.isEmpty {
+            throw WeightsError(path, "tensors \"\(previous.key)\" and \"\(next.key)\" overlap")
+        }
+        return (entries, metadata, dataStart)
+    }
+
+    deinit {
+        munmap(UnsafeMutableRawPointer(mutating: base), mappedLength)
+    }
+
+    /// Tensor names, sorted.
+    public var names: [String] { entries.keys.sorted() }
+
+    /// Reads one tensor, widened to Float32.
+    public func tensor(_ name: String) throws -> Tensor {
+        guard let entry = entries[name] else { throw WeightsError(url.path, "no tensor \"\(name)\"") }
+        var result = Tensor(uninitialized: entry.shape)
+        let count = result.count
+        let output = result.mutablePointer()
+        let source = base + dataStart + entry.range.lowerBound
+        switch entry.dtype {
+        case .f32:
+            UnsafeMutableRawPointer(output).copyMemory(from: source, byteCount: count * 4)
+        case .f16:
+            for index in 0..<count {
+                output[index] = Float(Float16(bitPattern: source.loadUnaligned(fromByteOffset: index * 2, as: UInt16.self)))
+            }
+        case .bf16:
+            for index in 0..<count {
+                output[index] = Float(bitPattern: UInt32(source.loadUnaligned(fromByteOffset: index * 2, as: UInt16.self)) << 16)
+            }
+        case .f64:
+            for index in 0..<count {
+                output[index] = Float(source.loadUnaligned(fromByteOffset: index * 8, as: Double.self))
+            }
+        }
+        return result
+    }
+
+    /// Reads every tensor.
+    public func allTensors() throws -> [String: Tensor] {
+        var result: [String: Tensor] = [:]
+        for name in entries.keys { result[name] = try tensor(name) }
+        return result
+    }
+}
