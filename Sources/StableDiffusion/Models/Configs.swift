@@ -240,6 +240,8 @@ public struct ControlNetConfig: Codable, Equatable, Sendable {
 
     public init(from decoder: Decoder) throws {
         unet = try UNetConfig(from: decoder)
+        // A ControlNet has no up blocks; mirror the down blocks so the shared checks hold.
+        unet.upBlockTypes = unet.downBlockTypes.reversed().map { $0.replacingOccurrences(of: "Down", with: "Up") }
         let c = try decoder.container(keyedBy: CodingKeys.self)
         conditioningEmbeddingOutChannels = try c.decodeIfPresent([Int].self, forKey: .conditioningEmbeddingOutChannels)
             ?? [16, 32, 96, 256]

@@ -1,0 +1,149 @@
+import Tensors
+
+/// Residuals a ControlNet adds to the UNet: one per skip connection (12 for SD 1.x/2.x) and one for the middle.
+public struct ControlResiduals {
+    /// Added to the skip connections, in the order the encoder produces them.
+    public var down: [Tensor]
+    /// Added to the middle block's output.
+    public var middle: Tensor
+
+    /// Makes residuals.
+    public init(down: [Tensor], middle: Tensor) {
+        self.down = down
+        self.middle = middle
+    }
+
+    /// Sums residuals of several ControlNets.
+    public static func + (a: ControlResiduals, b: ControlResiduals) -> ControlResiduals {
+        ControlResiduals(down: zip(a.down, b.down).map { $0 + $1 }, middle: a.middle + b.middle)
+    }
+}
+
+/// One resolution level of the UNet's encoder: resnets, optional transformers, and a downsampler.
+struct DownLevel {
+    let resnets: [ResnetBlock]
+    let transformers: [SpatialTransformer]
+    let downsample: Downsample?
+}
+
+/// SD's UNet2DConditionModel: predicts the noise (or v) in latents at a timestep,
+/// conditioned on text through cross-attention.
+public struct UNet {
+    /// The time embedding, encoder and middle block: shared with ControlNet, which copies them.
+    struct Encoder {
+        let config: UNetConfig
+        let timeLinear1: Linear, timeLinear2: Linear
+        let convIn: Conv2d
+        let down: [DownLevel]
+        let midResnet1: ResnetBlock, midTransformer: SpatialTransformer, midResnet2: ResnetBlock
+
+        init(config: UNetConfig, reader: WeightReader) throws {
+            try config.validate(path: reader.source)
+            self.config = config
+            let groups = config.normNumGroups, eps = Float(config.normEps)
+            let levels = config.blockOutChannels.count
+            timeLinear1 = try Linear(reader, "time_embedding.linear_1", inputs: config.blockOutChannels[0])
+            timeLinear2 = try Linear(reader, "time_embedding.linear_2")
+            convIn = try Conv2d(reader, "conv_in")
+            guard convIn.inputs == config.inChannels else {
+                throw WeightsError(reader.source, "conv_in takes \(convIn.inputs) channels, the config says \(config.inChannels)")
+            }
+            down = try (0..<levels).map { level in
+                let block = reader.scope("down_blocks.\(level)")
+                let attends = config.downBlockTypes[level].hasPrefix("CrossAttn")
+                return DownLevel(
+                    resnets: try (0..<config.layersPerBlock).map { try ResnetBlock(block.scope("resnets.\($0)"), groups: groups, epsilon: eps) },
+                    transformers: attends ? try (0..<config.layersPerBlock).map {
+                        try SpatialTransformer(block.scope("attentions.\($0)"), heads: config.heads(block: level), groups: groups)
+                    } : [],
+                    downsample: level < levels - 1 ? try Downsample(block.scope("downsamplers.0")) : nil)
+            }
+            let mid = reader.scope("mid_block")
+            midResnet1 = try ResnetBlock(mid.scope("resnets.0"), groups: groups, epsilon: eps)
+            midTransformer = try SpatialTransformer(mid.scope("attentions.0"), heads: config.heads(block: levels - 1), groups: groups)
+            midResnet2 = try ResnetBlock(mid.scope("resnets.1"), groups: groups, epsilon: eps)
+        }
+
+        /// The activated time embedding for `timestep`, repeated for `batch` rows.
+        func timeEmbedding(_ timestep: Float, batch: Int) -> Tensor {
+            let sinusoid = Tensor.timestepEmbedding(Array(repeating: timestep, count: batch), dimension: config.blockOutChannels[0],
+                                                    flipSinToCos: config.flipSinToCos, downscaleFreqShift: Float(config.freqShift))
+            return timeLinear2(timeLinear1(sinusoid).silu()).silu()
+        }
+
+        /// Runs the down path: the skip connections (after conv_in, each resnet or
+        /// transformer, and each downsampler) and the lowest-resolution features.
+        /// `added` is summed after conv_in (ControlNet's conditioning embedding).
+        func encode(_ sample: Tensor, time: Tensor, context: Tensor, added: Tensor? = nil) -> (skips: [Tensor], hidden: Tensor) {
+            var h = convIn(sample)
+            if let added { h.add(added) }
+            var skips = [h]
+            for level in down {
+                for (index, resnet) in level.resnets.enumerated() {
+                    h = resnet(h, time: time)
+                    if !level.transformers.isEmpty { h = level.transformers[index](h, context: context) }
+                    skips.append(h)
+                }
+                if let downsample = level.downsample {
+                    h = downsample(h)
+                    skips.append(h)
+                }
+            }
+            return (skips, h)
+        }
+
+        /// The middle block: resnet, transformer, resnet.
+        func middle(_ h: Tensor, time: Tensor, context: Tensor) -> Tensor {
+            midResnet2(midTransformer(midResnet1(h, time: time), context: context), time: time)
+        }
+    }
+
+    /// The settings it was built with.
+    public var config: UNetConfig { encoder.config }
+    let encoder: Encoder
+    let up: [(resnets: [ResnetBlock], transformers: [SpatialTransformer], upsample: Upsample?)]
+    let normOut: GroupNorm, convOut: Conv2d
+
+    /// Builds the UNet from weights with diffusers' names.
+    public init(config: UNetConfig, weights: [String: Tensor], source: String = "unet") throws {
+        let reader = WeightReader(weights, source: source)
+        encoder = try Encoder(config: config, reader: reader)
+        let groups = config.normNumGroups, eps = Float(config.normEps)
+        let levels = config.blockOutChannels.count
+        up = try (0..<levels).map { level in
+            let block = reader.scope("up_blocks.\(level)")
+            let attends = config.upBlockTypes[level].hasPrefix("CrossAttn")
+            // Up blocks mirror the down blocks: up block i uses the heads of down block levels−1−i.
+            let heads = config.heads(block: levels - 1 - level)
+            return (resnets: try (0...config.layersPerBlock).map { try ResnetBlock(block.scope("resnets.\($0)"), groups: groups, epsilon: eps) },
+                    transformers: attends ? try (0...config.layersPerBlock).map {
+                        try SpatialTransformer(block.scope("attentions.\($0)"), heads: heads, groups: groups)
+                    } : [],
+                    upsample: level < levels - 1 ? try Upsample(block.scope("upsamplers.0")) : nil)
+        }
+        normOut = try GroupNorm(reader, "conv_norm_out", groups: groups, epsilon: eps)
+        convOut = try Conv2d(reader, "conv_out")
+    }
+
+    /// Predicts noise (or v) for latents [B, C, H, W] at `timestep`, with text context
+    /// [B, tokens, width] and optional ControlNet residuals.
+    public func callAsFunction(_ sample: Tensor, timestep: Float, context: Tensor, control: ControlResiduals? = nil) -> Tensor {
+        precondition(sample.shape[0] == context.shape[0], "latents and context need the same batch")
+        let time = encoder.timeEmbedding(timestep, batch: sample.shape[0])
+        var (skips, h) = encoder.encode(sample, time: time, context: context)
+        if let control {
+            precondition(control.down.count == skips.count, "ControlNet gives \(control.down.count) residuals, the UNet has \(skips.count) skips")
+            for index in skips.indices { skips[index].add(control.down[index]) }
+        }
+        h = encoder.middle(h, time: time, context: context)
+        if let control { h.add(control.middle) }
+        for level in up {
+            for (index, resnet) in level.resnets.enumerated() {
+                h = resnet(Tensor.concat([h, skips.removeLast()], axis: 1), time: time)
+                if !level.transformers.isEmpty { h = level.transformers[index](h, context: context) }
+            }
+            if let upsample = level.upsample { h = upsample(h) }
+        }
+        return convOut(normOut(h).silu())
+    }
+}

@@ -1,0 +1,107 @@
+import Foundation
+import StableDiffusion
+import Tensors
+import Testing
+
+/// One diffusers/transformers reference run from Fixtures/networks.json (Tools/make_network_fixtures.py).
+struct NetworkCase: Sendable, CustomTestStringConvertible {
+    struct Reference: Decodable, Sendable { let shape: [Int]; let offset: Int }
+    let name: String
+    let model: String
+    let timestep: Float
+    let scale: Float
+    let inputs: [String: Reference]
+    let outputs: [String: Reference]
+    var testDescription: String { name }
+}
+
+enum NetworkFixtures {
+    static let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures")
+
+    private struct File: Decodable {
+        struct Entry: Decodable {
+            struct Params: Decodable { let model: String; let timestep: Float?; let scale: Float? }
+            let name: String
+            let params: Params
+            let inputs: [String: NetworkCase.Reference]
+            let outputs: [String: NetworkCase.Reference]
+        }
+        let cases: [Entry]
+    }
+
+    static let cases: [NetworkCase] = {
+        guard let data = try? Data(contentsOf: folder.appendingPathComponent("networks.json")),
+              let file = try? JSONDecoder().decode(File.self, from: data) else { return [] }
+        return file.cases.map {
+            NetworkCase(name: $0.name, model: $0.params.model, timestep: $0.params.timestep ?? 0, scale: $0.params.scale ?? 1,
+                        inputs: $0.inputs, outputs: $0.outputs)
+        }
+    }()
+
+    static let blob: [Float] = {
+        guard let data = try? Data(contentsOf: folder.appendingPathComponent("networks.bin")) else { return [] }
+        return data.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+    }()
+
+    static func tensor(_ reference: NetworkCase.Reference) -> Tensor {
+        let count = reference.shape.reduce(1, *)
+        return Tensor(shape: reference.shape, values: Array(blob[reference.offset..<reference.offset + count]))
+    }
+
+    nonisolated(unsafe) static var models: [String: ModelWeights] = [:]
+    static let lock = NSLock()
+
+    static func model(_ name: String) throws -> ModelWeights {
+        try lock.withLock {
+            if let model = models[name] { return model }
+            let model = try ModelWeights.load(modelFixtures.appendingPathComponent(name))
+            models[name] = model
+            return model
+        }
+    }
+}
+
+/// Largest error relative to the output's scale: |ours − diffusers| / max|diffusers|.
+func relativeError(_ actual: Tensor, _ expected: Tensor) -> Float {
+    actual.maxAbsDifference(expected) / max(expected.absMax(), 1e-6)
+}
+
+@Test(arguments: NetworkFixtures.cases)
+func networkMatchesDiffusers(_ fixture: NetworkCase) throws {
+    let model = try NetworkFixtures.model(fixture.model)
+    let input = fixture.inputs.mapValues(NetworkFixtures.tensor)
+    let expected = fixture.outputs.mapValues(NetworkFixtures.tensor)
+    var actual: [String: Tensor] = [:]
+    if fixture.name.hasSuffix("text_encoder") {
+        let encoder = try TextEncoder(config: model.textEncoderConfig, weights: model.textEncoder)
+        let ids = input["ids"]!
+        let rows = (0..<ids.shape[0]).map { row in (0..<ids.shape[1]).map { Int(ids[row, $0]) } }
+        actual["last"] = encoder(rows)
+        actual["penultimate"] = encoder(rows, clipSkip: 2)
+    } else if fixture.name.contains("/unet") {
+        let unet = try UNet(config: model.unetConfig, weights: model.unet)
+        actual["noise"] = unet(input["sample"]!, timestep: fixture.timestep, context: input["context"]!)
+    } else if fixture.name.hasSuffix("vae") {
+        let vae = try VAE(config: model.vaeConfig, weights: model.vae)
+        actual["decoded"] = vae.decode(input["latents"]!)
+        let posterior = vae.encode(input["image"]!)
+        actual["mean"] = posterior.mean
+        actual["logvar"] = posterior.logVariance
+    } else if fixture.name.hasSuffix("controlnet") {
+        let controlnet = try ControlNet.load(modelFixtures.appendingPathComponent("tiny-controlnet"))
+        let unet = try UNet(config: model.unetConfig, weights: model.unet)
+        let residuals = controlnet(input["sample"]!, timestep: fixture.timestep, context: input["context"]!,
+                                   control: input["control"]!, scale: fixture.scale)
+        for (index, tensor) in residuals.down.enumerated() { actual["down\(index)"] = tensor }
+        actual["mid"] = residuals.middle
+        actual["noise"] = unet(input["sample"]!, timestep: fixture.timestep, context: input["context"]!, control: residuals)
+    }
+    #expect(Set(actual.keys) == Set(expected.keys))
+    for (name, reference) in expected {
+        guard let ours = actual[name] else { continue }
+        #expect(ours.shape == reference.shape, "\(fixture.name) \(name)")
+        guard ours.shape == reference.shape else { continue }
+        let error = relativeError(ours, reference)
+        #expect(error < 1e-5, "\(fixture.name) \(name): relative error \(error)")
+    }
+}

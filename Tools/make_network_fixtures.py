@@ -1,0 +1,75 @@
+#!/usr/bin/env python3
+"""Writes diffusers/transformers outputs of the tiny fixture models for the network parity tests.
+
+A dev tool (pip install torch diffusers transformers safetensors); run it after
+Tools/make_model_fixtures.py. Output: Tests/StableDiffusionTests/Fixtures/networks.{json,bin}.
+"""
+import json
+import pathlib
+
+import torch
+from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
+from transformers import CLIPTextModel
+
+here = pathlib.Path(__file__).resolve().parent.parent / "Tests" / "StableDiffusionTests" / "Fixtures"
+models = here / "models"
+cases, blob = [], bytearray()
+
+
+def put(t):
+    global blob
+    t = t.detach().to(torch.float32).contiguous()
+    offset = len(blob) // 4
+    blob += t.numpy().astype("<f4").tobytes()
+    return {"shape": list(t.shape), "offset": offset}
+
+
+def case(name, params, inputs, outputs):
+    cases.append({"name": name, "params": params, "inputs": {k: put(v) for k, v in inputs.items()},
+                  "outputs": {k: put(v) for k, v in outputs.items()}})
+
+
+torch.manual_seed(7)
+with torch.no_grad():
+    for model in ("tiny-sd1", "tiny-sd2"):
+        folder = models / model
+        text = CLIPTextModel.from_pretrained(folder / "text_encoder").eval()
+        ids = torch.randint(0, 1000, (2, 77))
+        out = text(ids, output_hidden_states=True)
+        penultimate = text.final_layer_norm(out.hidden_states[-2])
+        case(f"{model}/text_encoder", {"model": model}, {"ids": ids.float()},
+             {"last": out.last_hidden_state, "penultimate": penultimate})
+
+        unet = UNet2DConditionModel.from_pretrained(folder / "unet").eval()
+        context_width = unet.config.cross_attention_dim
+        sample = torch.randn(2, 4, 8, 8)
+        context = torch.randn(2, 77, context_width)
+        for t in (999, 500, 1):
+            case(f"{model}/unet_t{t}", {"model": model, "timestep": t}, {"sample": sample, "context": context},
+                 {"noise": unet(sample, t, context).sample})
+
+        vae = AutoencoderKL.from_pretrained(folder / "vae").eval()
+        latents = torch.randn(1, 4, 8, 8)
+        image = torch.rand(1, 3, 16, 16) * 2 - 1
+        posterior = vae.encode(image).latent_dist
+        case(f"{model}/vae", {"model": model}, {"latents": latents, "image": image},
+             {"decoded": vae.decode(latents).sample, "mean": posterior.mean, "logvar": posterior.logvar})
+
+        if model == "tiny-sd1":
+            controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(4, 8, 8, 8))
+            for p in controlnet.parameters():
+                p.data.copy_(torch.randn_like(p) * 0.2)
+            controlnet.save_pretrained(models / "tiny-controlnet")
+            control = torch.rand(2, 3, 64, 64)
+            down, mid = controlnet(sample, 500, context, controlnet_cond=control, conditioning_scale=0.8,
+                                   return_dict=False)
+            outputs = {f"down{i}": d for i, d in enumerate(down)}
+            outputs["mid"] = mid
+            outputs["noise"] = unet(sample, 500, context, down_block_additional_residuals=down,
+                                    mid_block_additional_residual=mid).sample
+            case("tiny-sd1/controlnet", {"model": model, "timestep": 500, "scale": 0.8},
+                 {"sample": sample, "context": context, "control": control}, outputs)
+
+(here / "networks.bin").write_bytes(bytes(blob))
+(here / "networks.json").write_text(json.dumps({"cases": cases}, indent=1))
+print(len(cases), "cases,", len(blob), "bytes")
