@@ -40,6 +40,20 @@ with torch.no_grad():
         case(f"{model}/text_encoder", {"model": model}, {"ids": ids.float()},
              {"last": out.last_hidden_state, "penultimate": penultimate})
 
+        # Prompt weights the A1111 way (sd_hijack_clip.process_tokens): scale each token's
+        # hidden state by its weight, then restore the chunk's original mean; two chunks concatenated.
+        weights = torch.ones(2, 77)
+        weights[0, 3:7] = 1.21
+        weights[1, 10:12] = 0.909
+        chunks = []
+        for row in range(2):
+            z = text(ids[row:row + 1]).last_hidden_state
+            original_mean = z.mean()
+            z = z * weights[row].reshape(1, 77, 1)
+            chunks.append(z * (original_mean / z.mean()))
+        case(f"{model}/text_encoder_weighted", {"model": model}, {"ids": ids.float(), "weights": weights},
+             {"weighted": torch.cat(chunks, dim=1)})
+
         unet = UNet2DConditionModel.from_pretrained(folder / "unet").eval()
         context_width = unet.config.cross_attention_dim
         sample = torch.randn(2, 4, 8, 8)
@@ -56,6 +70,24 @@ with torch.no_grad():
              {"decoded": vae.decode(latents).sample, "mean": posterior.mean, "logvar": posterior.logvar})
 
         if model == "tiny-sd1":
+            # diffusers' tiled decode (tiles of sample_size / 2^(levels-1) = 8 latents, 25 % overlap)
+            # of a latent 4x the tile size, and the untiled decode of the same latent.
+            big = torch.randn(1, 4, 32, 32)
+            vae.enable_tiling()
+            tiled = vae.decode(big).sample
+            vae.disable_tiling()
+            case("tiny-sd1/vae_tiled", {"model": model, "tile": vae.tile_latent_min_size}, {"latents": big},
+                 {"tiled": tiled, "untiled": vae.decode(big).sample})
+
+            # An inpainting UNet: 9 input channels (latents, mask, masked-image latents).
+            inpaint = UNet2DConditionModel.from_config({**unet.config, "in_channels": 9})
+            for p in inpaint.parameters():
+                p.data.copy_(torch.randn_like(p) * 0.2)
+            inpaint.save_pretrained(models / "tiny-inpaint-unet")
+            sample9 = torch.randn(2, 9, 8, 8)
+            case("tiny-sd1/unet_inpaint", {"model": model, "timestep": 321},
+                 {"sample": sample9, "context": context}, {"noise": inpaint(sample9, 321, context).sample})
+
             controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(4, 8, 8, 8))
             for p in controlnet.parameters():
                 p.data.copy_(torch.randn_like(p) * 0.2)

@@ -72,15 +72,29 @@ func networkMatchesDiffusers(_ fixture: NetworkCase) throws {
     let input = fixture.inputs.mapValues(NetworkFixtures.tensor)
     let expected = fixture.outputs.mapValues(NetworkFixtures.tensor)
     var actual: [String: Tensor] = [:]
-    if fixture.name.hasSuffix("text_encoder") {
+    if fixture.name.hasSuffix("text_encoder_weighted") {
+        let encoder = try TextEncoder(config: model.textEncoderConfig, weights: model.textEncoder)
+        let ids = input["ids"]!, weights = input["weights"]!
+        let rows = (0..<ids.shape[0]).map { row in (0..<ids.shape[1]).map { Int(ids[row, $0]) } }
+        let weightRows = (0..<weights.shape[0]).map { row in (0..<weights.shape[1]).map { weights[row, $0] } }
+        actual["weighted"] = encoder.encode(chunks: rows, weights: weightRows)
+    } else if fixture.name.hasSuffix("text_encoder") {
         let encoder = try TextEncoder(config: model.textEncoderConfig, weights: model.textEncoder)
         let ids = input["ids"]!
         let rows = (0..<ids.shape[0]).map { row in (0..<ids.shape[1]).map { Int(ids[row, $0]) } }
         actual["last"] = encoder(rows)
         actual["penultimate"] = encoder(rows, clipSkip: 2)
+    } else if fixture.name.hasSuffix("/unet_inpaint") {
+        let unet = try UNet.load(modelFixtures.appendingPathComponent("tiny-inpaint-unet"))
+        #expect(unet.config.inChannels == 9)
+        actual["noise"] = unet(input["sample"]!, timestep: fixture.timestep, context: input["context"]!)
     } else if fixture.name.contains("/unet") {
         let unet = try UNet(config: model.unetConfig, weights: model.unet)
         actual["noise"] = unet(input["sample"]!, timestep: fixture.timestep, context: input["context"]!)
+    } else if fixture.name.hasSuffix("vae_tiled") {
+        let vae = try VAE(config: model.vaeConfig, weights: model.vae)
+        actual["tiled"] = vae.decodeTiled(input["latents"]!, tile: 8)
+        actual["untiled"] = vae.decode(input["latents"]!)
     } else if fixture.name.hasSuffix("vae") {
         let vae = try VAE(config: model.vaeConfig, weights: model.vae)
         actual["decoded"] = vae.decode(input["latents"]!)

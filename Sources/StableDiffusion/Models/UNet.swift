@@ -1,3 +1,4 @@
+import Foundation
 import Tensors
 
 /// Residuals a ControlNet adds to the UNet: one per skip connection (12 for SD 1.x/2.x) and one for the middle.
@@ -123,6 +124,13 @@ public struct UNet {
         }
         normOut = try GroupNorm(reader, "conv_norm_out", groups: groups, epsilon: eps)
         convOut = try Conv2d(reader, "conv_out")
+    }
+
+    /// Loads a diffusers UNet folder (`config.json` + `diffusion_pytorch_model.safetensors`).
+    public static func load(_ folder: URL) throws -> UNet {
+        let config = try ModelWeights.readJSON(UNetConfig.self, folder.appendingPathComponent("config.json"))
+        let weights = try ModelWeights.componentWeights(folder, stem: "diffusion_pytorch_model", preferFP16: false)
+        return try UNet(config: config, weights: weights, source: folder.path)
     }
 
     /// Predicts noise (or v) for latents [B, C, H, W] at `timestep`, with text context

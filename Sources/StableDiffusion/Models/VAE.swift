@@ -101,4 +101,79 @@ public struct VAE {
         }
         return decoderOut(decoderNormOut(h).silu())
     }
+
+    /// Pixels per latent along each side: 2^(levels − 1) (8 for SD's VAE).
+    public var downscaleFactor: Int { 1 << (config.blockOutChannels.count - 1) }
+
+    /// Decodes tile by tile (tiles of `tile` latents, overlapping by `overlap` of a tile)
+    /// and blends each tile into its upper and left neighbours with linear ramps, as
+    /// diffusers' `enable_tiling` does, so that memory follows the tile size, not the
+    /// image size. Tiles are decoded one row at a time; only the previous row is kept.
+    public func decodeTiled(_ latents: Tensor, tile: Int = 64, overlap: Float = 0.25) -> Tensor {
+        let (batch, height, width) = (latents.shape[0], latents.shape[2], latents.shape[3])
+        let stride = max(1, Int((Float(tile) * (1 - overlap)).rounded()))
+        if height <= tile && width <= tile { return decode(latents) }
+        let factor = downscaleFactor
+        let blend = (tile - stride) * factor, keep = stride * factor
+        var output = Tensor(zeros: [batch, config.outChannels, height * factor, width * factor])
+        var previousRow: [Tensor] = []
+        for top in Swift.stride(from: 0, to: height, by: stride) {
+            var row: [Tensor] = []
+            for (column, left) in Swift.stride(from: 0, to: width, by: stride).enumerated() {
+                let piece = latents.slice(axis: 2, range: top..<min(top + tile, height))
+                    .slice(axis: 3, range: left..<min(left + tile, width))
+                var decoded = decode(piece)
+                if !previousRow.isEmpty { VAE.blend(from: previousRow[column], into: &decoded, extent: blend, vertical: true) }
+                if let previous = row.last { VAE.blend(from: previous, into: &decoded, extent: blend, vertical: false) }
+                row.append(decoded)
+                VAE.place(decoded, into: &output, top: top * factor, left: left * factor, rows: keep, columns: keep)
+            }
+            previousRow = row
+        }
+        return output
+    }
+
+    /// Ramps the first `extent` rows (or columns) of `tile` from `neighbour`'s last ones.
+    static func blend(from neighbour: Tensor, into tile: inout Tensor, extent: Int, vertical: Bool) {
+        let (planes, height, width) = (tile.shape[0] * tile.shape[1], tile.shape[2], tile.shape[3])
+        let (otherHeight, otherWidth) = (neighbour.shape[2], neighbour.shape[3])
+        let span = min(extent, vertical ? min(height, otherHeight) : min(width, otherWidth))
+        guard span > 0 else { return }
+        let target = tile.mutablePointer()
+        withExtendedLifetime(neighbour) {
+            let source = neighbour.pointer
+            for plane in 0..<planes {
+                for step in 0..<span {
+                    let weight = Float(step) / Float(span)
+                    if vertical {
+                        let to = target + (plane * height + step) * width
+                        let from = source + (plane * otherHeight + otherHeight - span + step) * otherWidth
+                        for x in 0..<min(width, otherWidth) { to[x] = from[x] * (1 - weight) + to[x] * weight }
+                    } else {
+                        for y in 0..<min(height, otherHeight) {
+                            let to = target + (plane * height + y) * width + step
+                            let from = source + (plane * otherHeight + y) * otherWidth + otherWidth - span + step
+                            to.pointee = from.pointee * (1 - weight) + to.pointee * weight
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Copies the top-left `rows × columns` of `tile` (clipped to the image) into `image` at (top, left).
+    static func place(_ tile: Tensor, into image: inout Tensor, top: Int, left: Int, rows: Int, columns: Int) {
+        let (planes, tileHeight, tileWidth) = (tile.shape[0] * tile.shape[1], tile.shape[2], tile.shape[3])
+        let (height, width) = (image.shape[2], image.shape[3])
+        let copyRows = min(rows, tileHeight, height - top), copyColumns = min(columns, tileWidth, width - left)
+        let target = image.mutablePointer()
+        withExtendedLifetime(tile) {
+            for plane in 0..<planes {
+                for y in 0..<copyRows {
+                    (target + (plane * height + top + y) * width + left)
+                        .update(from: tile.pointer + (plane * tileHeight + y) * tileWidth, count: copyColumns)
+                }
+            }
+        }
+    }
 }
