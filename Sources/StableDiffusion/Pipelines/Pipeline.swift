@@ -1,0 +1,121 @@
+import Foundation
+import Tensors
+
+/// The text-to-image pipeline: text conditioning → sampler loop with classifier-free
+/// guidance (conditional and unconditional passes batched into one UNet call) → VAE.
+public struct Pipeline {
+    /// The text encoder.
+    public let textEncoder: TextEncoder
+    /// The denoiser.
+    public let unet: UNet
+    /// The autoencoder.
+    public let vae: VAE
+    /// Noise schedule and prediction type.
+    public let schedulerConfig: SchedulerConfig
+
+    /// Builds every network of a loaded model.
+    public init(weights: ModelWeights) throws {
+        textEncoder = try TextEncoder(config: weights.textEncoderConfig, weights: weights.textEncoder)
+        unet = try UNet(config: weights.unetConfig, weights: weights.unet)
+        vae = try VAE(config: weights.vaeConfig, weights: weights.vae)
+        schedulerConfig = weights.schedulerConfig
+    }
+
+    /// What to render.
+    public struct Settings: Sendable {
+        /// Image width in pixels (a multiple of the latent grid the UNet accepts).
+        public var width = 512
+        /// Image height in pixels.
+        public var height = 512
+        /// Sampler steps.
+        public var steps = 20
+        /// Classifier-free guidance scale (1 = no guidance).
+        public var guidance: Float = 7.5
+        /// The sampler.
+        public var sampler = SamplerName.eulerAncestral
+        /// Seed of the first image; image i uses seed + i, as the web UIs do.
+        public var seed: UInt64 = 0
+        /// Images rendered together.
+        public var batch = 1
+        /// DDIM's η.
+        public var eta: Float = 0
+
+        /// Default settings (SD 1.5's usual ones).
+        public init() {}
+    }
+
+    /// Pixels per latent cell, from the VAE's own levels.
+    public var latentScale: Int { vae.downscaleFactor }
+
+    /// Checks that the UNet can take this size; throws a message naming the field.
+    public func validate(_ settings: Settings) throws {
+        let multiple = latentScale * (1 << (unet.config.blockOutChannels.count - 1))
+        for (name, value) in [("width", settings.width), ("height", settings.height)] where value <= 0 || value % multiple != 0 {
+            throw SamplingError("\(name) must be a positive multiple of \(multiple) for this model, got \(value)")
+        }
+        guard settings.steps >= 1 else { throw SamplingError("steps must be at least 1, got \(settings.steps)") }
+        guard settings.guidance.isFinite else { throw SamplingError("guidance must be a finite number") }
+        guard settings.batch >= 1 && settings.batch <= 64 else { throw SamplingError("batch must be 1...64, got \(settings.batch)") }
+    }
+
+    /// Runs the sampler from seeded noise and returns the final latents [batch, C, H/s, W/s]
+    /// (unscaled by the VAE factor: what diffusers returns with `output_type="latent"`).
+    /// `conditional`/`unconditional` are [1, tokens, width] text encodings.
+    /// `progress(step, total)` returns false to cancel (a `CancellationError` is thrown).
+    public func sample(conditional: Tensor, unconditional: Tensor, settings: Settings,
+                       progress: (Int, Int) -> Bool = { _, _ in true }) throws -> Tensor {
+        try validate(settings)
+        var scheduler = try settings.sampler.make(config: schedulerConfig, steps: settings.steps, eta: settings.eta)
+        let channels = unet.config.inChannels == 9 ? 4 : unet.config.inChannels
+        let shape = [channels, settings.height / latentScale, settings.width / latentScale]
+        let perImage = shape.reduce(1, *)
+        var generators = (0..<settings.batch).map { TorchGenerator(seed: settings.seed &+ UInt64($0)) }
+        func noise() -> Tensor {
+            let values = generators.indices.flatMap { generators[$0].randn(perImage) }
+            return Tensor(shape: [settings.batch] + shape, values: values)
+        }
+        var latents = noise().scaled(by: scheduler.initNoiseSigma)
+        let guided = settings.guidance != 1
+        let context = guided
+            ? Tensor.concat(Array(repeating: unconditional, count: settings.batch) + Array(repeating: conditional, count: settings.batch), axis: 0)
+            : Tensor.concat(Array(repeating: conditional, count: settings.batch), axis: 0)
+        for (index, timestep) in scheduler.timesteps.enumerated() {
+            let input = scheduler.scaleModelInput(latents, index: index)
+            let prediction = unet(guided ? Tensor.concat([input, input], axis: 0) : input, timestep: timestep, context: context)
+            let output: Tensor
+            if guided {
+                let halves = prediction.chunked(2, axis: 0)
+                let scale = settings.guidance
+                output = Tensor.broadcast(halves[0], halves[1]) { $0 + scale * ($1 - $0) }
+            } else {
+                output = prediction
+            }
+            latents = scheduler.step(output, index: index, sample: latents, noise: noise)
+            guard progress(index + 1, scheduler.timesteps.count) else { throw CancellationError() }
+        }
+        return latents
+    }
+
+    /// Decodes latents to RGB images, 8 bits per sample, rows top to bottom (as diffusers'
+    /// `numpy_to_pil`: (x/2 + 0.5) clamped to [0, 1], × 255, rounded half to even).
+    public func decode(_ latents: Tensor) -> [[UInt8]] {
+        let pixels = vae.decode(latents.scaled(by: 1 / Float(vae.config.scalingFactor)))
+        return Pipeline.bytes(pixels)
+    }
+
+    /// [N, 3, H, W] pixels in [-1, 1] → N interleaved RGB byte arrays.
+    public static func bytes(_ pixels: Tensor) -> [[UInt8]] {
+        let (batch, channels, height, width) = (pixels.shape[0], pixels.shape[1], pixels.shape[2], pixels.shape[3])
+        let values = pixels.scalars
+        return (0..<batch).map { n in
+            var bytes = [UInt8](repeating: 0, count: height * width * channels)
+            for c in 0..<channels {
+                for p in 0..<(height * width) {
+                    let x = Swift.min(Swift.max(values[(n * channels + c) * height * width + p] / 2 + 0.5, 0), 1)
+                    bytes[p * channels + c] = UInt8((x * 255).rounded(.toNearestOrEven))
+                }
+            }
+            return bytes
+        }
+    }
+}

@@ -1,0 +1,52 @@
+import Foundation
+import StableDiffusion
+import Tensors
+import Testing
+
+/// One diffusers StableDiffusionPipeline run (Tools/make_pipeline_fixtures.py).
+struct PipelineCase: Decodable, Sendable, CustomTestStringConvertible {
+    struct Settings: Decodable, Sendable { let width, height, steps: Int; let guidance: Float; let seed: UInt64; let batch: Int }
+    let model: String
+    let sampler: String
+    let settings: Settings
+    let ids: [Int]
+    let negative_ids: [Int]
+    let latents_shape: [Int]
+    let latents: [Float]
+    let pixels: [UInt8]
+    var testDescription: String { "\(model) \(sampler)" }
+}
+
+let pipelineCases: [PipelineCase] = {
+    struct File: Decodable { let cases: [PipelineCase] }
+    let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/pipelines.json")
+    return (try? JSONDecoder().decode(File.self, from: Data(contentsOf: url)))?.cases ?? []
+}()
+
+@Test(arguments: pipelineCases)
+func samplerMatchesDiffusersPipeline(_ fixture: PipelineCase) throws {
+    let pipeline = try Pipeline(weights: try NetworkFixtures.model(fixture.model))
+    var settings = Pipeline.Settings()
+    settings.width = fixture.settings.width
+    settings.height = fixture.settings.height
+    settings.steps = fixture.settings.steps
+    settings.guidance = fixture.settings.guidance
+    settings.seed = fixture.settings.seed
+    settings.batch = fixture.settings.batch
+    settings.sampler = try SamplerName(parsing: fixture.sampler)
+    var steps = 0
+    let latents = try pipeline.sample(conditional: pipeline.textEncoder([fixture.ids]),
+                                      unconditional: pipeline.textEncoder([fixture.negative_ids]),
+                                      settings: settings) { step, total in
+        steps = step
+        return step <= total
+    }
+    #expect(steps == fixture.settings.steps)
+    #expect(latents.shape == fixture.latents_shape)
+    let latentError = zip(latents.scalars, fixture.latents).map { abs($0 - $1) }.max() ?? .infinity
+    #expect(latentError < 1e-3, "final latents differ by \(latentError)")
+    let pixels = pipeline.decode(latents).flatMap { $0 }
+    #expect(pixels.count == fixture.pixels.count)
+    let pixelError = zip(pixels, fixture.pixels).map { abs(Int($0) - Int($1)) }.max() ?? 255
+    #expect(pixelError <= 2, "PNG pixels differ by up to \(pixelError)/255")
+}

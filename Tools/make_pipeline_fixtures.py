@@ -1,0 +1,57 @@
+#!/usr/bin/env python3
+"""Runs diffusers' StableDiffusionPipeline on the tiny fixture models for the sampler tests.
+
+A dev tool (torch, diffusers, transformers). Prompts are given as token ids (the tiny
+text encoders have a 1000-token vocabulary), encoded by the model's own text encoder
+and passed as prompt_embeds; seeds are per image (generator list: seed, seed+1, ...).
+Output: Tests/StableDiffusionTests/Fixtures/pipelines.json
+"""
+import json
+import pathlib
+
+import numpy as np
+import torch
+from diffusers import (AutoencoderKL, DDIMScheduler, DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler,
+                       EulerDiscreteScheduler, StableDiffusionPipeline, UNet2DConditionModel)
+from transformers import CLIPTextModel
+
+here = pathlib.Path(__file__).resolve().parent.parent / "Tests" / "StableDiffusionTests" / "Fixtures"
+SAMPLERS = {
+    "ddim": (DDIMScheduler, {}),
+    "euler": (EulerDiscreteScheduler, {}),
+    "euler_a": (EulerAncestralDiscreteScheduler, {}),
+    "dpmpp_2m": (DPMSolverMultistepScheduler, {}),
+    "dpmpp_2m_karras": (DPMSolverMultistepScheduler, {"use_karras_sigmas": True}),
+}
+cases = []
+torch.set_num_threads(1)
+for model in ("tiny-sd1", "tiny-sd2"):
+    folder = here / "models" / model
+    text = CLIPTextModel.from_pretrained(folder / "text_encoder").eval()
+    unet = UNet2DConditionModel.from_pretrained(folder / "unet").eval()
+    vae = AutoencoderKL.from_pretrained(folder / "vae").eval()
+    g = torch.Generator().manual_seed(5)
+    ids = torch.randint(0, 1000, (1, 77), generator=g)
+    negative_ids = torch.randint(0, 1000, (1, 77), generator=g)
+    with torch.no_grad():
+        embeds, negative = text(ids).last_hidden_state, text(negative_ids).last_hidden_state
+    samplers = SAMPLERS if model == "tiny-sd1" else {k: SAMPLERS[k] for k in ("ddim", "euler", "dpmpp_2m")}
+    for name, (cls, extra) in samplers.items():
+        scheduler = cls.from_pretrained(folder / "scheduler", **extra)
+        pipe = StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=None, unet=unet, scheduler=scheduler,
+                                       safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+        pipe.set_progress_bar_config(disable=True)
+        settings = {"width": 24, "height": 16, "steps": 6, "guidance": 7.5, "seed": 42, "batch": 2}
+        generators = [torch.Generator().manual_seed(42 + i) for i in range(2)]
+        kwargs = dict(prompt_embeds=embeds.repeat(2, 1, 1), negative_prompt_embeds=negative.repeat(2, 1, 1),
+                      width=24, height=16, num_inference_steps=6, guidance_scale=7.5)
+        with torch.no_grad():
+            latents = pipe(**kwargs, generator=generators, output_type="latent").images
+            generators = [torch.Generator().manual_seed(42 + i) for i in range(2)]
+            images = pipe(**kwargs, generator=generators, output_type="np").images
+        pixels = (images * 255).round().astype("uint8")
+        cases.append({"model": model, "sampler": name, "settings": settings, "ids": ids[0].tolist(),
+                      "negative_ids": negative_ids[0].tolist(), "latents_shape": list(latents.shape),
+                      "latents": latents.flatten().tolist(), "pixels": pixels.flatten().tolist()})
+        print(model, name, latents.abs().mean().item())
+(here / "pipelines.json").write_text(json.dumps({"cases": cases}))
