@@ -11,13 +11,18 @@ import pathlib
 
 import numpy as np
 import torch
-from diffusers import (AutoencoderKL, DDIMScheduler, DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler,
-                       EulerDiscreteScheduler, StableDiffusionPipeline, UNet2DConditionModel)
+from diffusers import (AutoencoderKL, DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler,
+                       EulerAncestralDiscreteScheduler, EulerDiscreteScheduler, HeunDiscreteScheduler,
+                       LMSDiscreteScheduler, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel)
 from transformers import CLIPTextModel
 
 here = pathlib.Path(__file__).resolve().parent.parent / "Tests" / "StableDiffusionTests" / "Fixtures"
 SAMPLERS = {
     "ddim": (DDIMScheduler, {}),
+    "ddpm": (DDPMScheduler, {}),
+    "pndm": (PNDMScheduler, {"skip_prk_steps": True}),
+    "lms": (LMSDiscreteScheduler, {}),
+    "heun": (HeunDiscreteScheduler, {}),
     "euler": (EulerDiscreteScheduler, {}),
     "euler_a": (EulerAncestralDiscreteScheduler, {}),
     "dpmpp_2m": (DPMSolverMultistepScheduler, {}),
@@ -35,7 +40,7 @@ for model in ("tiny-sd1", "tiny-sd2"):
     negative_ids = torch.randint(0, 1000, (1, 77), generator=g)
     with torch.no_grad():
         embeds, negative = text(ids).last_hidden_state, text(negative_ids).last_hidden_state
-    samplers = SAMPLERS if model == "tiny-sd1" else {k: SAMPLERS[k] for k in ("ddim", "euler", "dpmpp_2m")}
+    samplers = SAMPLERS if model == "tiny-sd1" else {k: SAMPLERS[k] for k in ("ddim", "euler", "dpmpp_2m", "pndm", "heun")}
     for name, (cls, extra) in samplers.items():
         scheduler = cls.from_pretrained(folder / "scheduler", **extra)
         pipe = StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=None, unet=unet, scheduler=scheduler,

@@ -23,7 +23,8 @@ public enum PredictionType: String, Sendable {
 
 /// The samplers users can name, with the options they imply.
 public enum SamplerName: String, CaseIterable, Sendable {
-    case ddim, euler, eulerAncestral = "euler_a", dpmpp2m = "dpmpp_2m", dpmpp2mKarras = "dpmpp_2m_karras"
+    case ddim, ddpm, pndm, lms, euler, eulerAncestral = "euler_a", heun
+    case dpmpp2m = "dpmpp_2m", dpmpp2mKarras = "dpmpp_2m_karras"
 
     /// Parses a user-supplied name; the error lists the known ones.
     public init(parsing name: String) throws {
@@ -41,6 +42,10 @@ public enum SamplerName: String, CaseIterable, Sendable {
         let schedule = try SchedulerSchedule(config: config)
         switch self {
         case .ddim: return DDIMScheduler(schedule: schedule, steps: steps, eta: eta)
+        case .ddpm: return DDPMScheduler(schedule: schedule, steps: steps)
+        case .pndm: return PNDMScheduler(schedule: schedule, steps: steps)
+        case .lms: return LMSScheduler(schedule: schedule, steps: steps)
+        case .heun: return HeunScheduler(schedule: schedule, steps: steps)
         case .euler: return EulerScheduler(schedule: schedule, steps: steps, ancestral: false)
         case .eulerAncestral: return EulerScheduler(schedule: schedule, steps: steps, ancestral: true)
         case .dpmpp2m: return DPMSolverMultistepScheduler(schedule: schedule, steps: steps, karras: false)
