@@ -27,7 +27,8 @@ let package = Package(
         // The engine.
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"])]),
         .target(name: "Tensors", dependencies: ["CBLAS", "CKernels"]),
-        .target(name: "StableDiffusion", dependencies: ["Tensors"]),
+        // Resources: CLIP's BPE vocabulary (gzip, inflated at load) and its licence.
+        .target(name: "StableDiffusion", dependencies: ["Tensors"], resources: [.copy("Resources")]),
         .target(name: "Imaging", dependencies: ["CPNG"]),
 
         // The farm.
@@ -49,7 +50,7 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["Postgres"], path: "Tests/TestSupport"),
 
         .testTarget(name: "TensorsTests", dependencies: ["Tensors"], exclude: ["Fixtures"]),
-        .testTarget(name: "StableDiffusionTests", dependencies: ["StableDiffusion"]),
+        .testTarget(name: "StableDiffusionTests", dependencies: ["StableDiffusion"], exclude: ["Fixtures"]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging"]),
         .testTarget(name: "FarmModelTests", dependencies: ["FarmModel"]),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
