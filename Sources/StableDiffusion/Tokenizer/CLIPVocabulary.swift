@@ -22,26 +22,19 @@ struct CLIPVocabulary: Sendable {
     /// The byte behind each character of the byte-level alphabet, indexed by its scalar value; −1 for none.
     let byteForScalar: [Int16]
 
-    /// GPT-2's reversible byte → character map: printable Latin-1 bytes stand for themselves, the rest
-    /// (control characters, space, …) move to U+0100 and up, so that no token contains whitespace.
-    static let byteEncoder: [Unicode.Scalar] = {
-        var printable = Array(0x21...0x7E) + Array(0xA1...0xAC) + Array(0xAE...0xFF)
-        var scalars = printable.map { Unicode.Scalar(UInt32($0))! }
-        var next: UInt32 = 256
-        for byte in 0..<256 where !printable.contains(byte) {
-            printable.append(byte)
-            scalars.append(Unicode.Scalar(next)!)
-            next += 1
-        }
-        var byByte = [Unicode.Scalar](repeating: " ", count: 256)
-        for (byte, scalar) in zip(printable, scalars) { byByte[byte] = scalar }
-        return byByte
-    }()
+    /// The bytes that GPT-2's byte map keeps as their own Latin-1 character: printable, not space.
+    private static let printableBytes = Array(0x21...0x7E) + Array(0xA1...0xAC) + Array(0xAE...0xFF)
+    /// The order in which GPT-2's byte map lists the 256 bytes, which is their order in the vocabulary.
+    private static let byteOrder = printableBytes + (0..<256).filter { !printableBytes.contains($0) }
 
-    /// The vocabulary order of the 256 bytes (the order in which GPT-2's map lists them).
-    private static let byteOrder: [Int] = {
-        let printable = Array(0x21...0x7E) + Array(0xA1...0xAC) + Array(0xAE...0xFF)
-        return printable + (0..<256).filter { !printable.contains($0) }
+    /// GPT-2's reversible byte → character map: printable bytes stand for themselves, the others (control
+    /// characters, space, …) move to U+0100 and up, so that no token contains whitespace.
+    static let byteEncoder: [Unicode.Scalar] = {
+        var byByte = (0..<256).map { Unicode.Scalar(UInt8($0)) }
+        for (offset, byte) in byteOrder[printableBytes.count...].enumerated() {
+            byByte[byte] = Unicode.Scalar(UInt32(256 + offset))!
+        }
+        return byByte
     }()
 
     /// Reads and decompresses the vocabulary file at `url` and builds the tables.

@@ -52,13 +52,13 @@ public struct PromptChunker: Sendable {
         func finishChunk(isLast: Bool = false) {
             result.tokenCount += isLast ? tokens.count : Self.chunkLength
             let fill = Self.chunkLength - tokens.count
-            var chunk = [start] + tokens + repeatElement(end, count: max(0, fill)) + [end]
+            var chunk = [start] + tokens + repeatElement(end, count: fill) + [end]
             // A1111 pads SD 2.x by replacing everything after the first end token (process_tokens).
             if padding.padTokenID != end, let firstEnd = chunk.firstIndex(of: end) {
                 for index in (firstEnd + 1)..<chunk.count { chunk[index] = padding.padTokenID }
             }
             result.tokens.append(chunk)
-            result.weights.append([1] + weights.map(Float.init) + repeatElement(1, count: max(0, fill)) + [1])
+            result.weights.append([1] + weights.map(Float.init) + repeatElement(1, count: fill) + [1])
             tokens.removeAll()
             weights.removeAll()
             lastComma = -1
