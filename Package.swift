@@ -27,7 +27,8 @@ let package = Package(
         // The engine.
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"])]),
         .target(name: "Tensors", dependencies: ["CBLAS", "CKernels"]),
-        .target(name: "StableDiffusion", dependencies: ["Tensors"]),
+        // Resources: CLIP's BPE vocabulary (gzip, inflated at load) and its licence.
+        .target(name: "StableDiffusion", dependencies: ["Tensors"], resources: [.copy("Resources")]),
         .target(name: "Imaging", dependencies: ["CPNG"]),
 
         // The farm.
