@@ -57,7 +57,7 @@ let package = Package(
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "TestSupport"]),
         .testTarget(name: "JobStoreTests", dependencies: ["JobStore", "TestSupport"]),
         .testTarget(name: "FarmTests", dependencies: [
-            "Coordinator", "Worker", "JobStore", "TestSupport", "Imaging", "ZeroMQ",
+            "Coordinator", "Worker", "JobStore", "TestSupport", "Imaging", "ZeroMQ", "StableDiffusion",
         ]),
     ],
     swiftLanguageModes: [.v5]

@@ -13,8 +13,24 @@ struct Farm: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "farm",
         abstract: "DiffusionFarm: a Stable Diffusion render farm.",
-        subcommands: [Migrate.self, CoordinatorCommand.self, WorkerCommand.self, Submit.self, Fetch.self,
+        subcommands: [Render.self, Migrate.self, CoordinatorCommand.self, WorkerCommand.self, Submit.self, Fetch.self,
                       Status.self])
+
+    /// Runs the command; any bad input ends with one line on stderr and exit status 2
+    /// (help and explicit exit codes behave as ArgumentParser defines them).
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch let code as ExitCode {
+            Foundation.exit(code.rawValue)
+        } catch {
+            if exitCode(for: error) == .success { exit(withError: error) }
+            let message = Farm.message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
+            FileHandle.standardError.write(Data("farm: \(message)\n".utf8))
+            Foundation.exit(2)
+        }
+    }
 }
 
 /// Options shared by every command that talks to the database directly.

@@ -12,6 +12,8 @@ public struct Pipeline {
     public let vae: VAE
     /// Noise schedule and prediction type.
     public let schedulerConfig: SchedulerConfig
+    /// How prompts are padded to 77 tokens (the model's tokenizer config).
+    public let padding: PaddingStyle
 
     /// Builds every network of a loaded model.
     public init(weights: ModelWeights) throws {
@@ -19,6 +21,31 @@ public struct Pipeline {
         unet = try UNet(config: weights.unetConfig, weights: weights.unet)
         vae = try VAE(config: weights.vaeConfig, weights: weights.vae)
         schedulerConfig = weights.schedulerConfig
+        padding = weights.padTokenID == 0 ? .exclamationMark : .endOfText
+    }
+
+    /// Encodes a prompt and a negative prompt with the web UIs' syntax (weights, BREAK,
+    /// 75-token chunks); the shorter side is padded with empty chunks so both have the
+    /// same length. Returns [1, 77·chunks, width] conditional and unconditional encodings.
+    public func encodePrompts(_ prompt: String, negative: String, clipSkip: Int = 1,
+                              tokenizer: CLIPTokenizer? = nil) throws -> (conditional: Tensor, unconditional: Tensor) {
+        let chunker = PromptChunker(tokenizer: try tokenizer ?? CLIPTokenizer.shared(), padding: padding)
+        var positive = try chunker.chunks(for: prompt), negativeChunks = try chunker.chunks(for: negative)
+        let empty = try chunker.chunks(for: "")
+        while positive.tokens.count < negativeChunks.tokens.count {
+            positive.tokens += empty.tokens
+            positive.weights += empty.weights
+        }
+        while negativeChunks.tokens.count < positive.tokens.count {
+            negativeChunks.tokens += empty.tokens
+            negativeChunks.weights += empty.weights
+        }
+        let vocabulary = textEncoder.config.vocabSize
+        if let id = (positive.tokens + negativeChunks.tokens).joined().first(where: { $0 >= vocabulary }) {
+            throw SamplingError("token id \(id) is outside this text encoder's \(vocabulary)-token vocabulary; the model is not a CLIP text encoder")
+        }
+        return (textEncoder.encode(chunks: positive.tokens, weights: positive.weights, clipSkip: clipSkip),
+                textEncoder.encode(chunks: negativeChunks.tokens, weights: negativeChunks.weights, clipSkip: clipSkip))
     }
 
     /// What to render.
