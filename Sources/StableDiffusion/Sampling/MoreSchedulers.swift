@@ -27,6 +27,12 @@ public struct HeunScheduler: Scheduler {
         sample.scaled(by: 1 / (sigmas[index] * sigmas[index] + 1).squareRoot())
     }
 
+    public var order: Int { 2 }
+
+    public func addNoise(_ original: Tensor, noise: Tensor, index: Int) -> Tensor {
+        addNoiseSigma(original, noise: noise, sigma: sigmas[index])
+    }
+
     public mutating func step(_ modelOutput: Tensor, index: Int, sample: Tensor, noise: () -> Tensor) -> Tensor {
         if let (firstDerivative, dt, start) = saved {
             // Second order: average the slopes at σ and at the next σ, step from the saved sample.
@@ -69,6 +75,10 @@ public struct LMSScheduler: Scheduler {
     public func scaleModelInput(_ sample: Tensor, index: Int) -> Tensor {
         let sigma = Float(sigmas[index])
         return sample.scaled(by: 1 / (sigma * sigma + 1).squareRoot())
+    }
+
+    public func addNoise(_ original: Tensor, noise: Tensor, index: Int) -> Tensor {
+        addNoiseSigma(original, noise: noise, sigma: Float(sigmas[index]))
     }
 
     /// ∫ from σ_t to σ_{t+1} of the Lagrange basis polynomial `current` over the last `order` σs.
@@ -117,6 +127,10 @@ public struct DDPMScheduler: Scheduler {
 
     public func scaleModelInput(_ sample: Tensor, index: Int) -> Tensor { sample }
 
+    public func addNoise(_ original: Tensor, noise: Tensor, index: Int) -> Tensor {
+        addNoiseAlpha(original, noise: noise, alphaCumprod: schedule.alphasCumprod[Int(timesteps[index])])
+    }
+
     public mutating func step(_ modelOutput: Tensor, index: Int, sample: Tensor, noise: () -> Tensor) -> Tensor {
         let t = Int(timesteps[index]), previous = t - stride
         let alpha = schedule.alphasCumprod[t], alphaPrevious = previous >= 0 ? schedule.alphasCumprod[previous] : 1
@@ -163,6 +177,10 @@ public struct PNDMScheduler: Scheduler {
     public var initNoiseSigma: Float { 1 }
 
     public func scaleModelInput(_ sample: Tensor, index: Int) -> Tensor { sample }
+
+    public func addNoise(_ original: Tensor, noise: Tensor, index: Int) -> Tensor {
+        addNoiseAlpha(original, noise: noise, alphaCumprod: schedule.alphasCumprod[Int(timesteps[index])])
+    }
 
     public mutating func step(_ modelOutput: Tensor, index: Int, sample: Tensor, noise: () -> Tensor) -> Tensor {
         var timestep = Int(timesteps[index])

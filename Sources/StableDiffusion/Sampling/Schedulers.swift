@@ -13,6 +13,25 @@ public protocol Scheduler {
     /// The latents after UNet call `index`; `noise` draws fresh standard-normal noise
     /// shaped like the latents (only ancestral/stochastic samplers call it).
     mutating func step(_ modelOutput: Tensor, index: Int, sample: Tensor, noise: () -> Tensor) -> Tensor
+    /// UNet calls per sampler step (2 for Heun).
+    var order: Int { get }
+    /// The forward process: clean latents noised to the level of UNet call `index` (img2img, inpainting).
+    func addNoise(_ original: Tensor, noise: Tensor, index: Int) -> Tensor
+}
+
+extension Scheduler {
+    public var order: Int { 1 }
+}
+
+/// Forward noising for schedulers that work on σ (k-diffusion form): x + σ·ε.
+func addNoiseSigma(_ original: Tensor, noise: Tensor, sigma: Float) -> Tensor {
+    Tensor.broadcast(original, noise) { $0 + sigma * $1 }
+}
+
+/// Forward noising for schedulers that work on ᾱ (DDPM form): √ᾱ·x + √(1−ᾱ)·ε.
+func addNoiseAlpha(_ original: Tensor, noise: Tensor, alphaCumprod: Double) -> Tensor {
+    let a = Float(alphaCumprod.squareRoot()), b = Float((1 - alphaCumprod).squareRoot())
+    return Tensor.broadcast(original, noise) { a * $0 + b * $1 }
 }
 
 /// What the UNet predicts.
@@ -169,6 +188,10 @@ public struct EulerScheduler: Scheduler {
         sample.scaled(by: 1 / (sigmas[index] * sigmas[index] + 1).squareRoot())
     }
 
+    public func addNoise(_ original: Tensor, noise: Tensor, index: Int) -> Tensor {
+        addNoiseSigma(original, noise: noise, sigma: sigmas[index])
+    }
+
     public mutating func step(_ modelOutput: Tensor, index: Int, sample: Tensor, noise: () -> Tensor) -> Tensor {
         let sigma = sigmas[index], next = sigmas[index + 1]
         let x0 = schedule.denoised(modelOutput, sample: sample, sigma: sigma)
@@ -201,6 +224,10 @@ public struct DDIMScheduler: Scheduler {
     public var initNoiseSigma: Float { 1 }
 
     public func scaleModelInput(_ sample: Tensor, index: Int) -> Tensor { sample }
+
+    public func addNoise(_ original: Tensor, noise: Tensor, index: Int) -> Tensor {
+        addNoiseAlpha(original, noise: noise, alphaCumprod: schedule.alphasCumprod[Int(timesteps[index])])
+    }
 
     public mutating func step(_ modelOutput: Tensor, index: Int, sample: Tensor, noise: () -> Tensor) -> Tensor {
         let t = Int(timesteps[index]), previous = t - stride
@@ -266,6 +293,12 @@ public struct DPMSolverMultistepScheduler: Scheduler {
     public var initNoiseSigma: Float { 1 }
 
     public func scaleModelInput(_ sample: Tensor, index: Int) -> Tensor { sample }
+
+    public func addNoise(_ original: Tensor, noise: Tensor, index: Int) -> Tensor {
+        let (alpha, sigma) = DPMSolverMultistepScheduler.alphaSigma(sigmas[index])
+        let a = Float(alpha), b = Float(sigma)
+        return Tensor.broadcast(original, noise) { a * $0 + b * $1 }
+    }
 
     /// (α_t, σ_t) of the variance-preserving form for a k-diffusion σ.
     static func alphaSigma(_ sigma: Double) -> (Double, Double) {
