@@ -49,7 +49,7 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["Postgres"], path: "Tests/TestSupport"),
 
         .testTarget(name: "TensorsTests", dependencies: ["Tensors"], exclude: ["Fixtures"]),
-        .testTarget(name: "StableDiffusionTests", dependencies: ["StableDiffusion"]),
+        .testTarget(name: "StableDiffusionTests", dependencies: ["StableDiffusion"], exclude: ["Fixtures"]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging"]),
         .testTarget(name: "FarmModelTests", dependencies: ["FarmModel"]),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
