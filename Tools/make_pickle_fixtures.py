@@ -376,6 +376,11 @@ cycle = b"]q\x01h\x01a"
 torch_zip(hostile_dir / "deep_lists.ckpt",
           b"\x80\x02}(" + ustr("state_dict") + b"}(" + ustr("chain") + bytes(chain) + ustr("cycle") + cycle + b"uu.")
 
+# Repeated keys: the last value wins, as in Python ({"w": "text", "v": tensor [1, 2, 3, 4]}).
+torch_zip(hostile_dir / "duplicate_keys.ckpt",
+          b"\x80\x02}(" + ustr("state_dict") + b"}(" + ustr("w") + tensor_ops("0", 4, [4], [1]) + ustr("w") + ustr("text")
+          + ustr("v") + ustr("x") + ustr("v") + tensor_ops("0", 4, [4], [1]) + b"uu.", {"0": floats})
+
 (out_dir / "hostile.json").write_text(json.dumps({"pwned": pwned, "cases": hostile}, indent=1) + "\n")
 total = sum(path.stat().st_size for path in out_dir.rglob("*") if path.is_file())
 print(f"wrote {len(list(out_dir.rglob('*.ckpt')))} checkpoints ({total} bytes) to {out_dir}")

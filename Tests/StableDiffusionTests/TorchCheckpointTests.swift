@@ -70,10 +70,10 @@ func expectTensors(_ tensors: [String: Tensor], match expected: [String: PickleF
     #expect(good.files.count == 5)
     #expect(good.tensors.count == 19)
     #expect(PickleFixtures.hostileCases.count >= 40)
-    // Every hostile file has an expectation (deep_lists.ckpt is the one that loads).
+    // Every hostile file has an expectation (the two that load are tested on their own).
     let listed = Set(PickleFixtures.hostileCases.map(\.file))
     let present = try FileManager.default.contentsOfDirectory(atPath: PickleFixtures.url("hostile").path)
-    for name in present where name != "deep_lists.ckpt" {
+    for name in present where !["deep_lists.ckpt", "duplicate_keys.ckpt"].contains(name) {
         #expect(listed.contains("hostile/" + name), "no expectation for hostile/\(name)")
     }
 }
@@ -127,6 +127,13 @@ func goodCheckpointLoadsExactValues(_ file: String) throws {
     let contents = try TorchCheckpoint.read(PickleFixtures.url("hostile/deep_lists.ckpt"))
     #expect(contents.tensors.isEmpty)
     #expect(contents.skippedKeys == ["chain", "cycle"])
+}
+
+@Test func repeatedKeysKeepTheLastValue() throws {
+    let contents = try TorchCheckpoint.read(PickleFixtures.url("hostile/duplicate_keys.ckpt"))
+    #expect(contents.skippedKeys == ["w"])
+    #expect(contents.tensors.count == 1)
+    #expect(contents.tensors["v"]?.scalars == [1, 2, 3, 4])
 }
 
 @Test(arguments: PickleFixtures.hostileCases)

@@ -11,7 +11,8 @@ final class MappedFile {
     init(_ url: URL) throws(CheckpointError) {
         let descriptor = open(url.path, O_RDONLY)
         guard descriptor >= 0 else {
-            throw CheckpointError(.unreadable, "cannot open the file (\(Self.lastError())); check the path and its permissions")
+            throw CheckpointError(.unreadable, "cannot open the file (\(Self.lastError())); check the path and its "
+                + "permissions")
         }
         defer { close(descriptor) }
         var status = stat()

@@ -117,8 +117,9 @@ enum AllowedGlobal: Equatable {
         case ("_codecs", "encode"): return .codecsEncode
         case ("torch", _) where name.hasSuffix("Storage"):
             guard let type = StorageType(rawValue: name) else {
-                throw CheckpointError(.unsupportedContent, "storage type torch.\(name) is not supported (only float, half, "
-                    + "bfloat16, double and integer storages are); convert the checkpoint's tensors to float16 or float32")
+                throw CheckpointError(.unsupportedContent, "storage type torch.\(name) is not supported (only float, "
+                    + "half, bfloat16, double and integer storages are); convert the checkpoint's tensors to float16 "
+                    + "or float32")
             }
             return .storage(type)
         default:
@@ -126,9 +127,9 @@ enum AllowedGlobal: Equatable {
                 return .inert("pytorch_lightning.callbacks.model_checkpoint")
             }
             if inertNames.contains(qualified) { return .inert(qualified) }
-            throw CheckpointError(.refusedGlobal, "refused global '\(qualified)': a checkpoint may only name tensor-rebuilding "
-                + "globals, and this one would run code under torch.load. Do not load this file with PyTorch either; get the "
-                + "model as .safetensors from a source you trust")
+            throw CheckpointError(.refusedGlobal, "refused global '\(qualified)': a checkpoint may only name "
+                + "tensor-rebuilding globals, and this one would run code under torch.load. Do not load this file with "
+                + "PyTorch either; get the model as .safetensors from a source you trust")
         }
     }
 

@@ -1,5 +1,3 @@
-import Tensors
-
 /// Reads one element of a storage's little-endian bytes as Float32. Every type converts
 /// into the output tensor directly, so a float16 checkpoint is widened once, with no
 /// intermediate copy of its storage.
@@ -10,7 +8,8 @@ private protocol StorageElement {
 
 extension StorageElement {
     @inline(__always)
-    static func convert(_ base: UnsafeRawPointer, from start: Int, count: Int, into output: UnsafeMutablePointer<Float>) {
+    static func convert(_ base: UnsafeRawPointer, from start: Int, count: Int,
+                        into output: UnsafeMutablePointer<Float>) {
         for index in 0..<count { output[index] = load(base, start + index) }
     }
 }
@@ -21,7 +20,8 @@ private enum Float32Element: StorageElement {
     }
 
     /// A plain copy: every host Swift runs this engine on is little-endian, like the file.
-    static func convert(_ base: UnsafeRawPointer, from start: Int, count: Int, into output: UnsafeMutablePointer<Float>) {
+    static func convert(_ base: UnsafeRawPointer, from start: Int, count: Int,
+                        into output: UnsafeMutablePointer<Float>) {
         UnsafeMutableRawPointer(output).copyMemory(from: base + start * 4, byteCount: count * 4)
     }
 }
@@ -45,7 +45,8 @@ private enum Float16Element: StorageElement {
 
 private enum BFloat16Element: StorageElement {
     @inline(__always) static func load(_ base: UnsafeRawPointer, _ index: Int) -> Float {
-        Float(bitPattern: UInt32(UInt16(littleEndian: base.loadUnaligned(fromByteOffset: index * 2, as: UInt16.self))) << 16)
+        let bits = UInt16(littleEndian: base.loadUnaligned(fromByteOffset: index * 2, as: UInt16.self))
+        return Float(bitPattern: UInt32(bits) << 16)
     }
 }
 
@@ -83,8 +84,8 @@ extension TensorReference {
     /// Checks that every element the view addresses lies inside a storage of `storageCount` elements.
     func validate(storageCount: Int) throws(CheckpointError) {
         guard offset >= 0, strides.allSatisfy({ $0 >= 0 }), let count = elementCount else {
-            throw CheckpointError(.invalidTensor, "size \(shape), stride \(strides) and offset \(offset) include a negative "
-                + "or overflowing value; the file is damaged")
+            throw CheckpointError(.invalidTensor, "size \(shape), stride \(strides) and offset \(offset) include a "
+                + "negative or overflowing value; the file is damaged")
         }
         guard count > 0 else { return }
         var last = offset
@@ -92,22 +93,21 @@ extension TensorReference {
             let (step, overflow) = (extent - 1).multipliedReportingOverflow(by: stride)
             let (sum, carry) = last.addingReportingOverflow(step)
             guard !overflow, !carry else {
-                throw CheckpointError(.invalidTensor, "size \(shape) with stride \(strides) overflows; the file is damaged")
+                throw CheckpointError(.invalidTensor, "size \(shape) with stride \(strides) overflows; the file is "
+                    + "damaged")
             }
             last = sum
         }
         guard last < storageCount else {
-            throw CheckpointError(.invalidTensor, "size \(shape), stride \(strides) at offset \(offset) reaches element "
-                + "\(last) of a storage of \(storageCount); the file is damaged")
+            throw CheckpointError(.invalidTensor, "size \(shape), stride \(strides) at offset \(offset) reaches "
+                + "element \(last) of a storage of \(storageCount); the file is damaged")
         }
     }
 
-    /// The elements in row-major order, gathered from `bytes` (a storage of `type`) and converted
-    /// to Float32. The caller has validated the view against the storage.
-    func gather(from bytes: UnsafeRawBufferPointer, type: StorageType) -> Tensor {
-        var tensor = Tensor(uninitialized: shape)
-        guard let base = bytes.baseAddress, tensor.count > 0 else { return tensor }
-        let output = tensor.mutablePointer()
+    /// Writes the elements in row-major order into `output`, gathered from `bytes` (a storage of
+    /// `type`) and converted to Float32. The caller has validated the view against the storage.
+    func gather(from bytes: UnsafeRawBufferPointer, type: StorageType, into output: UnsafeMutablePointer<Float>) {
+        guard let base = bytes.baseAddress, elementCount ?? 0 > 0 else { return }
         switch type {
         case .float: gather(Float32Element.self, base, output)
         case .half: gather(Float16Element.self, base, output)
@@ -120,7 +120,6 @@ extension TensorReference {
         case .byte: gather(IntegerElement<UInt8>.self, base, output)
         case .bool: gather(BoolElement.self, base, output)
         }
-        return tensor
     }
 
     private func gather<Element: StorageElement>(_: Element.Type, _ base: UnsafeRawPointer,

@@ -24,7 +24,7 @@ public enum TorchCheckpoint {
     public struct Contents {
         /// The tensors by state-dict key, as Float32.
         public var tensors: [String: Tensor]
-        /// State-dict keys whose values are not tensors, in file order.
+        /// State-dict keys whose values are not tensors (a key that is not a string reads `<int key>` etc.).
         public var skippedKeys: [String]
     }
 
@@ -75,13 +75,16 @@ private struct Loader {
 
     func contents() throws(CheckpointError) -> TorchCheckpoint.Contents {
         if let order = archive.entry(named: prefix + "byteorder") {
-            let text = String(decoding: try archive.contents(of: order, verify: verify), as: UTF8.self)
+            if verify { try archive.verify(order) }
+            let text = String(decoding: try archive.contents(of: order), as: UTF8.self)
             guard text == "little" else {
-                throw CheckpointError(.unsupportedContent, "the checkpoint was written with '\(text.prefix(16))' byte order; "
-                    + "only little-endian checkpoints are read: re-save it on a little-endian machine")
+                throw CheckpointError(.unsupportedContent, "the checkpoint was written with '\(text.prefix(16))' byte "
+                    + "order; only little-endian checkpoints are read: re-save it on a little-endian machine")
             }
         }
-        let pickle = try archive.contents(of: archive.entry(named: prefix + "data.pkl")!, verify: verify)
+        let pickleEntry = archive.entry(named: prefix + "data.pkl")!
+        let pickle = try archive.contents(of: pickleEntry)
+        if verify { try archive.verify(pickleEntry) }
         let unpickler = Unpickler(pickle) { storage throws(CheckpointError) in try self.check(storage) }
         let root = try unpickler.load()
 
@@ -94,59 +97,115 @@ private struct Loader {
             if case .string("state_dict") = key, case .dict(let index) = value { stateIndex = index }
         }
 
-        var tensors: [String: Tensor] = [:]
+        // Select and check every tensor first, in file order, so that the error reported is the
+        // file's first problem; then checksum and convert, which dominate the time, in parallel.
         var skipped: [String] = []
-        var verified = Set<Int>()
-        var budget = file.bytes.count + Self.elementAllowance
+        var order: [String] = []
+        var values: [String: PickleValue] = [:]
         for (key, value) in unpickler.dicts[stateIndex] {
             guard case .string(let name) = key else {
                 skipped.append("<\(key.kind) key>")
                 continue
             }
-            guard case .tensor(let index) = value else {
+            // A repeated key replaces the earlier value, as in Python, keeping its first place.
+            if values.updateValue(value, forKey: name) == nil { order.append(name) }
+        }
+        var names: [String] = [], references: [TensorReference] = []
+        var budget = file.bytes.count + Self.elementAllowance
+        for name in order {
+            guard case .tensor(let index) = values[name] else {
                 skipped.append(name)
-                tensors[name] = nil
                 continue
             }
+            let reference = unpickler.tensors[index]
             do {
-                tensors[name] = try tensor(unpickler.tensors[index], storages: unpickler.storages,
-                                           budget: &budget, verified: &verified)
+                try reference.validate(storageCount: unpickler.storages[reference.storage].count)
+                try spend(reference, from: &budget)
             } catch var error {
                 error.tensorKey = name
                 throw error
             }
+            names.append(name)
+            references.append(reference)
         }
+
+        let storageBytes = try unpickler.storages.map { storage throws(CheckpointError) in
+            try archive.contents(of: entry(for: storage))
+        }
+        if verify {
+            let used = Array(Set(references.map(\.storage))).sorted()
+            let checksums = UnsafeMutableBufferPointer<UInt32>.allocate(capacity: used.count)
+            defer { checksums.deallocate() }
+            concurrently(used.count, largestFirst: { storageBytes[used[$0]].count }) { part in
+                checksums[part] = CRC32.checksum(storageBytes[used[part]])
+            }
+            for (part, storage) in used.enumerated() {
+                let entry = entry(for: unpickler.storages[storage])
+                guard checksums[part] == entry.crc32 else {
+                    var error = ZipArchive.checksumMismatch(entry)
+                    error.tensorKey = names[references.firstIndex { $0.storage == storage }!]
+                    throw error
+                }
+            }
+        }
+
+        var outputs = references.map { Tensor(uninitialized: $0.shape) }
+        let destinations = outputs.indices.map { outputs[$0].mutablePointer() }
+        concurrently(references.count, largestFirst: { outputs[$0].count }) { part in
+            let reference = references[part]
+            reference.gather(from: storageBytes[reference.storage], type: unpickler.storages[reference.storage].type,
+                             into: destinations[part])
+        }
+        let tensors = Dictionary(uniqueKeysWithValues: zip(names, outputs))
         return TorchCheckpoint.Contents(tensors: tensors, skippedKeys: skipped)
+    }
+
+    /// Runs `body` for each index on the engine's compute threads. Sizes range from one element to
+    /// tens of millions, so each thread takes the next index when it is done, largest first.
+    private func concurrently(_ count: Int, largestFirst size: (Int) -> Int, _ body: (Int) -> Void) {
+        let order = (0..<count).sorted { size($0) > size($1) }
+        let lock = NSLock()
+        var next = 0
+        parallelParts(count, parts: min(count, ComputeThreads.count)) { _, _ in
+            while true {
+                let position = lock.withLock { () -> Int in
+                    defer { next += 1 }
+                    return next
+                }
+                guard position < count else { return }
+                body(order[position])
+            }
+        }
+    }
+
+    /// The zip entry of a storage; `check` has made sure it exists.
+    private func entry(for storage: StorageReference) -> ZipArchive.Entry {
+        archive.entry(named: prefix + "data/" + storage.key)!
     }
 
     /// Called for each storage a persistent id names: its zip entry must exist, be stored and hold it.
     private func check(_ storage: StorageReference) throws(CheckpointError) {
         guard let entry = archive.entry(named: prefix + "data/" + storage.key) else {
-            throw CheckpointError(.corruptArchive, "the pickle names storage '\(storage.key)' but the archive has no entry "
-                + "\(prefix)data/\(storage.key); the file is incomplete: download it again")
+            throw CheckpointError(.corruptArchive, "the pickle names storage '\(storage.key)' but the archive has no "
+                + "entry \(prefix)data/\(storage.key); the file is incomplete: download it again")
         }
-        _ = try archive.contents(of: entry, verify: false)
+        _ = try archive.contents(of: entry)
         let (bytes, overflow) = storage.count.multipliedReportingOverflow(by: storage.type.elementSize)
         guard !overflow, bytes <= entry.size else {
-            throw CheckpointError(.corruptArchive, "storage '\(storage.key)' claims \(storage.count) \(storage.type.rawValue) "
-                + "elements but its entry holds \(entry.size) bytes; the file is damaged: download it again")
+            throw CheckpointError(.corruptArchive, "storage '\(storage.key)' claims \(storage.count) "
+                + "\(storage.type.rawValue) elements but its entry holds \(entry.size) bytes; the file is damaged: "
+                + "download it again")
         }
     }
 
-    private func tensor(_ reference: TensorReference, storages: [StorageReference], budget: inout Int,
-                        verified: inout Set<Int>) throws(CheckpointError) -> Tensor {
-        let storage = storages[reference.storage]
-        try reference.validate(storageCount: storage.count)
+    /// Takes a tensor's elements from what the file's size allows the whole checkpoint.
+    private func spend(_ reference: TensorReference, from budget: inout Int) throws(CheckpointError) {
         let count = reference.elementCount ?? 0
         guard count <= budget else {
             throw CheckpointError(.limitExceeded, "size \(reference.shape) would take the checkpoint past "
-                + "\(file.bytes.count + Self.elementAllowance) Float32 elements, more than its \(file.bytes.count) bytes can "
-                + "hold; the file is damaged or hostile")
+                + "\(file.bytes.count + Self.elementAllowance) Float32 elements, more than its \(file.bytes.count) "
+                + "bytes can hold; the file is damaged or hostile")
         }
         budget -= count
-        let entry = archive.entry(named: prefix + "data/" + storage.key)!
-        let bytes = try archive.contents(of: entry, verify: verify && !verified.contains(reference.storage))
-        verified.insert(reference.storage)
-        return reference.gather(from: bytes, type: storage.type)
     }
 }

@@ -213,8 +213,8 @@ final class Unpickler {
         case UInt8(ascii: "Q"): // BINPERSID
             try push(try persistentLoad(try pop()))
         case UInt8(ascii: "P"):
-            throw CheckpointError(.unsupportedContent, "text persistent id (PERSID) found; torch.save writes BINPERSID, so "
-                + "this is not a PyTorch checkpoint")
+            throw CheckpointError(.unsupportedContent, "text persistent id (PERSID) found; torch.save writes "
+                + "BINPERSID, so this is not a PyTorch checkpoint")
         case 0x82, 0x83, 0x84:
             throw refusedOpcode("EXT (copyreg extension registry)")
         case 0x97:
@@ -241,13 +241,14 @@ final class Unpickler {
             return try newDict([])
         case .rebuildTensor, .rebuildTensorV2:
             guard args.count >= 4, case .storage(let storage) = args[0], case .int(let offset) = args[1] else {
-                throw malformed("\(global.name) needs (storage, offset, size, stride, …), got (\(args.map(\.kind).joined(separator: ", ")))")
+                let kinds = args.map(\.kind).joined(separator: ", ")
+                throw malformed("\(global.name) needs (storage, offset, size, stride, …), got (\(kinds))")
             }
             let shape = try integers(args[2], "size of \(global.name)")
             let strides = try integers(args[3], "stride of \(global.name)")
             guard shape.count == strides.count else {
-                throw CheckpointError(.invalidTensor, "a tensor has \(shape.count) sizes but \(strides.count) strides; the "
-                    + "file is damaged")
+                throw CheckpointError(.invalidTensor, "a tensor has \(shape.count) sizes but \(strides.count) "
+                    + "strides; the file is damaged")
             }
             guard shape.count <= limits.tensorRank else {
                 throw limit("a tensor of rank \(shape.count) (at most \(limits.tensorRank))")
@@ -343,7 +344,9 @@ final class Unpickler {
         var result: [Int] = []
         result.reserveCapacity(elements.count)
         for element in elements {
-            guard case .int(let number) = element else { throw malformed("\(what) holds a \(element.kind), not an int") }
+            guard case .int(let number) = element else {
+                throw malformed("\(what) holds a \(element.kind), not an int")
+            }
             result.append(number)
         }
         return result
@@ -413,7 +416,9 @@ final class Unpickler {
     }
 
     private func pairs(_ values: [PickleValue]) throws(CheckpointError) -> [(key: PickleValue, value: PickleValue)] {
-        guard values.count % 2 == 0 else { throw malformed("a dict is built from an odd number (\(values.count)) of values") }
+        guard values.count % 2 == 0 else {
+            throw malformed("a dict is built from an odd number (\(values.count)) of values")
+        }
         return stride(from: 0, to: values.count, by: 2).map { (key: values[$0], value: values[$0 + 1]) }
     }
 
@@ -423,7 +428,8 @@ final class Unpickler {
         lists[index].append(contentsOf: values)
     }
 
-    private func setItems(_ entries: [(key: PickleValue, value: PickleValue)], in target: PickleValue) throws(CheckpointError) {
+    private func setItems(_ entries: [(key: PickleValue, value: PickleValue)],
+                          in target: PickleValue) throws(CheckpointError) {
         guard case .dict(let index) = target else { throw malformed("SETITEM on a \(target.kind), not a dict") }
         try addItems(entries.count)
         dicts[index].append(contentsOf: entries)
@@ -493,7 +499,9 @@ final class Unpickler {
     }
 
     private func index(_ text: String) throws(CheckpointError) -> Int {
-        guard let value = Int(text), value >= 0 else { throw malformed("memo index '\(text.prefix(40))' is not a number") }
+        guard let value = Int(text), value >= 0 else {
+            throw malformed("memo index '\(text.prefix(40))' is not a number")
+        }
         return value
     }
 
@@ -553,7 +561,8 @@ final class Unpickler {
             if scalar == "\\", index + 1 < scalars.count, scalars[index + 1] == "u" || scalars[index + 1] == "U" {
                 let width = scalars[index + 1] == "u" ? 4 : 8
                 guard index + 2 + width <= scalars.count,
-                      let code = UInt32(String(String.UnicodeScalarView(scalars[index + 2..<index + 2 + width])), radix: 16),
+                      let code = UInt32(String(String.UnicodeScalarView(scalars[index + 2..<index + 2 + width])),
+                                        radix: 16),
                       let decoded = Unicode.Scalar(code) else {
                     throw malformed("UNICODE has a bad \\u escape")
                 }
@@ -570,8 +579,8 @@ final class Unpickler {
     // MARK: - Errors
 
     private func malformed(_ problem: String) -> CheckpointError {
-        CheckpointError(.malformedPickle, "malformed pickle at byte \(opcodeStart): \(problem); the file is damaged or was "
-            + "not written by torch.save: download it again")
+        CheckpointError(.malformedPickle, "malformed pickle at byte \(opcodeStart): \(problem); the file is damaged "
+            + "or was not written by torch.save: download it again")
     }
 
     private func truncated() -> CheckpointError {
@@ -579,13 +588,13 @@ final class Unpickler {
     }
 
     private func limit(_ what: String) -> CheckpointError {
-        CheckpointError(.limitExceeded, "the pickle holds \(what), beyond this loader's cap; SD checkpoints stay far below "
-            + "it, so the file is damaged or hostile")
+        CheckpointError(.limitExceeded, "the pickle holds \(what), beyond this loader's cap; SD checkpoints stay far "
+            + "below it, so the file is damaged or hostile")
     }
 
     private func unsupportedCall(_ global: AllowedGlobal, _ what: String) -> CheckpointError {
-        CheckpointError(.unsupportedContent, "\(global.name) is used with \(what), which torch.save never writes; this is "
-            + "not a plain PyTorch checkpoint")
+        CheckpointError(.unsupportedContent, "\(global.name) is used with \(what), which torch.save never writes; "
+            + "this is not a plain PyTorch checkpoint")
     }
 
     private func refusedOpcode(_ name: String) -> CheckpointError {

@@ -43,7 +43,7 @@ struct ZipArchive {
             let entry = try Self.readCentralEntry(bytes, at: &cursor, directoryEnd: directoryEnd,
                                                   dataLimit: directory.offset)
             guard index.updateValue(entries.count, forKey: entry.name) == nil else {
-                throw CheckpointError(.corruptArchive, "the archive lists '\(entry.name)' twice; the file is damaged or was tampered with")
+                throw damaged("the archive lists '\(entry.name)' twice")
             }
             entries.append(entry)
         }
@@ -56,23 +56,29 @@ struct ZipArchive {
         index[name].map { entries[$0] }
     }
 
-    /// The bytes of a stored entry, in place in the mapping (valid while the archive is alive),
-    /// after checking its CRC-32 when `verify` is set.
-    func contents(of entry: Entry, verify: Bool) throws(CheckpointError) -> UnsafeRawBufferPointer {
+    /// The bytes of a stored entry, in place in the mapping (valid while the archive is alive).
+    func contents(of entry: Entry) throws(CheckpointError) -> UnsafeRawBufferPointer {
         guard entry.flags & 1 == 0 else {
             throw CheckpointError(.unsupportedArchive, "entry '\(entry.name)' is encrypted; decrypt the archive first")
         }
         guard entry.method == 0 else {
             let method = entry.method == 8 ? "deflate-compressed" : "compressed with method \(entry.method)"
             throw CheckpointError(.unsupportedArchive, "entry '\(entry.name)' is \(method); only stored (uncompressed) "
-                + "entries are read, as torch.save writes them: re-save the checkpoint with torch.save or convert it to .safetensors")
+                + "entries are read, as torch.save writes them: re-save the checkpoint with torch.save or convert it "
+                + "to .safetensors")
         }
-        let bytes = UnsafeRawBufferPointer(rebasing: file.bytes[entry.dataOffset..<entry.dataOffset + entry.size])
-        if verify, CRC32.checksum(bytes) != entry.crc32 {
-            throw CheckpointError(.checksumMismatch, "entry '\(entry.name)' does not match its CRC-32; the file is damaged "
-                + "(an interrupted download or copy?): download it again")
-        }
-        return bytes
+        return UnsafeRawBufferPointer(rebasing: file.bytes[entry.dataOffset..<entry.dataOffset + entry.size])
+    }
+
+    /// Checks a stored entry's bytes against its CRC-32.
+    func verify(_ entry: Entry) throws(CheckpointError) {
+        guard CRC32.checksum(try contents(of: entry)) == entry.crc32 else { throw Self.checksumMismatch(entry) }
+    }
+
+    /// The error for an entry whose bytes do not match its CRC-32.
+    static func checksumMismatch(_ entry: Entry) -> CheckpointError {
+        CheckpointError(.checksumMismatch, "entry '\(entry.name)' does not match its CRC-32; the file is damaged "
+            + "(an interrupted download or copy?): download it again")
     }
 
     private struct CentralDirectory {
@@ -82,8 +88,8 @@ struct ZipArchive {
     private static func locateCentralDirectory(_ bytes: Bytes) throws(CheckpointError) -> CentralDirectory {
         let fixedSize = 22
         guard bytes.count >= fixedSize else {
-            throw CheckpointError(.notZipArchive, "the file is \(bytes.count) bytes, too short to be a zip archive; it is "
-                + "truncated or not a PyTorch checkpoint")
+            throw CheckpointError(.notZipArchive, "the file is \(bytes.count) bytes, too short to be a zip archive; "
+                + "it is truncated or not a PyTorch checkpoint")
         }
         // The record ends the file, followed only by its comment (≤ 65535 bytes); requiring
         // the comment to reach exactly the end keeps a signature inside the data from matching.
@@ -100,25 +106,25 @@ struct ZipArchive {
         }
         guard let end = found else {
             if bytes.count > 2, bytes.unchecked8(0) == pickleProtocolOpcode {
-                throw CheckpointError(.notZipArchive, "this is PyTorch's legacy (pre-1.6) checkpoint format, which is not "
-                    + "read: re-save it with torch.save in PyTorch 1.6 or later, or convert it to .safetensors")
+                throw CheckpointError(.notZipArchive, "this is PyTorch's legacy (pre-1.6) checkpoint format, which "
+                    + "is not read: re-save it with torch.save in PyTorch 1.6 or later, or convert it to .safetensors")
             }
-            throw CheckpointError(.notZipArchive, "no zip end-of-central-directory record: the file is truncated or not a "
-                + "PyTorch checkpoint; download it again")
+            throw CheckpointError(.notZipArchive, "no zip end-of-central-directory record: the file is truncated "
+                + "or not a PyTorch checkpoint; download it again")
         }
-        var directory = CentralDirectory(offset: Int(bytes.unchecked32(end + 16)), size: Int(bytes.unchecked32(end + 12)),
+        var directory = CentralDirectory(offset: Int(bytes.unchecked32(end + 16)),
+                                         size: Int(bytes.unchecked32(end + 12)),
                                          count: Int(bytes.unchecked16(end + 10)))
         let disk = bytes.unchecked16(end + 4), directoryDisk = bytes.unchecked16(end + 6)
         if end >= 20, bytes.unchecked32(end - 20) == zip64Locator {
             let recordOffset = try bytes.offset64(end - 20 + 8, "zip64 end-of-central-directory offset")
             guard try bytes.u32(recordOffset, "zip64 end-of-central-directory record") == zip64EndOfCentralDirectory,
                   recordOffset + 56 <= end - 20 else {
-                throw CheckpointError(.corruptArchive, "the zip64 locator points at no zip64 end-of-central-directory record; "
-                    + "the file is damaged: download it again")
+                throw damaged("the zip64 locator points at no zip64 end-of-central-directory record")
             }
             guard try bytes.u32(recordOffset + 16, "zip64 disk number") == 0,
                   try bytes.u32(recordOffset + 20, "zip64 directory disk") == 0 else {
-                throw CheckpointError(.unsupportedArchive, "multi-disk (split) zip archives are not read; join the parts into one file")
+                throw multiDisk()
             }
             let zip64 = CentralDirectory(offset: try bytes.offset64(recordOffset + 48, "central directory offset"),
                                          size: try bytes.offset64(recordOffset + 40, "central directory size"),
@@ -128,21 +134,19 @@ struct ZipArchive {
             guard directory.offset == 0xFFFF_FFFF || directory.offset == zip64.offset,
                   directory.size == 0xFFFF_FFFF || directory.size == zip64.size,
                   directory.count == 0xFFFF || directory.count == zip64.count else {
-                throw CheckpointError(.corruptArchive, "the zip and zip64 end-of-central-directory records disagree; the "
-                    + "file is damaged: download it again")
+                throw damaged("the zip and zip64 end-of-central-directory records disagree")
             }
             directory = zip64
         } else if disk != 0 || directoryDisk != 0 {
-            throw CheckpointError(.unsupportedArchive, "multi-disk (split) zip archives are not read; join the parts into one file")
+            throw multiDisk()
         }
         guard directory.offset <= end, directory.size <= end - directory.offset else {
-            throw CheckpointError(.corruptArchive, "the central directory (offset \(directory.offset), \(directory.size) bytes) "
-                + "lies outside the file; the file is truncated or damaged: download it again")
+            throw damaged("the central directory (offset \(directory.offset), \(directory.size) bytes) lies outside "
+                + "the file")
         }
         // Each record is at least 46 bytes, so the count cannot claim more entries than fit.
         guard directory.count <= directory.size / 46 else {
-            throw CheckpointError(.corruptArchive, "the archive claims \(directory.count) entries in a \(directory.size)-byte "
-                + "central directory; the file is damaged: download it again")
+            throw damaged("the archive claims \(directory.count) entries in a \(directory.size)-byte central directory")
         }
         return directory
     }
@@ -151,8 +155,7 @@ struct ZipArchive {
                                          dataLimit: Int) throws(CheckpointError) -> Entry {
         let start = cursor
         guard start + 46 <= directoryEnd, try bytes.u32(start, "central directory record") == centralHeader else {
-            throw CheckpointError(.corruptArchive, "central directory record at offset \(start) is missing or damaged; "
-                + "download the file again")
+            throw damaged("the central directory record at offset \(start) is missing")
         }
         let flags = try bytes.u16(start + 8, "flags")
         let method = try bytes.u16(start + 10, "method")
@@ -165,8 +168,7 @@ struct ZipArchive {
         var localOffset = UInt64(try bytes.u32(start + 42, "local header offset"))
         let end = start + 46 + nameLength + extraLength + commentLength
         guard end <= directoryEnd else {
-            throw CheckpointError(.corruptArchive, "central directory record at offset \(start) runs past the directory; "
-                + "the file is damaged: download it again")
+            throw damaged("the central directory record at offset \(start) runs past the directory")
         }
         let nameBytes = try bytes.slice(start + 46, nameLength, "entry name")
         let name = String(decoding: nameBytes, as: UTF8.self)
@@ -178,15 +180,13 @@ struct ZipArchive {
             let id = try bytes.u16(extra, "extra field id")
             let length = Int(try bytes.u16(extra + 2, "extra field length"))
             guard extra + 4 + length <= extraEnd else {
-                throw CheckpointError(.corruptArchive, "entry '\(name)' has an extra field running past its record; "
-                    + "the file is damaged: download it again")
+                throw damaged("entry '\(name)' has an extra field running past its record")
             }
             if id == 1 {
                 var field = extra + 4
                 func next() throws(CheckpointError) -> UInt64 {
                     guard field + 8 <= extra + 4 + length else {
-                        throw CheckpointError(.corruptArchive, "entry '\(name)' has a short zip64 extra field; the file is "
-                            + "damaged: download it again")
+                        throw damaged("entry '\(name)' has a short zip64 extra field")
                     }
                     defer { field += 8 }
                     return try bytes.u64(field, "zip64 extra field")
@@ -201,32 +201,38 @@ struct ZipArchive {
 
         // The entry's bytes must lie before the central directory, past a local header naming it alike.
         guard localOffset <= UInt64(dataLimit), compressedSize <= UInt64(dataLimit), size <= UInt64(Int.max) else {
-            throw CheckpointError(.corruptArchive, "entry '\(name)' claims offset \(localOffset) and \(compressedSize) bytes, "
-                + "beyond the archive's data; the file is truncated or damaged: download it again")
+            throw damaged("entry '\(name)' claims offset \(localOffset) and \(compressedSize) bytes, beyond the "
+                + "archive's data")
         }
         let local = Int(localOffset)
         guard local + 30 <= dataLimit, try bytes.u32(local, "local header") == localHeader else {
-            throw CheckpointError(.corruptArchive, "entry '\(name)' has no local header at offset \(local); the file is "
-                + "damaged: download it again")
+            throw damaged("entry '\(name)' has no local header at offset \(local)")
         }
         let localNameLength = Int(try bytes.u16(local + 26, "local name length"))
         let localExtraLength = Int(try bytes.u16(local + 28, "local extra length"))
         let dataOffset = local + 30 + localNameLength + localExtraLength
         guard dataOffset <= dataLimit, Int(compressedSize) <= dataLimit - dataOffset else {
-            throw CheckpointError(.corruptArchive, "entry '\(name)' (\(compressedSize) bytes at offset \(dataOffset)) runs past "
-                + "the archive's data; the file is truncated or damaged: download it again")
+            throw damaged("entry '\(name)' (\(compressedSize) bytes at offset \(dataOffset)) runs past the archive's "
+                + "data")
         }
         guard try bytes.slice(local + 30, localNameLength, "local name").elementsEqual(nameBytes) else {
-            throw CheckpointError(.corruptArchive, "entry '\(name)' has a local header naming another file; the file is "
-                + "damaged or was tampered with")
+            throw damaged("entry '\(name)' has a local header naming another file")
         }
         if method == 0, compressedSize != size {
-            throw CheckpointError(.corruptArchive, "stored entry '\(name)' claims \(size) bytes but occupies \(compressedSize); "
-                + "the file is damaged: download it again")
+            throw damaged("stored entry '\(name)' claims \(size) bytes but occupies \(compressedSize)")
         }
         return Entry(name: name, method: method, flags: flags, crc32: crc, compressedSize: Int(compressedSize),
                      size: Int(size), dataOffset: dataOffset)
     }
+}
+
+/// A damaged-archive error: `problem`, and what to do about it.
+private func damaged(_ problem: String) -> CheckpointError {
+    CheckpointError(.corruptArchive, problem + "; the file is truncated or damaged: download it again")
+}
+
+private func multiDisk() -> CheckpointError {
+    CheckpointError(.unsupportedArchive, "multi-disk (split) zip archives are not read; join the parts into one file")
 }
 
 /// Little-endian reads from a buffer, each checked against its end (the `unchecked` ones are
@@ -246,8 +252,7 @@ private struct Bytes {
 
     private func check(_ offset: Int, _ length: Int, _ what: String) throws(CheckpointError) {
         guard offset >= 0, length >= 0, offset <= count, length <= count - offset else {
-            throw CheckpointError(.corruptArchive, "the \(what) at offset \(offset) lies past the end of the file "
-                + "(\(count) bytes); the file is truncated or damaged: download it again")
+            throw damaged("the \(what) at offset \(offset) lies past the end of the file (\(count) bytes)")
         }
     }
 
@@ -270,8 +275,7 @@ private struct Bytes {
     func offset64(_ offset: Int, _ what: String) throws(CheckpointError) -> Int {
         let value = try u64(offset, what)
         guard value <= UInt64(count) else {
-            throw CheckpointError(.corruptArchive, "the \(what) (\(value)) exceeds the file's \(count) bytes; the file is "
-                + "truncated or damaged: download it again")
+            throw damaged("the \(what) (\(value)) exceeds the file's \(count) bytes")
         }
         return Int(value)
     }
