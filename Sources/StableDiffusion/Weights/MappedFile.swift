@@ -1,0 +1,42 @@
+import Foundation
+
+/// A read-only memory map of a whole file, unmapped on deinit. Checkpoints are
+/// gigabytes: mapping lets the loader read only the pages it converts, with no copy.
+final class MappedFile {
+    /// The file's bytes; valid while this object is alive.
+    let bytes: UnsafeRawBufferPointer
+    private let length: Int
+
+    /// Maps `url`. Only regular files are accepted: a FIFO or a device would block or never end.
+    init(_ url: URL) throws(CheckpointError) {
+        let descriptor = open(url.path, O_RDONLY)
+        guard descriptor >= 0 else {
+            throw CheckpointError(.unreadable, "cannot open the file (\(Self.lastError())); check the path and its "
+                + "permissions")
+        }
+        defer { close(descriptor) }
+        var status = stat()
+        guard fstat(descriptor, &status) == 0 else {
+            throw CheckpointError(.unreadable, "cannot read the file's size (\(Self.lastError()))")
+        }
+        guard (status.st_mode & S_IFMT) == S_IFREG else {
+            throw CheckpointError(.unreadable, "not a regular file; pass the path of a .ckpt file")
+        }
+        length = Int(status.st_size)
+        guard length > 0 else {
+            bytes = UnsafeRawBufferPointer(start: nil, count: 0)
+            return
+        }
+        let address = mmap(nil, length, PROT_READ, MAP_PRIVATE, descriptor, 0)
+        guard let address, address != MAP_FAILED else {
+            throw CheckpointError(.unreadable, "cannot map the file into memory (\(Self.lastError()))")
+        }
+        bytes = UnsafeRawBufferPointer(start: address, count: length)
+    }
+
+    deinit {
+        if let base = bytes.baseAddress { munmap(UnsafeMutableRawPointer(mutating: base), length) }
+    }
+
+    private static func lastError() -> String { String(cString: strerror(errno)) }
+}

@@ -1,0 +1,166 @@
+/// Reads one element of a storage's little-endian bytes as Float32. Every type converts
+/// into the output tensor directly, so a float16 checkpoint is widened once, with no
+/// intermediate copy of its storage.
+private protocol StorageElement {
+    static func load(_ base: UnsafeRawPointer, _ index: Int) -> Float
+    static func convert(_ base: UnsafeRawPointer, from start: Int, count: Int, into output: UnsafeMutablePointer<Float>)
+}
+
+extension StorageElement {
+    @inline(__always)
+    static func convert(_ base: UnsafeRawPointer, from start: Int, count: Int,
+                        into output: UnsafeMutablePointer<Float>) {
+        for index in 0..<count { output[index] = load(base, start + index) }
+    }
+}
+
+private enum Float32Element: StorageElement {
+    @inline(__always) static func load(_ base: UnsafeRawPointer, _ index: Int) -> Float {
+        Float(bitPattern: UInt32(littleEndian: base.loadUnaligned(fromByteOffset: index * 4, as: UInt32.self)))
+    }
+
+    /// A plain copy: every host Swift runs this engine on is little-endian, like the file.
+    static func convert(_ base: UnsafeRawPointer, from start: Int, count: Int,
+                        into output: UnsafeMutablePointer<Float>) {
+        UnsafeMutableRawPointer(output).copyMemory(from: base + start * 4, byteCount: count * 4)
+    }
+}
+
+private enum Float16Element: StorageElement {
+    /// IEEE half to single by bit manipulation: `Float16` is missing on macOS x86-64.
+    @inline(__always) static func load(_ base: UnsafeRawPointer, _ index: Int) -> Float {
+        let half = UInt32(UInt16(littleEndian: base.loadUnaligned(fromByteOffset: index * 2, as: UInt16.self)))
+        let sign = (half & 0x8000) << 16
+        let exponent = (half >> 10) & 0x1F
+        let mantissa = half & 0x3FF
+        if exponent == 0x1F { return Float(bitPattern: sign | 0x7F80_0000 | (mantissa << 13)) }
+        if exponent == 0 {
+            // Zero or subnormal: mantissa × 2⁻²⁴, exact in Float32.
+            let magnitude = Float(mantissa) * 0x1p-24
+            return sign == 0 ? magnitude : -magnitude
+        }
+        return Float(bitPattern: sign | ((exponent + 112) << 23) | (mantissa << 13))
+    }
+}
+
+private enum BFloat16Element: StorageElement {
+    @inline(__always) static func load(_ base: UnsafeRawPointer, _ index: Int) -> Float {
+        let bits = UInt16(littleEndian: base.loadUnaligned(fromByteOffset: index * 2, as: UInt16.self))
+        return Float(bitPattern: UInt32(bits) << 16)
+    }
+}
+
+private enum Float64Element: StorageElement {
+    @inline(__always) static func load(_ base: UnsafeRawPointer, _ index: Int) -> Float {
+        Float(Double(bitPattern: UInt64(littleEndian: base.loadUnaligned(fromByteOffset: index * 8, as: UInt64.self))))
+    }
+}
+
+private enum IntegerElement<Value: FixedWidthInteger>: StorageElement {
+    @inline(__always) static func load(_ base: UnsafeRawPointer, _ index: Int) -> Float {
+        Float(Value(littleEndian: base.loadUnaligned(fromByteOffset: index * MemoryLayout<Value>.size, as: Value.self)))
+    }
+}
+
+private enum BoolElement: StorageElement {
+    @inline(__always) static func load(_ base: UnsafeRawPointer, _ index: Int) -> Float {
+        base.load(fromByteOffset: index, as: UInt8.self) == 0 ? 0 : 1
+    }
+}
+
+extension TensorReference {
+    /// The number of elements, or nil if a dimension is negative or the product overflows.
+    var elementCount: Int? {
+        var count = 1
+        for extent in shape {
+            guard extent >= 0 else { return nil }
+            let (product, overflow) = count.multipliedReportingOverflow(by: extent)
+            guard !overflow else { return nil }
+            count = product
+        }
+        return count
+    }
+
+    /// Checks that every element the view addresses lies inside a storage of `storageCount` elements.
+    func validate(storageCount: Int) throws(CheckpointError) {
+        guard offset >= 0, strides.allSatisfy({ $0 >= 0 }), let count = elementCount else {
+            throw CheckpointError(.invalidTensor, "size \(shape), stride \(strides) and offset \(offset) include a "
+                + "negative or overflowing value; the file is damaged")
+        }
+        guard count > 0 else { return }
+        var last = offset
+        for (extent, stride) in zip(shape, strides) {
+            let (step, overflow) = (extent - 1).multipliedReportingOverflow(by: stride)
+            let (sum, carry) = last.addingReportingOverflow(step)
+            guard !overflow, !carry else {
+                throw CheckpointError(.invalidTensor, "size \(shape) with stride \(strides) overflows; the file is "
+                    + "damaged")
+            }
+            last = sum
+        }
+        guard last < storageCount else {
+            throw CheckpointError(.invalidTensor, "size \(shape), stride \(strides) at offset \(offset) reaches "
+                + "element \(last) of a storage of \(storageCount); the file is damaged")
+        }
+    }
+
+    /// Writes the elements in row-major order into `output`, gathered from `bytes` (a storage of
+    /// `type`) and converted to Float32. The caller has validated the view against the storage.
+    func gather(from bytes: UnsafeRawBufferPointer, type: StorageType, into output: UnsafeMutablePointer<Float>) {
+        guard let base = bytes.baseAddress, elementCount ?? 0 > 0 else { return }
+        switch type {
+        case .float: gather(Float32Element.self, base, output)
+        case .half: gather(Float16Element.self, base, output)
+        case .bfloat16: gather(BFloat16Element.self, base, output)
+        case .double: gather(Float64Element.self, base, output)
+        case .long: gather(IntegerElement<Int64>.self, base, output)
+        case .int: gather(IntegerElement<Int32>.self, base, output)
+        case .short: gather(IntegerElement<Int16>.self, base, output)
+        case .char: gather(IntegerElement<Int8>.self, base, output)
+        case .byte: gather(IntegerElement<UInt8>.self, base, output)
+        case .bool: gather(BoolElement.self, base, output)
+        }
+    }
+
+    private func gather<Element: StorageElement>(_: Element.Type, _ base: UnsafeRawPointer,
+                                                 _ output: UnsafeMutablePointer<Float>) {
+        // Merge dimensions that are contiguous with each other, so that a dense tensor is one run.
+        var extents: [Int] = [], steps: [Int] = []
+        for (extent, stride) in zip(shape, strides) where extent != 1 {
+            if let lastExtent = extents.last, steps[steps.count - 1] == extent * stride {
+                extents[extents.count - 1] = lastExtent * extent
+                steps[steps.count - 1] = stride
+            } else {
+                extents.append(extent)
+                steps.append(stride)
+            }
+        }
+        guard let inner = extents.last, let innerStep = steps.last else {
+            output[0] = Element.load(base, offset)
+            return
+        }
+        let outerRank = extents.count - 1
+        var counters = [Int](repeating: 0, count: outerRank)
+        var start = offset
+        var written = 0
+        let total = extents.reduce(1, *)
+        while written < total {
+            let destination = output + written
+            if innerStep == 1 {
+                Element.convert(base, from: start, count: inner, into: destination)
+            } else {
+                for index in 0..<inner { destination[index] = Element.load(base, start + index * innerStep) }
+            }
+            written += inner
+            var axis = outerRank - 1
+            while axis >= 0 {
+                counters[axis] += 1
+                start += steps[axis]
+                if counters[axis] < extents[axis] { break }
+                start -= steps[axis] * extents[axis]
+                counters[axis] = 0
+                axis -= 1
+            }
+        }
+    }
+}
