@@ -23,10 +23,15 @@ func expectIdentical(_ a: [String: Tensor], _ b: [String: Tensor], _ what: Strin
 @Test func diffusersFolderAndSingleFileGiveIdenticalTensors() throws {
     let folder = try ModelWeights.load(modelFixtures.appendingPathComponent("tiny-sd1"))
     let single = try ModelWeights.load(modelFixtures.appendingPathComponent("tiny-sd1.safetensors"))
-    #expect(folder.family == .sd1 && single.family == .sd1)
+    let pickle = try ModelWeights.load(modelFixtures.appendingPathComponent("tiny-sd1.ckpt"))
+    #expect(folder.family == .sd1 && single.family == .sd1 && pickle.family == .sd1)
     expectIdentical(folder.unet, single.unet, "unet")
     expectIdentical(folder.vae, single.vae, "vae")
     expectIdentical(folder.textEncoder, single.textEncoder, "text encoder")
+    expectIdentical(folder.unet, pickle.unet, "unet (.ckpt)")
+    expectIdentical(folder.vae, pickle.vae, "vae (.ckpt)")
+    expectIdentical(folder.textEncoder, pickle.textEncoder, "text encoder (.ckpt)")
+    #expect(pickle.unetConfig == single.unetConfig && pickle.textEncoderConfig == single.textEncoderConfig)
     #expect(folder.unet.count > 300 && folder.vae.count > 50 && folder.textEncoder.count > 30)
 
     // The configs inferred from shapes (+ the sidecar file) agree with diffusers' own.

@@ -26,7 +26,7 @@ enum Gzip {
             guard size == UInt32(truncatingIfNeeded: inflater.output.count) else {
                 throw GzipError(reason: "gzip length mismatch: trailer says \(size), decoded \(inflater.output.count)")
             }
-            guard crc == CRC32.checksum(inflater.output) else { throw GzipError(reason: "gzip CRC-32 mismatch (file corrupt)") }
+            guard crc == inflater.output.withUnsafeBytes({ CRC32.checksum($0) }) else { throw GzipError(reason: "gzip CRC-32 mismatch (file corrupt)") }
             return inflater.output
         }
     }
@@ -52,24 +52,6 @@ enum Gzip {
 
     private static func readUInt32LE(_ bytes: UnsafeBufferPointer<UInt8>, _ at: Int) -> UInt32 {
         UInt32(bytes[at]) | UInt32(bytes[at + 1]) << 8 | UInt32(bytes[at + 2]) << 16 | UInt32(bytes[at + 3]) << 24
-    }
-}
-
-/// CRC-32 (IEEE 802.3, reflected), as gzip's trailer uses it.
-enum CRC32 {
-    private static let table: [UInt32] = (0..<256).map { index -> UInt32 in
-        var value = UInt32(index)
-        for _ in 0..<8 { value = value & 1 != 0 ? 0xEDB8_8320 ^ (value >> 1) : value >> 1 }
-        return value
-    }
-
-    /// The CRC-32 of `bytes`.
-    static func checksum(_ bytes: [UInt8]) -> UInt32 {
-        table.withUnsafeBufferPointer { table in
-            var crc: UInt32 = 0xFFFF_FFFF
-            for byte in bytes { crc = table[Int((crc ^ UInt32(byte)) & 0xFF)] ^ (crc >> 8) }
-            return crc ^ 0xFFFF_FFFF
-        }
     }
 }
 

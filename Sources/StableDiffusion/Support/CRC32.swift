@@ -1,5 +1,5 @@
-/// The zip CRC-32 (polynomial 0xEDB88320), slice-by-8 so that checking a multi-gigabyte
-/// checkpoint costs about as much as reading it.
+/// The CRC-32 of zip entries and gzip trailers (polynomial 0xEDB88320), slice-by-8 so that
+/// checking a multi-gigabyte checkpoint costs about as much as reading it.
 enum CRC32 {
     private static let tables: [UInt32] = {
         var tables = [UInt32](repeating: 0, count: 8 * 256)
