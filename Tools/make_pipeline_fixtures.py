@@ -60,3 +60,38 @@ for model in ("tiny-sd1", "tiny-sd2"):
                       "latents": latents.flatten().tolist(), "pixels": pixels.flatten().tolist()})
         print(model, name, latents.abs().mean().item())
 (here / "pipelines.json").write_text(json.dumps({"cases": cases}))
+
+# img2img: diffusers' StableDiffusionImg2ImgPipeline on the same models, from a random init image.
+from diffusers import StableDiffusionImg2ImgPipeline
+from PIL import Image
+
+img_cases = []
+for model in ("tiny-sd1", "tiny-sd2"):
+    folder = here / "models" / model
+    text = CLIPTextModel.from_pretrained(folder / "text_encoder").eval()
+    unet = UNet2DConditionModel.from_pretrained(folder / "unet").eval()
+    vae = AutoencoderKL.from_pretrained(folder / "vae").eval()
+    g = torch.Generator().manual_seed(11)
+    ids = torch.randint(0, 1000, (1, 77), generator=g)
+    negative_ids = torch.randint(0, 1000, (1, 77), generator=g)
+    init = torch.randint(0, 256, (16, 24, 3), generator=g).to(torch.uint8)
+    with torch.no_grad():
+        embeds, negative = text(ids).last_hidden_state, text(negative_ids).last_hidden_state
+    for name in (("euler", "ddim", "euler_a", "dpmpp_2m", "heun") if model == "tiny-sd1" else ("euler", "ddim")):
+        cls, extra = SAMPLERS[name]
+        pipe = StableDiffusionImg2ImgPipeline(vae=vae, text_encoder=text, tokenizer=None, unet=unet,
+                                              scheduler=cls.from_pretrained(folder / "scheduler", **extra),
+                                              safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+        pipe.set_progress_bar_config(disable=True)
+        kwargs = dict(prompt_embeds=embeds, negative_prompt_embeds=negative, image=Image.fromarray(init.numpy()),
+                      num_inference_steps=8, strength=0.6, guidance_scale=6.0)
+        with torch.no_grad():
+            latents = pipe(**kwargs, generator=[torch.Generator().manual_seed(3)], output_type="latent").images
+            images = pipe(**kwargs, generator=[torch.Generator().manual_seed(3)], output_type="np").images
+        img_cases.append({"model": model, "sampler": name, "strength": 0.6, "guidance": 6.0, "steps": 8, "seed": 3,
+                          "ids": ids[0].tolist(), "negative_ids": negative_ids[0].tolist(),
+                          "init": init.flatten().tolist(), "width": 24, "height": 16,
+                          "latents_shape": list(latents.shape), "latents": latents.flatten().tolist(),
+                          "pixels": (images * 255).round().astype("uint8").flatten().tolist()})
+        print("img2img", model, name, latents.abs().mean().item())
+(here / "img2img.json").write_text(json.dumps({"cases": img_cases}))

@@ -89,7 +89,11 @@ public struct Pipeline {
     /// (unscaled by the VAE factor: what diffusers returns with `output_type="latent"`).
     /// `conditional`/`unconditional` are [1, tokens, width] text encodings.
     /// `progress(step, total)` returns false to cancel (a `CancellationError` is thrown).
-    public func sample(conditional: Tensor, unconditional: Tensor, settings: Settings,
+    /// img2img: `image` [1, 3, H, W] in [-1, 1] (the render size) is encoded, noised to the
+    /// level `strength` of the way up the schedule, and denoised from there (diffusers'
+    /// StableDiffusionImg2ImgPipeline: the VAE posterior noise, then the forward noise, are
+    /// drawn from each image's generator).
+    public func sample(conditional: Tensor, unconditional: Tensor, settings: Settings, image: Tensor? = nil, strength: Float = 1,
                        progress: (Int, Int) -> Bool = { _, _ in true }) throws -> Tensor {
         try validate(settings)
         var scheduler = try settings.sampler.make(config: schedulerConfig, steps: settings.steps, eta: settings.eta)
@@ -101,12 +105,31 @@ public struct Pipeline {
             let values = generators.indices.flatMap { generators[$0].randn(perImage) }
             return Tensor(shape: [settings.batch] + shape, values: values)
         }
-        var latents = noise().scaled(by: scheduler.initNoiseSigma)
+        var latents: Tensor
+        var start = 0
+        if let image {
+            guard strength > 0 && strength <= 1 else { throw SamplingError("strength must be in (0, 1], got \(strength)") }
+            guard image.shape == [1, 3, settings.height, settings.width] else {
+                throw SamplingError("init image is \(image.shape.dropFirst(2).reversed().map(String.init).joined(separator: "x")) but the render is \(settings.width)x\(settings.height)")
+            }
+            let posterior = vae.encode(image)
+            let encoded = (0..<settings.batch).map { index in
+                vae.sample(mean: posterior.mean, logVariance: posterior.logVariance,
+                           noise: Tensor(shape: posterior.mean.shape, values: generators[index].randn(perImage)))
+            }
+            let clean = Tensor.concat(encoded, axis: 0).scaled(by: Float(vae.config.scalingFactor))
+            let kept = min(Int(Float(settings.steps) * strength), settings.steps)
+            start = max(settings.steps - kept, 0) * scheduler.order
+            guard start < scheduler.timesteps.count else { throw SamplingError("strength \(strength) leaves no steps to run; raise it or the step count") }
+            latents = scheduler.addNoise(clean, noise: noise(), index: start)
+        } else {
+            latents = noise().scaled(by: scheduler.initNoiseSigma)
+        }
         let guided = settings.guidance != 1
         let context = guided
             ? Tensor.concat(Array(repeating: unconditional, count: settings.batch) + Array(repeating: conditional, count: settings.batch), axis: 0)
             : Tensor.concat(Array(repeating: conditional, count: settings.batch), axis: 0)
-        for (index, timestep) in scheduler.timesteps.enumerated() {
+        for (index, timestep) in scheduler.timesteps.enumerated() where index >= start {
             let input = scheduler.scaleModelInput(latents, index: index)
             let prediction = unet(guided ? Tensor.concat([input, input], axis: 0) : input, timestep: timestep, context: context)
             let output: Tensor
@@ -118,7 +141,7 @@ public struct Pipeline {
                 output = prediction
             }
             latents = scheduler.step(output, index: index, sample: latents, noise: noise)
-            guard progress(index + 1, scheduler.timesteps.count) else { throw CancellationError() }
+            guard progress(index + 1 - start, scheduler.timesteps.count - start) else { throw CancellationError() }
         }
         return latents
     }
@@ -128,6 +151,16 @@ public struct Pipeline {
     public func decode(_ latents: Tensor) -> [[UInt8]] {
         let pixels = vae.decode(latents.scaled(by: 1 / Float(vae.config.scalingFactor)))
         return Pipeline.bytes(pixels)
+    }
+
+    /// Interleaved 8-bit RGB (rows top to bottom) → [1, 3, H, W] in [-1, 1], as diffusers' image processor.
+    public static func pixels(rgb bytes: [UInt8], width: Int, height: Int) -> Tensor {
+        precondition(bytes.count == width * height * 3, "expected \(width * height * 3) RGB bytes")
+        var values = [Float](repeating: 0, count: bytes.count)
+        for p in 0..<(width * height) {
+            for c in 0..<3 { values[c * width * height + p] = Float(bytes[p * 3 + c]) / 255 * 2 - 1 }
+        }
+        return Tensor(shape: [1, 3, height, width], values: values)
     }
 
     /// [N, 3, H, W] pixels in [-1, 1] → N interleaved RGB byte arrays.

@@ -1,0 +1,76 @@
+import Foundation
+import StableDiffusion
+import Tensors
+import Testing
+
+/// One diffusers StableDiffusionImg2ImgPipeline run (Tools/make_pipeline_fixtures.py).
+struct Img2ImgCase: Decodable, Sendable, CustomTestStringConvertible {
+    let model: String
+    let sampler: String
+    let strength: Float
+    let guidance: Float
+    let steps: Int
+    let seed: UInt64
+    let ids: [Int]
+    let negative_ids: [Int]
+    let init_: [UInt8]
+    let width: Int
+    let height: Int
+    let latents_shape: [Int]
+    let latents: [Float]
+    let pixels: [UInt8]
+    var testDescription: String { "\(model) \(sampler)" }
+
+    enum CodingKeys: String, CodingKey {
+        case model, sampler, strength, guidance, steps, seed, ids, negative_ids, width, height, latents_shape, latents, pixels
+        case init_ = "init"
+    }
+}
+
+let img2imgCases: [Img2ImgCase] = {
+    struct File: Decodable { let cases: [Img2ImgCase] }
+    let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/img2img.json")
+    return (try? JSONDecoder().decode(File.self, from: Data(contentsOf: url)))?.cases ?? []
+}()
+
+@Test(arguments: img2imgCases)
+func img2imgMatchesDiffusers(_ fixture: Img2ImgCase) throws {
+    let pipeline = try Pipeline(weights: try NetworkFixtures.model(fixture.model))
+    var settings = Pipeline.Settings()
+    settings.width = fixture.width
+    settings.height = fixture.height
+    settings.steps = fixture.steps
+    settings.guidance = fixture.guidance
+    settings.seed = fixture.seed
+    settings.sampler = try SamplerName(parsing: fixture.sampler)
+    var calls = 0
+    let latents = try pipeline.sample(conditional: pipeline.textEncoder([fixture.ids]),
+                                      unconditional: pipeline.textEncoder([fixture.negative_ids]), settings: settings,
+                                      image: Pipeline.pixels(rgb: fixture.init_, width: fixture.width, height: fixture.height),
+                                      strength: fixture.strength) { step, _ in
+        calls = step
+        return true
+    }
+    // strength 0.6 of 8 steps runs the last 4 steps; Heun makes 2·8 − 1 = 15 calls and starts at call 8.
+    #expect(calls == (fixture.sampler == "heun" ? 7 : 4))
+    #expect(latents.shape == fixture.latents_shape)
+    let latentError = zip(latents.scalars, fixture.latents).map { abs($0 - $1) }.max() ?? .infinity
+    #expect(latentError < 1e-3, "final latents differ by \(latentError)")
+    let pixelError = zip(pipeline.decode(latents).flatMap { $0 }, fixture.pixels).map { abs(Int($0) - Int($1)) }.max() ?? 255
+    #expect(pixelError <= 2, "pixels differ by up to \(pixelError)/255")
+}
+
+@Test func img2imgRejectsBadStrengthAndSize() throws {
+    let pipeline = try Pipeline(weights: try NetworkFixtures.model("tiny-sd1"))
+    var settings = Pipeline.Settings()
+    settings.width = 24
+    settings.height = 16
+    settings.steps = 4
+    let text = pipeline.textEncoder([Array(repeating: 1, count: 77)])
+    let image = Tensor(zeros: [1, 3, 16, 24])
+    #expect(throws: SamplingError.self) { try pipeline.sample(conditional: text, unconditional: text, settings: settings, image: image, strength: 0) }
+    #expect(throws: SamplingError.self) { try pipeline.sample(conditional: text, unconditional: text, settings: settings, image: image, strength: 1.5) }
+    #expect(throws: SamplingError.self) {
+        try pipeline.sample(conditional: text, unconditional: text, settings: settings, image: Tensor(zeros: [1, 3, 16, 16]), strength: 0.5)
+    }
+}
