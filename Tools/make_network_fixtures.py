@@ -88,11 +88,12 @@ with torch.no_grad():
             case("tiny-sd1/unet_inpaint", {"model": model, "timestep": 321},
                  {"sample": sample9, "context": context}, {"noise": inpaint(sample9, 321, context).sample})
 
-            controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(4, 8, 8, 8))
+            # One stride-2 stage in the conditioning embedding: the tiny VAE downsamples by 2, not 8.
+            controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(4, 8))
             for p in controlnet.parameters():
                 p.data.copy_(torch.randn_like(p) * 0.2)
             controlnet.save_pretrained(models / "tiny-controlnet")
-            control = torch.rand(2, 3, 64, 64)
+            control = torch.rand(2, 3, 16, 16)
             down, mid = controlnet(sample, 500, context, controlnet_cond=control, conditioning_scale=0.8,
                                    return_dict=False)
             outputs = {f"down{i}": d for i, d in enumerate(down)}

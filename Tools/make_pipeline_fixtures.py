@@ -95,3 +95,40 @@ for model in ("tiny-sd1", "tiny-sd2"):
                           "pixels": (images * 255).round().astype("uint8").flatten().tolist()})
         print("img2img", model, name, latents.abs().mean().item())
 (here / "img2img.json").write_text(json.dumps({"cases": img_cases}))
+
+# ControlNet: diffusers' StableDiffusionControlNetPipeline with one and with two ControlNets.
+from diffusers import ControlNetModel, StableDiffusionControlNetPipeline
+
+control_cases = []
+folder = here / "models" / "tiny-sd1"
+text = CLIPTextModel.from_pretrained(folder / "text_encoder").eval()
+unet = UNet2DConditionModel.from_pretrained(folder / "unet").eval()
+vae = AutoencoderKL.from_pretrained(folder / "vae").eval()
+controlnet = ControlNetModel.from_pretrained(here / "models" / "tiny-controlnet").eval()
+g = torch.Generator().manual_seed(21)
+ids = torch.randint(0, 1000, (1, 77), generator=g)
+negative_ids = torch.randint(0, 1000, (1, 77), generator=g)
+control = torch.randint(0, 256, (16, 24, 3), generator=g).to(torch.uint8)
+control2 = torch.randint(0, 256, (16, 24, 3), generator=g).to(torch.uint8)
+with torch.no_grad():
+    embeds, negative = text(ids).last_hidden_state, text(negative_ids).last_hidden_state
+for name, nets, images, scales in (("euler", controlnet, Image.fromarray(control.numpy()), 0.8),
+                                   ("dpmpp_2m", [controlnet, controlnet],
+                                    [Image.fromarray(control.numpy()), Image.fromarray(control2.numpy())], [0.7, 0.4])):
+    cls, extra = SAMPLERS[name]
+    pipe = StableDiffusionControlNetPipeline(vae=vae, text_encoder=text, tokenizer=None, unet=unet, controlnet=nets,
+                                             scheduler=cls.from_pretrained(folder / "scheduler", **extra),
+                                             safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    kwargs = dict(prompt_embeds=embeds, negative_prompt_embeds=negative, image=images, width=24, height=16,
+                  num_inference_steps=5, guidance_scale=7.0, controlnet_conditioning_scale=scales)
+    with torch.no_grad():
+        latents = pipe(**kwargs, generator=[torch.Generator().manual_seed(9)], output_type="latent").images
+        out = pipe(**kwargs, generator=[torch.Generator().manual_seed(9)], output_type="np").images
+    control_cases.append({"sampler": name, "scales": scales if isinstance(scales, list) else [scales],
+                          "controls": [control.flatten().tolist()] + ([control2.flatten().tolist()] if isinstance(nets, list) else []),
+                          "ids": ids[0].tolist(), "negative_ids": negative_ids[0].tolist(), "steps": 5, "guidance": 7.0,
+                          "seed": 9, "width": 24, "height": 16, "latents_shape": list(latents.shape),
+                          "latents": latents.flatten().tolist(), "pixels": (out * 255).round().astype("uint8").flatten().tolist()})
+    print("controlnet", name, latents.abs().mean().item())
+(here / "controlnet.json").write_text(json.dumps({"cases": control_cases}))

@@ -93,8 +93,31 @@ public struct Pipeline {
     /// level `strength` of the way up the schedule, and denoised from there (diffusers'
     /// StableDiffusionImg2ImgPipeline: the VAE posterior noise, then the forward noise, are
     /// drawn from each image's generator).
+    /// One ControlNet with its control image [1, 3, H, W] in [0, 1] and conditioning scale.
+    public struct Control {
+        /// The ControlNet.
+        public var net: ControlNet
+        /// The control image at the render size, values in [0, 1].
+        public var image: Tensor
+        /// Multiplies its residuals.
+        public var scale: Float
+
+        /// Makes a control.
+        public init(net: ControlNet, image: Tensor, scale: Float) {
+            self.net = net
+            self.image = image
+            self.scale = scale
+        }
+    }
+
+    /// `controls`: ControlNets whose residuals are summed into every UNet call
+    /// (diffusers' StableDiffusionControlNetPipeline / MultiControlNetModel).
     public func sample(conditional: Tensor, unconditional: Tensor, settings: Settings, image: Tensor? = nil, strength: Float = 1,
+                       controls: [Control] = [],
                        progress: (Int, Int) -> Bool = { _, _ in true }) throws -> Tensor {
+        for control in controls where control.image.shape != [1, 3, settings.height, settings.width] {
+            throw SamplingError("control image is \(control.image.shape.dropFirst(2).reversed().map(String.init).joined(separator: "x")) but the render is \(settings.width)x\(settings.height)")
+        }
         try validate(settings)
         var scheduler = try settings.sampler.make(config: schedulerConfig, steps: settings.steps, eta: settings.eta)
         let channels = unet.config.inChannels == 9 ? 4 : unet.config.inChannels
@@ -131,7 +154,14 @@ public struct Pipeline {
             : Tensor.concat(Array(repeating: conditional, count: settings.batch), axis: 0)
         for (index, timestep) in scheduler.timesteps.enumerated() where index >= start {
             let input = scheduler.scaleModelInput(latents, index: index)
-            let prediction = unet(guided ? Tensor.concat([input, input], axis: 0) : input, timestep: timestep, context: context)
+            let batchInput = guided ? Tensor.concat([input, input], axis: 0) : input
+            var residuals: ControlResiduals?
+            for control in controls {
+                let images = Tensor.concat(Array(repeating: control.image, count: batchInput.shape[0]), axis: 0)
+                let next = control.net(batchInput, timestep: timestep, context: context, control: images, scale: control.scale)
+                residuals = residuals.map { $0 + next } ?? next
+            }
+            let prediction = unet(batchInput, timestep: timestep, context: context, control: residuals)
             let output: Tensor
             if guided {
                 let halves = prediction.chunked(2, axis: 0)

@@ -1,0 +1,54 @@
+import Foundation
+import StableDiffusion
+import Tensors
+import Testing
+
+/// One diffusers StableDiffusionControlNetPipeline run (Tools/make_pipeline_fixtures.py).
+struct ControlNetCase: Decodable, Sendable, CustomTestStringConvertible {
+    let sampler: String
+    let scales: [Float]
+    let controls: [[UInt8]]
+    let ids: [Int]
+    let negative_ids: [Int]
+    let steps: Int
+    let guidance: Float
+    let seed: UInt64
+    let width: Int
+    let height: Int
+    let latents_shape: [Int]
+    let latents: [Float]
+    let pixels: [UInt8]
+    var testDescription: String { "\(sampler), \(controls.count) ControlNet(s)" }
+}
+
+let controlNetCases: [ControlNetCase] = {
+    struct File: Decodable { let cases: [ControlNetCase] }
+    let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/controlnet.json")
+    return (try? JSONDecoder().decode(File.self, from: Data(contentsOf: url)))?.cases ?? []
+}()
+
+@Test(arguments: controlNetCases)
+func controlNetPipelineMatchesDiffusers(_ fixture: ControlNetCase) throws {
+    let pipeline = try Pipeline(weights: try NetworkFixtures.model("tiny-sd1"))
+    let net = try ControlNet.load(modelFixtures.appendingPathComponent("tiny-controlnet"))
+    var settings = Pipeline.Settings()
+    settings.width = fixture.width
+    settings.height = fixture.height
+    settings.steps = fixture.steps
+    settings.guidance = fixture.guidance
+    settings.seed = fixture.seed
+    settings.sampler = try SamplerName(parsing: fixture.sampler)
+    let controls = zip(fixture.controls, fixture.scales).map { bytes, scale in
+        // Control images are [0, 1] (diffusers' control image processor does not normalise).
+        Pipeline.Control(net: net, image: Pipeline.pixels(rgb: bytes, width: fixture.width, height: fixture.height).map { $0 / 2 + 0.5 },
+                         scale: scale)
+    }
+    let latents = try pipeline.sample(conditional: pipeline.textEncoder([fixture.ids]),
+                                      unconditional: pipeline.textEncoder([fixture.negative_ids]), settings: settings,
+                                      controls: controls)
+    #expect(latents.shape == fixture.latents_shape)
+    let latentError = zip(latents.scalars, fixture.latents).map { abs($0 - $1) }.max() ?? .infinity
+    #expect(latentError < 1e-3, "final latents differ by \(latentError)")
+    let pixelError = zip(pipeline.decode(latents).flatMap { $0 }, fixture.pixels).map { abs(Int($0) - Int($1)) }.max() ?? 255
+    #expect(pixelError <= 2, "pixels differ by up to \(pixelError)/255")
+}
