@@ -132,3 +132,39 @@ for name, nets, images, scales in (("euler", controlnet, Image.fromarray(control
                           "latents": latents.flatten().tolist(), "pixels": (out * 255).round().astype("uint8").flatten().tolist()})
     print("controlnet", name, latents.abs().mean().item())
 (here / "controlnet.json").write_text(json.dumps({"cases": control_cases}))
+
+# Inpainting: diffusers' StableDiffusionInpaintPipeline with the ordinary 4-channel UNet
+# (mask blending) and with the 9-channel inpainting UNet.
+from diffusers import StableDiffusionInpaintPipeline
+
+inpaint_cases = []
+folder = here / "models" / "tiny-sd1"
+g = torch.Generator().manual_seed(31)
+ids = torch.randint(0, 1000, (1, 77), generator=g)
+negative_ids = torch.randint(0, 1000, (1, 77), generator=g)
+source = torch.randint(0, 256, (16, 24, 3), generator=g).to(torch.uint8)
+mask = torch.zeros(16, 24, dtype=torch.uint8)
+mask[2:12, 4:15] = 255
+with torch.no_grad():
+    embeds, negative = text(ids).last_hidden_state, text(negative_ids).last_hidden_state
+for unet_name, name, strength in (("unet", "euler", 1.0), ("unet", "ddim", 0.75), ("inpaint", "euler", 1.0),
+                                  ("inpaint", "dpmpp_2m", 1.0)):
+    model_unet = unet if unet_name == "unet" else UNet2DConditionModel.from_pretrained(here / "models" / "tiny-inpaint-unet").eval()
+    cls, extra = SAMPLERS[name]
+    pipe = StableDiffusionInpaintPipeline(vae=vae, text_encoder=text, tokenizer=None, unet=model_unet,
+                                          scheduler=cls.from_pretrained(folder / "scheduler", **extra),
+                                          safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    kwargs = dict(prompt_embeds=embeds, negative_prompt_embeds=negative, image=Image.fromarray(source.numpy()),
+                  mask_image=Image.fromarray(mask.numpy(), mode="L"), width=24, height=16, num_inference_steps=6,
+                  guidance_scale=7.0, strength=strength)
+    with torch.no_grad():
+        latents = pipe(**kwargs, generator=[torch.Generator().manual_seed(13)], output_type="latent").images
+        out = pipe(**kwargs, generator=[torch.Generator().manual_seed(13)], output_type="np").images
+    inpaint_cases.append({"unet": unet_name, "sampler": name, "strength": strength, "ids": ids[0].tolist(),
+                          "negative_ids": negative_ids[0].tolist(), "image": source.flatten().tolist(),
+                          "mask": mask.flatten().tolist(), "steps": 6, "guidance": 7.0, "seed": 13, "width": 24,
+                          "height": 16, "latents_shape": list(latents.shape), "latents": latents.flatten().tolist(),
+                          "pixels": (out * 255).round().astype("uint8").flatten().tolist()})
+    print("inpaint", unet_name, name, strength, latents.abs().mean().item())
+(here / "inpaint.json").write_text(json.dumps({"cases": inpaint_cases}))

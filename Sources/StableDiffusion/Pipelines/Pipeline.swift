@@ -112,9 +112,22 @@ public struct Pipeline {
 
     /// `controls`: ControlNets whose residuals are summed into every UNet call
     /// (diffusers' StableDiffusionControlNetPipeline / MultiControlNetModel).
+    ///
+    /// `mask` [1, 1, H, W] (1 = repaint) turns `image` into an inpainting source, as
+    /// diffusers' StableDiffusionInpaintPipeline: a 9-channel UNet also sees the mask and
+    /// the masked image's latents; an ordinary UNet has the kept area replaced by the
+    /// source latents, noised to the current level, after every step.
     public func sample(conditional: Tensor, unconditional: Tensor, settings: Settings, image: Tensor? = nil, strength: Float = 1,
-                       controls: [Control] = [],
+                       mask: Tensor? = nil, controls: [Control] = [],
                        progress: (Int, Int) -> Bool = { _, _ in true }) throws -> Tensor {
+        if let mask {
+            guard let image else { throw SamplingError("a mask needs an image to inpaint") }
+            return try inpaint(conditional: conditional, unconditional: unconditional, settings: settings, image: image,
+                               mask: mask, strength: strength, controls: controls, progress: progress)
+        }
+        guard unet.config.inChannels != 9 else {
+            throw SamplingError("this is an inpainting model (9 input channels): give it an image and a mask")
+        }
         for control in controls where control.image.shape != [1, 3, settings.height, settings.width] {
             throw SamplingError("control image is \(control.image.shape.dropFirst(2).reversed().map(String.init).joined(separator: "x")) but the render is \(settings.width)x\(settings.height)")
         }
@@ -207,5 +220,90 @@ public struct Pipeline {
             }
             return bytes
         }
+    }
+
+    /// Encodes pixels [1, 3, H, W] once per image of the batch, each with a posterior
+    /// sample from that image's generator, scaled for the UNet.
+    func encodeSampled(_ pixels: Tensor, generators: inout [TorchGenerator]) -> Tensor {
+        let posterior = vae.encode(pixels)
+        let count = posterior.mean.count
+        let encoded = generators.indices.map { index in
+            vae.sample(mean: posterior.mean, logVariance: posterior.logVariance,
+                       noise: Tensor(shape: posterior.mean.shape, values: generators[index].randn(count)))
+        }
+        return Tensor.concat(encoded, axis: 0).scaled(by: Float(vae.config.scalingFactor))
+    }
+
+    func inpaint(conditional: Tensor, unconditional: Tensor, settings: Settings, image: Tensor, mask: Tensor, strength: Float,
+                 controls: [Control], progress: (Int, Int) -> Bool) throws -> Tensor {
+        try validate(settings)
+        guard image.shape == [1, 3, settings.height, settings.width] else {
+            throw SamplingError("init image is \(image.shape.dropFirst(2).reversed().map(String.init).joined(separator: "x")) but the render is \(settings.width)x\(settings.height)")
+        }
+        guard mask.shape == [1, 1, settings.height, settings.width] else {
+            throw SamplingError("mask is \(mask.shape.dropFirst(2).reversed().map(String.init).joined(separator: "x")) but the image is \(settings.width)x\(settings.height)")
+        }
+        guard strength > 0 && strength <= 1 else { throw SamplingError("strength must be in (0, 1], got \(strength)") }
+        var scheduler = try settings.sampler.make(config: schedulerConfig, steps: settings.steps, eta: settings.eta)
+        let nineChannels = unet.config.inChannels == 9
+        let (height, width) = (settings.height / latentScale, settings.width / latentScale)
+        let perImage = 4 * height * width
+        var generators = (0..<settings.batch).map { TorchGenerator(seed: settings.seed &+ UInt64($0)) }
+        let kept = min(Int(Float(settings.steps) * strength), settings.steps)
+        let start = max(settings.steps - kept, 0) * scheduler.order
+        guard start < scheduler.timesteps.count else { throw SamplingError("strength \(strength) leaves no steps to run") }
+        let fullStrength = strength == 1
+
+        let binary = mask.map { $0 >= 0.5 ? 1 : 0 }
+        let source = (!nineChannels || !fullStrength) ? encodeSampled(image, generators: &generators) : nil
+        let noiseValues = generators.indices.flatMap { generators[$0].randn(perImage) }
+        let initialNoise = Tensor(shape: [settings.batch, 4, height, width], values: noiseValues)
+        var latents = fullStrength ? initialNoise.scaled(by: scheduler.initNoiseSigma)
+                                   : scheduler.addNoise(source!, noise: initialNoise, index: start)
+        let maskedImage = image * binary.map { 1 - $0 }
+        let maskedLatents = encodeSampled(maskedImage, generators: &generators)
+        // Nearest-neighbour down to the latent grid, as torch's interpolate does.
+        let small = binary.reshaped([settings.height, settings.width])
+        let latentMask = Tensor(shape: [1, 1, height, width], values: (0..<(height * width)).map { index in
+            small[(index / width) * settings.height / height, (index % width) * settings.width / width]
+        })
+        let maskBatch = Tensor.concat(Array(repeating: latentMask, count: settings.batch), axis: 0)
+
+        let guided = settings.guidance != 1
+        let context = guided
+            ? Tensor.concat(Array(repeating: unconditional, count: settings.batch) + Array(repeating: conditional, count: settings.batch), axis: 0)
+            : Tensor.concat(Array(repeating: conditional, count: settings.batch), axis: 0)
+        for (index, timestep) in scheduler.timesteps.enumerated() where index >= start {
+            var input = scheduler.scaleModelInput(latents, index: index)
+            if nineChannels { input = Tensor.concat([input, maskBatch, maskedLatents], axis: 1) }
+            let batchInput = guided ? Tensor.concat([input, input], axis: 0) : input
+            var residuals: ControlResiduals?
+            for control in controls {
+                let images = Tensor.concat(Array(repeating: control.image, count: batchInput.shape[0]), axis: 0)
+                let plain = nineChannels ? batchInput.slice(axis: 1, range: 0..<4) : batchInput
+                let next = control.net(plain, timestep: timestep, context: context, control: images, scale: control.scale)
+                residuals = residuals.map { $0 + next } ?? next
+            }
+            let prediction = unet(batchInput, timestep: timestep, context: context, control: residuals)
+            let output: Tensor
+            if guided {
+                let halves = prediction.chunked(2, axis: 0)
+                let scale = settings.guidance
+                output = Tensor.broadcast(halves[0], halves[1]) { $0 + scale * ($1 - $0) }
+            } else {
+                output = prediction
+            }
+            latents = scheduler.step(output, index: index, sample: latents, noise: {
+                Tensor(shape: [settings.batch, 4, height, width],
+                       values: generators.indices.flatMap { generators[$0].randn(perImage) })
+            })
+            if !nineChannels, let source {
+                let proper = index + 1 < scheduler.timesteps.count ? scheduler.addNoise(source, noise: initialNoise, index: index + 1) : source
+                let blended = Tensor.broadcast(proper, maskBatch) { $0 * (1 - $1) }
+                latents = blended + latents * maskBatch
+            }
+            guard progress(index + 1 - start, scheduler.timesteps.count - start) else { throw CancellationError() }
+        }
+        return latents
     }
 }
