@@ -23,11 +23,11 @@ struct Render: ParsableCommand {
     @Option(help: "What to steer away from.")
     var negative = ""
 
-    @Option(help: "Image width in pixels.")
-    var width = 512
+    @Option(help: "Image width in pixels (default: the init image's, else 512).")
+    var width: Int?
 
-    @Option(help: "Image height in pixels.")
-    var height = 512
+    @Option(help: "Image height in pixels (default: the init image's, else 512).")
+    var height: Int?
 
     @Option(help: "Sampler steps.")
     var steps = 20
@@ -53,6 +53,30 @@ struct Render: ParsableCommand {
     @Option(help: "Force the prediction type: epsilon or v_prediction (SD 2.x 768-v models).")
     var prediction: String?
 
+    @Option(help: "img2img/inpainting source image (PNG).")
+    var initImage: String?
+
+    @Option(help: "How much of the init image to repaint: 0 keeps it, 1 ignores it.")
+    var strength: Double = 0.75
+
+    @Option(help: "Inpainting mask (PNG, white = repaint, same size as the init image).")
+    var mask: String?
+
+    @Option(help: "Blur (pixels) of the mask used to paste the result over the original.")
+    var maskBlur: Double = 4
+
+    @Option(help: "Outpaint: extend the init image by L,R,T,B pixels and paint the new area.")
+    var outpaint: String?
+
+    @Option(help: "A ControlNet (diffusers folder); repeat for several.")
+    var controlnet: [String] = []
+
+    @Option(help: "The control image (PNG) of each --controlnet, in order.")
+    var controlImage: [String] = []
+
+    @Option(help: "The conditioning scale of each --controlnet (default 1).")
+    var controlScale: [Double] = []
+
     @Option(help: "The PNG file to write.")
     var out = "render.png"
 
@@ -64,8 +88,8 @@ struct Render: ParsableCommand {
         guard cfg.isFinite && cfg >= 0 && cfg <= 100 else { throw ValidationError("--cfg must be a number in 0...100") }
         guard batch >= 1 && batch <= 64 else { throw ValidationError("--batch must be 1...64, got \(batch)") }
         guard clipSkip >= 1 && clipSkip <= 12 else { throw ValidationError("--clip-skip must be 1...12, got \(clipSkip)") }
-        guard width > 0 && height > 0 && width * height <= 4096 * 4096 else {
-            throw ValidationError("--width and --height must be positive and at most 4096×4096 pixels in all")
+        for (name, value) in [("--width", width), ("--height", height)] {
+            if let value, value <= 0 || value > 4096 { throw ValidationError("\(name) must be 1...4096, got \(value)") }
         }
         guard rng == "cpu" else {
             throw ValidationError("--rng \(rng) is not available: this build reproduces PyTorch's CPU generator (--rng cpu) only")
@@ -75,6 +99,36 @@ struct Render: ParsableCommand {
         }
         do { _ = try SamplerName(parsing: sampler) } catch { throw ValidationError("--sampler: \(error)") }
         guard out.lowercased().hasSuffix(".png") else { throw ValidationError("--out must name a .png file") }
+        guard strength.isFinite && strength > 0 && strength <= 1 else { throw ValidationError("--strength must be in (0, 1], got \(strength)") }
+        guard maskBlur.isFinite && maskBlur >= 0 && maskBlur <= 64 else { throw ValidationError("--mask-blur must be 0...64") }
+        if (mask != nil || outpaint != nil) && initImage == nil { throw ValidationError("--mask and --outpaint need --init-image") }
+        if mask != nil && outpaint != nil { throw ValidationError("use --mask or --outpaint, not both") }
+        if let outpaint { _ = try Render.extents(outpaint) }
+        guard controlImage.count == controlnet.count else {
+            throw ValidationError("give one --control-image per --controlnet (\(controlnet.count) nets, \(controlImage.count) images)")
+        }
+        guard controlScale.count <= controlnet.count, controlScale.allSatisfy({ $0.isFinite && $0 >= 0 && $0 <= 10 }) else {
+            throw ValidationError("--control-scale: at most one per --controlnet, each in 0...10")
+        }
+    }
+
+    /// Parses `L,R,T,B`.
+    static func extents(_ text: String) throws -> (left: Int, right: Int, top: Int, bottom: Int) {
+        let parts = text.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard parts.count == 4, let l = parts[0], let r = parts[1], let t = parts[2], let b = parts[3],
+              min(l, r, t, b) >= 0, max(l, r, t, b) <= 2048, l + r + t + b > 0 else {
+            throw ValidationError("--outpaint must be L,R,T,B: four non-negative pixel counts (at most 2048), not all 0; got \(text)")
+        }
+        return (l, r, t, b)
+    }
+
+    /// Reads a PNG, naming the flag in the error.
+    static func readPNG(_ path: String, flag: String) throws -> PNGImage {
+        let data: Data
+        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
+            throw ValidationError("\(flag) \(path): cannot read the file")
+        }
+        do { return try PNGImage(pngData: data) } catch { throw ValidationError("\(flag) \(path): \(error)") }
     }
 
     func run() throws {
@@ -92,18 +146,56 @@ struct Render: ParsableCommand {
         let started = Date()
         let weights = try ModelWeights.load(URL(fileURLWithPath: model), options: .init(predictionType: prediction))
         let pipeline = try Pipeline(weights: weights)
+        var source = try initImage.map { try Render.readPNG($0, flag: "--init-image").rgb() }
+        var maskImage = try mask.map { try Render.readPNG($0, flag: "--mask").mask() }
+        var pasteMask: PNGImage?
+        if let outpaint, let original = source {
+            // Round each side up so that the canvas stays on the UNet's grid.
+            let grid = pipeline.latentScale * (1 << (pipeline.unet.config.blockOutChannels.count - 1))
+            let e = try Render.extents(outpaint)
+            func up(_ value: Int, _ total: Int) -> Int { value == 0 ? 0 : value + (grid - total % grid) % grid }
+            let right = up(e.right, original.width + e.left + e.right), bottom = up(e.bottom, original.height + e.top + e.bottom)
+            let (canvas, newArea) = try original.extended(left: e.left, right: right, top: e.top, bottom: bottom)
+            // Repaint a band of the original too, and paste back with a soft seam inside that band.
+            let overlap = max(8, grid)
+            source = canvas
+            maskImage = newArea.dilated(by: overlap)
+            pasteMask = newArea.dilated(by: overlap / 2).blurred(sigma: Double(overlap) / 6)
+        } else if let maskImage, maskBlur > 0 {
+            pasteMask = maskImage.blurred(sigma: maskBlur)
+        }
+        let renderWidth = width ?? source?.width ?? 512, renderHeight = height ?? source?.height ?? 512
+        if let source, source.width != renderWidth || source.height != renderHeight {
+            throw ValidationError("--init-image is \(source.width)x\(source.height) but the render is \(renderWidth)x\(renderHeight); resize it or leave out --width/--height")
+        }
+        if let maskImage, let source, maskImage.width != source.width || maskImage.height != source.height {
+            throw ValidationError("--mask is \(maskImage.width)x\(maskImage.height) but the image is \(source.width)x\(source.height)")
+        }
         var settings = Pipeline.Settings()
-        settings.width = width
-        settings.height = height
+        settings.width = renderWidth
+        settings.height = renderHeight
         settings.steps = steps
         settings.guidance = Float(cfg)
         settings.sampler = try SamplerName(parsing: sampler)
         settings.seed = seed
         settings.batch = batch
         try pipeline.validate(settings)
+        let controls = try zip(controlnet, controlImage).enumerated().map { index, pair -> Pipeline.Control in
+            let image = try Render.readPNG(pair.1, flag: "--control-image").rgb()
+            guard image.width == renderWidth && image.height == renderHeight else {
+                throw ValidationError("--control-image \(pair.1) is \(image.width)x\(image.height); it must be \(renderWidth)x\(renderHeight)")
+            }
+            return Pipeline.Control(net: try ControlNet.load(URL(fileURLWithPath: pair.0)),
+                                    image: Pipeline.pixels(rgb: image.pixels, width: renderWidth, height: renderHeight).map { $0 / 2 + 0.5 },
+                                    scale: Float(index < controlScale.count ? controlScale[index] : 1))
+        }
         let (conditional, unconditional) = try pipeline.encodePrompts(prompt, negative: negative, clipSkip: clipSkip)
         let bar = ProgressBar(label: "sampling")
-        let latents = try pipeline.sample(conditional: conditional, unconditional: unconditional, settings: settings) { step, total in
+        let pixels = source.map { Pipeline.pixels(rgb: $0.pixels, width: $0.width, height: $0.height) }
+        let maskTensor = maskImage.map { Tensor(shape: [1, 1, $0.height, $0.width], values: $0.pixels.map { Float($0) / 255 }) }
+        let latents = try pipeline.sample(conditional: conditional, unconditional: unconditional, settings: settings,
+                                          image: pixels, strength: maskTensor != nil ? (outpaint != nil ? 1 : Float(strength)) : Float(strength),
+                                          mask: maskTensor, controls: controls) { step, total in
             bar.update(step, total)
             return true
         }
@@ -111,11 +203,15 @@ struct Render: ParsableCommand {
         if let saveLatents { try NumPyFile.write(latents, to: URL(fileURLWithPath: saveLatents)) }
         let images = pipeline.decode(latents)
         let modelName = URL(fileURLWithPath: model).deletingPathExtension().lastPathComponent
-        for (index, pixels) in images.enumerated() {
-            let text = A1111Parameters(prompt: prompt, negative: negative, steps: steps, sampler: settings.sampler,
-                                       cfg: cfg, seed: seed &+ UInt64(index), width: width, height: height,
-                                       model: modelName, clipSkip: clipSkip).text
-            let image = try PNGImage(width: width, height: height, format: .rgb, pixels: pixels, text: [("parameters", text)])
+        for (index, rgb) in images.enumerated() {
+            var parameters = A1111Parameters(prompt: prompt, negative: negative, steps: steps, sampler: settings.sampler,
+                                             cfg: cfg, seed: seed &+ UInt64(index), width: renderWidth, height: renderHeight,
+                                             model: modelName, clipSkip: clipSkip)
+            if source != nil && outpaint == nil { parameters.denoisingStrength = strength }
+            if maskImage != nil && outpaint == nil { parameters.maskBlur = maskBlur }
+            var image = try PNGImage(width: renderWidth, height: renderHeight, format: .rgb, pixels: rgb,
+                                     text: [("parameters", parameters.text)])
+            if let pasteMask, let source { image = try source.composited(under: image, mask: pasteMask) }
             let path = images.count == 1 ? out : out.replacingOccurrences(of: ".png", with: "-\(index + 1).png", options: [.backwards, .caseInsensitive])
             try image.pngData().write(to: URL(fileURLWithPath: path), options: .atomic)
             print("wrote \(path)")
@@ -128,6 +224,8 @@ struct Render: ParsableCommand {
 struct A1111Parameters {
     var prompt: String, negative: String, steps: Int, sampler: SamplerName, cfg: Double, seed: UInt64
     var width: Int, height: Int, model: String, clipSkip: Int
+    var denoisingStrength: Double?
+    var maskBlur: Double?
 
     /// The web UI's names for the samplers.
     static let samplerNames: [SamplerName: String] = [
@@ -140,6 +238,8 @@ struct A1111Parameters {
         if !negative.isEmpty { lines.append("Negative prompt: \(negative)") }
         var settings = "Steps: \(steps), Sampler: \(A1111Parameters.samplerNames[sampler] ?? sampler.rawValue), CFG scale: \(cfg), Seed: \(seed), Size: \(width)x\(height), Model: \(model)"
         if clipSkip > 1 { settings += ", Clip skip: \(clipSkip)" }
+        if let denoisingStrength { settings += ", Denoising strength: \(denoisingStrength)" }
+        if let maskBlur { settings += ", Mask blur: \(Int(maskBlur))" }
         lines.append(settings)
         return lines.joined(separator: "\n")
     }

@@ -92,3 +92,84 @@ func renderRejectsBadInputWithOneLine(_ arguments: [String], _ expected: String)
     #expect(lines.count == 1, "\(result.stderr)")
     #expect(result.stderr.contains(expected), "\(result.stderr)")
 }
+
+/// A random RGB PNG written to `folder`.
+func writeRandomPNG(_ folder: URL, name: String, width: Int, height: Int, seed: UInt32, gray: Bool = false) throws -> (URL, PNGImage) {
+    var state = seed
+    let channels = gray ? 1 : 3
+    let pixels = (0..<(width * height * channels)).map { _ -> UInt8 in
+        state = state &* 1_664_525 &+ 1_013_904_223
+        return UInt8(truncatingIfNeeded: state >> 24)
+    }
+    let image = try PNGImage(width: width, height: height, format: gray ? .gray : .rgb, pixels: pixels)
+    let url = folder.appendingPathComponent(name)
+    try image.pngData().write(to: url)
+    return (url, image)
+}
+
+@Test func renderImg2ImgInpaintAndControlNet() throws {
+    let model = try tinyModelWithFullVocabulary()
+    defer { try? FileManager.default.removeItem(at: model) }
+    let (initURL, _) = try writeRandomPNG(model, name: "init.png", width: 24, height: 16, seed: 1)
+    var maskPixels = [UInt8](repeating: 0, count: 24 * 16)
+    for y in 4..<12 { for x in 6..<18 { maskPixels[y * 24 + x] = 255 } }
+    let maskURL = model.appendingPathComponent("mask.png")
+    try PNGImage(width: 24, height: 16, format: .gray, pixels: maskPixels).pngData().write(to: maskURL)
+    let (controlURL, _) = try writeRandomPNG(model, name: "control.png", width: 24, height: 16, seed: 2)
+    let controlnet = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("StableDiffusionTests/Fixtures/models/tiny-controlnet").path
+    let common = ["render", "--model", model.path, "--prompt", "a fox", "--steps", "4", "--seed", "3"]
+    let runs: [(String, [String], String)] = [
+        ("img2img", ["--init-image", initURL.path, "--strength", "0.5"], "Denoising strength: 0.5"),
+        ("inpaint", ["--init-image", initURL.path, "--mask", maskURL.path, "--mask-blur", "0"], "Mask blur: 0"),
+        ("control", ["--width", "24", "--height", "16", "--controlnet", controlnet, "--control-image", controlURL.path,
+                     "--control-scale", "0.7"], "Size: 24x16"),
+    ]
+    for (name, extra, expected) in runs {
+        let out = model.appendingPathComponent("\(name).png").path
+        let result = try runFarm(common + extra + ["--out", out])
+        #expect(result.status == 0, "\(name): \(result.stderr)")
+        let image = try PNGImage(pngData: Data(contentsOf: URL(fileURLWithPath: out)))
+        #expect(image.width == 24 && image.height == 16, "\(name)")
+        #expect(image.textValue("parameters")?.contains(expected) == true, "\(name): \(image.textValue("parameters") ?? "")")
+    }
+    // With a mask blur the original is pasted back outside the blurred mask.
+    let blurredOut = model.appendingPathComponent("inpaint-blur.png").path
+    #expect(try runFarm(common + ["--init-image", initURL.path, "--mask", maskURL.path, "--mask-blur", "1", "--out", blurredOut]).status == 0)
+    let original = try PNGImage(pngData: Data(contentsOf: initURL))
+    let pasted = try PNGImage(pngData: Data(contentsOf: URL(fileURLWithPath: blurredOut)))
+    // Farther from the mask than the blur reaches (3σ = 3 px) the original comes back exactly.
+    #expect(pasted.pixels[0..<3] == original.pixels[0..<3])
+    #expect(pasted.pixels[(15 * 24 + 23) * 3..<(15 * 24 + 23) * 3 + 3] == original.pixels[(15 * 24 + 23) * 3..<(15 * 24 + 23) * 3 + 3])
+}
+
+@Test func outpaintKeepsTheOriginalAndBlendsTheSeam() throws {
+    let model = try tinyModelWithFullVocabulary()
+    defer { try? FileManager.default.removeItem(at: model) }
+    let (initURL, original) = try writeRandomPNG(model, name: "init.png", width: 24, height: 16, seed: 5)
+    let out = model.appendingPathComponent("wide.png").path
+    let result = try runFarm(["render", "--model", model.path, "--prompt", "a fox", "--steps", "4", "--init-image", initURL.path,
+                              "--outpaint", "8,0,0,8", "--out", out])
+    #expect(result.status == 0, "\(result.stderr)")
+    let image = try PNGImage(pngData: Data(contentsOf: URL(fileURLWithPath: out)))
+    #expect(image.width == 32 && image.height == 24)
+    // The original sits at x 8..<32, y 0..<16. Pixels more than 8 px (the overlap band) from
+    // the new area are the original's, byte for byte.
+    var kept = 0
+    for y in 0..<8 {
+        for x in 16..<32 {
+            let a = (y * 32 + x) * 3, b = (y * 24 + x - 8) * 3
+            #expect(image.pixels[a..<a + 3] == original.pixels[b..<b + 3], "pixel \(x),\(y) changed")
+            kept += 1
+        }
+    }
+    #expect(kept == 128)
+    // Inside the band the result moves away from the original gradually.
+    func difference(x: Int, y: Int) -> Int {
+        let a = (y * 32 + x) * 3, b = (y * 24 + x - 8) * 3
+        return (0..<3).map { abs(Int(image.pixels[a + $0]) - Int(original.pixels[b + $0])) }.reduce(0, +)
+    }
+    let band = (0..<8).map { y in difference(x: 9, y: y) }.reduce(0, +)
+    let inner = (0..<8).map { y in difference(x: 15, y: y) }.reduce(0, +)
+    #expect(band > inner, "the seam side (x=9) must differ more from the original than the inner side (x=15)")
+}
