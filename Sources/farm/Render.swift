@@ -41,7 +41,7 @@ struct Render: ParsableCommand {
     @Option(help: "Seed of the first image.")
     var seed: UInt64 = 0
 
-    @Option(help: "Noise generator: cpu (PyTorch's CPU generator, as diffusers on CPU).")
+    @Option(help: "Noise generator: cpu (PyTorch's CPU generator, as diffusers on CPU) or philox (the web UI's NV generator).")
     var rng = "cpu"
 
     @Option(help: "Images rendered together (seeds seed, seed+1, …).")
@@ -91,9 +91,7 @@ struct Render: ParsableCommand {
         for (name, value) in [("--width", width), ("--height", height)] {
             if let value, value <= 0 || value > 4096 { throw ValidationError("\(name) must be 1...4096, got \(value)") }
         }
-        guard rng == "cpu" else {
-            throw ValidationError("--rng \(rng) is not available: this build reproduces PyTorch's CPU generator (--rng cpu) only")
-        }
+        guard NoiseSource(rawValue: rng) != nil else { throw ValidationError("--rng must be cpu or philox, got \(rng)") }
         if let prediction, !["epsilon", "v_prediction"].contains(prediction) {
             throw ValidationError("--prediction must be epsilon or v_prediction, got \(prediction)")
         }
@@ -179,6 +177,7 @@ struct Render: ParsableCommand {
         settings.sampler = try SamplerName(parsing: sampler)
         settings.seed = seed
         settings.batch = batch
+        settings.noise = NoiseSource(rawValue: rng) ?? .cpu
         try pipeline.validate(settings)
         let controls = try zip(controlnet, controlImage).enumerated().map { index, pair -> Pipeline.Control in
             let image = try Render.readPNG(pair.1, flag: "--control-image").rgb()
@@ -209,6 +208,7 @@ struct Render: ParsableCommand {
                                              model: modelName, clipSkip: clipSkip)
             if source != nil && outpaint == nil { parameters.denoisingStrength = strength }
             if maskImage != nil && outpaint == nil { parameters.maskBlur = maskBlur }
+            parameters.philox = settings.noise == .philox
             var image = try PNGImage(width: renderWidth, height: renderHeight, format: .rgb, pixels: rgb,
                                      text: [("parameters", parameters.text)])
             if let pasteMask, let source { image = try source.composited(under: image, mask: pasteMask) }
@@ -226,6 +226,7 @@ struct A1111Parameters {
     var width: Int, height: Int, model: String, clipSkip: Int
     var denoisingStrength: Double?
     var maskBlur: Double?
+    var philox = false
 
     /// The web UI's names for the samplers.
     static let samplerNames: [SamplerName: String] = [
@@ -240,6 +241,7 @@ struct A1111Parameters {
         if clipSkip > 1 { settings += ", Clip skip: \(clipSkip)" }
         if let denoisingStrength { settings += ", Denoising strength: \(denoisingStrength)" }
         if let maskBlur { settings += ", Mask blur: \(Int(maskBlur))" }
+        if philox { settings += ", RNG: NV" }
         lines.append(settings)
         return lines.joined(separator: "\n")
     }

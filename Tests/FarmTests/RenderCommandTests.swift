@@ -79,7 +79,7 @@ func tinyModelWithFullVocabulary() throws -> URL {
     (["render", "--model", "MODEL", "--prompt", "x", "--steps", "0"], "--steps"),
     (["render", "--model", "MODEL", "--prompt", "x", "--cfg", "nan"], "--cfg"),
     (["render", "--model", "MODEL", "--prompt", "x", "--width", "20", "--height", "16"], "width must be a positive multiple of 8"),
-    (["render", "--model", "MODEL", "--prompt", "x", "--rng", "philox"], "--rng"),
+    (["render", "--model", "MODEL", "--prompt", "x", "--rng", "gpu"], "--rng"),
     (["render", "--model", "MODEL", "--prompt", "(x:1.2.3)"], "weight"),
     (["render", "--model", "MODEL", "--prompt", "a fox"], "vocabulary"),
 ])
@@ -121,6 +121,7 @@ func writeRandomPNG(_ folder: URL, name: String, width: Int, height: Int, seed: 
     let common = ["render", "--model", model.path, "--prompt", "a fox", "--steps", "4", "--seed", "3"]
     let runs: [(String, [String], String)] = [
         ("img2img", ["--init-image", initURL.path, "--strength", "0.5"], "Denoising strength: 0.5"),
+        ("philox", ["--width", "24", "--height", "16", "--rng", "philox"], "RNG: NV"),
         ("inpaint", ["--init-image", initURL.path, "--mask", maskURL.path, "--mask-blur", "0"], "Mask blur: 0"),
         ("control", ["--width", "24", "--height", "16", "--controlnet", controlnet, "--control-image", controlURL.path,
                      "--control-scale", "0.7"], "Size: 24x16"),

@@ -66,6 +66,8 @@ public struct Pipeline {
         public var batch = 1
         /// DDIM's η.
         public var eta: Float = 0
+        /// Which generator the seeds drive.
+        public var noise = NoiseSource.cpu
 
         /// Default settings (SD 1.5's usual ones).
         public init() {}
@@ -136,7 +138,7 @@ public struct Pipeline {
         let channels = unet.config.inChannels == 9 ? 4 : unet.config.inChannels
         let shape = [channels, settings.height / latentScale, settings.width / latentScale]
         let perImage = shape.reduce(1, *)
-        var generators = (0..<settings.batch).map { TorchGenerator(seed: settings.seed &+ UInt64($0)) }
+        var generators = (0..<settings.batch).map { settings.noise.generator(seed: settings.seed &+ UInt64($0)) }
         func noise() -> Tensor {
             let values = generators.indices.flatMap { generators[$0].randn(perImage) }
             return Tensor(shape: [settings.batch] + shape, values: values)
@@ -224,7 +226,7 @@ public struct Pipeline {
 
     /// Encodes pixels [1, 3, H, W] once per image of the batch, each with a posterior
     /// sample from that image's generator, scaled for the UNet.
-    func encodeSampled(_ pixels: Tensor, generators: inout [TorchGenerator]) -> Tensor {
+    func encodeSampled(_ pixels: Tensor, generators: inout [any NoiseGenerator]) -> Tensor {
         let posterior = vae.encode(pixels)
         let count = posterior.mean.count
         let encoded = generators.indices.map { index in
@@ -248,7 +250,7 @@ public struct Pipeline {
         let nineChannels = unet.config.inChannels == 9
         let (height, width) = (settings.height / latentScale, settings.width / latentScale)
         let perImage = 4 * height * width
-        var generators = (0..<settings.batch).map { TorchGenerator(seed: settings.seed &+ UInt64($0)) }
+        var generators = (0..<settings.batch).map { settings.noise.generator(seed: settings.seed &+ UInt64($0)) }
         let kept = min(Int(Float(settings.steps) * strength), settings.steps)
         let start = max(settings.steps - kept, 0) * scheduler.order
         guard start < scheduler.timesteps.count else { throw SamplingError("strength \(strength) leaves no steps to run") }
