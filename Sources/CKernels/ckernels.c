@@ -75,6 +75,80 @@ typedef int32_t v16i __attribute__((vector_size(64), aligned(4)));
             memcpy(row + j, &v, sizeof v);                                                   \
         }                                                                                    \
         for (size_t j = full; j < width; j++) row[j] *= inverse;                             \
+    }                                                                                        \
+                                                                                             \
+    /* Attention of `rows` queries over few keys: K is transposed and V padded once,      */ \
+    /* then each query's scores, softmax and weighted sum stay in registers and L1.       */ \
+    TARGET static void ck_attention_short_##SUFFIX(                                          \
+        const float *q, size_t ldq, const float *k, size_t ldk, const float *v, size_t ldv,   \
+        float *out, size_t ldo, size_t rows, size_t nk, size_t d, size_t dv, float scale,     \
+        float *scratch) {                                                                    \
+        size_t nkp = (nk + LANES - 1) / LANES * LANES, dvp = (dv + LANES - 1) / LANES * LANES; \
+        float *kt = scratch, *vp = kt + d * nkp, *scores = vp + nk * dvp;                    \
+        for (size_t c = 0; c < d; c++) {                                                     \
+            for (size_t j = 0; j < nk; j++) kt[c * nkp + j] = k[j * ldk + c] * scale;        \
+            for (size_t j = nk; j < nkp; j++) kt[c * nkp + j] = 0;                           \
+        }                                                                                    \
+        for (size_t j = 0; j < nk; j++) {                                                    \
+            for (size_t c = 0; c < dv; c++) vp[j * dvp + c] = v[j * ldv + c];                \
+            for (size_t c = dv; c < dvp; c++) vp[j * dvp + c] = 0;                           \
+        }                                                                                    \
+        /* Eight queries at a time: eight independent FMA chains hide the FMA latency, and */ \
+        /* each K or V vector loaded serves all eight.                                      */ \
+        for (size_t r0 = 0; r0 < rows; r0 += 8) {                                            \
+            const float *qr[8];                                                              \
+            for (int rr = 0; rr < 8; rr++) qr[rr] = q + (r0 + rr < rows ? r0 + rr : rows - 1) * ldq; \
+            for (size_t j = 0; j < nkp; j += LANES) {                                        \
+                VEC acc[8];                                                                  \
+                for (int rr = 0; rr < 8; rr++) acc[rr] = ((VEC){0});                         \
+                for (size_t c = 0; c < d; c++) {                                             \
+                    VEC kv;                                                                  \
+                    memcpy(&kv, kt + c * nkp + j, sizeof kv);                                \
+                    for (int rr = 0; rr < 8; rr++) acc[rr] += kv * qr[rr][c];                \
+                }                                                                            \
+                for (int rr = 0; rr < 8; rr++) memcpy(scores + rr * nkp + j, &acc[rr], sizeof(VEC)); \
+            }                                                                                \
+            /* Softmax over whole vectors: the padding lanes hold -inf and come out as ~0. */  \
+            float inverse[8];                                                                \
+            for (int rr = 0; rr < 8; rr++) {                                                 \
+                float *row = scores + rr * nkp;                                              \
+                for (size_t j = nk; j < nkp; j++) row[j] = -INFINITY;                        \
+                VEC vmax = ((VEC){0} + (float)(-INFINITY));                                  \
+                for (size_t j = 0; j < nkp; j += LANES) {                                    \
+                    VEC x;                                                                   \
+                    memcpy(&x, row + j, sizeof x);                                           \
+                    vmax = __builtin_elementwise_max(vmax, x);                               \
+                }                                                                            \
+                float maximum = -INFINITY;                                                   \
+                for (int lane = 0; lane < LANES; lane++) maximum = fmaxf(maximum, vmax[lane]); \
+                VEC vsum = ((VEC){0});                                                       \
+                for (size_t j = 0; j < nkp; j += LANES) {                                    \
+                    VEC x;                                                                   \
+                    memcpy(&x, row + j, sizeof x);                                           \
+                    x -= maximum;                                                            \
+                    ck_exp_##SUFFIX(&x);                                                     \
+                    memcpy(row + j, &x, sizeof x);                                           \
+                    vsum += x;                                                               \
+                }                                                                            \
+                float sum = 0;                                                               \
+                for (int lane = 0; lane < LANES; lane++) sum += vsum[lane];                  \
+                inverse[rr] = 1.0f / sum;                                                    \
+            }                                                                                \
+            for (size_t c = 0; c < dvp; c += LANES) {                                        \
+                VEC acc[8];                                                                  \
+                for (int rr = 0; rr < 8; rr++) acc[rr] = ((VEC){0});                         \
+                for (size_t j = 0; j < nk; j++) {                                            \
+                    VEC vv;                                                                  \
+                    memcpy(&vv, vp + j * dvp + c, sizeof vv);                                \
+                    for (int rr = 0; rr < 8; rr++) acc[rr] += vv * scores[rr * nkp + j];     \
+                }                                                                            \
+                size_t n = dv - c < LANES ? dv - c : LANES;                                  \
+                for (int rr = 0; rr < 8 && r0 + rr < rows; rr++) {                           \
+                    acc[rr] *= inverse[rr];                                                  \
+                    memcpy(out + (r0 + rr) * ldo + c, &acc[rr], n * sizeof(float));          \
+                }                                                                            \
+            }                                                                                \
+        }                                                                                    \
     }
 
 CK_KERNELS(baseline, , v8f, v8i, 8)
@@ -109,6 +183,21 @@ float ck_exp_row(float *row, size_t width) {
     case CK_AVX512: return ck_exp_row_avx512(row, width);
     case CK_AVX2: return ck_exp_row_avx2(row, width);
     default: return ck_exp_row_baseline(row, width);
+    }
+}
+
+size_t ck_attention_short_scratch(size_t nk, size_t d, size_t dv) {
+    size_t nkp = (nk + 15) / 16 * 16, dvp = (dv + 15) / 16 * 16;
+    return d * nkp + nk * dvp + 8 * nkp;
+}
+
+void ck_attention_short(const float *q, size_t ldq, const float *k, size_t ldk, const float *v, size_t ldv,
+                        float *out, size_t ldo, size_t rows, size_t nk, size_t d, size_t dv, float scale,
+                        float *scratch) {
+    switch (ck_level_now()) {
+    case CK_AVX512: ck_attention_short_avx512(q, ldq, k, ldk, v, ldv, out, ldo, rows, nk, d, dv, scale, scratch); break;
+    case CK_AVX2: ck_attention_short_avx2(q, ldq, k, ldk, v, ldv, out, ldo, rows, nk, d, dv, scale, scratch); break;
+    default: ck_attention_short_baseline(q, ldq, k, ldk, v, ldv, out, ldo, rows, nk, d, dv, scale, scratch); break;
     }
 }
 

@@ -59,6 +59,9 @@ extension Tensor {
         precondition(!causal || keys == queries, "causal attention needs as many keys as queries")
         let headWidth = width / heads, valueHeadWidth = valueWidth / heads
         let scale = 1 / Float(headWidth).squareRoot()
+        if keys <= shortKeyLimit && !causal {
+            return shortAttention(query: query, key: key, value: value, heads: heads, scale: scale)
+        }
         let tile = max(1, min(queries, (tileScores ?? attentionTileScores) / max(keys, 1)))
         let tiles = (queries + tile - 1) / tile
         let items = batch * heads * tiles
@@ -104,6 +107,43 @@ extension Tensor {
             }
         }
         withExtendedLifetime(scores) {}
+        return result
+    }
+
+    /// Key counts up to this use the register-resident kernel for short key sequences
+    /// (cross-attention to the 77 text tokens), where GEMMs as thin as 77×40 run far below
+    /// the machine's sgemm rate.
+    public static var shortKeyLimit = 128
+
+    static func shortAttention(query: Tensor, key: Tensor, value: Tensor, heads: Int, scale: Float) -> Tensor {
+        let (batch, queries, width) = (query.shape[0], query.shape[1], query.shape[2])
+        let (keys, valueWidth) = (key.shape[1], value.shape[2])
+        let headWidth = width / heads, valueHeadWidth = valueWidth / heads
+        // Large items: each re-packs its head's K and V, so fewer items mean less packing.
+        let rowsPerItem = max(256, queries / (2 * max(1, ComputeThreads.count)))
+        let chunks = (queries + rowsPerItem - 1) / rowsPerItem
+        let items = batch * heads * chunks
+        let threads = max(1, min(ComputeThreads.count, items))
+        let scratchSize = ck_attention_short_scratch(keys, headWidth, valueHeadWidth)
+        var result = Tensor(uninitialized: [batch, queries, valueWidth])
+        let output = result.mutablePointer()
+        var scratchTensor = Tensor(uninitialized: [threads, scratchSize])
+        let scratch = scratchTensor.mutablePointer()
+        withExtendedLifetime((query, key, value)) {
+            let q = query.pointer, k = key.pointer, v = value.pointer
+            parallelParts(items, parts: threads) { thread, range in
+                for item in range {
+                    let b = item / (heads * chunks), h = (item / chunks) % heads, first = (item % chunks) * rowsPerItem
+                    let rows = min(rowsPerItem, queries - first)
+                    ck_attention_short(q + (b * queries + first) * width + h * headWidth, width,
+                                       k + b * keys * width + h * headWidth, width,
+                                       v + b * keys * valueWidth + h * valueHeadWidth, valueWidth,
+                                       output + (b * queries + first) * valueWidth + h * valueHeadWidth, valueWidth,
+                                       rows, keys, headWidth, valueHeadWidth, scale, scratch + thread * scratchSize)
+                }
+            }
+        }
+        withExtendedLifetime(scratchTensor) {}
         return result
     }
 }
