@@ -1,3 +1,4 @@
+import Foundation
 import Tensors
 import Testing
 
@@ -42,4 +43,46 @@ import Testing
     let statistics = BufferPool.track { _ = step() }
     #expect(statistics.systemAllocations == 0)
     #expect(statistics.reuses > 5)
+}
+
+/// The short-key kernel (cross-attention) against a double-precision reference, on every
+/// instruction-set path, with sizes that leave partial vectors everywhere (37 queries,
+/// 77 keys, heads of width 40 and 24).
+@Test(.serialized, arguments: [Int32(0), 1, 2])
+func shortKeyAttentionMatchesReference(level: Int32) {
+    let previous = Tensor.limitInstructionSet(level)
+    defer { Tensor.limitInstructionSet(previous) }
+    func values(_ count: Int, _ seed: UInt32) -> [Float] {
+        var state = seed
+        return (0..<count).map { _ in
+            state = state &* 1_664_525 &+ 1_013_904_223
+            return Float(state >> 8) / Float(1 << 24) * 4 - 2
+        }
+    }
+    for (width, valueWidth, heads) in [(80, 80, 2), (48, 72, 2), (40, 40, 1)] {
+        let (queries, keys) = (37, 77)
+        let q = Tensor(shape: [2, queries, width], values: values(2 * queries * width, 1))
+        let k = Tensor(shape: [2, keys, width], values: values(2 * keys * width, 2))
+        let v = Tensor(shape: [2, keys, valueWidth], values: values(2 * keys * valueWidth, 3))
+        let out = Tensor.attention(query: q, key: k, value: v, heads: heads)
+        let d = width / heads, dv = valueWidth / heads
+        var worst: Double = 0
+        for b in 0..<2 {
+            for h in 0..<heads {
+                for i in 0..<queries {
+                    let scores = (0..<keys).map { j in
+                        (0..<d).reduce(0.0) { $0 + Double(q[b, i, h * d + $1]) * Double(k[b, j, h * d + $1]) } / Double(d).squareRoot()
+                    }
+                    let top = scores.max()!
+                    let weights = scores.map { exp($0 - top) }
+                    let total = weights.reduce(0, +)
+                    for c in 0..<dv {
+                        let expected = (0..<keys).reduce(0.0) { $0 + weights[$1] * Double(v[b, $1, h * dv + c]) } / total
+                        worst = max(worst, abs(Double(out[b, i, h * dv + c]) - expected))
+                    }
+                }
+            }
+        }
+        #expect(worst < 1e-5, "width \(width)/\(valueWidth), \(heads) heads, level \(level): error \(worst)")
+    }
 }
