@@ -114,6 +114,9 @@ struct WorkerCommand: ParsableCommand {
     @Option(help: "Stop after rendering this many tasks (for scripts and tests).")
     var exitAfter: Int?
 
+    @Option(help: "A folder of models (diffusers folders, .safetensors, .ckpt), named by file name; without it the worker draws the built-in test-pattern only.")
+    var models: String?
+
     func validate() throws {
         guard slots >= 1 && slots <= 64 else { throw ValidationError("--slots must be 1...64, got \(slots)") }
     }
@@ -122,7 +125,8 @@ struct WorkerCommand: ParsableCommand {
         Shutdown.install()
         var settings = WorkerConfiguration(coordinator: coordinator, workerID: id)
         settings.slots = slots
-        let daemon = try WorkerDaemon(configuration: settings, renderer: TestPatternRenderer(), context: ZMQContext())
+        let renderer: Renderer = try models.map { try DiffusionRenderer(modelsFolder: URL(fileURLWithPath: $0)) } ?? TestPatternRenderer()
+        let daemon = try WorkerDaemon(configuration: settings, renderer: renderer, context: ZMQContext())
         try daemon.run { Shutdown.requested != 0 || exitAfter.map { daemon.rendered >= $0 } ?? false }
         print("worker stopped after \(daemon.rendered) task(s)")
     }
@@ -140,8 +144,17 @@ struct Submit: ParsableCommand {
     @Option(help: "The prompt to draw.")
     var prompt: String
 
-    @Option(help: "The model to draw with.")
+    @Option(help: "What to steer away from.")
+    var negative = ""
+
+    @Option(help: "The model to draw with (a name the workers have).")
     var model = "test-pattern"
+
+    @Option(help: "Sampler name (see farm render --help).")
+    var sampler = "euler_a"
+
+    @Option(help: "Classifier-free guidance scale.")
+    var cfg: Double = 7.5
 
     @Option(help: "Number of images (seeds seed, seed+1, ...).")
     var count = 1
@@ -166,8 +179,8 @@ struct Submit: ParsableCommand {
 
     func run() throws {
         let tasks = (0..<count).map { offset in
-            TaskParameters(prompt: prompt, model: model, width: width, height: height, steps: steps,
-                           seed: seed &+ UInt64(offset))
+            TaskParameters(prompt: prompt, negativePrompt: negative, model: model, width: width, height: height,
+                           steps: steps, cfgScale: cfg, sampler: sampler, seed: seed &+ UInt64(offset))
         }
         let store = JobStore(connection: try database.connect())
         do {

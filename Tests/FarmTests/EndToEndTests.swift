@@ -92,3 +92,55 @@ let migrationsFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent
     }
     #expect(reason.contains("protocol version 99"))
 }
+
+/// A worker with the diffusion engine renders real tasks from a models folder.
+@Test func workerRendersWithTheEngine() throws {
+    let models = FileManager.default.temporaryDirectory.appendingPathComponent("models-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: models, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: models) }
+    try FileManager.default.moveItem(at: try tinyModelWithFullVocabulary(), to: models.appendingPathComponent("tiny"))
+    let renderer = try DiffusionRenderer(modelsFolder: models)
+    #expect(renderer.models == ["tiny"])
+
+    let conninfo = try TemporaryPostgres.shared.createDatabase()
+    let connection = try Connection(conninfo)
+    try Migrator(folder: migrationsFolder).apply(to: connection)
+    let tasks = (0..<2).map { TaskParameters(prompt: "a fox \($0)", model: "tiny", width: 24, height: 16, steps: 3, sampler: "euler", seed: UInt64($0)) }
+    let unknown = TaskParameters(prompt: "x", model: "missing", width: 24, height: 16, steps: 3)
+    let badSampler = TaskParameters(prompt: "x", model: "tiny", width: 24, height: 16, steps: 3, sampler: "bogus")
+    let job = try JobStore(connection: connection).enqueue(name: "engine", model: "tiny", tasks: tasks + [unknown, badSampler])
+
+    let context = ZMQContext()
+    let coordinator = try CoordinatorServer(configuration: CoordinatorConfiguration(listen: "tcp://127.0.0.1:*"),
+                                            store: JobStore(connection: try Connection(conninfo)), context: context)
+    coordinator.log = { _ in }
+    let endpoint = coordinator.endpoint
+    let stop = ThreadSafeBox(false), finished = ThreadSafeBox(false)
+    Thread {
+        do {
+            let worker = try WorkerDaemon(configuration: WorkerConfiguration(coordinator: endpoint, workerID: "engine"),
+                                          renderer: renderer, context: context)
+            worker.log = { _ in }
+            try worker.run(tick: 0.05) { stop.value }
+        } catch {
+            Issue.record("worker failed: \(error)")
+        }
+        finished.mutate { $0 = true }
+    }.start()
+    let observer = JobStore(connection: try Connection(conninfo))
+    let deadline = Date().addingTimeInterval(120)
+    while try !observer.progress(job: job).isFinished && Date() < deadline { try coordinator.runOnce(timeout: 0.05) }
+    stop.mutate { $0 = true }
+    while !finished.value { try coordinator.runOnce(timeout: 0.05) }
+
+    #expect(try observer.progress(job: job).counts == [.done: 2, .failed: 2])
+    for stored in try observer.images(job: job) {
+        let image = try PNGImage(pngData: stored.png)
+        #expect(image.width == 24 && image.height == 16)
+        #expect(image.textValue("parameters")?.hasPrefix("a fox \(stored.index)\nSteps: 3, Sampler: euler") == true)
+    }
+    let failures = try connection.query("SELECT error_kind, error_message FROM tasks WHERE job_id = $1 AND state = 'failed' ORDER BY index", [job]).rows
+    #expect(try failures.map { try $0.decode("error_kind", as: String.self) } == ["input", "input"])
+    #expect(try failures[0].decode("error_message", as: String.self).contains("unknown model \"missing\""))
+    #expect(try failures[1].decode("error_message", as: String.self).contains("unknown sampler \"bogus\""))
+}
