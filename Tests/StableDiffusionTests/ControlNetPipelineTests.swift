@@ -46,9 +46,6 @@ func controlNetPipelineMatchesDiffusers(_ fixture: ControlNetCase) throws {
     let latents = try pipeline.sample(conditional: pipeline.textEncoder([fixture.ids]),
                                       unconditional: pipeline.textEncoder([fixture.negative_ids]), settings: settings,
                                       controls: controls)
-    #expect(latents.shape == fixture.latents_shape)
-    let latentError = zip(latents.scalars, fixture.latents).map { abs($0 - $1) }.max() ?? .infinity
-    #expect(latentError < 1e-3, "final latents differ by \(latentError)")
-    let pixelError = zip(pipeline.decode(latents).flatMap { $0 }, fixture.pixels).map { abs(Int($0) - Int($1)) }.max() ?? 255
-    #expect(pixelError <= 2, "pixels differ by up to \(pixelError)/255")
+    expectMatchesDiffusers(pipeline, latents: latents, shape: fixture.latents_shape, latents: fixture.latents,
+                           pixels: fixture.pixels)
 }

@@ -53,11 +53,8 @@ func img2imgMatchesDiffusers(_ fixture: Img2ImgCase) throws {
     }
     // strength 0.6 of 8 steps runs the last 4 steps; Heun makes 2·8 − 1 = 15 calls and starts at call 8.
     #expect(calls == (fixture.sampler == "heun" ? 7 : 4))
-    #expect(latents.shape == fixture.latents_shape)
-    let latentError = zip(latents.scalars, fixture.latents).map { abs($0 - $1) }.max() ?? .infinity
-    #expect(latentError < 1e-3, "final latents differ by \(latentError)")
-    let pixelError = zip(pipeline.decode(latents).flatMap { $0 }, fixture.pixels).map { abs(Int($0) - Int($1)) }.max() ?? 255
-    #expect(pixelError <= 2, "pixels differ by up to \(pixelError)/255")
+    expectMatchesDiffusers(pipeline, latents: latents, shape: fixture.latents_shape, latents: fixture.latents,
+                           pixels: fixture.pixels)
 }
 
 @Test func img2imgRejectsBadStrengthAndSize() throws {

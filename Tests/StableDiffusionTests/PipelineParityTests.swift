@@ -44,11 +44,17 @@ func samplerMatchesDiffusersPipeline(_ fixture: PipelineCase) throws {
     // One progress call per UNet call: PLMS needs steps + 1, Heun 2·steps − 1.
     let calls = ["pndm": fixture.settings.steps + 1, "heun": 2 * fixture.settings.steps - 1][fixture.sampler] ?? fixture.settings.steps
     #expect(steps == calls)
-    #expect(latents.shape == fixture.latents_shape)
-    let latentError = zip(latents.scalars, fixture.latents).map { abs($0 - $1) }.max() ?? .infinity
+    expectMatchesDiffusers(pipeline, latents: latents, shape: fixture.latents_shape, latents: fixture.latents,
+                           pixels: fixture.pixels)
+}
+
+/// Final latents within 1e-3 of diffusers' and decoded 8-bit pixels within 2/255.
+func expectMatchesDiffusers(_ pipeline: Pipeline, latents: Tensor, shape: [Int], latents expected: [Float], pixels: [UInt8]) {
+    #expect(latents.shape == shape)
+    let latentError = zip(latents.scalars, expected).map { abs($0 - $1) }.max() ?? .infinity
     #expect(latentError < 1e-3, "final latents differ by \(latentError)")
-    let pixels = pipeline.decode(latents).flatMap { $0 }
-    #expect(pixels.count == fixture.pixels.count)
-    let pixelError = zip(pixels, fixture.pixels).map { abs(Int($0) - Int($1)) }.max() ?? 255
-    #expect(pixelError <= 2, "PNG pixels differ by up to \(pixelError)/255")
+    let decoded = pipeline.decode(latents).flatMap { $0 }
+    #expect(decoded.count == pixels.count)
+    let pixelError = zip(decoded, pixels).map { abs(Int($0) - Int($1)) }.max() ?? 255
+    #expect(pixelError <= 2, "pixels differ by up to \(pixelError)/255")
 }

@@ -150,12 +150,7 @@ public struct Pipeline {
             guard image.shape == [1, 3, settings.height, settings.width] else {
                 throw SamplingError("init image is \(image.shape.dropFirst(2).reversed().map(String.init).joined(separator: "x")) but the render is \(settings.width)x\(settings.height)")
             }
-            let posterior = vae.encode(image)
-            let encoded = (0..<settings.batch).map { index in
-                vae.sample(mean: posterior.mean, logVariance: posterior.logVariance,
-                           noise: Tensor(shape: posterior.mean.shape, values: generators[index].randn(perImage)))
-            }
-            let clean = Tensor.concat(encoded, axis: 0).scaled(by: Float(vae.config.scalingFactor))
+            let clean = encodeSampled(image, generators: &generators)
             let kept = min(Int(Float(settings.steps) * strength), settings.steps)
             start = max(settings.steps - kept, 0) * scheduler.order
             guard start < scheduler.timesteps.count else { throw SamplingError("strength \(strength) leaves no steps to run; raise it or the step count") }
@@ -163,28 +158,10 @@ public struct Pipeline {
         } else {
             latents = noise().scaled(by: scheduler.initNoiseSigma)
         }
-        let guided = settings.guidance != 1
-        let context = guided
-            ? Tensor.concat(Array(repeating: unconditional, count: settings.batch) + Array(repeating: conditional, count: settings.batch), axis: 0)
-            : Tensor.concat(Array(repeating: conditional, count: settings.batch), axis: 0)
+        let context = textContext(conditional: conditional, unconditional: unconditional, settings: settings)
         for (index, timestep) in scheduler.timesteps.enumerated() where index >= start {
-            let input = scheduler.scaleModelInput(latents, index: index)
-            let batchInput = guided ? Tensor.concat([input, input], axis: 0) : input
-            var residuals: ControlResiduals?
-            for control in controls {
-                let images = Tensor.concat(Array(repeating: control.image, count: batchInput.shape[0]), axis: 0)
-                let next = control.net(batchInput, timestep: timestep, context: context, control: images, scale: control.scale)
-                residuals = residuals.map { $0 + next } ?? next
-            }
-            let prediction = unet(batchInput, timestep: timestep, context: context, control: residuals)
-            let output: Tensor
-            if guided {
-                let halves = prediction.chunked(2, axis: 0)
-                let scale = settings.guidance
-                output = Tensor.broadcast(halves[0], halves[1]) { $0 + scale * ($1 - $0) }
-            } else {
-                output = prediction
-            }
+            let output = guidedPrediction(scheduler.scaleModelInput(latents, index: index), timestep: timestep,
+                                          context: context, settings: settings, controls: controls)
             latents = scheduler.step(output, index: index, sample: latents, noise: noise)
             guard progress(index + 1 - start, scheduler.timesteps.count - start) else { throw CancellationError() }
         }
@@ -271,30 +248,11 @@ public struct Pipeline {
         })
         let maskBatch = Tensor.concat(Array(repeating: latentMask, count: settings.batch), axis: 0)
 
-        let guided = settings.guidance != 1
-        let context = guided
-            ? Tensor.concat(Array(repeating: unconditional, count: settings.batch) + Array(repeating: conditional, count: settings.batch), axis: 0)
-            : Tensor.concat(Array(repeating: conditional, count: settings.batch), axis: 0)
+        let context = textContext(conditional: conditional, unconditional: unconditional, settings: settings)
         for (index, timestep) in scheduler.timesteps.enumerated() where index >= start {
             var input = scheduler.scaleModelInput(latents, index: index)
             if nineChannels { input = Tensor.concat([input, maskBatch, maskedLatents], axis: 1) }
-            let batchInput = guided ? Tensor.concat([input, input], axis: 0) : input
-            var residuals: ControlResiduals?
-            for control in controls {
-                let images = Tensor.concat(Array(repeating: control.image, count: batchInput.shape[0]), axis: 0)
-                let plain = nineChannels ? batchInput.slice(axis: 1, range: 0..<4) : batchInput
-                let next = control.net(plain, timestep: timestep, context: context, control: images, scale: control.scale)
-                residuals = residuals.map { $0 + next } ?? next
-            }
-            let prediction = unet(batchInput, timestep: timestep, context: context, control: residuals)
-            let output: Tensor
-            if guided {
-                let halves = prediction.chunked(2, axis: 0)
-                let scale = settings.guidance
-                output = Tensor.broadcast(halves[0], halves[1]) { $0 + scale * ($1 - $0) }
-            } else {
-                output = prediction
-            }
+            let output = guidedPrediction(input, timestep: timestep, context: context, settings: settings, controls: controls)
             latents = scheduler.step(output, index: index, sample: latents, noise: {
                 Tensor(shape: [settings.batch, 4, height, width],
                        values: generators.indices.flatMap { generators[$0].randn(perImage) })
@@ -307,5 +265,33 @@ public struct Pipeline {
             guard progress(index + 1 - start, scheduler.timesteps.count - start) else { throw CancellationError() }
         }
         return latents
+    }
+
+    /// The text context of one UNet call: unconditional rows, then conditional rows, one per image
+    /// (conditional only when guidance is off).
+    func textContext(conditional: Tensor, unconditional: Tensor, settings: Settings) -> Tensor {
+        let rows = Array(repeating: conditional, count: settings.batch)
+        guard settings.guidance != 1 else { return Tensor.concat(rows, axis: 0) }
+        return Tensor.concat(Array(repeating: unconditional, count: settings.batch) + rows, axis: 0)
+    }
+
+    /// One guided prediction: the unconditional and conditional passes batched into one UNet
+    /// call (with any ControlNet residuals, the ControlNets seeing the 4 latent channels),
+    /// combined as uncond + guidance·(cond − uncond).
+    func guidedPrediction(_ input: Tensor, timestep: Float, context: Tensor, settings: Settings, controls: [Control]) -> Tensor {
+        let guided = settings.guidance != 1
+        let batchInput = guided ? Tensor.concat([input, input], axis: 0) : input
+        var residuals: ControlResiduals?
+        for control in controls {
+            let images = Tensor.concat(Array(repeating: control.image, count: batchInput.shape[0]), axis: 0)
+            let latents = batchInput.shape[1] == 4 ? batchInput : batchInput.slice(axis: 1, range: 0..<4)
+            let next = control.net(latents, timestep: timestep, context: context, control: images, scale: control.scale)
+            residuals = residuals.map { $0 + next } ?? next
+        }
+        let prediction = unet(batchInput, timestep: timestep, context: context, control: residuals)
+        guard guided else { return prediction }
+        let halves = prediction.chunked(2, axis: 0)
+        let scale = settings.guidance
+        return Tensor.broadcast(halves[0], halves[1]) { $0 + scale * ($1 - $0) }
     }
 }
