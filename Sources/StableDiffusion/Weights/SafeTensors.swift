@@ -52,8 +52,7 @@ public final class SafeTensorsFile {
     public let entries: [String: Entry]
     /// The header's `__metadata__` strings.
     public let metadata: [String: String]
-    private let base: UnsafeRawPointer
-    private let mappedLength: Int
+    private let file: MappedFile
     private let dataStart: Int
 
     /// Largest header accepted; real files have headers of a few hundred KB.
@@ -62,25 +61,15 @@ public final class SafeTensorsFile {
     /// Opens and validates `url`; throws `WeightsError` on anything malformed.
     public init(url: URL) throws {
         self.url = url
-        let path = url.path
-        let descriptor = open(path, O_RDONLY)
-        guard descriptor >= 0 else { throw WeightsError(path, "cannot open: \(String(cString: strerror(errno)))") }
-        defer { close(descriptor) }
-        var info = stat()
-        guard fstat(descriptor, &info) == 0 else { throw WeightsError(path, "cannot stat the file") }
-        let size = Int(info.st_size)
-        guard size >= 8 else { throw WeightsError(path, "file is \(size) bytes; a safetensors file starts with an 8-byte header length") }
-        guard let mapped = mmap(nil, size, PROT_READ, MAP_PRIVATE, descriptor, 0), mapped != MAP_FAILED else {
-            throw WeightsError(path, "cannot map the file: \(String(cString: strerror(errno)))")
-        }
         do {
-            (entries, metadata, dataStart) = try SafeTensorsFile.parseHeader(UnsafeRawPointer(mapped), size: size, path: path)
+            file = try MappedFile(url)
         } catch {
-            munmap(mapped, size)
-            throw error
+            throw WeightsError(url.path, error.message)
         }
-        base = UnsafeRawPointer(mapped)
-        mappedLength = size
+        guard file.bytes.count >= 8, let base = file.bytes.baseAddress else {
+            throw WeightsError(url.path, "file is \(file.bytes.count) bytes; a safetensors file starts with an 8-byte header length")
+        }
+        (entries, metadata, dataStart) = try SafeTensorsFile.parseHeader(base, size: file.bytes.count, path: url.path)
     }
 
     private static func parseHeader(_ base: UnsafeRawPointer, size: Int, path: String) throws
@@ -136,10 +125,6 @@ public final class SafeTensorsFile {
         return (entries, metadata, dataStart)
     }
 
-    deinit {
-        munmap(UnsafeMutableRawPointer(mutating: base), mappedLength)
-    }
-
     /// Tensor names, sorted.
     public var names: [String] { entries.keys.sorted() }
 
@@ -149,7 +134,7 @@ public final class SafeTensorsFile {
         var result = Tensor(uninitialized: entry.shape)
         let count = result.count
         let output = result.mutablePointer()
-        let source = base + dataStart + entry.range.lowerBound
+        let source = file.bytes.baseAddress! + dataStart + entry.range.lowerBound
         switch entry.dtype {
         case .f32:
             UnsafeMutableRawPointer(output).copyMemory(from: source, byteCount: count * 4)

@@ -57,7 +57,11 @@ private struct Loader {
     private let prefix: String
 
     init(_ url: URL, verifyChecksums: Bool) throws(CheckpointError) {
-        file = try MappedFile(url)
+        do {
+            file = try MappedFile(url)
+        } catch {
+            throw CheckpointError(.unreadable, error.message)
+        }
         archive = try ZipArchive(file)
         verify = verifyChecksums
         // torch.save writes `<name>/data.pkl`, `<name>/data/<key>`, `<name>/version`, …

@@ -1,26 +1,31 @@
 import Foundation
 
+/// Why a file could not be mapped; callers wrap it in their own error type.
+struct FileMappingError: Error {
+    /// What failed, with the system's reason.
+    let message: String
+}
+
 /// A read-only memory map of a whole file, unmapped on deinit. Checkpoints are
-/// gigabytes: mapping lets the loader read only the pages it converts, with no copy.
+/// gigabytes: mapping lets the loaders read only the pages they convert, with no copy.
 final class MappedFile {
     /// The file's bytes; valid while this object is alive.
     let bytes: UnsafeRawBufferPointer
     private let length: Int
 
     /// Maps `url`. Only regular files are accepted: a FIFO or a device would block or never end.
-    init(_ url: URL) throws(CheckpointError) {
+    init(_ url: URL) throws(FileMappingError) {
         let descriptor = open(url.path, O_RDONLY)
         guard descriptor >= 0 else {
-            throw CheckpointError(.unreadable, "cannot open the file (\(Self.lastError())); check the path and its "
-                + "permissions")
+            throw FileMappingError(message: "cannot open the file (\(Self.lastError())); check the path and its permissions")
         }
         defer { close(descriptor) }
         var status = stat()
         guard fstat(descriptor, &status) == 0 else {
-            throw CheckpointError(.unreadable, "cannot read the file's size (\(Self.lastError()))")
+            throw FileMappingError(message: "cannot read the file's size (\(Self.lastError()))")
         }
         guard (status.st_mode & S_IFMT) == S_IFREG else {
-            throw CheckpointError(.unreadable, "not a regular file; pass the path of a .ckpt file")
+            throw FileMappingError(message: "not a regular file; pass the path of a model file")
         }
         length = Int(status.st_size)
         guard length > 0 else {
@@ -29,7 +34,7 @@ final class MappedFile {
         }
         let address = mmap(nil, length, PROT_READ, MAP_PRIVATE, descriptor, 0)
         guard let address, address != MAP_FAILED else {
-            throw CheckpointError(.unreadable, "cannot map the file into memory (\(Self.lastError()))")
+            throw FileMappingError(message: "cannot map the file into memory (\(Self.lastError()))")
         }
         bytes = UnsafeRawBufferPointer(start: address, count: length)
     }
