@@ -78,6 +78,13 @@ with torch.no_grad():
             vae.disable_tiling()
             case("tiny-sd1/vae_tiled", {"model": model, "tile": vae.tile_latent_min_size}, {"latents": big},
                  {"tiled": tiled, "untiled": vae.decode(big).sample})
+            # Tiled encode of an image 4x the sample tile (16 px tiles, 25 % overlap).
+            picture = torch.rand(1, 3, 64, 48) * 2 - 1
+            vae.enable_tiling()
+            posterior = vae.encode(picture).latent_dist
+            vae.disable_tiling()
+            case("tiny-sd1/vae_tiled_encode", {"model": model, "tile": vae.tile_sample_min_size}, {"image": picture},
+                 {"mean": posterior.mean, "logvar": posterior.logvar})
 
             # An inpainting UNet: 9 input channels (latents, mask, masked-image latents).
             inpaint = UNet2DConditionModel.from_config({**unet.config, "in_channels": 9})

@@ -77,6 +77,9 @@ struct Render: ParsableCommand {
     @Option(help: "The conditioning scale of each --controlnet (default 1).")
     var controlScale: [Double] = []
 
+    @Flag(help: "Decode in tiles (memory bounded by the tile size; for large images).")
+    var vaeTiling = false
+
     @Option(help: "The PNG file to write.")
     var out = "render.png"
 
@@ -200,7 +203,7 @@ struct Render: ParsableCommand {
         }
         bar.finish()
         if let saveLatents { try NumPyFile.write(latents, to: URL(fileURLWithPath: saveLatents)) }
-        let images = pipeline.decode(latents)
+        let images = pipeline.decode(latents, tiled: vaeTiling)
         let modelName = URL(fileURLWithPath: model).deletingPathExtension().lastPathComponent
         for (index, rgb) in images.enumerated() {
             var parameters = A1111Parameters(prompt: prompt, negative: negative, steps: steps, sampler: settings.sampler,

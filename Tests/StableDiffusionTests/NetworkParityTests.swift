@@ -91,6 +91,11 @@ func networkMatchesDiffusers(_ fixture: NetworkCase) throws {
     } else if fixture.name.contains("/unet") {
         let unet = try UNet(config: model.unetConfig, weights: model.unet)
         actual["noise"] = unet(input["sample"]!, timestep: fixture.timestep, context: input["context"]!)
+    } else if fixture.name.hasSuffix("vae_tiled_encode") {
+        let vae = try VAE(config: model.vaeConfig, weights: model.vae)
+        let posterior = vae.encodeTiled(input["image"]!, tile: 16)
+        actual["mean"] = posterior.mean
+        actual["logvar"] = posterior.logVariance
     } else if fixture.name.hasSuffix("vae_tiled") {
         let vae = try VAE(config: model.vaeConfig, weights: model.vae)
         actual["tiled"] = vae.decodeTiled(input["latents"]!, tile: 8)

@@ -110,23 +110,50 @@ public struct VAE {
     /// diffusers' `enable_tiling` does, so that memory follows the tile size, not the
     /// image size. Tiles are decoded one row at a time; only the previous row is kept.
     public func decodeTiled(_ latents: Tensor, tile: Int = 64, overlap: Float = 0.25) -> Tensor {
-        let (batch, height, width) = (latents.shape[0], latents.shape[2], latents.shape[3])
-        let stride = max(1, Int((Float(tile) * (1 - overlap)).rounded()))
-        if height <= tile && width <= tile { return decode(latents) }
         let factor = downscaleFactor
-        let blend = (tile - stride) * factor, keep = stride * factor
-        var output = Tensor(zeros: [batch, config.outChannels, height * factor, width * factor])
+        let stride = max(1, Int(Float(tile) * (1 - overlap)))
+        guard latents.shape[2] > tile || latents.shape[3] > tile else { return decode(latents) }
+        return VAE.tiled(latents, tile: tile, stride: stride, blend: Int(Float(tile * factor) * overlap),
+                         keep: tile * factor - Int(Float(tile * factor) * overlap),
+                         outputShape: [latents.shape[0], config.outChannels, latents.shape[2] * factor, latents.shape[3] * factor],
+                         outputPosition: { $0 * factor }, decode)
+    }
+
+    /// Encodes tile by tile (tiles of `tile` pixels, overlapping by `overlap`), blending
+    /// the tiles' moments in latent space as diffusers' tiled encode does; returns the
+    /// posterior's mean and log-variance.
+    public func encodeTiled(_ pixels: Tensor, tile: Int = 512, overlap: Float = 0.25) -> (mean: Tensor, logVariance: Tensor) {
+        let factor = downscaleFactor
+        guard pixels.shape[2] > tile || pixels.shape[3] > tile else { return encode(pixels) }
+        let latentTile = tile / factor, blend = Int(Float(latentTile) * overlap)
+        let moments = VAE.tiled(pixels, tile: tile, stride: Int(Float(tile) * (1 - overlap)), blend: blend, keep: latentTile - blend,
+                                outputShape: [pixels.shape[0], 2 * config.latentChannels, pixels.shape[2] / factor, pixels.shape[3] / factor],
+                                outputPosition: { $0 / factor }, { piece in
+            let (mean, logVariance) = encode(piece)
+            return Tensor.concat([mean, logVariance], axis: 1)
+        })
+        let halves = moments.chunked(2, axis: 1)
+        return (halves[0], halves[1])
+    }
+
+    /// Runs `transform` on overlapping tiles of `input` and assembles the outputs: each tile
+    /// blends into its upper and left neighbours over `blend` output pixels, then its top-left
+    /// `keep × keep` lands at `outputPosition` of its input position.
+    static func tiled(_ input: Tensor, tile: Int, stride: Int, blend: Int, keep: Int, outputShape: [Int],
+                      outputPosition: (Int) -> Int, _ transform: (Tensor) -> Tensor) -> Tensor {
+        let (height, width) = (input.shape[2], input.shape[3])
+        var output = Tensor(zeros: outputShape)
         var previousRow: [Tensor] = []
         for top in Swift.stride(from: 0, to: height, by: stride) {
             var row: [Tensor] = []
             for (column, left) in Swift.stride(from: 0, to: width, by: stride).enumerated() {
-                let piece = latents.slice(axis: 2, range: top..<min(top + tile, height))
+                let piece = input.slice(axis: 2, range: top..<min(top + tile, height))
                     .slice(axis: 3, range: left..<min(left + tile, width))
-                var decoded = decode(piece)
-                if !previousRow.isEmpty { VAE.blend(from: previousRow[column], into: &decoded, extent: blend, vertical: true) }
-                if let previous = row.last { VAE.blend(from: previous, into: &decoded, extent: blend, vertical: false) }
-                row.append(decoded)
-                VAE.place(decoded, into: &output, top: top * factor, left: left * factor, rows: keep, columns: keep)
+                var result = transform(piece)
+                if !previousRow.isEmpty { VAE.blend(from: previousRow[column], into: &result, extent: blend, vertical: true) }
+                if let previous = row.last { VAE.blend(from: previous, into: &result, extent: blend, vertical: false) }
+                row.append(result)
+                VAE.place(result, into: &output, top: outputPosition(top), left: outputPosition(left), rows: keep, columns: keep)
             }
             previousRow = row
         }

@@ -170,8 +170,11 @@ public struct Pipeline {
 
     /// Decodes latents to RGB images, 8 bits per sample, rows top to bottom (as diffusers'
     /// `numpy_to_pil`: (x/2 + 0.5) clamped to [0, 1], × 255, rounded half to even).
-    public func decode(_ latents: Tensor) -> [[UInt8]] {
-        let pixels = vae.decode(latents.scaled(by: 1 / Float(vae.config.scalingFactor)))
+    /// `tiled` decodes in tiles of the VAE's sample size (memory bounded by the tile, not the image).
+    public func decode(_ latents: Tensor, tiled: Bool = false) -> [[UInt8]] {
+        let scaled = latents.scaled(by: 1 / Float(vae.config.scalingFactor))
+        let tile = max(1, vae.config.sampleSize / vae.downscaleFactor)
+        let pixels = tiled ? vae.decodeTiled(scaled, tile: tile) : vae.decode(scaled)
         return Pipeline.bytes(pixels)
     }
 
