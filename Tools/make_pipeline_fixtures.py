@@ -1,19 +1,20 @@
 #!/usr/bin/env python3
 """Runs diffusers' StableDiffusionPipeline on the tiny fixture models for the sampler tests.
 
-A dev tool (torch, diffusers, transformers). Prompts are given as token ids (the tiny
+A dev tool (torch, diffusers, transformers; torchsde for DPMSolverSDEScheduler). Prompts are given as token ids (the tiny
 text encoders have a 1000-token vocabulary), encoded by the model's own text encoder
 and passed as prompt_embeds; seeds are per image (generator list: seed, seed+1, ...).
-Output: Tests/StableDiffusionTests/Fixtures/pipelines.json
+Output: Tests/StableDiffusionTests/Fixtures/pipelines.json (and img2img, controlnet, inpaint, sde .json)
 """
 import json
 import pathlib
 
 import numpy as np
 import torch
-from diffusers import (AutoencoderKL, DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler,
+from diffusers import (AutoencoderKL, DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, DPMSolverSDEScheduler,
                        EulerAncestralDiscreteScheduler, EulerDiscreteScheduler, HeunDiscreteScheduler,
-                       LMSDiscreteScheduler, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel)
+                       KDPM2DiscreteScheduler, LCMScheduler, LMSDiscreteScheduler, PNDMScheduler,
+                       StableDiffusionPipeline, UNet2DConditionModel, UniPCMultistepScheduler)
 from transformers import CLIPTextModel
 
 here = pathlib.Path(__file__).resolve().parent.parent / "Tests" / "StableDiffusionTests" / "Fixtures"
@@ -27,7 +28,14 @@ SAMPLERS = {
     "euler_a": (EulerAncestralDiscreteScheduler, {}),
     "dpmpp_2m": (DPMSolverMultistepScheduler, {}),
     "dpmpp_2m_karras": (DPMSolverMultistepScheduler, {"use_karras_sigmas": True}),
+    "dpm2": (KDPM2DiscreteScheduler, {}),
+    "unipc": (UniPCMultistepScheduler, {}),
+    "lcm": (LCMScheduler, {}),
+    # Its noise comes from torchsde's Brownian tree, seeded from torch's global RNG: no exact
+    # latents to compare, so it has its own fixtures (sde.json) below.
+    "dpmpp_sde_karras": (DPMSolverSDEScheduler, {"use_karras_sigmas": True}),
 }
+EXACT = [name for name in SAMPLERS if name != "dpmpp_sde_karras"]
 cases = []
 torch.set_num_threads(1)
 for model in ("tiny-sd1", "tiny-sd2"):
@@ -40,7 +48,7 @@ for model in ("tiny-sd1", "tiny-sd2"):
     negative_ids = torch.randint(0, 1000, (1, 77), generator=g)
     with torch.no_grad():
         embeds, negative = text(ids).last_hidden_state, text(negative_ids).last_hidden_state
-    samplers = SAMPLERS if model == "tiny-sd1" else {k: SAMPLERS[k] for k in ("ddim", "euler", "dpmpp_2m", "pndm", "heun")}
+    samplers = {k: SAMPLERS[k] for k in (EXACT if model == "tiny-sd1" else ("ddim", "euler", "dpmpp_2m", "pndm", "heun", "unipc", "dpm2"))}
     for name, (cls, extra) in samplers.items():
         scheduler = cls.from_pretrained(folder / "scheduler", **extra)
         pipe = StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=None, unet=unet, scheduler=scheduler,
@@ -77,7 +85,8 @@ for model in ("tiny-sd1", "tiny-sd2"):
     init = torch.randint(0, 256, (16, 24, 3), generator=g).to(torch.uint8)
     with torch.no_grad():
         embeds, negative = text(ids).last_hidden_state, text(negative_ids).last_hidden_state
-    for name in (("euler", "ddim", "euler_a", "dpmpp_2m", "heun") if model == "tiny-sd1" else ("euler", "ddim")):
+    for name in (("euler", "ddim", "euler_a", "dpmpp_2m", "heun", "dpm2", "unipc", "lcm") if model == "tiny-sd1"
+                 else ("euler", "ddim")):
         cls, extra = SAMPLERS[name]
         pipe = StableDiffusionImg2ImgPipeline(vae=vae, text_encoder=text, tokenizer=None, unet=unet,
                                               scheduler=cls.from_pretrained(folder / "scheduler", **extra),
@@ -168,3 +177,68 @@ for unet_name, name, strength in (("unet", "euler", 1.0), ("unet", "ddim", 0.75)
                           "pixels": (out * 255).round().astype("uint8").flatten().tolist()})
     print("inpaint", unet_name, name, strength, latents.abs().mean().item())
 (here / "inpaint.json").write_text(json.dumps({"cases": inpaint_cases}))
+
+# DPM++ SDE Karras: diffusers' noise comes from torchsde's Brownian tree, seeded from torch's
+# global RNG, which no seed of ours reproduces. Two kinds of fixture instead:
+# - zero_noise: the solver's deterministic part, the noise sampler replaced by one that returns
+#   zeros (the Swift test passes a noise closure that returns zeros), compared exactly;
+# - statistics: RUNS real runs of one batch with the same generators (the same initial latents)
+#   and torch.manual_seed(run) for the tree: each latent's mean and standard deviation over the
+#   runs, and each run's overall mean and standard deviation, to test a Swift run against.
+import diffusers.schedulers.scheduling_dpmsolver_sde as dpmsolver_sde
+
+
+class ZeroNoiseSampler:
+    def __init__(self, x, *args, **kwargs):
+        self.shape = x.shape
+
+    def __call__(self, sigma, sigma_next):
+        return torch.zeros(self.shape)
+
+
+RUNS = 32
+sde = {"zero_noise": [], "statistics": []}
+for model in ("tiny-sd1", "tiny-sd2"):
+    folder = here / "models" / model
+    text = CLIPTextModel.from_pretrained(folder / "text_encoder").eval()
+    unet = UNet2DConditionModel.from_pretrained(folder / "unet").eval()
+    vae = AutoencoderKL.from_pretrained(folder / "vae").eval()
+    g = torch.Generator().manual_seed(41)
+    ids = torch.randint(0, 1000, (1, 77), generator=g)
+    negative_ids = torch.randint(0, 1000, (1, 77), generator=g)
+    with torch.no_grad():
+        embeds, negative = text(ids).last_hidden_state, text(negative_ids).last_hidden_state
+    cls, extra = SAMPLERS["dpmpp_sde_karras"]
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=None, unet=unet,
+                                   scheduler=cls.from_pretrained(folder / "scheduler", **extra),
+                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+
+    def run(batch, tree_seed):
+        torch.manual_seed(tree_seed)
+        generators = [torch.Generator().manual_seed(42 + i) for i in range(batch)]
+        with torch.no_grad():
+            return pipe(prompt_embeds=embeds.repeat(batch, 1, 1), negative_prompt_embeds=negative.repeat(batch, 1, 1),
+                        width=24, height=16, num_inference_steps=6, guidance_scale=7.5, generator=generators,
+                        output_type="latent").images
+
+    settings = {"width": 24, "height": 16, "steps": 6, "guidance": 7.5, "seed": 42}
+    real = dpmsolver_sde.BrownianTreeNoiseSampler
+    dpmsolver_sde.BrownianTreeNoiseSampler = ZeroNoiseSampler
+    latents = run(2, 0)
+    dpmsolver_sde.BrownianTreeNoiseSampler = real
+    sde["zero_noise"].append({"model": model, "settings": {**settings, "batch": 2}, "ids": ids[0].tolist(),
+                              "negative_ids": negative_ids[0].tolist(), "latents_shape": list(latents.shape),
+                              "latents": latents.flatten().tolist()})
+    print("sde zero noise", model, latents.abs().mean().item())
+    if model != "tiny-sd1":
+        continue
+    runs = torch.stack([run(8, seed) for seed in range(RUNS)]).double()
+    per_run = runs.flatten(1)
+    mean, std = runs.mean(0), runs.std(0)
+    sde["statistics"].append({"model": model, "settings": {**settings, "batch": 8}, "ids": ids[0].tolist(),
+                              "negative_ids": negative_ids[0].tolist(), "runs": RUNS, "latents_shape": list(mean.shape),
+                              "mean": mean.flatten().tolist(), "std": std.flatten().tolist(),
+                              "run_means": per_run.mean(1).tolist(), "run_stds": per_run.std(1, unbiased=False).tolist()})
+    print("sde statistics", model, per_run.mean().item(), std.mean().item())
+(here / "sde.json").write_text(json.dumps(sde))

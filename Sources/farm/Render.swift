@@ -234,7 +234,8 @@ struct A1111Parameters {
     /// The web UI's names for the samplers.
     static let samplerNames: [SamplerName: String] = [
         .ddim: "DDIM", .ddpm: "DDPM", .pndm: "PLMS", .lms: "LMS", .euler: "Euler", .eulerAncestral: "Euler a",
-        .heun: "Heun", .dpmpp2m: "DPM++ 2M", .dpmpp2mKarras: "DPM++ 2M Karras",
+        .heun: "Heun", .dpmpp2m: "DPM++ 2M", .dpmpp2mKarras: "DPM++ 2M Karras", .dpm2: "DPM2", .unipc: "UniPC",
+        .lcm: "LCM", .dpmppSDEKarras: "DPM++ SDE Karras",
     ]
 
     var text: String {

@@ -51,8 +51,8 @@ func img2imgMatchesDiffusers(_ fixture: Img2ImgCase) throws {
         calls = step
         return true
     }
-    // strength 0.6 of 8 steps runs the last 4 steps; Heun makes 2·8 − 1 = 15 calls and starts at call 8.
-    #expect(calls == (fixture.sampler == "heun" ? 7 : 4))
+    // strength 0.6 of 8 steps runs the last 4 steps; Heun and DPM2 make 2·8 − 1 = 15 calls and start at call 8.
+    #expect(calls == (["heun", "dpm2"].contains(fixture.sampler) ? 7 : 4))
     expectMatchesDiffusers(pipeline, latents: latents, shape: fixture.latents_shape, latents: fixture.latents,
                            pixels: fixture.pixels)
 }

@@ -41,8 +41,9 @@ func samplerMatchesDiffusersPipeline(_ fixture: PipelineCase) throws {
         steps = step
         return step <= total
     }
-    // One progress call per UNet call: PLMS needs steps + 1, Heun 2·steps − 1.
-    let calls = ["pndm": fixture.settings.steps + 1, "heun": 2 * fixture.settings.steps - 1][fixture.sampler] ?? fixture.settings.steps
+    // One progress call per UNet call: PLMS needs steps + 1, Heun and DPM2 2·steps − 1.
+    let calls = ["pndm": fixture.settings.steps + 1, "heun": 2 * fixture.settings.steps - 1,
+                 "dpm2": 2 * fixture.settings.steps - 1][fixture.sampler] ?? fixture.settings.steps
     #expect(steps == calls)
     expectMatchesDiffusers(pipeline, latents: latents, shape: fixture.latents_shape, latents: fixture.latents,
                            pixels: fixture.pixels)

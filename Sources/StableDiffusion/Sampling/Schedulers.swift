@@ -44,6 +44,7 @@ public enum PredictionType: String, Sendable {
 public enum SamplerName: String, CaseIterable, Sendable {
     case ddim, ddpm, pndm, lms, euler, eulerAncestral = "euler_a", heun
     case dpmpp2m = "dpmpp_2m", dpmpp2mKarras = "dpmpp_2m_karras"
+    case dpm2, unipc, lcm, dpmppSDEKarras = "dpmpp_sde_karras"
 
     /// Parses a user-supplied name; the error lists the known ones.
     public init(parsing name: String) throws {
@@ -69,6 +70,10 @@ public enum SamplerName: String, CaseIterable, Sendable {
         case .eulerAncestral: return EulerScheduler(schedule: schedule, steps: steps, ancestral: true)
         case .dpmpp2m: return DPMSolverMultistepScheduler(schedule: schedule, steps: steps, karras: false)
         case .dpmpp2mKarras: return DPMSolverMultistepScheduler(schedule: schedule, steps: steps, karras: true)
+        case .dpm2: return DPM2Scheduler(schedule: schedule, steps: steps)
+        case .unipc: return UniPCScheduler(schedule: schedule, steps: steps)
+        case .lcm: return try LCMScheduler(schedule: schedule, steps: steps)
+        case .dpmppSDEKarras: return DPMSolverSDEScheduler(schedule: schedule, steps: steps)
         }
     }
 }
@@ -284,7 +289,11 @@ public struct DPMSolverMultistepScheduler: Scheduler {
 
     /// The fractional training timestep whose σ is `sigma` (log-σ interpolation).
     static func timestep(for sigma: Double, logSigmas: [Double]) -> Double {
-        let logSigma = Foundation.log(sigma)
+        timestep(forLogSigma: Foundation.log(sigma), logSigmas: logSigmas)
+    }
+
+    /// As `timestep(for:logSigmas:)`, from log σ (callers that round it to float32 first, as diffusers does).
+    static func timestep(forLogSigma logSigma: Double, logSigmas: [Double]) -> Double {
         let low = max(0, min(logSigmas.lastIndex(where: { logSigma - $0 >= 0 }) ?? 0, logSigmas.count - 2))
         let w = max(0, min(1, (logSigmas[low] - logSigma) / (logSigmas[low] - logSigmas[low + 1])))
         return (1 - w) * Double(low) + w * Double(low + 1)
