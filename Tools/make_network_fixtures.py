@@ -87,6 +87,8 @@ with torch.no_grad():
                  {"mean": posterior.mean, "logvar": posterior.logvar})
 
             # An inpainting UNet: 9 input channels (latents, mask, masked-image latents).
+            # Own seeds for the extra models, so that adding a case above does not change them.
+            torch.manual_seed(90)
             inpaint = UNet2DConditionModel.from_config({**unet.config, "in_channels": 9})
             for p in inpaint.parameters():
                 p.data.copy_(torch.randn_like(p) * 0.2)
@@ -96,6 +98,7 @@ with torch.no_grad():
                  {"sample": sample9, "context": context}, {"noise": inpaint(sample9, 321, context).sample})
 
             # One stride-2 stage in the conditioning embedding: the tiny VAE downsamples by 2, not 8.
+            torch.manual_seed(91)
             controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(4, 8))
             for p in controlnet.parameters():
                 p.data.copy_(torch.randn_like(p) * 0.2)
