@@ -47,6 +47,9 @@ struct Render: ParsableCommand {
     @Option(help: "Images rendered together (seeds seed, seed+1, …).")
     var batch = 1
 
+    @Option(help: "Batches rendered one after another; batch k starts at seed + k·batch.")
+    var batchCount = 1
+
     @Option(help: "Use the hidden states this many layers from the end (1 = last, 2 = penultimate).")
     var clipSkip = 1
 
@@ -90,6 +93,7 @@ struct Render: ParsableCommand {
         guard steps >= 1 && steps <= 1000 else { throw ValidationError("--steps must be 1...1000, got \(steps)") }
         guard cfg.isFinite && cfg >= 0 && cfg <= 100 else { throw ValidationError("--cfg must be a number in 0...100") }
         guard batch >= 1 && batch <= 64 else { throw ValidationError("--batch must be 1...64, got \(batch)") }
+        guard batchCount >= 1 && batchCount <= 10_000 else { throw ValidationError("--batch-count must be 1...10000, got \(batchCount)") }
         guard clipSkip >= 1 && clipSkip <= 12 else { throw ValidationError("--clip-skip must be 1...12, got \(clipSkip)") }
         for (name, value) in [("--width", width), ("--height", height)] {
             if let value, value <= 0 || value > 4096 { throw ValidationError("\(name) must be 1...4096, got \(value)") }
@@ -192,32 +196,39 @@ struct Render: ParsableCommand {
                                     scale: Float(index < controlScale.count ? controlScale[index] : 1))
         }
         let (conditional, unconditional) = try pipeline.encodePrompts(prompt, negative: negative, clipSkip: clipSkip)
-        let bar = ProgressBar(label: "sampling")
         let pixels = source.map { Pipeline.pixels(rgb: $0.pixels, width: $0.width, height: $0.height) }
         let maskTensor = maskImage.map { Tensor(shape: [1, 1, $0.height, $0.width], values: $0.pixels.map { Float($0) / 255 }) }
-        let latents = try pipeline.sample(conditional: conditional, unconditional: unconditional, settings: settings,
-                                          image: pixels, strength: maskTensor != nil ? (outpaint != nil ? 1 : Float(strength)) : Float(strength),
-                                          mask: maskTensor, controls: controls) { step, total in
-            bar.update(step, total)
-            return true
-        }
-        bar.finish()
-        if let saveLatents { try NumPyFile.write(latents, to: URL(fileURLWithPath: saveLatents)) }
-        let images = pipeline.decode(latents, tiled: vaeTiling)
         let modelName = URL(fileURLWithPath: model).deletingPathExtension().lastPathComponent
-        for (index, rgb) in images.enumerated() {
-            var parameters = A1111Parameters(prompt: prompt, negative: negative, steps: steps, sampler: settings.sampler,
-                                             cfg: cfg, seed: seed &+ UInt64(index), width: renderWidth, height: renderHeight,
-                                             model: modelName, clipSkip: clipSkip)
-            if source != nil && outpaint == nil { parameters.denoisingStrength = strength }
-            if maskImage != nil && outpaint == nil { parameters.maskBlur = maskBlur }
-            parameters.philox = settings.noise == .philox
-            var image = try PNGImage(width: renderWidth, height: renderHeight, format: .rgb, pixels: rgb,
-                                     text: [("parameters", parameters.text)])
-            if let pasteMask, let source { image = try source.composited(under: image, mask: pasteMask) }
-            let path = images.count == 1 ? out : out.replacingOccurrences(of: ".png", with: "-\(index + 1).png", options: [.backwards, .caseInsensitive])
-            try image.pngData().write(to: URL(fileURLWithPath: path), options: .atomic)
-            print("wrote \(path)")
+        let total = batch * batchCount
+        for round in 0..<batchCount {
+            settings.seed = seed &+ UInt64(round * batch)
+            let bar = ProgressBar(label: batchCount == 1 ? "sampling" : "batch \(round + 1)/\(batchCount)")
+            let latents = try pipeline.sample(conditional: conditional, unconditional: unconditional, settings: settings,
+                                              image: pixels, strength: outpaint != nil ? 1 : Float(strength),
+                                              mask: maskTensor, controls: controls) { step, total in
+                bar.update(step, total)
+                return true
+            }
+            bar.finish()
+            if let saveLatents {
+                let path = batchCount == 1 ? saveLatents : saveLatents.replacingOccurrences(of: ".npy", with: "-\(round + 1).npy", options: [.backwards])
+                try NumPyFile.write(latents, to: URL(fileURLWithPath: path))
+            }
+            for (index, rgb) in pipeline.decode(latents, tiled: vaeTiling).enumerated() {
+                let number = round * batch + index
+                var parameters = A1111Parameters(prompt: prompt, negative: negative, steps: steps, sampler: settings.sampler,
+                                                 cfg: cfg, seed: seed &+ UInt64(number), width: renderWidth, height: renderHeight,
+                                                 model: modelName, clipSkip: clipSkip)
+                if source != nil && outpaint == nil { parameters.denoisingStrength = strength }
+                if maskImage != nil && outpaint == nil { parameters.maskBlur = maskBlur }
+                parameters.philox = settings.noise == .philox
+                var image = try PNGImage(width: renderWidth, height: renderHeight, format: .rgb, pixels: rgb,
+                                         text: [("parameters", parameters.text)])
+                if let pasteMask, let source { image = try source.composited(under: image, mask: pasteMask) }
+                let path = total == 1 ? out : out.replacingOccurrences(of: ".png", with: "-\(number + 1).png", options: [.backwards, .caseInsensitive])
+                try image.pngData().write(to: URL(fileURLWithPath: path), options: .atomic)
+                print("wrote \(path)")
+            }
         }
         FileHandle.standardError.write(Data(String(format: "done in %.1f s\n", Date().timeIntervalSince(started)).utf8))
     }

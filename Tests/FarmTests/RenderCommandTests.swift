@@ -66,6 +66,20 @@ func tinyModelWithFullVocabulary() throws -> URL {
     #expect(header.contains("'shape': (2, 4, 8, 12)"))
     #expect((npy.count - 10 - Int(npy[8])) == 2 * 4 * 8 * 12 * 4)
 
+    // Batch count: batches one after another continue the seeds, so one image per batch twice
+    // gives the same pictures as one batch of two.
+    let sequential = model.appendingPathComponent("seq.png").path
+    var sequentialArguments = arguments
+    sequentialArguments[sequentialArguments.firstIndex(of: "--batch")! + 1] = "1"
+    sequentialArguments += ["--batch-count", "2", "--out", sequential]
+    #expect(try runFarm(sequentialArguments).status == 0)
+    for index in 1...2 {
+        let a = try PNGImage(pngData: Data(contentsOf: URL(fileURLWithPath: sequential.replacingOccurrences(of: ".png", with: "-\(index).png"))))
+        let b = try PNGImage(pngData: Data(contentsOf: URL(fileURLWithPath: out.replacingOccurrences(of: ".png", with: "-\(index).png"))))
+        #expect(a.textValue("parameters") == b.textValue("parameters"))
+        #expect(zip(a.pixels, b.pixels).allSatisfy { abs(Int($0) - Int($1)) <= 1 })
+    }
+
     // The same seed gives the same picture.
     let first = try Data(contentsOf: URL(fileURLWithPath: out.replacingOccurrences(of: ".png", with: "-1.png")))
     #expect(try runFarm(arguments).status == 0)
