@@ -131,7 +131,7 @@ public final class CoordinatorServer {
             try send(.ack(taskID: header.taskID, attempt: header.attempt), to: routingID)
             log("task \(header.taskID) attempt \(header.attempt) from \(worker.hello.workerID): \(outcome)")
         case .failed(let failure):
-            let outcome = try store.fail(failure)
+            let outcome = try store.fail(failure, workerID: worker.hello.workerID)
             worker.inFlight.remove(failure.taskID)
             try send(.ack(taskID: failure.taskID, attempt: failure.attempt), to: routingID)
             log("task \(failure.taskID) attempt \(failure.attempt) failed (\(failure.kind)): \(failure.message) [\(outcome)]")
@@ -142,8 +142,10 @@ public final class CoordinatorServer {
 
     private func dispatch() throws {
         for (routingID, var worker) in workers where worker.freeSlots > 0 {
-            let assignments = try store.claim(workerID: worker.hello.workerID, limit: worker.freeSlots,
-                                              leaseSeconds: configuration.leaseSeconds)
+            let capabilities = WorkerCapabilities(models: worker.hello.models,
+                                                  maxPixels: worker.hello.maxPixels ?? configuration.limits.maxPixels)
+            let assignments = try store.claim(workerID: worker.hello.workerID, capabilities: capabilities,
+                                              limit: worker.freeSlots, leaseSeconds: configuration.leaseSeconds)
             for assignment in assignments {
                 try send(.assign(assignment), to: routingID)
                 worker.inFlight.insert(assignment.taskID)
@@ -159,7 +161,8 @@ public final class CoordinatorServer {
         for (routingID, worker) in workers
         where now.timeIntervalSince(worker.lastSeen) > configuration.workerTimeoutSeconds {
             workers[routingID] = nil
-            log("worker \(worker.hello.workerID) lost after \(Int(configuration.workerTimeoutSeconds)) s of silence")
+            let requeued = try store.requeueWorker(worker.hello.workerID)
+            log("worker \(worker.hello.workerID) lost after \(Int(configuration.workerTimeoutSeconds)) s of silence; requeued \(requeued) task(s)")
         }
         let requeued = try store.requeueExpired()
         if requeued > 0 { log("requeued \(requeued) task(s) whose lease expired") }

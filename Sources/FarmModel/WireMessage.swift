@@ -38,15 +38,18 @@ public enum WireMessage: Equatable, Sendable {
         public var models: [String]
         /// Tasks it can run at once.
         public var slots: Int
+        /// Largest width × height it renders (absent: the farm's limit).
+        public var maxPixels: Int?
 
         /// Makes a hello.
         public init(workerID: String, host: String, version: Int = WireMessage.protocolVersion,
-                    models: [String], slots: Int) {
+                    models: [String], slots: Int, maxPixels: Int? = nil) {
             self.workerID = workerID
             self.host = host
             self.version = version
             self.models = models
             self.slots = slots
+            self.maxPixels = maxPixels
         }
     }
 

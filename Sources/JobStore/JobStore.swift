@@ -24,17 +24,51 @@ public struct StoredImage: Sendable {
 
 /// What the store did with a result or failure report.
 public enum ReportOutcome: Equatable, Sendable {
-    /// Stored: it came from the task's current attempt.
+    /// Stored: it came from the task's current, still leased attempt.
     case stored
-    /// Dropped: a stale attempt, or the task already finished (first write wins).
-    case dropped
+    /// The task already has its result (first write wins); this duplicate is dropped.
+    case alreadyDone
+    /// From an attempt that is no longer current (the lease expired and the task moved on); dropped.
+    case stale
 }
 
-/// The farm's queries on PostgreSQL: enqueue, claim, progress, complete, fail, requeue.
-/// Each operation is one statement or one short transaction.
+/// What a worker can run, for claiming: models it has and the largest image it takes.
+public struct WorkerCapabilities: Sendable {
+    /// Model names the worker can load.
+    public var models: [String]
+    /// Largest width × height.
+    public var maxPixels: Int
+
+    /// Makes capabilities.
+    public init(models: [String], maxPixels: Int = Limits().maxPixels) {
+        self.models = models
+        self.maxPixels = maxPixels
+    }
+}
+
+/// Retry policy for host failures.
+public struct RetryPolicy: Sendable {
+    /// Delay before the second attempt; doubled for each attempt after.
+    public var baseDelay: Double = 2
+    /// Longest delay.
+    public var maxDelay: Double = 300
+    /// Host failures of one worker within one job before that worker gets none of its tasks.
+    public var blocklistAfter = 2
+
+    /// The default policy.
+    public init() {}
+}
+
+/// The farm's queries on PostgreSQL: enqueue, claim, progress, complete, fail, requeue,
+/// and the job controls. Each operation is one statement or one short transaction, and
+/// every value travels as a parameter.
 public final class JobStore {
     /// The connection the store owns.
     public let connection: Connection
+    /// How host failures are retried.
+    public var retry = RetryPolicy()
+    /// The channel NOTIFY'd when tasks become claimable.
+    public static let workChannel = "farm_tasks"
     private let encoder: JSONEncoder = {
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
@@ -47,7 +81,7 @@ public final class JobStore {
     }
 
     /// Inserts a job and its tasks (streamed with COPY) in one transaction; returns the job's id.
-    public func enqueue(name: String, model: String, maxAttempts: Int = 3, priority: Int = 0,
+    public func enqueue(name: String, model: String, owner: String = "", maxAttempts: Int = 3, priority: Int = 0,
                         tasks: [TaskParameters]) throws -> Int64 {
         for (position, task) in tasks.enumerated() {
             do { try task.validate() } catch let failure as ValidationFailure {
@@ -56,9 +90,8 @@ public final class JobStore {
         }
         return try connection.transaction { connection in
             let job: Int64 = try connection.query("""
-                INSERT INTO jobs (name, model, max_attempts, priority, task_count)
-                VALUES ($1, $2, $3, $4, $5) RETURNING id
-                """, [name, model, maxAttempts, priority, tasks.count]).single().decode("id")
+                INSERT INTO jobs (name, owner, model, max_attempts, priority) VALUES ($1, $2, $3, $4, $5) RETURNING id
+                """, [name, owner, model, maxAttempts, priority]).single().decode("id")
             let encoder = self.encoder
             let lines = tasks.lazy.enumerated().map { position, task -> String in
                 let json = String(decoding: (try? encoder.encode(task)) ?? Data("{}".utf8), as: UTF8.self)
@@ -67,20 +100,34 @@ public final class JobStore {
             try connection.copyIn("COPY tasks (job_id, index, parameters) FROM STDIN", rows: lines)
             try connection.query("INSERT INTO events (kind, job_id, detail) VALUES ('job.submitted', $1, $2)",
                                  [job, "\(tasks.count) tasks"])
-            try connection.notify("farm_tasks", payload: String(job))
+            try connection.notify(JobStore.workChannel, payload: String(job))
             return job
         }
     }
 
-    /// Leases up to `limit` queued tasks to `workerID` for `leaseSeconds`, one statement
-    /// with FOR UPDATE SKIP LOCKED so that several coordinators can share the queue.
-    public func claim(workerID: String, limit: Int, leaseSeconds: Double) throws -> [WireMessage.Assignment] {
+    /// Stores an input image once (content-addressed) and attaches it to a task under `role`.
+    public func attachInput(task: Int64, role: String, data: Data) throws {
+        try connection.transaction { connection in
+            try connection.query("INSERT INTO input_blobs (sha256, data) VALUES (sha256($1), $1) ON CONFLICT DO NOTHING", [data])
+            try connection.query("INSERT INTO task_inputs (task_id, role, sha256) VALUES ($1, $2, sha256($3))", [task, role, data])
+        }
+    }
+
+    /// Leases up to `limit` queued tasks that `workerID` can run, one statement: a
+    /// materialized CTE with FOR UPDATE SKIP LOCKED, by job priority then age, skipping
+    /// paused or cancelled jobs, tasks still backing off, models the worker lacks, sizes
+    /// above its limit and jobs that blocklisted it. The attempt number is the fencing token.
+    public func claim(workerID: String, capabilities: WorkerCapabilities, limit: Int,
+                      leaseSeconds: Double) throws -> [WireMessage.Assignment] {
         guard limit > 0 else { return [] }
         let result = try connection.query("""
-            WITH next AS (
+            WITH next AS MATERIALIZED (
                 SELECT t.id FROM tasks t JOIN jobs j ON j.id = t.job_id
-                WHERE t.state = 'queued' AND j.state = 'active'
-                ORDER BY j.priority DESC, t.job_id, t.index
+                WHERE t.state = 'queued' AND j.state = 'active' AND t.not_before <= now()
+                  AND t.model = ANY($4::text[]) AND t.pixels <= $5
+                  AND NOT EXISTS (SELECT 1 FROM job_worker_failures f
+                                  WHERE f.job_id = t.job_id AND f.worker_id = $1 AND f.blocked)
+                ORDER BY j.priority DESC, j.created_at, t.job_id, t.index
                 LIMIT $2
                 FOR UPDATE OF t SKIP LOCKED
             )
@@ -88,7 +135,7 @@ public final class JobStore {
                 lease_expires = now() + make_interval(secs => $3), started_at = now(), step = 0
             FROM next WHERE tasks.id = next.id
             RETURNING tasks.id, tasks.attempt, tasks.parameters::text AS parameters
-            """, [workerID, limit, leaseSeconds])
+            """, [workerID, limit, leaseSeconds, postgresArray(capabilities.models), capabilities.maxPixels])
         let decoder = JSONDecoder()
         return try result.rows.map { row in
             let json: String = try row.decode("parameters")
@@ -106,63 +153,151 @@ public final class JobStore {
             """, [report.taskID, report.attempt, report.step, report.total, leaseSeconds]).affectedRows == 1
     }
 
-    /// Stores a finished image if it belongs to the task's current running attempt
-    /// (first write wins; a late duplicate is dropped).
+    /// Stores a finished image if it belongs to the task's current, still leased attempt.
     public func complete(_ header: WireMessage.ResultHeader, png: Data) throws -> ReportOutcome {
         try connection.transaction { connection in
             let updated = try connection.query("""
                 UPDATE tasks SET state = 'done', finished_at = now(), lease_owner = NULL, lease_expires = NULL,
                     step = total_steps
                 WHERE id = $1 AND attempt = $2 AND state = 'running'
-                """, [header.taskID, header.attempt]).affectedRows
-            guard updated == 1 else { return .dropped }
+                RETURNING job_id, parameters::text AS parameters
+                """, [header.taskID, header.attempt])
+            guard let row = updated.rows.first else {
+                let state = try connection.query("SELECT state FROM tasks WHERE id = $1", [header.taskID]).rows.first
+                return try state?.decode("state", as: String.self) == "done" ? .alreadyDone : .stale
+            }
             try connection.query("""
-                INSERT INTO images (task_id, attempt, png, width, height, seed, sha256)
-                VALUES ($1, $2, $3, $4, $5, $6, sha256($3))
-                """, [header.taskID, header.attempt, png, header.width, header.height, header.seed])
-            try connection.query("""
-                INSERT INTO events (kind, job_id, task_id, attempt)
-                SELECT 'task.done', job_id, id, attempt FROM tasks WHERE id = $1
-                """, [header.taskID])
+                INSERT INTO images (task_id, attempt, png, width, height, seed, sha256, parameters)
+                VALUES ($1, $2, $3, $4, $5, $6, sha256($3), $7::jsonb)
+                """, [header.taskID, header.attempt, png, header.width, header.height, header.seed,
+                      try row.decode("parameters", as: String.self)])
+            try connection.query("INSERT INTO events (kind, job_id, task_id, attempt) VALUES ('task.done', $1, $2, $3)",
+                                 [try row.decode("job_id", as: Int64.self), header.taskID, header.attempt])
             return .stored
         }
     }
 
-    /// Records a failed attempt: input errors end the task; host errors requeue it
-    /// until the job's attempt limit is spent.
-    public func fail(_ failure: WireMessage.Failure) throws -> ReportOutcome {
-        let result = try connection.query("""
-            UPDATE tasks t SET
-                state = CASE WHEN $3 = 'input' OR t.attempt >= j.max_attempts THEN 'failed' ELSE 'queued' END,
-                finished_at = CASE WHEN $3 = 'input' OR t.attempt >= j.max_attempts THEN now() END,
-                lease_owner = NULL, lease_expires = NULL, error_kind = $3, error_message = $4
-            FROM jobs j
-            WHERE t.id = $1 AND t.attempt = $2 AND t.state = 'running' AND j.id = t.job_id
-            """, [failure.taskID, failure.attempt, failure.kind.rawValue, failure.message])
-        return result.affectedRows == 1 ? .stored : .dropped
+    /// Records a failed attempt. Input errors fail the task at once. Host errors send it
+    /// back to the queue after an exponential backoff until the job's attempts are spent,
+    /// and count against the worker: at `retry.blocklistAfter` failures in one job it is
+    /// blocklisted for that job.
+    public func fail(_ failure: WireMessage.Failure, workerID: String) throws -> ReportOutcome {
+        try connection.transaction { connection in
+            let result = try connection.query("""
+                UPDATE tasks t SET
+                    state = CASE WHEN $3 = 'input' OR t.attempt >= j.max_attempts THEN 'failed' ELSE 'queued' END,
+                    finished_at = CASE WHEN $3 = 'input' OR t.attempt >= j.max_attempts THEN now() END,
+                    not_before = now() + make_interval(secs => least($6::float8, $5::float8 * 2 ^ (t.attempt - 1))),
+                    lease_owner = NULL, lease_expires = NULL, error_kind = $3, error_message = $4
+                FROM jobs j
+                WHERE t.id = $1 AND t.attempt = $2 AND t.state = 'running' AND j.id = t.job_id
+                RETURNING t.job_id, t.state
+                """, [failure.taskID, failure.attempt, failure.kind.rawValue, failure.message, retry.baseDelay, retry.maxDelay])
+            guard let row = result.rows.first else {
+                let state = try connection.query("SELECT state FROM tasks WHERE id = $1", [failure.taskID]).rows.first
+                return try state?.decode("state", as: String.self) == "done" ? .alreadyDone : .stale
+            }
+            let job: Int64 = try row.decode("job_id")
+            if failure.kind == .host {
+                try connection.query("""
+                    INSERT INTO job_worker_failures (job_id, worker_id, failures, blocked) VALUES ($1, $2, 1, 1 >= $3)
+                    ON CONFLICT (job_id, worker_id) DO UPDATE SET failures = job_worker_failures.failures + 1,
+                        blocked = job_worker_failures.failures + 1 >= $3
+                    """, [job, workerID, retry.blocklistAfter])
+            }
+            try connection.query("""
+                INSERT INTO events (kind, job_id, task_id, worker_id, attempt, detail) VALUES ($1, $2, $3, $4, $5, $6)
+                """, ["task.failed.\(failure.kind.rawValue)", job, failure.taskID, workerID, failure.attempt, failure.message])
+            if try row.decode("state", as: String.self) == "queued" { try connection.notify(JobStore.workChannel) }
+            return .stored
+        }
     }
 
     /// Puts tasks whose lease ran out back in the queue (or fails them when out of attempts);
     /// returns how many it touched.
     @discardableResult
     public func requeueExpired() throws -> Int {
-        try connection.query("""
+        try requeue(where: "t.lease_expires < now()", reason: "'lease expired on ' || t.lease_owner", parameters: [])
+    }
+
+    /// Requeues every task leased by a worker that was declared lost.
+    @discardableResult
+    public func requeueWorker(_ workerID: String) throws -> Int {
+        try connection.query("UPDATE workers SET state = 'lost' WHERE id = $1", [workerID])
+        return try requeue(where: "t.lease_owner = $1", reason: "'worker ' || t.lease_owner || ' lost'", parameters: [workerID])
+    }
+
+    private func requeue(where condition: String, reason: String, parameters: [PostgresBindable?]) throws -> Int {
+        let count = try connection.query("""
             UPDATE tasks t SET
                 state = CASE WHEN t.attempt >= j.max_attempts THEN 'failed' ELSE 'queued' END,
                 finished_at = CASE WHEN t.attempt >= j.max_attempts THEN now() END,
-                error_kind = 'host', error_message = 'lease expired on ' || t.lease_owner,
+                error_kind = 'host', error_message = \(reason),
                 lease_owner = NULL, lease_expires = NULL
             FROM jobs j
-            WHERE t.state = 'running' AND t.lease_expires < now() AND j.id = t.job_id
-            """).affectedRows
+            WHERE t.state = 'running' AND \(condition) AND j.id = t.job_id
+            """, parameters).affectedRows
+        if count > 0 { try connection.notify(JobStore.workChannel) }
+        return count
     }
 
-    /// Counts a job's tasks by state.
+    /// Cancels a job: its queued and running tasks become cancelled (running ones' results are then dropped).
+    public func cancel(job: Int64) throws {
+        try connection.transaction { connection in
+            try connection.query("UPDATE jobs SET state = 'cancelled', finished_at = now() WHERE id = $1 AND state <> 'done'", [job])
+            try connection.query("""
+                UPDATE tasks SET state = 'cancelled', finished_at = now(), lease_owner = NULL, lease_expires = NULL
+                WHERE job_id = $1 AND state IN ('queued', 'running')
+                """, [job])
+            try connection.query("INSERT INTO events (kind, job_id) VALUES ('job.cancelled', $1)", [job])
+        }
+    }
+
+    /// Pauses a job: no new task of it is claimed (running ones finish).
+    public func pause(job: Int64) throws {
+        try connection.query("UPDATE jobs SET state = 'paused' WHERE id = $1 AND state = 'active'", [job])
+    }
+
+    /// Resumes a paused job.
+    public func resume(job: Int64) throws {
+        if try connection.query("UPDATE jobs SET state = 'active' WHERE id = $1 AND state = 'paused'", [job]).affectedRows == 1 {
+            try connection.notify(JobStore.workChannel, payload: String(job))
+        }
+    }
+
+    /// Puts a job's failed tasks back in the queue with fresh attempts; returns how many.
+    @discardableResult
+    public func retryFailed(job: Int64) throws -> Int {
+        try connection.transaction { connection in
+            let count = try connection.query("""
+                UPDATE tasks SET state = 'queued', attempt = 0, finished_at = NULL, not_before = '-infinity',
+                    error_kind = NULL, error_message = NULL
+                WHERE job_id = $1 AND state = 'failed'
+                """, [job]).affectedRows
+            try connection.query("UPDATE jobs SET state = 'active', finished_at = NULL WHERE id = $1 AND state <> 'cancelled'", [job])
+            try connection.query("DELETE FROM job_worker_failures WHERE job_id = $1", [job])
+            if count > 0 { try connection.notify(JobStore.workChannel, payload: String(job)) }
+            return count
+        }
+    }
+
+    /// Cancels one task if it has not finished.
+    public func cancel(task: Int64) throws {
+        try connection.query("""
+            UPDATE tasks SET state = 'cancelled', finished_at = now(), lease_owner = NULL, lease_expires = NULL
+            WHERE id = $1 AND state IN ('queued', 'running')
+            """, [task])
+    }
+
+    /// A job's tasks by state, from the counts kept on the job row.
     public func progress(job: Int64) throws -> JobProgress {
-        let rows = try connection.query("SELECT state, count(*) AS n FROM tasks WHERE job_id = $1 GROUP BY state", [job])
+        guard let row = try connection.query("""
+            SELECT queued_count, running_count, done_count, failed_count, cancelled_count FROM jobs WHERE id = $1
+            """, [job]).rows.first else { return JobProgress(counts: [:]) }
         var counts: [TaskState: Int] = [:]
-        for row in rows.rows {
-            if let state = TaskState(rawValue: try row.decode("state")) { counts[state] = try row.decode("n") }
+        for state in TaskState.allCases {
+            let count: Int = try row.decode("\(state.rawValue)_count")
+            if count > 0 { counts[state] = count }
         }
         return JobProgress(counts: counts)
     }
@@ -180,11 +315,11 @@ public final class JobStore {
     /// Records a worker's hello (or refreshes it after a reconnect).
     public func registerWorker(_ hello: WireMessage.Hello) throws {
         try connection.query("""
-            INSERT INTO workers (id, host, models, slots, state, last_heartbeat)
-            VALUES ($1, $2, $3::text[], $4, 'online', now())
-            ON CONFLICT (id) DO UPDATE SET host = EXCLUDED.host, models = EXCLUDED.models,
-                slots = EXCLUDED.slots, state = 'online', last_heartbeat = now()
-            """, [hello.workerID, hello.host, postgresArray(hello.models), hello.slots])
+            INSERT INTO workers (id, host, models, slots, max_pixels, state, last_heartbeat)
+            VALUES ($1, $2, $3::text[], $4, $5, 'online', now())
+            ON CONFLICT (id) DO UPDATE SET host = EXCLUDED.host, models = EXCLUDED.models, slots = EXCLUDED.slots,
+                max_pixels = EXCLUDED.max_pixels, state = 'online', last_heartbeat = now()
+            """, [hello.workerID, hello.host, postgresArray(hello.models), hello.slots, hello.maxPixels ?? Limits().maxPixels])
     }
 
     /// Notes that a worker is alive.

@@ -12,7 +12,29 @@ let migrationsFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent
 func migratedStore() throws -> JobStore {
     let connection = try Connection(try TemporaryPostgres.shared.createDatabase())
     try Migrator(folder: migrationsFolder).apply(to: connection)
-    return JobStore(connection: connection)
+    let store = JobStore(connection: connection)
+    store.retry.baseDelay = 0
+    return store
+}
+
+let anyModel = WorkerCapabilities(models: ["m"])
+
+func tasks(_ count: Int, model: String = "m", width: Int = 64, height: Int = 64) -> [TaskParameters] {
+    (0..<count).map { TaskParameters(prompt: "p\($0)", model: model, width: width, height: height, steps: 2, seed: UInt64($0)) }
+}
+
+/// Every job's stored counts equal the sum of its tasks' states.
+func expectCountsConsistent(_ store: JobStore, sourceLocation: SourceLocation = #_sourceLocation) throws {
+    let wrong = try store.connection.query("""
+        SELECT j.id FROM jobs j WHERE
+            j.queued_count <> (SELECT count(*) FROM tasks t WHERE t.job_id = j.id AND t.state = 'queued') OR
+            j.running_count <> (SELECT count(*) FROM tasks t WHERE t.job_id = j.id AND t.state = 'running') OR
+            j.done_count <> (SELECT count(*) FROM tasks t WHERE t.job_id = j.id AND t.state = 'done') OR
+            j.failed_count <> (SELECT count(*) FROM tasks t WHERE t.job_id = j.id AND t.state = 'failed') OR
+            j.cancelled_count <> (SELECT count(*) FROM tasks t WHERE t.job_id = j.id AND t.state = 'cancelled') OR
+            j.task_count <> (SELECT count(*) FROM tasks t WHERE t.job_id = j.id)
+        """).rows
+    #expect(wrong.isEmpty, "jobs whose counts disagree with their tasks", sourceLocation: sourceLocation)
 }
 
 @Test func migrationsApplyOnceAndDetectEditedFiles() throws {
@@ -51,12 +73,11 @@ func migratedStore() throws -> JobStore {
 
 @Test func claimCompleteAndFirstWriteWins() throws {
     let store = try migratedStore()
-    let tasks = (0..<5).map { TaskParameters(prompt: "p\($0)", model: "m", width: 64, height: 64, steps: 2, seed: UInt64($0)) }
-    let job = try store.enqueue(name: "j", model: "m", tasks: tasks)
+    let job = try store.enqueue(name: "j", model: "m", tasks: tasks(5))
     #expect(try store.progress(job: job).counts == [.queued: 5])
 
-    let first = try store.claim(workerID: "a", limit: 2, leaseSeconds: 30)
-    let second = try store.claim(workerID: "b", limit: 10, leaseSeconds: 30)
+    let first = try store.claim(workerID: "a", capabilities: anyModel, limit: 2, leaseSeconds: 30)
+    let second = try store.claim(workerID: "b", capabilities: anyModel, limit: 10, leaseSeconds: 30)
     #expect(first.map(\.parameters.prompt) == ["p0", "p1"])
     #expect(second.count == 3)
     #expect(Set(first.map(\.taskID)).isDisjoint(with: second.map(\.taskID)))
@@ -64,37 +85,151 @@ func migratedStore() throws -> JobStore {
 
     let header = WireMessage.ResultHeader(taskID: first[0].taskID, attempt: 1, width: 64, height: 64, seed: 0)
     #expect(try store.complete(header, png: Data([1, 2, 3])) == .stored)
-    #expect(try store.complete(header, png: Data([9, 9, 9])) == .dropped, "a late duplicate is dropped")
+    #expect(try store.complete(header, png: Data([9, 9, 9])) == .alreadyDone, "a late duplicate is acknowledged and dropped")
     var stale = header
     stale.taskID = first[1].taskID
     stale.attempt = 7
-    #expect(try store.complete(stale, png: Data([4])) == .dropped, "another attempt's result is dropped")
+    #expect(try store.complete(stale, png: Data([4])) == .stale, "another attempt's result is dropped")
     #expect(try store.images(job: job).map(\.png) == [Data([1, 2, 3])])
     #expect(try store.progress(job: job).counts == [.done: 1, .running: 4])
+    try expectCountsConsistent(store)
 }
 
-@Test func failuresRetryHostErrorsAndStopOnInputErrors() throws {
+@Test func failuresBackOffRetryAndBlocklistTheWorker() throws {
     let store = try migratedStore()
-    let tasks = (0..<2).map { TaskParameters(prompt: "p\($0)", model: "m", width: 64, height: 64, steps: 2) }
-    let job = try store.enqueue(name: "j", model: "m", maxAttempts: 2, tasks: tasks)
-    let claimed = try store.claim(workerID: "a", limit: 2, leaseSeconds: 30)
-    #expect(try store.fail(.init(taskID: claimed[0].taskID, attempt: 1, kind: .input, message: "bad model")) == .stored)
-    #expect(try store.fail(.init(taskID: claimed[1].taskID, attempt: 1, kind: .host, message: "oom")) == .stored)
+    let job = try store.enqueue(name: "j", model: "m", maxAttempts: 4, tasks: tasks(2))
+    let claimed = try store.claim(workerID: "a", capabilities: anyModel, limit: 2, leaseSeconds: 30)
+    #expect(try store.fail(.init(taskID: claimed[0].taskID, attempt: 1, kind: .input, message: "bad prompt"), workerID: "a") == .stored)
+    // With a real backoff the host failure is not claimable at once.
+    store.retry.baseDelay = 60
+    #expect(try store.fail(.init(taskID: claimed[1].taskID, attempt: 1, kind: .host, message: "oom"), workerID: "a") == .stored)
     #expect(try store.progress(job: job).counts == [.failed: 1, .queued: 1])
-    let retry = try store.claim(workerID: "b", limit: 5, leaseSeconds: 30)
-    #expect(retry.map(\.attempt) == [2])
-    #expect(try store.fail(.init(taskID: retry[0].taskID, attempt: 2, kind: .host, message: "oom again")) == .stored)
+    #expect(try store.claim(workerID: "b", capabilities: anyModel, limit: 5, leaseSeconds: 30).isEmpty, "backing off")
+    try store.connection.query("UPDATE tasks SET not_before = now() WHERE id = $1", [claimed[1].taskID])
+    store.retry.baseDelay = 0
+    // A second host failure by worker a in this job blocklists it for the job.
+    let again = try store.claim(workerID: "a", capabilities: anyModel, limit: 5, leaseSeconds: 30)
+    #expect(again.map(\.attempt) == [2])
+    #expect(try store.fail(.init(taskID: again[0].taskID, attempt: 2, kind: .host, message: "oom"), workerID: "a") == .stored)
+    #expect(try store.claim(workerID: "a", capabilities: anyModel, limit: 5, leaseSeconds: 30).isEmpty, "blocklisted")
+    let other = try store.claim(workerID: "b", capabilities: anyModel, limit: 5, leaseSeconds: 30)
+    #expect(other.map(\.attempt) == [3])
+    #expect(try store.fail(.init(taskID: other[0].taskID, attempt: 3, kind: .host, message: "x"), workerID: "b") == .stored)
+    let last = try store.claim(workerID: "c", capabilities: anyModel, limit: 5, leaseSeconds: 30)
+    #expect(try store.fail(.init(taskID: last[0].taskID, attempt: 4, kind: .host, message: "x"), workerID: "c") == .stored)
     #expect(try store.progress(job: job).counts == [.failed: 2], "out of attempts")
+    #expect(try store.fail(.init(taskID: last[0].taskID, attempt: 4, kind: .host, message: "x"), workerID: "c") == .stale)
+    // retry-failed gives both tasks fresh attempts and clears the blocklist.
+    #expect(try store.retryFailed(job: job) == 2)
+    #expect(try store.claim(workerID: "a", capabilities: anyModel, limit: 5, leaseSeconds: 30).map(\.attempt) == [1, 1])
+    try expectCountsConsistent(store)
 }
 
-@Test func expiredLeasesGoBackToTheQueue() throws {
+@Test func expiredLeasesAndLostWorkersGoBackToTheQueue() throws {
     let store = try migratedStore()
-    let job = try store.enqueue(name: "j", model: "m", tasks: [TaskParameters(prompt: "p", width: 64, height: 64)])
-    _ = try store.claim(workerID: "gone", limit: 1, leaseSeconds: 0.01)
+    let job = try store.enqueue(name: "j", model: "m", tasks: tasks(3))
+    _ = try store.claim(workerID: "gone", capabilities: anyModel, limit: 1, leaseSeconds: 0.01)
+    _ = try store.claim(workerID: "lost", capabilities: anyModel, limit: 2, leaseSeconds: 300)
     Thread.sleep(forTimeInterval: 0.05)
     #expect(try store.requeueExpired() == 1)
-    #expect(try store.progress(job: job).counts == [.queued: 1])
-    #expect(try store.claim(workerID: "b", limit: 1, leaseSeconds: 30).first?.attempt == 2)
+    #expect(try store.requeueWorker("lost") == 2)
+    #expect(try store.progress(job: job).counts == [.queued: 3])
+    #expect(try store.claim(workerID: "b", capabilities: anyModel, limit: 3, leaseSeconds: 30).map(\.attempt) == [2, 2, 2])
+    try expectCountsConsistent(store)
+}
+
+@Test func claimRunsOnlyWhatTheWorkerCan() throws {
+    let store = try migratedStore()
+    let small = try store.enqueue(name: "small", model: "m", tasks: tasks(1))
+    let big = try store.enqueue(name: "big", model: "m", tasks: tasks(1, width: 1024, height: 1024))
+    let other = try store.enqueue(name: "other", model: "x", tasks: tasks(1, model: "x"))
+    let urgent = try store.enqueue(name: "urgent", model: "m", priority: 5, tasks: tasks(1))
+    let limited = WorkerCapabilities(models: ["m"], maxPixels: 512 * 512)
+    try store.pause(job: small)
+    let first = try store.claim(workerID: "w", capabilities: limited, limit: 10, leaseSeconds: 30)
+    #expect(first.map(\.parameters.prompt) == ["p0"] && first.count == 1, "only the urgent job's task: small is paused, big too large, other another model")
+    #expect(try store.progress(job: urgent).counts == [.running: 1])
+    try store.resume(job: small)
+    #expect(try store.claim(workerID: "w", capabilities: limited, limit: 10, leaseSeconds: 30).count == 1)
+    #expect(try store.progress(job: big).counts == [.queued: 1])
+    #expect(try store.claim(workerID: "w2", capabilities: WorkerCapabilities(models: ["m", "x"]), limit: 10, leaseSeconds: 30).count == 2)
+    try store.cancel(job: other)
+    #expect(try store.progress(job: other).counts == [.cancelled: 1])
+    try expectCountsConsistent(store)
+}
+
+@Test func cancelPauseAndTaskCancel() throws {
+    let store = try migratedStore()
+    let job = try store.enqueue(name: "j", model: "m", tasks: tasks(4))
+    let running = try store.claim(workerID: "w", capabilities: anyModel, limit: 1, leaseSeconds: 30)
+    try store.cancel(task: running[0].taskID + 1)
+    #expect(try store.progress(job: job).counts == [.running: 1, .queued: 2, .cancelled: 1])
+    try store.cancel(job: job)
+    #expect(try store.progress(job: job).counts == [.cancelled: 4])
+    let late = WireMessage.ResultHeader(taskID: running[0].taskID, attempt: 1, width: 64, height: 64, seed: 0)
+    #expect(try store.complete(late, png: Data([1])) == .stale, "a cancelled task's result is dropped")
+    #expect(throws: PostgresError.self) { try store.connection.query("DELETE FROM tasks WHERE id = $1", [running[0].taskID]) }
+    try expectCountsConsistent(store)
+}
+
+/// Two claimers on separate connections, many rounds: no task is ever handed to both,
+/// and every task ends done exactly once.
+@Test func concurrentClaimersNeverShareATask() throws {
+    let conninfo = try TemporaryPostgres.shared.createDatabase()
+    let setup = try Connection(conninfo)
+    try Migrator(folder: migrationsFolder).apply(to: setup)
+    let job = try JobStore(connection: setup).enqueue(name: "race", model: "m", tasks: tasks(400))
+    let claimed = ThreadSafeBox<[String: [Int64]]>([:])
+    let finished = ThreadSafeBox(0)
+    for worker in ["w1", "w2", "w3"] {
+        Thread {
+            do {
+                let store = JobStore(connection: try Connection(conninfo))
+                var mine: [Int64] = []
+                while true {
+                    let batch = try store.claim(workerID: worker, capabilities: anyModel, limit: 3, leaseSeconds: 30)
+                    if batch.isEmpty { break }
+                    for task in batch {
+                        mine.append(task.taskID)
+                        let header = WireMessage.ResultHeader(taskID: task.taskID, attempt: task.attempt, width: 64, height: 64, seed: 0)
+                        #expect(try store.complete(header, png: Data([UInt8(task.taskID & 0xFF)])) == .stored)
+                    }
+                }
+                claimed.mutate { $0[worker] = mine }
+            } catch {
+                Issue.record("\(worker): \(error)")
+            }
+            finished.mutate { $0 += 1 }
+        }.start()
+    }
+    while finished.value < 3 { Thread.sleep(forTimeInterval: 0.01) }
+    let all = claimed.value.values.flatMap { $0 }
+    #expect(all.count == 400 && Set(all).count == 400, "\(all.count) claims, \(Set(all).count) distinct tasks")
+    #expect(claimed.value.values.allSatisfy { !$0.isEmpty }, "every claimer got work")
+    let store = JobStore(connection: setup)
+    #expect(try store.progress(job: job).counts == [.done: 400])
+    #expect(try store.images(job: job).count == 400)
+    try expectCountsConsistent(store)
+}
+
+@Test func enqueueNotifiesAndInputsAreStoredOnce() throws {
+    let conninfo = try TemporaryPostgres.shared.createDatabase()
+    let connection = try Connection(conninfo)
+    try Migrator(folder: migrationsFolder).apply(to: connection)
+    let listener = try Connection(conninfo)
+    try listener.listen(JobStore.workChannel)
+    let store = JobStore(connection: connection)
+    let job = try store.enqueue(name: "j", model: "m", tasks: tasks(100))
+    let notes = try listener.notifications(timeout: 5)
+    #expect(notes.map(\.payload) == [String(job)])
+    let mask = Data((0..<5000).map { UInt8(truncatingIfNeeded: $0 * 7) })
+    let ids = try connection.query("SELECT id FROM tasks WHERE job_id = $1", [job]).rows.map { try $0.decode("id", as: Int64.self) }
+    for id in ids { try store.attachInput(task: id, role: "mask", data: mask) }
+    #expect(try connection.query("SELECT count(*) AS n FROM input_blobs").single().decode("n", as: Int.self) == 1)
+    #expect(try connection.query("SELECT count(*) AS n FROM task_inputs").single().decode("n", as: Int.self) == 100)
+    #expect(throws: PostgresError.self) {
+        try connection.query("INSERT INTO input_blobs (sha256, data) VALUES ($1, $2)", [Data(repeating: 0, count: 32), mask])
+    }
 }
 
 @Test func invalidTasksAreRejectedNamingTheField() throws {
@@ -110,4 +245,5 @@ func migratedStore() throws -> JobStore {
     _ = try store.enqueue(name: "j", model: "m", tasks: [TaskParameters(prompt: "p")])
     #expect(throws: PostgresError.self) { try store.connection.query("UPDATE tasks SET state = 'running'") }
     #expect(throws: PostgresError.self) { try store.connection.query("DELETE FROM events") }
+    #expect(throws: PostgresError.self) { try store.connection.query("UPDATE jobs SET done_count = done_count + 1") }
 }
