@@ -11,6 +11,7 @@ let package = Package(
     products: [
         .executable(name: "farm", targets: ["farm"]),
         .executable(name: "tensors-bench", targets: ["tensors-bench"]),
+        .executable(name: "jobstore-bench", targets: ["jobstore-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -45,6 +46,7 @@ let package = Package(
         ]),
 
         .executableTarget(name: "tensors-bench", dependencies: ["Tensors"]),
+        .executableTarget(name: "jobstore-bench", dependencies: ["JobStore", "TestSupport"]),
 
         // Shared by tests only: a throwaway PostgreSQL server per test process.
         .target(name: "TestSupport", dependencies: ["Postgres"], path: "Tests/TestSupport"),

@@ -88,7 +88,7 @@ public final class JobStore {
                 throw ValidationFailure(field: "tasks[\(position)].\(failure.field)", message: failure.message)
             }
         }
-        return try connection.transaction { connection in
+        let job = try connection.transaction { connection in
             let job: Int64 = try connection.query("""
                 INSERT INTO jobs (name, owner, model, max_attempts, priority) VALUES ($1, $2, $3, $4, $5) RETURNING id
                 """, [name, owner, model, maxAttempts, priority]).single().decode("id")
@@ -103,6 +103,10 @@ public final class JobStore {
             try connection.notify(JobStore.workChannel, payload: String(job))
             return job
         }
+        // A big job changes the queue's shape at once; without fresh statistics the planner
+        // may sort a whole job's tasks on every claim instead of walking the queued index.
+        if tasks.count >= 1_000 { try connection.query("ANALYZE tasks") }
+        return job
     }
 
     /// Stores an input image once (content-addressed) and attaches it to a task under `role`.
@@ -114,7 +118,9 @@ public final class JobStore {
     }
 
     /// Leases up to `limit` queued tasks that `workerID` can run, one statement: a
-    /// materialized CTE with FOR UPDATE SKIP LOCKED, by job priority then age, skipping
+    /// materialized CTE with FOR UPDATE SKIP LOCKED, by job priority then age (jobs first,
+    /// then each job's tasks through the queued-task index, so a claim does not sort the
+    /// whole queue), skipping
     /// paused or cancelled jobs, tasks still backing off, models the worker lacks, sizes
     /// above its limit and jobs that blocklisted it. The attempt number is the fencing token.
     public func claim(workerID: String, capabilities: WorkerCapabilities, limit: Int,
@@ -122,14 +128,20 @@ public final class JobStore {
         guard limit > 0 else { return [] }
         let result = try connection.query("""
             WITH next AS MATERIALIZED (
-                SELECT t.id FROM tasks t JOIN jobs j ON j.id = t.job_id
-                WHERE t.state = 'queued' AND j.state = 'active' AND t.not_before <= now()
-                  AND t.model = ANY($4::text[]) AND t.pixels <= $5
+                SELECT t.id FROM jobs j
+                CROSS JOIN LATERAL (
+                    SELECT t.id, t.index FROM tasks t
+                    WHERE t.job_id = j.id AND t.state = 'queued' AND t.not_before <= now()
+                      AND t.model = ANY($4::text[]) AND t.pixels <= $5
+                    ORDER BY t.index
+                    LIMIT $2
+                    FOR UPDATE SKIP LOCKED
+                ) t
+                WHERE j.state = 'active' AND j.queued_count > 0
                   AND NOT EXISTS (SELECT 1 FROM job_worker_failures f
-                                  WHERE f.job_id = t.job_id AND f.worker_id = $1 AND f.blocked)
-                ORDER BY j.priority DESC, j.created_at, t.job_id, t.index
+                                  WHERE f.job_id = j.id AND f.worker_id = $1 AND f.blocked)
+                ORDER BY j.priority DESC, j.created_at, j.id, t.index
                 LIMIT $2
-                FOR UPDATE OF t SKIP LOCKED
             )
             UPDATE tasks SET state = 'running', attempt = attempt + 1, lease_owner = $1,
                 lease_expires = now() + make_interval(secs => $3), started_at = now(), step = 0
