@@ -247,3 +247,16 @@ func expectCountsConsistent(_ store: JobStore, sourceLocation: SourceLocation = 
     #expect(throws: PostgresError.self) { try store.connection.query("DELETE FROM events") }
     #expect(throws: PostgresError.self) { try store.connection.query("UPDATE jobs SET done_count = done_count + 1") }
 }
+
+@Test func progressExtendsTheLeaseOfTheCurrentAttemptOnly() throws {
+    let store = try migratedStore()
+    let job = try store.enqueue(name: "j", model: "m", tasks: tasks(1))
+    let task = try store.claim(workerID: "w", capabilities: anyModel, limit: 1, leaseSeconds: 0.2)[0]
+    #expect(try store.progress(.init(taskID: task.taskID, attempt: 1, step: 1, total: 2), leaseSeconds: 60))
+    #expect(try !store.progress(.init(taskID: task.taskID, attempt: 9, step: 1, total: 2), leaseSeconds: 60), "another attempt's progress is ignored")
+    Thread.sleep(forTimeInterval: 0.3)
+    #expect(try store.requeueExpired() == 0, "the lease was extended to 60 s")
+    let row = try store.connection.query("SELECT step, total_steps FROM tasks WHERE id = $1", [task.taskID]).single()
+    #expect(try row.decode("step", as: Int.self) == 1 && row.decode("total_steps", as: Int.self) == 2)
+    #expect(try store.progress(job: job).counts == [.running: 1])
+}
