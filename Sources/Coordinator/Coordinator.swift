@@ -1,6 +1,7 @@
 import FarmModel
 import Foundation
 import JobStore
+import Postgres
 import ZeroMQ
 
 /// Settings of a coordinator daemon.
@@ -8,13 +9,18 @@ public struct CoordinatorConfiguration: Sendable {
     /// ZeroMQ endpoint workers connect to, e.g. `tcp://0.0.0.0:5555`.
     public var listen: String
     /// Seconds between heartbeats each way.
-    public var heartbeatSeconds: Double = 2
-    /// Silence after which a worker is declared lost.
-    public var workerTimeoutSeconds: Double = 10
+    public var heartbeatSeconds: Double = 1
+    /// Heartbeats a worker may miss before it is declared lost and its tasks requeued.
+    public var missedHeartbeats = 5
     /// How long a task's lease lasts without progress.
     public var leaseSeconds: Double = 60
+    /// Seconds between batched progress writes to the database.
+    public var progressFlushSeconds: Double = 1
     /// The farm's input limits.
     public var limits = Limits()
+
+    /// Silence after which a worker is lost.
+    public var workerTimeoutSeconds: Double { heartbeatSeconds * Double(missedHeartbeats) }
 
     /// Settings with defaults for everything but the endpoint.
     public init(listen: String) {
@@ -32,24 +38,35 @@ struct ConnectedWorker {
     var freeSlots: Int { max(0, hello.slots - inFlight.count) }
 }
 
-/// The coordinator daemon: accepts workers on a ROUTER socket, hands them queued
-/// tasks from the job store (no more than each has room for), and stores what they send back.
+/// The coordinator daemon: accepts workers on a ROUTER socket, hands them queued tasks
+/// from the job store (no more than each has announced room for), and stores what they
+/// send back. PostgreSQL is the source of truth: if the database goes away the
+/// coordinator stops dispatching, leaves results unacknowledged (workers resend them)
+/// and reconnects; a restarted coordinator resumes from the database.
 public final class CoordinatorServer {
     private let configuration: CoordinatorConfiguration
-    private let store: JobStore
+    private let conninfo: String?
+    private var store: JobStore?
+    private var listener: Connection?
     private let socket: Socket
     private var workers: [Data: ConnectedWorker] = [:]
     private var lastSweep = Date.distantPast
+    private var lastReconnectAttempt = Date.distantPast
+    private var reconnectDelay = 0.5
+    private var pendingProgress: [Int64: WireMessage.Progress] = [:]
+    private var lastProgressFlush = Date()
+    private var workWaiting = true
     /// Called with a line for the log.
     public var log: (String) -> Void = { print($0) }
 
-    /// Binds the ROUTER socket; the endpoint actually bound is in `endpoint`.
-    public init(configuration: CoordinatorConfiguration, store: JobStore, context: ZMQContext) throws {
+    /// Binds the ROUTER socket and connects to the database (`conninfo` nil: the PG* variables).
+    public init(configuration: CoordinatorConfiguration, conninfo: String?, context: ZMQContext) throws {
         self.configuration = configuration
-        self.store = store
+        self.conninfo = conninfo
         socket = try Socket(context, .router)
         try socket.setMaxMessageSize(configuration.limits.maxMessageBytes)
         try socket.bind(configuration.listen)
+        try connect()
     }
 
     /// The endpoint the socket is bound to (with the real port when `:*` was asked).
@@ -58,6 +75,36 @@ public final class CoordinatorServer {
     /// Workers currently connected.
     public var connectedWorkers: Int { workers.count }
 
+    /// True while the database is reachable.
+    public var databaseConnected: Bool { store != nil }
+
+    private func connect() throws {
+        let connection = try Connection(conninfo)
+        let listener = try Connection(conninfo)
+        try listener.listen(JobStore.workChannel)
+        store = JobStore(connection: connection)
+        self.listener = listener
+        reconnectDelay = 0.5
+        workWaiting = true
+    }
+
+    /// Runs `body` against the store; a database failure drops the connection (to be
+    /// re-established) and returns nil.
+    private func withStore<T>(_ body: (JobStore) throws -> T) -> T? {
+        guard let store else { return nil }
+        do {
+            return try body(store)
+        } catch let error as PostgresError where error.sqlState.isEmpty || error.sqlState.hasPrefix("08") || error.sqlState.hasPrefix("57") {
+            log("database unavailable (\(error.message)); will reconnect")
+            self.store = nil
+            listener = nil
+            return nil
+        } catch {
+            log("database error: \(error)")
+            return nil
+        }
+    }
+
     /// Serves until `shouldStop` returns true; checks it at least every `tick` seconds.
     public func run(tick: Double = 0.2, shouldStop: () -> Bool) throws {
         while !shouldStop() {
@@ -65,17 +112,33 @@ public final class CoordinatorServer {
         }
     }
 
-    /// Handles every message that arrives within `timeout` seconds, then dispatches and sweeps.
+    /// Handles every message and notification that arrives within `timeout` seconds,
+    /// then dispatches, flushes progress and sweeps.
     public func runOnce(timeout: Double) throws {
+        if store == nil, Date().timeIntervalSince(lastReconnectAttempt) >= reconnectDelay {
+            lastReconnectAttempt = Date()
+            do {
+                try connect()
+                log("database reconnected")
+            } catch {
+                reconnectDelay = min(reconnectDelay * 2, 5)
+            }
+        }
         var poller = Poller()
         poller.add(.socket(socket))
-        if try poller.poll(timeout: timeout)[0] {
+        if let listener { poller.add(.fileDescriptor(listener.socket)) }
+        let ready = try poller.poll(timeout: timeout)
+        if ready[0] {
             while let frames = try socket.receive(dontWait: true) {
                 handle(frames)
             }
         }
-        try dispatch()
-        try sweep()
+        if ready.count > 1 && ready[1], let listener {
+            if (try? listener.drainNotifications())?.isEmpty == false { workWaiting = true }
+        }
+        dispatch()
+        flushProgress(force: false)
+        sweep()
     }
 
     private func handle(_ frames: [Data]) {
@@ -88,84 +151,110 @@ public final class CoordinatorServer {
             log("dropped message from \(routingID.hexPrefix): \(error)")
             return
         }
+        handle(message, from: routingID)
+    }
+
+    private func send(_ message: WireMessage, to routingID: Data) {
         do {
-            try handle(message, from: routingID)
+            try socket.send([routingID] + message.frames(), dontWait: true)
         } catch {
-            log("error handling \(message.typeName) from \(routingID.hexPrefix): \(error)")
+            log("cannot send \(message.typeName) to \(routingID.hexPrefix): \(error)")
         }
     }
 
-    private func send(_ message: WireMessage, to routingID: Data) throws {
-        try socket.send([routingID] + message.frames(), dontWait: true)
-    }
-
-    private func handle(_ message: WireMessage, from routingID: Data) throws {
+    private func handle(_ message: WireMessage, from routingID: Data) {
         if case .hello(let hello) = message {
             guard hello.version == WireMessage.protocolVersion else {
-                try send(.refused(reason: "protocol version \(hello.version) is not supported; this coordinator speaks \(WireMessage.protocolVersion)"), to: routingID)
+                send(.refused(reason: "protocol version \(hello.version) is not supported; this coordinator speaks \(WireMessage.protocolVersion)"), to: routingID)
                 return
             }
-            try store.registerWorker(hello)
-            workers[routingID] = ConnectedWorker(routingID: routingID, hello: hello, lastSeen: Date())
-            try send(.welcome(.init(heartbeatSeconds: configuration.heartbeatSeconds,
-                                    timeoutSeconds: configuration.workerTimeoutSeconds)), to: routingID)
-            log("worker \(hello.workerID) on \(hello.host) joined with \(hello.slots) slot(s)")
+            guard withStore({ try $0.registerWorker(hello) }) != nil else { return }
+            var worker = ConnectedWorker(routingID: routingID, hello: hello, lastSeen: Date())
+            worker.inFlight = Set(hello.activeTasks ?? [])
+            workers[routingID] = worker
+            send(.welcome(.init(heartbeatSeconds: configuration.heartbeatSeconds,
+                                timeoutSeconds: configuration.workerTimeoutSeconds)), to: routingID)
+            log("worker \(hello.workerID) on \(hello.host) joined with \(hello.slots) slot(s), holding \(worker.inFlight.count) task(s)")
             return
         }
         guard var worker = workers[routingID] else {
             // A worker we do not know (e.g. after a coordinator restart) must introduce itself again.
-            try send(.refused(reason: "unknown worker: send HELLO first"), to: routingID)
+            send(.refused(reason: "unknown worker: send HELLO first"), to: routingID)
             return
         }
         worker.lastSeen = Date()
         defer { workers[routingID] = worker }
         switch message {
         case .heartbeat:
-            try store.touchWorker(worker.hello.workerID)
-            try send(.heartbeat(freeSlots: 0), to: routingID)
+            _ = withStore { try $0.touchWorker(worker.hello.workerID) }
+            send(.heartbeat(freeSlots: 0), to: routingID)
         case .progress(let report):
-            try store.progress(report, leaseSeconds: configuration.leaseSeconds)
+            pendingProgress[report.taskID] = report
         case .result(let header, let png):
-            let outcome = try store.complete(header, png: png)
+            guard let outcome = withStore({ try $0.complete(header, png: png) }) else { return }
             worker.inFlight.remove(header.taskID)
-            try send(.ack(taskID: header.taskID, attempt: header.attempt), to: routingID)
+            pendingProgress[header.taskID] = nil
+            send(.ack(taskID: header.taskID, attempt: header.attempt), to: routingID)
             log("task \(header.taskID) attempt \(header.attempt) from \(worker.hello.workerID): \(outcome)")
         case .failed(let failure):
-            let outcome = try store.fail(failure, workerID: worker.hello.workerID)
+            guard let outcome = withStore({ try $0.fail(failure, workerID: worker.hello.workerID) }) else { return }
             worker.inFlight.remove(failure.taskID)
-            try send(.ack(taskID: failure.taskID, attempt: failure.attempt), to: routingID)
+            pendingProgress[failure.taskID] = nil
+            send(.ack(taskID: failure.taskID, attempt: failure.attempt), to: routingID)
+            workWaiting = true
             log("task \(failure.taskID) attempt \(failure.attempt) failed (\(failure.kind)): \(failure.message) [\(outcome)]")
-        case .hello, .welcome, .refused, .assign, .ack:
+        case .hello, .welcome, .refused, .assign, .ack, .cancel, .drain:
             log("ignored \(message.typeName) from worker \(worker.hello.workerID)")
         }
     }
 
-    private func dispatch() throws {
+    private func dispatch() {
+        guard workWaiting else { return }
+        var handedOut = false
         for (routingID, var worker) in workers where worker.freeSlots > 0 {
             let capabilities = WorkerCapabilities(models: worker.hello.models,
                                                   maxPixels: worker.hello.maxPixels ?? configuration.limits.maxPixels)
-            let assignments = try store.claim(workerID: worker.hello.workerID, capabilities: capabilities,
-                                              limit: worker.freeSlots, leaseSeconds: configuration.leaseSeconds)
+            guard let assignments = withStore({
+                try $0.claim(workerID: worker.hello.workerID, capabilities: capabilities,
+                             limit: worker.freeSlots, leaseSeconds: configuration.leaseSeconds)
+            }) else { return }
             for assignment in assignments {
-                try send(.assign(assignment), to: routingID)
+                send(.assign(assignment), to: routingID)
                 worker.inFlight.insert(assignment.taskID)
+                handedOut = true
             }
             workers[routingID] = worker
         }
+        // Only a notification, a failure or a sweep brings new work once a pass found none.
+        if !handedOut && workers.values.contains(where: { $0.freeSlots > 0 }) { workWaiting = false }
     }
 
-    private func sweep() throws {
+    /// Writes the latest progress of each task in one statement per flush, not one write per step.
+    private func flushProgress(force: Bool) {
+        guard !pendingProgress.isEmpty, force || Date().timeIntervalSince(lastProgressFlush) >= configuration.progressFlushSeconds else { return }
+        let reports = Array(pendingProgress.values)
+        if withStore({ try $0.progress(batch: reports, leaseSeconds: configuration.leaseSeconds) }) != nil {
+            pendingProgress.removeAll()
+        }
+        lastProgressFlush = Date()
+    }
+
+    private func sweep() {
         let now = Date()
         guard now.timeIntervalSince(lastSweep) >= configuration.heartbeatSeconds else { return }
         lastSweep = now
-        for (routingID, worker) in workers
-        where now.timeIntervalSince(worker.lastSeen) > configuration.workerTimeoutSeconds {
+        for (routingID, worker) in workers where now.timeIntervalSince(worker.lastSeen) > configuration.workerTimeoutSeconds {
+            guard let requeued = withStore({ try $0.requeueWorker(worker.hello.workerID) }) else { return }
             workers[routingID] = nil
-            let requeued = try store.requeueWorker(worker.hello.workerID)
-            log("worker \(worker.hello.workerID) lost after \(Int(configuration.workerTimeoutSeconds)) s of silence; requeued \(requeued) task(s)")
+            workWaiting = true
+            log("worker \(worker.hello.workerID) lost after \(configuration.missedHeartbeats) missed heartbeats; requeued \(requeued) task(s)")
         }
-        let requeued = try store.requeueExpired()
-        if requeued > 0 { log("requeued \(requeued) task(s) whose lease expired") }
+        if let requeued = withStore({ try $0.requeueExpired() }), requeued > 0 {
+            workWaiting = true
+            log("requeued \(requeued) task(s) whose lease expired")
+        }
+        // Claims skip tasks still backing off; look again once a second.
+        workWaiting = true
     }
 }
 

@@ -25,6 +25,10 @@ public enum WireMessage: Equatable, Sendable {
     case failed(Failure)
     /// Coordinator → worker: the result or failure of this attempt is stored; forget it.
     case ack(taskID: Int64, attempt: Int)
+    /// Coordinator → worker: stop working on this task (its job was cancelled).
+    case cancel(taskID: Int64)
+    /// Coordinator → worker: finish what you hold, take nothing new.
+    case drain
 
     /// A worker's introduction.
     public struct Hello: Codable, Equatable, Sendable {
@@ -40,16 +44,19 @@ public enum WireMessage: Equatable, Sendable {
         public var slots: Int
         /// Largest width × height it renders (absent: the farm's limit).
         public var maxPixels: Int?
+        /// Tasks it already holds (after a reconnect): queued, rendering, or awaiting acknowledgement.
+        public var activeTasks: [Int64]?
 
         /// Makes a hello.
         public init(workerID: String, host: String, version: Int = WireMessage.protocolVersion,
-                    models: [String], slots: Int, maxPixels: Int? = nil) {
+                    models: [String], slots: Int, maxPixels: Int? = nil, activeTasks: [Int64]? = nil) {
             self.workerID = workerID
             self.host = host
             self.version = version
             self.models = models
             self.slots = slots
             self.maxPixels = maxPixels
+            self.activeTasks = activeTasks
         }
     }
 
@@ -94,13 +101,16 @@ public enum WireMessage: Equatable, Sendable {
         public var step: Int
         /// Steps in all.
         public var total: Int
+        /// Steps per second so far.
+        public var itemsPerSecond: Double?
 
         /// Makes a progress report.
-        public init(taskID: Int64, attempt: Int, step: Int, total: Int) {
+        public init(taskID: Int64, attempt: Int, step: Int, total: Int, itemsPerSecond: Double? = nil) {
             self.taskID = taskID
             self.attempt = attempt
             self.step = step
             self.total = total
+            self.itemsPerSecond = itemsPerSecond
         }
     }
 
@@ -162,6 +172,8 @@ public struct WireError: Error, Equatable, CustomStringConvertible {
 private struct Reason: Codable { var reason: String }
 private struct Slots: Codable { var freeSlots: Int }
 private struct Ack: Codable { var taskID: Int64; var attempt: Int }
+private struct TaskReference: Codable { var taskID: Int64 }
+private struct Nothing: Codable {}
 
 extension WireMessage {
     /// The message's type name, the first frame on the wire.
@@ -176,6 +188,8 @@ extension WireMessage {
         case .result: return "RESULT"
         case .failed: return "FAILED"
         case .ack: return "ACK"
+        case .cancel: return "CANCEL"
+        case .drain: return "DRAIN"
         }
     }
 
@@ -198,6 +212,8 @@ extension WireMessage {
         case .result(let header, let png): return [type, json(header), png]
         case .failed(let body): return [type, json(body)]
         case .ack(let task, let attempt): return [type, json(Ack(taskID: task, attempt: attempt))]
+        case .cancel(let task): return [type, json(TaskReference(taskID: task))]
+        case .drain: return [type, json(Nothing())]
         }
     }
 
@@ -234,6 +250,8 @@ extension WireMessage {
             try expectFrames(2)
             let ack = try body(Ack.self)
             self = .ack(taskID: ack.taskID, attempt: ack.attempt)
+        case "CANCEL": try expectFrames(2); self = .cancel(taskID: try body(TaskReference.self).taskID)
+        case "DRAIN": try expectFrames(2); _ = try body(Nothing.self); self = .drain
         default:
             throw WireError("unknown message type \"\(type.prefix(32))\"")
         }

@@ -165,6 +165,20 @@ public final class JobStore {
             """, [report.taskID, report.attempt, report.step, report.total, leaseSeconds]).affectedRows == 1
     }
 
+    /// Records the latest progress of several tasks in one statement and extends their
+    /// leases; reports of attempts that are no longer current are ignored. Returns the rows updated.
+    @discardableResult
+    public func progress(batch reports: [WireMessage.Progress], leaseSeconds: Double) throws -> Int {
+        guard !reports.isEmpty else { return 0 }
+        func array(_ values: [Int64]) -> String { "{" + values.map(String.init).joined(separator: ",") + "}" }
+        return try connection.query("""
+            UPDATE tasks t SET step = r.step, total_steps = r.total, lease_expires = now() + make_interval(secs => $5)
+            FROM unnest($1::bigint[], $2::integer[], $3::integer[], $4::integer[]) AS r(id, attempt, step, total)
+            WHERE t.id = r.id AND t.attempt = r.attempt AND t.state = 'running'
+            """, [array(reports.map(\.taskID)), array(reports.map { Int64($0.attempt) }),
+                  array(reports.map { Int64($0.step) }), array(reports.map { Int64($0.total) }), leaseSeconds]).affectedRows
+    }
+
     /// Stores a finished image if it belongs to the task's current, still leased attempt.
     public func complete(_ header: WireMessage.ResultHeader, png: Data) throws -> ReportOutcome {
         try connection.transaction { connection in

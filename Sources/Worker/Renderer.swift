@@ -28,14 +28,21 @@ public struct RenderError: Error, CustomStringConvertible {
     public var description: String { message }
 }
 
-/// Draws a deterministic test card (colour bands from the seed, the step count as
-/// stripes) so that the farm's plumbing can run end to end before the diffusion
-/// engine is wired in. It renders only the model named `test-pattern`.
+/// Draws a deterministic card (a gradient between two colours derived from the seed and
+/// prompt) instead of running the engine: the quick start's `test-pattern` model, and the
+/// synthetic engine of scale and fault tests (`farm worker --engine synthetic`), which also
+/// waits `delay` seconds per task, spread over its steps.
 public struct TestPatternRenderer: Renderer {
-    /// Makes the renderer.
-    public init() {}
+    /// The model names it answers to.
+    public let models: [String]
+    /// Seconds each task takes.
+    public let delay: Double
 
-    public var models: [String] { ["test-pattern"] }
+    /// Makes the renderer.
+    public init(models: [String] = ["test-pattern"], delay: Double = 0) {
+        self.models = models
+        self.delay = delay
+    }
 
     public func render(_ parameters: TaskParameters, progress: (Int, Int) -> Bool) throws -> PNGImage {
         guard models.contains(parameters.model) else {
@@ -64,6 +71,7 @@ public struct TestPatternRenderer: Renderer {
                     pixels[base + 2] = UInt8(Double(top.2) * (1 - t) + Double(bottom.2) * t)
                 }
             }
+            if delay > 0 { Thread.sleep(forTimeInterval: delay / Double(parameters.steps)) }
             guard progress(step, parameters.steps) else {
                 throw RenderError(kind: .host, message: "cancelled at step \(step)")
             }

@@ -5,19 +5,29 @@ import ZeroMQ
 
 /// Settings of a worker daemon.
 public struct WorkerConfiguration: Sendable {
-    /// The coordinator's ZeroMQ endpoint.
-    public var coordinator: String
-    /// This worker's stable name (defaults to host name and process id).
+    /// Coordinator endpoints, tried in order; the worker fails over to the next when one goes silent.
+    public var coordinators: [String]
+    /// This worker's stable name (defaults to the host name).
     public var workerID: String
     /// Tasks it takes at once.
     public var slots: Int = 1
     /// Largest message accepted.
     public var maxMessageBytes = Limits().maxMessageBytes
+    /// Seconds between resends of results the coordinator has not acknowledged.
+    public var resendSeconds: Double = 5
+    /// First and longest wait between introductions while no coordinator answers.
+    public var reconnectBackoff: (first: Double, max: Double) = (1, 32)
 
-    /// Settings for a worker of `coordinator`.
+    /// Settings for a worker of `coordinator` (one or more endpoints).
     public init(coordinator: String, workerID: String? = nil) {
-        self.coordinator = coordinator
-        self.workerID = workerID ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())"
+        self.init(coordinators: [coordinator], workerID: workerID)
+    }
+
+    /// Settings for a worker with fail-over endpoints.
+    public init(coordinators: [String], workerID: String? = nil) {
+        precondition(!coordinators.isEmpty, "a worker needs a coordinator endpoint")
+        self.coordinators = coordinators
+        self.workerID = workerID ?? ProcessInfo.processInfo.hostName
     }
 }
 
@@ -33,37 +43,63 @@ public enum WorkerError: Error, CustomStringConvertible {
     }
 }
 
-/// The worker daemon: introduces itself on a DEALER socket, renders what it is
-/// assigned, streams progress, and resends each result until it is acknowledged.
+/// The worker daemon: introduces itself on a DEALER socket, renders what it is assigned,
+/// streams progress, and resends each result until it is acknowledged, across coordinator
+/// restarts and fail-overs. Draining finishes the work in hand and takes no more.
 public final class WorkerDaemon {
     private let configuration: WorkerConfiguration
     private let renderer: Renderer
-    private let socket: Socket
+    private let context: ZMQContext
+    private var socket: Socket
+    private var endpointIndex = 0
     private var welcomed: WireMessage.Welcome?
     private var queue: [WireMessage.Assignment] = []
-    /// Results and failures sent but not yet acknowledged, resent on reconnect.
+    /// Results and failures sent but not yet acknowledged, resent until they are.
     private var unacknowledged: [Int64: WireMessage] = [:]
+    private var cancelled: Set<Int64> = []
     private var lastHeartbeatSent = Date.distantPast
     private var lastHeard = Date()
     private var lastHelloSent = Date.distantPast
+    private var helloInterval: Double
+    private var lastResend = Date()
     /// Called with a line for the log.
     public var log: (String) -> Void = { print($0) }
-    /// Tasks this worker has finished (rendered and acknowledged or sent).
+    /// Tasks this worker has rendered.
     public private(set) var rendered = 0
+    /// Set to stop taking tasks: the daemon finishes what it holds and `isDrained` turns true.
+    public var draining = false
+    /// Set to abandon the task being rendered (it is reported as a host failure and requeued).
+    public var cancelCurrent = false
+    /// Asked between steps of a render: true abandons the task in hand (e.g. a second SIGTERM).
+    public var cancelCheck: () -> Bool = { false }
 
-    /// Connects the DEALER socket (ZeroMQ reconnects by itself if the coordinator restarts).
+    /// Connects the DEALER socket to the first endpoint (ZeroMQ reconnects by itself).
     public init(configuration: WorkerConfiguration, renderer: Renderer, context: ZMQContext) throws {
         self.configuration = configuration
         self.renderer = renderer
-        socket = try Socket(context, .dealer)
+        self.context = context
+        helloInterval = configuration.reconnectBackoff.first
+        socket = try WorkerDaemon.connect(configuration, endpoint: configuration.coordinators[0], context: context)
+    }
+
+    private static func connect(_ configuration: WorkerConfiguration, endpoint: String, context: ZMQContext) throws -> Socket {
+        let socket = try Socket(context, .dealer)
         try socket.setIdentity(configuration.workerID)
         try socket.setMaxMessageSize(configuration.maxMessageBytes)
-        try socket.connect(configuration.coordinator)
+        try socket.setReconnectInterval(first: configuration.reconnectBackoff.first, max: configuration.reconnectBackoff.max)
+        try socket.connect(endpoint)
+        return socket
     }
+
+    /// True when draining and nothing is left to render or to hand in.
+    public var isDrained: Bool { draining && queue.isEmpty && unacknowledged.isEmpty }
+
+    private var freeSlots: Int { draining ? 0 : max(0, configuration.slots - queue.count) }
 
     private var hello: WireMessage {
         .hello(.init(workerID: configuration.workerID, host: ProcessInfo.processInfo.hostName,
-                     models: renderer.models, slots: configuration.slots))
+                     models: renderer.models, slots: configuration.slots,
+                     activeTasks: queue.map(\.taskID) + unacknowledged.keys.sorted()))
     }
 
     /// Works until `shouldStop` returns true; checks it at least every `tick` seconds.
@@ -76,9 +112,14 @@ public final class WorkerDaemon {
     /// Handles what arrives within `timeout` seconds, renders one queued task if any, and keeps the link alive.
     public func runOnce(timeout: Double) throws {
         let now = Date()
-        if welcomed == nil, now.timeIntervalSince(lastHelloSent) >= 1 {
+        if welcomed == nil, now.timeIntervalSince(lastHelloSent) >= helloInterval {
             try socket.send(hello.frames(), dontWait: true)
             lastHelloSent = now
+            // Back off while nobody answers; fail over to the next endpoint after the longest wait.
+            if helloInterval >= configuration.reconnectBackoff.max && configuration.coordinators.count > 1 {
+                try failOver(reason: "no answer")
+            }
+            helloInterval = min(helloInterval * 2, configuration.reconnectBackoff.max)
         }
         var poller = Poller()
         poller.add(.socket(socket))
@@ -89,19 +130,32 @@ public final class WorkerDaemon {
         }
         if let welcome = welcomed {
             if now.timeIntervalSince(lastHeartbeatSent) >= welcome.heartbeatSeconds {
-                try socket.send(WireMessage.heartbeat(freeSlots: max(0, configuration.slots - queue.count)).frames(),
-                                dontWait: true)
+                try socket.send(WireMessage.heartbeat(freeSlots: freeSlots).frames(), dontWait: true)
                 lastHeartbeatSent = now
             }
             if now.timeIntervalSince(lastHeard) > welcome.timeoutSeconds {
                 log("coordinator silent for \(Int(welcome.timeoutSeconds)) s; introducing myself again")
                 welcomed = nil
+                helloInterval = configuration.reconnectBackoff.first
                 lastHeard = now
+                if configuration.coordinators.count > 1 { try failOver(reason: "silent") }
             }
+        }
+        if now.timeIntervalSince(lastResend) >= configuration.resendSeconds {
+            for pending in unacknowledged.values { try socket.send(pending.frames(), dontWait: true) }
+            lastResend = now
         }
         if !queue.isEmpty {
             renderNext()
         }
+    }
+
+    private func failOver(reason: String) throws {
+        endpointIndex = (endpointIndex + 1) % configuration.coordinators.count
+        let endpoint = configuration.coordinators[endpointIndex]
+        log("coordinator \(reason); failing over to \(endpoint)")
+        socket = try WorkerDaemon.connect(configuration, endpoint: endpoint, context: context)
+        helloInterval = configuration.reconnectBackoff.first
     }
 
     private func handle(_ frames: [Data]) throws {
@@ -115,8 +169,9 @@ public final class WorkerDaemon {
         lastHeard = Date()
         switch message {
         case .welcome(let welcome):
+            if welcomed == nil { log("joined coordinator \(configuration.coordinators[endpointIndex]) as \(configuration.workerID)") }
             welcomed = welcome
-            log("joined coordinator \(configuration.coordinator) as \(configuration.workerID)")
+            helloInterval = configuration.reconnectBackoff.first
             for pending in unacknowledged.values { try socket.send(pending.frames(), dontWait: true) }
         case .refused(let reason):
             if reason.hasPrefix("unknown worker") {
@@ -125,7 +180,19 @@ public final class WorkerDaemon {
                 throw WorkerError.refused(reason)
             }
         case .assign(let assignment):
-            queue.append(assignment)
+            if draining {
+                let refusal = WireMessage.failed(.init(taskID: assignment.taskID, attempt: assignment.attempt, kind: .host,
+                                                       message: "worker \(configuration.workerID) is draining"))
+                unacknowledged[assignment.taskID] = refusal
+                try socket.send(refusal.frames(), dontWait: true)
+            } else if !queue.contains(where: { $0.taskID == assignment.taskID }) {
+                queue.append(assignment)
+            }
+        case .cancel(let taskID):
+            queue.removeAll { $0.taskID == taskID && $0.taskID != queue.first?.taskID }
+            cancelled.insert(taskID)
+        case .drain:
+            draining = true
         case .ack(let taskID, _):
             unacknowledged[taskID] = nil
         case .heartbeat:
@@ -136,14 +203,20 @@ public final class WorkerDaemon {
     }
 
     private func renderNext() {
-        let assignment = queue.removeFirst()
+        let assignment = queue[0]
+        defer { queue.removeFirst() }
         let reply: WireMessage
+        let started = Date()
         do {
             let image = try renderer.render(assignment.parameters) { step, total in
+                let rate = Double(step) / max(Date().timeIntervalSince(started), 1e-6)
                 let report = WireMessage.progress(.init(taskID: assignment.taskID, attempt: assignment.attempt,
-                                                        step: step, total: total))
+                                                        step: step, total: total, itemsPerSecond: rate))
                 _ = try? socket.send(report.frames(), dontWait: true)
-                return true
+                // Keep the link alive during long renders: answer the coordinator's messages.
+                while let frames = try? socket.receive(dontWait: true) { try? handle(frames) }
+                if cancelCheck() { cancelCurrent = true }
+                return !cancelCurrent && !cancelled.contains(assignment.taskID)
             }
             reply = .result(.init(taskID: assignment.taskID, attempt: assignment.attempt, width: image.width,
                                   height: image.height, seed: assignment.parameters.seed),
@@ -156,6 +229,8 @@ public final class WorkerDaemon {
             reply = .failed(.init(taskID: assignment.taskID, attempt: assignment.attempt, kind: .host,
                                   message: String(describing: error)))
         }
+        cancelCurrent = false
+        cancelled.remove(assignment.taskID)
         unacknowledged[assignment.taskID] = reply
         _ = try? socket.send(reply.frames(), dontWait: true)
     }

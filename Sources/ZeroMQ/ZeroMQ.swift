@@ -101,6 +101,12 @@ public final class Socket {
         try setOption(ZMQ_MAXMSGSIZE, Int64(bytes))
     }
 
+    /// How long ZeroMQ waits before reconnecting a lost connection: `first`, doubling up to `max` seconds.
+    public func setReconnectInterval(first: Double, max: Double) throws {
+        try setOption(ZMQ_RECONNECT_IVL, Int32(first * 1000))
+        try setOption(ZMQ_RECONNECT_IVL_MAX, Int32(max * 1000))
+    }
+
     /// Listens on an endpoint such as `tcp://127.0.0.1:5555` (`:*` picks a free port).
     public func bind(_ endpoint: String) throws {
         guard zmq_bind(handle, endpoint) == 0 else { throw ZMQError("bind \(endpoint)") }

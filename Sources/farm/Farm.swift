@@ -53,8 +53,8 @@ enum Shutdown {
     nonisolated(unsafe) static var requested: sig_atomic_t = 0
 
     static func install() {
-        signal(SIGINT) { _ in Shutdown.requested = 1 }
-        signal(SIGTERM) { _ in Shutdown.requested = 1 }
+        signal(SIGINT) { _ in Shutdown.requested += 1 }
+        signal(SIGTERM) { _ in Shutdown.requested += 1 }
     }
 }
 
@@ -84,14 +84,27 @@ struct CoordinatorCommand: ParsableCommand {
     @Option(help: "Seconds a task's lease lasts without progress.")
     var leaseSeconds: Double = 60
 
+    @Option(help: "Seconds between heartbeats each way.")
+    var heartbeat: Double = 1
+
+    @Option(help: "Heartbeats a worker may miss before it is declared lost and its tasks requeued.")
+    var missedHeartbeats = 5
+
+    func validate() throws {
+        guard heartbeat > 0 && heartbeat <= 60 else { throw ValidationError("--heartbeat must be in (0, 60] seconds") }
+        guard missedHeartbeats >= 1 && missedHeartbeats <= 100 else { throw ValidationError("--missed-heartbeats must be 1...100") }
+        guard leaseSeconds >= 1 else { throw ValidationError("--lease-seconds must be at least 1") }
+    }
+
     func run() throws {
         Shutdown.install()
-        let connection = try database.connect()
-        try Migrator(folder: Migrator.locateFolder()).apply(to: connection)
+        let conninfo = database.database ?? ProcessInfo.processInfo.environment["FARM_DATABASE"]
+        try Migrator(folder: Migrator.locateFolder()).apply(to: try database.connect())
         var settings = CoordinatorConfiguration(listen: listen)
         settings.leaseSeconds = leaseSeconds
-        let server = try CoordinatorServer(configuration: settings, store: JobStore(connection: connection),
-                                           context: ZMQContext())
+        settings.heartbeatSeconds = heartbeat
+        settings.missedHeartbeats = missedHeartbeats
+        let server = try CoordinatorServer(configuration: settings, conninfo: conninfo, context: ZMQContext())
         print("coordinator listening on \(server.endpoint)")
         try server.run { Shutdown.requested != 0 }
         print("coordinator stopped")
@@ -100,13 +113,14 @@ struct CoordinatorCommand: ParsableCommand {
 
 struct WorkerCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "worker", abstract: "Run a worker daemon: render the tasks a coordinator hands out.")
+        commandName: "worker", abstract: "Run a worker daemon: render the tasks a coordinator hands out.",
+        discussion: "SIGTERM or SIGINT drains: the worker finishes what it holds and exits; a second one abandons the task in hand (it is requeued).")
 
-    @Option(help: "The coordinator's ZeroMQ endpoint.")
-    var coordinator = "tcp://127.0.0.1:5555"
+    @Option(help: "The coordinator's ZeroMQ endpoint; repeat to list fail-over coordinators.")
+    var coordinator: [String] = []
 
-    @Option(help: "A stable name for this worker (default: host name and process id).")
-    var id: String?
+    @Option(name: [.customLong("name"), .customLong("id")], help: "A stable name for this worker (default: the host name).")
+    var name: String?
 
     @Option(help: "Tasks this worker takes at once.")
     var slots = 1
@@ -114,20 +128,47 @@ struct WorkerCommand: ParsableCommand {
     @Option(help: "Stop after rendering this many tasks (for scripts and tests).")
     var exitAfter: Int?
 
-    @Option(help: "A folder of models (diffusers folders, .safetensors, .ckpt), named by file name; without it the worker draws the built-in test-pattern only.")
+    @Option(help: "A folder of models (diffusers folders, .safetensors, .ckpt), each named by its file name.")
     var models: String?
+
+    @Option(help: "diffusion (the engine, with --models), test-pattern, or synthetic: a TEST AND BENCHMARK TOOL that returns a generated PNG depending on the parameters after --synthetic-delay seconds.")
+    var engine: String?
+
+    @Option(help: "Seconds each synthetic task takes.")
+    var syntheticDelay: Double = 0.5
 
     func validate() throws {
         guard slots >= 1 && slots <= 64 else { throw ValidationError("--slots must be 1...64, got \(slots)") }
+        if let engine, !["diffusion", "test-pattern", "synthetic"].contains(engine) {
+            throw ValidationError("--engine must be diffusion, test-pattern or synthetic, got \(engine)")
+        }
+        if engine == "diffusion" && models == nil { throw ValidationError("--engine diffusion needs --models DIR") }
+        guard syntheticDelay >= 0 && syntheticDelay <= 3600 else { throw ValidationError("--synthetic-delay must be 0...3600 seconds") }
     }
 
     func run() throws {
         Shutdown.install()
-        var settings = WorkerConfiguration(coordinator: coordinator, workerID: id)
+        var settings = WorkerConfiguration(coordinators: coordinator.isEmpty ? ["tcp://127.0.0.1:5555"] : coordinator, workerID: name)
         settings.slots = slots
-        let renderer: Renderer = try models.map { try DiffusionRenderer(modelsFolder: URL(fileURLWithPath: $0)) } ?? TestPatternRenderer()
+        let renderer: Renderer
+        switch engine ?? (models == nil ? "test-pattern" : "diffusion") {
+        case "synthetic": renderer = TestPatternRenderer(models: ["synthetic"], delay: syntheticDelay)
+        case "test-pattern": renderer = TestPatternRenderer()
+        default: renderer = try DiffusionRenderer(modelsFolder: URL(fileURLWithPath: models ?? "."))
+        }
         let daemon = try WorkerDaemon(configuration: settings, renderer: renderer, context: ZMQContext())
-        try daemon.run { Shutdown.requested != 0 || exitAfter.map { daemon.rendered >= $0 } ?? false }
+        daemon.cancelCheck = { Shutdown.requested > 1 }
+        var signals = 0
+        try daemon.run {
+            if Shutdown.requested > 0 && signals == 0 {
+                signals = 1
+                daemon.draining = true
+                print("draining: finishing the task in hand, taking no more")
+            }
+            // A second signal abandons the task in hand (its lease expires and it is requeued) and exits.
+            if Shutdown.requested > 1 { return true }
+            return daemon.isDrained || exitAfter.map { daemon.rendered >= $0 } ?? false
+        }
         print("worker stopped after \(daemon.rendered) task(s)")
     }
 }

@@ -14,6 +14,10 @@ import Testing
         .result(.init(taskID: 9, attempt: 2, width: 64, height: 64, seed: 7), png: Data([1, 2, 3])),
         .failed(.init(taskID: 9, attempt: 2, kind: .input, message: "bad")),
         .ack(taskID: 9, attempt: 2),
+        .cancel(taskID: 9),
+        .drain,
+        .hello(.init(workerID: "w2", host: "h", models: [], slots: 1, maxPixels: 100, activeTasks: [3, 4])),
+        .progress(.init(taskID: 1, attempt: 1, step: 2, total: 3, itemsPerSecond: 1.5)),
     ]
     for message in messages {
         #expect(try WireMessage(frames: message.frames()) == message)

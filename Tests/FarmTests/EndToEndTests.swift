@@ -25,7 +25,7 @@ let migrationsFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent
 
     let context = ZMQContext()
     let coordinator = try CoordinatorServer(configuration: CoordinatorConfiguration(listen: "tcp://127.0.0.1:*"),
-                                            store: JobStore(connection: try Connection(conninfo)), context: context)
+                                            conninfo: conninfo, context: context)
     coordinator.log = { _ in }
     let endpoint = coordinator.endpoint
     let stop = ThreadSafeBox(false)
@@ -73,7 +73,7 @@ let migrationsFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent
     try Migrator(folder: migrationsFolder).apply(to: connection)
     let context = ZMQContext()
     let coordinator = try CoordinatorServer(configuration: CoordinatorConfiguration(listen: "tcp://127.0.0.1:*"),
-                                            store: JobStore(connection: connection), context: context)
+                                            conninfo: conninfo, context: context)
     coordinator.log = { _ in }
     let dealer = try Socket(context, .dealer)
     try dealer.connect(coordinator.endpoint)
@@ -112,7 +112,7 @@ let migrationsFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent
 
     let context = ZMQContext()
     let coordinator = try CoordinatorServer(configuration: CoordinatorConfiguration(listen: "tcp://127.0.0.1:*"),
-                                            store: JobStore(connection: try Connection(conninfo)), context: context)
+                                            conninfo: conninfo, context: context)
     coordinator.log = { _ in }
     let endpoint = coordinator.endpoint
     let stop = ThreadSafeBox(false), finished = ThreadSafeBox(false)
