@@ -19,6 +19,8 @@ struct Farm: ParsableCommand {
     /// Runs the command; any bad input ends with one line on stderr and exit status 2
     /// (help and explicit exit codes behave as ArgumentParser defines them).
     static func main() {
+        // Daemons log with print; line buffering keeps their logs current when redirected to a file.
+        setvbuf(stdout, nil, _IOLBF, 0)
         do {
             var command = try parseAsRoot()
             try command.run()

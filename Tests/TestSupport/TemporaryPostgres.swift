@@ -19,7 +19,8 @@ public final class TemporaryPostgres: @unchecked Sendable {
     public let directory: URL
     /// The TCP port on 127.0.0.1.
     public let port: Int
-    private let server: Process
+    private var server: Process
+    private let serverCommand: (URL, [String])
     private let lock = NSLock()
     private var databases = 0
 
@@ -46,19 +47,22 @@ public final class TemporaryPostgres: @unchecked Sendable {
                                   ["-D", data, "-U", "farm", "--auth=trust", "-E", "UTF8", "--no-sync", "-N"],
                                   asPostgresUser: asRoot)
         port = try TemporaryPostgres.freePort()
-        server = Process()
         let arguments = ["-D", data, "-p", String(port), "-k", directory.path, "-h", "127.0.0.1",
                          "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-                         "-c", "max_connections=200", "-c", "log_min_messages=warning"]
-        (server.executableURL, server.arguments) = TemporaryPostgres.command(binaries + "/postgres", arguments,
-                                                                             asPostgresUser: asRoot)
+                         "-c", "max_connections=300", "-c", "log_min_messages=warning"]
+        serverCommand = TemporaryPostgres.command(binaries + "/postgres", arguments, asPostgresUser: asRoot)
+        server = Process()
+        try launch()
+    }
+
+    private func launch() throws {
+        server = Process()
+        (server.executableURL, server.arguments) = serverCommand
         let log = FileHandle(forWritingAtPath: "/dev/null")
         server.standardOutput = log
         server.standardError = log
         try server.run()
-        let pid = server.processIdentifier
-        let folder = directory.path
-        TemporaryPostgres.registerCleanup(pid: pid, folder: folder)
+        TemporaryPostgres.registerCleanup(pid: server.processIdentifier, folder: directory.path)
         let deadline = Date().addingTimeInterval(30)
         while true {
             if (try? Connection(conninfo(database: "postgres"))) != nil { break }
@@ -67,6 +71,15 @@ public final class TemporaryPostgres: @unchecked Sendable {
             }
             Thread.sleep(forTimeInterval: 0.05)
         }
+    }
+
+    /// Stops the server (fast shutdown: clients are disconnected) and starts it again on
+    /// the same port and data, as an operator's restart would; `downtime` seconds between.
+    public func restart(downtime: Double = 0) throws {
+        kill(server.processIdentifier, SIGINT)
+        server.waitUntilExit()
+        Thread.sleep(forTimeInterval: downtime)
+        try launch()
     }
 
     /// A connection string for `database` on this server.
@@ -196,16 +209,23 @@ public final class TemporaryPostgres: @unchecked Sendable {
     }
 
     nonisolated(unsafe) private static var cleanups: [(pid: Int32, folder: String)] = []
+    nonisolated(unsafe) private static var cleanupRegistered = false
+
+    private static let cleanupLock = NSLock()
 
     private static func registerCleanup(pid: Int32, folder: String) {
-        if cleanups.isEmpty {
-            atexit {
-                for entry in TemporaryPostgres.cleanups {
-                    // SIGQUIT: immediate shutdown; the data is thrown away anyway.
-                    TemporaryPostgres.stopServer(pid: entry.pid, folder: entry.folder)
+        cleanupLock.withLock {
+            cleanups.removeAll { $0.folder == folder }
+            if cleanupRegistered == false {
+                cleanupRegistered = true
+                atexit {
+                    for entry in TemporaryPostgres.cleanups {
+                        // SIGQUIT: immediate shutdown; the data is thrown away anyway.
+                        TemporaryPostgres.stopServer(pid: entry.pid, folder: entry.folder)
+                    }
                 }
             }
+            cleanups.append((pid, folder))
         }
-        cleanups.append((pid, folder))
     }
 }

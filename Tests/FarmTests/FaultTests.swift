@@ -1,0 +1,145 @@
+import FarmModel
+import Foundation
+import Imaging
+import JobStore
+import Postgres
+import TestSupport
+import Testing
+
+/// A `farm` daemon in its own process, its output in a log file.
+final class FarmProcess {
+    let process = Process()
+    let log: URL
+
+    init(_ arguments: [String], name: String) throws {
+        log = FileManager.default.temporaryDirectory.appendingPathComponent("farm-\(name)-\(UUID().uuidString.prefix(6)).log")
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
+        process.executableURL = farmBinary
+        process.arguments = arguments
+        let handle = try FileHandle(forWritingTo: log)
+        process.standardOutput = handle
+        process.standardError = handle
+        try process.run()
+    }
+
+    /// Sends a signal (SIGKILL for a crash).
+    func signal(_ value: Int32) { kill(process.processIdentifier, value) }
+
+    /// The log so far, for failure messages.
+    var output: String { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }
+
+    deinit {
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+        try? FileManager.default.removeItem(at: log)
+    }
+}
+
+/// A migrated database on `server` and a free coordinator endpoint.
+func farmDatabase(_ server: TemporaryPostgres = .shared) throws -> (conninfo: String, endpoint: String) {
+    let conninfo = try server.createDatabase()
+    try Migrator(folder: migrationsFolder).apply(to: Connection(conninfo))
+    return (conninfo, "tcp://127.0.0.1:\(try TemporaryPostgres.freePort())")
+}
+
+func startCoordinator(_ conninfo: String, _ endpoint: String) throws -> FarmProcess {
+    try FarmProcess(["coordinator", "--database", conninfo, "--listen", endpoint, "--heartbeat", "0.2",
+                     "--missed-heartbeats", "5", "--lease-seconds", "30"], name: "coordinator")
+}
+
+func startSyntheticWorker(_ endpoint: String, name: String, delay: Double) throws -> FarmProcess {
+    try FarmProcess(["worker", "--coordinator", endpoint, "--name", name, "--engine", "synthetic",
+                     "--synthetic-delay", String(delay)], name: name)
+}
+
+func syntheticTasks(_ count: Int) -> [TaskParameters] {
+    (0..<count).map { TaskParameters(prompt: "task \($0)", model: "synthetic", width: 32, height: 32, steps: 5, seed: UInt64($0)) }
+}
+
+/// Polls until `condition` holds or `seconds` pass.
+func waitFor(_ seconds: Double, _ condition: () throws -> Bool) rethrows -> Bool {
+    let deadline = Date().addingTimeInterval(seconds)
+    while Date() < deadline {
+        if try condition() { return true }
+        Thread.sleep(forTimeInterval: 0.05)
+    }
+    return try condition()
+}
+
+/// The id and attempt of a task `worker` is rendering (its first step reported), if any.
+func taskInProgress(_ store: JobStore, worker: String? = nil) throws -> (id: Int64, attempt: Int)? {
+    let rows = try store.connection.query("""
+        SELECT id, attempt FROM tasks WHERE state = 'running' AND step >= 1 AND ($1::text IS NULL OR lease_owner = $1)
+        ORDER BY id LIMIT 1
+        """, [worker]).rows
+    guard let row = rows.first else { return nil }
+    return (try row.decode("id"), try row.decode("attempt"))
+}
+
+/// Every task done, one image each, none duplicated.
+func expectAllDoneOnce(_ store: JobStore, job: Int64, count: Int, sourceLocation: SourceLocation = #_sourceLocation) throws {
+    #expect(try store.progress(job: job).counts == [.done: count], sourceLocation: sourceLocation)
+    let images = try store.images(job: job)
+    #expect(images.count == count && Set(images.map(\.taskID)).count == count, sourceLocation: sourceLocation)
+    for image in images {
+        let decoded = try PNGImage(pngData: image.png)
+        #expect(decoded.textValue("parameters") == "task \(image.index)", sourceLocation: sourceLocation)
+    }
+}
+
+@Test func killedWorkerTaskIsRenderedByTheOther() throws {
+    let (conninfo, endpoint) = try farmDatabase()
+    let store = JobStore(connection: try Connection(conninfo))
+    let coordinator = try startCoordinator(conninfo, endpoint)
+    let victim = try startSyntheticWorker(endpoint, name: "victim", delay: 2)
+    let job = try store.enqueue(name: "kill-worker", model: "synthetic", tasks: syntheticTasks(4))
+    var inFlight: (id: Int64, attempt: Int)?
+    #expect(try waitFor(30) { inFlight = try taskInProgress(store, worker: "victim"); return inFlight != nil }, "\(victim.output)")
+    victim.signal(SIGKILL)
+    let survivor = try startSyntheticWorker(endpoint, name: "survivor", delay: 0.2)
+    #expect(try waitFor(60) { try store.progress(job: job).isFinished }, "\(coordinator.output)\n\(survivor.output)")
+    try expectAllDoneOnce(store, job: job, count: 4)
+    let attempt = try store.connection.query("SELECT attempt FROM images WHERE task_id = $1", [inFlight!.id]).single()
+    #expect(try attempt.decode("attempt", as: Int.self) == inFlight!.attempt + 1, "the killed worker's task was rendered again")
+    let owner = try store.connection.query("SELECT error_message FROM tasks WHERE id = $1", [inFlight!.id]).single()
+    #expect(try owner.decode("error_message", as: String.self).contains("victim"))
+}
+
+@Test func coordinatorRestartKeepsTheInFlightResult() throws {
+    let (conninfo, endpoint) = try farmDatabase()
+    let store = JobStore(connection: try Connection(conninfo))
+    var coordinator = try startCoordinator(conninfo, endpoint)
+    let workers = try ["a", "b"].map { try startSyntheticWorker(endpoint, name: $0, delay: 1.5) }
+    let job = try store.enqueue(name: "kill-coordinator", model: "synthetic", tasks: syntheticTasks(6))
+    var inFlight: (id: Int64, attempt: Int)?
+    #expect(try waitFor(30) { inFlight = try taskInProgress(store); return inFlight != nil }, "\(workers[0].output)")
+    coordinator.signal(SIGKILL)
+    coordinator.process.waitUntilExit()
+    Thread.sleep(forTimeInterval: 0.5)
+    coordinator = try startCoordinator(conninfo, endpoint)
+    #expect(try waitFor(90) { try store.progress(job: job).isFinished }, "\(coordinator.output)\n---\n\(workers[0].output)\n---\n\(workers[1].output)")
+    try expectAllDoneOnce(store, job: job, count: 6)
+    // The task in flight across the restart kept its attempt: its result from before was handed in.
+    let attempt = try store.connection.query("SELECT attempt FROM images WHERE task_id = $1", [inFlight!.id]).single()
+    #expect(try attempt.decode("attempt", as: Int.self) == inFlight!.attempt, "\(coordinator.output)")
+}
+
+@Test func coordinatorReconnectsAfterPostgresRestart() throws {
+    let server = try TemporaryPostgres()
+    defer { server.stop() }
+    let (conninfo, endpoint) = try farmDatabase(server)
+    let job = try JobStore(connection: try Connection(conninfo)).enqueue(name: "restart-db", model: "synthetic", tasks: syntheticTasks(6))
+    let coordinator = try startCoordinator(conninfo, endpoint)
+    let workers = try ["a", "b"].map { try startSyntheticWorker(endpoint, name: $0, delay: 0.8) }
+    #expect(try waitFor(30) {
+        let done = try JobStore(connection: try Connection(conninfo)).progress(job: job).counts[.done, default: 0]
+        return done >= 1
+    })
+    try server.restart(downtime: 1)
+    let store = JobStore(connection: try Connection(conninfo))
+    #expect(try waitFor(90) { try store.progress(job: job).isFinished }, "\(coordinator.output)\n\(workers[0].output)")
+    try expectAllDoneOnce(store, job: job, count: 6)
+    #expect(coordinator.output.contains("database reconnected"), "\(coordinator.output)")
+}
