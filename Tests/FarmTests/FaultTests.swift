@@ -143,3 +143,44 @@ func expectAllDoneOnce(_ store: JobStore, job: Int64, count: Int, sourceLocation
     try expectAllDoneOnce(store, job: job, count: 6)
     #expect(coordinator.output.contains("database reconnected"), "\(coordinator.output)")
 }
+
+/// One coordinator and two worker processes with a tiny real model render 20 tasks; each
+/// image equals what `farm render` draws with the same parameters.
+@Test func twoWorkerProcessesRenderLikeFarmRender() throws {
+    let models = FileManager.default.temporaryDirectory.appendingPathComponent("models-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: models, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: models) }
+    let model = models.appendingPathComponent("tiny")
+    try FileManager.default.moveItem(at: try tinyModelWithFullVocabulary(), to: model)
+    let (conninfo, endpoint) = try farmDatabase()
+    let store = JobStore(connection: try Connection(conninfo))
+    let coordinator = try startCoordinator(conninfo, endpoint)
+    let workers = try ["one", "two"].map {
+        try FarmProcess(["worker", "--coordinator", endpoint, "--name", $0, "--models", models.path], name: $0)
+    }
+    let samplers = ["euler", "euler_a", "dpmpp_2m", "ddim"]
+    let tasks = (0..<20).map { index in
+        TaskParameters(prompt: "a (red:1.2) fox number \(index)", negativePrompt: index % 2 == 0 ? "blurry" : "",
+                       model: "tiny", width: 24, height: 16, steps: 3, cfgScale: 6, sampler: samplers[index % 4],
+                       seed: UInt64(1000 + index))
+    }
+    let job = try store.enqueue(name: "e2e", model: "tiny", tasks: tasks)
+    #expect(try waitFor(120) { try store.progress(job: job).isFinished }, "\(coordinator.output)\n\(workers[0].output)")
+    #expect(try store.progress(job: job).counts == [.done: 20])
+    // Both workers took part.
+    let workersSeen = try store.connection.query("SELECT count(*) AS n FROM workers WHERE id IN ('one', 'two')").single()
+    #expect(try workersSeen.decode("n", as: Int.self) == 2)
+    let images = try store.images(job: job)
+    #expect(images.count == 20)
+    for image in images {
+        let task = tasks[image.index]
+        let out = models.appendingPathComponent("render-\(image.index).png").path
+        var arguments = ["render", "--model", model.path, "--prompt", task.prompt, "--width", "24", "--height", "16",
+                         "--steps", "3", "--cfg", "6", "--sampler", task.sampler, "--seed", String(task.seed), "--out", out]
+        if !task.negativePrompt.isEmpty { arguments += ["--negative", task.negativePrompt] }
+        #expect(try runFarm(arguments).status == 0)
+        let local = try PNGImage(pngData: Data(contentsOf: URL(fileURLWithPath: out)))
+        let farmed = try PNGImage(pngData: image.png)
+        #expect(farmed.pixels == local.pixels, "task \(image.index) (\(task.sampler)) differs from farm render")
+    }
+}
