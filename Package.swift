@@ -12,6 +12,7 @@ let package = Package(
         .executable(name: "farm", targets: ["farm"]),
         .executable(name: "tensors-bench", targets: ["tensors-bench"]),
         .executable(name: "jobstore-bench", targets: ["jobstore-bench"]),
+        .executable(name: "dispatch-bench", targets: ["dispatch-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -47,6 +48,7 @@ let package = Package(
 
         .executableTarget(name: "tensors-bench", dependencies: ["Tensors"]),
         .executableTarget(name: "jobstore-bench", dependencies: ["JobStore", "TestSupport"]),
+        .executableTarget(name: "dispatch-bench", dependencies: ["Coordinator", "Worker", "JobStore", "TestSupport", "ZeroMQ"]),
 
         // Shared by tests only: a throwaway PostgreSQL server per test process.
         .target(name: "TestSupport", dependencies: ["Postgres"], path: "Tests/TestSupport"),
