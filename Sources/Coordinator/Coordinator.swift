@@ -34,6 +34,7 @@ struct ConnectedWorker {
     var hello: WireMessage.Hello
     var lastSeen: Date
     var inFlight: Set<Int64> = []
+    var loadedModel: String?
 
     var freeSlots: Int { max(0, hello.slots - inFlight.count) }
 }
@@ -174,7 +175,8 @@ public final class CoordinatorServer {
             workers[routingID] = worker
             send(.welcome(.init(heartbeatSeconds: configuration.heartbeatSeconds,
                                 timeoutSeconds: configuration.workerTimeoutSeconds)), to: routingID)
-            log("worker \(hello.workerID) on \(hello.host) joined with \(hello.slots) slot(s), holding \(worker.inFlight.count) task(s)")
+            let device = hello.device.map { " (\($0.model), \($0.cores) cores, \($0.memoryBytes >> 30) GiB)" } ?? ""
+            log("worker \(hello.workerID) on \(hello.host)\(device) joined with \(hello.slots) slot(s), holding \(worker.inFlight.count) task(s)")
             return
         }
         guard var worker = workers[routingID] else {
@@ -185,9 +187,10 @@ public final class CoordinatorServer {
         worker.lastSeen = Date()
         defer { workers[routingID] = worker }
         switch message {
-        case .heartbeat:
+        case .heartbeat(let beat):
+            worker.loadedModel = beat.loadedModel ?? worker.loadedModel
             _ = withStore { try $0.touchWorker(worker.hello.workerID) }
-            send(.heartbeat(freeSlots: 0), to: routingID)
+            send(.heartbeat(.init(freeSlots: 0)), to: routingID)
         case .progress(let report):
             pendingProgress[report.taskID] = report
         case .result(let header, let png):
@@ -215,8 +218,8 @@ public final class CoordinatorServer {
             let capabilities = WorkerCapabilities(models: worker.hello.models,
                                                   maxPixels: worker.hello.maxPixels ?? configuration.limits.maxPixels)
             guard let assignments = withStore({
-                try $0.claim(workerID: worker.hello.workerID, capabilities: capabilities,
-                             limit: worker.freeSlots, leaseSeconds: configuration.leaseSeconds)
+                try $0.claim(workerID: worker.hello.workerID, capabilities: capabilities, limit: worker.freeSlots,
+                             leaseSeconds: configuration.leaseSeconds, preferredModel: worker.loadedModel)
             }) else { return }
             for assignment in assignments {
                 send(.assign(assignment), to: routingID)

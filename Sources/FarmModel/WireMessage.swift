@@ -13,8 +13,8 @@ public enum WireMessage: Equatable, Sendable {
     case welcome(Welcome)
     /// Coordinator → worker: refused (wrong version, unknown key); the worker stops.
     case refused(reason: String)
-    /// Either way: I am alive (and, from a worker, how many slots are free).
-    case heartbeat(freeSlots: Int)
+    /// Either way: I am alive (and, from a worker, its state, free slots and loaded model).
+    case heartbeat(Heartbeat)
     /// Coordinator → worker: render this task.
     case assign(Assignment)
     /// Worker → coordinator: step `step` of `total` for a task's attempt.
@@ -46,10 +46,13 @@ public enum WireMessage: Equatable, Sendable {
         public var maxPixels: Int?
         /// Tasks it already holds (after a reconnect): queued, rendering, or awaiting acknowledgement.
         public var activeTasks: [Int64]?
+        /// The machine it runs on.
+        public var device: Device?
 
         /// Makes a hello.
         public init(workerID: String, host: String, version: Int = WireMessage.protocolVersion,
-                    models: [String], slots: Int, maxPixels: Int? = nil, activeTasks: [Int64]? = nil) {
+                    models: [String], slots: Int, maxPixels: Int? = nil, activeTasks: [Int64]? = nil, device: Device? = nil) {
+            self.device = device
             self.workerID = workerID
             self.host = host
             self.version = version
@@ -57,6 +60,49 @@ public enum WireMessage: Equatable, Sendable {
             self.slots = slots
             self.maxPixels = maxPixels
             self.activeTasks = activeTasks
+        }
+    }
+
+    /// What the machine a worker runs on offers.
+    public struct Device: Codable, Equatable, Sendable {
+        /// CPU model name (or the GPU's, on an accelerator host).
+        public var model: String
+        /// Cores the engine may use.
+        public var cores: Int
+        /// Memory in bytes (RAM, or VRAM on an accelerator).
+        public var memoryBytes: UInt64
+
+        /// Makes a description.
+        public init(model: String, cores: Int, memoryBytes: UInt64) {
+            self.model = model
+            self.cores = cores
+            self.memoryBytes = memoryBytes
+        }
+
+        /// This machine: the CPU model from /proc/cpuinfo, active cores, physical memory.
+        public static var current: Device {
+            let cpuinfo = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
+            let model = cpuinfo.split(separator: "\n").first { $0.hasPrefix("model name") }?
+                .split(separator: ":", maxSplits: 1).last?.trimmingCharacters(in: .whitespaces) ?? "unknown CPU"
+            return Device(model: model, cores: ProcessInfo.processInfo.activeProcessorCount,
+                          memoryBytes: ProcessInfo.processInfo.physicalMemory)
+        }
+    }
+
+    /// A heartbeat's body.
+    public struct Heartbeat: Codable, Equatable, Sendable {
+        /// Slots free for new tasks (0 from the coordinator).
+        public var freeSlots: Int
+        /// `idle`, `busy` or `draining` (workers only).
+        public var state: String?
+        /// The model the worker has loaded now, for model affinity.
+        public var loadedModel: String?
+
+        /// Makes a heartbeat.
+        public init(freeSlots: Int, state: String? = nil, loadedModel: String? = nil) {
+            self.freeSlots = freeSlots
+            self.state = state
+            self.loadedModel = loadedModel
         }
     }
 
@@ -170,7 +216,6 @@ public struct WireError: Error, Equatable, CustomStringConvertible {
 }
 
 private struct Reason: Codable { var reason: String }
-private struct Slots: Codable { var freeSlots: Int }
 private struct Ack: Codable { var taskID: Int64; var attempt: Int }
 private struct TaskReference: Codable { var taskID: Int64 }
 private struct Nothing: Codable {}
@@ -206,7 +251,7 @@ extension WireMessage {
         case .hello(let body): return [type, json(body)]
         case .welcome(let body): return [type, json(body)]
         case .refused(let reason): return [type, json(Reason(reason: reason))]
-        case .heartbeat(let free): return [type, json(Slots(freeSlots: free))]
+        case .heartbeat(let body): return [type, json(body)]
         case .assign(let body): return [type, json(body)]
         case .progress(let body): return [type, json(body)]
         case .result(let header, let png): return [type, json(header), png]
@@ -241,7 +286,7 @@ extension WireMessage {
         case "HELLO": try expectFrames(2); self = .hello(try body(Hello.self))
         case "WELCOME": try expectFrames(2); self = .welcome(try body(Welcome.self))
         case "REFUSED": try expectFrames(2); self = .refused(reason: try body(Reason.self).reason)
-        case "HEARTBEAT": try expectFrames(2); self = .heartbeat(freeSlots: try body(Slots.self).freeSlots)
+        case "HEARTBEAT": try expectFrames(2); self = .heartbeat(try body(Heartbeat.self))
         case "ASSIGN": try expectFrames(2); self = .assign(try body(Assignment.self))
         case "PROGRESS": try expectFrames(2); self = .progress(try body(Progress.self))
         case "RESULT": try expectFrames(3); self = .result(try body(ResultHeader.self), png: frames[2])

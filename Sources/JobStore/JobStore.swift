@@ -123,8 +123,10 @@ public final class JobStore {
     /// whole queue), skipping
     /// paused or cancelled jobs, tasks still backing off, models the worker lacks, sizes
     /// above its limit and jobs that blocklisted it. The attempt number is the fencing token.
+    /// Among jobs of equal priority, those of `preferredModel` (the worker's loaded model) come
+    /// first, so a worker does not reload a model another job of the same priority would need.
     public func claim(workerID: String, capabilities: WorkerCapabilities, limit: Int,
-                      leaseSeconds: Double) throws -> [WireMessage.Assignment] {
+                      leaseSeconds: Double, preferredModel: String? = nil) throws -> [WireMessage.Assignment] {
         guard limit > 0 else { return [] }
         let result = try connection.query("""
             WITH next AS MATERIALIZED (
@@ -140,14 +142,14 @@ public final class JobStore {
                 WHERE j.state = 'active' AND j.queued_count > 0
                   AND NOT EXISTS (SELECT 1 FROM job_worker_failures f
                                   WHERE f.job_id = j.id AND f.worker_id = $1 AND f.blocked)
-                ORDER BY j.priority DESC, j.created_at, j.id, t.index
+                ORDER BY j.priority DESC, (j.model = $6) DESC, j.created_at, j.id, t.index
                 LIMIT $2
             )
             UPDATE tasks SET state = 'running', attempt = attempt + 1, lease_owner = $1,
                 lease_expires = now() + make_interval(secs => $3), started_at = now(), step = 0
             FROM next WHERE tasks.id = next.id
             RETURNING tasks.id, tasks.attempt, tasks.parameters::text AS parameters
-            """, [workerID, limit, leaseSeconds, postgresArray(capabilities.models), capabilities.maxPixels])
+            """, [workerID, limit, leaseSeconds, postgresArray(capabilities.models), capabilities.maxPixels, preferredModel ?? ""])
         let decoder = JSONDecoder()
         return try result.rows.map { row in
             let json: String = try row.decode("parameters")

@@ -5,17 +5,19 @@ import StableDiffusion
 
 /// Renders tasks with the diffusion engine, loading models by name from a folder
 /// (each diffusers folder, `.safetensors` or `.ckpt` in it is a model, named by its
-/// file name without extension) and keeping the most recently used ones loaded.
+/// file name without extension) and keeping the most recently used ones loaded within a
+/// memory budget (least recently used unloaded first; the model in use always stays).
 public final class DiffusionRenderer: Renderer {
     private let folder: URL
     private let index: [String: URL]
-    private let capacity: Int
-    private var loaded: [(name: String, pipeline: Pipeline)] = []
+    private let budgetBytes: Int
+    private var loaded: [(name: String, pipeline: Pipeline, bytes: Int)] = []
 
-    /// Indexes the models in `folder`; `capacity` models stay loaded at once.
-    public init(modelsFolder folder: URL, capacity: Int = 1) throws {
+    /// Indexes the models in `folder`; loaded weights may take up to `memoryBudgetBytes`
+    /// (default: half of the machine's memory).
+    public init(modelsFolder folder: URL, memoryBudgetBytes: Int? = nil) throws {
         self.folder = folder
-        self.capacity = max(1, capacity)
+        budgetBytes = memoryBudgetBytes ?? Int(ProcessInfo.processInfo.physicalMemory / 2)
         let entries = try FileManager.default.contentsOfDirectory(at: folder, includingPropertiesForKeys: nil)
         var index: [String: URL] = [:]
         for entry in entries {
@@ -28,6 +30,11 @@ public final class DiffusionRenderer: Renderer {
 
     public var models: [String] { index.keys.sorted() }
 
+    public var loadedModel: String? { loaded.last?.name }
+
+    /// Names of the models loaded now, least recently used first.
+    public var loadedModels: [String] { loaded.map(\.name) }
+
     /// The pipeline for `name`, loading it (and evicting the least recently used) if needed.
     func pipeline(_ name: String) throws -> Pipeline {
         if let position = loaded.firstIndex(where: { $0.name == name }) {
@@ -38,14 +45,16 @@ public final class DiffusionRenderer: Renderer {
         guard let url = index[name] else {
             throw RenderError(kind: .input, message: "unknown model \"\(name)\"; this worker has \(models.joined(separator: ", "))")
         }
-        let pipeline: Pipeline
+        let pipeline: Pipeline, bytes: Int
         do {
-            pipeline = try Pipeline(weights: try ModelWeights.load(url))
+            let weights = try ModelWeights.load(url)
+            bytes = 4 * [weights.unet, weights.vae, weights.textEncoder].reduce(0) { $0 + $1.values.reduce(0) { $0 + $1.count } }
+            pipeline = try Pipeline(weights: weights)
         } catch {
             throw RenderError(kind: .host, message: "cannot load model \(name): \(error)")
         }
-        if loaded.count >= capacity { loaded.removeFirst() }
-        loaded.append((name, pipeline))
+        loaded.append((name, pipeline, bytes))
+        while loaded.count > 1 && loaded.reduce(0, { $0 + $1.bytes }) > budgetBytes { loaded.removeFirst() }
         return pipeline
     }
 

@@ -7,9 +7,15 @@ import Imaging
 public protocol Renderer {
     /// Models this renderer can draw with.
     var models: [String] { get }
+    /// The model loaded now (nil when none), reported for model affinity.
+    var loadedModel: String? { get }
     /// Renders one image; `progress(step, total)` is called after each step and
     /// returns false to cancel.
     func render(_ parameters: TaskParameters, progress: (Int, Int) -> Bool) throws -> PNGImage
+}
+
+extension Renderer {
+    public var loadedModel: String? { models.count == 1 ? models[0] : nil }
 }
 
 /// Errors a renderer reports; the kind decides whether the farm retries elsewhere.

@@ -99,7 +99,7 @@ public final class WorkerDaemon {
     private var hello: WireMessage {
         .hello(.init(workerID: configuration.workerID, host: ProcessInfo.processInfo.hostName,
                      models: renderer.models, slots: configuration.slots,
-                     activeTasks: queue.map(\.taskID) + unacknowledged.keys.sorted()))
+                     activeTasks: queue.map(\.taskID) + unacknowledged.keys.sorted(), device: .current))
     }
 
     /// Works until `shouldStop` returns true; checks it at least every `tick` seconds.
@@ -130,7 +130,9 @@ public final class WorkerDaemon {
         }
         if let welcome = welcomed {
             if now.timeIntervalSince(lastHeartbeatSent) >= welcome.heartbeatSeconds {
-                try socket.send(WireMessage.heartbeat(freeSlots: freeSlots).frames(), dontWait: true)
+                let state = draining ? "draining" : queue.isEmpty ? "idle" : "busy"
+                try socket.send(WireMessage.heartbeat(.init(freeSlots: freeSlots, state: state, loadedModel: renderer.loadedModel)).frames(),
+                                dontWait: true)
                 lastHeartbeatSent = now
             }
             if now.timeIntervalSince(lastHeard) > welcome.timeoutSeconds {

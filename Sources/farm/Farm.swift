@@ -139,6 +139,9 @@ struct WorkerCommand: ParsableCommand {
     @Option(help: "Seconds each synthetic task takes.")
     var syntheticDelay: Double = 0.5
 
+    @Option(help: "Memory for loaded models in MB; least recently used models are unloaded beyond it (default: half the RAM).")
+    var modelCacheMb: Int?
+
     func validate() throws {
         guard slots >= 1 && slots <= 64 else { throw ValidationError("--slots must be 1...64, got \(slots)") }
         if let engine, !["diffusion", "test-pattern", "synthetic"].contains(engine) {
@@ -156,7 +159,8 @@ struct WorkerCommand: ParsableCommand {
         switch engine ?? (models == nil ? "test-pattern" : "diffusion") {
         case "synthetic": renderer = TestPatternRenderer(models: ["synthetic"], delay: syntheticDelay)
         case "test-pattern": renderer = TestPatternRenderer()
-        default: renderer = try DiffusionRenderer(modelsFolder: URL(fileURLWithPath: models ?? "."))
+        default: renderer = try DiffusionRenderer(modelsFolder: URL(fileURLWithPath: models ?? "."),
+                                                  memoryBudgetBytes: modelCacheMb.map { $0 << 20 })
         }
         let daemon = try WorkerDaemon(configuration: settings, renderer: renderer, context: ZMQContext())
         daemon.cancelCheck = { Shutdown.requested > 1 }

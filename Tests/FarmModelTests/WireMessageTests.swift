@@ -8,7 +8,8 @@ import Testing
         .hello(.init(workerID: "w1", host: "h", models: ["demo"], slots: 2)),
         .welcome(.init(heartbeatSeconds: 1, timeoutSeconds: 5)),
         .refused(reason: "nope"),
-        .heartbeat(freeSlots: 3),
+        .heartbeat(.init(freeSlots: 3)),
+        .heartbeat(.init(freeSlots: 0, state: "busy", loadedModel: "sd15")),
         .assign(.init(taskID: 9, attempt: 2, parameters: parameters)),
         .progress(.init(taskID: 9, attempt: 2, step: 1, total: 4)),
         .result(.init(taskID: 9, attempt: 2, width: 64, height: 64, seed: 7), png: Data([1, 2, 3])),
@@ -16,7 +17,7 @@ import Testing
         .ack(taskID: 9, attempt: 2),
         .cancel(taskID: 9),
         .drain,
-        .hello(.init(workerID: "w2", host: "h", models: [], slots: 1, maxPixels: 100, activeTasks: [3, 4])),
+        .hello(.init(workerID: "w2", host: "h", models: [], slots: 1, maxPixels: 100, activeTasks: [3, 4], device: .current)),
         .progress(.init(taskID: 1, attempt: 1, step: 2, total: 3, itemsPerSecond: 1.5)),
     ]
     for message in messages {

@@ -101,6 +101,7 @@ let migrationsFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent
     try FileManager.default.moveItem(at: try tinyModelWithFullVocabulary(), to: models.appendingPathComponent("tiny"))
     let renderer = try DiffusionRenderer(modelsFolder: models)
     #expect(renderer.models == ["tiny"])
+    #expect(renderer.loadedModels.isEmpty)
 
     let conninfo = try TemporaryPostgres.shared.createDatabase()
     let connection = try Connection(conninfo)
@@ -134,6 +135,7 @@ let migrationsFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent
     while !finished.value { try coordinator.runOnce(timeout: 0.05) }
 
     #expect(try observer.progress(job: job).counts == [.done: 2, .failed: 2])
+    #expect(renderer.loadedModels == ["tiny"] && renderer.loadedModel == "tiny")
     for stored in try observer.images(job: job) {
         let image = try PNGImage(pngData: stored.png)
         #expect(image.width == 24 && image.height == 16)

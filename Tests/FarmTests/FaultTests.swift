@@ -164,12 +164,13 @@ func expectAllDoneOnce(_ store: JobStore, job: Int64, count: Int, sourceLocation
                        model: "tiny", width: 24, height: 16, steps: 3, cfgScale: 6, sampler: samplers[index % 4],
                        seed: UInt64(1000 + index))
     }
+    // Both workers are in before the job arrives, so that both take part.
+    #expect(try waitFor(60) {
+        try store.connection.query("SELECT count(*) AS n FROM workers WHERE id IN ('one', 'two')").single().decode("n", as: Int.self) == 2
+    }, "\(workers[0].output)\n\(workers[1].output)")
     let job = try store.enqueue(name: "e2e", model: "tiny", tasks: tasks)
     #expect(try waitFor(120) { try store.progress(job: job).isFinished }, "\(coordinator.output)\n\(workers[0].output)")
     #expect(try store.progress(job: job).counts == [.done: 20])
-    // Both workers took part.
-    let workersSeen = try store.connection.query("SELECT count(*) AS n FROM workers WHERE id IN ('one', 'two')").single()
-    #expect(try workersSeen.decode("n", as: Int.self) == 2)
     let images = try store.images(job: job)
     #expect(images.count == 20)
     for image in images {

@@ -260,3 +260,18 @@ func expectCountsConsistent(_ store: JobStore, sourceLocation: SourceLocation = 
     #expect(try row.decode("step", as: Int.self) == 1 && row.decode("total_steps", as: Int.self) == 2)
     #expect(try store.progress(job: job).counts == [.running: 1])
 }
+
+@Test func loadedModelWinsAmongEqualPriorities() throws {
+    let store = try migratedStore()
+    let older = try store.enqueue(name: "a", model: "a", tasks: tasks(2, model: "a"))
+    let newer = try store.enqueue(name: "b", model: "b", tasks: tasks(2, model: "b"))
+    let both = WorkerCapabilities(models: ["a", "b"])
+    let first = try store.claim(workerID: "w", capabilities: both, limit: 1, leaseSeconds: 30, preferredModel: "b")
+    #expect(first.first?.parameters.model == "b", "the worker has b loaded")
+    let second = try store.claim(workerID: "w2", capabilities: both, limit: 1, leaseSeconds: 30)
+    #expect(second.first?.parameters.model == "a", "without a loaded model, the older job first")
+    let urgent = try store.enqueue(name: "c", model: "a", priority: 1, tasks: tasks(1, model: "a"))
+    let third = try store.claim(workerID: "w", capabilities: both, limit: 1, leaseSeconds: 30, preferredModel: "b")
+    #expect(try store.progress(job: urgent).counts == [.running: 1] && third.count == 1, "priority still comes first")
+    _ = (older, newer)
+}
