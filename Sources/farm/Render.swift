@@ -3,6 +3,7 @@ import Foundation
 import Imaging
 import StableDiffusion
 import Tensors
+import Worker
 
 /// `farm render`: draws images locally with the diffusion engine, no farm needed.
 struct Render: ParsableCommand {
@@ -151,61 +152,39 @@ struct Render: ParsableCommand {
         let started = Date()
         let weights = try ModelWeights.load(URL(fileURLWithPath: model), options: .init(predictionType: prediction))
         let pipeline = try Pipeline(weights: weights)
-        var source = try initImage.map { try Render.readPNG($0, flag: "--init-image").rgb() }
-        var maskImage = try mask.map { try Render.readPNG($0, flag: "--mask").mask() }
-        var pasteMask: PNGImage?
-        if let outpaint, let original = source {
-            // Round each side up so that the canvas stays on the UNet's grid.
-            let grid = pipeline.latentScale * (1 << (pipeline.unet.config.blockOutChannels.count - 1))
-            let e = try Render.extents(outpaint)
-            func up(_ value: Int, _ total: Int) -> Int { value == 0 ? 0 : value + (grid - total % grid) % grid }
-            let right = up(e.right, original.width + e.left + e.right), bottom = up(e.bottom, original.height + e.top + e.bottom)
-            let (canvas, newArea) = try original.extended(left: e.left, right: right, top: e.top, bottom: bottom)
-            // Repaint a band of the original too, and paste back with a soft seam inside that band.
-            let overlap = max(8, grid)
-            source = canvas
-            maskImage = newArea.dilated(by: overlap)
-            pasteMask = newArea.dilated(by: overlap / 2).blurred(sigma: Double(overlap) / 6)
-        } else if let maskImage, maskBlur > 0 {
-            pasteMask = maskImage.blurred(sigma: maskBlur)
+        var request = GenerationRequest(prompt: prompt)
+        request.negative = negative
+        request.clipSkip = clipSkip
+        request.initImage = try initImage.map { try Render.readPNG($0, flag: "--init-image") }
+        request.mask = try mask.map { try Render.readPNG($0, flag: "--mask") }
+        request.maskBlur = maskBlur
+        request.strength = strength
+        request.outpaint = try outpaint.map { try Render.extents($0) }
+        request.controls = try zip(controlnet, controlImage).enumerated().map { index, pair in
+            (net: try ControlNet.load(URL(fileURLWithPath: pair.0)), image: try Render.readPNG(pair.1, flag: "--control-image"),
+             scale: index < controlScale.count ? controlScale[index] : 1)
         }
-        let renderWidth = width ?? source?.width ?? 512, renderHeight = height ?? source?.height ?? 512
-        if let source, source.width != renderWidth || source.height != renderHeight {
-            throw ValidationError("--init-image is \(source.width)x\(source.height) but the render is \(renderWidth)x\(renderHeight); resize it or leave out --width/--height")
+        request.settings.width = width ?? 0
+        request.settings.height = height ?? 0
+        request.settings.steps = steps
+        request.settings.guidance = Float(cfg)
+        request.settings.sampler = try SamplerName(parsing: sampler)
+        request.settings.batch = batch
+        request.settings.noise = NoiseSource(rawValue: rng) ?? .cpu
+        let prepared: PreparedGeneration
+        do { prepared = try PreparedGeneration(request, pipeline: pipeline) } catch let error as GenerationError {
+            throw ValidationError(error.message)
         }
-        if let maskImage, let source, maskImage.width != source.width || maskImage.height != source.height {
-            throw ValidationError("--mask is \(maskImage.width)x\(maskImage.height) but the image is \(source.width)x\(source.height)")
-        }
-        var settings = Pipeline.Settings()
-        settings.width = renderWidth
-        settings.height = renderHeight
-        settings.steps = steps
-        settings.guidance = Float(cfg)
-        settings.sampler = try SamplerName(parsing: sampler)
-        settings.seed = seed
-        settings.batch = batch
-        settings.noise = NoiseSource(rawValue: rng) ?? .cpu
+        var settings = request.settings
+        settings.width = prepared.width
+        settings.height = prepared.height
         try pipeline.validate(settings)
-        let controls = try zip(controlnet, controlImage).enumerated().map { index, pair -> Pipeline.Control in
-            let image = try Render.readPNG(pair.1, flag: "--control-image").rgb()
-            guard image.width == renderWidth && image.height == renderHeight else {
-                throw ValidationError("--control-image \(pair.1) is \(image.width)x\(image.height); it must be \(renderWidth)x\(renderHeight)")
-            }
-            return Pipeline.Control(net: try ControlNet.load(URL(fileURLWithPath: pair.0)),
-                                    image: Pipeline.pixels(rgb: image.pixels, width: renderWidth, height: renderHeight).map { $0 / 2 + 0.5 },
-                                    scale: Float(index < controlScale.count ? controlScale[index] : 1))
-        }
-        let (conditional, unconditional) = try pipeline.encodePrompts(prompt, negative: negative, clipSkip: clipSkip)
-        let pixels = source.map { Pipeline.pixels(rgb: $0.pixels, width: $0.width, height: $0.height) }
-        let maskTensor = maskImage.map { Tensor(shape: [1, 1, $0.height, $0.width], values: $0.pixels.map { Float($0) / 255 }) }
         let modelName = URL(fileURLWithPath: model).deletingPathExtension().lastPathComponent
         let total = batch * batchCount
         for round in 0..<batchCount {
             settings.seed = seed &+ UInt64(round * batch)
             let bar = ProgressBar(label: batchCount == 1 ? "sampling" : "batch \(round + 1)/\(batchCount)")
-            let latents = try pipeline.sample(conditional: conditional, unconditional: unconditional, settings: settings,
-                                              image: pixels, strength: outpaint != nil ? 1 : Float(strength),
-                                              mask: maskTensor, controls: controls) { step, total in
+            let latents = try prepared.sample(pipeline, settings: settings) { step, total in
                 bar.update(step, total)
                 return true
             }
@@ -214,17 +193,17 @@ struct Render: ParsableCommand {
                 let path = batchCount == 1 ? saveLatents : saveLatents.replacingOccurrences(of: ".npy", with: "-\(round + 1).npy", options: [.backwards])
                 try NumPyFile.write(latents, to: URL(fileURLWithPath: path))
             }
-            for (index, rgb) in pipeline.decode(latents, tiled: vaeTiling).enumerated() {
-                let number = round * batch + index
+            let images = try prepared.images(pipeline, latents: latents, tiledVAE: vaeTiling) { index in
                 var parameters = A1111Parameters(prompt: prompt, negative: negative, steps: steps, sampler: settings.sampler,
-                                                 cfg: cfg, seed: seed &+ UInt64(number), width: renderWidth, height: renderHeight,
-                                                 model: modelName, clipSkip: clipSkip)
-                if source != nil && outpaint == nil { parameters.denoisingStrength = strength }
-                if maskImage != nil && outpaint == nil { parameters.maskBlur = maskBlur }
+                                                 cfg: cfg, seed: seed &+ UInt64(round * batch + index), width: prepared.width,
+                                                 height: prepared.height, model: modelName, clipSkip: clipSkip)
+                if initImage != nil && outpaint == nil { parameters.denoisingStrength = strength }
+                if mask != nil { parameters.maskBlur = maskBlur }
                 parameters.philox = settings.noise == .philox
-                var image = try PNGImage(width: renderWidth, height: renderHeight, format: .rgb, pixels: rgb,
-                                         text: [("parameters", parameters.text)])
-                if let pasteMask, let source { image = try source.composited(under: image, mask: pasteMask) }
+                return parameters.text
+            }
+            for (index, image) in images.enumerated() {
+                let number = round * batch + index
                 let path = total == 1 ? out : out.replacingOccurrences(of: ".png", with: "-\(number + 1).png", options: [.backwards, .caseInsensitive])
                 try image.pngData().write(to: URL(fileURLWithPath: path), options: .atomic)
                 print("wrote \(path)")
