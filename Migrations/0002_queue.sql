@@ -46,7 +46,7 @@ CREATE TABLE task_inputs (
     task_id bigint NOT NULL REFERENCES tasks(id) ON DELETE CASCADE,
     role    text NOT NULL CHECK (role IN ('init_image', 'mask', 'control_image')),
     sha256  bytea NOT NULL REFERENCES input_blobs(sha256),
-    PRIMARY KEY (task_id, role)
+    PRIMARY KEY (task_id, role, sha256)
 );
 
 -- Host failures of a worker within a job; at the limit the worker gets no more of its tasks.

@@ -35,6 +35,7 @@ struct ConnectedWorker {
     var lastSeen: Date
     var inFlight: Set<Int64> = []
     var loadedModel: String?
+    var sentBlobs: Set<String> = []
 
     var freeSlots: Int { max(0, hello.slots - inFlight.count) }
 }
@@ -206,7 +207,7 @@ public final class CoordinatorServer {
             send(.ack(taskID: failure.taskID, attempt: failure.attempt), to: routingID)
             workWaiting = true
             log("task \(failure.taskID) attempt \(failure.attempt) failed (\(failure.kind)): \(failure.message) [\(outcome)]")
-        case .hello, .welcome, .refused, .assign, .ack, .cancel, .drain:
+        case .hello, .welcome, .refused, .assign, .ack, .cancel, .drain, .blob:
             log("ignored \(message.typeName) from worker \(worker.hello.workerID)")
         }
     }
@@ -222,6 +223,12 @@ public final class CoordinatorServer {
                              leaseSeconds: configuration.leaseSeconds, preferredModel: worker.loadedModel)
             }) else { return }
             for assignment in assignments {
+                // Input images go once per worker, before the first task that needs them.
+                for hash in assignment.parameters.inputHashes where !worker.sentBlobs.contains(hash) {
+                    guard let found = withStore({ try $0.blob(hash) }), let data = found else { continue }
+                    send(.blob(sha256: hash, data: data), to: routingID)
+                    worker.sentBlobs.insert(hash)
+                }
                 send(.assign(assignment), to: routingID)
                 worker.inFlight.insert(assignment.taskID)
                 handedOut = true

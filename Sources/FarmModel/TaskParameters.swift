@@ -18,6 +18,42 @@ public struct TaskParameters: Codable, Equatable, Sendable {
     public var sampler: String
     /// The seed of the initial noise.
     public var seed: UInt64
+    /// img2img/inpainting/outpainting source: SHA-256 (hex) of a PNG stored with the job.
+    public var initImage: String?
+    /// Inpainting mask (white = repaint): SHA-256 (hex) of a stored PNG.
+    public var mask: String?
+    /// How much of the init image is repainted (default 0.75).
+    public var strength: Double?
+    /// Blur in pixels of the mask that pastes the result over the original (default 4).
+    public var maskBlur: Double?
+    /// Outpainting: pixels added on the left, right, top and bottom.
+    public var outpaint: [Int]?
+    /// ControlNets (by the worker's model name) with their control images and scales.
+    public var controlnets: [Control]?
+    /// Text-encoder layer from the end (1 = last, 2 = penultimate).
+    public var clipSkip: Int?
+
+    /// One ControlNet of a task.
+    public struct Control: Codable, Equatable, Sendable {
+        /// The ControlNet's name in the worker's models folder.
+        public var model: String
+        /// SHA-256 (hex) of the stored control image.
+        public var image: String
+        /// Conditioning scale.
+        public var scale: Double
+
+        /// Makes a control.
+        public init(model: String, image: String, scale: Double = 1) {
+            self.model = model
+            self.image = image
+            self.scale = scale
+        }
+    }
+
+    /// The content addresses of the stored images this task needs.
+    public var inputHashes: [String] {
+        [initImage, mask].compactMap { $0 } + (controlnets ?? []).map(\.image)
+    }
 
     /// Builds parameters; defaults are SD 1.5's usual ones.
     public init(prompt: String, negativePrompt: String = "", model: String = "demo", width: Int = 512,
@@ -36,7 +72,8 @@ public struct TaskParameters: Codable, Equatable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case prompt, negativePrompt = "negative_prompt", model, width, height, steps
-        case cfgScale = "cfg_scale", sampler, seed
+        case cfgScale = "cfg_scale", sampler, seed, initImage = "init_image", mask, strength
+        case maskBlur = "mask_blur", outpaint, controlnets, clipSkip = "clip_skip"
     }
 
     /// Checks every field against the farm's limits; the error names the field.
@@ -67,6 +104,27 @@ public struct TaskParameters: Codable, Equatable, Sendable {
             throw fail("cfg_scale", "must be between 0 and 100, got \(cfgScale)")
         }
         if sampler.isEmpty { throw fail("sampler", "must name a sampler") }
+        func isHash(_ value: String) -> Bool { value.utf8.count == 64 && value.utf8.allSatisfy { (48...57).contains($0) || (97...102).contains($0) } }
+        for (field, value) in [("init_image", initImage), ("mask", mask)] {
+            if let value, !isHash(value) { throw fail(field, "must be the SHA-256 (64 lowercase hex digits) of a stored image") }
+        }
+        if mask != nil && initImage == nil { throw fail("mask", "needs an init_image") }
+        if outpaint != nil && initImage == nil { throw fail("outpaint", "needs an init_image") }
+        if outpaint != nil && mask != nil { throw fail("outpaint", "cannot be combined with a mask") }
+        if let strength, !strength.isFinite || strength <= 0 || strength > 1 { throw fail("strength", "must be in (0, 1], got \(strength)") }
+        if let maskBlur, !maskBlur.isFinite || maskBlur < 0 || maskBlur > 64 { throw fail("mask_blur", "must be 0...64 pixels") }
+        if let outpaint, outpaint.count != 4 || outpaint.contains(where: { $0 < 0 || $0 > 2048 }) || outpaint.allSatisfy({ $0 == 0 }) {
+            throw fail("outpaint", "must be [left, right, top, bottom]: four pixel counts 0...2048, not all 0")
+        }
+        if let clipSkip, clipSkip < 1 || clipSkip > 12 { throw fail("clip_skip", "must be 1...12, got \(clipSkip)") }
+        if let controlnets {
+            if controlnets.count > 4 { throw fail("controlnets", "at most 4, got \(controlnets.count)") }
+            for (index, control) in controlnets.enumerated() {
+                if control.model.isEmpty { throw fail("controlnets[\(index)].model", "must name a ControlNet") }
+                if !isHash(control.image) { throw fail("controlnets[\(index)].image", "must be the SHA-256 of a stored image") }
+                if !control.scale.isFinite || control.scale < 0 || control.scale > 10 { throw fail("controlnets[\(index)].scale", "must be 0...10") }
+            }
+        }
     }
 }
 

@@ -29,6 +29,8 @@ public enum WireMessage: Equatable, Sendable {
     case cancel(taskID: Int64)
     /// Coordinator → worker: finish what you hold, take nothing new.
     case drain
+    /// Coordinator → worker: a stored input image (sent once per worker, before the first ASSIGN that needs it).
+    case blob(sha256: String, data: Data)
 
     /// A worker's introduction.
     public struct Hello: Codable, Equatable, Sendable {
@@ -219,6 +221,7 @@ private struct Reason: Codable { var reason: String }
 private struct Ack: Codable { var taskID: Int64; var attempt: Int }
 private struct TaskReference: Codable { var taskID: Int64 }
 private struct Nothing: Codable {}
+private struct BlobHeader: Codable { var sha256: String }
 
 extension WireMessage {
     /// The message's type name, the first frame on the wire.
@@ -235,6 +238,7 @@ extension WireMessage {
         case .ack: return "ACK"
         case .cancel: return "CANCEL"
         case .drain: return "DRAIN"
+        case .blob: return "BLOB"
         }
     }
 
@@ -259,6 +263,7 @@ extension WireMessage {
         case .ack(let task, let attempt): return [type, json(Ack(taskID: task, attempt: attempt))]
         case .cancel(let task): return [type, json(TaskReference(taskID: task))]
         case .drain: return [type, json(Nothing())]
+        case .blob(let hash, let data): return [type, json(BlobHeader(sha256: hash)), data]
         }
     }
 
@@ -297,6 +302,11 @@ extension WireMessage {
             self = .ack(taskID: ack.taskID, attempt: ack.attempt)
         case "CANCEL": try expectFrames(2); self = .cancel(taskID: try body(TaskReference.self).taskID)
         case "DRAIN": try expectFrames(2); _ = try body(Nothing.self); self = .drain
+        case "BLOB":
+            try expectFrames(3)
+            let hash = try body(BlobHeader.self).sha256
+            guard SHA256.hex(of: frames[2]) == hash else { throw WireError("BLOB bytes do not match their SHA-256 \(hash.prefix(16))…") }
+            self = .blob(sha256: hash, data: frames[2])
         default:
             throw WireError("unknown message type \"\(type.prefix(32))\"")
         }

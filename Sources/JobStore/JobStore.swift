@@ -98,6 +98,24 @@ public final class JobStore {
                 return "\(job)\t\(position)\t\(Connection.copyEscape(json))"
             }
             try connection.copyIn("COPY tasks (job_id, index, parameters) FROM STDIN", rows: lines)
+            if tasks.contains(where: { !$0.inputHashes.isEmpty }) {
+                // Record which stored images each task uses; a hash that was never stored fails here.
+                do {
+                    try connection.query("""
+                        INSERT INTO task_inputs (task_id, role, sha256)
+                        SELECT t.id, r.role, decode(r.hash, 'hex') FROM tasks t
+                        CROSS JOIN LATERAL (
+                            SELECT 'init_image' AS role, t.parameters->>'init_image' AS hash
+                            UNION ALL SELECT 'mask', t.parameters->>'mask'
+                            UNION ALL SELECT 'control_image', c->>'image' FROM jsonb_array_elements(coalesce(t.parameters->'controlnets', '[]')) c
+                        ) r
+                        WHERE t.job_id = $1 AND r.hash IS NOT NULL
+                        ON CONFLICT DO NOTHING
+                        """, [job])
+                } catch let error as PostgresError where error.sqlState == "23503" {
+                    throw ValidationFailure(field: "tasks", message: "an input image was not stored first (store it with the job's images)")
+                }
+            }
             try connection.query("INSERT INTO events (kind, job_id, detail) VALUES ('job.submitted', $1, $2)",
                                  [job, "\(tasks.count) tasks"])
             try connection.notify(JobStore.workChannel, payload: String(job))
@@ -107,6 +125,19 @@ public final class JobStore {
         // may sort a whole job's tasks on every claim instead of walking the queued index.
         if tasks.count >= 1_000 { try connection.query("ANALYZE tasks") }
         return job
+    }
+
+    /// Stores an input image once (content-addressed) and returns its SHA-256 in hex, the
+    /// name tasks use for it.
+    @discardableResult
+    public func storeBlob(_ data: Data) throws -> String {
+        try connection.query("INSERT INTO input_blobs (sha256, data) VALUES (sha256($1), $1) ON CONFLICT DO NOTHING", [data])
+        return SHA256.hex(of: data)
+    }
+
+    /// A stored input image by its SHA-256 in hex.
+    public func blob(_ hash: String) throws -> Data? {
+        try connection.query("SELECT data FROM input_blobs WHERE sha256 = decode($1, 'hex')", [hash]).rows.first?.decode("data")
     }
 
     /// Stores an input image once (content-addressed) and attaches it to a task under `role`.

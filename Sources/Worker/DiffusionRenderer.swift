@@ -10,6 +10,8 @@ import StableDiffusion
 public final class DiffusionRenderer: Renderer {
     private let folder: URL
     private let index: [String: URL]
+    private let controlIndex: [String: URL]
+    private var controlNets: [String: ControlNet] = [:]
     private let budgetBytes: Int
     private var loaded: [(name: String, pipeline: Pipeline, bytes: Int)] = []
 
@@ -19,13 +21,19 @@ public final class DiffusionRenderer: Renderer {
         self.folder = folder
         budgetBytes = memoryBudgetBytes ?? Int(ProcessInfo.processInfo.physicalMemory / 2)
         let entries = try FileManager.default.contentsOfDirectory(at: folder, includingPropertiesForKeys: nil)
-        var index: [String: URL] = [:]
+        var index: [String: URL] = [:], controls: [String: URL] = [:]
         for entry in entries {
             let isModelFolder = FileManager.default.fileExists(atPath: entry.appendingPathComponent("model_index.json").path)
             let isModelFile = ["safetensors", "ckpt"].contains(entry.pathExtension.lowercased())
-            if isModelFolder || isModelFile { index[entry.deletingPathExtension().lastPathComponent] = entry }
+            let config = (try? Data(contentsOf: entry.appendingPathComponent("config.json"))).map { String(decoding: $0, as: UTF8.self) }
+            if isModelFolder || isModelFile {
+                index[entry.deletingPathExtension().lastPathComponent] = entry
+            } else if config?.contains("ControlNetModel") == true {
+                controls[entry.lastPathComponent] = entry
+            }
         }
         self.index = index
+        controlIndex = controls
     }
 
     public var models: [String] { index.keys.sorted() }
@@ -58,26 +66,58 @@ public final class DiffusionRenderer: Renderer {
         return pipeline
     }
 
-    public func render(_ parameters: TaskParameters, progress: (Int, Int) -> Bool) throws -> PNGImage {
-        let pipeline = try self.pipeline(parameters.model)
-        var settings = Pipeline.Settings()
-        settings.width = parameters.width
-        settings.height = parameters.height
-        settings.steps = parameters.steps
-        settings.guidance = Float(parameters.cfgScale)
-        settings.seed = parameters.seed
+    /// A ControlNet of the models folder by name, loaded once.
+    func controlNet(_ name: String) throws -> ControlNet {
+        if let net = controlNets[name] { return net }
+        guard let url = controlIndex[name] else {
+            throw RenderError(kind: .input, message: "unknown ControlNet \"\(name)\"; this worker has \(controlIndex.keys.sorted().joined(separator: ", "))")
+        }
         do {
-            settings.sampler = try SamplerName(parsing: parameters.sampler)
-            try pipeline.validate(settings)
-            let (conditional, unconditional) = try pipeline.encodePrompts(parameters.prompt, negative: parameters.negativePrompt)
-            let latents = try pipeline.sample(conditional: conditional, unconditional: unconditional, settings: settings,
-                                              progress: progress)
-            let pixels = pipeline.decode(latents)[0]
-            let text = "\(parameters.prompt)\n" + (parameters.negativePrompt.isEmpty ? "" : "Negative prompt: \(parameters.negativePrompt)\n")
-                + "Steps: \(parameters.steps), Sampler: \(parameters.sampler), CFG scale: \(parameters.cfgScale), Seed: \(parameters.seed), Size: \(parameters.width)x\(parameters.height), Model: \(parameters.model)"
-            return try PNGImage(width: parameters.width, height: parameters.height, format: .rgb, pixels: pixels,
-                                text: [("parameters", text)])
+            let net = try ControlNet.load(url)
+            controlNets[name] = net
+            return net
+        } catch {
+            throw RenderError(kind: .host, message: "cannot load ControlNet \(name): \(error)")
+        }
+    }
+
+    public func render(_ parameters: TaskParameters, inputs: [String: Data], progress: (Int, Int) -> Bool) throws -> PNGImage {
+        let pipeline = try self.pipeline(parameters.model)
+        func image(_ hash: String?) throws -> PNGImage? {
+            guard let hash else { return nil }
+            guard let data = inputs[hash] else { throw RenderError(kind: .host, message: "input image \(hash.prefix(12))… is missing") }
+            do { return try PNGImage(pngData: data) } catch { throw RenderError(kind: .input, message: "input image \(hash.prefix(12))…: \(error)") }
+        }
+        var request = GenerationRequest(prompt: parameters.prompt)
+        request.negative = parameters.negativePrompt
+        request.clipSkip = parameters.clipSkip ?? 1
+        request.initImage = try image(parameters.initImage)
+        request.mask = try image(parameters.mask)
+        request.maskBlur = parameters.maskBlur ?? 4
+        request.strength = parameters.strength ?? 0.75
+        if let extents = parameters.outpaint, extents.count == 4 {
+            request.outpaint = (extents[0], extents[1], extents[2], extents[3])
+        }
+        request.controls = try (parameters.controlnets ?? []).map { control in
+            (net: try controlNet(control.model), image: try image(control.image)!, scale: control.scale)
+        }
+        // Outpainting renders on the extended canvas, whatever size the task names.
+        request.settings.width = request.outpaint == nil ? parameters.width : 0
+        request.settings.height = request.outpaint == nil ? parameters.height : 0
+        request.settings.steps = parameters.steps
+        request.settings.guidance = Float(parameters.cfgScale)
+        request.settings.seed = parameters.seed
+        do {
+            request.settings.sampler = try SamplerName(parsing: parameters.sampler)
+            let prepared = try PreparedGeneration(request, pipeline: pipeline)
+            let latents = try prepared.sample(pipeline, settings: request.settings, progress: progress)
+            return try prepared.images(pipeline, latents: latents) { _ in
+                "\(parameters.prompt)\n" + (parameters.negativePrompt.isEmpty ? "" : "Negative prompt: \(parameters.negativePrompt)\n")
+                    + "Steps: \(parameters.steps), Sampler: \(parameters.sampler), CFG scale: \(parameters.cfgScale), Seed: \(parameters.seed), Size: \(prepared.width)x\(prepared.height), Model: \(parameters.model)"
+            }[0]
         } catch let error as SamplingError {
+            throw RenderError(kind: .input, message: error.message)
+        } catch let error as GenerationError {
             throw RenderError(kind: .input, message: error.message)
         } catch let error as PromptSyntaxError {
             throw RenderError(kind: .input, message: "prompt: \(error)")

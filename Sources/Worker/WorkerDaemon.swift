@@ -57,6 +57,10 @@ public final class WorkerDaemon {
     /// Results and failures sent but not yet acknowledged, resent until they are.
     private var unacknowledged: [Int64: WireMessage] = [:]
     private var cancelled: Set<Int64> = []
+    /// Input images received, by SHA-256; the oldest go when they exceed `blobBudgetBytes`.
+    private var blobs: [(hash: String, data: Data)] = []
+    /// Bytes of input images kept for later tasks.
+    public var blobBudgetBytes = 512 << 20
     private var lastHeartbeatSent = Date.distantPast
     private var lastHeard = Date()
     private var lastHelloSent = Date.distantPast
@@ -195,6 +199,10 @@ public final class WorkerDaemon {
             cancelled.insert(taskID)
         case .drain:
             draining = true
+        case .blob(let hash, let data):
+            blobs.removeAll { $0.hash == hash }
+            blobs.append((hash, data))
+            while blobs.count > 1 && blobs.reduce(0, { $0 + $1.data.count }) > blobBudgetBytes { blobs.removeFirst() }
         case .ack(let taskID, _):
             unacknowledged[taskID] = nil
         case .heartbeat:
@@ -210,7 +218,14 @@ public final class WorkerDaemon {
         let reply: WireMessage
         let started = Date()
         do {
-            let image = try renderer.render(assignment.parameters) { step, total in
+            var inputs: [String: Data] = [:]
+            for hash in assignment.parameters.inputHashes {
+                guard let blob = blobs.last(where: { $0.hash == hash }) else {
+                    throw RenderError(kind: .host, message: "input image \(hash.prefix(12))… never arrived")
+                }
+                inputs[hash] = blob.data
+            }
+            let image = try renderer.render(assignment.parameters, inputs: inputs) { step, total in
                 let rate = Double(step) / max(Date().timeIntervalSince(started), 1e-6)
                 let report = WireMessage.progress(.init(taskID: assignment.taskID, attempt: assignment.attempt,
                                                         step: step, total: total, itemsPerSecond: rate))

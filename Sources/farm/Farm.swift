@@ -203,6 +203,30 @@ struct Submit: ParsableCommand {
     @Option(help: "Classifier-free guidance scale.")
     var cfg: Double = 7.5
 
+    @Option(help: "img2img/inpainting/outpainting source image (PNG), stored once with the job.")
+    var initImage: String?
+
+    @Option(help: "How much of the init image to repaint (0, 1].")
+    var strength: Double?
+
+    @Option(help: "Inpainting mask (PNG, white = repaint).")
+    var mask: String?
+
+    @Option(help: "Mask blur in pixels.")
+    var maskBlur: Double?
+
+    @Option(help: "Outpaint: L,R,T,B pixels to add.")
+    var outpaint: String?
+
+    @Option(help: "A ControlNet by the workers' model name; repeat for several.")
+    var controlnet: [String] = []
+
+    @Option(help: "The control image (PNG) of each --controlnet.")
+    var controlImage: [String] = []
+
+    @Option(help: "The scale of each --controlnet (default 1).")
+    var controlScale: [Double] = []
+
     @Option(help: "Number of images (seeds seed, seed+1, ...).")
     var count = 1
 
@@ -225,11 +249,34 @@ struct Submit: ParsableCommand {
     }
 
     func run() throws {
-        let tasks = (0..<count).map { offset in
-            TaskParameters(prompt: prompt, negativePrompt: negative, model: model, width: width, height: height,
-                           steps: steps, cfgScale: cfg, sampler: sampler, seed: seed &+ UInt64(offset))
-        }
         let store = JobStore(connection: try database.connect())
+        func stored(_ path: String?, _ flag: String) throws -> String? {
+            guard let path else { return nil }
+            guard let data = FileManager.default.contents(atPath: path) else { throw ValidationError("\(flag) \(path): cannot read the file") }
+            return try store.storeBlob(data)
+        }
+        guard controlImage.count == controlnet.count else { throw ValidationError("give one --control-image per --controlnet") }
+        let initHash = try stored(initImage, "--init-image"), maskHash = try stored(mask, "--mask")
+        let controls = try zip(controlnet, controlImage).enumerated().map { index, pair in
+            TaskParameters.Control(model: pair.0, image: try stored(pair.1, "--control-image")!,
+                                   scale: index < controlScale.count ? controlScale[index] : 1)
+        }
+        let extents = try outpaint.map { text -> [Int] in
+            let parts = text.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+            guard parts.count == 4 else { throw ValidationError("--outpaint must be L,R,T,B, got \(text)") }
+            return parts
+        }
+        let tasks = (0..<count).map { offset in
+            var task = TaskParameters(prompt: prompt, negativePrompt: negative, model: model, width: width, height: height,
+                                      steps: steps, cfgScale: cfg, sampler: sampler, seed: seed &+ UInt64(offset))
+            task.initImage = initHash
+            task.mask = maskHash
+            task.strength = strength
+            task.maskBlur = maskBlur
+            task.outpaint = extents
+            task.controlnets = controls.isEmpty ? nil : controls
+            return task
+        }
         do {
             print(try store.enqueue(name: name, model: model, tasks: tasks))
         } catch let failure as ValidationFailure {

@@ -146,3 +146,86 @@ let migrationsFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent
     #expect(try failures[0].decode("error_message", as: String.self).contains("prompt"))
     #expect(try failures[1].decode("error_message", as: String.self).contains("unknown sampler \"bogus\""))
 }
+
+/// img2img, inpainting, outpainting and ControlNet through the farm (input images stored
+/// once, sent to the worker as BLOBs) give the same pixels as `farm render`.
+@Test func farmRunsEveryPipelineLikeFarmRender() throws {
+    let models = FileManager.default.temporaryDirectory.appendingPathComponent("models-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: models, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: models) }
+    let model = models.appendingPathComponent("tiny")
+    try FileManager.default.moveItem(at: try tinyModelWithFullVocabulary(), to: model)
+    let controlSource = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("StableDiffusionTests/Fixtures/models/tiny-controlnet")
+    try FileManager.default.copyItem(at: controlSource, to: models.appendingPathComponent("canny"))
+    let (initURL, initImage) = try writeRandomPNG(models, name: "init.png", width: 24, height: 16, seed: 4)
+    var maskPixels = [UInt8](repeating: 0, count: 24 * 16)
+    for y in 4..<12 { for x in 6..<18 { maskPixels[y * 24 + x] = 255 } }
+    let maskURL = models.appendingPathComponent("mask.png")
+    try PNGImage(width: 24, height: 16, format: .gray, pixels: maskPixels).pngData().write(to: maskURL)
+    let (controlURL, controlImage) = try writeRandomPNG(models, name: "control.png", width: 24, height: 16, seed: 6)
+    _ = initImage
+
+    let conninfo = try TemporaryPostgres.shared.createDatabase()
+    let connection = try Connection(conninfo)
+    try Migrator(folder: migrationsFolder).apply(to: connection)
+    let store = JobStore(connection: connection)
+    let initHash = try store.storeBlob(try Data(contentsOf: initURL))
+    let maskHash = try store.storeBlob(try Data(contentsOf: maskURL))
+    let controlHash = try store.storeBlob(try controlImage.pngData())
+    func task(_ seed: UInt64, _ change: (inout TaskParameters) -> Void) -> TaskParameters {
+        var parameters = TaskParameters(prompt: "a fox", model: "tiny", width: 24, height: 16, steps: 3, cfgScale: 5,
+                                        sampler: "euler", seed: seed)
+        change(&parameters)
+        return parameters
+    }
+    let tasks = [
+        task(1) { $0.initImage = initHash; $0.strength = 0.6 },
+        task(2) { $0.initImage = initHash; $0.mask = maskHash; $0.maskBlur = 2; $0.strength = 0.9 },
+        task(3) { $0.initImage = initHash; $0.outpaint = [8, 0, 0, 8] },
+        task(4) { $0.controlnets = [.init(model: "canny", image: controlHash, scale: 0.7)] },
+    ]
+    let flags: [[String]] = [
+        ["--init-image", initURL.path, "--strength", "0.6"],
+        ["--init-image", initURL.path, "--mask", maskURL.path, "--mask-blur", "2", "--strength", "0.9"],
+        ["--init-image", initURL.path, "--outpaint", "8,0,0,8"],
+        ["--width", "24", "--height", "16", "--controlnet", controlSource.path, "--control-image", controlURL.path, "--control-scale", "0.7"],
+    ]
+    let job = try store.enqueue(name: "pipelines", model: "tiny", tasks: tasks)
+    #expect(try connection.query("SELECT count(*) AS n FROM task_inputs").single().decode("n", as: Int.self) == 5)
+
+    let context = ZMQContext()
+    let coordinator = try CoordinatorServer(configuration: CoordinatorConfiguration(listen: "tcp://127.0.0.1:*"),
+                                            conninfo: conninfo, context: context)
+    coordinator.log = { _ in }
+    let endpoint = coordinator.endpoint
+    let stop = ThreadSafeBox(false), finished = ThreadSafeBox(false)
+    Thread {
+        do {
+            let worker = try WorkerDaemon(configuration: WorkerConfiguration(coordinator: endpoint, workerID: "pipelines"),
+                                          renderer: try DiffusionRenderer(modelsFolder: models), context: context)
+            worker.log = { _ in }
+            try worker.run(tick: 0.05) { stop.value }
+        } catch {
+            Issue.record("worker failed: \(error)")
+        }
+        finished.mutate { $0 = true }
+    }.start()
+    let deadline = Date().addingTimeInterval(120)
+    while try !store.progress(job: job).isFinished && Date() < deadline { try coordinator.runOnce(timeout: 0.05) }
+    stop.mutate { $0 = true }
+    while !finished.value { try coordinator.runOnce(timeout: 0.05) }
+    let errors = try connection.query("SELECT error_message FROM tasks WHERE state = 'failed'").rows.map { try $0.text("error_message") ?? "" }
+    #expect(try store.progress(job: job).counts == [.done: 4], "\(errors)")
+
+    for image in try store.images(job: job) {
+        let out = models.appendingPathComponent("local-\(image.index).png").path
+        let result = try runFarm(["render", "--model", model.path, "--prompt", "a fox", "--steps", "3", "--cfg", "5",
+                                  "--sampler", "euler", "--seed", String(image.index + 1), "--out", out] + flags[image.index])
+        #expect(result.status == 0, "\(result.stderr)")
+        let local = try PNGImage(pngData: Data(contentsOf: URL(fileURLWithPath: out)))
+        let farmed = try PNGImage(pngData: image.png)
+        #expect(farmed.width == local.width && farmed.height == local.height)
+        #expect(farmed.pixels == local.pixels, "task \(image.index) differs from farm render")
+    }
+}
