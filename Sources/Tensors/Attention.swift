@@ -131,7 +131,8 @@ extension Tensor {
         let scratch = scratchTensor.mutablePointer()
         withExtendedLifetime((query, key, value)) {
             let q = query.pointer, k = key.pointer, v = value.pointer
-            parallelParts(items, parts: threads) { thread, range in
+            // Single-threaded BLAS while our threads run: OpenBLAS's idle threads would otherwise spin on the same cores.
+            Gemm.withSingleThreadedCalls { parallelParts(items, parts: threads) { thread, range in
                 for item in range {
                     let b = item / (heads * chunks), h = (item / chunks) % heads, first = (item % chunks) * rowsPerItem
                     let rows = min(rowsPerItem, queries - first)
@@ -141,7 +142,7 @@ extension Tensor {
                                        output + (b * queries + first) * valueWidth + h * valueHeadWidth, valueWidth,
                                        rows, keys, headWidth, valueHeadWidth, scale, scratch + thread * scratchSize)
                 }
-            }
+            } }
         }
         withExtendedLifetime(scratchTensor) {}
         return result
