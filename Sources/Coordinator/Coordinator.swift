@@ -56,6 +56,8 @@ public final class CoordinatorServer {
     private var lastReconnectAttempt = Date.distantPast
     private var reconnectDelay = 0.5
     private var pendingProgress: [Int64: WireMessage.Progress] = [:]
+    /// The latest preview of each running task (PNG), for watchers.
+    public private(set) var previews: [Int64: (step: Int, png: Data)] = [:]
     private var lastProgressFlush = Date()
     private var workWaiting = true
     /// Called with a line for the log.
@@ -194,16 +196,20 @@ public final class CoordinatorServer {
             send(.heartbeat(.init(freeSlots: 0)), to: routingID)
         case .progress(let report):
             pendingProgress[report.taskID] = report
+        case .preview(let report, let png):
+            previews[report.taskID] = (report.step, png)
         case .result(let header, let png):
             guard let outcome = withStore({ try $0.complete(header, png: png) }) else { return }
             worker.inFlight.remove(header.taskID)
             pendingProgress[header.taskID] = nil
+            previews[header.taskID] = nil
             send(.ack(taskID: header.taskID, attempt: header.attempt), to: routingID)
             log("task \(header.taskID) attempt \(header.attempt) from \(worker.hello.workerID): \(outcome)")
         case .failed(let failure):
             guard let outcome = withStore({ try $0.fail(failure, workerID: worker.hello.workerID) }) else { return }
             worker.inFlight.remove(failure.taskID)
             pendingProgress[failure.taskID] = nil
+            previews[failure.taskID] = nil
             send(.ack(taskID: failure.taskID, attempt: failure.attempt), to: routingID)
             workWaiting = true
             log("task \(failure.taskID) attempt \(failure.attempt) failed (\(failure.kind)): \(failure.message) [\(outcome)]")

@@ -31,6 +31,8 @@ public enum WireMessage: Equatable, Sendable {
     case drain
     /// Coordinator → worker: a stored input image (sent once per worker, before the first ASSIGN that needs it).
     case blob(sha256: String, data: Data)
+    /// Worker → coordinator: a low-resolution preview (PNG) of a task's attempt at `step`.
+    case preview(Progress, png: Data)
 
     /// A worker's introduction.
     public struct Hello: Codable, Equatable, Sendable {
@@ -239,6 +241,7 @@ extension WireMessage {
         case .cancel: return "CANCEL"
         case .drain: return "DRAIN"
         case .blob: return "BLOB"
+        case .preview: return "PREVIEW"
         }
     }
 
@@ -264,6 +267,7 @@ extension WireMessage {
         case .cancel(let task): return [type, json(TaskReference(taskID: task))]
         case .drain: return [type, json(Nothing())]
         case .blob(let hash, let data): return [type, json(BlobHeader(sha256: hash)), data]
+        case .preview(let body, let png): return [type, json(body), png]
         }
     }
 
@@ -302,6 +306,7 @@ extension WireMessage {
             self = .ack(taskID: ack.taskID, attempt: ack.attempt)
         case "CANCEL": try expectFrames(2); self = .cancel(taskID: try body(TaskReference.self).taskID)
         case "DRAIN": try expectFrames(2); _ = try body(Nothing.self); self = .drain
+        case "PREVIEW": try expectFrames(3); self = .preview(try body(Progress.self), png: frames[2])
         case "BLOB":
             try expectFrames(3)
             let hash = try body(BlobHeader.self).sha256

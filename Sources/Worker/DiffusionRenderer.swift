@@ -81,7 +81,8 @@ public final class DiffusionRenderer: Renderer {
         }
     }
 
-    public func render(_ parameters: TaskParameters, inputs: [String: Data], progress: (Int, Int) -> Bool) throws -> PNGImage {
+    public func render(_ parameters: TaskParameters, inputs: [String: Data], previewEvery: Int,
+                       preview: (Int, PNGImage) -> Void, progress: (Int, Int) -> Bool) throws -> PNGImage {
         let pipeline = try self.pipeline(parameters.model)
         func image(_ hash: String?) throws -> PNGImage? {
             guard let hash else { return nil }
@@ -110,7 +111,15 @@ public final class DiffusionRenderer: Renderer {
         do {
             request.settings.sampler = try SamplerName(parsing: parameters.sampler)
             let prepared = try PreparedGeneration(request, pipeline: pipeline)
-            let latents = try prepared.sample(pipeline, settings: request.settings, progress: progress)
+            let latents = try withoutActuallyEscaping(preview) { preview in
+                try prepared.sample(pipeline, settings: request.settings, onStep: { step, latents in
+                    guard previewEvery > 0, step % previewEvery == 0 else { return }
+                    let small = Pipeline.preview(latents)
+                    if let image = try? PNGImage(width: small.width, height: small.height, format: .rgb, pixels: small.rgb) {
+                        preview(step, image)
+                    }
+                }, progress: progress)
+            }
             return try prepared.images(pipeline, latents: latents) { _ in
                 "\(parameters.prompt)\n" + (parameters.negativePrompt.isEmpty ? "" : "Negative prompt: \(parameters.negativePrompt)\n")
                     + "Steps: \(parameters.steps), Sampler: \(parameters.sampler), CFG scale: \(parameters.cfgScale), Seed: \(parameters.seed), Size: \(prepared.width)x\(prepared.height), Model: \(parameters.model)"

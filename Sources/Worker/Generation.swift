@@ -110,12 +110,15 @@ public struct PreparedGeneration {
     }
 
     /// Runs the sampler for `settings` (its size is replaced by the prepared one) and returns the final latents.
-    public func sample(_ pipeline: Pipeline, settings: Pipeline.Settings, progress: (Int, Int) -> Bool) throws -> Tensor {
+    /// `onStep` sees the latents after every step (for previews).
+    public func sample(_ pipeline: Pipeline, settings: Pipeline.Settings, onStep: ((Int, Tensor) -> Void)? = nil,
+                       progress: (Int, Int) -> Bool) throws -> Tensor {
         var settings = settings
         settings.width = width
         settings.height = height
         return try pipeline.sample(conditional: conditional, unconditional: unconditional, settings: settings,
-                                   image: pixels, strength: strength, mask: mask, controls: controls, progress: progress)
+                                   image: pixels, strength: strength, mask: mask, controls: controls, onStep: onStep,
+                                   progress: progress)
     }
 
     /// Decodes latents to PNG images with `text(index)` as their `parameters` chunk; inpainting

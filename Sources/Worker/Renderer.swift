@@ -10,8 +10,10 @@ public protocol Renderer {
     /// The model loaded now (nil when none), reported for model affinity.
     var loadedModel: String? { get }
     /// Renders one image; `inputs` holds the task's input images (PNG bytes) by SHA-256;
-    /// `progress(step, total)` is called after each step and returns false to cancel.
-    func render(_ parameters: TaskParameters, inputs: [String: Data], progress: (Int, Int) -> Bool) throws -> PNGImage
+    /// `progress(step, total)` is called after each step and returns false to cancel;
+    /// `preview(step, image)` gets a low-resolution preview every `previewEvery` steps (0: never).
+    func render(_ parameters: TaskParameters, inputs: [String: Data], previewEvery: Int,
+                preview: (Int, PNGImage) -> Void, progress: (Int, Int) -> Bool) throws -> PNGImage
 }
 
 extension Renderer {
@@ -50,7 +52,8 @@ public struct TestPatternRenderer: Renderer {
         self.delay = delay
     }
 
-    public func render(_ parameters: TaskParameters, inputs: [String: Data], progress: (Int, Int) -> Bool) throws -> PNGImage {
+    public func render(_ parameters: TaskParameters, inputs: [String: Data], previewEvery: Int,
+                       preview: (Int, PNGImage) -> Void, progress: (Int, Int) -> Bool) throws -> PNGImage {
         guard models.contains(parameters.model) else {
             throw RenderError(kind: .input, message: "unknown model \"\(parameters.model)\"; this worker has \(models.joined(separator: ", "))")
         }

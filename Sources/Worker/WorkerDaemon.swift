@@ -17,6 +17,8 @@ public struct WorkerConfiguration: Sendable {
     public var resendSeconds: Double = 5
     /// First and longest wait between introductions while no coordinator answers.
     public var reconnectBackoff: (first: Double, max: Double) = (1, 32)
+    /// Steps between latent previews sent with progress (0: none).
+    public var previewEvery = 5
 
     /// Settings for a worker of `coordinator` (one or more endpoints).
     public init(coordinator: String, workerID: String? = nil) {
@@ -207,7 +209,7 @@ public final class WorkerDaemon {
             unacknowledged[taskID] = nil
         case .heartbeat:
             break
-        case .hello, .progress, .result, .failed:
+        case .hello, .progress, .result, .failed, .preview:
             log("ignored \(message.typeName) from coordinator")
         }
     }
@@ -225,7 +227,13 @@ public final class WorkerDaemon {
                 }
                 inputs[hash] = blob.data
             }
-            let image = try renderer.render(assignment.parameters, inputs: inputs) { step, total in
+            let image = try renderer.render(assignment.parameters, inputs: inputs, previewEvery: configuration.previewEvery,
+                                            preview: { step, image in
+                guard let png = try? image.pngData() else { return }
+                let report = WireMessage.Progress(taskID: assignment.taskID, attempt: assignment.attempt, step: step,
+                                                  total: assignment.parameters.steps)
+                _ = try? socket.send(WireMessage.preview(report, png: png).frames(), dontWait: true)
+            }) { step, total in
                 let rate = Double(step) / max(Date().timeIntervalSince(started), 1e-6)
                 let report = WireMessage.progress(.init(taskID: assignment.taskID, attempt: assignment.attempt,
                                                         step: step, total: total, itemsPerSecond: rate))

@@ -184,10 +184,10 @@ struct Render: ParsableCommand {
         for round in 0..<batchCount {
             settings.seed = seed &+ UInt64(round * batch)
             let bar = ProgressBar(label: batchCount == 1 ? "sampling" : "batch \(round + 1)/\(batchCount)")
-            let latents = try prepared.sample(pipeline, settings: settings) { step, total in
+            let latents = try prepared.sample(pipeline, settings: settings, progress: { step, total in
                 bar.update(step, total)
                 return true
-            }
+            })
             bar.finish()
             if let saveLatents {
                 let path = batchCount == 1 ? saveLatents : saveLatents.replacingOccurrences(of: ".npy", with: "-\(round + 1).npy", options: [.backwards])

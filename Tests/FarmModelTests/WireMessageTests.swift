@@ -16,6 +16,7 @@ import Testing
         .failed(.init(taskID: 9, attempt: 2, kind: .input, message: "bad")),
         .ack(taskID: 9, attempt: 2),
         .cancel(taskID: 9),
+        .preview(.init(taskID: 9, attempt: 2, step: 5, total: 20), png: Data([0x89, 0x50])),
         .blob(sha256: SHA256.hex(of: Data([1, 2, 3])), data: Data([1, 2, 3])),
         .drain,
         .hello(.init(workerID: "w2", host: "h", models: [], slots: 1, maxPixels: 100, activeTasks: [3, 4], device: .current)),

@@ -119,8 +119,9 @@ let migrationsFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent
     let stop = ThreadSafeBox(false), finished = ThreadSafeBox(false)
     Thread {
         do {
-            let worker = try WorkerDaemon(configuration: WorkerConfiguration(coordinator: endpoint, workerID: "engine"),
-                                          renderer: renderer, context: context)
+            var settings = WorkerConfiguration(coordinator: endpoint, workerID: "engine")
+            settings.previewEvery = 1
+            let worker = try WorkerDaemon(configuration: settings, renderer: renderer, context: context)
             worker.log = { _ in }
             try worker.run(tick: 0.05) { stop.value }
         } catch {
@@ -130,11 +131,17 @@ let migrationsFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent
     }.start()
     let observer = JobStore(connection: try Connection(conninfo))
     let deadline = Date().addingTimeInterval(120)
-    while try !observer.progress(job: job).isFinished && Date() < deadline { try coordinator.runOnce(timeout: 0.05) }
+    var previewSeen: PNGImage?
+    while try !observer.progress(job: job).isFinished && Date() < deadline {
+        try coordinator.runOnce(timeout: 0.05)
+        if let latest = coordinator.previews.values.first { previewSeen = try PNGImage(pngData: latest.png) }
+    }
     stop.mutate { $0 = true }
     while !finished.value { try coordinator.runOnce(timeout: 0.05) }
 
     #expect(try observer.progress(job: job).counts == [.done: 2, .failed: 2])
+    // Latent previews (every step here) arrive at the coordinator at latent resolution.
+    #expect(previewSeen?.width == 12 && previewSeen?.height == 8)
     #expect(renderer.loadedModels == ["tiny"] && renderer.loadedModel == "tiny")
     for stored in try observer.images(job: job) {
         let image = try PNGImage(pngData: stored.png)

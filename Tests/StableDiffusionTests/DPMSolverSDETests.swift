@@ -101,10 +101,10 @@ func dpmppSDEWithoutNoiseMatchesDiffusersDeterministicPart(_ fixture: SDEFixture
     var calls = 0
     let latents = try pipeline.sample(conditional: pipeline.textEncoder([fixture.ids]),
                                       unconditional: pipeline.textEncoder([fixture.negative_ids]),
-                                      settings: settings) { step, _ in
+                                      settings: settings, progress: { step, _ in
         calls = step
         return true
-    }
+    })
     #expect(calls == 2 * fixture.settings.steps - 1)
     #expect(latents.shape == fixture.latents_shape)
     let values = latents.scalars.map(Double.init)

@@ -47,10 +47,10 @@ func img2imgMatchesDiffusers(_ fixture: Img2ImgCase) throws {
     let latents = try pipeline.sample(conditional: pipeline.textEncoder([fixture.ids]),
                                       unconditional: pipeline.textEncoder([fixture.negative_ids]), settings: settings,
                                       image: Pipeline.pixels(rgb: fixture.init_, width: fixture.width, height: fixture.height),
-                                      strength: fixture.strength) { step, _ in
+                                      strength: fixture.strength, progress: { step, _ in
         calls = step
         return true
-    }
+    })
     // strength 0.6 of 8 steps runs the last 4 steps; Heun and DPM2 make 2·8 − 1 = 15 calls and start at call 8.
     #expect(calls == (["heun", "dpm2"].contains(fixture.sampler) ? 7 : 4))
     expectMatchesDiffusers(pipeline, latents: latents, shape: fixture.latents_shape, latents: fixture.latents,

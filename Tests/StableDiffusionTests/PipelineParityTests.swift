@@ -37,10 +37,10 @@ func samplerMatchesDiffusersPipeline(_ fixture: PipelineCase) throws {
     var steps = 0
     let latents = try pipeline.sample(conditional: pipeline.textEncoder([fixture.ids]),
                                       unconditional: pipeline.textEncoder([fixture.negative_ids]),
-                                      settings: settings) { step, total in
+                                      settings: settings, progress: { step, total in
         steps = step
         return step <= total
-    }
+    })
     // One progress call per UNet call: PLMS needs steps + 1, Heun and DPM2 2·steps − 1.
     let calls = ["pndm": fixture.settings.steps + 1, "heun": 2 * fixture.settings.steps - 1,
                  "dpm2": 2 * fixture.settings.steps - 1][fixture.sampler] ?? fixture.settings.steps

@@ -120,12 +120,12 @@ public struct Pipeline {
     /// the masked image's latents; an ordinary UNet has the kept area replaced by the
     /// source latents, noised to the current level, after every step.
     public func sample(conditional: Tensor, unconditional: Tensor, settings: Settings, image: Tensor? = nil, strength: Float = 1,
-                       mask: Tensor? = nil, controls: [Control] = [],
+                       mask: Tensor? = nil, controls: [Control] = [], onStep: ((Int, Tensor) -> Void)? = nil,
                        progress: (Int, Int) -> Bool = { _, _ in true }) throws -> Tensor {
         if let mask {
             guard let image else { throw SamplingError("a mask needs an image to inpaint") }
             return try inpaint(conditional: conditional, unconditional: unconditional, settings: settings, image: image,
-                               mask: mask, strength: strength, controls: controls, progress: progress)
+                               mask: mask, strength: strength, controls: controls, onStep: onStep, progress: progress)
         }
         guard unet.config.inChannels != 9 else {
             throw SamplingError("this is an inpainting model (9 input channels): give it an image and a mask")
@@ -163,6 +163,7 @@ public struct Pipeline {
             let output = guidedPrediction(scheduler.scaleModelInput(latents, index: index), timestep: timestep,
                                           context: context, settings: settings, controls: controls)
             latents = scheduler.step(output, index: index, sample: latents, noise: noise)
+            onStep?(index + 1 - start, latents)
             guard progress(index + 1 - start, scheduler.timesteps.count - start) else { throw CancellationError() }
         }
         return latents
@@ -176,6 +177,27 @@ public struct Pipeline {
         let tile = max(1, vae.config.sampleSize / vae.downscaleFactor)
         let pixels = tiled ? vae.decodeTiled(scaled, tile: tile) : vae.decode(scaled)
         return Pipeline.bytes(pixels)
+    }
+
+    /// A cheap preview of the first image in `latents`, at latent resolution: SD's 4 latent
+    /// channels projected linearly to RGB (the factors the web UIs use for live previews),
+    /// instead of a VAE decode. Returns (width, height, interleaved RGB bytes).
+    public static func preview(_ latents: Tensor) -> (width: Int, height: Int, rgb: [UInt8]) {
+        let (channels, height, width) = (latents.shape[1], latents.shape[2], latents.shape[3])
+        let factors: [[Float]] = [[0.3512, 0.2297, 0.3227], [0.3250, 0.4974, 0.2350],
+                                  [-0.2829, 0.1762, 0.2721], [-0.2120, -0.2616, -0.7177]]
+        let plane = height * width
+        var rgb = [UInt8](repeating: 0, count: plane * 3)
+        latents.withUnsafeBufferPointer { values in
+            for p in 0..<plane {
+                for c in 0..<3 {
+                    var sum: Float = 0
+                    for k in 0..<min(channels, 4) { sum += values[k * plane + p] * factors[k][c] }
+                    rgb[p * 3 + c] = UInt8(Swift.min(Swift.max((sum + 1) / 2, 0), 1) * 255)
+                }
+            }
+        }
+        return (width, height, rgb)
     }
 
     /// Interleaved 8-bit RGB (rows top to bottom) → [1, 3, H, W] in [-1, 1], as diffusers' image processor.
@@ -217,7 +239,7 @@ public struct Pipeline {
     }
 
     func inpaint(conditional: Tensor, unconditional: Tensor, settings: Settings, image: Tensor, mask: Tensor, strength: Float,
-                 controls: [Control], progress: (Int, Int) -> Bool) throws -> Tensor {
+                 controls: [Control], onStep: ((Int, Tensor) -> Void)?, progress: (Int, Int) -> Bool) throws -> Tensor {
         try validate(settings)
         guard image.shape == [1, 3, settings.height, settings.width] else {
             throw SamplingError("init image is \(image.shape.dropFirst(2).reversed().map(String.init).joined(separator: "x")) but the render is \(settings.width)x\(settings.height)")
@@ -265,6 +287,7 @@ public struct Pipeline {
                 let blended = Tensor.broadcast(proper, maskBatch) { $0 * (1 - $1) }
                 latents = blended + latents * maskBatch
             }
+            onStep?(index + 1 - start, latents)
             guard progress(index + 1 - start, scheduler.timesteps.count - start) else { throw CancellationError() }
         }
         return latents
