@@ -46,7 +46,7 @@ func farmDatabase(_ server: TemporaryPostgres = .shared) throws -> (conninfo: St
 
 func startCoordinator(_ conninfo: String, _ endpoint: String) throws -> FarmProcess {
     try FarmProcess(["coordinator", "--database", conninfo, "--listen", endpoint, "--heartbeat", "0.2",
-                     "--missed-heartbeats", "5", "--lease-seconds", "30"], name: "coordinator")
+                     "--missed-heartbeats", "10", "--lease-seconds", "30"], name: "coordinator")
 }
 
 func startSyntheticWorker(_ endpoint: String, name: String, delay: Double) throws -> FarmProcess {
