@@ -16,6 +16,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         // C libraries, each behind a module map or a small C shim.
@@ -35,6 +36,7 @@ let package = Package(
 
         // The farm.
         .target(name: "FarmModel"),
+        .target(name: "JobSpec", dependencies: ["FarmModel", .product(name: "Yams", package: "Yams")]),
         .target(name: "ZeroMQ", dependencies: ["CZeroMQ"]),
         .target(name: "Postgres", dependencies: ["CPostgres"]),
         .target(name: "JobStore", dependencies: ["Postgres", "FarmModel"]),
@@ -42,7 +44,7 @@ let package = Package(
         .target(name: "Worker", dependencies: ["StableDiffusion", "Imaging", "ZeroMQ", "FarmModel"]),
         .executableTarget(name: "farm", dependencies: [
             "Tensors", "StableDiffusion", "Imaging", "FarmModel", "ZeroMQ", "Postgres",
-            "JobStore", "Coordinator", "Worker",
+            "JobStore", "Coordinator", "Worker", "JobSpec",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -56,7 +58,7 @@ let package = Package(
         .testTarget(name: "TensorsTests", dependencies: ["Tensors"], exclude: ["Fixtures"]),
         .testTarget(name: "StableDiffusionTests", dependencies: ["StableDiffusion"], exclude: ["Fixtures"]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging"]),
-        .testTarget(name: "FarmModelTests", dependencies: ["FarmModel"]),
+        .testTarget(name: "FarmModelTests", dependencies: ["FarmModel", "JobSpec"]),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "TestSupport"]),
         .testTarget(name: "JobStoreTests", dependencies: ["JobStore", "TestSupport"]),

@@ -2,6 +2,7 @@ import ArgumentParser
 import Coordinator
 import FarmModel
 import Foundation
+import JobSpec
 import JobStore
 import Postgres
 import Worker
@@ -181,27 +182,45 @@ struct WorkerCommand: ParsableCommand {
 
 struct Submit: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Queue a job of one prompt over a range of seeds (writes to the database directly).")
+        abstract: "Queue a job: a spec file (YAML/JSON with defaults, items and sweeps; JSONL; CSV; text, one prompt per line), or one prompt over a range of seeds.",
+        discussion: """
+            Flags such as --model, --width or --steps fill what a spec leaves out. Example YAML:
+              name: foxes
+              model: tiny-sd
+              defaults: {steps: 10, cfg: 7, sampler: euler_a, width: 32, height: 32}
+              sweep:
+                prompt: ["a red fox in the snow", "a castle at night"]
+                seed: "1-4"
+            """)
 
     @OptionGroup var database: DatabaseOptions
 
-    @Option(help: "The job's name.")
-    var name = "job"
+    @Argument(help: "A job spec file (.yaml, .yml, .json, .jsonl, .csv, or text).")
+    var spec: String?
 
-    @Option(help: "The prompt to draw.")
-    var prompt: String
+    @Flag(help: "Print how many tasks the spec makes and the first few; submit nothing.")
+    var dryRun = false
+
+    @Flag(help: "Follow the job until it finishes.")
+    var wait = false
+
+    @Option(help: "The job's name.")
+    var name: String?
+
+    @Option(help: "The prompt to draw (without a spec file).")
+    var prompt: String?
 
     @Option(help: "What to steer away from.")
     var negative = ""
 
-    @Option(help: "The model to draw with (a name the workers have).")
-    var model = "test-pattern"
+    @Option(help: "The model to draw with (a name the workers have; default test-pattern without a spec).")
+    var model: String?
 
     @Option(help: "Sampler name (see farm render --help).")
-    var sampler = "euler_a"
+    var sampler: String?
 
     @Option(help: "Classifier-free guidance scale.")
-    var cfg: Double = 7.5
+    var cfg: Double?
 
     @Option(help: "img2img/inpainting/outpainting source image (PNG), stored once with the job.")
     var initImage: String?
@@ -233,14 +252,14 @@ struct Submit: ParsableCommand {
     @Option(help: "The first seed.")
     var seed: UInt64 = 0
 
-    @Option(help: "Image width in pixels.")
-    var width = 512
+    @Option(help: "Image width in pixels (default 512).")
+    var width: Int?
 
-    @Option(help: "Image height in pixels.")
-    var height = 512
+    @Option(help: "Image height in pixels (default 512).")
+    var height: Int?
 
-    @Option(help: "Denoising steps.")
-    var steps = 20
+    @Option(help: "Denoising steps (default 20).")
+    var steps: Int?
 
     func validate() throws {
         guard count >= 1 && count <= Limits().maxTasksPerJob else {
@@ -249,6 +268,11 @@ struct Submit: ParsableCommand {
     }
 
     func run() throws {
+        if let spec {
+            try submitSpec(spec)
+            return
+        }
+        guard let prompt else { throw ValidationError("give a spec file or --prompt") }
         let store = JobStore(connection: try database.connect())
         func stored(_ path: String?, _ flag: String) throws -> String? {
             guard let path else { return nil }
@@ -267,8 +291,9 @@ struct Submit: ParsableCommand {
             return parts
         }
         let tasks = (0..<count).map { offset in
-            var task = TaskParameters(prompt: prompt, negativePrompt: negative, model: model, width: width, height: height,
-                                      steps: steps, cfgScale: cfg, sampler: sampler, seed: seed &+ UInt64(offset))
+            var task = TaskParameters(prompt: prompt, negativePrompt: negative, model: model ?? "test-pattern", width: width ?? 512,
+                                      height: height ?? 512, steps: steps ?? 20, cfgScale: cfg ?? 7.5, sampler: sampler ?? "euler_a",
+                                      seed: seed &+ UInt64(offset))
             task.initImage = initHash
             task.mask = maskHash
             task.strength = strength
@@ -278,9 +303,61 @@ struct Submit: ParsableCommand {
             return task
         }
         do {
-            print(try store.enqueue(name: name, model: model, tasks: tasks))
+            let job = try store.enqueue(name: name ?? "job", model: model ?? "test-pattern", tasks: tasks)
+            print(job)
+            if wait { try follow(job, store: store) }
         } catch let failure as ValidationFailure {
             throw ValidationError(failure.description)
+        }
+    }
+
+    /// Flags given on the command line, as spec field overrides.
+    var overrides: [String: String] {
+        var fields: [String: String] = [:]
+        fields["name"] = name
+        fields["model"] = model
+        fields["sampler"] = sampler
+        fields["cfg"] = cfg.map { String($0) }
+        fields["width"] = width.map(String.init)
+        fields["height"] = height.map(String.init)
+        fields["steps"] = steps.map(String.init)
+        if !negative.isEmpty { fields["negative"] = negative }
+        return fields
+    }
+
+    private func submitSpec(_ path: String) throws {
+        let url = URL(fileURLWithPath: path)
+        guard let attributes = try? FileManager.default.attributesOfItem(atPath: path) else {
+            throw ValidationError("\(path): cannot read the file")
+        }
+        guard (attributes[.size] as? Int ?? 0) <= 256 << 20 else { throw ValidationError("\(path): larger than 256 MB") }
+        let text = try String(contentsOf: url, encoding: .utf8)
+        let job: JobSpec
+        do { job = try JobSpec.parse(text, file: path, overrides: overrides) } catch let error as JobSpecError {
+            throw ValidationError(error.description)
+        }
+        if dryRun {
+            print("\(job.tasks.count) task(s) for job \"\(job.name)\" (model \(job.model))")
+            for (index, task) in job.tasks.prefix(5).enumerated() {
+                print("  \(index): \"\(task.prompt.prefix(60))\" seed \(task.seed), \(task.width)x\(task.height), \(task.steps) steps, cfg \(task.cfgScale), \(task.sampler), \(task.model)")
+            }
+            if job.tasks.count > 5 { print("  …") }
+            return
+        }
+        let store = JobStore(connection: try database.connect())
+        let id = try store.enqueue(name: job.name, model: job.model, maxAttempts: job.maxAttempts, priority: job.priority, tasks: job.tasks)
+        print(id)
+        if wait { try follow(id, store: store) }
+    }
+
+    private func follow(_ job: Int64, store: JobStore) throws {
+        var last = ""
+        while true {
+            let progress = try store.progress(job: job)
+            let line = TaskState.allCases.map { "\($0.rawValue)=\(progress.counts[$0, default: 0])" }.joined(separator: " ")
+            if line != last { FileHandle.standardError.write(Data("job \(job): \(line)\n".utf8)); last = line }
+            if progress.isFinished { return }
+            Thread.sleep(forTimeInterval: 0.5)
         }
     }
 }

@@ -1,0 +1,322 @@
+import FarmModel
+import Foundation
+import Yams
+
+/// A bad job spec: one line naming the file, the line (where known) and the field.
+public struct JobSpecError: Error, CustomStringConvertible, Equatable {
+    /// The spec file (or "<input>").
+    public var file: String
+    /// 1-based line, when the format has lines.
+    public var line: Int?
+    /// The field concerned, as the user wrote it.
+    public var field: String?
+    /// What is wrong and what is allowed.
+    public var message: String
+
+    public var description: String {
+        var place = file
+        if let line { place += ":\(line)" }
+        if let field { place += ": \(field)" }
+        return "\(place): \(message)"
+    }
+}
+
+/// A job as a user writes it by hand, expanded into tasks: YAML or JSON with defaults and
+/// a list of items and/or a sweep (the cartesian product of prompts × seeds × cfg ×
+/// samplers × models, seeds also as ranges like "1-1000"); JSONL (one task per line);
+/// CSV with a header; or plain text, one prompt per line.
+public struct JobSpec: Sendable {
+    /// The job's name.
+    public var name: String
+    /// The model most tasks use (the job's label; each task names its own).
+    public var model: String
+    /// Scheduling priority (higher first).
+    public var priority = 0
+    /// Attempts per task before it fails.
+    public var maxAttempts = 3
+    /// The tasks, in order.
+    public var tasks: [TaskParameters]
+
+    /// Fields a task (or `defaults`) may set, with the spelling users write.
+    static let taskFields: Set<String> = ["prompt", "negative", "negative_prompt", "model", "width", "height", "steps",
+                                          "cfg", "cfg_scale", "sampler", "seed", "clip_skip", "strength"]
+    /// Keys a sweep may vary.
+    static let sweepFields = ["prompt", "negative", "seed", "cfg", "sampler", "model", "steps", "width", "height"]
+    /// Top-level keys of a YAML/JSON spec.
+    static let specFields: Set<String> = ["name", "model", "defaults", "sweep", "items", "priority", "max_attempts"]
+
+    /// Most tasks one spec may make.
+    public static var maxTasks = Limits().maxTasksPerJob
+
+    /// Parses a spec; the format follows the file extension (.yaml/.yml/.json, .jsonl, .csv, anything else: text).
+    /// `overrides` (from command-line flags) fill what the spec leaves out: name, model and task fields.
+    public static func parse(_ text: String, file: String, overrides: [String: String] = [:]) throws -> JobSpec {
+        let fileExtension = (file as NSString).pathExtension.lowercased()
+        switch fileExtension {
+        case "yaml", "yml", "json": return try parseStructured(text, file: file, overrides: overrides)
+        case "jsonl": return try parseLines(text, file: file, overrides: overrides, csv: false)
+        case "csv": return try parseLines(text, file: file, overrides: overrides, csv: true)
+        default: return try parseText(text, file: file, overrides: overrides)
+        }
+    }
+
+    // MARK: - YAML / JSON
+
+    static func parseStructured(_ text: String, file: String, overrides: [String: String]) throws -> JobSpec {
+        let root: Node
+        do {
+            guard let node = try Yams.compose(yaml: text) else {
+                throw JobSpecError(file: file, line: nil, field: nil, message: "the spec is empty")
+            }
+            root = node
+        } catch let error as JobSpecError {
+            throw error
+        } catch let error as YamlError {
+            throw JobSpecError(file: file, line: yamlLine(error), field: nil, message: "not valid YAML/JSON: \(yamlMessage(error))")
+        }
+        guard let mapping = root.mapping else {
+            throw JobSpecError(file: file, line: line(root), field: nil, message: "the spec must be a mapping with name, model and items or sweep")
+        }
+        var top: [String: Node] = [:]
+        for (key, value) in mapping {
+            guard let name = key.string else { throw JobSpecError(file: file, line: line(key), field: nil, message: "keys must be strings") }
+            guard specFields.contains(name) else {
+                throw JobSpecError(file: file, line: line(key), field: name,
+                                   message: "unknown field; known: \(specFields.sorted().joined(separator: ", "))")
+            }
+            top[name] = value
+        }
+        func scalar(_ name: String) throws -> String? {
+            guard let node = top[name] else { return nil }
+            guard let value = node.scalar?.string else { throw JobSpecError(file: file, line: line(node), field: name, message: "must be a single value") }
+            return value
+        }
+        let name = try scalar("name") ?? overrides["name"] ?? (file as NSString).lastPathComponent
+        guard let model = try scalar("model") ?? overrides["model"] else {
+            throw JobSpecError(file: file, line: nil, field: "model", message: "required: the model the workers should use")
+        }
+        var defaults = overrides.filter { taskFields.contains($0.key) }
+        defaults["model"] = model
+        if let node = top["defaults"] {
+            for (key, value) in try fields(node, file: file, section: "defaults") { defaults[key] = value }
+        }
+        var rows: [(fields: [String: String], line: Int?)] = []
+        if let items = top["items"] {
+            guard let sequence = items.sequence else { throw JobSpecError(file: file, line: line(items), field: "items", message: "must be a list") }
+            for item in sequence {
+                rows.append((defaults.merging(try fields(item, file: file, section: "items"), uniquingKeysWith: { $1 }), line(item)))
+            }
+        }
+        if let sweep = top["sweep"] {
+            rows += try expandSweep(sweep, defaults: defaults, file: file)
+        }
+        if top["items"] == nil && top["sweep"] == nil {
+            throw JobSpecError(file: file, line: nil, field: nil, message: "needs items or a sweep")
+        }
+        var spec = JobSpec(name: name, model: model, tasks: [])
+        if let value = try scalar("priority") {
+            guard let priority = Int(value) else { throw JobSpecError(file: file, line: line(top["priority"]!), field: "priority", message: "must be an integer") }
+            spec.priority = priority
+        }
+        if let value = try scalar("max_attempts") {
+            guard let attempts = Int(value), (1...100).contains(attempts) else {
+                throw JobSpecError(file: file, line: line(top["max_attempts"]!), field: "max_attempts", message: "must be 1...100")
+            }
+            spec.maxAttempts = attempts
+        }
+        spec.tasks = try rows.enumerated().map { index, row in try task(row.fields, file: file, line: row.line, index: index) }
+        return spec
+    }
+
+    static func line(_ node: Node) -> Int? { node.mark.map { $0.line } }
+
+    static func yamlLine(_ error: YamlError) -> Int? {
+        switch error {
+        case .scanner(_, _, let mark, _), .parser(_, _, let mark, _), .composer(_, _, let mark, _): return mark.line
+        default: return nil
+        }
+    }
+
+    static func yamlMessage(_ error: YamlError) -> String {
+        switch error {
+        case .scanner(_, let problem, _, _), .parser(_, let problem, _, _), .composer(_, let problem, _, _): return problem
+        default: return "\(error)".split(separator: "\n").first.map(String.init) ?? "\(error)"
+        }
+    }
+
+    /// A mapping of task fields, each a scalar, with unknown fields refused.
+    static func fields(_ node: Node, file: String, section: String) throws -> [String: String] {
+        guard let mapping = node.mapping else {
+            throw JobSpecError(file: file, line: line(node), field: section, message: "must be a mapping of task fields")
+        }
+        var result: [String: String] = [:]
+        for (key, value) in mapping {
+            guard let name = key.string, taskFields.contains(name) else {
+                throw JobSpecError(file: file, line: line(key), field: "\(section).\(key.string ?? "?")",
+                                   message: "unknown field; known: \(taskFields.sorted().joined(separator: ", "))")
+            }
+            guard let text = value.scalar?.string else {
+                throw JobSpecError(file: file, line: line(value), field: "\(section).\(name)", message: "must be a single value")
+            }
+            result[name] = text
+        }
+        return result
+    }
+
+    /// The cartesian product of the sweep's lists, in the order prompt × negative × seed × cfg × sampler × model × steps × size.
+    static func expandSweep(_ node: Node, defaults: [String: String], file: String) throws -> [(fields: [String: String], line: Int?)] {
+        guard let mapping = node.mapping else { throw JobSpecError(file: file, line: line(node), field: "sweep", message: "must be a mapping of lists") }
+        var axes: [String: [String]] = [:]
+        for (key, value) in mapping {
+            guard let name = key.string, sweepFields.contains(name) else {
+                throw JobSpecError(file: file, line: line(key), field: "sweep.\(key.string ?? "?")",
+                                   message: "cannot be swept; sweepable: \(sweepFields.joined(separator: ", "))")
+            }
+            if let list = value.sequence {
+                axes[name] = try list.map { item in
+                    guard let text = item.scalar?.string else { throw JobSpecError(file: file, line: line(item), field: "sweep.\(name)", message: "list items must be single values") }
+                    return text
+                }
+            } else if let text = value.scalar?.string {
+                axes[name] = name == "seed" ? try seedRange(text, file: file, line: line(value)) : [text]
+            } else {
+                throw JobSpecError(file: file, line: line(value), field: "sweep.\(name)", message: "must be a list (or, for seed, a range like 1-1000)")
+            }
+            if axes[name]!.isEmpty { throw JobSpecError(file: file, line: line(value), field: "sweep.\(name)", message: "must not be empty") }
+        }
+        let total = axes.values.reduce(1) { $0.multipliedReportingOverflow(by: $1.count).partialValue }
+        guard total <= maxTasks else {
+            throw JobSpecError(file: file, line: line(node), field: "sweep", message: "makes \(total) tasks; the limit is \(maxTasks)")
+        }
+        var rows: [[String: String]] = [defaults]
+        for axis in sweepFields {
+            guard let values = axes[axis] else { continue }
+            rows = rows.flatMap { row in values.map { value in var next = row; next[axis] = value; return next } }
+        }
+        return rows.map { ($0, line(node)) }
+    }
+
+    /// "1-1000" → "1" … "1000"; a single number → itself.
+    static func seedRange(_ text: String, file: String, line: Int?) throws -> [String] {
+        let parts = text.split(separator: "-", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+        if parts.count == 1, UInt64(parts[0]) != nil { return [parts[0]] }
+        guard parts.count == 2, let low = UInt64(parts[0]), let high = UInt64(parts[1]), low <= high, high - low < UInt64(maxTasks) else {
+            throw JobSpecError(file: file, line: line, field: "sweep.seed", message: "must be a list of seeds or a range like 1-1000, got \"\(text)\"")
+        }
+        return (low...high).map(String.init)
+    }
+
+    /// One task from its fields (strings as written), validated; errors name the field.
+    static func task(_ fields: [String: String], file: String, line: Int?, index: Int) throws -> TaskParameters {
+        func fail(_ field: String, _ message: String) -> JobSpecError {
+            JobSpecError(file: file, line: line, field: field, message: message)
+        }
+        func int(_ name: String) throws -> Int? {
+            guard let text = fields[name] else { return nil }
+            guard let value = Int(text) else { throw fail(name, "must be an integer, got \"\(text.prefix(40))\"") }
+            return value
+        }
+        func double(_ name: String) throws -> Double? {
+            guard let text = fields[name] else { return nil }
+            guard let value = Double(text) else { throw fail(name, "must be a number, got \"\(text.prefix(40))\"") }
+            return value
+        }
+        guard let prompt = fields["prompt"] else { throw fail("prompt", "required for every task (task \(index))") }
+        guard let model = fields["model"], !model.isEmpty else { throw fail("model", "required") }
+        var task = TaskParameters(prompt: prompt, negativePrompt: fields["negative"] ?? fields["negative_prompt"] ?? "", model: model)
+        if let value = try int("width") { task.width = value }
+        if let value = try int("height") { task.height = value }
+        if let value = try int("steps") { task.steps = value }
+        if let value = try double("cfg") ?? double("cfg_scale") { task.cfgScale = value }
+        if let value = fields["sampler"] { task.sampler = value }
+        if let text = fields["seed"] {
+            guard let seed = UInt64(text) else { throw fail("seed", "must be a whole number 0...\(UInt64.max), got \"\(text.prefix(40))\"") }
+            task.seed = seed
+        }
+        task.clipSkip = try int("clip_skip")
+        task.strength = try double("strength")
+        do { try task.validate() } catch let failure as ValidationFailure {
+            let field = ["cfg_scale": "cfg", "negative_prompt": "negative"][failure.field] ?? failure.field
+            throw fail(field, failure.message)
+        }
+        return task
+    }
+
+    // MARK: - JSONL, CSV, text
+
+    static func parseLines(_ text: String, file: String, overrides: [String: String], csv: Bool) throws -> JobSpec {
+        let defaults = overrides.filter { taskFields.contains($0.key) }
+        var tasks: [TaskParameters] = []
+        var header: [String]?
+        for (offset, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let lineNumber = offset + 1
+            let line = raw.trimmingCharacters(in: .whitespaces)
+            if line.isEmpty { continue }
+            var fields = defaults
+            if csv {
+                let cells = try csvCells(line, file: file, line: lineNumber)
+                guard let columns = header else {
+                    for column in cells where !taskFields.contains(column) {
+                        throw JobSpecError(file: file, line: lineNumber, field: column, message: "unknown column; known: \(taskFields.sorted().joined(separator: ", "))")
+                    }
+                    header = cells
+                    continue
+                }
+                guard cells.count == columns.count else {
+                    throw JobSpecError(file: file, line: lineNumber, field: nil, message: "has \(cells.count) cells; the header has \(columns.count)")
+                }
+                for (column, cell) in zip(columns, cells) where !cell.isEmpty { fields[column] = cell }
+            } else {
+                guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
+                    throw JobSpecError(file: file, line: lineNumber, field: nil, message: "not a JSON object")
+                }
+                for (key, value) in object {
+                    guard taskFields.contains(key) else {
+                        throw JobSpecError(file: file, line: lineNumber, field: key, message: "unknown field; known: \(taskFields.sorted().joined(separator: ", "))")
+                    }
+                    fields[key] = (value as? String) ?? (value as? NSNumber).map { $0.stringValue } ?? "\(value)"
+                }
+            }
+            tasks.append(try task(fields, file: file, line: lineNumber, index: tasks.count))
+            if tasks.count > maxTasks { throw JobSpecError(file: file, line: lineNumber, field: nil, message: "more than \(maxTasks) tasks") }
+        }
+        guard !tasks.isEmpty else { throw JobSpecError(file: file, line: nil, field: nil, message: "no tasks") }
+        return JobSpec(name: overrides["name"] ?? (file as NSString).lastPathComponent, model: overrides["model"] ?? tasks[0].model, tasks: tasks)
+    }
+
+    /// Splits one CSV line (RFC 4180 quoting, no line breaks inside cells).
+    static func csvCells(_ line: String, file: String, line lineNumber: Int) throws -> [String] {
+        var cells: [String] = [], cell = "", quoted = false, previousQuote = false
+        for character in line {
+            if quoted {
+                if character == "\"" { quoted = false; previousQuote = true } else { cell.append(character) }
+            } else if character == "\"" {
+                if previousQuote { cell.append("\"") }
+                quoted = true
+                previousQuote = false
+            } else if character == "," {
+                cells.append(cell.trimmingCharacters(in: .whitespaces)); cell = ""; previousQuote = false
+            } else {
+                cell.append(character); previousQuote = false
+            }
+        }
+        guard !quoted else { throw JobSpecError(file: file, line: lineNumber, field: nil, message: "unclosed quote") }
+        cells.append(cell.trimmingCharacters(in: .whitespaces))
+        return cells
+    }
+
+    static func parseText(_ text: String, file: String, overrides: [String: String]) throws -> JobSpec {
+        let defaults = overrides.filter { taskFields.contains($0.key) }
+        var tasks: [TaskParameters] = []
+        for (offset, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let prompt = raw.trimmingCharacters(in: .whitespaces)
+            if prompt.isEmpty || prompt.hasPrefix("#") { continue }
+            var fields = defaults
+            fields["prompt"] = prompt
+            if fields["seed"] == nil { fields["seed"] = String(tasks.count) }
+            tasks.append(try task(fields, file: file, line: offset + 1, index: tasks.count))
+        }
+        guard !tasks.isEmpty else { throw JobSpecError(file: file, line: nil, field: nil, message: "no prompts") }
+        return JobSpec(name: overrides["name"] ?? (file as NSString).lastPathComponent, model: tasks[0].model, tasks: tasks)
+    }
+}
