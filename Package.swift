@@ -49,7 +49,7 @@ let package = Package(
         ]),
 
         .executableTarget(name: "tensors-bench", dependencies: ["Tensors"]),
-        .executableTarget(name: "jobstore-bench", dependencies: ["JobStore", "TestSupport"]),
+        .executableTarget(name: "jobstore-bench", dependencies: ["JobStore", "JobSpec", "TestSupport"]),
         .executableTarget(name: "dispatch-bench", dependencies: ["Coordinator", "Worker", "JobStore", "TestSupport", "ZeroMQ"]),
 
         // Shared by tests only: a throwaway PostgreSQL server per test process.

@@ -60,6 +60,6 @@ echo "submitted job $job ($count images)"
 "$farm" fetch --database "$database" "$job" --out "$output"
 echo
 echo "done: job $job rendered $count image(s) with the test-pattern model"
-echo "  images:   $output/job$job-*.png"
+echo "  images:   $output/$job-*.png"
 echo "  logs:     $data/coordinator.log, $data/worker.log, $data/postgres.log"
 echo "  database: $data/pg (stopped; this script starts it again next time)"

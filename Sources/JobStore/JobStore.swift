@@ -18,6 +18,8 @@ public struct StoredImage: Sendable {
     public var taskID: Int64
     /// The task's index within its job.
     public var index: Int
+    /// The seed it was drawn with.
+    public var seed: UInt64
     /// The PNG file's bytes.
     public var png: Data
 }
@@ -364,10 +366,11 @@ public final class JobStore {
     /// The stored images of a job, in task order.
     public func images(job: Int64) throws -> [StoredImage] {
         try connection.query("""
-            SELECT t.id, t.index, i.png FROM images i JOIN tasks t ON t.id = i.task_id
+            SELECT t.id, t.index, i.seed::text AS seed, i.png FROM images i JOIN tasks t ON t.id = i.task_id
             WHERE t.job_id = $1 ORDER BY t.index
             """, [job]).rows.map { row in
-            StoredImage(taskID: try row.decode("id"), index: try row.decode("index"), png: try row.decode("png"))
+            StoredImage(taskID: try row.decode("id"), index: try row.decode("index"), seed: try row.decode("seed"),
+                        png: try row.decode("png"))
         }
     }
 

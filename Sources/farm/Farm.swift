@@ -388,7 +388,8 @@ struct Status: ParsableCommand {
 }
 
 struct Fetch: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Write a job's finished images as PNG files.")
+    static let configuration = CommandConfiguration(
+        abstract: "Write a job's finished images as {job}-{index}-{seed}.png; files already there are skipped, so it resumes.")
 
     @OptionGroup var database: DatabaseOptions
 
@@ -402,11 +403,16 @@ struct Fetch: ParsableCommand {
         let store = JobStore(connection: try database.connect())
         let folder = URL(fileURLWithPath: out)
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        let images = try store.images(job: job)
-        for image in images {
-            let file = folder.appendingPathComponent(String(format: "job%lld-%05d.png", job, image.index))
+        var written = 0, skipped = 0
+        for image in try store.images(job: job) {
+            let file = folder.appendingPathComponent("\(job)-\(image.index)-\(image.seed).png")
+            if FileManager.default.fileExists(atPath: file.path) {
+                skipped += 1
+                continue
+            }
             try image.png.write(to: file, options: .atomic)
+            written += 1
         }
-        print("wrote \(images.count) image(s) to \(folder.path)")
+        print("wrote \(written) image(s) to \(folder.path)" + (skipped > 0 ? " (\(skipped) already there)" : ""))
     }
 }

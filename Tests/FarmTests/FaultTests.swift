@@ -185,3 +185,60 @@ func expectAllDoneOnce(_ store: JobStore, job: Int64, count: Int, sourceLocation
         #expect(farmed.pixels == local.pixels, "task \(image.index) (\(task.sampler)) differs from farm render")
     }
 }
+
+/// The CLI end to end: a YAML sweep is submitted and followed with --wait, synthetic workers
+/// render it, fetch writes {job}-{index}-{seed}.png with the metadata; bad specs exit 2 with
+/// one line and create nothing.
+@Test func submitSweepWaitAndFetch() throws {
+    let (conninfo, endpoint) = try farmDatabase()
+    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("spec-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: folder) }
+    let spec = folder.appendingPathComponent("foxes.yaml")
+    try """
+        name: foxes
+        model: synthetic
+        defaults: {steps: 10, cfg: 7, sampler: euler_a, width: 32, height: 32}
+        sweep:
+          prompt: ["a red fox in the snow", "a castle at night", "a bowl of soup"]
+          seed: "1-4"
+        """.write(to: spec, atomically: true, encoding: .utf8)
+    let store = JobStore(connection: try Connection(conninfo))
+    let jobsBefore = { () throws -> Int in try store.connection.query("SELECT count(*) AS n FROM jobs").single().decode("n") }
+    for (name, text) in [("unknown.yaml", "model: m\nsweep: {prompt: [a]}\ncolour: red\n"), ("steps.yaml", "model: m\nitems: [{prompt: a, steps: -1}]\n"),
+                         ("broken.yaml", "model: m\n  items: [\n"), ("nomodel.yaml", "sweep: {prompt: [a]}\n")] {
+        let file = folder.appendingPathComponent(name)
+        try text.write(to: file, atomically: true, encoding: .utf8)
+        let result = try runFarm(["submit", file.path, "--database", conninfo])
+        #expect(result.status == 2 && result.stderr.split(separator: "\n").count == 1 && result.stderr.contains(name), "\(result.stderr)")
+    }
+    #expect(try jobsBefore() == 0, "bad specs create nothing")
+
+    let coordinator = try startCoordinator(conninfo, endpoint)
+    let workers = try ["s1", "s2"].map { try startSyntheticWorker(endpoint, name: $0, delay: 0.05) }
+    let submit = Process()
+    submit.executableURL = farmBinary
+    submit.arguments = ["submit", spec.path, "--database", conninfo, "--wait"]
+    let output = Pipe()
+    submit.standardOutput = output
+    submit.standardError = FileHandle(forWritingAtPath: "/dev/null")
+    try submit.run()
+    let printed = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    submit.waitUntilExit()
+    #expect(submit.terminationStatus == 0, "\(coordinator.output)\n\(workers[0].output)")
+    let job = try #require(Int64(printed.trimmingCharacters(in: .whitespacesAndNewlines)))
+    #expect(try store.progress(job: job).counts == [.done: 12])
+
+    let out = folder.appendingPathComponent("out")
+    #expect(try runFarm(["fetch", String(job), "--database", conninfo, "--out", out.path]).status == 0)
+    let names = try FileManager.default.contentsOfDirectory(atPath: out.path).sorted()
+    let expected = (0..<12).map { "\(job)-\($0)-\($0 % 4 + 1).png" }.sorted()
+    #expect(names == expected)
+    for index in 0..<12 {
+        let image = try PNGImage(pngData: Data(contentsOf: out.appendingPathComponent("\(job)-\(index)-\(index % 4 + 1).png")))
+        #expect(image.textValue("seed") == String(index % 4 + 1))
+        #expect(image.textValue("parameters") == ["a red fox in the snow", "a castle at night", "a bowl of soup"][index / 4])
+    }
+    // Resumable: a second fetch skips what is there.
+    #expect(try runFarm(["fetch", String(job), "--database", conninfo, "--out", out.path]).status == 0)
+}
