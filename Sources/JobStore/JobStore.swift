@@ -230,6 +230,8 @@ public final class JobStore {
             try connection.query("""
                 INSERT INTO images (task_id, attempt, png, width, height, seed, sha256, parameters)
                 VALUES ($1, $2, $3, $4, $5, $6, sha256($3), $7::jsonb)
+                ON CONFLICT (task_id) DO UPDATE SET attempt = EXCLUDED.attempt, png = EXCLUDED.png, width = EXCLUDED.width,
+                    height = EXCLUDED.height, seed = EXCLUDED.seed, sha256 = EXCLUDED.sha256, parameters = EXCLUDED.parameters
                 """, [header.taskID, header.attempt, png, header.width, header.height, header.seed,
                       try row.decode("parameters", as: String.self)])
             try connection.query("INSERT INTO events (kind, job_id, task_id, attempt) VALUES ('task.done', $1, $2, $3)",

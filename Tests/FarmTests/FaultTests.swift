@@ -242,3 +242,41 @@ func expectAllDoneOnce(_ store: JobStore, job: Int64, count: Int, sourceLocation
     // Resumable: a second fetch skips what is there.
     #expect(try runFarm(["fetch", String(job), "--database", conninfo, "--out", out.path]).status == 0)
 }
+
+/// pause/resume/cancel/retry change what workers get, seen through the CLI.
+@Test func jobControlsChangeWhatWorkersGet() throws {
+    let (conninfo, endpoint) = try farmDatabase()
+    let store = JobStore(connection: try Connection(conninfo))
+    let job = try store.enqueue(name: "controls", model: "synthetic", tasks: syntheticTasks(6))
+    #expect(try runFarm(["pause", String(job), "--database", conninfo]).status == 0)
+    let coordinator = try startCoordinator(conninfo, endpoint)
+    let worker = try startSyntheticWorker(endpoint, name: "controlled", delay: 0.05)
+    #expect(try waitFor(30) {
+        try store.connection.query("SELECT count(*) AS n FROM workers WHERE id = 'controlled'").single().decode("n", as: Int.self) == 1
+    })
+    Thread.sleep(forTimeInterval: 1)
+    #expect(try store.progress(job: job).counts == [.queued: 6], "a paused job is not handed out")
+    #expect(try runFarm(["resume", String(job), "--database", conninfo]).status == 0)
+    #expect(try waitFor(30) { try store.progress(job: job).isFinished }, "\(coordinator.output)\n\(worker.output)")
+    #expect(try store.progress(job: job).counts == [.done: 6])
+
+    // A job no worker can take yet, cancelled: its tasks stop for good.
+    let second = try store.enqueue(name: "cancelled", model: "other",
+                                   tasks: (0..<3).map { TaskParameters(prompt: "x\($0)", model: "other", width: 32, height: 32, steps: 1) })
+    #expect(try runFarm(["cancel", String(second), "--database", conninfo]).status == 0)
+    #expect(try store.progress(job: second).counts == [.cancelled: 3])
+    // A failed task comes back with retry (and its paused job resumes).
+    // (A task of a model nobody has is failed by hand, then pointed at the synthetic model.)
+    let third = try store.enqueue(name: "retried", model: "synthetic",
+                                  tasks: [TaskParameters(prompt: "task 0", model: "other", width: 32, height: 32, steps: 5)])
+    try store.connection.query("""
+        UPDATE tasks SET state = 'failed', finished_at = now(), error_kind = 'host',
+            parameters = jsonb_set(parameters, '{model}', '"synthetic"') WHERE job_id = $1
+        """, [third])
+    #expect(try store.progress(job: third).counts == [.failed: 1])
+    #expect(try runFarm(["retry", String(third), "--database", conninfo]).status == 0)
+    #expect(try waitFor(30) { try store.progress(job: third).counts == [.done: 1] })
+    #expect(try runFarm(["job", "999999", "--database", conninfo]).status == 2)
+    #expect(try runFarm(["jobs", "--database", conninfo, "--json"]).status == 0)
+    #expect(try runFarm(["workers", "--database", conninfo]).status == 0)
+}
