@@ -36,8 +36,11 @@ struct ConnectedWorker {
     var inFlight: Set<Int64> = []
     var loadedModel: String?
     var sentBlobs: Set<String> = []
+    /// The operator's state from the database: online, draining or cordoned.
+    var operatorState = "online"
+    var toldToDrain = false
 
-    var freeSlots: Int { max(0, hello.slots - inFlight.count) }
+    var freeSlots: Int { operatorState == "online" ? max(0, hello.slots - inFlight.count) : 0 }
 }
 
 /// The coordinator daemon: accepts workers on a ROUTER socket, hands them queued tasks
@@ -264,6 +267,19 @@ public final class CoordinatorServer {
             workers[routingID] = nil
             workWaiting = true
             log("worker \(worker.hello.workerID) lost after \(configuration.missedHeartbeats) missed heartbeats; requeued \(requeued) task(s)")
+        }
+        // Operators drain and cordon workers through the database (farm drain|cordon|uncordon).
+        if !workers.isEmpty, let states = withStore({ try $0.workerStates(workers.values.map(\.hello.workerID)) }) {
+            for (routingID, var worker) in workers {
+                worker.operatorState = states[worker.hello.workerID] ?? "online"
+                if worker.operatorState == "draining" && !worker.toldToDrain {
+                    send(.drain, to: routingID)
+                    worker.toldToDrain = true
+                    log("draining worker \(worker.hello.workerID)")
+                }
+                if worker.operatorState == "online" { worker.toldToDrain = false }
+                workers[routingID] = worker
+            }
         }
         if let requeued = withStore({ try $0.requeueExpired() }), requeued > 0 {
             workWaiting = true

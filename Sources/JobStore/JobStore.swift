@@ -382,8 +382,26 @@ public final class JobStore {
             INSERT INTO workers (id, host, models, slots, max_pixels, state, last_heartbeat)
             VALUES ($1, $2, $3::text[], $4, $5, 'online', now())
             ON CONFLICT (id) DO UPDATE SET host = EXCLUDED.host, models = EXCLUDED.models, slots = EXCLUDED.slots,
-                max_pixels = EXCLUDED.max_pixels, state = 'online', last_heartbeat = now()
+                max_pixels = EXCLUDED.max_pixels, last_heartbeat = now(),
+                state = CASE WHEN workers.state IN ('cordoned', 'draining') THEN workers.state ELSE 'online' END
             """, [hello.workerID, hello.host, postgresArray(hello.models), hello.slots, hello.maxPixels ?? Limits().maxPixels])
+    }
+
+    /// Sets an operator's state on a worker: `draining` (finish what it holds, take no more),
+    /// `cordoned` (take no more, stay connected) or `online`. Returns false for an unknown worker.
+    @discardableResult
+    public func setWorkerState(_ workerID: String, _ state: String) throws -> Bool {
+        precondition(["online", "draining", "cordoned"].contains(state), "operator states are online, draining and cordoned")
+        return try connection.query("UPDATE workers SET state = $2 WHERE id = $1", [workerID, state]).affectedRows == 1
+    }
+
+    /// The operator's states of the given workers.
+    public func workerStates(_ workerIDs: [String]) throws -> [String: String] {
+        var states: [String: String] = [:]
+        for row in try connection.query("SELECT id, state FROM workers WHERE id = ANY($1::text[])", [postgresArray(workerIDs)]).rows {
+            states[try row.decode("id")] = try row.decode("state", as: String.self)
+        }
+        return states
     }
 
     /// Notes that a worker is alive.

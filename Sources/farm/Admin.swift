@@ -177,3 +177,37 @@ struct Workers: ParsableCommand {
         })
     }
 }
+
+/// `farm drain|cordon|uncordon WORKER`.
+enum WorkerControl {
+    static func apply(_ state: String, worker: String, database: DatabaseOptions) throws {
+        guard try JobStore(connection: try database.connect()).setWorkerState(worker, state) else {
+            throw ValidationError("worker \(worker) is not known to the farm")
+        }
+        print("worker \(worker): \(state)")
+    }
+}
+
+/// `farm drain WORKER`.
+struct Drain: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Drain a worker: it finishes what it holds, takes no more, and exits.")
+    @OptionGroup var database: DatabaseOptions
+    @Argument(help: "The worker's name.") var worker: String
+    func run() throws { try WorkerControl.apply("draining", worker: worker, database: database) }
+}
+
+/// `farm cordon WORKER`.
+struct Cordon: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Cordon a worker: it stays connected but gets no new tasks.")
+    @OptionGroup var database: DatabaseOptions
+    @Argument(help: "The worker's name.") var worker: String
+    func run() throws { try WorkerControl.apply("cordoned", worker: worker, database: database) }
+}
+
+/// `farm uncordon WORKER`.
+struct Uncordon: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Give a cordoned or drained worker work again.")
+    @OptionGroup var database: DatabaseOptions
+    @Argument(help: "The worker's name.") var worker: String
+    func run() throws { try WorkerControl.apply("online", worker: worker, database: database) }
+}

@@ -280,3 +280,33 @@ func expectAllDoneOnce(_ store: JobStore, job: Int64, count: Int, sourceLocation
     #expect(try runFarm(["jobs", "--database", conninfo, "--json"]).status == 0)
     #expect(try runFarm(["workers", "--database", conninfo]).status == 0)
 }
+
+/// drain makes a worker finish its task and take no more (its process exits); cordon stops
+/// new work while the worker stays; uncordon gives it work again.
+@Test func drainAndCordonSteerWorkers() throws {
+    let (conninfo, endpoint) = try farmDatabase()
+    let store = JobStore(connection: try Connection(conninfo))
+    let coordinator = try startCoordinator(conninfo, endpoint)
+    let leaving = try startSyntheticWorker(endpoint, name: "leaving", delay: 1.5)
+    let staying = try startSyntheticWorker(endpoint, name: "staying", delay: 0.2)
+    #expect(try waitFor(30) {
+        try store.connection.query("SELECT count(*) AS n FROM workers").single().decode("n", as: Int.self) == 2
+    })
+    #expect(try runFarm(["cordon", "staying", "--database", conninfo]).status == 0)
+    Thread.sleep(forTimeInterval: 0.5)
+    let job = try store.enqueue(name: "drain", model: "synthetic", tasks: syntheticTasks(4))
+    var held: (id: Int64, attempt: Int)?
+    #expect(try waitFor(30) { held = try taskInProgress(store, worker: "leaving"); return held != nil })
+    #expect(try store.connection.query("SELECT count(*) AS n FROM tasks WHERE lease_owner = 'staying'").single().decode("n", as: Int.self) == 0,
+            "a cordoned worker gets nothing")
+    #expect(try runFarm(["drain", "leaving", "--database", conninfo]).status == 0)
+    #expect(try runFarm(["uncordon", "staying", "--database", conninfo]).status == 0)
+    #expect(waitFor(30) { !leaving.process.isRunning }, "a drained worker exits: \(leaving.output)")
+    #expect(leaving.process.terminationStatus == 0)
+    #expect(try waitFor(60) { try store.progress(job: job).isFinished }, "\(coordinator.output)\n\(staying.output)")
+    #expect(try store.progress(job: job).counts == [.done: 4])
+    // The task the drained worker held was finished by it, not redone.
+    let attempt = try store.connection.query("SELECT attempt FROM images WHERE task_id = $1", [held!.id]).single()
+    #expect(try attempt.decode("attempt", as: Int.self) == held!.attempt)
+    #expect(try runFarm(["drain", "nobody", "--database", conninfo]).status == 2)
+}
