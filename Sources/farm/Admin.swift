@@ -211,3 +211,65 @@ struct Uncordon: ParsableCommand {
     @Argument(help: "The worker's name.") var worker: String
     func run() throws { try WorkerControl.apply("online", worker: worker, database: database) }
 }
+
+/// `farm watch [JOB]`: live progress per job and per worker.
+struct Watch: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Follow progress live: bars per job and per worker on a terminal, plain lines when piped; with JOB, until it finishes.")
+
+    @OptionGroup var database: DatabaseOptions
+
+    @Argument(help: "Follow only this job, and stop when it is finished.")
+    var job: Int64?
+
+    @Option(help: "Seconds between updates.")
+    var interval: Double = 0.5
+
+    func validate() throws {
+        guard interval >= 0.05 && interval <= 60 else { throw ValidationError("--interval must be 0.05...60 seconds") }
+    }
+
+    static func bar(_ done: Int, _ total: Int, width: Int = 24) -> String {
+        let filled = total > 0 ? width * done / total : 0
+        return "[" + String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled) + "]"
+    }
+
+    func run() throws {
+        let connection = try database.connect()
+        let interactive = isatty(STDOUT_FILENO) == 1
+        var previous = ""
+        while true {
+            let jobs = try connection.query("""
+                SELECT id, name, state, task_count, queued_count, running_count, done_count, failed_count, cancelled_count
+                FROM jobs WHERE ($1::bigint IS NULL AND state IN ('active', 'paused')) OR id = $1 ORDER BY id
+                """, [job]).rows
+            if let job, jobs.isEmpty { throw ValidationError("job \(job) does not exist") }
+            var lines: [String] = []
+            var finished = true
+            for row in jobs {
+                let total: Int = try row.decode("task_count"), done: Int = try row.decode("done_count")
+                let failed: Int = try row.decode("failed_count"), cancelled: Int = try row.decode("cancelled_count")
+                let open = try row.decode("queued_count", as: Int.self) + row.decode("running_count", as: Int.self)
+                if open > 0 { finished = false }
+                lines.append("job \(try row.decode("id", as: Int64.self)) \(try row.decode("name", as: String.self)) \(Watch.bar(done + failed + cancelled, total)) \(done)/\(total) done, \(failed) failed, \(try row.decode("state", as: String.self))")
+            }
+            let tasks = try connection.query("""
+                SELECT lease_owner, id, step, total_steps FROM tasks
+                WHERE state = 'running' AND ($1::bigint IS NULL OR job_id = $1) ORDER BY lease_owner, id
+                """, [job]).rows
+            for row in tasks {
+                let step: Int = try row.decode("step"), total: Int = try row.decode("total_steps")
+                lines.append("  worker \(try row.decode("lease_owner", as: String.self)): task \(try row.decode("id", as: Int64.self)) \(Watch.bar(step, total, width: 16)) step \(step)/\(total)")
+            }
+            let screen = lines.joined(separator: "\n")
+            if interactive {
+                print("\u{1B}[H\u{1B}[2J" + screen)
+            } else if screen != previous {
+                print(screen)
+            }
+            previous = screen
+            if job != nil && finished { return }
+            Thread.sleep(forTimeInterval: interval)
+        }
+    }
+}

@@ -16,7 +16,7 @@ struct Farm: ParsableCommand {
         abstract: "DiffusionFarm: a Stable Diffusion render farm.",
         subcommands: [Render.self, Migrate.self, CoordinatorCommand.self, WorkerCommand.self, Submit.self, Fetch.self,
                       Jobs.self, JobCommand.self, Cancel.self, Pause.self, Resume.self, Retry.self, Workers.self,
-                      Drain.self, Cordon.self, Uncordon.self,
+                      Drain.self, Cordon.self, Uncordon.self, Watch.self,
                       Status.self])
 
     /// Runs the command; any bad input ends with one line on stderr and exit status 2

@@ -239,6 +239,16 @@ func expectAllDoneOnce(_ store: JobStore, job: Int64, count: Int, sourceLocation
         #expect(image.textValue("seed") == String(index % 4 + 1))
         #expect(image.textValue("parameters") == ["a red fox in the snow", "a castle at night", "a bowl of soup"][index / 4])
     }
+    // watch on a finished job prints its line and returns.
+    let watched = Process()
+    watched.executableURL = farmBinary
+    watched.arguments = ["watch", String(job), "--database", conninfo]
+    let watchOutput = Pipe()
+    watched.standardOutput = watchOutput
+    try watched.run()
+    let watchText = String(decoding: watchOutput.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    watched.waitUntilExit()
+    #expect(watched.terminationStatus == 0 && watchText.contains("job \(job) foxes [########################] 12/12 done"), "\(watchText)")
     // Resumable: a second fetch skips what is there.
     #expect(try runFarm(["fetch", String(job), "--database", conninfo, "--out", out.path]).status == 0)
 }
