@@ -179,6 +179,7 @@ public final class CoordinatorServer {
             var worker = ConnectedWorker(routingID: routingID, hello: hello, lastSeen: Date())
             worker.inFlight = Set(hello.activeTasks ?? [])
             workers[routingID] = worker
+            workWaiting = true
             send(.welcome(.init(heartbeatSeconds: configuration.heartbeatSeconds,
                                 timeoutSeconds: configuration.workerTimeoutSeconds)), to: routingID)
             let device = hello.device.map { " (\($0.model), \($0.cores) cores, \($0.memoryBytes >> 30) GiB)" } ?? ""
@@ -206,6 +207,7 @@ public final class CoordinatorServer {
             worker.inFlight.remove(header.taskID)
             pendingProgress[header.taskID] = nil
             previews[header.taskID] = nil
+            workWaiting = true
             send(.ack(taskID: header.taskID, attempt: header.attempt), to: routingID)
             log("task \(header.taskID) attempt \(header.attempt) from \(worker.hello.workerID): \(outcome)")
         case .failed(let failure):

@@ -197,7 +197,9 @@ public final class WorkerDaemon {
                 queue.append(assignment)
             }
         case .cancel(let taskID):
-            queue.removeAll { $0.taskID == taskID && $0.taskID != queue.first?.taskID }
+            // The task being rendered (the queue's first) stops at its next step; queued ones are dropped now.
+            let current = queue.first?.taskID
+            queue.removeAll { $0.taskID == taskID && $0.taskID != current }
             cancelled.insert(taskID)
         case .drain:
             draining = true
