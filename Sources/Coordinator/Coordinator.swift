@@ -270,6 +270,18 @@ public final class CoordinatorServer {
             workWaiting = true
             log("worker \(worker.hello.workerID) lost after \(configuration.missedHeartbeats) missed heartbeats; requeued \(requeued) task(s)")
         }
+        // Tasks cancelled (with their job) while a worker holds them: tell it to stop.
+        let held = workers.values.flatMap(\.inFlight)
+        if let cancelled = withStore({ try $0.cancelledTasks(among: held) }), !cancelled.isEmpty {
+            for (routingID, var worker) in workers {
+                for task in cancelled where worker.inFlight.contains(task) {
+                    send(.cancel(taskID: task), to: routingID)
+                    worker.inFlight.remove(task)
+                }
+                workers[routingID] = worker
+            }
+            workWaiting = true
+        }
         // Operators drain and cordon workers through the database (farm drain|cordon|uncordon).
         if !workers.isEmpty, let states = withStore({ try $0.workerStates(workers.values.map(\.hello.workerID)) }) {
             for (routingID, var worker) in workers {

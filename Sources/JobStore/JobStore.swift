@@ -395,6 +395,14 @@ public final class JobStore {
         return try connection.query("UPDATE workers SET state = $2 WHERE id = $1", [workerID, state]).affectedRows == 1
     }
 
+    /// Which of the given tasks were cancelled (so that their workers can stop).
+    public func cancelledTasks(among ids: [Int64]) throws -> [Int64] {
+        guard !ids.isEmpty else { return [] }
+        let list = "{" + ids.map(String.init).joined(separator: ",") + "}"
+        return try connection.query("SELECT id FROM tasks WHERE id = ANY($1::bigint[]) AND state = 'cancelled'", [list])
+            .rows.map { try $0.decode("id") }
+    }
+
     /// The operator's states of the given workers.
     public func workerStates(_ workerIDs: [String]) throws -> [String: String] {
         var states: [String: String] = [:]

@@ -59,6 +59,8 @@ public final class WorkerDaemon {
     /// Results and failures sent but not yet acknowledged, resent until they are.
     private var unacknowledged: [Int64: WireMessage] = [:]
     private var cancelled: Set<Int64> = []
+    /// The render running on its own thread, if any.
+    private var current: RenderJob?
     /// Input images received, by SHA-256; the oldest go when they exceed `blobBudgetBytes`.
     private var blobs: [(hash: String, data: Data)] = []
     /// Bytes of input images kept for later tasks.
@@ -98,7 +100,7 @@ public final class WorkerDaemon {
     }
 
     /// True when draining and nothing is left to render or to hand in.
-    public var isDrained: Bool { draining && queue.isEmpty && unacknowledged.isEmpty }
+    public var isDrained: Bool { draining && current == nil && queue.isEmpty && unacknowledged.isEmpty }
 
     private var freeSlots: Int { draining ? 0 : max(0, configuration.slots - queue.count) }
 
@@ -129,7 +131,7 @@ public final class WorkerDaemon {
         }
         var poller = Poller()
         poller.add(.socket(socket))
-        if try poller.poll(timeout: queue.isEmpty ? timeout : 0)[0] {
+        if try poller.poll(timeout: current == nil && queue.isEmpty ? timeout : min(timeout, 0.02))[0] {
             while let frames = try socket.receive(dontWait: true) {
                 try handle(frames)
             }
@@ -153,9 +155,8 @@ public final class WorkerDaemon {
             for pending in unacknowledged.values { try socket.send(pending.frames(), dontWait: true) }
             lastResend = now
         }
-        if !queue.isEmpty {
-            renderNext()
-        }
+        if current == nil && !queue.isEmpty { startRender() }
+        collectRender()
     }
 
     private func failOver(reason: String) throws {
@@ -216,49 +217,94 @@ public final class WorkerDaemon {
         }
     }
 
-    private func renderNext() {
+    /// Starts rendering the first queued task on its own thread. The daemon's loop keeps
+    /// owning the socket: it sends what the render posts (progress, previews, the result)
+    /// and keeps heartbeats going however long a step takes.
+    private func startRender() {
         let assignment = queue[0]
-        defer { queue.removeFirst() }
-        let reply: WireMessage
-        let started = Date()
-        do {
-            var inputs: [String: Data] = [:]
-            for hash in assignment.parameters.inputHashes {
-                guard let blob = blobs.last(where: { $0.hash == hash }) else {
-                    throw RenderError(kind: .host, message: "input image \(hash.prefix(12))… never arrived")
-                }
-                inputs[hash] = blob.data
-            }
-            let image = try renderer.render(assignment.parameters, inputs: inputs, previewEvery: configuration.previewEvery,
-                                            preview: { step, image in
-                guard let png = try? image.pngData() else { return }
-                let report = WireMessage.Progress(taskID: assignment.taskID, attempt: assignment.attempt, step: step,
-                                                  total: assignment.parameters.steps)
-                _ = try? socket.send(WireMessage.preview(report, png: png).frames(), dontWait: true)
-            }) { step, total in
-                let rate = Double(step) / max(Date().timeIntervalSince(started), 1e-6)
-                let report = WireMessage.progress(.init(taskID: assignment.taskID, attempt: assignment.attempt,
-                                                        step: step, total: total, itemsPerSecond: rate))
-                _ = try? socket.send(report.frames(), dontWait: true)
-                // Keep the link alive during long renders: answer the coordinator's messages.
-                while let frames = try? socket.receive(dontWait: true) { try? handle(frames) }
-                if cancelCheck() { cancelCurrent = true }
-                return !cancelCurrent && !cancelled.contains(assignment.taskID)
-            }
-            reply = .result(.init(taskID: assignment.taskID, attempt: assignment.attempt, width: image.width,
-                                  height: image.height, seed: assignment.parameters.seed),
-                            png: try image.pngData())
-            rendered += 1
-        } catch let error as RenderError {
-            reply = .failed(.init(taskID: assignment.taskID, attempt: assignment.attempt, kind: error.kind,
-                                  message: error.message))
-        } catch {
-            reply = .failed(.init(taskID: assignment.taskID, attempt: assignment.attempt, kind: .host,
-                                  message: String(describing: error)))
+        var found: [String: Data] = [:]
+        for hash in assignment.parameters.inputHashes {
+            if let blob = blobs.last(where: { $0.hash == hash }) { found[hash] = blob.data }
         }
+        let inputs = found
+        let job = RenderJob(assignment: assignment)
+        current = job
+        let renderer = self.renderer, previewEvery = configuration.previewEvery, cancelCheck = self.cancelCheck
+        Thread {
+            let started = Date()
+            let reply: WireMessage
+            do {
+                if let missing = assignment.parameters.inputHashes.first(where: { inputs[$0] == nil }) {
+                    throw RenderError(kind: .host, message: "input image \(missing.prefix(12))… never arrived")
+                }
+                let image = try renderer.render(assignment.parameters, inputs: inputs, previewEvery: previewEvery,
+                                                preview: { step, image in
+                    guard let png = try? image.pngData() else { return }
+                    let report = WireMessage.Progress(taskID: assignment.taskID, attempt: assignment.attempt, step: step,
+                                                      total: assignment.parameters.steps)
+                    job.post(.preview(report, png: png))
+                }, progress: { step, total in
+                    let rate = Double(step) / max(Date().timeIntervalSince(started), 1e-6)
+                    job.post(.progress(.init(taskID: assignment.taskID, attempt: assignment.attempt, step: step, total: total,
+                                             itemsPerSecond: rate)))
+                    if cancelCheck() { job.cancel() }
+                    return !job.isCancelled
+                })
+                reply = .result(.init(taskID: assignment.taskID, attempt: assignment.attempt, width: image.width,
+                                      height: image.height, seed: assignment.parameters.seed),
+                                png: try image.pngData())
+            } catch let error as RenderError {
+                reply = .failed(.init(taskID: assignment.taskID, attempt: assignment.attempt, kind: error.kind, message: error.message))
+            } catch {
+                reply = .failed(.init(taskID: assignment.taskID, attempt: assignment.attempt, kind: .host,
+                                      message: String(describing: error)))
+            }
+            job.finish(reply)
+        }.start()
+    }
+
+    /// Sends what the render thread posted and, when it has finished, hands in its reply.
+    private func collectRender() {
+        guard let job = current else { return }
+        if cancelCurrent || cancelled.contains(job.assignment.taskID) { job.cancel() }
+        let (messages, reply) = job.take()
+        for message in messages { _ = try? socket.send(message.frames(), dontWait: true) }
+        guard let reply else { return }
+        if case .result = reply { rendered += 1 }
+        current = nil
+        queue.removeFirst()
         cancelCurrent = false
-        cancelled.remove(assignment.taskID)
-        unacknowledged[assignment.taskID] = reply
+        cancelled.remove(job.assignment.taskID)
+        unacknowledged[job.assignment.taskID] = reply
         _ = try? socket.send(reply.frames(), dontWait: true)
+    }
+}
+
+/// One render in flight: what its thread posts for the daemon's loop to send, and its cancel flag.
+final class RenderJob: @unchecked Sendable {
+    let assignment: WireMessage.Assignment
+    private let lock = NSLock()
+    private var outbox: [WireMessage] = []
+    private var reply: WireMessage?
+    private var cancelled = false
+
+    init(assignment: WireMessage.Assignment) {
+        self.assignment = assignment
+    }
+
+    func post(_ message: WireMessage) { lock.withLock { outbox.append(message) } }
+
+    func finish(_ message: WireMessage) { lock.withLock { reply = message } }
+
+    func cancel() { lock.withLock { cancelled = true } }
+
+    var isCancelled: Bool { lock.withLock { cancelled } }
+
+    /// The posted messages (emptied) and the reply, once the render has finished.
+    func take() -> ([WireMessage], WireMessage?) {
+        lock.withLock {
+            defer { outbox.removeAll() }
+            return (outbox, reply)
+        }
     }
 }

@@ -320,3 +320,23 @@ func expectAllDoneOnce(_ store: JobStore, job: Int64, count: Int, sourceLocation
     #expect(try attempt.decode("attempt", as: Int.self) == held!.attempt)
     #expect(try runFarm(["drain", "nobody", "--database", conninfo]).status == 2)
 }
+
+/// Cancelling a job stops the task a worker is rendering: the worker is free for the next job at once.
+@Test func cancelStopsTheTaskInHand() throws {
+    let (conninfo, endpoint) = try farmDatabase()
+    let store = JobStore(connection: try Connection(conninfo))
+    let coordinator = try startCoordinator(conninfo, endpoint)
+    let worker = try startSyntheticWorker(endpoint, name: "busy", delay: 20)
+    // 20 seconds in 20 steps: the render notices a cancellation within a second.
+    let long = try store.enqueue(name: "long", model: "synthetic",
+                                 tasks: [TaskParameters(prompt: "long", model: "synthetic", width: 32, height: 32, steps: 20)])
+    #expect(try waitFor(30) { try taskInProgress(store, worker: "busy") != nil }, "\(worker.output)")
+    let next = try store.enqueue(name: "next", model: "synthetic", tasks: syntheticTasks(1))
+    let cancelled = Date()
+    #expect(try runFarm(["cancel", String(long), "--database", conninfo]).status == 0)
+    // The 20-second task is abandoned; the next job's task is handed out within seconds, not after 20.
+    #expect(try waitFor(8) { try store.progress(job: next).counts[.running] == 1 || store.progress(job: next).counts[.done] == 1 },
+            "\(coordinator.output)\n\(worker.output)")
+    #expect(Date().timeIntervalSince(cancelled) < 8)
+    #expect(try store.progress(job: long).counts == [.cancelled: 1])
+}
