@@ -61,6 +61,8 @@ public final class CoordinatorServer {
     private var pendingProgress: [Int64: WireMessage.Progress] = [:]
     /// The latest preview of each running task (PNG), for watchers.
     public private(set) var previews: [Int64: (step: Int, png: Data)] = [:]
+    /// The last preview received from any worker (kept after its task ends).
+    public private(set) var lastPreview: (taskID: Int64, step: Int, png: Data)?
     private var lastProgressFlush = Date()
     private var workWaiting = true
     /// Called with a line for the log.
@@ -202,6 +204,7 @@ public final class CoordinatorServer {
             pendingProgress[report.taskID] = report
         case .preview(let report, let png):
             previews[report.taskID] = (report.step, png)
+            lastPreview = (report.taskID, report.step, png)
         case .result(let header, let png):
             guard let outcome = withStore({ try $0.complete(header, png: png) }) else { return }
             worker.inFlight.remove(header.taskID)

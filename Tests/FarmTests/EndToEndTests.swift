@@ -134,7 +134,7 @@ let migrationsFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent
     var previewSeen: PNGImage?
     while try !observer.progress(job: job).isFinished && Date() < deadline {
         try coordinator.runOnce(timeout: 0.05)
-        if let latest = coordinator.previews.values.first { previewSeen = try PNGImage(pngData: latest.png) }
+        if let latest = coordinator.lastPreview { previewSeen = try PNGImage(pngData: latest.png) }
     }
     stop.mutate { $0 = true }
     while !finished.value { try coordinator.runOnce(timeout: 0.05) }
