@@ -1,7 +1,6 @@
 import FarmModel
 import Foundation
 import JobStore
-import Postgres
 import ZeroMQ
 
 /// Settings of a coordinator daemon.
@@ -52,7 +51,7 @@ public final class CoordinatorServer {
     private let configuration: CoordinatorConfiguration
     private let conninfo: String?
     private var store: JobStore?
-    private var listener: Connection?
+    private var listener: WorkListener?
     private let socket: Socket
     private var workers: [Data: ConnectedWorker] = [:]
     private var lastSweep = Date.distantPast
@@ -88,11 +87,8 @@ public final class CoordinatorServer {
     public var databaseConnected: Bool { store != nil }
 
     private func connect() throws {
-        let connection = try Connection(conninfo)
-        let listener = try Connection(conninfo)
-        try listener.listen(JobStore.workChannel)
-        store = JobStore(connection: connection)
-        self.listener = listener
+        store = try JobStore(conninfo: conninfo)
+        listener = try WorkListener(conninfo: conninfo)
         reconnectDelay = 0.5
         workWaiting = true
     }
@@ -103,8 +99,8 @@ public final class CoordinatorServer {
         guard let store else { return nil }
         do {
             return try body(store)
-        } catch let error as PostgresError where error.sqlState.isEmpty || error.sqlState.hasPrefix("08") || error.sqlState.hasPrefix("57") {
-            log("database unavailable (\(error.message)); will reconnect")
+        } catch where JobStore.isConnectionFailure(error) {
+            log("database unavailable (\(error)); will reconnect")
             self.store = nil
             listener = nil
             return nil
@@ -143,7 +139,7 @@ public final class CoordinatorServer {
             }
         }
         if ready.count > 1 && ready[1], let listener {
-            if (try? listener.drainNotifications())?.isEmpty == false { workWaiting = true }
+            if (try? listener.drain()) == true { workWaiting = true }
         }
         dispatch()
         flushProgress(force: false)
