@@ -17,6 +17,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
     ],
     targets: [
         // C libraries, each behind a module map or a small C shim.
@@ -42,9 +43,13 @@ let package = Package(
         .target(name: "JobStore", dependencies: ["Postgres", "FarmModel"]),
         .target(name: "Coordinator", dependencies: ["JobStore", "ZeroMQ", "FarmModel"]),
         .target(name: "Worker", dependencies: ["StableDiffusion", "Imaging", "ZeroMQ", "FarmModel"]),
+        .target(name: "HTTPAPI", dependencies: [
+            "JobStore", "JobSpec", "FarmModel", "Postgres",
+            .product(name: "Hummingbird", package: "hummingbird"),
+        ]),
         .executableTarget(name: "farm", dependencies: [
             "Tensors", "StableDiffusion", "Imaging", "FarmModel", "ZeroMQ", "Postgres",
-            "JobStore", "Coordinator", "Worker", "JobSpec",
+            "JobStore", "Coordinator", "Worker", "JobSpec", "HTTPAPI",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 

@@ -6,6 +6,12 @@ import Postgres
 public struct JobProgress: Equatable, Sendable {
     /// Tasks in each state (missing states are zero).
     public var counts: [TaskState: Int]
+
+    /// Makes progress from counts by state.
+    public init(counts: [TaskState: Int]) {
+        self.counts = counts
+    }
+
     /// Tasks in all.
     public var total: Int { counts.values.reduce(0, +) }
     /// True when no task will run again.

@@ -23,26 +23,24 @@ struct Jobs: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "List jobs with their tasks by state.")
 
     @OptionGroup var database: DatabaseOptions
+    @OptionGroup var remote: RemoteOptions
 
     @Flag(help: "Print JSON.")
     var json = false
 
     func run() throws {
-        let rows = try database.connect().query("""
-            SELECT id, name, model, state, priority, task_count, queued_count, running_count, done_count, failed_count,
-                   cancelled_count, created_at::text AS created FROM jobs ORDER BY id
-            """).rows
-        let jobs = try rows.map { row -> [String: Any] in
-            ["id": try row.decode("id", as: Int64.self), "name": try row.decode("name", as: String.self),
-             "model": try row.decode("model", as: String.self), "state": try row.decode("state", as: String.self),
-             "priority": try row.decode("priority", as: Int.self), "tasks": try row.decode("task_count", as: Int.self),
-             "counts": try JobCommand.counts(row), "created": try row.decode("created", as: String.self)]
+        let value: Any
+        if let client = try remote.client() {
+            value = try client.json("GET", "jobs")
+        } else {
+            value = try jsonRoundTrip(try JobStore(connection: try database.connect()).jobSummaries())
         }
-        if json { return try printJSON(jobs) }
+        if json { return try printJSON(value) }
+        let jobs = value as? [[String: Any]] ?? []
         printTable(["ID", "NAME", "MODEL", "STATE", "TASKS", "QUEUED", "RUNNING", "DONE", "FAILED", "CANCELLED"], jobs.map { job in
-            let counts = job["counts"] as! [String: Int]
-            return ["\(job["id"]!)", "\(job["name"]!)", "\(job["model"]!)", "\(job["state"]!)", "\(job["tasks"]!)"]
-                + TaskState.allCases.map { "\(counts[$0.rawValue] ?? 0)" }
+            let counts = job["counts"] as? [String: Any] ?? [:]
+            return ["\(intValue(job["id"]))", "\(job["name"] ?? "")", "\(job["model"] ?? "")", "\(job["state"] ?? "")",
+                    "\(intValue(job["tasks"]))"] + TaskState.allCases.map { "\(intValue(counts[$0.rawValue]))" }
         })
     }
 }
@@ -52,6 +50,7 @@ struct JobCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "job", abstract: "Show one job: counts, rate, ETA, failures with reasons.")
 
     @OptionGroup var database: DatabaseOptions
+    @OptionGroup var remote: RemoteOptions
 
     @Argument(help: "The job's id.")
     var job: Int64
@@ -59,48 +58,42 @@ struct JobCommand: ParsableCommand {
     @Flag(help: "Print JSON (its `counts` has one key per task state).")
     var json = false
 
-    static func counts(_ row: Row) throws -> [String: Int] {
-        var counts: [String: Int] = [:]
-        for state in TaskState.allCases { counts[state.rawValue] = try row.decode("\(state.rawValue)_count") }
-        return counts
-    }
-
     func run() throws {
-        let connection = try database.connect()
-        guard let row = try connection.query("""
-            SELECT j.*, extract(epoch FROM now() - j.created_at) AS age,
-                   (SELECT extract(epoch FROM max(t.finished_at) - min(t.started_at)) FROM tasks t
-                    WHERE t.job_id = j.id AND t.state = 'done') AS busy
-            FROM jobs j WHERE j.id = $1
-            """, [job]).rows.first else {
-            throw ValidationError("job \(job) does not exist")
+        let value: Any
+        if let client = try remote.client() {
+            value = try client.json("GET", "jobs/\(job)")
+        } else {
+            guard let detail = try JobStore(connection: try database.connect()).jobDetail(job) else {
+                throw ValidationError("job \(job) does not exist")
+            }
+            value = try jsonRoundTrip(detail)
         }
-        let counts = try JobCommand.counts(row)
-        let done = counts["done"] ?? 0, left = (counts["queued"] ?? 0) + (counts["running"] ?? 0)
-        let busy = try row.decodeIfPresent("busy", as: Double.self) ?? 0
-        let rate = busy > 0 ? Double(done) / busy : 0
-        let failures = try connection.query("""
-            SELECT error_message, count(*) AS n FROM tasks WHERE job_id = $1 AND state = 'failed'
-            GROUP BY error_message ORDER BY n DESC LIMIT 10
-            """, [job]).rows.map { ["reason": try $0.text("error_message") ?? "", "tasks": try $0.decode("n", as: Int.self)] as [String: Any] }
-        let object: [String: Any] = [
-            "id": job, "name": try row.decode("name", as: String.self), "state": try row.decode("state", as: String.self),
-            "model": try row.decode("model", as: String.self), "counts": counts, "tasks_per_second": rate,
-            "eta_seconds": rate > 0 ? Double(left) / rate : NSNull(), "failures": failures,
-        ]
-        if json { return try printJSON(object) }
-        print("job \(job) \"\(object["name"]!)\" (\(object["model"]!)): \(object["state"]!)")
-        print("  " + TaskState.allCases.map { "\($0.rawValue) \(counts[$0.rawValue] ?? 0)" }.joined(separator: ", "))
+        if json { return try printJSON(value) }
+        let object = value as? [String: Any] ?? [:]
+        let counts = object["counts"] as? [String: Any] ?? [:]
+        let left = intValue(counts["queued"]) + intValue(counts["running"])
+        let rate = (object["tasks_per_second"] as? NSNumber)?.doubleValue ?? 0
+        print("job \(job) \"\(object["name"] ?? "")\" (\(object["model"] ?? "")): \(object["state"] ?? "")")
+        print("  " + TaskState.allCases.map { "\($0.rawValue) \(intValue(counts[$0.rawValue]))" }.joined(separator: ", "))
         if rate > 0 { print(String(format: "  %.2f tasks/s, about %.0f s to go", rate, Double(left) / rate)) }
-        for failure in failures { print("  failed ×\(failure["tasks"]!): \(failure["reason"]!)") }
+        for failure in object["failures"] as? [[String: Any]] ?? [] {
+            print("  failed ×\(intValue(failure["tasks"])): \(failure["reason"] ?? "")")
+        }
     }
 }
 
 /// The job actions behind `farm cancel|pause|resume|retry JOB`.
 enum JobControl {
-    static func apply(_ action: String, job: Int64, database: DatabaseOptions) throws {
+    static func apply(_ action: String, job: Int64, database: DatabaseOptions, remote: RemoteOptions) throws {
+        if let client = try remote.client() {
+            let object = try client.json("POST", "jobs/\(job)/\(action)") as? [String: Any] ?? [:]
+            if action == "retry" { print("requeued \(intValue(object["requeued"])) failed task(s)") }
+            let counts = object["counts"] as? [String: Any] ?? [:]
+            print("job \(job): " + TaskState.allCases.map { "\($0.rawValue)=\(intValue(counts[$0.rawValue]))" }.joined(separator: " "))
+            return
+        }
         let store = JobStore(connection: try database.connect())
-        guard try store.connection.query("SELECT 1 FROM jobs WHERE id = $1", [job]).rows.count == 1 else {
+        guard try store.jobExists(job) else {
             throw ValidationError("job \(job) does not exist")
         }
         switch action {
@@ -119,32 +112,36 @@ enum JobControl {
 struct Cancel: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Cancel a job: its queued and running tasks stop.")
     @OptionGroup var database: DatabaseOptions
+    @OptionGroup var remote: RemoteOptions
     @Argument(help: "The job's id.") var job: Int64
-    func run() throws { try JobControl.apply("cancel", job: job, database: database) }
+    func run() throws { try JobControl.apply("cancel", job: job, database: database, remote: remote) }
 }
 
 /// `farm pause JOB`.
 struct Pause: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Pause a job: workers get none of its tasks until it resumes.")
     @OptionGroup var database: DatabaseOptions
+    @OptionGroup var remote: RemoteOptions
     @Argument(help: "The job's id.") var job: Int64
-    func run() throws { try JobControl.apply("pause", job: job, database: database) }
+    func run() throws { try JobControl.apply("pause", job: job, database: database, remote: remote) }
 }
 
 /// `farm resume JOB`.
 struct Resume: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Resume a paused job.")
     @OptionGroup var database: DatabaseOptions
+    @OptionGroup var remote: RemoteOptions
     @Argument(help: "The job's id.") var job: Int64
-    func run() throws { try JobControl.apply("resume", job: job, database: database) }
+    func run() throws { try JobControl.apply("resume", job: job, database: database, remote: remote) }
 }
 
 /// `farm retry JOB`.
 struct Retry: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Requeue a job's failed tasks with fresh attempts.")
     @OptionGroup var database: DatabaseOptions
+    @OptionGroup var remote: RemoteOptions
     @Argument(help: "The job's id.") var job: Int64
-    func run() throws { try JobControl.apply("retry", job: job, database: database) }
+    func run() throws { try JobControl.apply("retry", job: job, database: database, remote: remote) }
 }
 
 /// `farm workers`: the registry.
@@ -152,37 +149,39 @@ struct Workers: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "List workers: name, host, state, models, slots, last heartbeat, failures.")
 
     @OptionGroup var database: DatabaseOptions
+    @OptionGroup var remote: RemoteOptions
 
     @Flag(help: "Print JSON.")
     var json = false
 
     func run() throws {
-        let rows = try database.connect().query("""
-            SELECT w.id, w.host, w.state, array_to_string(w.models, ',') AS models, w.slots,
-                   round(extract(epoch FROM now() - w.last_heartbeat)::numeric, 1)::text AS silent,
-                   (SELECT coalesce(sum(f.failures), 0) FROM job_worker_failures f WHERE f.worker_id = w.id) AS failures,
-                   (SELECT count(*) FROM tasks t WHERE t.lease_owner = w.id AND t.state = 'running') AS running
-            FROM workers w ORDER BY w.id
-            """).rows
-        let workers = try rows.map { row -> [String: Any] in
-            ["name": try row.decode("id", as: String.self), "host": try row.decode("host", as: String.self),
-             "state": try row.decode("state", as: String.self), "models": try row.decode("models", as: String.self),
-             "slots": try row.decode("slots", as: Int.self), "seconds_since_heartbeat": Double(try row.decode("silent", as: String.self)) ?? 0,
-             "failures": try row.decode("failures", as: Int.self), "running": try row.decode("running", as: Int.self)]
+        let value: Any
+        if let client = try remote.client() {
+            value = try client.json("GET", "workers")
+        } else {
+            value = try jsonRoundTrip(try JobStore(connection: try database.connect()).workerSummaries())
         }
-        if json { return try printJSON(workers) }
-        printTable(["NAME", "HOST", "STATE", "MODELS", "SLOTS", "RUNNING", "LAST HEARTBEAT", "FAILURES"], workers.map { worker in
-            ["\(worker["name"]!)", "\(worker["host"]!)", "\(worker["state"]!)", "\(worker["models"]!)", "\(worker["slots"]!)",
-             "\(worker["running"]!)", "\(worker["seconds_since_heartbeat"]!) s ago", "\(worker["failures"]!)"]
+        if json { return try printJSON(value) }
+        printTable(["NAME", "HOST", "STATE", "MODELS", "SLOTS", "RUNNING", "LAST HEARTBEAT", "FAILURES"],
+                   (value as? [[String: Any]] ?? []).map { worker in
+            ["\(worker["name"] ?? "")", "\(worker["host"] ?? "")", "\(worker["state"] ?? "")", "\(worker["models"] ?? "")",
+             "\(intValue(worker["slots"]))", "\(intValue(worker["running"]))",
+             "\((worker["seconds_since_heartbeat"] as? NSNumber)?.doubleValue ?? 0) s ago", "\(intValue(worker["failures"]))"]
         })
     }
 }
 
 /// `farm drain|cordon|uncordon WORKER`.
 enum WorkerControl {
-    static func apply(_ state: String, worker: String, database: DatabaseOptions) throws {
-        guard try JobStore(connection: try database.connect()).setWorkerState(worker, state) else {
-            throw ValidationError("worker \(worker) is not known to the farm")
+    static func apply(_ state: String, worker: String, database: DatabaseOptions, remote: RemoteOptions) throws {
+        if let client = try remote.client() {
+            let action = ["draining": "drain", "cordoned": "cordon", "online": "uncordon"][state] ?? state
+            let name = worker.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/"))) ?? worker
+            _ = try client.json("POST", "workers/\(name)/\(action)")
+        } else {
+            guard try JobStore(connection: try database.connect()).setWorkerState(worker, state) else {
+                throw ValidationError("worker \(worker) is not known to the farm")
+            }
         }
         print("worker \(worker): \(state)")
     }
@@ -192,24 +191,86 @@ enum WorkerControl {
 struct Drain: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Drain a worker: it finishes what it holds, takes no more, and exits.")
     @OptionGroup var database: DatabaseOptions
+    @OptionGroup var remote: RemoteOptions
     @Argument(help: "The worker's name.") var worker: String
-    func run() throws { try WorkerControl.apply("draining", worker: worker, database: database) }
+    func run() throws { try WorkerControl.apply("draining", worker: worker, database: database, remote: remote) }
 }
 
 /// `farm cordon WORKER`.
 struct Cordon: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Cordon a worker: it stays connected but gets no new tasks.")
     @OptionGroup var database: DatabaseOptions
+    @OptionGroup var remote: RemoteOptions
     @Argument(help: "The worker's name.") var worker: String
-    func run() throws { try WorkerControl.apply("cordoned", worker: worker, database: database) }
+    func run() throws { try WorkerControl.apply("cordoned", worker: worker, database: database, remote: remote) }
 }
 
 /// `farm uncordon WORKER`.
 struct Uncordon: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Give a cordoned or drained worker work again.")
     @OptionGroup var database: DatabaseOptions
+    @OptionGroup var remote: RemoteOptions
     @Argument(help: "The worker's name.") var worker: String
-    func run() throws { try WorkerControl.apply("online", worker: worker, database: database) }
+    func run() throws { try WorkerControl.apply("online", worker: worker, database: database, remote: remote) }
+}
+
+/// `farm tokens create|list|revoke`: API tokens for the coordinator's HTTP API.
+struct Tokens: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Manage API tokens for the HTTP API (only their SHA-256 is stored).",
+        subcommands: [TokensCreate.self, TokensList.self, TokensRevoke.self])
+}
+
+/// `farm tokens create --role admin|submit [--name N]`: prints only the token.
+struct TokensCreate: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "create", abstract: "Make a token and print it (shown once).")
+    @OptionGroup var database: DatabaseOptions
+    @Option(help: "submit (queue jobs, read jobs and images) or admin (everything).") var role: String
+    @Option(help: "A label for the token.") var name = ""
+
+    func validate() throws {
+        guard TokenRole(rawValue: role) != nil else { throw ValidationError("--role must be submit or admin, got \(role)") }
+    }
+
+    func run() throws {
+        let connection = try database.connect()
+        try Migrator(folder: Migrator.locateFolder()).apply(to: connection)
+        print(try JobStore(connection: connection).createToken(role: TokenRole(rawValue: role)!, name: name).token)
+    }
+}
+
+/// `farm tokens list`: ids, roles, names and dates, never secrets.
+struct TokensList: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "list", abstract: "List tokens (no secrets).")
+    @OptionGroup var database: DatabaseOptions
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() throws {
+        let tokens = try JobStore(connection: try database.connect()).tokens()
+        if json {
+            return try printJSON(tokens.map { token -> [String: Any] in
+                ["id": token.id, "role": token.role.rawValue, "name": token.name, "created": token.created,
+                 "revoked": token.revoked ?? NSNull()]
+            })
+        }
+        printTable(["ID", "ROLE", "NAME", "CREATED", "REVOKED"], tokens.map {
+            ["\($0.id)", $0.role.rawValue, $0.name, $0.created, $0.revoked ?? "-"]
+        })
+    }
+}
+
+/// `farm tokens revoke ID`.
+struct TokensRevoke: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "revoke", abstract: "Revoke a token by its id.")
+    @OptionGroup var database: DatabaseOptions
+    @Argument(help: "The token's id (farm tokens list).") var id: Int64
+
+    func run() throws {
+        guard try JobStore(connection: try database.connect()).revokeToken(id: id) else {
+            throw ValidationError("no unrevoked token has id \(id)")
+        }
+        print("token \(id) revoked")
+    }
 }
 
 /// `farm watch [JOB]`: live progress per job and per worker.

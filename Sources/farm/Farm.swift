@@ -2,6 +2,7 @@ import ArgumentParser
 import Coordinator
 import FarmModel
 import Foundation
+import HTTPAPI
 import JobSpec
 import JobStore
 import Postgres
@@ -16,7 +17,7 @@ struct Farm: ParsableCommand {
         abstract: "DiffusionFarm: a Stable Diffusion render farm.",
         subcommands: [Render.self, Migrate.self, CoordinatorCommand.self, WorkerCommand.self, Submit.self, Fetch.self,
                       Jobs.self, JobCommand.self, Cancel.self, Pause.self, Resume.self, Retry.self, Workers.self,
-                      Drain.self, Cordon.self, Uncordon.self, Watch.self,
+                      Drain.self, Cordon.self, Uncordon.self, Watch.self, Tokens.self,
                       Status.self])
 
     /// Runs the command; any bad input ends with one line on stderr and exit status 2
@@ -29,6 +30,12 @@ struct Farm: ParsableCommand {
             try command.run()
         } catch let code as ExitCode {
             Foundation.exit(code.rawValue)
+        } catch let error as RemoteError {
+            FileHandle.standardError.write(Data("farm: \(error.message)\n".utf8))
+            Foundation.exit(error.exitCode)
+        } catch let error as HTTPServerStartError {
+            FileHandle.standardError.write(Data("farm: \(error.description)\n".utf8))
+            Foundation.exit(1)
         } catch {
             if exitCode(for: error) == .success { exit(withError: error) }
             let message = Farm.message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
@@ -95,10 +102,14 @@ struct CoordinatorCommand: ParsableCommand {
     @Option(help: "Heartbeats a worker may miss before it is declared lost and its tasks requeued.")
     var missedHeartbeats = 5
 
+    @Option(help: "Serve the JSON API (/v1) on HOST:PORT too; the coordinator exits with status 1 if it cannot listen there.")
+    var http: String?
+
     func validate() throws {
         guard heartbeat > 0 && heartbeat <= 60 else { throw ValidationError("--heartbeat must be in (0, 60] seconds") }
         guard missedHeartbeats >= 1 && missedHeartbeats <= 100 else { throw ValidationError("--missed-heartbeats must be 1...100") }
         guard leaseSeconds >= 1 else { throw ValidationError("--lease-seconds must be at least 1") }
+        if let http, FarmHTTPServer.parseAddress(http) == nil { throw ValidationError("--http must be HOST:PORT, got \(http)") }
     }
 
     func run() throws {
@@ -110,6 +121,13 @@ struct CoordinatorCommand: ParsableCommand {
         settings.heartbeatSeconds = heartbeat
         settings.missedHeartbeats = missedHeartbeats
         let server = try CoordinatorServer(configuration: settings, conninfo: conninfo, context: ZMQContext())
+        // The HTTP API runs on its own threads next to the ZeroMQ loop; failing to bind ends the coordinator.
+        var api: FarmHTTPServer?
+        if let http, let (host, port) = FarmHTTPServer.parseAddress(http) {
+            api = FarmHTTPServer(host: host, port: port, conninfo: conninfo)
+            try api?.start()
+        }
+        defer { api?.stop() }
         print("coordinator listening on \(server.endpoint)")
         try server.run { Shutdown.requested != 0 }
         print("coordinator stopped")
@@ -196,6 +214,7 @@ struct Submit: ParsableCommand {
             """)
 
     @OptionGroup var database: DatabaseOptions
+    @OptionGroup var remote: RemoteOptions
 
     @Argument(help: "A job spec file (.yaml, .yml, .json, .jsonl, .csv, or text).")
     var spec: String?
@@ -275,6 +294,7 @@ struct Submit: ParsableCommand {
             return
         }
         guard let prompt else { throw ValidationError("give a spec file or --prompt") }
+        if try remote.client() != nil { throw ValidationError("with --server, give a spec file (--prompt jobs go to the database)") }
         let store = JobStore(connection: try database.connect())
         func stored(_ path: String?, _ flag: String) throws -> String? {
             guard let path else { return nil }
@@ -346,6 +366,21 @@ struct Submit: ParsableCommand {
             if job.tasks.count > 5 { print("  …") }
             return
         }
+        if let client = try remote.client() {
+            let format = ["yaml": "yaml", "yml": "yaml", "json": "json", "jsonl": "jsonl", "csv": "csv"][url.pathExtension.lowercased()] ?? "txt"
+            let query = [URLQueryItem(name: "format", value: format)]
+                + overrides.sorted { $0.key < $1.key }.map { URLQueryItem(name: $0.key, value: $0.value) }
+            let answer = try client.json("POST", "jobs", query: query, body: Data(text.utf8)) as? [String: Any] ?? [:]
+            let id = Int64(intValue(answer["id"]))
+            print(id)
+            if wait {
+                try follow(id) {
+                    let counts = (try client.json("GET", "jobs/\(id)") as? [String: Any])?["counts"] as? [String: Any] ?? [:]
+                    return Dictionary(uniqueKeysWithValues: TaskState.allCases.map { ($0, intValue(counts[$0.rawValue])) })
+                }
+            }
+            return
+        }
         let store = JobStore(connection: try database.connect())
         let id = try store.enqueue(name: job.name, model: job.model, maxAttempts: job.maxAttempts, priority: job.priority, tasks: job.tasks)
         print(id)
@@ -353,9 +388,14 @@ struct Submit: ParsableCommand {
     }
 
     private func follow(_ job: Int64, store: JobStore) throws {
+        try follow(job) { try store.progress(job: job).counts }
+    }
+
+    /// Prints a job's counts to standard error whenever they change, until no task will run again.
+    private func follow(_ job: Int64, counts: () throws -> [TaskState: Int]) throws {
         var last = ""
         while true {
-            let progress = try store.progress(job: job)
+            let progress = JobProgress(counts: try counts().filter { $0.value > 0 })
             let line = TaskState.allCases.map { "\($0.rawValue)=\(progress.counts[$0, default: 0])" }.joined(separator: " ")
             if line != last { FileHandle.standardError.write(Data("job \(job): \(line)\n".utf8)); last = line }
             if progress.isFinished { return }

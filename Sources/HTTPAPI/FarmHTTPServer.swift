@@ -1,0 +1,314 @@
+import FarmModel
+import Foundation
+import Hummingbird
+import JobSpec
+import JobStore
+
+/// An HTTP API failure: the status to answer with and a one-line message (and, for bad
+/// specs, the field and line at fault). Its body is `{"error": …, "field": …, "line": …}`.
+public struct APIError: Error, CustomStringConvertible, Sendable {
+    /// The HTTP status code.
+    public var status: Int
+    /// What went wrong, in one line.
+    public var message: String
+    /// The request field at fault, when there is one.
+    public var field: String?
+    /// The spec line at fault, when known.
+    public var line: Int?
+
+    /// Makes an error.
+    public init(status: Int, _ message: String, field: String? = nil, line: Int? = nil) {
+        self.status = status
+        self.message = message
+        self.field = field
+        self.line = line
+    }
+
+    /// The one-line message.
+    public var description: String { message }
+
+    /// The JSON body.
+    var json: Data {
+        var object: [String: Any] = ["error": message]
+        if let field { object["field"] = field }
+        if let line { object["line"] = line }
+        return (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{\"error\":\"error\"}".utf8)
+    }
+}
+
+/// The HTTP server could not start.
+public struct HTTPServerStartError: Error, CustomStringConvertible {
+    /// Why, in one line.
+    public var description: String
+}
+
+/// The coordinator's JSON API under `/v1` (jobs, job controls, workers, images), with bearer
+/// tokens from `api_tokens`. It runs on Hummingbird's own event-loop threads; every libpq
+/// call runs on a `DatabaseQueue`'s serial dispatch queue.
+public final class FarmHTTPServer: @unchecked Sendable {
+    /// The largest request body accepted (a job spec); larger ones get 413.
+    public static let maxBodyBytes = 64 << 20
+    /// Host and port it listens on.
+    public let host: String
+    /// The TCP port.
+    public let port: Int
+    private let pool: DatabasePool
+    private var task: Task<Void, Never>?
+    /// Where it logs (default: standard output).
+    public var log: @Sendable (String) -> Void = { print($0) }
+
+    /// Makes a server on `host:port` over the database at `conninfo` with `connections` connections.
+    public init(host: String, port: Int, conninfo: String?, connections: Int = 4) {
+        self.host = host
+        self.port = port
+        self.pool = DatabasePool(conninfo: conninfo, size: connections)
+    }
+
+    /// Parses `HOST:PORT` (`[::1]:8080` for IPv6) into its parts; nil when malformed.
+    public static func parseAddress(_ text: String) -> (host: String, port: Int)? {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
+              (0...65535).contains(port) else { return nil }
+        var host = String(text[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        return host.isEmpty ? nil : (host, port)
+    }
+
+    /// Starts listening and returns once the socket is bound; throws if it cannot bind.
+    /// The server then runs on its own threads until `stop()`.
+    public func start() throws {
+        let started = DispatchSemaphore(value: 0)
+        let outcome = StartOutcome()
+        let app = Application(
+            responder: APIResponder(pool: pool),
+            configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: "DiffusionFarm"),
+            onServerRunning: { _ in
+                outcome.set(nil)
+                started.signal()
+            })
+        let log = self.log, address = "\(host):\(port)"
+        task = Task.detached {
+            do {
+                try await app.run()
+            } catch {
+                if outcome.set("\(error)") {
+                    started.signal()
+                } else {
+                    log("HTTP API on \(address) stopped: \(error)")
+                }
+            }
+        }
+        started.wait()
+        if let failure = outcome.failure {
+            throw HTTPServerStartError(description: "the HTTP API cannot listen on \(address): \(failure)")
+        }
+        log("HTTP API listening on http://\(address)/v1")
+    }
+
+    /// Stops the server.
+    public func stop() {
+        task?.cancel()
+        task = nil
+    }
+}
+
+/// The first outcome of starting: nil failure once running, or the error that stopped it first.
+private final class StartOutcome: @unchecked Sendable {
+    private let lock = NSLock()
+    private var decided = false
+    private(set) var failure: String?
+
+    /// Records the outcome if none is recorded yet; returns whether this call recorded it.
+    @discardableResult
+    func set(_ failure: String?) -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        guard !decided else { return false }
+        decided = true
+        self.failure = failure
+        return true
+    }
+}
+
+/// Routes `/v1` requests, checks tokens and answers in JSON.
+struct APIResponder: HTTPResponder {
+    typealias Context = BasicRequestContext
+    let pool: DatabasePool
+
+    /// The routes: each needs a role and answers a request.
+    enum Route {
+        case listJobs, submitJob, job(Int64), jobAction(Int64, String), jobImages(Int64), taskImage(Int64)
+        case listWorkers, workerAction(String, String)
+
+        /// The least role that may call it.
+        var role: TokenRole {
+            switch self {
+            case .listJobs, .submitJob, .job, .jobImages, .taskImage: return .submit
+            case .jobAction, .listWorkers, .workerAction: return .admin
+            }
+        }
+    }
+
+    func respond(to request: Request, context: Context) async throws -> Response {
+        do {
+            let route = try Self.route(request)
+            try await authorize(request, for: route.role)
+            return try await answer(route, request)
+        } catch let error as APIError {
+            return Self.json(error.json, status: error.status)
+        } catch let error as JobSpecError {
+            return Self.json(APIError(status: 400, error.description, field: error.field ?? "body", line: error.line).json, status: 400)
+        } catch let failure as ValidationFailure {
+            return Self.json(APIError(status: 400, failure.description, field: failure.field).json, status: 400)
+        } catch {
+            return Self.json(APIError(status: 500, "internal error: \(error)").json, status: 500)
+        }
+    }
+
+    /// Finds the route of a request, or throws 404 (405 for a known path with another method).
+    static func route(_ request: Request) throws -> Route {
+        let parts = request.uri.path.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
+        let get = request.method == .get, post = request.method == .post
+        func id(_ text: String, _ what: String) throws -> Int64 {
+            guard let value = Int64(text), value > 0 else { throw APIError(status: 404, "no \(what) \(text)") }
+            return value
+        }
+        var route: Route?
+        var pathKnown = true
+        switch parts.count > 1 && parts[0] == "v1" ? Array(parts.dropFirst()) : [] {
+        case ["jobs"]: route = get ? .listJobs : post ? .submitJob : nil
+        case let p where p.count == 2 && p[0] == "jobs": route = get ? .job(try id(p[1], "job")) : nil
+        case let p where p.count == 3 && p[0] == "jobs" && p[2] == "images": route = get ? .jobImages(try id(p[1], "job")) : nil
+        case let p where p.count == 3 && p[0] == "jobs" && ["cancel", "pause", "resume", "retry"].contains(p[2]):
+            route = post ? .jobAction(try id(p[1], "job"), p[2]) : nil
+        case let p where p.count == 3 && p[0] == "tasks" && p[2] == "image": route = get ? .taskImage(try id(p[1], "task")) : nil
+        case ["workers"]: route = get ? .listWorkers : nil
+        case let p where p.count == 3 && p[0] == "workers" && ["drain", "cordon", "uncordon"].contains(p[2]):
+            route = post ? .workerAction(p[1], p[2]) : nil
+        default: pathKnown = false
+        }
+        guard let route else {
+            if pathKnown { throw APIError(status: 405, "\(request.method) is not allowed on \(request.uri.path)") }
+            throw APIError(status: 404, "no route \(request.method) \(request.uri.path)")
+        }
+        return route
+    }
+
+    /// Checks the bearer token: 401 when missing, unknown or revoked; 403 when its role is too small.
+    func authorize(_ request: Request, for role: TokenRole) async throws {
+        guard let header = request.headers[.authorization], header.lowercased().hasPrefix("bearer ") else {
+            throw APIError(status: 401, "missing bearer token (Authorization: Bearer TOKEN)")
+        }
+        let token = header.dropFirst("bearer ".count).trimmingCharacters(in: .whitespaces)
+        guard let granted = try await pool.run({ try $0.tokenRole(token) }) else {
+            throw APIError(status: 401, "invalid or revoked token")
+        }
+        if role == .admin && granted != .admin { throw APIError(status: 403, "this route needs an admin token") }
+    }
+
+    func answer(_ route: Route, _ request: Request) async throws -> Response {
+        switch route {
+        case .listJobs:
+            return Self.json(try await pool.run { try Self.encode($0.jobSummaries()) })
+        case .job(let job):
+            guard let body = try await pool.run({ store in try store.jobDetail(job).map(Self.encode) }) else {
+                throw APIError(status: 404, "job \(job) does not exist")
+            }
+            return Self.json(body)
+        case .submitJob:
+            return try await submit(request)
+        case .jobAction(let job, let action):
+            let body = try await pool.run { store -> Data? in
+                guard try store.jobExists(job) else { return nil }
+                var object: [String: Any] = ["id": job]
+                switch action {
+                case "cancel": try store.cancel(job: job)
+                case "pause": try store.pause(job: job)
+                case "resume": try store.resume(job: job)
+                default: object["requeued"] = try store.retryFailed(job: job)
+                }
+                object["counts"] = try store.jobDetail(job)?["counts"] ?? [:]
+                return try Self.encode(object)
+            }
+            guard let body else { throw APIError(status: 404, "job \(job) does not exist") }
+            return Self.json(body)
+        case .jobImages(let job):
+            let body = try await pool.run { store -> Data? in
+                guard try store.jobExists(job) else { return nil }
+                return try Self.encode(try store.imageList(job: job).map { ["index": $0.index, "seed": $0.seed, "task": $0.task] as [String: Any] })
+            }
+            guard let body else { throw APIError(status: 404, "job \(job) does not exist") }
+            return Self.json(body)
+        case .taskImage(let task):
+            guard let png = try await pool.run({ try $0.image(task: task) }) else {
+                throw APIError(status: 404, "task \(task) has no image")
+            }
+            return Response(status: .ok, headers: [.contentType: "image/png"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: png)))
+        case .listWorkers:
+            return Self.json(try await pool.run { try Self.encode($0.workerSummaries()) })
+        case .workerAction(let worker, let action):
+            let state = ["drain": "draining", "cordon": "cordoned", "uncordon": "online"][action] ?? "online"
+            guard try await pool.run({ try $0.setWorkerState(worker, state) }) else {
+                throw APIError(status: 404, "worker \(worker) is not known to the farm")
+            }
+            return Self.json(try Self.encode(["name": worker, "state": state]))
+        }
+    }
+
+    /// Fields of a spec that query parameters may fill (as the CLI's flags do).
+    static let overrideFields: Set<String> = ["name", "model", "sampler", "cfg", "width", "height", "steps", "negative"]
+
+    /// `POST /v1/jobs`: parses the body as a spec in `?format=` and queues it.
+    func submit(_ request: Request) async throws -> Response {
+        var format = "yaml"
+        var overrides: [String: String] = [:]
+        for (key, value) in request.uri.queryParameters {
+            if key == "format" {
+                format = String(value)
+                guard ["yaml", "json", "jsonl", "csv", "txt"].contains(format) else {
+                    throw APIError(status: 400, "format must be yaml, json, jsonl, csv or txt, got \(format)", field: "format")
+                }
+            } else if Self.overrideFields.contains(String(key)) {
+                overrides[String(key)] = String(value)
+            } else {
+                throw APIError(status: 400, "unknown query parameter \(key)", field: String(key))
+            }
+        }
+        let data = try await Self.collect(request.body)
+        guard let text = String(data: data, encoding: .utf8) else { throw APIError(status: 400, "the body is not UTF-8 text", field: "body") }
+        let spec = try JobSpec.parse(text, file: "spec.\(format)", overrides: overrides)
+        let id = try await pool.run { store in
+            try store.enqueue(name: spec.name, model: spec.model, maxAttempts: spec.maxAttempts, priority: spec.priority, tasks: spec.tasks)
+        }
+        return Self.json(try Self.encode(["id": id, "tasks": spec.tasks.count]), status: 201)
+    }
+
+    /// Reads a body of at most `FarmHTTPServer.maxBodyBytes`; a larger one is read to its end
+    /// (so the client sees the answer) unless it passes four times that, and gets 413.
+    static func collect(_ body: RequestBody) async throws -> Data {
+        var data = Data()
+        var total = 0
+        for try await buffer in body {
+            total += buffer.readableBytes
+            if total <= FarmHTTPServer.maxBodyBytes {
+                data.append(contentsOf: buffer.readableBytesView)
+            } else if total > 4 * FarmHTTPServer.maxBodyBytes {
+                break
+            }
+        }
+        guard total <= FarmHTTPServer.maxBodyBytes else {
+            throw APIError(status: 413, "the body is larger than \(FarmHTTPServer.maxBodyBytes >> 20) MiB", field: "body")
+        }
+        return data
+    }
+
+    /// JSON bytes (sorted keys) of a JSON-ready value.
+    static func encode(_ value: Any) throws -> Data {
+        try JSONSerialization.data(withJSONObject: value, options: [.sortedKeys])
+    }
+
+    /// A JSON response.
+    static func json(_ body: Data, status: Int = 200) -> Response {
+        Response(status: HTTPResponse.Status(code: status), headers: [.contentType: "application/json"],
+                 body: ResponseBody(byteBuffer: ByteBuffer(bytes: body)))
+    }
+}

@@ -1,0 +1,269 @@
+import FarmModel
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import Imaging
+import JobStore
+import Postgres
+import TestSupport
+import Testing
+
+/// Runs `farm` and returns its exit status, standard output and standard error.
+func runFarmCapturing(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+    let process = Process()
+    process.executableURL = farmBinary
+    process.arguments = arguments
+    let output = Pipe(), errors = Pipe()
+    process.standardOutput = output
+    process.standardError = errors
+    try process.run()
+    // Read both pipes at once so that neither fills up and blocks the child.
+    final class Box: @unchecked Sendable { var data = Data() }
+    let errorBox = Box()
+    let reader = Thread { errorBox.data = errors.fileHandleForReading.readDataToEndOfFile() }
+    reader.start()
+    let out = output.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    while reader.isExecuting || !reader.isFinished { Thread.sleep(forTimeInterval: 0.01) }
+    return (process.terminationStatus, String(decoding: out, as: UTF8.self), String(decoding: errorBox.data, as: UTF8.self))
+}
+
+/// One HTTP exchange, synchronously.
+func httpRequest(_ method: String, _ url: String, token: String? = nil, body: Data? = nil) throws
+    -> (status: Int, contentType: String, body: Data) {
+    var request = URLRequest(url: URL(string: url)!)
+    request.httpMethod = method
+    request.timeoutInterval = 60
+    if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
+    request.httpBody = body
+    final class Outcome: @unchecked Sendable {
+        var data: Data?
+        var response: URLResponse?
+        var error: Error?
+    }
+    let outcome = Outcome(), done = DispatchSemaphore(value: 0)
+    URLSession.shared.dataTask(with: request) { data, response, error in
+        outcome.data = data
+        outcome.response = response
+        outcome.error = error
+        done.signal()
+    }.resume()
+    done.wait()
+    if let error = outcome.error { throw error }
+    let response = outcome.response as! HTTPURLResponse
+    return (response.statusCode, response.value(forHTTPHeaderField: "Content-Type") ?? "", outcome.data ?? Data())
+}
+
+/// The parsed JSON object of a body.
+func jsonObject(_ data: Data) -> [String: Any] {
+    (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:]
+}
+
+/// A coordinator with the HTTP API on a free port, its database, and an admin and a submit token.
+struct HTTPFarm {
+    let conninfo: String
+    let endpoint: String
+    let server: String
+    let coordinator: FarmProcess
+    let admin: String
+    let submit: String
+
+    init() throws {
+        let (database, zmq) = try farmDatabase()
+        (conninfo, endpoint) = (database, zmq)
+        let port = try TemporaryPostgres.freePort()
+        server = "http://127.0.0.1:\(port)"
+        coordinator = try FarmProcess(["coordinator", "--database", database, "--listen", zmq, "--http", "127.0.0.1:\(port)",
+                                       "--heartbeat", "0.2", "--missed-heartbeats", "10"], name: "http-coordinator")
+        let created = try ["admin", "submit"].map { role in
+            try runFarmCapturing(["tokens", "create", "--role", role, "--name", "test-\(role)", "--database", database])
+        }
+        admin = created[0].stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        submit = created[1].stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let statuses = created.map(\.status), errors = created.map(\.stderr).joined()
+        #expect(statuses == [0, 0], "\(errors)")
+        let base = server, log = coordinator
+        let up = waitFor(30) { ((try? httpRequest("GET", base + "/v1/jobs"))?.status ?? 0) == 401 }
+        #expect(up, "\(log.output)")
+    }
+}
+
+@Test func sweepOverHTTPRendersAndServesImages() throws {
+    let farm = try HTTPFarm()
+    #expect(farm.admin.count == 64 && farm.submit.count == 64 && farm.admin != farm.submit)
+    let store = JobStore(connection: try Connection(farm.conninfo))
+    // Only hashes are stored.
+    let stored = try store.connection.query("SELECT encode(sha256, 'hex') AS h FROM api_tokens ORDER BY id").rows.map { try $0.decode("h", as: String.self) }
+    #expect(stored == [SHA256.hex(of: Data(farm.admin.utf8)), SHA256.hex(of: Data(farm.submit.utf8))])
+
+    let workers = try ["h1", "h2"].map { try startSyntheticWorker(farm.endpoint, name: $0, delay: 0.1) }
+    let spec = FileManager.default.temporaryDirectory.appendingPathComponent("sweep-\(UUID().uuidString.prefix(6)).yaml")
+    try """
+        name: http-sweep
+        model: synthetic
+        defaults: {steps: 5, cfg: 7, sampler: euler_a, width: 32, height: 32}
+        sweep:
+          prompt: ["a red fox in the snow", "a castle at night", "a bowl of soup"]
+          seed: "1-4"
+        """.write(to: spec, atomically: true, encoding: .utf8)
+    defer { try? FileManager.default.removeItem(at: spec) }
+    let submitted = try runFarmCapturing(["submit", spec.path, "--server", farm.server, "--token", farm.submit, "--wait"])
+    #expect(submitted.status == 0, "\(submitted.stderr)\n\(farm.coordinator.output)\n\(workers[0].output)")
+    let job = try #require(Int64(submitted.stdout.trimmingCharacters(in: .whitespacesAndNewlines)))
+    #expect(submitted.stderr.contains("job \(job): queued=0 running=0 done=12 failed=0 cancelled=0"))
+    #expect(try store.progress(job: job).counts == [.done: 12])
+
+    // The job over HTTP: counts with one key per state.
+    let detail = try httpRequest("GET", "\(farm.server)/v1/jobs/\(job)", token: farm.submit)
+    #expect(detail.status == 200 && detail.contentType.hasPrefix("application/json"))
+    let counts = jsonObject(detail.body)["counts"] as? [String: Any] ?? [:]
+    #expect(Set(counts.keys) == Set(TaskState.allCases.map(\.rawValue)))
+    #expect((counts["done"] as? NSNumber)?.intValue == 12)
+
+    // --json prints the same through the database and through the API.
+    for arguments in [["job", String(job), "--json"], ["jobs", "--json"]] {
+        let direct = try runFarmCapturing(arguments + ["--database", farm.conninfo])
+        let remote = try runFarmCapturing(arguments + ["--server", farm.server, "--token", farm.admin])
+        #expect(direct.status == 0 && remote.status == 0, "\(direct.stderr) \(remote.stderr)")
+        #expect(direct.stdout == remote.stdout && direct.stdout.contains("\"done\" : 12"))
+    }
+    let workerList = try runFarmCapturing(["workers", "--json", "--server", farm.server, "--token", farm.admin])
+    #expect(workerList.status == 0 && workerList.stdout.contains("\"h1\"") && workerList.stdout.contains("\"h2\""), "\(workerList.stderr)")
+
+    // Images: the list, then one PNG.
+    let list = try httpRequest("GET", "\(farm.server)/v1/jobs/\(job)/images", token: farm.submit)
+    #expect(list.status == 200)
+    let images = (try JSONSerialization.jsonObject(with: list.body)) as? [[String: Any]] ?? []
+    #expect(images.count == 12)
+    #expect(images.map { ($0["index"] as? NSNumber)?.intValue ?? -1 } == Array(0..<12))
+    #expect(Set(images.map { ($0["seed"] as? NSNumber)?.intValue ?? -1 }) == [1, 2, 3, 4])
+    let task = try #require((images.first?["task"] as? NSNumber)?.int64Value)
+    let png = try httpRequest("GET", "\(farm.server)/v1/tasks/\(task)/image", token: farm.submit)
+    #expect(png.status == 200 && png.contentType == "image/png")
+    #expect(png.body == (try store.images(job: job).first?.png))
+    let decoded = try PNGImage(pngData: png.body)
+    #expect(decoded.width == 32 && decoded.height == 32)
+    #expect(try httpRequest("GET", "\(farm.server)/v1/tasks/999999/image", token: farm.submit).status == 404)
+
+    // Tokens: missing, unknown, revoked, too small a role.
+    #expect(try httpRequest("GET", "\(farm.server)/v1/jobs").status == 401)
+    #expect(try httpRequest("GET", "\(farm.server)/v1/jobs", token: String(repeating: "0", count: 64)).status == 401)
+    let revocable = try runFarmCapturing(["tokens", "create", "--role", "admin", "--name", "revoke-me", "--database", farm.conninfo])
+    let revocableToken = revocable.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+    #expect(try httpRequest("GET", "\(farm.server)/v1/workers", token: revocableToken).status == 200)
+    let listed = try runFarmCapturing(["tokens", "list", "--json", "--database", farm.conninfo])
+    #expect(!listed.stdout.contains(revocableToken) && listed.stdout.contains("revoke-me"))
+    let tokenRows = (try JSONSerialization.jsonObject(with: Data(listed.stdout.utf8))) as? [[String: Any]] ?? []
+    let revokeID = try #require(tokenRows.first { $0["name"] as? String == "revoke-me" }?["id"] as? NSNumber)
+    #expect(try runFarmCapturing(["tokens", "revoke", "\(revokeID.int64Value)", "--database", farm.conninfo]).status == 0)
+    let revoked = try httpRequest("GET", "\(farm.server)/v1/workers", token: revocableToken)
+    #expect(revoked.status == 401 && jsonObject(revoked.body)["error"] as? String == "invalid or revoked token")
+    let forbidden = try runFarmCapturing(["drain", "h1", "--server", farm.server, "--token", farm.submit])
+    #expect(forbidden.status == 2 && forbidden.stderr == "farm: this route needs an admin token\n", "\(forbidden.stderr)")
+    #expect(try httpRequest("POST", "\(farm.server)/v1/workers/h1/drain", token: farm.submit).status == 403)
+    #expect(try store.workerStates(["h1"]) == ["h1": "online"])
+    let drained = try runFarmCapturing(["cordon", "h1", "--server", farm.server, "--token", farm.admin])
+    #expect(drained.status == 0 && drained.stdout == "worker h1: cordoned\n")
+    #expect(try store.workerStates(["h1"]) == ["h1": "cordoned"])
+
+    // Unknown routes.
+    let missing = try httpRequest("GET", "\(farm.server)/v1/nothing", token: farm.admin)
+    #expect(missing.status == 404 && jsonObject(missing.body)["error"] != nil)
+    #expect(try httpRequest("GET", "\(farm.server)/v1/jobs/999999", token: farm.admin).status == 404)
+
+    // A bad spec: 400 naming the field, and no job made.
+    let jobsBefore = try store.connection.query("SELECT count(*) AS n FROM jobs").single().decode("n", as: Int.self)
+    let badSpec = """
+        name: bad
+        model: synthetic
+        defaults: {steps: -3, width: 32, height: 32}
+        items:
+          - prompt: a fox
+        """
+    let bad = try httpRequest("POST", "\(farm.server)/v1/jobs?format=yaml", token: farm.submit, body: Data(badSpec.utf8))
+    #expect(bad.status == 400, "\(String(decoding: bad.body, as: UTF8.self))")
+    let badError = jsonObject(bad.body)
+    #expect((badError["field"] as? String)?.contains("steps") == true, "\(badError)")
+    #expect((badError["error"] as? String)?.isEmpty == false)
+    let badFormat = try httpRequest("POST", "\(farm.server)/v1/jobs?format=xml", token: farm.submit, body: Data("x".utf8))
+    #expect(badFormat.status == 400 && jsonObject(badFormat.body)["field"] as? String == "format")
+    let badFile = spec.deletingLastPathComponent().appendingPathComponent("bad-\(UUID().uuidString.prefix(6)).yaml")
+    try badSpec.write(to: badFile, atomically: true, encoding: .utf8)
+    defer { try? FileManager.default.removeItem(at: badFile) }
+    let badCLI = try runFarmCapturing(["submit", badFile.path, "--server", farm.server, "--token", farm.submit])
+    #expect(badCLI.status == 2 && badCLI.stderr.hasPrefix("farm: ") && badCLI.stderr.contains("steps"), "\(badCLI.stderr)")
+
+    // A body over 64 MiB: 413, and still no job.
+    let huge = try httpRequest("POST", "\(farm.server)/v1/jobs", token: farm.submit,
+                               body: Data(repeating: UInt8(ascii: "#"), count: (64 << 20) + 1))
+    #expect(huge.status == 413 && jsonObject(huge.body)["error"] != nil)
+    #expect(try store.connection.query("SELECT count(*) AS n FROM jobs").single().decode("n", as: Int.self) == jobsBefore)
+}
+
+@Test func jobControlsThroughTheCLIOverHTTP() throws {
+    let farm = try HTTPFarm()
+    let store = JobStore(connection: try Connection(farm.conninfo))
+    let worker = try startSyntheticWorker(farm.endpoint, name: "slow", delay: 0.5)
+    let spec = FileManager.default.temporaryDirectory.appendingPathComponent("long-\(UUID().uuidString.prefix(6)).txt")
+    try (0..<40).map { "prompt \($0)" }.joined(separator: "\n").write(to: spec, atomically: true, encoding: .utf8)
+    defer { try? FileManager.default.removeItem(at: spec) }
+    let submitted = try runFarmCapturing(["submit", spec.path, "--model", "synthetic", "--width", "32", "--height", "32",
+                                          "--steps", "3", "--server", farm.server, "--token", farm.admin])
+    #expect(submitted.status == 0, "\(submitted.stderr)")
+    let job = try #require(Int64(submitted.stdout.trimmingCharacters(in: .whitespacesAndNewlines)))
+    #expect(try store.progress(job: job).total == 40)
+    #expect(try waitFor(30) { try store.progress(job: job).counts[.done, default: 0] >= 1 }, "\(worker.output)")
+    func jobState() throws -> String {
+        try store.connection.query("SELECT state FROM jobs WHERE id = $1", [job]).single().decode("state")
+    }
+    let remote = ["--server", farm.server, "--token", farm.admin]
+
+    let paused = try runFarmCapturing(["pause", String(job)] + remote)
+    #expect(paused.status == 0 && paused.stdout.hasPrefix("job \(job): queued="), "\(paused.stderr)")
+    #expect(try jobState() == "paused")
+    Thread.sleep(forTimeInterval: 1.2)
+    let doneWhilePaused = try store.progress(job: job).counts[.done, default: 0]
+    Thread.sleep(forTimeInterval: 1.2)
+    #expect(try store.progress(job: job).counts[.done, default: 0] == doneWhilePaused, "a paused job gets no new tasks")
+
+    #expect(try runFarmCapturing(["resume", String(job)] + remote).status == 0)
+    #expect(try jobState() == "active")
+    #expect(try waitFor(30) { try store.progress(job: job).counts[.done, default: 0] > doneWhilePaused })
+
+    // A submit token may not steer jobs.
+    let forbidden = try runFarmCapturing(["cancel", String(job), "--server", farm.server, "--token", farm.submit])
+    #expect(forbidden.status == 2 && forbidden.stderr.hasPrefix("farm: "))
+    #expect(try jobState() == "active")
+
+    let cancelled = try runFarmCapturing(["cancel", String(job)] + remote)
+    #expect(cancelled.status == 0, "\(cancelled.stderr)")
+    #expect(try jobState() == "cancelled")
+    let counts = try store.progress(job: job).counts
+    #expect(counts[.queued, default: 0] == 0 && counts[.running, default: 0] == 0 && counts[.cancelled, default: 0] > 0)
+
+    // An unknown job: a 404, exit status 2; a server that is not there: exit status 1.
+    let unknown = try runFarmCapturing(["pause", "999999"] + remote)
+    #expect(unknown.status == 2 && unknown.stderr == "farm: job 999999 does not exist\n")
+    let nowhere = try runFarmCapturing(["jobs", "--server", "http://127.0.0.1:\(try TemporaryPostgres.freePort())", "--token", farm.admin])
+    #expect(nowhere.status == 1 && nowhere.stderr.hasPrefix("farm: "))
+    // The environment variables stand in for the flags.
+    let process = Process()
+    process.executableURL = farmBinary
+    process.arguments = ["workers", "--json"]
+    process.environment = ProcessInfo.processInfo.environment.merging(["FARM_SERVER": farm.server, "FARM_TOKEN": farm.admin]) { $1 }
+    let output = Pipe()
+    process.standardOutput = output
+    try process.run()
+    let listed = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    process.waitUntilExit()
+    #expect(process.terminationStatus == 0 && listed.contains("\"slow\""))
+}
+
+@Test func coordinatorExitsWhenTheHTTPPortIsTaken() throws {
+    let (conninfo, endpoint) = try farmDatabase()
+    let farm = try HTTPFarm()
+    let port = try #require(URL(string: farm.server)?.port)
+    let second = try runFarmCapturing(["coordinator", "--database", conninfo, "--listen", endpoint, "--http", "127.0.0.1:\(port)"])
+    #expect(second.status == 1 && second.stderr.contains("the HTTP API cannot listen on 127.0.0.1:\(port)"), "\(second.stderr)")
+}
