@@ -64,6 +64,10 @@ public final class CoordinatorServer {
     public private(set) var lastPreview: (taskID: Int64, step: Int, png: Data)?
     private var lastProgressFlush = Date()
     private var workWaiting = true
+    /// The job of each task handed out (or looked up), for events.
+    private var taskJobs: [Int64: Int64] = [:]
+    /// Live events for HTTP watchers: progress, previews, results and failures.
+    public let events = FarmEvents()
     /// Called with a line for the log.
     public var log: (String) -> Void = { print($0) }
 
@@ -198,9 +202,18 @@ public final class CoordinatorServer {
             send(.heartbeat(.init(freeSlots: 0)), to: routingID)
         case .progress(let report):
             pendingProgress[report.taskID] = report
+            if let job = jobOf(report.taskID) {
+                events.post(FarmEvent(name: "progress", job: job, payload: [
+                    "task": report.taskID, "job": job, "attempt": report.attempt, "step": report.step,
+                    "total": report.total, "worker": worker.hello.workerID]))
+            }
         case .preview(let report, let png):
             previews[report.taskID] = (report.step, png)
             lastPreview = (report.taskID, report.step, png)
+            if events.subscriberCount > 0, let job = jobOf(report.taskID) {
+                events.post(FarmEvent(name: "preview", job: job, payload: [
+                    "task": report.taskID, "job": job, "step": report.step, "png": png.base64EncodedString()]))
+            }
         case .result(let header, let png):
             guard let outcome = withStore({ try $0.complete(header, png: png) }) else { return }
             worker.inFlight.remove(header.taskID)
@@ -208,6 +221,11 @@ public final class CoordinatorServer {
             previews[header.taskID] = nil
             workWaiting = true
             send(.ack(taskID: header.taskID, attempt: header.attempt), to: routingID)
+            if let job = jobOf(header.taskID) {
+                events.post(FarmEvent(name: "done", job: job, payload: [
+                    "task": header.taskID, "job": job, "attempt": header.attempt, "seed": header.seed]))
+            }
+            taskJobs[header.taskID] = nil
             log("task \(header.taskID) attempt \(header.attempt) from \(worker.hello.workerID): \(outcome)")
         case .failed(let failure):
             guard let outcome = withStore({ try $0.fail(failure, workerID: worker.hello.workerID) }) else { return }
@@ -215,11 +233,24 @@ public final class CoordinatorServer {
             pendingProgress[failure.taskID] = nil
             previews[failure.taskID] = nil
             send(.ack(taskID: failure.taskID, attempt: failure.attempt), to: routingID)
+            if let job = jobOf(failure.taskID) {
+                events.post(FarmEvent(name: "failed", job: job, payload: [
+                    "task": failure.taskID, "job": job, "attempt": failure.attempt,
+                    "kind": "\(failure.kind)", "message": failure.message]))
+            }
             workWaiting = true
             log("task \(failure.taskID) attempt \(failure.attempt) failed (\(failure.kind)): \(failure.message) [\(outcome)]")
         case .hello, .welcome, .refused, .assign, .ack, .cancel, .drain, .blob:
             log("ignored \(message.typeName) from worker \(worker.hello.workerID)")
         }
+    }
+
+    /// The job of a task: from the dispatch map, else from the database (tasks held across a restart).
+    private func jobOf(_ task: Int64) -> Int64? {
+        if let job = taskJobs[task] { return job }
+        guard let found = withStore({ try $0.jobOfTask(task) }), let job = found else { return nil }
+        taskJobs[task] = job
+        return job
     }
 
     private func dispatch() {
@@ -229,10 +260,11 @@ public final class CoordinatorServer {
             let capabilities = WorkerCapabilities(models: worker.hello.models,
                                                   maxPixels: worker.hello.maxPixels ?? configuration.limits.maxPixels)
             guard let assignments = withStore({
-                try $0.claim(workerID: worker.hello.workerID, capabilities: capabilities, limit: worker.freeSlots,
+                try $0.claimWithJobs(workerID: worker.hello.workerID, capabilities: capabilities, limit: worker.freeSlots,
                              leaseSeconds: configuration.leaseSeconds, preferredModel: worker.loadedModel)
             }) else { return }
-            for assignment in assignments {
+            for (assignment, job) in assignments {
+                taskJobs[assignment.taskID] = job
                 // Input images go once per worker, before the first task that needs them.
                 for hash in assignment.parameters.inputHashes where !worker.sentBlobs.contains(hash) {
                     guard let found = withStore({ try $0.blob(hash) }), let data = found else { continue }

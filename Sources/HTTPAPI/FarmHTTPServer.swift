@@ -53,14 +53,16 @@ public final class FarmHTTPServer: @unchecked Sendable {
     /// The TCP port.
     public let port: Int
     private let pool: DatabasePool
+    private let events: FarmEvents
     private var task: Task<Void, Never>?
     /// Where it logs (default: standard output).
     public var log: @Sendable (String) -> Void = { print($0) }
 
-    /// Makes a server on `host:port` over the database at `conninfo` with `connections` connections.
-    public init(host: String, port: Int, conninfo: String?, connections: Int = 4) {
+    /// Makes a server on `host:port` over the database at `conninfo`, streaming `events` at `/v1/events`.
+    public init(host: String, port: Int, conninfo: String?, connections: Int = 4, events: FarmEvents = FarmEvents()) {
         self.host = host
         self.port = port
+        self.events = events
         self.pool = DatabasePool(conninfo: conninfo, size: connections)
     }
 
@@ -79,7 +81,7 @@ public final class FarmHTTPServer: @unchecked Sendable {
         let started = DispatchSemaphore(value: 0)
         let outcome = StartOutcome()
         let app = Application(
-            responder: APIResponder(pool: pool),
+            responder: APIResponder(pool: pool, events: events),
             configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: "DiffusionFarm"),
             onServerRunning: { _ in
                 outcome.set(nil)
@@ -133,16 +135,19 @@ private final class StartOutcome: @unchecked Sendable {
 struct APIResponder: HTTPResponder {
     typealias Context = BasicRequestContext
     let pool: DatabasePool
+    let events: FarmEvents
+    /// Seconds between `: keep-alive` comments on an event stream.
+    static let keepAliveSeconds: UInt64 = 15
 
     /// The routes: each needs a role and answers a request.
     enum Route {
         case listJobs, submitJob, job(Int64), jobAction(Int64, String), jobImages(Int64), taskImage(Int64)
-        case listWorkers, workerAction(String, String)
+        case listWorkers, workerAction(String, String), events(Int64?)
 
         /// The least role that may call it.
         var role: TokenRole {
             switch self {
-            case .listJobs, .submitJob, .job, .jobImages, .taskImage: return .submit
+            case .listJobs, .submitJob, .job, .jobImages, .taskImage, .events: return .submit
             case .jobAction, .listWorkers, .workerAction: return .admin
             }
         }
@@ -182,6 +187,14 @@ struct APIResponder: HTTPResponder {
             route = post ? .jobAction(try id(p[1], "job"), p[2]) : nil
         case let p where p.count == 3 && p[0] == "tasks" && p[2] == "image": route = get ? .taskImage(try id(p[1], "task")) : nil
         case ["workers"]: route = get ? .listWorkers : nil
+        case ["events"]:
+            var job: Int64?
+            for (key, value) in request.uri.queryParameters {
+                guard key == "job" else { throw APIError(status: 400, "unknown query parameter \(key)", field: String(key)) }
+                guard let id = Int64(String(value)), id > 0 else { throw APIError(status: 400, "job must be a positive integer", field: "job") }
+                job = id
+            }
+            route = get ? .events(job) : nil
         case let p where p.count == 3 && p[0] == "workers" && ["drain", "cordon", "uncordon"].contains(p[2]):
             route = post ? .workerAction(p[1], p[2]) : nil
         default: pathKnown = false
@@ -243,6 +256,8 @@ struct APIResponder: HTTPResponder {
                 throw APIError(status: 404, "task \(task) has no image")
             }
             return Response(status: .ok, headers: [.contentType: "image/png"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: png)))
+        case .events(let job):
+            return streamEvents(job: job)
         case .listWorkers:
             return Self.json(try await pool.run { try Self.encode($0.workerSummaries()) })
         case .workerAction(let worker, let action):
@@ -252,6 +267,31 @@ struct APIResponder: HTTPResponder {
             }
             return Self.json(try Self.encode(["name": worker, "state": state]))
         }
+    }
+
+    /// `GET /v1/events`: server-sent events until the client goes away, with a keep-alive comment every 15 s.
+    func streamEvents(job: Int64?) -> Response {
+        let subscription = events.subscribe(job: job)
+        let keepAlive = Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(nanoseconds: Self.keepAliveSeconds * 1_000_000_000)
+                if Task.isCancelled { break }
+                subscription.keepAlive()
+            }
+        }
+        let body = ResponseBody { writer in
+            defer {
+                keepAlive.cancel()
+                subscription.cancel()
+            }
+            // An opening comment, so clients see the headers and the stream at once.
+            try await writer.write(ByteBuffer(string: ": connected\n\n"))
+            for await event in subscription.events {
+                try await writer.write(ByteBuffer(string: event.serverSentEvent))
+            }
+            try await writer.finish(nil)
+        }
+        return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"], body: body)
     }
 
     /// Fields of a spec that query parameters may fill (as the CLI's flags do).

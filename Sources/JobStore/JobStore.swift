@@ -166,6 +166,13 @@ public final class JobStore {
     /// first, so a worker does not reload a model another job of the same priority would need.
     public func claim(workerID: String, capabilities: WorkerCapabilities, limit: Int,
                       leaseSeconds: Double, preferredModel: String? = nil) throws -> [WireMessage.Assignment] {
+        try claimWithJobs(workerID: workerID, capabilities: capabilities, limit: limit,
+                          leaseSeconds: leaseSeconds, preferredModel: preferredModel).map(\.assignment)
+    }
+
+    /// Like `claim`, but also returns each task's job id (which the wire format does not carry).
+    public func claimWithJobs(workerID: String, capabilities: WorkerCapabilities, limit: Int,
+                              leaseSeconds: Double, preferredModel: String? = nil) throws -> [(assignment: WireMessage.Assignment, job: Int64)] {
         guard limit > 0 else { return [] }
         let result = try connection.query("""
             WITH next AS MATERIALIZED (
@@ -187,14 +194,21 @@ public final class JobStore {
             UPDATE tasks SET state = 'running', attempt = attempt + 1, lease_owner = $1,
                 lease_expires = now() + make_interval(secs => $3), started_at = now(), step = 0
             FROM next WHERE tasks.id = next.id
-            RETURNING tasks.id, tasks.attempt, tasks.parameters::text AS parameters
+            RETURNING tasks.id, tasks.job_id, tasks.attempt, tasks.parameters::text AS parameters
             """, [workerID, limit, leaseSeconds, postgresArray(capabilities.models), capabilities.maxPixels, preferredModel ?? ""])
         let decoder = JSONDecoder()
         return try result.rows.map { row in
             let json: String = try row.decode("parameters")
-            return WireMessage.Assignment(taskID: try row.decode("id"), attempt: try row.decode("attempt"),
-                                          parameters: try decoder.decode(TaskParameters.self, from: Data(json.utf8)))
+            return (WireMessage.Assignment(taskID: try row.decode("id"), attempt: try row.decode("attempt"),
+                                           parameters: try decoder.decode(TaskParameters.self, from: Data(json.utf8))),
+                    try row.decode("job_id"))
         }
+    }
+
+    /// The job a task belongs to, or nil when there is no such task.
+    public func jobOfTask(_ task: Int64) throws -> Int64? {
+        let result = try connection.query("SELECT job_id FROM tasks WHERE id = $1", [task])
+        return try result.rows.first?.decode("job_id")
     }
 
     /// Records progress of the current attempt and extends its lease; stale attempts are ignored.

@@ -124,7 +124,7 @@ struct CoordinatorCommand: ParsableCommand {
         // The HTTP API runs on its own threads next to the ZeroMQ loop; failing to bind ends the coordinator.
         var api: FarmHTTPServer?
         if let http, let (host, port) = FarmHTTPServer.parseAddress(http) {
-            api = FarmHTTPServer(host: host, port: port, conninfo: conninfo)
+            api = FarmHTTPServer(host: host, port: port, conninfo: conninfo, events: server.events)
             try api?.start()
         }
         defer { api?.stop() }

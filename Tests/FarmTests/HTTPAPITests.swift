@@ -267,3 +267,97 @@ struct HTTPFarm {
     let second = try runFarmCapturing(["coordinator", "--database", conninfo, "--listen", endpoint, "--http", "127.0.0.1:\(port)"])
     #expect(second.status == 1 && second.stderr.contains("the HTTP API cannot listen on 127.0.0.1:\(port)"), "\(second.stderr)")
 }
+
+/// A raw HTTP/1.1 GET on a socket that collects the streamed body on a thread until `stop()`.
+final class EventStreamReader: @unchecked Sendable {
+    private let lock = NSLock()
+    private var received = Data()
+    private let fd: Int32
+
+    /// Opens `path` on 127.0.0.1:`port`, sending `token` as a bearer token.
+    init(port: Int, path: String, token: String?) throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        self.fd = fd
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else { throw POSIXError(.ECONNREFUSED) }
+        var request = "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n"
+        if let token { request += "Authorization: Bearer \(token)\r\n" }
+        request += "\r\n"
+        _ = request.withCString { send(fd, $0, strlen($0), 0) }
+        Thread {
+            var buffer = [UInt8](repeating: 0, count: 65536)
+            while true {
+                let n = recv(fd, &buffer, buffer.count, 0)
+                if n <= 0 { break }
+                self.lock.withLock { self.received.append(contentsOf: buffer[0..<n]) }
+            }
+        }.start()
+    }
+
+    /// Everything received so far, as text.
+    var text: String { lock.withLock { String(decoding: received, as: UTF8.self) } }
+
+    /// The `(event, data)` pairs received so far.
+    var events: [(name: String, data: [String: Any])] {
+        // Each event arrives in one HTTP chunk, so its lines are whole; chunk-size lines are skipped.
+        var name: String?
+        var found: [(name: String, data: [String: Any])] = []
+        for line in text.replacingOccurrences(of: "\r", with: "").components(separatedBy: "\n") {
+            if line.hasPrefix("event: ") { name = String(line.dropFirst(7)) }
+            if line.hasPrefix("data: "), let current = name {
+                found.append((current, jsonObject(Data(line.dropFirst(6).utf8))))
+                name = nil
+            }
+        }
+        return found
+    }
+
+    /// Closes the connection.
+    func stop() { shutdown(fd, Int32(SHUT_RDWR)); close(fd) }
+}
+
+@Test func eventStreamCarriesProgressAndResultsOfEveryTask() throws {
+    let farm = try HTTPFarm()
+    let port = try #require(Int(farm.server.split(separator: ":").last ?? ""))
+    // No token: 401, and no stream.
+    let refused = try EventStreamReader(port: port, path: "/v1/events", token: nil)
+    #expect(waitFor(10) { refused.text.hasPrefix("HTTP/1.1 401") }, "\(refused.text)")
+    refused.stop()
+
+    let reader = try EventStreamReader(port: port, path: "/v1/events", token: farm.submit)
+    defer { reader.stop() }
+    #expect(waitFor(10) { reader.text.contains(": connected") }, "\(reader.text)")
+    #expect(reader.text.hasPrefix("HTTP/1.1 200") && reader.text.lowercased().contains("content-type: text/event-stream"))
+    let worker = try startSyntheticWorker(farm.endpoint, name: "ev", delay: 0.05)
+    let spec = FileManager.default.temporaryDirectory.appendingPathComponent("events-\(UUID().uuidString.prefix(6)).yaml")
+    try """
+        name: events
+        model: synthetic
+        defaults: {steps: 4, cfg: 7, sampler: euler_a, width: 32, height: 32}
+        sweep:
+          prompt: ["a fox", "a castle"]
+          seed: "1-2"
+        """.write(to: spec, atomically: true, encoding: .utf8)
+    defer { try? FileManager.default.removeItem(at: spec) }
+    let submitted = try runFarmCapturing(["submit", spec.path, "--server", farm.server, "--token", farm.submit, "--wait"])
+    #expect(submitted.status == 0, "\(submitted.stderr)\n\(farm.coordinator.output)\n\(worker.output)")
+    let job = try #require(Int64(submitted.stdout.trimmingCharacters(in: .whitespacesAndNewlines)))
+    let store = JobStore(connection: try Connection(farm.conninfo))
+    let tasks = try Set(store.connection.query("SELECT id FROM tasks WHERE job_id = $1", [job]).rows.map { try $0.decode("id", as: Int64.self) })
+    #expect(tasks.count == 4)
+    func taskIDs(_ name: String) -> Set<Int64> {
+        Set(reader.events.filter { $0.name == name && ($0.data["job"] as? NSNumber)?.int64Value == job }
+            .compactMap { ($0.data["task"] as? NSNumber)?.int64Value })
+    }
+    #expect(waitFor(10) { taskIDs("done") == tasks }, "\(reader.text)")
+    #expect(taskIDs("progress") == tasks)
+    let progress = try #require(reader.events.first { $0.name == "progress" })
+    #expect(progress.data["worker"] as? String == "ev" && (progress.data["total"] as? NSNumber)?.intValue == 4)
+    #expect(reader.events.allSatisfy { ($0.data["job"] as? NSNumber)?.int64Value == job })
+}
