@@ -435,6 +435,8 @@ struct Fetch: ParsableCommand {
 
     @OptionGroup var database: DatabaseOptions
 
+    @OptionGroup var remote: RemoteOptions
+
     @Argument(help: "The job's id.")
     var job: Int64
 
@@ -442,18 +444,29 @@ struct Fetch: ParsableCommand {
     var out = "."
 
     func run() throws {
-        let store = JobStore(connection: try database.connect())
         let folder = URL(fileURLWithPath: out)
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        func file(_ index: Int, _ seed: String) -> URL { folder.appendingPathComponent("\(job)-\(index)-\(seed).png") }
         var written = 0, skipped = 0
-        for image in try store.images(job: job) {
-            let file = folder.appendingPathComponent("\(job)-\(image.index)-\(image.seed).png")
-            if FileManager.default.fileExists(atPath: file.path) {
-                skipped += 1
-                continue
+        if let client = try remote.client() {
+            // Over HTTP: list the images, then download only the ones not yet on disk.
+            guard let list = try client.json("GET", "jobs/\(job)/images") as? [[String: Any]] else {
+                throw RemoteError(message: "the server's image list is not a JSON array", status: nil)
             }
-            try image.png.write(to: file, options: .atomic)
-            written += 1
+            for entry in list {
+                let target = file(intValue(entry["index"]), "\(entry["seed"].map { "\($0)" } ?? "0")")
+                if FileManager.default.fileExists(atPath: target.path) { skipped += 1; continue }
+                try client.send("GET", "tasks/\(intValue(entry["task"]))/image").write(to: target, options: .atomic)
+                written += 1
+            }
+        } else {
+            let store = JobStore(connection: try database.connect())
+            for image in try store.images(job: job) {
+                let target = file(image.index, String(image.seed))
+                if FileManager.default.fileExists(atPath: target.path) { skipped += 1; continue }
+                try image.png.write(to: target, options: .atomic)
+                written += 1
+            }
         }
         print("wrote \(written) image(s) to \(folder.path)" + (skipped > 0 ? " (\(skipped) already there)" : ""))
     }

@@ -131,6 +131,18 @@ struct HTTPFarm {
     let workerList = try runFarmCapturing(["workers", "--json", "--server", farm.server, "--token", farm.admin])
     #expect(workerList.status == 0 && workerList.stdout.contains("\"h1\"") && workerList.stdout.contains("\"h2\""), "\(workerList.stderr)")
 
+    // farm fetch over HTTP writes what the database holds, under {job}-{index}-{seed}.png.
+    let fetched = FileManager.default.temporaryDirectory.appendingPathComponent("fetch-\(UUID().uuidString.prefix(6))")
+    defer { try? FileManager.default.removeItem(at: fetched) }
+    let fetch = try runFarmCapturing(["fetch", String(job), "--out", fetched.path, "--server", farm.server, "--token", farm.submit])
+    #expect(fetch.status == 0 && fetch.stdout.contains("wrote 12 image(s)"), "\(fetch.stderr)")
+    for image in try store.images(job: job) {
+        let file = fetched.appendingPathComponent("\(job)-\(image.index)-\(image.seed).png")
+        #expect(try Data(contentsOf: file) == image.png, "\(file.lastPathComponent)")
+    }
+    let again = try runFarmCapturing(["fetch", String(job), "--out", fetched.path, "--server", farm.server, "--token", farm.submit])
+    #expect(again.stdout.contains("wrote 0 image(s)") && again.stdout.contains("12 already there"))
+
     // Images: the list, then one PNG.
     let list = try httpRequest("GET", "\(farm.server)/v1/jobs/\(job)/images", token: farm.submit)
     #expect(list.status == 200)
