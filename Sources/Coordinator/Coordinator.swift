@@ -198,7 +198,7 @@ public final class CoordinatorServer {
         switch message {
         case .heartbeat(let beat):
             worker.loadedModel = beat.loadedModel ?? worker.loadedModel
-            _ = withStore { try $0.touchWorker(worker.hello.workerID) }
+            _ = withStore { try $0.touchWorker(worker.hello.workerID, loadedModel: beat.loadedModel) }
             send(.heartbeat(.init(freeSlots: 0)), to: routingID)
         case .progress(let report):
             pendingProgress[report.taskID] = report

@@ -78,17 +78,30 @@ extension JobStore {
     /// The worker registry (the shape of `farm workers --json` and `GET /v1/workers`).
     public func workerSummaries() throws -> [[String: Any]] {
         try connection.query("""
-            SELECT w.id, w.host, w.state, array_to_string(w.models, ',') AS models, w.slots,
+            SELECT w.id, w.host, w.state, array_to_string(w.models, ',') AS models, w.slots, w.device, w.loaded_model,
                    round(extract(epoch FROM now() - w.last_heartbeat)::numeric, 1)::text AS silent,
                    (SELECT coalesce(sum(f.failures), 0) FROM job_worker_failures f WHERE f.worker_id = w.id) AS failures,
-                   (SELECT count(*) FROM tasks t WHERE t.lease_owner = w.id AND t.state = 'running') AS running
-            FROM workers w ORDER BY w.id
+                   (SELECT count(*) FROM tasks t WHERE t.lease_owner = w.id AND t.state = 'running') AS running,
+                   c.id AS task, c.job_id AS job, c.step, c.total_steps, c.steps_per_second::text AS speed
+            FROM workers w
+            LEFT JOIN LATERAL (SELECT t.id, t.job_id, t.step, t.total_steps, t.steps_per_second FROM tasks t
+                               WHERE t.lease_owner = w.id AND t.state = 'running' ORDER BY t.id LIMIT 1) c ON true
+            ORDER BY w.id
             """).rows.map { row -> [String: Any] in
-            ["name": try row.decode("id", as: String.self), "host": try row.decode("host", as: String.self),
-             "state": try row.decode("state", as: String.self), "models": try row.decode("models", as: String.self),
-             "slots": try row.decode("slots", as: Int.self),
-             "seconds_since_heartbeat": Double(try row.decode("silent", as: String.self)) ?? 0,
-             "failures": try row.decode("failures", as: Int.self), "running": try row.decode("running", as: Int.self)]
+            var summary: [String: Any] = [
+                "name": try row.decode("id", as: String.self), "host": try row.decode("host", as: String.self),
+                "state": try row.decode("state", as: String.self), "models": try row.decode("models", as: String.self),
+                "slots": try row.decode("slots", as: Int.self), "device": try row.decode("device", as: String.self),
+                "loaded_model": try row.decode("loaded_model", as: String.self),
+                "seconds_since_heartbeat": Double(try row.decode("silent", as: String.self)) ?? 0,
+                "failures": try row.decode("failures", as: Int.self), "running": try row.decode("running", as: Int.self)]
+            // The first running task stands for the worker's "current task"; `running` counts them all.
+            if let task = try row.decodeIfPresent("task", as: Int64.self) {
+                summary["current"] = ["task": task, "job": try row.decode("job", as: Int64.self),
+                                      "step": try row.decode("step", as: Int.self), "total_steps": try row.decode("total_steps", as: Int.self),
+                                      "steps_per_second": Double(try row.decodeIfPresent("speed", as: String.self) ?? "").map { $0 as Any } ?? NSNull()]
+            }
+            return summary
         }
     }
 

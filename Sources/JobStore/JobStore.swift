@@ -215,9 +215,10 @@ public final class JobStore {
     @discardableResult
     public func progress(_ report: WireMessage.Progress, leaseSeconds: Double) throws -> Bool {
         try connection.query("""
-            UPDATE tasks SET step = $3, total_steps = $4, lease_expires = now() + make_interval(secs => $5)
+            UPDATE tasks SET step = $3, total_steps = $4, lease_expires = now() + make_interval(secs => $5),
+                steps_per_second = coalesce($6, steps_per_second)
             WHERE id = $1 AND attempt = $2 AND state = 'running'
-            """, [report.taskID, report.attempt, report.step, report.total, leaseSeconds]).affectedRows == 1
+            """, [report.taskID, report.attempt, report.step, report.total, leaseSeconds, report.itemsPerSecond]).affectedRows == 1
     }
 
     /// Records the latest progress of several tasks in one statement and extends their
@@ -227,11 +228,13 @@ public final class JobStore {
         guard !reports.isEmpty else { return 0 }
         func array(_ values: [Int64]) -> String { "{" + values.map(String.init).joined(separator: ",") + "}" }
         return try connection.query("""
-            UPDATE tasks t SET step = r.step, total_steps = r.total, lease_expires = now() + make_interval(secs => $5)
-            FROM unnest($1::bigint[], $2::integer[], $3::integer[], $4::integer[]) AS r(id, attempt, step, total)
+            UPDATE tasks t SET step = r.step, total_steps = r.total, lease_expires = now() + make_interval(secs => $5),
+                steps_per_second = coalesce(r.speed, t.steps_per_second)
+            FROM unnest($1::bigint[], $2::integer[], $3::integer[], $4::integer[], $6::real[]) AS r(id, attempt, step, total, speed)
             WHERE t.id = r.id AND t.attempt = r.attempt AND t.state = 'running'
             """, [array(reports.map(\.taskID)), array(reports.map { Int64($0.attempt) }),
-                  array(reports.map { Int64($0.step) }), array(reports.map { Int64($0.total) }), leaseSeconds]).affectedRows
+                  array(reports.map { Int64($0.step) }), array(reports.map { Int64($0.total) }), leaseSeconds,
+                  "{" + reports.map { $0.itemsPerSecond.map { String(format: "%.3f", $0) } ?? "NULL" }.joined(separator: ",") + "}"]).affectedRows
     }
 
     /// Stores a finished image if it belongs to the task's current, still leased attempt.
@@ -399,12 +402,13 @@ public final class JobStore {
     /// Records a worker's hello (or refreshes it after a reconnect).
     public func registerWorker(_ hello: WireMessage.Hello) throws {
         try connection.query("""
-            INSERT INTO workers (id, host, models, slots, max_pixels, state, last_heartbeat)
-            VALUES ($1, $2, $3::text[], $4, $5, 'online', now())
+            INSERT INTO workers (id, host, models, slots, max_pixels, state, last_heartbeat, device)
+            VALUES ($1, $2, $3::text[], $4, $5, 'online', now(), $6)
             ON CONFLICT (id) DO UPDATE SET host = EXCLUDED.host, models = EXCLUDED.models, slots = EXCLUDED.slots,
-                max_pixels = EXCLUDED.max_pixels, last_heartbeat = now(),
+                max_pixels = EXCLUDED.max_pixels, last_heartbeat = now(), device = EXCLUDED.device,
                 state = CASE WHEN workers.state IN ('cordoned', 'draining') THEN workers.state ELSE 'online' END
-            """, [hello.workerID, hello.host, postgresArray(hello.models), hello.slots, hello.maxPixels ?? Limits().maxPixels])
+            """, [hello.workerID, hello.host, postgresArray(hello.models), hello.slots, hello.maxPixels ?? Limits().maxPixels,
+                  hello.device.map { "\($0.model), \($0.cores) cores, \($0.memoryBytes >> 30) GiB" } ?? ""])
     }
 
     /// Sets an operator's state on a worker: `draining` (finish what it holds, take no more),
@@ -432,9 +436,10 @@ public final class JobStore {
         return states
     }
 
-    /// Notes that a worker is alive.
-    public func touchWorker(_ workerID: String) throws {
-        try connection.query("UPDATE workers SET last_heartbeat = now() WHERE id = $1", [workerID])
+    /// Notes that a worker is alive, and the model it holds now when its heartbeat says.
+    public func touchWorker(_ workerID: String, loadedModel: String? = nil) throws {
+        try connection.query("UPDATE workers SET last_heartbeat = now(), loaded_model = coalesce($2, loaded_model) WHERE id = $1",
+                             [workerID, loadedModel])
     }
 
     private func postgresArray(_ values: [String]) -> String {

@@ -146,7 +146,8 @@ struct Retry: ParsableCommand {
 
 /// `farm workers`: the registry.
 struct Workers: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "List workers: name, host, state, models, slots, last heartbeat, failures.")
+    static let configuration = CommandConfiguration(
+        abstract: "List workers: name, host, device, state, loaded model, current task and step, it/s, last heartbeat, failures.")
 
     @OptionGroup var database: DatabaseOptions
     @OptionGroup var remote: RemoteOptions
@@ -162,11 +163,17 @@ struct Workers: ParsableCommand {
             value = try jsonRoundTrip(try JobStore(connection: try database.connect()).workerSummaries())
         }
         if json { return try printJSON(value) }
-        printTable(["NAME", "HOST", "STATE", "MODELS", "SLOTS", "RUNNING", "LAST HEARTBEAT", "FAILURES"],
+        printTable(["NAME", "HOST", "DEVICE", "STATE", "LOADED", "TASK", "STEP", "IT/S", "RUNNING", "LAST HEARTBEAT", "FAILURES"],
                    (value as? [[String: Any]] ?? []).map { worker in
-            ["\(worker["name"] ?? "")", "\(worker["host"] ?? "")", "\(worker["state"] ?? "")", "\(worker["models"] ?? "")",
-             "\(intValue(worker["slots"]))", "\(intValue(worker["running"]))",
-             "\((worker["seconds_since_heartbeat"] as? NSNumber)?.doubleValue ?? 0) s ago", "\(intValue(worker["failures"]))"]
+            let current = worker["current"] as? [String: Any]
+            let speed = (current?["steps_per_second"] as? NSNumber).map { String(format: "%.2f", $0.doubleValue) } ?? "-"
+            let loaded = "\(worker["loaded_model"] ?? "")"
+            return ["\(worker["name"] ?? "")", "\(worker["host"] ?? "")", "\(worker["device"] ?? "")", "\(worker["state"] ?? "")",
+                    loaded.isEmpty ? "-" : loaded,
+                    current.map { "\(intValue($0["task"])) (job \(intValue($0["job"])))" } ?? "-",
+                    current.map { "\(intValue($0["step"]))/\(intValue($0["total_steps"]))" } ?? "-", speed,
+                    "\(intValue(worker["running"]))/\(intValue(worker["slots"]))",
+                    "\((worker["seconds_since_heartbeat"] as? NSNumber)?.doubleValue ?? 0) s ago", "\(intValue(worker["failures"]))"]
         })
     }
 }
@@ -279,6 +286,7 @@ struct Watch: ParsableCommand {
         abstract: "Follow progress live: bars per job and per worker on a terminal, plain lines when piped; with JOB, until it finishes.")
 
     @OptionGroup var database: DatabaseOptions
+    @OptionGroup var remote: RemoteOptions
 
     @Argument(help: "Follow only this job, and stop when it is finished.")
     var job: Int64?
@@ -296,31 +304,25 @@ struct Watch: ParsableCommand {
     }
 
     func run() throws {
-        let connection = try database.connect()
+        let source: WatchSource
+        if let client = try remote.client() {
+            source = RemoteWatchSource(client: client, job: job)
+        } else {
+            source = DatabaseWatchSource(connection: try database.connect(), job: job)
+        }
         let interactive = isatty(STDOUT_FILENO) == 1
         var previous = ""
         while true {
-            let jobs = try connection.query("""
-                SELECT id, name, state, task_count, queued_count, running_count, done_count, failed_count, cancelled_count
-                FROM jobs WHERE ($1::bigint IS NULL AND state IN ('active', 'paused')) OR id = $1 ORDER BY id
-                """, [job]).rows
-            if let job, jobs.isEmpty { throw ValidationError("job \(job) does not exist") }
+            let snapshot = try source.snapshot()
+            if let job, snapshot.jobs.isEmpty { throw ValidationError("job \(job) does not exist") }
             var lines: [String] = []
-            var finished = true
-            for row in jobs {
-                let total: Int = try row.decode("task_count"), done: Int = try row.decode("done_count")
-                let failed: Int = try row.decode("failed_count"), cancelled: Int = try row.decode("cancelled_count")
-                let open = try row.decode("queued_count", as: Int.self) + row.decode("running_count", as: Int.self)
-                if open > 0 { finished = false }
-                lines.append("job \(try row.decode("id", as: Int64.self)) \(try row.decode("name", as: String.self)) \(Watch.bar(done + failed + cancelled, total)) \(done)/\(total) done, \(failed) failed, \(try row.decode("state", as: String.self))")
+            for row in snapshot.jobs {
+                let settled = row.done + row.failed + row.cancelled
+                lines.append("job \(row.id) \(row.name) \(Watch.bar(settled, row.total)) \(row.done)/\(row.total) done, \(row.failed) failed, \(row.state)")
             }
-            let tasks = try connection.query("""
-                SELECT lease_owner, id, step, total_steps FROM tasks
-                WHERE state = 'running' AND ($1::bigint IS NULL OR job_id = $1) ORDER BY lease_owner, id
-                """, [job]).rows
-            for row in tasks {
-                let step: Int = try row.decode("step"), total: Int = try row.decode("total_steps")
-                lines.append("  worker \(try row.decode("lease_owner", as: String.self)): task \(try row.decode("id", as: Int64.self)) \(Watch.bar(step, total, width: 16)) step \(step)/\(total)")
+            for row in snapshot.tasks {
+                let speed = row.speed.map { String(format: ", %.2f it/s", $0) } ?? ""
+                lines.append("  worker \(row.worker): task \(row.task) \(Watch.bar(row.step, row.total, width: 16)) step \(row.step)/\(row.total)\(speed)")
             }
             let screen = lines.joined(separator: "\n")
             if interactive {
@@ -329,8 +331,91 @@ struct Watch: ParsableCommand {
                 print(screen)
             }
             previous = screen
-            if job != nil && finished { return }
+            if job != nil && snapshot.jobs.allSatisfy({ $0.open == 0 }) { return }
             Thread.sleep(forTimeInterval: interval)
         }
+    }
+}
+
+/// What one frame of `farm watch` shows: jobs with their counts, and the running task of each worker.
+struct WatchSnapshot {
+    /// A job's line.
+    struct JobRow {
+        var id: Int64, name: String, state: String
+        var total: Int, open: Int, done: Int, failed: Int, cancelled: Int
+    }
+    /// A worker's running task.
+    struct TaskRow {
+        var worker: String, task: Int64, step: Int, total: Int, speed: Double?
+    }
+    var jobs: [JobRow] = []
+    var tasks: [TaskRow] = []
+}
+
+/// Where `farm watch` reads its frames from: the database or the HTTP API.
+protocol WatchSource {
+    /// The current state of the jobs being watched.
+    func snapshot() throws -> WatchSnapshot
+}
+
+/// `farm watch` straight from the database: every running task, with its step.
+struct DatabaseWatchSource: WatchSource {
+    let connection: Connection
+    let job: Int64?
+
+    func snapshot() throws -> WatchSnapshot {
+        var snapshot = WatchSnapshot()
+        for row in try connection.query("""
+            SELECT id, name, state, task_count, queued_count, running_count, done_count, failed_count, cancelled_count
+            FROM jobs WHERE ($1::bigint IS NULL AND state IN ('active', 'paused')) OR id = $1 ORDER BY id
+            """, [job]).rows {
+            snapshot.jobs.append(.init(
+                id: try row.decode("id"), name: try row.decode("name"), state: try row.decode("state"), total: try row.decode("task_count"),
+                open: try row.decode("queued_count", as: Int.self) + row.decode("running_count", as: Int.self),
+                done: try row.decode("done_count"), failed: try row.decode("failed_count"), cancelled: try row.decode("cancelled_count")))
+        }
+        for row in try connection.query("""
+            SELECT lease_owner, id, step, total_steps, steps_per_second::text AS speed FROM tasks
+            WHERE state = 'running' AND ($1::bigint IS NULL OR job_id = $1) ORDER BY lease_owner, id
+            """, [job]).rows {
+            snapshot.tasks.append(.init(worker: try row.decode("lease_owner"), task: try row.decode("id"), step: try row.decode("step"),
+                                        total: try row.decode("total_steps"), speed: Double(try row.decodeIfPresent("speed", as: String.self) ?? "")))
+        }
+        return snapshot
+    }
+}
+
+/// `farm watch --server`: polls the HTTP API's job list and workers (each worker's current task).
+struct RemoteWatchSource: WatchSource {
+    let client: FarmClient
+    let job: Int64?
+
+    func snapshot() throws -> WatchSnapshot {
+        var snapshot = WatchSnapshot()
+        let jobs: [[String: Any]]
+        if let job {
+            do {
+                jobs = [try client.json("GET", "jobs/\(job)") as? [String: Any] ?? [:]]
+            } catch let error as RemoteError where error.status == 404 {
+                return snapshot
+            }
+        } else {
+            jobs = (try client.json("GET", "jobs") as? [[String: Any]] ?? []).filter { ["active", "paused"].contains("\($0["state"] ?? "")") }
+        }
+        for object in jobs {
+            let counts = object["counts"] as? [String: Any] ?? [:]
+            snapshot.jobs.append(.init(
+                id: Int64(intValue(object["id"])), name: "\(object["name"] ?? "")", state: "\(object["state"] ?? "")",
+                total: counts.values.reduce(0) { $0 + intValue($1) }, open: intValue(counts["queued"]) + intValue(counts["running"]),
+                done: intValue(counts["done"]), failed: intValue(counts["failed"]), cancelled: intValue(counts["cancelled"])))
+        }
+        let watched = Set(snapshot.jobs.map(\.id))
+        for worker in try client.json("GET", "workers") as? [[String: Any]] ?? [] {
+            guard let current = worker["current"] as? [String: Any], watched.contains(Int64(intValue(current["job"]))) else { continue }
+            snapshot.tasks.append(.init(worker: "\(worker["name"] ?? "")", task: Int64(intValue(current["task"])),
+                                        step: intValue(current["step"]), total: intValue(current["total_steps"]),
+                                        speed: (current["steps_per_second"] as? NSNumber)?.doubleValue))
+        }
+        return snapshot
     }
 }

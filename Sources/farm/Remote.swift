@@ -19,24 +19,76 @@ struct RemoteError: Error, CustomStringConvertible {
     var exitCode: Int32 { (status.map { (400..<500).contains($0) } ?? false) ? 2 : 1 }
 }
 
-/// `--server URL --token T` (or `FARM_SERVER` / `FARM_TOKEN`): talk to a coordinator's HTTP API
-/// instead of the database.
+/// `--server URL --token T` (or `FARM_SERVER` / `FARM_TOKEN`, or the config file): talk to a
+/// coordinator's HTTP API instead of the database.
 struct RemoteOptions: ParsableArguments {
-    @Option(help: "The coordinator's HTTP API (http://HOST:PORT); default FARM_SERVER. Without it, the command uses the database.")
+    @Option(help: "The coordinator's HTTP API (http://HOST:PORT); default FARM_SERVER, then the config file. Without it, the command uses the database.")
     var server: String?
 
-    @Option(help: "An API token (farm tokens create); default FARM_TOKEN.")
+    @Option(help: "An API token (farm tokens create); default FARM_TOKEN, then the config file.")
     var token: String?
 
-    /// A client when a server is given (by flag or environment).
+    /// A client when a server is given (by flag, environment or config file, in that order).
     func client() throws -> FarmClient? {
         let environment = ProcessInfo.processInfo.environment
-        guard let text = server ?? environment["FARM_SERVER"], !text.isEmpty else { return nil }
+        let config = try FarmConfig.load(environment: environment)
+        guard let text = server ?? environment["FARM_SERVER"] ?? config.server, !text.isEmpty else { return nil }
         guard let url = URL(string: text.hasSuffix("/") ? String(text.dropLast()) : text), url.scheme == "http" || url.scheme == "https",
               url.host != nil else {
             throw ValidationError("--server must be an http(s) URL such as http://127.0.0.1:8080, got \(text)")
         }
-        return FarmClient(base: url, token: token ?? environment["FARM_TOKEN"])
+        return FarmClient(base: url, token: token ?? environment["FARM_TOKEN"] ?? config.token)
+    }
+}
+
+/// The CLI's config file: `server: URL` and `token: T` lines (`#` starts a comment), read from
+/// `FARM_CONFIG`, else `$XDG_CONFIG_HOME/farm/config`, else `~/.config/farm/config`.
+struct FarmConfig {
+    /// The coordinator's HTTP API.
+    var server: String?
+    /// An API token.
+    var token: String?
+
+    /// The config file of this environment; none (and no error) when the default file is absent.
+    static func load(environment: [String: String]) throws -> FarmConfig {
+        let path: String
+        if let explicit = environment["FARM_CONFIG"], !explicit.isEmpty {
+            path = explicit
+            // A file named on purpose must exist; the default one is optional.
+            guard FileManager.default.fileExists(atPath: path) else { throw ValidationError("FARM_CONFIG: \(path) does not exist") }
+        } else {
+            let home = environment["HOME"] ?? NSHomeDirectory()
+            let base = environment["XDG_CONFIG_HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? home + "/.config"
+            path = base + "/farm/config"
+            guard FileManager.default.fileExists(atPath: path) else { return FarmConfig() }
+        }
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw ValidationError("\(path): cannot be read as UTF-8 text")
+        }
+        return try parse(text, path: path)
+    }
+
+    /// Parses the file's text; an unknown key or a line without `key: value` is an error naming its line.
+    static func parse(_ text: String, path: String) throws -> FarmConfig {
+        var config = FarmConfig()
+        for (number, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let line = raw.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
+            guard !line.trimmingCharacters(in: .whitespaces).isEmpty else { continue }
+            guard let colon = line.firstIndex(of: ":") else {
+                throw ValidationError("\(path):\(number + 1): expected `server: URL` or `token: T`")
+            }
+            let key = line[..<colon].trimmingCharacters(in: .whitespaces)
+            var value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+            if value.count >= 2, let first = value.first, first == value.last, first == "\"" || first == "'" {
+                value = String(value.dropFirst().dropLast())
+            }
+            switch key {
+            case "server": config.server = value
+            case "token": config.token = value
+            default: throw ValidationError("\(path):\(number + 1): unknown key \"\(key)\" (known: server, token)")
+            }
+        }
+        return config
     }
 }
 

@@ -243,6 +243,29 @@ struct HTTPFarm {
     #expect(try jobState() == "active")
     #expect(try waitFor(30) { try store.progress(job: job).counts[.done, default: 0] > doneWhilePaused })
 
+    // The workers' live columns: device, loaded model, current task with its step and speed.
+    var current: [String: Any] = [:]
+    let live = try waitFor(20) {
+        let listed = try runFarmCapturing(["workers", "--json"] + remote)
+        let workers = (try? JSONSerialization.jsonObject(with: Data(listed.stdout.utf8))) as? [[String: Any]] ?? []
+        guard let slow = workers.first(where: { $0["name"] as? String == "slow" }),
+              let running = slow["current"] as? [String: Any], (running["total_steps"] as? NSNumber)?.intValue == 3,
+              running["steps_per_second"] is NSNumber, slow["loaded_model"] as? String == "synthetic",
+              (slow["device"] as? String)?.contains("cores") == true else { return false }
+        current = running
+        return true
+    }
+    let lastListing = try runFarmCapturing(["workers", "--json"] + remote).stdout
+    #expect(live, "\(lastListing)")
+    #expect((current["job"] as? NSNumber)?.int64Value == job)
+    let table = try runFarmCapturing(["workers"] + remote)
+    #expect(table.status == 0 && table.stdout.hasPrefix("NAME") && table.stdout.contains("LOADED") && table.stdout.contains("synthetic"))
+
+    // farm watch over HTTP, piped: plain lines with the job's bar and the worker's step.
+    let watcher = try FarmProcess(["watch", String(job), "--interval", "0.2"] + remote, name: "watch")
+    #expect(waitFor(20) { watcher.output.contains("worker slow: task") && watcher.output.contains("job \(job) ") }, "\(watcher.output)")
+    #expect(!watcher.output.contains("\u{1B}["), "no terminal escapes when piped")
+
     // A submit token may not steer jobs.
     let forbidden = try runFarmCapturing(["cancel", String(job), "--server", farm.server, "--token", farm.submit])
     #expect(forbidden.status == 2 && forbidden.stderr.hasPrefix("farm: "))
@@ -253,6 +276,9 @@ struct HTTPFarm {
     #expect(try jobState() == "cancelled")
     let counts = try store.progress(job: job).counts
     #expect(counts[.queued, default: 0] == 0 && counts[.running, default: 0] == 0 && counts[.cancelled, default: 0] > 0)
+    // The job is over, so watch stops by itself, exit status 0.
+    #expect(waitFor(10) { !watcher.process.isRunning }, "\(watcher.output)")
+    #expect(watcher.process.terminationStatus == 0 && watcher.output.contains("cancelled"), "\(watcher.output)")
 
     // An unknown job: a 404, exit status 2; a server that is not there: exit status 1.
     let unknown = try runFarmCapturing(["pause", "999999"] + remote)
@@ -270,6 +296,30 @@ struct HTTPFarm {
     let listed = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
     process.waitUntilExit()
     #expect(process.terminationStatus == 0 && listed.contains("\"slow\""))
+
+    // So does the config file; a bad line in it is one error naming the file and line.
+    let config = FileManager.default.temporaryDirectory.appendingPathComponent("farm-config-\(UUID().uuidString.prefix(6))")
+    defer { try? FileManager.default.removeItem(at: config) }
+    func runWithConfig(_ text: String, _ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+        try text.write(to: config, atomically: true, encoding: .utf8)
+        let process = Process()
+        process.executableURL = farmBinary
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("FARM_") }
+            .merging(["FARM_CONFIG": config.path]) { $1 }
+        let output = Pipe(), errors = Pipe()
+        (process.standardOutput, process.standardError) = (output, errors)
+        try process.run()
+        // Both answers here are small, well under a pipe's buffer.
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self),
+                String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))
+    }
+    let fromConfig = try runWithConfig("# the test farm\nserver: \(farm.server)\ntoken: \"\(farm.admin)\"\n", ["jobs", "--json"])
+    #expect(fromConfig.status == 0 && fromConfig.stdout.contains("\"id\" : \(job)"), "\(fromConfig.stderr)")
+    let badConfig = try runWithConfig("server: \(farm.server)\ncolour: blue\n", ["jobs"])
+    #expect(badConfig.status == 2 && badConfig.stderr == "farm: \(config.path):2: unknown key \"colour\" (known: server, token)\n",
+            "\(badConfig.stderr)")
 }
 
 @Test func coordinatorExitsWhenTheHTTPPortIsTaken() throws {
