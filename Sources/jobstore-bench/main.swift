@@ -108,6 +108,8 @@ if FileManager.default.isExecutableFile(atPath: farm.path) {
                      queued, name, elapsed, Double(text.utf8.count) / 1e6, elapsed < 15 && queued == taskCount ? "ok" : "NO"))
         try store.cancel(job: id)
     }
+} else {
+    print("cli      skipped: no farm binary at \(farm.path) (run `swift build -c release` first)")
 }
 
 let png = Data((0..<pngBytes).map { UInt8(truncatingIfNeeded: $0 &* 2_654_435_761 >> 13) })
