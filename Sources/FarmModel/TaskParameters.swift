@@ -55,6 +55,13 @@ public struct TaskParameters: Codable, Equatable, Sendable {
         [initImage, mask].compactMap { $0 } + (controlnets ?? []).map(\.image)
     }
 
+    /// The AUTOMATIC1111 web UI's `parameters` text for an image of `width` × `height` made from these
+    /// settings, which that UI (and the tools that read its PNGs) parse back.
+    public func a1111Parameters(width: Int, height: Int) -> String {
+        "\(prompt)\n" + (negativePrompt.isEmpty ? "" : "Negative prompt: \(negativePrompt)\n")
+            + "Steps: \(steps), Sampler: \(sampler), CFG scale: \(cfgScale), Seed: \(seed), Size: \(width)x\(height), Model: \(model)"
+    }
+
     /// Builds parameters; defaults are SD 1.5's usual ones.
     public init(prompt: String, negativePrompt: String = "", model: String = "demo", width: Int = 512,
                 height: Int = 512, steps: Int = 20, cfgScale: Double = 7.5, sampler: String = "euler_a",

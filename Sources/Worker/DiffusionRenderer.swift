@@ -121,8 +121,7 @@ public final class DiffusionRenderer: Renderer {
                 }, progress: progress)
             }
             return try prepared.images(pipeline, latents: latents) { _ in
-                "\(parameters.prompt)\n" + (parameters.negativePrompt.isEmpty ? "" : "Negative prompt: \(parameters.negativePrompt)\n")
-                    + "Steps: \(parameters.steps), Sampler: \(parameters.sampler), CFG scale: \(parameters.cfgScale), Seed: \(parameters.seed), Size: \(prepared.width)x\(prepared.height), Model: \(parameters.model)"
+                parameters.a1111Parameters(width: prepared.width, height: prepared.height)
             }[0]
         } catch let error as SamplingError {
             throw RenderError(kind: .input, message: error.message)

@@ -86,7 +86,7 @@ public struct TestPatternRenderer: Renderer {
             }
         }
         return try PNGImage(width: width, height: height, format: .rgb, pixels: pixels,
-                            text: [("parameters", parameters.prompt), ("seed", String(parameters.seed)),
+                            text: [("parameters", parameters.a1111Parameters(width: width, height: height)), ("seed", String(parameters.seed)),
                                    ("model", parameters.model)])
     }
 }

@@ -59,7 +59,7 @@ let migrationsFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent
     for image in images {
         let decoded = try PNGImage(pngData: image.png)
         #expect(decoded.width == 32 && decoded.height == 24)
-        #expect(decoded.textValue("parameters") == "card \(image.index)")
+        #expect(decoded.textValue("parameters")?.hasPrefix("card \(image.index)\nSteps: ") == true, "\(decoded.textValue("parameters") ?? "")")
         #expect(decoded.textValue("seed") == String(100 + image.index))
     }
     let workers = try connection.query("SELECT id FROM workers ORDER BY id").rows.map { try $0.decode("id", as: String.self) }
