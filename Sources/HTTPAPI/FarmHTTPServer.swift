@@ -143,12 +143,13 @@ struct APIResponder: HTTPResponder {
     enum Route {
         case listJobs, submitJob, job(Int64), jobAction(Int64, String), jobImages(Int64), taskImage(Int64)
         case listWorkers, workerAction(String, String), events(Int64?)
+        case listTokens, createToken, revokeToken(Int64)
 
         /// The least role that may call it.
         var role: TokenRole {
             switch self {
             case .listJobs, .submitJob, .job, .jobImages, .taskImage, .events: return .submit
-            case .jobAction, .listWorkers, .workerAction: return .admin
+            case .jobAction, .listWorkers, .workerAction, .listTokens, .createToken, .revokeToken: return .admin
             }
         }
     }
@@ -197,6 +198,8 @@ struct APIResponder: HTTPResponder {
             route = get ? .events(job) : nil
         case let p where p.count == 3 && p[0] == "workers" && ["drain", "cordon", "uncordon"].contains(p[2]):
             route = post ? .workerAction(p[1], p[2]) : nil
+        case ["tokens"]: route = get ? .listTokens : post ? .createToken : nil
+        case let p where p.count == 3 && p[0] == "tokens" && p[2] == "revoke": route = post ? .revokeToken(try id(p[1], "token")) : nil
         default: pathKnown = false
         }
         guard let route else {
@@ -260,6 +263,30 @@ struct APIResponder: HTTPResponder {
             return streamEvents(job: job)
         case .listWorkers:
             return Self.json(try await pool.run { try Self.encode($0.workerSummaries()) })
+        case .listTokens:
+            return Self.json(try await pool.run { try Self.encode($0.tokens().map(\.summary)) })
+        case .createToken:
+            // The body: {"role": "submit" | "admin", "name": "..."}; the secret is in this answer only.
+            let data = try await Self.collect(request.body)
+            guard let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+                throw APIError(status: 400, "the body must be a JSON object {\"role\": \"submit\"|\"admin\", \"name\": \"...\"}", field: "body")
+            }
+            if let unknown = object.keys.sorted().first(where: { !["role", "name"].contains($0) }) {
+                throw APIError(status: 400, "unknown field \(unknown)", field: unknown)
+            }
+            guard let role = (object["role"] as? String).flatMap(TokenRole.init(rawValue:)) else {
+                throw APIError(status: 400, "role must be submit or admin", field: "role")
+            }
+            guard let name = object["name"] as? String? ?? "", name.count <= 200 else {
+                throw APIError(status: 400, "name must be a string of at most 200 characters", field: "name")
+            }
+            let created = try await pool.run { try $0.createToken(role: role, name: name) }
+            return Self.json(try Self.encode(["id": created.id, "token": created.token, "role": role.rawValue, "name": name]), status: 201)
+        case .revokeToken(let id):
+            guard try await pool.run({ try $0.revokeToken(id: id) }) else {
+                throw APIError(status: 404, "no unrevoked token has id \(id)")
+            }
+            return Self.json(try Self.encode(["id": id, "revoked": true]))
         case .workerAction(let worker, let action):
             let state = ["drain": "draining", "cordon": "cordoned", "uncordon": "online"][action] ?? "online"
             guard try await pool.run({ try $0.setWorkerState(worker, state) }) else {

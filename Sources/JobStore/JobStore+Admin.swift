@@ -24,6 +24,13 @@ public struct APIToken: Sendable, Equatable {
     public var revoked: String?
 }
 
+extension APIToken {
+    /// The token as `farm tokens list --json` and `GET /v1/tokens` show it (never the secret).
+    public var summary: [String: Any] {
+        ["id": id, "role": role.rawValue, "name": name, "created": created, "revoked": revoked ?? NSNull()]
+    }
+}
+
 /// The admin views shared by the `farm` commands and the HTTP API, as JSON-ready objects
 /// (strings, numbers, arrays, dictionaries), so both print the same JSON.
 extension JobStore {
