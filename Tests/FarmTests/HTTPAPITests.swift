@@ -9,11 +9,13 @@ import Postgres
 import TestSupport
 import Testing
 
-/// Runs `farm` and returns its exit status, standard output and standard error.
-func runFarmCapturing(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+/// Runs `farm` (with `environment` instead of this process's, if given) and returns its exit
+/// status, standard output and standard error.
+func runFarmCapturing(_ arguments: [String], environment: [String: String]? = nil) throws -> (status: Int32, stdout: String, stderr: String) {
     let process = Process()
     process.executableURL = farmBinary
     process.arguments = arguments
+    if let environment { process.environment = environment }
     let output = Pipe(), errors = Pipe()
     process.standardOutput = output
     process.standardError = errors
@@ -308,34 +310,17 @@ struct HTTPFarm {
     let nowhere = try runFarmCapturing(["jobs", "--server", "http://127.0.0.1:\(try TemporaryPostgres.freePort())", "--token", farm.admin])
     #expect(nowhere.status == 1 && nowhere.stderr.hasPrefix("farm: "))
     // The environment variables stand in for the flags.
-    let process = Process()
-    process.executableURL = farmBinary
-    process.arguments = ["workers", "--json"]
-    process.environment = ProcessInfo.processInfo.environment.merging(["FARM_SERVER": farm.server, "FARM_TOKEN": farm.admin]) { $1 }
-    let output = Pipe()
-    process.standardOutput = output
-    try process.run()
-    let listed = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    process.waitUntilExit()
-    #expect(process.terminationStatus == 0 && listed.contains("\"slow\""))
+    let fromEnvironment = try runFarmCapturing(["workers", "--json"], environment: ProcessInfo.processInfo.environment
+        .merging(["FARM_SERVER": farm.server, "FARM_TOKEN": farm.admin]) { $1 })
+    #expect(fromEnvironment.status == 0 && fromEnvironment.stdout.contains("\"slow\""), "\(fromEnvironment.stderr)")
 
     // So does the config file; a bad line in it is one error naming the file and line.
     let config = FileManager.default.temporaryDirectory.appendingPathComponent("farm-config-\(UUID().uuidString.prefix(6))")
     defer { try? FileManager.default.removeItem(at: config) }
     func runWithConfig(_ text: String, _ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
         try text.write(to: config, atomically: true, encoding: .utf8)
-        let process = Process()
-        process.executableURL = farmBinary
-        process.arguments = arguments
-        process.environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("FARM_") }
-            .merging(["FARM_CONFIG": config.path]) { $1 }
-        let output = Pipe(), errors = Pipe()
-        (process.standardOutput, process.standardError) = (output, errors)
-        try process.run()
-        // Both answers here are small, well under a pipe's buffer.
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self),
-                String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))
+        return try runFarmCapturing(arguments, environment: ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("FARM_") }
+            .merging(["FARM_CONFIG": config.path]) { $1 })
     }
     let fromConfig = try runWithConfig("# the test farm\nserver: \(farm.server)\ntoken: \"\(farm.admin)\"\n", ["jobs", "--json"])
     #expect(fromConfig.status == 0 && fromConfig.stdout.contains("\"id\" : \(job)"), "\(fromConfig.stderr)")

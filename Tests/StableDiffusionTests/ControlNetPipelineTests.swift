@@ -21,11 +21,7 @@ struct ControlNetCase: Decodable, Sendable, CustomTestStringConvertible {
     var testDescription: String { "\(sampler), \(controls.count) ControlNet(s)" }
 }
 
-let controlNetCases: [ControlNetCase] = {
-    struct File: Decodable { let cases: [ControlNetCase] }
-    let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/controlnet.json")
-    return (try? JSONDecoder().decode(File.self, from: Data(contentsOf: url)))?.cases ?? []
-}()
+let controlNetCases: [ControlNetCase] = fixtureCases("controlnet.json")
 
 @Test(arguments: controlNetCases)
 func controlNetPipelineMatchesDiffusers(_ fixture: ControlNetCase) throws {

@@ -27,11 +27,7 @@ struct Img2ImgCase: Decodable, Sendable, CustomTestStringConvertible {
     }
 }
 
-let img2imgCases: [Img2ImgCase] = {
-    struct File: Decodable { let cases: [Img2ImgCase] }
-    let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/img2img.json")
-    return (try? JSONDecoder().decode(File.self, from: Data(contentsOf: url)))?.cases ?? []
-}()
+let img2imgCases: [Img2ImgCase] = fixtureCases("img2img.json")
 
 @Test(arguments: img2imgCases)
 func img2imgMatchesDiffusers(_ fixture: Img2ImgCase) throws {

@@ -23,11 +23,7 @@ struct InpaintCase: Decodable, Sendable, CustomTestStringConvertible {
     var testDescription: String { "\(unet) \(sampler) strength \(strength)" }
 }
 
-let inpaintCases: [InpaintCase] = {
-    struct File: Decodable { let cases: [InpaintCase] }
-    let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/inpaint.json")
-    return (try? JSONDecoder().decode(File.self, from: Data(contentsOf: url)))?.cases ?? []
-}()
+let inpaintCases: [InpaintCase] = fixtureCases("inpaint.json")
 
 @Test(arguments: inpaintCases)
 func inpaintingMatchesDiffusers(_ fixture: InpaintCase) throws {

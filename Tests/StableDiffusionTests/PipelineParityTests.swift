@@ -17,11 +17,7 @@ struct PipelineCase: Decodable, Sendable, CustomTestStringConvertible {
     var testDescription: String { "\(model) \(sampler)" }
 }
 
-let pipelineCases: [PipelineCase] = {
-    struct File: Decodable { let cases: [PipelineCase] }
-    let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/pipelines.json")
-    return (try? JSONDecoder().decode(File.self, from: Data(contentsOf: url)))?.cases ?? []
-}()
+let pipelineCases: [PipelineCase] = fixtureCases("pipelines.json")
 
 @Test(arguments: pipelineCases)
 func samplerMatchesDiffusersPipeline(_ fixture: PipelineCase) throws {
