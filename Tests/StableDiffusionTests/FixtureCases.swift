@@ -15,6 +15,7 @@ func fixtureCases<Case: Decodable>(_ file: String, as type: Case.Type = Case.sel
     #expect(inpaintCases.count == 4)
     #expect(controlNetCases.count == 2)
     #expect(NetworkFixtures.cases.count == 16)
+    #expect(SDEFixtures.file?.zero_noise.count == 2)
 }
 
 /// The shape every case fixture shares: `{"cases": [...]}`.
