@@ -61,14 +61,16 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["Postgres"], path: "Tests/TestSupport"),
 
         .testTarget(name: "TensorsTests", dependencies: ["Tensors"], exclude: ["Fixtures"]),
-        .testTarget(name: "StableDiffusionTests", dependencies: ["StableDiffusion"], exclude: ["Fixtures"]),
+        .testTarget(name: "StableDiffusionTests", dependencies: ["StableDiffusion", "Imaging"], exclude: ["Fixtures"]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging"]),
         .testTarget(name: "FarmModelTests", dependencies: ["FarmModel", "JobSpec"]),
+        .testTarget(name: "FuzzTests", dependencies: ["FarmModel", "JobSpec", "Imaging"], exclude: ["Corpus"]),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "TestSupport"]),
         .testTarget(name: "JobStoreTests", dependencies: ["JobStore", "TestSupport"]),
         .testTarget(name: "FarmTests", dependencies: [
             "Coordinator", "Worker", "JobStore", "TestSupport", "Imaging", "ZeroMQ", "StableDiffusion",
+            .product(name: "Yams", package: "Yams"),
         ]),
     ],
     swiftLanguageModes: [.v5]

@@ -17,6 +17,12 @@ public struct CoordinatorConfiguration: Sendable {
     public var progressFlushSeconds: Double = 1
     /// The farm's input limits.
     public var limits = Limits()
+    /// The coordinator's CURVE secret key: links are encrypted and only workers whose public
+    /// keys are on the allow-list (`worker_keys`) may connect. Nil: plain TCP (insecure).
+    public var curveSecretKey: String?
+    /// How long an allow-list answer is trusted before the database is asked again (revocations
+    /// reach live connections within this time).
+    public var keyCheckSeconds: Double = 10
 
     /// Silence after which a worker is lost.
     public var workerTimeoutSeconds: Double { heartbeatSeconds * Double(missedHeartbeats) }
@@ -53,6 +59,9 @@ public final class CoordinatorServer {
     private var store: JobStore?
     private var listener: WorkListener?
     private let socket: Socket
+    private let zap: ZAPHandler?
+    /// Allow-list answers per worker key, with when they were read.
+    private var keyDecisions: [String: (allowed: Bool, checked: Date)] = [:]
     private var workers: [Data: ConnectedWorker] = [:]
     private var lastSweep = Date.distantPast
     private var lastReconnectAttempt = Date.distantPast
@@ -75,8 +84,11 @@ public final class CoordinatorServer {
     public init(configuration: CoordinatorConfiguration, conninfo: String?, context: ZMQContext) throws {
         self.configuration = configuration
         self.conninfo = conninfo
+        // The ZAP handler must be bound before the first CURVE handshake can arrive.
+        zap = configuration.curveSecretKey == nil ? nil : try ZAPHandler(context: context)
         socket = try Socket(context, .router)
         try socket.setMaxMessageSize(configuration.limits.maxMessageBytes)
+        if let key = configuration.curveSecretKey { try socket.makeCurveServer(secretKey: key) }
         try socket.bind(configuration.listen)
         try connect()
     }
@@ -135,19 +147,39 @@ public final class CoordinatorServer {
         }
         var poller = Poller()
         poller.add(.socket(socket))
+        if let zap { poller.add(.socket(zap.socket)) }
         if let listener { poller.add(.fileDescriptor(listener.socket)) }
         let ready = try poller.poll(timeout: timeout)
+        if let zap, ready[1] {
+            for answer in try zap.answerPending(allow: { isKeyAllowed($0, fresh: true) }) where !answer.allowed {
+                log("refused a worker connection: key \(answer.publicKey) is not on the allow-list (farm keys allow)")
+            }
+        }
         if ready[0] {
-            while let frames = try socket.receive(dontWait: true) {
+            while let (frames, userID) = try socket.receiveMessage(dontWait: true) {
+                // A key revoked after its handshake: ignore the connection from then on.
+                if zap != nil, !(userID.map { isKeyAllowed($0, fresh: false) } ?? false) { continue }
                 handle(frames)
             }
         }
-        if ready.count > 1 && ready[1], let listener {
+        if let listener, ready[ready.count - 1] {
             if (try? listener.drain()) == true { workWaiting = true }
         }
         dispatch()
         flushProgress(force: false)
         sweep()
+    }
+
+    /// Whether a worker key is on the allow-list: asks the database for handshakes (`fresh`) and
+    /// otherwise when the last answer is older than `keyCheckSeconds`; no database means no.
+    private func isKeyAllowed(_ key: String, fresh: Bool) -> Bool {
+        if !fresh, let decision = keyDecisions[key], Date().timeIntervalSince(decision.checked) < configuration.keyCheckSeconds {
+            return decision.allowed
+        }
+        guard let allowed = withStore({ try $0.isWorkerKeyAllowed(key) }) else { return keyDecisions[key]?.allowed ?? false }
+        if !allowed && keyDecisions[key]?.allowed == true { log("worker key \(key) was revoked: ignoring its connection") }
+        keyDecisions[key] = (allowed, Date())
+        return allowed
     }
 
     private func handle(_ frames: [Data]) {

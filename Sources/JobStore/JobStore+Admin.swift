@@ -164,3 +164,47 @@ extension JobStore {
         try connection.query("UPDATE api_tokens SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL", [id]).affectedRows == 1
     }
 }
+
+/// A worker's CURVE public key on the coordinator's allow-list.
+public struct WorkerKey: Sendable, Equatable {
+    /// Z85 text, 40 characters.
+    public var publicKey: String
+    /// A label given when it was allowed (usually the worker host).
+    public var name: String
+    /// When it was allowed (PostgreSQL's text form).
+    public var created: String
+    /// When it was revoked, if it was.
+    public var revoked: String?
+}
+
+extension JobStore {
+    /// Puts a worker key on the allow-list (again, if it was revoked).
+    public func allowWorkerKey(_ publicKey: String, name: String) throws {
+        try connection.query("""
+            INSERT INTO worker_keys (public_key, name) VALUES ($1, $2)
+            ON CONFLICT (public_key) DO UPDATE SET name = EXCLUDED.name, revoked_at = NULL, created_at = now()
+            """, [publicKey, name])
+    }
+
+    /// Takes a key off the allow-list; returns false when it was not on it.
+    @discardableResult
+    public func revokeWorkerKey(_ publicKey: String) throws -> Bool {
+        try connection.query("UPDATE worker_keys SET revoked_at = now() WHERE public_key = $1 AND revoked_at IS NULL",
+                             [publicKey]).affectedRows == 1
+    }
+
+    /// True when `publicKey` is allowed and not revoked.
+    public func isWorkerKeyAllowed(_ publicKey: String) throws -> Bool {
+        try !connection.query("SELECT 1 FROM worker_keys WHERE public_key = $1 AND revoked_at IS NULL", [publicKey]).rows.isEmpty
+    }
+
+    /// Every key ever allowed, oldest first.
+    public func workerKeys() throws -> [WorkerKey] {
+        try connection.query("""
+            SELECT public_key, name, created_at::text AS created, revoked_at::text AS revoked FROM worker_keys ORDER BY created_at, public_key
+            """).rows.map { row in
+            WorkerKey(publicKey: try row.decode("public_key"), name: try row.decode("name"), created: try row.decode("created"),
+                      revoked: try row.text("revoked"))
+        }
+    }
+}

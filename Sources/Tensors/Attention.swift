@@ -125,6 +125,7 @@ extension Tensor {
         let items = batch * heads * chunks
         let threads = max(1, min(ComputeThreads.count, items))
         let scratchSize = ck_attention_short_scratch(keys, headWidth, valueHeadWidth)
+        if FlopCounter.isCounting { FlopCounter.add(2 * batch * queries * keys * (width + valueWidth)) }
         var result = Tensor(uninitialized: [batch, queries, valueWidth])
         let output = result.mutablePointer()
         var scratchTensor = Tensor(uninitialized: [threads, scratchSize])

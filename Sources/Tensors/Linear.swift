@@ -1,4 +1,5 @@
 import CBLAS
+import Foundation
 
 /// The layer's one way to run a dense matrix product; everything that multiplies
 /// matrices goes through here so that another backend can replace it.
@@ -13,10 +14,38 @@ public enum Gemm {
         c: UnsafeMutablePointer<Float>, ldc: Int,
         alpha: Float = 1, beta: Float = 0
     ) {
+        if FlopCounter.isCounting { FlopCounter.add(2 * m * n * k) }
         cblas_sgemm(CblasRowMajor,
                     transposeA ? CblasTrans : CblasNoTrans,
                     transposeB ? CblasTrans : CblasNoTrans,
                     Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
+}
+
+/// Counts the multiply-add FLOPs of matrix products and attention while a benchmark asks for
+/// them (off otherwise: one untaken branch per GEMM call).
+public enum FlopCounter {
+    @usableFromInline nonisolated(unsafe) static var isCounting = false
+    nonisolated(unsafe) private static var total = 0
+    private static let lock = NSLock()
+
+    @usableFromInline static func add(_ flops: Int) {
+        lock.lock()
+        total += flops
+        lock.unlock()
+    }
+
+    /// Runs `body` and returns its result with the FLOPs of the products it ran. Not reentrant.
+    public static func count<R>(_ body: () throws -> R) rethrows -> (result: R, flops: Int) {
+        lock.lock()
+        total = 0
+        lock.unlock()
+        isCounting = true
+        defer { isCounting = false }
+        let result = try body()
+        lock.lock()
+        defer { lock.unlock() }
+        return (result, total)
     }
 }
 

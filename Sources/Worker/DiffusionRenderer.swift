@@ -7,21 +7,23 @@ import StableDiffusion
 /// (each diffusers folder, `.safetensors` or `.ckpt` in it is a model, named by its
 /// file name without extension) and keeping the most recently used ones loaded within a
 /// memory budget (least recently used unloaded first; the model in use always stays).
+/// The bundled models (`demo`) are always there unless the folder has a model of that name.
 public final class DiffusionRenderer: Renderer {
-    private let folder: URL
     private let index: [String: URL]
     private let controlIndex: [String: URL]
     private var controlNets: [String: ControlNet] = [:]
     private let budgetBytes: Int
     private var loaded: [(name: String, pipeline: Pipeline, bytes: Int)] = []
 
-    /// Indexes the models in `folder`; loaded weights may take up to `memoryBudgetBytes`
-    /// (default: half of the machine's memory).
-    public init(modelsFolder folder: URL, memoryBudgetBytes: Int? = nil) throws {
-        self.folder = folder
+    /// Indexes the models in `folder` (none: only the bundled ones); loaded weights may take up to
+    /// `memoryBudgetBytes` (default: half of the machine's memory).
+    public init(modelsFolder folder: URL?, memoryBudgetBytes: Int? = nil) throws {
         budgetBytes = memoryBudgetBytes ?? Int(ProcessInfo.processInfo.physicalMemory / 2)
-        let entries = try FileManager.default.contentsOfDirectory(at: folder, includingPropertiesForKeys: nil)
+        let entries = try folder.map { try FileManager.default.contentsOfDirectory(at: $0, includingPropertiesForKeys: nil) } ?? []
         var index: [String: URL] = [:], controls: [String: URL] = [:]
+        for name in BundledModels.names {
+            if let url = try? BundledModels.url(name) { index[name] = url }
+        }
         for entry in entries {
             let isModelFolder = FileManager.default.fileExists(atPath: entry.appendingPathComponent("model_index.json").path)
             let isModelFile = ["safetensors", "ckpt"].contains(entry.pathExtension.lowercased())

@@ -19,6 +19,8 @@ public struct WorkerConfiguration: Sendable {
     public var reconnectBackoff: (first: Double, max: Double) = (1, 32)
     /// Steps between latent previews sent with progress (0: none).
     public var previewEvery = 5
+    /// CURVE: the coordinator's public key and this worker's key pair. Nil: plain TCP (insecure).
+    public var curve: (serverKey: String, keys: CurveKeyPair)?
 
     /// Settings for a worker of `coordinator` (one or more endpoints).
     public init(coordinator: String, workerID: String? = nil) {
@@ -95,6 +97,7 @@ public final class WorkerDaemon {
         try socket.setIdentity(configuration.workerID)
         try socket.setMaxMessageSize(configuration.maxMessageBytes)
         try socket.setReconnectInterval(first: configuration.reconnectBackoff.first, max: configuration.reconnectBackoff.max)
+        if let curve = configuration.curve { try socket.makeCurveClient(serverKey: curve.serverKey, keys: curve.keys) }
         try socket.connect(endpoint)
         return socket
     }

@@ -38,7 +38,7 @@ public final class ZMQContext: @unchecked Sendable {
 
 /// The socket patterns the farm uses.
 public enum SocketType: Int32, Sendable {
-    case router, dealer, pair, pub, sub
+    case router, dealer, pair, pub, sub, rep
 
     var zmqValue: Int32 {
         switch self {
@@ -47,6 +47,7 @@ public enum SocketType: Int32, Sendable {
         case .pair: return ZMQ_PAIR
         case .pub: return ZMQ_PUB
         case .sub: return ZMQ_SUB
+        case .rep: return ZMQ_REP
         }
     }
 }
@@ -145,7 +146,14 @@ public final class Socket {
 
     /// Receives one multipart message; nil when `dontWait` and nothing is waiting.
     public func receive(dontWait: Bool = false) throws -> [Data]? {
+        try receiveMessage(dontWait: dontWait)?.frames
+    }
+
+    /// Receives one multipart message with the user id its connection's ZAP handshake gave
+    /// (a CURVE peer's public key on a server with a ZAP handler; nil otherwise).
+    public func receiveMessage(dontWait: Bool = false) throws -> (frames: [Data], userID: String?)? {
         var frames: [Data] = []
+        var userID: String?
         var message = zmq_msg_t()
         zmq_msg_init(&message)
         defer { zmq_msg_close(&message) }
@@ -157,8 +165,13 @@ public final class Socket {
                 if error.code == EINTR && frames.isEmpty { continue }
                 throw error
             }
+            // A ROUTER's routing-id frame is made locally and carries no metadata: ask every frame.
+            if userID == nil, let property = zmq_msg_gets(&message, "User-Id") {
+                let text = String(cString: property)
+                userID = text.isEmpty ? nil : text
+            }
             frames.append(Data(bytes: zmq_msg_data(&message), count: zmq_msg_size(&message)))
-            if zmq_msg_more(&message) == 0 { return frames }
+            if zmq_msg_more(&message) == 0 { return (frames, userID) }
         }
     }
 }

@@ -18,7 +18,7 @@ struct Farm: ParsableCommand {
         subcommands: [Render.self, Migrate.self, CoordinatorCommand.self, WorkerCommand.self, Submit.self, Fetch.self,
                       Jobs.self, JobCommand.self, Cancel.self, Pause.self, Resume.self, Retry.self, Workers.self,
                       Drain.self, Cordon.self, Uncordon.self, Watch.self, Tokens.self,
-                      Status.self])
+                      Status.self, Keys.self, Bench.self])
 
     /// Runs the command; any bad input ends with one line on stderr and exit status 2
     /// (help and explicit exit codes behave as ArgumentParser defines them).
@@ -89,6 +89,7 @@ struct CoordinatorCommand: ParsableCommand {
         commandName: "coordinator", abstract: "Run the coordinator daemon: hand queued tasks to workers.")
 
     @OptionGroup var database: DatabaseOptions
+    @OptionGroup var security: LinkSecurityOptions
 
     @Option(help: "ZeroMQ endpoint that workers connect to.")
     var listen = "tcp://127.0.0.1:5555"
@@ -117,6 +118,7 @@ struct CoordinatorCommand: ParsableCommand {
         let conninfo = database.database ?? ProcessInfo.processInfo.environment["FARM_DATABASE"]
         try Migrator(folder: Migrator.locateFolder()).apply(to: try database.connect())
         var settings = CoordinatorConfiguration(listen: listen)
+        settings.curveSecretKey = try security.keyPair()?.secretKey
         settings.leaseSeconds = leaseSeconds
         settings.heartbeatSeconds = heartbeat
         settings.missedHeartbeats = missedHeartbeats
@@ -142,6 +144,11 @@ struct WorkerCommand: ParsableCommand {
     @Option(help: "The coordinator's ZeroMQ endpoint; repeat to list fail-over coordinators.")
     var coordinator: [String] = []
 
+    @OptionGroup var security: LinkSecurityOptions
+
+    @Option(help: "The coordinator's CURVE public key (or its key file); needed with --curve-key.")
+    var coordinatorKey: String?
+
     @Option(name: [.customLong("name"), .customLong("id")], help: "A stable name for this worker (default: the host name).")
     var name: String?
 
@@ -154,7 +161,7 @@ struct WorkerCommand: ParsableCommand {
     @Option(help: "A folder of models (diffusers folders, .safetensors, .ckpt), each named by its file name.")
     var models: String?
 
-    @Option(help: "diffusion (the engine, with --models), test-pattern, or synthetic: a TEST AND BENCHMARK TOOL that returns a generated PNG depending on the parameters after --synthetic-delay seconds.")
+    @Option(help: "diffusion (the engine: the bundled demo model and those of --models), test-pattern (the default without --models), or synthetic: a TEST AND BENCHMARK TOOL that returns a generated PNG depending on the parameters after --synthetic-delay seconds.")
     var engine: String?
 
     @Option(help: "Seconds each synthetic task takes.")
@@ -168,19 +175,22 @@ struct WorkerCommand: ParsableCommand {
         if let engine, !["diffusion", "test-pattern", "synthetic"].contains(engine) {
             throw ValidationError("--engine must be diffusion, test-pattern or synthetic, got \(engine)")
         }
-        if engine == "diffusion" && models == nil { throw ValidationError("--engine diffusion needs --models DIR") }
         guard syntheticDelay >= 0 && syntheticDelay <= 3600 else { throw ValidationError("--synthetic-delay must be 0...3600 seconds") }
+        if security.curveKey != nil && coordinatorKey == nil { throw ValidationError("--curve-key needs --coordinator-key (the coordinator's public key)") }
     }
 
     func run() throws {
         Shutdown.install()
         var settings = WorkerConfiguration(coordinators: coordinator.isEmpty ? ["tcp://127.0.0.1:5555"] : coordinator, workerID: name)
         settings.slots = slots
+        if let keys = try security.keyPair(), let coordinatorKey {
+            settings.curve = (try readPublicKey(coordinatorKey), keys)
+        }
         let renderer: Renderer
         switch engine ?? (models == nil ? "test-pattern" : "diffusion") {
         case "synthetic": renderer = TestPatternRenderer(models: ["synthetic"], delay: syntheticDelay)
         case "test-pattern": renderer = TestPatternRenderer()
-        default: renderer = try DiffusionRenderer(modelsFolder: URL(fileURLWithPath: models ?? "."),
+        default: renderer = try DiffusionRenderer(modelsFolder: models.map { URL(fileURLWithPath: $0) },
                                                   memoryBudgetBytes: modelCacheMb.map { $0 << 20 })
         }
         let daemon = try WorkerDaemon(configuration: settings, renderer: renderer, context: ZMQContext())

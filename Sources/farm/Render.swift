@@ -15,7 +15,7 @@ struct Render: ParsableCommand {
             images use seeds seed, seed+1, … and are written as FILE-1.png, FILE-2.png, ….
             """)
 
-    @Option(help: "A diffusers folder, a single-file .safetensors or a .ckpt checkpoint.")
+    @Option(help: "A diffusers folder, a single-file .safetensors, a .ckpt checkpoint, or the bundled model `demo`.")
     var model: String
 
     @Option(help: "What to draw. Supports (word:1.2), (word), [word], BREAK and prompts longer than 75 tokens.")
@@ -150,7 +150,7 @@ struct Render: ParsableCommand {
 
     private func render() throws {
         let started = Date()
-        let weights = try ModelWeights.load(URL(fileURLWithPath: model), options: .init(predictionType: prediction))
+        let weights = try ModelWeights.load(try BundledModels.resolve(model), options: .init(predictionType: prediction))
         let pipeline = try Pipeline(weights: weights)
         var request = GenerationRequest(prompt: prompt)
         request.negative = negative

@@ -77,7 +77,7 @@ if FileManager.default.isExecutableFile(atPath: farm.path) {
     let httpPort = try TemporaryPostgres.freePort(), zmqPort = try TemporaryPostgres.freePort()
     let coordinator = Process()
     coordinator.executableURL = farm
-    coordinator.arguments = ["coordinator", "--database", conninfo, "--listen", "tcp://127.0.0.1:\(zmqPort)", "--http", "127.0.0.1:\(httpPort)"]
+    coordinator.arguments = ["coordinator", "--insecure", "--database", conninfo, "--listen", "tcp://127.0.0.1:\(zmqPort)", "--http", "127.0.0.1:\(httpPort)"]
     coordinator.standardOutput = FileHandle.nullDevice
     coordinator.standardError = FileHandle.nullDevice
     try coordinator.run()

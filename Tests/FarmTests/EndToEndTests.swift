@@ -100,7 +100,8 @@ let migrationsFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent
     defer { try? FileManager.default.removeItem(at: models) }
     try FileManager.default.moveItem(at: try tinyModelWithFullVocabulary(), to: models.appendingPathComponent("tiny"))
     let renderer = try DiffusionRenderer(modelsFolder: models)
-    #expect(renderer.models == ["tiny"])
+    // The folder's models, and the bundled demo model that every diffusion worker serves.
+    #expect(renderer.models == ["demo", "tiny"])
     #expect(renderer.loadedModels.isEmpty)
 
     let conninfo = try TemporaryPostgres.shared.createDatabase()

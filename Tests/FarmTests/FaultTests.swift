@@ -45,12 +45,12 @@ func farmDatabase(_ server: TemporaryPostgres = .shared) throws -> (conninfo: St
 }
 
 func startCoordinator(_ conninfo: String, _ endpoint: String) throws -> FarmProcess {
-    try FarmProcess(["coordinator", "--database", conninfo, "--listen", endpoint, "--heartbeat", "0.2",
+    try FarmProcess(["coordinator", "--insecure", "--database", conninfo, "--listen", endpoint, "--heartbeat", "0.2",
                      "--missed-heartbeats", "10", "--lease-seconds", "30"], name: "coordinator")
 }
 
 func startSyntheticWorker(_ endpoint: String, name: String, delay: Double) throws -> FarmProcess {
-    try FarmProcess(["worker", "--coordinator", endpoint, "--name", name, "--engine", "synthetic",
+    try FarmProcess(["worker", "--insecure", "--coordinator", endpoint, "--name", name, "--engine", "synthetic",
                      "--synthetic-delay", String(delay)], name: name)
 }
 
@@ -156,7 +156,7 @@ func expectAllDoneOnce(_ store: JobStore, job: Int64, count: Int, sourceLocation
     let store = JobStore(connection: try Connection(conninfo))
     let coordinator = try startCoordinator(conninfo, endpoint)
     let workers = try ["one", "two"].map {
-        try FarmProcess(["worker", "--coordinator", endpoint, "--name", $0, "--models", models.path], name: $0)
+        try FarmProcess(["worker", "--insecure", "--coordinator", endpoint, "--name", $0, "--models", models.path], name: $0)
     }
     let samplers = ["euler", "euler_a", "dpmpp_2m", "ddim"]
     let tasks = (0..<20).map { index in

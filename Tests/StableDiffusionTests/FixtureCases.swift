@@ -16,6 +16,7 @@ func fixtureCases<Case: Decodable>(_ file: String, as type: Case.Type = Case.sel
     #expect(controlNetCases.count == 2)
     #expect(NetworkFixtures.cases.count == 16)
     #expect(SDEFixtures.file?.zero_noise.count == 2)
+    #expect(demoCases.count == 20)
 }
 
 /// The shape every case fixture shares: `{"cases": [...]}`.

@@ -5,7 +5,6 @@ import Foundation
 struct CLIPVocabulary: Sendable {
     static let fileName = "bpe_simple_vocab_16e6.txt.gz"
     static let environmentVariable = "FARM_CLIP_VOCAB"
-    static let sourceTreePath = "Sources/StableDiffusion/Resources/" + fileName
     /// CLIP keeps merges[1 ..< 49152 − 256 − 2 + 1] of the file: 48 894 merges.
     static let mergeCount = 49152 - 256 - 2
     static let size = 2 * 256 + mergeCount + 2
@@ -124,29 +123,9 @@ struct CLIPVocabulary: Sendable {
             }
             return URL(fileURLWithPath: path)
         }
-        var tried: [String] = []
-        // Bundle.module calls fatalError when its bundle is missing, so look for the folder first.
-        #if canImport(Darwin)
-        let bundleFolder = Bundle.main.bundleURL.appendingPathComponent("DiffusionFarm_StableDiffusion.bundle")
-        #else
-        let bundleFolder = Bundle.main.bundleURL.appendingPathComponent("DiffusionFarm_StableDiffusion.resources")
-        #endif
-        if files.fileExists(atPath: bundleFolder.path),
-           let url = Bundle.module.url(forResource: "bpe_simple_vocab_16e6.txt", withExtension: "gz", subdirectory: "Resources"),
-           files.fileExists(atPath: url.path) {
-            return url
+        switch BundledResource.locate(fileName) {
+        case .success(let url): return url
+        case .failure(let notFound): throw CLIPTokenizerError.vocabularyNotFound(tried: notFound.tried)
         }
-        tried.append(bundleFolder.appendingPathComponent("Resources/" + fileName).path)
-        let executable = Bundle.main.executableURL ?? URL(fileURLWithPath: CommandLine.arguments.first ?? ".")
-        var folder = executable.resolvingSymlinksInPath().deletingLastPathComponent().standardizedFileURL
-        while true {
-            let candidate = folder.appendingPathComponent(sourceTreePath)
-            if files.fileExists(atPath: candidate.path) { return candidate }
-            tried.append(candidate.path)
-            let parent = folder.deletingLastPathComponent().standardizedFileURL
-            if parent.path == folder.path { break }
-            folder = parent
-        }
-        throw CLIPTokenizerError.vocabularyNotFound(tried: tried)
     }
 }

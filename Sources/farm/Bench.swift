@@ -1,0 +1,165 @@
+import ArgumentParser
+import Foundation
+import StableDiffusion
+import Tensors
+
+/// `farm bench`: how fast this host renders full-size SD 1.5 (or a given checkpoint), and how
+/// close its UNet step comes to the machine's own sgemm rate. Each resolution runs in a child
+/// process so that its peak memory is its own.
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Time SD 1.5-sized rendering on this host: UNet step, text encoder, VAE decode, 20 steps, memory.",
+        discussion: """
+            Without --model the networks have SD 1.5's shapes (UNet 320/640/1280/1280, CLIP ViT-L/14,
+            the 128/256/512/512 VAE) and random weights, so nothing is downloaded. The UNet step is one
+            call with batch 2 (classifier-free guidance); its GFLOP/s count the matrix products and
+            attention, and the sgemm rate is a square 2048³ product measured in the same run.
+            Tools/compare_pytorch.py runs this and diffusers on PyTorch side by side.
+            """)
+
+    @Option(help: "A checkpoint to time instead of random SD 1.5 weights (diffusers folder, .safetensors, .ckpt, or demo).")
+    var model: String?
+
+    @Option(help: "Square image sizes to time, comma-separated.")
+    var sizes = "512,256"
+
+    @Option(help: "Sampler steps of the end-to-end run.")
+    var steps = 20
+
+    @Option(help: "Compute threads (default: all cores).")
+    var threads: Int?
+
+    @Flag(help: "Print one JSON object: per size, unet_step_s, unet_gflops, sgemm_gflops, text_encode_s, vae_decode_s, total_20_steps_s, peak_rss_mb.")
+    var json = false
+
+    @Option(help: .hidden)
+    var only: Int?
+
+    func validate() throws {
+        guard (1...150).contains(steps) else { throw ValidationError("--steps must be 1...150, got \(steps)") }
+        guard !parsedSizes.isEmpty, parsedSizes.allSatisfy({ $0 >= 64 && $0 <= 2048 && $0 % 64 == 0 }) else {
+            throw ValidationError("--sizes takes multiples of 64 from 64 to 2048, got \(sizes)")
+        }
+        if let threads, !(1...256).contains(threads) { throw ValidationError("--threads must be 1...256, got \(threads)") }
+    }
+
+    var parsedSizes: [Int] { sizes.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
+
+    func run() throws {
+        if let threads { ComputeThreads.set(threads) }
+        if let only {
+            let figures = try BenchRun(model: model, size: only, steps: steps).measure()
+            let data = try JSONSerialization.data(withJSONObject: figures, options: [.sortedKeys])
+            FileHandle.standardOutput.write(data)
+            return
+        }
+        var results: [String: [String: Double]] = [:]
+        for size in parsedSizes {
+            log("farm bench: \(size)×\(size)…")
+            results[String(size)] = try child(size: size)
+        }
+        if json {
+            let data = try JSONSerialization.data(withJSONObject: results, options: [.sortedKeys, .prettyPrinted])
+            print(String(decoding: data, as: UTF8.self))
+            return
+        }
+        print("threads: \(threads ?? ComputeThreads.count), model: \(model ?? "SD 1.5 shapes, random weights")")
+        for size in parsedSizes {
+            guard let f = results[String(size)] else { continue }
+            let ratio = f["unet_gflops"]! / f["sgemm_gflops"]! * 100
+            print(String(format: "%4d×%-4d UNet step (CFG, batch 2) %7.2f s  %6.1f GFLOP/s = %5.1f %% of sgemm %6.1f | text %6.3f s | VAE decode %6.2f s | %d steps %7.1f s | peak %6.0f MB",
+                         size, size, f["unet_step_s"]!, f["unet_gflops"]!, ratio, f["sgemm_gflops"]!, f["text_encode_s"]!,
+                         f["vae_decode_s"]!, steps, f["total_20_steps_s"]!, f["peak_rss_mb"]!))
+        }
+    }
+
+    /// Runs one size in a fresh process and reads back its figures.
+    private func child(size: Int) throws -> [String: Double] {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        if !FileManager.default.isExecutableFile(atPath: process.executableURL!.path) {
+            process.executableURL = Bundle.main.executableURL
+        }
+        var arguments = ["bench", "--only", String(size), "--steps", String(steps)]
+        if let model { arguments += ["--model", model] }
+        if let threads { arguments += ["--threads", String(threads)] }
+        process.arguments = arguments
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0,
+              let figures = try JSONSerialization.jsonObject(with: data) as? [String: Double] else {
+            throw ValidationError("the \(size)×\(size) run failed (exit status \(process.terminationStatus))")
+        }
+        return figures
+    }
+}
+
+private func log(_ message: String) {
+    FileHandle.standardError.write(Data((message + "\n").utf8))
+}
+
+/// One resolution's measurements, in this process.
+private struct BenchRun {
+    let model: String?
+    let size: Int
+    let steps: Int
+
+    func measure() throws -> [String: Double] {
+        let weights = try model.map { try ModelWeights.load(try BundledModels.resolve($0)) } ?? ModelWeights.random()
+        let pipeline = try Pipeline(weights: weights)
+        let sgemm = sgemmRate(side: 2048)
+        let prompt = "a lighthouse on a cliff at sunset, oil painting, detailed"
+        let textTime = best(3) { _ = try? pipeline.encodePrompts(prompt, negative: "blurry") }
+        let (conditional, unconditional) = try pipeline.encodePrompts(prompt, negative: "blurry")
+        let latentSide = size / pipeline.latentScale
+        let latents = Tensor(shape: [2, pipeline.unet.config.inChannels, latentSide, latentSide],
+                             values: (0..<(2 * pipeline.unet.config.inChannels * latentSide * latentSide)).map { Float(($0 * 7919) % 997) / 498.5 - 1 })
+        let context = Tensor.concat([conditional, unconditional], axis: 0)
+        log("  UNet step at \(size)×\(size)…")
+        _ = pipeline.unet(latents, timestep: 500, context: context)
+        let (_, flops) = FlopCounter.count { pipeline.unet(latents, timestep: 500, context: context) }
+        let unetTime = best(2) { _ = pipeline.unet(latents, timestep: 500, context: context) }
+        log("  VAE decode…")
+        let one = Tensor(shape: [1, 4, latentSide, latentSide], values: Array(latents.scalars.prefix(4 * latentSide * latentSide)))
+        let decodeTime = best(2) { _ = pipeline.decode(one) }
+        log("  \(steps) steps end to end…")
+        var settings = Pipeline.Settings()
+        (settings.width, settings.height, settings.steps) = (size, size, steps)
+        settings.sampler = .dpmpp2m
+        let total = seconds {
+            guard let (c, u) = try? pipeline.encodePrompts(prompt, negative: "blurry"),
+                  let final = try? pipeline.sample(conditional: c, unconditional: u, settings: settings) else { return }
+            _ = pipeline.decode(final)
+        }
+        return ["unet_step_s": unetTime, "unet_gflops": Double(flops) / unetTime / 1e9, "sgemm_gflops": sgemm,
+                "text_encode_s": textTime, "vae_decode_s": decodeTime, "total_20_steps_s": total, "peak_rss_mb": peakRSSMegabytes()]
+    }
+
+    func seconds(_ body: () -> Void) -> Double {
+        let start = DispatchTime.now().uptimeNanoseconds
+        body()
+        return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+    }
+
+    func best(_ repeats: Int, _ body: () -> Void) -> Double {
+        (0..<repeats).map { _ in seconds(body) }.min()!
+    }
+
+    func sgemmRate(side: Int) -> Double {
+        var a = Tensor(uninitialized: [side, side]), b = Tensor(uninitialized: [side, side]), c = Tensor(uninitialized: [side, side])
+        let (pa, pb, pc) = (a.mutablePointer(), b.mutablePointer(), c.mutablePointer())
+        for i in 0..<(side * side) { pa[i] = Float(i % 17) / 17; pb[i] = Float(i % 13) / 13 }
+        let time = best(3) { Gemm.multiply(m: side, n: side, k: side, a: pa, lda: side, b: pb, ldb: side, c: pc, ldc: side) }
+        withExtendedLifetime((a, b, c)) {}
+        return 2 * pow(Double(side), 3) / time / 1e9
+    }
+
+    func peakRSSMegabytes() -> Double {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        return Double(usage.ru_maxrss) / 1024
+    }
+}

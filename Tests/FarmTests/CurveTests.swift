@@ -1,0 +1,86 @@
+import Coordinator
+import FarmModel
+import Foundation
+import JobStore
+import Postgres
+import TestSupport
+import Testing
+import Worker
+import ZeroMQ
+
+/// Runs a worker with `curve` link settings against `coordinator` for up to `seconds`;
+/// returns whether the coordinator registered it, and leaves it running if `keep` says so.
+private func tryJoin(_ coordinator: CoordinatorServer, name: String, curve: (serverKey: String, keys: CurveKeyPair)?,
+                     seconds: Double = 2.5, whileJoined: ((ThreadSafeBox<Bool>) throws -> Void)? = nil) throws -> Bool {
+    let stop = ThreadSafeBox(false), finished = ThreadSafeBox(false)
+    let before = coordinator.connectedWorkers
+    let endpoint = coordinator.endpoint
+    Thread {
+        do {
+            var settings = WorkerConfiguration(coordinator: endpoint, workerID: name)
+            settings.curve = curve
+            settings.reconnectBackoff = (0.1, 0.2)
+            let worker = try WorkerDaemon(configuration: settings, renderer: TestPatternRenderer(), context: ZMQContext())
+            worker.log = { _ in }
+            try worker.run(tick: 0.02) { stop.value }
+        } catch {
+            Issue.record("worker \(name) failed: \(error)")
+        }
+        finished.mutate { $0 = true }
+    }.start()
+    let deadline = Date().addingTimeInterval(seconds)
+    while coordinator.connectedWorkers == before && Date() < deadline { try coordinator.runOnce(timeout: 0.02) }
+    let joined = coordinator.connectedWorkers > before
+    if joined, let whileJoined { try whileJoined(stop) }
+    stop.mutate { $0 = true }
+    while !finished.value { try coordinator.runOnce(timeout: 0.02) }
+    return joined
+}
+
+@Test func curveAdmitsOnlyAllowedWorkerKeys() throws {
+    let conninfo = try TemporaryPostgres.shared.createDatabase()
+    let connection = try Connection(conninfo)
+    try Migrator(folder: migrationsFolder).apply(to: connection)
+    let store = JobStore(connection: connection)
+    let server = try CurveKeyPair.generate(), allowed = try CurveKeyPair.generate(), stranger = try CurveKeyPair.generate()
+    try store.allowWorkerKey(allowed.publicKey, name: "good")
+
+    var settings = CoordinatorConfiguration(listen: "tcp://127.0.0.1:*")
+    settings.curveSecretKey = server.secretKey
+    settings.keyCheckSeconds = 0.1
+    (settings.heartbeatSeconds, settings.missedHeartbeats) = (0.1, 3)
+    // One context per coordinator: the ZAP handler is bound per context.
+    let coordinator = try CoordinatorServer(configuration: settings, conninfo: conninfo, context: ZMQContext())
+    let lines = ThreadSafeBox<[String]>([])
+    coordinator.log = { line in lines.mutate { $0.append(line) } }
+
+    // A key that is not on the allow-list fails the handshake, and the coordinator says why.
+    #expect(try !tryJoin(coordinator, name: "stranger", curve: (server.publicKey, stranger)))
+    #expect(lines.value.contains { $0.contains("refused a worker connection: key \(stranger.publicKey)") })
+    // A plain-TCP worker cannot talk to a CURVE coordinator, nor can one that trusts another server key.
+    #expect(try !tryJoin(coordinator, name: "plain", curve: nil))
+    #expect(try !tryJoin(coordinator, name: "misled", curve: (try CurveKeyPair.generate().publicKey, allowed)))
+    #expect(coordinator.connectedWorkers == 0)
+
+    // The allowed key joins; once revoked, its live connection is ignored and the worker is lost.
+    let joined = try tryJoin(coordinator, name: "good", curve: (server.publicKey, allowed)) { _ in
+        #expect(try store.revokeWorkerKey(allowed.publicKey))
+        let deadline = Date().addingTimeInterval(3)
+        while coordinator.connectedWorkers > 0 && Date() < deadline { try coordinator.runOnce(timeout: 0.02) }
+        #expect(coordinator.connectedWorkers == 0, "a revoked worker stays connected")
+    }
+    #expect(joined, "coordinator log: \(lines.value)")
+    #expect(lines.value.contains { $0.contains("worker key \(allowed.publicKey) was revoked") })
+    #expect(try !tryJoin(coordinator, name: "good-again", curve: (server.publicKey, allowed)))
+    #expect(try store.workerKeys().map(\.publicKey) == [allowed.publicKey])
+}
+
+@Test func curveKeyFilesRoundTrip() throws {
+    let pair = try CurveKeyPair.generate()
+    #expect(try CurveKeyPair(fileContents: pair.fileContents) == pair)
+    #expect(try CurveKeyPair.publicKey(from: pair.fileContents) == pair.publicKey)
+    #expect(try CurveKeyPair.publicKey(from: pair.publicKey + "\n") == pair.publicKey)
+    #expect(throws: CurveKeyError.self) { try CurveKeyPair(secretKey: "too short") }
+    #expect(throws: CurveKeyError.self) { try CurveKeyPair.publicKey(from: "public-key = nope") }
+    #expect(!CurveKeyPair.isKey(String(repeating: "~", count: 41)))
+}

@@ -1,0 +1,113 @@
+"""Times `farm bench` and diffusers on PyTorch (CPU, float32) for the same SD 1.5 shapes in one
+run and prints the ratio ours / PyTorch per figure (below 1: we are faster).
+
+    pip install torch diffusers transformers          # dev tools only, never needed by the farm
+    swift build -c release --product farm
+    python3 Tools/compare_pytorch.py [--sizes 512,256] [--steps 20] [--threads N] [--json FILE]
+
+Both sides get random weights of SD 1.5's shapes (UNet 320/640/1280/1280 with 768-wide
+cross-attention, CLIP ViT-L/14 text encoder, the 128/256/512/512 VAE), the same number of
+threads, a UNet call with batch 2 (classifier-free guidance), the text encoder on prompt and
+negative prompt, a VAE decode of one latent, and DPM++ 2M for the end-to-end run. Each size runs in
+its own process on each side, so peak memory is that size's.
+"""
+import argparse
+import json
+import os
+import pathlib
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+KEYS = ["unet_step_s", "text_encode_s", "vae_decode_s", "total_20_steps_s", "peak_rss_mb"]
+
+
+def best(repeats, body):
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        body()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def measure_pytorch(size, steps, threads):
+    import torch
+    from diffusers import AutoencoderKL, DPMSolverMultistepScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    sys.path.insert(0, str(ROOT / "Tools" / "demo_model"))
+    from train_demo_model import tokenizer_files
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(sample_size=64, cross_attention_dim=768, attention_head_dim=8).eval()
+    vae = AutoencoderKL(block_out_channels=[128, 256, 512, 512], down_block_types=["DownEncoderBlock2D"] * 4,
+                        up_block_types=["UpDecoderBlock2D"] * 4, layers_per_block=2, latent_channels=4,
+                        sample_size=512).eval()
+    text = CLIPTextModel(CLIPTextConfig(hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+                                        num_attention_heads=12, max_position_embeddings=77, projection_dim=768,
+                                        hidden_act="quick_gelu")).eval()
+    folder = pathlib.Path(tempfile.mkdtemp())
+    tokenizer_files(folder)
+    tokenizer = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
+    scheduler = DPMSolverMultistepScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
+                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    prompt, negative = "a lighthouse on a cliff at sunset, oil painting, detailed", "blurry"
+    ids = tokenizer([prompt, negative], padding="max_length", max_length=77, return_tensors="pt").input_ids
+    side = size // 8
+    with torch.inference_mode():
+        text_s = best(3, lambda: text(ids))
+        context = text(ids).last_hidden_state
+        latents = torch.randn(2, 4, side, side)
+        t = torch.tensor(500)
+        unet(latents, t, context)
+        unet_s = best(2, lambda: unet(latents, t, context))
+        vae_s = best(2, lambda: vae.decode(latents[:1]))
+        start = time.perf_counter()
+        pipe(prompt, negative_prompt=negative, height=size, width=size, num_inference_steps=steps, output_type="np")
+        total_s = time.perf_counter() - start
+    return {"unet_step_s": unet_s, "text_encode_s": text_s, "vae_decode_s": vae_s, "total_20_steps_s": total_s,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--farm", default=str(ROOT / ".build" / "release" / "farm"))
+    parser.add_argument("--sizes", default="512,256")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--json", type=pathlib.Path, help="also write both sides' figures here")
+    parser.add_argument("--only", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.only:
+        print(json.dumps(measure_pytorch(args.only, args.steps, args.threads)))
+        return
+    sizes = [s.strip() for s in args.sizes.split(",")]
+    print(f"farm bench ({args.threads} threads)...", file=sys.stderr, flush=True)
+    ours = json.loads(subprocess.run([args.farm, "bench", "--json", "--sizes", args.sizes, "--steps", str(args.steps),
+                                      "--threads", str(args.threads)], check=True, capture_output=True, text=True).stdout)
+    torch_figures = {}
+    for size in sizes:
+        print(f"PyTorch {size}x{size}...", file=sys.stderr, flush=True)
+        out = subprocess.run([sys.executable, __file__, "--only", size, "--steps", str(args.steps),
+                              "--threads", str(args.threads)], check=True, capture_output=True, text=True).stdout
+        torch_figures[size] = json.loads(out.strip().splitlines()[-1])
+    print(f"{'size':>5} {'figure':<18} {'ours':>10} {'PyTorch':>10} {'ours/PyTorch':>13}")
+    for size in sizes:
+        for key in KEYS:
+            a, b = ours[size][key], torch_figures[size][key]
+            print(f"{size:>5} {key:<18} {a:>10.3f} {b:>10.3f} {a / b:>13.2f}")
+        o = ours[size]
+        print(f"{size:>5} {'unet GFLOP/s':<18} {o['unet_gflops']:>10.1f} {'':>10} "
+              f"{o['unet_gflops'] / o['sgemm_gflops'] * 100:>11.1f} % of sgemm {o['sgemm_gflops']:.1f}")
+    if args.json:
+        args.json.write_text(json.dumps({"ours": ours, "pytorch": torch_figures, "threads": args.threads}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,330 @@
+"""Trains the bundled `demo` model: an SD 1.x-structured pipeline (AutoencoderKL, CLIP text
+encoder with the real CLIP tokenizer, UNet2DConditionModel with cross-attention) at 64x64 pixels
+on the procedural scenes of shapes.py, and saves it as a diffusers folder (fp16 weights).
+
+    pip install torch diffusers transformers safetensors pillow    # dev tools only
+    python3 Tools/demo_model/train_demo_model.py                    # all phases, about 50 min on 2 cores
+
+Phases (each resumes from its checkpoint in --work): `vae` (autoencoder, L1 + small KL),
+`latents` (encodes a fixed set of scenes once), `unet` (UNet and text encoder together, 10 %
+empty captions for classifier-free guidance, EMA weights), `export` (the diffusers folder) and
+`eval` (renders the held-out captions with diffusers and scores them as the Swift test does).
+"""
+import argparse
+import json
+import math
+import pathlib
+import random
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import shapes  # noqa: E402
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+VOCAB_GZ = ROOT / "Sources" / "StableDiffusion" / "Resources" / "bpe_simple_vocab_16e6.txt.gz"
+DEFAULT_OUT = ROOT / "Sources" / "StableDiffusion" / "Resources" / "demo"
+
+VAE_CONFIG = dict(in_channels=3, out_channels=3, down_block_types=["DownEncoderBlock2D"] * 3,
+                  up_block_types=["UpDecoderBlock2D"] * 3, block_out_channels=[32, 64, 64],
+                  layers_per_block=1, latent_channels=4, norm_num_groups=16, sample_size=64)
+UNET_CONFIG = dict(sample_size=16, in_channels=4, out_channels=4, block_out_channels=[32, 64, 64],
+                   down_block_types=["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
+                   up_block_types=["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
+                   layers_per_block=1, cross_attention_dim=64, attention_head_dim=2, norm_num_groups=8)
+TEXT_CONFIG = dict(vocab_size=49408, hidden_size=64, intermediate_size=256, num_hidden_layers=3,
+                   num_attention_heads=4, max_position_embeddings=77, hidden_act="quick_gelu",
+                   bos_token_id=49406, eos_token_id=49407, pad_token_id=49407)
+SCHEDULE = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
+
+
+def log(message):
+    print(time.strftime("%H:%M:%S"), message, flush=True)
+
+
+def byte_symbols():
+    """GPT-2/CLIP's reversible byte -> printable character table (printable bytes map to themselves)."""
+    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    rest = [b for b in range(256) if b not in keep]
+    # The vocabulary lists the printable bytes first, then the rest (mapped above U+0100) in byte order.
+    return [chr(b) for b in keep] + [chr(256 + i) for i in range(len(rest))]
+
+
+def tokenizer_files(folder):
+    """vocab.json and merges.txt as CLIP's Hugging Face repositories ship them, from the shipped vocabulary."""
+    import gzip
+    lines = gzip.open(VOCAB_GZ).read().decode("utf-8").split("\n")
+    merges = lines[1:49152 - 256 - 2 + 1]
+    vocab = byte_symbols()
+    vocab = vocab + [v + "</w>" for v in vocab]
+    vocab += ["".join(m.split()) for m in merges]
+    vocab += ["<|startoftext|>", "<|endoftext|>"]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.json").write_text(json.dumps({v: i for i, v in enumerate(vocab)}), encoding="utf-8")
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
+
+
+def make_tokenizer():
+    from transformers import CLIPTokenizer
+    folder = pathlib.Path(tempfile.mkdtemp())
+    tokenizer_files(folder)
+    return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
+
+
+def to_tensor(images):
+    array = np.stack([np.asarray(i, dtype=np.float32) for i in images]) / 127.5 - 1
+    return torch.from_numpy(array).permute(0, 3, 1, 2).contiguous()
+
+
+def train_vae(args):
+    from diffusers import AutoencoderKL
+    path = args.work / "vae.pt"
+    vae = AutoencoderKL(**VAE_CONFIG)
+    opt = torch.optim.AdamW(vae.parameters(), lr=1e-3, weight_decay=0)
+    step = 0
+    if path.exists():
+        state = torch.load(path)
+        vae.load_state_dict(state["model"]); opt.load_state_dict(state["opt"]); step = state["step"]
+    rng = random.Random(1 + step)
+    log(f"vae: {sum(p.numel() for p in vae.parameters()) / 1e6:.2f} M parameters, from step {step}")
+    start, last = time.time(), time.time()
+    while step < args.vae_steps:
+        lr = 1e-3 * min(1, (step + 1) / 100) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / args.vae_steps)))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        # Random 32x32 crops: a quarter of the arithmetic, and the network is convolutional anyway.
+        x = to_tensor([shapes.sample(rng)[0] for _ in range(args.vae_batch)])
+        top, left = rng.randrange(0, 33, 4), rng.randrange(0, 33, 4)
+        x = x[:, :, top:top + 32, left:left + 32]
+        posterior = vae.encode(x).latent_dist
+        recon = vae.decode(posterior.sample()).sample
+        rec = (recon - x).abs().mean() + F.mse_loss(recon, x)
+        kl = posterior.kl().mean() / (3 * 32 * 32)
+        loss = rec + 1e-4 * kl
+        opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+        step += 1
+        if step % 50 == 0 or step == args.vae_steps:
+            log(f"vae step {step}: l1+mse {rec.item():.4f} kl {kl.item():.3f} lr {lr:.2e} "
+                f"({(time.time() - start) / 60:.1f} min)")
+        if time.time() - last > 120 or step == args.vae_steps:
+            torch.save({"model": vae.state_dict(), "opt": opt.state_dict(), "step": step}, path)
+            last = time.time()
+    return vae
+
+
+def encode_latents(args, vae):
+    path = args.work / "latents.pt"
+    if path.exists():
+        return torch.load(path)
+    rng = random.Random(12345)
+    means, stds, captions = [], [], []
+    vae.eval()
+    with torch.no_grad():
+        for start in range(0, args.scenes, 256):
+            batch = [shapes.sample(rng) for _ in range(min(256, args.scenes - start))]
+            dist = vae.encode(to_tensor([b[0] for b in batch])).latent_dist
+            means.append(dist.mean.half()); stds.append(dist.std.half())
+            captions += [b[1] for b in batch]
+            if start % 5120 == 0:
+                log(f"latents: {start + len(batch)}/{args.scenes}")
+    data = {"mean": torch.cat(means), "std": torch.cat(stds), "captions": captions}
+    data["scale"] = 1.0 / data["mean"].float().std().item()
+    torch.save(data, path)
+    return data
+
+
+def train_unet(args, data):
+    from diffusers import DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+    path = args.work / "unet.pt"
+    unet = UNet2DConditionModel(**UNET_CONFIG)
+    text = CLIPTextModel(CLIPTextConfig(**TEXT_CONFIG))
+    params = list(unet.parameters()) + list(text.parameters())
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-2)
+    ema_unet = UNet2DConditionModel(**UNET_CONFIG); ema_unet.load_state_dict(unet.state_dict())
+    ema_text = CLIPTextModel(CLIPTextConfig(**TEXT_CONFIG)); ema_text.load_state_dict(text.state_dict())
+    step = 0
+    if path.exists():
+        state = torch.load(path)
+        unet.load_state_dict(state["unet"]); text.load_state_dict(state["text"]); opt.load_state_dict(state["opt"])
+        ema_unet.load_state_dict(state["ema_unet"]); ema_text.load_state_dict(state["ema_text"]); step = state["step"]
+    log(f"unet: {sum(p.numel() for p in unet.parameters()) / 1e6:.2f} M, text: "
+        f"{sum(p.numel() for p in text.parameters()) / 1e6:.2f} M parameters, from step {step}")
+    tokenizer = make_tokenizer()
+    ids = tokenizer(data["captions"], padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
+    empty = tokenizer([""], padding="max_length", max_length=77, return_tensors="pt").input_ids
+    schedule = DDPMScheduler(**SCHEDULE)
+    alphas = schedule.alphas_cumprod
+    scale = data["scale"]
+    ema_pairs = [(e, p) for m, em in ((unet, ema_unet), (text, ema_text)) for e, p in zip(em.parameters(), m.parameters())]
+    gen = torch.Generator().manual_seed(7 + step)
+    n = len(data["captions"])
+    start, last = time.time(), time.time()
+    while step < args.unet_steps:
+        lr = args.lr * min(1, (step + 1) / 200) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / args.unet_steps)))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        index = torch.randint(0, n, (args.batch,), generator=gen)
+        latents = (data["mean"][index].float() + data["std"][index].float() * torch.randn(args.batch, 4, 16, 16, generator=gen)) * scale
+        tokens = ids[index].clone()
+        drop = torch.rand(args.batch, generator=gen) < 0.1
+        tokens[drop] = empty[0]
+        t = torch.randint(0, 1000, (args.batch,), generator=gen)
+        noise = torch.randn(latents.shape, generator=gen)
+        a = alphas[t].view(-1, 1, 1, 1)
+        noisy = a.sqrt() * latents + (1 - a).sqrt() * noise
+        context = text(tokens).last_hidden_state
+        pred = unet(noisy, t, context).sample
+        # v-prediction: at high noise the target is nearly the clean latent, so the steps that decide
+        # the layout (where the shape goes, which only the caption can tell) carry a real gradient;
+        # predicting the noise there gives almost none, and an epsilon model never learned positions.
+        # Min-SNR-5 weighting (Hang et al. 2023) keeps the nearly clean steps from dominating.
+        snr = a.view(-1) / (1 - a.view(-1))
+        if args.prediction == "v_prediction":
+            target = a.sqrt() * noise - (1 - a).sqrt() * latents
+            weight = torch.clamp(snr, max=5.0) / (snr + 1)
+        else:
+            target = noise
+            weight = torch.clamp(snr, max=5.0) / snr
+        loss = (weight * ((pred - target) ** 2).mean(dim=(1, 2, 3))).mean()
+        opt.zero_grad(set_to_none=True); loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        step += 1
+        decay = min(args.ema, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for e, p in ema_pairs:
+                e.mul_(decay).add_(p.detach(), alpha=1 - decay)
+        if step % 100 == 0 or step == args.unet_steps:
+            log(f"unet step {step}: loss {loss.item():.4f} lr {lr:.2e} ({(time.time() - start) / 60:.1f} min)")
+        if time.time() - last > 180 or step == args.unet_steps:
+            torch.save({"unet": unet.state_dict(), "text": text.state_dict(), "opt": opt.state_dict(),
+                        "ema_unet": ema_unet.state_dict(), "ema_text": ema_text.state_dict(), "step": step}, path)
+            last = time.time()
+    return ema_unet, ema_text
+
+
+def export(args, vae, unet, text, scale):
+    from diffusers import DDIMScheduler
+    from safetensors.torch import save_file
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    vae.register_to_config(scaling_factor=round(scale, 5))
+    for name, model in (("vae", vae), ("unet", unet)):
+        (out / name).mkdir(exist_ok=True)
+        (out / name / "config.json").write_text(json.dumps(dict(model.config), indent=1, default=list) + "\n")
+        save_file({k: v.half().contiguous() for k, v in model.state_dict().items()},
+                  str(out / name / "diffusion_pytorch_model.safetensors"))
+    (out / "text_encoder").mkdir(exist_ok=True)
+    config = text.config.to_dict()
+    config.pop("transformers_version", None)
+    (out / "text_encoder" / "config.json").write_text(json.dumps(config, indent=1, sort_keys=True) + "\n")
+    save_file({("text_model." + k if not k.startswith("text_model.") else k): v.half().contiguous()
+               for k, v in text.state_dict().items()}, str(out / "text_encoder" / "model.safetensors"))
+    scheduler = DDIMScheduler(**SCHEDULE, clip_sample=False, set_alpha_to_one=False, steps_offset=1,
+                              prediction_type=args.prediction)
+    (out / "scheduler").mkdir(exist_ok=True)
+    (out / "scheduler" / "scheduler_config.json").write_text(json.dumps(dict(scheduler.config), indent=1) + "\n")
+    tokenizer_dir = out / "tokenizer"
+    tokenizer_files(tokenizer_dir)
+    (tokenizer_dir / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "CLIPTokenizer", "model_max_length": 77, "bos_token": "<|startoftext|>",
+        "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>", "unk_token": "<|endoftext|>"}, indent=1) + "\n")
+    (out / "model_index.json").write_text(json.dumps({
+        "_class_name": "StableDiffusionPipeline", "_diffusers_version": "0.42.1",
+        "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"],
+        "text_encoder": ["transformers", "CLIPTextModel"], "tokenizer": ["transformers", "CLIPTokenizer"],
+        "scheduler": ["diffusers", "DDIMScheduler"], "safety_checker": [None, None],
+        "feature_extractor": [None, None], "requires_safety_checker": False}, indent=1) + "\n")
+    total = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    log(f"exported {out} ({total / 1e6:.1f} MB)")
+
+
+def nearest_colour(rgb):
+    return min(shapes.COLOURS, key=lambda c: sum((a - b) ** 2 for a, b in zip(rgb, shapes.COLOURS[c])))
+
+
+def analyse(image):
+    """(background colour, shape colour, quadrant) read from an image, as the Swift test does:
+    every pixel takes its nearest palette colour; the background is the commonest colour on the
+    border; the shape's colour is the commonest other colour among interior pixels (all four
+    neighbours alike, so the thin dark fringe a VAE leaves around edges does not count); the
+    quadrant is where that colour's pixels are centred."""
+    pixels = np.asarray(image, dtype=np.float32)
+    labels = np.array([[nearest_colour(p) for p in row] for row in pixels])
+    border = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
+    names, counts = np.unique(border, return_counts=True)
+    background = names[counts.argmax()]
+    inner = labels[1:-1, 1:-1]
+    interior = ((inner == labels[:-2, 1:-1]) & (inner == labels[2:, 1:-1]) & (inner == labels[1:-1, :-2])
+                & (inner == labels[1:-1, 2:]) & (inner != background))
+    if interior.sum() < 8:
+        return background, None, None
+    names, counts = np.unique(inner[interior], return_counts=True)
+    colour = names[counts.argmax()]
+    ys, xs = np.nonzero(labels == colour)
+    quadrant = ("top" if ys.mean() < 32 else "bottom") + " " + ("left" if xs.mean() < 32 else "right")
+    return background, colour, quadrant
+
+
+def evaluate(args):
+    from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
+    pipe = StableDiffusionPipeline.from_pretrained(str(args.out), safety_checker=None, torch_dtype=torch.float32)
+    pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+    right = 0
+    cases = shapes.held_out_cases()
+    for case in cases:
+        image = pipe(case["prompt"], height=64, width=64, num_inference_steps=20, guidance_scale=args.cfg,
+                     generator=torch.Generator().manual_seed(case["seed"])).images[0]
+        got = analyse(image)
+        ok = got == (case["background"], case["colour"], case["position"])
+        right += ok
+        print(f"{'ok ' if ok else 'BAD'} {case['prompt']!r}: got {got}")
+        if args.samples:
+            args.samples.mkdir(parents=True, exist_ok=True)
+            image.save(args.samples / f"{case['seed']}.png")
+    log(f"held-out captions right: {right}/{len(cases)}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("phases", nargs="*", default=["vae", "latents", "unet", "export", "eval"])
+    parser.add_argument("--work", type=pathlib.Path, default=pathlib.Path(tempfile.gettempdir()) / "demo-model-work")
+    parser.add_argument("--out", type=pathlib.Path, default=DEFAULT_OUT)
+    parser.add_argument("--vae-steps", type=int, default=1200)
+    parser.add_argument("--vae-batch", type=int, default=32)
+    parser.add_argument("--scenes", type=int, default=50000)
+    parser.add_argument("--unet-steps", type=int, default=16000)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--ema", type=float, default=0.999)
+    parser.add_argument("--prediction", default="v_prediction", choices=["epsilon", "v_prediction"])
+    parser.add_argument("--cfg", type=float, default=5.0)
+    parser.add_argument("--samples", type=pathlib.Path, help="also save the evaluation images here")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (default: all cores)")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    args.work.mkdir(parents=True, exist_ok=True)
+    vae = unet = text = data = None
+    if any(p in args.phases for p in ("vae", "latents", "export")):
+        vae = train_vae(args)
+    if any(p in args.phases for p in ("latents", "unet", "export")):
+        data = encode_latents(args, vae)
+    if any(p in args.phases for p in ("unet", "export")):
+        unet, text = train_unet(args, data)
+    if "export" in args.phases:
+        export(args, vae, unet, text, data["scale"])
+    if "eval" in args.phases:
+        evaluate(args)
+
+
+if __name__ == "__main__":
+    main()
