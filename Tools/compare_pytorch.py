@@ -52,7 +52,7 @@ def measure_pytorch(size, steps, threads):
                                         hidden_act="quick_gelu")).eval()
     folder = pathlib.Path(tempfile.mkdtemp())
     tokenizer_files(folder)
-    tokenizer = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
+    tokenizer = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=77)
     scheduler = DPMSolverMultistepScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
                                    safety_checker=None, feature_extractor=None, requires_safety_checker=False)
@@ -91,12 +91,15 @@ def main():
     print(f"farm bench ({args.threads} threads)...", file=sys.stderr, flush=True)
     ours = json.loads(subprocess.run([args.farm, "bench", "--json", "--sizes", args.sizes, "--steps", str(args.steps),
                                       "--threads", str(args.threads)], check=True, capture_output=True, text=True).stdout)
+    print(json.dumps(ours), file=sys.stderr, flush=True)
     torch_figures = {}
     for size in sizes:
         print(f"PyTorch {size}x{size}...", file=sys.stderr, flush=True)
-        out = subprocess.run([sys.executable, __file__, "--only", size, "--steps", str(args.steps),
-                              "--threads", str(args.threads)], check=True, capture_output=True, text=True).stdout
-        torch_figures[size] = json.loads(out.strip().splitlines()[-1])
+        run = subprocess.run([sys.executable, __file__, "--only", size, "--steps", str(args.steps),
+                              "--threads", str(args.threads)], capture_output=True, text=True)
+        if run.returncode != 0:
+            sys.exit(f"the PyTorch {size}x{size} run failed:\n{run.stderr[-3000:]}")
+        torch_figures[size] = json.loads(run.stdout.strip().splitlines()[-1])
     print(f"{'size':>5} {'figure':<18} {'ours':>10} {'PyTorch':>10} {'ours/PyTorch':>13}")
     for size in sizes:
         for key in KEYS:
