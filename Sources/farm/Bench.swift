@@ -76,10 +76,7 @@ struct Bench: ParsableCommand {
     /// Runs one size in a fresh process and reads back its figures.
     private func child(size: Int) throws -> [String: Double] {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-        if !FileManager.default.isExecutableFile(atPath: process.executableURL!.path) {
-            process.executableURL = Bundle.main.executableURL
-        }
+        process.executableURL = Bundle.main.executableURL ?? URL(fileURLWithPath: CommandLine.arguments[0])
         var arguments = ["bench", "--only", String(size), "--steps", String(steps)]
         if let model { arguments += ["--model", model] }
         if let threads { arguments += ["--threads", String(threads)] }

@@ -8,8 +8,8 @@ import Testing
 import Worker
 import ZeroMQ
 
-/// Runs a worker with `curve` link settings against `coordinator` for up to `seconds`;
-/// returns whether the coordinator registered it, and leaves it running if `keep` says so.
+/// Runs a worker with `curve` link settings against `coordinator` for up to `seconds`; returns
+/// whether the coordinator registered it. `whileJoined` runs while a joined worker is still up.
 private func tryJoin(_ coordinator: CoordinatorServer, name: String, curve: (serverKey: String, keys: CurveKeyPair)?,
                      seconds: Double = 2.5, whileJoined: ((ThreadSafeBox<Bool>) throws -> Void)? = nil) throws -> Bool {
     let stop = ThreadSafeBox(false), finished = ThreadSafeBox(false)

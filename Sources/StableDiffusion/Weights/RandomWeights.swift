@@ -85,9 +85,6 @@ struct RandomWeightGenerator {
         conv("conv_in", config.inChannels, widths[0], kernel: 3)
         linear("time_embedding.linear_1", widths[0], time)
         linear("time_embedding.linear_2", time, time)
-        func attention(_ name: String, _ channels: Int, _ level: Int) -> (String, Int, Int, Int, Bool) {
-            (name, channels, config.crossAttentionDim, config.transformerLayersPerBlock.value(at: level), config.useLinearProjection)
-        }
         var channels = widths[0]
         for level in 0..<levels {
             let output = widths[level], cross = config.downBlockTypes[level].hasPrefix("CrossAttn")
