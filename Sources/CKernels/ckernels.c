@@ -9,11 +9,10 @@ typedef int32_t v8i __attribute__((vector_size(32), aligned(4)));
 typedef float v16f __attribute__((vector_size(64), aligned(4)));
 typedef int32_t v16i __attribute__((vector_size(64), aligned(4)));
 
-// The kernels' bodies, written once on LANES-float vectors; each instantiation
-// below compiles them for one instruction set (VEC is v8f or v16f).
-#define CK_KERNELS(SUFFIX, TARGET, VEC, IVEC, LANES)                                         \
+// e^x on one vector, instantiated per vector type and instruction set.
+#define CK_EXP(NAME, TARGET, VEC, IVEC)                                                     \
     /* e^x: Cody-Waite reduction and a degree-6 polynomial; relative error < 2e-7. */        \
-    TARGET static inline __attribute__((always_inline)) void ck_exp_##SUFFIX(VEC *value) {   \
+    TARGET static inline __attribute__((always_inline)) void NAME(VEC *value) {              \
         VEC x = __builtin_elementwise_min(__builtin_elementwise_max(*value,                  \
                     ((VEC){0} + (float)(-87.33f))), ((VEC){0} + (float)(88.7f)));                  \
         /* Adding 1.5*2^23 rounds to an integer left in the low mantissa bits. */            \
@@ -29,8 +28,12 @@ typedef int32_t v16i __attribute__((vector_size(64), aligned(4)));
         /* 2^(n-1) * 2: n can reach 128 near the upper clamp. */                            \
         IVEC bits = ((IVEC)shifted - 0x4B400000 + 126) << 23;                                \
         *value = p * (VEC)bits * 2.0f;                                                       \
-    }                                                                                        \
-                                                                                             \
+    }
+
+// The row kernels, written once on LANES-float vectors; each instantiation below compiles
+// them for one instruction set (VEC is v8f or v16f).
+#define CK_KERNELS(SUFFIX, TARGET, VEC, IVEC, LANES)                                         \
+    CK_EXP(ck_exp_##SUFFIX, TARGET, VEC, IVEC)                                               \
     TARGET static float ck_exp_row_##SUFFIX(float *row, size_t width) {                   \
         size_t full = width - width % LANES;                                                 \
         VEC vmax = ((VEC){0} + (float)(-INFINITY));                                             \
@@ -76,84 +79,162 @@ typedef int32_t v16i __attribute__((vector_size(64), aligned(4)));
         }                                                                                    \
         for (size_t j = full; j < width; j++) row[j] *= inverse;                             \
     }                                                                                        \
-                                                                                             \
-    /* Attention of `rows` queries over few keys: K is transposed and V padded once,      */ \
-    /* then each query's scores, softmax and weighted sum stay in registers and L1.       */ \
-    TARGET static void ck_attention_short_##SUFFIX(                                          \
-        const float *q, size_t ldq, const float *k, size_t ldk, const float *v, size_t ldv,   \
-        float *out, size_t ldo, size_t rows, size_t nk, size_t d, size_t dv, float scale,     \
-        float *scratch) {                                                                    \
-        size_t nkp = (nk + LANES - 1) / LANES * LANES, dvp = (dv + LANES - 1) / LANES * LANES; \
-        float *kt = scratch, *vp = kt + d * nkp, *scores = vp + nk * dvp;                    \
-        for (size_t c = 0; c < d; c++) {                                                     \
-            for (size_t j = 0; j < nk; j++) kt[c * nkp + j] = k[j * ldk + c] * scale;        \
-            for (size_t j = nk; j < nkp; j++) kt[c * nkp + j] = 0;                           \
-        }                                                                                    \
-        for (size_t j = 0; j < nk; j++) {                                                    \
-            for (size_t c = 0; c < dv; c++) vp[j * dvp + c] = v[j * ldv + c];                \
-            for (size_t c = dv; c < dvp; c++) vp[j * dvp + c] = 0;                           \
-        }                                                                                    \
-        /* Eight queries at a time: eight independent FMA chains hide the FMA latency, and */ \
-        /* each K or V vector loaded serves all eight.                                      */ \
-        for (size_t r0 = 0; r0 < rows; r0 += 8) {                                            \
-            const float *qr[8];                                                              \
-            for (int rr = 0; rr < 8; rr++) qr[rr] = q + (r0 + rr < rows ? r0 + rr : rows - 1) * ldq; \
-            for (size_t j = 0; j < nkp; j += LANES) {                                        \
-                VEC acc[8];                                                                  \
-                for (int rr = 0; rr < 8; rr++) acc[rr] = ((VEC){0});                         \
-                for (size_t c = 0; c < d; c++) {                                             \
-                    VEC kv;                                                                  \
-                    memcpy(&kv, kt + c * nkp + j, sizeof kv);                                \
-                    for (int rr = 0; rr < 8; rr++) acc[rr] += kv * qr[rr][c];                \
-                }                                                                            \
-                for (int rr = 0; rr < 8; rr++) memcpy(scores + rr * nkp + j, &acc[rr], sizeof(VEC)); \
-            }                                                                                \
-            /* Softmax over whole vectors: the padding lanes hold -inf and come out as ~0. */  \
-            float inverse[8];                                                                \
-            for (int rr = 0; rr < 8; rr++) {                                                 \
-                float *row = scores + rr * nkp;                                              \
-                for (size_t j = nk; j < nkp; j++) row[j] = -INFINITY;                        \
-                VEC vmax = ((VEC){0} + (float)(-INFINITY));                                  \
-                for (size_t j = 0; j < nkp; j += LANES) {                                    \
-                    VEC x;                                                                   \
-                    memcpy(&x, row + j, sizeof x);                                           \
-                    vmax = __builtin_elementwise_max(vmax, x);                               \
-                }                                                                            \
-                float maximum = -INFINITY;                                                   \
-                for (int lane = 0; lane < LANES; lane++) maximum = fmaxf(maximum, vmax[lane]); \
-                VEC vsum = ((VEC){0});                                                       \
-                for (size_t j = 0; j < nkp; j += LANES) {                                    \
-                    VEC x;                                                                   \
-                    memcpy(&x, row + j, sizeof x);                                           \
-                    x -= maximum;                                                            \
-                    ck_exp_##SUFFIX(&x);                                                     \
-                    memcpy(row + j, &x, sizeof x);                                           \
-                    vsum += x;                                                               \
-                }                                                                            \
-                float sum = 0;                                                               \
-                for (int lane = 0; lane < LANES; lane++) sum += vsum[lane];                  \
-                inverse[rr] = 1.0f / sum;                                                    \
-            }                                                                                \
-            for (size_t c = 0; c < dvp; c += LANES) {                                        \
-                VEC acc[8];                                                                  \
-                for (int rr = 0; rr < 8; rr++) acc[rr] = ((VEC){0});                         \
-                for (size_t j = 0; j < nk; j++) {                                            \
-                    VEC vv;                                                                  \
-                    memcpy(&vv, vp + j * dvp + c, sizeof vv);                                \
-                    for (int rr = 0; rr < 8; rr++) acc[rr] += vv * scores[rr * nkp + j];     \
-                }                                                                            \
-                size_t n = dv - c < LANES ? dv - c : LANES;                                  \
-                for (int rr = 0; rr < 8 && r0 + rr < rows; rr++) {                           \
-                    acc[rr] *= inverse[rr];                                                  \
-                    memcpy(out + (r0 + rr) * ldo + c, &acc[rr], n * sizeof(float));          \
-                }                                                                            \
-            }                                                                                \
-        }                                                                                    \
-    }
 
 CK_KERNELS(baseline, , v8f, v8i, 8)
 CK_KERNELS(avx2, __attribute__((target("avx2,fma"))), v8f, v8i, 8)
 CK_KERNELS(avx512, __attribute__((target("avx512f,avx512dq,avx2,fma"))), v16f, v16i, 16)
+
+// Attention of many queries over few keys (cross-attention to 77 text tokens), where GEMMs as
+// thin as 77×40 run far below the sgemm rate. Sixteen queries at a time, held transposed: a
+// vector is one key's scores (or one output channel) for eight queries, so the softmax runs
+// down whole vectors with no horizontal reductions or padding lanes, and both products have
+// the same register block: six keys (or channels) by sixteen queries, twelve FMAs for two
+// vector loads and six broadcasts. 8×8 transposes bring queries in and results out.
+#define CK_SHORT(SUFFIX, TARGET)                                                             \
+    CK_EXP(ck_exp8_##SUFFIX, TARGET, v8f, v8i)                                               \
+    TARGET static inline __attribute__((always_inline)) void ck_transpose8_##SUFFIX(v8f *r) { \
+        v8f t0 = __builtin_shufflevector(r[0], r[1], 0, 8, 1, 9, 4, 12, 5, 13);              \
+        v8f t1 = __builtin_shufflevector(r[0], r[1], 2, 10, 3, 11, 6, 14, 7, 15);            \
+        v8f t2 = __builtin_shufflevector(r[2], r[3], 0, 8, 1, 9, 4, 12, 5, 13);              \
+        v8f t3 = __builtin_shufflevector(r[2], r[3], 2, 10, 3, 11, 6, 14, 7, 15);            \
+        v8f t4 = __builtin_shufflevector(r[4], r[5], 0, 8, 1, 9, 4, 12, 5, 13);              \
+        v8f t5 = __builtin_shufflevector(r[4], r[5], 2, 10, 3, 11, 6, 14, 7, 15);            \
+        v8f t6 = __builtin_shufflevector(r[6], r[7], 0, 8, 1, 9, 4, 12, 5, 13);              \
+        v8f t7 = __builtin_shufflevector(r[6], r[7], 2, 10, 3, 11, 6, 14, 7, 15);            \
+        v8f u0 = __builtin_shufflevector(t0, t2, 0, 1, 8, 9, 4, 5, 12, 13);                  \
+        v8f u1 = __builtin_shufflevector(t0, t2, 2, 3, 10, 11, 6, 7, 14, 15);                \
+        v8f u2 = __builtin_shufflevector(t1, t3, 0, 1, 8, 9, 4, 5, 12, 13);                  \
+        v8f u3 = __builtin_shufflevector(t1, t3, 2, 3, 10, 11, 6, 7, 14, 15);                \
+        v8f u4 = __builtin_shufflevector(t4, t6, 0, 1, 8, 9, 4, 5, 12, 13);                  \
+        v8f u5 = __builtin_shufflevector(t4, t6, 2, 3, 10, 11, 6, 7, 14, 15);                \
+        v8f u6 = __builtin_shufflevector(t5, t7, 0, 1, 8, 9, 4, 5, 12, 13);                  \
+        v8f u7 = __builtin_shufflevector(t5, t7, 2, 3, 10, 11, 6, 7, 14, 15);                \
+        r[0] = __builtin_shufflevector(u0, u4, 0, 1, 2, 3, 8, 9, 10, 11);                    \
+        r[4] = __builtin_shufflevector(u0, u4, 4, 5, 6, 7, 12, 13, 14, 15);                  \
+        r[1] = __builtin_shufflevector(u1, u5, 0, 1, 2, 3, 8, 9, 10, 11);                    \
+        r[5] = __builtin_shufflevector(u1, u5, 4, 5, 6, 7, 12, 13, 14, 15);                  \
+        r[2] = __builtin_shufflevector(u2, u6, 0, 1, 2, 3, 8, 9, 10, 11);                    \
+        r[6] = __builtin_shufflevector(u2, u6, 4, 5, 6, 7, 12, 13, 14, 15);                  \
+        r[3] = __builtin_shufflevector(u3, u7, 0, 1, 2, 3, 8, 9, 10, 11);                    \
+        r[7] = __builtin_shufflevector(u3, u7, 4, 5, 6, 7, 12, 13, 14, 15);                  \
+    }                                                                                        \
+    /* dst[m*16 + lanes] += Σ_i src[i*16 + lanes] · w[m*wm + i*wi] for m < 6 (or < count, */   \
+    /* one at a time, when fewer than six exist): both products' inner loop.             */   \
+    TARGET static inline __attribute__((always_inline)) void ck_block6_##SUFFIX(           \
+        const float *src, size_t count, const float *w, size_t wm, size_t wi, size_t len,    \
+        float *dst) {                                                                        \
+        size_t m0 = 0;                                                                       \
+        for (; count >= 6 && m0 < count; m0 += 6) {                                          \
+            if (m0 + 6 > count) m0 = count - 6;                                              \
+            v8f a[6], b[6];                                                                  \
+            for (int m = 0; m < 6; m++) a[m] = b[m] = (v8f){0};                              \
+            const float *wr = w + m0 * wm;                                                   \
+            for (size_t i = 0; i < len; i++) {                                               \
+                v8f x, y;                                                                    \
+                memcpy(&x, src + i * 16, sizeof x);                                          \
+                memcpy(&y, src + i * 16 + 8, sizeof y);                                      \
+                for (int m = 0; m < 6; m++) {                                                \
+                    float s = wr[m * wm + i * wi];                                           \
+                    a[m] += x * s;                                                           \
+                    b[m] += y * s;                                                           \
+                }                                                                            \
+            }                                                                                \
+            for (int m = 0; m < 6; m++) {                                                    \
+                memcpy(dst + (m0 + m) * 16, &a[m], sizeof(v8f));                             \
+                memcpy(dst + (m0 + m) * 16 + 8, &b[m], sizeof(v8f));                         \
+            }                                                                                \
+            if (m0 + 6 == count) return;                                                     \
+        }                                                                                    \
+        for (; m0 < count; m0++) {                                                           \
+            v8f a = (v8f){0}, b = (v8f){0}, x, y;                                            \
+            for (size_t i = 0; i < len; i++) {                                               \
+                memcpy(&x, src + i * 16, sizeof x);                                          \
+                memcpy(&y, src + i * 16 + 8, sizeof y);                                      \
+                a += x * w[m0 * wm + i * wi];                                                \
+                b += y * w[m0 * wm + i * wi];                                                \
+            }                                                                                \
+            memcpy(dst + m0 * 16, &a, sizeof a);                                             \
+            memcpy(dst + m0 * 16 + 8, &b, sizeof b);                                         \
+        }                                                                                    \
+    }                                                                                        \
+    TARGET static void ck_attention_short_##SUFFIX(                                          \
+        const float *q, size_t ldq, const float *k, size_t ldk, const float *v, size_t ldv,   \
+        float *out, size_t ldo, size_t rows, size_t nk, size_t d, size_t dv, float scale,     \
+        float *scratch) {                                                                    \
+        float *qt = scratch, *st = qt + d * 16, *ot = st + nk * 16;                          \
+        for (size_t r0 = 0; r0 < rows; r0 += 16) {                                           \
+            size_t n = rows - r0 < 16 ? rows - r0 : 16;                                      \
+            /* Queries in, transposed and scaled (rows past the end repeat the last). */     \
+            for (size_t half = 0; half < 16; half += 8) {                                    \
+                size_t c = 0;                                                                \
+                for (; c + 8 <= d; c += 8) {                                                 \
+                    v8f block[8];                                                            \
+                    for (size_t r = 0; r < 8; r++) {                                         \
+                        size_t row = half + r < n ? half + r : n - 1;                        \
+                        memcpy(&block[r], q + (r0 + row) * ldq + c, sizeof(v8f));            \
+                    }                                                                        \
+                    ck_transpose8_##SUFFIX(block);                                           \
+                    for (size_t i = 0; i < 8; i++) {                                         \
+                        block[i] *= scale;                                                   \
+                        memcpy(qt + (c + i) * 16 + half, &block[i], sizeof(v8f));            \
+                    }                                                                        \
+                }                                                                            \
+                for (; c < d; c++)                                                           \
+                    for (size_t r = 0; r < 8; r++) {                                         \
+                        size_t row = half + r < n ? half + r : n - 1;                        \
+                        qt[c * 16 + half + r] = q[(r0 + row) * ldq + c] * scale;             \
+                    }                                                                        \
+            }                                                                                \
+            ck_block6_##SUFFIX(qt, nk, k, ldk, 1, d, st);                                    \
+            v8f m0 = (v8f){0} + (float)(-INFINITY), m1 = m0, s0 = (v8f){0}, s1 = (v8f){0};   \
+            for (size_t j = 0; j < nk; j++) {                                                \
+                v8f x, y;                                                                    \
+                memcpy(&x, st + j * 16, sizeof x);                                           \
+                memcpy(&y, st + j * 16 + 8, sizeof y);                                       \
+                m0 = __builtin_elementwise_max(m0, x);                                       \
+                m1 = __builtin_elementwise_max(m1, y);                                       \
+            }                                                                                \
+            for (size_t j = 0; j < nk; j++) {                                                \
+                v8f x, y;                                                                    \
+                memcpy(&x, st + j * 16, sizeof x);                                           \
+                memcpy(&y, st + j * 16 + 8, sizeof y);                                       \
+                x -= m0;                                                                     \
+                y -= m1;                                                                     \
+                ck_exp8_##SUFFIX(&x);                                                        \
+                ck_exp8_##SUFFIX(&y);                                                        \
+                s0 += x;                                                                     \
+                s1 += y;                                                                     \
+                memcpy(st + j * 16, &x, sizeof x);                                           \
+                memcpy(st + j * 16 + 8, &y, sizeof y);                                       \
+            }                                                                                \
+            float inverse[16];                                                               \
+            s0 = 1.0f / s0;                                                                  \
+            s1 = 1.0f / s1;                                                                  \
+            memcpy(inverse, &s0, sizeof s0);                                                 \
+            memcpy(inverse + 8, &s1, sizeof s1);                                             \
+            ck_block6_##SUFFIX(st, dv, v, 1, ldv, nk, ot);                                   \
+            /* Results out, transposed back and divided by each query's softmax sum. */      \
+            for (size_t half = 0; half < n; half += 8) {                                     \
+                size_t c = 0;                                                                \
+                for (; c + 8 <= dv; c += 8) {                                                \
+                    v8f block[8];                                                            \
+                    for (size_t i = 0; i < 8; i++) memcpy(&block[i], ot + (c + i) * 16 + half, sizeof(v8f)); \
+                    ck_transpose8_##SUFFIX(block);                                           \
+                    for (size_t r = 0; r < 8 && half + r < n; r++) {                         \
+                        block[r] *= inverse[half + r];                                       \
+                        memcpy(out + (r0 + half + r) * ldo + c, &block[r], sizeof(v8f));     \
+                    }                                                                        \
+                }                                                                            \
+                for (; c < dv; c++)                                                          \
+                    for (size_t r = 0; r < 8 && half + r < n; r++)                           \
+                        out[(r0 + half + r) * ldo + c] = ot[c * 16 + half + r] * inverse[half + r]; \
+            }                                                                                \
+        }                                                                                    \
+    }
+
+CK_SHORT(baseline, )
+CK_SHORT(avx2, __attribute__((target("avx2,fma"))))
+CK_SHORT(avx512, __attribute__((target("avx512f,avx512dq,avx512vl,avx2,fma"))))
 
 typedef enum { CK_BASELINE = 0, CK_AVX2 = 1, CK_AVX512 = 2 } ck_level;
 
@@ -187,8 +268,7 @@ float ck_exp_row(float *row, size_t width) {
 }
 
 size_t ck_attention_short_scratch(size_t nk, size_t d, size_t dv) {
-    size_t nkp = (nk + 15) / 16 * 16, dvp = (dv + 15) / 16 * 16;
-    return d * nkp + nk * dvp + 8 * nkp;
+    return d * 16 + nk * 16 + dv * 16;
 }
 
 void ck_attention_short(const float *q, size_t ldq, const float *k, size_t ldk, const float *v, size_t ldv,

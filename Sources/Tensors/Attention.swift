@@ -119,7 +119,8 @@ extension Tensor {
         let (batch, queries, width) = (query.shape[0], query.shape[1], query.shape[2])
         let (keys, valueWidth) = (key.shape[1], value.shape[2])
         let headWidth = width / heads, valueHeadWidth = valueWidth / heads
-        // Large items: each re-packs its head's K and V, so fewer items mean less packing.
+        // Two items per thread (at least 256 queries each): enough to balance, few enough that
+        // each item's head of K and V stays in L1 across its queries.
         let rowsPerItem = max(256, queries / (2 * max(1, ComputeThreads.count)))
         let chunks = (queries + rowsPerItem - 1) / rowsPerItem
         let items = batch * heads * chunks

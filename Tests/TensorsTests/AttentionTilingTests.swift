@@ -46,8 +46,8 @@ import Testing
 }
 
 /// The short-key kernel (cross-attention) against a double-precision reference, on every
-/// instruction-set path, with sizes that leave partial vectors everywhere (37 queries,
-/// 77 keys, heads of width 40 and 24).
+/// instruction-set path, with sizes that leave partial blocks everywhere (37 queries, 77 keys
+/// or fewer than one six-key block, heads of width 40, 24 and 21, value heads of 36 and 13).
 @Test(.serialized, arguments: [Int32(0), 1, 2])
 func shortKeyAttentionMatchesReference(level: Int32) {
     let previous = Tensor.limitInstructionSet(level)
@@ -59,8 +59,8 @@ func shortKeyAttentionMatchesReference(level: Int32) {
             return Float(state >> 8) / Float(1 << 24) * 4 - 2
         }
     }
-    for (width, valueWidth, heads) in [(80, 80, 2), (48, 72, 2), (40, 40, 1)] {
-        let (queries, keys) = (37, 77)
+    for (width, valueWidth, heads, keys) in [(80, 80, 2, 77), (48, 72, 2, 77), (40, 40, 1, 77), (42, 26, 2, 5)] {
+        let queries = 37
         let q = Tensor(shape: [2, queries, width], values: values(2 * queries * width, 1))
         let k = Tensor(shape: [2, keys, width], values: values(2 * keys * width, 2))
         let v = Tensor(shape: [2, keys, valueWidth], values: values(2 * keys * valueWidth, 3))
@@ -83,6 +83,6 @@ func shortKeyAttentionMatchesReference(level: Int32) {
                 }
             }
         }
-        #expect(worst < 1e-5, "width \(width)/\(valueWidth), \(heads) heads, level \(level): error \(worst)")
+        #expect(worst < 1e-5, "width \(width)/\(valueWidth), \(heads) heads, \(keys) keys, level \(level): error \(worst)")
     }
 }
