@@ -3,6 +3,63 @@ extension Tensor {
     /// Group normalisation of an [N, C, ...] tensor: statistics over each group of
     /// C/groups channels and all positions, then a per-channel affine transform.
     public func groupNorm(groups: Int, weight: Tensor, bias: Tensor, epsilon: Float = 1e-5) -> Tensor {
+        normalizingGroups(groups, weight: weight, bias: bias) { _, values, length in
+            Tensor.moments(values, length, epsilon: epsilon)
+        }
+    }
+
+    /// Group normalisation with statistics given per (sample, group), index n·groups + g,
+    /// instead of taken from this tensor: a tiled VAE decode normalises every tile with the
+    /// whole image's statistics.
+    public func groupNorm(groups: Int, weight: Tensor, bias: Tensor, mean: [Float], inverseStd: [Float]) -> Tensor {
+        precondition(mean.count == shape[0] * groups && inverseStd.count == mean.count,
+                     "group norm statistics need \(shape[0] * groups) values, got \(mean.count)")
+        return normalizingGroups(groups, weight: weight, bias: bias) { unit, _, _ in (mean[unit], inverseStd[unit]) }
+    }
+
+    /// Count, mean and sum of squared deviations (Chan's M2) per (sample, group) over the
+    /// positions rows × columns of an [N, C, H, W] tensor, for combining across tiles.
+    public func groupMoments(groups: Int, rows: Range<Int>, columns: Range<Int>) -> [(count: Double, mean: Double, m2: Double)] {
+        precondition(rank == 4 && shape[1] % groups == 0 && rows.lowerBound >= 0 && rows.upperBound <= shape[2]
+                     && columns.lowerBound >= 0 && columns.upperBound <= shape[3], "group moments of \(shape) over \(rows)×\(columns)")
+        let (batch, channels, height, width) = (shape[0], shape[1], shape[2], shape[3])
+        let perGroup = channels / groups
+        let count = Double(perGroup * rows.count * columns.count)
+        return withExtendedLifetime(self) {
+            (0..<batch * groups).map { unit in
+                let n = unit / groups, g = unit % groups
+                func planes(_ body: (UnsafePointer<Float>) -> Void) {
+                    for c in 0..<perGroup {
+                        let plane = pointer + ((n * channels + g * perGroup + c) * height) * width
+                        for y in rows { body(plane + y * width + columns.lowerBound) }
+                    }
+                }
+                var sum = 0.0
+                planes { row in
+                    var block: Float = 0
+                    for x in 0..<columns.count { block += row[x] }
+                    sum += Double(block)
+                }
+                let mean = count > 0 ? sum / count : 0
+                let meanF = Float(mean)
+                var m2 = 0.0
+                planes { row in
+                    var block: Float = 0
+                    for x in 0..<columns.count {
+                        let d = row[x] - meanF
+                        block += d * d
+                    }
+                    m2 += Double(block)
+                }
+                return (count, mean, m2)
+            }
+        }
+    }
+
+    /// Normalises each (sample, group) with the mean and inverse deviation `statistics`
+    /// gives for it (unit index, its first value, its length), then the affine transform.
+    private func normalizingGroups(_ groups: Int, weight: Tensor, bias: Tensor,
+                                   statistics: (Int, UnsafePointer<Float>, Int) -> (Float, Float)) -> Tensor {
         precondition(rank >= 2 && shape[1] % groups == 0,
                      "group norm needs channels divisible by \(groups) groups, got \(shape)")
         let batch = shape[0], channels = shape[1]
@@ -17,8 +74,7 @@ extension Tensor {
                 for unit in range {
                     let n = unit / groups, g = unit % groups
                     let start = (n * channels + g * perGroup) * spatial
-                    let length = perGroup * spatial
-                    let (mean, inverse) = Tensor.moments(input + start, length, epsilon: epsilon)
+                    let (mean, inverse) = statistics(unit, input + start, perGroup * spatial)
                     for c in 0..<perGroup {
                         let channel = g * perGroup + c
                         let scale = gamma[channel] * inverse

@@ -123,7 +123,7 @@ public struct PreparedGeneration {
 
     /// Decodes latents to PNG images with `text(index)` as their `parameters` chunk; inpainting
     /// and outpainting paste the result over the original through the soft mask.
-    public func images(_ pipeline: Pipeline, latents: Tensor, tiledVAE: Bool = false, text: (Int) -> String) throws -> [PNGImage] {
+    public func images(_ pipeline: Pipeline, latents: Tensor, tiledVAE: TileStatistics? = nil, text: (Int) -> String) throws -> [PNGImage] {
         try pipeline.decode(latents, tiled: tiledVAE).enumerated().map { index, rgb in
             let image = try PNGImage(width: width, height: height, format: .rgb, pixels: rgb, text: [("parameters", text(index))])
             guard let pasteMask, let source else { return image }

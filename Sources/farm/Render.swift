@@ -81,8 +81,11 @@ struct Render: ParsableCommand {
     @Option(help: "The conditioning scale of each --controlnet (default 1).")
     var controlScale: [Double] = []
 
-    @Flag(help: "Decode in tiles (memory bounded by the tile size; for large images).")
+    @Flag(help: "Decode in tiles (memory bounded by the tile size; for large images). Tiles share the whole image's group-norm statistics, learnt in extra passes (several times the decode time).")
     var vaeTiling = false
+
+    @Flag(help: "Decode in tiles, each with its own group-norm statistics, as diffusers' tiling does (one decode's time; tiles differ slightly in tone).")
+    var vaeTilingFast = false
 
     @Option(help: "The PNG file to write.")
     var out = "render.png"
@@ -193,7 +196,7 @@ struct Render: ParsableCommand {
                 let path = batchCount == 1 ? saveLatents : saveLatents.replacingOccurrences(of: ".npy", with: "-\(round + 1).npy", options: [.backwards])
                 try NumPyFile.write(latents, to: URL(fileURLWithPath: path))
             }
-            let images = try prepared.images(pipeline, latents: latents, tiledVAE: vaeTiling) { index in
+            let images = try prepared.images(pipeline, latents: latents, tiledVAE: vaeTilingFast ? .perTile : vaeTiling ? .shared : nil) { index in
                 var parameters = A1111Parameters(prompt: prompt, negative: negative, steps: steps, sampler: settings.sampler,
                                                  cfg: cfg, seed: seed &+ UInt64(round * batch + index), width: prepared.width,
                                                  height: prepared.height, model: modelName, clipSkip: clipSkip)

@@ -98,7 +98,7 @@ func networkMatchesDiffusers(_ fixture: NetworkCase) throws {
         actual["logvar"] = posterior.logVariance
     } else if fixture.name.hasSuffix("vae_tiled") {
         let vae = try VAE(config: model.vaeConfig, weights: model.vae)
-        actual["tiled"] = vae.decodeTiled(input["latents"]!, tile: 8)
+        actual["tiled"] = vae.decodeTiled(input["latents"]!, tile: 8, statistics: .perTile)
         actual["untiled"] = vae.decode(input["latents"]!)
     } else if fixture.name.hasSuffix("vae") {
         let vae = try VAE(config: model.vaeConfig, weights: model.vae)

@@ -131,8 +131,14 @@ public struct GroupNorm {
         self.epsilon = epsilon
     }
 
-    /// Normalises [N, C, ...].
+    /// Normalises [N, C, ...] (inside a tiled VAE decode, with the statistics its tiles share).
     public func callAsFunction(_ x: Tensor) -> Tensor {
+        if let shared = SharedGroupStatistics.current { return shared.normalize(x, self) }
+        return plain(x)
+    }
+
+    /// Normalises with `x`'s own statistics.
+    func plain(_ x: Tensor) -> Tensor {
         x.groupNorm(groups: groups, weight: weight, bias: bias, epsilon: epsilon)
     }
 }

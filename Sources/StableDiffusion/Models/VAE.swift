@@ -93,13 +93,29 @@ public struct VAE {
 
     /// Pixels [N, 3, 8H, 8W] (about [-1, 1]) for latents [N, C, H, W] (unscaled).
     public func decode(_ latents: Tensor) -> Tensor {
+        // A tiled decode learning group-norm statistics stops each tile once it has passed
+        // the norm being learnt; what is returned then is never used.
+        let shared = SharedGroupStatistics.current
         var h = decoderIn(postQuantConv.map { $0(latents) } ?? latents)
-        h = decoderMid.2(decoderMid.1(decoderMid.0(h, time: nil)), time: nil)
+        h = decoderMid.0(h, time: nil)
+        if shared?.tileIsDone == true { return h }
+        h = decoderMid.1(h)
+        if shared?.tileIsDone == true { return h }
+        h = decoderMid.2(h, time: nil)
         for level in decoderUp {
-            for resnet in level.resnets { h = resnet(h, time: nil) }
+            for resnet in level.resnets {
+                if shared?.tileIsDone == true { return h }
+                h = resnet(h, time: nil)
+            }
+            if shared?.tileIsDone == true { return h }
             if let upsample = level.upsample { h = upsample(h) }
         }
         return decoderOut(decoderNormOut(h).silu())
+    }
+
+    /// The decoder's group norms: two per resnet block, the mid block's attention, the output.
+    var decoderNormCount: Int {
+        2 * (2 + decoderUp.reduce(0) { $0 + $1.resnets.count }) + 1 + 1
     }
 
     /// Pixels per latent along each side: 2^(levels − 1) (8 for SD's VAE).
@@ -109,14 +125,45 @@ public struct VAE {
     /// and blends each tile into its upper and left neighbours with linear ramps, as
     /// diffusers' `enable_tiling` does, so that memory follows the tile size, not the
     /// image size. Tiles are decoded one row at a time; only the previous row is kept.
-    public func decodeTiled(_ latents: Tensor, tile: Int = 64, overlap: Float = 0.25) -> Tensor {
+    /// `statistics` says whether tiles share the whole image's group-norm statistics.
+    public func decodeTiled(_ latents: Tensor, tile: Int = 64, overlap: Float = 0.25,
+                            statistics: TileStatistics = .shared) -> Tensor {
         let factor = downscaleFactor
         let stride = max(1, Int(Float(tile) * (1 - overlap)))
-        guard latents.shape[2] > tile || latents.shape[3] > tile else { return decode(latents) }
+        let (height, width) = (latents.shape[2], latents.shape[3])
+        guard height > tile || width > tile else { return decode(latents) }
+        let shared = SharedGroupStatistics()
+        if statistics == .shared {
+            for _ in 0..<decoderNormCount {
+                learnStatistics(latents, tile: tile, stride: stride, into: shared)
+                shared.finishPass()
+            }
+            shared.finishLearning()
+        }
         return VAE.tiled(latents, tile: tile, stride: stride, blend: Int(Float(tile * factor) * overlap),
                          keep: tile * factor - Int(Float(tile * factor) * overlap),
-                         outputShape: [latents.shape[0], config.outChannels, latents.shape[2] * factor, latents.shape[3] * factor],
-                         outputPosition: { $0 * factor }, decode)
+                         outputShape: [latents.shape[0], config.outChannels, height * factor, width * factor],
+                         outputPosition: { $0 * factor }) { piece in
+            guard statistics == .shared else { return decode(piece) }
+            shared.beginTile(height: piece.shape[2], width: piece.shape[3], rows: 0..<0, columns: 0..<0)
+            return SharedGroupStatistics.$current.withValue(shared) { decode(piece) }
+        }
+    }
+
+    /// One pass of `SharedGroupStatistics`: runs every tile up to the norm being learnt and
+    /// records its moments over the part of the tile that the tile owns.
+    func learnStatistics(_ latents: Tensor, tile: Int, stride: Int, into shared: SharedGroupStatistics) {
+        let (height, width) = (latents.shape[2], latents.shape[3])
+        for top in Swift.stride(from: 0, to: height, by: stride) {
+            for left in Swift.stride(from: 0, to: width, by: stride) {
+                let piece = latents.slice(axis: 2, range: top..<min(top + tile, height))
+                    .slice(axis: 3, range: left..<min(left + tile, width))
+                shared.beginTile(height: piece.shape[2], width: piece.shape[3],
+                                 rows: SharedGroupStatistics.ownedRange(start: top, stride: stride, tile: tile, length: height),
+                                 columns: SharedGroupStatistics.ownedRange(start: left, stride: stride, tile: tile, length: width))
+                _ = SharedGroupStatistics.$current.withValue(shared) { decode(piece) }
+            }
+        }
     }
 
     /// Encodes tile by tile (tiles of `tile` pixels, overlapping by `overlap`), blending

@@ -171,11 +171,12 @@ public struct Pipeline {
 
     /// Decodes latents to RGB images, 8 bits per sample, rows top to bottom (as diffusers'
     /// `numpy_to_pil`: (x/2 + 0.5) clamped to [0, 1], × 255, rounded half to even).
-    /// `tiled` decodes in tiles of the VAE's sample size (memory bounded by the tile, not the image).
-    public func decode(_ latents: Tensor, tiled: Bool = false) -> [[UInt8]] {
+    /// `tiled` decodes in tiles of the VAE's sample size (memory bounded by the tile, not the
+    /// image) with those group-norm statistics; nil decodes the whole image at once.
+    public func decode(_ latents: Tensor, tiled: TileStatistics? = nil) -> [[UInt8]] {
         let scaled = latents.scaled(by: 1 / Float(vae.config.scalingFactor))
         let tile = max(1, vae.config.sampleSize / vae.downscaleFactor)
-        let pixels = tiled ? vae.decodeTiled(scaled, tile: tile) : vae.decode(scaled)
+        let pixels = tiled.map { vae.decodeTiled(scaled, tile: tile, statistics: $0) } ?? vae.decode(scaled)
         return Pipeline.bytes(pixels)
     }
 
