@@ -25,14 +25,27 @@ final class FarmProcess {
     /// Sends a signal (SIGKILL for a crash).
     func signal(_ value: Int32) { kill(process.processIdentifier, value) }
 
+    /// Crashes it (SIGKILL) and waits up to five seconds for it to be dead. Reads the kernel's
+    /// process state rather than `waitUntilExit` or `isRunning`: Foundation notices exits by
+    /// waiting on its children one at a time, so with many children it can lag by seconds.
+    func crash() {
+        signal(SIGKILL)
+        let stat = "/proc/\(process.processIdentifier)/stat"
+        let deadline = Date().addingTimeInterval(5)
+        while Date() < deadline {
+            // "pid (name) S …": gone, or a zombie (Z) waiting to be reaped, means dead.
+            guard let text = try? String(contentsOfFile: stat, encoding: .utf8),
+                  let state = text.split(separator: ")").last?.split(separator: " ").first,
+                  state != "Z" && state != "X" else { return }
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+    }
+
     /// The log so far, for failure messages.
     var output: String { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }
 
     deinit {
-        if process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-        }
+        if process.isRunning { crash() }
         try? FileManager.default.removeItem(at: log)
     }
 }
@@ -115,8 +128,7 @@ func expectAllDoneOnce(_ store: JobStore, job: Int64, count: Int, sourceLocation
     let job = try store.enqueue(name: "kill-coordinator", model: "synthetic", tasks: syntheticTasks(6))
     var inFlight: (id: Int64, attempt: Int)?
     #expect(try waitFor(30) { inFlight = try taskInProgress(store); return inFlight != nil }, "\(workers[0].output)")
-    coordinator.signal(SIGKILL)
-    coordinator.process.waitUntilExit()
+    coordinator.crash()
     Thread.sleep(forTimeInterval: 0.5)
     coordinator = try startCoordinator(conninfo, endpoint)
     #expect(try waitFor(90) { try store.progress(job: job).isFinished }, "\(coordinator.output)\n---\n\(workers[0].output)\n---\n\(workers[1].output)")
@@ -124,6 +136,36 @@ func expectAllDoneOnce(_ store: JobStore, job: Int64, count: Int, sourceLocation
     // The task in flight across the restart kept its attempt: its result from before was handed in.
     let attempt = try store.connection.query("SELECT attempt FROM images WHERE task_id = $1", [inFlight!.id]).single()
     #expect(try attempt.decode("attempt", as: Int.self) == inFlight!.attempt, "\(coordinator.output)")
+}
+
+/// Two coordinators serve one database side by side (active/active: each leases tasks to the
+/// workers connected to it, `FOR UPDATE SKIP LOCKED` keeps their claims apart, and the attempt
+/// number fences results). Workers list both; killing one leaves the other serving all of them.
+@Test func secondCoordinatorServesEveryWorkerWhenOneDies() throws {
+    let (conninfo, first) = try farmDatabase()
+    let second = "tcp://127.0.0.1:\(try TemporaryPostgres.freePort())"
+    let store = JobStore(connection: try Connection(conninfo))
+    let coordinators = [try startCoordinator(conninfo, first), try startCoordinator(conninfo, second)]
+    // Half the workers prefer each coordinator.
+    let workers = try (0..<4).map { index in
+        let order = index % 2 == 0 ? [first, second] : [second, first]
+        return try FarmProcess(["worker", "--insecure", "--coordinator", order[0], "--coordinator", order[1],
+                                "--name", "w\(index)", "--engine", "synthetic", "--synthetic-delay", "0.3"], name: "w\(index)")
+    }
+    let job = try store.enqueue(name: "two-coordinators", model: "synthetic", tasks: syntheticTasks(60))
+    // Both coordinators are dispatching before one dies.
+    #expect(try waitFor(30) {
+        try store.connection.query("SELECT count(DISTINCT lease_owner)::bigint AS n FROM tasks WHERE state = 'running'")
+            .single().decode("n", as: Int64.self) >= 3
+    }, "\(coordinators[0].output)\n---\n\(coordinators[1].output)")
+    coordinators[0].crash()
+    #expect(try !store.progress(job: job).isFinished, "the job finished before a coordinator died")
+    #expect(try waitFor(120) { try store.progress(job: job).isFinished },
+            "\(coordinators[1].output)\n---\n\(workers.map(\.output).joined(separator: "\n---\n"))")
+    try expectAllDoneOnce(store, job: job, count: 60)
+    // Every worker, including those that preferred the dead coordinator, rendered after it died.
+    let survivors = coordinators[1].output
+    for index in 0..<4 { #expect(survivors.contains("worker w\(index) "), "w\(index) never joined the surviving coordinator:\n\(survivors)") }
 }
 
 @Test func coordinatorReconnectsAfterPostgresRestart() throws {

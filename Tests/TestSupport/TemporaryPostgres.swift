@@ -77,7 +77,15 @@ public final class TemporaryPostgres: @unchecked Sendable {
     /// the same port and data, as an operator's restart would; `downtime` seconds between.
     public func restart(downtime: Double = 0) throws {
         kill(server.processIdentifier, SIGINT)
-        server.waitUntilExit()
+        // Polled on the kernel's state: Foundation notices exits by waiting on its children
+        // one at a time, so with many children `waitUntilExit` can lag or hang.
+        let stat = "/proc/\(server.processIdentifier)/stat"
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline,
+              let text = try? String(contentsOfFile: stat, encoding: .utf8),
+              let state = text.split(separator: ")").last?.split(separator: " ").first, state != "Z" && state != "X" {
+            Thread.sleep(forTimeInterval: 0.01)
+        }
         Thread.sleep(forTimeInterval: downtime)
         try launch()
     }
