@@ -61,7 +61,7 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["Postgres"], path: "Tests/TestSupport"),
 
         .testTarget(name: "TensorsTests", dependencies: ["Tensors"], exclude: ["Fixtures"]),
-        .testTarget(name: "StableDiffusionTests", dependencies: ["StableDiffusion", "Imaging"], exclude: ["Fixtures"]),
+        .testTarget(name: "StableDiffusionTests", dependencies: ["StableDiffusion", "Imaging", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging"]),
         .testTarget(name: "FarmModelTests", dependencies: ["FarmModel", "JobSpec"]),
         .testTarget(name: "FuzzTests", dependencies: ["FarmModel", "JobSpec", "Imaging"], exclude: ["Corpus"]),

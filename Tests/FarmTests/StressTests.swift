@@ -195,16 +195,3 @@ func stressViolations(_ connection: Connection) throws -> [String] {
         """) { "worker \(try $0.decode("worker_id", as: String.self)) blocklisted for job \(try $0.decode("job_id", as: Int64.self)) without its failures" }
     return violations
 }
-
-/// A small deterministic generator (SplitMix64), so that a failing run can be repeated with its seed.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}

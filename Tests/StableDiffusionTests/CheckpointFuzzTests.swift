@@ -1,6 +1,7 @@
 import Foundation
 import StableDiffusion
 import Tensors
+import TestSupport
 import Testing
 
 /// One deterministic way of damaging good.ckpt, applied at every position.
@@ -28,18 +29,6 @@ struct CheckpointMutation: Sendable, CustomTestStringConvertible {
     }
 }
 
-/// SplitMix64: a fixed sequence, so that every run damages the same bytes.
-private struct SplitMix64 {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 /// One damaged copy: bytes to overwrite, or a length to cut the file to.
 private enum Damage {
     case bytes([(position: Int, value: UInt8)])
@@ -56,7 +45,7 @@ private func damages(_ kind: CheckpointMutation.Kind, of original: Data) -> [Dam
     case .truncate:
         return (0..<original.count).map { .truncation($0) }
     case .random(let seed, let count):
-        var random = SplitMix64(state: seed)
+        var random = SeededGenerator(seed: seed)
         return (0..<count).map { _ in
             .bytes((0...(random.next() % 4)).map { _ in
                 (Int(random.next() % UInt64(original.count)), UInt8(truncatingIfNeeded: random.next()))

@@ -1,0 +1,15 @@
+/// A small deterministic generator (SplitMix64), so that a failing run (a stress
+/// run's faults, a fuzzer's damage) can be repeated with its seed.
+public struct SeededGenerator: RandomNumberGenerator {
+    var state: UInt64
+    /// Starts the sequence at `seed`.
+    public init(seed: UInt64) { state = seed }
+    /// The next value.
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
