@@ -18,6 +18,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // C libraries, each behind a module map or a small C shim.
@@ -41,16 +43,20 @@ let package = Package(
         .target(name: "ZeroMQ", dependencies: ["CZeroMQ"]),
         .target(name: "Postgres", dependencies: ["CPostgres"]),
         .target(name: "JobStore", dependencies: ["Postgres", "FarmModel"]),
-        .target(name: "Coordinator", dependencies: ["JobStore", "ZeroMQ", "FarmModel"]),
+        .target(name: "Coordinator", dependencies: ["JobStore", "ZeroMQ", "FarmModel",
+                                                    .product(name: "CoreMetrics", package: "swift-metrics")]),
         .target(name: "Worker", dependencies: ["StableDiffusion", "Imaging", "ZeroMQ", "FarmModel"]),
         .target(name: "HTTPAPI", dependencies: [
             "JobStore", "JobSpec", "FarmModel", "Postgres",
             .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "CoreMetrics", package: "swift-metrics"),
         ]),
         .executableTarget(name: "farm", dependencies: [
             "Tensors", "StableDiffusion", "Imaging", "FarmModel", "ZeroMQ", "Postgres",
             "JobStore", "Coordinator", "Worker", "JobSpec", "HTTPAPI",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "CoreMetrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
 
         .executableTarget(name: "tensors-bench", dependencies: ["Tensors"]),

@@ -79,6 +79,7 @@ public final class CoordinatorServer {
     public let events = FarmEvents()
     /// Called with a line for the log.
     public var log: (String) -> Void = { print($0) }
+    private var metrics = CoordinatorMetrics()
 
     /// Binds the ROUTER socket and connects to the database (`conninfo` nil: the PG* variables).
     public init(configuration: CoordinatorConfiguration, conninfo: String?, context: ZMQContext) throws {
@@ -192,12 +193,14 @@ public final class CoordinatorServer {
             log("dropped message from \(routingID.hexPrefix): \(error)")
             return
         }
+        metrics.message(message.typeName, received: true)
         handle(message, from: routingID)
     }
 
     private func send(_ message: WireMessage, to routingID: Data) {
         do {
             try socket.send([routingID] + message.frames(), dontWait: true)
+            metrics.message(message.typeName, received: false)
         } catch {
             log("cannot send \(message.typeName) to \(routingID.hexPrefix): \(error)")
         }
@@ -230,10 +233,12 @@ public final class CoordinatorServer {
         switch message {
         case .heartbeat(let beat):
             worker.loadedModel = beat.loadedModel ?? worker.loadedModel
+            if let seconds = beat.modelLoadSeconds { metrics.workerModelLoad(worker.hello.workerID, seconds: seconds) }
             _ = withStore { try $0.touchWorker(worker.hello.workerID, loadedModel: beat.loadedModel) }
             send(.heartbeat(.init(freeSlots: 0)), to: routingID)
         case .progress(let report):
             pendingProgress[report.taskID] = report
+            if let speed = report.itemsPerSecond { metrics.workerSpeed(worker.hello.workerID, stepsPerSecond: speed) }
             if let job = jobOf(report.taskID) {
                 events.post(FarmEvent(name: "progress", job: job, payload: [
                     "task": report.taskID, "job": job, "attempt": report.attempt, "step": report.step,
@@ -248,6 +253,7 @@ public final class CoordinatorServer {
             }
         case .result(let header, let png):
             guard let outcome = withStore({ try $0.complete(header, png: png) }) else { return }
+            if outcome == .stored { metrics.imageStored() }
             worker.inFlight.remove(header.taskID)
             pendingProgress[header.taskID] = nil
             previews[header.taskID] = nil
@@ -295,7 +301,8 @@ public final class CoordinatorServer {
                 try $0.claimWithJobs(workerID: worker.hello.workerID, capabilities: capabilities, limit: worker.freeSlots,
                              leaseSeconds: configuration.leaseSeconds, preferredModel: worker.loadedModel)
             }) else { return }
-            for (assignment, job) in assignments {
+            for (assignment, job, waited) in assignments {
+                metrics.dispatchLatency.recordSeconds(waited)
                 taskJobs[assignment.taskID] = job
                 // Input images go once per worker, before the first task that needs them.
                 for hash in assignment.parameters.inputHashes where !worker.sentBlobs.contains(hash) {
@@ -329,6 +336,7 @@ public final class CoordinatorServer {
         lastSweep = now
         for (routingID, worker) in workers where now.timeIntervalSince(worker.lastSeen) > configuration.workerTimeoutSeconds {
             guard let requeued = withStore({ try $0.requeueWorker(worker.hello.workerID) }) else { return }
+            metrics.requeued(requeued, reason: "worker_lost")
             workers[routingID] = nil
             workWaiting = true
             log("worker \(worker.hello.workerID) lost after \(configuration.missedHeartbeats) missed heartbeats; requeued \(requeued) task(s)")
@@ -359,11 +367,19 @@ public final class CoordinatorServer {
             }
         }
         if let requeued = withStore({ try $0.requeueExpired() }), requeued > 0 {
+            metrics.leaseExpiries.increment(by: requeued)
+            metrics.requeued(requeued, reason: "lease_expired")
             workWaiting = true
             log("requeued \(requeued) task(s) whose lease expired")
         }
         // Claims skip tasks still backing off; look again once a second.
         workWaiting = true
+        let ping = Date()
+        if withStore({ try $0.connection.query("SELECT 1") }) != nil {
+            metrics.databaseRoundTrip.recordSeconds(Date().timeIntervalSince(ping))
+        }
+        metrics.connectedWorkers.record(workers.count)
+        metrics.updateRate(now)
     }
 }
 

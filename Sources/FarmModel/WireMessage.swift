@@ -101,12 +101,15 @@ public enum WireMessage: Equatable, Sendable {
         public var state: String?
         /// The model the worker has loaded now, for model affinity.
         public var loadedModel: String?
+        /// Seconds the worker's latest model load took (workers only; for metrics).
+        public var modelLoadSeconds: Double?
 
         /// Makes a heartbeat.
-        public init(freeSlots: Int, state: String? = nil, loadedModel: String? = nil) {
+        public init(freeSlots: Int, state: String? = nil, loadedModel: String? = nil, modelLoadSeconds: Double? = nil) {
             self.freeSlots = freeSlots
             self.state = state
             self.loadedModel = loadedModel
+            self.modelLoadSeconds = modelLoadSeconds
         }
     }
 

@@ -54,15 +54,19 @@ public final class FarmHTTPServer: @unchecked Sendable {
     public let port: Int
     private let pool: DatabasePool
     private let events: FarmEvents
+    private let metrics: (@Sendable () -> String)?
     private var task: Task<Void, Never>?
     /// Where it logs (default: standard output).
     public var log: @Sendable (String) -> Void = { print($0) }
 
-    /// Makes a server on `host:port` over the database at `conninfo`, streaming `events` at `/v1/events`.
-    public init(host: String, port: Int, conninfo: String?, connections: Int = 4, events: FarmEvents = FarmEvents()) {
+    /// Makes a server on `host:port` over the database at `conninfo`, streaming `events` at `/v1/events`;
+    /// `metrics` gives the Prometheus text of the process's metrics for `/metrics` (nil: no `/metrics`).
+    public init(host: String, port: Int, conninfo: String?, connections: Int = 4, events: FarmEvents = FarmEvents(),
+                metrics: (@Sendable () -> String)? = nil) {
         self.host = host
         self.port = port
         self.events = events
+        self.metrics = metrics
         self.pool = DatabasePool(conninfo: conninfo, size: connections)
     }
 
@@ -81,7 +85,7 @@ public final class FarmHTTPServer: @unchecked Sendable {
         let started = DispatchSemaphore(value: 0)
         let outcome = StartOutcome()
         let app = Application(
-            responder: APIResponder(pool: pool, events: events),
+            responder: APIResponder(pool: pool, events: events, metrics: metrics),
             configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: "DiffusionFarm"),
             onServerRunning: { _ in
                 outcome.set(nil)
@@ -136,6 +140,7 @@ struct APIResponder: HTTPResponder {
     typealias Context = BasicRequestContext
     let pool: DatabasePool
     let events: FarmEvents
+    let metrics: (@Sendable () -> String)?
     /// Seconds between `: keep-alive` comments on an event stream.
     static let keepAliveSeconds: UInt64 = 15
 
@@ -144,12 +149,14 @@ struct APIResponder: HTTPResponder {
         case listJobs, submitJob, job(Int64), jobAction(Int64, String), jobImages(Int64), taskImage(Int64)
         case listWorkers, workerAction(String, String), events(Int64?)
         case listTokens, createToken, revokeToken(Int64)
+        /// Prometheus metrics, outside /v1 and without a token, as scrapers expect.
+        case metrics
 
         /// The least role that may call it.
         var role: TokenRole {
             switch self {
             case .listJobs, .submitJob, .job, .jobImages, .taskImage, .events: return .submit
-            case .jobAction, .listWorkers, .workerAction, .listTokens, .createToken, .revokeToken: return .admin
+            case .jobAction, .listWorkers, .workerAction, .listTokens, .createToken, .revokeToken, .metrics: return .admin
             }
         }
     }
@@ -157,6 +164,7 @@ struct APIResponder: HTTPResponder {
     func respond(to request: Request, context: Context) async throws -> Response {
         do {
             let route = try Self.route(request)
+            if case .metrics = route { return try await metricsPage() }
             try await authorize(request, for: route.role)
             return try await answer(route, request)
         } catch let error as APIError {
@@ -180,6 +188,10 @@ struct APIResponder: HTTPResponder {
         }
         var route: Route?
         var pathKnown = true
+        if parts == ["metrics"] {
+            guard get else { throw APIError(status: 405, "/metrics takes GET") }
+            return .metrics
+        }
         switch parts.count > 1 && parts[0] == "v1" ? Array(parts.dropFirst()) : [] {
         case ["jobs"]: route = get ? .listJobs : post ? .submitJob : nil
         case let p where p.count == 2 && p[0] == "jobs": route = get ? .job(try id(p[1], "job")) : nil
@@ -223,6 +235,8 @@ struct APIResponder: HTTPResponder {
 
     func answer(_ route: Route, _ request: Request) async throws -> Response {
         switch route {
+        case .metrics:
+            return try await metricsPage()
         case .listJobs:
             return Self.json(try await pool.run { try Self.encode($0.jobSummaries()) })
         case .job(let job):

@@ -170,9 +170,10 @@ public final class JobStore {
                           leaseSeconds: leaseSeconds, preferredModel: preferredModel).map(\.assignment)
     }
 
-    /// Like `claim`, but also returns each task's job id (which the wire format does not carry).
+    /// Like `claim`, but also returns each task's job id (which the wire format does not carry)
+    /// and the seconds it waited since it last became dispatchable.
     public func claimWithJobs(workerID: String, capabilities: WorkerCapabilities, limit: Int,
-                              leaseSeconds: Double, preferredModel: String? = nil) throws -> [(assignment: WireMessage.Assignment, job: Int64)] {
+                              leaseSeconds: Double, preferredModel: String? = nil) throws -> [(assignment: WireMessage.Assignment, job: Int64, waited: Double)] {
         guard limit > 0 else { return [] }
         let result = try connection.query("""
             WITH next AS MATERIALIZED (
@@ -194,14 +195,15 @@ public final class JobStore {
             UPDATE tasks SET state = 'running', attempt = attempt + 1, lease_owner = $1,
                 lease_expires = now() + make_interval(secs => $3), started_at = now(), step = 0
             FROM next WHERE tasks.id = next.id
-            RETURNING tasks.id, tasks.job_id, tasks.attempt, tasks.parameters::text AS parameters
+            RETURNING tasks.id, tasks.job_id, tasks.attempt, tasks.parameters::text AS parameters,
+                extract(epoch FROM now() - tasks.queued_at)::float8 AS waited
             """, [workerID, limit, leaseSeconds, postgresArray(capabilities.models), capabilities.maxPixels, preferredModel ?? ""])
         let decoder = JSONDecoder()
         return try result.rows.map { row in
             let json: String = try row.decode("parameters")
             return (WireMessage.Assignment(taskID: try row.decode("id"), attempt: try row.decode("attempt"),
                                            parameters: try decoder.decode(TaskParameters.self, from: Data(json.utf8))),
-                    try row.decode("job_id"))
+                    try row.decode("job_id"), max(0, try row.decode("waited", as: Double.self)))
         }
     }
 
@@ -304,6 +306,26 @@ public final class JobStore {
     @discardableResult
     public func requeueExpired() throws -> Int {
         try requeue(where: "t.lease_expires < now()", reason: "'lease expired on ' || t.lease_owner", parameters: [])
+    }
+
+    /// The farm's figures for metrics: tasks by state, queued tasks by model (every model with
+    /// tasks, zero included) and workers by state; every state appears, zero included.
+    public func farmFigures() throws -> (tasks: [String: Int], queuedByModel: [String: Int], workers: [String: Int]) {
+        var tasks = Dictionary(uniqueKeysWithValues: TaskState.allCases.map { ($0.rawValue, 0) })
+        for row in try connection.query("SELECT state, count(*)::bigint AS n FROM tasks GROUP BY state").rows {
+            tasks[try row.decode("state")] = Int(try row.decode("n", as: Int64.self))
+        }
+        var queued: [String: Int] = [:]
+        for row in try connection.query("""
+            SELECT model, count(*) FILTER (WHERE state = 'queued')::bigint AS n FROM tasks GROUP BY model
+            """).rows {
+            queued[try row.decode("model")] = Int(try row.decode("n", as: Int64.self))
+        }
+        var workers = Dictionary(uniqueKeysWithValues: ["online", "draining", "cordoned", "lost", "offline"].map { ($0, 0) })
+        for row in try connection.query("SELECT state, count(*)::bigint AS n FROM workers GROUP BY state").rows {
+            workers[try row.decode("state")] = Int(try row.decode("n", as: Int64.self))
+        }
+        return (tasks, queued, workers)
     }
 
     /// Requeues every task leased by a worker that was declared lost.

@@ -42,6 +42,8 @@ public final class DiffusionRenderer: Renderer {
 
     public var loadedModel: String? { loaded.last?.name }
 
+    public private(set) var lastModelLoadSeconds: Double?
+
     /// Names of the models loaded now, least recently used first.
     public var loadedModels: [String] { loaded.map(\.name) }
 
@@ -56,6 +58,8 @@ public final class DiffusionRenderer: Renderer {
             throw RenderError(kind: .input, message: "unknown model \"\(name)\"; this worker has \(models.joined(separator: ", "))")
         }
         let pipeline: Pipeline, bytes: Int
+        let started = Date()
+        defer { lastModelLoadSeconds = Date().timeIntervalSince(started) }
         do {
             let weights = try ModelWeights.load(url)
             bytes = 4 * [weights.unet, weights.vae, weights.textEncoder].reduce(0) { $0 + $1.values.reduce(0) { $0 + $1.count } }

@@ -9,6 +9,8 @@ public protocol Renderer {
     var models: [String] { get }
     /// The model loaded now (nil when none), reported for model affinity.
     var loadedModel: String? { get }
+    /// Seconds the latest model load took (nil when it never loaded one), for metrics.
+    var lastModelLoadSeconds: Double? { get }
     /// Renders one image; `inputs` holds the task's input images (PNG bytes) by SHA-256;
     /// `progress(step, total)` is called after each step and returns false to cancel;
     /// `preview(step, image)` gets a low-resolution preview every `previewEvery` steps (0: never).
@@ -18,6 +20,7 @@ public protocol Renderer {
 
 extension Renderer {
     public var loadedModel: String? { models.count == 1 ? models[0] : nil }
+    public var lastModelLoadSeconds: Double? { nil }
 }
 
 /// Errors a renderer reports; the kind decides whether the farm retries elsewhere.

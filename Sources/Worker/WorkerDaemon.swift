@@ -142,7 +142,8 @@ public final class WorkerDaemon {
         if let welcome = welcomed {
             if now.timeIntervalSince(lastHeartbeatSent) >= welcome.heartbeatSeconds {
                 let state = draining ? "draining" : queue.isEmpty ? "idle" : "busy"
-                try socket.send(WireMessage.heartbeat(.init(freeSlots: freeSlots, state: state, loadedModel: renderer.loadedModel)).frames(),
+                try socket.send(WireMessage.heartbeat(.init(freeSlots: freeSlots, state: state, loadedModel: renderer.loadedModel,
+                                                            modelLoadSeconds: renderer.lastModelLoadSeconds)).frames(),
                                 dontWait: true)
                 lastHeartbeatSent = now
             }

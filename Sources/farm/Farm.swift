@@ -122,11 +122,13 @@ struct CoordinatorCommand: ParsableCommand {
         settings.leaseSeconds = leaseSeconds
         settings.heartbeatSeconds = heartbeat
         settings.missedHeartbeats = missedHeartbeats
+        // Metrics are made when their owners are: the backend must exist before the coordinator does.
+        let metrics = http == nil ? nil : FarmMetrics.bootstrap()
         let server = try CoordinatorServer(configuration: settings, conninfo: conninfo, context: ZMQContext())
         // The HTTP API runs on its own threads next to the ZeroMQ loop; failing to bind ends the coordinator.
         var api: FarmHTTPServer?
         if let http, let (host, port) = FarmHTTPServer.parseAddress(http) {
-            api = FarmHTTPServer(host: host, port: port, conninfo: conninfo, events: server.events)
+            api = FarmHTTPServer(host: host, port: port, conninfo: conninfo, events: server.events, metrics: metrics)
             try api?.start()
         }
         defer { api?.stop() }

@@ -1,0 +1,18 @@
+import CoreMetrics
+import Foundation
+import Hummingbird
+
+extension APIResponder {
+    /// `/metrics`: reads the database's figures (tasks by state, queue depth per model, workers
+    /// by state) into gauges, then answers with every metric of the process in the Prometheus
+    /// text format. Scrapers call it without a token; it shows counts and worker names only.
+    func metricsPage() async throws -> Response {
+        guard let metrics else { throw APIError(status: 404, "this server does not serve metrics") }
+        let figures = try await pool.run { try $0.farmFigures() }
+        for (state, count) in figures.tasks { Gauge(label: "farm_tasks", dimensions: [("state", state)]).record(count) }
+        for (model, count) in figures.queuedByModel { Gauge(label: "farm_queue_depth", dimensions: [("model", model)]).record(count) }
+        for (state, count) in figures.workers { Gauge(label: "farm_workers", dimensions: [("state", state)]).record(count) }
+        return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                        body: ResponseBody(byteBuffer: ByteBuffer(string: metrics())))
+    }
+}
