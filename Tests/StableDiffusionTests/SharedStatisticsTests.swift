@@ -1,4 +1,4 @@
-@testable import StableDiffusion
+import StableDiffusion
 import Testing
 
 /// Tiles' owned ranges partition the axis (every position in exactly one tile) and stay
@@ -7,7 +7,7 @@ import Testing
 func ownedRangesPartitionTheAxis(length: Int, tile: Int, stride: Int) {
     var owner = [Int](repeating: 0, count: length)
     for start in Swift.stride(from: 0, to: length, by: stride) {
-        let range = SharedGroupStatistics.ownedRange(start: start, stride: stride, tile: tile, length: length)
+        let range = TileStatistics.ownedRange(start: start, stride: stride, tile: tile, length: length)
         #expect(range.lowerBound >= 0 && start + range.upperBound <= min(start + tile, length),
                 "tile at \(start) owns \(range), outside itself")
         for position in range { owner[start + position] += 1 }

@@ -9,6 +9,18 @@ public enum TileStatistics: Sendable {
     /// all tiles (a pass per norm, each stopping just after it), so tiles match the untiled
     /// decode up to their cut edges. Memory stays one tile's; time grows several-fold.
     case shared
+
+    /// The part of the tile starting at `start` (tiles start every `stride` inputs along an
+    /// axis of `length`, each `tile` long) that it owns, relative to the tile: from half the
+    /// overlap past its start to half the overlap past the next tile's start, so that every
+    /// position belongs to exactly one tile and lies away from the cut edges where tiles differ
+    /// from the whole image.
+    public static func ownedRange(start: Int, stride: Int, tile: Int, length: Int) -> Range<Int> {
+        let half = (tile - stride) / 2
+        let from = start == 0 ? 0 : Swift.min(start + half, length)
+        let to = start + stride >= length ? length : Swift.min(start + stride + half, length)
+        return (from - start)..<(Swift.max(from, to) - start)
+    }
 }
 
 /// Group-norm statistics shared by the tiles of one tiled VAE decode. A pass over all tiles
@@ -80,17 +92,5 @@ final class SharedGroupStatistics: @unchecked Sendable {
         guard count > 0 else { return a }
         let delta = b.mean - a.mean
         return (count, a.mean + delta * b.count / count, a.m2 + b.m2 + delta * delta * a.count * b.count / count)
-    }
-
-    /// The part of the tile starting at `start` (tiles start every `stride` inputs along an
-    /// axis of `length`, each `tile` long) that it owns, relative to the tile: from half the
-    /// overlap past its start to half the overlap past the next tile's start, so that every
-    /// position belongs to exactly one tile and lies away from the cut edges where tiles differ
-    /// from the whole image.
-    static func ownedRange(start: Int, stride: Int, tile: Int, length: Int) -> Range<Int> {
-        let half = (tile - stride) / 2
-        let from = start == 0 ? 0 : Swift.min(start + half, length)
-        let to = start + stride >= length ? length : Swift.min(start + stride + half, length)
-        return (from - start)..<(Swift.max(from, to) - start)
     }
 }

@@ -159,8 +159,8 @@ public struct VAE {
                 let piece = latents.slice(axis: 2, range: top..<min(top + tile, height))
                     .slice(axis: 3, range: left..<min(left + tile, width))
                 shared.beginTile(height: piece.shape[2], width: piece.shape[3],
-                                 rows: SharedGroupStatistics.ownedRange(start: top, stride: stride, tile: tile, length: height),
-                                 columns: SharedGroupStatistics.ownedRange(start: left, stride: stride, tile: tile, length: width))
+                                 rows: TileStatistics.ownedRange(start: top, stride: stride, tile: tile, length: height),
+                                 columns: TileStatistics.ownedRange(start: left, stride: stride, tile: tile, length: width))
                 _ = SharedGroupStatistics.$current.withValue(shared) { decode(piece) }
             }
         }
