@@ -26,7 +26,19 @@ struct Farm: ParsableCommand {
         // Daemons log with print; line buffering keeps their logs current when redirected to a file.
         setvbuf(stdout, nil, _IOLBF, 0)
         do {
-            var command = try parseAsRoot()
+            var arguments = Array(CommandLine.arguments.dropFirst())
+            // Daemons also take their settings from FARM_… variables and a config file.
+            let daemons: [ParsableCommand.Type] = [CoordinatorCommand.self, WorkerCommand.self]
+            if let name = arguments.first, let daemon = daemons.first(where: { $0.configuration.commandName == name }) {
+                let settings = try DaemonSettings(Array(arguments.dropFirst()), for: daemon, environment: ProcessInfo.processInfo.environment)
+                arguments = [name] + settings.arguments
+                if settings.printConfig {
+                    _ = try parseAsRoot(arguments)  // the same validation as a start
+                    print(settings.report.joined(separator: "\n"))
+                    return
+                }
+            }
+            var command = try parseAsRoot(arguments)
             try command.run()
         } catch let code as ExitCode {
             Foundation.exit(code.rawValue)
@@ -89,6 +101,13 @@ struct CoordinatorCommand: ParsableCommand {
         commandName: "coordinator", abstract: "Run the coordinator daemon: hand queued tasks to workers.")
 
     @OptionGroup var database: DatabaseOptions
+
+    @Option(help: "A YAML file of settings (`lease-seconds: 30`); flags and FARM_… variables (FARM_LEASE_SECONDS) take precedence over it. Also FARM_CONFIG.")
+    var config: String?
+
+    @Flag(help: "Print every setting, its value and where it came from (flag, environment, file, default; passwords masked), then exit.")
+    var printConfig = false
+
     @OptionGroup var security: LinkSecurityOptions
 
     @Option(help: "ZeroMQ endpoint that workers connect to.")
@@ -145,6 +164,12 @@ struct WorkerCommand: ParsableCommand {
 
     @Option(help: "The coordinator's ZeroMQ endpoint; repeat to list fail-over coordinators.")
     var coordinator: [String] = []
+
+    @Option(help: "A YAML file of settings (`lease-seconds: 30`); flags and FARM_… variables (FARM_LEASE_SECONDS) take precedence over it. Also FARM_CONFIG.")
+    var config: String?
+
+    @Flag(help: "Print every setting, its value and where it came from (flag, environment, file, default; passwords masked), then exit.")
+    var printConfig = false
 
     @OptionGroup var security: LinkSecurityOptions
 

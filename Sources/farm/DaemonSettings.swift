@@ -1,0 +1,179 @@
+import ArgumentParser
+import Foundation
+import Yams
+
+/// A daemon's settings from three places, in this order of precedence: its command-line flags,
+/// `FARM_…` environment variables (`--lease-seconds` is `FARM_LEASE_SECONDS`; lists separated by
+/// commas; flags `true`/`false`) and a YAML config file (`--config FILE`: `lease-seconds: 30`,
+/// `coordinator: [tcp://a:5555, tcp://b:5555]`). What the flags lack is filled in as if given
+/// on the command line, so ArgumentParser validates every value the same way.
+struct DaemonSettings {
+    /// One option of the command, as its help lists it.
+    struct Setting {
+        /// The long name without dashes.
+        let name: String
+        /// False for flags.
+        let takesValue: Bool
+        /// The default the help shows, if any.
+        let defaultValue: String?
+        /// Whether it may be given several times.
+        var repeatable: Bool { name == "coordinator" }
+        /// Whether its value may hold a secret (a database password), masked when printed.
+        var secret: Bool { name == "database" }
+        /// Its environment variable.
+        var environmentName: String { "FARM_" + name.uppercased().replacingOccurrences(of: "-", with: "_") }
+    }
+
+    /// The arguments for ArgumentParser: the command line's, then every setting it lacks.
+    let arguments: [String]
+    /// Each setting's value and where it came from, secrets masked, for `--print-config`.
+    let report: [String]
+    /// Whether `--print-config` was given.
+    let printConfig: Bool
+
+    /// Options every daemon has that are not settings.
+    static let ignored: Set<String> = ["help", "config", "print-config"]
+
+    /// The settings of `command`, read from its help text (so they cannot drift from its options).
+    static func settings(of command: ParsableCommand.Type) -> [Setting] {
+        // An option's entry starts with its names; a long label pushes its help onto the next
+        // lines, up to a blank line or the next option.
+        var entries: [(label: String, text: String)] = []
+        var open = false
+        for line in command.helpMessage(columns: 10_000).split(separator: "\n", omittingEmptySubsequences: false) {
+            let text = line.trimmingCharacters(in: .whitespaces)
+            if text.hasPrefix("--") {
+                entries.append((text.components(separatedBy: "  ").first ?? text, text))
+                open = true
+            } else if open && !text.isEmpty && !text.hasPrefix("-") {
+                entries[entries.count - 1].text += " " + text
+            } else {
+                open = false
+            }
+        }
+        var settings: [Setting] = []
+        for (label, text) in entries {
+            let head = label.prefix { $0 != " " && $0 != "," }
+            let name = String(head.dropFirst(2))
+            guard !ignored.contains(name) else { continue }
+            let takesValue = label.contains("<")
+            var defaultValue: String?
+            if let range = text.range(of: "(default: ", options: .backwards), let end = text[range.upperBound...].lastIndex(of: ")") {
+                defaultValue = String(text[range.upperBound..<end])
+            }
+            settings.append(Setting(name: name, takesValue: takesValue, defaultValue: defaultValue))
+        }
+        return settings
+    }
+
+    /// Resolves `arguments` (after the command's name) for `command` against `environment`
+    /// and the config file the arguments or the environment (`FARM_CONFIG`) name.
+    init(_ arguments: [String], for command: ParsableCommand.Type, environment: [String: String]) throws {
+        let settings = DaemonSettings.settings(of: command)
+        var given: Set<String> = []
+        var configPath = environment["FARM_CONFIG"]
+        var printConfig = false
+        var index = 0
+        while index < arguments.count {
+            let argument = arguments[index]
+            if argument == "--print-config" { printConfig = true }
+            if argument == "--config", index + 1 < arguments.count { configPath = arguments[index + 1] }
+            if argument.hasPrefix("--config=") { configPath = String(argument.dropFirst("--config=".count)) }
+            if argument.hasPrefix("--") {
+                let name = String(argument.dropFirst(2).prefix { $0 != "=" })
+                given.insert(name == "id" ? "name" : name)
+            }
+            index += 1
+        }
+        let file = try configPath.map(DaemonSettings.readConfig) ?? [:]
+        let names = Set(settings.map(\.name))
+        if let unknown = file.keys.sorted().first(where: { !names.contains($0) }) {
+            throw ValidationError("unknown setting \"\(unknown)\" in \(configPath!); settings: \(settings.map(\.name).joined(separator: ", "))")
+        }
+        var resolved = arguments, report: [String] = []
+        for setting in settings {
+            var values: [String] = [], source = "default"
+            if given.contains(setting.name) {
+                source = "flag"
+                values = DaemonSettings.values(of: setting.name, in: arguments)
+            } else if let text = environment[setting.environmentName] {
+                source = "environment \(setting.environmentName)"
+                values = setting.repeatable ? text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } : [text]
+            } else if let fromFile = file[setting.name] {
+                source = "file \(configPath!)"
+                values = fromFile
+            }
+            if source != "flag" && source != "default" {
+                if setting.takesValue {
+                    for value in values { resolved += ["--\(setting.name)", value] }
+                } else {
+                    switch values.first?.lowercased() {
+                    case "true", "yes", "on", "1": resolved.append("--\(setting.name)")
+                    case "false", "no", "off", "0": break
+                    default: throw ValidationError("\(source): \(setting.name) is a flag: give true or false, not \"\(values.first ?? "")\"")
+                    }
+                }
+            }
+            let shown = source == "default" ? (setting.defaultValue ?? (setting.takesValue ? "(none)" : "false"))
+                : setting.takesValue ? values.map { setting.secret ? DaemonSettings.masked($0) : $0 }.joined(separator: ", ")
+                : (source == "flag" ? "true" : values.first ?? "")
+            report.append("\(setting.name) = \(shown)   (\(source))")
+        }
+        self.arguments = resolved
+        self.report = report
+        self.printConfig = printConfig
+    }
+
+    /// The values given for `--name` on the command line (`--name V` or `--name=V`); ["true"] for a flag.
+    static func values(of name: String, in arguments: [String]) -> [String] {
+        var values: [String] = []
+        for (index, argument) in arguments.enumerated() {
+            let names = name == "name" ? ["--name", "--id"] : ["--\(name)"]
+            for option in names {
+                if argument == option {
+                    let next = index + 1 < arguments.count ? arguments[index + 1] : ""
+                    values.append(next.hasPrefix("--") || next.isEmpty ? "true" : next)
+                } else if argument.hasPrefix(option + "=") {
+                    values.append(String(argument.dropFirst(option.count + 1)))
+                }
+            }
+        }
+        return values
+    }
+
+    /// The config file's settings: a YAML mapping of names to a value or a list of values.
+    static func readConfig(_ path: String) throws -> [String: [String]] {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw ValidationError("cannot read the config file \(path)")
+        }
+        let node: Any?
+        do { node = try Yams.load(yaml: text) } catch { throw ValidationError("config file \(path): \(error)") }
+        guard let mapping = node as? [String: Any] else {
+            if node == nil { return [:] }
+            throw ValidationError("config file \(path) must be a mapping of settings, such as `lease-seconds: 30`")
+        }
+        return try mapping.mapValues { value in
+            switch value {
+            case let list as [Any]: return list.map { "\($0)" }
+            case is [String: Any]: throw ValidationError("config file \(path): settings take a value or a list, not a mapping")
+            default: return ["\(value)"]
+            }
+        }
+    }
+
+    /// A connection string or URI with its password replaced by `***`.
+    static func masked(_ value: String) -> String {
+        var text = value
+        // URI: scheme://user:password@host
+        if let scheme = text.range(of: "://"), let at = text[scheme.upperBound...].firstIndex(of: "@"),
+           let colon = text[scheme.upperBound..<at].firstIndex(of: ":") {
+            text.replaceSubrange(text.index(after: colon)..<at, with: "***")
+        }
+        // Key/value: password=secret (up to the next space)
+        if let range = text.range(of: "password=") {
+            let end = text[range.upperBound...].firstIndex(of: " ") ?? text.endIndex
+            text.replaceSubrange(range.upperBound..<end, with: "***")
+        }
+        return text
+    }
+}
