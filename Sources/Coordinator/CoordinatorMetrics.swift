@@ -18,7 +18,8 @@ struct CoordinatorMetrics {
     let leaseExpiries = Counter(label: "farm_lease_expiries_total")
     /// Workers connected to this coordinator now.
     let connectedWorkers = Gauge(label: "farm_connected_workers")
-    private var recentImages: [Date] = []
+    /// Images stored per second of the clock, for the last minute's rate.
+    private var recentImages: [Int: Int] = [:]
 
     /// Tasks sent back to the queue, by why.
     func requeued(_ count: Int, reason: String) {
@@ -40,16 +41,16 @@ struct CoordinatorMetrics {
         Gauge(label: "farm_worker_model_load_seconds", dimensions: [("worker", worker)]).record(seconds)
     }
 
-    /// Counts a stored image and updates the one-minute rate.
+    /// Counts a stored image (the rate follows at the next sweep).
     mutating func imageStored(at now: Date = Date()) {
         images.increment()
-        recentImages.append(now)
-        updateRate(now)
+        recentImages[Int(now.timeIntervalSince1970), default: 0] += 1
     }
 
-    /// Drops images older than a minute from the rate (called each sweep, so it decays to 0).
+    /// Sets the images-per-second gauge from the last minute (called each sweep, so it decays to 0).
     mutating func updateRate(_ now: Date = Date()) {
-        recentImages.removeAll { now.timeIntervalSince($0) > 60 }
-        imagesPerSecond.record(Double(recentImages.count) / 60)
+        let second = Int(now.timeIntervalSince1970)
+        recentImages = recentImages.filter { second - $0.key < 60 }
+        imagesPerSecond.record(Double(recentImages.values.reduce(0, +)) / 60)
     }
 }
