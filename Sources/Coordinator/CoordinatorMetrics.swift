@@ -18,6 +18,7 @@ struct CoordinatorMetrics {
     let leaseExpiries = Counter(label: "farm_lease_expiries_total")
     /// Workers connected to this coordinator now.
     let connectedWorkers = Gauge(label: "farm_connected_workers")
+    private var messageCounters: [String: Counter] = [:]
     /// Images stored per second of the clock, for the last minute's rate.
     private var recentImages: [Int: Int] = [:]
 
@@ -26,9 +27,15 @@ struct CoordinatorMetrics {
         Counter(label: "farm_requeues_total", dimensions: [("reason", reason)]).increment(by: Int64(count))
     }
 
-    /// A ZeroMQ message received from or sent to a worker.
-    func message(_ type: String, received: Bool) {
-        Counter(label: "farm_zmq_messages_total", dimensions: [("direction", received ? "received" : "sent"), ("type", type.lowercased())]).increment()
+    /// A ZeroMQ message received from or sent to a worker. Its counters are made once per
+    /// (direction, type): this runs for every message.
+    mutating func message(_ type: String, received: Bool) {
+        let key = received ? "<" + type : ">" + type
+        if let counter = messageCounters[key] { return counter.increment() }
+        let counter = Counter(label: "farm_zmq_messages_total",
+                              dimensions: [("direction", received ? "received" : "sent"), ("type", type.lowercased())])
+        messageCounters[key] = counter
+        counter.increment()
     }
 
     /// A worker's latest rendering speed.

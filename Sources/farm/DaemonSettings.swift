@@ -2,6 +2,15 @@ import ArgumentParser
 import Foundation
 import Yams
 
+/// The options every daemon has for its settings; `DaemonSettings` acts on them before parsing.
+struct DaemonSettingsOptions: ParsableArguments {
+    @Option(help: "A YAML file of settings (`lease-seconds: 30`); flags and FARM_… variables (FARM_LEASE_SECONDS) take precedence over it. Also FARM_CONFIG.")
+    var config: String?
+
+    @Flag(help: "Print every setting, its value and where it came from (flag, environment, file, default; passwords masked), then exit.")
+    var printConfig = false
+}
+
 /// A daemon's settings from three places, in this order of precedence: its command-line flags,
 /// `FARM_…` environment variables (`--lease-seconds` is `FARM_LEASE_SECONDS`; lists separated by
 /// commas; flags `true`/`false`) and a YAML config file (`--config FILE`: `lease-seconds: 30`,

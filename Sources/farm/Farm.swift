@@ -102,11 +102,7 @@ struct CoordinatorCommand: ParsableCommand {
 
     @OptionGroup var database: DatabaseOptions
 
-    @Option(help: "A YAML file of settings (`lease-seconds: 30`); flags and FARM_… variables (FARM_LEASE_SECONDS) take precedence over it. Also FARM_CONFIG.")
-    var config: String?
-
-    @Flag(help: "Print every setting, its value and where it came from (flag, environment, file, default; passwords masked), then exit.")
-    var printConfig = false
+    @OptionGroup var settings: DaemonSettingsOptions
 
     @OptionGroup var security: LinkSecurityOptions
 
@@ -165,11 +161,7 @@ struct WorkerCommand: ParsableCommand {
     @Option(help: "The coordinator's ZeroMQ endpoint; repeat to list fail-over coordinators.")
     var coordinator: [String] = []
 
-    @Option(help: "A YAML file of settings (`lease-seconds: 30`); flags and FARM_… variables (FARM_LEASE_SECONDS) take precedence over it. Also FARM_CONFIG.")
-    var config: String?
-
-    @Flag(help: "Print every setting, its value and where it came from (flag, environment, file, default; passwords masked), then exit.")
-    var printConfig = false
+    @OptionGroup var settings: DaemonSettingsOptions
 
     @OptionGroup var security: LinkSecurityOptions
 

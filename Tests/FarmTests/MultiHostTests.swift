@@ -60,19 +60,14 @@ final class NamespaceNetwork {
         try? NamespaceNetwork.ip(["link", "delete", bridge])
     }
 
+    /// The `ip` program.
+    static let ipProgram = URL(fileURLWithPath: FileManager.default.fileExists(atPath: "/usr/sbin/ip") ? "/usr/sbin/ip" : "/sbin/ip")
+
     /// Runs `ip` with these arguments; throws with its error output when it fails.
     static func ip(_ arguments: [String]) throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: FileManager.default.fileExists(atPath: "/usr/sbin/ip") ? "/usr/sbin/ip" : "/sbin/ip")
-        process.arguments = arguments
-        let errors = Pipe()
-        process.standardError = errors
-        process.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
-        try process.run()
-        let message = errors.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            throw NamespaceError(description: "ip \(arguments.joined(separator: " ")): \(String(decoding: message, as: UTF8.self))")
+        let result = try runFarm(arguments, executable: ipProgram)
+        guard result.status == 0 else {
+            throw NamespaceError(description: "ip \(arguments.joined(separator: " ")): \(result.stderr)")
         }
     }
 }
@@ -118,7 +113,7 @@ func farmAcrossNetworkNamespaces() throws {
                          "--curve-key", folder.appendingPathComponent("worker\(index + 1).key").path,
                          "--coordinator-key", coordinatorKey, "--name", "host\(index + 1)",
                          "--engine", "synthetic", "--synthetic-delay", "0.2"],
-                        name: "host\(index + 1)", executable: URL(fileURLWithPath: "/usr/sbin/ip"))
+                        name: "host\(index + 1)", executable: NamespaceNetwork.ipProgram)
     }
     // Host 1 holds a task: cut its link.
     #expect(try waitFor(60) { try taskInProgress(store, worker: "host1") != nil },

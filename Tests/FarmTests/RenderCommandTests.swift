@@ -7,10 +7,10 @@ import Testing
 /// The `farm` binary next to the test bundle (swift build builds both).
 let farmBinary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("farm")
 
-/// Runs `farm` and returns its exit status and standard error.
-func runFarm(_ arguments: [String]) throws -> (status: Int32, stderr: String) {
+/// Runs `farm` (or another program) and returns its exit status and standard error.
+func runFarm(_ arguments: [String], executable: URL = farmBinary) throws -> (status: Int32, stderr: String) {
     let process = Process()
-    process.executableURL = farmBinary
+    process.executableURL = executable
     process.arguments = arguments
     let errors = Pipe()
     process.standardError = errors
