@@ -34,14 +34,14 @@ func prometheusSamples(_ text: String) -> [String: Double] {
         UPDATE tasks SET state = 'running', attempt = 1, lease_owner = 'ghost', lease_expires = now() + interval '1 second'
         WHERE job_id = $1 AND index = 0
         """, [synthetic])
+    // And one worker is lost. It runs alone until it holds a task: started beside a fast worker on a
+    // loaded machine, it could join after the fast one had taken everything.
     let slow = try startSyntheticWorker(endpoint, name: "slow", delay: 1)
+    #expect(try waitFor(60) { try taskInProgress(store, worker: "slow") != nil }, "\(slow.output)")
+    slow.signal(SIGSTOP)
     let fast = try startSyntheticWorker(endpoint, name: "fast", delay: 0.05)
     let painter = try FarmProcess(["worker", "--insecure", "--coordinator", endpoint, "--name", "painter", "--engine", "diffusion"],
                                   name: "painter")
-
-    // And one worker is lost.
-    #expect(try waitFor(30) { try taskInProgress(store, worker: "slow") != nil }, "\(slow.output)")
-    slow.signal(SIGSTOP)
     #expect(waitFor(30) { coordinator.output.contains("worker slow lost") }, "\(coordinator.output)")
     slow.crash()
     #expect(try waitFor(120) { try store.progress(job: synthetic).isFinished && store.progress(job: demo).isFinished },
