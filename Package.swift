@@ -20,6 +20,7 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
         // C libraries, each behind a module map or a small C shim.
@@ -38,18 +39,25 @@ let package = Package(
         .target(name: "Imaging", dependencies: ["CPNG"]),
 
         // The farm.
-        .target(name: "FarmModel"),
+        .target(name: "FarmModel", dependencies: [
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "CoreMetrics", package: "swift-metrics"),
+        ]),
         .target(name: "JobSpec", dependencies: ["FarmModel", .product(name: "Yams", package: "Yams")]),
         .target(name: "ZeroMQ", dependencies: ["CZeroMQ"]),
         .target(name: "Postgres", dependencies: ["CPostgres"]),
         .target(name: "JobStore", dependencies: ["Postgres", "FarmModel"]),
         .target(name: "Coordinator", dependencies: ["JobStore", "ZeroMQ", "FarmModel",
-                                                    .product(name: "CoreMetrics", package: "swift-metrics")]),
-        .target(name: "Worker", dependencies: ["StableDiffusion", "Imaging", "ZeroMQ", "FarmModel"]),
+                                                    .product(name: "CoreMetrics", package: "swift-metrics"),
+                                                    .product(name: "Logging", package: "swift-log")]),
+        .target(name: "Worker", dependencies: ["StableDiffusion", "Imaging", "ZeroMQ", "FarmModel",
+                                               .product(name: "CoreMetrics", package: "swift-metrics"),
+                                               .product(name: "Logging", package: "swift-log")]),
         .target(name: "HTTPAPI", dependencies: [
             "JobStore", "JobSpec", "FarmModel", "Postgres",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "CoreMetrics", package: "swift-metrics"),
+            .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "farm", dependencies: [
             "Tensors", "StableDiffusion", "Imaging", "FarmModel", "ZeroMQ", "Postgres",
@@ -58,11 +66,13 @@ let package = Package(
             .product(name: "CoreMetrics", package: "swift-metrics"),
             .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "Yams", package: "Yams"),
+            .product(name: "Logging", package: "swift-log"),
         ]),
 
         .executableTarget(name: "tensors-bench", dependencies: ["Tensors"]),
         .executableTarget(name: "jobstore-bench", dependencies: ["JobStore", "JobSpec", "TestSupport"]),
-        .executableTarget(name: "dispatch-bench", dependencies: ["Coordinator", "Worker", "JobStore", "TestSupport", "ZeroMQ"]),
+        .executableTarget(name: "dispatch-bench", dependencies: ["Coordinator", "Worker", "JobStore", "TestSupport", "ZeroMQ",
+                                                                .product(name: "Logging", package: "swift-log")]),
 
         // Shared by tests only: a throwaway PostgreSQL server per test process.
         .target(name: "TestSupport", dependencies: ["Postgres"], path: "Tests/TestSupport"),
@@ -78,6 +88,7 @@ let package = Package(
         .testTarget(name: "FarmTests", dependencies: [
             "Coordinator", "Worker", "JobStore", "TestSupport", "Imaging", "ZeroMQ", "StableDiffusion",
             .product(name: "Yams", package: "Yams"),
+            .product(name: "Logging", package: "swift-log"),
         ]),
     ],
     swiftLanguageModes: [.v5]

@@ -1,6 +1,7 @@
 import FarmModel
 import Foundation
 import JobStore
+import Logging
 import ZeroMQ
 
 /// Settings of a coordinator daemon.
@@ -77,8 +78,8 @@ public final class CoordinatorServer {
     private var taskJobs: [Int64: Int64] = [:]
     /// Live events for HTTP watchers: progress, previews, results and failures.
     public let events = FarmEvents()
-    /// Called with a line for the log.
-    public var log: (String) -> Void = { print($0) }
+    /// Where it logs: events of tasks carry task, job, worker and attempt as metadata.
+    public var logger = Logger(label: "farm.coordinator")
     private var metrics = CoordinatorMetrics()
 
     /// Binds the ROUTER socket and connects to the database (`conninfo` nil: the PG* variables).
@@ -117,12 +118,12 @@ public final class CoordinatorServer {
         do {
             return try body(store)
         } catch where JobStore.isConnectionFailure(error) {
-            log("database unavailable (\(error)); will reconnect")
+            logger.error("database unavailable; will reconnect", metadata: ["error": "\(error)"])
             self.store = nil
             listener = nil
             return nil
         } catch {
-            log("database error: \(error)")
+            logger.error("database error", metadata: ["error": "\(error)"])
             return nil
         }
     }
@@ -141,7 +142,7 @@ public final class CoordinatorServer {
             lastReconnectAttempt = Date()
             do {
                 try connect()
-                log("database reconnected")
+                logger.notice("database reconnected")
             } catch {
                 reconnectDelay = min(reconnectDelay * 2, 5)
             }
@@ -153,7 +154,7 @@ public final class CoordinatorServer {
         let ready = try poller.poll(timeout: timeout)
         if let zap, ready[1] {
             for answer in try zap.answerPending(allow: { isKeyAllowed($0, fresh: true) }) where !answer.allowed {
-                log("refused a worker connection: key \(answer.publicKey) is not on the allow-list (farm keys allow)")
+                logger.warning("refused a worker connection: its key is not on the allow-list (farm keys allow)", metadata: ["key": "\(answer.publicKey)"])
             }
         }
         if ready[0] {
@@ -178,7 +179,7 @@ public final class CoordinatorServer {
             return decision.allowed
         }
         guard let allowed = withStore({ try $0.isWorkerKeyAllowed(key) }) else { return keyDecisions[key]?.allowed ?? false }
-        if !allowed && keyDecisions[key]?.allowed == true { log("worker key \(key) was revoked: ignoring its connection") }
+        if !allowed && keyDecisions[key]?.allowed == true { logger.warning("worker key was revoked: ignoring its connection", metadata: ["key": "\(key)"]) }
         keyDecisions[key] = (allowed, Date())
         return allowed
     }
@@ -190,19 +191,19 @@ public final class CoordinatorServer {
         do {
             message = try WireMessage(frames: Array(frames.dropFirst()), maxBytes: configuration.limits.maxMessageBytes)
         } catch {
-            log("dropped message from \(routingID.hexPrefix): \(error)")
+            logger.warning("dropped a message", metadata: ["peer": "\(routingID.hexPrefix)", "error": "\(error)"])
             return
         }
-        metrics.message(message.typeName, received: true)
+        metrics.messages.count(message.typeName, received: true)
         handle(message, from: routingID)
     }
 
     private func send(_ message: WireMessage, to routingID: Data) {
         do {
             try socket.send([routingID] + message.frames(), dontWait: true)
-            metrics.message(message.typeName, received: false)
+            metrics.messages.count(message.typeName, received: false)
         } catch {
-            log("cannot send \(message.typeName) to \(routingID.hexPrefix): \(error)")
+            logger.warning("cannot send \(message.typeName)", metadata: ["peer": "\(routingID.hexPrefix)", "worker": "\(workers[routingID]?.hello.workerID ?? "?")", "error": "\(error)"])
         }
     }
 
@@ -220,7 +221,8 @@ public final class CoordinatorServer {
             send(.welcome(.init(heartbeatSeconds: configuration.heartbeatSeconds,
                                 timeoutSeconds: configuration.workerTimeoutSeconds)), to: routingID)
             let device = hello.device.map { " (\($0.model), \($0.cores) cores, \($0.memoryBytes >> 30) GiB)" } ?? ""
-            log("worker \(hello.workerID) on \(hello.host)\(device) joined with \(hello.slots) slot(s), holding \(worker.inFlight.count) task(s)")
+            logger.info("worker \(hello.workerID) on \(hello.host)\(device) joined with \(hello.slots) slot(s), holding \(worker.inFlight.count) task(s)",
+                        metadata: ["worker": "\(hello.workerID)", "host": "\(hello.host)"])
             return
         }
         guard var worker = workers[routingID] else {
@@ -259,27 +261,35 @@ public final class CoordinatorServer {
             previews[header.taskID] = nil
             workWaiting = true
             send(.ack(taskID: header.taskID, attempt: header.attempt), to: routingID)
-            if let job = jobOf(header.taskID) {
+            let job = jobOf(header.taskID)
+            if let job {
                 events.post(FarmEvent(name: "done", job: job, payload: [
                     "task": header.taskID, "job": job, "attempt": header.attempt, "seed": header.seed]))
             }
             taskJobs[header.taskID] = nil
-            log("task \(header.taskID) attempt \(header.attempt) from \(worker.hello.workerID): \(outcome)")
+            var metadata = Logger.Metadata.task(header.taskID, job: job, attempt: header.attempt, worker: worker.hello.workerID)
+            metadata["outcome"] = "\(outcome)"
+            logger.info("task \(header.taskID) attempt \(header.attempt) from \(worker.hello.workerID): \(outcome)", metadata: metadata)
         case .failed(let failure):
             guard let outcome = withStore({ try $0.fail(failure, workerID: worker.hello.workerID) }) else { return }
             worker.inFlight.remove(failure.taskID)
             pendingProgress[failure.taskID] = nil
             previews[failure.taskID] = nil
             send(.ack(taskID: failure.taskID, attempt: failure.attempt), to: routingID)
-            if let job = jobOf(failure.taskID) {
+            let job = jobOf(failure.taskID)
+            if let job {
                 events.post(FarmEvent(name: "failed", job: job, payload: [
                     "task": failure.taskID, "job": job, "attempt": failure.attempt,
                     "kind": "\(failure.kind)", "message": failure.message]))
             }
             workWaiting = true
-            log("task \(failure.taskID) attempt \(failure.attempt) failed (\(failure.kind)): \(failure.message) [\(outcome)]")
+            var metadata = Logger.Metadata.task(failure.taskID, job: job, attempt: failure.attempt, worker: worker.hello.workerID)
+            metadata["kind"] = "\(failure.kind)"
+            metadata["outcome"] = "\(outcome)"
+            logger.warning("task \(failure.taskID) attempt \(failure.attempt) failed (\(failure.kind)): \(failure.message) [\(outcome)]",
+                           metadata: metadata)
         case .hello, .welcome, .refused, .assign, .ack, .cancel, .drain, .blob:
-            log("ignored \(message.typeName) from worker \(worker.hello.workerID)")
+            logger.warning("ignored \(message.typeName) from a worker", metadata: ["worker": "\(worker.hello.workerID)"])
         }
     }
 
@@ -312,6 +322,8 @@ public final class CoordinatorServer {
                 }
                 send(.assign(assignment), to: routingID)
                 worker.inFlight.insert(assignment.taskID)
+                logger.debug("task \(assignment.taskID) assigned", metadata: .task(assignment.taskID, job: job, attempt: assignment.attempt,
+                                                                                   worker: worker.hello.workerID))
                 handedOut = true
             }
             workers[routingID] = worker
@@ -339,7 +351,8 @@ public final class CoordinatorServer {
             metrics.requeued(requeued, reason: "worker_lost")
             workers[routingID] = nil
             workWaiting = true
-            log("worker \(worker.hello.workerID) lost after \(configuration.missedHeartbeats) missed heartbeats; requeued \(requeued) task(s)")
+            logger.warning("worker \(worker.hello.workerID) lost after \(configuration.missedHeartbeats) missed heartbeats; requeued \(requeued) task(s)",
+                           metadata: ["worker": "\(worker.hello.workerID)", "requeued": "\(requeued)"])
         }
         // Tasks cancelled (with their job) while a worker holds them: tell it to stop.
         let held = workers.values.flatMap(\.inFlight)
@@ -360,7 +373,7 @@ public final class CoordinatorServer {
                 if worker.operatorState == "draining" && !worker.toldToDrain {
                     send(.drain, to: routingID)
                     worker.toldToDrain = true
-                    log("draining worker \(worker.hello.workerID)")
+                    logger.notice("draining worker \(worker.hello.workerID)", metadata: ["worker": "\(worker.hello.workerID)"])
                 }
                 if worker.operatorState == "online" { worker.toldToDrain = false }
                 workers[routingID] = worker
@@ -370,7 +383,7 @@ public final class CoordinatorServer {
             metrics.leaseExpiries.increment(by: requeued)
             metrics.requeued(requeued, reason: "lease_expired")
             workWaiting = true
-            log("requeued \(requeued) task(s) whose lease expired")
+            logger.warning("requeued \(requeued) task(s) whose lease expired", metadata: ["requeued": "\(requeued)"])
         }
         // Claims skip tasks still backing off; look again once a second.
         workWaiting = true

@@ -1,4 +1,5 @@
 import CoreMetrics
+import FarmModel
 import Foundation
 
 /// The coordinator's own metrics, through swift-metrics: the `farm` binary bootstraps the
@@ -18,7 +19,6 @@ struct CoordinatorMetrics {
     let leaseExpiries = Counter(label: "farm_lease_expiries_total")
     /// Workers connected to this coordinator now.
     let connectedWorkers = Gauge(label: "farm_connected_workers")
-    private var messageCounters: [String: Counter] = [:]
     /// Images stored per second of the clock, for the last minute's rate.
     private var recentImages: [Int: Int] = [:]
 
@@ -27,16 +27,8 @@ struct CoordinatorMetrics {
         Counter(label: "farm_requeues_total", dimensions: [("reason", reason)]).increment(by: Int64(count))
     }
 
-    /// A ZeroMQ message received from or sent to a worker. Its counters are made once per
-    /// (direction, type): this runs for every message.
-    mutating func message(_ type: String, received: Bool) {
-        let key = received ? "<" + type : ">" + type
-        if let counter = messageCounters[key] { return counter.increment() }
-        let counter = Counter(label: "farm_zmq_messages_total",
-                              dimensions: [("direction", received ? "received" : "sent"), ("type", type.lowercased())])
-        messageCounters[key] = counter
-        counter.increment()
-    }
+    /// ZeroMQ messages received from and sent to workers.
+    var messages = MessageCounters(label: "farm_zmq_messages_total")
 
     /// A worker's latest rendering speed.
     func workerSpeed(_ worker: String, stepsPerSecond: Double) {

@@ -135,12 +135,15 @@ public enum WireMessage: Equatable, Sendable {
         public var attempt: Int
         /// What to render.
         public var parameters: TaskParameters
+        /// The task's job, for the worker's log (absent from coordinators before it was added).
+        public var jobID: Int64?
 
         /// Makes an assignment.
-        public init(taskID: Int64, attempt: Int, parameters: TaskParameters) {
+        public init(taskID: Int64, attempt: Int, parameters: TaskParameters, jobID: Int64? = nil) {
             self.taskID = taskID
             self.attempt = attempt
             self.parameters = parameters
+            self.jobID = jobID
         }
     }
 

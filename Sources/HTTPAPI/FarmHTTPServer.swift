@@ -3,6 +3,7 @@ import Foundation
 import Hummingbird
 import JobSpec
 import JobStore
+import Logging
 
 /// An HTTP API failure: the status to answer with and a one-line message (and, for bad
 /// specs, the field and line at fault). Its body is `{"error": …, "field": …, "line": …}`.
@@ -43,7 +44,7 @@ public struct HTTPServerStartError: Error, CustomStringConvertible {
 }
 
 /// The coordinator's JSON API under `/v1` (jobs, job controls, workers, images), with bearer
-/// tokens from `api_tokens`. It runs on Hummingbird's own event-loop threads; every libpq
+/// tokens from `api_tokens`, and `/metrics`; or a worker's `/metrics` alone. It runs on Hummingbird's own event-loop threads; every libpq
 /// call runs on a `DatabaseQueue`'s serial dispatch queue.
 public final class FarmHTTPServer: @unchecked Sendable {
     /// The largest request body accepted (a job spec); larger ones get 413.
@@ -52,12 +53,13 @@ public final class FarmHTTPServer: @unchecked Sendable {
     public let host: String
     /// The TCP port.
     public let port: Int
-    private let pool: DatabasePool
+    /// The database behind the API; nil for a server of `/metrics` alone.
+    private let pool: DatabasePool?
     private let events: FarmEvents
     private let metrics: (@Sendable () -> String)?
     private var task: Task<Void, Never>?
-    /// Where it logs (default: standard output).
-    public var log: @Sendable (String) -> Void = { print($0) }
+    /// Where it logs.
+    public var logger = Logger(label: "farm.http")
 
     /// Makes a server on `host:port` over the database at `conninfo`, streaming `events` at `/v1/events`;
     /// `metrics` gives the Prometheus text of the process's metrics for `/metrics` (nil: no `/metrics`).
@@ -68,6 +70,15 @@ public final class FarmHTTPServer: @unchecked Sendable {
         self.events = events
         self.metrics = metrics
         self.pool = DatabasePool(conninfo: conninfo, size: connections)
+    }
+
+    /// Makes a server of `/metrics` alone (a worker's), answering with `metrics()`.
+    public init(metricsOn host: String, port: Int, metrics: @escaping @Sendable () -> String) {
+        self.host = host
+        self.port = port
+        self.events = FarmEvents()
+        self.metrics = metrics
+        self.pool = nil
     }
 
     /// Parses `HOST:PORT` (`[::1]:8080` for IPv6) into its parts; nil when malformed.
@@ -82,16 +93,26 @@ public final class FarmHTTPServer: @unchecked Sendable {
     /// Starts listening and returns once the socket is bound; throws if it cannot bind.
     /// The server then runs on its own threads until `stop()`.
     public func start() throws {
+        if let pool {
+            try start(APIResponder(pool: pool, events: events, metrics: metrics), what: "HTTP API", path: "/v1")
+        } else if let metrics {
+            try start(MetricsResponder(metrics: metrics), what: "metrics server", path: "/metrics")
+        }
+    }
+
+    private func start<Responder: HTTPResponder>(_ responder: Responder, what: String, path: String) throws
+    where Responder.Context == BasicRequestContext {
         let started = DispatchSemaphore(value: 0)
         let outcome = StartOutcome()
         let app = Application(
-            responder: APIResponder(pool: pool, events: events, metrics: metrics),
+            responder: responder,
             configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: "DiffusionFarm"),
             onServerRunning: { _ in
                 outcome.set(nil)
                 started.signal()
-            })
-        let log = self.log, address = "\(host):\(port)"
+            },
+            logger: logger)
+        let logger = self.logger, address = "\(host):\(port)"
         task = Task.detached {
             do {
                 try await app.run()
@@ -99,15 +120,15 @@ public final class FarmHTTPServer: @unchecked Sendable {
                 if outcome.set("\(error)") {
                     started.signal()
                 } else {
-                    log("HTTP API on \(address) stopped: \(error)")
+                    logger.error("the \(what) on \(address) stopped", metadata: ["error": "\(error)"])
                 }
             }
         }
         started.wait()
         if let failure = outcome.failure {
-            throw HTTPServerStartError(description: "the HTTP API cannot listen on \(address): \(failure)")
+            throw HTTPServerStartError(description: "the \(what) cannot listen on \(address): \(failure)")
         }
-        log("HTTP API listening on http://\(address)/v1")
+        logger.info("\(what) listening on http://\(address)\(path)")
     }
 
     /// Stops the server.

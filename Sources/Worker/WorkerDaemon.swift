@@ -1,6 +1,7 @@
 import FarmModel
 import Foundation
 import Imaging
+import Logging
 import ZeroMQ
 
 /// Settings of a worker daemon.
@@ -17,6 +18,9 @@ public struct WorkerConfiguration: Sendable {
     public var resendSeconds: Double = 5
     /// First and longest wait between introductions while no coordinator answers.
     public var reconnectBackoff: (first: Double, max: Double) = (1, 32)
+    /// Seconds a coordinator may leave introductions unanswered before the worker tries the next
+    /// one in its list (with more than one).
+    public var failOverSeconds: Double = 8
     /// Steps between latent previews sent with progress (0: none).
     public var previewEvery = 5
     /// CURVE: the coordinator's public key and this worker's key pair. Nil: plain TCP (insecure).
@@ -71,9 +75,12 @@ public final class WorkerDaemon {
     private var lastHeard = Date()
     private var lastHelloSent = Date.distantPast
     private var helloInterval: Double
+    /// When the first introduction the current coordinator has not answered was sent.
+    private var unansweredSince: Date?
     private var lastResend = Date()
-    /// Called with a line for the log.
-    public var log: (String) -> Void = { print($0) }
+    /// Where it logs: events of tasks carry task, job, worker and attempt as metadata.
+    public var logger = Logger(label: "farm.worker")
+    private var metrics = WorkerMetrics()
     /// Tasks this worker has rendered.
     public private(set) var rendered = 0
     /// Set to stop taking tasks: the daemon finishes what it holds and `isDrained` turns true.
@@ -124,12 +131,16 @@ public final class WorkerDaemon {
     public func runOnce(timeout: Double) throws {
         let now = Date()
         if welcomed == nil, now.timeIntervalSince(lastHelloSent) >= helloInterval {
-            try socket.send(hello.frames(), dontWait: true)
-            lastHelloSent = now
-            // Back off while nobody answers; fail over to the next endpoint after the longest wait.
-            if helloInterval >= configuration.reconnectBackoff.max && configuration.coordinators.count > 1 {
+            // Back off while nobody answers; fail over to the next endpoint when this one has been
+            // silent long enough (a worker that starts while its first coordinator is down must
+            // not wait out the whole backoff).
+            if let since = unansweredSince, now.timeIntervalSince(since) >= configuration.failOverSeconds,
+               configuration.coordinators.count > 1 {
                 try failOver(reason: "no answer")
             }
+            try send(hello)
+            lastHelloSent = now
+            if unansweredSince == nil { unansweredSince = now }
             helloInterval = min(helloInterval * 2, configuration.reconnectBackoff.max)
         }
         var poller = Poller()
@@ -142,33 +153,44 @@ public final class WorkerDaemon {
         if let welcome = welcomed {
             if now.timeIntervalSince(lastHeartbeatSent) >= welcome.heartbeatSeconds {
                 let state = draining ? "draining" : queue.isEmpty ? "idle" : "busy"
-                try socket.send(WireMessage.heartbeat(.init(freeSlots: freeSlots, state: state, loadedModel: renderer.loadedModel,
-                                                            modelLoadSeconds: renderer.lastModelLoadSeconds)).frames(),
-                                dontWait: true)
+                try send(.heartbeat(.init(freeSlots: freeSlots, state: state, loadedModel: renderer.loadedModel,
+                                          modelLoadSeconds: renderer.lastModelLoadSeconds)))
                 lastHeartbeatSent = now
             }
             if now.timeIntervalSince(lastHeard) > welcome.timeoutSeconds {
-                log("coordinator silent for \(Int(welcome.timeoutSeconds)) s; introducing myself again")
+                logger.warning("coordinator silent for \(Int(welcome.timeoutSeconds)) s; introducing myself again",
+                               metadata: ["coordinator": "\(configuration.coordinators[endpointIndex])"])
                 welcomed = nil
+                metrics.connected.record(0)
                 helloInterval = configuration.reconnectBackoff.first
                 lastHeard = now
                 if configuration.coordinators.count > 1 { try failOver(reason: "silent") }
             }
         }
         if now.timeIntervalSince(lastResend) >= configuration.resendSeconds {
-            for pending in unacknowledged.values { try socket.send(pending.frames(), dontWait: true) }
+            for pending in unacknowledged.values { try send(pending) }
             lastResend = now
         }
         if current == nil && !queue.isEmpty { startRender() }
         collectRender()
+        metrics.queued.record(queue.count)
+        metrics.unacknowledged.record(unacknowledged.count)
+    }
+
+    /// Sends a message to the coordinator, counting it; a full queue drops it (everything that
+    /// matters is resent until acknowledged).
+    private func send(_ message: WireMessage) throws {
+        try socket.send(message.frames(), dontWait: true)
+        metrics.messages.count(message.typeName, received: false)
     }
 
     private func failOver(reason: String) throws {
         endpointIndex = (endpointIndex + 1) % configuration.coordinators.count
         let endpoint = configuration.coordinators[endpointIndex]
-        log("coordinator \(reason); failing over to \(endpoint)")
+        logger.warning("coordinator \(reason); failing over to \(endpoint)", metadata: ["coordinator": "\(endpoint)"])
         socket = try WorkerDaemon.connect(configuration, endpoint: endpoint, context: context)
         helloInterval = configuration.reconnectBackoff.first
+        unansweredSince = nil
     }
 
     private func handle(_ frames: [Data]) throws {
@@ -176,16 +198,22 @@ public final class WorkerDaemon {
         do {
             message = try WireMessage(frames: frames, maxBytes: configuration.maxMessageBytes)
         } catch {
-            log("dropped message from coordinator: \(error)")
+            logger.warning("dropped a message from the coordinator", metadata: ["error": "\(error)"])
             return
         }
+        metrics.messages.count(message.typeName, received: true)
         lastHeard = Date()
         switch message {
         case .welcome(let welcome):
-            if welcomed == nil { log("joined coordinator \(configuration.coordinators[endpointIndex]) as \(configuration.workerID)") }
+            if welcomed == nil {
+                logger.info("joined coordinator \(configuration.coordinators[endpointIndex]) as \(configuration.workerID)",
+                            metadata: ["coordinator": "\(configuration.coordinators[endpointIndex])", "worker": "\(configuration.workerID)"])
+            }
             welcomed = welcome
+            unansweredSince = nil
+            metrics.connected.record(1)
             helloInterval = configuration.reconnectBackoff.first
-            for pending in unacknowledged.values { try socket.send(pending.frames(), dontWait: true) }
+            for pending in unacknowledged.values { try send(pending) }
         case .refused(let reason):
             if reason.hasPrefix("unknown worker") {
                 welcomed = nil
@@ -197,7 +225,7 @@ public final class WorkerDaemon {
                 let refusal = WireMessage.failed(.init(taskID: assignment.taskID, attempt: assignment.attempt, kind: .host,
                                                        message: "worker \(configuration.workerID) is draining"))
                 unacknowledged[assignment.taskID] = refusal
-                try socket.send(refusal.frames(), dontWait: true)
+                try send(refusal)
             } else if !queue.contains(where: { $0.taskID == assignment.taskID }) {
                 queue.append(assignment)
             }
@@ -217,7 +245,7 @@ public final class WorkerDaemon {
         case .heartbeat:
             break
         case .hello, .progress, .result, .failed, .preview:
-            log("ignored \(message.typeName) from coordinator")
+            logger.warning("ignored \(message.typeName) from the coordinator")
         }
     }
 
@@ -233,6 +261,8 @@ public final class WorkerDaemon {
         let inputs = found
         let job = RenderJob(assignment: assignment)
         current = job
+        logger.info("task \(assignment.taskID) rendering: \(assignment.parameters.width)×\(assignment.parameters.height), \(assignment.parameters.steps) steps of \(assignment.parameters.model)",
+                    metadata: taskMetadata(assignment))
         let renderer = self.renderer, previewEvery = configuration.previewEvery, cancelCheck = self.cancelCheck
         Thread {
             let started = Date()
@@ -272,21 +302,47 @@ public final class WorkerDaemon {
         guard let job = current else { return }
         if cancelCurrent || cancelled.contains(job.assignment.taskID) { job.cancel() }
         let (messages, reply) = job.take()
-        for message in messages { _ = try? socket.send(message.frames(), dontWait: true) }
+        for message in messages {
+            if case .progress(let report) = message, let speed = report.itemsPerSecond { metrics.stepsPerSecond.record(speed) }
+            try? send(message)
+        }
         guard let reply else { return }
-        if case .result = reply { rendered += 1 }
+        let seconds = Date().timeIntervalSince(job.started)
+        metrics.renderTime.recordSeconds(seconds)
+        if let load = renderer.lastModelLoadSeconds { metrics.modelLoad.record(load) }
+        var metadata = taskMetadata(job.assignment)
+        metadata["seconds"] = .stringConvertible((seconds * 1000).rounded() / 1000)
+        switch reply {
+        case .result:
+            rendered += 1
+            metrics.finished("done")
+            logger.info("task \(job.assignment.taskID) rendered in \(String(format: "%.2f", seconds)) s", metadata: metadata)
+        case .failed(let failure):
+            metrics.finished(job.isCancelled ? "cancelled" : "failed")
+            metadata["kind"] = "\(failure.kind)"
+            logger.warning("task \(job.assignment.taskID) failed (\(failure.kind)): \(failure.message)", metadata: metadata)
+        default:
+            break
+        }
         current = nil
         queue.removeFirst()
         cancelCurrent = false
         cancelled.remove(job.assignment.taskID)
         unacknowledged[job.assignment.taskID] = reply
-        _ = try? socket.send(reply.frames(), dontWait: true)
+        try? send(reply)
+    }
+
+    /// The log metadata of an assigned task.
+    private func taskMetadata(_ assignment: WireMessage.Assignment) -> Logger.Metadata {
+        .task(assignment.taskID, job: assignment.jobID, attempt: assignment.attempt, worker: configuration.workerID)
     }
 }
 
 /// One render in flight: what its thread posts for the daemon's loop to send, and its cancel flag.
 final class RenderJob: @unchecked Sendable {
     let assignment: WireMessage.Assignment
+    /// When the render began.
+    let started = Date()
     private let lock = NSLock()
     private var outbox: [WireMessage] = []
     private var reply: WireMessage?

@@ -9,6 +9,7 @@ import Coordinator
 import FarmModel
 import Foundation
 import JobStore
+import Logging
 import Postgres
 import TestSupport
 import Worker
@@ -29,7 +30,7 @@ let context = ZMQContext()
 var settings = CoordinatorConfiguration(listen: "tcp://127.0.0.1:*")
 settings.heartbeatSeconds = 1
 let coordinator = try CoordinatorServer(configuration: settings, conninfo: conninfo, context: context)
-coordinator.log = { _ in }
+coordinator.logger = Logger(label: "bench", factory: { _ in SwiftLogNoOpLogHandler() })
 let endpoint = coordinator.endpoint
 let stop = ThreadSafeBox(false)
 let coordinatorDone = ThreadSafeBox(false)
@@ -43,7 +44,7 @@ for index in 0..<workerCount {
         do {
             let worker = try WorkerDaemon(configuration: WorkerConfiguration(coordinator: endpoint, workerID: "w\(index)"),
                                           renderer: TestPatternRenderer(models: ["synthetic"]), context: context)
-            worker.log = { _ in }
+            worker.logger = Logger(label: "bench", factory: { _ in SwiftLogNoOpLogHandler() })
             try worker.run(tick: 0.02) { stop.value }
         } catch { print("worker \(index): \(error)") }
         running.mutate { $0 -= 1 }

@@ -5,6 +5,7 @@ import Foundation
 import HTTPAPI
 import JobSpec
 import JobStore
+import Logging
 import Postgres
 import Worker
 import ZeroMQ
@@ -23,7 +24,8 @@ struct Farm: ParsableCommand {
     /// Runs the command; any bad input ends with one line on stderr and exit status 2
     /// (help and explicit exit codes behave as ArgumentParser defines them).
     static func main() {
-        // Daemons log with print; line buffering keeps their logs current when redirected to a file.
+        // Commands print their output; line buffering keeps it current when redirected to a file
+        // (daemons log through their own unbuffered handler, FarmLogging.swift).
         setvbuf(stdout, nil, _IOLBF, 0)
         do {
             var arguments = Array(CommandLine.arguments.dropFirst())
@@ -104,6 +106,8 @@ struct CoordinatorCommand: ParsableCommand {
 
     @OptionGroup var settings: DaemonSettingsOptions
 
+    @OptionGroup var logging: LoggingOptions
+
     @OptionGroup var security: LinkSecurityOptions
 
     @Option(help: "ZeroMQ endpoint that workers connect to.")
@@ -130,6 +134,8 @@ struct CoordinatorCommand: ParsableCommand {
 
     func run() throws {
         Shutdown.install()
+        logging.bootstrap()
+        let logger = Logger(label: "farm.coordinator")
         let conninfo = database.database ?? ProcessInfo.processInfo.environment["FARM_DATABASE"]
         try Migrator(folder: Migrator.locateFolder()).apply(to: try database.connect())
         var settings = CoordinatorConfiguration(listen: listen)
@@ -147,9 +153,9 @@ struct CoordinatorCommand: ParsableCommand {
             try api?.start()
         }
         defer { api?.stop() }
-        print("coordinator listening on \(server.endpoint)")
+        logger.info("coordinator listening on \(server.endpoint)", metadata: ["endpoint": "\(server.endpoint)"])
         try server.run { Shutdown.requested != 0 }
-        print("coordinator stopped")
+        logger.info("coordinator stopped")
     }
 }
 
@@ -163,7 +169,12 @@ struct WorkerCommand: ParsableCommand {
 
     @OptionGroup var settings: DaemonSettingsOptions
 
+    @OptionGroup var logging: LoggingOptions
+
     @OptionGroup var security: LinkSecurityOptions
+
+    @Option(help: "Serve this worker's metrics in the Prometheus text format at http://HOST:PORT/metrics; the worker exits with status 1 if it cannot listen there.")
+    var metrics: String?
 
     @Option(help: "The coordinator's CURVE public key (or its key file); needed with --curve-key.")
     var coordinatorKey: String?
@@ -196,10 +207,20 @@ struct WorkerCommand: ParsableCommand {
         }
         guard syntheticDelay >= 0 && syntheticDelay <= 3600 else { throw ValidationError("--synthetic-delay must be 0...3600 seconds") }
         if security.curveKey != nil && coordinatorKey == nil { throw ValidationError("--curve-key needs --coordinator-key (the coordinator's public key)") }
+        if let metrics, FarmHTTPServer.parseAddress(metrics) == nil { throw ValidationError("--metrics must be HOST:PORT, got \(metrics)") }
     }
 
     func run() throws {
         Shutdown.install()
+        logging.bootstrap()
+        let logger = Logger(label: "farm.worker")
+        // Metrics are made when their owners are: the backend must exist before the daemon does.
+        var metricsServer: FarmHTTPServer?
+        if let metrics, let (host, port) = FarmHTTPServer.parseAddress(metrics) {
+            metricsServer = FarmHTTPServer(metricsOn: host, port: port, metrics: FarmMetrics.bootstrap())
+            try metricsServer?.start()
+        }
+        defer { metricsServer?.stop() }
         var settings = WorkerConfiguration(coordinators: coordinator.isEmpty ? ["tcp://127.0.0.1:5555"] : coordinator, workerID: name)
         settings.slots = slots
         if let keys = try security.keyPair(), let coordinatorKey {
@@ -219,13 +240,13 @@ struct WorkerCommand: ParsableCommand {
             if Shutdown.requested > 0 && signals == 0 {
                 signals = 1
                 daemon.draining = true
-                print("draining: finishing the task in hand, taking no more")
+                logger.notice("draining: finishing the task in hand, taking no more")
             }
             // A second signal abandons the task in hand (its lease expires and it is requeued) and exits.
             if Shutdown.requested > 1 { return true }
             return daemon.isDrained || exitAfter.map { daemon.rendered >= $0 } ?? false
         }
-        print("worker stopped after \(daemon.rendered) task(s)")
+        logger.info("worker stopped after \(daemon.rendered) task(s)", metadata: ["rendered": .stringConvertible(daemon.rendered)])
     }
 }
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import JobStore
+import Logging
 import ZeroMQ
 
 /// `farm keys`: CURVE keys for the ZeroMQ links and the coordinator's allow-list of workers.
@@ -104,7 +105,7 @@ struct LinkSecurityOptions: ParsableArguments {
     /// The key pair, or nil after warning that the link is plain TCP.
     func keyPair() throws -> CurveKeyPair? {
         guard let curveKey else {
-            FileHandle.standardError.write(Data("warning: --insecure: the ZeroMQ link is plain TCP, unencrypted and open to anyone who can reach it\n".utf8))
+            Logger(label: "farm.security").warning("--insecure: the ZeroMQ link is plain TCP, unencrypted and open to anyone who can reach it")
             return nil
         }
         return try readKeyPair(curveKey)

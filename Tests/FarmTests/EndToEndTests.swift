@@ -26,7 +26,7 @@ let migrationsFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent
     let context = ZMQContext()
     let coordinator = try CoordinatorServer(configuration: CoordinatorConfiguration(listen: "tcp://127.0.0.1:*"),
                                             conninfo: conninfo, context: context)
-    coordinator.log = { _ in }
+    coordinator.logger = quietLogger
     let endpoint = coordinator.endpoint
     let stop = ThreadSafeBox(false)
     let workersDone = ThreadSafeBox(0)
@@ -36,7 +36,7 @@ let migrationsFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent
                 var settings = WorkerConfiguration(coordinator: endpoint, workerID: "w\(index)")
                 settings.slots = 2
                 let worker = try WorkerDaemon(configuration: settings, renderer: TestPatternRenderer(), context: context)
-                worker.log = { _ in }
+                worker.logger = quietLogger
                 try worker.run(tick: 0.05) { stop.value }
             } catch {
                 Issue.record("worker \(index) failed: \(error)")
@@ -74,7 +74,7 @@ let migrationsFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent
     let context = ZMQContext()
     let coordinator = try CoordinatorServer(configuration: CoordinatorConfiguration(listen: "tcp://127.0.0.1:*"),
                                             conninfo: conninfo, context: context)
-    coordinator.log = { _ in }
+    coordinator.logger = quietLogger
     let dealer = try Socket(context, .dealer)
     try dealer.connect(coordinator.endpoint)
     try dealer.send([Data("garbage".utf8)])
@@ -115,7 +115,7 @@ let migrationsFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent
     let context = ZMQContext()
     let coordinator = try CoordinatorServer(configuration: CoordinatorConfiguration(listen: "tcp://127.0.0.1:*"),
                                             conninfo: conninfo, context: context)
-    coordinator.log = { _ in }
+    coordinator.logger = quietLogger
     let endpoint = coordinator.endpoint
     let stop = ThreadSafeBox(false), finished = ThreadSafeBox(false)
     Thread {
@@ -123,7 +123,7 @@ let migrationsFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent
             var settings = WorkerConfiguration(coordinator: endpoint, workerID: "engine")
             settings.previewEvery = 1
             let worker = try WorkerDaemon(configuration: settings, renderer: renderer, context: context)
-            worker.log = { _ in }
+            worker.logger = quietLogger
             try worker.run(tick: 0.05) { stop.value }
         } catch {
             Issue.record("worker failed: \(error)")
@@ -205,14 +205,14 @@ let migrationsFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent
     let context = ZMQContext()
     let coordinator = try CoordinatorServer(configuration: CoordinatorConfiguration(listen: "tcp://127.0.0.1:*"),
                                             conninfo: conninfo, context: context)
-    coordinator.log = { _ in }
+    coordinator.logger = quietLogger
     let endpoint = coordinator.endpoint
     let stop = ThreadSafeBox(false), finished = ThreadSafeBox(false)
     Thread {
         do {
             let worker = try WorkerDaemon(configuration: WorkerConfiguration(coordinator: endpoint, workerID: "pipelines"),
                                           renderer: try DiffusionRenderer(modelsFolder: models), context: context)
-            worker.log = { _ in }
+            worker.logger = quietLogger
             try worker.run(tick: 0.05) { stop.value }
         } catch {
             Issue.record("worker failed: \(error)")

@@ -6,16 +6,19 @@ import Postgres
 import TestSupport
 import Testing
 
-/// A `farm` daemon in its own process, its output in a log file.
+/// A `farm` daemon in its own process, its output in a log file. Releasing it kills the process,
+/// and optimised builds release objects after their last use: a test that needs its daemons
+/// running to its end holds them with `withExtendedLifetime`.
 final class FarmProcess {
     let process = Process()
     let log: URL
 
-    init(_ arguments: [String], name: String, executable: URL = farmBinary) throws {
+    init(_ arguments: [String], name: String, executable: URL = farmBinary, environment: [String: String]? = nil) throws {
         log = FileManager.default.temporaryDirectory.appendingPathComponent("farm-\(name)-\(UUID().uuidString.prefix(6)).log")
         _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         process.executableURL = executable
         process.arguments = arguments
+        if let environment { process.environment = environment }
         let handle = try FileHandle(forWritingTo: log)
         process.standardOutput = handle
         process.standardError = handle
@@ -118,6 +121,7 @@ func expectAllDoneOnce(_ store: JobStore, job: Int64, count: Int, sourceLocation
     #expect(try attempt.decode("attempt", as: Int.self) == inFlight!.attempt + 1, "the killed worker's task was rendered again")
     let owner = try store.connection.query("SELECT error_message FROM tasks WHERE id = $1", [inFlight!.id]).single()
     #expect(try owner.decode("error_message", as: String.self).contains("victim"))
+    withExtendedLifetime((coordinator, survivor)) {}
 }
 
 @Test func coordinatorRestartKeepsTheInFlightResult() throws {
@@ -168,6 +172,8 @@ func expectAllDoneOnce(_ store: JobStore, job: Int64, count: Int, sourceLocation
     let survivor = coordinators[1]
     #expect(waitFor(30) { (0..<4).allSatisfy { survivor.output.contains("worker w\($0) ") } },
             "not every worker joined the surviving coordinator:\n\(survivor.output)")
+    // The workers must live to here: released after their last use, they would be killed.
+    withExtendedLifetime(workers) {}
 }
 
 @Test func coordinatorReconnectsAfterPostgresRestart() throws {
@@ -228,6 +234,7 @@ func expectAllDoneOnce(_ store: JobStore, job: Int64, count: Int, sourceLocation
         let farmed = try PNGImage(pngData: image.png)
         #expect(farmed.pixels == local.pixels, "task \(image.index) (\(task.sampler)) differs from farm render")
     }
+    withExtendedLifetime((coordinator, workers)) {}
 }
 
 /// The CLI end to end: a YAML sweep is submitted and followed with --wait, synthetic workers
@@ -296,6 +303,7 @@ func expectAllDoneOnce(_ store: JobStore, job: Int64, count: Int, sourceLocation
     #expect(watched.terminationStatus == 0 && watchText.contains("job \(job) foxes [########################] 12/12 done"), "\(watchText)")
     // Resumable: a second fetch skips what is there.
     #expect(try runFarm(["fetch", String(job), "--database", conninfo, "--out", out.path]).status == 0)
+    withExtendedLifetime(coordinator) {}
 }
 
 /// pause/resume/cancel/retry change what workers get, seen through the CLI.
@@ -334,6 +342,7 @@ func expectAllDoneOnce(_ store: JobStore, job: Int64, count: Int, sourceLocation
     #expect(try runFarm(["job", "999999", "--database", conninfo]).status == 2)
     #expect(try runFarm(["jobs", "--database", conninfo, "--json"]).status == 0)
     #expect(try runFarm(["workers", "--database", conninfo]).status == 0)
+    withExtendedLifetime(coordinator) {}
 }
 
 /// drain makes a worker finish its task and take no more (its process exits); cordon stops
@@ -364,6 +373,7 @@ func expectAllDoneOnce(_ store: JobStore, job: Int64, count: Int, sourceLocation
     let attempt = try store.connection.query("SELECT attempt FROM images WHERE task_id = $1", [held!.id]).single()
     #expect(try attempt.decode("attempt", as: Int.self) == held!.attempt)
     #expect(try runFarm(["drain", "nobody", "--database", conninfo]).status == 2)
+    withExtendedLifetime((coordinator, leaving, staying)) {}
 }
 
 /// Cancelling a job stops the task a worker is rendering: the worker is free for the next job at once.

@@ -328,6 +328,7 @@ struct HTTPFarm {
     let badConfig = try runWithConfig("server: \(farm.server)\ncolour: blue\n", ["jobs"])
     #expect(badConfig.status == 2 && badConfig.stderr == "farm: \(config.path):2: unknown key \"colour\" (known: server, token)\n",
             "\(badConfig.stderr)")
+    withExtendedLifetime((worker, watcher)) {}
 }
 
 @Test func coordinatorExitsWhenTheHTTPPortIsTaken() throws {

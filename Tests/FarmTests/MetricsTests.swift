@@ -81,5 +81,61 @@ func prometheusSamples(_ text: String) -> [String: Double] {
     #expect((value(#"farm_worker_steps_per_second{worker="painter"}"#) ?? 0) > 0, "\(text)")
     let load = value(#"farm_worker_model_load_seconds{worker="painter"}"#) ?? -1
     #expect(load > 0 && load < 60, "\(text)")
-    withExtendedLifetime((coordinator, fast, painter)) {}
+    withExtendedLifetime((coordinator, slow, fast, painter)) {}
+}
+
+/// A worker with `--metrics` serves its own counts after a batch; daemons log JSON lines when their
+/// output is not a terminal (or text with `--log-format text`), each task's lines carrying its task,
+/// job, attempt and worker.
+@Test func workerMetricsAndStructuredLogs() throws {
+    let (conninfo, endpoint) = try farmDatabase()
+    let store = JobStore(connection: try Connection(conninfo))
+    let coordinator = try startCoordinator(conninfo, endpoint)
+    let port = try TemporaryPostgres.freePort()
+    let worker = try FarmProcess(["worker", "--insecure", "--coordinator", endpoint, "--name", "counted", "--engine", "synthetic",
+                                  "--synthetic-delay", "0.1", "--metrics", "127.0.0.1:\(port)", "--log-format", "text"], name: "counted")
+    let job = try store.enqueue(name: "logged", model: "synthetic", tasks: syntheticTasks(5))
+    let tasks = Set(try store.connection.query("SELECT id FROM tasks WHERE job_id = $1", [job]).rows.map { try $0.decode("id", as: Int64.self) })
+    #expect(try waitFor(60) { try store.progress(job: job).isFinished }, "\(coordinator.output)\n---\n\(worker.output)")
+
+    // The worker's metrics, once its last result is acknowledged.
+    var samples: [String: Double] = [:]
+    #expect(try waitFor(10) {
+        samples = prometheusSamples(String(decoding: try httpRequest("GET", "http://127.0.0.1:\(port)/metrics").body, as: UTF8.self))
+        return samples["farm_worker_unacknowledged_results"] == 0 && samples[#"farm_worker_tasks_total{outcome="done"}"#] == 5
+    }, "\(samples)")
+    #expect(samples["farm_worker_render_seconds_count"] == 5)
+    #expect((samples["farm_worker_render_seconds_sum"] ?? 0) >= 5 * 0.1)
+    #expect(samples[#"farm_worker_zmq_messages_total{direction="received",type="assign"}"#] == 5, "\(samples)")
+    #expect((samples[#"farm_worker_zmq_messages_total{direction="sent",type="result"}"#] ?? 0) >= 5)
+    #expect((samples[#"farm_worker_zmq_messages_total{direction="sent",type="heartbeat"}"#] ?? 0) > 0)
+    #expect(samples["farm_worker_connected"] == 1 && samples["farm_worker_queued_tasks"] == 0)
+    #expect((samples["farm_worker_steps_per_second"] ?? 0) > 0)
+    #expect(try httpRequest("GET", "http://127.0.0.1:\(port)/v1/jobs").status == 404)
+
+    // The coordinator's output is a file: every line is a JSON object, and each task's result line
+    // names the task, its job, the attempt and the worker.
+    let lines = coordinator.output.split(separator: "\n").map(String.init)
+    let objects = lines.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+    #expect(objects.count == lines.count && !lines.isEmpty, "not JSON lines:\n\(coordinator.output)")
+    #expect(objects.allSatisfy { $0["time"] is String && $0["level"] is String && $0["label"] is String && $0["message"] is String })
+    let results = objects.filter { $0["outcome"] as? String == "stored" }
+    #expect(Set(results.compactMap { ($0["task"] as? NSNumber)?.int64Value }) == tasks, "\(coordinator.output)")
+    #expect(results.allSatisfy { ($0["job"] as? NSNumber)?.int64Value == job && $0["attempt"] as? Int == 1 && $0["worker"] as? String == "counted"
+        && $0["label"] as? String == "coordinator" && $0["level"] as? String == "info" })
+
+    // The worker logs text, as asked: a rendering and a rendered line per task, with the same metadata.
+    for task in tasks {
+        let mine = worker.output.split(separator: "\n").filter { $0.contains(" task=\(task) ") || $0.hasSuffix(" task=\(task)") }
+        #expect(mine.count == 2 && mine.allSatisfy { $0.contains(" info worker: ") && $0.contains("attempt=1 ") && $0.contains("job=\(job) ")
+            && $0.contains("worker=counted") }, "\(worker.output)")
+    }
+
+    // A metrics address the worker cannot use is a one-line error before it starts.
+    let taken = try FarmProcess(["worker", "--insecure", "--coordinator", endpoint, "--engine", "synthetic", "--metrics", "127.0.0.1:\(port)"],
+                                name: "taken")
+    #expect(waitFor(30) { !taken.process.isRunning } && taken.process.terminationStatus == 1, "\(taken.output)")
+    #expect(taken.output.contains("cannot listen on 127.0.0.1:\(port)"), "\(taken.output)")
+    let bad = try runFarm(["worker", "--insecure", "--coordinator", endpoint, "--metrics", "nowhere"])
+    #expect(bad.status == 2 && bad.stderr.contains("--metrics must be HOST:PORT"), "\(bad.status) \(bad.stderr)")
 }
