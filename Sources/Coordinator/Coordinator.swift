@@ -352,7 +352,7 @@ public final class CoordinatorServer {
             workers[routingID] = nil
             workWaiting = true
             logger.warning("worker \(worker.hello.workerID) lost after \(configuration.missedHeartbeats) missed heartbeats; requeued \(requeued) task(s)",
-                           metadata: ["worker": "\(worker.hello.workerID)", "requeued": "\(requeued)"])
+                           metadata: ["worker": "\(worker.hello.workerID)", "requeued": .stringConvertible(requeued)])
         }
         // Tasks cancelled (with their job) while a worker holds them: tell it to stop.
         let held = workers.values.flatMap(\.inFlight)
@@ -383,7 +383,7 @@ public final class CoordinatorServer {
             metrics.leaseExpiries.increment(by: requeued)
             metrics.requeued(requeued, reason: "lease_expired")
             workWaiting = true
-            logger.warning("requeued \(requeued) task(s) whose lease expired", metadata: ["requeued": "\(requeued)"])
+            logger.warning("requeued \(requeued) task(s) whose lease expired", metadata: ["requeued": .stringConvertible(requeued)])
         }
         // Claims skip tasks still backing off; look again once a second.
         workWaiting = true

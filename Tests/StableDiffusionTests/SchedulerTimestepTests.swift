@@ -1,3 +1,4 @@
+import Foundation
 import StableDiffusion
 import Testing
 
@@ -52,4 +53,35 @@ import Testing
     #expect(try SamplerName(parsing: "UniPC") == .unipc)
     #expect(try SamplerName(parsing: "lcm") == .lcm)
     #expect(try SamplerName(parsing: "dpmpp_sde_karras") == .dpmppSDEKarras)
+}
+
+/// A scheduler config that lists `timestep_spacing` in `_use_default_values` (or leaves it out)
+/// gets each sampler's own spacing, as diffusers' `from_config` gives each scheduler class its
+/// default; the value written beside the list is ignored, as diffusers ignores it.
+@Test func listedSpacingFallsBackToEachSamplersDefault() throws {
+    let json = #"""
+    {"num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear",
+     "steps_offset": 1, "timestep_spacing": "leading", "_use_default_values": ["timestep_spacing"]}
+    """#
+    let config = try JSONDecoder().decode(SchedulerConfig.self, from: Data(json.utf8))
+    #expect(config.timestepSpacing == nil)
+    // diffusers 0.42.1: DPMSolverMultistepScheduler and EulerDiscreteScheduler default to linspace, DDIM to leading.
+    #expect(try SamplerName.dpmpp2m.make(config: config, steps: 6).timesteps == [999, 832, 666, 500, 333, 166])
+    let euler = try SamplerName.euler.make(config: config, steps: 6)
+    #expect(zip(euler.timesteps, [999, 799.2, 599.4, 399.6, 199.8, 0] as [Float]).allSatisfy { abs($0 - $1) < 1e-2 }, "\(euler.timesteps)")
+    #expect(abs(euler.initNoiseSigma - 14.614646911621094) < 1e-4)
+    #expect(try SamplerName.ddim.make(config: config, steps: 6).timesteps == [831, 665, 499, 333, 167, 1])
+    // Written and not listed, the value holds for every sampler.
+    let explicit = try JSONDecoder().decode(SchedulerConfig.self, from: Data(json.replacingOccurrences(of: "\"timestep_spacing\"]", with: "]").utf8))
+    #expect(explicit.timestepSpacing == "leading")
+    #expect(try SamplerName.dpmpp2m.make(config: explicit, steps: 6).timesteps == [853, 711, 569, 427, 285, 143])
+}
+
+/// A VAE config that lists `scaling_factor` in `_use_default_values` is read with diffusers'
+/// default, 0.18215, whatever value is written beside it (diffusers reads it so).
+@Test func listedScalingFactorIsDiffusersDefault() throws {
+    let listed = #"{"scaling_factor": 0.47072, "_use_default_values": ["scaling_factor", "act_fn"]}"#
+    #expect(try JSONDecoder().decode(VAEConfig.self, from: Data(listed.utf8)).scalingFactor == 0.18215)
+    let written = #"{"scaling_factor": 0.47072, "_use_default_values": ["act_fn"]}"#
+    #expect(try JSONDecoder().decode(VAEConfig.self, from: Data(written.utf8)).scalingFactor == 0.47072)
 }

@@ -116,6 +116,14 @@ public struct UNetConfig: Codable, Equatable, Sendable {
     }
 }
 
+/// The keys a diffusers config lists in `_use_default_values`: diffusers loads each of them with
+/// its class's default and ignores the value written beside it (which differs when a value was set
+/// after the model was made, as `register_to_config` does).
+func defaultedKeys(_ decoder: Decoder) throws -> Set<String> {
+    enum Key: String, CodingKey { case useDefaultValues = "_use_default_values" }
+    return Set(try decoder.container(keyedBy: Key.self).decodeIfPresent([String].self, forKey: .useDefaultValues) ?? [])
+}
+
 /// The AutoencoderKL settings the engine uses (diffusers' `vae/config.json`).
 public struct VAEConfig: Codable, Equatable, Sendable {
     public var inChannels = 3
@@ -150,7 +158,9 @@ public struct VAEConfig: Codable, Equatable, Sendable {
         layersPerBlock = try c.decodeIfPresent(Int.self, forKey: .layersPerBlock) ?? d.layersPerBlock
         normNumGroups = try c.decodeIfPresent(Int.self, forKey: .normNumGroups) ?? d.normNumGroups
         sampleSize = try c.decodeIfPresent(Int.self, forKey: .sampleSize) ?? d.sampleSize
-        scalingFactor = try c.decodeIfPresent(Double.self, forKey: .scalingFactor) ?? d.scalingFactor
+        // diffusers reads a listed scaling factor as its default, whatever value is written beside it.
+        scalingFactor = try defaultedKeys(decoder).contains("scaling_factor")
+            ? d.scalingFactor : c.decodeIfPresent(Double.self, forKey: .scalingFactor) ?? d.scalingFactor
         useQuantConv = try c.decodeIfPresent(Bool.self, forKey: .useQuantConv) ?? d.useQuantConv
         usePostQuantConv = try c.decodeIfPresent(Bool.self, forKey: .usePostQuantConv) ?? d.usePostQuantConv
     }
@@ -200,9 +210,13 @@ public struct SchedulerConfig: Codable, Equatable, Sendable {
     /// `epsilon` or `v_prediction` (SD 2.x 768 models).
     public var predictionType = "epsilon"
     public var stepsOffset = 1
-    public var timestepSpacing = "leading"
+    /// `leading`, `trailing` or `linspace`; nil: each sampler's own default, as diffusers' scheduler
+    /// classes have it (`leading` for DDIM, DDPM, PNDM and LCM, `linspace` for the others). A config
+    /// file that leaves it out, or lists it in `_use_default_values` (diffusers then ignores the
+    /// value written next to it), gets nil.
+    public var timestepSpacing: String? = "leading"
 
-    /// SD 1.5's scheduler settings.
+    /// SD 1.5's scheduler settings (as diffusers makes them for a single-file checkpoint).
     public init() {}
 
     enum CodingKeys: String, CodingKey {
@@ -220,7 +234,8 @@ public struct SchedulerConfig: Codable, Equatable, Sendable {
         betaSchedule = try c.decodeIfPresent(String.self, forKey: .betaSchedule) ?? d.betaSchedule
         predictionType = try c.decodeIfPresent(String.self, forKey: .predictionType) ?? d.predictionType
         stepsOffset = try c.decodeIfPresent(Int.self, forKey: .stepsOffset) ?? d.stepsOffset
-        timestepSpacing = try c.decodeIfPresent(String.self, forKey: .timestepSpacing) ?? d.timestepSpacing
+        timestepSpacing = try defaultedKeys(decoder).contains("timestep_spacing")
+            ? nil : c.decodeIfPresent(String.self, forKey: .timestepSpacing)
     }
 }
 

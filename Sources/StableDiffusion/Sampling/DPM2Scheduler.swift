@@ -16,7 +16,7 @@ public struct DPM2Scheduler: Scheduler {
 
     init(schedule: SchedulerSchedule, steps: Int) {
         self.schedule = schedule
-        let t = schedule.spacedTimesteps(steps)
+        let t = schedule.spacedTimesteps(steps, roundLinspace: false)
         let s = t.map { Float(schedule.sigma(at: $0)) } + [0]
         // torch's lerp at weight ½ computes end − (end − start)·½ in float32; at i = 0 the
         // neighbour is σ = 0, which diffusers never reads (it becomes NaN there).

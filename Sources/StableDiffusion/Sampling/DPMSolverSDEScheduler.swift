@@ -28,7 +28,7 @@ public struct DPMSolverSDEScheduler: Scheduler {
 
     init(schedule: SchedulerSchedule, steps: Int) {
         self.schedule = schedule
-        let interpolated = schedule.spacedTimesteps(steps).map { schedule.sigma(at: $0) }
+        let interpolated = schedule.spacedTimesteps(steps, roundLinspace: false).map { schedule.sigma(at: $0) }
         // diffusers spans the Karras ramp between the spaced timesteps' σs, not the training range.
         let rho = 7.0
         let minimum = pow(interpolated.last!, 1 / rho), maximum = pow(interpolated.first!, 1 / rho)

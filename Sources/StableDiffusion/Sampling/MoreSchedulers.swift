@@ -12,7 +12,7 @@ public struct HeunScheduler: Scheduler {
 
     init(schedule: SchedulerSchedule, steps: Int) {
         self.schedule = schedule
-        let t = schedule.spacedTimesteps(steps).map(Float.init)
+        let t = schedule.spacedTimesteps(steps, roundLinspace: false).map(Float.init)
         let s = t.map { Float(schedule.sigma(at: Double($0))) }
         timesteps = [t[0]] + t.dropFirst().flatMap { [$0, $0] }
         sigmas = [s[0]] + s.dropFirst().flatMap { [$0, $0] } + [0]
@@ -62,7 +62,7 @@ public struct LMSScheduler: Scheduler {
 
     init(schedule: SchedulerSchedule, steps: Int) {
         self.schedule = schedule
-        let t = schedule.spacedTimesteps(steps)
+        let t = schedule.spacedTimesteps(steps, roundLinspace: false)
         timesteps = t.map(Float.init)
         sigmas = t.map { Double(Float(schedule.sigma(at: $0))) } + [0]
     }

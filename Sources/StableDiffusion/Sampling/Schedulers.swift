@@ -54,12 +54,21 @@ public enum SamplerName: String, CaseIterable, Sendable {
         self = sampler
     }
 
+    /// The timestep spacing of diffusers' scheduler class for this sampler, used when the model's
+    /// config does not set one.
+    public var defaultSpacing: TimestepSpacing {
+        switch self {
+        case .ddim, .ddpm, .pndm, .lcm: return .leading
+        case .lms, .euler, .eulerAncestral, .heun, .dpmpp2m, .dpmpp2mKarras, .dpm2, .unipc, .dpmppSDEKarras: return .linspace
+        }
+    }
+
     /// A scheduler of this kind for `steps` steps.
     public func make(config: SchedulerConfig, steps: Int, eta: Float = 0) throws -> any Scheduler {
         guard steps >= 1 && steps <= config.numTrainTimesteps else {
             throw SamplingError("steps must be 1...\(config.numTrainTimesteps), got \(steps)")
         }
-        let schedule = try SchedulerSchedule(config: config)
+        let schedule = try SchedulerSchedule(config: config, defaultSpacing: defaultSpacing)
         switch self {
         case .ddim: return DDIMScheduler(schedule: schedule, steps: steps, eta: eta)
         case .ddpm: return DDPMScheduler(schedule: schedule, steps: steps)
@@ -98,8 +107,9 @@ public struct SchedulerSchedule: Sendable {
     /// What the UNet predicts.
     public let prediction: PredictionType
 
-    /// Reads the config; only SD's scaled-linear and linear betas are supported.
-    public init(config: SchedulerConfig) throws {
+    /// Reads the config, taking `defaultSpacing` where it sets no spacing; only SD's
+    /// scaled-linear and linear betas are supported.
+    public init(config: SchedulerConfig, defaultSpacing: TimestepSpacing = .leading) throws {
         let schedule: NoiseSchedule
         switch config.betaSchedule {
         case "scaled_linear":
@@ -111,8 +121,8 @@ public struct SchedulerSchedule: Sendable {
             throw SamplingError("beta schedule \(config.betaSchedule) is not supported (scaled_linear, linear)")
         }
         alphasCumprod = schedule.alphasCumprod
-        guard let spacing = TimestepSpacing(rawValue: config.timestepSpacing) else {
-            throw SamplingError("timestep spacing \(config.timestepSpacing) is not supported (leading, trailing, linspace)")
+        guard let spacing = config.timestepSpacing.map(TimestepSpacing.init(rawValue:)) ?? defaultSpacing else {
+            throw SamplingError("timestep spacing \(config.timestepSpacing ?? "") is not supported (leading, trailing, linspace)")
         }
         self.spacing = spacing
         stepsOffset = config.stepsOffset
@@ -136,8 +146,10 @@ public struct SchedulerSchedule: Sendable {
         return all[max(0, min(low, all.count - 1))] * (1 - w) + all[high] * w
     }
 
-    /// Inference timesteps (high to low) as diffusers spaces them; `extra` asks for n+1 and drops the last (DPM-Solver).
-    func spacedTimesteps(_ n: Int, plusOne: Bool = false) -> [Double] {
+    /// Inference timesteps (high to low) as diffusers spaces them; `plusOne` asks for n+1 and drops
+    /// the last (DPM-Solver); `roundLinspace: false` keeps linspace's fractional timesteps, as the
+    /// σ-based schedulers (Euler, Heun, LMS, KDPM2, DPM++ SDE) do.
+    func spacedTimesteps(_ n: Int, plusOne: Bool = false, roundLinspace: Bool = true) -> [Double] {
         let count = plusOne ? n + 1 : n
         switch spacing {
         case .leading:
@@ -150,7 +162,8 @@ public struct SchedulerSchedule: Sendable {
             return Swift.stride(from: Double(trainSteps), to: 0, by: -ratio).map { $0.rounded(.toNearestOrEven) - 1 }
         case .linspace:
             var steps = (0..<count).map { i -> Double in
-                (count == 1 ? 0 : Double(i) * Double(trainSteps - 1) / Double(count - 1)).rounded(.toNearestOrEven)
+                let t = count == 1 ? 0 : Double(i) * Double(trainSteps - 1) / Double(count - 1)
+                return roundLinspace ? t.rounded(.toNearestOrEven) : t
             }.reversed().map { $0 }
             if plusOne { steps.removeLast() }
             return steps
@@ -179,7 +192,7 @@ public struct EulerScheduler: Scheduler {
     init(schedule: SchedulerSchedule, steps: Int, ancestral: Bool) {
         self.schedule = schedule
         self.ancestral = ancestral
-        let t = schedule.spacedTimesteps(steps)
+        let t = schedule.spacedTimesteps(steps, roundLinspace: false)
         timesteps = t.map(Float.init)
         sigmas = t.map { Float(schedule.sigma(at: $0)) } + [0]
     }
