@@ -19,6 +19,12 @@ public enum BufferPool {
     nonisolated(unsafe) private static var stats = Statistics()
     nonisolated(unsafe) private static var capacity = 2 << 30
 
+    /// The largest buffer the pool keeps (128 MiB): larger ones go back to the system when freed.
+    /// They are full-resolution VAE activations (134–268 MB at 512×512) in many sizes, each seldom
+    /// asked for again; the system allocator maps and unmaps them directly. A sampling step's
+    /// largest buffer (the UNet's feed-forward, 84 MB at 512×512) stays pooled.
+    public static let largestPooledBytes = 128 << 20
+
     /// Bytes the pool may keep for reuse (default 2 GiB); buffers beyond it go back to the system.
     public static var capacityBytes: Int {
         get { lock.withLock { capacity } }
@@ -36,13 +42,18 @@ public enum BufferPool {
         lock.withLock { stats = Statistics() }
     }
 
-    /// Returns every pooled buffer to the system.
-    public static func drain() {
+    /// Returns every pooled buffer of at least `bytes` to the system (all of them by default), e.g.
+    /// a sampler's large buffers before a VAE decode, which asks for other sizes. Small buffers stay
+    /// for loops that other threads may be running.
+    public static func drain(atLeast bytes: Int = 0) {
         let buffers = lock.withLock { () -> [UnsafeMutablePointer<Float>] in
-            let all = free.values.flatMap { $0 }
-            free = [:]
-            pooledBytes = 0
-            return all
+            var released: [UnsafeMutablePointer<Float>] = []
+            for (elements, pointers) in free where elements * MemoryLayout<Float>.stride >= bytes {
+                released += pointers
+                free[elements] = nil
+                pooledBytes -= elements * MemoryLayout<Float>.stride * pointers.count
+            }
+            return released
         }
         buffers.forEach { UnsafeMutableRawPointer($0).deallocate() }
     }
@@ -62,6 +73,22 @@ public enum BufferPool {
         try body()
         return counters.pointee
     }
+
+    /// Runs `body` with the buffers freed on this thread going straight back to the system, for
+    /// work whose sizes nothing after it asks for (a VAE decode: at 512×512, pooling its buffers
+    /// added 1–2.6 GB to the peak). Other threads keep pooling.
+    public static func unpooled<T>(_ body: () throws -> T) rethrows -> T {
+        let previous = pthread_getspecific(unpooledKey)
+        pthread_setspecific(unpooledKey, UnsafeRawPointer(bitPattern: 1))
+        defer { pthread_setspecific(unpooledKey, previous) }
+        return try body()
+    }
+
+    private static let unpooledKey: pthread_key_t = {
+        var key = pthread_key_t()
+        pthread_key_create(&key, nil)
+        return key
+    }()
 
     private static let trackingKey: pthread_key_t = {
         var key = pthread_key_t()
@@ -93,8 +120,8 @@ public enum BufferPool {
     static func give(_ pointer: UnsafeMutablePointer<Float>, count: Int) {
         let elements = max(count, 1)
         let bytes = elements * MemoryLayout<Float>.stride
-        let kept: Bool = lock.withLock {
-            guard pooledBytes + bytes <= capacity else { return false }
+        let kept: Bool = pthread_getspecific(unpooledKey) == nil && lock.withLock {
+            guard bytes <= largestPooledBytes && pooledBytes + bytes <= capacity else { return false }
             free[elements, default: []].append(pointer)
             pooledBytes += bytes
             return true

@@ -115,14 +115,14 @@ private struct BenchRun {
         let latents = Tensor(shape: [2, pipeline.unet.config.inChannels, latentSide, latentSide],
                              values: (0..<(2 * pipeline.unet.config.inChannels * latentSide * latentSide)).map { Float(($0 * 7919) % 997) / 498.5 - 1 })
         let context = Tensor.concat([conditional, unconditional], axis: 0)
-        log("  UNet step at \(size)×\(size)…")
+        log("  UNet step at \(size)×\(size)… (model built: \(memoryLine()))")
         _ = pipeline.unet(latents, timestep: 500, context: context)
         let (_, flops) = FlopCounter.count { pipeline.unet(latents, timestep: 500, context: context) }
         let unetTime = best(2) { _ = pipeline.unet(latents, timestep: 500, context: context) }
-        log("  VAE decode…")
+        log("  VAE decode… (after the UNet steps: \(memoryLine()))")
         let one = Tensor(shape: [1, 4, latentSide, latentSide], values: Array(latents.scalars.prefix(4 * latentSide * latentSide)))
         let decodeTime = best(2) { _ = pipeline.decode(one) }
-        log("  \(steps) steps end to end…")
+        log("  \(steps) steps end to end… (after the decodes: \(memoryLine()))")
         var settings = Pipeline.Settings()
         (settings.width, settings.height, settings.steps) = (size, size, steps)
         settings.sampler = .dpmpp2m
@@ -152,6 +152,16 @@ private struct BenchRun {
         let time = best(3) { Gemm.multiply(m: side, n: side, k: side, a: pa, lda: side, b: pb, ldb: side, c: pc, ldc: side) }
         withExtendedLifetime((a, b, c)) {}
         return 2 * pow(Double(side), 3) / time / 1e9
+    }
+
+    /// "resident N MB, peak M MB" from /proc/self/status, for the progress log.
+    func memoryLine() -> String {
+        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return "" }
+        func megabytes(_ key: String) -> Int {
+            let line = status.split(separator: "\n").first { $0.hasPrefix(key) } ?? ""
+            return (Int(line.split(separator: " ").dropFirst().first { !$0.isEmpty } ?? "") ?? 0) / 1024
+        }
+        return "resident \(megabytes("VmRSS:")) MB, peak \(megabytes("VmHWM:")) MB"
     }
 
     func peakRSSMegabytes() -> Double {

@@ -174,15 +174,16 @@ public struct Pipeline {
     /// `tiled` decodes in tiles of the VAE's sample size (memory bounded by the tile, not the
     /// image) with those group-norm statistics; nil decodes the whole image at once.
     public func decode(_ latents: Tensor, tiled: TileStatistics? = nil) -> [[UInt8]] {
-        // The buffer pool holds the sampler's buffers, whose shapes the VAE never asks for: return
-        // them before the decoder makes its full-resolution tensors, and the decoder's after it
-        // (the next image samples first). At 512×512 this is the difference of a gigabyte or two.
-        BufferPool.drain()
-        defer { BufferPool.drain() }
-        let scaled = latents.scaled(by: 1 / Float(vae.config.scalingFactor))
-        let tile = max(1, vae.config.sampleSize / vae.downscaleFactor)
-        let pixels = tiled.map { vae.decodeTiled(scaled, tile: tile, statistics: $0) } ?? vae.decode(scaled)
-        return Pipeline.bytes(pixels)
+        // The pool holds the sampler's large buffers, whose sizes the VAE never asks for: return
+        // them before the decoder makes its full-resolution tensors, and keep the decoder's out of
+        // it (the next image samples first). Buffers under a megabyte stay for other threads' loops.
+        BufferPool.drain(atLeast: 1 << 20)
+        return BufferPool.unpooled {
+            let scaled = latents.scaled(by: 1 / Float(vae.config.scalingFactor))
+            let tile = max(1, vae.config.sampleSize / vae.downscaleFactor)
+            let pixels = tiled.map { vae.decodeTiled(scaled, tile: tile, statistics: $0) } ?? vae.decode(scaled)
+            return Pipeline.bytes(pixels)
+        }
     }
 
     /// A cheap preview of the first image in `latents`, at latent resolution: SD's 4 latent
