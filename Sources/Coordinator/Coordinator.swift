@@ -308,12 +308,12 @@ public final class CoordinatorServer {
             let capabilities = WorkerCapabilities(models: worker.hello.models,
                                                   maxPixels: worker.hello.maxPixels ?? configuration.limits.maxPixels)
             guard let assignments = withStore({
-                try $0.claimWithJobs(workerID: worker.hello.workerID, capabilities: capabilities, limit: worker.freeSlots,
+                try $0.claimWithWaits(workerID: worker.hello.workerID, capabilities: capabilities, limit: worker.freeSlots,
                              leaseSeconds: configuration.leaseSeconds, preferredModel: worker.loadedModel)
             }) else { return }
-            for (assignment, job, waited) in assignments {
+            for (assignment, waited) in assignments {
                 metrics.dispatchLatency.recordSeconds(waited)
-                taskJobs[assignment.taskID] = job
+                taskJobs[assignment.taskID] = assignment.jobID
                 // Input images go once per worker, before the first task that needs them.
                 for hash in assignment.parameters.inputHashes where !worker.sentBlobs.contains(hash) {
                     guard let found = withStore({ try $0.blob(hash) }), let data = found else { continue }
@@ -322,7 +322,7 @@ public final class CoordinatorServer {
                 }
                 send(.assign(assignment), to: routingID)
                 worker.inFlight.insert(assignment.taskID)
-                logger.debug("task \(assignment.taskID) assigned", metadata: .task(assignment.taskID, job: job, attempt: assignment.attempt,
+                logger.debug("task \(assignment.taskID) assigned", metadata: .task(assignment.taskID, job: assignment.jobID, attempt: assignment.attempt,
                                                                                    worker: worker.hello.workerID))
                 handedOut = true
             }

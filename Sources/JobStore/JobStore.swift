@@ -166,14 +166,13 @@ public final class JobStore {
     /// first, so a worker does not reload a model another job of the same priority would need.
     public func claim(workerID: String, capabilities: WorkerCapabilities, limit: Int,
                       leaseSeconds: Double, preferredModel: String? = nil) throws -> [WireMessage.Assignment] {
-        try claimWithJobs(workerID: workerID, capabilities: capabilities, limit: limit,
+        try claimWithWaits(workerID: workerID, capabilities: capabilities, limit: limit,
                           leaseSeconds: leaseSeconds, preferredModel: preferredModel).map(\.assignment)
     }
 
-    /// Like `claim`, but also returns each task's job id (also in the assignment, for the worker's log)
-    /// and the seconds it waited since it last became dispatchable.
-    public func claimWithJobs(workerID: String, capabilities: WorkerCapabilities, limit: Int,
-                              leaseSeconds: Double, preferredModel: String? = nil) throws -> [(assignment: WireMessage.Assignment, job: Int64, waited: Double)] {
+    /// Like `claim`, but also returns the seconds each task waited since it last became dispatchable.
+    public func claimWithWaits(workerID: String, capabilities: WorkerCapabilities, limit: Int,
+                               leaseSeconds: Double, preferredModel: String? = nil) throws -> [(assignment: WireMessage.Assignment, waited: Double)] {
         guard limit > 0 else { return [] }
         let result = try connection.query("""
             WITH next AS MATERIALIZED (
@@ -201,10 +200,10 @@ public final class JobStore {
         let decoder = JSONDecoder()
         return try result.rows.map { row in
             let json: String = try row.decode("parameters")
-            let job: Int64 = try row.decode("job_id")
             return (WireMessage.Assignment(taskID: try row.decode("id"), attempt: try row.decode("attempt"),
-                                           parameters: try decoder.decode(TaskParameters.self, from: Data(json.utf8)), jobID: job),
-                    job, max(0, try row.decode("waited", as: Double.self)))
+                                           parameters: try decoder.decode(TaskParameters.self, from: Data(json.utf8)),
+                                           jobID: try row.decode("job_id")),
+                    max(0, try row.decode("waited", as: Double.self)))
         }
     }
 
