@@ -1,3 +1,5 @@
+import CKernels
+
 /// 2-D convolution on NCHW tensors, lowered to GEMM.
 extension Tensor {
     /// Convolves an NCHW input with weights [out, in, kh, kw] (PyTorch's layout), with
@@ -7,7 +9,8 @@ extension Tensor {
     /// the zero-padded image, read as a [channels, rows × padded width] matrix starting
     /// at each kernel offset, is exactly the input that offset sees, so kh·kw GEMMs
     /// accumulate the output without an im2col copy (a few wasted columns at the right
-    /// edge are cropped). Strided convolutions use im2col.
+    /// edge are cropped). Strided convolutions use im2col. 3×3 convolutions with padding 1 over
+    /// enough pixels use Winograd F(4×4, 3×3) (`convWinograd`): a quarter of the multiplications.
     public func conv2d(weight: Tensor, bias: Tensor? = nil, stride: Int = 1, padding: Int = 0) -> Tensor {
         precondition(rank == 4 && weight.rank == 4 && weight.shape[1] == shape[1],
                      "conv2d needs input [N,C,H,W] and weight [O,C,kh,kw], got \(shape) and \(weight.shape)")
@@ -22,6 +25,14 @@ extension Tensor {
         var result = Tensor(uninitialized: [batch, outChannels, outHeight, outWidth])
         let output = result.mutablePointer()
         let plane = outHeight * outWidth
+        if kh == 3 && kw == 3 && stride == 1 && padding == 1
+            && Tensor.winogradPays(tiles: batch * ((height + 3) / 4) * ((width + 3) / 4), channels: channels, outChannels: outChannels) {
+            withExtendedLifetime((self, weight, bias)) {
+                Tensor.convWinograd(x: pointer, batch: batch, channels: channels, height: height, width: width,
+                                    weight: weight.pointer, bias: bias?.pointer, outChannels: outChannels, y: output)
+            }
+            return result
+        }
         withExtendedLifetime((self, weight, bias)) {
             let input = pointer, w = weight.pointer
             // The weight is [O, C·kh·kw]; for shifted GEMMs we need [kh·kw][O, C] slices.
@@ -65,6 +76,56 @@ extension Tensor {
             withExtendedLifetime(taps) {}
         }
         return result
+    }
+
+    /// Whether Winograd beats shifted GEMMs for this shape: its 36 GEMMs have one column per
+    /// 4×4 tile, and below a few hundred columns OpenBLAS runs them well under its full rate.
+    static func winogradPays(tiles: Int, channels: Int, outChannels: Int) -> Bool {
+        Tensor.winogradEnabled && tiles >= 128 && channels >= 16 && outChannels >= 16
+    }
+
+    /// Off only to compare against the GEMM paths (tests, benchmarks).
+    nonisolated(unsafe) public static var winogradEnabled = true
+
+    /// Winograd F(4×4, 3×3), stride 1, padding 1, over the whole batch: weights → 36 [O, C]
+    /// matrices; then, per block of tiles, inputs → 36 [C, tiles] matrices, 36 GEMMs, and the
+    /// output transform (which adds the bias). Blocks keep the transformed inputs and products
+    /// to a few tens of MB whatever the image size.
+    private static func convWinograd(
+        x: UnsafePointer<Float>, batch: Int, channels: Int, height: Int, width: Int,
+        weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?, outChannels: Int, y: UnsafeMutablePointer<Float>
+    ) {
+        // The work a direct convolution would do, so that GFLOP/s figures stay comparable.
+        if FlopCounter.isCounting { FlopCounter.add(2 * batch * outChannels * channels * 9 * height * width) }
+        let total = batch * ((height + 3) / 4) * ((width + 3) / 4)
+        var transformed = Tensor(uninitialized: [36 * outChannels * channels])
+        let u = transformed.mutablePointer()
+        parallelFor(outChannels, minimumChunk: 4) { range in
+            ck_winograd_weights(weight, outChannels, channels, range.lowerBound, range.upperBound, u)
+        }
+        let block = min((total + 7) / 8 * 8, max(64, 6_000_000 / (36 * max(channels, outChannels)) / 8 * 8))
+        var inputs = Tensor(uninitialized: [36 * channels * block])
+        var products = Tensor(uninitialized: [36 * outChannels * block])
+        let v = inputs.mutablePointer(), m = products.mutablePointer()
+        for first in stride(from: 0, to: total, by: block) {
+            let count = min(block, total - first), columns = (count + 7) / 8 * 8
+            parallelFor(channels, minimumChunk: 4) { range in
+                ck_winograd_input(x, channels, height, width, first, count, columns, range.lowerBound, range.upperBound, v)
+            }
+            FlopCounter.paused {
+                for point in 0..<36 {
+                    Gemm.multiply(m: outChannels, n: columns, k: channels,
+                                  a: u + point * outChannels * channels, lda: channels,
+                                  b: v + point * channels * columns, ldb: columns,
+                                  c: m + point * outChannels * columns, ldc: columns)
+                }
+            }
+            parallelFor(outChannels, minimumChunk: 4) { range in
+                ck_winograd_output(m, outChannels, height, width, first, count, columns, bias,
+                                   range.lowerBound, range.upperBound, y)
+            }
+        }
+        withExtendedLifetime((transformed, inputs, products)) {}
     }
 
     private static func convShifted(

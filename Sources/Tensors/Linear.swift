@@ -35,6 +35,15 @@ public enum FlopCounter {
         lock.unlock()
     }
 
+    /// Runs `body` without counting its products: for kernels that count the work of the
+    /// computation they replace (Winograd counts the direct convolution, not its smaller GEMMs).
+    static func paused(_ body: () -> Void) {
+        let counting = isCounting
+        isCounting = false
+        body()
+        isCounting = counting
+    }
+
     /// Runs `body` and returns its result with the FLOPs of the products it ran. Not reentrant.
     public static func count<R>(_ body: () throws -> R) rethrows -> (result: R, flops: Int) {
         lock.lock()

@@ -2,6 +2,7 @@
 // each one's GFLOP/s next to a plain sgemm measured in the same run.
 //
 //   swift run -c release tensors-bench            all kernels
+//   swift run -c release tensors-bench conv      3×3 convolutions only, Winograd against GEMM
 //   swift run -c release tensors-bench attention-memory
 //                                                  only 4096-token self-attention; prints peak RSS
 //
@@ -78,6 +79,12 @@ func benchmarkConv(batch: Int, channels: Int, size: Int) {
     let reference = sgemmRate(m: channels, n: size * size, k: channels * 9)
     line("conv2d 3×3 \(channels)→\(channels) at \(size)×\(size), batch \(batch)", flops: flops, time: time,
          reference: reference, threshold: 0.8)
+    // The same convolution on the GEMM path alone, for the Winograd path's gain.
+    Tensor.winogradEnabled = false
+    let gemmTime = best(repeats: 3) { _ = x.conv2d(weight: weight, bias: bias, padding: 1) }
+    Tensor.winogradEnabled = true
+    print(String(format: "%-44@ %8.1f ms %7.1f GFLOP/s   (Winograd where it pays: %.2f× faster)",
+                 "  without Winograd (shifted GEMMs)" as NSString, gemmTime * 1000, flops / gemmTime / 1e9, gemmTime / time))
 }
 
 func benchmarkAttention(batch: Int, queries: Int, keys: Int, channels: Int, heads: Int, label: String) {
@@ -124,6 +131,12 @@ if arguments.first == "attention-memory" {
     print(String(format: "self-attention 2×4096×320, 8 heads: peak RSS %.1f MB (%.1f MB before inputs); largest buffer %.1f MB; full scores would be %.0f MB",
                  peakRSSMegabytes(), before, Double(largest) * 4 / 1e6, 2.0 * 8 * 4096 * 4096 * 4 / 1e6))
     withExtendedLifetime(output) {}
+} else if arguments.first == "conv" {
+    // Every 3×3 layer size SD 1.5 has at 512×512 (UNet, batch 2) and in its VAE decoder (batch 1).
+    for (batch, channels, size) in [(2, 320, 64), (2, 640, 32), (2, 1280, 16), (2, 1280, 8),
+                                    (1, 512, 64), (1, 512, 128), (1, 256, 256), (1, 128, 512)] {
+        benchmarkConv(batch: batch, channels: channels, size: size)
+    }
 } else {
     benchmarkConv(batch: 2, channels: 320, size: 64)
     benchmarkConv(batch: 2, channels: 640, size: 32)

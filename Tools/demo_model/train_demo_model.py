@@ -37,6 +37,27 @@ UNET_CONFIG = dict(sample_size=16, in_channels=4, out_channels=4, block_out_chan
                    down_block_types=["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
                    up_block_types=["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
                    layers_per_block=1, cross_attention_dim=64, attention_head_dim=2, norm_num_groups=8)
+
+
+def vae_config(args):
+    """VAE_CONFIG with the widths asked for: one more level halves the latent grid."""
+    config = dict(VAE_CONFIG)
+    config["block_out_channels"] = [int(c) for c in args.vae_channels.split(",")]
+    config["down_block_types"] = ["DownEncoderBlock2D"] * len(config["block_out_channels"])
+    config["up_block_types"] = ["UpDecoderBlock2D"] * len(config["block_out_channels"])
+    return config
+
+
+def unet_config(args):
+    """UNET_CONFIG with the widths and cross-attention levels asked for on the command line."""
+    config = dict(UNET_CONFIG)
+    config["block_out_channels"] = [int(c) for c in args.unet_channels.split(",")]
+    levels = [c == "1" for c in args.attention_levels.split(",")]
+    config["down_block_types"] = ["CrossAttnDownBlock2D" if a else "DownBlock2D" for a in levels]
+    config["up_block_types"] = ["CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(levels)]
+    config["attention_head_dim"] = args.heads
+    config["sample_size"] = 64 >> (len(args.vae_channels.split(",")) - 1)
+    return config
 TEXT_CONFIG = dict(vocab_size=49408, hidden_size=64, intermediate_size=256, num_hidden_layers=3,
                    num_attention_heads=4, max_position_embeddings=77, hidden_act="quick_gelu",
                    bos_token_id=49406, eos_token_id=49407, pad_token_id=49407)
@@ -84,11 +105,11 @@ def to_tensor(images):
 def train_vae(args):
     from diffusers import AutoencoderKL
     path = args.work / "vae.pt"
-    vae = AutoencoderKL(**VAE_CONFIG)
+    vae = AutoencoderKL(**vae_config(args))
     opt = torch.optim.AdamW(vae.parameters(), lr=1e-3, weight_decay=0)
     step = 0
     if path.exists():
-        state = torch.load(path)
+        state = torch.load(path, map_location="cpu")
         vae.load_state_dict(state["model"]); opt.load_state_dict(state["opt"]); step = state["step"]
     rng = random.Random(1 + step)
     log(f"vae: {sum(p.numel() for p in vae.parameters()) / 1e6:.2f} M parameters, from step {step}")
@@ -99,7 +120,8 @@ def train_vae(args):
             g["lr"] = lr
         # Random 32x32 crops: a quarter of the arithmetic, and the network is convolutional anyway.
         x = to_tensor([shapes.sample(rng)[0] for _ in range(args.vae_batch)])
-        top, left = rng.randrange(0, 33, 4), rng.randrange(0, 33, 4)
+        factor = 2 ** (len(vae.config.block_out_channels) - 1)
+        top, left = rng.randrange(0, 33, factor), rng.randrange(0, 33, factor)
         x = x[:, :, top:top + 32, left:left + 32]
         posterior = vae.encode(x).latent_dist
         recon = vae.decode(posterior.sample()).sample
@@ -117,32 +139,43 @@ def train_vae(args):
     return vae
 
 
+def scene_chunk(job):
+    """Scenes `start..<start+count` of the training set: each chunk has its own seed, so the set
+    is the same however many processes draw it."""
+    start, count, sizes = job
+    shapes.SIZES.update(sizes)
+    rng = random.Random(12345 + start)
+    return [shapes.sample(rng)[:2] for _ in range(count)]
+
+
 def encode_latents(args, vae):
+    import multiprocessing
     path = args.work / "latents.pt"
     if path.exists():
         return torch.load(path)
-    rng = random.Random(12345)
     means, stds, captions = [], [], []
-    vae.eval()
-    with torch.no_grad():
-        for start in range(0, args.scenes, 256):
-            batch = [shapes.sample(rng) for _ in range(min(256, args.scenes - start))]
-            dist = vae.encode(to_tensor([b[0] for b in batch])).latent_dist
-            means.append(dist.mean.half()); stds.append(dist.std.half())
+    vae.eval().to(args.device)
+    jobs = [(start, min(256, args.scenes - start), dict(shapes.SIZES)) for start in range(0, args.scenes, 256)]
+    with multiprocessing.Pool(max(1, torch.get_num_threads())) as pool, torch.no_grad():
+        for number, batch in enumerate(pool.imap(scene_chunk, jobs)):
+            dist = vae.encode(to_tensor([b[0] for b in batch]).to(args.device)).latent_dist
+            means.append(dist.mean.half().cpu()); stds.append(dist.std.half().cpu())
             captions += [b[1] for b in batch]
-            if start % 5120 == 0:
-                log(f"latents: {start + len(batch)}/{args.scenes}")
+            if number % 20 == 0:
+                log(f"latents: {jobs[number][0] + len(batch)}/{args.scenes}")
     data = {"mean": torch.cat(means), "std": torch.cat(stds), "captions": captions}
     data["scale"] = 1.0 / data["mean"].float().std().item()
     torch.save(data, path)
     return data
 
 
-def train_unet(args, data):
+def train_unet(args, data, vae_for_eval=None):
     from diffusers import DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
     path = args.work / "unet.pt"
-    unet = UNet2DConditionModel(**UNET_CONFIG)
+    device = args.device
+    config = unet_config(args)
+    unet = UNet2DConditionModel(**config).to(device)
     text = CLIPTextModel(CLIPTextConfig(**TEXT_CONFIG))
     # `--text-encoder frozen` keeps the encoder as initialised (random, like SD's frozen CLIP, only
     # not pretrained). Trained jointly, it encodes "top left" and "bottom right" almost alike
@@ -150,42 +183,52 @@ def train_unet(args, data):
     # position words distinct: at 4 000 steps the placements were still at chance (0/20 held-out
     # captions right, colours weaker than with a trained encoder), so training it stays the default.
     trainable_text = args.text_encoder == "trained"
-    text.requires_grad_(trainable_text)
+    if args.token_init_std:
+        with torch.no_grad():
+            text.get_input_embeddings().weight.normal_(0, args.token_init_std)
+    text.to(device).requires_grad_(trainable_text)
     params = list(unet.parameters()) + (list(text.parameters()) if trainable_text else [])
     groups = [{"params": list(unet.parameters()), "weight_decay": 1e-2}]
     if trainable_text:
         groups.append({"params": list(text.parameters()), "weight_decay": 0.0})
     opt = torch.optim.AdamW(groups, lr=args.lr)
-    ema_unet = UNet2DConditionModel(**UNET_CONFIG); ema_unet.load_state_dict(unet.state_dict())
-    ema_text = CLIPTextModel(CLIPTextConfig(**TEXT_CONFIG)); ema_text.load_state_dict(text.state_dict())
+    ema_unet = UNet2DConditionModel(**config).to(device); ema_unet.load_state_dict(unet.state_dict())
+    ema_text = CLIPTextModel(CLIPTextConfig(**TEXT_CONFIG)).to(device); ema_text.load_state_dict(text.state_dict())
     step = 0
     if path.exists():
-        state = torch.load(path)
+        state = torch.load(path, map_location=device)
         unet.load_state_dict(state["unet"]); text.load_state_dict(state["text"]); opt.load_state_dict(state["opt"])
         ema_unet.load_state_dict(state["ema_unet"]); ema_text.load_state_dict(state["ema_text"]); step = state["step"]
     log(f"unet: {sum(p.numel() for p in unet.parameters()) / 1e6:.2f} M, text: "
         f"{sum(p.numel() for p in text.parameters()) / 1e6:.2f} M parameters, from step {step}")
     tokenizer = make_tokenizer()
-    ids = tokenizer(data["captions"], padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
-    empty = tokenizer([""], padding="max_length", max_length=77, return_tensors="pt").input_ids
+    ids = tokenizer(data["captions"], padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids.to(device)
+    empty = tokenizer([""], padding="max_length", max_length=77, return_tensors="pt").input_ids.to(device)
     schedule = DDPMScheduler(**SCHEDULE)
-    alphas = schedule.alphas_cumprod
+    alphas = schedule.alphas_cumprod.to(device)
     scale = data["scale"]
-    ema_pairs = [(e, p) for m, em in ((unet, ema_unet), (text, ema_text)) for e, p in zip(em.parameters(), m.parameters())]
-    gen = torch.Generator().manual_seed(7 + step)
+    means, stds = data["mean"].to(device), data["std"].to(device)
+    ema_params = [p for m in (ema_unet, ema_text) for p in m.parameters()]
+    live_params = [p.detach() for m in (unet, text) for p in m.parameters()]
+    gen = torch.Generator(device).manual_seed(7 + step)
     n = len(data["captions"])
     start, last = time.time(), time.time()
     while step < args.unet_steps:
+        if args.minutes and time.time() - start > args.minutes * 60:
+            log(f"unet: stopping at step {step} after {args.minutes} min (--minutes)")
+            break
         lr = args.lr * min(1, (step + 1) / 200) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / args.unet_steps)))
         for g in opt.param_groups:
             g["lr"] = lr
-        index = torch.randint(0, n, (args.batch,), generator=gen)
-        latents = (data["mean"][index].float() + data["std"][index].float() * torch.randn(args.batch, 4, 16, 16, generator=gen)) * scale
+        index = torch.randint(0, n, (args.batch,), generator=gen, device=device)
+        latents = (means[index].float() + stds[index].float() * torch.randn((args.batch,) + tuple(means.shape[1:]), generator=gen, device=device)) * scale
         tokens = ids[index].clone()
-        drop = torch.rand(args.batch, generator=gen) < 0.1
+        drop = torch.rand(args.batch, generator=gen, device=device) < 0.1
         tokens[drop] = empty[0]
-        t = torch.randint(0, 1000, (args.batch,), generator=gen)
-        noise = torch.randn(latents.shape, generator=gen)
+        # --t-power above 1 draws more of the noisiest timesteps (density ~ t^(p-1)).
+        u = torch.rand(args.batch, generator=gen, device=device)
+        t = (u ** (1 / args.t_power) * 1000).long().clamp(max=999)
+        noise = torch.randn(latents.shape, generator=gen, device=device)
         a = alphas[t].view(-1, 1, 1, 1)
         noisy = a.sqrt() * latents + (1 - a).sqrt() * noise
         with torch.set_grad_enabled(trainable_text):
@@ -213,11 +256,13 @@ def train_unet(args, data):
         step += 1
         decay = min(args.ema, (1 + step) / (10 + step))
         with torch.no_grad():
-            for e, p in ema_pairs:
-                e.mul_(decay).add_(p.detach(), alpha=1 - decay)
+            torch._foreach_lerp_(ema_params, live_params, 1 - decay)
         if step % 100 == 0 or step == args.unet_steps:
             log(f"unet step {step}: loss {loss.item():.4f} lr {lr:.2e} ({(time.time() - start) / 60:.1f} min)")
-        if time.time() - last > 180 or step == args.unet_steps:
+        if args.eval_every and step % args.eval_every == 0 and step < args.unet_steps:
+            export(args, vae_for_eval, ema_unet, ema_text, scale, out=args.work / "checkpoint")
+            evaluate(args, folder=args.work / "checkpoint", label=f"step {step}")
+        if time.time() - last > 180 or step == args.unet_steps or (args.minutes and time.time() - start > args.minutes * 60):
             torch.save({"unet": unet.state_dict(), "text": text.state_dict(), "opt": opt.state_dict(),
                         "ema_unet": ema_unet.state_dict(), "ema_text": ema_text.state_dict(), "step": step}, path)
             last = time.time()
@@ -234,22 +279,22 @@ def written_config(config):
     return written
 
 
-def export(args, vae, unet, text, scale):
+def export(args, vae, unet, text, scale, out=None):
     from diffusers import DDIMScheduler
     from safetensors.torch import save_file
-    out = args.out
+    out = out or args.out
     out.mkdir(parents=True, exist_ok=True)
     vae.register_to_config(scaling_factor=round(scale, 5))
     for name, model in (("vae", vae), ("unet", unet)):
         (out / name).mkdir(exist_ok=True)
         (out / name / "config.json").write_text(json.dumps(written_config(model.config), indent=1, default=list) + "\n")
-        save_file({k: v.half().contiguous() for k, v in model.state_dict().items()},
+        save_file({k: v.half().cpu().contiguous() for k, v in model.state_dict().items()},
                   str(out / name / "diffusion_pytorch_model.safetensors"))
     (out / "text_encoder").mkdir(exist_ok=True)
     config = text.config.to_dict()
     config.pop("transformers_version", None)
     (out / "text_encoder" / "config.json").write_text(json.dumps(config, indent=1, sort_keys=True) + "\n")
-    save_file({("text_model." + k if not k.startswith("text_model.") else k): v.half().contiguous()
+    save_file({("text_model." + k if not k.startswith("text_model.") else k): v.half().cpu().contiguous()
                for k, v in text.state_dict().items()}, str(out / "text_encoder" / "model.safetensors"))
     scheduler = DDIMScheduler(**SCHEDULE, clip_sample=False, set_alpha_to_one=False, steps_offset=1,
                               prediction_type=args.prediction)
@@ -270,10 +315,6 @@ def export(args, vae, unet, text, scale):
     log(f"exported {out} ({total / 1e6:.1f} MB)")
 
 
-def nearest_colour(rgb):
-    return min(shapes.COLOURS, key=lambda c: sum((a - b) ** 2 for a, b in zip(rgb, shapes.COLOURS[c])))
-
-
 def analyse(image):
     """(background colour, shape colour, quadrant) read from an image, as the Swift test does:
     every pixel takes its nearest palette colour; the background is the commonest colour on the
@@ -281,7 +322,9 @@ def analyse(image):
     neighbours alike, so the thin dark fringe a VAE leaves around edges does not count); the
     quadrant is where that colour's pixels are centred."""
     pixels = np.asarray(image, dtype=np.float32)
-    labels = np.array([[nearest_colour(p) for p in row] for row in pixels])
+    names = list(shapes.COLOURS)
+    palette = np.array([shapes.COLOURS[c] for c in names], dtype=np.float32)
+    labels = np.array(names)[((pixels[:, :, None, :] - palette) ** 2).sum(-1).argmin(-1)]
     border = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
     names, counts = np.unique(border, return_counts=True)
     background = names[counts.argmax()]
@@ -297,24 +340,38 @@ def analyse(image):
     return background, colour, quadrant
 
 
-def evaluate(args):
+def evaluate(args, folder=None, label="held-out"):
+    """Renders the 20 held-out captions (and with --eval-cases N, N more held-out scenes) and
+    prints how many come out right, and how many have each of background, colour and quadrant."""
     from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
-    pipe = StableDiffusionPipeline.from_pretrained(str(args.out), safety_checker=None, torch_dtype=torch.float32)
+    pipe = StableDiffusionPipeline.from_pretrained(str(folder or args.out), safety_checker=None, torch_dtype=torch.float32)
     pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
-    right = 0
-    cases = shapes.held_out_cases()
-    for case in cases:
-        image = pipe(case["prompt"], height=64, width=64, num_inference_steps=20, guidance_scale=args.cfg,
-                     generator=torch.Generator().manual_seed(case["seed"])).images[0]
+    pipe.to(args.device)
+    cases = shapes.held_out_cases(max(20, args.eval_cases))
+    images = []
+    for start in range(0, len(cases), 50):
+        chunk = cases[start:start + 50]
+        # The test's seeds on CPU generators, one per image, as a single-prompt call would use them.
+        images += pipe([c["prompt"] for c in chunk], height=64, width=64, num_inference_steps=20, guidance_scale=args.cfg,
+                       generator=[torch.Generator().manual_seed(c["seed"]) for c in chunk]).images
+    tally = {"all": 0, "background": 0, "colour": 0, "quadrant": 0}
+    right20 = 0
+    for number, (case, image) in enumerate(zip(cases, images)):
         got = analyse(image)
         ok = got == (case["background"], case["colour"], case["position"])
-        right += ok
-        print(f"{'ok ' if ok else 'BAD'} {case['prompt']!r}: got {got}")
-        if args.samples:
-            args.samples.mkdir(parents=True, exist_ok=True)
-            image.save(args.samples / f"{case['seed']}.png")
-    log(f"held-out captions right: {right}/{len(cases)}")
+        for key, value in zip(("background", "colour", "quadrant"), got):
+            tally[key] += value == case[{"quadrant": "position"}.get(key, key)]
+        tally["all"] += ok
+        if number < 20:
+            right20 += ok
+            if folder is None:
+                print(f"{'ok ' if ok else 'BAD'} {case['prompt']!r}: got {got}")
+            if args.samples:
+                args.samples.mkdir(parents=True, exist_ok=True)
+                image.save(args.samples / f"{case['seed']}.png")
+    spread = ", ".join(f"{k} {v}/{len(cases)}" for k, v in tally.items())
+    log(f"{label}: held-out captions right: {right20}/20 ({spread})")
 
 
 def main():
@@ -335,18 +392,30 @@ def main():
     parser.add_argument("--cfg", type=float, default=5.0)
     parser.add_argument("--samples", type=pathlib.Path, help="also save the evaluation images here")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: all cores)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--vae-channels", default="32,64,64", help="the VAE's block_out_channels (3 levels: 16x16 latents, 4: 8x8)")
+    parser.add_argument("--unet-channels", default="32,64,64", help="the UNet's block_out_channels")
+    parser.add_argument("--attention-levels", default="1,1,0", help="which UNet levels have cross-attention (1) or not (0)")
+    parser.add_argument("--heads", type=int, default=2, help="attention heads (diffusers' attention_head_dim)")
+    parser.add_argument("--token-init-std", type=float, default=0, help="initial spread of the word embeddings (0: CLIP's 0.02)")
+    parser.add_argument("--sizes", default="7,13", help="radii in pixels of small and large shapes")
+    parser.add_argument("--t-power", type=float, default=1.0, help="above 1, train more on the noisiest timesteps")
+    parser.add_argument("--minutes", type=float, default=0, help="stop UNet training after this long (0: run all steps)")
+    parser.add_argument("--eval-every", type=int, default=0, help="evaluate the EMA weights every N UNet steps")
+    parser.add_argument("--eval-cases", type=int, default=20, help="held-out scenes to score (the first 20 are the test's)")
     args = parser.parse_args()
     torch.manual_seed(0)
     if args.threads:
         torch.set_num_threads(args.threads)
     args.work.mkdir(parents=True, exist_ok=True)
+    shapes.SIZES.update(zip(("small", "large"), (int(r) for r in args.sizes.split(","))))
     vae = unet = text = data = None
-    if any(p in args.phases for p in ("vae", "latents", "export")):
+    if any(p in args.phases for p in ("vae", "latents", "unet", "export")):
         vae = train_vae(args)
     if any(p in args.phases for p in ("latents", "unet", "export")):
         data = encode_latents(args, vae)
     if any(p in args.phases for p in ("unet", "export")):
-        unet, text = train_unet(args, data)
+        unet, text = train_unet(args, data, vae)
     if "export" in args.phases:
         export(args, vae, unet, text, data["scale"])
     if "eval" in args.phases:

@@ -23,6 +23,23 @@ void ck_attention_short(const float *q, size_t ldq, const float *k, size_t ldk, 
                         float *out, size_t ldo, size_t rows, size_t nk, size_t d, size_t dv, float scale,
                         float *scratch);
 
+/// Winograd F(4×4, 3×3) weight transform of output channels o0..<o1: w is [outs, ins, 3, 3]
+/// (PyTorch's layout), u receives G·g·Gᵀ as 36 matrices [outs, ins] (u[(ξ·outs + o)·ins + c]).
+void ck_winograd_weights(const float *w, size_t outs, size_t ins, size_t o0, size_t o1, float *u);
+
+/// Winograd input transform of channels c0..<c1 for tiles t0..<t0+count of an NCHW batch x
+/// (4×4 output tiles, row-major per image, images one after another; padding 1): v receives
+/// Bᵀ·d·B as 36 matrices [channels, ldv] (v[(ξ·channels + c)·ldv + t − t0]); ldv is count
+/// rounded up to 8, and the columns past count are zeros.
+void ck_winograd_input(const float *x, size_t channels, size_t height, size_t width, size_t t0, size_t count,
+                       size_t ldv, size_t c0, size_t c1, float *v);
+
+/// Winograd output transform of output channels o0..<o1: m holds the 36 GEMM results
+/// [outs, ldm] for tiles t0..<t0+count; writes Aᵀ·m·A plus bias[o] (bias may be NULL) into the
+/// NCHW output y, cropping tiles at the right and bottom edges.
+void ck_winograd_output(const float *m, size_t outs, size_t height, size_t width, size_t t0, size_t count,
+                        size_t ldm, const float *bias, size_t o0, size_t o1, float *y);
+
 /// The instruction set the kernels run with: "avx512", "avx2+fma" or "baseline".
 const char *ck_instruction_set(void);
 

@@ -1,0 +1,71 @@
+import Tensors
+import Testing
+
+/// Winograd F(4×4, 3×3) against a double-precision direct convolution, on every instruction-set
+/// path, with sizes that leave partial tiles at the right and bottom edges (37×41 pixels), a
+/// batch of two, channel counts that are not multiples of eight, and enough tiles that conv2d
+/// takes the Winograd path. Bound: 2e-6 of the sum of |w·x| over each output's 3×3×C window
+/// (the error F(4,3)'s transforms add is of that order; a wrong tap or tile is off by ~1).
+@Test(.serialized, arguments: [Int32(0), 1, 2])
+func winogradConvolutionMatchesDirect(level: Int32) {
+    let previous = Tensor.limitInstructionSet(level)
+    defer { Tensor.limitInstructionSet(previous) }
+    let (batch, channels, outChannels, height, width) = (2, 19, 21, 37, 41)
+    func values(_ count: Int, _ seed: UInt32) -> [Float] {
+        var state = seed
+        return (0..<count).map { _ in
+            state = state &* 1_664_525 &+ 1_013_904_223
+            return Float(state >> 8) / Float(1 << 24) * 4 - 2
+        }
+    }
+    let x = Tensor(shape: [batch, channels, height, width], values: values(batch * channels * height * width, 5))
+    let w = Tensor(shape: [outChannels, channels, 3, 3], values: values(outChannels * channels * 9, 6))
+    let b = Tensor(shape: [outChannels], values: values(outChannels, 7))
+    let winograd = x.conv2d(weight: w, bias: b, padding: 1)
+    #expect(winograd.shape == [batch, outChannels, height, width])
+    let (xs, ws, bs, ys) = (x.scalars, w.scalars, b.scalars, winograd.scalars)
+    var worst = 0.0
+    for n in 0..<batch {
+        for o in 0..<outChannels {
+            for i in 0..<height {
+                for j in 0..<width {
+                    var sum = Double(bs[o]), magnitude = abs(Double(bs[o]))
+                    for c in 0..<channels {
+                        for ky in 0..<3 where (0..<height).contains(i + ky - 1) {
+                            for kx in 0..<3 where (0..<width).contains(j + kx - 1) {
+                                let product = Double(ws[((o * channels + c) * 3 + ky) * 3 + kx])
+                                    * Double(xs[((n * channels + c) * height + i + ky - 1) * width + j + kx - 1])
+                                sum += product
+                                magnitude += abs(product)
+                            }
+                        }
+                    }
+                    let got = Double(ys[((n * outChannels + o) * height + i) * width + j])
+                    worst = max(worst, abs(got - sum) / magnitude)
+                }
+            }
+        }
+    }
+    #expect(worst <= 2e-6, "Winograd output off by \(worst) of its window's magnitude at level \(level)")
+}
+
+/// The Winograd path and the shifted-GEMM path agree on an SD-shaped layer (320 channels,
+/// 32×32 pixels, batch 2), and Winograd runs without allocating once its buffers are pooled.
+@Test func winogradAgreesWithShiftedGemms() {
+    let (channels, side) = (64, 32)
+    var state: UInt32 = 11
+    let random = { () -> Float in
+        state = state &* 1_664_525 &+ 1_013_904_223
+        return Float(state >> 8) / Float(1 << 24) - 0.5
+    }
+    let x = Tensor(shape: [2, channels, side, side], values: (0..<(2 * channels * side * side)).map { _ in random() })
+    let w = Tensor(shape: [channels, channels, 3, 3], values: (0..<(channels * channels * 9)).map { _ in random() * 0.1 })
+    let winograd = x.conv2d(weight: w, padding: 1)
+    Tensor.winogradEnabled = false
+    let shifted = x.conv2d(weight: w, padding: 1)
+    Tensor.winogradEnabled = true
+    #expect(winograd.maxAbsDifference(shifted) <= 1e-4 * shifted.absMax())
+    _ = x.conv2d(weight: w, padding: 1)
+    let statistics = BufferPool.track { _ = x.conv2d(weight: w, padding: 1) }
+    #expect(statistics.systemAllocations == 0)
+}
