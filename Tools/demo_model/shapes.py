@@ -30,6 +30,15 @@ POSITIONS = {
     "centre": (32, 32), "left": (16, 32), "right": (48, 32), "top": (32, 16), "bottom": (32, 48),
 }
 CORNERS = ["top left", "top right", "bottom left", "bottom right"]
+# A dark outline round every shape (None: none; train_demo_model.py --outline sets it). Whatever
+# its colours, every shape then adds the same dark ring where it stands, so where the shape is
+# shows in the average picture of each position word; without it the shapes' colours average
+# out, and the place words explain 0.1 % of the latents' variance. Measured (8x8-latent variant):
+# a UNet trained on place-only captions at high noise for 800 steps moved its prediction 30x more
+# between "top left" and "bottom right" with the outline than without. The shipped weights were
+# trained without it; with it, full captions still gave quadrants at chance after 3 000 steps.
+OUTLINE = None
+OUTLINE_WIDTH = 2
 
 
 def is_held_out(shape, colour, size, position, background):
@@ -79,18 +88,23 @@ def draw(shape, colour, size, centre, background, scale=4):
         d.rectangle([0, n // 2, n, n], fill=COLOURS[background[1]])
     cx, cy = centre[0] * scale, centre[1] * scale
     r = SIZES[size] * scale
-    fill = COLOURS[colour]
-    if shape == "circle":
-        d.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fill)
-    elif shape == "square":
-        s = r * 0.85
-        d.rectangle([cx - s, cy - s, cx + s, cy + s], fill=fill)
-    elif shape == "triangle":
-        d.polygon([(cx, cy - r), (cx + r, cy + r * 0.8), (cx - r, cy + r * 0.8)], fill=fill)
-    elif shape == "star":
-        d.polygon(star_points(cx, cy, r * 1.15), fill=fill)
-    elif shape == "diamond":
-        d.polygon([(cx, cy - r), (cx + r, cy), (cx, cy + r), (cx - r, cy)], fill=fill)
+
+    def paint(r, fill):
+        if shape == "circle":
+            d.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fill)
+        elif shape == "square":
+            s = r * 0.85
+            d.rectangle([cx - s, cy - s, cx + s, cy + s], fill=fill)
+        elif shape == "triangle":
+            d.polygon([(cx, cy - r), (cx + r, cy + r * 0.8), (cx - r, cy + r * 0.8)], fill=fill)
+        elif shape == "star":
+            d.polygon(star_points(cx, cy, r * 1.15), fill=fill)
+        elif shape == "diamond":
+            d.polygon([(cx, cy - r), (cx + r, cy), (cx, cy + r), (cx - r, cy)], fill=fill)
+
+    if OUTLINE:  # outside the shape, which keeps its size
+        paint(r + OUTLINE_WIDTH * scale, OUTLINE)
+    paint(r, COLOURS[colour])
     return image.resize((SIZE, SIZE), Image.LANCZOS)
 
 

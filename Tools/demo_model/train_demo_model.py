@@ -142,8 +142,9 @@ def train_vae(args):
 def scene_chunk(job):
     """Scenes `start..<start+count` of the training set: each chunk has its own seed, so the set
     is the same however many processes draw it."""
-    start, count, sizes = job
+    start, count, sizes, outline = job
     shapes.SIZES.update(sizes)
+    shapes.OUTLINE = outline
     rng = random.Random(12345 + start)
     return [shapes.sample(rng)[:2] for _ in range(count)]
 
@@ -155,7 +156,7 @@ def encode_latents(args, vae):
         return torch.load(path)
     means, stds, captions = [], [], []
     vae.eval().to(args.device)
-    jobs = [(start, min(256, args.scenes - start), dict(shapes.SIZES)) for start in range(0, args.scenes, 256)]
+    jobs = [(start, min(256, args.scenes - start), dict(shapes.SIZES), shapes.OUTLINE) for start in range(0, args.scenes, 256)]
     with multiprocessing.Pool(max(1, torch.get_num_threads())) as pool, torch.no_grad():
         for number, batch in enumerate(pool.imap(scene_chunk, jobs)):
             dist = vae.encode(to_tensor([b[0] for b in batch]).to(args.device)).latent_dist
@@ -398,6 +399,7 @@ def main():
     parser.add_argument("--attention-levels", default="1,1,0", help="which UNet levels have cross-attention (1) or not (0)")
     parser.add_argument("--heads", type=int, default=2, help="attention heads (diffusers' attention_head_dim)")
     parser.add_argument("--token-init-std", type=float, default=0, help="initial spread of the word embeddings (0: CLIP's 0.02)")
+    parser.add_argument("--outline", action="store_true", help="draw a dark outline round every shape (shapes.OUTLINE)")
     parser.add_argument("--sizes", default="7,13", help="radii in pixels of small and large shapes")
     parser.add_argument("--t-power", type=float, default=1.0, help="above 1, train more on the noisiest timesteps")
     parser.add_argument("--minutes", type=float, default=0, help="stop UNet training after this long (0: run all steps)")
@@ -409,6 +411,8 @@ def main():
         torch.set_num_threads(args.threads)
     args.work.mkdir(parents=True, exist_ok=True)
     shapes.SIZES.update(zip(("small", "large"), (int(r) for r in args.sizes.split(","))))
+    if args.outline:
+        shapes.OUTLINE = (15, 15, 15)
     vae = unet = text = data = None
     if any(p in args.phases for p in ("vae", "latents", "unet", "export")):
         vae = train_vae(args)
