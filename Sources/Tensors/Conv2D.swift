@@ -79,7 +79,8 @@ extension Tensor {
     }
 
     /// Whether Winograd beats shifted GEMMs for this shape: its 36 GEMMs have one column per
-    /// 4×4 tile, and below a few hundred columns OpenBLAS runs them well under its full rate.
+    /// 4×4 tile, and each call transforms the weights (4× their size). At 1280 channels on 16×16
+    /// (32 tiles in a batch of 2) that costs more than it saves: 164 ms against 117 (tensors-bench conv).
     static func winogradPays(tiles: Int, channels: Int, outChannels: Int) -> Bool {
         Tensor.winogradEnabled && tiles >= 128 && channels >= 16 && outChannels >= 16
     }
