@@ -79,6 +79,26 @@ typedef int32_t v16i __attribute__((vector_size(64), aligned(4)));
         }                                                                                    \
         for (size_t j = full; j < width; j++) row[j] *= inverse;                             \
     }                                                                                        \
+                                                                                             \
+    TARGET static void ck_silu_##SUFFIX(const float *x, float *y, size_t count) {            \
+        size_t full = count - count % LANES;                                                 \
+        for (size_t j = 0; j < full; j += LANES) {                                           \
+            VEC v, e;                                                                        \
+            memcpy(&v, x + j, sizeof v);                                                     \
+            e = -v;                                                                          \
+            ck_exp_##SUFFIX(&e);                                                             \
+            v = v * (1.0f / (1.0f + e));                                                     \
+            memcpy(y + j, &v, sizeof v);                                                     \
+        }                                                                                    \
+        if (full < count) {                                                                  \
+            VEC v = ((VEC){0} + (float)(0)), e;                                              \
+            for (size_t j = full; j < count; j++) v[j - full] = x[j];                        \
+            e = -v;                                                                          \
+            ck_exp_##SUFFIX(&e);                                                             \
+            v = v * (1.0f / (1.0f + e));                                                     \
+            for (size_t j = full; j < count; j++) y[j] = v[j - full];                        \
+        }                                                                                    \
+    }                                                                                        \
 
 CK_KERNELS(baseline, , v8f, v8i, 8)
 CK_KERNELS(avx2, __attribute__((target("avx2,fma"))), v8f, v8i, 8)
@@ -381,6 +401,14 @@ float ck_exp_row(float *row, size_t width) {
     case CK_AVX512: return ck_exp_row_avx512(row, width);
     case CK_AVX2: return ck_exp_row_avx2(row, width);
     default: return ck_exp_row_baseline(row, width);
+    }
+}
+
+void ck_silu(const float *x, float *y, size_t count) {
+    switch (ck_level_now()) {
+    case CK_AVX512: ck_silu_avx512(x, y, count); break;
+    case CK_AVX2: ck_silu_avx2(x, y, count); break;
+    default: ck_silu_baseline(x, y, count); break;
     }
 }
 

@@ -1,9 +1,12 @@
+import CKernels
+
 /// Group norm and layer norm, with statistics accumulated in Double for accuracy.
 extension Tensor {
     /// Group normalisation of an [N, C, ...] tensor: statistics over each group of
-    /// C/groups channels and all positions, then a per-channel affine transform.
-    public func groupNorm(groups: Int, weight: Tensor, bias: Tensor, epsilon: Float = 1e-5) -> Tensor {
-        normalizingGroups(groups, weight: weight, bias: bias) { _, values, length in
+    /// C/groups channels and all positions, then a per-channel affine transform; with `silu`,
+    /// SiLU applied to each channel while it is still in cache (what every resnet block does next).
+    public func groupNorm(groups: Int, weight: Tensor, bias: Tensor, epsilon: Float = 1e-5, silu: Bool = false) -> Tensor {
+        normalizingGroups(groups, weight: weight, bias: bias, silu: silu) { _, values, length in
             Tensor.moments(values, length, epsilon: epsilon)
         }
     }
@@ -11,10 +14,10 @@ extension Tensor {
     /// Group normalisation with statistics given per (sample, group), index n·groups + g,
     /// instead of taken from this tensor: a tiled VAE decode normalises every tile with the
     /// whole image's statistics.
-    public func groupNorm(groups: Int, weight: Tensor, bias: Tensor, mean: [Float], inverseStd: [Float]) -> Tensor {
+    public func groupNorm(groups: Int, weight: Tensor, bias: Tensor, mean: [Float], inverseStd: [Float], silu: Bool = false) -> Tensor {
         precondition(mean.count == shape[0] * groups && inverseStd.count == mean.count,
                      "group norm statistics need \(shape[0] * groups) values, got \(mean.count)")
-        return normalizingGroups(groups, weight: weight, bias: bias) { unit, _, _ in (mean[unit], inverseStd[unit]) }
+        return normalizingGroups(groups, weight: weight, bias: bias, silu: silu) { unit, _, _ in (mean[unit], inverseStd[unit]) }
     }
 
     /// Count, mean and sum of squared deviations (Chan's M2) per (sample, group) over the
@@ -57,8 +60,8 @@ extension Tensor {
     }
 
     /// Normalises each (sample, group) with the mean and inverse deviation `statistics`
-    /// gives for it (unit index, its first value, its length), then the affine transform.
-    private func normalizingGroups(_ groups: Int, weight: Tensor, bias: Tensor,
+    /// gives for it (unit index, its first value, its length), then the affine transform (and SiLU).
+    private func normalizingGroups(_ groups: Int, weight: Tensor, bias: Tensor, silu: Bool,
                                    statistics: (Int, UnsafePointer<Float>, Int) -> (Float, Float)) -> Tensor {
         precondition(rank >= 2 && shape[1] % groups == 0,
                      "group norm needs channels divisible by \(groups) groups, got \(shape)")
@@ -81,6 +84,7 @@ extension Tensor {
                         let shift = beta[channel] - mean * scale
                         let x = input + start + c * spatial, y = output + start + c * spatial
                         for j in 0..<spatial { y[j] = x[j] * scale + shift }
+                        if silu { ck_silu(y, y, spatial) }
                     }
                 }
             }

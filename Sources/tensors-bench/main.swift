@@ -79,12 +79,13 @@ func benchmarkConv(batch: Int, channels: Int, size: Int) {
     let reference = sgemmRate(m: channels, n: size * size, k: channels * 9)
     line("conv2d 3×3 \(channels)→\(channels) at \(size)×\(size), batch \(batch)", flops: flops, time: time,
          reference: reference, threshold: 0.8)
-    // The same convolution on the GEMM path alone, for the Winograd path's gain.
-    Tensor.winogradEnabled = false
+    // The same convolution on the per-image GEMM paths alone, for the gain of Winograd or of
+    // one im2col GEMM over the batch, whichever this shape takes.
+    (Tensor.winogradEnabled, Tensor.stackedEnabled) = (false, false)
     let gemmTime = best(repeats: 3) { _ = x.conv2d(weight: weight, bias: bias, padding: 1) }
-    Tensor.winogradEnabled = true
-    print(String(format: "%-44@ %8.1f ms %7.1f GFLOP/s   (Winograd where it pays: %.2f× faster)",
-                 "  without Winograd (shifted GEMMs)" as NSString, gemmTime * 1000, flops / gemmTime / 1e9, gemmTime / time))
+    (Tensor.winogradEnabled, Tensor.stackedEnabled) = (true, true)
+    print(String(format: "%-44@ %8.1f ms %7.1f GFLOP/s   (Winograd or batch im2col where they pay: %.2f× faster)",
+                 "  per image (shifted GEMMs)" as NSString, gemmTime * 1000, flops / gemmTime / 1e9, gemmTime / time))
 }
 
 func benchmarkAttention(batch: Int, queries: Int, keys: Int, channels: Int, heads: Int, label: String) {

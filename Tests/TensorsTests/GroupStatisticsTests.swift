@@ -33,3 +33,25 @@ import Testing
     let corner = flat.groupMoments(groups: 3, rows: 1..<3, columns: 2..<4)
     #expect(corner.allSatisfy { $0.count == 4 && $0.mean == 2 && $0.m2 == 0 })
 }
+
+/// Group norm with SiLU fused (both the own-statistics and the shared-statistics forms) gives
+/// exactly what group norm followed by SiLU gives, and SiLU itself matches x·σ(x) in double
+/// precision on a plane whose size is not a multiple of the vector width (the tail path).
+@Test func groupNormWithSiLUIsGroupNormThenSiLU() {
+    let (batch, channels, height, width, groups) = (2, 8, 5, 7, 4)
+    let x = Tensor(shape: [batch, channels, height, width], values: lcgValues(batch * channels * height * width, seed: 9, scale: 6))
+    let weight = Tensor(shape: [channels], values: lcgValues(channels, seed: 10))
+    let bias = Tensor(shape: [channels], values: lcgValues(channels, seed: 11))
+    let separate = x.groupNorm(groups: groups, weight: weight, bias: bias).silu()
+    let fused = x.groupNorm(groups: groups, weight: weight, bias: bias, silu: true)
+    #expect(fused.scalars == separate.scalars)
+    let mean = [Float](repeating: 0.5, count: batch * groups), inverse = [Float](repeating: 0.8, count: batch * groups)
+    let sharedSeparate = x.groupNorm(groups: groups, weight: weight, bias: bias, mean: mean, inverseStd: inverse).silu()
+    let sharedFused = x.groupNorm(groups: groups, weight: weight, bias: bias, mean: mean, inverseStd: inverse, silu: true)
+    #expect(sharedFused.scalars == sharedSeparate.scalars)
+    let worst = zip(x.scalars, x.silu().scalars).map { input, output in
+        let exact = Double(input) / (1 + exp(-Double(input)))
+        return abs(Double(output) - exact) / max(abs(exact), 1e-3)
+    }.max() ?? 1
+    #expect(worst < 1e-6, "silu off by \(worst)")
+}

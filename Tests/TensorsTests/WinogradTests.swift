@@ -11,48 +11,19 @@ func winogradConvolutionMatchesDirect(level: Int32) {
     let previous = Tensor.limitInstructionSet(level)
     defer { Tensor.limitInstructionSet(previous) }
     let (batch, channels, outChannels, height, width) = (2, 19, 21, 37, 41)
-    func values(_ count: Int, _ seed: UInt32) -> [Float] {
-        var state = seed
-        return (0..<count).map { _ in
-            state = state &* 1_664_525 &+ 1_013_904_223
-            return Float(state >> 8) / Float(1 << 24) * 4 - 2
-        }
-    }
-    let x = Tensor(shape: [batch, channels, height, width], values: values(batch * channels * height * width, 5))
-    let w = Tensor(shape: [outChannels, channels, 3, 3], values: values(outChannels * channels * 9, 6))
-    let b = Tensor(shape: [outChannels], values: values(outChannels, 7))
+    let x = Tensor(shape: [batch, channels, height, width], values: lcgValues(batch * channels * height * width, seed: 5))
+    let w = Tensor(shape: [outChannels, channels, 3, 3], values: lcgValues(outChannels * channels * 9, seed: 6))
+    let b = Tensor(shape: [outChannels], values: lcgValues(outChannels, seed: 7))
     let winograd = x.conv2d(weight: w, bias: b, padding: 1)
     #expect(winograd.shape == [batch, outChannels, height, width])
-    let (xs, ws, bs, ys) = (x.scalars, w.scalars, b.scalars, winograd.scalars)
-    var worst = 0.0
-    for n in 0..<batch {
-        for o in 0..<outChannels {
-            for i in 0..<height {
-                for j in 0..<width {
-                    var sum = Double(bs[o]), magnitude = abs(Double(bs[o]))
-                    for c in 0..<channels {
-                        for ky in 0..<3 where (0..<height).contains(i + ky - 1) {
-                            for kx in 0..<3 where (0..<width).contains(j + kx - 1) {
-                                let product = Double(ws[((o * channels + c) * 3 + ky) * 3 + kx])
-                                    * Double(xs[((n * channels + c) * height + i + ky - 1) * width + j + kx - 1])
-                                sum += product
-                                magnitude += abs(product)
-                            }
-                        }
-                    }
-                    let got = Double(ys[((n * outChannels + o) * height + i) * width + j])
-                    worst = max(worst, abs(got - sum) / magnitude)
-                }
-            }
-        }
-    }
+    let worst = worstRelativeError(winograd, x: x, w: w, b: b, stride: 1, padding: 1)
     #expect(worst <= 2e-6, "Winograd output off by \(worst) of its window's magnitude at level \(level)")
 }
 
 /// The Winograd path and the shifted-GEMM path agree on a UNet-like layer (64 channels, 32×32
 /// pixels, batch 2: 128 tiles, the smallest batch that takes Winograd), and Winograd runs without
-/// allocating once its buffers are pooled. The switch is global, so other tests running meanwhile
-/// may take the shifted path: both are exact to the same bound.
+/// allocating once its buffers are pooled. The switches are global, so other tests running
+/// meanwhile may take another path: all are exact to the same bound.
 @Test func winogradAgreesWithShiftedGemms() {
     let (channels, side) = (64, 32)
     var state: UInt32 = 11
@@ -63,9 +34,9 @@ func winogradConvolutionMatchesDirect(level: Int32) {
     let x = Tensor(shape: [2, channels, side, side], values: (0..<(2 * channels * side * side)).map { _ in random() })
     let w = Tensor(shape: [channels, channels, 3, 3], values: (0..<(channels * channels * 9)).map { _ in random() * 0.1 })
     let winograd = x.conv2d(weight: w, padding: 1)
-    Tensor.winogradEnabled = false
+    (Tensor.winogradEnabled, Tensor.stackedEnabled) = (false, false)
     let shifted = x.conv2d(weight: w, padding: 1)
-    Tensor.winogradEnabled = true
+    (Tensor.winogradEnabled, Tensor.stackedEnabled) = (true, true)
     #expect(winograd.maxAbsDifference(shifted) <= 1e-4 * shifted.absMax())
     _ = x.conv2d(weight: w, padding: 1)
     let statistics = BufferPool.track { _ = x.conv2d(weight: w, padding: 1) }

@@ -13,6 +13,9 @@ void ck_softmax_row(float *row, size_t width);
 /// without the final division, which attention applies to its (narrower) output.
 float ck_exp_row(float *row, size_t width);
 
+/// y = x·σ(x) (SiLU) over `count` floats; y may be x.
+void ck_silu(const float *x, float *y, size_t count);
+
 /// Floats of scratch `ck_attention_short` needs for these sizes.
 size_t ck_attention_short_scratch(size_t nk, size_t d, size_t dv);
 

@@ -131,15 +131,16 @@ public struct GroupNorm {
         self.epsilon = epsilon
     }
 
-    /// Normalises [N, C, ...] (inside a tiled VAE decode, with the statistics its tiles share).
-    public func callAsFunction(_ x: Tensor) -> Tensor {
-        if let shared = SharedGroupStatistics.current { return shared.normalize(x, self) }
-        return plain(x)
+    /// Normalises [N, C, ...] (inside a tiled VAE decode, with the statistics its tiles share),
+    /// then applies SiLU if asked: fused, one pass over the activations instead of two.
+    public func callAsFunction(_ x: Tensor, silu: Bool = false) -> Tensor {
+        if let shared = SharedGroupStatistics.current { return shared.normalize(x, self, silu: silu) }
+        return plain(x, silu: silu)
     }
 
     /// Normalises with `x`'s own statistics.
-    func plain(_ x: Tensor) -> Tensor {
-        x.groupNorm(groups: groups, weight: weight, bias: bias, epsilon: epsilon)
+    func plain(_ x: Tensor, silu: Bool) -> Tensor {
+        x.groupNorm(groups: groups, weight: weight, bias: bias, epsilon: epsilon, silu: silu)
     }
 }
 

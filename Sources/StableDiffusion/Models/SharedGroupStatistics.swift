@@ -67,13 +67,13 @@ final class SharedGroupStatistics: @unchecked Sendable {
     /// Normalises `x` as `norm` does: with whole-image statistics for the norms already
     /// learnt, with the tile's own for the rest, recording the owned part's moments of the
     /// norm being learnt.
-    func normalize(_ x: Tensor, _ norm: GroupNorm) -> Tensor {
+    func normalize(_ x: Tensor, _ norm: GroupNorm, silu: Bool) -> Tensor {
         defer { call += 1 }
         if call < learnt.count {
             let units = learnt[call]
             let mean = units.map { Float($0.mean) }
             let inverse = units.map { Float(1 / ($0.m2 / Swift.max($0.count, 1) + Double(norm.epsilon)).squareRoot()) }
-            return x.groupNorm(groups: norm.groups, weight: norm.weight, bias: norm.bias, mean: mean, inverseStd: inverse)
+            return x.groupNorm(groups: norm.groups, weight: norm.weight, bias: norm.bias, mean: mean, inverseStd: inverse, silu: silu)
         }
         if call == learning {
             // The tile's activations are an integer multiple of its input size (the decoder upsamples).
@@ -83,7 +83,7 @@ final class SharedGroupStatistics: @unchecked Sendable {
                                          columns: owned.columns.lowerBound * sx..<owned.columns.upperBound * sx)
             recording = recording.map { zip($0, moments).map(SharedGroupStatistics.merge) } ?? moments
         }
-        return norm.plain(x)
+        return norm.plain(x, silu: silu)
     }
 
     /// Chan et al.'s combination of two sets' moments.

@@ -152,6 +152,6 @@ public struct UNet {
             }
             if let upsample = level.upsample { h = upsample(h) }
         }
-        return convOut(normOut(h).silu())
+        return convOut(normOut(h, silu: true))
     }
 }

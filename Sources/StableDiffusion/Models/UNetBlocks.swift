@@ -19,12 +19,12 @@ struct ResnetBlock {
 
     /// x [N, C, H, W]; `time` is the already-activated time embedding [N, T].
     func callAsFunction(_ x: Tensor, time: Tensor?) -> Tensor {
-        var h = conv1(norm1(x).silu())
+        var h = conv1(norm1(x, silu: true))
         if let timeProjection, let time {
             let t = timeProjection(time)
             h = h + t.reshaped([t.shape[0], t.shape[1], 1, 1])
         }
-        h = conv2(norm2(h).silu())
+        h = conv2(norm2(h, silu: true))
         h.add(shortcut.map { $0(x) } ?? x)
         return h
     }

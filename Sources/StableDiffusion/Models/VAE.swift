@@ -78,7 +78,7 @@ public struct VAE {
             if let downsample = level.downsample { h = downsample(h.padded(top: 0, left: 0, bottom: 1, right: 1)) }
         }
         h = encoderMid.2(encoderMid.1(encoderMid.0(h, time: nil)), time: nil)
-        h = encoderOut(encoderNormOut(h).silu())
+        h = encoderOut(encoderNormOut(h, silu: true))
         if let quantConv { h = quantConv(h) }
         let halves = h.chunked(2, axis: 1)
         return (halves[0], halves[1].map { Swift.min(Swift.max($0, -30), 20) })
@@ -110,7 +110,7 @@ public struct VAE {
             if shared?.tileIsDone == true { return h }
             if let upsample = level.upsample { h = upsample(h) }
         }
-        return decoderOut(decoderNormOut(h).silu())
+        return decoderOut(decoderNormOut(h, silu: true))
     }
 
     /// The decoder's group norms: two per resnet block, the mid block's attention, the output.
