@@ -35,8 +35,10 @@ CORNERS = ["top left", "top right", "bottom left", "bottom right"]
 # shows in the average picture of each position word; without it the shapes' colours average
 # out, and the place words explain 0.1 % of the latents' variance. Measured (8x8-latent variant):
 # a UNet trained on place-only captions at high noise for 800 steps moved its prediction 30x more
-# between "top left" and "bottom right" with the outline than without. The shipped weights were
-# trained without it; with it, full captions still gave quadrants at chance after 3 000 steps.
+# between "top left" and "bottom right" with the outline than without; with full captions and a
+# jointly trained text encoder, quadrants still stayed at chance after 3 000 steps. Not needed
+# since the text encoder is pretrained to read the captions (train_demo_model.py's `text` phase):
+# the shipped weights were trained without it.
 OUTLINE = None
 OUTLINE_WIDTH = 2
 
@@ -108,8 +110,9 @@ def draw(shape, colour, size, centre, background, scale=4):
     return image.resize((SIZE, SIZE), Image.LANCZOS)
 
 
-def sample(rng):
-    """One random training scene: (image, caption, attributes). Held-out combinations are skipped."""
+def random_scene(rng):
+    """One random training scene's attributes, jittered centre and caption, without drawing it:
+    (attributes, centre, caption). Held-out combinations are skipped."""
     while True:
         shape = rng.choice(SHAPES)
         colour = rng.choice(list(COLOURS))
@@ -124,8 +127,15 @@ def sample(rng):
                 continue
         cx, cy = POSITIONS[position]
         centre = (cx + rng.randint(-3, 3), cy + rng.randint(-3, 3))
-        image = draw(shape, colour, size, centre, background)
-        return image, caption(shape, colour, size, position, background, rng), (shape, colour, size, position, background)
+        attributes = (shape, colour, size, position, background)
+        return attributes, centre, caption(*attributes, rng)
+
+
+def sample(rng):
+    """One random training scene: (image, caption, attributes)."""
+    attributes, centre, text = random_scene(rng)
+    shape, colour, size, _, background = attributes
+    return draw(shape, colour, size, centre, background), text, attributes
 
 
 def held_out_cases(count=20, seed=2026):
