@@ -126,10 +126,20 @@ private struct BenchRun {
         var settings = Pipeline.Settings()
         (settings.width, settings.height, settings.steps) = (size, size, steps)
         settings.sampler = .dpmpp2m
+        var last = DispatchTime.now().uptimeNanoseconds
+        // Each step's time on the progress log: the end-to-end figure's parts, against the UNet step's best.
+        let stepped: (Int, Int) -> Bool = { step, count in
+            let now = DispatchTime.now().uptimeNanoseconds
+            log(String(format: "    step %d/%d: %.2f s", step, count, Double(now - last) / 1e9))
+            last = now
+            return true
+        }
         let total = seconds {
             guard let (c, u) = try? pipeline.encodePrompts(prompt, negative: "blurry"),
-                  let final = try? pipeline.sample(conditional: c, unconditional: u, settings: settings) else { return }
+                  let final = try? pipeline.sample(conditional: c, unconditional: u, settings: settings, progress: stepped) else { return }
+            last = DispatchTime.now().uptimeNanoseconds
             _ = pipeline.decode(final)
+            log(String(format: "    decode: %.2f s", Double(DispatchTime.now().uptimeNanoseconds - last) / 1e9))
         }
         return ["unet_step_s": unetTime, "unet_gflops": Double(flops) / unetTime / 1e9, "sgemm_gflops": sgemm,
                 "text_encode_s": textTime, "vae_decode_s": decodeTime, "total_20_steps_s": total, "peak_rss_mb": peakRSSMegabytes()]
