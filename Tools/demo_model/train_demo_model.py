@@ -194,7 +194,7 @@ def train_text(args):
     to put what the tokens already say. Trained from scratch together with the UNet, ours never
     learnt the place words: the UNet can only use a place word once the encoder's tokens carry it
     distinctly, and the encoder only gets a gradient for it once the UNet uses it, so both stayed
-    at chance (quadrants 18-29/100 in every variant tried, up to 8 000 steps). Here the encoder
+    at chance (quadrants 18-29/100 in every variant tried, after 3 000 to 16 000 steps). Here the encoder
     first learns, from captions drawn fresh every batch (no images needed), to name every attribute
     at every token from the end-of-text token on; those tokens then carry the whole scene, place
     included. Measured at high noise (a UNet trained only at t >= 700, the quadrant of its
