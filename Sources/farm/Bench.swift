@@ -137,9 +137,7 @@ private struct BenchRun {
         let total = seconds {
             guard let (c, u) = try? pipeline.encodePrompts(prompt, negative: "blurry"),
                   let final = try? pipeline.sample(conditional: c, unconditional: u, settings: settings, progress: stepped) else { return }
-            last = DispatchTime.now().uptimeNanoseconds
-            _ = pipeline.decode(final)
-            log(String(format: "    decode: %.2f s", Double(DispatchTime.now().uptimeNanoseconds - last) / 1e9))
+            log(String(format: "    decode: %.2f s", seconds { _ = pipeline.decode(final) }))
         }
         return ["unet_step_s": unetTime, "unet_gflops": Double(flops) / unetTime / 1e9, "sgemm_gflops": sgemm,
                 "text_encode_s": textTime, "vae_decode_s": decodeTime, "total_20_steps_s": total, "peak_rss_mb": peakRSSMegabytes()]
