@@ -373,6 +373,37 @@ CK_WINOGRAD(baseline, )
 CK_WINOGRAD(avx2, __attribute__((target("avx2,fma"))))
 CK_WINOGRAD(avx512, __attribute__((target("avx512f,avx512dq,avx512vl,avx2,fma"))))
 
+// Queries per block of the long-key attention kernel (its score buffer is this many rows).
+#define CK_FLASH_ROWS 16
+#define CK_SUFFIX baseline
+#define CK_TARGET
+#define CK_QR 2
+#define CK_PR 1
+#include "attention_rows.h"
+#undef CK_SUFFIX
+#undef CK_TARGET
+#undef CK_QR
+#undef CK_PR
+#define CK_SUFFIX avx2
+#define CK_TARGET __attribute__((target("avx2,fma")))
+#define CK_QR 4
+#define CK_PR 2
+#include "attention_rows.h"
+#undef CK_SUFFIX
+#undef CK_TARGET
+#undef CK_QR
+#undef CK_PR
+// 256-bit vectors with AVX-512VL's 32 registers: larger register blocks, same vector width.
+#define CK_SUFFIX avx512
+#define CK_TARGET __attribute__((target("avx512f,avx512dq,avx512vl,avx2,fma")))
+#define CK_QR 8
+#define CK_PR 4
+#include "attention_rows.h"
+#undef CK_SUFFIX
+#undef CK_TARGET
+#undef CK_QR
+#undef CK_PR
+
 typedef enum { CK_BASELINE = 0, CK_AVX2 = 1, CK_AVX512 = 2 } ck_level;
 
 static int ck_ceiling = CK_AVX512;
@@ -446,6 +477,29 @@ void ck_winograd_input(const float *x, size_t channels, size_t height, size_t wi
 void ck_winograd_output(const float *m, size_t outs, size_t height, size_t width, size_t t0, size_t count,
                         size_t ldm, const float *bias, size_t o0, size_t o1, float *y) {
     CK_DISPATCH(ck_wino_output, (m, outs, height, width, t0, count, ldm, bias, o0, o1, y))
+}
+
+size_t ck_flash_scratch(size_t nk, size_t d, size_t dv) {
+    return CK_FLASH_ROWS * (d + (nk + 15) / 16 * 16 + (dv + 7) / 8 * 8 + 1);
+}
+
+void ck_flash_pack(const float *k, size_t ldk, const float *v, size_t ldv, size_t nk, size_t d, size_t dv,
+                   float *kp, float *vp) {
+    size_t nkp = (nk + 15) / 16 * 16, dvp = (dv + 7) / 8 * 8;
+    for (size_t p = 0; p < nkp / 16; p++)
+        for (size_t t = 0; t < d; t++)
+            for (size_t i = 0; i < 16; i++) {
+                size_t j = p * 16 + i;
+                kp[(p * d + t) * 16 + i] = j < nk ? k[j * ldk + t] : 0;
+            }
+    for (size_t j = 0; j < nkp; j++)
+        for (size_t c = 0; c < dvp; c++) vp[j * dvp + c] = j < nk && c < dv ? v[j * ldv + c] : 0;
+}
+
+void ck_flash_rows(const float *q, size_t ldq, const float *kp, const float *vp, float *out, size_t ldo,
+                   size_t rows, size_t first, int causal, size_t nk, size_t d, size_t dv, float scale,
+                   float *scratch) {
+    CK_DISPATCH(ck_flash_rows, (q, ldq, kp, vp, out, ldo, rows, first, causal, nk, d, dv, scale, scratch))
 }
 
 const char *ck_instruction_set(void) {

@@ -34,22 +34,22 @@ extension Tensor {
         ck_softmax_row(row, width)
     }
 
-    /// Scores per query tile: small enough that a tile stays in a core's L2 cache
-    /// while it goes through softmax, large enough for efficient GEMMs.
-    public static var attentionTileScores = 1 << 20
+    /// Queries per work item of the long-key kernel: enough items for both cores to finish
+    /// together, few enough that a thread runs several blocks of 16 queries on one head's K and V.
+    public static var attentionBlockRows = 256
 
     /// Multi-head attention softmax(Q·Kᵀ/√d)·V with heads split from the channels:
     /// query [B, Nq, H·d], key [B, Nk, H·d], value [B, Nk, H·dv] → [B, Nq, H·dv].
     /// `causal` masks each query from the keys after it (CLIP's text encoder).
     ///
-    /// Heads are read in place through GEMM leading dimensions (no transposes).
-    /// Work is split into (batch, head, query tile) items; each compute thread takes
-    /// whole items and runs them with single-threaded GEMMs, so a tile's scores go
-    /// from GEMM through softmax to GEMM without leaving its core. The largest buffer
-    /// is one tile's scores per thread: memory grows with tokens, not tokens².
-    /// `tileScores` overrides `attentionTileScores` for this call.
+    /// Each head's K and V are packed once (`ck_flash_pack`); then (batch, head, block of
+    /// queries) items are split over the compute threads, and the C kernel (`ck_flash_rows`)
+    /// takes 16 queries at a time from scores through softmax to output inside the core's
+    /// cache. The largest buffers are the packed K and V (the size of the inputs) and one
+    /// 16-query score buffer per thread: memory grows with tokens, not tokens².
+    /// `blockRows` overrides `attentionBlockRows` for this call.
     public static func attention(query: Tensor, key: Tensor, value: Tensor, heads: Int, causal: Bool = false,
-                                 tileScores: Int? = nil) -> Tensor {
+                                 blockRows: Int? = nil) -> Tensor {
         precondition(query.rank == 3 && key.rank == 3 && value.rank == 3, "attention needs [B, N, C] tensors")
         let (batch, queries, width) = (query.shape[0], query.shape[1], query.shape[2])
         let (keys, valueWidth) = (key.shape[1], value.shape[2])
@@ -62,51 +62,44 @@ extension Tensor {
         if keys <= shortKeyLimit && !causal {
             return shortAttention(query: query, key: key, value: value, heads: heads, scale: scale)
         }
-        let tile = max(1, min(queries, (tileScores ?? attentionTileScores) / max(keys, 1)))
-        let tiles = (queries + tile - 1) / tile
-        let items = batch * heads * tiles
+        if FlopCounter.isCounting { FlopCounter.add(2 * batch * queries * keys * (width + valueWidth)) }
+        let block = max(1, min(queries, blockRows ?? attentionBlockRows))
+        let blocks = (queries + block - 1) / block
+        let pairs = batch * heads, items = pairs * blocks
         let threads = max(1, min(ComputeThreads.count, items))
+        let paddedKeys = (keys + 15) / 16 * 16, paddedValueWidth = (valueHeadWidth + 7) / 8 * 8
+        let packedKey = paddedKeys * headWidth, packedValue = paddedKeys * paddedValueWidth
 
         var result = Tensor(uninitialized: [batch, queries, valueWidth])
         let output = result.mutablePointer()
-        // Per thread: one tile of scores, then one row sum per query of the tile.
-        let scratchPerThread = tile * keys + tile
-        var scores = Tensor(uninitialized: [threads, scratchPerThread])
-        let scratch = scores.mutablePointer()
+        var packed = Tensor(uninitialized: [pairs, packedKey + packedValue])
+        let kv = packed.mutablePointer()
+        let scratchPerThread = ck_flash_scratch(keys, headWidth, valueHeadWidth)
+        var scratchTensor = Tensor(uninitialized: [threads, scratchPerThread])
+        let scratch = scratchTensor.mutablePointer()
         withExtendedLifetime((query, key, value)) {
             let q = query.pointer, k = key.pointer, v = value.pointer
-            Gemm.withSingleThreadedCalls {
-                parallelParts(items, parts: threads) { thread, range in
-                    let s = scratch + thread * scratchPerThread
-                    let sums = s + tile * keys
-                    for item in range {
-                        let b = item / (heads * tiles), h = (item / tiles) % heads, first = (item % tiles) * tile
-                        let rows = min(tile, queries - first)
-                        let qh = q + (b * queries + first) * width + h * headWidth
-                        let kh = k + b * keys * width + h * headWidth
-                        let vh = v + b * keys * valueWidth + h * valueHeadWidth
-                        let oh = output + (b * queries + first) * valueWidth + h * valueHeadWidth
-                        Gemm.multiply(m: rows, n: keys, k: headWidth, a: qh, lda: width,
-                                      b: kh, ldb: width, transposeB: true, c: s, ldc: keys, alpha: scale)
-                        // Unnormalised softmax: the division by each row's sum is applied to
-                        // the output row (dv wide) instead of the score row (Nk wide).
-                        for row in 0..<rows {
-                            let line = s + row * keys
-                            let visible = causal ? first + row + 1 : keys
-                            sums[row] = ck_exp_row(line, visible)
-                            if visible < keys { (line + visible).update(repeating: 0, count: keys - visible) }
-                        }
-                        Gemm.multiply(m: rows, n: valueHeadWidth, k: keys, a: s, lda: keys,
-                                      b: vh, ldb: valueWidth, c: oh, ldc: valueWidth)
-                        for row in 0..<rows {
-                            let line = oh + row * valueWidth, inverse = 1 / sums[row]
-                            for j in 0..<valueHeadWidth { line[j] *= inverse }
-                        }
-                    }
+            parallelFor(pairs) { range in
+                for pair in range {
+                    let b = pair / heads, h = pair % heads, target = kv + pair * (packedKey + packedValue)
+                    ck_flash_pack(k + b * keys * width + h * headWidth, width,
+                                  v + b * keys * valueWidth + h * valueHeadWidth, valueWidth,
+                                  keys, headWidth, valueHeadWidth, target, target + packedKey)
+                }
+            }
+            // Items in (batch, head, block) order: a thread's consecutive items share a head.
+            parallelParts(items, parts: threads) { thread, range in
+                for item in range {
+                    let pair = item / blocks, first = (item % blocks) * block
+                    let b = pair / heads, h = pair % heads, source = kv + pair * (packedKey + packedValue)
+                    ck_flash_rows(q + (b * queries + first) * width + h * headWidth, width, source, source + packedKey,
+                                  output + (b * queries + first) * valueWidth + h * valueHeadWidth, valueWidth,
+                                  min(block, queries - first), first, causal ? 1 : 0, keys, headWidth, valueHeadWidth,
+                                  scale, scratch + thread * scratchPerThread)
                 }
             }
         }
-        withExtendedLifetime(scores) {}
+        withExtendedLifetime((packed, scratchTensor)) {}
         return result
     }
 
@@ -133,8 +126,7 @@ extension Tensor {
         let scratch = scratchTensor.mutablePointer()
         withExtendedLifetime((query, key, value)) {
             let q = query.pointer, k = key.pointer, v = value.pointer
-            // Single-threaded BLAS while our threads run: OpenBLAS's idle threads would otherwise spin on the same cores.
-            Gemm.withSingleThreadedCalls { parallelParts(items, parts: threads) { thread, range in
+            parallelParts(items, parts: threads) { thread, range in
                 for item in range {
                     let b = item / (heads * chunks), h = (item / chunks) % heads, first = (item % chunks) * rowsPerItem
                     let rows = min(rowsPerItem, queries - first)
@@ -144,7 +136,7 @@ extension Tensor {
                                        output + (b * queries + first) * valueWidth + h * valueHeadWidth, valueWidth,
                                        rows, keys, headWidth, valueHeadWidth, scale, scratch + thread * scratchSize)
                 }
-            } }
+            }
         }
         withExtendedLifetime(scratchTensor) {}
         return result

@@ -121,8 +121,8 @@ func benchmarkAttention(batch: Int, queries: Int, keys: Int, channels: Int, head
 }
 
 let arguments = CommandLine.arguments.dropFirst()
-if let scores = ProcessInfo.processInfo.environment["ATTN_TILE_SCORES"].flatMap(Int.init) { Tensor.attentionTileScores = scores }
-print("threads: \(ComputeThreads.count) (OpenBLAS: \(ComputeThreads.blasThreads))")
+if let rows = ProcessInfo.processInfo.environment["ATTN_BLOCK_ROWS"].flatMap(Int.init) { Tensor.attentionBlockRows = rows }
+print("threads: \(ComputeThreads.count) (each product split over them, one single-threaded sgemm per thread)")
 if arguments.first == "attention-memory" {
     let before = peakRSSMegabytes()
     let q = random([2, 4096, 320]), k = random([2, 4096, 320]), v = random([2, 4096, 320])

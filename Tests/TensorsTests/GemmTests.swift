@@ -47,3 +47,51 @@ func pseudoRandom(_ count: Int, seed: UInt32) -> [Float] {
     #expect(a[0, 0] == 42)
     #expect(b[0, 0] == 0, "writing to a copy must not change the other tensor")
 }
+
+/// Products large enough to be split over the compute threads (by rows when A is the larger
+/// operand, by columns otherwise), with every transpose, leading dimensions wider than the
+/// matrices, alpha and beta, and sizes that are not multiples of the 16-row slice alignment:
+/// each element against a double-precision sum, and the split result equal to the unsplit one
+/// computed inside a parallel part (where products never split).
+@Test func splitProductsMatchReference() {
+    let shapes = [(333, 90, 77), (90, 333, 77)].flatMap { shape in
+        [(false, false), (true, false), (false, true), (true, true)].map { (shape.0, shape.1, shape.2, $0.0, $0.1) }
+    }
+    for (m, n, k, transposeA, transposeB) in shapes + [(1000, 70, 40, false, true)] {
+        let (lda, ldb, ldc) = ((transposeA ? m : k) + 3, (transposeB ? k : n) + 5, n + 2)
+        let a = pseudoRandom((transposeA ? k : m) * lda, seed: 3)
+        let b = pseudoRandom((transposeB ? n : k) * ldb, seed: 4)
+        let initial = pseudoRandom(m * ldc, seed: 5)
+        func run() -> [Float] {
+            var c = initial
+            a.withUnsafeBufferPointer { a in
+                b.withUnsafeBufferPointer { b in
+                    c.withUnsafeMutableBufferPointer { c in
+                        Gemm.multiply(m: m, n: n, k: k, a: a.baseAddress!, lda: lda, transposeA: transposeA,
+                                      b: b.baseAddress!, ldb: ldb, transposeB: transposeB,
+                                      c: c.baseAddress!, ldc: ldc, alpha: 0.5, beta: 2)
+                    }
+                }
+            }
+            return c
+        }
+        let split = run()
+        var whole: [Float] = []
+        parallelParts(2, parts: 2) { part, _ in if part == 0 { whole = run() } }
+        #expect(split == whole || ComputeThreads.count == 1, "\(m)×\(n)×\(k): the split product differs from the whole")
+        var worst = 0.0
+        for i in 0..<m {
+            for j in 0..<n {
+                var sum = 0.0
+                for p in 0..<k {
+                    let x = transposeA ? a[p * lda + i] : a[i * lda + p]
+                    let y = transposeB ? b[j * ldb + p] : b[p * ldb + j]
+                    sum += Double(x) * Double(y)
+                }
+                worst = max(worst, abs(Double(split[i * ldc + j]) - (0.5 * sum + 2 * Double(initial[i * ldc + j]))))
+            }
+            for j in n..<ldc { #expect(split[i * ldc + j] == initial[i * ldc + j], "padding column \(j) written") }
+        }
+        #expect(worst < 1e-4, "\(m)×\(n)×\(k) tA \(transposeA) tB \(transposeB): error \(worst)")
+    }
+}

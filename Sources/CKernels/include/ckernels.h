@@ -26,6 +26,22 @@ void ck_attention_short(const float *q, size_t ldq, const float *k, size_t ldk, 
                         float *out, size_t ldo, size_t rows, size_t nk, size_t d, size_t dv, float scale,
                         float *scratch);
 
+/// Floats of scratch `ck_flash_rows` needs for these sizes.
+size_t ck_flash_scratch(size_t nk, size_t d, size_t dv);
+
+/// Packs one head's keys k [nk, d] (row stride ldk) and values v [nk, dv] (row stride ldv) for
+/// `ck_flash_rows`: kp gets ⌈nk/16⌉·16·d floats (panels of 16 keys, one 16-float row per
+/// dimension), vp gets ⌈nk/16⌉·16 rows of dv rounded up to 8 floats; the padding is zeros.
+void ck_flash_pack(const float *k, size_t ldk, const float *v, size_t ldv, size_t nk, size_t d, size_t dv,
+                   float *kp, float *vp);
+
+/// softmax(q·kᵀ·scale)·v for `rows` queries (row stride ldq) over one head's packed keys and
+/// values, into `out` (row stride ldo). With `causal`, query i (numbered from `first`) sees keys
+/// 0…first+i only. `scratch` holds ck_flash_scratch(nk, d, dv) floats.
+void ck_flash_rows(const float *q, size_t ldq, const float *kp, const float *vp, float *out, size_t ldo,
+                   size_t rows, size_t first, int causal, size_t nk, size_t d, size_t dv, float scale,
+                   float *scratch);
+
 /// Winograd F(4×4, 3×3) weight transform of output channels o0..<o1: w is [outs, ins, 3, 3]
 /// (PyTorch's layout), u receives G·g·Gᵀ as 36 matrices [outs, ins] (u[(ξ·outs + o)·ins + c]).
 void ck_winograd_weights(const float *w, size_t outs, size_t ins, size_t o0, size_t o1, float *u);
