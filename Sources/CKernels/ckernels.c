@@ -99,6 +99,47 @@ typedef int32_t v16i __attribute__((vector_size(64), aligned(4)));
             for (size_t j = full; j < count; j++) y[j] = v[j - full];                        \
         }                                                                                    \
     }                                                                                        \
+                                                                                             \
+    /* a·gelu(g), gelu(g) = g/2·(1 + erf(g/√2)), erf from the Chebyshev fit of erfc */      \
+    /* (Numerical Recipes' erfcc, fractional error < 1.2e-7) as the Swift fastErf. */       \
+    TARGET static inline __attribute__((always_inline)) VEC ck_gelu_##SUFFIX(VEC g) {         \
+        VEC x = g * 0.70710677f;                                                             \
+        VEC z = __builtin_elementwise_abs(x);                                                \
+        VEC t = 1.0f / (1.0f + 0.5f * z);                                                    \
+        VEC p = t * 0.17087277f - 0.82215223f;                                               \
+        p = p * t + 1.48851587f;                                                             \
+        p = p * t - 1.13520398f;                                                             \
+        p = p * t + 0.27886807f;                                                             \
+        p = p * t - 0.18628806f;                                                             \
+        p = p * t + 0.09678418f;                                                             \
+        p = p * t + 0.37409196f;                                                             \
+        p = p * t + 1.00002368f;                                                             \
+        p = p * t - 1.26551223f;                                                             \
+        VEC e = p - z * z;                                                                   \
+        ck_exp_##SUFFIX(&e);                                                                 \
+        VEC magnitude = 1.0f - t * e;                                                        \
+        VEC erf = __builtin_elementwise_copysign(magnitude, x);                              \
+        return 0.5f * g * (1.0f + erf);                                                      \
+    }                                                                                        \
+    TARGET static void ck_geglu_##SUFFIX(const float *a, const float *g, float *y, size_t count) { \
+        size_t full = count - count % LANES;                                                 \
+        for (size_t j = 0; j < full; j += LANES) {                                           \
+            VEC v, w = ((VEC){0} + 1.0f);                                                    \
+            memcpy(&v, g + j, sizeof v);                                                     \
+            if (a) memcpy(&w, a + j, sizeof w);                                              \
+            v = w * ck_gelu_##SUFFIX(v);                                                     \
+            memcpy(y + j, &v, sizeof v);                                                     \
+        }                                                                                    \
+        if (full < count) {                                                                  \
+            VEC v = ((VEC){0} + (float)(0)), w = ((VEC){0} + 1.0f);                          \
+            for (size_t j = full; j < count; j++) {                                          \
+                v[j - full] = g[j];                                                          \
+                if (a) w[j - full] = a[j];                                                   \
+            }                                                                                \
+            v = w * ck_gelu_##SUFFIX(v);                                                     \
+            for (size_t j = full; j < count; j++) y[j] = v[j - full];                        \
+        }                                                                                    \
+    }                                                                                        \
 
 CK_KERNELS(baseline, , v8f, v8i, 8)
 CK_KERNELS(avx2, __attribute__((target("avx2,fma"))), v8f, v8i, 8)
@@ -344,15 +385,16 @@ CK_SHORT(avx512, __attribute__((target("avx512f,avx512dq,avx512vl,avx2,fma"))))
             }                                                                                \
         }                                                                                    \
     }                                                                                        \
-    TARGET static void ck_wino_output_##SUFFIX(const float *m, size_t outs, size_t height,   \
-        size_t width, size_t t0, size_t count, size_t ldm, const float *bias, size_t o0,     \
-        size_t o1, float *y) {                                                               \
+    TARGET static void ck_wino_output_##SUFFIX(const float *m, size_t mouts, size_t mfirst,  \
+        size_t outs, size_t height, size_t width, size_t t0, size_t count, size_t ldm,       \
+        const float *bias, size_t o0, size_t o1, float *y) {                                 \
         size_t tw = (width + 3) / 4, per = tw * ((height + 3) / 4);                          \
         for (size_t o = o0; o < o1; o++) {                                                   \
             float b = bias ? bias[o] : 0;                                                    \
             for (size_t g = 0; g < count; g += 8) {                                          \
                 v8f s[36], mid[24], out[16];                                                 \
-                for (int x = 0; x < 36; x++) memcpy(&s[x], m + (x * outs + o) * ldm + g, sizeof(v8f)); \
+                for (int x = 0; x < 36; x++)                                                 \
+                    memcpy(&s[x], m + (x * mouts + o - mfirst) * ldm + g, sizeof(v8f));     \
                 for (int j = 0; j < 6; j++) ck_wino_at_##SUFFIX(s + j, 6, mid + j, 6);        \
                 for (int i = 0; i < 4; i++) ck_wino_at_##SUFFIX(mid + i * 6, 1, out + i * 4, 1); \
                 for (size_t l = 0; l < 8 && g + l < count; l++) {                            \
@@ -443,6 +485,14 @@ void ck_silu(const float *x, float *y, size_t count) {
     }
 }
 
+void ck_geglu(const float *a, const float *g, float *y, size_t count) {
+    switch (ck_level_now()) {
+    case CK_AVX512: ck_geglu_avx512(a, g, y, count); break;
+    case CK_AVX2: ck_geglu_avx2(a, g, y, count); break;
+    default: ck_geglu_baseline(a, g, y, count); break;
+    }
+}
+
 size_t ck_attention_short_scratch(size_t nk, size_t d, size_t dv) {
     return d * 16 + nk * 16 + dv * 16;
 }
@@ -474,9 +524,9 @@ void ck_winograd_input(const float *x, size_t channels, size_t height, size_t wi
     CK_DISPATCH(ck_wino_input, (x, channels, height, width, t0, count, ldv, c0, c1, v))
 }
 
-void ck_winograd_output(const float *m, size_t outs, size_t height, size_t width, size_t t0, size_t count,
-                        size_t ldm, const float *bias, size_t o0, size_t o1, float *y) {
-    CK_DISPATCH(ck_wino_output, (m, outs, height, width, t0, count, ldm, bias, o0, o1, y))
+void ck_winograd_output(const float *m, size_t mouts, size_t mfirst, size_t outs, size_t height, size_t width,
+                        size_t t0, size_t count, size_t ldm, const float *bias, size_t o0, size_t o1, float *y) {
+    CK_DISPATCH(ck_wino_output, (m, mouts, mfirst, outs, height, width, t0, count, ldm, bias, o0, o1, y))
 }
 
 size_t ck_flash_scratch(size_t nk, size_t d, size_t dv) {

@@ -113,10 +113,11 @@ extension Tensor {
     /// Off only to compare against the per-image paths (tests, benchmarks).
     nonisolated(unsafe) public static var stackedEnabled = true
 
-    /// Winograd F(4×4, 3×3), stride 1, padding 1, over the whole batch: weights → 36 [O, C]
-    /// matrices; then, per block of tiles, inputs → 36 [C, tiles] matrices, 36 GEMMs, and the
-    /// output transform (which adds the bias). Blocks keep the transformed inputs and products
-    /// to a few tens of MB whatever the image size.
+    /// Winograd F(4×4, 3×3), stride 1, padding 1, over the whole batch: per block of tiles,
+    /// inputs → 36 [C, tiles] matrices; then per block of output channels, weights → 36 [O, C]
+    /// matrices, 36 GEMMs, and the output transform (which adds the bias). Tile blocks keep the
+    /// transformed inputs and products to a few tens of MB whatever the image size; channel
+    /// blocks keep the transformed weights (4× the weights) under `winogradWeightFloats`.
     private static func convWinograd(
         x: UnsafePointer<Float>, batch: Int, channels: Int, height: Int, width: Int,
         weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?, outChannels: Int, y: UnsafeMutablePointer<Float>
@@ -124,35 +125,46 @@ extension Tensor {
         // The work a direct convolution would do, so that GFLOP/s figures stay comparable.
         if FlopCounter.isCounting { FlopCounter.add(2 * batch * outChannels * channels * 9 * height * width) }
         let total = batch * ((height + 3) / 4) * ((width + 3) / 4)
-        var transformed = Tensor(uninitialized: [36 * outChannels * channels])
+        let outBlock = min(outChannels, max(16, winogradWeightFloats / (36 * channels) / 16 * 16))
+        var transformed = Tensor(uninitialized: [36 * outBlock * channels])
         let u = transformed.mutablePointer()
-        parallelFor(outChannels, minimumChunk: 4) { range in
-            ck_winograd_weights(weight, outChannels, channels, range.lowerBound, range.upperBound, u)
-        }
-        let block = min((total + 7) / 8 * 8, max(64, 6_000_000 / (36 * max(channels, outChannels)) / 8 * 8))
+        let block = min((total + 7) / 8 * 8, max(64, 6_000_000 / (36 * max(channels, outBlock)) / 8 * 8))
         var inputs = Tensor(uninitialized: [36 * channels * block])
-        var products = Tensor(uninitialized: [36 * outChannels * block])
+        var products = Tensor(uninitialized: [36 * outBlock * block])
         let v = inputs.mutablePointer(), m = products.mutablePointer()
         for first in stride(from: 0, to: total, by: block) {
             let count = min(block, total - first), columns = (count + 7) / 8 * 8
             parallelFor(channels, minimumChunk: 4) { range in
                 ck_winograd_input(x, channels, height, width, first, count, columns, range.lowerBound, range.upperBound, v)
             }
-            FlopCounter.paused {
-                for point in 0..<36 {
-                    Gemm.multiply(m: outChannels, n: columns, k: channels,
-                                  a: u + point * outChannels * channels, lda: channels,
-                                  b: v + point * channels * columns, ldb: columns,
-                                  c: m + point * outChannels * columns, ldc: columns)
+            for o0 in stride(from: 0, to: outChannels, by: outBlock) {
+                let outs = min(outBlock, outChannels - o0)
+                // Transformed once per call when the weights fit one block (every layer but the
+                // widest), else again per tile block: a wide layer's tiles fit one block up to 32×32.
+                parallelFor(outs, minimumChunk: 4) { range in
+                    ck_winograd_weights(weight + o0 * channels * 9, outs, channels, range.lowerBound, range.upperBound, u)
                 }
-            }
-            parallelFor(outChannels, minimumChunk: 4) { range in
-                ck_winograd_output(m, outChannels, height, width, first, count, columns, bias,
-                                   range.lowerBound, range.upperBound, y)
+                FlopCounter.paused {
+                    for point in 0..<36 {
+                        Gemm.multiply(m: outs, n: columns, k: channels,
+                                      a: u + point * outs * channels, lda: channels,
+                                      b: v + point * channels * columns, ldb: columns,
+                                      c: m + point * outs * columns, ldc: columns)
+                    }
+                }
+                parallelFor(outs, minimumChunk: 4) { range in
+                    ck_winograd_output(m, outs, o0, outChannels, height, width, first, count, columns, bias,
+                                       o0 + range.lowerBound, o0 + range.upperBound, y)
+                }
             }
         }
         withExtendedLifetime((transformed, inputs, products)) {}
     }
+
+    /// The most floats of transformed Winograd weights one block holds: 16 M (64 MB). Whole, the
+    /// UNet's widest Winograd layers at 32×32 (1920→640, 177 MB; 1280→1280, 236 MB) outgrew the
+    /// buffer pool's largest buffer and were mapped and faulted in afresh on every call.
+    nonisolated(unsafe) public static var winogradWeightFloats = 16 << 20
 
     private static func convShifted(
         x: UnsafePointer<Float>, channels: Int, height: Int, width: Int, padding: Int,

@@ -17,20 +17,24 @@ extension Tensor {
     }
 
     /// SiLU (swish): x · σ(x), with the vector kernel (the scalar closure does not vectorise).
-    public func silu() -> Tensor {
+    public func silu() -> Tensor { vectorKernel { ck_silu($0, $1, $2) } }
+
+    /// GELU with the exact erf form, as PyTorch's default (the vector kernel GEGLU uses).
+    public func gelu() -> Tensor { vectorKernel { ck_geglu(nil, $0, $1, $2) } }
+
+    /// Runs a C kernel (input, output, count) over every element into a new tensor, in chunks
+    /// split across the compute threads.
+    private func vectorKernel(_ kernel: (UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int) -> Void) -> Tensor {
         var result = Tensor(uninitialized: shape)
         let output = result.mutablePointer()
         withExtendedLifetime(self) {
             let input = pointer
             parallelFor(count, minimumChunk: 16_384) { range in
-                ck_silu(input + range.lowerBound, output + range.lowerBound, range.count)
+                kernel(input + range.lowerBound, output + range.lowerBound, range.count)
             }
         }
         return result
     }
-
-    /// GELU with the exact erf form, as PyTorch's default.
-    public func gelu() -> Tensor { map { 0.5 * $0 * (1 + fastErf($0 * 0.707_106_77)) } }
 
     /// GELU with the tanh approximation (`approximate="tanh"`).
     public func geluTanh() -> Tensor {
@@ -54,11 +58,8 @@ extension Tensor {
             let input = pointer
             parallelFor(rows, minimumChunk: max(1, 16_384 / max(half, 1))) { range in
                 for row in range {
-                    let a = input + row * width, g = a + half, o = output + row * half
-                    for j in 0..<half {
-                        let gate = g[j]
-                        o[j] = a[j] * (0.5 * gate * (1 + fastErf(gate * 0.707_106_77)))
-                    }
+                    let a = input + row * width
+                    ck_geglu(a, a + half, output + row * half, half)
                 }
             }
         }

@@ -35,23 +35,3 @@ public func fastTanh(_ x: Float) -> Float {
     let e = fastExp(2 * clamped)
     return (e - 1) / (e + 1)
 }
-
-/// erf(x) from the Chebyshev fit of erfc (Numerical Recipes' erfcc); fractional error < 1.2e-7.
-@inlinable @inline(__always)
-public func fastErf(_ x: Float) -> Float {
-    let z = Swift.abs(x)
-    let t = 1 / (1 + 0.5 * z)
-    var p: Float = 0.170_872_77
-    p = p * t - 0.822_152_23
-    p = p * t + 1.488_515_87
-    p = p * t - 1.135_203_98
-    p = p * t + 0.278_868_07
-    p = p * t - 0.186_288_06
-    p = p * t + 0.096_784_18
-    p = p * t + 0.374_091_96
-    p = p * t + 1.000_023_68
-    p = p * t - 1.265_512_23
-    let erfc = t * fastExp(-z * z + p)
-    let magnitude = 1 - erfc
-    return x < 0 ? -magnitude : magnitude
-}

@@ -57,4 +57,21 @@ import Testing
         let statistics = BufferPool.track { _ = x.conv2d(weight: w, padding: 1) }
         #expect(statistics.systemAllocations == 0)
     }
+
+    /// Winograd with its transformed weights in blocks of output channels (as SD's 1280-channel
+    /// layers run; here blocks of 16 channels, the last one partial: 37 = 16 + 16 + 5) against a
+    /// double-precision direct convolution, with the bias, partial tiles at the edges and a batch of
+    /// two.
+    @Test func winogradInChannelBlocksMatchesDirect() {
+        let (batch, channels, outChannels, height, width) = (2, 19, 37, 37, 41)
+        let previous = Tensor.winogradWeightFloats
+        Tensor.winogradWeightFloats = 36 * channels * 16
+        defer { Tensor.winogradWeightFloats = previous }
+        let x = Tensor(shape: [batch, channels, height, width], values: lcgValues(batch * channels * height * width, seed: 21))
+        let w = Tensor(shape: [outChannels, channels, 3, 3], values: lcgValues(outChannels * channels * 9, seed: 22))
+        let b = Tensor(shape: [outChannels], values: lcgValues(outChannels, seed: 23))
+        let y = x.conv2d(weight: w, bias: b, padding: 1)
+        let worst = worstRelativeError(y, x: x, w: w, b: b, stride: 1, padding: 1)
+        #expect(worst <= 2e-6, "Winograd in channel blocks off by \(worst) of its window's magnitude")
+    }
 }

@@ -157,12 +157,12 @@ func timestepAngleErrors(_ fixture: KernelCase, columns: Int) -> [Float] {
     }
 }
 
-/// The SiLU, softmax and attention fixtures hold on every instruction-set path the CPU has.
+/// The SiLU, GELU, GEGLU, softmax and attention fixtures hold on every instruction-set path the CPU has.
 @Test(.serialized, arguments: [0, 1, 2])
 func vectorPathsAgreeWithPyTorch(level: Int32) {
     let previous = Tensor.limitInstructionSet(level)
     defer { Tensor.limitInstructionSet(previous) }
-    for fixture in Fixtures.cases where ["silu", "softmax", "attention", "attention_causal"].contains(fixture.kind) {
+    for fixture in Fixtures.cases where ["silu", "gelu", "geglu", "softmax", "attention", "attention_causal"].contains(fixture.kind) {
         let expected = Fixtures.tensor(fixture.output)
         let difference = evaluate(fixture).maxAbsDifference(expected)
         #expect(difference <= 1e-5 + 1e-4 * expected.absMax(), "\(fixture.name) at level \(level)")

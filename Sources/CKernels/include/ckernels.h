@@ -16,6 +16,10 @@ float ck_exp_row(float *row, size_t width);
 /// y = x·σ(x) (SiLU) over `count` floats; y may be x.
 void ck_silu(const float *x, float *y, size_t count);
 
+/// y = a·gelu(g) over `count` floats (GEGLU's gate), or y = gelu(g) when a is NULL; gelu is the
+/// exact (erf) form. y may be a or g.
+void ck_geglu(const float *a, const float *g, float *y, size_t count);
+
 /// Floats of scratch `ck_attention_short` needs for these sizes.
 size_t ck_attention_short_scratch(size_t nk, size_t d, size_t dv);
 
@@ -53,11 +57,12 @@ void ck_winograd_weights(const float *w, size_t outs, size_t ins, size_t o0, siz
 void ck_winograd_input(const float *x, size_t channels, size_t height, size_t width, size_t t0, size_t count,
                        size_t ldv, size_t c0, size_t c1, float *v);
 
-/// Winograd output transform of output channels o0..<o1: m holds the 36 GEMM results
-/// [outs, ldm] for tiles t0..<t0+count; writes Aᵀ·m·A plus bias[o] (bias may be NULL) into the
-/// NCHW output y, cropping tiles at the right and bottom edges.
-void ck_winograd_output(const float *m, size_t outs, size_t height, size_t width, size_t t0, size_t count,
-                        size_t ldm, const float *bias, size_t o0, size_t o1, float *y);
+/// Winograd output transform of output channels o0..<o1 (of `outs`): m holds the 36 GEMM results
+/// for channels mfirst..<mfirst+mouts, [mouts, ldm] each, for tiles t0..<t0+count; writes
+/// Aᵀ·m·A plus bias[o] (bias may be NULL) into the NCHW output y, cropping tiles at the right
+/// and bottom edges.
+void ck_winograd_output(const float *m, size_t mouts, size_t mfirst, size_t outs, size_t height, size_t width,
+                        size_t t0, size_t count, size_t ldm, const float *bias, size_t o0, size_t o1, float *y);
 
 /// The instruction set the kernels run with: "avx512", "avx2+fma" or "baseline".
 const char *ck_instruction_set(void);
