@@ -107,7 +107,7 @@ extension Tensor {
         precondition(rank == 2 && other.rank == 2 && shape[1] == other.shape[0],
                      "matmul needs [m,k]×[k,n], got \(shape)×\(other.shape)")
         let m = shape[0], k = shape[1], n = other.shape[1]
-        var result = Tensor(zeros: [m, n])
+        var result = Tensor(uninitialized: [m, n])
         result.withUnsafeMutableBufferPointer { c in
             withUnsafeBufferPointer { a in
                 other.withUnsafeBufferPointer { b in
@@ -128,23 +128,76 @@ extension Tensor {
         let rows = count / max(inFeatures, 1)
         var outShape = shape
         outShape[outShape.count - 1] = outFeatures
-        var result = Tensor(zeros: outShape)
-        result.withUnsafeMutableBufferPointer { c in
+        // The bias rows are the product's starting value (beta 1), written in parallel; without
+        // a bias the product overwrites uninitialised memory (beta 0). Either way no zeroing pass.
+        var result = Tensor(uninitialized: outShape)
+        let c = result.mutablePointer()
+        withExtendedLifetime((self, weight, bias)) {
             if let bias {
                 precondition(bias.count == outFeatures, "linear bias has \(bias.count) values, needs \(outFeatures)")
-                bias.withUnsafeBufferPointer { b in
-                    for row in 0..<rows {
-                        (c.baseAddress! + row * outFeatures).update(from: b.baseAddress!, count: outFeatures)
-                    }
+                let b = bias.pointer
+                parallelFor(rows, minimumChunk: max(1, 16_384 / max(outFeatures, 1))) { range in
+                    for row in range { (c + row * outFeatures).update(from: b, count: outFeatures) }
                 }
             }
-            withUnsafeBufferPointer { x in
-                weight.withUnsafeBufferPointer { w in
-                    Gemm.multiply(m: rows, n: outFeatures, k: inFeatures,
-                                  a: x.baseAddress!, lda: inFeatures,
-                                  b: w.baseAddress!, ldb: inFeatures, transposeB: true,
-                                  c: c.baseAddress!, ldc: outFeatures, beta: bias == nil ? 0 : 1)
+            Gemm.multiply(m: rows, n: outFeatures, k: inFeatures, a: pointer, lda: inFeatures,
+                          b: weight.pointer, ldb: inFeatures, transposeB: true,
+                          c: c, ldc: outFeatures, beta: bias == nil ? 0 : 1)
+        }
+        return result
+    }
+}
+
+/// Dense layers between SD's channels-first feature maps and token rows, without transposing
+/// either: the GEMM reads the other layout through its transpose flags.
+extension Tensor {
+    /// A dense layer over the channels of a channels-first map: [N, C, L] → [N, L, out]
+    /// (`transposed(1, 2).linear(…)` without the transposed copy).
+    public func linearFromChannels(weight: Tensor, bias: Tensor?) -> Tensor {
+        precondition(rank == 3 && weight.rank == 2 && weight.shape[1] == shape[1],
+                     "linearFromChannels needs [N, C, L] and weight [out, C], got \(shape) and \(weight.shape)")
+        let (batch, channels, length, outFeatures) = (shape[0], shape[1], shape[2], weight.shape[0])
+        var result = Tensor(uninitialized: [batch, length, outFeatures])
+        let y = result.mutablePointer()
+        withExtendedLifetime((self, weight, bias)) {
+            if let bias {
+                precondition(bias.count == outFeatures, "linear bias has \(bias.count) values, needs \(outFeatures)")
+                let b = bias.pointer
+                parallelFor(batch * length, minimumChunk: max(1, 16_384 / max(outFeatures, 1))) { range in
+                    for row in range { (y + row * outFeatures).update(from: b, count: outFeatures) }
                 }
+            }
+            for n in 0..<batch {
+                Gemm.multiply(m: length, n: outFeatures, k: channels, a: pointer + n * channels * length, lda: length,
+                              transposeA: true, b: weight.pointer, ldb: channels, transposeB: true,
+                              c: y + n * length * outFeatures, ldc: outFeatures, beta: bias == nil ? 0 : 1)
+            }
+        }
+        return result
+    }
+
+    /// A dense layer from token rows back to a channels-first map, plus a residual of that shape:
+    /// [N, L, C] → residual + [N, out, L] (`linear(…).transposed(1, 2) + residual` in one pass).
+    public func linearToChannels(weight: Tensor, bias: Tensor?, residual: Tensor) -> Tensor {
+        precondition(rank == 3 && weight.rank == 2 && weight.shape[1] == shape[2],
+                     "linearToChannels needs [N, L, C] and weight [out, C], got \(shape) and \(weight.shape)")
+        let (batch, length, channels, outFeatures) = (shape[0], shape[1], shape[2], weight.shape[0])
+        precondition(residual.count == batch * outFeatures * length && residual.shape[0] == batch && residual.shape[1] == outFeatures,
+                     "linearToChannels residual \(residual.shape) is not [\(batch), \(outFeatures), \(length) positions]")
+        var result = Tensor(uninitialized: residual.shape)
+        let y = result.mutablePointer()
+        withExtendedLifetime((self, weight, bias, residual)) {
+            let r = residual.pointer, b = bias?.pointer
+            parallelFor(batch * outFeatures, minimumChunk: max(1, 16_384 / max(length, 1))) { range in
+                for row in range {
+                    let value = b?[row % outFeatures] ?? 0, source = r + row * length, target = y + row * length
+                    for j in 0..<length { target[j] = source[j] + value }
+                }
+            }
+            for n in 0..<batch {
+                Gemm.multiply(m: outFeatures, n: length, k: channels, a: weight.pointer, lda: channels,
+                              b: pointer + n * length * channels, ldb: channels, transposeB: true,
+                              c: y + n * outFeatures * length, ldc: length, beta: 1)
             }
         }
         return result

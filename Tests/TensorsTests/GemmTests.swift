@@ -95,3 +95,27 @@ func pseudoRandom(_ count: Int, seed: UInt32) -> [Float] {
         #expect(worst < 1e-4, "\(m)×\(n)×\(k) tA \(transposeA) tB \(transposeB): error \(worst)")
     }
 }
+
+/// The channels-first dense layers equal the transpose-then-linear forms they replace (within
+/// rounding of the reordered sums), with and without bias, on a batch of two.
+@Test func channelsFirstLinearsMatchTransposedForms() {
+    let (batch, channels, length, outputs) = (2, 24, 35, 17)
+    let x = Tensor(shape: [batch, channels, length], values: pseudoRandom(batch * channels * length, seed: 6))
+    let w = Tensor(shape: [outputs, channels], values: pseudoRandom(outputs * channels, seed: 7))
+    let bias = Tensor(shape: [outputs], values: pseudoRandom(outputs, seed: 8))
+    for b in [bias, nil] {
+        let expected = x.transposed(1, 2).linear(weight: w, bias: b)
+        let actual = x.linearFromChannels(weight: w, bias: b)
+        #expect(actual.shape == [batch, length, outputs])
+        #expect(actual.maxAbsDifference(expected) < 1e-5, "linearFromChannels, bias \(b != nil)")
+    }
+    let tokens = Tensor(shape: [batch, length, channels], values: pseudoRandom(batch * length * channels, seed: 9))
+    let residual = Tensor(shape: [batch, outputs, 5, 7], values: pseudoRandom(batch * outputs * length, seed: 10))
+    for b in [bias, nil] {
+        var expected = tokens.linear(weight: w, bias: b).transposed(1, 2).reshaped(residual.shape)
+        expected.add(residual)
+        let actual = tokens.linearToChannels(weight: w, bias: b, residual: residual)
+        #expect(actual.shape == residual.shape)
+        #expect(actual.maxAbsDifference(expected) < 1e-5, "linearToChannels, bias \(b != nil)")
+    }
+}

@@ -73,16 +73,13 @@ struct SpatialTransformer {
     /// x [N, C, H, W], context [N, M, Cc].
     func callAsFunction(_ x: Tensor, context: Tensor) -> Tensor {
         let (n, c, height, width) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
-        let tokens = norm(x).reshaped([n, c, height * width]).transposed(1, 2)
-        var h = projectIn(tokens)
+        var h = norm(x).reshaped([n, c, height * width]).linearFromChannels(weight: projectIn.weight, bias: projectIn.bias)
         for block in blocks {
             h.add(block.selfAttention(block.norm1(h)))
             h.add(block.crossAttention(block.norm2(h), context: context))
             h.add(block.feedForwardOut(block.feedForwardIn(block.norm3(h)).geglu()))
         }
-        var out = projectOut(h).transposed(1, 2).reshaped([n, c, height, width])
-        out.add(x)
-        return out
+        return h.linearToChannels(weight: projectOut.weight, bias: projectOut.bias, residual: x)
     }
 }
 
