@@ -8,7 +8,7 @@
 //
 // Included by ckernels.c once per instruction set with CK_SUFFIX, CK_TARGET, CK_QR (query
 // rows per Q·Kᵀ register block: two vectors of keys each) and CK_PR (query rows per P·V
-// register block: up to five vectors of output channels each) defined.
+// register block: up to five vectors of output channels each) defined; it undefines them at the end.
 
 #define CK_JOIN2(a, b) a##_##b
 #define CK_JOIN(a, b) CK_JOIN2(a, b)
@@ -110,3 +110,7 @@ CK_TARGET static void CK_FN(ck_flash_rows)(const float *q, size_t ldq, const flo
 #undef CK_FN
 #undef CK_JOIN
 #undef CK_JOIN2
+#undef CK_SUFFIX
+#undef CK_TARGET
+#undef CK_QR
+#undef CK_PR

@@ -101,9 +101,9 @@ typedef int32_t v16i __attribute__((vector_size(64), aligned(4)));
     }                                                                                        \
                                                                                              \
     /* a·gelu(g), gelu(g) = g/2·(1 + erf(g/√2)), erf from the Chebyshev fit of erfc */      \
-    /* (Numerical Recipes' erfcc, fractional error < 1.2e-7) as the Swift fastErf. */       \
-    TARGET static inline __attribute__((always_inline)) VEC ck_gelu_##SUFFIX(VEC g) {         \
-        VEC x = g * 0.70710677f;                                                             \
+    /* (Numerical Recipes' erfcc, fractional error < 1.2e-7).                        */       \
+    TARGET static inline __attribute__((always_inline)) void ck_gelu_##SUFFIX(VEC *value) {   \
+        VEC g = *value, x = g * 0.70710677f;                                                 \
         VEC z = __builtin_elementwise_abs(x);                                                \
         VEC t = 1.0f / (1.0f + 0.5f * z);                                                    \
         VEC p = t * 0.17087277f - 0.82215223f;                                               \
@@ -119,7 +119,7 @@ typedef int32_t v16i __attribute__((vector_size(64), aligned(4)));
         ck_exp_##SUFFIX(&e);                                                                 \
         VEC magnitude = 1.0f - t * e;                                                        \
         VEC erf = __builtin_elementwise_copysign(magnitude, x);                              \
-        return 0.5f * g * (1.0f + erf);                                                      \
+        *value = 0.5f * g * (1.0f + erf);                                                    \
     }                                                                                        \
     TARGET static void ck_geglu_##SUFFIX(const float *a, const float *g, float *y, size_t count) { \
         size_t full = count - count % LANES;                                                 \
@@ -127,7 +127,8 @@ typedef int32_t v16i __attribute__((vector_size(64), aligned(4)));
             VEC v, w = ((VEC){0} + 1.0f);                                                    \
             memcpy(&v, g + j, sizeof v);                                                     \
             if (a) memcpy(&w, a + j, sizeof w);                                              \
-            v = w * ck_gelu_##SUFFIX(v);                                                     \
+            ck_gelu_##SUFFIX(&v);                                                            \
+            v *= w;                                                                          \
             memcpy(y + j, &v, sizeof v);                                                     \
         }                                                                                    \
         if (full < count) {                                                                  \
@@ -136,7 +137,8 @@ typedef int32_t v16i __attribute__((vector_size(64), aligned(4)));
                 v[j - full] = g[j];                                                          \
                 if (a) w[j - full] = a[j];                                                   \
             }                                                                                \
-            v = w * ck_gelu_##SUFFIX(v);                                                     \
+            ck_gelu_##SUFFIX(&v);                                                            \
+            v *= w;                                                                          \
             for (size_t j = full; j < count; j++) y[j] = v[j - full];                        \
         }                                                                                    \
     }                                                                                        \
@@ -422,29 +424,17 @@ CK_WINOGRAD(avx512, __attribute__((target("avx512f,avx512dq,avx512vl,avx2,fma"))
 #define CK_QR 2
 #define CK_PR 1
 #include "attention_rows.h"
-#undef CK_SUFFIX
-#undef CK_TARGET
-#undef CK_QR
-#undef CK_PR
 #define CK_SUFFIX avx2
 #define CK_TARGET __attribute__((target("avx2,fma")))
 #define CK_QR 4
 #define CK_PR 2
 #include "attention_rows.h"
-#undef CK_SUFFIX
-#undef CK_TARGET
-#undef CK_QR
-#undef CK_PR
 // 256-bit vectors with AVX-512VL's 32 registers: larger register blocks, same vector width.
 #define CK_SUFFIX avx512
 #define CK_TARGET __attribute__((target("avx512f,avx512dq,avx512vl,avx2,fma")))
 #define CK_QR 8
 #define CK_PR 4
 #include "attention_rows.h"
-#undef CK_SUFFIX
-#undef CK_TARGET
-#undef CK_QR
-#undef CK_PR
 
 typedef enum { CK_BASELINE = 0, CK_AVX2 = 1, CK_AVX512 = 2 } ck_level;
 
@@ -461,12 +451,16 @@ static ck_level ck_level_now(void) {
     return (ck_level)(detected < ck_ceiling ? detected : ck_ceiling);
 }
 
-void ck_softmax_row(float *row, size_t width) {
-    switch (ck_level_now()) {
-    case CK_AVX512: ck_softmax_row_avx512(row, width); break;
-    case CK_AVX2: ck_softmax_row_avx2(row, width); break;
-    default: ck_softmax_row_baseline(row, width); break;
+// The same call on the best instruction set available (each kernel is compiled once per set).
+#define CK_DISPATCH(NAME, ARGS)                                                              \
+    switch (ck_level_now()) {                                                                \
+    case CK_AVX512: NAME##_avx512 ARGS; break;                                               \
+    case CK_AVX2: NAME##_avx2 ARGS; break;                                                   \
+    default: NAME##_baseline ARGS; break;                                                    \
     }
+
+void ck_softmax_row(float *row, size_t width) {
+    CK_DISPATCH(ck_softmax_row, (row, width))
 }
 
 float ck_exp_row(float *row, size_t width) {
@@ -478,19 +472,11 @@ float ck_exp_row(float *row, size_t width) {
 }
 
 void ck_silu(const float *x, float *y, size_t count) {
-    switch (ck_level_now()) {
-    case CK_AVX512: ck_silu_avx512(x, y, count); break;
-    case CK_AVX2: ck_silu_avx2(x, y, count); break;
-    default: ck_silu_baseline(x, y, count); break;
-    }
+    CK_DISPATCH(ck_silu, (x, y, count))
 }
 
 void ck_geglu(const float *a, const float *g, float *y, size_t count) {
-    switch (ck_level_now()) {
-    case CK_AVX512: ck_geglu_avx512(a, g, y, count); break;
-    case CK_AVX2: ck_geglu_avx2(a, g, y, count); break;
-    default: ck_geglu_baseline(a, g, y, count); break;
-    }
+    CK_DISPATCH(ck_geglu, (a, g, y, count))
 }
 
 size_t ck_attention_short_scratch(size_t nk, size_t d, size_t dv) {
@@ -500,20 +486,9 @@ size_t ck_attention_short_scratch(size_t nk, size_t d, size_t dv) {
 void ck_attention_short(const float *q, size_t ldq, const float *k, size_t ldk, const float *v, size_t ldv,
                         float *out, size_t ldo, size_t rows, size_t nk, size_t d, size_t dv, float scale,
                         float *scratch) {
-    switch (ck_level_now()) {
-    case CK_AVX512: ck_attention_short_avx512(q, ldq, k, ldk, v, ldv, out, ldo, rows, nk, d, dv, scale, scratch); break;
-    case CK_AVX2: ck_attention_short_avx2(q, ldq, k, ldk, v, ldv, out, ldo, rows, nk, d, dv, scale, scratch); break;
-    default: ck_attention_short_baseline(q, ldq, k, ldk, v, ldv, out, ldo, rows, nk, d, dv, scale, scratch); break;
-    }
+    CK_DISPATCH(ck_attention_short, (q, ldq, k, ldk, v, ldv, out, ldo, rows, nk, d, dv, scale, scratch))
 }
 
-// One dispatcher per Winograd kernel: the same call on the best instruction set available.
-#define CK_DISPATCH(NAME, ARGS)                                                              \
-    switch (ck_level_now()) {                                                                \
-    case CK_AVX512: NAME##_avx512 ARGS; break;                                               \
-    case CK_AVX2: NAME##_avx2 ARGS; break;                                                   \
-    default: NAME##_baseline ARGS; break;                                                    \
-    }
 
 void ck_winograd_weights(const float *w, size_t outs, size_t ins, size_t o0, size_t o1, float *u) {
     CK_DISPATCH(ck_wino_weights, (w, outs, ins, o0, o1, u))

@@ -59,10 +59,10 @@ extension Tensor {
         precondition(!causal || keys == queries, "causal attention needs as many keys as queries")
         let headWidth = width / heads, valueHeadWidth = valueWidth / heads
         let scale = 1 / Float(headWidth).squareRoot()
+        if FlopCounter.isCounting { FlopCounter.add(2 * batch * queries * keys * (width + valueWidth)) }
         if keys <= shortKeyLimit && !causal {
             return shortAttention(query: query, key: key, value: value, heads: heads, scale: scale)
         }
-        if FlopCounter.isCounting { FlopCounter.add(2 * batch * queries * keys * (width + valueWidth)) }
         let block = max(1, min(queries, blockRows ?? attentionBlockRows))
         let blocks = (queries + block - 1) / block
         let pairs = batch * heads, items = pairs * blocks
@@ -119,7 +119,6 @@ extension Tensor {
         let items = batch * heads * chunks
         let threads = max(1, min(ComputeThreads.count, items))
         let scratchSize = ck_attention_short_scratch(keys, headWidth, valueHeadWidth)
-        if FlopCounter.isCounting { FlopCounter.add(2 * batch * queries * keys * (width + valueWidth)) }
         var result = Tensor(uninitialized: [batch, queries, valueWidth])
         let output = result.mutablePointer()
         var scratchTensor = Tensor(uninitialized: [threads, scratchSize])

@@ -132,6 +132,15 @@ extension Tensor {
         var inputs = Tensor(uninitialized: [36 * channels * block])
         var products = Tensor(uninitialized: [36 * outBlock * block])
         let v = inputs.mutablePointer(), m = products.mutablePointer()
+        func transformWeights(from o0: Int, count outs: Int) {
+            parallelFor(outs, minimumChunk: 4) { range in
+                ck_winograd_weights(weight + o0 * channels * 9, outs, channels, range.lowerBound, range.upperBound, u)
+            }
+        }
+        // Weights that fit one block are transformed once per call; blocked ones (the widest layers,
+        // whose tiles fit one block up to 32×32) again for every tile block.
+        let blocked = outBlock < outChannels
+        if !blocked { transformWeights(from: 0, count: outChannels) }
         for first in stride(from: 0, to: total, by: block) {
             let count = min(block, total - first), columns = (count + 7) / 8 * 8
             parallelFor(channels, minimumChunk: 4) { range in
@@ -139,11 +148,7 @@ extension Tensor {
             }
             for o0 in stride(from: 0, to: outChannels, by: outBlock) {
                 let outs = min(outBlock, outChannels - o0)
-                // Transformed once per call when the weights fit one block (every layer but the
-                // widest), else again per tile block: a wide layer's tiles fit one block up to 32×32.
-                parallelFor(outs, minimumChunk: 4) { range in
-                    ck_winograd_weights(weight + o0 * channels * 9, outs, channels, range.lowerBound, range.upperBound, u)
-                }
+                if blocked { transformWeights(from: o0, count: outs) }
                 FlopCounter.paused {
                     for point in 0..<36 {
                         Gemm.multiply(m: outs, n: columns, k: channels,

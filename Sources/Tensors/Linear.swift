@@ -133,13 +133,7 @@ extension Tensor {
         var result = Tensor(uninitialized: outShape)
         let c = result.mutablePointer()
         withExtendedLifetime((self, weight, bias)) {
-            if let bias {
-                precondition(bias.count == outFeatures, "linear bias has \(bias.count) values, needs \(outFeatures)")
-                let b = bias.pointer
-                parallelFor(rows, minimumChunk: max(1, 16_384 / max(outFeatures, 1))) { range in
-                    for row in range { (c + row * outFeatures).update(from: b, count: outFeatures) }
-                }
-            }
+            Tensor.fillRows(c, rows: rows, with: bias, width: outFeatures)
             Gemm.multiply(m: rows, n: outFeatures, k: inFeatures, a: pointer, lda: inFeatures,
                           b: weight.pointer, ldb: inFeatures, transposeB: true,
                           c: c, ldc: outFeatures, beta: bias == nil ? 0 : 1)
@@ -160,13 +154,7 @@ extension Tensor {
         var result = Tensor(uninitialized: [batch, length, outFeatures])
         let y = result.mutablePointer()
         withExtendedLifetime((self, weight, bias)) {
-            if let bias {
-                precondition(bias.count == outFeatures, "linear bias has \(bias.count) values, needs \(outFeatures)")
-                let b = bias.pointer
-                parallelFor(batch * length, minimumChunk: max(1, 16_384 / max(outFeatures, 1))) { range in
-                    for row in range { (y + row * outFeatures).update(from: b, count: outFeatures) }
-                }
-            }
+            Tensor.fillRows(y, rows: batch * length, with: bias, width: outFeatures)
             for n in 0..<batch {
                 Gemm.multiply(m: length, n: outFeatures, k: channels, a: pointer + n * channels * length, lda: length,
                               transposeA: true, b: weight.pointer, ldb: channels, transposeB: true,
@@ -174,6 +162,17 @@ extension Tensor {
             }
         }
         return result
+    }
+
+    /// Writes `bias` into each of `rows` rows of `width` floats, in parallel: the starting value
+    /// (beta 1) of a dense layer's product. Without a bias nothing is written (the product uses beta 0).
+    static func fillRows(_ target: UnsafeMutablePointer<Float>, rows: Int, with bias: Tensor?, width: Int) {
+        guard let bias else { return }
+        precondition(bias.count == width, "linear bias has \(bias.count) values, needs \(width)")
+        let b = bias.pointer
+        parallelFor(rows, minimumChunk: max(1, 16_384 / max(width, 1))) { range in
+            for row in range { (target + row * width).update(from: b, count: width) }
+        }
     }
 
     /// A dense layer from token rows back to a channels-first map, plus a residual of that shape:
