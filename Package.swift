@@ -87,7 +87,7 @@ let package = Package(
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "TestSupport"]),
         .testTarget(name: "JobStoreTests", dependencies: ["JobStore", "TestSupport"]),
         .testTarget(name: "FarmTests", dependencies: [
-            "Coordinator", "Worker", "JobStore", "TestSupport", "Imaging", "ZeroMQ", "StableDiffusion",
+            "Coordinator", "Worker", "JobStore", "JobSpec", "FarmModel", "TestSupport", "Imaging", "ZeroMQ", "StableDiffusion",
             .product(name: "Yams", package: "Yams"),
             .product(name: "Logging", package: "swift-log"),
         ]),

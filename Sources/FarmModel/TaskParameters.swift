@@ -6,10 +6,11 @@ public struct TaskParameters: Codable, Equatable, Sendable {
     public var negativePrompt: String
     /// The model's name as the worker knows it.
     public var model: String
-    /// Output width in pixels (a multiple of 8).
-    public var width: Int
-    /// Output height in pixels (a multiple of 8).
-    public var height: Int
+    /// Output width in pixels (a multiple of 8); nil: the model's native size (its UNet's sample size times
+    /// its VAE's scale, as diffusers defaults), or the init image's.
+    public var width: Int?
+    /// Output height in pixels (a multiple of 8); nil as for `width`.
+    public var height: Int?
     /// Denoising steps.
     public var steps: Int
     /// Classifier-free guidance scale.
@@ -55,16 +56,9 @@ public struct TaskParameters: Codable, Equatable, Sendable {
         [initImage, mask].compactMap { $0 } + (controlnets ?? []).map(\.image)
     }
 
-    /// The AUTOMATIC1111 web UI's `parameters` text for an image of `width` × `height` made from these
-    /// settings, which that UI (and the tools that read its PNGs) parse back.
-    public func a1111Parameters(width: Int, height: Int) -> String {
-        "\(prompt)\n" + (negativePrompt.isEmpty ? "" : "Negative prompt: \(negativePrompt)\n")
-            + "Steps: \(steps), Sampler: \(sampler), CFG scale: \(cfgScale), Seed: \(seed), Size: \(width)x\(height), Model: \(model)"
-    }
-
     /// Builds parameters; defaults are SD 1.5's usual ones.
-    public init(prompt: String, negativePrompt: String = "", model: String = "demo", width: Int = 512,
-                height: Int = 512, steps: Int = 20, cfgScale: Double = 7.5, sampler: String = "euler_a",
+    public init(prompt: String, negativePrompt: String = "", model: String = "demo", width: Int? = nil,
+                height: Int? = nil, steps: Int = 20, cfgScale: Double = 7.5, sampler: String = "euler_a",
                 seed: UInt64 = 0) {
         self.prompt = prompt
         self.negativePrompt = negativePrompt
@@ -97,11 +91,11 @@ public struct TaskParameters: Codable, Equatable, Sendable {
         }
         if model.isEmpty { throw fail("model", "must name a model") }
         for (field, value) in [("width", width), ("height", height)] {
-            if value < 8 || value > limits.maxSide || value % 8 != 0 {
+            if let value, value < 8 || value > limits.maxSide || value % 8 != 0 {
                 throw fail(field, "must be a multiple of 8 between 8 and \(limits.maxSide), got \(value)")
             }
         }
-        if width * height > limits.maxPixels {
+        if let width, let height, width * height > limits.maxPixels {
             throw fail("width", "\(width)x\(height) exceeds \(limits.maxPixels) pixels")
         }
         if steps < 1 || steps > limits.maxSteps {

@@ -1,6 +1,7 @@
 import FarmModel
 import Foundation
 import Imaging
+import Logging
 import StableDiffusion
 
 /// Renders tasks with the diffusion engine, loading models by name from a folder
@@ -14,6 +15,8 @@ public final class DiffusionRenderer: Renderer {
     private var controlNets: [String: ControlNet] = [:]
     private let budgetBytes: Int
     private var loaded: [(name: String, pipeline: Pipeline, bytes: Int)] = []
+    /// Where model loads are reported (keys a checkpoint holds but the engine does not use, at debug).
+    public var logger = Logger(label: "farm.worker.models")
 
     /// Indexes the models in `folder` (none: only the bundled ones); loaded weights may take up to
     /// `memoryBudgetBytes` (default: half of the machine's memory).
@@ -62,6 +65,10 @@ public final class DiffusionRenderer: Renderer {
         defer { lastModelLoadSeconds = Date().timeIntervalSince(started) }
         do {
             let weights = try ModelWeights.load(url)
+            if !weights.ignoredKeys.isEmpty {
+                logger.debug("model \(name): \(weights.ignoredKeys.count) unused tensors not loaded",
+                             metadata: ["keys": "\(weights.ignoredKeys.prefix(20).joined(separator: ", "))"])
+            }
             bytes = 4 * [weights.unet, weights.vae, weights.textEncoder].reduce(0) { $0 + $1.values.reduce(0) { $0 + $1.count } }
             pipeline = try Pipeline(weights: weights)
         } catch {
@@ -100,8 +107,8 @@ public final class DiffusionRenderer: Renderer {
         request.clipSkip = parameters.clipSkip ?? 1
         request.initImage = try image(parameters.initImage)
         request.mask = try image(parameters.mask)
-        request.maskBlur = parameters.maskBlur ?? 4
-        request.strength = parameters.strength ?? 0.75
+        request.maskBlur = parameters.maskBlur ?? GenerationRequest.defaultMaskBlur
+        request.strength = parameters.strength ?? GenerationRequest.defaultStrength
         if let extents = parameters.outpaint, extents.count == 4 {
             request.outpaint = (extents[0], extents[1], extents[2], extents[3])
         }
@@ -109,8 +116,8 @@ public final class DiffusionRenderer: Renderer {
             (net: try controlNet(control.model), image: try image(control.image)!, scale: control.scale)
         }
         // Outpainting renders on the extended canvas, whatever size the task names.
-        request.settings.width = request.outpaint == nil ? parameters.width : 0
-        request.settings.height = request.outpaint == nil ? parameters.height : 0
+        request.settings.width = request.outpaint == nil ? parameters.width ?? 0 : 0
+        request.settings.height = request.outpaint == nil ? parameters.height ?? 0 : 0
         request.settings.steps = parameters.steps
         request.settings.guidance = Float(parameters.cfgScale)
         request.settings.seed = parameters.seed

@@ -20,7 +20,7 @@ public struct GenerationRequest {
     public var prompt: String
     /// What to avoid.
     public var negative = ""
-    /// Size, steps, guidance, sampler, seed, batch, noise source (0 × 0 size: the init image's, else 512 × 512).
+    /// Size, steps, guidance, sampler, seed, batch, noise source (0 × 0 size: the init image's, else the model's native size).
     public var settings = Pipeline.Settings()
     /// 1 = last text-encoder layer, 2 = penultimate.
     public var clipSkip = 1
@@ -29,9 +29,13 @@ public struct GenerationRequest {
     /// Inpainting mask, white = repaint.
     public var mask: PNGImage?
     /// Blur (pixels) of the mask that pastes the result over the original.
-    public var maskBlur: Double = 4
+    public var maskBlur: Double = GenerationRequest.defaultMaskBlur
     /// How much of the init image is repainted.
-    public var strength: Double = 0.75
+    public var strength: Double = GenerationRequest.defaultStrength
+    /// The mask blur when none is given, in pixels (the web UI's default).
+    public static let defaultMaskBlur: Double = 4
+    /// The img2img strength when none is given (the web UI's default denoising strength).
+    public static let defaultStrength = 0.75
     /// Outpainting: pixels added on the left, right, top and bottom.
     public var outpaint: (left: Int, right: Int, top: Int, bottom: Int)?
     /// ControlNets with their control images and scales.
@@ -52,7 +56,7 @@ public struct PreparedGeneration {
     let mask: Tensor?
     let pasteMask: PNGImage?
     let controls: [Pipeline.Control]
-    let strength: Float
+    let strength: Double
     let conditional: Tensor, unconditional: Tensor
 
     /// Checks and converts `request` for `pipeline`.
@@ -78,8 +82,9 @@ public struct PreparedGeneration {
         } else if let mask, request.maskBlur > 0 {
             pasteMask = mask.blurred(sigma: request.maskBlur)
         }
-        let width = request.settings.width > 0 ? request.settings.width : source?.width ?? 512
-        let height = request.settings.height > 0 ? request.settings.height : source?.height ?? 512
+        let native = pipeline.nativeSize
+        let width = request.settings.width > 0 ? request.settings.width : source?.width ?? native.width
+        let height = request.settings.height > 0 ? request.settings.height : source?.height ?? native.height
         self.width = width
         self.height = height
         var check = request.settings
@@ -105,7 +110,7 @@ public struct PreparedGeneration {
         self.pasteMask = pasteMask
         pixels = source.map { Pipeline.pixels(rgb: $0.pixels, width: $0.width, height: $0.height) }
         self.mask = mask.map { Tensor(shape: [1, 1, $0.height, $0.width], values: $0.pixels.map { Float($0) / 255 }) }
-        strength = request.outpaint != nil ? 1 : Float(request.strength)
+        strength = request.outpaint != nil ? 1 : request.strength
         (conditional, unconditional) = try pipeline.encodePrompts(request.prompt, negative: request.negative, clipSkip: request.clipSkip)
     }
 

@@ -48,6 +48,8 @@ public struct TestPatternRenderer: Renderer {
     public let models: [String]
     /// Seconds each task takes.
     public let delay: Double
+    /// The side of the square it draws when a task names no size (the size a diffusion model would choose).
+    public static let nativeSize = 512
 
     /// Makes the renderer.
     public init(models: [String] = ["test-pattern"], delay: Double = 0) {
@@ -70,7 +72,7 @@ public struct TestPatternRenderer: Renderer {
             return UInt8(truncatingIfNeeded: z ^ (z >> 31))
         }
         let top = (next(), next(), next()), bottom = (next(), next(), next())
-        let width = parameters.width, height = parameters.height
+        let width = parameters.width ?? TestPatternRenderer.nativeSize, height = parameters.height ?? TestPatternRenderer.nativeSize
         var pixels = [UInt8](repeating: 0, count: width * height * 3)
         for step in 1...parameters.steps {
             let rowsDone = height * step / parameters.steps

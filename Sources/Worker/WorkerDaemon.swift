@@ -261,7 +261,7 @@ public final class WorkerDaemon {
         let inputs = found
         let job = RenderJob(assignment: assignment)
         current = job
-        logger.info("task \(assignment.taskID) rendering: \(assignment.parameters.width)×\(assignment.parameters.height), \(assignment.parameters.steps) steps of \(assignment.parameters.model)",
+        logger.info("task \(assignment.taskID) rendering: \(assignment.parameters.width.map(String.init) ?? "native")×\(assignment.parameters.height.map(String.init) ?? "native"), \(assignment.parameters.steps) steps of \(assignment.parameters.model)",
                     metadata: taskMetadata(assignment))
         let renderer = self.renderer, previewEvery = configuration.previewEvery, cancelCheck = self.cancelCheck
         Thread {

@@ -323,10 +323,10 @@ struct Submit: ParsableCommand {
     @Option(help: "The first seed.")
     var seed: UInt64 = 0
 
-    @Option(help: "Image width in pixels (default 512).")
+    @Option(help: "Image width in pixels (default: the model's native size).")
     var width: Int?
 
-    @Option(help: "Image height in pixels (default 512).")
+    @Option(help: "Image height in pixels (default: the model's native size).")
     var height: Int?
 
     @Option(help: "Denoising steps (default 20).")
@@ -363,8 +363,8 @@ struct Submit: ParsableCommand {
             return parts
         }
         let tasks = (0..<count).map { offset in
-            var task = TaskParameters(prompt: prompt, negativePrompt: negative, model: model ?? "test-pattern", width: width ?? 512,
-                                      height: height ?? 512, steps: steps ?? 20, cfgScale: cfg ?? 7.5, sampler: sampler ?? "euler_a",
+            var task = TaskParameters(prompt: prompt, negativePrompt: negative, model: model ?? "test-pattern", width: width,
+                                      height: height, steps: steps ?? 20, cfgScale: cfg ?? 7.5, sampler: sampler ?? "euler_a",
                                       seed: seed &+ UInt64(offset))
             task.initImage = initHash
             task.mask = maskHash
@@ -411,7 +411,7 @@ struct Submit: ParsableCommand {
         if dryRun {
             print("\(job.tasks.count) task(s) for job \"\(job.name)\" (model \(job.model))")
             for (index, task) in job.tasks.prefix(5).enumerated() {
-                print("  \(index): \"\(task.prompt.prefix(60))\" seed \(task.seed), \(task.width)x\(task.height), \(task.steps) steps, cfg \(task.cfgScale), \(task.sampler), \(task.model)")
+                print("  \(index): \"\(task.prompt.prefix(60))\" seed \(task.seed), \(task.width.map(String.init) ?? "native")x\(task.height.map(String.init) ?? "native"), \(task.steps) steps, cfg \(task.cfgScale), \(task.sampler), \(task.model)")
             }
             if job.tasks.count > 5 { print("  …") }
             return

@@ -24,10 +24,10 @@ struct Render: ParsableCommand {
     @Option(help: "What to steer away from.")
     var negative = ""
 
-    @Option(help: "Image width in pixels (default: the init image's, else 512).")
+    @Option(help: "Image width in pixels (default: the init image's, else the model's native size).")
     var width: Int?
 
-    @Option(help: "Image height in pixels (default: the init image's, else 512).")
+    @Option(help: "Image height in pixels (default: the init image's, else the model's native size).")
     var height: Int?
 
     @Option(help: "Sampler steps.")
@@ -61,13 +61,13 @@ struct Render: ParsableCommand {
     var initImage: String?
 
     @Option(help: "How much of the init image to repaint: 0 keeps it, 1 ignores it.")
-    var strength: Double = 0.75
+    var strength: Double = GenerationRequest.defaultStrength
 
     @Option(help: "Inpainting mask (PNG, white = repaint, same size as the init image).")
     var mask: String?
 
     @Option(help: "Blur (pixels) of the mask used to paste the result over the original.")
-    var maskBlur: Double = 4
+    var maskBlur: Double = GenerationRequest.defaultMaskBlur
 
     @Option(help: "Outpaint: extend the init image by L,R,T,B pixels and paint the new area.")
     var outpaint: String?
@@ -197,9 +197,11 @@ struct Render: ParsableCommand {
                 try NumPyFile.write(latents, to: URL(fileURLWithPath: path))
             }
             let images = try prepared.images(pipeline, latents: latents, tiledVAE: vaeTilingFast ? .perTile : vaeTiling ? .shared : nil) { index in
-                var parameters = A1111Parameters(prompt: prompt, negative: negative, steps: steps, sampler: settings.sampler,
-                                                 cfg: cfg, seed: seed &+ UInt64(round * batch + index), width: prepared.width,
-                                                 height: prepared.height, model: modelName, clipSkip: clipSkip)
+                var parameters = A1111Parameters(prompt: prompt, steps: steps, sampler: settings.sampler.rawValue, cfg: cfg,
+                                                 seed: seed &+ UInt64(round * batch + index), width: prepared.width,
+                                                 height: prepared.height, model: modelName)
+                parameters.negative = negative
+                parameters.clipSkip = clipSkip
                 if initImage != nil && outpaint == nil { parameters.denoisingStrength = strength }
                 if mask != nil { parameters.maskBlur = maskBlur }
                 parameters.philox = settings.noise == .philox
@@ -213,34 +215,6 @@ struct Render: ParsableCommand {
             }
         }
         FileHandle.standardError.write(Data(String(format: "done in %.1f s\n", Date().timeIntervalSince(started)).utf8))
-    }
-}
-
-/// The generation parameters as AUTOMATIC1111 writes them into PNGs, so other tools read them back.
-struct A1111Parameters {
-    var prompt: String, negative: String, steps: Int, sampler: SamplerName, cfg: Double, seed: UInt64
-    var width: Int, height: Int, model: String, clipSkip: Int
-    var denoisingStrength: Double?
-    var maskBlur: Double?
-    var philox = false
-
-    /// The web UI's names for the samplers.
-    static let samplerNames: [SamplerName: String] = [
-        .ddim: "DDIM", .ddpm: "DDPM", .pndm: "PLMS", .lms: "LMS", .euler: "Euler", .eulerAncestral: "Euler a",
-        .heun: "Heun", .dpmpp2m: "DPM++ 2M", .dpmpp2mKarras: "DPM++ 2M Karras", .dpm2: "DPM2", .unipc: "UniPC",
-        .lcm: "LCM", .dpmppSDEKarras: "DPM++ SDE Karras",
-    ]
-
-    var text: String {
-        var lines = [prompt]
-        if !negative.isEmpty { lines.append("Negative prompt: \(negative)") }
-        var settings = "Steps: \(steps), Sampler: \(A1111Parameters.samplerNames[sampler] ?? sampler.rawValue), CFG scale: \(cfg), Seed: \(seed), Size: \(width)x\(height), Model: \(model)"
-        if clipSkip > 1 { settings += ", Clip skip: \(clipSkip)" }
-        if let denoisingStrength { settings += ", Denoising strength: \(denoisingStrength)" }
-        if let maskBlur { settings += ", Mask blur: \(Int(maskBlur))" }
-        if philox { settings += ", RNG: NV" }
-        lines.append(settings)
-        return lines.joined(separator: "\n")
     }
 }
 

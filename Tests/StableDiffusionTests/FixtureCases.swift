@@ -13,10 +13,12 @@ func fixtureCases<Case: Decodable>(_ file: String, as type: Case.Type = Case.sel
     #expect(pipelineCases.count == 19)
     #expect(img2imgCases.count == 10)
     #expect(inpaintCases.count == 4)
+    #expect(secondInpaintCases.count == 40)
     #expect(controlNetCases.count == 2)
     #expect(NetworkFixtures.cases.count == 16)
     #expect(SDEFixtures.file?.zero_noise.count == 2)
     #expect(demoCases.count == 20)
+    #expect(sd2PromptCases.count == 12)
 }
 
 /// The shape every case fixture shares: `{"cases": [...]}`.

@@ -7,7 +7,7 @@ import Testing
 struct Img2ImgCase: Decodable, Sendable, CustomTestStringConvertible {
     let model: String
     let sampler: String
-    let strength: Float
+    let strength: Double
     let guidance: Float
     let steps: Int
     let seed: UInt64

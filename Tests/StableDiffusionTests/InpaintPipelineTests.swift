@@ -7,7 +7,7 @@ import Testing
 struct InpaintCase: Decodable, Sendable, CustomTestStringConvertible {
     let unet: String
     let sampler: String
-    let strength: Float
+    let strength: Double
     let ids: [Int]
     let negative_ids: [Int]
     let image: [UInt8]
@@ -48,4 +48,65 @@ func inpaintingMatchesDiffusers(_ fixture: InpaintCase) throws {
                                       strength: fixture.strength, mask: mask)
     expectMatchesDiffusers(pipeline, latents: latents, shape: fixture.latents_shape, latents: fixture.latents,
                            pixels: fixture.pixels)
+}
+
+/// One run of diffusers' StableDiffusionInpaintPipeline on the second, differently shaped inpainting model
+/// (Tools/make_inpaint_fixtures.py: a 3-level VAE, other UNet widths, own seeds): every sampler, binary and
+/// soft masks, strengths 1, 0.75 and 0.5, batches of one and two, the 9-channel UNet and a 4-channel one.
+struct SecondInpaintCase: Decodable, Sendable, CustomTestStringConvertible {
+    let model: String
+    let unet_folder: String?
+    let sampler: String
+    let strength: Double
+    let mask_kind: String
+    let batch: Int
+    let ids: [Int]
+    let negative_ids: [Int]
+    let image: [UInt8]
+    let mask: [UInt8]
+    let steps: Int
+    let guidance: Float
+    let seed: UInt64
+    let width: Int
+    let height: Int
+    let latents_shape: [Int]
+    let latents: [Float]
+    let pixels: [UInt8]
+    var testDescription: String {
+        "\(unet_folder ?? model) \(sampler) \(mask_kind) strength \(strength) batch \(batch) \(width)x\(height) cfg \(guidance)"
+    }
+}
+
+let secondInpaintCases: [SecondInpaintCase] = fixtureCases("inpaint2.json")
+
+@Test(arguments: secondInpaintCases)
+func secondInpaintingModelMatchesDiffusers(_ fixture: SecondInpaintCase) throws {
+    var weights = try ModelWeights.load(modelFixtures.appendingPathComponent(fixture.model))
+    if let folderName = fixture.unet_folder {
+        let folder = modelFixtures.appendingPathComponent(folderName)
+        weights.unetConfig = try JSONDecoder().decode(UNetConfig.self, from: Data(contentsOf: folder.appendingPathComponent("config.json")))
+        weights.unet = try SafeTensorsFile(url: folder.appendingPathComponent("diffusion_pytorch_model.safetensors")).allTensors()
+    }
+    #expect(weights.isInpainting == (fixture.unet_folder == nil))
+    let pipeline = try Pipeline(weights: weights)
+    #expect(pipeline.latentScale == 4, "the second fixture's VAE has three levels")
+    var settings = Pipeline.Settings()
+    (settings.width, settings.height, settings.steps) = (fixture.width, fixture.height, fixture.steps)
+    (settings.guidance, settings.seed, settings.batch) = (fixture.guidance, fixture.seed, fixture.batch)
+    settings.sampler = try SamplerName(parsing: fixture.sampler)
+    let mask = Tensor(shape: [1, 1, fixture.height, fixture.width], values: fixture.mask.map { Float($0) / 255 })
+    let latents = try pipeline.sample(conditional: pipeline.textEncoder([fixture.ids]),
+                                      unconditional: pipeline.textEncoder([fixture.negative_ids]), settings: settings,
+                                      image: Pipeline.pixels(rgb: fixture.image, width: fixture.width, height: fixture.height),
+                                      strength: fixture.strength, mask: mask)
+    expectMatchesDiffusers(pipeline, latents: latents, shape: fixture.latents_shape, latents: fixture.latents,
+                           pixels: fixture.pixels)
+}
+
+@Test func strengthKeepsStepsAsDiffusersCountsThem() {
+    // int(steps * strength) in double precision: in Float, 50 × 0.58 rounds up to 29 kept steps.
+    #expect(Pipeline.firstStep(steps: 50, strength: 0.58) == 22)
+    #expect(Pipeline.firstStep(steps: 100, strength: 0.53) == 47)
+    #expect(Pipeline.firstStep(steps: 20, strength: 1) == 0)
+    #expect(Pipeline.firstStep(steps: 6, strength: 0.75) == 2)
 }

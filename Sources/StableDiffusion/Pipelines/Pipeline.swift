@@ -56,7 +56,7 @@ public struct Pipeline {
         public var height = 512
         /// Sampler steps.
         public var steps = 20
-        /// Classifier-free guidance scale (1 = no guidance).
+        /// Classifier-free guidance scale (1 or less: no guidance, the conditional prediction alone, as diffusers).
         public var guidance: Float = 7.5
         /// The sampler.
         public var sampler = SamplerName.eulerAncestral
@@ -75,6 +75,13 @@ public struct Pipeline {
 
     /// Pixels per latent cell, from the VAE's own levels.
     public var latentScale: Int { vae.downscaleFactor }
+
+    /// The size the model was trained at and renders by default: the UNet's sample size times the VAE's
+    /// scale, as diffusers' pipelines default (512 × 512 for SD 1.x, 64 × 64 for the demo model).
+    public var nativeSize: (width: Int, height: Int) {
+        let side = unet.config.sampleSize * latentScale
+        return (side, side)
+    }
 
     /// Checks that the UNet can take this size; throws a message naming the field.
     public func validate(_ settings: Settings) throws {
@@ -119,7 +126,7 @@ public struct Pipeline {
     /// diffusers' StableDiffusionInpaintPipeline: a 9-channel UNet also sees the mask and
     /// the masked image's latents; an ordinary UNet has the kept area replaced by the
     /// source latents, noised to the current level, after every step.
-    public func sample(conditional: Tensor, unconditional: Tensor, settings: Settings, image: Tensor? = nil, strength: Float = 1,
+    public func sample(conditional: Tensor, unconditional: Tensor, settings: Settings, image: Tensor? = nil, strength: Double = 1,
                        mask: Tensor? = nil, controls: [Control] = [], onStep: ((Int, Tensor) -> Void)? = nil,
                        progress: (Int, Int) -> Bool = { _, _ in true }) throws -> Tensor {
         if let mask {
@@ -151,8 +158,7 @@ public struct Pipeline {
                 throw SamplingError("init image is \(image.shape.dropFirst(2).reversed().map(String.init).joined(separator: "x")) but the render is \(settings.width)x\(settings.height)")
             }
             let clean = encodeSampled(image, generators: &generators)
-            let kept = min(Int(Float(settings.steps) * strength), settings.steps)
-            start = max(settings.steps - kept, 0) * scheduler.order
+            start = Self.firstStep(steps: settings.steps, strength: strength) * scheduler.order
             guard start < scheduler.timesteps.count else { throw SamplingError("strength \(strength) leaves no steps to run; raise it or the step count") }
             latents = scheduler.addNoise(clean, noise: noise(), index: start)
         } else {
@@ -245,7 +251,23 @@ public struct Pipeline {
         return Tensor.concat(encoded, axis: 0).scaled(by: Float(vae.config.scalingFactor))
     }
 
-    func inpaint(conditional: Tensor, unconditional: Tensor, settings: Settings, image: Tensor, mask: Tensor, strength: Float,
+    /// The first step img2img and inpainting run for `strength`: diffusers' `get_timesteps`, whose
+    /// `int(steps * strength)` is computed in double precision (in Float, 50 × 0.58 would keep 29 steps, not 28).
+    public static func firstStep(steps: Int, strength: Double) -> Int {
+        let kept = min(Int(Double(steps) * strength), steps)
+        return max(steps - kept, 0)
+    }
+
+    /// Encodes pixels [1, 3, H, W] once, with a posterior sample from the first image's generator, and repeats the
+    /// latents over the batch, as diffusers' inpainting pipeline does (`_encode_vae_image` on one image).
+    func encodeShared(_ pixels: Tensor, generators: inout [any NoiseGenerator]) -> Tensor {
+        var first = [generators[0]]
+        let encoded = encodeSampled(pixels, generators: &first)
+        generators[0] = first[0]
+        return Tensor.concat(Array(repeating: encoded, count: generators.count), axis: 0)
+    }
+
+    func inpaint(conditional: Tensor, unconditional: Tensor, settings: Settings, image: Tensor, mask: Tensor, strength: Double,
                  controls: [Control], onStep: ((Int, Tensor) -> Void)?, progress: (Int, Int) -> Bool) throws -> Tensor {
         try validate(settings)
         guard image.shape == [1, 3, settings.height, settings.width] else {
@@ -260,19 +282,20 @@ public struct Pipeline {
         let (height, width) = (settings.height / latentScale, settings.width / latentScale)
         let perImage = 4 * height * width
         var generators = (0..<settings.batch).map { settings.noise.generator(seed: settings.seed &+ UInt64($0)) }
-        let kept = min(Int(Float(settings.steps) * strength), settings.steps)
-        let start = max(settings.steps - kept, 0) * scheduler.order
+        let start = Self.firstStep(steps: settings.steps, strength: strength) * scheduler.order
         guard start < scheduler.timesteps.count else { throw SamplingError("strength \(strength) leaves no steps to run") }
         let fullStrength = strength == 1
 
         let binary = mask.map { $0 >= 0.5 ? 1 : 0 }
-        let source = (!nineChannels || !fullStrength) ? encodeSampled(image, generators: &generators) : nil
+        // diffusers encodes the (single) source and masked image with the first image's generator only and
+        // repeats the latents over the batch; the other generators give only noise.
+        let source = (!nineChannels || !fullStrength) ? encodeShared(image, generators: &generators) : nil
         let noiseValues = generators.indices.flatMap { generators[$0].randn(perImage) }
         let initialNoise = Tensor(shape: [settings.batch, 4, height, width], values: noiseValues)
         var latents = fullStrength ? initialNoise.scaled(by: scheduler.initNoiseSigma)
                                    : scheduler.addNoise(source!, noise: initialNoise, index: start)
         let maskedImage = image * binary.map { 1 - $0 }
-        let maskedLatents = encodeSampled(maskedImage, generators: &generators)
+        let maskedLatents = encodeShared(maskedImage, generators: &generators)
         // Nearest-neighbour down to the latent grid, as torch's interpolate does.
         let small = binary.reshaped([settings.height, settings.width])
         let latentMask = Tensor(shape: [1, 1, height, width], values: (0..<(height * width)).map { index in
@@ -301,10 +324,10 @@ public struct Pipeline {
     }
 
     /// The text context of one UNet call: unconditional rows, then conditional rows, one per image
-    /// (conditional only when guidance is off).
+    /// (conditional only when guidance is off, at a scale of 1 or less).
     func textContext(conditional: Tensor, unconditional: Tensor, settings: Settings) -> Tensor {
         let rows = Array(repeating: conditional, count: settings.batch)
-        guard settings.guidance != 1 else { return Tensor.concat(rows, axis: 0) }
+        guard settings.guidance > 1 else { return Tensor.concat(rows, axis: 0) }
         return Tensor.concat(Array(repeating: unconditional, count: settings.batch) + rows, axis: 0)
     }
 
@@ -312,7 +335,7 @@ public struct Pipeline {
     /// call (with any ControlNet residuals, the ControlNets seeing the 4 latent channels),
     /// combined as uncond + guidance·(cond − uncond).
     func guidedPrediction(_ input: Tensor, timestep: Float, context: Tensor, settings: Settings, controls: [Control]) -> Tensor {
-        let guided = settings.guidance != 1
+        let guided = settings.guidance > 1
         let batchInput = guided ? Tensor.concat([input, input], axis: 0) : input
         var residuals: ControlResiduals?
         for control in controls {

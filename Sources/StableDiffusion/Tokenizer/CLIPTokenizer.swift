@@ -43,6 +43,12 @@ public final class CLIPTokenizer: @unchecked Sendable {
         ids(of: text, splittingOnExclamationMark: false)
     }
 
+    /// The token ids of `text` as a tokenizer padding with `padding` gives them: with `!` as the pad token
+    /// every "!" in the text is that special token (id 0), as transformers (and so diffusers) tokenize.
+    public func encode(_ text: String, padding: PaddingStyle) -> [Int] {
+        ids(of: text, splittingOnExclamationMark: padding == .exclamationMark)
+    }
+
     /// `text` as a model input: start token, at most `maxLength − 2` ids, end token, then padding to `maxLength`
     /// (transformers' `padding="max_length", truncation=True`).
     public func tokenize(_ text: String, maxLength: Int = 77, padding: PaddingStyle) -> [Int] {

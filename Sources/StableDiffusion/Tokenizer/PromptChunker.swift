@@ -13,8 +13,9 @@ public struct PromptChunks: Sendable, Equatable {
 
 /// Splits weighted prompts into 75-token chunks as A1111's `tokenize_line` does.
 ///
-/// Fragments are tokenized with `CLIPTokenizer.encode` whatever the padding: A1111 tokenizes SD 2.x prompts
-/// with open_clip, which has no special "!", and applies the "!" padding only after the end token.
+/// With "!" padding (SD 2.x) each "!" of the prompt is its own token, id 0, as transformers' tokenizer gives it
+/// to diffusers; the web UI tokenizes SD 2.x prompts with open_clip instead, which merges "!!" into one token
+/// (`splitsExclamationMarks: false` reproduces that). Where the two disagree the engine follows diffusers.
 public struct PromptChunker: Sendable {
     /// Prompt tokens per chunk; with start and end tokens a chunk is CLIP's 77.
     public static let chunkLength = 75
@@ -26,14 +27,18 @@ public struct PromptChunker: Sendable {
     public var commaPaddingBacktrack: Int
     /// What follows the end token: SD 1.x repeats `<|endoftext|>`, SD 2.x pads with "!" (id 0).
     public var padding: PaddingStyle
+    /// Whether a "!" in the text is the pad token (transformers, diffusers) or ordinary text (open_clip, the web UI).
+    public var splitsExclamationMarks: Bool
     /// The id of ",</w>", where the backtrack may break a chunk.
     private let commaID: Int?
 
-    /// A chunker with A1111's defaults.
-    public init(tokenizer: CLIPTokenizer, commaPaddingBacktrack: Int = 20, padding: PaddingStyle = .endOfText) {
+    /// A chunker with A1111's defaults; "!" is split as diffusers does unless `splitsExclamationMarks` says otherwise.
+    public init(tokenizer: CLIPTokenizer, commaPaddingBacktrack: Int = 20, padding: PaddingStyle = .endOfText,
+                splitsExclamationMarks: Bool? = nil) {
         self.tokenizer = tokenizer
         self.commaPaddingBacktrack = commaPaddingBacktrack
         self.padding = padding
+        self.splitsExclamationMarks = splitsExclamationMarks ?? (padding == .exclamationMark)
         commaID = tokenizer.encode(",").first
     }
 
@@ -69,7 +74,7 @@ public struct PromptChunker: Sendable {
                 finishChunk()
                 continue
             }
-            for token in tokenizer.encode(fragment.text) {
+            for token in tokenizer.encode(fragment.text, padding: splitsExclamationMarks ? .exclamationMark : .endOfText) {
                 if token == commaID {
                     lastComma = tokens.count
                 } else if commaPaddingBacktrack != 0 && tokens.count == Self.chunkLength && lastComma != -1

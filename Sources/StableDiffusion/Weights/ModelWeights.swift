@@ -30,6 +30,9 @@ public struct ModelWeights {
     public var schedulerConfig: SchedulerConfig
     /// Token id that pads prompts to 77 (49407 for SD 1.x, 0 for SD 2.x).
     public var padTokenID: Int
+    /// Keys of a single file that the engine does not use and did not read (EMA copies, scheduler
+    /// buffers, the VAE's training loss, position ids), for a debug log.
+    public var ignoredKeys: [String] = []
 
     /// True for inpainting UNets (latents + mask + masked-image latents = 9 channels).
     public var isInpainting: Bool { unetConfig.inChannels == 9 }
@@ -58,16 +61,27 @@ public struct ModelWeights {
         if isDirectory.boolValue {
             model = try loadDiffusersFolder(url, options: options)
         } else {
-            let tensors: [String: Tensor]
+            // Only the components' tensors are read: real downloads also carry an EMA copy of the
+            // UNet, the training scheduler's buffers and more, in any dtype, which must not stop a load.
+            let tensors: [String: Tensor], ignored: [String]
             switch url.pathExtension.lowercased() {
-            case "safetensors": tensors = try SafeTensorsFile(url: url).allTensors()
-            case "ckpt", "pt", "pth": tensors = try TorchCheckpoint.load(url)
+            case "safetensors":
+                let file = try SafeTensorsFile(url: url)
+                tensors = try file.tensors(where: CheckpointKeys.isUsed)
+                ignored = file.names.filter { !CheckpointKeys.isUsed($0) }
+            case "ckpt", "pt", "pth":
+                let contents = try TorchCheckpoint.read(url, keep: CheckpointKeys.isUsed)
+                (tensors, ignored) = (contents.tensors, contents.skippedKeys.sorted())
             default:
                 throw WeightsError(url.path, "unknown model format: expected a diffusers folder, .safetensors or .ckpt")
             }
             model = try fromSingleFile(tensors, path: url.path, sidecar: try SidecarConfig.load(for: url))
+            model.ignoredKeys = ignored
         }
         if let prediction = options.predictionType { model.schedulerConfig.predictionType = prediction }
+        if !isDirectory.boolValue && model.family == .sd2 && model.schedulerConfig.predictionType == "v_prediction" {
+            model.unetConfig.sampleSize = 96
+        }
         return model
     }
 
@@ -153,7 +167,9 @@ public struct ModelWeights {
     public static func fromSingleFile(_ tensors: [String: Tensor], path: String, sidecar: SidecarConfig = SidecarConfig()) throws -> ModelWeights {
         func component(_ prefix: String) -> [String: Tensor] {
             var result: [String: Tensor] = [:]
-            for (key, tensor) in tensors where key.hasPrefix(prefix) { result[String(key.dropFirst(prefix.count))] = tensor }
+            for (key, tensor) in tensors where key.hasPrefix(prefix) && CheckpointKeys.isUsed(key) {
+                result[String(key.dropFirst(prefix.count))] = tensor
+            }
             return result
         }
         let rawUNet = component(CheckpointKeys.unetPrefix)
@@ -234,7 +250,9 @@ public struct ModelWeights {
         }
         // Head counts are not in the weights: SD 1.x uses 8 heads, SD 2.x heads of width 64.
         unetConfig.attentionHeadDim = family == .sd1 ? .all(8) : .each(unetConfig.blockOutChannels.map { max(1, $0 / 64) })
-        unetConfig.sampleSize = family == .sd1 ? 64 : 96
+        // The native size is not in the weights either: 512 × 512, but 768 × 768 for SD 2.x v-prediction
+        // models (set in `load` once the prediction type is known), as diffusers' single-file loader infers.
+        unetConfig.sampleSize = 64
 
         var vae: [String: Tensor] = [:]
         let rawVAE = component(CheckpointKeys.vaePrefix)

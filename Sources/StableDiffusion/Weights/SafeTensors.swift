@@ -19,15 +19,19 @@ public struct WeightsError: Error, CustomStringConvertible, Equatable {
 }
 
 /// Element types a safetensors file may hold that the engine reads (widened to Float32).
+/// Integer and boolean tensors (position ids, step counters, masks in real downloads) are read too.
 public enum StoredDType: String, Sendable {
     case f32 = "F32", f16 = "F16", bf16 = "BF16", f64 = "F64"
+    case i8 = "I8", i16 = "I16", i32 = "I32", i64 = "I64"
+    case u8 = "U8", u16 = "U16", u32 = "U32", u64 = "U64", bool = "BOOL"
 
     /// Bytes per element.
     public var size: Int {
         switch self {
-        case .f32: return 4
-        case .f16, .bf16: return 2
-        case .f64: return 8
+        case .i8, .u8, .bool: return 1
+        case .f16, .bf16, .i16, .u16: return 2
+        case .f32, .i32, .u32: return 4
+        case .f64, .i64, .u64: return 8
         }
     }
 }
@@ -38,8 +42,10 @@ public enum StoredDType: String, Sendable {
 public final class SafeTensorsFile {
     /// One tensor's place in the file.
     public struct Entry: Sendable {
-        /// Stored element type.
-        public var dtype: StoredDType
+        /// Stored element type; nil for a type the engine cannot read (an error only when the tensor is read).
+        public var dtype: StoredDType?
+        /// The type's name as the file gives it.
+        public var dtypeName: String
         /// Dimensions.
         public var shape: [Int]
         /// Byte range within the data section.
@@ -96,9 +102,9 @@ public final class SafeTensorsFile {
             }
             guard let fields = value as? [String: Any] else { throw WeightsError(path, "tensor \"\(name)\": entry is not an object") }
             guard let dtypeName = fields["dtype"] as? String else { throw WeightsError(path, "tensor \"\(name)\": missing dtype") }
-            guard let dtype = StoredDType(rawValue: dtypeName) else {
-                throw WeightsError(path, "tensor \"\(name)\": dtype \(dtypeName) is not supported (F32, F16, BF16, F64 are)")
-            }
+            // An unknown type (an fp8 buffer, say) stops nothing until that tensor is read: most such
+            // tensors are ones the engine never uses.
+            let dtype = StoredDType(rawValue: dtypeName)
             guard let dims = fields["shape"] as? [Int], dims.allSatisfy({ $0 >= 0 }) else {
                 throw WeightsError(path, "tensor \"\(name)\": shape must be a list of non-negative integers")
             }
@@ -112,10 +118,10 @@ public final class SafeTensorsFile {
                 guard !overflow else { throw WeightsError(path, "tensor \"\(name)\": shape \(dims) overflows") }
                 elements = product
             }
-            guard offsets[1] - offsets[0] == elements * dtype.size else {
+            guard dtype.map({ offsets[1] - offsets[0] == elements * $0.size }) ?? true else {
                 throw WeightsError(path, "tensor \"\(name)\": \(offsets[1] - offsets[0]) bytes do not hold shape \(dims) of \(dtypeName)")
             }
-            entries[name] = Entry(dtype: dtype, shape: dims, range: offsets[0]..<offsets[1])
+            entries[name] = Entry(dtype: dtype, dtypeName: dtypeName, shape: dims, range: offsets[0]..<offsets[1])
         }
         let ordered = entries.sorted { $0.value.range.lowerBound < $1.value.range.lowerBound }
         for (previous, next) in zip(ordered, ordered.dropFirst())
@@ -131,11 +137,19 @@ public final class SafeTensorsFile {
     /// Reads one tensor, widened to Float32.
     public func tensor(_ name: String) throws -> Tensor {
         guard let entry = entries[name] else { throw WeightsError(url.path, "no tensor \"\(name)\"") }
+        guard let dtype = entry.dtype else {
+            throw WeightsError(url.path, "tensor \"\(name)\": dtype \(entry.dtypeName) is not supported (float, integer and BOOL types are)")
+        }
         var result = Tensor(uninitialized: entry.shape)
         let count = result.count
         let output = result.mutablePointer()
         let source = file.bytes.baseAddress! + dataStart + entry.range.lowerBound
-        switch entry.dtype {
+        func widen<Value: FixedWidthInteger>(_: Value.Type) {
+            for index in 0..<count {
+                output[index] = Float(Value(littleEndian: source.loadUnaligned(fromByteOffset: index * MemoryLayout<Value>.size, as: Value.self)))
+            }
+        }
+        switch dtype {
         case .f32:
             UnsafeMutableRawPointer(output).copyMemory(from: source, byteCount: count * 4)
         case .f16:
@@ -150,15 +164,30 @@ public final class SafeTensorsFile {
             for index in 0..<count {
                 output[index] = Float(source.loadUnaligned(fromByteOffset: index * 8, as: Double.self))
             }
+        case .i8: widen(Int8.self)
+        case .i16: widen(Int16.self)
+        case .i32: widen(Int32.self)
+        case .i64: widen(Int64.self)
+        case .u8: widen(UInt8.self)
+        case .u16: widen(UInt16.self)
+        case .u32: widen(UInt32.self)
+        case .u64: widen(UInt64.self)
+        case .bool:
+            for index in 0..<count { output[index] = source.load(fromByteOffset: index, as: UInt8.self) == 0 ? 0 : 1 }
         }
+        return result
+    }
+
+    /// Reads the tensors whose names `keep` accepts (every one by default).
+    public func tensors(where keep: (String) -> Bool) throws -> [String: Tensor] {
+        var result: [String: Tensor] = [:]
+        for name in entries.keys where keep(name) { result[name] = try tensor(name) }
         return result
     }
 
     /// Reads every tensor.
     public func allTensors() throws -> [String: Tensor] {
-        var result: [String: Tensor] = [:]
-        for name in entries.keys { result[name] = try tensor(name) }
-        return result
+        try tensors { _ in true }
     }
 
     /// Writes tensors as a float32 safetensors file (names sorted, data 8-byte aligned).

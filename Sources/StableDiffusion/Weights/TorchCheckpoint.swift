@@ -24,20 +24,23 @@ public enum TorchCheckpoint {
     public struct Contents {
         /// The tensors by state-dict key, as Float32.
         public var tensors: [String: Tensor]
-        /// State-dict keys whose values are not tensors (a key that is not a string reads `<int key>` etc.).
+        /// State-dict keys whose values are not tensors or that the `keep` filter rejected (a key that is not a
+        /// string reads `<int key>` etc.).
         public var skippedKeys: [String]
     }
 
-    /// The flat state dict of the checkpoint at `url`, every tensor as Float32.
-    public static func load(_ url: URL) throws(CheckpointError) -> [String: Tensor] {
-        try read(url).tensors
+    /// The flat state dict of the checkpoint at `url`, as Float32: every tensor, or those whose keys `keep` accepts.
+    public static func load(_ url: URL, keep: (String) -> Bool = { _ in true }) throws(CheckpointError) -> [String: Tensor] {
+        try read(url, keep: keep).tensors
     }
 
     /// The checkpoint's state dict and the keys skipped from it. With `verifyChecksums`, every
-    /// zip entry read is checked against its CRC-32 (about one more pass over the bytes).
-    public static func read(_ url: URL, verifyChecksums: Bool = true) throws(CheckpointError) -> Contents {
+    /// zip entry read is checked against its CRC-32 (about one more pass over the bytes). Tensors whose
+    /// keys `keep` rejects (an EMA copy, scheduler buffers) are neither checked nor converted: they are skipped.
+    public static func read(_ url: URL, verifyChecksums: Bool = true,
+                            keep: (String) -> Bool = { _ in true }) throws(CheckpointError) -> Contents {
         do {
-            return try Loader(url, verifyChecksums: verifyChecksums).contents()
+            return try Loader(url, verifyChecksums: verifyChecksums).contents(keep: keep)
         } catch var error {
             error.file = url.path
             throw error
@@ -77,7 +80,7 @@ private struct Loader {
         prefix = String(pickle.name.dropLast("data.pkl".count))
     }
 
-    func contents() throws(CheckpointError) -> TorchCheckpoint.Contents {
+    func contents(keep: (String) -> Bool) throws(CheckpointError) -> TorchCheckpoint.Contents {
         if let order = archive.entry(named: prefix + "byteorder") {
             if verify { try archive.verify(order) }
             let text = String(decoding: try archive.contents(of: order), as: UTF8.self)
@@ -117,7 +120,7 @@ private struct Loader {
         var names: [String] = [], references: [TensorReference] = []
         var budget = file.bytes.count + Self.elementAllowance
         for name in order {
-            guard case .tensor(let index) = values[name] else {
+            guard case .tensor(let index) = values[name], keep(name) else {
                 skipped.append(name)
                 continue
             }

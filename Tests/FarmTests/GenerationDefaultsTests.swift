@@ -1,0 +1,85 @@
+import FarmModel
+import Foundation
+import Imaging
+import JobSpec
+import StableDiffusion
+import Testing
+import Worker
+
+/// What `farm render` and a worker do with the same task must be the same: the default size is the
+/// model's native one, and the PNG's `parameters` text comes from one writer.
+private func scratchFolder() throws -> URL {
+    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("generation-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+    return folder
+}
+
+/// Renders `task` the way a worker does (the bundled models, no inputs but `inputs`).
+private func workerImage(_ task: TaskParameters, inputs: [String: Data] = [:]) throws -> PNGImage {
+    let renderer = try DiffusionRenderer(modelsFolder: nil)
+    return try renderer.render(task, inputs: inputs, previewEvery: 0, preview: { _, _ in }, progress: { _, _ in true })
+}
+
+@Test func renderDefaultsToTheModelsNativeSize() throws {
+    let folder = try scratchFolder()
+    defer { try? FileManager.default.removeItem(at: folder) }
+    let out = folder.appendingPathComponent("demo.png").path
+    let result = try runFarm(["render", "--model", "demo", "--prompt", "a red circle", "--steps", "2", "--out", out])
+    #expect(result.status == 0, "\(result.stderr)")
+    let image = try PNGImage(pngData: Data(contentsOf: URL(fileURLWithPath: out)))
+    // The demo UNet's sample size is 16 and its VAE scales by 4: 64 × 64, not 512 × 512.
+    #expect(image.width == 64 && image.height == 64)
+    #expect(image.textValue("parameters")?.contains("Size: 64x64") == true)
+}
+
+@Test func tasksWithoutASizeRenderAtTheModelsNativeSize() throws {
+    let spec = try JobSpec.parse("model: demo\nitems: [{prompt: a red circle, steps: 2}]", file: "job.yaml")
+    #expect(spec.tasks[0].width == nil && spec.tasks[0].height == nil, "a spec without a size leaves it to the model")
+    let image = try workerImage(spec.tasks[0])
+    #expect(image.width == 64 && image.height == 64)
+    var sized = spec.tasks[0]
+    (sized.width, sized.height) = (32, 48)
+    let explicit = try workerImage(sized)
+    #expect(explicit.width == 32 && explicit.height == 48)
+}
+
+@Test func farmRenderAndTheWorkerWriteTheSameParametersText() throws {
+    let folder = try scratchFolder()
+    defer { try? FileManager.default.removeItem(at: folder) }
+    // txt2img with every field the text carries.
+    var task = TaskParameters(prompt: "a (blue:1.2) square, BREAK sky", negativePrompt: "blurry", model: "demo", width: 64,
+                              height: 64, steps: 3, cfgScale: 5, sampler: "dpmpp_2m_karras", seed: 42)
+    task.clipSkip = 2
+    let out = folder.appendingPathComponent("t2i.png").path
+    var result = try runFarm(["render", "--model", "demo", "--prompt", task.prompt, "--negative", task.negativePrompt,
+                              "--width", "64", "--height", "64", "--steps", "3", "--cfg", "5", "--sampler", "dpmpp_2m_karras",
+                              "--seed", "42", "--clip-skip", "2", "--out", out])
+    #expect(result.status == 0, "\(result.stderr)")
+    let rendered = try PNGImage(pngData: Data(contentsOf: URL(fileURLWithPath: out))).textValue("parameters")
+    let worker = try workerImage(task).textValue("parameters")
+    #expect(rendered != nil && rendered == worker)
+    #expect(worker?.contains("Sampler: DPM++ 2M Karras, CFG scale: 5.0, Seed: 42, Size: 64x64, Model: demo, Clip skip: 2") == true,
+            "\(worker ?? "no text")")
+
+    // Inpainting: the strength and mask blur lines too.
+    let source = try PNGImage(width: 64, height: 64, format: .rgb, pixels: (0..<(64 * 64 * 3)).map { UInt8($0 % 251) })
+    let mask = try PNGImage(width: 64, height: 64, format: .gray, pixels: (0..<(64 * 64)).map { $0 % 64 < 32 ? 255 : 0 })
+    let sourceData = try source.pngData(), maskData = try mask.pngData()
+    let sourcePath = folder.appendingPathComponent("source.png"), maskPath = folder.appendingPathComponent("mask.png")
+    try sourceData.write(to: sourcePath)
+    try maskData.write(to: maskPath)
+    var inpaint = TaskParameters(prompt: "a red circle", model: "demo", width: 64, height: 64, steps: 4, cfgScale: 7,
+                                 sampler: "euler_a", seed: 3)
+    (inpaint.initImage, inpaint.mask, inpaint.strength) = (SHA256.hex(of: sourceData), SHA256.hex(of: maskData), 0.5)
+    let inpaintOut = folder.appendingPathComponent("inpaint.png").path
+    result = try runFarm(["render", "--model", "demo", "--prompt", "a red circle", "--steps", "4", "--cfg", "7",
+                          "--sampler", "euler_a", "--seed", "3", "--init-image", sourcePath.path, "--mask", maskPath.path,
+                          "--strength", "0.5", "--out", inpaintOut])
+    #expect(result.status == 0, "\(result.stderr)")
+    let renderedInpaint = try PNGImage(pngData: Data(contentsOf: URL(fileURLWithPath: inpaintOut))).textValue("parameters")
+    let workerInpaint = try workerImage(inpaint, inputs: [inpaint.initImage!: sourceData, inpaint.mask!: maskData])
+        .textValue("parameters")
+    #expect(renderedInpaint != nil && renderedInpaint == workerInpaint)
+    #expect(workerInpaint?.hasSuffix("Sampler: Euler a, CFG scale: 7.0, Seed: 3, Size: 64x64, Model: demo, Denoising strength: 0.5, Mask blur: 4") == true,
+            "\(workerInpaint ?? "no text")")
+}
