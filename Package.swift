@@ -50,7 +50,7 @@ let package = Package(
         .target(name: "Coordinator", dependencies: ["JobStore", "ZeroMQ", "FarmModel",
                                                     .product(name: "CoreMetrics", package: "swift-metrics"),
                                                     .product(name: "Logging", package: "swift-log")]),
-        .target(name: "Worker", dependencies: ["StableDiffusion", "Imaging", "ZeroMQ", "FarmModel",
+        .target(name: "Worker", dependencies: ["StableDiffusion", "Tensors", "Imaging", "ZeroMQ", "FarmModel",
                                                .product(name: "CoreMetrics", package: "swift-metrics"),
                                                .product(name: "Logging", package: "swift-log")]),
         .target(name: "HTTPAPI", dependencies: [
@@ -87,7 +87,7 @@ let package = Package(
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "TestSupport"]),
         .testTarget(name: "JobStoreTests", dependencies: ["JobStore", "TestSupport"]),
         .testTarget(name: "FarmTests", dependencies: [
-            "Coordinator", "Worker", "JobStore", "JobSpec", "FarmModel", "TestSupport", "Imaging", "ZeroMQ", "StableDiffusion",
+            "Coordinator", "Worker", "JobStore", "JobSpec", "FarmModel", "TestSupport", "Imaging", "ZeroMQ", "StableDiffusion", "Tensors",
             .product(name: "Yams", package: "Yams"),
             .product(name: "Logging", package: "swift-log"),
         ]),

@@ -536,3 +536,15 @@ const char *ck_instruction_set(void) {
 }
 
 void ck_limit_instruction_set(int level) { ck_ceiling = level < 0 ? CK_AVX512 : level; }
+
+unsigned ck_cpu_features(void) {
+    __builtin_cpu_init();
+    unsigned features = 0;
+    if (__builtin_cpu_supports("avx2")) features |= CK_CPU_AVX2;
+    if (__builtin_cpu_supports("fma")) features |= CK_CPU_FMA;
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq")
+        && __builtin_cpu_supports("avx512vl")) features |= CK_CPU_AVX512;
+    if (__builtin_cpu_supports("avx512bf16")) features |= CK_CPU_AVX512_BF16;
+    if (__builtin_cpu_is("amd")) features |= CK_CPU_AMD;
+    return features;
+}

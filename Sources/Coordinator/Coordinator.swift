@@ -220,7 +220,7 @@ public final class CoordinatorServer {
             workWaiting = true
             send(.welcome(.init(heartbeatSeconds: configuration.heartbeatSeconds,
                                 timeoutSeconds: configuration.workerTimeoutSeconds)), to: routingID)
-            let device = hello.device.map { " (\($0.model), \($0.cores) cores, \($0.memoryBytes >> 30) GiB)" } ?? ""
+            let device = hello.device.map { " (\($0.summary))" } ?? ""
             logger.info("worker \(hello.workerID) on \(hello.host)\(device) joined with \(hello.slots) slot(s), holding \(worker.inFlight.count) task(s)",
                         metadata: ["worker": "\(hello.workerID)", "host": "\(hello.host)"])
             return

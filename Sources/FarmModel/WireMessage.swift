@@ -75,12 +75,21 @@ public enum WireMessage: Equatable, Sendable {
         public var cores: Int
         /// Memory in bytes (RAM, or VRAM on an accelerator).
         public var memoryBytes: UInt64
+        /// The OpenBLAS kernel set the worker's engine multiplies with (`Cooperlake`, `Haswell`, …): a generic
+        /// one (`Prescott`) on a modern CPU means a fraction of its speed.
+        public var blasCore: String?
 
         /// Makes a description.
-        public init(model: String, cores: Int, memoryBytes: UInt64) {
+        public init(model: String, cores: Int, memoryBytes: UInt64, blasCore: String? = nil) {
             self.model = model
             self.cores = cores
             self.memoryBytes = memoryBytes
+            self.blasCore = blasCore
+        }
+
+        /// One line for logs and `farm workers`: `AMD EPYC, 2 cores, 23 GiB, BLAS Cooperlake` (names cut to 80 characters).
+        public var summary: String {
+            "\(model.prefix(80)), \(cores) cores, \(memoryBytes >> 30) GiB" + (blasCore.map { ", BLAS \($0.prefix(80))" } ?? "")
         }
 
         /// This machine: the CPU model from /proc/cpuinfo, active cores, physical memory.

@@ -430,7 +430,7 @@ public final class JobStore {
                 max_pixels = EXCLUDED.max_pixels, last_heartbeat = now(), device = EXCLUDED.device,
                 state = CASE WHEN workers.state IN ('cordoned', 'draining') THEN workers.state ELSE 'online' END
             """, [hello.workerID, hello.host, postgresArray(hello.models), hello.slots, hello.maxPixels ?? Limits().maxPixels,
-                  hello.device.map { "\($0.model), \($0.cores) cores, \($0.memoryBytes >> 30) GiB" } ?? ""])
+                  hello.device?.summary ?? ""])
     }
 
     /// Sets an operator's state on a worker: `draining` (finish what it holds, take no more),

@@ -60,8 +60,11 @@ public enum Gemm {
                     Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
 
-    /// Set once, before the first product: OpenBLAS's own threads are never used.
-    private static let singleThreadedBLAS: Void = openblas_set_num_threads(1)
+    /// Set once, before the first product: the BLAS core checked (`BLASCore`), and OpenBLAS's own threads never used.
+    private static let singleThreadedBLAS: Void = {
+        _ = BLASCore.status
+        openblas_set_num_threads(1)
+    }()
 }
 
 /// Counts the multiply-add FLOPs of matrix products and attention while a benchmark asks for

@@ -2,6 +2,7 @@ import FarmModel
 import Foundation
 import Imaging
 import Logging
+import Tensors
 import ZeroMQ
 
 /// Settings of a worker daemon.
@@ -114,14 +115,22 @@ public final class WorkerDaemon {
 
     private var freeSlots: Int { draining ? 0 : max(0, configuration.slots - queue.count) }
 
+    /// This machine, with the BLAS core the engine runs (checked before the first product; see `BLASCore`).
+    private var device: WireMessage.Device {
+        var device = WireMessage.Device.current
+        device.blasCore = BLASCore.status.core
+        return device
+    }
+
     private var hello: WireMessage {
         .hello(.init(workerID: configuration.workerID, host: ProcessInfo.processInfo.hostName,
                      models: renderer.models, slots: configuration.slots,
-                     activeTasks: queue.map(\.taskID) + unacknowledged.keys.sorted(), device: .current))
+                     activeTasks: queue.map(\.taskID) + unacknowledged.keys.sorted(), device: device))
     }
 
     /// Works until `shouldStop` returns true; checks it at least every `tick` seconds.
     public func run(tick: Double = 0.2, shouldStop: () -> Bool) throws {
+        logger.info("BLAS core: \(BLASCore.status.description)", metadata: ["blas_core": "\(BLASCore.status.core)"])
         while !shouldStop() {
             try runOnce(timeout: tick)
         }

@@ -30,8 +30,11 @@ struct Bench: ParsableCommand {
     @Option(help: "Compute threads (default: all cores).")
     var threads: Int?
 
-    @Flag(help: "Print one JSON object: per size, unet_step_s, unet_gflops, sgemm_gflops, text_encode_s, vae_decode_s, total_20_steps_s, peak_rss_mb.")
+    @Flag(help: "Print one JSON object: blas_core, and per size unet_step_s, unet_gflops, sgemm_gflops, text_encode_s, vae_decode_s, total_20_steps_s, peak_rss_mb.")
     var json = false
+
+    @Flag(help: "Only report the BLAS core in use and the sgemm rate (a few seconds).")
+    var blasOnly = false
 
     @Option(help: .hidden)
     var only: Int?
@@ -48,6 +51,15 @@ struct Bench: ParsableCommand {
 
     func run() throws {
         if let threads { ComputeThreads.set(threads) }
+        if blasOnly {
+            let rate = BenchRun.sgemmRate(side: 1024)
+            print("BLAS core: \(BLASCore.status.description)")
+            print(String(format: "sgemm: %.1f GFLOP/s (1024³, %d threads)", rate, ComputeThreads.count))
+            let error = BenchRun.sgemmError()
+            print(String(format: "sgemm check: largest error %.2g against a double-precision product", error))
+            guard error < 1e-4 else { throw ExitCode.failure }
+            return
+        }
         if let only {
             let figures = try BenchRun(model: model, size: only, steps: steps).measure()
             let data = try JSONSerialization.data(withJSONObject: figures, options: [.sortedKeys])
@@ -60,11 +72,14 @@ struct Bench: ParsableCommand {
             results[String(size)] = try child(size: size)
         }
         if json {
-            let data = try JSONSerialization.data(withJSONObject: results, options: [.sortedKeys, .prettyPrinted])
+            var object: [String: Any] = results
+            object["blas_core"] = BLASCore.status.core
+            let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted])
             print(String(decoding: data, as: UTF8.self))
             return
         }
         print("threads: \(threads ?? ComputeThreads.count), model: \(model ?? "SD 1.5 shapes, random weights")")
+        print("BLAS core: \(BLASCore.status.description)")
         for size in parsedSizes {
             guard let f = results[String(size)] else { continue }
             let ratio = f["unet_gflops"]! / f["sgemm_gflops"]! * 100
@@ -110,9 +125,9 @@ private struct BenchRun {
         let pipeline = try Pipeline(weights: weights)
         // Timed before and after the UNet step, the faster taken: one 256×256 run measured half the
         // machine's rate before the UNet (another process's pages being reclaimed, or a core taken).
-        var sgemm = sgemmRate(side: 2048)
+        var sgemm = Self.sgemmRate(side: 2048)
         let prompt = "a lighthouse on a cliff at sunset, oil painting, detailed"
-        let textTime = best(3) { _ = try? pipeline.encodePrompts(prompt, negative: "blurry") }
+        let textTime = Self.best(3) { _ = try? pipeline.encodePrompts(prompt, negative: "blurry") }
         let (conditional, unconditional) = try pipeline.encodePrompts(prompt, negative: "blurry")
         let latentSide = size / pipeline.latentScale
         let latents = Tensor(shape: [2, pipeline.unet.config.inChannels, latentSide, latentSide],
@@ -121,11 +136,11 @@ private struct BenchRun {
         log("  UNet step at \(size)×\(size)… (model built: \(memoryLine()))")
         _ = pipeline.unet(latents, timestep: 500, context: context)
         let (_, flops) = FlopCounter.count { pipeline.unet(latents, timestep: 500, context: context) }
-        let unetTime = best(2) { _ = pipeline.unet(latents, timestep: 500, context: context) }
-        sgemm = max(sgemm, sgemmRate(side: 2048))
+        let unetTime = Self.best(2) { _ = pipeline.unet(latents, timestep: 500, context: context) }
+        sgemm = max(sgemm, Self.sgemmRate(side: 2048))
         log("  VAE decode… (after the UNet steps: \(memoryLine()))")
         let one = Tensor(shape: [1, 4, latentSide, latentSide], values: Array(latents.scalars.prefix(4 * latentSide * latentSide)))
-        let decodeTime = best(2) { _ = pipeline.decode(one) }
+        let decodeTime = Self.best(2) { _ = pipeline.decode(one) }
         log("  \(steps) steps end to end… (after the decodes: \(memoryLine()))")
         var settings = Pipeline.Settings()
         (settings.width, settings.height, settings.steps) = (size, size, steps)
@@ -138,26 +153,43 @@ private struct BenchRun {
             last = now
             return true
         }
-        let total = seconds {
+        let total = Self.seconds {
             guard let (c, u) = try? pipeline.encodePrompts(prompt, negative: "blurry"),
                   let final = try? pipeline.sample(conditional: c, unconditional: u, settings: settings, progress: stepped) else { return }
-            log(String(format: "    decode: %.2f s", seconds { _ = pipeline.decode(final) }))
+            log(String(format: "    decode: %.2f s", Self.seconds { _ = pipeline.decode(final) }))
         }
         return ["unet_step_s": unetTime, "unet_gflops": Double(flops) / unetTime / 1e9, "sgemm_gflops": sgemm,
                 "text_encode_s": textTime, "vae_decode_s": decodeTime, "total_20_steps_s": total, "peak_rss_mb": peakRSSMegabytes()]
     }
 
-    func seconds(_ body: () -> Void) -> Double {
+    static func seconds(_ body: () -> Void) -> Double {
         let start = DispatchTime.now().uptimeNanoseconds
         body()
         return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
     }
 
-    func best(_ repeats: Int, _ body: () -> Void) -> Double {
+    static func best(_ repeats: Int, _ body: () -> Void) -> Double {
         (0..<repeats).map { _ in seconds(body) }.min()!
     }
 
-    func sgemmRate(side: Int) -> Double {
+    /// The largest difference between a 67×45×83 product and the same product summed in double precision:
+    /// a core's kernels wrong for this processor show here.
+    static func sgemmError() -> Double {
+        let (m, n, k) = (67, 45, 83)
+        let a = (0..<(m * k)).map { Float(($0 * 7) % 19) / 19 - 0.5 }, b = (0..<(k * n)).map { Float(($0 * 5) % 23) / 23 - 0.5 }
+        var c = [Float](repeating: 0, count: m * n)
+        Gemm.multiply(m: m, n: n, k: k, a: a, lda: k, b: b, ldb: n, c: &c, ldc: n)
+        var worst = 0.0
+        for i in 0..<m {
+            for j in 0..<n {
+                let exact = (0..<k).reduce(0.0) { $0 + Double(a[i * k + $1]) * Double(b[$1 * n + j]) }
+                worst = max(worst, abs(exact - Double(c[i * n + j])))
+            }
+        }
+        return worst
+    }
+
+    static func sgemmRate(side: Int) -> Double {
         var a = Tensor(uninitialized: [side, side]), b = Tensor(uninitialized: [side, side]), c = Tensor(uninitialized: [side, side])
         let (pa, pb, pc) = (a.mutablePointer(), b.mutablePointer(), c.mutablePointer())
         for i in 0..<(side * side) { pa[i] = Float(i % 17) / 17; pb[i] = Float(i % 13) / 13 }

@@ -3,6 +3,7 @@ import Foundation
 import Imaging
 import JobSpec
 import StableDiffusion
+import Tensors
 import Testing
 import Worker
 
@@ -82,4 +83,37 @@ private func workerImage(_ task: TaskParameters, inputs: [String: Data] = [:]) t
     #expect(renderedInpaint != nil && renderedInpaint == workerInpaint)
     #expect(workerInpaint?.hasSuffix("Sampler: Euler a, CFG scale: 7.0, Seed: 3, Size: 64x64, Model: demo, Denoising strength: 0.5, Mask blur: 4") == true,
             "\(workerInpaint ?? "no text")")
+}
+
+/// Runs `farm bench --blas-only` with `environment` added to (and `OPENBLAS_CORETYPE` removed from) this
+/// process's, and returns what it printed.
+private func blasReport(_ environment: [String: String]) throws -> (status: Int32, output: String) {
+    let process = Process()
+    process.executableURL = farmBinary
+    process.arguments = ["bench", "--blas-only"]
+    var variables = ProcessInfo.processInfo.environment
+    variables["OPENBLAS_CORETYPE"] = nil
+    variables.merge(environment) { $1 }
+    process.environment = variables
+    let output = Pipe()
+    process.standardOutput = output
+    process.standardError = output
+    try process.run()
+    let data = output.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+}
+
+@Test func aGenericBLASCoreIsReplacedButAUsersChoiceStands() throws {
+    let features = BLASCore.Features.current
+    // As OpenBLAS 0.3.21 does on Sapphire Rapids: it starts on Prescott's SSE3 kernels.
+    let fallback = try blasReport(["FARM_TEST_BLAS_LIBRARY_CORE": "Prescott"])
+    #expect(fallback.status == 0, "\(fallback.output)")
+    if features.avx2 {
+        let expected = BLASCore.replacement(for: "Prescott", features: features, userSetting: nil)!
+        #expect(fallback.output.contains("BLAS core: \(expected) (OpenBLAS chose the generic Prescott; replaced"), "\(fallback.output)")
+    }
+    #expect(fallback.output.contains("sgemm: ") && fallback.output.contains("sgemm check: largest error"), "products on the replaced core must be right")
+    let user = try blasReport(["OPENBLAS_CORETYPE": "Prescott"])
+    #expect(user.status == 0 && user.output.contains("BLAS core: Prescott (set by OPENBLAS_CORETYPE)"), "\(user.output)")
 }

@@ -67,6 +67,15 @@ void ck_winograd_output(const float *m, size_t mouts, size_t mfirst, size_t outs
 /// The instruction set the kernels run with: "avx512", "avx2+fma" or "baseline".
 const char *ck_instruction_set(void);
 
+/// What the processor offers (not capped by ck_limit_instruction_set): CK_CPU_* bits. The BLAS core check
+/// compares them with the kernels OpenBLAS chose.
+#define CK_CPU_AVX2 1u
+#define CK_CPU_FMA 2u
+#define CK_CPU_AVX512 4u
+#define CK_CPU_AVX512_BF16 8u
+#define CK_CPU_AMD 16u
+unsigned ck_cpu_features(void);
+
 /// Caps the instruction set: 0 baseline, 1 AVX2+FMA, 2 AVX-512, negative for no cap
 /// (tests use it to check every path on one machine).
 void ck_limit_instruction_set(int level);
