@@ -244,11 +244,17 @@ public struct JobSpec: Sendable {
 
     // MARK: - JSONL, CSV, text
 
+    /// The lines of `text`, whatever ends them: "\n", "\r\n" (one Character in Swift, so splitting on "\n" alone
+    /// would leave a CRLF file as one line) or "\r".
+    static func lines(of text: String) -> [Substring] {
+        text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline)
+    }
+
     static func parseLines(_ text: String, file: String, overrides: [String: String], csv: Bool) throws -> JobSpec {
         let defaults = overrides.filter { taskFields.contains($0.key) }
         var tasks: [TaskParameters] = []
         var header: [String]?
-        for (offset, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        for (offset, raw) in lines(of: text).enumerated() {
             let lineNumber = offset + 1
             let line = raw.trimmingCharacters(in: .whitespaces)
             if line.isEmpty { continue }
@@ -308,7 +314,7 @@ public struct JobSpec: Sendable {
     static func parseText(_ text: String, file: String, overrides: [String: String]) throws -> JobSpec {
         let defaults = overrides.filter { taskFields.contains($0.key) }
         var tasks: [TaskParameters] = []
-        for (offset, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        for (offset, raw) in lines(of: text).enumerated() {
             let prompt = raw.trimmingCharacters(in: .whitespaces)
             if prompt.isEmpty || prompt.hasPrefix("#") { continue }
             var fields = defaults

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Yams
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
@@ -41,8 +42,9 @@ struct RemoteOptions: ParsableArguments {
     }
 }
 
-/// The CLI's config file: `server: URL` and `token: T` lines (`#` starts a comment), read from
-/// `FARM_CONFIG`, else `$XDG_CONFIG_HOME/farm/config`, else `~/.config/farm/config`.
+/// The CLI's config file: YAML with `server: URL` and `token: T`, read from `FARM_CLI_CONFIG`, else
+/// `$XDG_CONFIG_HOME/farm/config`, else `~/.config/farm/config`. (`FARM_CONFIG` names the daemons' settings
+/// file, whose keys are others: the two never read each other's file.)
 struct FarmConfig {
     /// The coordinator's HTTP API.
     var server: String?
@@ -52,10 +54,10 @@ struct FarmConfig {
     /// The config file of this environment; none (and no error) when the default file is absent.
     static func load(environment: [String: String]) throws -> FarmConfig {
         let path: String
-        if let explicit = environment["FARM_CONFIG"], !explicit.isEmpty {
+        if let explicit = environment["FARM_CLI_CONFIG"], !explicit.isEmpty {
             path = explicit
             // A file named on purpose must exist; the default one is optional.
-            guard FileManager.default.fileExists(atPath: path) else { throw ValidationError("FARM_CONFIG: \(path) does not exist") }
+            guard FileManager.default.fileExists(atPath: path) else { throw ValidationError("FARM_CLI_CONFIG: \(path) does not exist") }
         } else {
             let home = environment["HOME"] ?? NSHomeDirectory()
             let base = environment["XDG_CONFIG_HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? home + "/.config"
@@ -68,24 +70,24 @@ struct FarmConfig {
         return try parse(text, path: path)
     }
 
-    /// Parses the file's text; an unknown key or a line without `key: value` is an error naming its line.
+    /// Parses the file's YAML; an unknown key or a value that is not text is an error naming its line.
     static func parse(_ text: String, path: String) throws -> FarmConfig {
+        let document: Node?
+        do { document = try Yams.compose(yaml: text) } catch {
+            throw ValidationError("\(path): not valid YAML (\("\(error)".split(separator: "\n").first ?? "")); expected `server: URL` and `token: T`")
+        }
         var config = FarmConfig()
-        for (number, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let line = raw.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
-            guard !line.trimmingCharacters(in: .whitespaces).isEmpty else { continue }
-            guard let colon = line.firstIndex(of: ":") else {
-                throw ValidationError("\(path):\(number + 1): expected `server: URL` or `token: T`")
-            }
-            let key = line[..<colon].trimmingCharacters(in: .whitespaces)
-            var value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
-            if value.count >= 2, let first = value.first, first == value.last, first == "\"" || first == "'" {
-                value = String(value.dropFirst().dropLast())
+        guard let document else { return config }
+        guard let mapping = document.mapping else { throw ValidationError("\(path): expected `server: URL` and `token: T`") }
+        for (keyNode, valueNode) in mapping {
+            let line = (keyNode.mark?.line).map { ":\($0)" } ?? ""
+            guard let key = keyNode.string, let value = valueNode.string else {
+                throw ValidationError("\(path)\(line): expected `server: URL` or `token: T`")
             }
             switch key {
             case "server": config.server = value
             case "token": config.token = value
-            default: throw ValidationError("\(path):\(number + 1): unknown key \"\(key)\" (known: server, token)")
+            default: throw ValidationError("\(path)\(line): unknown key \"\(key)\" (known: server, token)")
             }
         }
         return config

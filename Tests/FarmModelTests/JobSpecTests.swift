@@ -70,3 +70,23 @@ func badSpecsAreOneLineErrors(_ file: String, _ text: String, _ expected: String
     let previous = JobSpec.maxTasks
     #expect(throws: JobSpecError.self) { try JobSpec.parse("model: m\nsweep: {prompt: [a, b], seed: \"1-\(previous)\"}\n", file: "huge.yaml") }
 }
+
+/// Specs written on Windows end their lines with CRLF, which Swift reads as one Character: every line-based
+/// format must still split into lines (and report the right line numbers).
+@Test func specsWithCRLFLineEndingsSplitIntoLines() throws {
+    let text = try JobSpec.parse("a red fox\r\n# a comment\r\na castle at night\r\n\r\na bowl of soup", file: "p.txt",
+                                 overrides: ["model": "m"])
+    #expect(text.tasks.map(\.prompt) == ["a red fox", "a castle at night", "a bowl of soup"])
+    let csv = try JobSpec.parse("prompt,seed,steps\r\n\"a fox, red\",5,3\r\na castle,6,4\r\n", file: "j.csv", overrides: ["model": "m"])
+    #expect(csv.tasks.map(\.prompt) == ["a fox, red", "a castle"] && csv.tasks.map(\.seed) == [5, 6] && csv.tasks.map(\.steps) == [3, 4])
+    let jsonl = try JobSpec.parse("{\"prompt\": \"a\", \"seed\": 1}\r\n{\"prompt\": \"b\", \"seed\": 2}\r\n", file: "j.jsonl",
+                                  overrides: ["model": "m"])
+    #expect(jsonl.tasks.map(\.prompt) == ["a", "b"] && jsonl.tasks.map(\.seed) == [1, 2])
+    let yaml = try JobSpec.parse("model: m\r\nitems:\r\n  - {prompt: a}\r\n  - {prompt: b}\r\n", file: "j.yaml")
+    #expect(yaml.tasks.map(\.prompt) == ["a", "b"])
+    // Old Mac line ends too, and a bad line is still named by its number.
+    #expect(try JobSpec.parse("x\ry", file: "p.txt", overrides: ["model": "m"]).tasks.count == 2)
+    #expect {
+        try JobSpec.parse("prompt,seed\r\na,1\r\nb,zz\r\n", file: "j.csv", overrides: ["model": "m"])
+    } throws: { "\($0)".contains("j.csv:3") }
+}

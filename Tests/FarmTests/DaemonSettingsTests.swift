@@ -58,3 +58,22 @@ func configFile(_ text: String) throws -> URL {
     #expect(masked.stdout.contains("database = host=db user=farm password=*** dbname=farm") && !masked.stdout.contains("s3cret"),
             "\(masked.stdout)")
 }
+
+/// The daemons' settings file (`FARM_CONFIG`) and the CLI's server/token file (`FARM_CLI_CONFIG`) are set side by
+/// side in one environment: each command reads its own and never fails on the other's keys.
+@Test func daemonAndCLIConfigFilesHaveSeparateNames() throws {
+    let daemonFile = try configFile("lease-seconds: 45\n")
+    let cliFile = try configFile("server: http://127.0.0.1:9\ntoken: abc\n")
+    defer {
+        try? FileManager.default.removeItem(at: daemonFile)
+        try? FileManager.default.removeItem(at: cliFile)
+    }
+    let environment = ["FARM_CONFIG": daemonFile.path, "FARM_CLI_CONFIG": cliFile.path,
+                       "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin"]
+    let daemon = try runFarmCapturing(["coordinator", "--insecure", "--print-config"], environment: environment)
+    #expect(daemon.status == 0, "\(daemon.stderr)")
+    #expect(daemon.stdout.contains("lease-seconds = 45   (file \(daemonFile.path))"), "\(daemon.stdout)")
+    // The CLI reads its file (and so tries the server it names, which does not answer), not the daemons'.
+    let cli = try runFarmCapturing(["jobs"], environment: environment)
+    #expect(cli.status == 1 && cli.stderr.hasPrefix("farm: ") && !cli.stderr.contains("unknown key"), "\(cli.stderr)")
+}

@@ -320,11 +320,16 @@ struct HTTPFarm {
     defer { try? FileManager.default.removeItem(at: config) }
     func runWithConfig(_ text: String, _ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
         try text.write(to: config, atomically: true, encoding: .utf8)
+        // FARM_CONFIG names the daemons' settings file at the same time: the CLI must not read it.
         return try runFarmCapturing(arguments, environment: ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("FARM_") }
-            .merging(["FARM_CONFIG": config.path]) { $1 })
+            .merging(["FARM_CLI_CONFIG": config.path, "FARM_CONFIG": daemonSettings.path]) { $1 })
     }
+    let daemonSettings = try configFile("lease-seconds: 30\nheartbeat: 2\n")
+    defer { try? FileManager.default.removeItem(at: daemonSettings) }
     let fromConfig = try runWithConfig("# the test farm\nserver: \(farm.server)\ntoken: \"\(farm.admin)\"\n", ["jobs", "--json"])
     #expect(fromConfig.status == 0 && fromConfig.stdout.contains("\"id\" : \(job)"), "\(fromConfig.stderr)")
+    let withCRLF = try runWithConfig("server: \(farm.server)\r\ntoken: \(farm.admin)\r\n", ["jobs", "--json"])
+    #expect(withCRLF.status == 0 && withCRLF.stdout.contains("\"id\" : \(job)"), "\(withCRLF.stderr)")
     let badConfig = try runWithConfig("server: \(farm.server)\ncolour: blue\n", ["jobs"])
     #expect(badConfig.status == 2 && badConfig.stderr == "farm: \(config.path):2: unknown key \"colour\" (known: server, token)\n",
             "\(badConfig.stderr)")
