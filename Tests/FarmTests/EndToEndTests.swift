@@ -147,7 +147,7 @@ let migrationsFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent
     for stored in try observer.images(job: job) {
         let image = try PNGImage(pngData: stored.png)
         #expect(image.width == 24 && image.height == 16)
-        #expect(image.textValue("parameters")?.hasPrefix("a fox \(stored.index)\nSteps: 3, Sampler: euler") == true)
+        #expect(image.textValue("parameters")?.hasPrefix("a fox \(stored.index)\nSteps: 3, Sampler: Euler") == true)
     }
     let failures = try connection.query("SELECT error_kind, error_message FROM tasks WHERE job_id = $1 AND state = 'failed' ORDER BY index", [job]).rows
     #expect(try failures.map { try $0.decode("error_kind", as: String.self) } == ["input", "input"])

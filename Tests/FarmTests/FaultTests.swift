@@ -289,7 +289,7 @@ func expectAllDoneOnce(_ store: JobStore, job: Int64, count: Int, sourceLocation
         let image = try PNGImage(pngData: Data(contentsOf: out.appendingPathComponent("\(job)-\(index)-\(index % 4 + 1).png")))
         #expect(image.textValue("seed") == String(index % 4 + 1))
         let prompt = ["a red fox in the snow", "a castle at night", "a bowl of soup"][index / 4]
-        #expect(image.textValue("parameters") == "\(prompt)\nSteps: 10, Sampler: euler_a, CFG scale: 7.0, Seed: \(index % 4 + 1), Size: 32x32, Model: synthetic")
+        #expect(image.textValue("parameters") == "\(prompt)\nSteps: 10, Sampler: Euler a, CFG scale: 7.0, Seed: \(index % 4 + 1), Size: 32x32, Model: synthetic")
     }
     // watch on a finished job prints its line and returns.
     let watched = Process()

@@ -275,3 +275,12 @@ func expectCountsConsistent(_ store: JobStore, sourceLocation: SourceLocation = 
     #expect(try store.progress(job: urgent).counts == [.running: 1] && third.count == 1, "priority still comes first")
     _ = (older, newer)
 }
+
+@Test func tasksWithoutASizeAreClaimed() throws {
+    let store = try migratedStore()
+    let job = try store.enqueue(name: "native", model: "m", tasks: [TaskParameters(prompt: "a fox", model: "m", steps: 2)])
+    let claimed = try store.claim(workerID: "w1", capabilities: WorkerCapabilities(models: ["m"], maxPixels: 64 * 64), limit: 5,
+                                  leaseSeconds: 30)
+    #expect(claimed.count == 1 && claimed.first?.jobID == job, "a task that leaves its size to the model must be dispatched")
+    #expect(claimed.first?.parameters.width == nil && claimed.first?.parameters.height == nil)
+}
