@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Installs the Debian packages DiffusionFarm builds and runs with, if any are missing.
 # Safe to run again: it installs nothing when everything is present.
+#   Deploy/install-deps.sh [--test]   # --test: also what Deploy/test.sh's checks use
 set -euo pipefail
 
 packages=(libopenblas-dev libzmq3-dev libpq-dev libpng-dev postgresql pkg-config)
+# check-runtime-stage.sh builds the container's runtime stage with mmdebstrap; gpg lets
+# mmdebstrap give the chroot's sources the archive key.
+if [ "${1:-}" = "--test" ]; then packages+=(mmdebstrap gpg); fi
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
@@ -26,7 +30,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-if ! command -v swift >/dev/null 2>&1; then
+# A prebuilt binary (the quick start's FARM_BIN) needs no toolchain.
+if [ -z "${FARM_BIN:-}" ] && ! command -v swift >/dev/null 2>&1; then
     if [ -x /opt/swift/usr/bin/swift ]; then
         echo "note: add /opt/swift/usr/bin to PATH" >&2
     else

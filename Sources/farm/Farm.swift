@@ -16,10 +16,14 @@ struct Farm: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "farm",
         abstract: "DiffusionFarm: a Stable Diffusion render farm.",
+        version: "DiffusionFarm \(Farm.release) (wire protocol \(WireMessage.protocolVersion))",
         subcommands: [Render.self, Migrate.self, CoordinatorCommand.self, WorkerCommand.self, Submit.self, Fetch.self,
                       Jobs.self, JobCommand.self, Cancel.self, Pause.self, Resume.self, Retry.self, Workers.self,
                       Drain.self, Cordon.self, Uncordon.self, Watch.self, Tokens.self,
                       Status.self, Keys.self, Bench.self])
+
+    /// This build's release number, as `farm --version` prints it.
+    static let release = "0.3.0"
 
     /// Runs the command; any bad input ends with one line on stderr and exit status 2
     /// (help and explicit exit codes behave as ArgumentParser defines them).
