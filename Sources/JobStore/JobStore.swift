@@ -157,9 +157,9 @@ public final class JobStore {
     }
 
     /// Leases up to `limit` queued tasks that `workerID` can run, one statement: a
-    /// materialized CTE with FOR UPDATE SKIP LOCKED, by job priority then age (jobs first,
-    /// then each job's tasks through the queued-task index, so a claim does not sort the
-    /// whole queue), skipping
+    /// materialized CTE with FOR UPDATE SKIP LOCKED, by job priority then age (active jobs first,
+    /// then each job's queued tasks of each of the worker's models through the (job, model, index)
+    /// index, so a claim neither sorts the queue nor scans a job whose models the worker lacks), skipping
     /// paused or cancelled jobs, tasks still backing off, models the worker lacks, sizes
     /// above its limit and jobs that blocklisted it. The attempt number is the fencing token.
     /// Among jobs of equal priority, those of `preferredModel` (the worker's loaded model) come
@@ -170,17 +170,16 @@ public final class JobStore {
                           leaseSeconds: leaseSeconds, preferredModel: preferredModel).map(\.assignment)
     }
 
-    /// Like `claim`, but also returns the seconds each task waited since it last became dispatchable.
-    public func claimWithWaits(workerID: String, capabilities: WorkerCapabilities, limit: Int,
-                               leaseSeconds: Double, preferredModel: String? = nil) throws -> [(assignment: WireMessage.Assignment, waited: Double)] {
-        guard limit > 0 else { return [] }
-        let result = try connection.query("""
+    /// The claim's one statement ($1 worker, $2 limit, $3 lease seconds, $4 models, $5 largest pixel count,
+    /// $6 preferred model), public so that tests and operators can EXPLAIN it against a real queue.
+    public static let claimStatement = """
             WITH next AS MATERIALIZED (
                 SELECT t.id FROM jobs j
+                CROSS JOIN LATERAL unnest($4::text[]) AS m(model)
                 CROSS JOIN LATERAL (
                     SELECT t.id, t.index FROM tasks t
-                    WHERE t.job_id = j.id AND t.state = 'queued' AND t.not_before <= now()
-                      AND t.model = ANY($4::text[]) AND t.pixels <= $5
+                    WHERE t.job_id = j.id AND t.model = m.model AND t.state = 'queued' AND t.not_before <= now()
+                      AND t.pixels <= $5
                     ORDER BY t.index
                     LIMIT $2
                     FOR UPDATE SKIP LOCKED
@@ -196,7 +195,21 @@ public final class JobStore {
             FROM next WHERE tasks.id = next.id
             RETURNING tasks.id, tasks.job_id, tasks.attempt, tasks.parameters::text AS parameters,
                 extract(epoch FROM now() - tasks.queued_at)::float8 AS waited
-            """, [workerID, limit, leaseSeconds, postgresArray(capabilities.models), capabilities.maxPixels, preferredModel ?? ""])
+            """
+
+    /// The plan PostgreSQL would use for this claim (EXPLAIN; nothing is leased), for tests and operators.
+    public func claimPlan(workerID: String, capabilities: WorkerCapabilities, limit: Int, preferredModel: String? = nil) throws -> String {
+        try connection.query("EXPLAIN " + JobStore.claimStatement, [workerID, limit, 60.0, postgresArray(capabilities.models),
+                                                                    capabilities.maxPixels, preferredModel ?? ""])
+            .rows.map { try $0.decode("QUERY PLAN", as: String.self) }.joined(separator: "\n")
+    }
+
+    /// Like `claim`, but also returns the seconds each task waited since it last became dispatchable.
+    public func claimWithWaits(workerID: String, capabilities: WorkerCapabilities, limit: Int,
+                               leaseSeconds: Double, preferredModel: String? = nil) throws -> [(assignment: WireMessage.Assignment, waited: Double)] {
+        guard limit > 0 else { return [] }
+        let result = try connection.query(JobStore.claimStatement, [workerID, limit, leaseSeconds, postgresArray(capabilities.models),
+                                                                    capabilities.maxPixels, preferredModel ?? ""])
         let decoder = JSONDecoder()
         return try result.rows.map { row in
             let json: String = try row.decode("parameters")
