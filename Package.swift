@@ -21,6 +21,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
     ],
     targets: [
         // C libraries, each behind a module map or a small C shim.
@@ -47,7 +48,7 @@ let package = Package(
         .target(name: "ZeroMQ", dependencies: ["CZeroMQ"]),
         .target(name: "Postgres", dependencies: ["CPostgres"]),
         .target(name: "JobStore", dependencies: ["Postgres", "FarmModel"]),
-        .target(name: "Coordinator", dependencies: ["JobStore", "ZeroMQ", "FarmModel",
+        .target(name: "Coordinator", dependencies: ["JobStore", "ZeroMQ", "FarmModel", "Imaging",
                                                     .product(name: "CoreMetrics", package: "swift-metrics"),
                                                     .product(name: "Logging", package: "swift-log")]),
         .target(name: "Worker", dependencies: ["StableDiffusion", "Tensors", "Imaging", "ZeroMQ", "FarmModel",
@@ -56,6 +57,7 @@ let package = Package(
         .target(name: "HTTPAPI", dependencies: [
             "JobStore", "JobSpec", "FarmModel", "Postgres",
             .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HTTPTypes", package: "swift-http-types"),
             .product(name: "CoreMetrics", package: "swift-metrics"),
             .product(name: "Logging", package: "swift-log"),
         ]),

@@ -1,5 +1,6 @@
 import FarmModel
 import Foundation
+import Imaging
 import JobStore
 import Logging
 import ZeroMQ
@@ -38,6 +39,8 @@ public struct CoordinatorConfiguration: Sendable {
 struct ConnectedWorker {
     var routingID: Data
     var hello: WireMessage.Hello
+    /// The CURVE key its connection authenticated with (nil on plain TCP).
+    var publicKey: String?
     var lastSeen: Date
     var inFlight: Set<Int64> = []
     var loadedModel: String?
@@ -67,7 +70,7 @@ public final class CoordinatorServer {
     private var lastSweep = Date.distantPast
     private var lastReconnectAttempt = Date.distantPast
     private var reconnectDelay = 0.5
-    private var pendingProgress: [Int64: WireMessage.Progress] = [:]
+    private var pendingProgress: [Int64: (report: WireMessage.Progress, workerID: String)] = [:]
     /// The latest preview of each running task (PNG), for watchers.
     public private(set) var previews: [Int64: (step: Int, png: Data)] = [:]
     /// The last preview received from any worker (kept after its task ends).
@@ -161,7 +164,7 @@ public final class CoordinatorServer {
             while let (frames, userID) = try socket.receiveMessage(dontWait: true) {
                 // A key revoked after its handshake: ignore the connection from then on.
                 if zap != nil, !(userID.map { isKeyAllowed($0, fresh: false) } ?? false) { continue }
-                handle(frames)
+                handle(frames, publicKey: userID)
             }
         }
         if let listener, ready[ready.count - 1] {
@@ -184,7 +187,7 @@ public final class CoordinatorServer {
         return allowed
     }
 
-    private func handle(_ frames: [Data]) {
+    private func handle(_ frames: [Data], publicKey: String?) {
         guard frames.count >= 2 else { return }
         let routingID = frames[0]
         let message: WireMessage
@@ -195,7 +198,7 @@ public final class CoordinatorServer {
             return
         }
         metrics.messages.count(message.typeName, received: true)
-        handle(message, from: routingID)
+        handle(message, from: routingID, publicKey: publicKey)
     }
 
     private func send(_ message: WireMessage, to routingID: Data) {
@@ -207,14 +210,42 @@ public final class CoordinatorServer {
         }
     }
 
-    private func handle(_ message: WireMessage, from routingID: Data) {
+    /// Refuses a hello, logging why.
+    private func refuse(_ routingID: Data, _ code: Refusal.Code, _ reason: String, worker: String) {
+        send(.refused(.init(code, reason)), to: routingID)
+        logger.warning("refused worker \(worker.prefix(64).debugDescription): \(reason)", metadata: ["code": "\(code.rawValue)"])
+    }
+
+    private func handle(_ message: WireMessage, from routingID: Data, publicKey: String?) {
         if case .hello(let hello) = message {
             guard hello.version == WireMessage.protocolVersion else {
-                send(.refused(reason: "protocol version \(hello.version) is not supported; this coordinator speaks \(WireMessage.protocolVersion)"), to: routingID)
+                refuse(routingID, .protocolVersion,
+                       "protocol version \(hello.version) is not supported; this coordinator speaks \(WireMessage.protocolVersion)",
+                       worker: hello.workerID)
                 return
             }
-            guard withStore({ try $0.registerWorker(hello) }) != nil else { return }
-            var worker = ConnectedWorker(routingID: routingID, hello: hello, lastSeen: Date())
+            if let problem = hello.problem(limits: configuration.limits) {
+                refuse(routingID, .badHello, problem, worker: hello.workerID)
+                return
+            }
+            // One live connection per name: another connection with it is refused while it still has its link
+            // (a worker killed and started again has lost its old link, which then gives way).
+            if let (otherID, _) = workers.first(where: { $0.key != routingID && $0.value.hello.workerID == hello.workerID }) {
+                if (try? socket.routes(to: otherID, probe: WireMessage.heartbeat(.init(freeSlots: 0)).frames())) == true {
+                    refuse(routingID, .nameInUse, "the name \(hello.workerID) is in use by a connected worker; start this one with another --name",
+                           worker: hello.workerID)
+                    return
+                }
+                workers[otherID] = nil
+            }
+            guard let registered = withStore({ try $0.registerWorker(hello, publicKey: publicKey) }) else { return }
+            guard let operatorState = registered else {
+                refuse(routingID, .nameBoundToOtherKey,
+                       "the name \(hello.workerID) belongs to another worker key; start this one with another --name", worker: hello.workerID)
+                return
+            }
+            var worker = ConnectedWorker(routingID: routingID, hello: hello, publicKey: publicKey, lastSeen: Date())
+            worker.operatorState = operatorState
             worker.inFlight = Set(hello.activeTasks ?? [])
             workers[routingID] = worker
             workWaiting = true
@@ -227,7 +258,7 @@ public final class CoordinatorServer {
         }
         guard var worker = workers[routingID] else {
             // A worker we do not know (e.g. after a coordinator restart) must introduce itself again.
-            send(.refused(reason: "unknown worker: send HELLO first"), to: routingID)
+            send(.refused(.init(.unknownWorker, "unknown worker: send HELLO first")), to: routingID)
             return
         }
         worker.lastSeen = Date()
@@ -239,7 +270,9 @@ public final class CoordinatorServer {
             _ = withStore { try $0.touchWorker(worker.hello.workerID, loadedModel: beat.loadedModel) }
             send(.heartbeat(.init(freeSlots: 0)), to: routingID)
         case .progress(let report):
-            pendingProgress[report.taskID] = report
+            // Only the connection the task was handed to reports on it (the database checks the lease again).
+            guard worker.inFlight.contains(report.taskID) else { return }
+            pendingProgress[report.taskID] = (report, worker.hello.workerID)
             if let speed = report.itemsPerSecond { metrics.workerSpeed(worker.hello.workerID, stepsPerSecond: speed) }
             if let job = jobOf(report.taskID) {
                 events.post(FarmEvent(name: "progress", job: job, payload: [
@@ -247,6 +280,7 @@ public final class CoordinatorServer {
                     "total": report.total, "worker": worker.hello.workerID]))
             }
         case .preview(let report, let png):
+            guard worker.inFlight.contains(report.taskID), png.count <= CoordinatorServer.maxPreviewBytes else { return }
             previews[report.taskID] = (report.step, png)
             lastPreview = (report.taskID, report.step, png)
             if events.subscriberCount > 0, let job = jobOf(report.taskID) {
@@ -254,7 +288,14 @@ public final class CoordinatorServer {
                     "task": report.taskID, "job": job, "step": report.step, "png": png.base64EncodedString()]))
             }
         case .result(let header, let png):
-            guard let outcome = withStore({ try $0.complete(header, png: png) }) else { return }
+            if let problem = resultProblem(header, png) {
+                // Not stored: the attempt fails as a host error, so the task is handed out again.
+                let failure = WireMessage.Failure(taskID: header.taskID, attempt: header.attempt, kind: .host,
+                                                  message: "result rejected: \(problem)")
+                handle(.failed(failure), from: routingID, publicKey: publicKey)
+                return
+            }
+            guard let outcome = withStore({ try $0.complete(header, png: png, workerID: worker.hello.workerID) }) else { return }
             if outcome == .stored { metrics.imageStored() }
             worker.inFlight.remove(header.taskID)
             pendingProgress[header.taskID] = nil
@@ -291,6 +332,24 @@ public final class CoordinatorServer {
         case .hello, .welcome, .refused, .assign, .ack, .cancel, .drain, .blob:
             logger.warning("ignored \(message.typeName) from a worker", metadata: ["worker": "\(worker.hello.workerID)"])
         }
+    }
+
+    /// Largest preview kept or passed to watchers; workers send latent-resolution previews of a few KB.
+    static let maxPreviewBytes = 1 << 20
+
+    /// Why a result cannot be stored, or nil: it must be a PNG that decodes, of the size its header states.
+    private func resultProblem(_ header: WireMessage.ResultHeader, _ png: Data) -> String? {
+        let image: PNGImage
+        do {
+            image = try PNGImage(pngData: png, limits: PNGLimits(maxSide: configuration.limits.maxSide,
+                                                                 maxPixels: configuration.limits.maxPixels))
+        } catch {
+            return "not a decodable PNG (\(error))"
+        }
+        guard image.width == header.width && image.height == header.height else {
+            return "the PNG is \(image.width)x\(image.height) but the result says \(header.width)x\(header.height)"
+        }
+        return nil
     }
 
     /// The job of a task: from the dispatch map, else from the database (tasks held across a restart).

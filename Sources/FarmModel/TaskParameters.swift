@@ -143,6 +143,12 @@ public struct Limits: Codable, Sendable {
     public var maxTasksPerJob = 1_000_000
     /// Largest wire message, in bytes.
     public var maxMessageBytes = 64 * 1024 * 1024
+    /// Most tasks one worker may run at once.
+    public var maxWorkerSlots = 64
+    /// Most models one worker may announce.
+    public var maxWorkerModels = 1_000
+    /// Longest worker, host or model name, in UTF-8 bytes.
+    public var maxNameBytes = 200
 
     /// The default limits.
     public init() {}

@@ -11,8 +11,9 @@ public enum WireMessage: Equatable, Sendable {
     case hello(Hello)
     /// Coordinator → worker: accepted; heartbeat every `heartbeatSeconds`.
     case welcome(Welcome)
-    /// Coordinator → worker: refused (wrong version, unknown key); the worker stops.
-    case refused(reason: String)
+    /// Coordinator → worker: refused, with a code; the worker introduces itself again after `unknownWorker`
+    /// and stops, printing the reason, on any other.
+    case refused(Refusal)
     /// Either way: I am alive (and, from a worker, its state, free slots and loaded model).
     case heartbeat(Heartbeat)
     /// Coordinator → worker: render this task.
@@ -234,7 +235,43 @@ public struct WireError: Error, Equatable, CustomStringConvertible {
     public var description: String { "malformed message: \(message)" }
 }
 
-private struct Reason: Codable { var reason: String }
+/// Why a coordinator refused a worker.
+public struct Refusal: Codable, Equatable, Sendable {
+    /// What kind of refusal.
+    public enum Code: String, Codable, Sendable {
+        /// The coordinator does not know this connection (it restarted): send HELLO again.
+        case unknownWorker = "unknown_worker"
+        /// The worker speaks another protocol version.
+        case protocolVersion = "protocol_version"
+        /// A live connection already uses this worker name.
+        case nameInUse = "name_in_use"
+        /// The name belongs to another CURVE key.
+        case nameBoundToOtherKey = "name_bound_to_other_key"
+        /// A HELLO field is out of range (slots, models, names); the reason names it.
+        case badHello = "bad_hello"
+    }
+
+    /// What kind of refusal.
+    public var code: Code
+    /// One line for the worker to print.
+    public var reason: String
+
+    /// Makes a refusal.
+    public init(_ code: Code, _ reason: String) {
+        self.code = code
+        self.reason = reason
+    }
+
+    public init(from decoder: Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        reason = try container.decode(String.self, forKey: .reason)
+        // Coordinators before the codes sent the reason alone.
+        code = try container.decodeIfPresent(Code.self, forKey: .code)
+            ?? (reason.hasPrefix("unknown worker") ? .unknownWorker : .badHello)
+    }
+}
+
+
 private struct Ack: Codable { var taskID: Int64; var attempt: Int }
 private struct TaskReference: Codable { var taskID: Int64 }
 private struct Nothing: Codable {}
@@ -272,7 +309,7 @@ extension WireMessage {
         switch self {
         case .hello(let body): return [type, json(body)]
         case .welcome(let body): return [type, json(body)]
-        case .refused(let reason): return [type, json(Reason(reason: reason))]
+        case .refused(let refusal): return [type, json(refusal)]
         case .heartbeat(let body): return [type, json(body)]
         case .assign(let body): return [type, json(body)]
         case .progress(let body): return [type, json(body)]
@@ -309,7 +346,7 @@ extension WireMessage {
         switch type {
         case "HELLO": try expectFrames(2); self = .hello(try body(Hello.self))
         case "WELCOME": try expectFrames(2); self = .welcome(try body(Welcome.self))
-        case "REFUSED": try expectFrames(2); self = .refused(reason: try body(Reason.self).reason)
+        case "REFUSED": try expectFrames(2); self = .refused(try body(Refusal.self))
         case "HEARTBEAT": try expectFrames(2); self = .heartbeat(try body(Heartbeat.self))
         case "ASSIGN": try expectFrames(2); self = .assign(try body(Assignment.self))
         case "PROGRESS": try expectFrames(2); self = .progress(try body(Progress.self))
@@ -330,5 +367,29 @@ extension WireMessage {
         default:
             throw WireError("unknown message type \"\(type.prefix(32))\"")
         }
+    }
+}
+
+extension WireMessage.Hello {
+    /// What is wrong with this hello, in one line naming the field, or nil when it is within `limits`: names of
+    /// 1…`maxNameBytes` bytes without control characters, 1…`maxWorkerSlots` slots, at most `maxWorkerModels`
+    /// models, a positive pixel limit, at most `maxWorkerSlots` × 4 tasks held.
+    public func problem(limits: Limits = Limits()) -> String? {
+        func badName(_ value: String) -> Bool {
+            value.isEmpty || value.utf8.count > limits.maxNameBytes || value.unicodeScalars.contains { $0.properties.generalCategory == .control }
+        }
+        if badName(workerID) { return "worker name must be 1…\(limits.maxNameBytes) bytes without control characters" }
+        if badName(host) { return "host must be 1…\(limits.maxNameBytes) bytes without control characters" }
+        if slots < 1 || slots > limits.maxWorkerSlots { return "slots must be 1…\(limits.maxWorkerSlots), got \(slots)" }
+        if models.count > limits.maxWorkerModels { return "at most \(limits.maxWorkerModels) models, got \(models.count)" }
+        if let model = models.first(where: badName) {
+            return "model name \"\(model.prefix(40))\" must be 1…\(limits.maxNameBytes) bytes without control characters"
+        }
+        if let maxPixels, maxPixels < 1 { return "max pixels must be positive, got \(maxPixels)" }
+        if let activeTasks, activeTasks.count > limits.maxWorkerSlots * 4 { return "holds \(activeTasks.count) tasks; at most \(limits.maxWorkerSlots * 4)" }
+        if let device, device.model.utf8.count > 1_000 || (device.blasCore?.utf8.count ?? 0) > limits.maxNameBytes {
+            return "device description too long"
+        }
+        return nil
     }
 }

@@ -1,5 +1,6 @@
 import FarmModel
 import Foundation
+import HTTPTypes
 import Hummingbird
 import JobSpec
 import JobStore
@@ -49,6 +50,8 @@ public struct HTTPServerStartError: Error, CustomStringConvertible {
 public final class FarmHTTPServer: @unchecked Sendable {
     /// The largest request body accepted (a job spec); larger ones get 413.
     public static let maxBodyBytes = 64 << 20
+    /// `X-Content-Type-Options`, sent with every answer so that no body is sniffed as another type.
+    static let noSniff = HTTPField.Name("X-Content-Type-Options")!
     /// Host and port it listens on.
     public let host: String
     /// The TCP port.
@@ -293,7 +296,9 @@ struct APIResponder: HTTPResponder {
             guard let png = try await pool.run({ try $0.image(task: task) }) else {
                 throw APIError(status: 404, "task \(task) has no image")
             }
-            return Response(status: .ok, headers: [.contentType: "image/png"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: png)))
+            // nosniff: a browser must never read stored bytes as anything but the PNG they are declared to be.
+            return Response(status: .ok, headers: [.contentType: "image/png", FarmHTTPServer.noSniff: "nosniff"],
+                            body: ResponseBody(byteBuffer: ByteBuffer(bytes: png)))
         case .events(let job):
             return streamEvents(job: job)
         case .listWorkers:
@@ -353,7 +358,8 @@ struct APIResponder: HTTPResponder {
             }
             try await writer.finish(nil)
         }
-        return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"], body: body)
+        return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache", FarmHTTPServer.noSniff: "nosniff"],
+                        body: body)
     }
 
     /// Fields of a spec that query parameters may fill (as the CLI's flags do).
@@ -410,7 +416,7 @@ struct APIResponder: HTTPResponder {
 
     /// A JSON response.
     static func json(_ body: Data, status: Int = 200) -> Response {
-        Response(status: HTTPResponse.Status(code: status), headers: [.contentType: "application/json"],
+        Response(status: HTTPResponse.Status(code: status), headers: [.contentType: "application/json", FarmHTTPServer.noSniff: "nosniff"],
                  body: ResponseBody(byteBuffer: ByteBuffer(bytes: body)))
     }
 }

@@ -237,30 +237,36 @@ public final class JobStore {
     }
 
     /// Records the latest progress of several tasks in one statement and extends their
-    /// leases; reports of attempts that are no longer current are ignored. Returns the rows updated.
+    /// leases; reports of attempts that are no longer current, or from a worker that does not hold the
+    /// lease, are ignored. Returns the rows updated.
     @discardableResult
-    public func progress(batch reports: [WireMessage.Progress], leaseSeconds: Double) throws -> Int {
-        guard !reports.isEmpty else { return 0 }
+    public func progress(batch entries: [(report: WireMessage.Progress, workerID: String)], leaseSeconds: Double) throws -> Int {
+        guard !entries.isEmpty else { return 0 }
+        let reports = entries.map(\.report)
         func array(_ values: [Int64]) -> String { "{" + values.map(String.init).joined(separator: ",") + "}" }
         return try connection.query("""
             UPDATE tasks t SET step = r.step, total_steps = r.total, lease_expires = now() + make_interval(secs => $5),
                 steps_per_second = coalesce(r.speed, t.steps_per_second)
-            FROM unnest($1::bigint[], $2::integer[], $3::integer[], $4::integer[], $6::real[]) AS r(id, attempt, step, total, speed)
-            WHERE t.id = r.id AND t.attempt = r.attempt AND t.state = 'running'
+            FROM unnest($1::bigint[], $2::integer[], $3::integer[], $4::integer[], $6::real[], $7::text[])
+                AS r(id, attempt, step, total, speed, owner)
+            WHERE t.id = r.id AND t.attempt = r.attempt AND t.state = 'running' AND t.lease_owner = r.owner
             """, [array(reports.map(\.taskID)), array(reports.map { Int64($0.attempt) }),
                   array(reports.map { Int64($0.step) }), array(reports.map { Int64($0.total) }), leaseSeconds,
-                  "{" + reports.map { $0.itemsPerSecond.map { String(format: "%.3f", $0) } ?? "NULL" }.joined(separator: ",") + "}"]).affectedRows
+                  "{" + reports.map { $0.itemsPerSecond.map { String(format: "%.3f", $0) } ?? "NULL" }.joined(separator: ",") + "}",
+                  postgresArray(entries.map(\.workerID))]).affectedRows
     }
 
-    /// Stores a finished image if it belongs to the task's current, still leased attempt.
-    public func complete(_ header: WireMessage.ResultHeader, png: Data) throws -> ReportOutcome {
+    /// Stores a finished image if it belongs to the task's current attempt, leased to `workerID`, and is of the
+    /// size the task asked for (when it asked for one). The caller has checked that `png` decodes to that size.
+    public func complete(_ header: WireMessage.ResultHeader, png: Data, workerID: String) throws -> ReportOutcome {
         try connection.transaction { connection in
             let updated = try connection.query("""
                 UPDATE tasks SET state = 'done', finished_at = now(), lease_owner = NULL, lease_expires = NULL,
                     step = total_steps
-                WHERE id = $1 AND attempt = $2 AND state = 'running'
+                WHERE id = $1 AND attempt = $2 AND state = 'running' AND lease_owner = $3
+                  AND coalesce((parameters->>'width')::integer, $4) = $4 AND coalesce((parameters->>'height')::integer, $5) = $5
                 RETURNING job_id, parameters::text AS parameters
-                """, [header.taskID, header.attempt])
+                """, [header.taskID, header.attempt, workerID, header.width, header.height])
             guard let row = updated.rows.first else {
                 let state = try connection.query("SELECT state FROM tasks WHERE id = $1", [header.taskID]).rows.first
                 return try state?.decode("state", as: String.self) == "done" ? .alreadyDone : .stale
@@ -278,7 +284,7 @@ public final class JobStore {
         }
     }
 
-    /// Records a failed attempt. Input errors fail the task at once. Host errors send it
+    /// Records a failed attempt of a task leased to `workerID` (reports about others' leases are stale). Input errors fail the task at once. Host errors send it
     /// back to the queue after an exponential backoff until the job's attempts are spent,
     /// and count against the worker: at `retry.blocklistAfter` failures in one job it is
     /// blocklisted for that job.
@@ -291,9 +297,10 @@ public final class JobStore {
                     not_before = now() + make_interval(secs => least($6::float8, $5::float8 * 2 ^ (t.attempt - 1))),
                     lease_owner = NULL, lease_expires = NULL, error_kind = $3, error_message = $4
                 FROM jobs j
-                WHERE t.id = $1 AND t.attempt = $2 AND t.state = 'running' AND j.id = t.job_id
+                WHERE t.id = $1 AND t.attempt = $2 AND t.state = 'running' AND t.lease_owner = $7 AND j.id = t.job_id
                 RETURNING t.job_id, t.state
-                """, [failure.taskID, failure.attempt, failure.kind.rawValue, failure.message, retry.baseDelay, retry.maxDelay])
+                """, [failure.taskID, failure.attempt, failure.kind.rawValue, failure.message, retry.baseDelay, retry.maxDelay,
+                      workerID])
             guard let row = result.rows.first else {
                 let state = try connection.query("SELECT state FROM tasks WHERE id = $1", [failure.taskID]).rows.first
                 return try state?.decode("state", as: String.self) == "done" ? .alreadyDone : .stale
@@ -344,7 +351,10 @@ public final class JobStore {
     /// Requeues every task leased by a worker that was declared lost.
     @discardableResult
     public func requeueWorker(_ workerID: String) throws -> Int {
-        try connection.query("UPDATE workers SET state = 'lost' WHERE id = $1", [workerID])
+        // An operator's cordon or drain outlives the dropout: it is restored when the worker rejoins.
+        try connection.query("""
+            UPDATE workers SET state = CASE WHEN state IN ('cordoned', 'draining') THEN state ELSE 'lost' END WHERE id = $1
+            """, [workerID])
         return try requeue(where: "t.lease_owner = $1", reason: "'worker ' || t.lease_owner || ' lost'", parameters: [workerID])
     }
 
@@ -434,16 +444,22 @@ public final class JobStore {
         }
     }
 
-    /// Records a worker's hello (or refreshes it after a reconnect).
-    public func registerWorker(_ hello: WireMessage.Hello) throws {
-        try connection.query("""
-            INSERT INTO workers (id, host, models, slots, max_pixels, state, last_heartbeat, device)
-            VALUES ($1, $2, $3::text[], $4, $5, 'online', now(), $6)
+    /// Records a worker's hello (or refreshes it after a reconnect) and returns its operator state (`online`, or
+    /// the `cordoned`/`draining` it had before it dropped out). With CURVE the name is bound to the first key that
+    /// used it: a hello from another key changes nothing and returns nil.
+    public func registerWorker(_ hello: WireMessage.Hello, publicKey: String? = nil) throws -> String? {
+        let row = try connection.query("""
+            INSERT INTO workers (id, host, models, slots, max_pixels, state, last_heartbeat, device, public_key)
+            VALUES ($1, $2, $3::text[], $4, $5, 'online', now(), $6, $7)
             ON CONFLICT (id) DO UPDATE SET host = EXCLUDED.host, models = EXCLUDED.models, slots = EXCLUDED.slots,
                 max_pixels = EXCLUDED.max_pixels, last_heartbeat = now(), device = EXCLUDED.device,
+                public_key = coalesce(workers.public_key, EXCLUDED.public_key),
                 state = CASE WHEN workers.state IN ('cordoned', 'draining') THEN workers.state ELSE 'online' END
+            WHERE workers.public_key IS NULL OR EXCLUDED.public_key IS NULL OR workers.public_key = EXCLUDED.public_key
+            RETURNING state
             """, [hello.workerID, hello.host, postgresArray(hello.models), hello.slots, hello.maxPixels ?? Limits().maxPixels,
-                  hello.device?.summary ?? ""])
+                  hello.device?.summary ?? "", publicKey]).rows.first
+        return try row?.decode("state", as: String.self)
     }
 
     /// Sets an operator's state on a worker: `draining` (finish what it holds, take no more),

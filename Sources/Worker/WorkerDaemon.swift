@@ -102,7 +102,9 @@ public final class WorkerDaemon {
 
     private static func connect(_ configuration: WorkerConfiguration, endpoint: String, context: ZMQContext) throws -> Socket {
         let socket = try Socket(context, .dealer)
-        try socket.setIdentity(configuration.workerID)
+        // A routing id of its own per connection: two processes given one name must both reach the coordinator,
+        // which refuses the second by name (ZeroMQ would drop a second connection with the same id unanswered).
+        try socket.setIdentity("\(configuration.workerID)#\(String(UInt32.random(in: 0 ... .max), radix: 16))")
         try socket.setMaxMessageSize(configuration.maxMessageBytes)
         try socket.setReconnectInterval(first: configuration.reconnectBackoff.first, max: configuration.reconnectBackoff.max)
         if let curve = configuration.curve { try socket.makeCurveClient(serverKey: curve.serverKey, keys: curve.keys) }
@@ -223,11 +225,11 @@ public final class WorkerDaemon {
             metrics.connected.record(1)
             helloInterval = configuration.reconnectBackoff.first
             for pending in unacknowledged.values { try send(pending) }
-        case .refused(let reason):
-            if reason.hasPrefix("unknown worker") {
+        case .refused(let refusal):
+            if refusal.code == .unknownWorker {
                 welcomed = nil
             } else {
-                throw WorkerError.refused(reason)
+                throw WorkerError.refused(refusal.reason)
             }
         case .assign(let assignment):
             if draining {

@@ -17,6 +17,9 @@ public struct ZMQError: Error, CustomStringConvertible, Equatable {
     /// True when a non-blocking call found nothing to do (EAGAIN).
     public var wouldBlock: Bool { code == EAGAIN }
 
+    /// True when a ROUTER with `ZMQ_ROUTER_MANDATORY` had no connection for the routing id (EHOSTUNREACH).
+    public var hostUnreachable: Bool { code == EHOSTUNREACH }
+
     public var description: String {
         "\(operation): \(String(cString: zmq_strerror(code)))"
     }
@@ -95,6 +98,19 @@ public final class Socket {
     /// The routing identity peers see (set before connecting).
     public func setIdentity(_ identity: String) throws {
         try setOption(ZMQ_ROUTING_ID, Data(identity.utf8))
+    }
+
+    /// Whether a ROUTER still has a connection for `routingID`: `frames` are sent to it with
+    /// `ZMQ_ROUTER_MANDATORY` on for this one send (an unknown id fails at once instead of being dropped).
+    public func routes(to routingID: Data, probe frames: [Data]) throws -> Bool {
+        try setOption(ZMQ_ROUTER_MANDATORY, Int32(1))
+        defer { try? setOption(ZMQ_ROUTER_MANDATORY, Int32(0)) }
+        do {
+            try send([routingID] + frames, dontWait: true)
+            return true
+        } catch let error as ZMQError where error.hostUnreachable {
+            return false
+        }
     }
 
     /// Refuses inbound messages larger than `bytes` (the peer is disconnected).

@@ -128,7 +128,7 @@ for connections in [1, 4] {
                     if batch.isEmpty { break }
                     for task in batch {
                         let header = WireMessage.ResultHeader(taskID: task.taskID, attempt: task.attempt, width: 512, height: 512, seed: 0)
-                        _ = try store.complete(header, png: png)
+                        _ = try store.complete(header, png: png, workerID: "bench-\(connections)-\(worker)")
                         completed += 1
                     }
                 }

@@ -7,7 +7,7 @@ import Testing
     let messages: [WireMessage] = [
         .hello(.init(workerID: "w1", host: "h", models: ["demo"], slots: 2)),
         .welcome(.init(heartbeatSeconds: 1, timeoutSeconds: 5)),
-        .refused(reason: "nope"),
+        .refused(.init(.nameInUse, "nope")),
         .heartbeat(.init(freeSlots: 3)),
         .heartbeat(.init(freeSlots: 0, state: "busy", loadedModel: "sd15")),
         .assign(.init(taskID: 9, attempt: 2, parameters: parameters)),

@@ -86,11 +86,11 @@ let migrationsFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent
         reply = try dealer.receive(dontWait: true)
     }
     let message = try WireMessage(frames: try #require(reply))
-    guard case .refused(let reason) = message else {
+    guard case .refused(let refusal) = message else {
         Issue.record("expected REFUSED, got \(message)")
         return
     }
-    #expect(reason.contains("protocol version 99"))
+    #expect(refusal.code == .protocolVersion && refusal.reason.contains("protocol version 99"))
 }
 
 /// A worker with the diffusion engine renders real tasks from a models folder.

@@ -84,12 +84,16 @@ func expectCountsConsistent(_ store: JobStore, sourceLocation: SourceLocation = 
     #expect(first.allSatisfy { $0.attempt == 1 })
 
     let header = WireMessage.ResultHeader(taskID: first[0].taskID, attempt: 1, width: 64, height: 64, seed: 0)
-    #expect(try store.complete(header, png: Data([1, 2, 3])) == .stored)
-    #expect(try store.complete(header, png: Data([9, 9, 9])) == .alreadyDone, "a late duplicate is acknowledged and dropped")
+    #expect(try store.complete(header, png: Data([6]), workerID: "b") == .stale, "only the lease holder's result is stored")
+    var wrongSize = header
+    wrongSize.width = 32
+    #expect(try store.complete(wrongSize, png: Data([6]), workerID: "a") == .stale, "a result of another size is refused")
+    #expect(try store.complete(header, png: Data([1, 2, 3]), workerID: "a") == .stored)
+    #expect(try store.complete(header, png: Data([9, 9, 9]), workerID: "a") == .alreadyDone, "a late duplicate is acknowledged and dropped")
     var stale = header
     stale.taskID = first[1].taskID
     stale.attempt = 7
-    #expect(try store.complete(stale, png: Data([4])) == .stale, "another attempt's result is dropped")
+    #expect(try store.complete(stale, png: Data([4]), workerID: "a") == .stale, "another attempt's result is dropped")
     #expect(try store.images(job: job).map(\.png) == [Data([1, 2, 3])])
     #expect(try store.progress(job: job).counts == [.done: 1, .running: 4])
     try expectCountsConsistent(store)
@@ -167,7 +171,7 @@ func expectCountsConsistent(_ store: JobStore, sourceLocation: SourceLocation = 
     try store.cancel(job: job)
     #expect(try store.progress(job: job).counts == [.cancelled: 4])
     let late = WireMessage.ResultHeader(taskID: running[0].taskID, attempt: 1, width: 64, height: 64, seed: 0)
-    #expect(try store.complete(late, png: Data([1])) == .stale, "a cancelled task's result is dropped")
+    #expect(try store.complete(late, png: Data([1]), workerID: "w") == .stale, "a cancelled task's result is dropped")
     #expect(throws: PostgresError.self) { try store.connection.query("DELETE FROM tasks WHERE id = $1", [running[0].taskID]) }
     try expectCountsConsistent(store)
 }
@@ -192,7 +196,7 @@ func expectCountsConsistent(_ store: JobStore, sourceLocation: SourceLocation = 
                     for task in batch {
                         mine.append(task.taskID)
                         let header = WireMessage.ResultHeader(taskID: task.taskID, attempt: task.attempt, width: 64, height: 64, seed: 0)
-                        #expect(try store.complete(header, png: Data([UInt8(task.taskID & 0xFF)])) == .stored)
+                        #expect(try store.complete(header, png: Data([UInt8(task.taskID & 0xFF)]), workerID: worker) == .stored)
                     }
                 }
                 claimed.mutate { $0[worker] = mine }
@@ -283,4 +287,22 @@ func expectCountsConsistent(_ store: JobStore, sourceLocation: SourceLocation = 
                                   leaseSeconds: 30)
     #expect(claimed.count == 1 && claimed.first?.jobID == job, "a task that leaves its size to the model must be dispatched")
     #expect(claimed.first?.parameters.width == nil && claimed.first?.parameters.height == nil)
+}
+
+@Test func cordonSurvivesADropoutAndNamesStayWithTheirKeys() throws {
+    let store = try migratedStore()
+    let hello = WireMessage.Hello(workerID: "w1", host: "h", models: ["m"], slots: 1)
+    #expect(try store.registerWorker(hello, publicKey: "A") == "online")
+    #expect(try store.setWorkerState("w1", "cordoned"))
+    // The worker drops out (declared lost) and comes back: still cordoned, as the operator left it.
+    try store.requeueWorker("w1")
+    #expect(try store.workerStates(["w1"]) == ["w1": "cordoned"])
+    #expect(try store.registerWorker(hello, publicKey: "A") == "cordoned")
+    #expect(try store.setWorkerState("w1", "online"))
+    try store.requeueWorker("w1")
+    #expect(try store.workerStates(["w1"]) == ["w1": "lost"])
+    #expect(try store.registerWorker(hello, publicKey: "A") == "online")
+    // The name belongs to the key that used it first; another key is turned away and changes nothing.
+    #expect(try store.registerWorker(hello, publicKey: "B") == nil)
+    #expect(try store.connection.query("SELECT public_key FROM workers WHERE id = 'w1'").single().decode("public_key", as: String.self) == "A")
 }

@@ -89,7 +89,7 @@ final class Background: @unchecked Sendable {
         for assignment in running {
             let before = Date()
             let outcome = try second.complete(.init(taskID: assignment.taskID, attempt: assignment.attempt, width: 64, height: 64,
-                                                    seed: 0), png: Data([1, 2, 3]))
+                                                    seed: 0), png: Data([1, 2, 3]), workerID: "w")
             resultSeconds.append(Date().timeIntervalSince(before))
             #expect(outcome == .stored)
         }
