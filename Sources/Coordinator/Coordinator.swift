@@ -290,12 +290,16 @@ public final class CoordinatorServer {
         case .result(let header, let png):
             if let problem = resultProblem(header, png) {
                 // Not stored: the attempt fails as a host error, so the task is handed out again.
-                let failure = WireMessage.Failure(taskID: header.taskID, attempt: header.attempt, kind: .host,
-                                                  message: "result rejected: \(problem)")
-                handle(.failed(failure), from: routingID, publicKey: publicKey)
+                recordFailure(.init(taskID: header.taskID, attempt: header.attempt, kind: .host, message: "result rejected: \(problem)"),
+                              of: &worker, routingID: routingID)
                 return
             }
             guard let outcome = withStore({ try $0.complete(header, png: png, workerID: worker.hello.workerID) }) else { return }
+            if case .rejected(let problem) = outcome {
+                recordFailure(.init(taskID: header.taskID, attempt: header.attempt, kind: .host, message: "result rejected: \(problem)"),
+                              of: &worker, routingID: routingID)
+                return
+            }
             if outcome == .stored { metrics.imageStored() }
             worker.inFlight.remove(header.taskID)
             pendingProgress[header.taskID] = nil
@@ -312,26 +316,31 @@ public final class CoordinatorServer {
             metadata["outcome"] = "\(outcome)"
             logger.info("task \(header.taskID) attempt \(header.attempt) from \(worker.hello.workerID): \(outcome)", metadata: metadata)
         case .failed(let failure):
-            guard let outcome = withStore({ try $0.fail(failure, workerID: worker.hello.workerID) }) else { return }
-            worker.inFlight.remove(failure.taskID)
-            pendingProgress[failure.taskID] = nil
-            previews[failure.taskID] = nil
-            send(.ack(taskID: failure.taskID, attempt: failure.attempt), to: routingID)
-            let job = jobOf(failure.taskID)
-            if let job {
-                events.post(FarmEvent(name: "failed", job: job, payload: [
-                    "task": failure.taskID, "job": job, "attempt": failure.attempt,
-                    "kind": "\(failure.kind)", "message": failure.message]))
-            }
-            workWaiting = true
-            var metadata = Logger.Metadata.task(failure.taskID, job: job, attempt: failure.attempt, worker: worker.hello.workerID)
-            metadata["kind"] = "\(failure.kind)"
-            metadata["outcome"] = "\(outcome)"
-            logger.warning("task \(failure.taskID) attempt \(failure.attempt) failed (\(failure.kind)): \(failure.message) [\(outcome)]",
-                           metadata: metadata)
+            recordFailure(failure, of: &worker, routingID: routingID)
         case .hello, .welcome, .refused, .assign, .ack, .cancel, .drain, .blob:
             logger.warning("ignored \(message.typeName) from a worker", metadata: ["worker": "\(worker.hello.workerID)"])
         }
+    }
+
+    /// Stores a failed attempt reported by (or, for a rejected result, on behalf of) `worker`, and acknowledges it.
+    private func recordFailure(_ failure: WireMessage.Failure, of worker: inout ConnectedWorker, routingID: Data) {
+        guard let outcome = withStore({ try $0.fail(failure, workerID: worker.hello.workerID) }) else { return }
+        worker.inFlight.remove(failure.taskID)
+        pendingProgress[failure.taskID] = nil
+        previews[failure.taskID] = nil
+        send(.ack(taskID: failure.taskID, attempt: failure.attempt), to: routingID)
+        let job = jobOf(failure.taskID)
+        if let job {
+            events.post(FarmEvent(name: "failed", job: job, payload: [
+                "task": failure.taskID, "job": job, "attempt": failure.attempt,
+                "kind": "\(failure.kind)", "message": failure.message]))
+        }
+        workWaiting = true
+        var metadata = Logger.Metadata.task(failure.taskID, job: job, attempt: failure.attempt, worker: worker.hello.workerID)
+        metadata["kind"] = "\(failure.kind)"
+        metadata["outcome"] = "\(outcome)"
+        logger.warning("task \(failure.taskID) attempt \(failure.attempt) failed (\(failure.kind)): \(failure.message) [\(outcome)]",
+                       metadata: metadata)
     }
 
     /// Largest preview kept or passed to watchers; workers send latent-resolution previews of a few KB.

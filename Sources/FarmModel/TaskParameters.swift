@@ -83,6 +83,14 @@ public struct TaskParameters: Codable, Equatable, Sendable {
             ValidationFailure(field: field, message: why)
         }
         if prompt.isEmpty { throw fail("prompt", "must not be empty") }
+        // NUL ends strings in PostgreSQL and C: refused, never truncated.
+        for (field, value) in [("prompt", prompt), ("negative_prompt", negativePrompt), ("model", model), ("sampler", sampler)]
+        where value.utf8.contains(0) {
+            throw fail(field, "must not contain NUL bytes")
+        }
+        for (field, value) in [("model", model), ("sampler", sampler)] where value.utf8.count > limits.maxNameBytes {
+            throw fail(field, "is \(value.utf8.count) bytes; the limit is \(limits.maxNameBytes)")
+        }
         if prompt.utf8.count > limits.maxPromptBytes {
             throw fail("prompt", "is \(prompt.utf8.count) bytes; the limit is \(limits.maxPromptBytes)")
         }
@@ -147,8 +155,24 @@ public struct Limits: Codable, Sendable {
     public var maxWorkerSlots = 64
     /// Most models one worker may announce.
     public var maxWorkerModels = 1_000
-    /// Longest worker, host or model name, in UTF-8 bytes.
+    /// Longest worker, host, model, sampler or job name, in UTF-8 bytes.
     public var maxNameBytes = 200
+    /// Job priorities a submission may ask for.
+    public var priorities = -1_000...1_000
+
+    /// Checks a job's own fields (its tasks are checked one by one); the error names the field.
+    public func validateJob(name: String, priority: Int, maxAttempts: Int) throws {
+        if name.isEmpty || name.utf8.count > maxNameBytes {
+            throw ValidationFailure(field: "name", message: "must be 1…\(maxNameBytes) bytes, got \(name.utf8.count)")
+        }
+        if name.utf8.contains(0) { throw ValidationFailure(field: "name", message: "must not contain NUL bytes") }
+        if !priorities.contains(priority) {
+            throw ValidationFailure(field: "priority", message: "must be \(priorities.lowerBound)…\(priorities.upperBound), got \(priority)")
+        }
+        if !(1...100).contains(maxAttempts) {
+            throw ValidationFailure(field: "max_attempts", message: "must be 1…100, got \(maxAttempts)")
+        }
+    }
 
     /// The default limits.
     public init() {}

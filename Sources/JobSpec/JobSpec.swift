@@ -103,19 +103,27 @@ public struct JobSpec: Sendable {
         var rows: [(fields: [String: String], line: Int?)] = []
         if let items = top["items"] {
             guard let sequence = items.sequence else { throw JobSpecError(file: file, line: line(items), field: "items", message: "must be a list") }
+            // Counted before anything is expanded: YAML aliases make a short file a long list.
+            guard sequence.count <= maxTasks else {
+                throw JobSpecError(file: file, line: line(items), field: "items", message: "makes \(sequence.count) tasks; the limit is \(maxTasks)")
+            }
             for item in sequence {
                 rows.append((defaults.merging(try fields(item, file: file, section: "items"), uniquingKeysWith: { $1 }), line(item)))
             }
         }
         if let sweep = top["sweep"] {
-            rows += try expandSweep(sweep, defaults: defaults, file: file)
+            rows += try expandSweep(sweep, defaults: defaults, file: file, besides: rows.count)
         }
         if top["items"] == nil && top["sweep"] == nil {
             throw JobSpecError(file: file, line: nil, field: nil, message: "needs items or a sweep")
         }
         var spec = JobSpec(name: name, model: model, tasks: [])
         if let value = try scalar("priority") {
-            guard let priority = Int(value) else { throw JobSpecError(file: file, line: line(top["priority"]!), field: "priority", message: "must be an integer") }
+            let range = Limits().priorities
+            guard let priority = Int(value), range.contains(priority) else {
+                throw JobSpecError(file: file, line: line(top["priority"]!), field: "priority",
+                                   message: "must be an integer \(range.lowerBound)…\(range.upperBound)")
+            }
             spec.priority = priority
         }
         if let value = try scalar("max_attempts") {
@@ -164,7 +172,8 @@ public struct JobSpec: Sendable {
     }
 
     /// The cartesian product of the sweep's lists, in the order prompt × negative × seed × cfg × sampler × model × steps × size.
-    static func expandSweep(_ node: Node, defaults: [String: String], file: String) throws -> [(fields: [String: String], line: Int?)] {
+    static func expandSweep(_ node: Node, defaults: [String: String], file: String, besides items: Int = 0) throws
+        -> [(fields: [String: String], line: Int?)] {
         guard let mapping = node.mapping else { throw JobSpecError(file: file, line: line(node), field: "sweep", message: "must be a mapping of lists") }
         var axes: [String: [String]] = [:]
         for (key, value) in mapping {
@@ -184,9 +193,14 @@ public struct JobSpec: Sendable {
             }
             if axes[name]!.isEmpty { throw JobSpecError(file: file, line: line(value), field: "sweep.\(name)", message: "must not be empty") }
         }
-        let total = axes.values.reduce(1) { $0.multipliedReportingOverflow(by: $1.count).partialValue }
-        guard total <= maxTasks else {
-            throw JobSpecError(file: file, line: line(node), field: "sweep", message: "makes \(total) tasks; the limit is \(maxTasks)")
+        var total = 1
+        for axis in axes.values {
+            let (product, overflow) = total.multipliedReportingOverflow(by: axis.count)
+            total = overflow ? Int.max : product
+        }
+        guard total <= maxTasks - items else {
+            let what = items > 0 ? "with the \(items) items makes \(total > maxTasks ? "over \(maxTasks)" : String(total + items))" : "makes \(total)"
+            throw JobSpecError(file: file, line: line(node), field: "sweep", message: "\(what) tasks; the limit is \(maxTasks)")
         }
         var rows: [[String: String]] = [defaults]
         for axis in sweepFields {
@@ -321,6 +335,7 @@ public struct JobSpec: Sendable {
             fields["prompt"] = prompt
             if fields["seed"] == nil { fields["seed"] = String(tasks.count) }
             tasks.append(try task(fields, file: file, line: offset + 1, index: tasks.count))
+            if tasks.count > maxTasks { throw JobSpecError(file: file, line: offset + 1, field: nil, message: "more than \(maxTasks) tasks") }
         }
         guard !tasks.isEmpty else { throw JobSpecError(file: file, line: nil, field: nil, message: "no prompts") }
         return JobSpec(name: overrides["name"] ?? (file as NSString).lastPathComponent, model: tasks[0].model, tasks: tasks)

@@ -36,8 +36,11 @@ public enum ReportOutcome: Equatable, Sendable {
     case stored
     /// The task already has its result (first write wins); this duplicate is dropped.
     case alreadyDone
-    /// From an attempt that is no longer current (the lease expired and the task moved on); dropped.
+    /// From an attempt that is no longer current (the lease expired and the task moved on), or from a worker
+    /// that does not hold the lease; dropped.
     case stale
+    /// From the lease holder, but not what the task asked for (another size): not stored; the caller fails the attempt.
+    case rejected(String)
 }
 
 /// What a worker can run, for claiming: models it has and the largest image it takes.
@@ -91,6 +94,11 @@ public final class JobStore {
     /// Inserts a job and its tasks (streamed with COPY) in one transaction; returns the job's id.
     public func enqueue(name: String, model: String, owner: String = "", maxAttempts: Int = 3, priority: Int = 0,
                         tasks: [TaskParameters]) throws -> Int64 {
+        let limits = Limits()
+        try limits.validateJob(name: name, priority: priority, maxAttempts: maxAttempts)
+        guard !tasks.isEmpty, tasks.count <= limits.maxTasksPerJob else {
+            throw ValidationFailure(field: "tasks", message: "a job has 1…\(limits.maxTasksPerJob) tasks, got \(tasks.count)")
+        }
         for (position, task) in tasks.enumerated() {
             do { try task.validate() } catch let failure as ValidationFailure {
                 throw ValidationFailure(field: "tasks[\(position)].\(failure.field)", message: failure.message)
@@ -264,12 +272,23 @@ public final class JobStore {
                 UPDATE tasks SET state = 'done', finished_at = now(), lease_owner = NULL, lease_expires = NULL,
                     step = total_steps
                 WHERE id = $1 AND attempt = $2 AND state = 'running' AND lease_owner = $3
-                  AND coalesce((parameters->>'width')::integer, $4) = $4 AND coalesce((parameters->>'height')::integer, $5) = $5
+                  AND (parameters ? 'outpaint' OR (coalesce((parameters->>'width')::integer, $4) = $4
+                                                  AND coalesce((parameters->>'height')::integer, $5) = $5))
                 RETURNING job_id, parameters::text AS parameters
                 """, [header.taskID, header.attempt, workerID, header.width, header.height])
             guard let row = updated.rows.first else {
-                let state = try connection.query("SELECT state FROM tasks WHERE id = $1", [header.taskID]).rows.first
-                return try state?.decode("state", as: String.self) == "done" ? .alreadyDone : .stale
+                guard let current = try connection.query("""
+                    SELECT state, attempt = $2 AND lease_owner = $3 AS holder,
+                        (parameters->>'width') || 'x' || (parameters->>'height') AS size
+                    FROM tasks WHERE id = $1
+                    """, [header.taskID, header.attempt, workerID]).rows.first else { return .stale }
+                let state: String = try current.decode("state")
+                if state == "done" { return .alreadyDone }
+                if state == "running", try current.decode("holder", as: Bool.self) {
+                    let size = try current.decodeIfPresent("size", as: String.self) ?? "?"
+                    return .rejected("the task asks for \(size), the result is \(header.width)x\(header.height)")
+                }
+                return .stale
             }
             try connection.query("""
                 INSERT INTO images (task_id, attempt, png, width, height, seed, sha256, parameters)

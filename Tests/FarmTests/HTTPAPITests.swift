@@ -437,3 +437,41 @@ final class EventStreamReader: @unchecked Sendable {
     #expect(progress.data["worker"] as? String == "ev" && (progress.data["total"] as? NSNumber)?.intValue == 4)
     #expect(reader.events.allSatisfy { ($0.data["job"] as? NSNumber)?.int64Value == job })
 }
+
+/// Every limit of a submission answers 400 naming the field, over HTTP and through the CLI, and stores nothing.
+@Test func submissionLimitsAre400sNamingTheField() throws {
+    let farm = try HTTPFarm()
+    let store = JobStore(connection: try Connection(farm.conninfo))
+    let limit = Limits().maxTasksPerJob
+    let cases: [(what: String, spec: String, field: String)] = [
+        ("a million and one aliased items", "model: m\nitems:\n- &a {prompt: fox}\n" + String(repeating: "- *a\n", count: limit),
+         "items"),
+        ("items and a sweep past the limit", "model: m\nitems: [{prompt: a}, {prompt: b}]\nsweep: {prompt: [c], seed: 1-\(limit - 1)}",
+         "sweep"),
+        ("a megabyte model name", "model: \(String(repeating: "m", count: 1 << 20))\nitems: [{prompt: a}]", "model"),
+        ("a long sampler", "model: m\nitems: [{prompt: a, sampler: \(String(repeating: "s", count: 300))}]", "sampler"),
+        ("a NUL in a prompt", "model: m\nitems: [{prompt: \"a\\0b\"}]", "prompt"),
+        ("a NUL in a model", "model: \"m\\0\"\nitems: [{prompt: a}]", "model"),
+        ("a NUL in the name", "name: \"x\\0y\"\nmodel: m\nitems: [{prompt: a}]", "name"),
+        ("a long name", "name: \(String(repeating: "n", count: 300))\nmodel: m\nitems: [{prompt: a}]", "name"),
+        ("a huge priority", "model: m\npriority: 99999999999\nitems: [{prompt: a}]", "priority"),
+        ("a negative priority past the range", "model: m\npriority: -5000\nitems: [{prompt: a}]", "priority"),
+    ]
+    let jobsBefore = try store.connection.query("SELECT count(*) AS n FROM jobs").single().decode("n", as: Int.self)
+    for item in cases {
+        let answer = try httpRequest("POST", "\(farm.server)/v1/jobs", token: farm.admin, body: Data(item.spec.utf8))
+        let body = (try? jsonObject(answer.body)) ?? [:]
+        #expect(answer.status == 400 && body["field"] as? String == item.field,
+                "\(item.what): \(answer.status) \(String(decoding: answer.body.prefix(300), as: UTF8.self))")
+    }
+    // The CLI says the same in one line and exits 2.
+    let file = FileManager.default.temporaryDirectory.appendingPathComponent("limits-\(UUID().uuidString.prefix(6)).yaml")
+    defer { try? FileManager.default.removeItem(at: file) }
+    for item in cases where item.spec.utf8.count < 10_000 {
+        try item.spec.write(to: file, atomically: true, encoding: .utf8)
+        let cli = try runFarmCapturing(["submit", file.path, "--server", farm.server, "--token", farm.admin])
+        #expect(cli.status == 2 && cli.stderr.hasPrefix("farm: ") && cli.stderr.contains(item.field)
+                && cli.stderr.split(separator: "\n").count == 1, "\(item.what): \(cli.stderr)")
+    }
+    #expect(try store.connection.query("SELECT count(*) AS n FROM jobs").single().decode("n", as: Int.self) == jobsBefore)
+}

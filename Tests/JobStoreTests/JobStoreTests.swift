@@ -87,7 +87,8 @@ func expectCountsConsistent(_ store: JobStore, sourceLocation: SourceLocation = 
     #expect(try store.complete(header, png: Data([6]), workerID: "b") == .stale, "only the lease holder's result is stored")
     var wrongSize = header
     wrongSize.width = 32
-    #expect(try store.complete(wrongSize, png: Data([6]), workerID: "a") == .stale, "a result of another size is refused")
+    #expect(try store.complete(wrongSize, png: Data([6]), workerID: "a") == .rejected("the task asks for 64x64, the result is 32x64"),
+            "a result of another size is refused")
     #expect(try store.complete(header, png: Data([1, 2, 3]), workerID: "a") == .stored)
     #expect(try store.complete(header, png: Data([9, 9, 9]), workerID: "a") == .alreadyDone, "a late duplicate is acknowledged and dropped")
     var stale = header
@@ -305,4 +306,17 @@ func expectCountsConsistent(_ store: JobStore, sourceLocation: SourceLocation = 
     // The name belongs to the key that used it first; another key is turned away and changes nothing.
     #expect(try store.registerWorker(hello, publicKey: "B") == nil)
     #expect(try store.connection.query("SELECT public_key FROM workers WHERE id = 'w1'").single().decode("public_key", as: String.self) == "A")
+}
+
+@Test func jobsWhoseTasksAllFinishAreDone() throws {
+    let store = try migratedStore()
+    let job = try store.enqueue(name: "j", model: "m", tasks: tasks(2))
+    func state() throws -> String { try store.connection.query("SELECT state FROM jobs WHERE id = $1", [job]).single().decode("state") }
+    let claimed = try store.claim(workerID: "w", capabilities: anyModel, limit: 2, leaseSeconds: 30)
+    #expect(try store.complete(.init(taskID: claimed[0].taskID, attempt: 1, width: 64, height: 64, seed: 0), png: Data([1]), workerID: "w") == .stored)
+    #expect(try state() == "active")
+    #expect(try store.fail(.init(taskID: claimed[1].taskID, attempt: 1, kind: .input, message: "bad"), workerID: "w") == .stored)
+    #expect(try state() == "done", "every task finished (one failed): the job is done")
+    #expect(try store.retryFailed(job: job) == 1)
+    #expect(try state() == "active", "a retry reopens it")
 }
