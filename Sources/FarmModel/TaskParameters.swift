@@ -113,6 +113,8 @@ public struct TaskParameters: Codable, Equatable, Sendable {
             throw fail("cfg_scale", "must be between 0 and 100, got \(cfgScale)")
         }
         if sampler.isEmpty { throw fail("sampler", "must name a sampler") }
+        // The API declares seeds as int64 (docs/openapi.yaml): clients that read them as such must get them back.
+        if seed > UInt64(Int64.max) { throw fail("seed", "must be 0…\(Int64.max), got \(seed)") }
         func isHash(_ value: String) -> Bool { value.utf8.count == 64 && value.utf8.allSatisfy { (48...57).contains($0) || (97...102).contains($0) } }
         for (field, value) in [("init_image", initImage), ("mask", mask)] {
             if let value, !isHash(value) { throw fail(field, "must be the SHA-256 (64 lowercase hex digits) of a stored image") }

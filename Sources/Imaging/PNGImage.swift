@@ -84,6 +84,16 @@ public struct PNGLimits: Sendable {
 }
 
 extension PNGImage {
+    /// The width and height a PNG's header (IHDR) declares, read without decoding anything; nil when the bytes do
+    /// not start like a PNG. Lets a caller refuse an image of the wrong size before paying for its pixels.
+    public static func declaredSize(of data: Data) -> (width: Int, height: Int)? {
+        let bytes = [UInt8](data.prefix(24))
+        guard bytes.count == 24, bytes[0..<8].elementsEqual([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]),
+              bytes[12..<16].elementsEqual(Array("IHDR".utf8)) else { return nil }
+        func big(_ at: Int) -> Int { bytes[at..<(at + 4)].reduce(0) { $0 << 8 | Int($1) } }
+        return (big(16), big(20))
+    }
+
     /// Decodes PNG bytes into 8-bit samples (16-bit is narrowed, palettes expanded).
     public init(pngData data: Data, limits: PNGLimits = PNGLimits()) throws {
         var image = cpng_image()

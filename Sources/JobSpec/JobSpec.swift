@@ -244,7 +244,7 @@ public struct JobSpec: Sendable {
         if let value = try double("cfg") ?? double("cfg_scale") { task.cfgScale = value }
         if let value = fields["sampler"] { task.sampler = value }
         if let text = fields["seed"] {
-            guard let seed = UInt64(text) else { throw fail("seed", "must be a whole number 0...\(UInt64.max), got \"\(text.prefix(40))\"") }
+            guard let seed = UInt64(text) else { throw fail("seed", "must be a whole number 0...\(Int64.max), got \"\(text.prefix(40))\"") }
             task.seed = seed
         }
         task.clipSkip = try int("clip_skip")

@@ -102,6 +102,13 @@ public final class DiffusionRenderer: Renderer {
             guard let data = inputs[hash] else { throw RenderError(kind: .host, message: "input image \(hash.prefix(12))… is missing") }
             do { return try PNGImage(pngData: data) } catch { throw RenderError(kind: .input, message: "input image \(hash.prefix(12))…: \(error)") }
         }
+        // A mask of another size than its image is refused from the headers, before either is decoded.
+        if let maskHash = parameters.mask, let imageHash = parameters.initImage,
+           let maskData = inputs[maskHash], let imageData = inputs[imageHash],
+           let maskSize = PNGImage.declaredSize(of: maskData), let imageSize = PNGImage.declaredSize(of: imageData),
+           maskSize != imageSize {
+            throw RenderError(kind: .input, message: "the mask is \(maskSize.width)x\(maskSize.height) but the image is \(imageSize.width)x\(imageSize.height)")
+        }
         var request = GenerationRequest(prompt: parameters.prompt)
         request.negative = parameters.negativePrompt
         request.clipSkip = parameters.clipSkip ?? 1

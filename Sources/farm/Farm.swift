@@ -3,6 +3,7 @@ import Coordinator
 import FarmModel
 import Foundation
 import HTTPAPI
+import Imaging
 import JobSpec
 import JobStore
 import Logging
@@ -309,7 +310,7 @@ struct Submit: ParsableCommand {
     @Option(help: "Mask blur in pixels.")
     var maskBlur: Double?
 
-    @Option(help: "Outpaint: L,R,T,B pixels to add.")
+    @Option(parsing: .unconditional, help: "Outpaint: L,R,T,B pixels to add.")
     var outpaint: String?
 
     @Option(help: "A ControlNet by the workers' model name; repeat for several.")
@@ -356,15 +357,20 @@ struct Submit: ParsableCommand {
             return try store.storeBlob(data)
         }
         guard controlImage.count == controlnet.count else { throw ValidationError("give one --control-image per --controlnet") }
+        // A mask of another size than its image is refused from the headers, before anything is stored.
+        if let mask, let initImage, let maskData = FileManager.default.contents(atPath: mask),
+           let imageData = FileManager.default.contents(atPath: initImage),
+           let maskSize = PNGImage.declaredSize(of: maskData), let imageSize = PNGImage.declaredSize(of: imageData), maskSize != imageSize {
+            throw ValidationError("--mask is \(maskSize.width)x\(maskSize.height) but --init-image is \(imageSize.width)x\(imageSize.height)")
+        }
         let initHash = try stored(initImage, "--init-image"), maskHash = try stored(mask, "--mask")
         let controls = try zip(controlnet, controlImage).enumerated().map { index, pair in
             TaskParameters.Control(model: pair.0, image: try stored(pair.1, "--control-image")!,
                                    scale: index < controlScale.count ? controlScale[index] : 1)
         }
         let extents = try outpaint.map { text -> [Int] in
-            let parts = text.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
-            guard parts.count == 4 else { throw ValidationError("--outpaint must be L,R,T,B, got \(text)") }
-            return parts
+            let extents = try Render.extents(text)
+            return [extents.left, extents.right, extents.top, extents.bottom]
         }
         let tasks = (0..<count).map { offset in
             var task = TaskParameters(prompt: prompt, negativePrompt: negative, model: model ?? "test-pattern", width: width,
@@ -499,7 +505,15 @@ struct Fetch: ParsableCommand {
 
     func run() throws {
         let folder = URL(fileURLWithPath: out)
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        var isFolder: ObjCBool = false
+        if FileManager.default.fileExists(atPath: folder.path, isDirectory: &isFolder), !isFolder.boolValue {
+            throw ValidationError("--out \(out) is a file; give a folder to write the images into")
+        }
+        do {
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        } catch {
+            throw ValidationError("--out \(out): cannot make the folder (\((error as NSError).localizedDescription))")
+        }
         func file(_ index: Int, _ seed: String) -> URL { folder.appendingPathComponent("\(job)-\(index)-\(seed).png") }
         var written = 0, skipped = 0
         if let client = try remote.client() {
@@ -515,6 +529,7 @@ struct Fetch: ParsableCommand {
             }
         } else {
             let store = JobStore(connection: try database.connect())
+            guard try store.jobExists(job) else { throw ValidationError("job \(job) does not exist") }
             for image in try store.images(job: job) {
                 let target = file(image.index, String(image.seed))
                 if FileManager.default.fileExists(atPath: target.path) { skipped += 1; continue }

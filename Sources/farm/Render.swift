@@ -69,7 +69,8 @@ struct Render: ParsableCommand {
     @Option(help: "Blur (pixels) of the mask used to paste the result over the original.")
     var maskBlur: Double = GenerationRequest.defaultMaskBlur
 
-    @Option(help: "Outpaint: extend the init image by L,R,T,B pixels and paint the new area.")
+    // Unconditional: a value such as -8,0,0,0 is the option's (and refused by validation), not an unknown flag.
+    @Option(parsing: .unconditional, help: "Outpaint: extend the init image by L,R,T,B pixels and paint the new area.")
     var outpaint: String?
 
     @Option(help: "A ControlNet (diffusers folder); repeat for several.")

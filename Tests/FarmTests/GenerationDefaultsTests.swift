@@ -2,6 +2,8 @@ import FarmModel
 import Foundation
 import Imaging
 import JobSpec
+import JobStore
+import Postgres
 import StableDiffusion
 import Tensors
 import Testing
@@ -116,4 +118,42 @@ private func blasReport(_ environment: [String: String]) throws -> (status: Int3
     #expect(fallback.output.contains("sgemm: ") && fallback.output.contains("sgemm check: largest error"), "products on the replaced core must be right")
     let user = try blasReport(["OPENBLAS_CORETYPE": "Prescott"])
     #expect(user.status == 0 && user.output.contains("BLAS core: Prescott (set by OPENBLAS_CORETYPE)"), "\(user.output)")
+}
+
+/// Bad input to the CLI is one plain line and exit status 2; a mask of another size than its image is refused from
+/// the PNG headers, at submit and at the worker.
+@Test func inputErrorsAreOneLineAndMasksAreCheckedFromTheirHeaders() throws {
+    let (conninfo, _) = try farmDatabase()
+    let folder = try scratchFolder()
+    defer { try? FileManager.default.removeItem(at: folder) }
+    func oneLine(_ result: (status: Int32, stdout: String, stderr: String), _ text: String, _ what: String) {
+        #expect(result.status == 2 && result.stderr.hasPrefix("farm: ") && result.stderr.contains(text)
+                && result.stderr.split(separator: "\n").count == 1, "\(what): \(result.status) \(result.stderr)")
+    }
+    oneLine(try runFarmCapturing(["fetch", "999999", "--database", conninfo, "--out", folder.path]), "job 999999 does not exist",
+            "fetch of an unknown job")
+    let file = folder.appendingPathComponent("taken")
+    try Data("x".utf8).write(to: file)
+    let job = try JobStore(connection: try Connection(conninfo)).enqueue(name: "j", model: "m", tasks: [TaskParameters(prompt: "a", model: "m")])
+    oneLine(try runFarmCapturing(["fetch", String(job), "--database", conninfo, "--out", file.path]), "is a file", "fetch --out FILE")
+    let (image, _) = try writeRandomPNG(folder, name: "image.png", width: 64, height: 64, seed: 1)
+    let (bigMask, _) = try writeRandomPNG(folder, name: "mask.png", width: 640, height: 640, seed: 2, gray: true)
+    oneLine(try runFarmCapturing(["render", "--model", "demo", "--prompt", "x", "--init-image", image.path, "--outpaint", "-8,0,0,0",
+                                  "--out", folder.appendingPathComponent("o.png").path]), "--outpaint must be", "a negative outpaint")
+    oneLine(try runFarmCapturing(["submit", "--prompt", "x", "--model", "demo", "--init-image", image.path, "--mask", bigMask.path,
+                                  "--database", conninfo]), "--mask is 640x640 but --init-image is 64x64", "a mask of another size")
+    oneLine(try runFarmCapturing(["submit", "--prompt", "x", "--model", "demo", "--seed", "9223372036854775808", "--database", conninfo]),
+            "seed", "a seed past int64")
+
+    // At the worker: refused as bad input, naming both sizes, before anything is decoded.
+    let imageData = try Data(contentsOf: image), maskData = try Data(contentsOf: bigMask)
+    var task = TaskParameters(prompt: "a red circle", model: "demo", steps: 2)
+    (task.initImage, task.mask) = (SHA256.hex(of: imageData), SHA256.hex(of: maskData))
+    #expect {
+        try workerImage(task, inputs: [task.initImage!: imageData, task.mask!: maskData])
+    } throws: { error in
+        guard let error = error as? RenderError else { return false }
+        return error.kind == .input && error.message == "the mask is 640x640 but the image is 64x64"
+    }
+    #expect(PNGImage.declaredSize(of: maskData)! == (640, 640) && PNGImage.declaredSize(of: Data("NOT A PNG".utf8)) == nil)
 }
