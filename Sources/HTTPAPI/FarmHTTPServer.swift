@@ -167,6 +167,8 @@ struct APIResponder: HTTPResponder {
     let metrics: (@Sendable () -> String)?
     /// Seconds between `: keep-alive` comments on an event stream.
     static let keepAliveSeconds: UInt64 = 15
+    /// Seconds between checks that an event stream's token is still valid: a revoked token's stream ends.
+    static let tokenCheckSeconds: UInt64 = 2
 
     /// The routes: each needs a role and answers a request.
     enum Route {
@@ -246,11 +248,16 @@ struct APIResponder: HTTPResponder {
     }
 
     /// Checks the bearer token: 401 when missing, unknown or revoked; 403 when its role is too small.
+    /// The request's bearer token, if it has one.
+    static func bearerToken(_ request: Request) -> String? {
+        guard let header = request.headers[.authorization], header.lowercased().hasPrefix("bearer ") else { return nil }
+        return header.dropFirst("bearer ".count).trimmingCharacters(in: .whitespaces)
+    }
+
     func authorize(_ request: Request, for role: TokenRole) async throws {
-        guard let header = request.headers[.authorization], header.lowercased().hasPrefix("bearer ") else {
+        guard let token = Self.bearerToken(request) else {
             throw APIError(status: 401, "missing bearer token (Authorization: Bearer TOKEN)")
         }
-        let token = header.dropFirst("bearer ".count).trimmingCharacters(in: .whitespaces)
         guard let granted = try await pool.run({ try $0.tokenRole(token) }) else {
             throw APIError(status: 401, "invalid or revoked token")
         }
@@ -300,7 +307,7 @@ struct APIResponder: HTTPResponder {
             return Response(status: .ok, headers: [.contentType: "image/png", FarmHTTPServer.noSniff: "nosniff"],
                             body: ResponseBody(byteBuffer: ByteBuffer(bytes: png)))
         case .events(let job):
-            return streamEvents(job: job)
+            return streamEvents(job: job, token: Self.bearerToken(request) ?? "")
         case .listWorkers:
             return Self.json(try await pool.run { try Self.encode($0.workerSummaries()) })
         case .listTokens:
@@ -336,14 +343,26 @@ struct APIResponder: HTTPResponder {
         }
     }
 
-    /// `GET /v1/events`: server-sent events until the client goes away, with a keep-alive comment every 15 s.
-    func streamEvents(job: Int64?) -> Response {
+    /// `GET /v1/events`: server-sent events until the client goes away or its token is revoked, with a keep-alive
+    /// comment every 15 s. A client that does not read holds at most `FarmEvents.subscriberBudgetBytes`.
+    func streamEvents(job: Int64?, token: String) -> Response {
         let subscription = events.subscribe(job: job)
+        let pool = self.pool
         let keepAlive = Task {
+            var sinceKeepAlive: UInt64 = 0
             while !Task.isCancelled {
-                try? await Task.sleep(nanoseconds: Self.keepAliveSeconds * 1_000_000_000)
+                try? await Task.sleep(nanoseconds: Self.tokenCheckSeconds * 1_000_000_000)
                 if Task.isCancelled { break }
-                subscription.keepAlive()
+                // A database error keeps the stream: only an answer that the token is not valid ends it.
+                if let role = try? await pool.run({ try $0.tokenRole(token).map { [$0] } ?? [] }), role.isEmpty {
+                    subscription.cancel()
+                    break
+                }
+                sinceKeepAlive += Self.tokenCheckSeconds
+                if sinceKeepAlive >= Self.keepAliveSeconds {
+                    subscription.keepAlive()
+                    sinceKeepAlive = 0
+                }
             }
         }
         let body = ResponseBody { writer in

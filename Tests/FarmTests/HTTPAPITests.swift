@@ -348,7 +348,11 @@ struct HTTPFarm {
 final class EventStreamReader: @unchecked Sendable {
     private let lock = NSLock()
     private var received = Data()
+    private var ended = false
     private let fd: Int32
+
+    /// True once the server closed the stream.
+    var isClosed: Bool { lock.withLock { ended } }
 
     /// Opens `path` on 127.0.0.1:`port`, sending `token` as a bearer token.
     init(port: Int, path: String, token: String?) throws {
@@ -370,7 +374,10 @@ final class EventStreamReader: @unchecked Sendable {
             var buffer = [UInt8](repeating: 0, count: 65536)
             while true {
                 let n = recv(fd, &buffer, buffer.count, 0)
-                if n <= 0 { break }
+                if n <= 0 {
+                    self.lock.withLock { self.ended = true }
+                    break
+                }
                 self.lock.withLock { self.received.append(contentsOf: buffer[0..<n]) }
             }
         }.start()
@@ -474,4 +481,20 @@ final class EventStreamReader: @unchecked Sendable {
                 && cli.stderr.split(separator: "\n").count == 1, "\(item.what): \(cli.stderr)")
     }
     #expect(try store.connection.query("SELECT count(*) AS n FROM jobs").single().decode("n", as: Int.self) == jobsBefore)
+}
+
+/// A stream opened with a token that is later revoked ends; another stream goes on.
+@Test func revokingATokenEndsItsEventStreams() throws {
+    let farm = try HTTPFarm()
+    let port = try #require(Int(farm.server.split(separator: ":").last ?? ""))
+    let store = JobStore(connection: try Connection(farm.conninfo))
+    let (id, token) = try store.createToken(role: .submit, name: "watcher")
+    let doomed = try EventStreamReader(port: port, path: "/v1/events", token: token)
+    let other = try EventStreamReader(port: port, path: "/v1/events", token: farm.submit)
+    defer { doomed.stop(); other.stop() }
+    #expect(waitFor(10) { doomed.text.contains(": connected") && other.text.contains(": connected") }, "\(doomed.text)")
+    #expect(try store.revokeToken(id: id))
+    // The stream's body ends: its last chunk arrives; the other stream is still open.
+    #expect(waitFor(15) { doomed.text.hasSuffix("\r\n0\r\n\r\n") }, "the revoked token's stream is still open: \(doomed.text.suffix(200))")
+    #expect(!other.text.hasSuffix("\r\n0\r\n\r\n") && !other.isClosed)
 }
