@@ -1,9 +1,11 @@
 import FarmModel
 import Foundation
+import Imaging
 import JobStore
 import Postgres
 import TestSupport
 import Testing
+import ZeroMQ
 
 /// The stress run's size, from the environment: the test command runs the short mode
 /// (about two minutes); `FARM_STRESS_SECONDS=600 FARM_STRESS_WORKERS=200 FARM_STRESS_TASKS=10000`
@@ -28,7 +30,8 @@ struct StressSettings {
 /// The faults a stress run injects, one every `seconds / 100` or so, chosen at random.
 enum Fault: String, CaseIterable {
     case killWorker = "kill -9 worker", pauseWorker = "SIGSTOP worker past its lease", killCoordinator = "kill -9 coordinator",
-         restartDatabase = "restart PostgreSQL", cutLinks = "cut connections", delayLinks = "delay messages"
+         restartDatabase = "restart PostgreSQL", cutLinks = "cut connections", delayLinks = "delay messages",
+         rogueClient = "rogue client", nonMatchingWorker = "worker matching nothing"
 
     /// How often each is drawn, relative to the others.
     var weight: Int {
@@ -39,6 +42,8 @@ enum Fault: String, CaseIterable {
         case .restartDatabase: 1
         case .cutLinks: 2
         case .delayLinks: 2
+        case .rogueClient: 2
+        case .nonMatchingWorker: 1
         }
     }
 }
@@ -70,6 +75,35 @@ enum Fault: String, CaseIterable {
     }
     var workers = try (0..<settings.workers).map(worker)
     var paused: [(index: Int, until: Date)] = []
+    // Peers that are no part of the farm's work: workers whose models match nothing, and rogue clients that
+    // hand in results, progress and failures for other workers' tasks and try to take their names.
+    var idleWorkers: [FarmProcess] = []
+    let rogueContext = ZMQContext()
+    var rogues: [Socket] = []
+    let fakePNG = try PNGImage(width: 32, height: 32, format: .rgb, pixels: [UInt8](repeating: 7, count: 32 * 32 * 3)).pngData()
+    func rogueBurst() throws {
+        let rogue = try Socket(rogueContext, .dealer)
+        try rogue.connect(endpoint)
+        try rogue.send(WireMessage.hello(.init(workerID: "stress-rogue-\(rogues.count)", host: "evil", models: ["nothing"], slots: 1)).frames())
+        let impostor = try Socket(rogueContext, .dealer)
+        try impostor.connect(endpoint)
+        try impostor.send(WireMessage.hello(.init(workerID: "stress-\(rogues.count % settings.workers)", host: "evil",
+                                                  models: ["synthetic"], slots: 4)).frames())
+        rogues += [rogue, impostor]
+        Thread.sleep(forTimeInterval: 0.1)
+        let targets = try JobStore(connection: Connection(conninfo)).connection
+            .query("SELECT id, attempt FROM tasks ORDER BY random() LIMIT 20").rows
+            .map { (try $0.decode("id", as: Int64.self), try $0.decode("attempt", as: Int.self)) }
+        for (task, attempt) in targets {
+            for socket in [rogue, impostor] {
+                try socket.send(WireMessage.progress(.init(taskID: task, attempt: attempt, step: 5, total: 5)).frames())
+                try socket.send(WireMessage.result(.init(taskID: task, attempt: attempt, width: 32, height: 32, seed: 0),
+                                                   png: Data("NOT A PNG <script>".utf8)).frames())
+                try socket.send(WireMessage.result(.init(taskID: task, attempt: attempt, width: 32, height: 32, seed: 0), png: fakePNG).frames())
+                try socket.send(WireMessage.failed(.init(taskID: task, attempt: attempt, kind: .input, message: "rogue failure")).frames())
+            }
+        }
+    }
 
     // Two jobs up front, a third submitted mid-run.
     let store = JobStore(connection: try Connection(conninfo))
@@ -111,6 +145,11 @@ enum Fault: String, CaseIterable {
         case .delayLinks:
             proxy.setDelay(Double.random(in: 0.05...0.4, using: &random))
             Thread.detachNewThread { Thread.sleep(forTimeInterval: 2); proxy.setDelay(0) }
+        case .rogueClient:
+            try rogueBurst()
+        case .nonMatchingWorker:
+            idleWorkers.append(try FarmProcess(["worker", "--insecure", "--coordinator", endpoint, "--name", "stress-idle-\(idleWorkers.count)",
+                                                "--engine", "test-pattern"], name: "stress-idle-\(idleWorkers.count)"))
         }
         injected[fault, default: 0] += 1
         // A coordinator that died by itself is restarted (as systemd would) and reported.
@@ -128,7 +167,14 @@ enum Fault: String, CaseIterable {
         return try jobs.allSatisfy { try check.progress(job: $0).isFinished }
     }
     let check = JobStore(connection: try Connection(conninfo))
-    let violations = try stressViolations(check.connection)
+    var violations = try stressViolations(check.connection)
+    // Nothing a rogue said was stored.
+    for row in try check.connection.query("SELECT id FROM tasks WHERE error_message LIKE '%rogue%'").rows {
+        violations.append("task \(try row.decode("id", as: Int64.self)) failed with a rogue client's message")
+    }
+    for row in try check.connection.query("SELECT task_id FROM images WHERE png = $1", [fakePNG]).rows {
+        violations.append("task \(try row.decode("task_id", as: Int64.self)) stored a rogue client's image")
+    }
     let counts = try check.connection.query("SELECT state, count(*)::bigint AS n FROM tasks GROUP BY state ORDER BY state").rows
         .map { "\(try $0.decode("n", as: Int64.self)) \(try $0.decode("state", as: String.self))" }
     let faults = injected.values.reduce(0, +)
@@ -138,7 +184,7 @@ enum Fault: String, CaseIterable {
     #expect(finished, "jobs did not finish after the faults stopped: \(coordinatorProcess.output.suffix(3000))")
     #expect(violations.isEmpty, "\(violations.prefix(20).joined(separator: "\n"))")
     #expect(faults >= settings.faults, "only \(faults) faults injected")
-    withExtendedLifetime(workers) {}
+    withExtendedLifetime((workers, idleWorkers, rogues)) {}
 }
 
 /// Picks a fault by weight.
