@@ -19,6 +19,7 @@ fi
 # The stress run (kills, pauses and cut links across a whole farm) runs on its own, after
 # the rest: other tests time daemons, and the stress run's load would make them flaky. So do
 # the queue-at-scale tests (millions of task rows), whose timings must be the machine's own.
-swift test -c release --skip-build --skip "stressRunLosesNothing|JobStoreScale"
+swift test -c release --skip-build --skip "stressRunLosesNothing|JobStoreScale|FarmScale"
 swift test -c release --skip-build --filter JobStoreScale
+swift test -c release --skip-build --filter FarmScale
 swift test -c release --skip-build --filter stressRunLosesNothing

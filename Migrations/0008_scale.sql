@@ -34,8 +34,9 @@ CREATE TRIGGER tasks_counts_update AFTER UPDATE ON tasks
     REFERENCING OLD TABLE AS changed_old NEW TABLE AS changed_new
     FOR EACH STATEMENT EXECUTE FUNCTION tasks_count_changed();
 
--- The claim walks each active job's queued tasks of one model in index order: a worker whose
--- models match nothing finds that out from the index at once instead of scanning the job.
+-- A worker whose models match nothing in a job finds that out from this index at once instead of
+-- filtering the job's whole queue; the claim's models are a parameter PostgreSQL plans with, so it
+-- takes this index when they are rare in the job and the (job, index) queue index when they are common.
 CREATE INDEX tasks_queued_model ON tasks (job_id, model, index) WHERE state = 'queued';
 -- Active jobs, found without reading the finished ones.
 CREATE INDEX jobs_active ON jobs (priority DESC, created_at, id) WHERE state = 'active';

@@ -165,9 +165,10 @@ public final class JobStore {
     }
 
     /// Leases up to `limit` queued tasks that `workerID` can run, one statement: a
-    /// materialized CTE with FOR UPDATE SKIP LOCKED, by job priority then age (active jobs first,
-    /// then each job's queued tasks of each of the worker's models through the (job, model, index)
-    /// index, so a claim neither sorts the queue nor scans a job whose models the worker lacks), skipping
+    /// materialized CTE with FOR UPDATE SKIP LOCKED, by job priority then age (active jobs first, then
+    /// each job's queued tasks in order through the queue index, or through the (job, model, index) index
+    /// when the worker's models are rare in the job, so a claim neither sorts the queue nor filters a job
+    /// whose models the worker lacks: PostgreSQL plans each claim with its models' values), skipping
     /// paused or cancelled jobs, tasks still backing off, models the worker lacks, sizes
     /// above its limit and jobs that blocklisted it. The attempt number is the fencing token.
     /// Among jobs of equal priority, those of `preferredModel` (the worker's loaded model) come
@@ -183,10 +184,9 @@ public final class JobStore {
     public static let claimStatement = """
             WITH next AS MATERIALIZED (
                 SELECT t.id FROM jobs j
-                CROSS JOIN LATERAL unnest($4::text[]) AS m(model)
                 CROSS JOIN LATERAL (
                     SELECT t.id, t.index FROM tasks t
-                    WHERE t.job_id = j.id AND t.model = m.model AND t.state = 'queued' AND t.not_before <= now()
+                    WHERE t.job_id = j.id AND t.state = 'queued' AND t.model = ANY($4::text[]) AND t.not_before <= now()
                       AND t.pixels <= $5
                     ORDER BY t.index
                     LIMIT $2
