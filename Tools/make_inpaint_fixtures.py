@@ -35,6 +35,8 @@ from diffusers import (AutoencoderKL, DDIMScheduler, DDPMScheduler, DPMSolverMul
                        KDPM2DiscreteScheduler, LCMScheduler, LMSDiscreteScheduler, PNDMScheduler,
                        StableDiffusionInpaintPipeline, UNet2DConditionModel, UniPCMultistepScheduler)
 from PIL import Image
+
+import fixture_samplers
 from safetensors.torch import save_file
 from transformers import CLIPTextConfig, CLIPTextModel
 
@@ -42,21 +44,8 @@ fixtures = pathlib.Path(__file__).resolve().parent.parent / "Tests" / "StableDif
 models = fixtures / "models"
 NAME = "tiny-inpaint2"
 
-# The samplers with exact diffusers fixtures (as in make_pipeline_fixtures.py, less the SDE one).
-SAMPLERS = {
-    "ddim": (DDIMScheduler, {}),
-    "ddpm": (DDPMScheduler, {}),
-    "pndm": (PNDMScheduler, {"skip_prk_steps": True}),
-    "lms": (LMSDiscreteScheduler, {}),
-    "heun": (HeunDiscreteScheduler, {}),
-    "euler": (EulerDiscreteScheduler, {}),
-    "euler_a": (EulerAncestralDiscreteScheduler, {}),
-    "dpmpp_2m": (DPMSolverMultistepScheduler, {}),
-    "dpmpp_2m_karras": (DPMSolverMultistepScheduler, {"use_karras_sigmas": True}),
-    "dpm2": (KDPM2DiscreteScheduler, {}),
-    "unipc": (UniPCMultistepScheduler, {}),
-    "lcm": (LCMScheduler, {}),
-}
+# The samplers with exact diffusers fixtures (the SDE one has its own, statistical ones).
+SAMPLERS = {name: fixture_samplers.SAMPLERS[name] for name in fixture_samplers.EXACT}
 
 
 def unet_model(in_channels):

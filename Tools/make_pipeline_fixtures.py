@@ -18,24 +18,7 @@ from diffusers import (AutoencoderKL, DDIMScheduler, DDPMScheduler, DPMSolverMul
 from transformers import CLIPTextModel
 
 here = pathlib.Path(__file__).resolve().parent.parent / "Tests" / "StableDiffusionTests" / "Fixtures"
-SAMPLERS = {
-    "ddim": (DDIMScheduler, {}),
-    "ddpm": (DDPMScheduler, {}),
-    "pndm": (PNDMScheduler, {"skip_prk_steps": True}),
-    "lms": (LMSDiscreteScheduler, {}),
-    "heun": (HeunDiscreteScheduler, {}),
-    "euler": (EulerDiscreteScheduler, {}),
-    "euler_a": (EulerAncestralDiscreteScheduler, {}),
-    "dpmpp_2m": (DPMSolverMultistepScheduler, {}),
-    "dpmpp_2m_karras": (DPMSolverMultistepScheduler, {"use_karras_sigmas": True}),
-    "dpm2": (KDPM2DiscreteScheduler, {}),
-    "unipc": (UniPCMultistepScheduler, {}),
-    "lcm": (LCMScheduler, {}),
-    # Its noise comes from torchsde's Brownian tree, seeded from torch's global RNG: no exact
-    # latents to compare, so it has its own fixtures (sde.json) below.
-    "dpmpp_sde_karras": (DPMSolverSDEScheduler, {"use_karras_sigmas": True}),
-}
-EXACT = [name for name in SAMPLERS if name != "dpmpp_sde_karras"]
+from fixture_samplers import EXACT, SAMPLERS  # noqa: E402  (Tools/, next to this script)
 cases = []
 torch.set_num_threads(1)
 for model in ("tiny-sd1", "tiny-sd2"):

@@ -3,8 +3,15 @@ import StableDiffusion
 import Tensors
 import Testing
 
-/// One diffusers StableDiffusionInpaintPipeline run (Tools/make_pipeline_fixtures.py).
+/// One diffusers StableDiffusionInpaintPipeline run: on tiny-sd1 (Tools/make_pipeline_fixtures.py, inpaint.json)
+/// or on the second, differently shaped model (Tools/make_inpaint_fixtures.py, inpaint2.json: a 3-level VAE,
+/// other UNet widths, own seeds; every sampler, binary and soft masks, strengths 1, 0.75 and 0.5, batches of
+/// one and two, the 9-channel UNet and a 4-channel one), which also names its model, mask kind and batch.
 struct InpaintCase: Decodable, Sendable, CustomTestStringConvertible {
+    let model: String?
+    let unet_folder: String?
+    let mask_kind: String?
+    let batch: Int?
     let unet: String
     let sampler: String
     let strength: Double
@@ -20,7 +27,10 @@ struct InpaintCase: Decodable, Sendable, CustomTestStringConvertible {
     let latents_shape: [Int]
     let latents: [Float]
     let pixels: [UInt8]
-    var testDescription: String { "\(unet) \(sampler) strength \(strength)" }
+    var testDescription: String {
+        "\(unet_folder ?? model ?? unet) \(sampler) \(mask_kind ?? "binary") strength \(strength) batch \(batch ?? 1) "
+            + "\(width)x\(height) cfg \(guidance)"
+    }
 }
 
 let inpaintCases: [InpaintCase] = fixtureCases("inpaint.json")
@@ -50,38 +60,11 @@ func inpaintingMatchesDiffusers(_ fixture: InpaintCase) throws {
                            pixels: fixture.pixels)
 }
 
-/// One run of diffusers' StableDiffusionInpaintPipeline on the second, differently shaped inpainting model
-/// (Tools/make_inpaint_fixtures.py: a 3-level VAE, other UNet widths, own seeds): every sampler, binary and
-/// soft masks, strengths 1, 0.75 and 0.5, batches of one and two, the 9-channel UNet and a 4-channel one.
-struct SecondInpaintCase: Decodable, Sendable, CustomTestStringConvertible {
-    let model: String
-    let unet_folder: String?
-    let sampler: String
-    let strength: Double
-    let mask_kind: String
-    let batch: Int
-    let ids: [Int]
-    let negative_ids: [Int]
-    let image: [UInt8]
-    let mask: [UInt8]
-    let steps: Int
-    let guidance: Float
-    let seed: UInt64
-    let width: Int
-    let height: Int
-    let latents_shape: [Int]
-    let latents: [Float]
-    let pixels: [UInt8]
-    var testDescription: String {
-        "\(unet_folder ?? model) \(sampler) \(mask_kind) strength \(strength) batch \(batch) \(width)x\(height) cfg \(guidance)"
-    }
-}
-
-let secondInpaintCases: [SecondInpaintCase] = fixtureCases("inpaint2.json")
+let secondInpaintCases: [InpaintCase] = fixtureCases("inpaint2.json")
 
 @Test(arguments: secondInpaintCases)
-func secondInpaintingModelMatchesDiffusers(_ fixture: SecondInpaintCase) throws {
-    var weights = try ModelWeights.load(modelFixtures.appendingPathComponent(fixture.model))
+func secondInpaintingModelMatchesDiffusers(_ fixture: InpaintCase) throws {
+    var weights = try ModelWeights.load(modelFixtures.appendingPathComponent(try #require(fixture.model)))
     if let folderName = fixture.unet_folder {
         let folder = modelFixtures.appendingPathComponent(folderName)
         weights.unetConfig = try JSONDecoder().decode(UNetConfig.self, from: Data(contentsOf: folder.appendingPathComponent("config.json")))
@@ -92,7 +75,7 @@ func secondInpaintingModelMatchesDiffusers(_ fixture: SecondInpaintCase) throws 
     #expect(pipeline.latentScale == 4, "the second fixture's VAE has three levels")
     var settings = Pipeline.Settings()
     (settings.width, settings.height, settings.steps) = (fixture.width, fixture.height, fixture.steps)
-    (settings.guidance, settings.seed, settings.batch) = (fixture.guidance, fixture.seed, fixture.batch)
+    (settings.guidance, settings.seed, settings.batch) = (fixture.guidance, fixture.seed, fixture.batch ?? 1)
     settings.sampler = try SamplerName(parsing: fixture.sampler)
     let mask = Tensor(shape: [1, 1, fixture.height, fixture.width], values: fixture.mask.map { Float($0) / 255 })
     let latents = try pipeline.sample(conditional: pipeline.textEncoder([fixture.ids]),
