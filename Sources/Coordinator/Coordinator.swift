@@ -280,7 +280,7 @@ public final class CoordinatorServer {
                     "total": report.total, "worker": worker.hello.workerID]))
             }
         case .preview(let report, let png):
-            guard worker.inFlight.contains(report.taskID), png.count <= CoordinatorServer.maxPreviewBytes else { return }
+            guard worker.inFlight.contains(report.taskID), png.count <= configuration.limits.maxPreviewBytes else { return }
             previews[report.taskID] = (report.step, png)
             lastPreview = (report.taskID, report.step, png)
             if events.subscriberCount > 0, let job = jobOf(report.taskID) {
@@ -342,9 +342,6 @@ public final class CoordinatorServer {
         logger.warning("task \(failure.taskID) attempt \(failure.attempt) failed (\(failure.kind)): \(failure.message) [\(outcome)]",
                        metadata: metadata)
     }
-
-    /// Largest preview kept or passed to watchers; workers send latent-resolution previews of a few KB.
-    static let maxPreviewBytes = 1 << 20
 
     /// Why a result cannot be stored, or nil: it must be a PNG that decodes, of the size its header states.
     private func resultProblem(_ header: WireMessage.ResultHeader, _ png: Data) -> String? {

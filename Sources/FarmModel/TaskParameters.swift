@@ -153,6 +153,8 @@ public struct Limits: Codable, Sendable {
     public var maxTasksPerJob = 1_000_000
     /// Largest wire message, in bytes.
     public var maxMessageBytes = 64 * 1024 * 1024
+    /// Largest preview PNG a worker sends and a coordinator keeps (latent-resolution previews are a few KB).
+    public var maxPreviewBytes = 1 << 20
     /// Most tasks one worker may run at once.
     public var maxWorkerSlots = 64
     /// Most models one worker may announce.

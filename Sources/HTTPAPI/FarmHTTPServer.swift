@@ -60,18 +60,21 @@ public final class FarmHTTPServer: @unchecked Sendable {
     private let pool: DatabasePool?
     private let events: FarmEvents
     private let metrics: (@Sendable () -> String)?
+    private let maxSubmitPriority: Int
     private var task: Task<Void, Never>?
     /// Where it logs.
     public var logger = Logger(label: "farm.http")
 
     /// Makes a server on `host:port` over the database at `conninfo`, streaming `events` at `/v1/events`;
-    /// `metrics` gives the Prometheus text of the process's metrics for `/metrics` (nil: no `/metrics`).
+    /// `metrics` gives the Prometheus text of the process's metrics for `/metrics` (nil: no `/metrics`); jobs
+    /// submitted with a submit token may ask for priorities up to `maxSubmitPriority`.
     public init(host: String, port: Int, conninfo: String?, connections: Int = 4, events: FarmEvents = FarmEvents(),
-                metrics: (@Sendable () -> String)? = nil) {
+                metrics: (@Sendable () -> String)? = nil, maxSubmitPriority: Int = 0) {
         self.host = host
         self.port = port
         self.events = events
         self.metrics = metrics
+        self.maxSubmitPriority = maxSubmitPriority
         self.pool = DatabasePool(conninfo: conninfo, size: connections)
     }
 
@@ -82,6 +85,7 @@ public final class FarmHTTPServer: @unchecked Sendable {
         self.events = FarmEvents()
         self.metrics = metrics
         self.pool = nil
+        maxSubmitPriority = 0
     }
 
     /// Parses `HOST:PORT` (`[::1]:8080` for IPv6) into its parts; nil when malformed.
@@ -97,7 +101,8 @@ public final class FarmHTTPServer: @unchecked Sendable {
     /// The server then runs on its own threads until `stop()`.
     public func start() throws {
         if let pool {
-            try start(APIResponder(pool: pool, events: events, metrics: metrics), what: "HTTP API", path: "/v1")
+            try start(APIResponder(pool: pool, events: events, metrics: metrics, maxSubmitPriority: maxSubmitPriority),
+                      what: "HTTP API", path: "/v1")
         } else if let metrics {
             try start(MetricsResponder(metrics: metrics), what: "metrics server", path: "/metrics")
         }
@@ -165,6 +170,8 @@ struct APIResponder: HTTPResponder {
     let pool: DatabasePool
     let events: FarmEvents
     let metrics: (@Sendable () -> String)?
+    /// The highest priority a submit token's job may ask for.
+    let maxSubmitPriority: Int
     /// Seconds between `: keep-alive` comments on an event stream.
     static let keepAliveSeconds: UInt64 = 15
     /// Seconds between checks that an event stream's token is still valid: a revoked token's stream ends.
@@ -191,8 +198,8 @@ struct APIResponder: HTTPResponder {
         do {
             let route = try Self.route(request)
             if case .metrics = route { return try await metricsPage() }
-            try await authorize(request, for: route.role)
-            return try await answer(route, request)
+            let granted = try await authorize(request, for: route.role)
+            return try await answer(route, request, role: granted)
         } catch let error as APIError {
             return Self.json(error.json, status: error.status)
         } catch let error as JobSpecError {
@@ -254,7 +261,8 @@ struct APIResponder: HTTPResponder {
         return header.dropFirst("bearer ".count).trimmingCharacters(in: .whitespaces)
     }
 
-    func authorize(_ request: Request, for role: TokenRole) async throws {
+    /// Checks the request's token for `role`; returns the role the token has.
+    func authorize(_ request: Request, for role: TokenRole) async throws -> TokenRole {
         guard let token = Self.bearerToken(request) else {
             throw APIError(status: 401, "missing bearer token (Authorization: Bearer TOKEN)")
         }
@@ -262,9 +270,10 @@ struct APIResponder: HTTPResponder {
             throw APIError(status: 401, "invalid or revoked token")
         }
         if role == .admin && granted != .admin { throw APIError(status: 403, "this route needs an admin token") }
+        return granted
     }
 
-    func answer(_ route: Route, _ request: Request) async throws -> Response {
+    func answer(_ route: Route, _ request: Request, role: TokenRole) async throws -> Response {
         switch route {
         case .metrics:
             return try await metricsPage()
@@ -276,7 +285,7 @@ struct APIResponder: HTTPResponder {
             }
             return Self.json(body)
         case .submitJob:
-            return try await submit(request)
+            return try await submit(request, role: role)
         case .jobAction(let job, let action):
             let body = try await pool.run { store -> Data? in
                 guard try store.jobExists(job) else { return nil }
@@ -385,7 +394,7 @@ struct APIResponder: HTTPResponder {
     static let overrideFields: Set<String> = ["name", "model", "sampler", "cfg", "width", "height", "steps", "negative"]
 
     /// `POST /v1/jobs`: parses the body as a spec in `?format=` and queues it.
-    func submit(_ request: Request) async throws -> Response {
+    func submit(_ request: Request, role: TokenRole) async throws -> Response {
         var format = "yaml"
         var overrides: [String: String] = [:]
         for (key, value) in request.uri.queryParameters {
@@ -403,6 +412,10 @@ struct APIResponder: HTTPResponder {
         let data = try await Self.collect(request.body)
         guard let text = String(data: data, encoding: .utf8) else { throw APIError(status: 400, "the body is not UTF-8 text", field: "body") }
         let spec = try JobSpec.parse(text, file: "spec.\(format)", overrides: overrides)
+        if role != .admin && spec.priority > maxSubmitPriority {
+            throw APIError(status: 400, "priority \(spec.priority) is above \(maxSubmitPriority), the highest a submit token may ask for",
+                           field: "priority")
+        }
         let id = try await pool.run { store in
             try store.enqueue(name: spec.name, model: spec.model, maxAttempts: spec.maxAttempts, priority: spec.priority, tasks: spec.tasks)
         }

@@ -144,9 +144,10 @@ public final class WorkerDaemon {
         if welcomed == nil, now.timeIntervalSince(lastHelloSent) >= helloInterval {
             // Back off while nobody answers; fail over to the next endpoint when this one has been
             // silent long enough (a worker that starts while its first coordinator is down must
-            // not wait out the whole backoff).
-            if let since = unansweredSince, now.timeIntervalSince(since) >= configuration.failOverSeconds,
-               configuration.coordinators.count > 1 {
+            // not wait out the whole backoff). With one endpoint that is a fresh connection to it: libzmq
+            // does not retry a CURVE handshake the coordinator refused, so a key allowed after the
+            // worker's first try would otherwise never get in.
+            if let since = unansweredSince, now.timeIntervalSince(since) >= configuration.failOverSeconds {
                 try failOver(reason: "no answer")
             }
             try send(hello)
@@ -198,7 +199,8 @@ public final class WorkerDaemon {
     private func failOver(reason: String) throws {
         endpointIndex = (endpointIndex + 1) % configuration.coordinators.count
         let endpoint = configuration.coordinators[endpointIndex]
-        logger.warning("coordinator \(reason); failing over to \(endpoint)", metadata: ["coordinator": "\(endpoint)"])
+        let action = configuration.coordinators.count > 1 ? "failing over to" : "connecting again to"
+        logger.warning("coordinator \(reason); \(action) \(endpoint)", metadata: ["coordinator": "\(endpoint)"])
         socket = try WorkerDaemon.connect(configuration, endpoint: endpoint, context: context)
         helloInterval = configuration.reconnectBackoff.first
         unansweredSince = nil
@@ -284,7 +286,7 @@ public final class WorkerDaemon {
                 }
                 let image = try renderer.render(assignment.parameters, inputs: inputs, previewEvery: previewEvery,
                                                 preview: { step, image in
-                    guard let png = try? image.pngData() else { return }
+                    guard let png = try? image.pngData(), png.count <= Limits().maxPreviewBytes else { return }
                     let report = WireMessage.Progress(taskID: assignment.taskID, attempt: assignment.attempt, step: step,
                                                       total: assignment.parameters.steps)
                     job.post(.preview(report, png: png))

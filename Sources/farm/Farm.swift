@@ -130,8 +130,14 @@ struct CoordinatorCommand: ParsableCommand {
     @Option(help: "Serve the JSON API (/v1) on HOST:PORT too; the coordinator exits with status 1 if it cannot listen there.")
     var http: String?
 
+    @Option(help: "The highest priority a submit token's job may ask for (admin tokens: any in the farm's range).")
+    var maxSubmitPriority = 0
+
     func validate() throws {
         guard heartbeat > 0 && heartbeat <= 60 else { throw ValidationError("--heartbeat must be in (0, 60] seconds") }
+        guard Limits().priorities.contains(maxSubmitPriority) else {
+            throw ValidationError("--max-submit-priority must be \(Limits().priorities.lowerBound)...\(Limits().priorities.upperBound)")
+        }
         guard missedHeartbeats >= 1 && missedHeartbeats <= 100 else { throw ValidationError("--missed-heartbeats must be 1...100") }
         guard leaseSeconds >= 1 else { throw ValidationError("--lease-seconds must be at least 1") }
         if let http, FarmHTTPServer.parseAddress(http) == nil { throw ValidationError("--http must be HOST:PORT, got \(http)") }
@@ -154,7 +160,8 @@ struct CoordinatorCommand: ParsableCommand {
         // The HTTP API runs on its own threads next to the ZeroMQ loop; failing to bind ends the coordinator.
         var api: FarmHTTPServer?
         if let http, let (host, port) = FarmHTTPServer.parseAddress(http) {
-            api = FarmHTTPServer(host: host, port: port, conninfo: conninfo, events: server.events, metrics: metrics)
+            api = FarmHTTPServer(host: host, port: port, conninfo: conninfo, events: server.events, metrics: metrics,
+                                 maxSubmitPriority: maxSubmitPriority)
             try api?.start()
         }
         defer { api?.stop() }

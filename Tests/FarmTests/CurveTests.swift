@@ -84,3 +84,44 @@ private func tryJoin(_ coordinator: CoordinatorServer, name: String, curve: (ser
     #expect(throws: CurveKeyError.self) { try CurveKeyPair.publicKey(from: "public-key = nope") }
     #expect(!CurveKeyPair.isKey(String(repeating: "~", count: 41)))
 }
+
+/// A worker whose key is allowed only after its first handshake was refused gets in by itself: libzmq does not
+/// retry a refused CURVE handshake, so the worker connects afresh when nobody has answered for `failOverSeconds`.
+@Test func aKeyAllowedAfterTheFirstRefusalGetsIn() throws {
+    let conninfo = try TemporaryPostgres.shared.createDatabase()
+    let connection = try Connection(conninfo)
+    try Migrator(folder: migrationsFolder).apply(to: connection)
+    let store = JobStore(connection: connection)
+    let server = try CurveKeyPair.generate(), late = try CurveKeyPair.generate()
+    var settings = CoordinatorConfiguration(listen: "tcp://127.0.0.1:*")
+    settings.curveSecretKey = server.secretKey
+    let coordinator = try CoordinatorServer(configuration: settings, conninfo: conninfo, context: ZMQContext())
+    let lines = ThreadSafeBox<[String]>([])
+    coordinator.logger = collectingLogger(into: lines)
+    let stop = ThreadSafeBox(false), finished = ThreadSafeBox(false)
+    let endpoint = coordinator.endpoint
+    Thread {
+        do {
+            var worker = WorkerConfiguration(coordinator: endpoint, workerID: "late")
+            worker.curve = (server.publicKey, late)
+            (worker.reconnectBackoff, worker.failOverSeconds) = ((0.1, 0.2), 1)
+            let daemon = try WorkerDaemon(configuration: worker, renderer: TestPatternRenderer(), context: ZMQContext())
+            daemon.logger = quietLogger
+            try daemon.run(tick: 0.02) { stop.value }
+        } catch {
+            Issue.record("worker failed: \(error)")
+        }
+        finished.mutate { $0 = true }
+    }.start()
+    let refused = Date().addingTimeInterval(10)
+    while !lines.value.contains(where: { $0.contains("refused a worker connection") }) && Date() < refused {
+        try coordinator.runOnce(timeout: 0.02)
+    }
+    #expect(lines.value.contains { $0.contains("refused a worker connection") && $0.contains(late.publicKey) })
+    try store.allowWorkerKey(late.publicKey, name: "late")
+    let joined = Date().addingTimeInterval(15)
+    while coordinator.connectedWorkers == 0 && Date() < joined { try coordinator.runOnce(timeout: 0.02) }
+    #expect(coordinator.connectedWorkers == 1, "the worker did not get in once its key was allowed")
+    stop.mutate { $0 = true }
+    while !finished.value { try coordinator.runOnce(timeout: 0.02) }
+}

@@ -481,6 +481,14 @@ final class EventStreamReader: @unchecked Sendable {
                 && cli.stderr.split(separator: "\n").count == 1, "\(item.what): \(cli.stderr)")
     }
     #expect(try store.connection.query("SELECT count(*) AS n FROM jobs").single().decode("n", as: Int.self) == jobsBefore)
+
+    // A submit token may not ask for a priority above the coordinator's --max-submit-priority (0 here); an admin may.
+    let urgent = Data("model: m\npriority: 5\nitems: [{prompt: a}]".utf8)
+    let bySubmitter = try httpRequest("POST", "\(farm.server)/v1/jobs", token: farm.submit, body: urgent)
+    #expect(bySubmitter.status == 400 && (try? jsonObject(bySubmitter.body))?["field"] as? String == "priority",
+            "\(String(decoding: bySubmitter.body, as: UTF8.self))")
+    #expect(try httpRequest("POST", "\(farm.server)/v1/jobs", token: farm.admin, body: urgent).status == 201)
+    #expect(try store.connection.query("SELECT count(*) AS n FROM jobs").single().decode("n", as: Int.self) == jobsBefore + 1)
 }
 
 /// A stream opened with a token that is later revoked ends; another stream goes on.
