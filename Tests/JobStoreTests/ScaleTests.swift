@@ -56,9 +56,11 @@ final class Background: @unchecked Sendable {
                                ("several models", ["demo", "m", "x"])] {
             let plan = try store.claimPlan(workerID: "w", capabilities: WorkerCapabilities(models: models), limit: 4)
             #expect(!plan.contains("Seq Scan"), "claim for a worker with \(name) scans a table:\n\(plan)")
-            // Models the job lacks are looked up in the (job, model) index; the job's own walk the queue in order.
-            let index = models.contains("m") ? "Index Scan using tasks_queued on tasks" : "Index Scan using tasks_queued_model on tasks"
-            #expect(plan.contains(index), "claim for a worker with \(name) does not use \(index):\n\(plan)")
+            // Models the job lacks are looked up in the (job, model) index; the job's own walk one of its indexes in
+            // order (the queue index or the (job, index) key: which one is the planner's choice, both stop early).
+            let indexes = models.contains("m") ? ["Index Scan using tasks_queued on tasks", "Index Scan using tasks_job_id_index_key on tasks"]
+                                               : ["Index Scan using tasks_queued_model on tasks"]
+            #expect(indexes.contains { plan.contains($0) }, "claim for a worker with \(name) uses none of \(indexes):\n\(plan)")
         }
         // And it costs little either way (the plan above is what makes it so; the times are for the log).
         for models in [["demo"], ["m"]] {
