@@ -38,23 +38,28 @@ final class DatabaseQueue: @unchecked Sendable {
     }
 }
 
-/// A few `DatabaseQueue`s handed out in turn, so slow queries do not hold up every request.
+/// A few `DatabaseQueue`s; each request goes to the one with the least work waiting, so one slow statement
+/// (a million-task submit, a big cancel) holds up only its own queue, not every request that comes after it.
 final class DatabasePool: @unchecked Sendable {
     private let queues: [DatabaseQueue]
     private let lock = NSLock()
-    private var next = 0
+    /// Requests handed to each queue and not yet answered.
+    private var pending: [Int]
 
     /// Makes `size` queues on `conninfo`.
     init(conninfo: String?, size: Int) {
         queues = (0..<max(1, size)).map { DatabaseQueue(conninfo: conninfo, label: "farm.http.db.\($0)") }
+        pending = Array(repeating: 0, count: queues.count)
     }
 
-    /// Runs `body` on the next queue in turn.
+    /// Runs `body` on the least busy queue.
     func run<T: Sendable>(_ body: @escaping @Sendable (JobStore) throws -> T) async throws -> T {
-        let queue = lock.withLock { () -> DatabaseQueue in
-            defer { next = (next + 1) % queues.count }
-            return queues[next]
+        let index = lock.withLock { () -> Int in
+            let index = pending.indices.min { pending[$0] < pending[$1] } ?? 0
+            pending[index] += 1
+            return index
         }
-        return try await queue.run(body)
+        defer { lock.withLock { pending[index] -= 1 } }
+        return try await queues[index].run(body)
     }
 }

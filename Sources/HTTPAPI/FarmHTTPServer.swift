@@ -390,6 +390,13 @@ struct APIResponder: HTTPResponder {
                         body: body)
     }
 
+    /// Runs CPU-heavy `work` on a dispatch queue and awaits it, so that it does not hold a cooperative thread.
+    static func offThePool<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            DispatchQueue.global().async { continuation.resume(with: Result { try work() }) }
+        }
+    }
+
     /// Fields of a spec that query parameters may fill (as the CLI's flags do).
     static let overrideFields: Set<String> = ["name", "model", "sampler", "cfg", "width", "height", "steps", "negative"]
 
@@ -411,7 +418,9 @@ struct APIResponder: HTTPResponder {
         }
         let data = try await Self.collect(request.body)
         guard let text = String(data: data, encoding: .utf8) else { throw APIError(status: 400, "the body is not UTF-8 text", field: "body") }
-        let spec = try JobSpec.parse(text, file: "spec.\(format)", overrides: overrides)
+        // A big spec takes seconds to expand: off Swift's cooperative pool, which serves every other request.
+        let (file, fields) = ("spec.\(format)", overrides)
+        let spec = try await Self.offThePool { try JobSpec.parse(text, file: file, overrides: fields) }
         if role != .admin && spec.priority > maxSubmitPriority {
             throw APIError(status: 400, "priority \(spec.priority) is above \(maxSubmitPriority), the highest a submit token may ask for",
                            field: "priority")

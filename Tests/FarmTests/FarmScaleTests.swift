@@ -68,4 +68,30 @@ import ZeroMQ
         #expect(done > 100, "the matching workers rendered only \(done) tasks")
         #expect(try connection.query("SELECT count(*) AS n FROM tasks WHERE lease_owner = 'idle'").single().decode("n", as: Int.self) == 0)
     }
+
+    /// A million-task submission over HTTP does not hold up other requests: each goes to the least busy database
+    /// connection, and the spec is expanded off the cooperative pool.
+    @Test func aMillionTaskSubmitDoesNotBlockTheAPI() throws {
+        let farm = try HTTPFarm()
+        let spec = Data("name: million\nmodel: synthetic\ndefaults: {steps: 2, width: 32, height: 32}\nsweep: {prompt: [a fox], seed: 1-1000000}".utf8)
+        let submitted = ThreadSafeBox<Int?>(nil)
+        Thread {
+            let answer = try? httpRequest("POST", "\(farm.server)/v1/jobs", token: farm.admin, body: spec)
+            submitted.mutate { $0 = answer?.status ?? -1 }
+        }.start()
+        Thread.sleep(forTimeInterval: 0.5)
+        var slowest = 0.0, listed = 0
+        while submitted.value == nil {
+            let before = Date()
+            let answer = try httpRequest("GET", "\(farm.server)/v1/jobs", token: farm.submit)
+            slowest = max(slowest, Date().timeIntervalSince(before))
+            #expect(answer.status == 200)
+            listed += 1
+            Thread.sleep(forTimeInterval: 0.2)
+        }
+        print("during a 1,000,000-task submit: \(listed) job listings, the slowest \(String(format: "%.2f", slowest)) s")
+        #expect(submitted.value == 201)
+        #expect(listed >= 3, "the submit finished before the API could be measured")
+        #expect(slowest < 2, "GET /v1/jobs took \(slowest) s while a big submission ran")
+    }
 }
