@@ -1,6 +1,5 @@
 import FarmModel
 import Foundation
-import Imaging
 import JobStore
 import Logging
 import ZeroMQ
@@ -58,7 +57,7 @@ struct ConnectedWorker {
 /// coordinator stops dispatching, leaves results unacknowledged (workers resend them)
 /// and reconnects; a restarted coordinator resumes from the database.
 public final class CoordinatorServer {
-    private let configuration: CoordinatorConfiguration
+    let configuration: CoordinatorConfiguration
     private let conninfo: String?
     private var store: JobStore?
     private var listener: WorkListener?
@@ -66,24 +65,24 @@ public final class CoordinatorServer {
     private let zap: ZAPHandler?
     /// Allow-list answers per worker key, with when they were read.
     private var keyDecisions: [String: (allowed: Bool, checked: Date)] = [:]
-    private var workers: [Data: ConnectedWorker] = [:]
-    private var lastSweep = Date.distantPast
+    var workers: [Data: ConnectedWorker] = [:]
+    var lastSweep = Date.distantPast
     private var lastReconnectAttempt = Date.distantPast
     private var reconnectDelay = 0.5
-    private var pendingProgress: [Int64: (report: WireMessage.Progress, workerID: String)] = [:]
+    var pendingProgress: [Int64: (report: WireMessage.Progress, workerID: String)] = [:]
     /// The latest preview of each running task (PNG), for watchers.
-    public private(set) var previews: [Int64: (step: Int, png: Data)] = [:]
+    public internal(set) var previews: [Int64: (step: Int, png: Data)] = [:]
     /// The last preview received from any worker (kept after its task ends).
     public private(set) var lastPreview: (taskID: Int64, step: Int, png: Data)?
     private var lastProgressFlush = Date()
-    private var workWaiting = true
+    var workWaiting = true
     /// The job of each task handed out (or looked up), for events.
     private var taskJobs: [Int64: Int64] = [:]
     /// Live events for HTTP watchers: progress, previews, results and failures.
     public let events = FarmEvents()
     /// Where it logs: events of tasks carry task, job, worker and attempt as metadata.
     public var logger = Logger(label: "farm.coordinator")
-    private var metrics = CoordinatorMetrics()
+    var metrics = CoordinatorMetrics()
 
     /// Binds the ROUTER socket and connects to the database (`conninfo` nil: the PG* variables).
     public init(configuration: CoordinatorConfiguration, conninfo: String?, context: ZMQContext) throws {
@@ -116,7 +115,7 @@ public final class CoordinatorServer {
 
     /// Runs `body` against the store; a database failure drops the connection (to be
     /// re-established) and returns nil.
-    private func withStore<T>(_ body: (JobStore) throws -> T) -> T? {
+    func withStore<T>(_ body: (JobStore) throws -> T) -> T? {
         guard let store else { return nil }
         do {
             return try body(store)
@@ -201,19 +200,13 @@ public final class CoordinatorServer {
         handle(message, from: routingID, publicKey: publicKey)
     }
 
-    private func send(_ message: WireMessage, to routingID: Data) {
+    func send(_ message: WireMessage, to routingID: Data) {
         do {
             try socket.send([routingID] + message.frames(), dontWait: true)
             metrics.messages.count(message.typeName, received: false)
         } catch {
             logger.warning("cannot send \(message.typeName)", metadata: ["peer": "\(routingID.hexPrefix)", "worker": "\(workers[routingID]?.hello.workerID ?? "?")", "error": "\(error)"])
         }
-    }
-
-    /// Refuses a hello, logging why.
-    private func refuse(_ routingID: Data, _ code: Refusal.Code, _ reason: String, worker: String) {
-        send(.refused(.init(code, reason)), to: routingID)
-        logger.warning("refused worker \(worker.prefix(64).debugDescription): \(reason)", metadata: ["code": "\(code.rawValue)"])
     }
 
     private func handle(_ message: WireMessage, from routingID: Data, publicKey: String?) {
@@ -322,44 +315,8 @@ public final class CoordinatorServer {
         }
     }
 
-    /// Stores a failed attempt reported by (or, for a rejected result, on behalf of) `worker`, and acknowledges it.
-    private func recordFailure(_ failure: WireMessage.Failure, of worker: inout ConnectedWorker, routingID: Data) {
-        guard let outcome = withStore({ try $0.fail(failure, workerID: worker.hello.workerID) }) else { return }
-        worker.inFlight.remove(failure.taskID)
-        pendingProgress[failure.taskID] = nil
-        previews[failure.taskID] = nil
-        send(.ack(taskID: failure.taskID, attempt: failure.attempt), to: routingID)
-        let job = jobOf(failure.taskID)
-        if let job {
-            events.post(FarmEvent(name: "failed", job: job, payload: [
-                "task": failure.taskID, "job": job, "attempt": failure.attempt,
-                "kind": "\(failure.kind)", "message": failure.message]))
-        }
-        workWaiting = true
-        var metadata = Logger.Metadata.task(failure.taskID, job: job, attempt: failure.attempt, worker: worker.hello.workerID)
-        metadata["kind"] = "\(failure.kind)"
-        metadata["outcome"] = "\(outcome)"
-        logger.warning("task \(failure.taskID) attempt \(failure.attempt) failed (\(failure.kind)): \(failure.message) [\(outcome)]",
-                       metadata: metadata)
-    }
-
-    /// Why a result cannot be stored, or nil: it must be a PNG that decodes, of the size its header states.
-    private func resultProblem(_ header: WireMessage.ResultHeader, _ png: Data) -> String? {
-        let image: PNGImage
-        do {
-            image = try PNGImage(pngData: png, limits: PNGLimits(maxSide: configuration.limits.maxSide,
-                                                                 maxPixels: configuration.limits.maxPixels))
-        } catch {
-            return "not a decodable PNG (\(error))"
-        }
-        guard image.width == header.width && image.height == header.height else {
-            return "the PNG is \(image.width)x\(image.height) but the result says \(header.width)x\(header.height)"
-        }
-        return nil
-    }
-
     /// The job of a task: from the dispatch map, else from the database (tasks held across a restart).
-    private func jobOf(_ task: Int64) -> Int64? {
+    func jobOf(_ task: Int64) -> Int64? {
         if let job = taskJobs[task] { return job }
         guard let found = withStore({ try $0.jobOfTask(task) }), let job = found else { return nil }
         taskJobs[task] = job
@@ -405,59 +362,6 @@ public final class CoordinatorServer {
             pendingProgress.removeAll()
         }
         lastProgressFlush = Date()
-    }
-
-    private func sweep() {
-        let now = Date()
-        guard now.timeIntervalSince(lastSweep) >= configuration.heartbeatSeconds else { return }
-        lastSweep = now
-        for (routingID, worker) in workers where now.timeIntervalSince(worker.lastSeen) > configuration.workerTimeoutSeconds {
-            guard let requeued = withStore({ try $0.requeueWorker(worker.hello.workerID) }) else { return }
-            metrics.requeued(requeued, reason: "worker_lost")
-            workers[routingID] = nil
-            workWaiting = true
-            logger.warning("worker \(worker.hello.workerID) lost after \(configuration.missedHeartbeats) missed heartbeats; requeued \(requeued) task(s)",
-                           metadata: ["worker": "\(worker.hello.workerID)", "requeued": .stringConvertible(requeued)])
-        }
-        // Tasks cancelled (with their job) while a worker holds them: tell it to stop.
-        let held = workers.values.flatMap(\.inFlight)
-        if let cancelled = withStore({ try $0.cancelledTasks(among: held) }), !cancelled.isEmpty {
-            for (routingID, var worker) in workers {
-                for task in cancelled where worker.inFlight.contains(task) {
-                    send(.cancel(taskID: task), to: routingID)
-                    worker.inFlight.remove(task)
-                }
-                workers[routingID] = worker
-            }
-            workWaiting = true
-        }
-        // Operators drain and cordon workers through the database (farm drain|cordon|uncordon).
-        if !workers.isEmpty, let states = withStore({ try $0.workerStates(workers.values.map(\.hello.workerID)) }) {
-            for (routingID, var worker) in workers {
-                worker.operatorState = states[worker.hello.workerID] ?? "online"
-                if worker.operatorState == "draining" && !worker.toldToDrain {
-                    send(.drain, to: routingID)
-                    worker.toldToDrain = true
-                    logger.notice("draining worker \(worker.hello.workerID)", metadata: ["worker": "\(worker.hello.workerID)"])
-                }
-                if worker.operatorState == "online" { worker.toldToDrain = false }
-                workers[routingID] = worker
-            }
-        }
-        if let requeued = withStore({ try $0.requeueExpired() }), requeued > 0 {
-            metrics.leaseExpiries.increment(by: requeued)
-            metrics.requeued(requeued, reason: "lease_expired")
-            workWaiting = true
-            logger.warning("requeued \(requeued) task(s) whose lease expired", metadata: ["requeued": .stringConvertible(requeued)])
-        }
-        // Claims skip tasks still backing off; look again once a second.
-        workWaiting = true
-        let ping = Date()
-        if withStore({ try $0.connection.query("SELECT 1") }) != nil {
-            metrics.databaseRoundTrip.recordSeconds(Date().timeIntervalSince(ping))
-        }
-        metrics.connectedWorkers.record(workers.count)
-        metrics.updateRate(now)
     }
 }
 

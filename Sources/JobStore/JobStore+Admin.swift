@@ -208,3 +208,25 @@ extension JobStore {
         }
     }
 }
+
+extension JobStore {
+    /// The farm's figures for metrics: tasks by state, queued tasks by model (every model with
+    /// tasks, zero included) and workers by state; every state appears, zero included.
+    public func farmFigures() throws -> (tasks: [String: Int], queuedByModel: [String: Int], workers: [String: Int]) {
+        var tasks = Dictionary(uniqueKeysWithValues: TaskState.allCases.map { ($0.rawValue, 0) })
+        for row in try connection.query("SELECT state, count(*)::bigint AS n FROM tasks GROUP BY state").rows {
+            tasks[try row.decode("state")] = Int(try row.decode("n", as: Int64.self))
+        }
+        var queued: [String: Int] = [:]
+        for row in try connection.query("""
+            SELECT model, count(*) FILTER (WHERE state = 'queued')::bigint AS n FROM tasks GROUP BY model
+            """).rows {
+            queued[try row.decode("model")] = Int(try row.decode("n", as: Int64.self))
+        }
+        var workers = Dictionary(uniqueKeysWithValues: ["online", "draining", "cordoned", "lost", "offline"].map { ($0, 0) })
+        for row in try connection.query("SELECT state, count(*)::bigint AS n FROM workers GROUP BY state").rows {
+            workers[try row.decode("state")] = Int(try row.decode("n", as: Int64.self))
+        }
+        return (tasks, queued, workers)
+    }
+}

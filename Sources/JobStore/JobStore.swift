@@ -164,70 +164,6 @@ public final class JobStore {
         }
     }
 
-    /// Leases up to `limit` queued tasks that `workerID` can run, one statement: a
-    /// materialized CTE with FOR UPDATE SKIP LOCKED, by job priority then age (active jobs first, then
-    /// each job's queued tasks in order through the queue index, or through the (job, model, index) index
-    /// when the worker's models are rare in the job, so a claim neither sorts the queue nor filters a job
-    /// whose models the worker lacks: PostgreSQL plans each claim with its models' values), skipping
-    /// paused or cancelled jobs, tasks still backing off, models the worker lacks, sizes
-    /// above its limit and jobs that blocklisted it. The attempt number is the fencing token.
-    /// Among jobs of equal priority, those of `preferredModel` (the worker's loaded model) come
-    /// first, so a worker does not reload a model another job of the same priority would need.
-    public func claim(workerID: String, capabilities: WorkerCapabilities, limit: Int,
-                      leaseSeconds: Double, preferredModel: String? = nil) throws -> [WireMessage.Assignment] {
-        try claimWithWaits(workerID: workerID, capabilities: capabilities, limit: limit,
-                          leaseSeconds: leaseSeconds, preferredModel: preferredModel).map(\.assignment)
-    }
-
-    /// The claim's one statement ($1 worker, $2 limit, $3 lease seconds, $4 models, $5 largest pixel count,
-    /// $6 preferred model), public so that tests and operators can EXPLAIN it against a real queue.
-    public static let claimStatement = """
-            WITH next AS MATERIALIZED (
-                SELECT t.id FROM jobs j
-                CROSS JOIN LATERAL (
-                    SELECT t.id, t.index FROM tasks t
-                    WHERE t.job_id = j.id AND t.state = 'queued' AND t.model = ANY($4::text[]) AND t.not_before <= now()
-                      AND t.pixels <= $5
-                    ORDER BY t.index
-                    LIMIT $2
-                    FOR UPDATE SKIP LOCKED
-                ) t
-                WHERE j.state = 'active' AND j.queued_count > 0
-                  AND NOT EXISTS (SELECT 1 FROM job_worker_failures f
-                                  WHERE f.job_id = j.id AND f.worker_id = $1 AND f.blocked)
-                ORDER BY j.priority DESC, (j.model = $6) DESC, j.created_at, j.id, t.index
-                LIMIT $2
-            )
-            UPDATE tasks SET state = 'running', attempt = attempt + 1, lease_owner = $1,
-                lease_expires = now() + make_interval(secs => $3), started_at = now(), step = 0
-            FROM next WHERE tasks.id = next.id
-            RETURNING tasks.id, tasks.job_id, tasks.attempt, tasks.parameters::text AS parameters,
-                extract(epoch FROM now() - tasks.queued_at)::float8 AS waited
-            """
-
-    /// The plan PostgreSQL would use for this claim (EXPLAIN; nothing is leased), for tests and operators.
-    public func claimPlan(workerID: String, capabilities: WorkerCapabilities, limit: Int, preferredModel: String? = nil) throws -> String {
-        try connection.query("EXPLAIN " + JobStore.claimStatement, [workerID, limit, 60.0, postgresArray(capabilities.models),
-                                                                    capabilities.maxPixels, preferredModel ?? ""])
-            .rows.map { try $0.decode("QUERY PLAN", as: String.self) }.joined(separator: "\n")
-    }
-
-    /// Like `claim`, but also returns the seconds each task waited since it last became dispatchable.
-    public func claimWithWaits(workerID: String, capabilities: WorkerCapabilities, limit: Int,
-                               leaseSeconds: Double, preferredModel: String? = nil) throws -> [(assignment: WireMessage.Assignment, waited: Double)] {
-        guard limit > 0 else { return [] }
-        let result = try connection.query(JobStore.claimStatement, [workerID, limit, leaseSeconds, postgresArray(capabilities.models),
-                                                                    capabilities.maxPixels, preferredModel ?? ""])
-        let decoder = JSONDecoder()
-        return try result.rows.map { row in
-            let json: String = try row.decode("parameters")
-            return (WireMessage.Assignment(taskID: try row.decode("id"), attempt: try row.decode("attempt"),
-                                           parameters: try decoder.decode(TaskParameters.self, from: Data(json.utf8)),
-                                           jobID: try row.decode("job_id")),
-                    max(0, try row.decode("waited", as: Double.self)))
-        }
-    }
-
     /// The job a task belongs to, or nil when there is no such task.
     public func jobOfTask(_ task: Int64) throws -> Int64? {
         let result = try connection.query("SELECT job_id FROM tasks WHERE id = $1", [task])
@@ -347,37 +283,8 @@ public final class JobStore {
         try requeue(where: "t.lease_expires < now()", reason: "'lease expired on ' || t.lease_owner", parameters: [])
     }
 
-    /// The farm's figures for metrics: tasks by state, queued tasks by model (every model with
-    /// tasks, zero included) and workers by state; every state appears, zero included.
-    public func farmFigures() throws -> (tasks: [String: Int], queuedByModel: [String: Int], workers: [String: Int]) {
-        var tasks = Dictionary(uniqueKeysWithValues: TaskState.allCases.map { ($0.rawValue, 0) })
-        for row in try connection.query("SELECT state, count(*)::bigint AS n FROM tasks GROUP BY state").rows {
-            tasks[try row.decode("state")] = Int(try row.decode("n", as: Int64.self))
-        }
-        var queued: [String: Int] = [:]
-        for row in try connection.query("""
-            SELECT model, count(*) FILTER (WHERE state = 'queued')::bigint AS n FROM tasks GROUP BY model
-            """).rows {
-            queued[try row.decode("model")] = Int(try row.decode("n", as: Int64.self))
-        }
-        var workers = Dictionary(uniqueKeysWithValues: ["online", "draining", "cordoned", "lost", "offline"].map { ($0, 0) })
-        for row in try connection.query("SELECT state, count(*)::bigint AS n FROM workers GROUP BY state").rows {
-            workers[try row.decode("state")] = Int(try row.decode("n", as: Int64.self))
-        }
-        return (tasks, queued, workers)
-    }
-
-    /// Requeues every task leased by a worker that was declared lost.
-    @discardableResult
-    public func requeueWorker(_ workerID: String) throws -> Int {
-        // An operator's cordon or drain outlives the dropout: it is restored when the worker rejoins.
-        try connection.query("""
-            UPDATE workers SET state = CASE WHEN state IN ('cordoned', 'draining') THEN state ELSE 'lost' END WHERE id = $1
-            """, [workerID])
-        return try requeue(where: "t.lease_owner = $1", reason: "'worker ' || t.lease_owner || ' lost'", parameters: [workerID])
-    }
-
-    private func requeue(where condition: String, reason: String, parameters: [PostgresBindable?]) throws -> Int {
+    /// Puts running tasks matching `condition` back in the queue (or fails those out of attempts), with `reason`.
+    func requeue(where condition: String, reason: String, parameters: [PostgresBindable?]) throws -> Int {
         let count = try connection.query("""
             UPDATE tasks t SET
                 state = CASE WHEN t.attempt >= j.max_attempts THEN 'failed' ELSE 'queued' END,
@@ -463,32 +370,6 @@ public final class JobStore {
         }
     }
 
-    /// Records a worker's hello (or refreshes it after a reconnect) and returns its operator state (`online`, or
-    /// the `cordoned`/`draining` it had before it dropped out). With CURVE the name is bound to the first key that
-    /// used it: a hello from another key changes nothing and returns nil.
-    public func registerWorker(_ hello: WireMessage.Hello, publicKey: String? = nil) throws -> String? {
-        let row = try connection.query("""
-            INSERT INTO workers (id, host, models, slots, max_pixels, state, last_heartbeat, device, public_key)
-            VALUES ($1, $2, $3::text[], $4, $5, 'online', now(), $6, $7)
-            ON CONFLICT (id) DO UPDATE SET host = EXCLUDED.host, models = EXCLUDED.models, slots = EXCLUDED.slots,
-                max_pixels = EXCLUDED.max_pixels, last_heartbeat = now(), device = EXCLUDED.device,
-                public_key = coalesce(workers.public_key, EXCLUDED.public_key),
-                state = CASE WHEN workers.state IN ('cordoned', 'draining') THEN workers.state ELSE 'online' END
-            WHERE workers.public_key IS NULL OR EXCLUDED.public_key IS NULL OR workers.public_key = EXCLUDED.public_key
-            RETURNING state
-            """, [hello.workerID, hello.host, postgresArray(hello.models), hello.slots, hello.maxPixels ?? Limits().maxPixels,
-                  hello.device?.summary ?? "", publicKey]).rows.first
-        return try row?.decode("state", as: String.self)
-    }
-
-    /// Sets an operator's state on a worker: `draining` (finish what it holds, take no more),
-    /// `cordoned` (take no more, stay connected) or `online`. Returns false for an unknown worker.
-    @discardableResult
-    public func setWorkerState(_ workerID: String, _ state: String) throws -> Bool {
-        precondition(["online", "draining", "cordoned"].contains(state), "operator states are online, draining and cordoned")
-        return try connection.query("UPDATE workers SET state = $2 WHERE id = $1", [workerID, state]).affectedRows == 1
-    }
-
     /// Which of the given tasks were cancelled (so that their workers can stop).
     public func cancelledTasks(among ids: [Int64]) throws -> [Int64] {
         guard !ids.isEmpty else { return [] }
@@ -497,22 +378,8 @@ public final class JobStore {
             .rows.map { try $0.decode("id") }
     }
 
-    /// The operator's states of the given workers.
-    public func workerStates(_ workerIDs: [String]) throws -> [String: String] {
-        var states: [String: String] = [:]
-        for row in try connection.query("SELECT id, state FROM workers WHERE id = ANY($1::text[])", [postgresArray(workerIDs)]).rows {
-            states[try row.decode("id")] = try row.decode("state", as: String.self)
-        }
-        return states
-    }
-
-    /// Notes that a worker is alive, and the model it holds now when its heartbeat says.
-    public func touchWorker(_ workerID: String, loadedModel: String? = nil) throws {
-        try connection.query("UPDATE workers SET last_heartbeat = now(), loaded_model = coalesce($2, loaded_model) WHERE id = $1",
-                             [workerID, loadedModel])
-    }
-
-    private func postgresArray(_ values: [String]) -> String {
+    /// A text[] literal of `values`, quoted for PostgreSQL.
+    func postgresArray(_ values: [String]) -> String {
         let quoted = values.map { value in
             "\"" + value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
         }

@@ -34,45 +34,17 @@ struct InpaintCase: Decodable, Sendable, CustomTestStringConvertible {
 }
 
 let inpaintCases: [InpaintCase] = fixtureCases("inpaint.json")
-
-@Test(arguments: inpaintCases)
-func inpaintingMatchesDiffusers(_ fixture: InpaintCase) throws {
-    var weights = try NetworkFixtures.model("tiny-sd1")
-    if fixture.unet == "inpaint" {
-        let folder = modelFixtures.appendingPathComponent("tiny-inpaint-unet")
-        weights.unetConfig = try JSONDecoder().decode(UNetConfig.self, from: Data(contentsOf: folder.appendingPathComponent("config.json")))
-        weights.unet = try SafeTensorsFile(url: folder.appendingPathComponent("diffusion_pytorch_model.safetensors")).allTensors()
-    }
-    let pipeline = try Pipeline(weights: weights)
-    var settings = Pipeline.Settings()
-    settings.width = fixture.width
-    settings.height = fixture.height
-    settings.steps = fixture.steps
-    settings.guidance = fixture.guidance
-    settings.seed = fixture.seed
-    settings.sampler = try SamplerName(parsing: fixture.sampler)
-    let mask = Tensor(shape: [1, 1, fixture.height, fixture.width], values: fixture.mask.map { Float($0) / 255 })
-    let latents = try pipeline.sample(conditional: pipeline.textEncoder([fixture.ids]),
-                                      unconditional: pipeline.textEncoder([fixture.negative_ids]), settings: settings,
-                                      image: Pipeline.pixels(rgb: fixture.image, width: fixture.width, height: fixture.height),
-                                      strength: fixture.strength, mask: mask)
-    expectMatchesDiffusers(pipeline, latents: latents, shape: fixture.latents_shape, latents: fixture.latents,
-                           pixels: fixture.pixels)
-}
-
 let secondInpaintCases: [InpaintCase] = fixtureCases("inpaint2.json")
 
-@Test(arguments: secondInpaintCases)
-func secondInpaintingModelMatchesDiffusers(_ fixture: InpaintCase) throws {
-    var weights = try ModelWeights.load(modelFixtures.appendingPathComponent(try #require(fixture.model)))
-    if let folderName = fixture.unet_folder {
-        let folder = modelFixtures.appendingPathComponent(folderName)
-        weights.unetConfig = try JSONDecoder().decode(UNetConfig.self, from: Data(contentsOf: folder.appendingPathComponent("config.json")))
-        weights.unet = try SafeTensorsFile(url: folder.appendingPathComponent("diffusion_pytorch_model.safetensors")).allTensors()
-    }
-    #expect(weights.isInpainting == (fixture.unet_folder == nil))
-    let pipeline = try Pipeline(weights: weights)
-    #expect(pipeline.latentScale == 4, "the second fixture's VAE has three levels")
+/// Swaps in the UNet of a fixture folder (config and weights).
+private func swapUNet(_ weights: inout ModelWeights, folder name: String) throws {
+    let folder = modelFixtures.appendingPathComponent(name)
+    weights.unetConfig = try JSONDecoder().decode(UNetConfig.self, from: Data(contentsOf: folder.appendingPathComponent("config.json")))
+    weights.unet = try SafeTensorsFile(url: folder.appendingPathComponent("diffusion_pytorch_model.safetensors")).allTensors()
+}
+
+/// Runs the fixture's inpainting through `pipeline` and compares it with diffusers' latents and pixels.
+private func expectInpaintingMatches(_ pipeline: Pipeline, _ fixture: InpaintCase) throws {
     var settings = Pipeline.Settings()
     (settings.width, settings.height, settings.steps) = (fixture.width, fixture.height, fixture.steps)
     (settings.guidance, settings.seed, settings.batch) = (fixture.guidance, fixture.seed, fixture.batch ?? 1)
@@ -84,6 +56,23 @@ func secondInpaintingModelMatchesDiffusers(_ fixture: InpaintCase) throws {
                                       strength: fixture.strength, mask: mask)
     expectMatchesDiffusers(pipeline, latents: latents, shape: fixture.latents_shape, latents: fixture.latents,
                            pixels: fixture.pixels)
+}
+
+@Test(arguments: inpaintCases)
+func inpaintingMatchesDiffusers(_ fixture: InpaintCase) throws {
+    var weights = try NetworkFixtures.model("tiny-sd1")
+    if fixture.unet == "inpaint" { try swapUNet(&weights, folder: "tiny-inpaint-unet") }
+    try expectInpaintingMatches(try Pipeline(weights: weights), fixture)
+}
+
+@Test(arguments: secondInpaintCases)
+func secondInpaintingModelMatchesDiffusers(_ fixture: InpaintCase) throws {
+    var weights = try ModelWeights.load(modelFixtures.appendingPathComponent(try #require(fixture.model)))
+    if let folder = fixture.unet_folder { try swapUNet(&weights, folder: folder) }
+    #expect(weights.isInpainting == (fixture.unet_folder == nil))
+    let pipeline = try Pipeline(weights: weights)
+    #expect(pipeline.latentScale == 4, "the second fixture's VAE has three levels")
+    try expectInpaintingMatches(pipeline, fixture)
 }
 
 @Test func strengthKeepsStepsAsDiffusersCountsThem() {

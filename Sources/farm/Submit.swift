@@ -1,0 +1,216 @@
+import ArgumentParser
+import FarmModel
+import Foundation
+import Imaging
+import JobSpec
+import JobStore
+
+/// `farm submit`: a job from a spec file or from --prompt, into the database or through the HTTP API.
+struct Submit: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Queue a job: a spec file (YAML/JSON with defaults, items and sweeps; JSONL; CSV; text, one prompt per line), or one prompt over a range of seeds.",
+        discussion: """
+            Flags such as --model, --width or --steps fill what a spec leaves out. Example YAML:
+              name: foxes
+              model: tiny-sd
+              defaults: {steps: 10, cfg: 7, sampler: euler_a, width: 32, height: 32}
+              sweep:
+                prompt: ["a red fox in the snow", "a castle at night"]
+                seed: "1-4"
+            """)
+
+    @OptionGroup var database: DatabaseOptions
+    @OptionGroup var remote: RemoteOptions
+
+    @Argument(help: "A job spec file (.yaml, .yml, .json, .jsonl, .csv, or text).")
+    var spec: String?
+
+    @Flag(help: "Print how many tasks the spec makes and the first few; submit nothing.")
+    var dryRun = false
+
+    @Flag(help: "Follow the job until it finishes.")
+    var wait = false
+
+    @Option(help: "The job's name.")
+    var name: String?
+
+    @Option(help: "The prompt to draw (without a spec file).")
+    var prompt: String?
+
+    @Option(help: "What to steer away from.")
+    var negative = ""
+
+    @Option(help: "The model to draw with (a name the workers have; default test-pattern without a spec).")
+    var model: String?
+
+    @Option(help: "Sampler name (see farm render --help).")
+    var sampler: String?
+
+    @Option(help: "Classifier-free guidance scale.")
+    var cfg: Double?
+
+    @Option(help: "img2img/inpainting/outpainting source image (PNG), stored once with the job.")
+    var initImage: String?
+
+    @Option(help: "How much of the init image to repaint (0, 1].")
+    var strength: Double?
+
+    @Option(help: "Inpainting mask (PNG, white = repaint).")
+    var mask: String?
+
+    @Option(help: "Mask blur in pixels.")
+    var maskBlur: Double?
+
+    @Option(parsing: .unconditional, help: "Outpaint: L,R,T,B pixels to add.")
+    var outpaint: String?
+
+    @Option(help: "A ControlNet by the workers' model name; repeat for several.")
+    var controlnet: [String] = []
+
+    @Option(help: "The control image (PNG) of each --controlnet.")
+    var controlImage: [String] = []
+
+    @Option(help: "The scale of each --controlnet (default 1).")
+    var controlScale: [Double] = []
+
+    @Option(help: "Number of images (seeds seed, seed+1, ...).")
+    var count = 1
+
+    @Option(help: "The first seed.")
+    var seed: UInt64 = 0
+
+    @Option(help: "Image width in pixels (default: the model's native size).")
+    var width: Int?
+
+    @Option(help: "Image height in pixels (default: the model's native size).")
+    var height: Int?
+
+    @Option(help: "Denoising steps (default 20).")
+    var steps: Int?
+
+    func validate() throws {
+        guard count >= 1 && count <= Limits().maxTasksPerJob else {
+            throw ValidationError("--count must be 1...\(Limits().maxTasksPerJob), got \(count)")
+        }
+    }
+
+    func run() throws {
+        if let spec {
+            try submitSpec(spec)
+            return
+        }
+        guard let prompt else { throw ValidationError("give a spec file or --prompt") }
+        if try remote.client() != nil { throw ValidationError("with --server, give a spec file (--prompt jobs go to the database)") }
+        let store = JobStore(connection: try database.connect())
+        func stored(_ path: String?, _ flag: String) throws -> String? {
+            guard let path else { return nil }
+            guard let data = FileManager.default.contents(atPath: path) else { throw ValidationError("\(flag) \(path): cannot read the file") }
+            return try store.storeBlob(data)
+        }
+        guard controlImage.count == controlnet.count else { throw ValidationError("give one --control-image per --controlnet") }
+        // A mask of another size than its image is refused from the headers, before anything is stored.
+        if let mask, let initImage, let maskData = FileManager.default.contents(atPath: mask),
+           let imageData = FileManager.default.contents(atPath: initImage),
+           let maskSize = PNGImage.declaredSize(of: maskData), let imageSize = PNGImage.declaredSize(of: imageData), maskSize != imageSize {
+            throw ValidationError("--mask is \(maskSize.width)x\(maskSize.height) but --init-image is \(imageSize.width)x\(imageSize.height)")
+        }
+        let initHash = try stored(initImage, "--init-image"), maskHash = try stored(mask, "--mask")
+        let controls = try zip(controlnet, controlImage).enumerated().map { index, pair in
+            TaskParameters.Control(model: pair.0, image: try stored(pair.1, "--control-image")!,
+                                   scale: index < controlScale.count ? controlScale[index] : 1)
+        }
+        let extents = try outpaint.map { text -> [Int] in
+            let extents = try Render.extents(text)
+            return [extents.left, extents.right, extents.top, extents.bottom]
+        }
+        let tasks = (0..<count).map { offset in
+            var task = TaskParameters(prompt: prompt, negativePrompt: negative, model: model ?? "test-pattern", width: width,
+                                      height: height, steps: steps ?? 20, cfgScale: cfg ?? 7.5, sampler: sampler ?? "euler_a",
+                                      seed: seed &+ UInt64(offset))
+            task.initImage = initHash
+            task.mask = maskHash
+            task.strength = strength
+            task.maskBlur = maskBlur
+            task.outpaint = extents
+            task.controlnets = controls.isEmpty ? nil : controls
+            return task
+        }
+        do {
+            let job = try store.enqueue(name: name ?? "job", model: model ?? "test-pattern", tasks: tasks)
+            print(job)
+            if wait { try follow(job, store: store) }
+        } catch let failure as ValidationFailure {
+            throw ValidationError(failure.description)
+        }
+    }
+
+    /// Flags given on the command line, as spec field overrides.
+    var overrides: [String: String] {
+        var fields: [String: String] = [:]
+        fields["name"] = name
+        fields["model"] = model
+        fields["sampler"] = sampler
+        fields["cfg"] = cfg.map { String($0) }
+        fields["width"] = width.map(String.init)
+        fields["height"] = height.map(String.init)
+        fields["steps"] = steps.map(String.init)
+        if !negative.isEmpty { fields["negative"] = negative }
+        return fields
+    }
+
+    private func submitSpec(_ path: String) throws {
+        let url = URL(fileURLWithPath: path)
+        guard let attributes = try? FileManager.default.attributesOfItem(atPath: path) else {
+            throw ValidationError("\(path): cannot read the file")
+        }
+        guard (attributes[.size] as? Int ?? 0) <= 256 << 20 else { throw ValidationError("\(path): larger than 256 MB") }
+        let text = try String(contentsOf: url, encoding: .utf8)
+        let job: JobSpec
+        do { job = try JobSpec.parse(text, file: path, overrides: overrides) } catch let error as JobSpecError {
+            throw ValidationError(error.description)
+        }
+        if dryRun {
+            print("\(job.tasks.count) task(s) for job \"\(job.name)\" (model \(job.model))")
+            for (index, task) in job.tasks.prefix(5).enumerated() {
+                print("  \(index): \"\(task.prompt.prefix(60))\" seed \(task.seed), \(task.width.map(String.init) ?? "native")x\(task.height.map(String.init) ?? "native"), \(task.steps) steps, cfg \(task.cfgScale), \(task.sampler), \(task.model)")
+            }
+            if job.tasks.count > 5 { print("  …") }
+            return
+        }
+        if let client = try remote.client() {
+            let format = ["yaml": "yaml", "yml": "yaml", "json": "json", "jsonl": "jsonl", "csv": "csv"][url.pathExtension.lowercased()] ?? "txt"
+            let query = [URLQueryItem(name: "format", value: format)]
+                + overrides.sorted { $0.key < $1.key }.map { URLQueryItem(name: $0.key, value: $0.value) }
+            let answer = try client.json("POST", "jobs", query: query, body: Data(text.utf8)) as? [String: Any] ?? [:]
+            let id = Int64(intValue(answer["id"]))
+            print(id)
+            if wait {
+                try follow(id) {
+                    let counts = (try client.json("GET", "jobs/\(id)") as? [String: Any])?["counts"] as? [String: Any] ?? [:]
+                    return Dictionary(uniqueKeysWithValues: TaskState.allCases.map { ($0, intValue(counts[$0.rawValue])) })
+                }
+            }
+            return
+        }
+        let store = JobStore(connection: try database.connect())
+        let id = try store.enqueue(name: job.name, model: job.model, maxAttempts: job.maxAttempts, priority: job.priority, tasks: job.tasks)
+        print(id)
+        if wait { try follow(id, store: store) }
+    }
+
+    private func follow(_ job: Int64, store: JobStore) throws {
+        try follow(job) { try store.progress(job: job).counts }
+    }
+
+    /// Prints a job's counts to standard error whenever they change, until no task will run again.
+    private func follow(_ job: Int64, counts: () throws -> [TaskState: Int]) throws {
+        var last = ""
+        while true {
+            let progress = JobProgress(counts: try counts().filter { $0.value > 0 })
+            let line = TaskState.allCases.map { "\($0.rawValue)=\(progress.counts[$0, default: 0])" }.joined(separator: " ")
+            if line != last { FileHandle.standardError.write(Data("job \(job): \(line)\n".utf8)); last = line }
+            if progress.isFinished { return }
+            Thread.sleep(forTimeInterval: 0.5)
+        }
+    }
+}
