@@ -107,7 +107,10 @@ public final class CoordinatorServer {
     public var databaseConnected: Bool { store != nil }
 
     private func connect() throws {
-        store = try JobStore(conninfo: conninfo)
+        let store = try JobStore(conninfo: conninfo)
+        // A cancel cut short (its client killed mid-way) left queued tasks in a cancelled job.
+        if try store.finishInterruptedCancels() > 0 { logger.notice("finished cancelling jobs whose cancel was cut short") }
+        self.store = store
         listener = try WorkListener(conninfo: conninfo)
         reconnectDelay = 0.5
         workWaiting = true

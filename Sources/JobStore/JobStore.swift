@@ -78,6 +78,8 @@ public final class JobStore {
     public let connection: Connection
     /// How host failures are retried.
     public var retry = RetryPolicy()
+    /// Queued tasks a cancel gives each extra connection (below this, one connection does it all).
+    public var cancelPartSize = 100_000
     /// The channel NOTIFY'd when tasks become claimable.
     public static let workChannel = "farm_tasks"
     private let encoder: JSONEncoder = {
@@ -298,18 +300,6 @@ public final class JobStore {
         return count
     }
 
-    /// Cancels a job: its queued and running tasks become cancelled (running ones' results are then dropped).
-    public func cancel(job: Int64) throws {
-        try connection.transaction { connection in
-            try connection.query("UPDATE jobs SET state = 'cancelled', finished_at = now() WHERE id = $1 AND state <> 'done'", [job])
-            try connection.query("""
-                UPDATE tasks SET state = 'cancelled', finished_at = now(), lease_owner = NULL, lease_expires = NULL
-                WHERE job_id = $1 AND state IN ('queued', 'running')
-                """, [job])
-            try connection.query("INSERT INTO events (kind, job_id) VALUES ('job.cancelled', $1)", [job])
-        }
-    }
-
     /// Pauses a job: no new task of it is claimed (running ones finish).
     public func pause(job: Int64) throws {
         try connection.query("UPDATE jobs SET state = 'paused' WHERE id = $1 AND state = 'active'", [job])
@@ -322,14 +312,15 @@ public final class JobStore {
         }
     }
 
-    /// Puts a job's failed tasks back in the queue with fresh attempts; returns how many.
+    /// Puts a job's failed tasks back in the queue with fresh attempts; returns how many (none for a cancelled job,
+    /// whose queue nothing claims).
     @discardableResult
     public func retryFailed(job: Int64) throws -> Int {
         try connection.transaction { connection in
             let count = try connection.query("""
                 UPDATE tasks SET state = 'queued', attempt = 0, finished_at = NULL, not_before = '-infinity',
                     error_kind = NULL, error_message = NULL
-                WHERE job_id = $1 AND state = 'failed'
+                WHERE job_id = $1 AND state = 'failed' AND EXISTS (SELECT 1 FROM jobs WHERE id = $1 AND state <> 'cancelled')
                 """, [job]).affectedRows
             try connection.query("UPDATE jobs SET state = 'active', finished_at = NULL WHERE id = $1 AND state <> 'cancelled'", [job])
             try connection.query("DELETE FROM job_worker_failures WHERE job_id = $1", [job])

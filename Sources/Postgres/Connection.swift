@@ -78,6 +78,8 @@ public struct Notification: Equatable, Sendable {
 /// One libpq connection. Not thread-safe: keep it on one thread (or behind one lock).
 public final class Connection {
     private let handle: OpaquePointer
+    /// What this connection was opened with, so that work can be spread over more connections to the same database.
+    public let conninfo: String
 
     /// Connects with a libpq connection string (`host=… dbname=…`) or URI
     /// (`postgresql://…`). With nil or an empty string, libpq uses the standard
@@ -87,6 +89,7 @@ public final class Connection {
             throw PostgresError(message: "out of memory creating a connection")
         }
         self.handle = handle
+        self.conninfo = conninfo ?? ""
         guard PQstatus(handle) == CONNECTION_OK else {
             // Every stored property is set, so deinit runs and calls PQfinish.
             let message = Connection.errorText(handle)

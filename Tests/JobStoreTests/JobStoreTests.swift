@@ -177,6 +177,43 @@ func expectCountsConsistent(_ store: JobStore, sourceLocation: SourceLocation = 
     try expectCountsConsistent(store)
 }
 
+/// A large job is cancelled over several connections, in ranges of its tasks' indexes; a cancel cut short
+/// (the job cancelled, its queued tasks not yet) is finished by running it again or by the coordinator.
+@Test func largeCancelsRunInPartsAndInterruptedOnesAreFinished() throws {
+    let store = try migratedStore()
+    store.cancelPartSize = 5
+    let job = try store.enqueue(name: "j", model: "m", tasks: tasks(23))
+    let keep = try store.enqueue(name: "keep", model: "m", tasks: tasks(3))
+    let running = try store.claim(workerID: "w", capabilities: anyModel, limit: 2, leaseSeconds: 30)
+    #expect(running.allSatisfy { $0.jobID == job })
+    try store.cancel(job: job)
+    #expect(try store.progress(job: job).counts == [.cancelled: 23])
+    #expect(try store.progress(job: keep).counts == [.queued: 3], "another job's tasks are untouched")
+    let events = try store.connection.query("SELECT count(*) AS n FROM events WHERE kind = 'job.cancelled' AND job_id = $1", [job])
+    #expect(try events.single().decode("n", as: Int.self) == 1)
+
+    // Cut short: the job row says cancelled, its tasks are still queued (and nothing claims them).
+    let cut = try store.enqueue(name: "cut", model: "m", tasks: tasks(7))
+    try store.connection.query("UPDATE jobs SET state = 'cancelled', finished_at = now() WHERE id = $1", [cut])
+    #expect(try store.claim(workerID: "w", capabilities: anyModel, limit: 10, leaseSeconds: 30).allSatisfy { $0.jobID == keep })
+    #expect(try store.finishInterruptedCancels() == 7)
+    #expect(try store.progress(job: cut).counts == [.cancelled: 7])
+    #expect(try store.finishInterruptedCancels() == 0)
+    // Cancelling again is harmless: nothing changes, no second event.
+    try store.cancel(job: job)
+    #expect(try store.progress(job: job).counts == [.cancelled: 23])
+    #expect(try store.connection.query("SELECT count(*) AS n FROM events WHERE kind = 'job.cancelled' AND job_id = $1", [job])
+        .single().decode("n", as: Int.self) == 1)
+    // Retrying the failed tasks of a cancelled job would queue work that nothing claims.
+    let failing = try store.enqueue(name: "f", model: "x", tasks: tasks(2, model: "x"))
+    let claimed = try store.claim(workerID: "w", capabilities: WorkerCapabilities(models: ["x"]), limit: 1, leaseSeconds: 30)
+    #expect(try store.fail(.init(taskID: claimed[0].taskID, attempt: 1, kind: .input, message: "bad"), workerID: "w") == .stored)
+    try store.cancel(job: failing)
+    #expect(try store.retryFailed(job: failing) == 0)
+    #expect(try store.progress(job: failing).counts == [.failed: 1, .cancelled: 1])
+    try expectCountsConsistent(store)
+}
+
 /// Two claimers on separate connections, many rounds: no task is ever handed to both,
 /// and every task ends done exactly once.
 @Test func concurrentClaimersNeverShareATask() throws {
