@@ -56,45 +56,66 @@ struct ConnectedWorker {
 /// send back. PostgreSQL is the source of truth: if the database goes away the
 /// coordinator stops dispatching, leaves results unacknowledged (workers resend them)
 /// and reconnects; a restarted coordinator resumes from the database.
+///
+/// The loop here owns the sockets and answers heartbeats; every statement runs on the
+/// `DatabaseLane`'s thread and comes back as an answer, so the database never holds it up.
 public final class CoordinatorServer {
     let configuration: CoordinatorConfiguration
-    private let conninfo: String?
-    private var store: JobStore?
-    private var listener: WorkListener?
-    private let socket: Socket
-    private let zap: ZAPHandler?
+    let database: DatabaseLane
+    var listener: WorkListener?
+    let socket: Socket
+    let zap: ZAPHandler?
+    /// The handshake whose key the database is being asked about (the ZAP socket answers one at a time).
+    var pendingHandshake: ZAPRequest?
     /// Allow-list answers per worker key, with when they were read.
-    private var keyDecisions: [String: (allowed: Bool, checked: Date)] = [:]
+    var keyDecisions: [String: (allowed: Bool, checked: Date)] = [:]
+    /// Keys whose allow-list answer is being read again.
+    var keyChecks: Set<String> = []
     var workers: [Data: ConnectedWorker] = [:]
+    /// Connections whose HELLO is being registered, with the names they gave.
+    var registering: [Data: String] = [:]
+    /// Workers whose heartbeat is being written.
+    var touching: Set<String> = []
+    /// Tasks whose result or failure is being stored (a resend meanwhile is dropped; the worker resends again).
+    var reporting: Set<Int64> = []
+    /// Claims asked for and not answered; the next pass waits for them.
+    var claimsInFlight = 0
+    var sweepInFlight = false
+    var flushInFlight = false
+    var everConnected = false
     var lastSweep = Date.distantPast
-    private var lastReconnectAttempt = Date.distantPast
-    private var reconnectDelay = 0.5
     var pendingProgress: [Int64: (report: WireMessage.Progress, workerID: String)] = [:]
     /// The latest preview of each running task (PNG), for watchers.
     public internal(set) var previews: [Int64: (step: Int, png: Data)] = [:]
     /// The last preview received from any worker (kept after its task ends).
-    public private(set) var lastPreview: (taskID: Int64, step: Int, png: Data)?
-    private var lastProgressFlush = Date()
+    public internal(set) var lastPreview: (taskID: Int64, step: Int, png: Data)?
+    var lastProgressFlush = Date()
     var workWaiting = true
     /// The job of each task handed out (or looked up), for events.
-    private var taskJobs: [Int64: Int64] = [:]
+    var taskJobs: [Int64: Int64] = [:]
     /// Live events for HTTP watchers: progress, previews, results and failures.
     public let events = FarmEvents()
     /// Where it logs: events of tasks carry task, job, worker and attempt as metadata.
     public var logger = Logger(label: "farm.coordinator")
     var metrics = CoordinatorMetrics()
 
-    /// Binds the ROUTER socket and connects to the database (`conninfo` nil: the PG* variables).
+    /// Binds the ROUTER socket and starts the database lane (`conninfo` nil: the PG* variables), which
+    /// connects with the first piece of work and again whenever the connection is lost.
     public init(configuration: CoordinatorConfiguration, conninfo: String?, context: ZMQContext) throws {
         self.configuration = configuration
-        self.conninfo = conninfo
         // The ZAP handler must be bound before the first CURVE handshake can arrive.
         zap = configuration.curveSecretKey == nil ? nil : try ZAPHandler(context: context)
         socket = try Socket(context, .router)
         try socket.setMaxMessageSize(configuration.limits.maxMessageBytes)
         if let key = configuration.curveSecretKey { try socket.makeCurveServer(secretKey: key) }
         try socket.bind(configuration.listen)
-        try connect()
+        weak var server: CoordinatorServer?
+        database = try DatabaseLane(conninfo: conninfo) { server?.databaseNotice($0) }
+        server = self
+    }
+
+    deinit {
+        database.stop()
     }
 
     /// The endpoint the socket is bound to (with the real port when `:*` was asked).
@@ -104,32 +125,23 @@ public final class CoordinatorServer {
     public var connectedWorkers: Int { workers.count }
 
     /// True while the database is reachable.
-    public var databaseConnected: Bool { store != nil }
+    public var databaseConnected: Bool { database.connected }
 
-    private func connect() throws {
-        let store = try JobStore(conninfo: conninfo)
-        // A cancel cut short (its client killed mid-way) left queued tasks in a cancelled job.
-        if try store.finishInterruptedCancels() > 0 { logger.notice("finished cancelling jobs whose cancel was cut short") }
-        self.store = store
-        listener = try WorkListener(conninfo: conninfo)
-        reconnectDelay = 0.5
-        workWaiting = true
-    }
-
-    /// Runs `body` against the store; a database failure drops the connection (to be
-    /// re-established) and returns nil.
-    func withStore<T>(_ body: (JobStore) throws -> T) -> T? {
-        guard let store else { return nil }
-        do {
-            return try body(store)
-        } catch where JobStore.isConnectionFailure(error) {
-            logger.error("database unavailable; will reconnect", metadata: ["error": "\(error)"])
-            self.store = nil
+    private func databaseNotice(_ notice: DatabaseLane.Notice) {
+        switch notice {
+        case .connected(let listener, let finishedCancels):
+            self.listener = listener
+            workWaiting = true
+            if everConnected { logger.notice("database reconnected") }
+            everConnected = true
+            if finishedCancels > 0 {
+                logger.notice("finished cancelling \(finishedCancels) task(s) of jobs whose cancel was cut short")
+            }
+        case .unavailable(let error):
             listener = nil
-            return nil
-        } catch {
+            logger.error("database unavailable; will reconnect", metadata: ["error": "\(error)"])
+        case .failed(let error):
             logger.error("database error", metadata: ["error": "\(error)"])
-            return nil
         }
     }
 
@@ -140,53 +152,36 @@ public final class CoordinatorServer {
         }
     }
 
-    /// Handles every message and notification that arrives within `timeout` seconds,
+    /// Handles every message, database answer and notification that arrives within `timeout` seconds,
     /// then dispatches, flushes progress and sweeps.
     public func runOnce(timeout: Double) throws {
-        if store == nil, Date().timeIntervalSince(lastReconnectAttempt) >= reconnectDelay {
-            lastReconnectAttempt = Date()
-            do {
-                try connect()
-                logger.notice("database reconnected")
-            } catch {
-                reconnectDelay = min(reconnectDelay * 2, 5)
-            }
-        }
         var poller = Poller()
         poller.add(.socket(socket))
-        if let zap { poller.add(.socket(zap.socket)) }
+        poller.add(.fileDescriptor(database.wakeDescriptor))
+        var next = 2
+        let zapIndex: Int? = zap != nil && pendingHandshake == nil ? next : nil
+        if let zap, zapIndex != nil {
+            poller.add(.socket(zap.socket))
+            next += 1
+        }
+        let listenerIndex: Int? = listener == nil ? nil : next
         if let listener { poller.add(.fileDescriptor(listener.socket)) }
         let ready = try poller.poll(timeout: timeout)
-        if let zap, ready[1] {
-            for answer in try zap.answerPending(allow: { isKeyAllowed($0, fresh: true) }) where !answer.allowed {
-                logger.warning("refused a worker connection: its key is not on the allow-list (farm keys allow)", metadata: ["key": "\(answer.publicKey)"])
-            }
-        }
+        if ready[1] { database.deliver() }
+        if let zapIndex, ready[zapIndex] { try checkHandshake() }
         if ready[0] {
             while let (frames, userID) = try socket.receiveMessage(dontWait: true) {
                 // A key revoked after its handshake: ignore the connection from then on.
-                if zap != nil, !(userID.map { isKeyAllowed($0, fresh: false) } ?? false) { continue }
+                if zap != nil, !(userID.map { isKeyAllowed($0) } ?? false) { continue }
                 handle(frames, publicKey: userID)
             }
         }
-        if let listener, ready[ready.count - 1] {
+        if let listener, let listenerIndex, ready[listenerIndex] {
             if (try? listener.drain()) == true { workWaiting = true }
         }
         dispatch()
         flushProgress(force: false)
         sweep()
-    }
-
-    /// Whether a worker key is on the allow-list: asks the database for handshakes (`fresh`) and
-    /// otherwise when the last answer is older than `keyCheckSeconds`; no database means no.
-    private func isKeyAllowed(_ key: String, fresh: Bool) -> Bool {
-        if !fresh, let decision = keyDecisions[key], Date().timeIntervalSince(decision.checked) < configuration.keyCheckSeconds {
-            return decision.allowed
-        }
-        guard let allowed = withStore({ try $0.isWorkerKeyAllowed(key) }) else { return keyDecisions[key]?.allowed ?? false }
-        if !allowed && keyDecisions[key]?.allowed == true { logger.warning("worker key was revoked: ignoring its connection", metadata: ["key": "\(key)"]) }
-        keyDecisions[key] = (allowed, Date())
-        return allowed
     }
 
     private func handle(_ frames: [Data], publicKey: String?) {
@@ -214,45 +209,12 @@ public final class CoordinatorServer {
 
     private func handle(_ message: WireMessage, from routingID: Data, publicKey: String?) {
         if case .hello(let hello) = message {
-            guard hello.version == WireMessage.protocolVersion else {
-                refuse(routingID, .protocolVersion,
-                       "protocol version \(hello.version) is not supported; this coordinator speaks \(WireMessage.protocolVersion)",
-                       worker: hello.workerID)
-                return
-            }
-            if let problem = hello.problem(limits: configuration.limits) {
-                refuse(routingID, .badHello, problem, worker: hello.workerID)
-                return
-            }
-            // One live connection per name: another connection with it is refused while it still has its link
-            // (a worker killed and started again has lost its old link, which then gives way).
-            if let (otherID, _) = workers.first(where: { $0.key != routingID && $0.value.hello.workerID == hello.workerID }) {
-                if (try? socket.routes(to: otherID, probe: WireMessage.heartbeat(.init(freeSlots: 0)).frames())) == true {
-                    refuse(routingID, .nameInUse, "the name \(hello.workerID) is in use by a connected worker; start this one with another --name",
-                           worker: hello.workerID)
-                    return
-                }
-                workers[otherID] = nil
-            }
-            guard let registered = withStore({ try $0.registerWorker(hello, publicKey: publicKey) }) else { return }
-            guard let operatorState = registered else {
-                refuse(routingID, .nameBoundToOtherKey,
-                       "the name \(hello.workerID) belongs to another worker key; start this one with another --name", worker: hello.workerID)
-                return
-            }
-            var worker = ConnectedWorker(routingID: routingID, hello: hello, publicKey: publicKey, lastSeen: Date())
-            worker.operatorState = operatorState
-            worker.inFlight = Set(hello.activeTasks ?? [])
-            workers[routingID] = worker
-            workWaiting = true
-            send(.welcome(.init(heartbeatSeconds: configuration.heartbeatSeconds,
-                                timeoutSeconds: configuration.workerTimeoutSeconds)), to: routingID)
-            let device = hello.device.map { " (\($0.summary))" } ?? ""
-            logger.info("worker \(hello.workerID) on \(hello.host)\(device) joined with \(hello.slots) slot(s), holding \(worker.inFlight.count) task(s)",
-                        metadata: ["worker": "\(hello.workerID)", "host": "\(hello.host)"])
+            handleHello(hello, from: routingID, publicKey: publicKey)
             return
         }
         guard var worker = workers[routingID] else {
+            // Its HELLO is being registered: what it sends meanwhile is resent until acknowledged.
+            if registering[routingID] != nil { return }
             // A worker we do not know (e.g. after a coordinator restart) must introduce itself again.
             send(.refused(.init(.unknownWorker, "unknown worker: send HELLO first")), to: routingID)
             return
@@ -263,108 +225,50 @@ public final class CoordinatorServer {
         case .heartbeat(let beat):
             worker.loadedModel = beat.loadedModel ?? worker.loadedModel
             if let seconds = beat.modelLoadSeconds { metrics.workerModelLoad(worker.hello.workerID, seconds: seconds) }
-            _ = withStore { try $0.touchWorker(worker.hello.workerID, loadedModel: beat.loadedModel) }
             send(.heartbeat(.init(freeSlots: 0)), to: routingID)
+            touch(worker.hello.workerID, loadedModel: beat.loadedModel)
         case .progress(let report):
             // Only the connection the task was handed to reports on it (the database checks the lease again).
             guard worker.inFlight.contains(report.taskID) else { return }
             pendingProgress[report.taskID] = (report, worker.hello.workerID)
             if let speed = report.itemsPerSecond { metrics.workerSpeed(worker.hello.workerID, stepsPerSecond: speed) }
-            if let job = jobOf(report.taskID) {
+            let (workerID, events) = (worker.hello.workerID, events)
+            withJob(of: report.taskID) { job in
                 events.post(FarmEvent(name: "progress", job: job, payload: [
                     "task": report.taskID, "job": job, "attempt": report.attempt, "step": report.step,
-                    "total": report.total, "worker": worker.hello.workerID]))
+                    "total": report.total, "worker": workerID]))
             }
         case .preview(let report, let png):
             guard worker.inFlight.contains(report.taskID), png.count <= configuration.limits.maxPreviewBytes else { return }
             previews[report.taskID] = (report.step, png)
             lastPreview = (report.taskID, report.step, png)
-            if events.subscriberCount > 0, let job = jobOf(report.taskID) {
-                events.post(FarmEvent(name: "preview", job: job, payload: [
-                    "task": report.taskID, "job": job, "step": report.step, "png": png.base64EncodedString()]))
+            if events.subscriberCount > 0 {
+                withJob(of: report.taskID) { [events] job in
+                    events.post(FarmEvent(name: "preview", job: job, payload: [
+                        "task": report.taskID, "job": job, "step": report.step, "png": png.base64EncodedString()]))
+                }
             }
         case .result(let header, let png):
-            if let problem = resultProblem(header, png) {
-                // Not stored: the attempt fails as a host error, so the task is handed out again.
-                recordFailure(.init(taskID: header.taskID, attempt: header.attempt, kind: .host, message: "result rejected: \(problem)"),
-                              of: &worker, routingID: routingID)
-                return
-            }
-            guard let outcome = withStore({ try $0.complete(header, png: png, workerID: worker.hello.workerID) }) else { return }
-            if case .rejected(let problem) = outcome {
-                recordFailure(.init(taskID: header.taskID, attempt: header.attempt, kind: .host, message: "result rejected: \(problem)"),
-                              of: &worker, routingID: routingID)
-                return
-            }
-            if outcome == .stored { metrics.imageStored() }
-            worker.inFlight.remove(header.taskID)
-            pendingProgress[header.taskID] = nil
-            previews[header.taskID] = nil
-            workWaiting = true
-            send(.ack(taskID: header.taskID, attempt: header.attempt), to: routingID)
-            let job = jobOf(header.taskID)
-            if let job {
-                events.post(FarmEvent(name: "done", job: job, payload: [
-                    "task": header.taskID, "job": job, "attempt": header.attempt, "seed": header.seed]))
-            }
-            taskJobs[header.taskID] = nil
-            var metadata = Logger.Metadata.task(header.taskID, job: job, attempt: header.attempt, worker: worker.hello.workerID)
-            metadata["outcome"] = "\(outcome)"
-            logger.info("task \(header.taskID) attempt \(header.attempt) from \(worker.hello.workerID): \(outcome)", metadata: metadata)
+            storeResult(header, png, from: worker, routingID: routingID)
         case .failed(let failure):
-            recordFailure(failure, of: &worker, routingID: routingID)
+            recordFailure(failure, workerID: worker.hello.workerID, routingID: routingID)
         case .hello, .welcome, .refused, .assign, .ack, .cancel, .drain, .blob:
             logger.warning("ignored \(message.typeName) from a worker", metadata: ["worker": "\(worker.hello.workerID)"])
         }
     }
 
-    /// The job of a task: from the dispatch map, else from the database (tasks held across a restart).
-    func jobOf(_ task: Int64) -> Int64? {
-        if let job = taskJobs[task] { return job }
-        guard let found = withStore({ try $0.jobOfTask(task) }), let job = found else { return nil }
-        taskJobs[task] = job
-        return job
-    }
-
-    private func dispatch() {
-        guard workWaiting else { return }
-        var handedOut = false
-        for (routingID, var worker) in workers where worker.freeSlots > 0 {
-            let capabilities = WorkerCapabilities(models: worker.hello.models,
-                                                  maxPixels: worker.hello.maxPixels ?? configuration.limits.maxPixels)
-            guard let assignments = withStore({
-                try $0.claimWithWaits(workerID: worker.hello.workerID, capabilities: capabilities, limit: worker.freeSlots,
-                             leaseSeconds: configuration.leaseSeconds, preferredModel: worker.loadedModel)
-            }) else { return }
-            for (assignment, waited) in assignments {
-                metrics.dispatchLatency.recordSeconds(waited)
-                taskJobs[assignment.taskID] = assignment.jobID
-                // Input images go once per worker, before the first task that needs them.
-                for hash in assignment.parameters.inputHashes where !worker.sentBlobs.contains(hash) {
-                    guard let found = withStore({ try $0.blob(hash) }), let data = found else { continue }
-                    send(.blob(sha256: hash, data: data), to: routingID)
-                    worker.sentBlobs.insert(hash)
-                }
-                send(.assign(assignment), to: routingID)
-                worker.inFlight.insert(assignment.taskID)
-                logger.debug("task \(assignment.taskID) assigned", metadata: .task(assignment.taskID, job: assignment.jobID, attempt: assignment.attempt,
-                                                                                   worker: worker.hello.workerID))
-                handedOut = true
-            }
-            workers[routingID] = worker
+    /// Runs `body` with the job of a task: from the dispatch map, else (tasks held across a restart) once the
+    /// database has said; not at all for a task it does not know.
+    func withJob(of task: Int64, _ body: @escaping (Int64) -> Void) {
+        if let job = taskJobs[task] {
+            body(job)
+            return
         }
-        // Only a notification, a failure or a sweep brings new work once a pass found none.
-        if !handedOut && workers.values.contains(where: { $0.freeSlots > 0 }) { workWaiting = false }
-    }
-
-    /// Writes the latest progress of each task in one statement per flush, not one write per step.
-    private func flushProgress(force: Bool) {
-        guard !pendingProgress.isEmpty, force || Date().timeIntervalSince(lastProgressFlush) >= configuration.progressFlushSeconds else { return }
-        let reports = Array(pendingProgress.values)
-        if withStore({ try $0.progress(batch: reports, leaseSeconds: configuration.leaseSeconds) }) != nil {
-            pendingProgress.removeAll()
+        database.run({ try $0.jobOfTask(task) }) { [weak self] found in
+            guard let self, let found, let job = found else { return }
+            self.taskJobs[task] = job
+            body(job)
         }
-        lastProgressFlush = Date()
     }
 }
 

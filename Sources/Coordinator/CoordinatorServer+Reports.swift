@@ -12,25 +12,31 @@ extension CoordinatorServer {
         logger.warning("refused worker \(worker.prefix(64).debugDescription): \(reason)", metadata: ["code": "\(code.rawValue)"])
     }
 
-    /// Stores a failed attempt reported by (or, for a rejected result, on behalf of) `worker`, and acknowledges it.
-    func recordFailure(_ failure: WireMessage.Failure, of worker: inout ConnectedWorker, routingID: Data) {
-        guard let outcome = withStore({ try $0.fail(failure, workerID: worker.hello.workerID) }) else { return }
-        worker.inFlight.remove(failure.taskID)
-        pendingProgress[failure.taskID] = nil
-        previews[failure.taskID] = nil
-        send(.ack(taskID: failure.taskID, attempt: failure.attempt), to: routingID)
-        let job = jobOf(failure.taskID)
-        if let job {
-            events.post(FarmEvent(name: "failed", job: job, payload: [
-                "task": failure.taskID, "job": job, "attempt": failure.attempt,
-                "kind": "\(failure.kind)", "message": failure.message]))
+    /// Stores a failed attempt reported by (or, for a rejected result, on behalf of) a worker, and acknowledges it
+    /// once stored.
+    func recordFailure(_ failure: WireMessage.Failure, workerID: String, routingID: Data) {
+        guard reporting.insert(failure.taskID).inserted else { return }
+        database.run({ try $0.fail(failure, workerID: workerID) }) { [weak self] outcome in
+            guard let self else { return }
+            self.reporting.remove(failure.taskID)
+            guard let outcome else { return }
+            self.workers[routingID]?.inFlight.remove(failure.taskID)
+            self.pendingProgress[failure.taskID] = nil
+            self.previews[failure.taskID] = nil
+            self.send(.ack(taskID: failure.taskID, attempt: failure.attempt), to: routingID)
+            self.workWaiting = true
+            let events = self.events
+            self.withJob(of: failure.taskID) { job in
+                events.post(FarmEvent(name: "failed", job: job, payload: [
+                    "task": failure.taskID, "job": job, "attempt": failure.attempt,
+                    "kind": "\(failure.kind)", "message": failure.message]))
+            }
+            var metadata = Logger.Metadata.task(failure.taskID, job: self.taskJobs[failure.taskID], attempt: failure.attempt, worker: workerID)
+            metadata["kind"] = "\(failure.kind)"
+            metadata["outcome"] = "\(outcome)"
+            self.logger.warning("task \(failure.taskID) attempt \(failure.attempt) failed (\(failure.kind)): \(failure.message) [\(outcome)]",
+                                metadata: metadata)
         }
-        workWaiting = true
-        var metadata = Logger.Metadata.task(failure.taskID, job: job, attempt: failure.attempt, worker: worker.hello.workerID)
-        metadata["kind"] = "\(failure.kind)"
-        metadata["outcome"] = "\(outcome)"
-        logger.warning("task \(failure.taskID) attempt \(failure.attempt) failed (\(failure.kind)): \(failure.message) [\(outcome)]",
-                       metadata: metadata)
     }
 
     /// Why a result cannot be stored, or nil: it must be a PNG that decodes, of the size its header states.

@@ -9,19 +9,47 @@ extension CoordinatorServer {
         let now = Date()
         guard now.timeIntervalSince(lastSweep) >= configuration.heartbeatSeconds else { return }
         lastSweep = now
+        // Loss is decided here from what the loop heard, whatever the database is doing.
         for (routingID, worker) in workers where now.timeIntervalSince(worker.lastSeen) > configuration.workerTimeoutSeconds {
-            guard let requeued = withStore({ try $0.requeueWorker(worker.hello.workerID) }) else { return }
-            metrics.requeued(requeued, reason: "worker_lost")
             workers[routingID] = nil
-            workWaiting = true
-            logger.warning("worker \(worker.hello.workerID) lost after \(configuration.missedHeartbeats) missed heartbeats; requeued \(requeued) task(s)",
-                           metadata: ["worker": "\(worker.hello.workerID)", "requeued": .stringConvertible(requeued)])
+            let workerID = worker.hello.workerID
+            logger.warning("worker \(workerID) lost after \(configuration.missedHeartbeats) missed heartbeats; requeueing its tasks",
+                           metadata: ["worker": "\(workerID)"])
+            database.run({ try $0.requeueWorker(workerID) }) { [weak self] requeued in
+                guard let self, let requeued else { return }
+                self.metrics.requeued(requeued, reason: "worker_lost")
+                self.workWaiting = true
+                self.logger.warning("requeued \(requeued) task(s) of lost worker \(workerID)",
+                                    metadata: ["worker": "\(workerID)", "requeued": .stringConvertible(requeued)])
+            }
         }
-        // Tasks cancelled (with their job) while a worker holds them: tell it to stop.
+        // Claims skip tasks still backing off; look again once a second.
+        workWaiting = true
+        metrics.connectedWorkers.record(workers.count)
+        metrics.updateRate(now)
+        guard !sweepInFlight else { return }
+        sweepInFlight = true
         let held = workers.values.flatMap(\.inFlight)
-        if let cancelled = withStore({ try $0.cancelledTasks(among: held) }), !cancelled.isEmpty {
+        let names = workers.values.map(\.hello.workerID)
+        database.run({ store -> Upkeep in
+            let ping = Date()
+            try store.ping()
+            let roundTrip = Date().timeIntervalSince(ping)
+            // Tasks cancelled (with their job) while a worker holds them; operators' drain and cordon (farm drain|cordon|uncordon).
+            return Upkeep(roundTrip: roundTrip, cancelled: held.isEmpty ? [] : try store.cancelledTasks(among: held),
+                          states: names.isEmpty ? [:] : try store.workerStates(names), expired: try store.requeueExpired())
+        }) { [weak self] upkeep in
+            guard let self else { return }
+            self.sweepInFlight = false
+            if let upkeep { self.apply(upkeep) }
+        }
+    }
+
+    private func apply(_ upkeep: Upkeep) {
+        metrics.databaseRoundTrip.recordSeconds(upkeep.roundTrip)
+        if !upkeep.cancelled.isEmpty {
             for (routingID, var worker) in workers {
-                for task in cancelled where worker.inFlight.contains(task) {
+                for task in upkeep.cancelled where worker.inFlight.contains(task) {
                     send(.cancel(taskID: task), to: routingID)
                     worker.inFlight.remove(task)
                 }
@@ -29,32 +57,30 @@ extension CoordinatorServer {
             }
             workWaiting = true
         }
-        // Operators drain and cordon workers through the database (farm drain|cordon|uncordon).
-        if !workers.isEmpty, let states = withStore({ try $0.workerStates(workers.values.map(\.hello.workerID)) }) {
-            for (routingID, var worker) in workers {
-                worker.operatorState = states[worker.hello.workerID] ?? "online"
-                if worker.operatorState == "draining" && !worker.toldToDrain {
-                    send(.drain, to: routingID)
-                    worker.toldToDrain = true
-                    logger.notice("draining worker \(worker.hello.workerID)", metadata: ["worker": "\(worker.hello.workerID)"])
-                }
-                if worker.operatorState == "online" { worker.toldToDrain = false }
-                workers[routingID] = worker
+        for (routingID, var worker) in workers {
+            guard let state = upkeep.states[worker.hello.workerID] else { continue }
+            worker.operatorState = state
+            if worker.operatorState == "draining" && !worker.toldToDrain {
+                send(.drain, to: routingID)
+                worker.toldToDrain = true
+                logger.notice("draining worker \(worker.hello.workerID)", metadata: ["worker": "\(worker.hello.workerID)"])
             }
+            if worker.operatorState == "online" { worker.toldToDrain = false }
+            workers[routingID] = worker
         }
-        if let requeued = withStore({ try $0.requeueExpired() }), requeued > 0 {
-            metrics.leaseExpiries.increment(by: requeued)
-            metrics.requeued(requeued, reason: "lease_expired")
+        if upkeep.expired > 0 {
+            metrics.leaseExpiries.increment(by: upkeep.expired)
+            metrics.requeued(upkeep.expired, reason: "lease_expired")
             workWaiting = true
-            logger.warning("requeued \(requeued) task(s) whose lease expired", metadata: ["requeued": .stringConvertible(requeued)])
+            logger.warning("requeued \(upkeep.expired) task(s) whose lease expired", metadata: ["requeued": .stringConvertible(upkeep.expired)])
         }
-        // Claims skip tasks still backing off; look again once a second.
-        workWaiting = true
-        let ping = Date()
-        if withStore({ try $0.connection.query("SELECT 1") }) != nil {
-            metrics.databaseRoundTrip.recordSeconds(Date().timeIntervalSince(ping))
-        }
-        metrics.connectedWorkers.record(workers.count)
-        metrics.updateRate(now)
     }
+}
+
+/// What one sweep read and did in the database.
+struct Upkeep {
+    var roundTrip: Double
+    var cancelled: [Int64]
+    var states: [String: String]
+    var expired: Int
 }

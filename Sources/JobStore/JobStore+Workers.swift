@@ -54,4 +54,18 @@ extension JobStore {
             """, [workerID])
         return try requeue(where: "t.lease_owner = $1", reason: "'worker ' || t.lease_owner || ' lost'", parameters: [workerID])
     }
+
+    /// Puts tasks claimed for a worker that left before they could be sent back in the queue (an attempt is spent,
+    /// as for a lost worker); returns how many.
+    @discardableResult
+    public func releaseUnsent(_ taskIDs: [Int64], workerID: String) throws -> Int {
+        let list = "{" + taskIDs.map(String.init).joined(separator: ",") + "}"
+        return try requeue(where: "t.id = ANY($1::bigint[]) AND t.lease_owner = $2",
+                           reason: "'worker ' || t.lease_owner || ' left before its assignment was sent'", parameters: [list, workerID])
+    }
+
+    /// One round trip to the database, for the coordinator's latency figure.
+    public func ping() throws {
+        try connection.query("SELECT 1")
+    }
 }

@@ -108,22 +108,37 @@ public final class ZAPHandler {
         try socket.bind("inproc://zeromq.zap.01")
     }
 
-    /// Answers every waiting request; returns the keys asked about and the answers given.
-    @discardableResult
-    public func answerPending(allow: (String) -> Bool) throws -> [(publicKey: String, allowed: Bool)] {
-        var answers: [(String, Bool)] = []
+    /// The next handshake waiting for an answer, or nil. A REP socket: answer it (`reply`) before asking for
+    /// the next one; meanwhile the socket is best left out of the poller.
+    public func receiveRequest() throws -> ZAPRequest? {
         while let frames = try socket.receive(dontWait: true) {
             // version, request id, domain, address, identity, mechanism, credentials…
-            guard frames.count >= 6 else { continue }
-            let requestID = frames[1]
+            guard frames.count >= 6 else {
+                // Malformed: still answered, or the REP socket would wait for this reply forever.
+                try reply(to: ZAPRequest(requestID: frames.count > 1 ? frames[1] : Data(), mechanism: "", publicKey: nil), allowed: false)
+                continue
+            }
             let mechanism = String(decoding: frames[5], as: UTF8.self)
-            var key: String?
-            if mechanism == "CURVE", frames.count >= 7 { key = CurveKeyPair.z85(frames[6]) }
-            let allowed = key.map(allow) ?? false
-            answers.append((key ?? "(\(mechanism))", allowed))
-            try socket.send([Data("1.0".utf8), requestID, Data((allowed ? "200" : "400").utf8),
-                             Data((allowed ? "OK" : "key not allowed").utf8), Data((allowed ? key! : "").utf8), Data()])
+            let key = mechanism == "CURVE" && frames.count >= 7 ? CurveKeyPair.z85(frames[6]) : nil
+            return ZAPRequest(requestID: frames[1], mechanism: mechanism, publicKey: key)
         }
-        return answers
+        return nil
     }
+
+    /// Answers a handshake: admitted (status 200, the key as its user id) or refused (400).
+    public func reply(to request: ZAPRequest, allowed: Bool) throws {
+        let admitted = allowed && request.publicKey != nil
+        try socket.send([Data("1.0".utf8), request.requestID, Data((admitted ? "200" : "400").utf8),
+                         Data((admitted ? "OK" : "key not allowed").utf8), Data((admitted ? request.publicKey! : "").utf8), Data()])
+    }
+}
+
+/// One CURVE handshake libzmq asks the ZAP handler about.
+public struct ZAPRequest: Sendable {
+    /// Echoed in the reply.
+    public var requestID: Data
+    /// The security mechanism the client used ("CURVE", "NULL", …).
+    public var mechanism: String
+    /// The client's public key (Z85) when it used CURVE.
+    public var publicKey: String?
 }
