@@ -7,6 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x /opt/swift/usr/bin/swift ] && export PATH="/opt/swift/usr/bin:$PATH"
 Deploy/install-deps.sh --test
+# The house style (.swift-format): `swift format format -i -r Sources Tests` fixes what it reports.
+swift format lint --strict --recursive Sources Tests
 swift build -c release --build-tests
 # The deploy files, run for real with the binary just built: the quick start as root in a folder
 # postgres cannot enter, and the container image's runtime stage (no Docker engine needed).

@@ -203,7 +203,9 @@ public final class CoordinatorServer {
             try socket.send([routingID] + message.frames(), dontWait: true)
             metrics.messages.count(message.typeName, received: false)
         } catch {
-            logger.warning("cannot send \(message.typeName)", metadata: ["peer": "\(routingID.hexPrefix)", "worker": "\(workers[routingID]?.hello.workerID ?? "?")", "error": "\(error)"])
+            logger.warning(
+                "cannot send \(message.typeName)",
+                metadata: ["peer": "\(routingID.hexPrefix)", "worker": "\(workers[routingID]?.hello.workerID ?? "?")", "error": "\(error)"])
         }
     }
 
@@ -234,9 +236,13 @@ public final class CoordinatorServer {
             if let speed = report.itemsPerSecond { metrics.workerSpeed(worker.hello.workerID, stepsPerSecond: speed) }
             let (workerID, events) = (worker.hello.workerID, events)
             withJob(of: report.taskID) { job in
-                events.post(FarmEvent(name: "progress", job: job, payload: [
-                    "task": report.taskID, "job": job, "attempt": report.attempt, "step": report.step,
-                    "total": report.total, "worker": workerID]))
+                events.post(
+                    FarmEvent(
+                        name: "progress", job: job,
+                        payload: [
+                            "task": report.taskID, "job": job, "attempt": report.attempt, "step": report.step,
+                            "total": report.total, "worker": workerID,
+                        ]))
             }
         case .preview(let report, let png):
             guard worker.inFlight.contains(report.taskID), png.count <= configuration.limits.maxPreviewBytes else { return }
@@ -244,8 +250,12 @@ public final class CoordinatorServer {
             lastPreview = (report.taskID, report.step, png)
             if events.subscriberCount > 0 {
                 withJob(of: report.taskID) { [events] job in
-                    events.post(FarmEvent(name: "preview", job: job, payload: [
-                        "task": report.taskID, "job": job, "step": report.step, "png": png.base64EncodedString()]))
+                    events.post(
+                        FarmEvent(
+                            name: "preview", job: job,
+                            payload: [
+                                "task": report.taskID, "job": job, "step": report.step, "png": png.base64EncodedString(),
+                            ]))
                 }
             }
         case .result(let header, let png):
@@ -264,11 +274,13 @@ public final class CoordinatorServer {
             body(job)
             return
         }
-        database.run({ try $0.jobOfTask(task) }) { [weak self] found in
-            guard let self, let found, let job = found else { return }
-            self.taskJobs[task] = job
-            body(job)
-        }
+        database.run(
+            { try $0.jobOfTask(task) },
+            then: { [weak self] found in
+                guard let self, let found, let job = found else { return }
+                self.taskJobs[task] = job
+                body(job)
+            })
     }
 }
 

@@ -16,35 +16,45 @@ extension CoordinatorServer {
     /// once stored.
     func recordFailure(_ failure: WireMessage.Failure, workerID: String, routingID: Data) {
         guard reporting.insert(failure.taskID).inserted else { return }
-        database.run({ try $0.fail(failure, workerID: workerID) }) { [weak self] outcome in
-            guard let self else { return }
-            self.reporting.remove(failure.taskID)
-            guard let outcome else { return }
-            self.workers[routingID]?.inFlight.remove(failure.taskID)
-            self.pendingProgress[failure.taskID] = nil
-            self.previews[failure.taskID] = nil
-            self.send(.ack(taskID: failure.taskID, attempt: failure.attempt), to: routingID)
-            self.workWaiting = true
-            let events = self.events
-            self.withJob(of: failure.taskID) { job in
-                events.post(FarmEvent(name: "failed", job: job, payload: [
-                    "task": failure.taskID, "job": job, "attempt": failure.attempt,
-                    "kind": "\(failure.kind)", "message": failure.message]))
-            }
-            var metadata = Logger.Metadata.task(failure.taskID, job: self.taskJobs[failure.taskID], attempt: failure.attempt, worker: workerID)
-            metadata["kind"] = "\(failure.kind)"
-            metadata["outcome"] = "\(outcome)"
-            self.logger.warning("task \(failure.taskID) attempt \(failure.attempt) failed (\(failure.kind)): \(failure.message) [\(outcome)]",
-                                metadata: metadata)
-        }
+        database.run(
+            { try $0.fail(failure, workerID: workerID) },
+            then: { [weak self] outcome in
+                guard let self else { return }
+                self.reporting.remove(failure.taskID)
+                guard let outcome else { return }
+                self.workers[routingID]?.inFlight.remove(failure.taskID)
+                self.pendingProgress[failure.taskID] = nil
+                self.previews[failure.taskID] = nil
+                self.send(.ack(taskID: failure.taskID, attempt: failure.attempt), to: routingID)
+                self.workWaiting = true
+                let events = self.events
+                self.withJob(of: failure.taskID) { job in
+                    events.post(
+                        FarmEvent(
+                            name: "failed", job: job,
+                            payload: [
+                                "task": failure.taskID, "job": job, "attempt": failure.attempt,
+                                "kind": "\(failure.kind)", "message": failure.message,
+                            ]))
+                }
+                var metadata = Logger.Metadata.task(failure.taskID, job: self.taskJobs[failure.taskID], attempt: failure.attempt, worker: workerID)
+                metadata["kind"] = "\(failure.kind)"
+                metadata["outcome"] = "\(outcome)"
+                self.logger.warning(
+                    "task \(failure.taskID) attempt \(failure.attempt) failed (\(failure.kind)): \(failure.message) [\(outcome)]",
+                    metadata: metadata)
+            })
     }
 
     /// Why a result cannot be stored, or nil: it must be a PNG that decodes, of the size its header states.
     func resultProblem(_ header: WireMessage.ResultHeader, _ png: Data) -> String? {
         let image: PNGImage
         do {
-            image = try PNGImage(pngData: png, limits: PNGLimits(maxSide: configuration.limits.maxSide,
-                                                                 maxPixels: configuration.limits.maxPixels))
+            image = try PNGImage(
+                pngData: png,
+                limits: PNGLimits(
+                    maxSide: configuration.limits.maxSide,
+                    maxPixels: configuration.limits.maxPixels))
         } catch {
             return "not a decodable PNG (\(error))"
         }

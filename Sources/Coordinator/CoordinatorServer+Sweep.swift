@@ -13,15 +13,19 @@ extension CoordinatorServer {
         for (routingID, worker) in workers where now.timeIntervalSince(worker.lastSeen) > configuration.workerTimeoutSeconds {
             workers[routingID] = nil
             let workerID = worker.hello.workerID
-            logger.warning("worker \(workerID) lost after \(configuration.missedHeartbeats) missed heartbeats; requeueing its tasks",
-                           metadata: ["worker": "\(workerID)"])
-            database.run({ try $0.requeueWorker(workerID) }) { [weak self] requeued in
-                guard let self, let requeued else { return }
-                self.metrics.requeued(requeued, reason: "worker_lost")
-                self.workWaiting = true
-                self.logger.warning("requeued \(requeued) task(s) of lost worker \(workerID)",
-                                    metadata: ["worker": "\(workerID)", "requeued": .stringConvertible(requeued)])
-            }
+            logger.warning(
+                "worker \(workerID) lost after \(configuration.missedHeartbeats) missed heartbeats; requeueing its tasks",
+                metadata: ["worker": "\(workerID)"])
+            database.run(
+                { try $0.requeueWorker(workerID) },
+                then: { [weak self] requeued in
+                    guard let self, let requeued else { return }
+                    self.metrics.requeued(requeued, reason: "worker_lost")
+                    self.workWaiting = true
+                    self.logger.warning(
+                        "requeued \(requeued) task(s) of lost worker \(workerID)",
+                        metadata: ["worker": "\(workerID)", "requeued": .stringConvertible(requeued)])
+                })
         }
         // Claims skip tasks still backing off; look again once a second.
         workWaiting = true
@@ -31,18 +35,21 @@ extension CoordinatorServer {
         sweepInFlight = true
         let held = workers.values.flatMap(\.inFlight)
         let names = workers.values.map(\.hello.workerID)
-        database.run({ store -> Upkeep in
-            let ping = Date()
-            try store.ping()
-            let roundTrip = Date().timeIntervalSince(ping)
-            // Tasks cancelled (with their job) while a worker holds them; operators' drain and cordon (farm drain|cordon|uncordon).
-            return Upkeep(roundTrip: roundTrip, cancelled: held.isEmpty ? [] : try store.cancelledTasks(among: held),
-                          states: names.isEmpty ? [:] : try store.workerStates(names), expired: try store.requeueExpired())
-        }) { [weak self] upkeep in
-            guard let self else { return }
-            self.sweepInFlight = false
-            if let upkeep { self.apply(upkeep) }
-        }
+        database.run(
+            { store -> Upkeep in
+                let ping = Date()
+                try store.ping()
+                let roundTrip = Date().timeIntervalSince(ping)
+                // Tasks cancelled (with their job) while a worker holds them; operators' drain and cordon (farm drain|cordon|uncordon).
+                return Upkeep(
+                    roundTrip: roundTrip, cancelled: held.isEmpty ? [] : try store.cancelledTasks(among: held),
+                    states: names.isEmpty ? [:] : try store.workerStates(names), expired: try store.requeueExpired())
+            },
+            then: { [weak self] upkeep in
+                guard let self else { return }
+                self.sweepInFlight = false
+                if let upkeep { self.apply(upkeep) }
+            })
     }
 
     private func apply(_ upkeep: Upkeep) {

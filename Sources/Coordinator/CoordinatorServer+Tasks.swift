@@ -14,27 +14,31 @@ extension CoordinatorServer {
         // Only a notification, an answer that handed work out, a failure or a sweep brings new work once a pass found none.
         workWaiting = false
         for (routingID, worker) in idle {
-            let capabilities = WorkerCapabilities(models: worker.hello.models,
-                                                  maxPixels: worker.hello.maxPixels ?? configuration.limits.maxPixels)
+            let capabilities = WorkerCapabilities(
+                models: worker.hello.models,
+                maxPixels: worker.hello.maxPixels ?? configuration.limits.maxPixels)
             let (workerID, slots, preferred, sent) = (worker.hello.workerID, worker.freeSlots, worker.loadedModel, worker.sentBlobs)
             let leaseSeconds = configuration.leaseSeconds
             claimsInFlight += 1
-            database.run({ store -> Claimed in
-                let assignments = try store.claimWithWaits(workerID: workerID, capabilities: capabilities, limit: slots,
-                                                           leaseSeconds: leaseSeconds, preferredModel: preferred)
-                // Input images go once per worker, before the first task that needs them.
-                var blobs: [(hash: String, data: Data)] = []
-                var known = sent
-                for hash in assignments.flatMap(\.assignment.parameters.inputHashes) where known.insert(hash).inserted {
-                    if let data = try store.blob(hash) { blobs.append((hash, data)) }
-                }
-                return Claimed(assignments: assignments, blobs: blobs)
-            }) { [weak self] claimed in
-                guard let self else { return }
-                self.claimsInFlight -= 1
-                guard let claimed, !claimed.assignments.isEmpty else { return }
-                self.handOut(claimed, to: routingID, workerID: workerID)
-            }
+            database.run(
+                { store -> Claimed in
+                    let assignments = try store.claimWithWaits(
+                        workerID: workerID, capabilities: capabilities, limit: slots,
+                        leaseSeconds: leaseSeconds, preferredModel: preferred)
+                    // Input images go once per worker, before the first task that needs them.
+                    var blobs: [(hash: String, data: Data)] = []
+                    var known = sent
+                    for hash in assignments.flatMap(\.assignment.parameters.inputHashes) where known.insert(hash).inserted {
+                        if let data = try store.blob(hash) { blobs.append((hash, data)) }
+                    }
+                    return Claimed(assignments: assignments, blobs: blobs)
+                },
+                then: { [weak self] claimed in
+                    guard let self else { return }
+                    self.claimsInFlight -= 1
+                    guard let claimed, !claimed.assignments.isEmpty else { return }
+                    self.handOut(claimed, to: routingID, workerID: workerID)
+                })
         }
     }
 
@@ -43,7 +47,7 @@ extension CoordinatorServer {
         guard var worker = workers[routingID], worker.hello.workerID == workerID else {
             // It left while the claim ran: the tasks go back rather than wait out their lease.
             let ids = claimed.assignments.map(\.assignment.taskID)
-            database.run({ try $0.releaseUnsent(ids, workerID: workerID) }) { _ in }
+            database.run({ try $0.releaseUnsent(ids, workerID: workerID) }, then: { _ in })
             return
         }
         for blob in claimed.blobs where worker.sentBlobs.insert(blob.hash).inserted {
@@ -54,8 +58,11 @@ extension CoordinatorServer {
             taskJobs[assignment.taskID] = assignment.jobID
             send(.assign(assignment), to: routingID)
             worker.inFlight.insert(assignment.taskID)
-            logger.debug("task \(assignment.taskID) assigned", metadata: .task(assignment.taskID, job: assignment.jobID, attempt: assignment.attempt,
-                                                                               worker: workerID))
+            logger.debug(
+                "task \(assignment.taskID) assigned",
+                metadata: .task(
+                    assignment.taskID, job: assignment.jobID, attempt: assignment.attempt,
+                    worker: workerID))
         }
         workers[routingID] = worker
     }
@@ -65,55 +72,66 @@ extension CoordinatorServer {
     func storeResult(_ header: WireMessage.ResultHeader, _ png: Data, from worker: ConnectedWorker, routingID: Data) {
         let workerID = worker.hello.workerID
         if let problem = resultProblem(header, png) {
-            recordFailure(.init(taskID: header.taskID, attempt: header.attempt, kind: .host, message: "result rejected: \(problem)"),
-                          workerID: workerID, routingID: routingID)
+            recordFailure(
+                .init(taskID: header.taskID, attempt: header.attempt, kind: .host, message: "result rejected: \(problem)"),
+                workerID: workerID, routingID: routingID)
             return
         }
         guard reporting.insert(header.taskID).inserted else { return }
-        database.run({ try $0.complete(header, png: png, workerID: workerID) }) { [weak self] outcome in
-            guard let self else { return }
-            self.reporting.remove(header.taskID)
-            // No database: not acknowledged; the worker sends it again.
-            guard let outcome else { return }
-            if case .rejected(let problem) = outcome {
-                self.recordFailure(.init(taskID: header.taskID, attempt: header.attempt, kind: .host, message: "result rejected: \(problem)"),
-                                   workerID: workerID, routingID: routingID)
-                return
-            }
-            if outcome == .stored { self.metrics.imageStored() }
-            self.workers[routingID]?.inFlight.remove(header.taskID)
-            self.pendingProgress[header.taskID] = nil
-            self.previews[header.taskID] = nil
-            self.workWaiting = true
-            self.send(.ack(taskID: header.taskID, attempt: header.attempt), to: routingID)
-            let job = self.taskJobs.removeValue(forKey: header.taskID)
-            if let job {
-                self.events.post(FarmEvent(name: "done", job: job, payload: [
-                    "task": header.taskID, "job": job, "attempt": header.attempt, "seed": header.seed]))
-            }
-            var metadata = Logger.Metadata.task(header.taskID, job: job, attempt: header.attempt, worker: workerID)
-            metadata["outcome"] = "\(outcome)"
-            self.logger.info("task \(header.taskID) attempt \(header.attempt) from \(workerID): \(outcome)", metadata: metadata)
-        }
+        database.run(
+            { try $0.complete(header, png: png, workerID: workerID) },
+            then: { [weak self] outcome in
+                guard let self else { return }
+                self.reporting.remove(header.taskID)
+                // No database: not acknowledged; the worker sends it again.
+                guard let outcome else { return }
+                if case .rejected(let problem) = outcome {
+                    self.recordFailure(
+                        .init(taskID: header.taskID, attempt: header.attempt, kind: .host, message: "result rejected: \(problem)"),
+                        workerID: workerID, routingID: routingID)
+                    return
+                }
+                if outcome == .stored { self.metrics.imageStored() }
+                self.workers[routingID]?.inFlight.remove(header.taskID)
+                self.pendingProgress[header.taskID] = nil
+                self.previews[header.taskID] = nil
+                self.workWaiting = true
+                self.send(.ack(taskID: header.taskID, attempt: header.attempt), to: routingID)
+                let job = self.taskJobs.removeValue(forKey: header.taskID)
+                if let job {
+                    self.events.post(
+                        FarmEvent(
+                            name: "done", job: job,
+                            payload: [
+                                "task": header.taskID, "job": job, "attempt": header.attempt, "seed": header.seed,
+                            ]))
+                }
+                var metadata = Logger.Metadata.task(header.taskID, job: job, attempt: header.attempt, worker: workerID)
+                metadata["outcome"] = "\(outcome)"
+                self.logger.info("task \(header.taskID) attempt \(header.attempt) from \(workerID): \(outcome)", metadata: metadata)
+            })
     }
 
     /// Writes the latest progress of each task in one statement per flush, not one write per step.
     func flushProgress(force: Bool) {
         guard !pendingProgress.isEmpty, !flushInFlight,
-              force || Date().timeIntervalSince(lastProgressFlush) >= configuration.progressFlushSeconds else { return }
+            force || Date().timeIntervalSince(lastProgressFlush) >= configuration.progressFlushSeconds
+        else { return }
         let reports = Array(pendingProgress.values)
         let leaseSeconds = configuration.leaseSeconds
         pendingProgress.removeAll()
         flushInFlight = true
         lastProgressFlush = Date()
-        database.run({ try $0.progress(batch: reports, leaseSeconds: leaseSeconds) }) { [weak self] written in
-            guard let self else { return }
-            self.flushInFlight = false
-            // Not written: kept for the next flush unless newer progress came meanwhile.
-            if written == nil {
-                for entry in reports where self.pendingProgress[entry.report.taskID] == nil { self.pendingProgress[entry.report.taskID] = entry }
-            }
-        }
+        database.run(
+            { try $0.progress(batch: reports, leaseSeconds: leaseSeconds) },
+            then: { [weak self] written in
+                guard let self else { return }
+                self.flushInFlight = false
+                // Not written: kept for the next flush unless newer progress came meanwhile.
+                if written == nil {
+                    for entry in reports where self.pendingProgress[entry.report.taskID] == nil { self.pendingProgress[entry.report.taskID] = entry }
+                }
+            })
     }
 }
 

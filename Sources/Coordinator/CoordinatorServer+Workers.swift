@@ -16,20 +16,23 @@ extension CoordinatorServer {
             return
         }
         pendingHandshake = request
-        database.run({ try $0.isWorkerKeyAllowed(key) }) { [weak self] answer in
-            guard let self else { return }
-            if let answer { self.keyDecisions[key] = (answer, Date()) }
-            let allowed = answer ?? self.keyDecisions[key]?.allowed ?? false
-            self.pendingHandshake = nil
-            do {
-                try zap.reply(to: request, allowed: allowed)
-            } catch {
-                self.logger.error("cannot answer a CURVE handshake", metadata: ["error": "\(error)"])
-            }
-            if !allowed {
-                self.logger.warning("refused a worker connection: its key is not on the allow-list (farm keys allow)", metadata: ["key": "\(key)"])
-            }
-        }
+        database.run(
+            { try $0.isWorkerKeyAllowed(key) },
+            then: { [weak self] answer in
+                guard let self else { return }
+                if let answer { self.keyDecisions[key] = (answer, Date()) }
+                let allowed = answer ?? self.keyDecisions[key]?.allowed ?? false
+                self.pendingHandshake = nil
+                do {
+                    try zap.reply(to: request, allowed: allowed)
+                } catch {
+                    self.logger.error("cannot answer a CURVE handshake", metadata: ["error": "\(error)"])
+                }
+                if !allowed {
+                    self.logger.warning(
+                        "refused a worker connection: its key is not on the allow-list (farm keys allow)", metadata: ["key": "\(key)"])
+                }
+            })
     }
 
     /// Whether messages from a connection with this key are taken: its last answer from the allow-list, read
@@ -37,16 +40,19 @@ extension CoordinatorServer {
     func isKeyAllowed(_ key: String) -> Bool {
         let decision = keyDecisions[key]
         if decision.map({ Date().timeIntervalSince($0.checked) >= configuration.keyCheckSeconds }) ?? true,
-           keyChecks.insert(key).inserted {
-            database.run({ try $0.isWorkerKeyAllowed(key) }) { [weak self] answer in
-                guard let self else { return }
-                self.keyChecks.remove(key)
-                guard let answer else { return }
-                if !answer && self.keyDecisions[key]?.allowed == true {
-                    self.logger.warning("worker key was revoked: ignoring its connection", metadata: ["key": "\(key)"])
-                }
-                self.keyDecisions[key] = (answer, Date())
-            }
+            keyChecks.insert(key).inserted
+        {
+            database.run(
+                { try $0.isWorkerKeyAllowed(key) },
+                then: { [weak self] answer in
+                    guard let self else { return }
+                    self.keyChecks.remove(key)
+                    guard let answer else { return }
+                    if !answer && self.keyDecisions[key]?.allowed == true {
+                        self.logger.warning("worker key was revoked: ignoring its connection", metadata: ["key": "\(key)"])
+                    }
+                    self.keyDecisions[key] = (answer, Date())
+                })
         }
         return decision?.allowed ?? false
     }
@@ -55,9 +61,10 @@ extension CoordinatorServer {
     /// registered in the database and welcomed when that is done.
     func handleHello(_ hello: WireMessage.Hello, from routingID: Data, publicKey: String?) {
         guard hello.version == WireMessage.protocolVersion else {
-            refuse(routingID, .protocolVersion,
-                   "protocol version \(hello.version) is not supported; this coordinator speaks \(WireMessage.protocolVersion)",
-                   worker: hello.workerID)
+            refuse(
+                routingID, .protocolVersion,
+                "protocol version \(hello.version) is not supported; this coordinator speaks \(WireMessage.protocolVersion)",
+                worker: hello.workerID)
             return
         }
         if let problem = hello.problem(limits: configuration.limits) {
@@ -81,18 +88,21 @@ extension CoordinatorServer {
             workers[otherID] = nil
         }
         registering[routingID] = hello.workerID
-        database.run({ try $0.registerWorker(hello, publicKey: publicKey) }) { [weak self] answer in
-            guard let self else { return }
-            self.registering[routingID] = nil
-            // No database: no answer; the worker says HELLO again.
-            guard let answer else { return }
-            guard let operatorState = answer else {
-                self.refuse(routingID, .nameBoundToOtherKey,
-                            "the name \(hello.workerID) belongs to another worker key; start this one with another --name", worker: hello.workerID)
-                return
-            }
-            self.welcome(hello, routingID: routingID, publicKey: publicKey, operatorState: operatorState)
-        }
+        database.run(
+            { try $0.registerWorker(hello, publicKey: publicKey) },
+            then: { [weak self] answer in
+                guard let self else { return }
+                self.registering[routingID] = nil
+                // No database: no answer; the worker says HELLO again.
+                guard let answer else { return }
+                guard let operatorState = answer else {
+                    self.refuse(
+                        routingID, .nameBoundToOtherKey,
+                        "the name \(hello.workerID) belongs to another worker key; start this one with another --name", worker: hello.workerID)
+                    return
+                }
+                self.welcome(hello, routingID: routingID, publicKey: publicKey, operatorState: operatorState)
+            })
     }
 
     private func welcome(_ hello: WireMessage.Hello, routingID: Data, publicKey: String?, operatorState: String) {
@@ -101,18 +111,22 @@ extension CoordinatorServer {
         worker.inFlight = Set(hello.activeTasks ?? [])
         workers[routingID] = worker
         workWaiting = true
-        send(.welcome(.init(heartbeatSeconds: configuration.heartbeatSeconds, timeoutSeconds: configuration.workerTimeoutSeconds)),
-             to: routingID)
+        send(
+            .welcome(.init(heartbeatSeconds: configuration.heartbeatSeconds, timeoutSeconds: configuration.workerTimeoutSeconds)),
+            to: routingID)
         let device = hello.device.map { " (\($0.summary))" } ?? ""
-        logger.info("worker \(hello.workerID) on \(hello.host)\(device) joined with \(hello.slots) slot(s), holding \(worker.inFlight.count) task(s)",
-                    metadata: ["worker": "\(hello.workerID)", "host": "\(hello.host)"])
+        logger.info(
+            "worker \(hello.workerID) on \(hello.host)\(device) joined with \(hello.slots) slot(s), holding \(worker.inFlight.count) task(s)",
+            metadata: ["worker": "\(hello.workerID)", "host": "\(hello.host)"])
     }
 
     /// Notes a heartbeat in the database; one write per worker at a time (a slow database skips beats, not the loop).
     func touch(_ workerID: String, loadedModel: String?) {
         guard touching.insert(workerID).inserted else { return }
-        database.run({ try $0.touchWorker(workerID, loadedModel: loadedModel) }) { [weak self] _ in
-            self?.touching.remove(workerID)
-        }
+        database.run(
+            { try $0.touchWorker(workerID, loadedModel: loadedModel) },
+            then: { [weak self] _ in
+                self?.touching.remove(workerID)
+            })
     }
 }

@@ -75,7 +75,7 @@ final class DatabaseLane: @unchecked Sendable {
                 if let store {
                     do {
                         value = try work(store)
-                    } catch where JobStore.isConnectionFailure(error) {
+                    } catch  where JobStore.isConnectionFailure(error) {
                         drop()
                         toldUnavailable = true
                         notice = .unavailable(error)

@@ -34,8 +34,10 @@ public struct FarmLogHandler: LogHandler {
         if let own = event.metadata { merged.merge(own) { $1 } }
         if let error = event.error { merged["error"] = .string("\(error)") }
         let name = label.hasPrefix("farm.") ? String(label.dropFirst(5)) : label
-        let line = json ? FarmLogHandler.jsonLine(time: Date(), level: event.level, label: name, message: "\(event.message)", metadata: merged)
-                        : FarmLogHandler.textLine(time: Date(), level: event.level, label: name, message: "\(event.message)", metadata: merged)
+        let line =
+            json
+            ? FarmLogHandler.jsonLine(time: Date(), level: event.level, label: name, message: "\(event.message)", metadata: merged)
+            : FarmLogHandler.textLine(time: Date(), level: event.level, label: name, message: "\(event.message)", metadata: merged)
         sink(line)
     }
 
@@ -62,15 +64,18 @@ public struct FarmLogHandler: LogHandler {
         var parts = tm()
         gmtime_r(&whole, &parts)
         let millis = min(999, Int((seconds - seconds.rounded(.down)) * 1000))
-        return String(format: "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", Int(parts.tm_year) + 1900, Int(parts.tm_mon) + 1,
-                      Int(parts.tm_mday), Int(parts.tm_hour), Int(parts.tm_min), Int(parts.tm_sec), millis)
+        return String(
+            format: "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", Int(parts.tm_year) + 1900, Int(parts.tm_mon) + 1,
+            Int(parts.tm_mday), Int(parts.tm_hour), Int(parts.tm_min), Int(parts.tm_sec), millis)
     }
 
     /// `{"time":…,"level":…,"label":…,"message":…,<metadata>}`, keys after the first four sorted;
     /// integer and floating-point metadata stay numbers.
     static func jsonLine(time: Date, level: Logger.Level, label: String, message: String, metadata: Logger.Metadata) -> String {
-        var fields = ["\"time\":" + jsonString(timestamp(time)), "\"level\":" + jsonString(level.rawValue),
-                      "\"label\":" + jsonString(label), "\"message\":" + jsonString(message)]
+        var fields = [
+            "\"time\":" + jsonString(timestamp(time)), "\"level\":" + jsonString(level.rawValue),
+            "\"label\":" + jsonString(label), "\"message\":" + jsonString(message),
+        ]
         for key in metadata.keys.sorted() where !["time", "level", "label", "message"].contains(key) {
             fields.append(jsonString(key) + ":" + jsonValue(metadata[key]!))
         }

@@ -57,9 +57,11 @@ public struct TaskParameters: Codable, Equatable, Sendable {
     }
 
     /// Builds parameters; defaults are SD 1.5's usual ones.
-    public init(prompt: String, negativePrompt: String = "", model: String = "demo", width: Int? = nil,
-                height: Int? = nil, steps: Int = 20, cfgScale: Double = 7.5, sampler: String = "euler_a",
-                seed: UInt64 = 0) {
+    public init(
+        prompt: String, negativePrompt: String = "", model: String = "demo", width: Int? = nil,
+        height: Int? = nil, steps: Int = 20, cfgScale: Double = 7.5, sampler: String = "euler_a",
+        seed: UInt64 = 0
+    ) {
         self.prompt = prompt
         self.negativePrompt = negativePrompt
         self.model = model
@@ -72,9 +74,16 @@ public struct TaskParameters: Codable, Equatable, Sendable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case prompt, negativePrompt = "negative_prompt", model, width, height, steps
-        case cfgScale = "cfg_scale", sampler, seed, initImage = "init_image", mask, strength
-        case maskBlur = "mask_blur", outpaint, controlnets, clipSkip = "clip_skip"
+        case prompt
+        case negativePrompt = "negative_prompt"
+        case model, width, height, steps
+        case cfgScale = "cfg_scale"
+        case sampler, seed
+        case initImage = "init_image"
+        case mask, strength
+        case maskBlur = "mask_blur"
+        case outpaint, controlnets
+        case clipSkip = "clip_skip"
     }
 
     /// Checks every field against the farm's limits; the error names the field.

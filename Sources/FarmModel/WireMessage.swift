@@ -55,8 +55,10 @@ public enum WireMessage: Equatable, Sendable {
         public var device: Device?
 
         /// Makes a hello.
-        public init(workerID: String, host: String, version: Int = WireMessage.protocolVersion,
-                    models: [String], slots: Int, maxPixels: Int? = nil, activeTasks: [Int64]? = nil, device: Device? = nil) {
+        public init(
+            workerID: String, host: String, version: Int = WireMessage.protocolVersion,
+            models: [String], slots: Int, maxPixels: Int? = nil, activeTasks: [Int64]? = nil, device: Device? = nil
+        ) {
             self.device = device
             self.workerID = workerID
             self.host = host
@@ -96,10 +98,12 @@ public enum WireMessage: Equatable, Sendable {
         /// This machine: the CPU model from /proc/cpuinfo, active cores, physical memory.
         public static var current: Device {
             let cpuinfo = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
-            let model = cpuinfo.split(separator: "\n").first { $0.hasPrefix("model name") }?
+            let model =
+                cpuinfo.split(separator: "\n").first { $0.hasPrefix("model name") }?
                 .split(separator: ":", maxSplits: 1).last?.trimmingCharacters(in: .whitespaces) ?? "unknown CPU"
-            return Device(model: model, cores: ProcessInfo.processInfo.activeProcessorCount,
-                          memoryBytes: ProcessInfo.processInfo.physicalMemory)
+            return Device(
+                model: model, cores: ProcessInfo.processInfo.activeProcessorCount,
+                memoryBytes: ProcessInfo.processInfo.physicalMemory)
         }
     }
 
@@ -266,13 +270,16 @@ public struct Refusal: Codable, Equatable, Sendable {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         reason = try container.decode(String.self, forKey: .reason)
         // Coordinators before the codes sent the reason alone.
-        code = try container.decodeIfPresent(Code.self, forKey: .code)
+        code =
+            try container.decodeIfPresent(Code.self, forKey: .code)
             ?? (reason.hasPrefix("unknown worker") ? .unknownWorker : .badHello)
     }
 }
 
-
-private struct Ack: Codable { var taskID: Int64; var attempt: Int }
+private struct Ack: Codable {
+    var taskID: Int64
+    var attempt: Int
+}
 private struct TaskReference: Codable { var taskID: Int64 }
 private struct Nothing: Codable {}
 private struct BlobHeader: Codable { var sha256: String }
@@ -344,21 +351,44 @@ extension WireMessage {
             }
         }
         switch type {
-        case "HELLO": try expectFrames(2); self = .hello(try body(Hello.self))
-        case "WELCOME": try expectFrames(2); self = .welcome(try body(Welcome.self))
-        case "REFUSED": try expectFrames(2); self = .refused(try body(Refusal.self))
-        case "HEARTBEAT": try expectFrames(2); self = .heartbeat(try body(Heartbeat.self))
-        case "ASSIGN": try expectFrames(2); self = .assign(try body(Assignment.self))
-        case "PROGRESS": try expectFrames(2); self = .progress(try body(Progress.self))
-        case "RESULT": try expectFrames(3); self = .result(try body(ResultHeader.self), png: frames[2])
-        case "FAILED": try expectFrames(2); self = .failed(try body(Failure.self))
+        case "HELLO":
+            try expectFrames(2)
+            self = .hello(try body(Hello.self))
+        case "WELCOME":
+            try expectFrames(2)
+            self = .welcome(try body(Welcome.self))
+        case "REFUSED":
+            try expectFrames(2)
+            self = .refused(try body(Refusal.self))
+        case "HEARTBEAT":
+            try expectFrames(2)
+            self = .heartbeat(try body(Heartbeat.self))
+        case "ASSIGN":
+            try expectFrames(2)
+            self = .assign(try body(Assignment.self))
+        case "PROGRESS":
+            try expectFrames(2)
+            self = .progress(try body(Progress.self))
+        case "RESULT":
+            try expectFrames(3)
+            self = .result(try body(ResultHeader.self), png: frames[2])
+        case "FAILED":
+            try expectFrames(2)
+            self = .failed(try body(Failure.self))
         case "ACK":
             try expectFrames(2)
             let ack = try body(Ack.self)
             self = .ack(taskID: ack.taskID, attempt: ack.attempt)
-        case "CANCEL": try expectFrames(2); self = .cancel(taskID: try body(TaskReference.self).taskID)
-        case "DRAIN": try expectFrames(2); _ = try body(Nothing.self); self = .drain
-        case "PREVIEW": try expectFrames(3); self = .preview(try body(Progress.self), png: frames[2])
+        case "CANCEL":
+            try expectFrames(2)
+            self = .cancel(taskID: try body(TaskReference.self).taskID)
+        case "DRAIN":
+            try expectFrames(2)
+            _ = try body(Nothing.self)
+            self = .drain
+        case "PREVIEW":
+            try expectFrames(3)
+            self = .preview(try body(Progress.self), png: frames[2])
         case "BLOB":
             try expectFrames(3)
             let hash = try body(BlobHeader.self).sha256
@@ -386,7 +416,9 @@ extension WireMessage.Hello {
             return "model name \"\(model.prefix(40))\" must be 1…\(limits.maxNameBytes) bytes without control characters"
         }
         if let maxPixels, maxPixels < 1 { return "max pixels must be positive, got \(maxPixels)" }
-        if let activeTasks, activeTasks.count > limits.maxWorkerSlots * 4 { return "holds \(activeTasks.count) tasks; at most \(limits.maxWorkerSlots * 4)" }
+        if let activeTasks, activeTasks.count > limits.maxWorkerSlots * 4 {
+            return "holds \(activeTasks.count) tasks; at most \(limits.maxWorkerSlots * 4)"
+        }
         if let device, device.model.utf8.count > 1_000 || (device.blasCore?.utf8.count ?? 0) > limits.maxNameBytes {
             return "device description too long"
         }

@@ -68,8 +68,10 @@ public final class FarmHTTPServer: @unchecked Sendable {
     /// Makes a server on `host:port` over the database at `conninfo`, streaming `events` at `/v1/events`;
     /// `metrics` gives the Prometheus text of the process's metrics for `/metrics` (nil: no `/metrics`); jobs
     /// submitted with a submit token may ask for priorities up to `maxSubmitPriority`.
-    public init(host: String, port: Int, conninfo: String?, connections: Int = 4, events: FarmEvents = FarmEvents(),
-                metrics: (@Sendable () -> String)? = nil, maxSubmitPriority: Int = 0) {
+    public init(
+        host: String, port: Int, conninfo: String?, connections: Int = 4, events: FarmEvents = FarmEvents(),
+        metrics: (@Sendable () -> String)? = nil, maxSubmitPriority: Int = 0
+    ) {
         self.host = host
         self.port = port
         self.events = events
@@ -91,7 +93,8 @@ public final class FarmHTTPServer: @unchecked Sendable {
     /// Parses `HOST:PORT` (`[::1]:8080` for IPv6) into its parts; nil when malformed.
     public static func parseAddress(_ text: String) -> (host: String, port: Int)? {
         guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
-              (0...65535).contains(port) else { return nil }
+            (0...65535).contains(port)
+        else { return nil }
         var host = String(text[..<colon])
         if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
         return host.isEmpty ? nil : (host, port)
@@ -101,8 +104,9 @@ public final class FarmHTTPServer: @unchecked Sendable {
     /// The server then runs on its own threads until `stop()`.
     public func start() throws {
         if let pool {
-            try start(APIResponder(pool: pool, events: events, metrics: metrics, maxSubmitPriority: maxSubmitPriority),
-                      what: "HTTP API", path: "/v1")
+            try start(
+                APIResponder(pool: pool, events: events, metrics: metrics, maxSubmitPriority: maxSubmitPriority),
+                what: "HTTP API", path: "/v1")
         } else if let metrics {
             try start(MetricsResponder(metrics: metrics), what: "metrics server", path: "/metrics")
         }
@@ -120,7 +124,8 @@ public final class FarmHTTPServer: @unchecked Sendable {
                 started.signal()
             },
             logger: logger)
-        let logger = self.logger, address = "\(host):\(port)"
+        let logger = self.logger
+        let address = "\(host):\(port)"
         task = Task.detached {
             do {
                 try await app.run()
@@ -179,9 +184,16 @@ struct APIResponder: HTTPResponder {
 
     /// The routes: each needs a role and answers a request.
     enum Route {
-        case listJobs, submitJob, job(Int64), jobAction(Int64, String), jobImages(Int64), taskImage(Int64)
-        case listWorkers, workerAction(String, String), events(Int64?)
-        case listTokens, createToken, revokeToken(Int64)
+        case listJobs, submitJob
+        case job(Int64)
+        case jobAction(Int64, String)
+        case jobImages(Int64)
+        case taskImage(Int64)
+        case listWorkers
+        case workerAction(String, String)
+        case events(Int64?)
+        case listTokens, createToken
+        case revokeToken(Int64)
         /// Prometheus metrics, outside /v1 and without a token, as scrapers expect.
         case metrics
 
@@ -214,7 +226,8 @@ struct APIResponder: HTTPResponder {
     /// Finds the route of a request, or throws 404 (405 for a known path with another method).
     static func route(_ request: Request) throws -> Route {
         let parts = request.uri.path.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
-        let get = request.method == .get, post = request.method == .post
+        let get = request.method == .get
+        let post = request.method == .post
         func id(_ text: String, _ what: String) throws -> Int64 {
             guard let value = Int64(text), value > 0 else { throw APIError(status: 404, "no \(what) \(text)") }
             return value
@@ -313,8 +326,9 @@ struct APIResponder: HTTPResponder {
                 throw APIError(status: 404, "task \(task) has no image")
             }
             // nosniff: a browser must never read stored bytes as anything but the PNG they are declared to be.
-            return Response(status: .ok, headers: [.contentType: "image/png", FarmHTTPServer.noSniff: "nosniff"],
-                            body: ResponseBody(byteBuffer: ByteBuffer(bytes: png)))
+            return Response(
+                status: .ok, headers: [.contentType: "image/png", FarmHTTPServer.noSniff: "nosniff"],
+                body: ResponseBody(byteBuffer: ByteBuffer(bytes: png)))
         case .events(let job):
             return streamEvents(job: job, token: Self.bearerToken(request) ?? "")
         case .listWorkers:
@@ -386,8 +400,9 @@ struct APIResponder: HTTPResponder {
             }
             try await writer.finish(nil)
         }
-        return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache", FarmHTTPServer.noSniff: "nosniff"],
-                        body: body)
+        return Response(
+            status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache", FarmHTTPServer.noSniff: "nosniff"],
+            body: body)
     }
 
     /// Runs CPU-heavy `work` on a dispatch queue and awaits it, so that it does not hold a cooperative thread.
@@ -422,8 +437,9 @@ struct APIResponder: HTTPResponder {
         let (file, fields) = ("spec.\(format)", overrides)
         let spec = try await Self.offThePool { try JobSpec.parse(text, file: file, overrides: fields) }
         if role != .admin && spec.priority > maxSubmitPriority {
-            throw APIError(status: 400, "priority \(spec.priority) is above \(maxSubmitPriority), the highest a submit token may ask for",
-                           field: "priority")
+            throw APIError(
+                status: 400, "priority \(spec.priority) is above \(maxSubmitPriority), the highest a submit token may ask for",
+                field: "priority")
         }
         let id = try await pool.run { store in
             try store.enqueue(name: spec.name, model: spec.model, maxAttempts: spec.maxAttempts, priority: spec.priority, tasks: spec.tasks)
@@ -457,7 +473,8 @@ struct APIResponder: HTTPResponder {
 
     /// A JSON response.
     static func json(_ body: Data, status: Int = 200) -> Response {
-        Response(status: HTTPResponse.Status(code: status), headers: [.contentType: "application/json", FarmHTTPServer.noSniff: "nosniff"],
-                 body: ResponseBody(byteBuffer: ByteBuffer(bytes: body)))
+        Response(
+            status: HTTPResponse.Status(code: status), headers: [.contentType: "application/json", FarmHTTPServer.noSniff: "nosniff"],
+            body: ResponseBody(byteBuffer: ByteBuffer(bytes: body)))
     }
 }

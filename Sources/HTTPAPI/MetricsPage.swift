@@ -18,8 +18,9 @@ extension APIResponder {
 
 /// The Prometheus text format's response.
 func prometheusResponse(_ text: String) -> Response {
-    Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
-             body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
+    Response(
+        status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+        body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
 }
 
 /// Serves `/metrics` and nothing else: a worker's metrics port.
@@ -30,8 +31,9 @@ struct MetricsResponder: HTTPResponder {
 
     func respond(to request: Request, context: Context) async throws -> Response {
         guard request.method == .get || request.method == .head, request.uri.path == "/metrics" else {
-            return Response(status: .notFound, headers: [.contentType: "text/plain; charset=utf-8"],
-                            body: ResponseBody(byteBuffer: ByteBuffer(string: "only /metrics is served here\n")))
+            return Response(
+                status: .notFound, headers: [.contentType: "text/plain; charset=utf-8"],
+                body: ResponseBody(byteBuffer: ByteBuffer(string: "only /metrics is served here\n")))
         }
         return prometheusResponse(metrics())
     }

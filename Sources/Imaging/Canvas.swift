@@ -24,7 +24,9 @@ extension PNGImage {
         var out = [UInt8](repeating: 0, count: width * height)
         for p in 0..<(width * height) {
             if channels >= 3 {
-                let r = Int(pixels[p * channels]), g = Int(pixels[p * channels + 1]), b = Int(pixels[p * channels + 2])
+                let r = Int(pixels[p * channels])
+                let g = Int(pixels[p * channels + 1])
+                let b = Int(pixels[p * channels + 2])
                 out[p] = UInt8((r * 299 + g * 587 + b * 114 + 500) / 1000)
             } else {
                 out[p] = pixels[p * channels]
@@ -38,7 +40,8 @@ extension PNGImage {
     public func extended(left: Int, right: Int, top: Int, bottom: Int) throws -> (image: PNGImage, mask: PNGImage) {
         guard min(left, right, top, bottom) >= 0 else { throw ImagingError.invalidImage("outpaint extents must not be negative") }
         let source = rgb()
-        let newWidth = width + left + right, newHeight = height + top + bottom
+        let newWidth = width + left + right
+        let newHeight = height + top + bottom
         var out = [UInt8](repeating: 0, count: newWidth * newHeight * 3)
         var mask = [UInt8](repeating: 0, count: newWidth * newHeight)
         for y in 0..<newHeight {
@@ -50,8 +53,10 @@ extension PNGImage {
                 for c in 0..<3 { out[(y * newWidth + x) * 3 + c] = source.pixels[(sy * width + sx) * 3 + c] }
             }
         }
-        return (try PNGImage(width: newWidth, height: newHeight, format: .rgb, pixels: out),
-                try PNGImage(width: newWidth, height: newHeight, format: .gray, pixels: mask))
+        return (
+            try PNGImage(width: newWidth, height: newHeight, format: .rgb, pixels: out),
+            try PNGImage(width: newWidth, height: newHeight, format: .gray, pixels: mask)
+        )
     }
 
     /// A gray mask grown by `pixels` into the area it does not cover (so that the
@@ -109,7 +114,8 @@ extension PNGImage {
     /// `generated` where `mask` is 255, this image where it is 0, blended linearly in between
     /// (both RGB of one size; the mask gray).
     public func composited(under generated: PNGImage, mask: PNGImage) throws -> PNGImage {
-        let base = rgb(), top = generated.rgb()
+        let base = rgb()
+        let top = generated.rgb()
         guard base.width == top.width, base.height == top.height, mask.width == width, mask.height == height, mask.format == .gray else {
             throw ImagingError.invalidImage("composite needs images and a gray mask of one size")
         }

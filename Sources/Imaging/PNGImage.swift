@@ -5,7 +5,10 @@ import Foundation
 public struct PNGImage: Equatable, Sendable {
     /// Pixel layout of the samples.
     public enum Format: Int, Sendable {
-        case gray = 1, grayAlpha = 2, rgb = 3, rgba = 4
+        case gray = 1
+        case grayAlpha = 2
+        case rgb = 3
+        case rgba = 4
 
         /// Samples per pixel.
         public var channels: Int { rawValue }
@@ -23,8 +26,10 @@ public struct PNGImage: Equatable, Sendable {
     public var text: [(key: String, value: String)]
 
     /// Makes an image, checking that the pixel count fits the size.
-    public init(width: Int, height: Int, format: Format, pixels: [UInt8],
-                text: [(key: String, value: String)] = []) throws {
+    public init(
+        width: Int, height: Int, format: Format, pixels: [UInt8],
+        text: [(key: String, value: String)] = []
+    ) throws {
         guard width > 0, height > 0 else {
             throw ImagingError.invalidImage("image size must be positive, got \(width)x\(height)")
         }
@@ -89,7 +94,8 @@ extension PNGImage {
     public static func declaredSize(of data: Data) -> (width: Int, height: Int)? {
         let bytes = [UInt8](data.prefix(24))
         guard bytes.count == 24, bytes[0..<8].elementsEqual([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]),
-              bytes[12..<16].elementsEqual(Array("IHDR".utf8)) else { return nil }
+            bytes[12..<16].elementsEqual(Array("IHDR".utf8))
+        else { return nil }
         func big(_ at: Int) -> Int { bytes[at..<(at + 4)].reduce(0) { $0 << 8 | Int($1) } }
         return (big(16), big(20))
     }
@@ -100,8 +106,9 @@ extension PNGImage {
         var message = [CChar](repeating: 0, count: 256)
         let status = data.withUnsafeBytes { raw -> Int32 in
             let base = raw.bindMemory(to: UInt8.self).baseAddress
-            return cpng_decode(base, raw.count, UInt32(clamping: limits.maxSide), UInt64(limits.maxPixels),
-                               &image, &message, message.count)
+            return cpng_decode(
+                base, raw.count, UInt32(clamping: limits.maxSide), UInt64(limits.maxPixels),
+                &image, &message, message.count)
         }
         defer { cpng_image_free(&image) }
         guard status == 0 else {
@@ -121,8 +128,9 @@ extension PNGImage {
             let chunk = image.texts[index]
             text.append((String(cString: chunk.key), String(cString: chunk.text)))
         }
-        try self.init(width: Int(image.width), height: Int(image.height), format: format,
-                      pixels: pixels, text: text)
+        try self.init(
+            width: Int(image.width), height: Int(image.height), format: format,
+            pixels: pixels, text: text)
     }
 
     /// Encodes the image as PNG, writing each text pair as a tEXt chunk.
@@ -136,8 +144,8 @@ extension PNGImage {
         let keys = text.map { strdup($0.key)! }
         let values = text.map { strdup($0.value)! }
         defer {
-            keys.forEach { free($0) }
-            values.forEach { free($0) }
+            for key in keys { free(key) }
+            for value in values { free(value) }
         }
         let chunks = zip(keys, values).map { cpng_text(key: $0, text: $1) }
         var output: UnsafeMutablePointer<UInt8>?
@@ -145,9 +153,10 @@ extension PNGImage {
         var message = [CChar](repeating: 0, count: 256)
         let status = pixels.withUnsafeBufferPointer { samples in
             chunks.withUnsafeBufferPointer { textChunks in
-                cpng_encode(samples.baseAddress, UInt32(width), UInt32(height), UInt32(format.channels),
-                            textChunks.baseAddress, textChunks.count, Int32(compressionLevel),
-                            &output, &length, &message, message.count)
+                cpng_encode(
+                    samples.baseAddress, UInt32(width), UInt32(height), UInt32(format.channels),
+                    textChunks.baseAddress, textChunks.count, Int32(compressionLevel),
+                    &output, &length, &message, message.count)
             }
         }
         guard status == 0, let output else {

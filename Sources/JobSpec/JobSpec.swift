@@ -38,8 +38,10 @@ public struct JobSpec: Sendable {
     public var tasks: [TaskParameters]
 
     /// Fields a task (or `defaults`) may set, with the spelling users write.
-    static let taskFields: Set<String> = ["prompt", "negative", "negative_prompt", "model", "width", "height", "steps",
-                                          "cfg", "cfg_scale", "sampler", "seed", "clip_skip", "strength"]
+    static let taskFields: Set<String> = [
+        "prompt", "negative", "negative_prompt", "model", "width", "height", "steps",
+        "cfg", "cfg_scale", "sampler", "seed", "clip_skip", "strength",
+    ]
     /// Keys a sweep may vary.
     static let sweepFields = ["prompt", "negative", "seed", "cfg", "sampler", "model", "steps", "width", "height"]
     /// Top-level keys of a YAML/JSON spec.
@@ -81,14 +83,17 @@ public struct JobSpec: Sendable {
         for (key, value) in mapping {
             guard let name = key.string else { throw JobSpecError(file: file, line: line(key), field: nil, message: "keys must be strings") }
             guard specFields.contains(name) else {
-                throw JobSpecError(file: file, line: line(key), field: name,
-                                   message: "unknown field; known: \(specFields.sorted().joined(separator: ", "))")
+                throw JobSpecError(
+                    file: file, line: line(key), field: name,
+                    message: "unknown field; known: \(specFields.sorted().joined(separator: ", "))")
             }
             top[name] = value
         }
         func scalar(_ name: String) throws -> String? {
             guard let node = top[name] else { return nil }
-            guard let value = node.scalar?.string else { throw JobSpecError(file: file, line: line(node), field: name, message: "must be a single value") }
+            guard let value = node.scalar?.string else {
+                throw JobSpecError(file: file, line: line(node), field: name, message: "must be a single value")
+            }
             return value
         }
         let name = try scalar("name") ?? overrides["name"] ?? (file as NSString).lastPathComponent
@@ -121,8 +126,9 @@ public struct JobSpec: Sendable {
         if let value = try scalar("priority") {
             let range = Limits().priorities
             guard let priority = Int(value), range.contains(priority) else {
-                throw JobSpecError(file: file, line: line(top["priority"]!), field: "priority",
-                                   message: "must be an integer \(range.lowerBound)…\(range.upperBound)")
+                throw JobSpecError(
+                    file: file, line: line(top["priority"]!), field: "priority",
+                    message: "must be an integer \(range.lowerBound)…\(range.upperBound)")
             }
             spec.priority = priority
         }
@@ -160,8 +166,9 @@ public struct JobSpec: Sendable {
         var result: [String: String] = [:]
         for (key, value) in mapping {
             guard let name = key.string, taskFields.contains(name) else {
-                throw JobSpecError(file: file, line: line(key), field: "\(section).\(key.string ?? "?")",
-                                   message: "unknown field; known: \(taskFields.sorted().joined(separator: ", "))")
+                throw JobSpecError(
+                    file: file, line: line(key), field: "\(section).\(key.string ?? "?")",
+                    message: "unknown field; known: \(taskFields.sorted().joined(separator: ", "))")
             }
             guard let text = value.scalar?.string else {
                 throw JobSpecError(file: file, line: line(value), field: "\(section).\(name)", message: "must be a single value")
@@ -173,23 +180,30 @@ public struct JobSpec: Sendable {
 
     /// The cartesian product of the sweep's lists, in the order prompt × negative × seed × cfg × sampler × model × steps × size.
     static func expandSweep(_ node: Node, defaults: [String: String], file: String, besides items: Int = 0) throws
-        -> [(fields: [String: String], line: Int?)] {
-        guard let mapping = node.mapping else { throw JobSpecError(file: file, line: line(node), field: "sweep", message: "must be a mapping of lists") }
+        -> [(fields: [String: String], line: Int?)]
+    {
+        guard let mapping = node.mapping else {
+            throw JobSpecError(file: file, line: line(node), field: "sweep", message: "must be a mapping of lists")
+        }
         var axes: [String: [String]] = [:]
         for (key, value) in mapping {
             guard let name = key.string, sweepFields.contains(name) else {
-                throw JobSpecError(file: file, line: line(key), field: "sweep.\(key.string ?? "?")",
-                                   message: "cannot be swept; sweepable: \(sweepFields.joined(separator: ", "))")
+                throw JobSpecError(
+                    file: file, line: line(key), field: "sweep.\(key.string ?? "?")",
+                    message: "cannot be swept; sweepable: \(sweepFields.joined(separator: ", "))")
             }
             if let list = value.sequence {
                 axes[name] = try list.map { item in
-                    guard let text = item.scalar?.string else { throw JobSpecError(file: file, line: line(item), field: "sweep.\(name)", message: "list items must be single values") }
+                    guard let text = item.scalar?.string else {
+                        throw JobSpecError(file: file, line: line(item), field: "sweep.\(name)", message: "list items must be single values")
+                    }
                     return text
                 }
             } else if let text = value.scalar?.string {
                 axes[name] = name == "seed" ? try seedRange(text, file: file, line: line(value)) : [text]
             } else {
-                throw JobSpecError(file: file, line: line(value), field: "sweep.\(name)", message: "must be a list (or, for seed, a range like 1-1000)")
+                throw JobSpecError(
+                    file: file, line: line(value), field: "sweep.\(name)", message: "must be a list (or, for seed, a range like 1-1000)")
             }
             if axes[name]!.isEmpty { throw JobSpecError(file: file, line: line(value), field: "sweep.\(name)", message: "must not be empty") }
         }
@@ -205,7 +219,13 @@ public struct JobSpec: Sendable {
         var rows: [[String: String]] = [defaults]
         for axis in sweepFields {
             guard let values = axes[axis] else { continue }
-            rows = rows.flatMap { row in values.map { value in var next = row; next[axis] = value; return next } }
+            rows = rows.flatMap { row in
+                values.map { value in
+                    var next = row
+                    next[axis] = value
+                    return next
+                }
+            }
         }
         return rows.map { ($0, line(node)) }
     }
@@ -215,7 +235,8 @@ public struct JobSpec: Sendable {
         let parts = text.split(separator: "-", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
         if parts.count == 1, UInt64(parts[0]) != nil { return [parts[0]] }
         guard parts.count == 2, let low = UInt64(parts[0]), let high = UInt64(parts[1]), low <= high, high - low < UInt64(maxTasks) else {
-            throw JobSpecError(file: file, line: line, field: "sweep.seed", message: "must be a list of seeds or a range like 1-1000, got \"\(text)\"")
+            throw JobSpecError(
+                file: file, line: line, field: "sweep.seed", message: "must be a list of seeds or a range like 1-1000, got \"\(text)\"")
         }
         return (low...high).map(String.init)
     }
@@ -277,7 +298,9 @@ public struct JobSpec: Sendable {
                 let cells = try csvCells(line, file: file, line: lineNumber)
                 guard let columns = header else {
                     for column in cells where !taskFields.contains(column) {
-                        throw JobSpecError(file: file, line: lineNumber, field: column, message: "unknown column; known: \(taskFields.sorted().joined(separator: ", "))")
+                        throw JobSpecError(
+                            file: file, line: lineNumber, field: column,
+                            message: "unknown column; known: \(taskFields.sorted().joined(separator: ", "))")
                     }
                     header = cells
                     continue
@@ -292,7 +315,8 @@ public struct JobSpec: Sendable {
                 }
                 for (key, value) in object {
                     guard taskFields.contains(key) else {
-                        throw JobSpecError(file: file, line: lineNumber, field: key, message: "unknown field; known: \(taskFields.sorted().joined(separator: ", "))")
+                        throw JobSpecError(
+                            file: file, line: lineNumber, field: key, message: "unknown field; known: \(taskFields.sorted().joined(separator: ", "))")
                     }
                     fields[key] = (value as? String) ?? (value as? NSNumber).map { $0.stringValue } ?? "\(value)"
                 }
@@ -306,18 +330,29 @@ public struct JobSpec: Sendable {
 
     /// Splits one CSV line (RFC 4180 quoting, no line breaks inside cells).
     static func csvCells(_ line: String, file: String, line lineNumber: Int) throws -> [String] {
-        var cells: [String] = [], cell = "", quoted = false, previousQuote = false
+        var cells: [String] = []
+        var cell = ""
+        var quoted = false
+        var previousQuote = false
         for character in line {
             if quoted {
-                if character == "\"" { quoted = false; previousQuote = true } else { cell.append(character) }
+                if character == "\"" {
+                    quoted = false
+                    previousQuote = true
+                } else {
+                    cell.append(character)
+                }
             } else if character == "\"" {
                 if previousQuote { cell.append("\"") }
                 quoted = true
                 previousQuote = false
             } else if character == "," {
-                cells.append(cell.trimmingCharacters(in: .whitespaces)); cell = ""; previousQuote = false
+                cells.append(cell.trimmingCharacters(in: .whitespaces))
+                cell = ""
+                previousQuote = false
             } else {
-                cell.append(character); previousQuote = false
+                cell.append(character)
+                previousQuote = false
             }
         }
         guard !quoted else { throw JobSpecError(file: file, line: lineNumber, field: nil, message: "unclosed quote") }

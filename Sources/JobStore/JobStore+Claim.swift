@@ -12,58 +12,76 @@ extension JobStore {
     /// above its limit and jobs that blocklisted it. The attempt number is the fencing token.
     /// Among jobs of equal priority, those of `preferredModel` (the worker's loaded model) come
     /// first, so a worker does not reload a model another job of the same priority would need.
-    public func claim(workerID: String, capabilities: WorkerCapabilities, limit: Int,
-                      leaseSeconds: Double, preferredModel: String? = nil) throws -> [WireMessage.Assignment] {
-        try claimWithWaits(workerID: workerID, capabilities: capabilities, limit: limit,
-                          leaseSeconds: leaseSeconds, preferredModel: preferredModel).map(\.assignment)
+    public func claim(
+        workerID: String, capabilities: WorkerCapabilities, limit: Int,
+        leaseSeconds: Double, preferredModel: String? = nil
+    ) throws -> [WireMessage.Assignment] {
+        try claimWithWaits(
+            workerID: workerID, capabilities: capabilities, limit: limit,
+            leaseSeconds: leaseSeconds, preferredModel: preferredModel
+        ).map(\.assignment)
     }
 
     /// The claim's one statement ($1 worker, $2 limit, $3 lease seconds, $4 models, $5 largest pixel count,
     /// $6 preferred model), public so that tests and operators can EXPLAIN it against a real queue.
     public static let claimStatement = """
-            WITH next AS MATERIALIZED (
-                SELECT t.id FROM jobs j
-                CROSS JOIN LATERAL (
-                    SELECT t.id, t.index FROM tasks t
-                    WHERE t.job_id = j.id AND t.state = 'queued' AND t.model = ANY($4::text[]) AND t.not_before <= now()
-                      AND t.pixels <= $5
-                    ORDER BY t.index
-                    LIMIT $2
-                    FOR UPDATE SKIP LOCKED
-                ) t
-                WHERE j.state = 'active' AND j.queued_count > 0
-                  AND NOT EXISTS (SELECT 1 FROM job_worker_failures f
-                                  WHERE f.job_id = j.id AND f.worker_id = $1 AND f.blocked)
-                ORDER BY j.priority DESC, (j.model = $6) DESC, j.created_at, j.id, t.index
+        WITH next AS MATERIALIZED (
+            SELECT t.id FROM jobs j
+            CROSS JOIN LATERAL (
+                SELECT t.id, t.index FROM tasks t
+                WHERE t.job_id = j.id AND t.state = 'queued' AND t.model = ANY($4::text[]) AND t.not_before <= now()
+                  AND t.pixels <= $5
+                ORDER BY t.index
                 LIMIT $2
-            )
-            UPDATE tasks SET state = 'running', attempt = attempt + 1, lease_owner = $1,
-                lease_expires = now() + make_interval(secs => $3), started_at = now(), step = 0
-            FROM next WHERE tasks.id = next.id
-            RETURNING tasks.id, tasks.job_id, tasks.attempt, tasks.parameters::text AS parameters,
-                extract(epoch FROM now() - tasks.queued_at)::float8 AS waited
-            """
+                FOR UPDATE SKIP LOCKED
+            ) t
+            WHERE j.state = 'active' AND j.queued_count > 0
+              AND NOT EXISTS (SELECT 1 FROM job_worker_failures f
+                              WHERE f.job_id = j.id AND f.worker_id = $1 AND f.blocked)
+            ORDER BY j.priority DESC, (j.model = $6) DESC, j.created_at, j.id, t.index
+            LIMIT $2
+        )
+        UPDATE tasks SET state = 'running', attempt = attempt + 1, lease_owner = $1,
+            lease_expires = now() + make_interval(secs => $3), started_at = now(), step = 0
+        FROM next WHERE tasks.id = next.id
+        RETURNING tasks.id, tasks.job_id, tasks.attempt, tasks.parameters::text AS parameters,
+            extract(epoch FROM now() - tasks.queued_at)::float8 AS waited
+        """
 
     /// The plan PostgreSQL would use for this claim (EXPLAIN; nothing is leased), for tests and operators.
     public func claimPlan(workerID: String, capabilities: WorkerCapabilities, limit: Int, preferredModel: String? = nil) throws -> String {
-        try connection.query("EXPLAIN " + JobStore.claimStatement, [workerID, limit, 60.0, postgresArray(capabilities.models),
-                                                                    capabilities.maxPixels, preferredModel ?? ""])
-            .rows.map { try $0.decode("QUERY PLAN", as: String.self) }.joined(separator: "\n")
+        try connection.query(
+            "EXPLAIN " + JobStore.claimStatement,
+            [
+                workerID, limit, 60.0, postgresArray(capabilities.models),
+                capabilities.maxPixels, preferredModel ?? "",
+            ]
+        )
+        .rows.map { try $0.decode("QUERY PLAN", as: String.self) }.joined(separator: "\n")
     }
 
     /// Like `claim`, but also returns the seconds each task waited since it last became dispatchable.
-    public func claimWithWaits(workerID: String, capabilities: WorkerCapabilities, limit: Int,
-                               leaseSeconds: Double, preferredModel: String? = nil) throws -> [(assignment: WireMessage.Assignment, waited: Double)] {
+    public func claimWithWaits(
+        workerID: String, capabilities: WorkerCapabilities, limit: Int,
+        leaseSeconds: Double, preferredModel: String? = nil
+    ) throws -> [(assignment: WireMessage.Assignment, waited: Double)] {
         guard limit > 0 else { return [] }
-        let result = try connection.query(JobStore.claimStatement, [workerID, limit, leaseSeconds, postgresArray(capabilities.models),
-                                                                    capabilities.maxPixels, preferredModel ?? ""])
+        let result = try connection.query(
+            JobStore.claimStatement,
+            [
+                workerID, limit, leaseSeconds, postgresArray(capabilities.models),
+                capabilities.maxPixels, preferredModel ?? "",
+            ])
         let decoder = JSONDecoder()
         return try result.rows.map { row in
             let json: String = try row.decode("parameters")
-            return (WireMessage.Assignment(taskID: try row.decode("id"), attempt: try row.decode("attempt"),
-                                           parameters: try decoder.decode(TaskParameters.self, from: Data(json.utf8)),
-                                           jobID: try row.decode("job_id")),
-                    max(0, try row.decode("waited", as: Double.self)))
+            return (
+                WireMessage.Assignment(
+                    taskID: try row.decode("id"), attempt: try row.decode("attempt"),
+                    parameters: try decoder.decode(TaskParameters.self, from: Data(json.utf8)),
+                    jobID: try row.decode("job_id")),
+                max(0, try row.decode("waited", as: Double.self))
+            )
         }
     }
 }

@@ -7,7 +7,8 @@ extension JobStore {
     /// the `cordoned`/`draining` it had before it dropped out). With CURVE the name is bound to the first key that
     /// used it: a hello from another key changes nothing and returns nil.
     public func registerWorker(_ hello: WireMessage.Hello, publicKey: String? = nil) throws -> String? {
-        let row = try connection.query("""
+        let row = try connection.query(
+            """
             INSERT INTO workers (id, host, models, slots, max_pixels, state, last_heartbeat, device, public_key)
             VALUES ($1, $2, $3::text[], $4, $5, 'online', now(), $6, $7)
             ON CONFLICT (id) DO UPDATE SET host = EXCLUDED.host, models = EXCLUDED.models, slots = EXCLUDED.slots,
@@ -16,8 +17,12 @@ extension JobStore {
                 state = CASE WHEN workers.state IN ('cordoned', 'draining') THEN workers.state ELSE 'online' END
             WHERE workers.public_key IS NULL OR EXCLUDED.public_key IS NULL OR workers.public_key = EXCLUDED.public_key
             RETURNING state
-            """, [hello.workerID, hello.host, postgresArray(hello.models), hello.slots, hello.maxPixels ?? Limits().maxPixels,
-                  hello.device?.summary ?? "", publicKey]).rows.first
+            """,
+            [
+                hello.workerID, hello.host, postgresArray(hello.models), hello.slots, hello.maxPixels ?? Limits().maxPixels,
+                hello.device?.summary ?? "", publicKey,
+            ]
+        ).rows.first
         return try row?.decode("state", as: String.self)
     }
 
@@ -28,7 +33,6 @@ extension JobStore {
         precondition(["online", "draining", "cordoned"].contains(state), "operator states are online, draining and cordoned")
         return try connection.query("UPDATE workers SET state = $2 WHERE id = $1", [workerID, state]).affectedRows == 1
     }
-
 
     /// The operator's states of the given workers.
     public func workerStates(_ workerIDs: [String]) throws -> [String: String] {
@@ -41,15 +45,17 @@ extension JobStore {
 
     /// Notes that a worker is alive, and the model it holds now when its heartbeat says.
     public func touchWorker(_ workerID: String, loadedModel: String? = nil) throws {
-        try connection.query("UPDATE workers SET last_heartbeat = now(), loaded_model = coalesce($2, loaded_model) WHERE id = $1",
-                             [workerID, loadedModel])
+        try connection.query(
+            "UPDATE workers SET last_heartbeat = now(), loaded_model = coalesce($2, loaded_model) WHERE id = $1",
+            [workerID, loadedModel])
     }
 
     /// Requeues every task leased by a worker that was declared lost.
     @discardableResult
     public func requeueWorker(_ workerID: String) throws -> Int {
         // An operator's cordon or drain outlives the dropout: it is restored when the worker rejoins.
-        try connection.query("""
+        try connection.query(
+            """
             UPDATE workers SET state = CASE WHEN state IN ('cordoned', 'draining') THEN state ELSE 'lost' END WHERE id = $1
             """, [workerID])
         return try requeue(where: "t.lease_owner = $1", reason: "'worker ' || t.lease_owner || ' lost'", parameters: [workerID])
@@ -60,8 +66,9 @@ extension JobStore {
     @discardableResult
     public func releaseUnsent(_ taskIDs: [Int64], workerID: String) throws -> Int {
         let list = "{" + taskIDs.map(String.init).joined(separator: ",") + "}"
-        return try requeue(where: "t.id = ANY($1::bigint[]) AND t.lease_owner = $2",
-                           reason: "'worker ' || t.lease_owner || ' left before its assignment was sent'", parameters: [list, workerID])
+        return try requeue(
+            where: "t.id = ANY($1::bigint[]) AND t.lease_owner = $2",
+            reason: "'worker ' || t.lease_owner || ' left before its assignment was sent'", parameters: [list, workerID])
     }
 
     /// One round trip to the database, for the coordinator's latency figure.

@@ -94,8 +94,10 @@ public final class JobStore {
     }
 
     /// Inserts a job and its tasks (streamed with COPY) in one transaction; returns the job's id.
-    public func enqueue(name: String, model: String, owner: String = "", maxAttempts: Int = 3, priority: Int = 0,
-                        tasks: [TaskParameters]) throws -> Int64 {
+    public func enqueue(
+        name: String, model: String, owner: String = "", maxAttempts: Int = 3, priority: Int = 0,
+        tasks: [TaskParameters]
+    ) throws -> Int64 {
         let limits = Limits()
         try limits.validateJob(name: name, priority: priority, maxAttempts: maxAttempts)
         guard !tasks.isEmpty, tasks.count <= limits.maxTasksPerJob else {
@@ -107,9 +109,11 @@ public final class JobStore {
             }
         }
         let job = try connection.transaction { connection in
-            let job: Int64 = try connection.query("""
+            let job: Int64 = try connection.query(
+                """
                 INSERT INTO jobs (name, owner, model, max_attempts, priority) VALUES ($1, $2, $3, $4, $5) RETURNING id
-                """, [name, owner, model, maxAttempts, priority]).single().decode("id")
+                """, [name, owner, model, maxAttempts, priority]
+            ).single().decode("id")
             let encoder = self.encoder
             let lines = tasks.lazy.enumerated().map { position, task -> String in
                 let json = String(decoding: (try? encoder.encode(task)) ?? Data("{}".utf8), as: UTF8.self)
@@ -119,7 +123,8 @@ public final class JobStore {
             if tasks.contains(where: { !$0.inputHashes.isEmpty }) {
                 // Record which stored images each task uses; a hash that was never stored fails here.
                 do {
-                    try connection.query("""
+                    try connection.query(
+                        """
                         INSERT INTO task_inputs (task_id, role, sha256)
                         SELECT t.id, r.role, decode(r.hash, 'hex') FROM tasks t
                         CROSS JOIN LATERAL (
@@ -134,8 +139,9 @@ public final class JobStore {
                     throw ValidationFailure(field: "tasks", message: "an input image was not stored first (store it with the job's images)")
                 }
             }
-            try connection.query("INSERT INTO events (kind, job_id, detail) VALUES ('job.submitted', $1, $2)",
-                                 [job, "\(tasks.count) tasks"])
+            try connection.query(
+                "INSERT INTO events (kind, job_id, detail) VALUES ('job.submitted', $1, $2)",
+                [job, "\(tasks.count) tasks"])
             try connection.notify(JobStore.workChannel, payload: String(job))
             return job
         }
@@ -175,11 +181,13 @@ public final class JobStore {
     /// Records progress of the current attempt and extends its lease; stale attempts are ignored.
     @discardableResult
     public func progress(_ report: WireMessage.Progress, leaseSeconds: Double) throws -> Bool {
-        try connection.query("""
+        try connection.query(
+            """
             UPDATE tasks SET step = $3, total_steps = $4, lease_expires = now() + make_interval(secs => $5),
                 steps_per_second = coalesce($6, steps_per_second)
             WHERE id = $1 AND attempt = $2 AND state = 'running'
-            """, [report.taskID, report.attempt, report.step, report.total, leaseSeconds, report.itemsPerSecond]).affectedRows == 1
+            """, [report.taskID, report.attempt, report.step, report.total, leaseSeconds, report.itemsPerSecond]
+        ).affectedRows == 1
     }
 
     /// Records the latest progress of several tasks in one statement and extends their
@@ -190,23 +198,29 @@ public final class JobStore {
         guard !entries.isEmpty else { return 0 }
         let reports = entries.map(\.report)
         func array(_ values: [Int64]) -> String { "{" + values.map(String.init).joined(separator: ",") + "}" }
-        return try connection.query("""
+        return try connection.query(
+            """
             UPDATE tasks t SET step = r.step, total_steps = r.total, lease_expires = now() + make_interval(secs => $5),
                 steps_per_second = coalesce(r.speed, t.steps_per_second)
             FROM unnest($1::bigint[], $2::integer[], $3::integer[], $4::integer[], $6::real[], $7::text[])
                 AS r(id, attempt, step, total, speed, owner)
             WHERE t.id = r.id AND t.attempt = r.attempt AND t.state = 'running' AND t.lease_owner = r.owner
-            """, [array(reports.map(\.taskID)), array(reports.map { Int64($0.attempt) }),
-                  array(reports.map { Int64($0.step) }), array(reports.map { Int64($0.total) }), leaseSeconds,
-                  "{" + reports.map { $0.itemsPerSecond.map { String(format: "%.3f", $0) } ?? "NULL" }.joined(separator: ",") + "}",
-                  postgresArray(entries.map(\.workerID))]).affectedRows
+            """,
+            [
+                array(reports.map(\.taskID)), array(reports.map { Int64($0.attempt) }),
+                array(reports.map { Int64($0.step) }), array(reports.map { Int64($0.total) }), leaseSeconds,
+                "{" + reports.map { $0.itemsPerSecond.map { String(format: "%.3f", $0) } ?? "NULL" }.joined(separator: ",") + "}",
+                postgresArray(entries.map(\.workerID)),
+            ]
+        ).affectedRows
     }
 
     /// Stores a finished image if it belongs to the task's current attempt, leased to `workerID`, and is of the
     /// size the task asked for (when it asked for one). The caller has checked that `png` decodes to that size.
     public func complete(_ header: WireMessage.ResultHeader, png: Data, workerID: String) throws -> ReportOutcome {
         try connection.transaction { connection in
-            let updated = try connection.query("""
+            let updated = try connection.query(
+                """
                 UPDATE tasks SET state = 'done', finished_at = now(), lease_owner = NULL, lease_expires = NULL,
                     step = total_steps
                 WHERE id = $1 AND attempt = $2 AND state = 'running' AND lease_owner = $3
@@ -215,11 +229,15 @@ public final class JobStore {
                 RETURNING job_id, parameters::text AS parameters
                 """, [header.taskID, header.attempt, workerID, header.width, header.height])
             guard let row = updated.rows.first else {
-                guard let current = try connection.query("""
-                    SELECT state, attempt = $2 AND lease_owner = $3 AS holder,
-                        (parameters->>'width') || 'x' || (parameters->>'height') AS size
-                    FROM tasks WHERE id = $1
-                    """, [header.taskID, header.attempt, workerID]).rows.first else { return .stale }
+                guard
+                    let current = try connection.query(
+                        """
+                        SELECT state, attempt = $2 AND lease_owner = $3 AS holder,
+                            (parameters->>'width') || 'x' || (parameters->>'height') AS size
+                        FROM tasks WHERE id = $1
+                        """, [header.taskID, header.attempt, workerID]
+                    ).rows.first
+                else { return .stale }
                 let state: String = try current.decode("state")
                 if state == "done" { return .alreadyDone }
                 if state == "running", try current.decode("holder", as: Bool.self) {
@@ -228,15 +246,20 @@ public final class JobStore {
                 }
                 return .stale
             }
-            try connection.query("""
+            try connection.query(
+                """
                 INSERT INTO images (task_id, attempt, png, width, height, seed, sha256, parameters)
                 VALUES ($1, $2, $3, $4, $5, $6, sha256($3), $7::jsonb)
                 ON CONFLICT (task_id) DO UPDATE SET attempt = EXCLUDED.attempt, png = EXCLUDED.png, width = EXCLUDED.width,
                     height = EXCLUDED.height, seed = EXCLUDED.seed, sha256 = EXCLUDED.sha256, parameters = EXCLUDED.parameters
-                """, [header.taskID, header.attempt, png, header.width, header.height, header.seed,
-                      try row.decode("parameters", as: String.self)])
-            try connection.query("INSERT INTO events (kind, job_id, task_id, attempt) VALUES ('task.done', $1, $2, $3)",
-                                 [try row.decode("job_id", as: Int64.self), header.taskID, header.attempt])
+                """,
+                [
+                    header.taskID, header.attempt, png, header.width, header.height, header.seed,
+                    try row.decode("parameters", as: String.self),
+                ])
+            try connection.query(
+                "INSERT INTO events (kind, job_id, task_id, attempt) VALUES ('task.done', $1, $2, $3)",
+                [try row.decode("job_id", as: Int64.self), header.taskID, header.attempt])
             return .stored
         }
     }
@@ -247,7 +270,8 @@ public final class JobStore {
     /// blocklisted for that job.
     public func fail(_ failure: WireMessage.Failure, workerID: String) throws -> ReportOutcome {
         try connection.transaction { connection in
-            let result = try connection.query("""
+            let result = try connection.query(
+                """
                 UPDATE tasks t SET
                     state = CASE WHEN $3 = 'input' OR t.attempt >= j.max_attempts THEN 'failed' ELSE 'queued' END,
                     finished_at = CASE WHEN $3 = 'input' OR t.attempt >= j.max_attempts THEN now() END,
@@ -256,21 +280,26 @@ public final class JobStore {
                 FROM jobs j
                 WHERE t.id = $1 AND t.attempt = $2 AND t.state = 'running' AND t.lease_owner = $7 AND j.id = t.job_id
                 RETURNING t.job_id, t.state
-                """, [failure.taskID, failure.attempt, failure.kind.rawValue, failure.message, retry.baseDelay, retry.maxDelay,
-                      workerID])
+                """,
+                [
+                    failure.taskID, failure.attempt, failure.kind.rawValue, failure.message, retry.baseDelay, retry.maxDelay,
+                    workerID,
+                ])
             guard let row = result.rows.first else {
                 let state = try connection.query("SELECT state FROM tasks WHERE id = $1", [failure.taskID]).rows.first
                 return try state?.decode("state", as: String.self) == "done" ? .alreadyDone : .stale
             }
             let job: Int64 = try row.decode("job_id")
             if failure.kind == .host {
-                try connection.query("""
+                try connection.query(
+                    """
                     INSERT INTO job_worker_failures (job_id, worker_id, failures, blocked) VALUES ($1, $2, 1, 1 >= $3)
                     ON CONFLICT (job_id, worker_id) DO UPDATE SET failures = job_worker_failures.failures + 1,
                         blocked = job_worker_failures.failures + 1 >= $3
                     """, [job, workerID, retry.blocklistAfter])
             }
-            try connection.query("""
+            try connection.query(
+                """
                 INSERT INTO events (kind, job_id, task_id, worker_id, attempt, detail) VALUES ($1, $2, $3, $4, $5, $6)
                 """, ["task.failed.\(failure.kind.rawValue)", job, failure.taskID, workerID, failure.attempt, failure.message])
             if try row.decode("state", as: String.self) == "queued" { try connection.notify(JobStore.workChannel) }
@@ -287,7 +316,8 @@ public final class JobStore {
 
     /// Puts running tasks matching `condition` back in the queue (or fails those out of attempts), with `reason`.
     func requeue(where condition: String, reason: String, parameters: [PostgresBindable?]) throws -> Int {
-        let count = try connection.query("""
+        let count = try connection.query(
+            """
             UPDATE tasks t SET
                 state = CASE WHEN t.attempt >= j.max_attempts THEN 'failed' ELSE 'queued' END,
                 finished_at = CASE WHEN t.attempt >= j.max_attempts THEN now() END,
@@ -295,7 +325,8 @@ public final class JobStore {
                 lease_owner = NULL, lease_expires = NULL
             FROM jobs j
             WHERE t.state = 'running' AND \(condition) AND j.id = t.job_id
-            """, parameters).affectedRows
+            """, parameters
+        ).affectedRows
         if count > 0 { try connection.notify(JobStore.workChannel) }
         return count
     }
@@ -317,11 +348,13 @@ public final class JobStore {
     @discardableResult
     public func retryFailed(job: Int64) throws -> Int {
         try connection.transaction { connection in
-            let count = try connection.query("""
+            let count = try connection.query(
+                """
                 UPDATE tasks SET state = 'queued', attempt = 0, finished_at = NULL, not_before = '-infinity',
                     error_kind = NULL, error_message = NULL
                 WHERE job_id = $1 AND state = 'failed' AND EXISTS (SELECT 1 FROM jobs WHERE id = $1 AND state <> 'cancelled')
-                """, [job]).affectedRows
+                """, [job]
+            ).affectedRows
             try connection.query("UPDATE jobs SET state = 'active', finished_at = NULL WHERE id = $1 AND state <> 'cancelled'", [job])
             try connection.query("DELETE FROM job_worker_failures WHERE job_id = $1", [job])
             if count > 0 { try connection.notify(JobStore.workChannel, payload: String(job)) }
@@ -331,7 +364,8 @@ public final class JobStore {
 
     /// Cancels one task if it has not finished.
     public func cancel(task: Int64) throws {
-        try connection.query("""
+        try connection.query(
+            """
             UPDATE tasks SET state = 'cancelled', finished_at = now(), lease_owner = NULL, lease_expires = NULL
             WHERE id = $1 AND state IN ('queued', 'running')
             """, [task])
@@ -339,9 +373,13 @@ public final class JobStore {
 
     /// A job's tasks by state, from the counts kept on the job row.
     public func progress(job: Int64) throws -> JobProgress {
-        guard let row = try connection.query("""
-            SELECT queued_count, running_count, done_count, failed_count, cancelled_count FROM jobs WHERE id = $1
-            """, [job]).rows.first else { return JobProgress(counts: [:]) }
+        guard
+            let row = try connection.query(
+                """
+                SELECT queued_count, running_count, done_count, failed_count, cancelled_count FROM jobs WHERE id = $1
+                """, [job]
+            ).rows.first
+        else { return JobProgress(counts: [:]) }
         var counts: [TaskState: Int] = [:]
         for state in TaskState.allCases {
             let count: Int = try row.decode("\(state.rawValue)_count")
@@ -352,12 +390,15 @@ public final class JobStore {
 
     /// The stored images of a job, in task order.
     public func images(job: Int64) throws -> [StoredImage] {
-        try connection.query("""
+        try connection.query(
+            """
             SELECT t.id, t.index, i.seed::text AS seed, i.png FROM images i JOIN tasks t ON t.id = i.task_id
             WHERE t.job_id = $1 ORDER BY t.index
-            """, [job]).rows.map { row in
-            StoredImage(taskID: try row.decode("id"), index: try row.decode("index"), seed: try row.decode("seed"),
-                        png: try row.decode("png"))
+            """, [job]
+        ).rows.map { row in
+            StoredImage(
+                taskID: try row.decode("id"), index: try row.decode("index"), seed: try row.decode("seed"),
+                png: try row.decode("png"))
         }
     }
 

@@ -54,7 +54,8 @@ public struct Migrator {
         var seen = Set<Int>()
         migrations = try names.map { name in
             guard let underscore = name.firstIndex(of: "_"), let version = Int(name[..<underscore]),
-                  seen.insert(version).inserted else { throw MigrationError.badFileName(name) }
+                seen.insert(version).inserted
+            else { throw MigrationError.badFileName(name) }
             let sql = try String(contentsOf: folder.appendingPathComponent(name), encoding: .utf8)
             return Migration(version: version, name: name, sql: sql)
         }
@@ -88,7 +89,8 @@ public struct Migrator {
     public func apply(to connection: Connection) throws -> [Int] {
         try connection.query("SELECT pg_advisory_lock($1)", [Migrator.lockKey])
         defer { _ = try? connection.query("SELECT pg_advisory_unlock($1)", [Migrator.lockKey]) }
-        try connection.query("""
+        try connection.query(
+            """
             CREATE TABLE IF NOT EXISTS schema_migrations (
                 version integer PRIMARY KEY,
                 name text NOT NULL,
@@ -114,8 +116,9 @@ public struct Migrator {
             }
             try connection.transaction { connection in
                 try connection.execute(script: migration.sql)
-                try connection.query("INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
-                                     [migration.version, migration.name, migration.checksum])
+                try connection.query(
+                    "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+                    [migration.version, migration.name, migration.checksum])
             }
             done.append(migration.version)
         }

@@ -122,25 +122,32 @@ public final class Connection {
         var texts: [UnsafeMutablePointer<CChar>?] = []
         var lengths: [Int32] = []
         var formats: [Int32] = []
-        defer { texts.forEach { free($0) } }
+        defer { for text in texts { free(text) } }
         for parameter in parameters {
             switch parameter?.postgresParameter {
             case nil:
-                texts.append(nil); lengths.append(0); formats.append(0)
+                texts.append(nil)
+                lengths.append(0)
+                formats.append(0)
             case .text(let value):
-                texts.append(strdup(value)); lengths.append(0); formats.append(0)
+                texts.append(strdup(value))
+                lengths.append(0)
+                formats.append(0)
             case .binary(let bytes):
                 let buffer = malloc(max(bytes.count, 1))!.assumingMemoryBound(to: CChar.self)
                 bytes.withUnsafeBytes { raw in
                     if let base = raw.baseAddress { memcpy(buffer, base, bytes.count) }
                 }
-                texts.append(buffer); lengths.append(Int32(bytes.count)); formats.append(1)
+                texts.append(buffer)
+                lengths.append(Int32(bytes.count))
+                formats.append(1)
             }
         }
         let result = texts.withUnsafeBufferPointer { values in
             values.withMemoryRebound(to: UnsafePointer<CChar>?.self) { constValues in
-                PQexecParams(handle, sql, Int32(parameters.count), nil, constValues.baseAddress,
-                             lengths, formats, 0)
+                PQexecParams(
+                    handle, sql, Int32(parameters.count), nil, constValues.baseAddress,
+                    lengths, formats, 0)
             }
         }
         return try QueryResult(checking: result, connection: handle)
@@ -195,8 +202,10 @@ public final class Connection {
         var received: [Notification] = []
         while let raw = PQnotifies(handle) {
             let note = raw.pointee
-            received.append(Notification(channel: String(cString: note.relname),
-                                         payload: String(cString: note.extra), senderPID: note.be_pid))
+            received.append(
+                Notification(
+                    channel: String(cString: note.relname),
+                    payload: String(cString: note.extra), senderPID: note.be_pid))
             PQfreemem(raw)
         }
         return received

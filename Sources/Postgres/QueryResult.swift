@@ -12,8 +12,9 @@ public struct QueryResult {
 
     init(checking result: OpaquePointer?, connection: OpaquePointer, allowCopyIn: Bool = false) throws {
         guard let result else {
-            throw PostgresError(message: String(cString: PQerrorMessage(connection))
-                .trimmingCharacters(in: .whitespacesAndNewlines))
+            throw PostgresError(
+                message: String(cString: PQerrorMessage(connection))
+                    .trimmingCharacters(in: .whitespacesAndNewlines))
         }
         defer { PQclear(result) }
         let status = PQresultStatus(result)
@@ -27,7 +28,8 @@ public struct QueryResult {
             return
         default:
             let state = PQresultErrorField(result, Int32(UInt8(ascii: "C"))).map { String(cString: $0) } ?? ""
-            let primary = PQresultErrorField(result, Int32(UInt8(ascii: "M"))).map { String(cString: $0) }
+            let primary =
+                PQresultErrorField(result, Int32(UInt8(ascii: "M"))).map { String(cString: $0) }
                 ?? String(cString: PQresultErrorMessage(result))
             throw PostgresError(sqlState: state, message: primary.trimmingCharacters(in: .whitespacesAndNewlines))
         }
@@ -102,7 +104,8 @@ extension Data: PostgresDecodable {
     public init?(postgresText text: String) {
         let bytes = Array(text.utf8)
         guard bytes.count >= 2, bytes[0] == UInt8(ascii: "\\"), bytes[1] == UInt8(ascii: "x"),
-              bytes.count % 2 == 0 else { return nil }
+            bytes.count % 2 == 0
+        else { return nil }
         func nibble(_ c: UInt8) -> UInt8? {
             switch c {
             case UInt8(ascii: "0")...UInt8(ascii: "9"): return c - UInt8(ascii: "0")

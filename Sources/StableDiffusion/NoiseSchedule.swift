@@ -14,9 +14,12 @@ public struct NoiseSchedule: Sendable {
     public let alphasCumprod: [Double]
 
     /// SD's "scaled_linear" schedule: β linear in √β between `betaStart` and `betaEnd`.
-    public static func scaledLinear(trainSteps: Int = 1000, betaStart: Double = 0.00085,
-                                    betaEnd: Double = 0.012) -> NoiseSchedule {
-        let lo = betaStart.squareRoot(), hi = betaEnd.squareRoot()
+    public static func scaledLinear(
+        trainSteps: Int = 1000, betaStart: Double = 0.00085,
+        betaEnd: Double = 0.012
+    ) -> NoiseSchedule {
+        let lo = betaStart.squareRoot()
+        let hi = betaEnd.squareRoot()
         let betas = (0..<trainSteps).map { index -> Double in
             let t = trainSteps == 1 ? 0 : Double(index) / Double(trainSteps - 1)
             let root = lo + (hi - lo) * t

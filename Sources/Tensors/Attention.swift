@@ -48,16 +48,20 @@ extension Tensor {
     /// cache. The largest buffers are the packed K and V (the size of the inputs) and one
     /// 16-query score buffer per thread: memory grows with tokens, not tokens².
     /// `blockRows` overrides `attentionBlockRows` for this call.
-    public static func attention(query: Tensor, key: Tensor, value: Tensor, heads: Int, causal: Bool = false,
-                                 blockRows: Int? = nil) -> Tensor {
+    public static func attention(
+        query: Tensor, key: Tensor, value: Tensor, heads: Int, causal: Bool = false,
+        blockRows: Int? = nil
+    ) -> Tensor {
         precondition(query.rank == 3 && key.rank == 3 && value.rank == 3, "attention needs [B, N, C] tensors")
         let (batch, queries, width) = (query.shape[0], query.shape[1], query.shape[2])
         let (keys, valueWidth) = (key.shape[1], value.shape[2])
-        precondition(key.shape[0] == batch && value.shape[0] == batch && value.shape[1] == keys && key.shape[2] == width,
-                     "attention shapes do not agree: q \(query.shape), k \(key.shape), v \(value.shape)")
+        precondition(
+            key.shape[0] == batch && value.shape[0] == batch && value.shape[1] == keys && key.shape[2] == width,
+            "attention shapes do not agree: q \(query.shape), k \(key.shape), v \(value.shape)")
         precondition(width % heads == 0 && valueWidth % heads == 0, "channels must divide into \(heads) heads")
         precondition(!causal || keys == queries, "causal attention needs as many keys as queries")
-        let headWidth = width / heads, valueHeadWidth = valueWidth / heads
+        let headWidth = width / heads
+        let valueHeadWidth = valueWidth / heads
         let scale = 1 / Float(headWidth).squareRoot()
         if FlopCounter.isCounting { FlopCounter.add(2 * batch * queries * keys * (width + valueWidth)) }
         if keys <= shortKeyLimit && !causal {
@@ -65,10 +69,13 @@ extension Tensor {
         }
         let block = max(1, min(queries, blockRows ?? attentionBlockRows))
         let blocks = (queries + block - 1) / block
-        let pairs = batch * heads, items = pairs * blocks
+        let pairs = batch * heads
+        let items = pairs * blocks
         let threads = max(1, min(ComputeThreads.count, items))
-        let paddedKeys = (keys + 15) / 16 * 16, paddedValueWidth = (valueHeadWidth + 7) / 8 * 8
-        let packedKey = paddedKeys * headWidth, packedValue = paddedKeys * paddedValueWidth
+        let paddedKeys = (keys + 15) / 16 * 16
+        let paddedValueWidth = (valueHeadWidth + 7) / 8 * 8
+        let packedKey = paddedKeys * headWidth
+        let packedValue = paddedKeys * paddedValueWidth
 
         var result = Tensor(uninitialized: [batch, queries, valueWidth])
         let output = result.mutablePointer()
@@ -78,24 +85,33 @@ extension Tensor {
         var scratchTensor = Tensor(uninitialized: [threads, scratchPerThread])
         let scratch = scratchTensor.mutablePointer()
         withExtendedLifetime((query, key, value)) {
-            let q = query.pointer, k = key.pointer, v = value.pointer
+            let q = query.pointer
+            let k = key.pointer
+            let v = value.pointer
             parallelFor(pairs) { range in
                 for pair in range {
-                    let b = pair / heads, h = pair % heads, target = kv + pair * (packedKey + packedValue)
-                    ck_flash_pack(k + b * keys * width + h * headWidth, width,
-                                  v + b * keys * valueWidth + h * valueHeadWidth, valueWidth,
-                                  keys, headWidth, valueHeadWidth, target, target + packedKey)
+                    let b = pair / heads
+                    let h = pair % heads
+                    let target = kv + pair * (packedKey + packedValue)
+                    ck_flash_pack(
+                        k + b * keys * width + h * headWidth, width,
+                        v + b * keys * valueWidth + h * valueHeadWidth, valueWidth,
+                        keys, headWidth, valueHeadWidth, target, target + packedKey)
                 }
             }
             // Items in (batch, head, block) order: a thread's consecutive items share a head.
             parallelParts(items, parts: threads) { thread, range in
                 for item in range {
-                    let pair = item / blocks, first = (item % blocks) * block
-                    let b = pair / heads, h = pair % heads, source = kv + pair * (packedKey + packedValue)
-                    ck_flash_rows(q + (b * queries + first) * width + h * headWidth, width, source, source + packedKey,
-                                  output + (b * queries + first) * valueWidth + h * valueHeadWidth, valueWidth,
-                                  min(block, queries - first), first, causal ? 1 : 0, keys, headWidth, valueHeadWidth,
-                                  scale, scratch + thread * scratchPerThread)
+                    let pair = item / blocks
+                    let first = (item % blocks) * block
+                    let b = pair / heads
+                    let h = pair % heads
+                    let source = kv + pair * (packedKey + packedValue)
+                    ck_flash_rows(
+                        q + (b * queries + first) * width + h * headWidth, width, source, source + packedKey,
+                        output + (b * queries + first) * valueWidth + h * valueHeadWidth, valueWidth,
+                        min(block, queries - first), first, causal ? 1 : 0, keys, headWidth, valueHeadWidth,
+                        scale, scratch + thread * scratchPerThread)
                 }
             }
         }
@@ -111,7 +127,8 @@ extension Tensor {
     static func shortAttention(query: Tensor, key: Tensor, value: Tensor, heads: Int, scale: Float) -> Tensor {
         let (batch, queries, width) = (query.shape[0], query.shape[1], query.shape[2])
         let (keys, valueWidth) = (key.shape[1], value.shape[2])
-        let headWidth = width / heads, valueHeadWidth = valueWidth / heads
+        let headWidth = width / heads
+        let valueHeadWidth = valueWidth / heads
         // Two items per thread (at least 256 queries each): enough to balance, few enough that
         // each item's head of K and V stays in L1 across its queries.
         let rowsPerItem = max(256, queries / (2 * max(1, ComputeThreads.count)))
@@ -124,16 +141,21 @@ extension Tensor {
         var scratchTensor = Tensor(uninitialized: [threads, scratchSize])
         let scratch = scratchTensor.mutablePointer()
         withExtendedLifetime((query, key, value)) {
-            let q = query.pointer, k = key.pointer, v = value.pointer
+            let q = query.pointer
+            let k = key.pointer
+            let v = value.pointer
             parallelParts(items, parts: threads) { thread, range in
                 for item in range {
-                    let b = item / (heads * chunks), h = (item / chunks) % heads, first = (item % chunks) * rowsPerItem
+                    let b = item / (heads * chunks)
+                    let h = (item / chunks) % heads
+                    let first = (item % chunks) * rowsPerItem
                     let rows = min(rowsPerItem, queries - first)
-                    ck_attention_short(q + (b * queries + first) * width + h * headWidth, width,
-                                       k + b * keys * width + h * headWidth, width,
-                                       v + b * keys * valueWidth + h * valueHeadWidth, valueWidth,
-                                       output + (b * queries + first) * valueWidth + h * valueHeadWidth, valueWidth,
-                                       rows, keys, headWidth, valueHeadWidth, scale, scratch + thread * scratchSize)
+                    ck_attention_short(
+                        q + (b * queries + first) * width + h * headWidth, width,
+                        k + b * keys * width + h * headWidth, width,
+                        v + b * keys * valueWidth + h * valueHeadWidth, valueWidth,
+                        output + (b * queries + first) * valueWidth + h * valueHeadWidth, valueWidth,
+                        rows, keys, headWidth, valueHeadWidth, scale, scratch + thread * scratchSize)
                 }
             }
         }

@@ -64,8 +64,9 @@ public enum BLASCore {
         /// This processor's.
         public static var current: Features {
             let bits = ck_cpu_features()
-            return Features(avx2: bits & CK_CPU_AVX2 != 0 && bits & CK_CPU_FMA != 0, avx512: bits & CK_CPU_AVX512 != 0,
-                            avx512BF16: bits & CK_CPU_AVX512_BF16 != 0, amd: bits & CK_CPU_AMD != 0)
+            return Features(
+                avx2: bits & CK_CPU_AVX2 != 0 && bits & CK_CPU_FMA != 0, avx512: bits & CK_CPU_AVX512 != 0,
+                avx512BF16: bits & CK_CPU_AVX512_BF16 != 0, amd: bits & CK_CPU_AMD != 0)
         }
     }
 
@@ -108,7 +109,8 @@ public enum BLASCore {
     /// library has no DYNAMIC_ARCH entry points. Runs before any product (other threads wait on `status`).
     private static func select(_ core: String) -> String? {
         guard let library = dlopen(nil, RTLD_NOW),
-              let quit = dlsym(library, "gotoblas_dynamic_quit"), let initialise = dlsym(library, "gotoblas_dynamic_init") else {
+            let quit = dlsym(library, "gotoblas_dynamic_quit"), let initialise = dlsym(library, "gotoblas_dynamic_init")
+        else {
             return nil
         }
         typealias Entry = @convention(c) () -> Void

@@ -55,7 +55,7 @@ public enum BufferPool {
             }
             return released
         }
-        buffers.forEach { UnsafeMutableRawPointer($0).deallocate() }
+        for buffer in buffers { UnsafeMutableRawPointer(buffer).deallocate() }
     }
 
     /// Runs `body` and returns what the pool did for the buffers requested on this
@@ -120,12 +120,14 @@ public enum BufferPool {
     static func give(_ pointer: UnsafeMutablePointer<Float>, count: Int) {
         let elements = max(count, 1)
         let bytes = elements * MemoryLayout<Float>.stride
-        let kept: Bool = pthread_getspecific(unpooledKey) == nil && lock.withLock {
-            guard bytes <= largestPooledBytes && pooledBytes + bytes <= capacity else { return false }
-            free[elements, default: []].append(pointer)
-            pooledBytes += bytes
-            return true
-        }
+        let kept: Bool =
+            pthread_getspecific(unpooledKey) == nil
+            && lock.withLock {
+                guard bytes <= largestPooledBytes && pooledBytes + bytes <= capacity else { return false }
+                free[elements, default: []].append(pointer)
+                pooledBytes += bytes
+                return true
+            }
         if !kept { UnsafeMutableRawPointer(pointer).deallocate() }
     }
 
@@ -140,6 +142,6 @@ public enum BufferPool {
             }
             return released
         }
-        excess.forEach { UnsafeMutableRawPointer($0).deallocate() }
+        for buffer in excess { UnsafeMutableRawPointer(buffer).deallocate() }
     }
 }

@@ -13,8 +13,9 @@ extension Tensor {
     /// enough pixels use Winograd F(4×4, 3×3) (`convWinograd`): a quarter of the multiplications.
     /// Small outputs (at most 32×32) of wide layers take one im2col GEMM for the whole batch (`convStacked`).
     public func conv2d(weight: Tensor, bias: Tensor? = nil, stride: Int = 1, padding: Int = 0) -> Tensor {
-        precondition(rank == 4 && weight.rank == 4 && weight.shape[1] == shape[1],
-                     "conv2d needs input [N,C,H,W] and weight [O,C,kh,kw], got \(shape) and \(weight.shape)")
+        precondition(
+            rank == 4 && weight.rank == 4 && weight.shape[1] == shape[1],
+            "conv2d needs input [N,C,H,W] and weight [O,C,kh,kw], got \(shape) and \(weight.shape)")
         precondition(stride >= 1 && padding >= 0, "conv2d stride must be ≥ 1 and padding ≥ 0")
         let (batch, channels, height, width) = (shape[0], shape[1], shape[2], shape[3])
         let (outChannels, kh, kw) = (weight.shape[0], weight.shape[2], weight.shape[3])
@@ -27,28 +28,33 @@ extension Tensor {
         let output = result.mutablePointer()
         let plane = outHeight * outWidth
         if kh == 3 && kw == 3 && stride == 1 && padding == 1
-            && Tensor.winogradPays(tiles: batch * ((height + 3) / 4) * ((width + 3) / 4), channels: channels, outChannels: outChannels) {
+            && Tensor.winogradPays(tiles: batch * ((height + 3) / 4) * ((width + 3) / 4), channels: channels, outChannels: outChannels)
+        {
             withExtendedLifetime((self, weight, bias)) {
-                Tensor.convWinograd(x: pointer, batch: batch, channels: channels, height: height, width: width,
-                                    weight: weight.pointer, bias: bias?.pointer, outChannels: outChannels, y: output)
+                Tensor.convWinograd(
+                    x: pointer, batch: batch, channels: channels, height: height, width: width,
+                    weight: weight.pointer, bias: bias?.pointer, outChannels: outChannels, y: output)
             }
             return result
         }
         if kh * kw > 1 && Tensor.stackedPays(plane: plane, channels: channels, rows: channels * kh * kw, batch: batch) {
             withExtendedLifetime((self, weight, bias)) {
-                Tensor.convStacked(x: pointer, batch: batch, channels: channels, height: height, width: width,
-                                   stride: stride, padding: padding, weight: weight.pointer, bias: bias?.pointer,
-                                   outChannels: outChannels, kh: kh, kw: kw, outHeight: outHeight, outWidth: outWidth, y: output)
+                Tensor.convStacked(
+                    x: pointer, batch: batch, channels: channels, height: height, width: width,
+                    stride: stride, padding: padding, weight: weight.pointer, bias: bias?.pointer,
+                    outChannels: outChannels, kh: kh, kw: kw, outHeight: outHeight, outWidth: outWidth, y: output)
             }
             return result
         }
         withExtendedLifetime((self, weight, bias)) {
-            let input = pointer, w = weight.pointer
+            let input = pointer
+            let w = weight.pointer
             // The weight is [O, C·kh·kw]; for shifted GEMMs we need [kh·kw][O, C] slices.
             let shifted = stride == 1 && kh * kw > 1 && outWidth >= 16
             var taps = Tensor(uninitialized: shifted ? [kh * kw, outChannels, channels] : [0])
             if shifted {
-                let t = taps.mutablePointer(), tapCount = kh * kw
+                let t = taps.mutablePointer()
+                let tapCount = kh * kw
                 parallelFor(outChannels, minimumChunk: 16) { range in
                     for o in range {
                         for c in 0..<channels {
@@ -63,22 +69,26 @@ extension Tensor {
                 let x = input + n * channels * height * width
                 let y = output + n * outChannels * plane
                 if kh == 1 && kw == 1 && stride == 1 && padding == 0 {
-                    Gemm.multiply(m: outChannels, n: plane, k: channels, a: w, lda: channels,
-                                  b: x, ldb: plane, c: y, ldc: plane)
+                    Gemm.multiply(
+                        m: outChannels, n: plane, k: channels, a: w, lda: channels,
+                        b: x, ldb: plane, c: y, ldc: plane)
                 } else if shifted {
-                    Tensor.convShifted(x: x, channels: channels, height: height, width: width, padding: padding,
-                                       taps: taps.pointer, outChannels: outChannels, kh: kh, kw: kw,
-                                       outHeight: outHeight, outWidth: outWidth, y: y)
+                    Tensor.convShifted(
+                        x: x, channels: channels, height: height, width: width, padding: padding,
+                        taps: taps.pointer, outChannels: outChannels, kh: kh, kw: kw,
+                        outHeight: outHeight, outWidth: outWidth, y: y)
                 } else {
-                    Tensor.convStacked(x: x, batch: 1, channels: channels, height: height, width: width, stride: stride,
-                                       padding: padding, weight: w, bias: nil, outChannels: outChannels, kh: kh, kw: kw,
-                                       outHeight: outHeight, outWidth: outWidth, y: y)
+                    Tensor.convStacked(
+                        x: x, batch: 1, channels: channels, height: height, width: width, stride: stride,
+                        padding: padding, weight: w, bias: nil, outChannels: outChannels, kh: kh, kw: kw,
+                        outHeight: outHeight, outWidth: outWidth, y: y)
                 }
                 if let bias {
                     let b = bias.pointer
                     parallelFor(outChannels, minimumChunk: max(1, 16_384 / max(plane, 1))) { range in
                         for o in range {
-                            let row = y + o * plane, value = b[o]
+                            let row = y + o * plane
+                            let value = b[o]
                             for j in 0..<plane { row[j] += value }
                         }
                     }
@@ -131,7 +141,8 @@ extension Tensor {
         let block = min((total + 7) / 8 * 8, max(64, 6_000_000 / (36 * max(channels, outBlock)) / 8 * 8))
         var inputs = Tensor(uninitialized: [36 * channels * block])
         var products = Tensor(uninitialized: [36 * outBlock * block])
-        let v = inputs.mutablePointer(), m = products.mutablePointer()
+        let v = inputs.mutablePointer()
+        let m = products.mutablePointer()
         func transformWeights(from o0: Int, count outs: Int) {
             parallelFor(outs, minimumChunk: 4) { range in
                 ck_winograd_weights(weight + o0 * channels * 9, outs, channels, range.lowerBound, range.upperBound, u)
@@ -142,7 +153,8 @@ extension Tensor {
         let blocked = outBlock < outChannels
         if !blocked { transformWeights(from: 0, count: outChannels) }
         for first in stride(from: 0, to: total, by: block) {
-            let count = min(block, total - first), columns = (count + 7) / 8 * 8
+            let count = min(block, total - first)
+            let columns = (count + 7) / 8 * 8
             parallelFor(channels, minimumChunk: 4) { range in
                 ck_winograd_input(x, channels, height, width, first, count, columns, range.lowerBound, range.upperBound, v)
             }
@@ -151,15 +163,17 @@ extension Tensor {
                 if blocked { transformWeights(from: o0, count: outs) }
                 FlopCounter.paused {
                     for point in 0..<36 {
-                        Gemm.multiply(m: outs, n: columns, k: channels,
-                                      a: u + point * outs * channels, lda: channels,
-                                      b: v + point * channels * columns, ldb: columns,
-                                      c: m + point * outs * columns, ldc: columns)
+                        Gemm.multiply(
+                            m: outs, n: columns, k: channels,
+                            a: u + point * outs * channels, lda: channels,
+                            b: v + point * channels * columns, ldb: columns,
+                            c: m + point * outs * columns, ldc: columns)
                     }
                 }
                 parallelFor(outs, minimumChunk: 4) { range in
-                    ck_winograd_output(m, outs, o0, outChannels, height, width, first, count, columns, bias,
-                                       o0 + range.lowerBound, o0 + range.upperBound, y)
+                    ck_winograd_output(
+                        m, outs, o0, outChannels, height, width, first, count, columns, bias,
+                        o0 + range.lowerBound, o0 + range.upperBound, y)
                 }
             }
         }
@@ -176,7 +190,8 @@ extension Tensor {
         taps: UnsafePointer<Float>, outChannels: Int, kh: Int, kw: Int, outHeight: Int, outWidth: Int,
         y: UnsafeMutablePointer<Float>
     ) {
-        let paddedWidth = width + 2 * padding, paddedHeight = height + 2 * padding
+        let paddedWidth = width + 2 * padding
+        let paddedHeight = height + 2 * padding
         let paddedPlane = paddedHeight * paddedWidth
         // kw − 1 spare zeros after the last plane keep the last offset's reads in bounds.
         var padded = Tensor(zeros: [channels * paddedPlane + kw])
@@ -195,10 +210,11 @@ extension Tensor {
         for ky in 0..<kh {
             for kx in 0..<kw {
                 let tap = ky * kw + kx
-                Gemm.multiply(m: outChannels, n: columns, k: channels,
-                              a: taps + tap * outChannels * channels, lda: channels,
-                              b: p + ky * paddedWidth + kx, ldb: paddedPlane,
-                              c: accumulator, ldc: columns, beta: tap == 0 ? 0 : 1)
+                Gemm.multiply(
+                    m: outChannels, n: columns, k: channels,
+                    a: taps + tap * outChannels * channels, lda: channels,
+                    b: p + ky * paddedWidth + kx, ldb: paddedPlane,
+                    c: accumulator, ldc: columns, beta: tap == 0 ? 0 : 1)
             }
         }
         parallelFor(outChannels, minimumChunk: 8) { range in
@@ -219,13 +235,16 @@ extension Tensor {
         weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?, outChannels: Int, kh: Int, kw: Int,
         outHeight: Int, outWidth: Int, y: UnsafeMutablePointer<Float>
     ) {
-        let plane = outHeight * outWidth, wide = batch * plane
+        let plane = outHeight * outWidth
+        let wide = batch * plane
         let rows = channels * kh * kw
         var columns = Tensor(uninitialized: [rows, wide])
         let col = columns.mutablePointer()
         parallelFor(rows, minimumChunk: 4) { range in
             for r in range {
-                let c = r / (kh * kw), ky = (r / kw) % kh, kx = r % kw
+                let c = r / (kh * kw)
+                let ky = (r / kw) % kh
+                let kx = r % kw
                 for n in 0..<batch {
                     let target = col + r * wide + n * plane
                     let image = x + (n * channels + c) * height * width
@@ -253,7 +272,8 @@ extension Tensor {
                 for o in range {
                     let value = bias?[o] ?? 0
                     for n in 0..<batch {
-                        let source = product + o * wide + n * plane, target = y + (n * outChannels + o) * plane
+                        let source = product + o * wide + n * plane
+                        let target = y + (n * outChannels + o) * plane
                         for j in 0..<plane { target[j] = source[j] + value }
                     }
                 }

@@ -87,7 +87,8 @@ extension Tensor {
             var result = Tensor(uninitialized: a.shape)
             let output = result.mutablePointer()
             withExtendedLifetime((a, b)) {
-                let x = a.pointer, y = b.pointer
+                let x = a.pointer
+                let y = b.pointer
                 parallelFor(a.count, minimumChunk: 16_384) { range in
                     for index in range { output[index] = f(x[index], y[index]) }
                 }
@@ -107,18 +108,23 @@ extension Tensor {
             }
             return result
         }
-        let sa = strides(a.shape), sb = strides(b.shape)
+        let sa = strides(a.shape)
+        let sb = strides(b.shape)
         let inner = shape.last ?? 1
-        let innerA = sa.last ?? 0, innerB = sb.last ?? 0
+        let innerA = sa.last ?? 0
+        let innerB = sb.last ?? 0
         var result = Tensor(uninitialized: shape)
         let output = result.mutablePointer()
         let rows = result.count / max(inner, 1)
         withExtendedLifetime((a, b)) {
-            let x = a.pointer, y = b.pointer
+            let x = a.pointer
+            let y = b.pointer
             parallelFor(rows, minimumChunk: max(1, 16_384 / max(inner, 1))) { range in
                 for row in range {
                     // Offsets of this row in a and b from its multi-index.
-                    var rest = row, offsetA = 0, offsetB = 0
+                    var rest = row
+                    var offsetA = 0
+                    var offsetB = 0
                     for axis in stride(from: rank - 2, through: 0, by: -1) {
                         let index = rest % shape[axis]
                         rest /= shape[axis]

@@ -18,7 +18,7 @@ public func fastExp(_ x: Float) -> Float {
     p = p * r * r + r + 1
     let exponent = (Int32(bitPattern: shifted.bitPattern) &- 0x4B40_0000 &+ 127) &<< 23
     // n can reach 128 for x near 88.7; split the scale so that 2^n never overflows the exponent field.
-    let half = Float(bitPattern: UInt32(bitPattern: (exponent &- (1 &<< 23)) ))
+    let half = Float(bitPattern: UInt32(bitPattern: (exponent &- (1 &<< 23))))
     return p * half * 2
 }
 

@@ -29,8 +29,9 @@ public enum Gemm {
         let length = splitRows ? m : n
         let parts = min(threads, length / 64)
         guard parts > 1, m * n * k >= 1 << 21, !ParallelRegion.isInside else {
-            sgemm(m: m, n: n, k: k, a: a, lda: lda, transposeA: transposeA, b: b, ldb: ldb, transposeB: transposeB,
-                  c: c, ldc: ldc, alpha: alpha, beta: beta)
+            sgemm(
+                m: m, n: n, k: k, a: a, lda: lda, transposeA: transposeA, b: b, ldb: ldb, transposeB: transposeB,
+                c: c, ldc: ldc, alpha: alpha, beta: beta)
             return
         }
         parallelParts(parts, parts: parts) { part, _ in
@@ -38,12 +39,14 @@ public enum Gemm {
             let end = part == parts - 1 ? length : (length * (part + 1) / parts) & ~15
             guard start < end else { return }
             if splitRows {
-                sgemm(m: end - start, n: n, k: k, a: a + (transposeA ? start : start * lda), lda: lda, transposeA: transposeA,
-                      b: b, ldb: ldb, transposeB: transposeB, c: c + start * ldc, ldc: ldc, alpha: alpha, beta: beta)
+                sgemm(
+                    m: end - start, n: n, k: k, a: a + (transposeA ? start : start * lda), lda: lda, transposeA: transposeA,
+                    b: b, ldb: ldb, transposeB: transposeB, c: c + start * ldc, ldc: ldc, alpha: alpha, beta: beta)
             } else {
-                sgemm(m: m, n: end - start, k: k, a: a, lda: lda, transposeA: transposeA,
-                      b: b + (transposeB ? start * ldb : start), ldb: ldb, transposeB: transposeB,
-                      c: c + start, ldc: ldc, alpha: alpha, beta: beta)
+                sgemm(
+                    m: m, n: end - start, k: k, a: a, lda: lda, transposeA: transposeA,
+                    b: b + (transposeB ? start * ldb : start), ldb: ldb, transposeB: transposeB,
+                    c: c + start, ldc: ldc, alpha: alpha, beta: beta)
             }
         }
     }
@@ -54,10 +57,11 @@ public enum Gemm {
         b: UnsafePointer<Float>, ldb: Int, transposeB: Bool, c: UnsafeMutablePointer<Float>, ldc: Int,
         alpha: Float, beta: Float
     ) {
-        cblas_sgemm(CblasRowMajor,
-                    transposeA ? CblasTrans : CblasNoTrans,
-                    transposeB ? CblasTrans : CblasNoTrans,
-                    Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+        cblas_sgemm(
+            CblasRowMajor,
+            transposeA ? CblasTrans : CblasNoTrans,
+            transposeB ? CblasTrans : CblasNoTrans,
+            Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
 
     /// Set once, before the first product: the BLAS core checked (`BLASCore`), and OpenBLAS's own threads never used.
@@ -107,15 +111,19 @@ public enum FlopCounter {
 extension Tensor {
     /// The matrix product of two rank-2 tensors: [m, k] × [k, n] → [m, n].
     public func matmul(_ other: Tensor) -> Tensor {
-        precondition(rank == 2 && other.rank == 2 && shape[1] == other.shape[0],
-                     "matmul needs [m,k]×[k,n], got \(shape)×\(other.shape)")
-        let m = shape[0], k = shape[1], n = other.shape[1]
+        precondition(
+            rank == 2 && other.rank == 2 && shape[1] == other.shape[0],
+            "matmul needs [m,k]×[k,n], got \(shape)×\(other.shape)")
+        let m = shape[0]
+        let k = shape[1]
+        let n = other.shape[1]
         var result = Tensor(uninitialized: [m, n])
         result.withUnsafeMutableBufferPointer { c in
             withUnsafeBufferPointer { a in
                 other.withUnsafeBufferPointer { b in
-                    Gemm.multiply(m: m, n: n, k: k, a: a.baseAddress!, lda: k, b: b.baseAddress!, ldb: n,
-                                  c: c.baseAddress!, ldc: n)
+                    Gemm.multiply(
+                        m: m, n: n, k: k, a: a.baseAddress!, lda: k, b: b.baseAddress!, ldb: n,
+                        c: c.baseAddress!, ldc: n)
                 }
             }
         }
@@ -125,8 +133,9 @@ extension Tensor {
     /// A dense layer as PyTorch stores it: x [..., in] · weightᵀ [out, in] + bias [out].
     public func linear(weight: Tensor, bias: Tensor? = nil) -> Tensor {
         let inFeatures = shape.last ?? 0
-        precondition(weight.rank == 2 && weight.shape[1] == inFeatures,
-                     "linear weight \(weight.shape) does not take input \(shape)")
+        precondition(
+            weight.rank == 2 && weight.shape[1] == inFeatures,
+            "linear weight \(weight.shape) does not take input \(shape)")
         let outFeatures = weight.shape[0]
         let rows = count / max(inFeatures, 1)
         var outShape = shape
@@ -137,9 +146,10 @@ extension Tensor {
         let c = result.mutablePointer()
         withExtendedLifetime((self, weight, bias)) {
             Tensor.fillRows(c, rows: rows, with: bias, width: outFeatures)
-            Gemm.multiply(m: rows, n: outFeatures, k: inFeatures, a: pointer, lda: inFeatures,
-                          b: weight.pointer, ldb: inFeatures, transposeB: true,
-                          c: c, ldc: outFeatures, beta: bias == nil ? 0 : 1)
+            Gemm.multiply(
+                m: rows, n: outFeatures, k: inFeatures, a: pointer, lda: inFeatures,
+                b: weight.pointer, ldb: inFeatures, transposeB: true,
+                c: c, ldc: outFeatures, beta: bias == nil ? 0 : 1)
         }
         return result
     }
@@ -151,17 +161,19 @@ extension Tensor {
     /// A dense layer over the channels of a channels-first map: [N, C, L] → [N, L, out]
     /// (`transposed(1, 2).linear(…)` without the transposed copy).
     public func linearFromChannels(weight: Tensor, bias: Tensor?) -> Tensor {
-        precondition(rank == 3 && weight.rank == 2 && weight.shape[1] == shape[1],
-                     "linearFromChannels needs [N, C, L] and weight [out, C], got \(shape) and \(weight.shape)")
+        precondition(
+            rank == 3 && weight.rank == 2 && weight.shape[1] == shape[1],
+            "linearFromChannels needs [N, C, L] and weight [out, C], got \(shape) and \(weight.shape)")
         let (batch, channels, length, outFeatures) = (shape[0], shape[1], shape[2], weight.shape[0])
         var result = Tensor(uninitialized: [batch, length, outFeatures])
         let y = result.mutablePointer()
         withExtendedLifetime((self, weight, bias)) {
             Tensor.fillRows(y, rows: batch * length, with: bias, width: outFeatures)
             for n in 0..<batch {
-                Gemm.multiply(m: length, n: outFeatures, k: channels, a: pointer + n * channels * length, lda: length,
-                              transposeA: true, b: weight.pointer, ldb: channels, transposeB: true,
-                              c: y + n * length * outFeatures, ldc: outFeatures, beta: bias == nil ? 0 : 1)
+                Gemm.multiply(
+                    m: length, n: outFeatures, k: channels, a: pointer + n * channels * length, lda: length,
+                    transposeA: true, b: weight.pointer, ldb: channels, transposeB: true,
+                    c: y + n * length * outFeatures, ldc: outFeatures, beta: bias == nil ? 0 : 1)
             }
         }
         return result
@@ -181,25 +193,31 @@ extension Tensor {
     /// A dense layer from token rows back to a channels-first map, plus a residual of that shape:
     /// [N, L, C] → residual + [N, out, L] (`linear(…).transposed(1, 2) + residual` in one pass).
     public func linearToChannels(weight: Tensor, bias: Tensor?, residual: Tensor) -> Tensor {
-        precondition(rank == 3 && weight.rank == 2 && weight.shape[1] == shape[2],
-                     "linearToChannels needs [N, L, C] and weight [out, C], got \(shape) and \(weight.shape)")
+        precondition(
+            rank == 3 && weight.rank == 2 && weight.shape[1] == shape[2],
+            "linearToChannels needs [N, L, C] and weight [out, C], got \(shape) and \(weight.shape)")
         let (batch, length, channels, outFeatures) = (shape[0], shape[1], shape[2], weight.shape[0])
-        precondition(residual.count == batch * outFeatures * length && residual.shape[0] == batch && residual.shape[1] == outFeatures,
-                     "linearToChannels residual \(residual.shape) is not [\(batch), \(outFeatures), \(length) positions]")
+        precondition(
+            residual.count == batch * outFeatures * length && residual.shape[0] == batch && residual.shape[1] == outFeatures,
+            "linearToChannels residual \(residual.shape) is not [\(batch), \(outFeatures), \(length) positions]")
         var result = Tensor(uninitialized: residual.shape)
         let y = result.mutablePointer()
         withExtendedLifetime((self, weight, bias, residual)) {
-            let r = residual.pointer, b = bias?.pointer
+            let r = residual.pointer
+            let b = bias?.pointer
             parallelFor(batch * outFeatures, minimumChunk: max(1, 16_384 / max(length, 1))) { range in
                 for row in range {
-                    let value = b?[row % outFeatures] ?? 0, source = r + row * length, target = y + row * length
+                    let value = b?[row % outFeatures] ?? 0
+                    let source = r + row * length
+                    let target = y + row * length
                     for j in 0..<length { target[j] = source[j] + value }
                 }
             }
             for n in 0..<batch {
-                Gemm.multiply(m: outFeatures, n: length, k: channels, a: weight.pointer, lda: channels,
-                              b: pointer + n * length * channels, ldb: channels, transposeB: true,
-                              c: y + n * outFeatures * length, ldc: length, beta: 1)
+                Gemm.multiply(
+                    m: outFeatures, n: length, k: channels, a: weight.pointer, lda: channels,
+                    b: pointer + n * length * channels, ldb: channels, transposeB: true,
+                    c: y + n * outFeatures * length, ldc: length, beta: 1)
             }
         }
         return result

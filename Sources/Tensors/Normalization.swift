@@ -15,22 +15,25 @@ extension Tensor {
     /// instead of taken from this tensor: a tiled VAE decode normalises every tile with the
     /// whole image's statistics.
     public func groupNorm(groups: Int, weight: Tensor, bias: Tensor, mean: [Float], inverseStd: [Float], silu: Bool = false) -> Tensor {
-        precondition(mean.count == shape[0] * groups && inverseStd.count == mean.count,
-                     "group norm statistics need \(shape[0] * groups) values, got \(mean.count)")
+        precondition(
+            mean.count == shape[0] * groups && inverseStd.count == mean.count,
+            "group norm statistics need \(shape[0] * groups) values, got \(mean.count)")
         return normalizingGroups(groups, weight: weight, bias: bias, silu: silu) { unit, _, _ in (mean[unit], inverseStd[unit]) }
     }
 
     /// Count, mean and sum of squared deviations (Chan's M2) per (sample, group) over the
     /// positions rows × columns of an [N, C, H, W] tensor, for combining across tiles.
     public func groupMoments(groups: Int, rows: Range<Int>, columns: Range<Int>) -> [(count: Double, mean: Double, m2: Double)] {
-        precondition(rank == 4 && shape[1] % groups == 0 && rows.lowerBound >= 0 && rows.upperBound <= shape[2]
-                     && columns.lowerBound >= 0 && columns.upperBound <= shape[3], "group moments of \(shape) over \(rows)×\(columns)")
+        precondition(
+            rank == 4 && shape[1] % groups == 0 && rows.lowerBound >= 0 && rows.upperBound <= shape[2]
+                && columns.lowerBound >= 0 && columns.upperBound <= shape[3], "group moments of \(shape) over \(rows)×\(columns)")
         let (batch, channels, height, width) = (shape[0], shape[1], shape[2], shape[3])
         let perGroup = channels / groups
         let count = Double(perGroup * rows.count * columns.count)
         return withExtendedLifetime(self) {
             (0..<batch * groups).map { unit in
-                let n = unit / groups, g = unit % groups
+                let n = unit / groups
+                let g = unit % groups
                 func planes(_ body: (UnsafePointer<Float>) -> Void) {
                     for c in 0..<perGroup {
                         let plane = pointer + ((n * channels + g * perGroup + c) * height) * width
@@ -61,28 +64,36 @@ extension Tensor {
 
     /// Normalises each (sample, group) with the mean and inverse deviation `statistics`
     /// gives for it (unit index, its first value, its length), then the affine transform (and SiLU).
-    private func normalizingGroups(_ groups: Int, weight: Tensor, bias: Tensor, silu: Bool,
-                                   statistics: (Int, UnsafePointer<Float>, Int) -> (Float, Float)) -> Tensor {
-        precondition(rank >= 2 && shape[1] % groups == 0,
-                     "group norm needs channels divisible by \(groups) groups, got \(shape)")
-        let batch = shape[0], channels = shape[1]
+    private func normalizingGroups(
+        _ groups: Int, weight: Tensor, bias: Tensor, silu: Bool,
+        statistics: (Int, UnsafePointer<Float>, Int) -> (Float, Float)
+    ) -> Tensor {
+        precondition(
+            rank >= 2 && shape[1] % groups == 0,
+            "group norm needs channels divisible by \(groups) groups, got \(shape)")
+        let batch = shape[0]
+        let channels = shape[1]
         precondition(weight.count == channels && bias.count == channels, "group norm affine needs \(channels) values")
         let spatial = count / max(batch * channels, 1)
         let perGroup = channels / groups
         var result = Tensor(uninitialized: shape)
         let output = result.mutablePointer()
         withExtendedLifetime((self, weight, bias)) {
-            let input = pointer, gamma = weight.pointer, beta = bias.pointer
+            let input = pointer
+            let gamma = weight.pointer
+            let beta = bias.pointer
             parallelFor(batch * groups) { range in
                 for unit in range {
-                    let n = unit / groups, g = unit % groups
+                    let n = unit / groups
+                    let g = unit % groups
                     let start = (n * channels + g * perGroup) * spatial
                     let (mean, inverse) = statistics(unit, input + start, perGroup * spatial)
                     for c in 0..<perGroup {
                         let channel = g * perGroup + c
                         let scale = gamma[channel] * inverse
                         let shift = beta[channel] - mean * scale
-                        let x = input + start + c * spatial, y = output + start + c * spatial
+                        let x = input + start + c * spatial
+                        let y = output + start + c * spatial
                         for j in 0..<spatial { y[j] = x[j] * scale + shift }
                         if silu { ck_silu(y, y, spatial) }
                     }
@@ -100,10 +111,13 @@ extension Tensor {
         var result = Tensor(uninitialized: shape)
         let output = result.mutablePointer()
         withExtendedLifetime((self, weight, bias)) {
-            let input = pointer, gamma = weight.pointer, beta = bias.pointer
+            let input = pointer
+            let gamma = weight.pointer
+            let beta = bias.pointer
             parallelFor(rows, minimumChunk: max(1, 4096 / max(features, 1))) { range in
                 for row in range {
-                    let x = input + row * features, y = output + row * features
+                    let x = input + row * features
+                    let y = output + row * features
                     let (mean, inverse) = Tensor.moments(x, features, epsilon: epsilon)
                     for j in 0..<features { y[j] = (x[j] - mean) * inverse * gamma[j] + beta[j] }
                 }

@@ -8,9 +8,10 @@ extension Tensor {
         let base = parts[0].shape
         precondition(axis >= 0 && axis < base.count, "concat axis \(axis) out of range for \(base)")
         for part in parts {
-            precondition(part.rank == base.count
-                         && zip(part.shape, base).enumerated().allSatisfy { $0.offset == axis || $0.element.0 == $0.element.1 },
-                         "concat shapes disagree: \(parts.map(\.shape))")
+            precondition(
+                part.rank == base.count
+                    && zip(part.shape, base).enumerated().allSatisfy { $0.offset == axis || $0.element.0 == $0.element.1 },
+                "concat shapes disagree: \(parts.map(\.shape))")
         }
         var shape = base
         shape[axis] = parts.reduce(0) { $0 + $1.shape[axis] }
@@ -75,13 +76,15 @@ extension Tensor {
         let sourceStrides = order.map { strides[$0] }
         var result = Tensor(uninitialized: outShape)
         let output = result.mutablePointer()
-        let inner = outShape.last ?? 1, innerStride = sourceStrides.last ?? 1
+        let inner = outShape.last ?? 1
+        let innerStride = sourceStrides.last ?? 1
         let rows = count / max(inner, 1)
         withExtendedLifetime(self) {
             let input = pointer
             parallelFor(rows, minimumChunk: max(1, 16_384 / max(inner, 1))) { range in
                 for row in range {
-                    var rest = row, source = 0
+                    var rest = row
+                    var source = 0
                     for axis in Swift.stride(from: rank - 2, through: 0, by: -1) {
                         source += (rest % outShape[axis]) * sourceStrides[axis]
                         rest /= outShape[axis]
@@ -121,7 +124,8 @@ extension Tensor {
     public func padded(top: Int, left: Int, bottom: Int, right: Int) -> Tensor {
         precondition(rank == 4 && min(top, left, bottom, right) >= 0, "pad needs [N, C, H, W] and non-negative sides")
         let (planes, height, width) = (shape[0] * shape[1], shape[2], shape[3])
-        let newHeight = height + top + bottom, newWidth = width + left + right
+        let newHeight = height + top + bottom
+        let newWidth = width + left + right
         var result = Tensor(zeros: [shape[0], shape[1], newHeight, newWidth])
         let output = result.mutablePointer()
         withExtendedLifetime(self) {
@@ -153,8 +157,10 @@ extension Tensor {
 
     /// Sinusoidal timestep embedding as diffusers' `get_timestep_embedding`:
     /// [sin | cos] of t·e^(−ln(maxPeriod)·i/(half − shift)), or [cos | sin] with `flipSinToCos`.
-    public static func timestepEmbedding(_ timesteps: [Float], dimension: Int, flipSinToCos: Bool = true,
-                                         downscaleFreqShift: Float = 0, maxPeriod: Float = 10_000) -> Tensor {
+    public static func timestepEmbedding(
+        _ timesteps: [Float], dimension: Int, flipSinToCos: Bool = true,
+        downscaleFreqShift: Float = 0, maxPeriod: Float = 10_000
+    ) -> Tensor {
         let half = dimension / 2
         var result = Tensor(zeros: [timesteps.count, dimension])
         let output = result.mutablePointer()

@@ -43,8 +43,9 @@ public struct Tensor {
 
     /// A tensor holding `values` in row-major order.
     public init(shape: [Int], values: [Float]) {
-        precondition(shape.reduce(1, *) == values.count,
-                     "\(values.count) values do not fill shape \(shape)")
+        precondition(
+            shape.reduce(1, *) == values.count,
+            "\(values.count) values do not fill shape \(shape)")
         self.init(uninitialized: shape)
         values.withUnsafeBufferPointer { storage.pointer.update(from: $0.baseAddress!, count: values.count) }
     }

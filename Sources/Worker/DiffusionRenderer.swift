@@ -23,7 +23,8 @@ public final class DiffusionRenderer: Renderer {
     public init(modelsFolder folder: URL?, memoryBudgetBytes: Int? = nil) throws {
         budgetBytes = memoryBudgetBytes ?? Int(ProcessInfo.processInfo.physicalMemory / 2)
         let entries = try folder.map { try FileManager.default.contentsOfDirectory(at: $0, includingPropertiesForKeys: nil) } ?? []
-        var index: [String: URL] = [:], controls: [String: URL] = [:]
+        var index: [String: URL] = [:]
+        var controls: [String: URL] = [:]
         for name in BundledModels.names {
             if let url = try? BundledModels.url(name) { index[name] = url }
         }
@@ -60,14 +61,16 @@ public final class DiffusionRenderer: Renderer {
         guard let url = index[name] else {
             throw RenderError(kind: .input, message: "unknown model \"\(name)\"; this worker has \(models.joined(separator: ", "))")
         }
-        let pipeline: Pipeline, bytes: Int
+        let pipeline: Pipeline
+        let bytes: Int
         let started = Date()
         defer { lastModelLoadSeconds = Date().timeIntervalSince(started) }
         do {
             let weights = try ModelWeights.load(url)
             if !weights.ignoredKeys.isEmpty {
-                logger.debug("model \(name): \(weights.ignoredKeys.count) unused tensors not loaded",
-                             metadata: ["keys": "\(weights.ignoredKeys.prefix(20).joined(separator: ", "))"])
+                logger.debug(
+                    "model \(name): \(weights.ignoredKeys.count) unused tensors not loaded",
+                    metadata: ["keys": "\(weights.ignoredKeys.prefix(20).joined(separator: ", "))"])
             }
             bytes = 4 * [weights.unet, weights.vae, weights.textEncoder].reduce(0) { $0 + $1.values.reduce(0) { $0 + $1.count } }
             pipeline = try Pipeline(weights: weights)
@@ -83,7 +86,8 @@ public final class DiffusionRenderer: Renderer {
     func controlNet(_ name: String) throws -> ControlNet {
         if let net = controlNets[name] { return net }
         guard let url = controlIndex[name] else {
-            throw RenderError(kind: .input, message: "unknown ControlNet \"\(name)\"; this worker has \(controlIndex.keys.sorted().joined(separator: ", "))")
+            throw RenderError(
+                kind: .input, message: "unknown ControlNet \"\(name)\"; this worker has \(controlIndex.keys.sorted().joined(separator: ", "))")
         }
         do {
             let net = try ControlNet.load(url)
@@ -94,8 +98,10 @@ public final class DiffusionRenderer: Renderer {
         }
     }
 
-    public func render(_ parameters: TaskParameters, inputs: [String: Data], previewEvery: Int,
-                       preview: (Int, PNGImage) -> Void, progress: (Int, Int) -> Bool) throws -> PNGImage {
+    public func render(
+        _ parameters: TaskParameters, inputs: [String: Data], previewEvery: Int,
+        preview: (Int, PNGImage) -> Void, progress: (Int, Int) -> Bool
+    ) throws -> PNGImage {
         let pipeline = try self.pipeline(parameters.model)
         func image(_ hash: String?) throws -> PNGImage? {
             guard let hash else { return nil }
@@ -104,10 +110,12 @@ public final class DiffusionRenderer: Renderer {
         }
         // A mask of another size than its image is refused from the headers, before either is decoded.
         if let maskHash = parameters.mask, let imageHash = parameters.initImage,
-           let maskData = inputs[maskHash], let imageData = inputs[imageHash],
-           let maskSize = PNGImage.declaredSize(of: maskData), let imageSize = PNGImage.declaredSize(of: imageData),
-           maskSize != imageSize {
-            throw RenderError(kind: .input, message: "the mask is \(maskSize.width)x\(maskSize.height) but the image is \(imageSize.width)x\(imageSize.height)")
+            let maskData = inputs[maskHash], let imageData = inputs[imageHash],
+            let maskSize = PNGImage.declaredSize(of: maskData), let imageSize = PNGImage.declaredSize(of: imageData),
+            maskSize != imageSize
+        {
+            throw RenderError(
+                kind: .input, message: "the mask is \(maskSize.width)x\(maskSize.height) but the image is \(imageSize.width)x\(imageSize.height)")
         }
         var request = GenerationRequest(prompt: parameters.prompt)
         request.negative = parameters.negativePrompt
@@ -132,13 +140,15 @@ public final class DiffusionRenderer: Renderer {
             request.settings.sampler = try SamplerName(parsing: parameters.sampler)
             let prepared = try PreparedGeneration(request, pipeline: pipeline)
             let latents = try withoutActuallyEscaping(preview) { preview in
-                try prepared.sample(pipeline, settings: request.settings, onStep: { step, latents in
-                    guard previewEvery > 0, step % previewEvery == 0 else { return }
-                    let small = Pipeline.preview(latents)
-                    if let image = try? PNGImage(width: small.width, height: small.height, format: .rgb, pixels: small.rgb) {
-                        preview(step, image)
-                    }
-                }, progress: progress)
+                try prepared.sample(
+                    pipeline, settings: request.settings,
+                    onStep: { step, latents in
+                        guard previewEvery > 0, step % previewEvery == 0 else { return }
+                        let small = Pipeline.preview(latents)
+                        if let image = try? PNGImage(width: small.width, height: small.height, format: .rgb, pixels: small.rgb) {
+                            preview(step, image)
+                        }
+                    }, progress: progress)
             }
             return try prepared.images(pipeline, latents: latents) { _ in
                 parameters.a1111Parameters(width: prepared.width, height: prepared.height)

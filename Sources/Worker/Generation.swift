@@ -92,7 +92,8 @@ public struct PreparedGeneration {
         check.height = height
         try pipeline.validate(check)
         if let source, source.width != width || source.height != height {
-            throw GenerationError("the init image is \(source.width)x\(source.height) but the render is \(width)x\(height); resize it or leave the size out")
+            throw GenerationError(
+                "the init image is \(source.width)x\(source.height) but the render is \(width)x\(height); resize it or leave the size out")
         }
         if let mask, let source, mask.width != source.width || mask.height != source.height {
             throw GenerationError("the mask is \(mask.width)x\(mask.height) but the image is \(source.width)x\(source.height)")
@@ -102,9 +103,10 @@ public struct PreparedGeneration {
             guard image.width == width && image.height == height else {
                 throw GenerationError("a control image is \(image.width)x\(image.height); it must be \(width)x\(height)")
             }
-            return Pipeline.Control(net: control.net,
-                                    image: Pipeline.pixels(rgb: image.pixels, width: width, height: height).map { $0 / 2 + 0.5 },
-                                    scale: Float(control.scale))
+            return Pipeline.Control(
+                net: control.net,
+                image: Pipeline.pixels(rgb: image.pixels, width: width, height: height).map { $0 / 2 + 0.5 },
+                scale: Float(control.scale))
         }
         self.source = source
         self.pasteMask = pasteMask
@@ -116,14 +118,17 @@ public struct PreparedGeneration {
 
     /// Runs the sampler for `settings` (its size is replaced by the prepared one) and returns the final latents.
     /// `onStep` sees the latents after every step (for previews).
-    public func sample(_ pipeline: Pipeline, settings: Pipeline.Settings, onStep: ((Int, Tensor) -> Void)? = nil,
-                       progress: (Int, Int) -> Bool) throws -> Tensor {
+    public func sample(
+        _ pipeline: Pipeline, settings: Pipeline.Settings, onStep: ((Int, Tensor) -> Void)? = nil,
+        progress: (Int, Int) -> Bool
+    ) throws -> Tensor {
         var settings = settings
         settings.width = width
         settings.height = height
-        return try pipeline.sample(conditional: conditional, unconditional: unconditional, settings: settings,
-                                   image: pixels, strength: strength, mask: mask, controls: controls, onStep: onStep,
-                                   progress: progress)
+        return try pipeline.sample(
+            conditional: conditional, unconditional: unconditional, settings: settings,
+            image: pixels, strength: strength, mask: mask, controls: controls, onStep: onStep,
+            progress: progress)
     }
 
     /// Decodes latents to PNG images with `text(index)` as their `parameters` chunk; inpainting

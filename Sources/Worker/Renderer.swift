@@ -14,8 +14,10 @@ public protocol Renderer {
     /// Renders one image; `inputs` holds the task's input images (PNG bytes) by SHA-256;
     /// `progress(step, total)` is called after each step and returns false to cancel;
     /// `preview(step, image)` gets a low-resolution preview every `previewEvery` steps (0: never).
-    func render(_ parameters: TaskParameters, inputs: [String: Data], previewEvery: Int,
-                preview: (Int, PNGImage) -> Void, progress: (Int, Int) -> Bool) throws -> PNGImage
+    func render(
+        _ parameters: TaskParameters, inputs: [String: Data], previewEvery: Int,
+        preview: (Int, PNGImage) -> Void, progress: (Int, Int) -> Bool
+    ) throws -> PNGImage
 }
 
 extension Renderer {
@@ -57,8 +59,10 @@ public struct TestPatternRenderer: Renderer {
         self.delay = delay
     }
 
-    public func render(_ parameters: TaskParameters, inputs: [String: Data], previewEvery: Int,
-                       preview: (Int, PNGImage) -> Void, progress: (Int, Int) -> Bool) throws -> PNGImage {
+    public func render(
+        _ parameters: TaskParameters, inputs: [String: Data], previewEvery: Int,
+        preview: (Int, PNGImage) -> Void, progress: (Int, Int) -> Bool
+    ) throws -> PNGImage {
         guard models.contains(parameters.model) else {
             throw RenderError(kind: .input, message: "unknown model \"\(parameters.model)\"; this worker has \(models.joined(separator: ", "))")
         }
@@ -71,8 +75,10 @@ public struct TestPatternRenderer: Renderer {
             z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
             return UInt8(truncatingIfNeeded: z ^ (z >> 31))
         }
-        let top = (next(), next(), next()), bottom = (next(), next(), next())
-        let width = parameters.width ?? TestPatternRenderer.nativeSize, height = parameters.height ?? TestPatternRenderer.nativeSize
+        let top = (next(), next(), next())
+        let bottom = (next(), next(), next())
+        let width = parameters.width ?? TestPatternRenderer.nativeSize
+        let height = parameters.height ?? TestPatternRenderer.nativeSize
         var pixels = [UInt8](repeating: 0, count: width * height * 3)
         for step in 1...parameters.steps {
             let rowsDone = height * step / parameters.steps
@@ -90,8 +96,11 @@ public struct TestPatternRenderer: Renderer {
                 throw RenderError(kind: .host, message: "cancelled at step \(step)")
             }
         }
-        return try PNGImage(width: width, height: height, format: .rgb, pixels: pixels,
-                            text: [("parameters", parameters.a1111Parameters(width: width, height: height)), ("seed", String(parameters.seed)),
-                                   ("model", parameters.model)])
+        return try PNGImage(
+            width: width, height: height, format: .rgb, pixels: pixels,
+            text: [
+                ("parameters", parameters.a1111Parameters(width: width, height: height)), ("seed", String(parameters.seed)),
+                ("model", parameters.model),
+            ])
     }
 }

@@ -125,9 +125,11 @@ public final class WorkerDaemon {
     }
 
     private var hello: WireMessage {
-        .hello(.init(workerID: configuration.workerID, host: ProcessInfo.processInfo.hostName,
-                     models: renderer.models, slots: configuration.slots,
-                     activeTasks: queue.map(\.taskID) + unacknowledged.keys.sorted(), device: device))
+        .hello(
+            .init(
+                workerID: configuration.workerID, host: ProcessInfo.processInfo.hostName,
+                models: renderer.models, slots: configuration.slots,
+                activeTasks: queue.map(\.taskID) + unacknowledged.keys.sorted(), device: device))
     }
 
     /// Works until `shouldStop` returns true; checks it at least every `tick` seconds.
@@ -165,13 +167,17 @@ public final class WorkerDaemon {
         if let welcome = welcomed {
             if now.timeIntervalSince(lastHeartbeatSent) >= welcome.heartbeatSeconds {
                 let state = draining ? "draining" : queue.isEmpty ? "idle" : "busy"
-                try send(.heartbeat(.init(freeSlots: freeSlots, state: state, loadedModel: renderer.loadedModel,
-                                          modelLoadSeconds: renderer.lastModelLoadSeconds)))
+                try send(
+                    .heartbeat(
+                        .init(
+                            freeSlots: freeSlots, state: state, loadedModel: renderer.loadedModel,
+                            modelLoadSeconds: renderer.lastModelLoadSeconds)))
                 lastHeartbeatSent = now
             }
             if now.timeIntervalSince(lastHeard) > welcome.timeoutSeconds {
-                logger.warning("coordinator silent for \(Int(welcome.timeoutSeconds)) s; introducing myself again",
-                               metadata: ["coordinator": "\(configuration.coordinators[endpointIndex])"])
+                logger.warning(
+                    "coordinator silent for \(Int(welcome.timeoutSeconds)) s; introducing myself again",
+                    metadata: ["coordinator": "\(configuration.coordinators[endpointIndex])"])
                 welcomed = nil
                 metrics.connected.record(0)
                 helloInterval = configuration.reconnectBackoff.first
@@ -219,8 +225,9 @@ public final class WorkerDaemon {
         switch message {
         case .welcome(let welcome):
             if welcomed == nil {
-                logger.info("joined coordinator \(configuration.coordinators[endpointIndex]) as \(configuration.workerID)",
-                            metadata: ["coordinator": "\(configuration.coordinators[endpointIndex])", "worker": "\(configuration.workerID)"])
+                logger.info(
+                    "joined coordinator \(configuration.coordinators[endpointIndex]) as \(configuration.workerID)",
+                    metadata: ["coordinator": "\(configuration.coordinators[endpointIndex])", "worker": "\(configuration.workerID)"])
             }
             welcomed = welcome
             unansweredSince = nil
@@ -235,8 +242,10 @@ public final class WorkerDaemon {
             }
         case .assign(let assignment):
             if draining {
-                let refusal = WireMessage.failed(.init(taskID: assignment.taskID, attempt: assignment.attempt, kind: .host,
-                                                       message: "worker \(configuration.workerID) is draining"))
+                let refusal = WireMessage.failed(
+                    .init(
+                        taskID: assignment.taskID, attempt: assignment.attempt, kind: .host,
+                        message: "worker \(configuration.workerID) is draining"))
                 unacknowledged[assignment.taskID] = refusal
                 try send(refusal)
             } else if !queue.contains(where: { $0.taskID == assignment.taskID }) {
@@ -274,9 +283,12 @@ public final class WorkerDaemon {
         let inputs = found
         let job = RenderJob(assignment: assignment)
         current = job
-        logger.info("task \(assignment.taskID) rendering: \(assignment.parameters.width.map(String.init) ?? "native")×\(assignment.parameters.height.map(String.init) ?? "native"), \(assignment.parameters.steps) steps of \(assignment.parameters.model)",
-                    metadata: taskMetadata(assignment))
-        let renderer = self.renderer, previewEvery = configuration.previewEvery, cancelCheck = self.cancelCheck
+        logger.info(
+            "task \(assignment.taskID) rendering: \(assignment.parameters.width.map(String.init) ?? "native")×\(assignment.parameters.height.map(String.init) ?? "native"), \(assignment.parameters.steps) steps of \(assignment.parameters.model)",
+            metadata: taskMetadata(assignment))
+        let renderer = self.renderer
+        let previewEvery = configuration.previewEvery
+        let cancelCheck = self.cancelCheck
         Thread {
             let started = Date()
             let reply: WireMessage
@@ -284,27 +296,37 @@ public final class WorkerDaemon {
                 if let missing = assignment.parameters.inputHashes.first(where: { inputs[$0] == nil }) {
                     throw RenderError(kind: .host, message: "input image \(missing.prefix(12))… never arrived")
                 }
-                let image = try renderer.render(assignment.parameters, inputs: inputs, previewEvery: previewEvery,
-                                                preview: { step, image in
-                    guard let png = try? image.pngData(), png.count <= Limits().maxPreviewBytes else { return }
-                    let report = WireMessage.Progress(taskID: assignment.taskID, attempt: assignment.attempt, step: step,
-                                                      total: assignment.parameters.steps)
-                    job.post(.preview(report, png: png))
-                }, progress: { step, total in
-                    let rate = Double(step) / max(Date().timeIntervalSince(started), 1e-6)
-                    job.post(.progress(.init(taskID: assignment.taskID, attempt: assignment.attempt, step: step, total: total,
-                                             itemsPerSecond: rate)))
-                    if cancelCheck() { job.cancel() }
-                    return !job.isCancelled
-                })
-                reply = .result(.init(taskID: assignment.taskID, attempt: assignment.attempt, width: image.width,
-                                      height: image.height, seed: assignment.parameters.seed),
-                                png: try image.pngData())
+                let image = try renderer.render(
+                    assignment.parameters, inputs: inputs, previewEvery: previewEvery,
+                    preview: { step, image in
+                        guard let png = try? image.pngData(), png.count <= Limits().maxPreviewBytes else { return }
+                        let report = WireMessage.Progress(
+                            taskID: assignment.taskID, attempt: assignment.attempt, step: step,
+                            total: assignment.parameters.steps)
+                        job.post(.preview(report, png: png))
+                    },
+                    progress: { step, total in
+                        let rate = Double(step) / max(Date().timeIntervalSince(started), 1e-6)
+                        job.post(
+                            .progress(
+                                .init(
+                                    taskID: assignment.taskID, attempt: assignment.attempt, step: step, total: total,
+                                    itemsPerSecond: rate)))
+                        if cancelCheck() { job.cancel() }
+                        return !job.isCancelled
+                    })
+                reply = .result(
+                    .init(
+                        taskID: assignment.taskID, attempt: assignment.attempt, width: image.width,
+                        height: image.height, seed: assignment.parameters.seed),
+                    png: try image.pngData())
             } catch let error as RenderError {
                 reply = .failed(.init(taskID: assignment.taskID, attempt: assignment.attempt, kind: error.kind, message: error.message))
             } catch {
-                reply = .failed(.init(taskID: assignment.taskID, attempt: assignment.attempt, kind: .host,
-                                      message: String(describing: error)))
+                reply = .failed(
+                    .init(
+                        taskID: assignment.taskID, attempt: assignment.attempt, kind: .host,
+                        message: String(describing: error)))
             }
             job.finish(reply)
         }.start()

@@ -10,7 +10,8 @@ public struct CurveKeyPair: Sendable, Equatable {
 
     /// A fresh random key pair.
     public static func generate() throws -> CurveKeyPair {
-        var publicKey = [CChar](repeating: 0, count: 41), secretKey = [CChar](repeating: 0, count: 41)
+        var publicKey = [CChar](repeating: 0, count: 41)
+        var secretKey = [CChar](repeating: 0, count: 41)
         guard zmq_curve_keypair(&publicKey, &secretKey) == 0 else { throw ZMQError("zmq_curve_keypair (libzmq built without CURVE?)") }
         return CurveKeyPair(publicKey: String(cString: publicKey), secretKey: String(cString: secretKey))
     }
@@ -128,8 +129,10 @@ public final class ZAPHandler {
     /// Answers a handshake: admitted (status 200, the key as its user id) or refused (400).
     public func reply(to request: ZAPRequest, allowed: Bool) throws {
         let admitted = allowed && request.publicKey != nil
-        try socket.send([Data("1.0".utf8), request.requestID, Data((admitted ? "200" : "400").utf8),
-                         Data((admitted ? "OK" : "key not allowed").utf8), Data((admitted ? request.publicKey! : "").utf8), Data()])
+        try socket.send([
+            Data("1.0".utf8), request.requestID, Data((admitted ? "200" : "400").utf8),
+            Data((admitted ? "OK" : "key not allowed").utf8), Data((admitted ? request.publicKey! : "").utf8), Data(),
+        ])
     }
 }
 

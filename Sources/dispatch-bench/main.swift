@@ -17,11 +17,14 @@ import ZeroMQ
 
 func option(_ name: String, _ fallback: Int) -> Int {
     guard let index = CommandLine.arguments.firstIndex(of: name), index + 1 < CommandLine.arguments.count,
-          let value = Int(CommandLine.arguments[index + 1]) else { return fallback }
+        let value = Int(CommandLine.arguments[index + 1])
+    else { return fallback }
     return value
 }
 
-let workerCount = option("--workers", 100), taskCount = option("--tasks", 2000), rounds = option("--rounds", 20)
+let workerCount = option("--workers", 100)
+let taskCount = option("--tasks", 2000)
+let rounds = option("--rounds", 20)
 let server = try TemporaryPostgres()
 let conninfo = try server.createDatabase()
 try Migrator(folder: try Migrator.locateFolder()).apply(to: Connection(conninfo))
@@ -42,8 +45,9 @@ let running = ThreadSafeBox(0)
 for index in 0..<workerCount {
     Thread {
         do {
-            let worker = try WorkerDaemon(configuration: WorkerConfiguration(coordinator: endpoint, workerID: "w\(index)"),
-                                          renderer: TestPatternRenderer(models: ["synthetic"]), context: context)
+            let worker = try WorkerDaemon(
+                configuration: WorkerConfiguration(coordinator: endpoint, workerID: "w\(index)"),
+                renderer: TestPatternRenderer(models: ["synthetic"]), context: context)
             worker.logger = Logger(label: "bench", factory: { _ in SwiftLogNoOpLogHandler() })
             try worker.run(tick: 0.02) { stop.value }
         } catch { print("worker \(index): \(error)") }
@@ -66,22 +70,28 @@ let started = Date()
 let big = try store.enqueue(name: "throughput", model: "synthetic", tasks: tasks(taskCount, tag: "t"))
 try waitDone(big)
 let elapsed = Date().timeIntervalSince(started)
-print(String(format: "throughput: %d tasks in %.2f s = %.0f tasks/s (dispatch, render of an 8×8 card, result stored)",
-             taskCount, elapsed, Double(taskCount) / elapsed))
+print(
+    String(
+        format: "throughput: %d tasks in %.2f s = %.0f tasks/s (dispatch, render of an 8×8 card, result stored)",
+        taskCount, elapsed, Double(taskCount) / elapsed))
 
 var latencies: [Double] = []
 for round in 0..<rounds {
     let job = try store.enqueue(name: "latency \(round)", model: "synthetic", tasks: tasks(workerCount / 2, tag: "l"))
     try waitDone(job)
-    latencies += try store.connection.query("""
+    latencies += try store.connection.query(
+        """
         SELECT extract(epoch FROM started_at - created_at) AS s FROM tasks WHERE job_id = $1
-        """, [job]).rows.map { try $0.decode("s", as: Double.self) }
+        """, [job]
+    ).rows.map { try $0.decode("s", as: Double.self) }
     Thread.sleep(forTimeInterval: 0.2)
 }
 latencies.sort()
 func percentile(_ p: Double) -> Double { latencies[min(latencies.count - 1, Int(Double(latencies.count) * p))] }
-print(String(format: "dispatch latency (queued → assigned) over %d tasks: p50 %.1f ms, p99 %.1f ms",
-             latencies.count, percentile(0.5) * 1000, percentile(0.99) * 1000))
+print(
+    String(
+        format: "dispatch latency (queued → assigned) over %d tasks: p50 %.1f ms, p99 %.1f ms",
+        latencies.count, percentile(0.5) * 1000, percentile(0.99) * 1000))
 stop.mutate { $0 = true }
 while running.value > 0 || !coordinatorDone.value { Thread.sleep(forTimeInterval: 0.05) }
 server.stop()

@@ -37,11 +37,15 @@ struct Jobs: ParsableCommand {
         }
         if json { return try printJSON(value) }
         let jobs = value as? [[String: Any]] ?? []
-        printTable(["ID", "NAME", "MODEL", "STATE", "TASKS", "QUEUED", "RUNNING", "DONE", "FAILED", "CANCELLED"], jobs.map { job in
-            let counts = job["counts"] as? [String: Any] ?? [:]
-            return ["\(intValue(job["id"]))", "\(job["name"] ?? "")", "\(job["model"] ?? "")", "\(job["state"] ?? "")",
-                    "\(intValue(job["tasks"]))"] + TaskState.allCases.map { "\(intValue(counts[$0.rawValue]))" }
-        })
+        printTable(
+            ["ID", "NAME", "MODEL", "STATE", "TASKS", "QUEUED", "RUNNING", "DONE", "FAILED", "CANCELLED"],
+            jobs.map { job in
+                let counts = job["counts"] as? [String: Any] ?? [:]
+                return [
+                    "\(intValue(job["id"]))", "\(job["name"] ?? "")", "\(job["model"] ?? "")", "\(job["state"] ?? "")",
+                    "\(intValue(job["tasks"]))",
+                ] + TaskState.allCases.map { "\(intValue(counts[$0.rawValue]))" }
+            })
     }
 }
 
@@ -163,18 +167,21 @@ struct Workers: ParsableCommand {
             value = try jsonRoundTrip(try JobStore(connection: try database.connect()).workerSummaries())
         }
         if json { return try printJSON(value) }
-        printTable(["NAME", "HOST", "DEVICE", "STATE", "LOADED", "TASK", "STEP", "IT/S", "RUNNING", "LAST HEARTBEAT", "FAILURES"],
-                   (value as? [[String: Any]] ?? []).map { worker in
-            let current = worker["current"] as? [String: Any]
-            let speed = (current?["steps_per_second"] as? NSNumber).map { String(format: "%.2f", $0.doubleValue) } ?? "-"
-            let loaded = "\(worker["loaded_model"] ?? "")"
-            return ["\(worker["name"] ?? "")", "\(worker["host"] ?? "")", "\(worker["device"] ?? "")", "\(worker["state"] ?? "")",
+        printTable(
+            ["NAME", "HOST", "DEVICE", "STATE", "LOADED", "TASK", "STEP", "IT/S", "RUNNING", "LAST HEARTBEAT", "FAILURES"],
+            (value as? [[String: Any]] ?? []).map { worker in
+                let current = worker["current"] as? [String: Any]
+                let speed = (current?["steps_per_second"] as? NSNumber).map { String(format: "%.2f", $0.doubleValue) } ?? "-"
+                let loaded = "\(worker["loaded_model"] ?? "")"
+                return [
+                    "\(worker["name"] ?? "")", "\(worker["host"] ?? "")", "\(worker["device"] ?? "")", "\(worker["state"] ?? "")",
                     loaded.isEmpty ? "-" : loaded,
                     current.map { "\(intValue($0["task"])) (job \(intValue($0["job"])))" } ?? "-",
                     current.map { "\(intValue($0["step"]))/\(intValue($0["total_steps"]))" } ?? "-", speed,
                     "\(intValue(worker["running"]))/\(intValue(worker["slots"]))",
-                    "\((worker["seconds_since_heartbeat"] as? NSNumber)?.doubleValue ?? 0) s ago", "\(intValue(worker["failures"]))"]
-        })
+                    "\((worker["seconds_since_heartbeat"] as? NSNumber)?.doubleValue ?? 0) s ago", "\(intValue(worker["failures"]))",
+                ]
+            })
     }
 }
 
@@ -269,10 +276,14 @@ struct TokensList: ParsableCommand {
             value = try jsonRoundTrip(try JobStore(connection: try database.connect()).tokens().map(\.summary))
         }
         if json { return try printJSON(value) }
-        printTable(["ID", "ROLE", "NAME", "CREATED", "REVOKED"], (value as? [[String: Any]] ?? []).map { token in
-            ["\(intValue(token["id"]))", "\(token["role"] ?? "")", "\(token["name"] ?? "")", "\(token["created"] ?? "")",
-             (token["revoked"] as? String) ?? "-"]
-        })
+        printTable(
+            ["ID", "ROLE", "NAME", "CREATED", "REVOKED"],
+            (value as? [[String: Any]] ?? []).map { token in
+                [
+                    "\(intValue(token["id"]))", "\(token["role"] ?? "")", "\(token["name"] ?? "")", "\(token["created"] ?? "")",
+                    (token["revoked"] as? String) ?? "-",
+                ]
+            })
     }
 }
 
@@ -333,11 +344,13 @@ struct Watch: ParsableCommand {
             var lines: [String] = []
             for row in snapshot.jobs {
                 let settled = row.done + row.failed + row.cancelled
-                lines.append("job \(row.id) \(row.name) \(Watch.bar(settled, row.total)) \(row.done)/\(row.total) done, \(row.failed) failed, \(row.state)")
+                lines.append(
+                    "job \(row.id) \(row.name) \(Watch.bar(settled, row.total)) \(row.done)/\(row.total) done, \(row.failed) failed, \(row.state)")
             }
             for row in snapshot.tasks {
                 let speed = row.speed.map { String(format: ", %.2f it/s", $0) } ?? ""
-                lines.append("  worker \(row.worker): task \(row.task) \(Watch.bar(row.step, row.total, width: 16)) step \(row.step)/\(row.total)\(speed)")
+                lines.append(
+                    "  worker \(row.worker): task \(row.task) \(Watch.bar(row.step, row.total, width: 16)) step \(row.step)/\(row.total)\(speed)")
             }
             let screen = lines.joined(separator: "\n")
             if interactive {
@@ -380,21 +393,28 @@ struct DatabaseWatchSource: WatchSource {
 
     func snapshot() throws -> WatchSnapshot {
         var snapshot = WatchSnapshot()
-        for row in try connection.query("""
+        for row in try connection.query(
+            """
             SELECT id, name, state, task_count, queued_count, running_count, done_count, failed_count, cancelled_count
             FROM jobs WHERE ($1::bigint IS NULL AND state IN ('active', 'paused')) OR id = $1 ORDER BY id
-            """, [job]).rows {
-            snapshot.jobs.append(.init(
-                id: try row.decode("id"), name: try row.decode("name"), state: try row.decode("state"), total: try row.decode("task_count"),
-                open: try row.decode("queued_count", as: Int.self) + row.decode("running_count", as: Int.self),
-                done: try row.decode("done_count"), failed: try row.decode("failed_count"), cancelled: try row.decode("cancelled_count")))
+            """, [job]
+        ).rows {
+            snapshot.jobs.append(
+                .init(
+                    id: try row.decode("id"), name: try row.decode("name"), state: try row.decode("state"), total: try row.decode("task_count"),
+                    open: try row.decode("queued_count", as: Int.self) + row.decode("running_count", as: Int.self),
+                    done: try row.decode("done_count"), failed: try row.decode("failed_count"), cancelled: try row.decode("cancelled_count")))
         }
-        for row in try connection.query("""
+        for row in try connection.query(
+            """
             SELECT lease_owner, id, step, total_steps, steps_per_second::text AS speed FROM tasks
             WHERE state = 'running' AND ($1::bigint IS NULL OR job_id = $1) ORDER BY lease_owner, id
-            """, [job]).rows {
-            snapshot.tasks.append(.init(worker: try row.decode("lease_owner"), task: try row.decode("id"), step: try row.decode("step"),
-                                        total: try row.decode("total_steps"), speed: Double(try row.decodeIfPresent("speed", as: String.self) ?? "")))
+            """, [job]
+        ).rows {
+            snapshot.tasks.append(
+                .init(
+                    worker: try row.decode("lease_owner"), task: try row.decode("id"), step: try row.decode("step"),
+                    total: try row.decode("total_steps"), speed: Double(try row.decodeIfPresent("speed", as: String.self) ?? "")))
         }
         return snapshot
     }
@@ -419,17 +439,20 @@ struct RemoteWatchSource: WatchSource {
         }
         for object in jobs {
             let counts = object["counts"] as? [String: Any] ?? [:]
-            snapshot.jobs.append(.init(
-                id: Int64(intValue(object["id"])), name: "\(object["name"] ?? "")", state: "\(object["state"] ?? "")",
-                total: counts.values.reduce(0) { $0 + intValue($1) }, open: intValue(counts["queued"]) + intValue(counts["running"]),
-                done: intValue(counts["done"]), failed: intValue(counts["failed"]), cancelled: intValue(counts["cancelled"])))
+            snapshot.jobs.append(
+                .init(
+                    id: Int64(intValue(object["id"])), name: "\(object["name"] ?? "")", state: "\(object["state"] ?? "")",
+                    total: counts.values.reduce(0) { $0 + intValue($1) }, open: intValue(counts["queued"]) + intValue(counts["running"]),
+                    done: intValue(counts["done"]), failed: intValue(counts["failed"]), cancelled: intValue(counts["cancelled"])))
         }
         let watched = Set(snapshot.jobs.map(\.id))
         for worker in try client.json("GET", "workers") as? [[String: Any]] ?? [] {
             guard let current = worker["current"] as? [String: Any], watched.contains(Int64(intValue(current["job"]))) else { continue }
-            snapshot.tasks.append(.init(worker: "\(worker["name"] ?? "")", task: Int64(intValue(current["task"])),
-                                        step: intValue(current["step"]), total: intValue(current["total_steps"]),
-                                        speed: (current["steps_per_second"] as? NSNumber)?.doubleValue))
+            snapshot.tasks.append(
+                .init(
+                    worker: "\(worker["name"] ?? "")", task: Int64(intValue(current["task"])),
+                    step: intValue(current["step"]), total: intValue(current["total_steps"]),
+                    speed: (current["steps_per_second"] as? NSNumber)?.doubleValue))
         }
         return snapshot
     }

@@ -30,7 +30,10 @@ struct Bench: ParsableCommand {
     @Option(help: "Compute threads (default: all cores).")
     var threads: Int?
 
-    @Flag(help: "Print one JSON object: blas_core, and per size unet_step_s, unet_gflops, sgemm_gflops, text_encode_s, vae_decode_s, total_20_steps_s, peak_rss_mb.")
+    @Flag(
+        help:
+            "Print one JSON object: blas_core, and per size unet_step_s, unet_gflops, sgemm_gflops, text_encode_s, vae_decode_s, total_20_steps_s, peak_rss_mb."
+    )
     var json = false
 
     @Flag(help: "Only report the BLAS core in use and the sgemm rate (a few seconds).")
@@ -83,9 +86,12 @@ struct Bench: ParsableCommand {
         for size in parsedSizes {
             guard let f = results[String(size)] else { continue }
             let ratio = f["unet_gflops"]! / f["sgemm_gflops"]! * 100
-            print(String(format: "%4d×%-4d UNet step (CFG, batch 2) %7.2f s  %6.1f GFLOP/s = %5.1f %% of sgemm %6.1f | text %6.3f s | VAE decode %6.2f s | %d steps %7.1f s | peak %6.0f MB",
-                         size, size, f["unet_step_s"]!, f["unet_gflops"]!, ratio, f["sgemm_gflops"]!, f["text_encode_s"]!,
-                         f["vae_decode_s"]!, steps, f["total_20_steps_s"]!, f["peak_rss_mb"]!))
+            print(
+                String(
+                    format:
+                        "%4d×%-4d UNet step (CFG, batch 2) %7.2f s  %6.1f GFLOP/s = %5.1f %% of sgemm %6.1f | text %6.3f s | VAE decode %6.2f s | %d steps %7.1f s | peak %6.0f MB",
+                    size, size, f["unet_step_s"]!, f["unet_gflops"]!, ratio, f["sgemm_gflops"]!, f["text_encode_s"]!,
+                    f["vae_decode_s"]!, steps, f["total_20_steps_s"]!, f["peak_rss_mb"]!))
         }
     }
 
@@ -103,7 +109,8 @@ struct Bench: ParsableCommand {
         let data = output.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         guard process.terminationStatus == 0,
-              let figures = try JSONSerialization.jsonObject(with: data) as? [String: Double] else {
+            let figures = try JSONSerialization.jsonObject(with: data) as? [String: Double]
+        else {
             throw ValidationError("the \(size)×\(size) run failed (exit status \(process.terminationStatus))")
         }
         return figures
@@ -130,8 +137,9 @@ private struct BenchRun {
         let textTime = Self.best(3) { _ = try? pipeline.encodePrompts(prompt, negative: "blurry") }
         let (conditional, unconditional) = try pipeline.encodePrompts(prompt, negative: "blurry")
         let latentSide = size / pipeline.latentScale
-        let latents = Tensor(shape: [2, pipeline.unet.config.inChannels, latentSide, latentSide],
-                             values: (0..<(2 * pipeline.unet.config.inChannels * latentSide * latentSide)).map { Float(($0 * 7919) % 997) / 498.5 - 1 })
+        let latents = Tensor(
+            shape: [2, pipeline.unet.config.inChannels, latentSide, latentSide],
+            values: (0..<(2 * pipeline.unet.config.inChannels * latentSide * latentSide)).map { Float(($0 * 7919) % 997) / 498.5 - 1 })
         let context = Tensor.concat([conditional, unconditional], axis: 0)
         log("  UNet step at \(size)×\(size)… (model built: \(memoryLine()))")
         _ = pipeline.unet(latents, timestep: 500, context: context)
@@ -155,11 +163,14 @@ private struct BenchRun {
         }
         let total = Self.seconds {
             guard let (c, u) = try? pipeline.encodePrompts(prompt, negative: "blurry"),
-                  let final = try? pipeline.sample(conditional: c, unconditional: u, settings: settings, progress: stepped) else { return }
+                let final = try? pipeline.sample(conditional: c, unconditional: u, settings: settings, progress: stepped)
+            else { return }
             log(String(format: "    decode: %.2f s", Self.seconds { _ = pipeline.decode(final) }))
         }
-        return ["unet_step_s": unetTime, "unet_gflops": Double(flops) / unetTime / 1e9, "sgemm_gflops": sgemm,
-                "text_encode_s": textTime, "vae_decode_s": decodeTime, "total_20_steps_s": total, "peak_rss_mb": peakRSSMegabytes()]
+        return [
+            "unet_step_s": unetTime, "unet_gflops": Double(flops) / unetTime / 1e9, "sgemm_gflops": sgemm,
+            "text_encode_s": textTime, "vae_decode_s": decodeTime, "total_20_steps_s": total, "peak_rss_mb": peakRSSMegabytes(),
+        ]
     }
 
     static func seconds(_ body: () -> Void) -> Double {
@@ -176,7 +187,8 @@ private struct BenchRun {
     /// a core's kernels wrong for this processor show here.
     static func sgemmError() -> Double {
         let (m, n, k) = (67, 45, 83)
-        let a = (0..<(m * k)).map { Float(($0 * 7) % 19) / 19 - 0.5 }, b = (0..<(k * n)).map { Float(($0 * 5) % 23) / 23 - 0.5 }
+        let a = (0..<(m * k)).map { Float(($0 * 7) % 19) / 19 - 0.5 }
+        let b = (0..<(k * n)).map { Float(($0 * 5) % 23) / 23 - 0.5 }
         var c = [Float](repeating: 0, count: m * n)
         Gemm.multiply(m: m, n: n, k: k, a: a, lda: k, b: b, ldb: n, c: &c, ldc: n)
         var worst = 0.0
@@ -190,9 +202,14 @@ private struct BenchRun {
     }
 
     static func sgemmRate(side: Int) -> Double {
-        var a = Tensor(uninitialized: [side, side]), b = Tensor(uninitialized: [side, side]), c = Tensor(uninitialized: [side, side])
+        var a = Tensor(uninitialized: [side, side])
+        var b = Tensor(uninitialized: [side, side])
+        var c = Tensor(uninitialized: [side, side])
         let (pa, pb, pc) = (a.mutablePointer(), b.mutablePointer(), c.mutablePointer())
-        for i in 0..<(side * side) { pa[i] = Float(i % 17) / 17; pb[i] = Float(i % 13) / 13 }
+        for i in 0..<(side * side) {
+            pa[i] = Float(i % 17) / 17
+            pb[i] = Float(i % 13) / 13
+        }
         let time = best(5) { Gemm.multiply(m: side, n: side, k: side, a: pa, lda: side, b: pb, ldb: side, c: pc, ldc: side) }
         withExtendedLifetime((a, b, c)) {}
         return 2 * pow(Double(side), 3) / time / 1e9

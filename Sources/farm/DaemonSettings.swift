@@ -4,7 +4,10 @@ import Yams
 
 /// The options every daemon has for its settings; `DaemonSettings` acts on them before parsing.
 struct DaemonSettingsOptions: ParsableArguments {
-    @Option(help: "A YAML file of settings (`lease-seconds: 30`); flags and FARM_… variables (FARM_LEASE_SECONDS) take precedence over it. Also FARM_CONFIG.")
+    @Option(
+        help:
+            "A YAML file of settings (`lease-seconds: 30`); flags and FARM_… variables (FARM_LEASE_SECONDS) take precedence over it. Also FARM_CONFIG."
+    )
     var config: String?
 
     @Flag(help: "Print every setting, its value and where it came from (flag, environment, file, default; passwords masked), then exit.")
@@ -99,9 +102,11 @@ struct DaemonSettings {
         if let unknown = file.keys.sorted().first(where: { !names.contains($0) }) {
             throw ValidationError("unknown setting \"\(unknown)\" in \(configPath!); settings: \(settings.map(\.name).joined(separator: ", "))")
         }
-        var resolved = arguments, report: [String] = []
+        var resolved = arguments
+        var report: [String] = []
         for setting in settings {
-            var values: [String] = [], source = "default"
+            var values: [String] = []
+            var source = "default"
             if given.contains(setting.name) {
                 source = "flag"
                 values = DaemonSettings.values(of: setting.name, in: arguments)
@@ -123,9 +128,12 @@ struct DaemonSettings {
                     }
                 }
             }
-            let shown = source == "default" ? (setting.defaultValue ?? (setting.takesValue ? "(none)" : "false"))
-                : setting.takesValue ? values.map { setting.secret ? DaemonSettings.masked($0) : $0 }.joined(separator: ", ")
-                : (source == "flag" ? "true" : values.first ?? "")
+            let shown =
+                source == "default"
+                ? (setting.defaultValue ?? (setting.takesValue ? "(none)" : "false"))
+                : setting.takesValue
+                    ? values.map { setting.secret ? DaemonSettings.masked($0) : $0 }.joined(separator: ", ")
+                    : (source == "flag" ? "true" : values.first ?? "")
             report.append("\(setting.name) = \(shown)   (\(source))")
         }
         self.arguments = resolved
@@ -175,7 +183,8 @@ struct DaemonSettings {
         var text = value
         // URI: scheme://user:password@host
         if let scheme = text.range(of: "://"), let at = text[scheme.upperBound...].firstIndex(of: "@"),
-           let colon = text[scheme.upperBound..<at].firstIndex(of: ":") {
+            let colon = text[scheme.upperBound..<at].firstIndex(of: ":")
+        {
             text.replaceSubrange(text.index(after: colon)..<at, with: "***")
         }
         // Key/value: password=secret (up to the next space)

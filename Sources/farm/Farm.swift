@@ -18,10 +18,12 @@ struct Farm: ParsableCommand {
         commandName: "farm",
         abstract: "DiffusionFarm: a Stable Diffusion render farm.",
         version: "DiffusionFarm \(Farm.release) (wire protocol \(WireMessage.protocolVersion))",
-        subcommands: [Render.self, Migrate.self, CoordinatorCommand.self, WorkerCommand.self, Submit.self, Fetch.self,
-                      Jobs.self, JobCommand.self, Cancel.self, Pause.self, Resume.self, Retry.self, Workers.self,
-                      Drain.self, Cordon.self, Uncordon.self, Watch.self, Tokens.self,
-                      Status.self, Keys.self, Bench.self])
+        subcommands: [
+            Render.self, Migrate.self, CoordinatorCommand.self, WorkerCommand.self, Submit.self, Fetch.self,
+            Jobs.self, JobCommand.self, Cancel.self, Pause.self, Resume.self, Retry.self, Workers.self,
+            Drain.self, Cordon.self, Uncordon.self, Watch.self, Tokens.self,
+            Status.self, Keys.self, Bench.self,
+        ])
 
     /// This build's release number, as `farm --version` prints it.
     static let release = "0.3.0"
@@ -98,8 +100,10 @@ struct Migrate: ParsableCommand {
         let connection = try database.connect()
         let migrator = try Migrator(folder: Migrator.locateFolder())
         let applied = try migrator.apply(to: connection)
-        print(applied.isEmpty ? "schema is up to date (\(migrator.migrations.count) migrations)"
-                              : "applied migrations \(applied.map(String.init).joined(separator: ", "))")
+        print(
+            applied.isEmpty
+                ? "schema is up to date (\(migrator.migrations.count) migrations)"
+                : "applied migrations \(applied.map(String.init).joined(separator: ", "))")
     }
 }
 
@@ -160,8 +164,9 @@ struct CoordinatorCommand: ParsableCommand {
         // The HTTP API runs on its own threads next to the ZeroMQ loop; failing to bind ends the coordinator.
         var api: FarmHTTPServer?
         if let http, let (host, port) = FarmHTTPServer.parseAddress(http) {
-            api = FarmHTTPServer(host: host, port: port, conninfo: conninfo, events: server.events, metrics: metrics,
-                                 maxSubmitPriority: maxSubmitPriority)
+            api = FarmHTTPServer(
+                host: host, port: port, conninfo: conninfo, events: server.events, metrics: metrics,
+                maxSubmitPriority: maxSubmitPriority)
             try api?.start()
         }
         defer { api?.stop() }
@@ -185,7 +190,10 @@ struct WorkerCommand: ParsableCommand {
 
     @OptionGroup var security: LinkSecurityOptions
 
-    @Option(help: "Serve this worker's metrics in the Prometheus text format at http://HOST:PORT/metrics; the worker exits with status 1 if it cannot listen there.")
+    @Option(
+        help:
+            "Serve this worker's metrics in the Prometheus text format at http://HOST:PORT/metrics; the worker exits with status 1 if it cannot listen there."
+    )
     var metrics: String?
 
     @Option(help: "The coordinator's CURVE public key (or its key file); needed with --curve-key.")
@@ -203,7 +211,10 @@ struct WorkerCommand: ParsableCommand {
     @Option(help: "A folder of models (diffusers folders, .safetensors, .ckpt), each named by its file name.")
     var models: String?
 
-    @Option(help: "diffusion (the engine: the bundled demo model and those of --models), test-pattern (the default without --models), or synthetic: a TEST AND BENCHMARK TOOL that returns a generated PNG depending on the parameters after --synthetic-delay seconds.")
+    @Option(
+        help:
+            "diffusion (the engine: the bundled demo model and those of --models), test-pattern (the default without --models), or synthetic: a TEST AND BENCHMARK TOOL that returns a generated PNG depending on the parameters after --synthetic-delay seconds."
+    )
     var engine: String?
 
     @Option(help: "Seconds each synthetic task takes.")
@@ -218,7 +229,9 @@ struct WorkerCommand: ParsableCommand {
             throw ValidationError("--engine must be diffusion, test-pattern or synthetic, got \(engine)")
         }
         guard syntheticDelay >= 0 && syntheticDelay <= 3600 else { throw ValidationError("--synthetic-delay must be 0...3600 seconds") }
-        if security.curveKey != nil && coordinatorKey == nil { throw ValidationError("--curve-key needs --coordinator-key (the coordinator's public key)") }
+        if security.curveKey != nil && coordinatorKey == nil {
+            throw ValidationError("--curve-key needs --coordinator-key (the coordinator's public key)")
+        }
         if let metrics, FarmHTTPServer.parseAddress(metrics) == nil { throw ValidationError("--metrics must be HOST:PORT, got \(metrics)") }
     }
 
@@ -242,8 +255,10 @@ struct WorkerCommand: ParsableCommand {
         switch engine ?? (models == nil ? "test-pattern" : "diffusion") {
         case "synthetic": renderer = TestPatternRenderer(models: ["synthetic"], delay: syntheticDelay)
         case "test-pattern": renderer = TestPatternRenderer()
-        default: renderer = try DiffusionRenderer(modelsFolder: models.map { URL(fileURLWithPath: $0) },
-                                                  memoryBudgetBytes: modelCacheMb.map { $0 << 20 })
+        default:
+            renderer = try DiffusionRenderer(
+                modelsFolder: models.map { URL(fileURLWithPath: $0) },
+                memoryBudgetBytes: modelCacheMb.map { $0 << 20 })
         }
         let daemon = try WorkerDaemon(configuration: settings, renderer: renderer, context: ZMQContext())
         daemon.cancelCheck = { Shutdown.requested > 1 }

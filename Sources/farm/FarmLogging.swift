@@ -13,6 +13,8 @@ enum LogFormat: String, ExpressibleByArgument, CaseIterable {
     case json
 }
 
+// swift-format-ignore: AvoidRetroactiveConformances
+// ArgumentParser parses log levels from their names; neither module declares it, so this one does.
 extension Logger.Level: @retroactive ExpressibleByArgument {}
 
 /// The options every daemon has for its log; they are settings (`FARM_LOG_FORMAT`, `log-level:`).

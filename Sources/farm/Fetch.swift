@@ -29,7 +29,8 @@ struct Fetch: ParsableCommand {
             throw ValidationError("--out \(out): cannot make the folder (\((error as NSError).localizedDescription))")
         }
         func file(_ index: Int, _ seed: String) -> URL { folder.appendingPathComponent("\(job)-\(index)-\(seed).png") }
-        var written = 0, skipped = 0
+        var written = 0
+        var skipped = 0
         if let client = try remote.client() {
             // Over HTTP: list the images, then download only the ones not yet on disk.
             guard let list = try client.json("GET", "jobs/\(job)/images") as? [[String: Any]] else {
@@ -37,7 +38,10 @@ struct Fetch: ParsableCommand {
             }
             for entry in list {
                 let target = file(intValue(entry["index"]), "\(entry["seed"].map { "\($0)" } ?? "0")")
-                if FileManager.default.fileExists(atPath: target.path) { skipped += 1; continue }
+                if FileManager.default.fileExists(atPath: target.path) {
+                    skipped += 1
+                    continue
+                }
                 try client.send("GET", "tasks/\(intValue(entry["task"]))/image").write(to: target, options: .atomic)
                 written += 1
             }
@@ -46,7 +50,10 @@ struct Fetch: ParsableCommand {
             guard try store.jobExists(job) else { throw ValidationError("job \(job) does not exist") }
             for image in try store.images(job: job) {
                 let target = file(image.index, String(image.seed))
-                if FileManager.default.fileExists(atPath: target.path) { skipped += 1; continue }
+                if FileManager.default.fileExists(atPath: target.path) {
+                    skipped += 1
+                    continue
+                }
                 try image.png.write(to: target, options: .atomic)
                 written += 1
             }

@@ -20,8 +20,11 @@ struct KeysGenerate: ParsableCommand {
     func run() throws {
         guard !FileManager.default.fileExists(atPath: file) else { throw ValidationError("\(file) exists; remove it first or pick another name") }
         let pair = try CurveKeyPair.generate()
-        guard FileManager.default.createFile(atPath: file, contents: Data(pair.fileContents.utf8),
-                                             attributes: [.posixPermissions: 0o600]) else {
+        guard
+            FileManager.default.createFile(
+                atPath: file, contents: Data(pair.fileContents.utf8),
+                attributes: [.posixPermissions: 0o600])
+        else {
             throw ValidationError("cannot write \(file)")
         }
         print(pair.publicKey)
@@ -68,7 +71,9 @@ struct KeysList: ParsableCommand {
 
     func run() throws {
         let keys = try JobStore(connection: try database.connect()).workerKeys()
-        let rows: [[String: Any]] = keys.map { ["public_key": $0.publicKey, "name": $0.name, "created": $0.created, "revoked": $0.revoked ?? NSNull()] }
+        let rows: [[String: Any]] = keys.map {
+            ["public_key": $0.publicKey, "name": $0.name, "created": $0.created, "revoked": $0.revoked ?? NSNull()]
+        }
         if json { return try printJSON(rows) }
         printTable(["PUBLIC KEY", "NAME", "CREATED", "REVOKED"], keys.map { [$0.publicKey, $0.name, $0.created, $0.revoked ?? "-"] })
     }

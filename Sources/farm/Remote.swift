@@ -1,8 +1,9 @@
 import ArgumentParser
 import Foundation
 import Yams
+
 #if canImport(FoundationNetworking)
-import FoundationNetworking
+    import FoundationNetworking
 #endif
 
 /// A failure answered by (or on the way to) the coordinator's HTTP API; `farm` prints it in one
@@ -23,7 +24,8 @@ struct RemoteError: Error, CustomStringConvertible {
 /// `--server URL --token T` (or `FARM_SERVER` / `FARM_TOKEN`, or the config file): talk to a
 /// coordinator's HTTP API instead of the database.
 struct RemoteOptions: ParsableArguments {
-    @Option(help: "The coordinator's HTTP API (http://HOST:PORT); default FARM_SERVER, then the config file. Without it, the command uses the database.")
+    @Option(
+        help: "The coordinator's HTTP API (http://HOST:PORT); default FARM_SERVER, then the config file. Without it, the command uses the database.")
     var server: String?
 
     @Option(help: "An API token (farm tokens create); default FARM_TOKEN, then the config file.")
@@ -35,7 +37,8 @@ struct RemoteOptions: ParsableArguments {
         let config = try FarmConfig.load(environment: environment)
         guard let text = server ?? environment["FARM_SERVER"] ?? config.server, !text.isEmpty else { return nil }
         guard let url = URL(string: text.hasSuffix("/") ? String(text.dropLast()) : text), url.scheme == "http" || url.scheme == "https",
-              url.host != nil else {
+            url.host != nil
+        else {
             throw ValidationError("--server must be an http(s) URL such as http://127.0.0.1:8080, got \(text)")
         }
         return FarmClient(base: url, token: token ?? environment["FARM_TOKEN"] ?? config.token)

@@ -82,10 +82,15 @@ struct Render: ParsableCommand {
     @Option(help: "The conditioning scale of each --controlnet (default 1).")
     var controlScale: [Double] = []
 
-    @Flag(help: "Decode in tiles (memory bounded by the tile size; for large images). Tiles share the whole image's group-norm statistics, learnt in extra passes (several times the decode time).")
+    @Flag(
+        help:
+            "Decode in tiles (memory bounded by the tile size; for large images). Tiles share the whole image's group-norm statistics, learnt in extra passes (several times the decode time)."
+    )
     var vaeTiling = false
 
-    @Flag(help: "Decode in tiles, each with its own group-norm statistics, as diffusers' tiling does (one decode's time; tiles differ slightly in tone).")
+    @Flag(
+        help:
+            "Decode in tiles, each with its own group-norm statistics, as diffusers' tiling does (one decode's time; tiles differ slightly in tone).")
     var vaeTilingFast = false
 
     @Option(help: "The PNG file to write.")
@@ -126,7 +131,8 @@ struct Render: ParsableCommand {
     static func extents(_ text: String) throws -> (left: Int, right: Int, top: Int, bottom: Int) {
         let parts = text.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
         guard parts.count == 4, let l = parts[0], let r = parts[1], let t = parts[2], let b = parts[3],
-              min(l, r, t, b) >= 0, max(l, r, t, b) <= 2048, l + r + t + b > 0 else {
+            min(l, r, t, b) >= 0, max(l, r, t, b) <= 2048, l + r + t + b > 0
+        else {
             throw ValidationError("--outpaint must be L,R,T,B: four non-negative pixel counts (at most 2048), not all 0; got \(text)")
         }
         return (l, r, t, b)
@@ -165,8 +171,10 @@ struct Render: ParsableCommand {
         request.strength = strength
         request.outpaint = try outpaint.map { try Render.extents($0) }
         request.controls = try zip(controlnet, controlImage).enumerated().map { index, pair in
-            (net: try ControlNet.load(URL(fileURLWithPath: pair.0)), image: try Render.readPNG(pair.1, flag: "--control-image"),
-             scale: index < controlScale.count ? controlScale[index] : 1)
+            (
+                net: try ControlNet.load(URL(fileURLWithPath: pair.0)), image: try Render.readPNG(pair.1, flag: "--control-image"),
+                scale: index < controlScale.count ? controlScale[index] : 1
+            )
         }
         request.settings.width = width ?? 0
         request.settings.height = height ?? 0
@@ -188,19 +196,23 @@ struct Render: ParsableCommand {
         for round in 0..<batchCount {
             settings.seed = seed &+ UInt64(round * batch)
             let bar = ProgressBar(label: batchCount == 1 ? "sampling" : "batch \(round + 1)/\(batchCount)")
-            let latents = try prepared.sample(pipeline, settings: settings, progress: { step, total in
-                bar.update(step, total)
-                return true
-            })
+            let latents = try prepared.sample(
+                pipeline, settings: settings,
+                progress: { step, total in
+                    bar.update(step, total)
+                    return true
+                })
             bar.finish()
             if let saveLatents {
-                let path = batchCount == 1 ? saveLatents : saveLatents.replacingOccurrences(of: ".npy", with: "-\(round + 1).npy", options: [.backwards])
+                let path =
+                    batchCount == 1 ? saveLatents : saveLatents.replacingOccurrences(of: ".npy", with: "-\(round + 1).npy", options: [.backwards])
                 try NumPyFile.write(latents, to: URL(fileURLWithPath: path))
             }
             let images = try prepared.images(pipeline, latents: latents, tiledVAE: vaeTilingFast ? .perTile : vaeTiling ? .shared : nil) { index in
-                var parameters = A1111Parameters(prompt: prompt, steps: steps, sampler: settings.sampler.rawValue, cfg: cfg,
-                                                 seed: seed &+ UInt64(round * batch + index), width: prepared.width,
-                                                 height: prepared.height, model: modelName)
+                var parameters = A1111Parameters(
+                    prompt: prompt, steps: steps, sampler: settings.sampler.rawValue, cfg: cfg,
+                    seed: seed &+ UInt64(round * batch + index), width: prepared.width,
+                    height: prepared.height, model: modelName)
                 parameters.negative = negative
                 parameters.clipSkip = clipSkip
                 if initImage != nil && outpaint == nil { parameters.denoisingStrength = strength }
@@ -210,7 +222,8 @@ struct Render: ParsableCommand {
             }
             for (index, image) in images.enumerated() {
                 let number = round * batch + index
-                let path = total == 1 ? out : out.replacingOccurrences(of: ".png", with: "-\(number + 1).png", options: [.backwards, .caseInsensitive])
+                let path =
+                    total == 1 ? out : out.replacingOccurrences(of: ".png", with: "-\(number + 1).png", options: [.backwards, .caseInsensitive])
                 try image.pngData().write(to: URL(fileURLWithPath: path), options: .atomic)
                 print("wrote \(path)")
             }
@@ -231,7 +244,8 @@ final class ProgressBar {
         let elapsed = Date().timeIntervalSince(started)
         let rate = Double(step) / max(elapsed, 1e-9)
         if interactive {
-            let width = 30, filled = width * step / max(total, 1)
+            let width = 30
+            let filled = width * step / max(total, 1)
             let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)
             FileHandle.standardError.write(Data(String(format: "\r%@ %@ %d/%d %.2f it/s", label, bar, step, total, rate).utf8))
         } else {
@@ -254,7 +268,9 @@ enum NumPyFile {
         var data = Data([0x93] + Array("NUMPY".utf8) + [1, 0])
         data.append(contentsOf: [UInt8(header.utf8.count & 0xFF), UInt8(header.utf8.count >> 8)])
         data.append(contentsOf: Array(header.utf8))
-        tensor.withUnsafeBufferPointer { data.append(UnsafeBufferPointer(start: UnsafeRawPointer($0.baseAddress!).assumingMemoryBound(to: UInt8.self), count: $0.count * 4)) }
+        tensor.withUnsafeBufferPointer {
+            data.append(UnsafeBufferPointer(start: UnsafeRawPointer($0.baseAddress!).assumingMemoryBound(to: UInt8.self), count: $0.count * 4))
+        }
         try data.write(to: url, options: .atomic)
     }
 }

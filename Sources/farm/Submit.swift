@@ -8,7 +8,8 @@ import JobStore
 /// `farm submit`: a job from a spec file or from --prompt, into the database or through the HTTP API.
 struct Submit: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Queue a job: a spec file (YAML/JSON with defaults, items and sweeps; JSONL; CSV; text, one prompt per line), or one prompt over a range of seeds.",
+        abstract:
+            "Queue a job: a spec file (YAML/JSON with defaults, items and sweeps; JSONL; CSV; text, one prompt per line), or one prompt over a range of seeds.",
         discussion: """
             Flags such as --model, --width or --steps fill what a spec leaves out. Example YAML:
               name: foxes
@@ -110,23 +111,27 @@ struct Submit: ParsableCommand {
         guard controlImage.count == controlnet.count else { throw ValidationError("give one --control-image per --controlnet") }
         // A mask of another size than its image is refused from the headers, before anything is stored.
         if let mask, let initImage, let maskData = FileManager.default.contents(atPath: mask),
-           let imageData = FileManager.default.contents(atPath: initImage),
-           let maskSize = PNGImage.declaredSize(of: maskData), let imageSize = PNGImage.declaredSize(of: imageData), maskSize != imageSize {
+            let imageData = FileManager.default.contents(atPath: initImage),
+            let maskSize = PNGImage.declaredSize(of: maskData), let imageSize = PNGImage.declaredSize(of: imageData), maskSize != imageSize
+        {
             throw ValidationError("--mask is \(maskSize.width)x\(maskSize.height) but --init-image is \(imageSize.width)x\(imageSize.height)")
         }
-        let initHash = try stored(initImage, "--init-image"), maskHash = try stored(mask, "--mask")
+        let initHash = try stored(initImage, "--init-image")
+        let maskHash = try stored(mask, "--mask")
         let controls = try zip(controlnet, controlImage).enumerated().map { index, pair in
-            TaskParameters.Control(model: pair.0, image: try stored(pair.1, "--control-image")!,
-                                   scale: index < controlScale.count ? controlScale[index] : 1)
+            TaskParameters.Control(
+                model: pair.0, image: try stored(pair.1, "--control-image")!,
+                scale: index < controlScale.count ? controlScale[index] : 1)
         }
         let extents = try outpaint.map { text -> [Int] in
             let extents = try Render.extents(text)
             return [extents.left, extents.right, extents.top, extents.bottom]
         }
         let tasks = (0..<count).map { offset in
-            var task = TaskParameters(prompt: prompt, negativePrompt: negative, model: model ?? "test-pattern", width: width,
-                                      height: height, steps: steps ?? 20, cfgScale: cfg ?? 7.5, sampler: sampler ?? "euler_a",
-                                      seed: seed &+ UInt64(offset))
+            var task = TaskParameters(
+                prompt: prompt, negativePrompt: negative, model: model ?? "test-pattern", width: width,
+                height: height, steps: steps ?? 20, cfgScale: cfg ?? 7.5, sampler: sampler ?? "euler_a",
+                seed: seed &+ UInt64(offset))
             task.initImage = initHash
             task.mask = maskHash
             task.strength = strength
@@ -172,14 +177,17 @@ struct Submit: ParsableCommand {
         if dryRun {
             print("\(job.tasks.count) task(s) for job \"\(job.name)\" (model \(job.model))")
             for (index, task) in job.tasks.prefix(5).enumerated() {
-                print("  \(index): \"\(task.prompt.prefix(60))\" seed \(task.seed), \(task.width.map(String.init) ?? "native")x\(task.height.map(String.init) ?? "native"), \(task.steps) steps, cfg \(task.cfgScale), \(task.sampler), \(task.model)")
+                print(
+                    "  \(index): \"\(task.prompt.prefix(60))\" seed \(task.seed), \(task.width.map(String.init) ?? "native")x\(task.height.map(String.init) ?? "native"), \(task.steps) steps, cfg \(task.cfgScale), \(task.sampler), \(task.model)"
+                )
             }
             if job.tasks.count > 5 { print("  …") }
             return
         }
         if let client = try remote.client() {
             let format = ["yaml": "yaml", "yml": "yaml", "json": "json", "jsonl": "jsonl", "csv": "csv"][url.pathExtension.lowercased()] ?? "txt"
-            let query = [URLQueryItem(name: "format", value: format)]
+            let query =
+                [URLQueryItem(name: "format", value: format)]
                 + overrides.sorted { $0.key < $1.key }.map { URLQueryItem(name: $0.key, value: $0.value) }
             let answer = try client.json("POST", "jobs", query: query, body: Data(text.utf8)) as? [String: Any] ?? [:]
             let id = Int64(intValue(answer["id"]))
@@ -208,7 +216,10 @@ struct Submit: ParsableCommand {
         while true {
             let progress = JobProgress(counts: try counts().filter { $0.value > 0 })
             let line = TaskState.allCases.map { "\($0.rawValue)=\(progress.counts[$0, default: 0])" }.joined(separator: " ")
-            if line != last { FileHandle.standardError.write(Data("job \(job): \(line)\n".utf8)); last = line }
+            if line != last {
+                FileHandle.standardError.write(Data("job \(job): \(line)\n".utf8))
+                last = line
+            }
             if progress.isFinished { return }
             Thread.sleep(forTimeInterval: 0.5)
         }

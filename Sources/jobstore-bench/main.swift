@@ -37,8 +37,10 @@ let parameters = (0..<taskCount).map {
 let start = now()
 let job = try store.enqueue(name: "bench", model: "m", tasks: parameters)
 let enqueueTime = now() - start
-print(String(format: "enqueue  %7d tasks via COPY   %6.2f s   %9.0f tasks/s   (< 10 s: %@)",
-             taskCount, enqueueTime, Double(taskCount) / enqueueTime, enqueueTime < 10 ? "ok" : "NO"))
+print(
+    String(
+        format: "enqueue  %7d tasks via COPY   %6.2f s   %9.0f tasks/s   (< 10 s: %@)",
+        taskCount, enqueueTime, Double(taskCount) / enqueueTime, enqueueTime < 10 ? "ok" : "NO"))
 
 let pngBytes = option("--png-bytes").flatMap(Int.init) ?? 200_000
 // A hand-written spec of the same size, parsed and submitted end to end (issue 9: < 15 s).
@@ -74,14 +76,20 @@ if FileManager.default.isExecutableFile(atPath: farm.path) {
         process.waitUntilExit()
         return (process.terminationStatus, text.trimmingCharacters(in: .whitespacesAndNewlines))
     }
-    let httpPort = try TemporaryPostgres.freePort(), zmqPort = try TemporaryPostgres.freePort()
+    let httpPort = try TemporaryPostgres.freePort()
+    let zmqPort = try TemporaryPostgres.freePort()
     let coordinator = Process()
     coordinator.executableURL = farm
-    coordinator.arguments = ["coordinator", "--insecure", "--database", conninfo, "--listen", "tcp://127.0.0.1:\(zmqPort)", "--http", "127.0.0.1:\(httpPort)"]
+    coordinator.arguments = [
+        "coordinator", "--insecure", "--database", conninfo, "--listen", "tcp://127.0.0.1:\(zmqPort)", "--http", "127.0.0.1:\(httpPort)",
+    ]
     coordinator.standardOutput = FileHandle.nullDevice
     coordinator.standardError = FileHandle.nullDevice
     try coordinator.run()
-    defer { coordinator.terminate(); coordinator.waitUntilExit() }
+    defer {
+        coordinator.terminate()
+        coordinator.waitUntilExit()
+    }
     let token = try runFarm(["tokens", "create", "--role", "submit", "--name", "bench", "--database", conninfo]).stdout
     let remote = ["--server", "http://127.0.0.1:\(httpPort)", "--token", token]
     let deadline = now() + 30
@@ -93,7 +101,9 @@ if FileManager.default.isExecutableFile(atPath: farm.path) {
     try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(at: folder) }
     // A sweep (small file, many tasks) and JSONL (one line per task: the largest body).
-    let jsonl = (0..<taskCount).map { #"{"prompt": "a red fox in the snow, number \#($0)", "seed": \#($0), "steps": 20, "width": 512, "height": 512}"# }
+    let jsonl = (0..<taskCount).map {
+        #"{"prompt": "a red fox in the snow, number \#($0)", "seed": \#($0), "steps": 20, "width": 512, "height": 512}"#
+    }
     let files = [("sweep.yaml", specText), ("tasks.jsonl", jsonl.joined(separator: "\n") + "\n")]
     for (name, text) in files {
         let file = folder.appendingPathComponent(name)
@@ -104,8 +114,10 @@ if FileManager.default.isExecutableFile(atPath: farm.path) {
         let elapsed = now() - started
         guard submitted.status == 0, let id = Int64(submitted.stdout) else { fatalError("farm submit \(name) failed: \(submitted.stdout)") }
         let queued = try store.progress(job: id).total
-        print(String(format: "cli      %7d tasks farm submit %@ over HTTP  %6.2f s   %.1f MB   (< 15 s: %@)",
-                     queued, name, elapsed, Double(text.utf8.count) / 1e6, elapsed < 15 && queued == taskCount ? "ok" : "NO"))
+        print(
+            String(
+                format: "cli      %7d tasks farm submit %@ over HTTP  %6.2f s   %.1f MB   (< 15 s: %@)",
+                queued, name, elapsed, Double(text.utf8.count) / 1e6, elapsed < 15 && queued == taskCount ? "ok" : "NO"))
         try store.cancel(job: id)
     }
 } else {
@@ -123,8 +135,9 @@ for connections in [1, 4] {
                 let store = JobStore(connection: try Connection(conninfo))
                 var completed = 0
                 while completed < perWorker {
-                    let batch = try store.claim(workerID: "bench-\(connections)-\(worker)", capabilities: WorkerCapabilities(models: ["m"]),
-                                                limit: 4, leaseSeconds: 60)
+                    let batch = try store.claim(
+                        workerID: "bench-\(connections)-\(worker)", capabilities: WorkerCapabilities(models: ["m"]),
+                        limit: 4, leaseSeconds: 60)
                     if batch.isEmpty { break }
                     for task in batch {
                         let header = WireMessage.ResultHeader(taskID: task.taskID, attempt: task.attempt, width: 512, height: 512, seed: 0)
@@ -140,8 +153,10 @@ for connections in [1, 4] {
     }
     while done.value < connections { Thread.sleep(forTimeInterval: 0.005) }
     let elapsed = now() - began
-    print(String(format: "claim+complete, %d connection%@   %5d tasks  %6.2f s   %9.0f tasks/s   (%d-byte PNG each)",
-                 connections, connections == 1 ? " " : "s", connections * perWorker, elapsed, Double(connections * perWorker) / elapsed, pngBytes))
+    print(
+        String(
+            format: "claim+complete, %d connection%@   %5d tasks  %6.2f s   %9.0f tasks/s   (%d-byte PNG each)",
+            connections, connections == 1 ? " " : "s", connections * perWorker, elapsed, Double(connections * perWorker) / elapsed, pngBytes))
 }
 let progress = try store.progress(job: job)
 print("job counts: \(progress.counts.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key.rawValue)=\($0.value)" }.joined(separator: " "))")

@@ -37,15 +37,18 @@ func best(repeats: Int = 5, _ body: () -> Void) -> Double {
 func random(_ shape: [Int], scale: Float = 1) -> Tensor {
     var state: UInt32 = 12345
     let count = shape.reduce(1, *)
-    return Tensor(shape: shape, values: (0..<count).map { _ in
-        state = state &* 1_664_525 &+ 1_013_904_223
-        return (Float(state >> 8) / Float(1 << 24) - 0.5) * scale
-    })
+    return Tensor(
+        shape: shape,
+        values: (0..<count).map { _ in
+            state = state &* 1_664_525 &+ 1_013_904_223
+            return (Float(state >> 8) / Float(1 << 24) - 0.5) * scale
+        })
 }
 
 /// GFLOP/s of a plain sgemm [m×k]·[k×n] on this machine, now.
 func sgemmRate(m: Int, n: Int, k: Int) -> Double {
-    let a = random([m, k]), b = random([k, n])
+    let a = random([m, k])
+    let b = random([k, n])
     var c = Tensor(zeros: [m, n])
     let output = c.mutablePointer()
     let time = best {
@@ -65,8 +68,10 @@ func line(_ name: String, flops: Double, time: Double, reference: Double, thresh
     let rate = flops / time / 1e9
     let ratio = rate / reference
     let verdict = ratio >= threshold ? "ok" : "BELOW"
-    print(String(format: "%-44@ %8.1f ms %7.1f GFLOP/s   sgemm %6.1f   ratio %5.1f %%  (≥ %.0f %%: %@)",
-                 name as NSString, time * 1000, rate, reference, ratio * 100, threshold * 100, verdict as NSString))
+    print(
+        String(
+            format: "%-44@ %8.1f ms %7.1f GFLOP/s   sgemm %6.1f   ratio %5.1f %%  (≥ %.0f %%: %@)",
+            name as NSString, time * 1000, rate, reference, ratio * 100, threshold * 100, verdict as NSString))
 }
 
 func benchmarkConv(batch: Int, channels: Int, size: Int) {
@@ -77,19 +82,24 @@ func benchmarkConv(batch: Int, channels: Int, size: Int) {
     let flops = 2 * Double(batch) * Double(channels * channels * 9) * Double(size * size)
     // The reference: the same product as one sgemm per image ([out, in·9] × [in·9, H·W]).
     let reference = sgemmRate(m: channels, n: size * size, k: channels * 9)
-    line("conv2d 3×3 \(channels)→\(channels) at \(size)×\(size), batch \(batch)", flops: flops, time: time,
-         reference: reference, threshold: 0.8)
+    line(
+        "conv2d 3×3 \(channels)→\(channels) at \(size)×\(size), batch \(batch)", flops: flops, time: time,
+        reference: reference, threshold: 0.8)
     // The same convolution on the per-image GEMM paths alone, for the gain of Winograd or of
     // one im2col GEMM over the batch, whichever this shape takes.
     (Tensor.winogradEnabled, Tensor.stackedEnabled) = (false, false)
     let gemmTime = best(repeats: 3) { _ = x.conv2d(weight: weight, bias: bias, padding: 1) }
     (Tensor.winogradEnabled, Tensor.stackedEnabled) = (true, true)
-    print(String(format: "%-44@ %8.1f ms %7.1f GFLOP/s   (Winograd or batch im2col where they pay: %.2f× faster)",
-                 "  per image (shifted GEMMs)" as NSString, gemmTime * 1000, flops / gemmTime / 1e9, gemmTime / time))
+    print(
+        String(
+            format: "%-44@ %8.1f ms %7.1f GFLOP/s   (Winograd or batch im2col where they pay: %.2f× faster)",
+            "  per image (shifted GEMMs)" as NSString, gemmTime * 1000, flops / gemmTime / 1e9, gemmTime / time))
 }
 
 func benchmarkAttention(batch: Int, queries: Int, keys: Int, channels: Int, heads: Int, label: String) {
-    let q = random([batch, queries, channels]), k = random([batch, keys, channels]), v = random([batch, keys, channels])
+    let q = random([batch, queries, channels])
+    let k = random([batch, keys, channels])
+    let v = random([batch, keys, channels])
     let flops = 4 * Double(batch) * Double(queries) * Double(keys) * Double(channels)
     // The reference: a square sgemm of about the same FLOPs, the machine's best case, timed
     // before and after the kernel and the faster taken (OpenBLAS sometimes runs a third of
@@ -103,21 +113,26 @@ func benchmarkAttention(batch: Int, queries: Int, keys: Int, channels: Int, head
     // as plain sgemm calls without softmax: how far this kernel is from its own GEMMs.
     var scores = Tensor(zeros: [queries, keys])
     var output = Tensor(zeros: [queries, channels])
-    let s = scores.mutablePointer(), o = output.mutablePointer()
+    let s = scores.mutablePointer()
+    let o = output.mutablePointer()
     let d = channels / heads
     let plain = best(repeats: 3) {
         for _ in 0..<batch {
             for h in 0..<heads {
-                Gemm.multiply(m: queries, n: keys, k: d, a: q.pointer + h * d, lda: channels,
-                              b: k.pointer + h * d, ldb: channels, transposeB: true, c: s, ldc: keys)
-                Gemm.multiply(m: queries, n: d, k: keys, a: s, lda: keys, b: v.pointer + h * d, ldb: channels,
-                              c: o + h * d, ldc: channels)
+                Gemm.multiply(
+                    m: queries, n: keys, k: d, a: q.pointer + h * d, lda: channels,
+                    b: k.pointer + h * d, ldb: channels, transposeB: true, c: s, ldc: keys)
+                Gemm.multiply(
+                    m: queries, n: d, k: keys, a: s, lda: keys, b: v.pointer + h * d, ldb: channels,
+                    c: o + h * d, ldc: channels)
             }
         }
     }
     withExtendedLifetime((scores, output)) {}
-    print(String(format: "%-44@ %8.1f ms %7.1f GFLOP/s   (the same GEMMs alone; attention reaches %.0f %% of them)",
-                 "  its Q·Kᵀ and P·V as plain sgemm" as NSString, plain * 1000, flops / plain / 1e9, plain / time * 100))
+    print(
+        String(
+            format: "%-44@ %8.1f ms %7.1f GFLOP/s   (the same GEMMs alone; attention reaches %.0f %% of them)",
+            "  its Q·Kᵀ and P·V as plain sgemm" as NSString, plain * 1000, flops / plain / 1e9, plain / time * 100))
 }
 
 let arguments = CommandLine.arguments.dropFirst()
@@ -125,25 +140,34 @@ if let rows = ProcessInfo.processInfo.environment["ATTN_BLOCK_ROWS"].flatMap(Int
 print("threads: \(ComputeThreads.count) (each product split over them, one single-threaded sgemm per thread)")
 if arguments.first == "attention-memory" {
     let before = peakRSSMegabytes()
-    let q = random([2, 4096, 320]), k = random([2, 4096, 320]), v = random([2, 4096, 320])
+    let q = random([2, 4096, 320])
+    let k = random([2, 4096, 320])
+    let v = random([2, 4096, 320])
     BufferPool.resetStatistics()
     let output = Tensor.attention(query: q, key: k, value: v, heads: 8)
     let largest = BufferPool.statistics.largestRequest
-    print(String(format: "self-attention 2×4096×320, 8 heads: peak RSS %.1f MB (%.1f MB before inputs); largest buffer %.1f MB; full scores would be %.0f MB",
-                 peakRSSMegabytes(), before, Double(largest) * 4 / 1e6, 2.0 * 8 * 4096 * 4096 * 4 / 1e6))
+    print(
+        String(
+            format:
+                "self-attention 2×4096×320, 8 heads: peak RSS %.1f MB (%.1f MB before inputs); largest buffer %.1f MB; full scores would be %.0f MB",
+            peakRSSMegabytes(), before, Double(largest) * 4 / 1e6, 2.0 * 8 * 4096 * 4096 * 4 / 1e6))
     withExtendedLifetime(output) {}
 } else if arguments.first == "conv" {
     // Every 3×3 layer size SD 1.5 has at 512×512 (UNet, batch 2) and in its VAE decoder (batch 1).
-    for (batch, channels, size) in [(2, 320, 64), (2, 640, 32), (2, 1280, 16), (2, 1280, 8),
-                                    (1, 512, 64), (1, 512, 128), (1, 256, 256), (1, 128, 512)] {
+    for (batch, channels, size) in [
+        (2, 320, 64), (2, 640, 32), (2, 1280, 16), (2, 1280, 8),
+        (1, 512, 64), (1, 512, 128), (1, 256, 256), (1, 128, 512),
+    ] {
         benchmarkConv(batch: batch, channels: channels, size: size)
     }
 } else {
     benchmarkConv(batch: 2, channels: 320, size: 64)
     benchmarkConv(batch: 2, channels: 640, size: 32)
     benchmarkConv(batch: 2, channels: 1280, size: 8)
-    benchmarkAttention(batch: 2, queries: 4096, keys: 4096, channels: 320, heads: 8,
-                       label: "self-attention 4096 tok, 320 ch, 8 heads, b2")
-    benchmarkAttention(batch: 2, queries: 4096, keys: 77, channels: 320, heads: 8,
-                       label: "cross-attention 4096×77, 320 ch, 8 heads, b2")
+    benchmarkAttention(
+        batch: 2, queries: 4096, keys: 4096, channels: 320, heads: 8,
+        label: "self-attention 4096 tok, 320 ch, 8 heads, b2")
+    benchmarkAttention(
+        batch: 2, queries: 4096, keys: 77, channels: 320, heads: 8,
+        label: "cross-attention 4096×77, 320 ch, 8 heads, b2")
 }

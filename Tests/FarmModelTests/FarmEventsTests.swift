@@ -36,7 +36,10 @@ import Testing
         var steps: [Int] = []
         for await event in subscription.events {
             if let data = event.data.data(using: .utf8),
-               let step = (try? JSONSerialization.jsonObject(with: data) as? [String: Any])?["step"] as? Int { steps.append(step) }
+                let step = (try? JSONSerialization.jsonObject(with: data) as? [String: Any])?["step"] as? Int
+            {
+                steps.append(step)
+            }
         }
         return steps
     }

@@ -8,7 +8,8 @@ import Testing
 /// numbers and carry every metadata key; the text form puts metadata after the message.
 @Test func logLinesAreOneJSONObjectOrOneTextLine() throws {
     let lines = ThreadSafeBox<[String]>([])
-    var json = Logger(label: "farm.worker", factory: { FarmLogHandler(label: $0, json: true, logLevel: .info, sink: { line in lines.mutate { $0.append(line) } }) })
+    var json = Logger(
+        label: "farm.worker", factory: { FarmLogHandler(label: $0, json: true, logLevel: .info, sink: { line in lines.mutate { $0.append(line) } }) })
     json[metadataKey: "worker"] = "w1"
     json.info("task \"7\"\nfailed\tbadly \u{1}", metadata: .task(7, job: 3, attempt: 2))
     json.debug("below the level")
@@ -20,7 +21,9 @@ import Testing
     #expect((object["time"] as? String)?.range(of: #"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$"#, options: .regularExpression) != nil)
 
     lines.mutate { $0 = [] }
-    let text = Logger(label: "farm.coordinator", factory: { FarmLogHandler(label: $0, json: false, logLevel: .info, sink: { line in lines.mutate { $0.append(line) } }) })
+    let text = Logger(
+        label: "farm.coordinator",
+        factory: { FarmLogHandler(label: $0, json: false, logLevel: .info, sink: { line in lines.mutate { $0.append(line) } }) })
     text.warning("worker lost", metadata: ["worker": "host 1", "requeued": .stringConvertible(2)])
     #expect(lines.value.count == 1 && lines.value[0].hasSuffix(#" warning coordinator: worker lost requeued=2 worker="host 1""#), "\(lines.value)")
 }

@@ -18,7 +18,10 @@ let foxes = """
     #expect(spec.tasks.count == 12)
     #expect(spec.tasks.map(\.seed) == [1, 2, 3, 4, 1, 2, 3, 4, 1, 2, 3, 4])
     #expect(spec.tasks[4].prompt == "a castle at night")
-    #expect(spec.tasks.allSatisfy { $0.steps == 10 && $0.cfgScale == 7 && $0.sampler == "euler_a" && $0.width == 32 && $0.height == 32 && $0.model == "tiny-sd" })
+    #expect(
+        spec.tasks.allSatisfy {
+            $0.steps == 10 && $0.cfgScale == 7 && $0.sampler == "euler_a" && $0.width == 32 && $0.height == 32 && $0.model == "tiny-sd"
+        })
 }
 
 @Test func everyFormatParses() throws {
@@ -28,8 +31,9 @@ let foxes = """
     let sweep = try JobSpec.parse("model: m\nsweep: {prompt: [a, b], cfg: [5, 7], sampler: [euler, ddim], model: [m, n]}", file: "s.yml")
     #expect(sweep.tasks.count == 16)
     #expect(sweep.tasks[1].model == "n" && sweep.tasks[2].sampler == "ddim" && sweep.tasks[4].cfgScale == 7 && sweep.tasks[8].prompt == "b")
-    let jsonl = try JobSpec.parse(#"{"prompt": "x", "seed": 1}\n\n{"prompt": "y", "steps": 3}"#.replacingOccurrences(of: "\\n", with: "\n"),
-                                  file: "t.jsonl", overrides: ["model": "m", "width": "64", "height": "64"])
+    let jsonl = try JobSpec.parse(
+        #"{"prompt": "x", "seed": 1}\n\n{"prompt": "y", "steps": 3}"#.replacingOccurrences(of: "\\n", with: "\n"),
+        file: "t.jsonl", overrides: ["model": "m", "width": "64", "height": "64"])
     #expect(jsonl.tasks.count == 2 && jsonl.tasks[1].steps == 3 && jsonl.tasks[0].width == 64)
     let csv = try JobSpec.parse("prompt,seed,cfg\n\"a, quoted \"\"fox\"\"\",7,4\nplain,8,\n", file: "t.csv", overrides: ["model": "m"])
     #expect(csv.tasks.map(\.prompt) == ["a, quoted \"fox\"", "plain"] && csv.tasks[0].cfgScale == 4 && csv.tasks[1].cfgScale == 7.5)
@@ -74,13 +78,15 @@ func badSpecsAreOneLineErrors(_ file: String, _ text: String, _ expected: String
 /// Specs written on Windows end their lines with CRLF, which Swift reads as one Character: every line-based
 /// format must still split into lines (and report the right line numbers).
 @Test func specsWithCRLFLineEndingsSplitIntoLines() throws {
-    let text = try JobSpec.parse("a red fox\r\n# a comment\r\na castle at night\r\n\r\na bowl of soup", file: "p.txt",
-                                 overrides: ["model": "m"])
+    let text = try JobSpec.parse(
+        "a red fox\r\n# a comment\r\na castle at night\r\n\r\na bowl of soup", file: "p.txt",
+        overrides: ["model": "m"])
     #expect(text.tasks.map(\.prompt) == ["a red fox", "a castle at night", "a bowl of soup"])
     let csv = try JobSpec.parse("prompt,seed,steps\r\n\"a fox, red\",5,3\r\na castle,6,4\r\n", file: "j.csv", overrides: ["model": "m"])
     #expect(csv.tasks.map(\.prompt) == ["a fox, red", "a castle"] && csv.tasks.map(\.seed) == [5, 6] && csv.tasks.map(\.steps) == [3, 4])
-    let jsonl = try JobSpec.parse("{\"prompt\": \"a\", \"seed\": 1}\r\n{\"prompt\": \"b\", \"seed\": 2}\r\n", file: "j.jsonl",
-                                  overrides: ["model": "m"])
+    let jsonl = try JobSpec.parse(
+        "{\"prompt\": \"a\", \"seed\": 1}\r\n{\"prompt\": \"b\", \"seed\": 2}\r\n", file: "j.jsonl",
+        overrides: ["model": "m"])
     #expect(jsonl.tasks.map(\.prompt) == ["a", "b"] && jsonl.tasks.map(\.seed) == [1, 2])
     let yaml = try JobSpec.parse("model: m\r\nitems:\r\n  - {prompt: a}\r\n  - {prompt: b}\r\n", file: "j.yaml")
     #expect(yaml.tasks.map(\.prompt) == ["a", "b"])

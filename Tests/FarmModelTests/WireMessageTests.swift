@@ -50,7 +50,10 @@ import Testing
     func field(_ change: (inout TaskParameters) -> Void) -> String? {
         var parameters = TaskParameters(prompt: "ok")
         change(&parameters)
-        do { try parameters.validate(); return nil } catch let failure as ValidationFailure { return failure.field } catch { return "?" }
+        do {
+            try parameters.validate()
+            return nil
+        } catch let failure as ValidationFailure { return failure.field } catch { return "?" }
     }
     #expect(field { _ in } == nil)
     #expect(field { $0.prompt = "" } == "prompt")
@@ -72,13 +75,29 @@ import Testing
     func field(_ change: (inout TaskParameters) -> Void) -> String? {
         var parameters = TaskParameters(prompt: "ok")
         change(&parameters)
-        do { try parameters.validate(); return nil } catch let failure as ValidationFailure { return failure.field } catch { return "?" }
+        do {
+            try parameters.validate()
+            return nil
+        } catch let failure as ValidationFailure { return failure.field } catch { return "?" }
     }
-    #expect(field { $0.initImage = hash; $0.mask = hash; $0.strength = 0.5 } == nil)
+    #expect(
+        field {
+            $0.initImage = hash
+            $0.mask = hash
+            $0.strength = 0.5
+        } == nil)
     #expect(field { $0.initImage = "XYZ" } == "init_image")
     #expect(field { $0.mask = hash } == "mask")
-    #expect(field { $0.initImage = hash; $0.strength = 1.5 } == "strength")
-    #expect(field { $0.initImage = hash; $0.outpaint = [1, 2] } == "outpaint")
+    #expect(
+        field {
+            $0.initImage = hash
+            $0.strength = 1.5
+        } == "strength")
+    #expect(
+        field {
+            $0.initImage = hash
+            $0.outpaint = [1, 2]
+        } == "outpaint")
     #expect(field { $0.controlnets = [.init(model: "canny", image: "nope")] } == "controlnets[0].image")
     #expect(field { $0.controlnets = [.init(model: "canny", image: hash, scale: .infinity)] } == "controlnets[0].scale")
 }

@@ -10,9 +10,12 @@ import ZeroMQ
 
 /// Runs a worker with `curve` link settings against `coordinator` for up to `seconds`; returns
 /// whether the coordinator registered it. `whileJoined` runs while a joined worker is still up.
-private func tryJoin(_ coordinator: CoordinatorServer, name: String, curve: (serverKey: String, keys: CurveKeyPair)?,
-                     seconds: Double = 2.5, whileJoined: ((ThreadSafeBox<Bool>) throws -> Void)? = nil) throws -> Bool {
-    let stop = ThreadSafeBox(false), finished = ThreadSafeBox(false)
+private func tryJoin(
+    _ coordinator: CoordinatorServer, name: String, curve: (serverKey: String, keys: CurveKeyPair)?,
+    seconds: Double = 2.5, whileJoined: ((ThreadSafeBox<Bool>) throws -> Void)? = nil
+) throws -> Bool {
+    let stop = ThreadSafeBox(false)
+    let finished = ThreadSafeBox(false)
     let before = coordinator.connectedWorkers
     let endpoint = coordinator.endpoint
     Thread {
@@ -42,7 +45,9 @@ private func tryJoin(_ coordinator: CoordinatorServer, name: String, curve: (ser
     let connection = try Connection(conninfo)
     try Migrator(folder: migrationsFolder).apply(to: connection)
     let store = JobStore(connection: connection)
-    let server = try CurveKeyPair.generate(), allowed = try CurveKeyPair.generate(), stranger = try CurveKeyPair.generate()
+    let server = try CurveKeyPair.generate()
+    let allowed = try CurveKeyPair.generate()
+    let stranger = try CurveKeyPair.generate()
     try store.allowWorkerKey(allowed.publicKey, name: "good")
 
     var settings = CoordinatorConfiguration(listen: "tcp://127.0.0.1:*")
@@ -92,13 +97,15 @@ private func tryJoin(_ coordinator: CoordinatorServer, name: String, curve: (ser
     let connection = try Connection(conninfo)
     try Migrator(folder: migrationsFolder).apply(to: connection)
     let store = JobStore(connection: connection)
-    let server = try CurveKeyPair.generate(), late = try CurveKeyPair.generate()
+    let server = try CurveKeyPair.generate()
+    let late = try CurveKeyPair.generate()
     var settings = CoordinatorConfiguration(listen: "tcp://127.0.0.1:*")
     settings.curveSecretKey = server.secretKey
     let coordinator = try CoordinatorServer(configuration: settings, conninfo: conninfo, context: ZMQContext())
     let lines = ThreadSafeBox<[String]>([])
     coordinator.logger = collectingLogger(into: lines)
-    let stop = ThreadSafeBox(false), finished = ThreadSafeBox(false)
+    let stop = ThreadSafeBox(false)
+    let finished = ThreadSafeBox(false)
     let endpoint = coordinator.endpoint
     Thread {
         do {

@@ -13,10 +13,13 @@ func configFile(_ text: String) throws -> URL {
 @Test func daemonSettingsComeFromFlagsThenEnvironmentThenFile() throws {
     let file = try configFile("lease-seconds: 40\nheartbeat: 2\nhttp: 127.0.0.1:9000\n")
     defer { try? FileManager.default.removeItem(at: file) }
-    let environment = ["FARM_LEASE_SECONDS": "30", "FARM_DATABASE": "postgresql://farm:hunter2@db.example/farm",
-                       "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin"]
-    let result = try runFarmCapturing(["coordinator", "--config", file.path, "--heartbeat", "3", "--insecure", "--print-config"],
-                                      environment: environment)
+    let environment = [
+        "FARM_LEASE_SECONDS": "30", "FARM_DATABASE": "postgresql://farm:hunter2@db.example/farm",
+        "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin",
+    ]
+    let result = try runFarmCapturing(
+        ["coordinator", "--config", file.path, "--heartbeat", "3", "--insecure", "--print-config"],
+        environment: environment)
     #expect(result.status == 0, "\(result.stderr)")
     let lines = Set(result.stdout.split(separator: "\n").map { $0.replacingOccurrences(of: "   (", with: " (") })
     #expect(lines.contains("lease-seconds = 30 (environment FARM_LEASE_SECONDS)"), "\(result.stdout)")
@@ -40,8 +43,9 @@ func configFile(_ text: String) throws -> URL {
     #expect(worker.status == 0, "\(worker.stderr)")
     let workerLines = Set(worker.stdout.split(separator: "\n").map { $0.replacingOccurrences(of: "   (", with: " (") })
     #expect(workerLines.contains("coordinator = tcp://a.example:5555, tcp://b.example:5555 (environment FARM_COORDINATOR)"), "\(worker.stdout)")
-    #expect(workerLines.contains("slots = 3 (file \(workerFile.path))") && workerLines.contains("insecure = true (file \(workerFile.path))"),
-            "\(worker.stdout)")
+    #expect(
+        workerLines.contains("slots = 3 (file \(workerFile.path))") && workerLines.contains("insecure = true (file \(workerFile.path))"),
+        "\(worker.stdout)")
 
     // Values from the environment or the file are validated like flags, with one line.
     var bad = environment
@@ -55,8 +59,9 @@ func configFile(_ text: String) throws -> URL {
     var keyValue = environment
     keyValue["FARM_DATABASE"] = "host=db user=farm password=s3cret dbname=farm"
     let masked = try runFarmCapturing(["coordinator", "--insecure", "--print-config"], environment: keyValue)
-    #expect(masked.stdout.contains("database = host=db user=farm password=*** dbname=farm") && !masked.stdout.contains("s3cret"),
-            "\(masked.stdout)")
+    #expect(
+        masked.stdout.contains("database = host=db user=farm password=*** dbname=farm") && !masked.stdout.contains("s3cret"),
+        "\(masked.stdout)")
 }
 
 /// The daemons' settings file (`FARM_CONFIG`) and the CLI's server/token file (`FARM_CLI_CONFIG`) are set side by
@@ -68,8 +73,10 @@ func configFile(_ text: String) throws -> URL {
         try? FileManager.default.removeItem(at: daemonFile)
         try? FileManager.default.removeItem(at: cliFile)
     }
-    let environment = ["FARM_CONFIG": daemonFile.path, "FARM_CLI_CONFIG": cliFile.path,
-                       "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin"]
+    let environment = [
+        "FARM_CONFIG": daemonFile.path, "FARM_CLI_CONFIG": cliFile.path,
+        "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin",
+    ]
     let daemon = try runFarmCapturing(["coordinator", "--insecure", "--print-config"], environment: environment)
     #expect(daemon.status == 0, "\(daemon.stderr)")
     #expect(daemon.stdout.contains("lease-seconds = 45   (file \(daemonFile.path))"), "\(daemon.stdout)")

@@ -17,20 +17,24 @@ import ZeroMQ
     let connection = try Connection(conninfo)
     try Migrator(folder: migrationsFolder).apply(to: connection)
     let store = JobStore(connection: connection)
-    let job = try store.enqueue(name: "stall", model: "test-pattern", tasks: (0..<20).map {
-        TaskParameters(prompt: "a card", model: "test-pattern", width: 32, height: 24, steps: 4, seed: UInt64($0))
-    })
+    let job = try store.enqueue(
+        name: "stall", model: "test-pattern",
+        tasks: (0..<20).map {
+            TaskParameters(prompt: "a card", model: "test-pattern", width: 32, height: 24, steps: 4, seed: UInt64($0))
+        })
     let context = ZMQContext()
     var settings = CoordinatorConfiguration(listen: "tcp://127.0.0.1:*")
     (settings.heartbeatSeconds, settings.missedHeartbeats) = (0.2, 5)
     let coordinator = try CoordinatorServer(configuration: settings, conninfo: conninfo, context: context)
     let lines = ThreadSafeBox<[String]>([])
     coordinator.logger = collectingLogger(into: lines)
-    let stop = ThreadSafeBox(false), stopped = ThreadSafeBox(false)
+    let stop = ThreadSafeBox(false)
+    let stopped = ThreadSafeBox(false)
     Thread {
         do {
-            let worker = try WorkerDaemon(configuration: WorkerConfiguration(coordinator: coordinator.endpoint, workerID: "renderer"),
-                                          renderer: TestPatternRenderer(delay: 0.1), context: context)
+            let worker = try WorkerDaemon(
+                configuration: WorkerConfiguration(coordinator: coordinator.endpoint, workerID: "renderer"),
+                renderer: TestPatternRenderer(delay: 0.1), context: context)
             worker.logger = quietLogger
             try worker.run(tick: 0.05) { stop.value }
         } catch {
@@ -88,8 +92,9 @@ import ZeroMQ
     stop.mutate { $0 = true }
     while !stopped.value { try coordinator.runOnce(timeout: 0.02) }
 
-    print("heartbeat answers while the database was locked for 3 s: \(during.count), worst "
-          + "\(String(format: "%.1f", (during.max() ?? -1) * 1000)) ms")
+    print(
+        "heartbeat answers while the database was locked for 3 s: \(during.count), worst "
+            + "\(String(format: "%.1f", (during.max() ?? -1) * 1000)) ms")
     #expect(during.count >= 8, "the probe's heartbeats went unanswered: \(during)")
     #expect(during.allSatisfy { $0 >= 0 && $0 < 0.5 }, "heartbeats waited for the database: \(during)")
     #expect(!lines.value.contains { $0.contains(" lost after ") }, "\(lines.value.filter { $0.contains("lost") }.prefix(5))")

@@ -73,7 +73,8 @@ func farmInvocations(_ text: String) -> [(command: [String], flags: [String])] {
 @Test func deployFilesUseOnlyRealFlags() throws {
     // Every farm command line in the units, the container files and the multi-host guide names a
     // subcommand and flags that this farm binary has.
-    let files = ["systemd/farm-coordinator.service", "systemd/farm-worker.service", "container/Dockerfile", "container/compose.yaml"]
+    let files =
+        ["systemd/farm-coordinator.service", "systemd/farm-worker.service", "container/Dockerfile", "container/compose.yaml"]
         .map { deployFolder.appendingPathComponent($0) }
         + [deployFolder.deletingLastPathComponent().appendingPathComponent("docs/MULTI-HOST.md")]
     var checked = 0

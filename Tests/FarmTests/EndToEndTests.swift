@@ -20,12 +20,14 @@ let migrationsFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent
     let tasks = (0..<6).map { TaskParameters(prompt: "card \($0)", model: "test-pattern", width: 32, height: 24, steps: 3, seed: UInt64(100 + $0)) }
     let job = try JobStore(connection: connection).enqueue(name: "e2e", model: "test-pattern", tasks: tasks)
     // A model no worker has is never handed out: its job waits for a worker that has it.
-    let waiting = try JobStore(connection: connection).enqueue(name: "waits", model: "sd-nonexistent",
+    let waiting = try JobStore(connection: connection).enqueue(
+        name: "waits", model: "sd-nonexistent",
         tasks: [TaskParameters(prompt: "x", model: "sd-nonexistent", width: 32, height: 32, steps: 1)])
 
     let context = ZMQContext()
-    let coordinator = try CoordinatorServer(configuration: CoordinatorConfiguration(listen: "tcp://127.0.0.1:*"),
-                                            conninfo: conninfo, context: context)
+    let coordinator = try CoordinatorServer(
+        configuration: CoordinatorConfiguration(listen: "tcp://127.0.0.1:*"),
+        conninfo: conninfo, context: context)
     coordinator.logger = quietLogger
     let endpoint = coordinator.endpoint
     let stop = ThreadSafeBox(false)
@@ -72,8 +74,9 @@ let migrationsFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent
     let connection = try Connection(conninfo)
     try Migrator(folder: migrationsFolder).apply(to: connection)
     let context = ZMQContext()
-    let coordinator = try CoordinatorServer(configuration: CoordinatorConfiguration(listen: "tcp://127.0.0.1:*"),
-                                            conninfo: conninfo, context: context)
+    let coordinator = try CoordinatorServer(
+        configuration: CoordinatorConfiguration(listen: "tcp://127.0.0.1:*"),
+        conninfo: conninfo, context: context)
     coordinator.logger = quietLogger
     let dealer = try Socket(context, .dealer)
     try dealer.connect(coordinator.endpoint)
@@ -107,17 +110,21 @@ let migrationsFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent
     let conninfo = try TemporaryPostgres.shared.createDatabase()
     let connection = try Connection(conninfo)
     try Migrator(folder: migrationsFolder).apply(to: connection)
-    let tasks = (0..<2).map { TaskParameters(prompt: "a fox \($0)", model: "tiny", width: 24, height: 16, steps: 3, sampler: "euler", seed: UInt64($0)) }
+    let tasks = (0..<2).map {
+        TaskParameters(prompt: "a fox \($0)", model: "tiny", width: 24, height: 16, steps: 3, sampler: "euler", seed: UInt64($0))
+    }
     let badPrompt = TaskParameters(prompt: "(x:1.2.3)", model: "tiny", width: 24, height: 16, steps: 3)
     let badSampler = TaskParameters(prompt: "x", model: "tiny", width: 24, height: 16, steps: 3, sampler: "bogus")
     let job = try JobStore(connection: connection).enqueue(name: "engine", model: "tiny", tasks: tasks + [badPrompt, badSampler])
 
     let context = ZMQContext()
-    let coordinator = try CoordinatorServer(configuration: CoordinatorConfiguration(listen: "tcp://127.0.0.1:*"),
-                                            conninfo: conninfo, context: context)
+    let coordinator = try CoordinatorServer(
+        configuration: CoordinatorConfiguration(listen: "tcp://127.0.0.1:*"),
+        conninfo: conninfo, context: context)
     coordinator.logger = quietLogger
     let endpoint = coordinator.endpoint
-    let stop = ThreadSafeBox(false), finished = ThreadSafeBox(false)
+    let stop = ThreadSafeBox(false)
+    let finished = ThreadSafeBox(false)
     Thread {
         do {
             var settings = WorkerConfiguration(coordinator: endpoint, workerID: "engine")
@@ -149,7 +156,8 @@ let migrationsFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent
         #expect(image.width == 24 && image.height == 16)
         #expect(image.textValue("parameters")?.hasPrefix("a fox \(stored.index)\nSteps: 3, Sampler: Euler") == true)
     }
-    let failures = try connection.query("SELECT error_kind, error_message FROM tasks WHERE job_id = $1 AND state = 'failed' ORDER BY index", [job]).rows
+    let failures = try connection.query("SELECT error_kind, error_message FROM tasks WHERE job_id = $1 AND state = 'failed' ORDER BY index", [job])
+        .rows
     #expect(try failures.map { try $0.decode("error_kind", as: String.self) } == ["input", "input"])
     #expect(try failures[0].decode("error_message", as: String.self).contains("prompt"))
     #expect(try failures[1].decode("error_message", as: String.self).contains("unknown sampler \"bogus\""))
@@ -182,15 +190,27 @@ let migrationsFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent
     let maskHash = try store.storeBlob(try Data(contentsOf: maskURL))
     let controlHash = try store.storeBlob(try controlImage.pngData())
     func task(_ seed: UInt64, _ change: (inout TaskParameters) -> Void) -> TaskParameters {
-        var parameters = TaskParameters(prompt: "a fox", model: "tiny", width: 24, height: 16, steps: 3, cfgScale: 5,
-                                        sampler: "euler", seed: seed)
+        var parameters = TaskParameters(
+            prompt: "a fox", model: "tiny", width: 24, height: 16, steps: 3, cfgScale: 5,
+            sampler: "euler", seed: seed)
         change(&parameters)
         return parameters
     }
     let tasks = [
-        task(1) { $0.initImage = initHash; $0.strength = 0.6 },
-        task(2) { $0.initImage = initHash; $0.mask = maskHash; $0.maskBlur = 2; $0.strength = 0.9 },
-        task(3) { $0.initImage = initHash; $0.outpaint = [8, 0, 0, 8] },
+        task(1) {
+            $0.initImage = initHash
+            $0.strength = 0.6
+        },
+        task(2) {
+            $0.initImage = initHash
+            $0.mask = maskHash
+            $0.maskBlur = 2
+            $0.strength = 0.9
+        },
+        task(3) {
+            $0.initImage = initHash
+            $0.outpaint = [8, 0, 0, 8]
+        },
         task(4) { $0.controlnets = [.init(model: "canny", image: controlHash, scale: 0.7)] },
     ]
     let flags: [[String]] = [
@@ -203,15 +223,18 @@ let migrationsFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent
     #expect(try connection.query("SELECT count(*) AS n FROM task_inputs").single().decode("n", as: Int.self) == 5)
 
     let context = ZMQContext()
-    let coordinator = try CoordinatorServer(configuration: CoordinatorConfiguration(listen: "tcp://127.0.0.1:*"),
-                                            conninfo: conninfo, context: context)
+    let coordinator = try CoordinatorServer(
+        configuration: CoordinatorConfiguration(listen: "tcp://127.0.0.1:*"),
+        conninfo: conninfo, context: context)
     coordinator.logger = quietLogger
     let endpoint = coordinator.endpoint
-    let stop = ThreadSafeBox(false), finished = ThreadSafeBox(false)
+    let stop = ThreadSafeBox(false)
+    let finished = ThreadSafeBox(false)
     Thread {
         do {
-            let worker = try WorkerDaemon(configuration: WorkerConfiguration(coordinator: endpoint, workerID: "pipelines"),
-                                          renderer: try DiffusionRenderer(modelsFolder: models), context: context)
+            let worker = try WorkerDaemon(
+                configuration: WorkerConfiguration(coordinator: endpoint, workerID: "pipelines"),
+                renderer: try DiffusionRenderer(modelsFolder: models), context: context)
             worker.logger = quietLogger
             try worker.run(tick: 0.05) { stop.value }
         } catch {
@@ -228,8 +251,11 @@ let migrationsFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent
 
     for image in try store.images(job: job) {
         let out = models.appendingPathComponent("local-\(image.index).png").path
-        let result = try runFarm(["render", "--model", model.path, "--prompt", "a fox", "--steps", "3", "--cfg", "5",
-                                  "--sampler", "euler", "--seed", String(image.index + 1), "--out", out] + flags[image.index])
+        let result = try runFarm(
+            [
+                "render", "--model", model.path, "--prompt", "a fox", "--steps", "3", "--cfg", "5",
+                "--sampler", "euler", "--seed", String(image.index + 1), "--out", out,
+            ] + flags[image.index])
         #expect(result.status == 0, "\(result.stderr)")
         let local = try PNGImage(pngData: Data(contentsOf: URL(fileURLWithPath: out)))
         let farmed = try PNGImage(pngData: image.png)

@@ -20,8 +20,9 @@ import ZeroMQ
         let connection = try Connection(conninfo)
         try Migrator(folder: migrationsFolder).apply(to: connection)
         let store = JobStore(connection: connection)
-        let spec = try JobSpec.parse("name: million\nmodel: synthetic\ndefaults: {steps: 2, width: 32, height: 32}\n"
-                                     + "sweep: {prompt: [a fox in the snow], seed: 1-1000000}", file: "million.yaml")
+        let spec = try JobSpec.parse(
+            "name: million\nmodel: synthetic\ndefaults: {steps: 2, width: 32, height: 32}\n"
+                + "sweep: {prompt: [a fox in the snow], seed: 1-1000000}", file: "million.yaml")
         #expect(spec.tasks.count == 1_000_000)
         let job = try store.enqueue(name: spec.name, model: spec.model, tasks: spec.tasks)
 
@@ -31,15 +32,17 @@ import ZeroMQ
         let coordinator = try CoordinatorServer(configuration: settings, conninfo: conninfo, context: context)
         let lines = ThreadSafeBox<[String]>([])
         coordinator.logger = collectingLogger(into: lines)
-        let stop = ThreadSafeBox(false), stopped = ThreadSafeBox(0)
+        let stop = ThreadSafeBox(false)
+        let stopped = ThreadSafeBox(0)
         let workers: [(name: String, models: [String])] = [("r1", ["synthetic"]), ("r2", ["synthetic"]), ("idle", ["demo"])]
         for (name, models) in workers {
             Thread {
                 do {
                     var configuration = WorkerConfiguration(coordinator: coordinator.endpoint, workerID: name)
                     configuration.slots = 2
-                    let worker = try WorkerDaemon(configuration: configuration, renderer: TestPatternRenderer(models: models, delay: 0.01),
-                                                  context: context)
+                    let worker = try WorkerDaemon(
+                        configuration: configuration, renderer: TestPatternRenderer(models: models, delay: 0.01),
+                        context: context)
                     worker.logger = quietLogger
                     try worker.run(tick: 0.05) { stop.value }
                 } catch {
@@ -59,10 +62,12 @@ import ZeroMQ
         while stopped.value < workers.count { try coordinator.runOnce(timeout: 0.02) }
 
         let sorted = passes.sorted()
-        let p99 = sorted[Int(Double(sorted.count - 1) * 0.99)], worst = sorted.last ?? 0
+        let p99 = sorted[Int(Double(sorted.count - 1) * 0.99)]
+        let worst = sorted.last ?? 0
         let done = try store.progress(job: job).counts[.done, default: 0]
-        print("million-task job: \(passes.count) coordinator passes, p99 \(String(format: "%.1f", p99 * 1000)) ms, worst "
-              + "\(String(format: "%.1f", worst * 1000)) ms; \(done) tasks done in 15 s")
+        print(
+            "million-task job: \(passes.count) coordinator passes, p99 \(String(format: "%.1f", p99 * 1000)) ms, worst "
+                + "\(String(format: "%.1f", worst * 1000)) ms; \(done) tasks done in 15 s")
         #expect(p99 < 0.1, "the coordinator's pass took \(p99) s at the 99th percentile")
         #expect(!lines.value.contains { $0.contains(" lost after ") }, "\(lines.value.filter { $0.contains("lost") }.prefix(5))")
         #expect(done > 100, "the matching workers rendered only \(done) tasks")
@@ -73,14 +78,16 @@ import ZeroMQ
     /// connection, and the spec is expanded off the cooperative pool.
     @Test func aMillionTaskSubmitDoesNotBlockTheAPI() throws {
         let farm = try HTTPFarm()
-        let spec = Data("name: million\nmodel: synthetic\ndefaults: {steps: 2, width: 32, height: 32}\nsweep: {prompt: [a fox], seed: 1-1000000}".utf8)
+        let spec = Data(
+            "name: million\nmodel: synthetic\ndefaults: {steps: 2, width: 32, height: 32}\nsweep: {prompt: [a fox], seed: 1-1000000}".utf8)
         let submitted = ThreadSafeBox<Int?>(nil)
         Thread {
             let answer = try? httpRequest("POST", "\(farm.server)/v1/jobs", token: farm.admin, body: spec)
             submitted.mutate { $0 = answer?.status ?? -1 }
         }.start()
         Thread.sleep(forTimeInterval: 0.5)
-        var slowest = 0.0, listed = 0
+        var slowest = 0.0
+        var listed = 0
         while submitted.value == nil {
             let before = Date()
             let answer = try httpRequest("GET", "\(farm.server)/v1/jobs", token: farm.submit)

@@ -1,6 +1,7 @@
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A TCP proxy on loopback between workers and the coordinator that injects network faults:
@@ -28,7 +29,10 @@ final class FaultProxy: @unchecked Sendable {
         }
         func pumpStopped() {
             cut()
-            let last = lock.withLock { pumps -= 1; return pumps == 0 }
+            let last = lock.withLock {
+                pumps -= 1
+                return pumps == 0
+            }
             if last {
                 close(client)
                 close(upstream)
@@ -62,7 +66,11 @@ final class FaultProxy: @unchecked Sendable {
     /// Cuts every connection now open; returns how many.
     @discardableResult
     func cutAll() -> Int {
-        let current = lock.withLock { let all = links; links.removeAll(); return all }
+        let current = lock.withLock {
+            let all = links
+            links.removeAll()
+            return all
+        }
         for link in current { link.cut() }
         return current.count
     }

@@ -38,8 +38,9 @@ final class FarmProcess {
         while Date() < deadline {
             // "pid (name) S …": gone, or a zombie (Z) waiting to be reaped, means dead.
             guard let text = try? String(contentsOfFile: stat, encoding: .utf8),
-                  let state = text.split(separator: ")").last?.split(separator: " ").first,
-                  state != "Z" && state != "X" else { return }
+                let state = text.split(separator: ")").last?.split(separator: " ").first,
+                state != "Z" && state != "X"
+            else { return }
             Thread.sleep(forTimeInterval: 0.01)
         }
     }
@@ -61,13 +62,19 @@ func farmDatabase(_ server: TemporaryPostgres = .shared) throws -> (conninfo: St
 }
 
 func startCoordinator(_ conninfo: String, _ endpoint: String) throws -> FarmProcess {
-    try FarmProcess(["coordinator", "--insecure", "--database", conninfo, "--listen", endpoint, "--heartbeat", "0.2",
-                     "--missed-heartbeats", "10", "--lease-seconds", "30"], name: "coordinator")
+    try FarmProcess(
+        [
+            "coordinator", "--insecure", "--database", conninfo, "--listen", endpoint, "--heartbeat", "0.2",
+            "--missed-heartbeats", "10", "--lease-seconds", "30",
+        ], name: "coordinator")
 }
 
 func startSyntheticWorker(_ endpoint: String, name: String, delay: Double) throws -> FarmProcess {
-    try FarmProcess(["worker", "--insecure", "--coordinator", endpoint, "--name", name, "--engine", "synthetic",
-                     "--synthetic-delay", String(delay)], name: name)
+    try FarmProcess(
+        [
+            "worker", "--insecure", "--coordinator", endpoint, "--name", name, "--engine", "synthetic",
+            "--synthetic-delay", String(delay),
+        ], name: name)
 }
 
 func syntheticTasks(_ count: Int) -> [TaskParameters] {
@@ -86,10 +93,12 @@ func waitFor(_ seconds: Double, _ condition: () throws -> Bool) rethrows -> Bool
 
 /// The id and attempt of a task `worker` is rendering (its first step reported), if any.
 func taskInProgress(_ store: JobStore, worker: String? = nil) throws -> (id: Int64, attempt: Int)? {
-    let rows = try store.connection.query("""
+    let rows = try store.connection.query(
+        """
         SELECT id, attempt FROM tasks WHERE state = 'running' AND step >= 1 AND ($1::text IS NULL OR lease_owner = $1)
         ORDER BY id LIMIT 1
-        """, [worker]).rows
+        """, [worker]
+    ).rows
     guard let row = rows.first else { return nil }
     return (try row.decode("id"), try row.decode("attempt"))
 }
@@ -112,7 +121,11 @@ func expectAllDoneOnce(_ store: JobStore, job: Int64, count: Int, sourceLocation
     let victim = try startSyntheticWorker(endpoint, name: "victim", delay: 2)
     let job = try store.enqueue(name: "kill-worker", model: "synthetic", tasks: syntheticTasks(4))
     var inFlight: (id: Int64, attempt: Int)?
-    #expect(try waitFor(30) { inFlight = try taskInProgress(store, worker: "victim"); return inFlight != nil }, "\(victim.output)")
+    #expect(
+        try waitFor(30) {
+            inFlight = try taskInProgress(store, worker: "victim")
+            return inFlight != nil
+        }, "\(victim.output)")
     victim.signal(SIGKILL)
     let survivor = try startSyntheticWorker(endpoint, name: "survivor", delay: 0.2)
     #expect(try waitFor(60) { try store.progress(job: job).isFinished }, "\(coordinator.output)\n\(survivor.output)")
@@ -131,11 +144,16 @@ func expectAllDoneOnce(_ store: JobStore, job: Int64, count: Int, sourceLocation
     let workers = try ["a", "b"].map { try startSyntheticWorker(endpoint, name: $0, delay: 1.5) }
     let job = try store.enqueue(name: "kill-coordinator", model: "synthetic", tasks: syntheticTasks(6))
     var inFlight: (id: Int64, attempt: Int)?
-    #expect(try waitFor(30) { inFlight = try taskInProgress(store); return inFlight != nil }, "\(workers[0].output)")
+    #expect(
+        try waitFor(30) {
+            inFlight = try taskInProgress(store)
+            return inFlight != nil
+        }, "\(workers[0].output)")
     coordinator.crash()
     Thread.sleep(forTimeInterval: 0.5)
     coordinator = try startCoordinator(conninfo, endpoint)
-    #expect(try waitFor(90) { try store.progress(job: job).isFinished }, "\(coordinator.output)\n---\n\(workers[0].output)\n---\n\(workers[1].output)")
+    #expect(
+        try waitFor(90) { try store.progress(job: job).isFinished }, "\(coordinator.output)\n---\n\(workers[0].output)\n---\n\(workers[1].output)")
     try expectAllDoneOnce(store, job: job, count: 6)
     // The task in flight across the restart kept its attempt: its result from before was handed in.
     let attempt = try store.connection.query("SELECT attempt FROM images WHERE task_id = $1", [inFlight!.id]).single()
@@ -153,25 +171,31 @@ func expectAllDoneOnce(_ store: JobStore, job: Int64, count: Int, sourceLocation
     // Half the workers prefer each coordinator.
     let workers = try (0..<4).map { index in
         let order = index % 2 == 0 ? [first, second] : [second, first]
-        return try FarmProcess(["worker", "--insecure", "--coordinator", order[0], "--coordinator", order[1],
-                                "--name", "w\(index)", "--engine", "synthetic", "--synthetic-delay", "0.3"], name: "w\(index)")
+        return try FarmProcess(
+            [
+                "worker", "--insecure", "--coordinator", order[0], "--coordinator", order[1],
+                "--name", "w\(index)", "--engine", "synthetic", "--synthetic-delay", "0.3",
+            ], name: "w\(index)")
     }
     let job = try store.enqueue(name: "two-coordinators", model: "synthetic", tasks: syntheticTasks(60))
     // Both coordinators are dispatching before one dies.
-    #expect(try waitFor(30) {
-        try store.connection.query("SELECT count(DISTINCT lease_owner)::bigint AS n FROM tasks WHERE state = 'running'")
-            .single().decode("n", as: Int64.self) >= 3
-    }, "\(coordinators[0].output)\n---\n\(coordinators[1].output)")
+    #expect(
+        try waitFor(30) {
+            try store.connection.query("SELECT count(DISTINCT lease_owner)::bigint AS n FROM tasks WHERE state = 'running'")
+                .single().decode("n", as: Int64.self) >= 3
+        }, "\(coordinators[0].output)\n---\n\(coordinators[1].output)")
     coordinators[0].crash()
     #expect(try !store.progress(job: job).isFinished, "the job finished before a coordinator died")
-    #expect(try waitFor(120) { try store.progress(job: job).isFinished },
-            "\(coordinators[1].output)\n---\n\(workers.map(\.output).joined(separator: "\n---\n"))")
+    #expect(
+        try waitFor(120) { try store.progress(job: job).isFinished },
+        "\(coordinators[1].output)\n---\n\(workers.map(\.output).joined(separator: "\n---\n"))")
     try expectAllDoneOnce(store, job: job, count: 60)
     // Every worker, including those that preferred the dead coordinator, fails over to the survivor
     // (the job may finish first: the other workers carry it while they fail over).
     let survivor = coordinators[1]
-    #expect(waitFor(30) { (0..<4).allSatisfy { survivor.output.contains("worker w\($0) ") } },
-            "not every worker joined the surviving coordinator:\n\(survivor.output)")
+    #expect(
+        waitFor(30) { (0..<4).allSatisfy { survivor.output.contains("worker w\($0) ") } },
+        "not every worker joined the surviving coordinator:\n\(survivor.output)")
     // The workers must live to here: released after their last use, they would be killed.
     withExtendedLifetime(workers) {}
 }
@@ -183,10 +207,11 @@ func expectAllDoneOnce(_ store: JobStore, job: Int64, count: Int, sourceLocation
     let job = try JobStore(connection: try Connection(conninfo)).enqueue(name: "restart-db", model: "synthetic", tasks: syntheticTasks(6))
     let coordinator = try startCoordinator(conninfo, endpoint)
     let workers = try ["a", "b"].map { try startSyntheticWorker(endpoint, name: $0, delay: 0.8) }
-    #expect(try waitFor(30) {
-        let done = try JobStore(connection: try Connection(conninfo)).progress(job: job).counts[.done, default: 0]
-        return done >= 1
-    })
+    #expect(
+        try waitFor(30) {
+            let done = try JobStore(connection: try Connection(conninfo)).progress(job: job).counts[.done, default: 0]
+            return done >= 1
+        })
     try server.restart(downtime: 1)
     let store = JobStore(connection: try Connection(conninfo))
     #expect(try waitFor(90) { try store.progress(job: job).isFinished }, "\(coordinator.output)\n\(workers[0].output)")
@@ -210,14 +235,16 @@ func expectAllDoneOnce(_ store: JobStore, job: Int64, count: Int, sourceLocation
     }
     let samplers = ["euler", "euler_a", "dpmpp_2m", "ddim"]
     let tasks = (0..<20).map { index in
-        TaskParameters(prompt: "a (red:1.2) fox number \(index)", negativePrompt: index % 2 == 0 ? "blurry" : "",
-                       model: "tiny", width: 24, height: 16, steps: 3, cfgScale: 6, sampler: samplers[index % 4],
-                       seed: UInt64(1000 + index))
+        TaskParameters(
+            prompt: "a (red:1.2) fox number \(index)", negativePrompt: index % 2 == 0 ? "blurry" : "",
+            model: "tiny", width: 24, height: 16, steps: 3, cfgScale: 6, sampler: samplers[index % 4],
+            seed: UInt64(1000 + index))
     }
     // Both workers are in before the job arrives, so that both take part.
-    #expect(try waitFor(60) {
-        try store.connection.query("SELECT count(*) AS n FROM workers WHERE id IN ('one', 'two')").single().decode("n", as: Int.self) == 2
-    }, "\(workers[0].output)\n\(workers[1].output)")
+    #expect(
+        try waitFor(60) {
+            try store.connection.query("SELECT count(*) AS n FROM workers WHERE id IN ('one', 'two')").single().decode("n", as: Int.self) == 2
+        }, "\(workers[0].output)\n\(workers[1].output)")
     let job = try store.enqueue(name: "e2e", model: "tiny", tasks: tasks)
     #expect(try waitFor(120) { try store.progress(job: job).isFinished }, "\(coordinator.output)\n\(workers[0].output)")
     #expect(try store.progress(job: job).counts == [.done: 20])
@@ -226,8 +253,10 @@ func expectAllDoneOnce(_ store: JobStore, job: Int64, count: Int, sourceLocation
     for image in images {
         let task = tasks[image.index]
         let out = models.appendingPathComponent("render-\(image.index).png").path
-        var arguments = ["render", "--model", model.path, "--prompt", task.prompt, "--width", "24", "--height", "16",
-                         "--steps", "3", "--cfg", "6", "--sampler", task.sampler, "--seed", String(task.seed), "--out", out]
+        var arguments = [
+            "render", "--model", model.path, "--prompt", task.prompt, "--width", "24", "--height", "16",
+            "--steps", "3", "--cfg", "6", "--sampler", task.sampler, "--seed", String(task.seed), "--out", out,
+        ]
         if !task.negativePrompt.isEmpty { arguments += ["--negative", task.negativePrompt] }
         #expect(try runFarm(arguments).status == 0)
         let local = try PNGImage(pngData: Data(contentsOf: URL(fileURLWithPath: out)))
@@ -247,17 +276,19 @@ func expectAllDoneOnce(_ store: JobStore, job: Int64, count: Int, sourceLocation
     defer { try? FileManager.default.removeItem(at: folder) }
     let spec = folder.appendingPathComponent("foxes.yaml")
     try """
-        name: foxes
-        model: synthetic
-        defaults: {steps: 10, cfg: 7, sampler: euler_a, width: 32, height: 32}
-        sweep:
-          prompt: ["a red fox in the snow", "a castle at night", "a bowl of soup"]
-          seed: "1-4"
-        """.write(to: spec, atomically: true, encoding: .utf8)
+    name: foxes
+    model: synthetic
+    defaults: {steps: 10, cfg: 7, sampler: euler_a, width: 32, height: 32}
+    sweep:
+      prompt: ["a red fox in the snow", "a castle at night", "a bowl of soup"]
+      seed: "1-4"
+    """.write(to: spec, atomically: true, encoding: .utf8)
     let store = JobStore(connection: try Connection(conninfo))
     let jobsBefore = { () throws -> Int in try store.connection.query("SELECT count(*) AS n FROM jobs").single().decode("n") }
-    for (name, text) in [("unknown.yaml", "model: m\nsweep: {prompt: [a]}\ncolour: red\n"), ("steps.yaml", "model: m\nitems: [{prompt: a, steps: -1}]\n"),
-                         ("broken.yaml", "model: m\n  items: [\n"), ("nomodel.yaml", "sweep: {prompt: [a]}\n")] {
+    for (name, text) in [
+        ("unknown.yaml", "model: m\nsweep: {prompt: [a]}\ncolour: red\n"), ("steps.yaml", "model: m\nitems: [{prompt: a, steps: -1}]\n"),
+        ("broken.yaml", "model: m\n  items: [\n"), ("nomodel.yaml", "sweep: {prompt: [a]}\n"),
+    ] {
         let file = folder.appendingPathComponent(name)
         try text.write(to: file, atomically: true, encoding: .utf8)
         let result = try runFarm(["submit", file.path, "--database", conninfo])
@@ -289,7 +320,9 @@ func expectAllDoneOnce(_ store: JobStore, job: Int64, count: Int, sourceLocation
         let image = try PNGImage(pngData: Data(contentsOf: out.appendingPathComponent("\(job)-\(index)-\(index % 4 + 1).png")))
         #expect(image.textValue("seed") == String(index % 4 + 1))
         let prompt = ["a red fox in the snow", "a castle at night", "a bowl of soup"][index / 4]
-        #expect(image.textValue("parameters") == "\(prompt)\nSteps: 10, Sampler: Euler a, CFG scale: 7.0, Seed: \(index % 4 + 1), Size: 32x32, Model: synthetic")
+        #expect(
+            image.textValue("parameters")
+                == "\(prompt)\nSteps: 10, Sampler: Euler a, CFG scale: 7.0, Seed: \(index % 4 + 1), Size: 32x32, Model: synthetic")
     }
     // watch on a finished job prints its line and returns.
     let watched = Process()
@@ -314,9 +347,10 @@ func expectAllDoneOnce(_ store: JobStore, job: Int64, count: Int, sourceLocation
     #expect(try runFarm(["pause", String(job), "--database", conninfo]).status == 0)
     let coordinator = try startCoordinator(conninfo, endpoint)
     let worker = try startSyntheticWorker(endpoint, name: "controlled", delay: 0.05)
-    #expect(try waitFor(30) {
-        try store.connection.query("SELECT count(*) AS n FROM workers WHERE id = 'controlled'").single().decode("n", as: Int.self) == 1
-    })
+    #expect(
+        try waitFor(30) {
+            try store.connection.query("SELECT count(*) AS n FROM workers WHERE id = 'controlled'").single().decode("n", as: Int.self) == 1
+        })
     Thread.sleep(forTimeInterval: 1)
     #expect(try store.progress(job: job).counts == [.queued: 6], "a paused job is not handed out")
     #expect(try runFarm(["resume", String(job), "--database", conninfo]).status == 0)
@@ -324,15 +358,18 @@ func expectAllDoneOnce(_ store: JobStore, job: Int64, count: Int, sourceLocation
     #expect(try store.progress(job: job).counts == [.done: 6])
 
     // A job no worker can take yet, cancelled: its tasks stop for good.
-    let second = try store.enqueue(name: "cancelled", model: "other",
-                                   tasks: (0..<3).map { TaskParameters(prompt: "x\($0)", model: "other", width: 32, height: 32, steps: 1) })
+    let second = try store.enqueue(
+        name: "cancelled", model: "other",
+        tasks: (0..<3).map { TaskParameters(prompt: "x\($0)", model: "other", width: 32, height: 32, steps: 1) })
     #expect(try runFarm(["cancel", String(second), "--database", conninfo]).status == 0)
     #expect(try store.progress(job: second).counts == [.cancelled: 3])
     // A failed task comes back with retry (and its paused job resumes).
     // (A task of a model nobody has is failed by hand, then pointed at the synthetic model.)
-    let third = try store.enqueue(name: "retried", model: "synthetic",
-                                  tasks: [TaskParameters(prompt: "task 0", model: "other", width: 32, height: 32, steps: 5)])
-    try store.connection.query("""
+    let third = try store.enqueue(
+        name: "retried", model: "synthetic",
+        tasks: [TaskParameters(prompt: "task 0", model: "other", width: 32, height: 32, steps: 5)])
+    try store.connection.query(
+        """
         UPDATE tasks SET state = 'failed', finished_at = now(), error_kind = 'host',
             parameters = jsonb_set(parameters, '{model}', '"synthetic"') WHERE job_id = $1
         """, [third])
@@ -353,16 +390,22 @@ func expectAllDoneOnce(_ store: JobStore, job: Int64, count: Int, sourceLocation
     let coordinator = try startCoordinator(conninfo, endpoint)
     let leaving = try startSyntheticWorker(endpoint, name: "leaving", delay: 1.5)
     let staying = try startSyntheticWorker(endpoint, name: "staying", delay: 0.2)
-    #expect(try waitFor(30) {
-        try store.connection.query("SELECT count(*) AS n FROM workers").single().decode("n", as: Int.self) == 2
-    })
+    #expect(
+        try waitFor(30) {
+            try store.connection.query("SELECT count(*) AS n FROM workers").single().decode("n", as: Int.self) == 2
+        })
     #expect(try runFarm(["cordon", "staying", "--database", conninfo]).status == 0)
     Thread.sleep(forTimeInterval: 0.5)
     let job = try store.enqueue(name: "drain", model: "synthetic", tasks: syntheticTasks(4))
     var held: (id: Int64, attempt: Int)?
-    #expect(try waitFor(30) { held = try taskInProgress(store, worker: "leaving"); return held != nil })
-    #expect(try store.connection.query("SELECT count(*) AS n FROM tasks WHERE lease_owner = 'staying'").single().decode("n", as: Int.self) == 0,
-            "a cordoned worker gets nothing")
+    #expect(
+        try waitFor(30) {
+            held = try taskInProgress(store, worker: "leaving")
+            return held != nil
+        })
+    #expect(
+        try store.connection.query("SELECT count(*) AS n FROM tasks WHERE lease_owner = 'staying'").single().decode("n", as: Int.self) == 0,
+        "a cordoned worker gets nothing")
     #expect(try runFarm(["drain", "leaving", "--database", conninfo]).status == 0)
     #expect(try runFarm(["uncordon", "staying", "--database", conninfo]).status == 0)
     #expect(waitFor(30) { !leaving.process.isRunning }, "a drained worker exits: \(leaving.output)")
@@ -383,15 +426,17 @@ func expectAllDoneOnce(_ store: JobStore, job: Int64, count: Int, sourceLocation
     let coordinator = try startCoordinator(conninfo, endpoint)
     let worker = try startSyntheticWorker(endpoint, name: "busy", delay: 20)
     // 20 seconds in 20 steps: the render notices a cancellation within a second.
-    let long = try store.enqueue(name: "long", model: "synthetic",
-                                 tasks: [TaskParameters(prompt: "long", model: "synthetic", width: 32, height: 32, steps: 20)])
+    let long = try store.enqueue(
+        name: "long", model: "synthetic",
+        tasks: [TaskParameters(prompt: "long", model: "synthetic", width: 32, height: 32, steps: 20)])
     #expect(try waitFor(30) { try taskInProgress(store, worker: "busy") != nil }, "\(worker.output)")
     let next = try store.enqueue(name: "next", model: "synthetic", tasks: syntheticTasks(1))
     let cancelled = Date()
     #expect(try runFarm(["cancel", String(long), "--database", conninfo]).status == 0)
     // The 20-second task is abandoned; the next job's task is handed out within seconds, not after 20.
-    #expect(try waitFor(8) { try store.progress(job: next).counts[.running] == 1 || store.progress(job: next).counts[.done] == 1 },
-            "\(coordinator.output)\n\(worker.output)")
+    #expect(
+        try waitFor(8) { try store.progress(job: next).counts[.running] == 1 || store.progress(job: next).counts[.done] == 1 },
+        "\(coordinator.output)\n\(worker.output)")
     #expect(Date().timeIntervalSince(cancelled) < 8)
     #expect(try store.progress(job: long).counts == [.cancelled: 1])
 }

@@ -1,13 +1,14 @@
 import FarmModel
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 import Imaging
 import JobStore
 import Postgres
 import TestSupport
 import Testing
+
+#if canImport(FoundationNetworking)
+    import FoundationNetworking
+#endif
 
 /// Runs `farm` (with `environment` instead of this process's, if given) and returns its exit
 /// status, standard output and standard error.
@@ -16,7 +17,8 @@ func runFarmCapturing(_ arguments: [String], environment: [String: String]? = ni
     process.executableURL = farmBinary
     process.arguments = arguments
     if let environment { process.environment = environment }
-    let output = Pipe(), errors = Pipe()
+    let output = Pipe()
+    let errors = Pipe()
     process.standardOutput = output
     process.standardError = errors
     try process.run()
@@ -33,7 +35,8 @@ func runFarmCapturing(_ arguments: [String], environment: [String: String]? = ni
 
 /// One HTTP exchange, synchronously.
 func httpRequest(_ method: String, _ url: String, token: String? = nil, body: Data? = nil) throws
-    -> (status: Int, contentType: String, body: Data) {
+    -> (status: Int, contentType: String, body: Data)
+{
     var request = URLRequest(url: URL(string: url)!)
     request.httpMethod = method
     request.timeoutInterval = 60
@@ -44,7 +47,8 @@ func httpRequest(_ method: String, _ url: String, token: String? = nil, body: Da
         var response: URLResponse?
         var error: Error?
     }
-    let outcome = Outcome(), done = DispatchSemaphore(value: 0)
+    let outcome = Outcome()
+    let done = DispatchSemaphore(value: 0)
     URLSession.shared.dataTask(with: request) { data, response, error in
         outcome.data = data
         outcome.response = response
@@ -76,16 +80,21 @@ struct HTTPFarm {
         (conninfo, endpoint) = (database, zmq)
         let port = try TemporaryPostgres.freePort()
         server = "http://127.0.0.1:\(port)"
-        coordinator = try FarmProcess(["coordinator", "--insecure", "--database", database, "--listen", zmq, "--http", "127.0.0.1:\(port)",
-                                       "--heartbeat", "0.2", "--missed-heartbeats", "10"], name: "http-coordinator")
+        coordinator = try FarmProcess(
+            [
+                "coordinator", "--insecure", "--database", database, "--listen", zmq, "--http", "127.0.0.1:\(port)",
+                "--heartbeat", "0.2", "--missed-heartbeats", "10",
+            ], name: "http-coordinator")
         let created = try ["admin", "submit"].map { role in
             try runFarmCapturing(["tokens", "create", "--role", role, "--name", "test-\(role)", "--database", database])
         }
         admin = created[0].stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         submit = created[1].stdout.trimmingCharacters(in: .whitespacesAndNewlines)
-        let statuses = created.map(\.status), errors = created.map(\.stderr).joined()
+        let statuses = created.map(\.status)
+        let errors = created.map(\.stderr).joined()
         #expect(statuses == [0, 0], "\(errors)")
-        let base = server, log = coordinator
+        let base = server
+        let log = coordinator
         let up = waitFor(30) { ((try? httpRequest("GET", base + "/v1/jobs"))?.status ?? 0) == 401 }
         #expect(up, "\(log.output)")
     }
@@ -96,19 +105,21 @@ struct HTTPFarm {
     #expect(farm.admin.count == 64 && farm.submit.count == 64 && farm.admin != farm.submit)
     let store = JobStore(connection: try Connection(farm.conninfo))
     // Only hashes are stored.
-    let stored = try store.connection.query("SELECT encode(sha256, 'hex') AS h FROM api_tokens ORDER BY id").rows.map { try $0.decode("h", as: String.self) }
+    let stored = try store.connection.query("SELECT encode(sha256, 'hex') AS h FROM api_tokens ORDER BY id").rows.map {
+        try $0.decode("h", as: String.self)
+    }
     #expect(stored == [SHA256.hex(of: Data(farm.admin.utf8)), SHA256.hex(of: Data(farm.submit.utf8))])
 
     let workers = try ["h1", "h2"].map { try startSyntheticWorker(farm.endpoint, name: $0, delay: 0.1) }
     let spec = FileManager.default.temporaryDirectory.appendingPathComponent("sweep-\(UUID().uuidString.prefix(6)).yaml")
     try """
-        name: http-sweep
-        model: synthetic
-        defaults: {steps: 5, cfg: 7, sampler: euler_a, width: 32, height: 32}
-        sweep:
-          prompt: ["a red fox in the snow", "a castle at night", "a bowl of soup"]
-          seed: "1-4"
-        """.write(to: spec, atomically: true, encoding: .utf8)
+    name: http-sweep
+    model: synthetic
+    defaults: {steps: 5, cfg: 7, sampler: euler_a, width: 32, height: 32}
+    sweep:
+      prompt: ["a red fox in the snow", "a castle at night", "a bowl of soup"]
+      seed: "1-4"
+    """.write(to: spec, atomically: true, encoding: .utf8)
     defer { try? FileManager.default.removeItem(at: spec) }
     let submitted = try runFarmCapturing(["submit", spec.path, "--server", farm.server, "--token", farm.submit, "--wait"])
     #expect(submitted.status == 0, "\(submitted.stderr)\n\(farm.coordinator.output)\n\(workers[0].output)")
@@ -184,8 +195,9 @@ struct HTTPFarm {
     let directList = try runFarmCapturing(["tokens", "list", "--json", "--database", farm.conninfo])
     #expect(remoteList.status == 0 && remoteList.stdout == directList.stdout && remoteList.stdout.contains("via-http"))
     #expect(!remoteList.stdout.contains(viaHTTPToken) && !remoteList.stdout.contains(farm.admin))
-    let viaHTTPID = try #require(((try JSONSerialization.jsonObject(with: Data(remoteList.stdout.utf8))) as? [[String: Any]])?
-        .first { $0["name"] as? String == "via-http" }?["id"] as? NSNumber)
+    let viaHTTPID = try #require(
+        ((try JSONSerialization.jsonObject(with: Data(remoteList.stdout.utf8))) as? [[String: Any]])?
+            .first { $0["name"] as? String == "via-http" }?["id"] as? NSNumber)
     #expect(try runFarmCapturing(["tokens", "revoke", "\(viaHTTPID.int64Value)"] + adminRemote).status == 0)
     #expect(try httpRequest("GET", "\(farm.server)/v1/jobs", token: viaHTTPToken).status == 401)
     let revokedTwice = try runFarmCapturing(["tokens", "revoke", "\(viaHTTPID.int64Value)"] + adminRemote)
@@ -232,8 +244,9 @@ struct HTTPFarm {
     #expect(badCLI.status == 2 && badCLI.stderr.hasPrefix("farm: ") && badCLI.stderr.contains("steps"), "\(badCLI.stderr)")
 
     // A body over 64 MiB: 413, and still no job.
-    let huge = try httpRequest("POST", "\(farm.server)/v1/jobs", token: farm.submit,
-                               body: Data(repeating: UInt8(ascii: "#"), count: (64 << 20) + 1))
+    let huge = try httpRequest(
+        "POST", "\(farm.server)/v1/jobs", token: farm.submit,
+        body: Data(repeating: UInt8(ascii: "#"), count: (64 << 20) + 1))
     #expect(huge.status == 413 && jsonObject(huge.body)["error"] != nil)
     #expect(try store.connection.query("SELECT count(*) AS n FROM jobs").single().decode("n", as: Int.self) == jobsBefore)
 }
@@ -245,8 +258,10 @@ struct HTTPFarm {
     let spec = FileManager.default.temporaryDirectory.appendingPathComponent("long-\(UUID().uuidString.prefix(6)).txt")
     try (0..<40).map { "prompt \($0)" }.joined(separator: "\n").write(to: spec, atomically: true, encoding: .utf8)
     defer { try? FileManager.default.removeItem(at: spec) }
-    let submitted = try runFarmCapturing(["submit", spec.path, "--model", "synthetic", "--width", "32", "--height", "32",
-                                          "--steps", "3", "--server", farm.server, "--token", farm.admin])
+    let submitted = try runFarmCapturing([
+        "submit", spec.path, "--model", "synthetic", "--width", "32", "--height", "32",
+        "--steps", "3", "--server", farm.server, "--token", farm.admin,
+    ])
     #expect(submitted.status == 0, "\(submitted.stderr)")
     let job = try #require(Int64(submitted.stdout.trimmingCharacters(in: .whitespacesAndNewlines)))
     #expect(try store.progress(job: job).total == 40)
@@ -274,9 +289,10 @@ struct HTTPFarm {
         let listed = try runFarmCapturing(["workers", "--json"] + remote)
         let workers = (try? JSONSerialization.jsonObject(with: Data(listed.stdout.utf8))) as? [[String: Any]] ?? []
         guard let slow = workers.first(where: { $0["name"] as? String == "slow" }),
-              let running = slow["current"] as? [String: Any], (running["total_steps"] as? NSNumber)?.intValue == 3,
-              running["steps_per_second"] is NSNumber, slow["loaded_model"] as? String == "synthetic",
-              (slow["device"] as? String)?.contains("cores") == true else { return false }
+            let running = slow["current"] as? [String: Any], (running["total_steps"] as? NSNumber)?.intValue == 3,
+            running["steps_per_second"] is NSNumber, slow["loaded_model"] as? String == "synthetic",
+            (slow["device"] as? String)?.contains("cores") == true
+        else { return false }
         current = running
         return true
     }
@@ -311,8 +327,10 @@ struct HTTPFarm {
     let nowhere = try runFarmCapturing(["jobs", "--server", "http://127.0.0.1:\(try TemporaryPostgres.freePort())", "--token", farm.admin])
     #expect(nowhere.status == 1 && nowhere.stderr.hasPrefix("farm: "))
     // The environment variables stand in for the flags.
-    let fromEnvironment = try runFarmCapturing(["workers", "--json"], environment: ProcessInfo.processInfo.environment
-        .merging(["FARM_SERVER": farm.server, "FARM_TOKEN": farm.admin]) { $1 })
+    let fromEnvironment = try runFarmCapturing(
+        ["workers", "--json"],
+        environment: ProcessInfo.processInfo.environment
+            .merging(["FARM_SERVER": farm.server, "FARM_TOKEN": farm.admin]) { $1 })
     #expect(fromEnvironment.status == 0 && fromEnvironment.stdout.contains("\"slow\""), "\(fromEnvironment.stderr)")
 
     // So does the config file; a bad line in it is one error naming the file and line.
@@ -321,8 +339,10 @@ struct HTTPFarm {
     func runWithConfig(_ text: String, _ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
         try text.write(to: config, atomically: true, encoding: .utf8)
         // FARM_CONFIG names the daemons' settings file at the same time: the CLI must not read it.
-        return try runFarmCapturing(arguments, environment: ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("FARM_") }
-            .merging(["FARM_CLI_CONFIG": config.path, "FARM_CONFIG": daemonSettings.path]) { $1 })
+        return try runFarmCapturing(
+            arguments,
+            environment: ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("FARM_") }
+                .merging(["FARM_CLI_CONFIG": config.path, "FARM_CONFIG": daemonSettings.path]) { $1 })
     }
     let daemonSettings = try configFile("lease-seconds: 30\nheartbeat: 2\n")
     defer { try? FileManager.default.removeItem(at: daemonSettings) }
@@ -331,8 +351,9 @@ struct HTTPFarm {
     let withCRLF = try runWithConfig("server: \(farm.server)\r\ntoken: \(farm.admin)\r\n", ["jobs", "--json"])
     #expect(withCRLF.status == 0 && withCRLF.stdout.contains("\"id\" : \(job)"), "\(withCRLF.stderr)")
     let badConfig = try runWithConfig("server: \(farm.server)\ncolour: blue\n", ["jobs"])
-    #expect(badConfig.status == 2 && badConfig.stderr == "farm: \(config.path):2: unknown key \"colour\" (known: server, token)\n",
-            "\(badConfig.stderr)")
+    #expect(
+        badConfig.status == 2 && badConfig.stderr == "farm: \(config.path):2: unknown key \"colour\" (known: server, token)\n",
+        "\(badConfig.stderr)")
     withExtendedLifetime((worker, watcher)) {}
 }
 
@@ -402,7 +423,10 @@ final class EventStreamReader: @unchecked Sendable {
     }
 
     /// Closes the connection.
-    func stop() { shutdown(fd, Int32(SHUT_RDWR)); close(fd) }
+    func stop() {
+        shutdown(fd, Int32(SHUT_RDWR))
+        close(fd)
+    }
 }
 
 @Test func eventStreamCarriesProgressAndResultsOfEveryTask() throws {
@@ -420,13 +444,13 @@ final class EventStreamReader: @unchecked Sendable {
     let worker = try startSyntheticWorker(farm.endpoint, name: "ev", delay: 0.05)
     let spec = FileManager.default.temporaryDirectory.appendingPathComponent("events-\(UUID().uuidString.prefix(6)).yaml")
     try """
-        name: events
-        model: synthetic
-        defaults: {steps: 4, cfg: 7, sampler: euler_a, width: 32, height: 32}
-        sweep:
-          prompt: ["a fox", "a castle"]
-          seed: "1-2"
-        """.write(to: spec, atomically: true, encoding: .utf8)
+    name: events
+    model: synthetic
+    defaults: {steps: 4, cfg: 7, sampler: euler_a, width: 32, height: 32}
+    sweep:
+      prompt: ["a fox", "a castle"]
+      seed: "1-2"
+    """.write(to: spec, atomically: true, encoding: .utf8)
     defer { try? FileManager.default.removeItem(at: spec) }
     let submitted = try runFarmCapturing(["submit", spec.path, "--server", farm.server, "--token", farm.submit, "--wait"])
     #expect(submitted.status == 0, "\(submitted.stderr)\n\(farm.coordinator.output)\n\(worker.output)")
@@ -435,8 +459,9 @@ final class EventStreamReader: @unchecked Sendable {
     let tasks = try Set(store.connection.query("SELECT id FROM tasks WHERE job_id = $1", [job]).rows.map { try $0.decode("id", as: Int64.self) })
     #expect(tasks.count == 4)
     func taskIDs(_ name: String) -> Set<Int64> {
-        Set(reader.events.filter { $0.name == name && ($0.data["job"] as? NSNumber)?.int64Value == job }
-            .compactMap { ($0.data["task"] as? NSNumber)?.int64Value })
+        Set(
+            reader.events.filter { $0.name == name && ($0.data["job"] as? NSNumber)?.int64Value == job }
+                .compactMap { ($0.data["task"] as? NSNumber)?.int64Value })
     }
     #expect(waitFor(10) { taskIDs("done") == tasks }, "\(reader.text)")
     #expect(taskIDs("progress") == tasks)
@@ -451,10 +476,14 @@ final class EventStreamReader: @unchecked Sendable {
     let store = JobStore(connection: try Connection(farm.conninfo))
     let limit = Limits().maxTasksPerJob
     let cases: [(what: String, spec: String, field: String)] = [
-        ("a million and one aliased items", "model: m\nitems:\n- &a {prompt: fox}\n" + String(repeating: "- *a\n", count: limit),
-         "items"),
-        ("items and a sweep past the limit", "model: m\nitems: [{prompt: a}, {prompt: b}]\nsweep: {prompt: [c], seed: 1-\(limit - 1)}",
-         "sweep"),
+        (
+            "a million and one aliased items", "model: m\nitems:\n- &a {prompt: fox}\n" + String(repeating: "- *a\n", count: limit),
+            "items"
+        ),
+        (
+            "items and a sweep past the limit", "model: m\nitems: [{prompt: a}, {prompt: b}]\nsweep: {prompt: [c], seed: 1-\(limit - 1)}",
+            "sweep"
+        ),
         ("a megabyte model name", "model: \(String(repeating: "m", count: 1 << 20))\nitems: [{prompt: a}]", "model"),
         ("a long sampler", "model: m\nitems: [{prompt: a, sampler: \(String(repeating: "s", count: 300))}]", "sampler"),
         ("a NUL in a prompt", "model: m\nitems: [{prompt: \"a\\0b\"}]", "prompt"),
@@ -468,8 +497,9 @@ final class EventStreamReader: @unchecked Sendable {
     for item in cases {
         let answer = try httpRequest("POST", "\(farm.server)/v1/jobs", token: farm.admin, body: Data(item.spec.utf8))
         let body = (try? jsonObject(answer.body)) ?? [:]
-        #expect(answer.status == 400 && body["field"] as? String == item.field,
-                "\(item.what): \(answer.status) \(String(decoding: answer.body.prefix(300), as: UTF8.self))")
+        #expect(
+            answer.status == 400 && body["field"] as? String == item.field,
+            "\(item.what): \(answer.status) \(String(decoding: answer.body.prefix(300), as: UTF8.self))")
     }
     // The CLI says the same in one line and exits 2.
     let file = FileManager.default.temporaryDirectory.appendingPathComponent("limits-\(UUID().uuidString.prefix(6)).yaml")
@@ -477,7 +507,8 @@ final class EventStreamReader: @unchecked Sendable {
     for item in cases where item.spec.utf8.count < 10_000 {
         try item.spec.write(to: file, atomically: true, encoding: .utf8)
         let cli = try runFarmCapturing(["submit", file.path, "--server", farm.server, "--token", farm.admin])
-        #expect(cli.status == 2 && cli.stderr.hasPrefix("farm: ") && cli.stderr.contains(item.field)
+        #expect(
+            cli.status == 2 && cli.stderr.hasPrefix("farm: ") && cli.stderr.contains(item.field)
                 && cli.stderr.split(separator: "\n").count == 1, "\(item.what): \(cli.stderr)")
     }
     #expect(try store.connection.query("SELECT count(*) AS n FROM jobs").single().decode("n", as: Int.self) == jobsBefore)
@@ -485,8 +516,9 @@ final class EventStreamReader: @unchecked Sendable {
     // A submit token may not ask for a priority above the coordinator's --max-submit-priority (0 here); an admin may.
     let urgent = Data("model: m\npriority: 5\nitems: [{prompt: a}]".utf8)
     let bySubmitter = try httpRequest("POST", "\(farm.server)/v1/jobs", token: farm.submit, body: urgent)
-    #expect(bySubmitter.status == 400 && (try? jsonObject(bySubmitter.body))?["field"] as? String == "priority",
-            "\(String(decoding: bySubmitter.body, as: UTF8.self))")
+    #expect(
+        bySubmitter.status == 400 && (try? jsonObject(bySubmitter.body))?["field"] as? String == "priority",
+        "\(String(decoding: bySubmitter.body, as: UTF8.self))")
     #expect(try httpRequest("POST", "\(farm.server)/v1/jobs", token: farm.admin, body: urgent).status == 201)
     #expect(try store.connection.query("SELECT count(*) AS n FROM jobs").single().decode("n", as: Int.self) == jobsBefore + 1)
 }
@@ -499,7 +531,10 @@ final class EventStreamReader: @unchecked Sendable {
     let (id, token) = try store.createToken(role: .submit, name: "watcher")
     let doomed = try EventStreamReader(port: port, path: "/v1/events", token: token)
     let other = try EventStreamReader(port: port, path: "/v1/events", token: farm.submit)
-    defer { doomed.stop(); other.stop() }
+    defer {
+        doomed.stop()
+        other.stop()
+    }
     #expect(waitFor(10) { doomed.text.contains(": connected") && other.text.contains(": connected") }, "\(doomed.text)")
     #expect(try store.revokeToken(id: id))
     // The stream's body ends: its last chunk arrives; the other stream is still open.

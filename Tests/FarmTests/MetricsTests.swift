@@ -20,17 +20,25 @@ func prometheusSamples(_ text: String) -> [String: Double] {
 @Test func metricsShowTheBatch() throws {
     let (conninfo, endpoint) = try farmDatabase()
     let port = try TemporaryPostgres.freePort()
-    let coordinator = try FarmProcess(["coordinator", "--insecure", "--database", conninfo, "--listen", endpoint,
-                                       "--http", "127.0.0.1:\(port)", "--heartbeat", "0.2", "--missed-heartbeats", "10"],
-                                      name: "metrics-coordinator")
+    let coordinator = try FarmProcess(
+        [
+            "coordinator", "--insecure", "--database", conninfo, "--listen", endpoint,
+            "--http", "127.0.0.1:\(port)", "--heartbeat", "0.2", "--missed-heartbeats", "10",
+        ],
+        name: "metrics-coordinator")
     let store = JobStore(connection: try Connection(conninfo))
     let synthetic = try store.enqueue(name: "metrics", model: "synthetic", tasks: syntheticTasks(40))
-    let demo = try store.enqueue(name: "metrics-demo", model: "demo", tasks: [
-        TaskParameters(prompt: "a small red circle at the top left on a blue background", model: "demo",
-                       width: 64, height: 64, steps: 3, seed: 1)])
+    let demo = try store.enqueue(
+        name: "metrics-demo", model: "demo",
+        tasks: [
+            TaskParameters(
+                prompt: "a small red circle at the top left on a blue background", model: "demo",
+                width: 64, height: 64, steps: 3, seed: 1)
+        ])
     // One lease runs out: a task held by a worker no coordinator knows (as a crashed coordinator
     // and worker leave it), so only the lease's end frees it.
-    try store.connection.query("""
+    try store.connection.query(
+        """
         UPDATE tasks SET state = 'running', attempt = 1, lease_owner = 'ghost', lease_expires = now() + interval '1 second'
         WHERE job_id = $1 AND index = 0
         """, [synthetic])
@@ -40,12 +48,14 @@ func prometheusSamples(_ text: String) -> [String: Double] {
     #expect(try waitFor(60) { try taskInProgress(store, worker: "slow") != nil }, "\(slow.output)")
     slow.signal(SIGSTOP)
     let fast = try startSyntheticWorker(endpoint, name: "fast", delay: 0.05)
-    let painter = try FarmProcess(["worker", "--insecure", "--coordinator", endpoint, "--name", "painter", "--engine", "diffusion"],
-                                  name: "painter")
+    let painter = try FarmProcess(
+        ["worker", "--insecure", "--coordinator", endpoint, "--name", "painter", "--engine", "diffusion"],
+        name: "painter")
     #expect(waitFor(30) { coordinator.output.contains("worker slow lost") }, "\(coordinator.output)")
     slow.crash()
-    #expect(try waitFor(120) { try store.progress(job: synthetic).isFinished && store.progress(job: demo).isFinished },
-            "\(coordinator.output)\n---\n\(painter.output)")
+    #expect(
+        try waitFor(120) { try store.progress(job: synthetic).isFinished && store.progress(job: demo).isFinished },
+        "\(coordinator.output)\n---\n\(painter.output)")
 
     let page = try httpRequest("GET", "http://127.0.0.1:\(port)/metrics")
     #expect(page.status == 200 && page.contentType.hasPrefix("text/plain"))
@@ -92,18 +102,22 @@ func prometheusSamples(_ text: String) -> [String: Double] {
     let store = JobStore(connection: try Connection(conninfo))
     let coordinator = try startCoordinator(conninfo, endpoint)
     let port = try TemporaryPostgres.freePort()
-    let worker = try FarmProcess(["worker", "--insecure", "--coordinator", endpoint, "--name", "counted", "--engine", "synthetic",
-                                  "--synthetic-delay", "0.1", "--metrics", "127.0.0.1:\(port)", "--log-format", "text"], name: "counted")
+    let worker = try FarmProcess(
+        [
+            "worker", "--insecure", "--coordinator", endpoint, "--name", "counted", "--engine", "synthetic",
+            "--synthetic-delay", "0.1", "--metrics", "127.0.0.1:\(port)", "--log-format", "text",
+        ], name: "counted")
     let job = try store.enqueue(name: "logged", model: "synthetic", tasks: syntheticTasks(5))
     let tasks = Set(try store.connection.query("SELECT id FROM tasks WHERE job_id = $1", [job]).rows.map { try $0.decode("id", as: Int64.self) })
     #expect(try waitFor(60) { try store.progress(job: job).isFinished }, "\(coordinator.output)\n---\n\(worker.output)")
 
     // The worker's metrics, once its last result is acknowledged.
     var samples: [String: Double] = [:]
-    #expect(try waitFor(10) {
-        samples = prometheusSamples(String(decoding: try httpRequest("GET", "http://127.0.0.1:\(port)/metrics").body, as: UTF8.self))
-        return samples["farm_worker_unacknowledged_results"] == 0 && samples[#"farm_worker_tasks_total{outcome="done"}"#] == 5
-    }, "\(samples)")
+    #expect(
+        try waitFor(10) {
+            samples = prometheusSamples(String(decoding: try httpRequest("GET", "http://127.0.0.1:\(port)/metrics").body, as: UTF8.self))
+            return samples["farm_worker_unacknowledged_results"] == 0 && samples[#"farm_worker_tasks_total{outcome="done"}"#] == 5
+        }, "\(samples)")
     #expect(samples["farm_worker_render_seconds_count"] == 5)
     #expect((samples["farm_worker_render_seconds_sum"] ?? 0) >= 5 * 0.1)
     #expect(samples[#"farm_worker_zmq_messages_total{direction="received",type="assign"}"#] == 5, "\(samples)")
@@ -121,19 +135,27 @@ func prometheusSamples(_ text: String) -> [String: Double] {
     #expect(objects.allSatisfy { $0["time"] is String && $0["level"] is String && $0["label"] is String && $0["message"] is String })
     let results = objects.filter { $0["outcome"] as? String == "stored" }
     #expect(Set(results.compactMap { ($0["task"] as? NSNumber)?.int64Value }) == tasks, "\(coordinator.output)")
-    #expect(results.allSatisfy { ($0["job"] as? NSNumber)?.int64Value == job && $0["attempt"] as? Int == 1 && $0["worker"] as? String == "counted"
-        && $0["label"] as? String == "coordinator" && $0["level"] as? String == "info" })
+    #expect(
+        results.allSatisfy {
+            ($0["job"] as? NSNumber)?.int64Value == job && $0["attempt"] as? Int == 1 && $0["worker"] as? String == "counted"
+                && $0["label"] as? String == "coordinator" && $0["level"] as? String == "info"
+        })
 
     // The worker logs text, as asked: a rendering and a rendered line per task, with the same metadata.
     for task in tasks {
         let mine = worker.output.split(separator: "\n").filter { $0.contains(" task=\(task) ") || $0.hasSuffix(" task=\(task)") }
-        #expect(mine.count == 2 && mine.allSatisfy { $0.contains(" info worker: ") && $0.contains("attempt=1 ") && $0.contains("job=\(job) ")
-            && $0.contains("worker=counted") }, "\(worker.output)")
+        #expect(
+            mine.count == 2
+                && mine.allSatisfy {
+                    $0.contains(" info worker: ") && $0.contains("attempt=1 ") && $0.contains("job=\(job) ")
+                        && $0.contains("worker=counted")
+                }, "\(worker.output)")
     }
 
     // A metrics address the worker cannot use is a one-line error before it starts.
-    let taken = try FarmProcess(["worker", "--insecure", "--coordinator", endpoint, "--engine", "synthetic", "--metrics", "127.0.0.1:\(port)"],
-                                name: "taken")
+    let taken = try FarmProcess(
+        ["worker", "--insecure", "--coordinator", endpoint, "--engine", "synthetic", "--metrics", "127.0.0.1:\(port)"],
+        name: "taken")
     #expect(waitFor(30) { !taken.process.isRunning } && taken.process.terminationStatus == 1, "\(taken.output)")
     #expect(taken.output.contains("cannot listen on 127.0.0.1:\(port)"), "\(taken.output)")
     let bad = try runFarm(["worker", "--insecure", "--coordinator", endpoint, "--metrics", "nowhere"])

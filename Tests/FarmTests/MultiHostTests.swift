@@ -34,7 +34,9 @@ final class NamespaceNetwork {
         try NamespaceNetwork.ip(["addr", "add", "\(coordinatorAddress)/24", "dev", bridge])
         try NamespaceNetwork.ip(["link", "set", bridge, "up"])
         for index in 1...count {
-            let namespace = "fw\(index)-\(tag)", link = "fh\(index)-\(tag)", inner = "fn\(index)-\(tag)"
+            let namespace = "fw\(index)-\(tag)"
+            let link = "fh\(index)-\(tag)"
+            let inner = "fn\(index)-\(tag)"
             let address = "\(subnet).\(10 + index)"
             try NamespaceNetwork.ip(["netns", "add", namespace])
             hosts.append((namespace, link, address))
@@ -97,9 +99,13 @@ struct UnitInstall {
     /// example's (and added after it), then reads it back as systemd's `EnvironmentFile=` does.
     func writeEnvironment(_ values: [String: String]) throws -> [String: String] {
         let example = try String(contentsOf: deployFolder.appendingPathComponent("systemd/farm.env.example"), encoding: .utf8)
-        var lines: [String] = [], left = values
+        var lines: [String] = []
+        var left = values
         for line in example.components(separatedBy: "\n") {
-            guard !line.hasPrefix("#"), let equals = line.firstIndex(of: "=") else { lines.append(line); continue }
+            guard !line.hasPrefix("#"), let equals = line.firstIndex(of: "=") else {
+                lines.append(line)
+                continue
+            }
             let key = String(line[..<equals])
             if let value = left.removeValue(forKey: key) { lines.append("\(key)=\(value)") } else { lines.append(line) }
         }
@@ -161,7 +167,8 @@ func farmAcrossNetworkNamespaces() throws {
     let endpoint = "tcp://\(network.coordinatorAddress):\(port)"
     var coordinatorEnvironment = try coordinatorHost.writeEnvironment([
         "FARM_DATABASE": conninfo, "FARM_LISTEN": endpoint, "FARM_HTTP": "127.0.0.1:\(try TemporaryPostgres.freePort())",
-        "FARM_HEARTBEAT": "0.25", "FARM_MISSED_HEARTBEATS": "8", "FARM_LEASE_SECONDS": "20"])
+        "FARM_HEARTBEAT": "0.25", "FARM_MISSED_HEARTBEATS": "8", "FARM_LEASE_SECONDS": "20",
+    ])
     coordinatorEnvironment["PATH"] = path
     let migrate = try coordinatorHost.command(unit: "farm-coordinator.service", "ExecStartPre", environment: coordinatorEnvironment)
     let migrated = try runFarmCapturing(Array(migrate.dropFirst()), environment: coordinatorEnvironment)
@@ -173,10 +180,13 @@ func farmAcrossNetworkNamespaces() throws {
     // installed; its env file naming the coordinator; the unit's ExecStart inside its namespace.
     let store = JobStore(connection: try Connection(conninfo))
     // Big enough (about a second each) that the batch is still running when a link is cut.
-    let job = try store.enqueue(name: "multi-host", model: "demo", tasks: (0..<30).map {
-        TaskParameters(prompt: "a small red circle at the top left on a blue background", model: "demo",
-                       width: 128, height: 128, steps: 8, seed: UInt64($0))
-    })
+    let job = try store.enqueue(
+        name: "multi-host", model: "demo",
+        tasks: (0..<30).map {
+            TaskParameters(
+                prompt: "a small red circle at the top left on a blue background", model: "demo",
+                width: 128, height: 128, steps: 8, seed: UInt64($0))
+        })
     var workerKeys: [String] = []
     let workers = try network.hosts.enumerated().map { index, host in
         let install = try UnitInstall(folder.appendingPathComponent("host\(index + 1)"))
@@ -188,27 +198,36 @@ func farmAcrossNetworkNamespaces() throws {
         environment["PATH"] = path
         let command = try install.command(unit: "farm-worker.service", "ExecStart", environment: environment)
         // `ip netns exec` hands over to the farm binary inside the host's namespace.
-        return try FarmProcess(["netns", "exec", host.namespace] + command, name: "host\(index + 1)",
-                               executable: NamespaceNetwork.ipProgram, environment: environment)
+        return try FarmProcess(
+            ["netns", "exec", host.namespace] + command, name: "host\(index + 1)",
+            executable: NamespaceNetwork.ipProgram, environment: environment)
     }
     // `farm workers` lists each host within a heartbeat of its start.
-    #expect(try waitFor(60) { let listed = try farm(["workers", "--database", conninfo]); return (1...3).allSatisfy { listed.contains("host\($0)") } },
-            "\(coordinator.output)\n---\n\(workers.map(\.output).joined(separator: "\n---\n"))")
+    #expect(
+        try waitFor(60) {
+            let listed = try farm(["workers", "--database", conninfo])
+            return (1...3).allSatisfy { listed.contains("host\($0)") }
+        },
+        "\(coordinator.output)\n---\n\(workers.map(\.output).joined(separator: "\n---\n"))")
 
     // Host 1 holds a task: cut its link.
-    #expect(try waitFor(60) { try taskInProgress(store, worker: "host1") != nil },
-            "\(coordinator.output)\n---\n\(workers[0].output)")
+    #expect(
+        try waitFor(60) { try taskInProgress(store, worker: "host1") != nil },
+        "\(coordinator.output)\n---\n\(workers[0].output)")
     try network.setLink(host: 0, up: false)
     #expect(waitFor(30) { coordinator.output.contains("worker host1 lost") }, "\(coordinator.output)")
-    let requeued = try store.connection.query("""
+    let requeued = try store.connection.query(
+        """
         SELECT count(*)::bigint AS n FROM tasks WHERE job_id = $1 AND error_message LIKE 'worker host1 lost%'
-        """, [job]).single().decode("n", as: Int64.self)
+        """, [job]
+    ).single().decode("n", as: Int64.self)
     #expect(requeued >= 1, "host1's task was requeued when it was lost")
     // Restore the link: the worker introduces itself again.
     let joinsBefore = coordinator.output.components(separatedBy: "worker host1 on").count
     try network.setLink(host: 0, up: true)
-    #expect(waitFor(60) { coordinator.output.components(separatedBy: "worker host1 on").count > joinsBefore },
-            "host1 did not rejoin:\n\(coordinator.output)\n---\n\(workers[0].output)")
+    #expect(
+        waitFor(60) { coordinator.output.components(separatedBy: "worker host1 on").count > joinsBefore },
+        "host1 did not rejoin:\n\(coordinator.output)\n---\n\(workers[0].output)")
     #expect(try waitFor(180) { try store.progress(job: job).isFinished }, "\(coordinator.output)")
     #expect(try store.progress(job: job).counts == [.done: 30])
     let images = try store.images(job: job)
@@ -223,7 +242,8 @@ func farmAcrossNetworkNamespaces() throws {
     #expect(waitFor(30) { !workers[2].process.isRunning }, "a drained worker exits: \(workers[2].output)")
     #expect(workers[2].process.terminationStatus == 0)
     _ = try farm(["keys", "revoke", workerKeys[1], "--database", conninfo])
-    #expect(waitFor(30) { coordinator.output.contains("worker key was revoked") && coordinator.output.contains("worker host2 lost") },
-            "\(coordinator.output)")
+    #expect(
+        waitFor(30) { coordinator.output.contains("worker key was revoked") && coordinator.output.contains("worker host2 lost") },
+        "\(coordinator.output)")
     withExtendedLifetime((coordinator, workers)) {}
 }

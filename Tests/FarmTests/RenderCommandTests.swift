@@ -31,10 +31,12 @@ func tinyModelWithFullVocabulary() throws -> URL {
     var weights = try SafeTensorsFile(url: encoder.appendingPathComponent("model.safetensors")).allTensors()
     var state: UInt32 = 99
     let width = weights["text_model.embeddings.token_embedding.weight"]!.shape[1]
-    weights["text_model.embeddings.token_embedding.weight"] = Tensor(shape: [49408, width], values: (0..<(49408 * width)).map { _ in
-        state = state &* 1_664_525 &+ 1_013_904_223
-        return (Float(state >> 8) / Float(1 << 24) - 0.5) * 0.4
-    })
+    weights["text_model.embeddings.token_embedding.weight"] = Tensor(
+        shape: [49408, width],
+        values: (0..<(49408 * width)).map { _ in
+            state = state &* 1_664_525 &+ 1_013_904_223
+            return (Float(state >> 8) / Float(1 << 24) - 0.5) * 0.4
+        })
     try SafeTensorsFile.write(weights, to: encoder.appendingPathComponent("model.safetensors"))
     let configURL = encoder.appendingPathComponent("config.json")
     var config = try JSONSerialization.jsonObject(with: Data(contentsOf: configURL)) as! [String: Any]
@@ -48,9 +50,11 @@ func tinyModelWithFullVocabulary() throws -> URL {
     defer { try? FileManager.default.removeItem(at: model) }
     let out = model.appendingPathComponent("fox.png").path
     let latents = model.appendingPathComponent("fox.npy").path
-    let arguments = ["render", "--model", model.path, "--prompt", "a (red:1.3) fox, BREAK snow", "--negative", "blurry",
-                     "--width", "24", "--height", "16", "--steps", "3", "--sampler", "euler", "--seed", "7", "--batch", "2",
-                     "--cfg", "5", "--out", out, "--save-latents", latents]
+    let arguments = [
+        "render", "--model", model.path, "--prompt", "a (red:1.3) fox, BREAK snow", "--negative", "blurry",
+        "--width", "24", "--height", "16", "--steps", "3", "--sampler", "euler", "--seed", "7", "--batch", "2",
+        "--cfg", "5", "--out", out, "--save-latents", latents,
+    ]
     let result = try runFarm(arguments)
     #expect(result.status == 0, "\(result.stderr)")
     for (index, seed) in [(1, 7), (2, 8)] {
@@ -58,7 +62,9 @@ func tinyModelWithFullVocabulary() throws -> URL {
         let image = try PNGImage(pngData: Data(contentsOf: URL(fileURLWithPath: path)))
         #expect(image.width == 24 && image.height == 16 && image.format == .rgb)
         let parameters = try #require(image.textValue("parameters"))
-        #expect(parameters.hasPrefix("a (red:1.3) fox, BREAK snow\nNegative prompt: blurry\nSteps: 3, Sampler: Euler, CFG scale: 5.0, Seed: \(seed), Size: 24x16"))
+        #expect(
+            parameters.hasPrefix(
+                "a (red:1.3) fox, BREAK snow\nNegative prompt: blurry\nSteps: 3, Sampler: Euler, CFG scale: 5.0, Seed: \(seed), Size: 24x16"))
     }
     let npy = try Data(contentsOf: URL(fileURLWithPath: latents))
     #expect(npy.prefix(6) == Data([0x93] + Array("NUMPY".utf8)))
@@ -137,8 +143,13 @@ func writeRandomPNG(_ folder: URL, name: String, width: Int, height: Int, seed: 
         ("img2img", ["--init-image", initURL.path, "--strength", "0.5"], "Denoising strength: 0.5"),
         ("philox", ["--width", "24", "--height", "16", "--rng", "philox"], "RNG: NV"),
         ("inpaint", ["--init-image", initURL.path, "--mask", maskURL.path, "--mask-blur", "0"], "Mask blur: 0"),
-        ("control", ["--width", "24", "--height", "16", "--controlnet", controlnet, "--control-image", controlURL.path,
-                     "--control-scale", "0.7"], "Size: 24x16"),
+        (
+            "control",
+            [
+                "--width", "24", "--height", "16", "--controlnet", controlnet, "--control-image", controlURL.path,
+                "--control-scale", "0.7",
+            ], "Size: 24x16"
+        ),
     ]
     for (name, extra, expected) in runs {
         let out = model.appendingPathComponent("\(name).png").path
@@ -163,8 +174,10 @@ func writeRandomPNG(_ folder: URL, name: String, width: Int, height: Int, seed: 
     defer { try? FileManager.default.removeItem(at: model) }
     let (initURL, original) = try writeRandomPNG(model, name: "init.png", width: 24, height: 16, seed: 5)
     let out = model.appendingPathComponent("wide.png").path
-    let result = try runFarm(["render", "--model", model.path, "--prompt", "a fox", "--steps", "4", "--init-image", initURL.path,
-                              "--outpaint", "8,0,0,8", "--out", out])
+    let result = try runFarm([
+        "render", "--model", model.path, "--prompt", "a fox", "--steps", "4", "--init-image", initURL.path,
+        "--outpaint", "8,0,0,8", "--out", out,
+    ])
     #expect(result.status == 0, "\(result.stderr)")
     let image = try PNGImage(pngData: Data(contentsOf: URL(fileURLWithPath: out)))
     #expect(image.width == 32 && image.height == 24)
@@ -173,7 +186,8 @@ func writeRandomPNG(_ folder: URL, name: String, width: Int, height: Int, seed: 
     var kept = 0
     for y in 0..<8 {
         for x in 16..<32 {
-            let a = (y * 32 + x) * 3, b = (y * 24 + x - 8) * 3
+            let a = (y * 32 + x) * 3
+            let b = (y * 24 + x - 8) * 3
             #expect(image.pixels[a..<a + 3] == original.pixels[b..<b + 3], "pixel \(x),\(y) changed")
             kept += 1
         }
@@ -181,7 +195,8 @@ func writeRandomPNG(_ folder: URL, name: String, width: Int, height: Int, seed: 
     #expect(kept == 128)
     // Inside the band the result moves away from the original gradually.
     func difference(x: Int, y: Int) -> Int {
-        let a = (y * 32 + x) * 3, b = (y * 24 + x - 8) * 3
+        let a = (y * 32 + x) * 3
+        let b = (y * 24 + x - 8) * 3
         return (0..<3).map { abs(Int(image.pixels[a + $0]) - Int(original.pixels[b + $0])) }.reduce(0, +)
     }
     let band = (0..<8).map { y in difference(x: 9, y: y) }.reduce(0, +)

@@ -21,8 +21,10 @@ private final class RogueClient {
     func send(_ message: WireMessage) throws { try socket.send(message.frames()) }
 
     /// The next message from the coordinator, serving it meanwhile; nil after `seconds`.
-    func receive(serving coordinator: CoordinatorServer, seconds: Double = 5,
-                 where accept: (WireMessage) -> Bool = { _ in true }) throws -> WireMessage? {
+    func receive(
+        serving coordinator: CoordinatorServer, seconds: Double = 5,
+        where accept: (WireMessage) -> Bool = { _ in true }
+    ) throws -> WireMessage? {
         let deadline = Date().addingTimeInterval(seconds)
         while Date() < deadline {
             try coordinator.runOnce(timeout: 0.02)
@@ -41,8 +43,10 @@ private func serve(_ coordinator: CoordinatorServer, seconds: Double) throws {
 
 private func taskRow(_ connection: Connection, _ task: Int64) throws -> (state: String, attempt: Int, owner: String?, step: Int, error: String?) {
     let row = try connection.query("SELECT state, attempt, lease_owner, step, error_message FROM tasks WHERE id = $1", [task]).single()
-    return (try row.decode("state"), try row.decode("attempt"), try row.decodeIfPresent("lease_owner", as: String.self), try row.decode("step"),
-            try row.decodeIfPresent("error_message", as: String.self))
+    return (
+        try row.decode("state"), try row.decode("attempt"), try row.decodeIfPresent("lease_owner", as: String.self), try row.decode("step"),
+        try row.decodeIfPresent("error_message", as: String.self)
+    )
 }
 
 /// A rogue peer cannot store a result, progress or failure for a task it does not lease, cannot take a live
@@ -53,9 +57,11 @@ private func taskRow(_ connection: Connection, _ task: Int64) throws -> (state: 
     let connection = try Connection(conninfo)
     try Migrator(folder: migrationsFolder).apply(to: connection)
     let store = JobStore(connection: connection)
-    let job = try store.enqueue(name: "honest", model: "test-pattern", tasks: [
-        TaskParameters(prompt: "a card", model: "test-pattern", width: 32, height: 24, steps: 4, seed: 1),
-    ])
+    let job = try store.enqueue(
+        name: "honest", model: "test-pattern",
+        tasks: [
+            TaskParameters(prompt: "a card", model: "test-pattern", width: 32, height: 24, steps: 4, seed: 1)
+        ])
     let task: Int64 = try connection.query("SELECT id FROM tasks WHERE job_id = $1", [job]).single().decode("id")
 
     let context = ZMQContext()
@@ -68,8 +74,9 @@ private func taskRow(_ connection: Connection, _ task: Int64) throws -> (state: 
     func startWorker(_ name: String, twin: Bool) {
         Thread {
             do {
-                let worker = try WorkerDaemon(configuration: WorkerConfiguration(coordinator: coordinator.endpoint, workerID: name),
-                                              renderer: TestPatternRenderer(delay: 6), context: context)
+                let worker = try WorkerDaemon(
+                    configuration: WorkerConfiguration(coordinator: coordinator.endpoint, workerID: name),
+                    renderer: TestPatternRenderer(delay: 6), context: context)
                 worker.logger = quietLogger
                 try worker.run(tick: 0.05) { stop.value }
             } catch {
@@ -92,7 +99,10 @@ private func taskRow(_ connection: Connection, _ task: Int64) throws -> (state: 
     let rogue = try RogueClient(context, endpoint: coordinator.endpoint)
     try rogue.send(.hello(.init(workerID: "rogue", host: "evil", models: ["nothing"], slots: 1)))
     let welcome = try rogue.receive(serving: coordinator)
-    guard case .welcome = welcome else { Issue.record("rogue not welcomed: \(String(describing: welcome))"); return }
+    guard case .welcome = welcome else {
+        Issue.record("rogue not welcomed: \(String(describing: welcome))")
+        return
+    }
     try rogue.send(.progress(.init(taskID: task, attempt: 1, step: 4, total: 4)))
     try rogue.send(.preview(.init(taskID: task, attempt: 1, step: 4, total: 4), png: Data("x".utf8)))
     try rogue.send(.result(.init(taskID: task, attempt: 1, width: 32, height: 24, seed: 1), png: Data("NOT A PNG <script>alert(1)</script>".utf8)))
@@ -110,12 +120,18 @@ private func taskRow(_ connection: Connection, _ task: Int64) throws -> (state: 
     let impostor = try RogueClient(context, endpoint: coordinator.endpoint)
     try impostor.send(.hello(.init(workerID: "real", host: "evil", models: ["test-pattern"], slots: 1)))
     let refusal = try impostor.receive(serving: coordinator)
-    guard case .refused(let refused) = refusal else { Issue.record("impostor not refused: \(String(describing: refusal))"); return }
+    guard case .refused(let refused) = refusal else {
+        Issue.record("impostor not refused: \(String(describing: refusal))")
+        return
+    }
     #expect(refused.code == .nameInUse)
     for slots in [0, -3, 100_000] {
         let greedy = try RogueClient(context, endpoint: coordinator.endpoint)
         try greedy.send(.hello(.init(workerID: "greedy\(slots)", host: "h", models: ["test-pattern"], slots: slots)))
-        guard case .refused(let answer) = try greedy.receive(serving: coordinator) else { Issue.record("slots \(slots) not refused"); continue }
+        guard case .refused(let answer) = try greedy.receive(serving: coordinator) else {
+            Issue.record("slots \(slots) not refused")
+            continue
+        }
         #expect(answer.code == .badHello && answer.reason.contains("slots"), "\(answer)")
     }
 
@@ -130,9 +146,11 @@ private func taskRow(_ connection: Connection, _ task: Int64) throws -> (state: 
     #expect(stored.png != fake)
 
     // An undecodable result from the lease holder itself is not stored: the attempt fails and the task is queued again.
-    let other = try store.enqueue(name: "garbage", model: "rogue-model", tasks: [
-        TaskParameters(prompt: "x", model: "rogue-model", width: 32, height: 24, steps: 1, seed: 2),
-    ])
+    let other = try store.enqueue(
+        name: "garbage", model: "rogue-model",
+        tasks: [
+            TaskParameters(prompt: "x", model: "rogue-model", width: 32, height: 24, steps: 1, seed: 2)
+        ])
     let cheat = try RogueClient(context, endpoint: coordinator.endpoint)
     try cheat.send(.hello(.init(workerID: "cheat", host: "h", models: ["rogue-model"], slots: 1)))
     _ = try cheat.receive(serving: coordinator) { if case .welcome = $0 { true } else { false } }
@@ -140,8 +158,10 @@ private func taskRow(_ connection: Connection, _ task: Int64) throws -> (state: 
         Issue.record("no task handed to the cheat")
         return
     }
-    try cheat.send(.result(.init(taskID: assignment.taskID, attempt: assignment.attempt, width: 32, height: 24, seed: 2),
-                           png: Data("NOT A PNG".utf8)))
+    try cheat.send(
+        .result(
+            .init(taskID: assignment.taskID, attempt: assignment.attempt, width: 32, height: 24, seed: 2),
+            png: Data("NOT A PNG".utf8)))
     let ack = try cheat.receive(serving: coordinator) { if case .ack = $0 { true } else { false } }
     #expect(ack != nil, "the rejected result is acknowledged, so the worker forgets it")
     row = try taskRow(connection, assignment.taskID)

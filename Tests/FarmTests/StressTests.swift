@@ -29,9 +29,16 @@ struct StressSettings {
 
 /// The faults a stress run injects, one every `seconds / 100` or so, chosen at random.
 enum Fault: String, CaseIterable {
-    case killWorker = "kill -9 worker", pauseWorker = "SIGSTOP worker past its lease", killCoordinator = "kill -9 coordinator",
-         restartDatabase = "restart PostgreSQL", cutLinks = "cut connections", delayLinks = "delay messages",
-         rogueClient = "rogue client", nonMatchingWorker = "worker matching nothing"
+    case killWorker = "kill -9 worker"
+    case pauseWorker = "SIGSTOP worker past its lease"
+    case killCoordinator = "kill -9 coordinator"
+    case
+        restartDatabase = "restart PostgreSQL"
+    case cutLinks = "cut connections"
+    case delayLinks = "delay messages"
+    case
+        rogueClient = "rogue client"
+    case nonMatchingWorker = "worker matching nothing"
 
     /// How often each is drawn, relative to the others.
     var weight: Int {
@@ -60,8 +67,11 @@ enum Fault: String, CaseIterable {
     let coordinatorPort = Int(endpoint.split(separator: ":").last!)!
     let lease = 3.0
     func coordinator() throws -> FarmProcess {
-        try FarmProcess(["coordinator", "--insecure", "--database", conninfo, "--listen", endpoint, "--heartbeat", "0.25",
-                         "--missed-heartbeats", "8", "--lease-seconds", String(lease)], name: "stress-coordinator")
+        try FarmProcess(
+            [
+                "coordinator", "--insecure", "--database", conninfo, "--listen", endpoint, "--heartbeat", "0.25",
+                "--missed-heartbeats", "8", "--lease-seconds", String(lease),
+            ], name: "stress-coordinator")
     }
     var coordinatorProcess = try coordinator()
     let proxy = try FaultProxy(upstreamPort: coordinatorPort)
@@ -69,9 +79,12 @@ enum Fault: String, CaseIterable {
     func worker(_ index: Int) throws -> FarmProcess {
         let target = index % 2 == 0 ? endpoint : "tcp://127.0.0.1:\(proxy.port)"
         let delay = [0.02, 0.05, 0.1, 0.2][index % 4]
-        return try FarmProcess(["worker", "--insecure", "--coordinator", target, "--name", "stress-\(index)",
-                                "--engine", "synthetic", "--synthetic-delay", String(delay), "--slots", index % 5 == 0 ? "2" : "1"],
-                               name: "stress-\(index)")
+        return try FarmProcess(
+            [
+                "worker", "--insecure", "--coordinator", target, "--name", "stress-\(index)",
+                "--engine", "synthetic", "--synthetic-delay", String(delay), "--slots", index % 5 == 0 ? "2" : "1",
+            ],
+            name: "stress-\(index)")
     }
     var workers = try (0..<settings.workers).map(worker)
     var paused: [(index: Int, until: Date)] = []
@@ -87,8 +100,12 @@ enum Fault: String, CaseIterable {
         try rogue.send(WireMessage.hello(.init(workerID: "stress-rogue-\(rogues.count)", host: "evil", models: ["nothing"], slots: 1)).frames())
         let impostor = try Socket(rogueContext, .dealer)
         try impostor.connect(endpoint)
-        try impostor.send(WireMessage.hello(.init(workerID: "stress-\(rogues.count % settings.workers)", host: "evil",
-                                                  models: ["synthetic"], slots: 4)).frames())
+        try impostor.send(
+            WireMessage.hello(
+                .init(
+                    workerID: "stress-\(rogues.count % settings.workers)", host: "evil",
+                    models: ["synthetic"], slots: 4)
+            ).frames())
         rogues += [rogue, impostor]
         Thread.sleep(forTimeInterval: 0.1)
         let targets = try JobStore(connection: Connection(conninfo)).connection
@@ -97,8 +114,11 @@ enum Fault: String, CaseIterable {
         for (task, attempt) in targets {
             for socket in [rogue, impostor] {
                 try socket.send(WireMessage.progress(.init(taskID: task, attempt: attempt, step: 5, total: 5)).frames())
-                try socket.send(WireMessage.result(.init(taskID: task, attempt: attempt, width: 32, height: 32, seed: 0),
-                                                   png: Data("NOT A PNG <script>".utf8)).frames())
+                try socket.send(
+                    WireMessage.result(
+                        .init(taskID: task, attempt: attempt, width: 32, height: 32, seed: 0),
+                        png: Data("NOT A PNG <script>".utf8)
+                    ).frames())
                 try socket.send(WireMessage.result(.init(taskID: task, attempt: attempt, width: 32, height: 32, seed: 0), png: fakePNG).frames())
                 try socket.send(WireMessage.failed(.init(taskID: task, attempt: attempt, kind: .input, message: "rogue failure")).frames())
             }
@@ -108,8 +128,10 @@ enum Fault: String, CaseIterable {
     // Two jobs up front, a third submitted mid-run.
     let store = JobStore(connection: try Connection(conninfo))
     let first = settings.tasks / 2
-    var jobs = [try store.enqueue(name: "stress-a", model: "synthetic", maxAttempts: 8, tasks: syntheticTasks(first)),
-                try store.enqueue(name: "stress-b", model: "synthetic", maxAttempts: 8, tasks: syntheticTasks(settings.tasks / 4))]
+    var jobs = [
+        try store.enqueue(name: "stress-a", model: "synthetic", maxAttempts: 8, tasks: syntheticTasks(first)),
+        try store.enqueue(name: "stress-b", model: "synthetic", maxAttempts: 8, tasks: syntheticTasks(settings.tasks / 4)),
+    ]
     let third = settings.tasks - first - settings.tasks / 4
 
     var injected: [Fault: Int] = [:]
@@ -144,12 +166,19 @@ enum Fault: String, CaseIterable {
             proxy.cutAll()
         case .delayLinks:
             proxy.setDelay(Double.random(in: 0.05...0.4, using: &random))
-            Thread.detachNewThread { Thread.sleep(forTimeInterval: 2); proxy.setDelay(0) }
+            Thread.detachNewThread {
+                Thread.sleep(forTimeInterval: 2)
+                proxy.setDelay(0)
+            }
         case .rogueClient:
             try rogueBurst()
         case .nonMatchingWorker:
-            idleWorkers.append(try FarmProcess(["worker", "--insecure", "--coordinator", endpoint, "--name", "stress-idle-\(idleWorkers.count)",
-                                                "--engine", "test-pattern"], name: "stress-idle-\(idleWorkers.count)"))
+            idleWorkers.append(
+                try FarmProcess(
+                    [
+                        "worker", "--insecure", "--coordinator", endpoint, "--name", "stress-idle-\(idleWorkers.count)",
+                        "--engine", "test-pattern",
+                    ], name: "stress-idle-\(idleWorkers.count)"))
         }
         injected[fault, default: 0] += 1
         // A coordinator that died by itself is restarted (as systemd would) and reported.
@@ -178,9 +207,10 @@ enum Fault: String, CaseIterable {
     let counts = try check.connection.query("SELECT state, count(*)::bigint AS n FROM tasks GROUP BY state ORDER BY state").rows
         .map { "\(try $0.decode("n", as: Int64.self)) \(try $0.decode("state", as: String.self))" }
     let faults = injected.values.reduce(0, +)
-    print("stress: \(settings.tasks) tasks (\(counts.joined(separator: ", "))), \(faults) faults injected ("
-          + Fault.allCases.map { "\($0.rawValue) \(injected[$0] ?? 0)" }.joined(separator: ", ")
-          + "), \(settings.workers) workers, \(Int(Date().timeIntervalSince(start))) s, \(violations.count) invariant violations")
+    print(
+        "stress: \(settings.tasks) tasks (\(counts.joined(separator: ", "))), \(faults) faults injected ("
+            + Fault.allCases.map { "\($0.rawValue) \(injected[$0] ?? 0)" }.joined(separator: ", ")
+            + "), \(settings.workers) workers, \(Int(Date().timeIntervalSince(start))) s, \(violations.count) invariant violations")
     #expect(finished, "jobs did not finish after the faults stopped: \(coordinatorProcess.output.suffix(3000))")
     #expect(violations.isEmpty, "\(violations.prefix(20).joined(separator: "\n"))")
     #expect(faults >= settings.faults, "only \(faults) faults injected")
@@ -214,30 +244,40 @@ func stressViolations(_ connection: Connection) throws -> [String] {
     try each("SELECT id FROM tasks WHERE state = 'failed' AND coalesce(error_message, '') = ''") {
         "task \(try $0.decode("id", as: Int64.self)) failed without a reason"
     }
-    try each("""
+    try each(
+        """
         SELECT t.id, t.state, count(i.task_id)::bigint AS images FROM tasks t LEFT JOIN images i ON i.task_id = t.id
         GROUP BY t.id, t.state HAVING count(i.task_id) <> CASE WHEN t.state = 'done' THEN 1 ELSE 0 END
-        """) { "task \(try $0.decode("id", as: Int64.self)) (\(try $0.decode("state", as: String.self))) has \(try $0.decode("images", as: Int64.self)) images" }
+        """
+    ) {
+        "task \(try $0.decode("id", as: Int64.self)) (\(try $0.decode("state", as: String.self))) has \(try $0.decode("images", as: Int64.self)) images"
+    }
     try each("SELECT t.id, t.attempt, i.attempt AS stored FROM tasks t JOIN images i ON i.task_id = t.id WHERE i.attempt <> t.attempt") {
         "task \(try $0.decode("id", as: Int64.self)): image from attempt \(try $0.decode("stored", as: Int.self)), last lease was attempt \(try $0.decode("attempt", as: Int.self))"
     }
-    try each("""
+    try each(
+        """
         SELECT t.id, count(e.id)::bigint AS completions, bool_and(e.attempt = t.attempt) AS fenced
         FROM tasks t LEFT JOIN events e ON e.task_id = t.id AND e.kind = 'task.done'
         WHERE t.state = 'done' GROUP BY t.id HAVING count(e.id) <> 1 OR NOT bool_and(e.attempt = t.attempt)
-        """) { "task \(try $0.decode("id", as: Int64.self)): \(try $0.decode("completions", as: Int64.self)) completions recorded" }
-    try each("""
+        """
+    ) { "task \(try $0.decode("id", as: Int64.self)): \(try $0.decode("completions", as: Int64.self)) completions recorded" }
+    try each(
+        """
         SELECT j.id FROM jobs j WHERE j.task_count <> (SELECT count(*) FROM tasks t WHERE t.job_id = j.id)
             OR j.queued_count <> (SELECT count(*) FROM tasks t WHERE t.job_id = j.id AND t.state = 'queued')
             OR j.running_count <> (SELECT count(*) FROM tasks t WHERE t.job_id = j.id AND t.state = 'running')
             OR j.done_count <> (SELECT count(*) FROM tasks t WHERE t.job_id = j.id AND t.state = 'done')
             OR j.failed_count <> (SELECT count(*) FROM tasks t WHERE t.job_id = j.id AND t.state = 'failed')
             OR j.cancelled_count <> (SELECT count(*) FROM tasks t WHERE t.job_id = j.id AND t.state = 'cancelled')
-        """) { "job \(try $0.decode("id", as: Int64.self)): its counters do not match its tasks" }
-    try each("""
+        """
+    ) { "job \(try $0.decode("id", as: Int64.self)): its counters do not match its tasks" }
+    try each(
+        """
         SELECT f.job_id, f.worker_id FROM job_worker_failures f
         WHERE f.blocked AND (SELECT count(*) FROM events e WHERE e.job_id = f.job_id AND e.worker_id = f.worker_id
                              AND e.kind = 'task.failed.host') < f.failures
-        """) { "worker \(try $0.decode("worker_id", as: String.self)) blocklisted for job \(try $0.decode("job_id", as: Int64.self)) without its failures" }
+        """
+    ) { "worker \(try $0.decode("worker_id", as: String.self)) blocklisted for job \(try $0.decode("job_id", as: Int64.self)) without its failures" }
     return violations
 }

@@ -12,7 +12,9 @@ struct Mutator {
     init(seed: UInt64) { state = seed &* 0x2545_F491_4F6C_DD1D | 1 }
 
     mutating func next() -> UInt64 {
-        state ^= state << 13; state ^= state >> 7; state ^= state << 17
+        state ^= state << 13
+        state ^= state >> 7
+        state ^= state << 17
         return state
     }
 
@@ -32,7 +34,8 @@ struct Mutator {
                 bytes.removeSubrange(min(position, end)..<end)
             case 4: bytes = Array(bytes.prefix(position))
             case 5 where !bytes.isEmpty:
-                let start = below(bytes.count), end = min(bytes.count, start + 1 + below(32))
+                let start = below(bytes.count)
+                let end = min(bytes.count, start + 1 + below(32))
                 let piece = bytes[start..<end]
                 for _ in 0..<(1 + below(64)) { bytes.insert(contentsOf: piece, at: min(position, bytes.count)) }
             case 6 where !other.isEmpty:
@@ -59,14 +62,15 @@ func fuzz(_ name: String, corpus: [[UInt8]], body: ([UInt8]) -> Void) -> Int {
     precondition(!corpus.isEmpty, "fuzzing \(name) needs a corpus")
     let environment = ProcessInfo.processInfo.environment
     let seconds = environment["FARM_FUZZ_SECONDS"].flatMap(Double.init) ?? 2
-    let seed = environment["FARM_FUZZ_SEED"].flatMap(UInt64.init) ?? 20261127
+    let seed = environment["FARM_FUZZ_SEED"].flatMap(UInt64.init) ?? 20_261_127
     var mutator = Mutator(seed: seed &+ UInt64(name.utf8.reduce(0) { $0 &* 31 &+ UInt64($1) }))
     for input in corpus { body(input) }
     let deadline = Date().addingTimeInterval(seconds)
     var runs = corpus.count
     while Date() < deadline {
         for _ in 0..<64 {
-            let input = corpus[mutator.below(corpus.count)], other = corpus[mutator.below(corpus.count)]
+            let input = corpus[mutator.below(corpus.count)]
+            let other = corpus[mutator.below(corpus.count)]
             body(mutator.mutate(input, other: other))
             runs += 1
         }

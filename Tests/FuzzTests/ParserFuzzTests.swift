@@ -27,8 +27,9 @@ import Testing
     let runs = fuzz("spec", corpus: files.map(\.bytes)) { bytes in
         turn += 1
         outcomes.record("job spec parser") {
-            let spec = try JobSpec.parse(String(decoding: bytes, as: UTF8.self), file: "fuzz.\(extensions[turn % extensions.count])",
-                                         overrides: ["model": "demo"])
+            let spec = try JobSpec.parse(
+                String(decoding: bytes, as: UTF8.self), file: "fuzz.\(extensions[turn % extensions.count])",
+                overrides: ["model": "demo"])
             #expect(spec.tasks.count <= JobSpec.maxTasks)
         }
     }
@@ -55,7 +56,8 @@ import Testing
     }
     func unpack(_ bytes: [UInt8]) -> [Data] {
         guard let count = bytes.first else { return [] }
-        var frames: [Data] = [], position = 1
+        var frames: [Data] = []
+        var position = 1
         for _ in 0..<Int(count) where position < bytes.count {
             let length = Int(bytes[position])
             let end = min(bytes.count, position + 1 + length)
@@ -76,7 +78,8 @@ func deeplyNestedSpecsAreRefusedNotCrashed(_ open: String, _ close: String) {
     // A spec body over HTTP nested 100 000 deep must be refused with a spec error, not recursed
     // into until the coordinator's stack runs out (libyaml stops at its nesting limit; this keeps it so).
     let depth = 100_000
-    let text = open == "- "
+    let text =
+        open == "- "
         ? (0..<depth).map { String(repeating: " ", count: $0 % 200) + "- " }.joined(separator: "\n")
         : String(repeating: open, count: depth) + "1" + String(repeating: close, count: depth)
     #expect(throws: JobSpecError.self) { try JobSpec.parse("name: x\nmodel: demo\nitems: " + text, file: "deep.yaml") }

@@ -8,10 +8,12 @@ private func pattern(_ count: Int) -> [UInt8] {
 
 @Test(arguments: [PNGImage.Format.gray, .grayAlpha, .rgb, .rgba])
 func roundTripKeepsPixelsAndText(format: PNGImage.Format) throws {
-    let width = 37, height = 23
-    let image = try PNGImage(width: width, height: height, format: format,
-                             pixels: pattern(width * height * format.channels),
-                             text: [("prompt", "a red circle, 50% opacity\nsecond line"), ("seed", "42")])
+    let width = 37
+    let height = 23
+    let image = try PNGImage(
+        width: width, height: height, format: format,
+        pixels: pattern(width * height * format.channels),
+        text: [("prompt", "a red circle, 50% opacity\nsecond line"), ("seed", "42")])
     let data = try image.pngData()
     #expect(data.prefix(8) == Data([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]))
     let decoded = try PNGImage(pngData: data)

@@ -25,7 +25,8 @@ func tasks(_ count: Int, model: String = "m", width: Int = 64, height: Int = 64)
 
 /// Every job's stored counts equal the sum of its tasks' states.
 func expectCountsConsistent(_ store: JobStore, sourceLocation: SourceLocation = #_sourceLocation) throws {
-    let wrong = try store.connection.query("""
+    let wrong = try store.connection.query(
+        """
         SELECT j.id FROM jobs j WHERE
             j.queued_count <> (SELECT count(*) FROM tasks t WHERE t.job_id = j.id AND t.state = 'queued') OR
             j.running_count <> (SELECT count(*) FROM tasks t WHERE t.job_id = j.id AND t.state = 'running') OR
@@ -33,7 +34,8 @@ func expectCountsConsistent(_ store: JobStore, sourceLocation: SourceLocation = 
             j.failed_count <> (SELECT count(*) FROM tasks t WHERE t.job_id = j.id AND t.state = 'failed') OR
             j.cancelled_count <> (SELECT count(*) FROM tasks t WHERE t.job_id = j.id AND t.state = 'cancelled') OR
             j.task_count <> (SELECT count(*) FROM tasks t WHERE t.job_id = j.id)
-        """).rows
+        """
+    ).rows
     #expect(wrong.isEmpty, "jobs whose counts disagree with their tasks", sourceLocation: sourceLocation)
 }
 
@@ -65,7 +67,7 @@ func expectCountsConsistent(_ store: JobStore, sourceLocation: SourceLocation = 
             results.mutate { $0.append(outcome) }
         }
     }
-    threads.forEach { $0.start() }
+    for thread in threads { thread.start() }
     while results.value.count < 4 { Thread.sleep(forTimeInterval: 0.01) }
     let applied = try results.value.map { try $0.get() }
     #expect(applied.filter { !$0.isEmpty }.count == 1, "exactly one migrator applies the files")
@@ -87,8 +89,9 @@ func expectCountsConsistent(_ store: JobStore, sourceLocation: SourceLocation = 
     #expect(try store.complete(header, png: Data([6]), workerID: "b") == .stale, "only the lease holder's result is stored")
     var wrongSize = header
     wrongSize.width = 32
-    #expect(try store.complete(wrongSize, png: Data([6]), workerID: "a") == .rejected("the task asks for 64x64, the result is 32x64"),
-            "a result of another size is refused")
+    #expect(
+        try store.complete(wrongSize, png: Data([6]), workerID: "a") == .rejected("the task asks for 64x64, the result is 32x64"),
+        "a result of another size is refused")
     #expect(try store.complete(header, png: Data([1, 2, 3]), workerID: "a") == .stored)
     #expect(try store.complete(header, png: Data([9, 9, 9]), workerID: "a") == .alreadyDone, "a late duplicate is acknowledged and dropped")
     var stale = header
@@ -152,7 +155,9 @@ func expectCountsConsistent(_ store: JobStore, sourceLocation: SourceLocation = 
     let limited = WorkerCapabilities(models: ["m"], maxPixels: 512 * 512)
     try store.pause(job: small)
     let first = try store.claim(workerID: "w", capabilities: limited, limit: 10, leaseSeconds: 30)
-    #expect(first.map(\.parameters.prompt) == ["p0"] && first.count == 1, "only the urgent job's task: small is paused, big too large, other another model")
+    #expect(
+        first.map(\.parameters.prompt) == ["p0"] && first.count == 1,
+        "only the urgent job's task: small is paused, big too large, other another model")
     #expect(try store.progress(job: urgent).counts == [.running: 1])
     try store.resume(job: small)
     #expect(try store.claim(workerID: "w", capabilities: limited, limit: 10, leaseSeconds: 30).count == 1)
@@ -202,8 +207,9 @@ func expectCountsConsistent(_ store: JobStore, sourceLocation: SourceLocation = 
     // Cancelling again is harmless: nothing changes, no second event.
     try store.cancel(job: job)
     #expect(try store.progress(job: job).counts == [.cancelled: 23])
-    #expect(try store.connection.query("SELECT count(*) AS n FROM events WHERE kind = 'job.cancelled' AND job_id = $1", [job])
-        .single().decode("n", as: Int.self) == 1)
+    #expect(
+        try store.connection.query("SELECT count(*) AS n FROM events WHERE kind = 'job.cancelled' AND job_id = $1", [job])
+            .single().decode("n", as: Int.self) == 1)
     // Retrying the failed tasks of a cancelled job would queue work that nothing claims.
     let failing = try store.enqueue(name: "f", model: "x", tasks: tasks(2, model: "x"))
     let claimed = try store.claim(workerID: "w", capabilities: WorkerCapabilities(models: ["x"]), limit: 1, leaseSeconds: 30)
@@ -321,8 +327,9 @@ func expectCountsConsistent(_ store: JobStore, sourceLocation: SourceLocation = 
 @Test func tasksWithoutASizeAreClaimed() throws {
     let store = try migratedStore()
     let job = try store.enqueue(name: "native", model: "m", tasks: [TaskParameters(prompt: "a fox", model: "m", steps: 2)])
-    let claimed = try store.claim(workerID: "w1", capabilities: WorkerCapabilities(models: ["m"], maxPixels: 64 * 64), limit: 5,
-                                  leaseSeconds: 30)
+    let claimed = try store.claim(
+        workerID: "w1", capabilities: WorkerCapabilities(models: ["m"], maxPixels: 64 * 64), limit: 5,
+        leaseSeconds: 30)
     #expect(claimed.count == 1 && claimed.first?.jobID == job, "a task that leaves its size to the model must be dispatched")
     #expect(claimed.first?.parameters.width == nil && claimed.first?.parameters.height == nil)
 }
@@ -350,7 +357,8 @@ func expectCountsConsistent(_ store: JobStore, sourceLocation: SourceLocation = 
     let job = try store.enqueue(name: "j", model: "m", tasks: tasks(2))
     func state() throws -> String { try store.connection.query("SELECT state FROM jobs WHERE id = $1", [job]).single().decode("state") }
     let claimed = try store.claim(workerID: "w", capabilities: anyModel, limit: 2, leaseSeconds: 30)
-    #expect(try store.complete(.init(taskID: claimed[0].taskID, attempt: 1, width: 64, height: 64, seed: 0), png: Data([1]), workerID: "w") == .stored)
+    #expect(
+        try store.complete(.init(taskID: claimed[0].taskID, attempt: 1, width: 64, height: 64, seed: 0), png: Data([1]), workerID: "w") == .stored)
     #expect(try state() == "active")
     #expect(try store.fail(.init(taskID: claimed[1].taskID, attempt: 1, kind: .input, message: "bad"), workerID: "w") == .stored)
     #expect(try state() == "done", "every task finished (one failed): the job is done")

@@ -29,15 +29,18 @@ final class Background: @unchecked Sendable {
     /// History as a farm accumulates it: `jobs` finished jobs of `tasksPerJob` tasks each, with some
     /// workers' failure records; one INSERT each.
     static func history(_ store: JobStore, jobs: Int, tasksPerJob: Int) throws {
-        try store.connection.query("INSERT INTO jobs (name, model, state) SELECT 'old', 'm', 'done' FROM generate_series(1, $1::integer)",
-                                   [jobs])
-        try store.connection.query("""
+        try store.connection.query(
+            "INSERT INTO jobs (name, model, state) SELECT 'old', 'm', 'done' FROM generate_series(1, $1::integer)",
+            [jobs])
+        try store.connection.query(
+            """
             INSERT INTO tasks (job_id, index, parameters, state, finished_at)
             SELECT j.id, g, jsonb_build_object('prompt', 'p' || g, 'model', 'm', 'width', 64, 'height', 64, 'steps', 2, 'seed', g),
                    'done', now()
             FROM jobs j CROSS JOIN generate_series(0, $1::integer - 1) g WHERE j.name = 'old'
             """, [tasksPerJob])
-        try store.connection.query("""
+        try store.connection.query(
+            """
             INSERT INTO job_worker_failures (job_id, worker_id, failures, blocked)
             SELECT id, 'w' || (id % 50), 1, false FROM jobs WHERE name = 'old'
             """)
@@ -48,25 +51,32 @@ final class Background: @unchecked Sendable {
         // History: two million finished tasks in 2,000 jobs; the queue: one job of a million, made through
         // the real submit path.
         try Self.history(store, jobs: 2_000, tasksPerJob: 1_000)
-        let active = try store.enqueue(name: "big", model: "m", tasks: (0..<1_000_000).map {
-            TaskParameters(prompt: "a fox \($0)", model: "m", width: 64, height: 64, steps: 2, seed: UInt64($0))
-        })
+        let active = try store.enqueue(
+            name: "big", model: "m",
+            tasks: (0..<1_000_000).map {
+                TaskParameters(prompt: "a fox \($0)", model: "m", width: 64, height: 64, steps: 2, seed: UInt64($0))
+            })
         try store.connection.query("ANALYZE")
-        for (name, models) in [("no matching model", ["demo"]), ("an unknown model", ["x"]), ("the job's model", ["m"]),
-                               ("several models", ["demo", "m", "x"])] {
+        for (name, models) in [
+            ("no matching model", ["demo"]), ("an unknown model", ["x"]), ("the job's model", ["m"]),
+            ("several models", ["demo", "m", "x"]),
+        ] {
             let plan = try store.claimPlan(workerID: "w", capabilities: WorkerCapabilities(models: models), limit: 4)
             #expect(!plan.contains("Seq Scan"), "claim for a worker with \(name) scans a table:\n\(plan)")
             // Models the job lacks are looked up in the (job, model) index; the job's own walk one of its indexes in
             // order (the queue index or the (job, index) key: which one is the planner's choice, both stop early).
-            let indexes = models.contains("m") ? ["Index Scan using tasks_queued on tasks", "Index Scan using tasks_job_id_index_key on tasks"]
-                                               : ["Index Scan using tasks_queued_model on tasks"]
+            let indexes =
+                models.contains("m")
+                ? ["Index Scan using tasks_queued on tasks", "Index Scan using tasks_job_id_index_key on tasks"]
+                : ["Index Scan using tasks_queued_model on tasks"]
             #expect(indexes.contains { plan.contains($0) }, "claim for a worker with \(name) uses none of \(indexes):\n\(plan)")
         }
         // And it costs little either way (the plan above is what makes it so; the times are for the log).
         for models in [["demo"], ["m"]] {
             let started = Date()
-            let claimed = try store.claim(workerID: "w-\(models[0])", capabilities: WorkerCapabilities(models: models), limit: 4,
-                                          leaseSeconds: 30)
+            let claimed = try store.claim(
+                workerID: "w-\(models[0])", capabilities: WorkerCapabilities(models: models), limit: 4,
+                leaseSeconds: 30)
             let seconds = Date().timeIntervalSince(started)
             #expect(claimed.count == (models == ["m"] ? 4 : 0))
             #expect(claimed.allSatisfy { $0.jobID == active })
@@ -75,12 +85,18 @@ final class Background: @unchecked Sendable {
     }
 
     @Test func cancellingAMillionTasksTakesSecondsAndBlocksNoResult() throws {
-        let conninfo = try TemporaryPostgres.shared.createDatabase()
+        // A server of its own: the shared one may still be vacuuming the other scale test's three million rows,
+        // which on two cores would be timed with the cancel.
+        let server = try TemporaryPostgres()
+        defer { server.stop() }
+        let conninfo = try server.createDatabase()
         let store = JobStore(connection: try Connection(conninfo))
         try Migrator(folder: migrationsFolder).apply(to: store.connection)
-        let big = try store.enqueue(name: "big", model: "m", tasks: (0..<1_000_000).map {
-            TaskParameters(prompt: "a fox \($0)", model: "m", width: 64, height: 64, steps: 2, seed: UInt64($0))
-        })
+        let big = try store.enqueue(
+            name: "big", model: "m",
+            tasks: (0..<1_000_000).map {
+                TaskParameters(prompt: "a fox \($0)", model: "m", width: 64, height: 64, steps: 2, seed: UInt64($0))
+            })
         // Another job's task is running: its result must be stored while the cancel runs.
         let other = try store.enqueue(name: "other", model: "o", tasks: tasks(2, model: "o"))
         let running = try store.claim(workerID: "w", capabilities: WorkerCapabilities(models: ["o"]), limit: 2, leaseSeconds: 60)
@@ -92,14 +108,18 @@ final class Background: @unchecked Sendable {
         var resultSeconds: [Double] = []
         for assignment in running {
             let before = Date()
-            let outcome = try second.complete(.init(taskID: assignment.taskID, attempt: assignment.attempt, width: 64, height: 64,
-                                                    seed: 0), png: Data([1, 2, 3]), workerID: "w")
+            let outcome = try second.complete(
+                .init(
+                    taskID: assignment.taskID, attempt: assignment.attempt, width: 64, height: 64,
+                    seed: 0), png: Data([1, 2, 3]), workerID: "w")
             resultSeconds.append(Date().timeIntervalSince(before))
             #expect(outcome == .stored)
         }
         try cancelled.wait()
         let seconds = Date().timeIntervalSince(started)
-        print("cancel of 1,000,000 queued tasks: \(String(format: "%.2f", seconds)) s; results meanwhile: \(resultSeconds.map { String(format: "%.3f s", $0) })")
+        print(
+            "cancel of 1,000,000 queued tasks: \(String(format: "%.2f", seconds)) s; results meanwhile: \(resultSeconds.map { String(format: "%.3f s", $0) })"
+        )
         #expect(seconds < 10, "cancelling a million tasks took \(seconds) s")
         #expect(resultSeconds.allSatisfy { $0 < 1 }, "results waited \(resultSeconds) s behind the cancel")
         #expect(try store.progress(job: big).counts == [.cancelled: 1_000_000])

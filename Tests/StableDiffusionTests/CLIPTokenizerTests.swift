@@ -53,22 +53,25 @@ func firstMismatch<T>(_ items: [T], expected: (T) -> [Int]?, actual: (T) -> [Int
 
 @Test func encodeMatchesTransformersForEveryFixturePrompt() throws {
     let tokenizer = try CLIPTokenizer.shared()
-    let mismatch = firstMismatch(TokenizerFixtures.loaded.cases, expected: { $0.ids },
-                                 actual: { tokenizer.encode($0.prompt) }, prompt: { $0.prompt })
+    let mismatch = firstMismatch(
+        TokenizerFixtures.loaded.cases, expected: { $0.ids },
+        actual: { tokenizer.encode($0.prompt) }, prompt: { $0.prompt })
     #expect(mismatch == nil, "\(mismatch ?? "")")
 }
 
 @Test func endOfTextPaddingMatchesTransformers() throws {
     let tokenizer = try CLIPTokenizer.shared()
-    let mismatch = firstMismatch(TokenizerFixtures.loaded.cases, expected: { $0.padded },
-                                 actual: { tokenizer.tokenize($0.prompt, padding: .endOfText) }, prompt: { $0.prompt })
+    let mismatch = firstMismatch(
+        TokenizerFixtures.loaded.cases, expected: { $0.padded },
+        actual: { tokenizer.tokenize($0.prompt, padding: .endOfText) }, prompt: { $0.prompt })
     #expect(mismatch == nil, "\(mismatch ?? "")")
 }
 
 @Test func exclamationPaddingMatchesTransformers() throws {
     let tokenizer = try CLIPTokenizer.shared()
-    let mismatch = firstMismatch(TokenizerFixtures.loaded.cases, expected: { $0.paddedExclamation },
-                                 actual: { tokenizer.tokenize($0.prompt, padding: .exclamationMark) }, prompt: { $0.prompt })
+    let mismatch = firstMismatch(
+        TokenizerFixtures.loaded.cases, expected: { $0.paddedExclamation },
+        actual: { tokenizer.tokenize($0.prompt, padding: .exclamationMark) }, prompt: { $0.prompt })
     #expect(mismatch == nil, "\(mismatch ?? "")")
 }
 
@@ -90,9 +93,11 @@ func firstMismatch<T>(_ items: [T], expected: (T) -> [Int]?, actual: (T) -> [Int
     #expect(Array(sd2[..<7]) == Array(sd1[..<7]))
     #expect(sd2[7...].allSatisfy { $0 == 0 })
     // transformers treats the pad token "!" as special, so it is split out of the text too.
-    #expect(Array(tokenizer.tokenize("hello!!! world!", maxLength: 10, padding: .exclamationMark))
+    #expect(
+        Array(tokenizer.tokenize("hello!!! world!", maxLength: 10, padding: .exclamationMark))
             == [49406, 3306, 0, 0, 0, 1002, 0, 49407, 0, 0])
-    #expect(Array(tokenizer.tokenize("hello!!! world!", maxLength: 10, padding: .endOfText))
+    #expect(
+        Array(tokenizer.tokenize("hello!!! world!", maxLength: 10, padding: .endOfText))
             == [49406, 3306, 995, 1002, 256, 49407, 49407, 49407, 49407, 49407])
     #expect(PaddingStyle.endOfText.padTokenID == 49407)
     #expect(PaddingStyle.exclamationMark.padTokenID == 0)
@@ -141,7 +146,8 @@ func firstMismatch<T>(_ items: [T], expected: (T) -> [Int]?, actual: (T) -> [Int
 
 @Test func explicitVocabularyURLLoadsTheSameTables() throws {
     let tokenizer = try CLIPTokenizer(vocabularyURL: sourceVocabularyURL)
-    #expect(tokenizer.encode("a photograph of an astronaut riding a horse")
+    #expect(
+        tokenizer.encode("a photograph of an astronaut riding a horse")
             == (try CLIPTokenizer.shared()).encode("a photograph of an astronaut riding a horse"))
     #expect(CLIPTokenizer.vocabularySize == 49408)
 }

@@ -47,9 +47,10 @@ private func damages(_ kind: CheckpointMutation.Kind, of original: Data) -> [Dam
     case .random(let seed, let count):
         var random = SeededGenerator(seed: seed)
         return (0..<count).map { _ in
-            .bytes((0...(random.next() % 4)).map { _ in
-                (Int(random.next() % UInt64(original.count)), UInt8(truncatingIfNeeded: random.next()))
-            })
+            .bytes(
+                (0...(random.next() % 4)).map { _ in
+                    (Int(random.next() % UInt64(original.count)), UInt8(truncatingIfNeeded: random.next()))
+                })
         }
     }
 }
@@ -75,7 +76,8 @@ func damagedCheckpointLoadsOrThrows(_ mutation: CheckpointMutation) throws {
 
     let cases = damages(mutation.kind, of: original)
     let reference = try fingerprint(TorchCheckpoint.load(url))
-    var loaded = 0, refused = 0
+    var loaded = 0
+    var refused = 0
     var codes = Set<CheckpointError.Code>()
     for damage in cases {
         switch damage {
@@ -119,6 +121,7 @@ func damagedCheckpointLoadsOrThrows(_ mutation: CheckpointMutation) throws {
     } else {
         #expect(refused > 0, "no damage was noticed")
     }
-    print("\(mutation.testDescription): \(cases.count) cases, \(loaded) loaded, \(refused) refused "
-        + "(\(codes.map(\.rawValue).sorted().joined(separator: ", ")))")
+    print(
+        "\(mutation.testDescription): \(cases.count) cases, \(loaded) loaded, \(refused) refused "
+            + "(\(codes.map(\.rawValue).sorted().joined(separator: ", ")))")
 }

@@ -1,3 +1,6 @@
+// swift-format-ignore-file: AlwaysUseLowerCamelCase
+// (fixture fields keep the names the Python scripts write)
+
 import Foundation
 import StableDiffusion
 import Tensors
@@ -36,12 +39,15 @@ func controlNetPipelineMatchesDiffusers(_ fixture: ControlNetCase) throws {
     settings.sampler = try SamplerName(parsing: fixture.sampler)
     let controls = zip(fixture.controls, fixture.scales).map { bytes, scale in
         // Control images are [0, 1] (diffusers' control image processor does not normalise).
-        Pipeline.Control(net: net, image: Pipeline.pixels(rgb: bytes, width: fixture.width, height: fixture.height).map { $0 / 2 + 0.5 },
-                         scale: scale)
+        Pipeline.Control(
+            net: net, image: Pipeline.pixels(rgb: bytes, width: fixture.width, height: fixture.height).map { $0 / 2 + 0.5 },
+            scale: scale)
     }
-    let latents = try pipeline.sample(conditional: pipeline.textEncoder([fixture.ids]),
-                                      unconditional: pipeline.textEncoder([fixture.negative_ids]), settings: settings,
-                                      controls: controls)
-    expectMatchesDiffusers(pipeline, latents: latents, shape: fixture.latents_shape, latents: fixture.latents,
-                           pixels: fixture.pixels)
+    let latents = try pipeline.sample(
+        conditional: pipeline.textEncoder([fixture.ids]),
+        unconditional: pipeline.textEncoder([fixture.negative_ids]), settings: settings,
+        controls: controls)
+    expectMatchesDiffusers(
+        pipeline, latents: latents, shape: fixture.latents_shape, latents: fixture.latents,
+        pixels: fixture.pixels)
 }

@@ -1,3 +1,6 @@
+// swift-format-ignore-file: AlwaysUseLowerCamelCase
+// (fixture fields keep the names the Python scripts write)
+
 import Foundation
 import StableDiffusion
 import Tensors
@@ -7,7 +10,12 @@ import Testing
 /// torchsde Brownian tree we do not reproduce, so the solver is checked without noise, and
 /// the noisy sampler against the statistics of many diffusers runs.
 struct SDEFixtures: Decodable {
-    struct Settings: Decodable, Sendable { let width, height, steps: Int; let guidance: Float; let seed: UInt64; let batch: Int }
+    struct Settings: Decodable, Sendable {
+        let width, height, steps: Int
+        let guidance: Float
+        let seed: UInt64
+        let batch: Int
+    }
 
     /// diffusers with its noise sampler returning zeros.
     struct ZeroNoise: Decodable, Sendable, CustomTestStringConvertible {
@@ -57,8 +65,10 @@ func dpmppSDEWithoutNoiseMatchesDiffusersDeterministicPart(_ fixture: SDEFixture
     let pipeline = try Pipeline(weights: try NetworkFixtures.model(fixture.model))
     let settings = fixture.settings
     var scheduler = try SamplerName.dpmppSDEKarras.make(config: pipeline.schedulerConfig, steps: settings.steps)
-    let shape = [settings.batch, pipeline.unet.config.inChannels, settings.height / pipeline.latentScale,
-                 settings.width / pipeline.latentScale]
+    let shape = [
+        settings.batch, pipeline.unet.config.inChannels, settings.height / pipeline.latentScale,
+        settings.width / pipeline.latentScale,
+    ]
     let perImage = shape.dropFirst().reduce(1, *)
     // The pipeline's loop, with the initial latents from the generators but a solver noise of zero.
     let initial = (0..<settings.batch).flatMap { index -> [Float] in
@@ -66,8 +76,10 @@ func dpmppSDEWithoutNoiseMatchesDiffusersDeterministicPart(_ fixture: SDEFixture
         return generator.randn(perImage)
     }
     var latents = Tensor(shape: shape, values: initial).scaled(by: scheduler.initNoiseSigma)
-    let conditional = pipeline.textEncoder([fixture.ids]), unconditional = pipeline.textEncoder([fixture.negative_ids])
-    let context = Tensor.concat(Array(repeating: unconditional, count: settings.batch) + Array(repeating: conditional, count: settings.batch), axis: 0)
+    let conditional = pipeline.textEncoder([fixture.ids])
+    let unconditional = pipeline.textEncoder([fixture.negative_ids])
+    let context = Tensor.concat(
+        Array(repeating: unconditional, count: settings.batch) + Array(repeating: conditional, count: settings.batch), axis: 0)
     var draws = 0
     for (index, timestep) in scheduler.timesteps.enumerated() {
         let input = scheduler.scaleModelInput(latents, index: index)
@@ -99,12 +111,14 @@ func dpmppSDEWithoutNoiseMatchesDiffusersDeterministicPart(_ fixture: SDEFixture
     settings.batch = fixture.settings.batch
     settings.sampler = .dpmppSDEKarras
     var calls = 0
-    let latents = try pipeline.sample(conditional: pipeline.textEncoder([fixture.ids]),
-                                      unconditional: pipeline.textEncoder([fixture.negative_ids]),
-                                      settings: settings, progress: { step, _ in
-        calls = step
-        return true
-    })
+    let latents = try pipeline.sample(
+        conditional: pipeline.textEncoder([fixture.ids]),
+        unconditional: pipeline.textEncoder([fixture.negative_ids]),
+        settings: settings,
+        progress: { step, _ in
+            calls = step
+            return true
+        })
     #expect(calls == 2 * fixture.settings.steps - 1)
     #expect(latents.shape == fixture.latents_shape)
     let values = latents.scalars.map(Double.init)
@@ -117,10 +131,11 @@ func dpmppSDEWithoutNoiseMatchesDiffusersDeterministicPart(_ fixture: SDEFixture
     // Measured with diffusers' solver and other noise sources: no noise scores 0.03, the noise
     // scaled by √2 or by 1/√2 scores 2.2–2.3 or 0.57–0.60, and drawing the two half steps'
     // noise independently (ignoring that the second interval contains the first) 0.62–0.67.
-    let z2 = zip(values, zip(fixture.mean, fixture.std)).reduce(0) { total, item in
-        let z = (item.0 - item.1.0) / item.1.1
-        return total + z * z
-    } / Double(values.count)
+    let z2 =
+        zip(values, zip(fixture.mean, fixture.std)).reduce(0) { total, item in
+            let z = (item.0 - item.1.0) / item.1.1
+            return total + z * z
+        } / Double(values.count)
     #expect(z2 > 0.85 && z2 < 1.4, "mean squared z-score \(z2)")
 
     // The run's overall mean and standard deviation within four standard deviations of
@@ -128,8 +143,10 @@ func dpmppSDEWithoutNoiseMatchesDiffusersDeterministicPart(_ fixture: SDEFixture
     // The standard deviation alone rejects independent half-step noise (7.1–7.3 against 7.93 ± 0.07).
     let (mean, _) = meanAndDeviation(values)
     let deviation = (values.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(values.count)).squareRoot()
-    let means = meanAndDeviation(fixture.run_means), deviations = meanAndDeviation(fixture.run_stds)
+    let means = meanAndDeviation(fixture.run_means)
+    let deviations = meanAndDeviation(fixture.run_stds)
     #expect(abs(mean - means.mean) <= 4 * means.deviation, "mean \(mean) vs diffusers' \(means.mean) ± \(means.deviation)")
-    #expect(abs(deviation - deviations.mean) <= 4 * deviations.deviation,
-            "standard deviation \(deviation) vs diffusers' \(deviations.mean) ± \(deviations.deviation)")
+    #expect(
+        abs(deviation - deviations.mean) <= 4 * deviations.deviation,
+        "standard deviation \(deviation) vs diffusers' \(deviations.mean) ± \(deviations.deviation)")
 }

@@ -37,16 +37,25 @@ struct SceneReading: Equatable, CustomStringConvertible {
             let (r, g, b) = (Float(rgb[i]) - c.0, Float(rgb[i + 1]) - c.1, Float(rgb[i + 2]) - c.2)
             return r * r + g * g + b * b
         }
-        let labels = (0..<(width * height)).map { p in demoPalette.indices.min { distance(p * 3, demoPalette[$0].rgb) < distance(p * 3, demoPalette[$1].rgb) }! }
+        let labels = (0..<(width * height)).map { p in
+            demoPalette.indices.min { distance(p * 3, demoPalette[$0].rgb) < distance(p * 3, demoPalette[$1].rgb) }!
+        }
         var border = [Int](repeating: 0, count: demoPalette.count)
-        for x in 0..<width { border[labels[x]] += 1; border[labels[(height - 1) * width + x]] += 1 }
-        for y in 0..<height { border[labels[y * width]] += 1; border[labels[y * width + width - 1]] += 1 }
+        for x in 0..<width {
+            border[labels[x]] += 1
+            border[labels[(height - 1) * width + x]] += 1
+        }
+        for y in 0..<height {
+            border[labels[y * width]] += 1
+            border[labels[y * width + width - 1]] += 1
+        }
         let backgroundLabel = border.indices.max { border[$0] < border[$1] }!
         background = demoPalette[backgroundLabel].name
         var counts = [Int](repeating: 0, count: demoPalette.count)
         for y in 1..<(height - 1) {
             for x in 1..<(width - 1) {
-                let p = y * width + x, l = labels[p]
+                let p = y * width + x
+                let l = labels[p]
                 if l != backgroundLabel && labels[p - 1] == l && labels[p + 1] == l && labels[p - width] == l && labels[p + width] == l {
                     counts[l] += 1
                 }
@@ -56,7 +65,13 @@ struct SceneReading: Equatable, CustomStringConvertible {
         let shapeLabel = counts.indices.max { counts[$0] < counts[$1] }!
         colour = demoPalette[shapeLabel].name
         var (sumX, sumY, n) = (0, 0, 0)
-        for y in 0..<height { for x in 0..<width where labels[y * width + x] == shapeLabel { sumX += x; sumY += y; n += 1 } }
+        for y in 0..<height {
+            for x in 0..<width where labels[y * width + x] == shapeLabel {
+                sumX += x
+                sumY += y
+                n += 1
+            }
+        }
         quadrant = (sumY * 2 < n * height ? "top" : "bottom") + " " + (sumX * 2 < n * width ? "left" : "right")
     }
 }
@@ -76,8 +91,9 @@ func renderDemoCase(_ scene: DemoCase, _ pipeline: Pipeline) throws -> [UInt8] {
     settings.sampler = try SamplerName(parsing: "dpmpp_2m")
     settings.seed = scene.seed
     let (conditional, unconditional) = try pipeline.encodePrompts(scene.prompt, negative: "")
-    let latents = try pipeline.sample(conditional: conditional, unconditional: unconditional, settings: settings,
-                                      progress: { _, _ in true })
+    let latents = try pipeline.sample(
+        conditional: conditional, unconditional: unconditional, settings: settings,
+        progress: { _, _ in true })
     return pipeline.decode(latents)[0]
 }
 

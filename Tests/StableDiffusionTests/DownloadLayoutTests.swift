@@ -11,8 +11,10 @@ struct DownloadLayoutCase: CustomTestStringConvertible, Sendable {
     var testDescription: String { file }
 }
 
-let downloadLayoutCases = ["tiny-sd1-download.safetensors", "tiny-sd1-download.ckpt",
-                           "tiny-sd2-download.safetensors", "tiny-sd2-download.ckpt"].map {
+let downloadLayoutCases = [
+    "tiny-sd1-download.safetensors", "tiny-sd1-download.ckpt",
+    "tiny-sd2-download.safetensors", "tiny-sd2-download.ckpt",
+].map {
     DownloadLayoutCase(file: $0, folder: $0.hasPrefix("tiny-sd1") ? "tiny-sd1" : "tiny-sd2")
 }
 
@@ -33,10 +35,12 @@ func downloadLayoutLoadsAsTheDiffusersFolder(_ fixture: DownloadLayoutCase) thro
     #expect(file.schedulerConfig.predictionType == folder.schedulerConfig.predictionType)
     // What was left unread is reported, and is exactly the extra keys the fixture added.
     let ignored = Set(file.ignoredKeys)
-    for key in ["model_ema.decay", "model_ema.num_updates", "betas", "alphas_cumprod", "alphas_cumprod_prev",
-                "sqrt_alphas_cumprod", "posterior_mean_coef2", "logvar", "first_stage_model.loss.logvar",
-                "first_stage_model.loss.discriminator.main.3.num_batches_tracked",
-                "model_ema.diffusion_modelinput_blocks00weight"] {
+    for key in [
+        "model_ema.decay", "model_ema.num_updates", "betas", "alphas_cumprod", "alphas_cumprod_prev",
+        "sqrt_alphas_cumprod", "posterior_mean_coef2", "logvar", "first_stage_model.loss.logvar",
+        "first_stage_model.loss.discriminator.main.3.num_batches_tracked",
+        "model_ema.diffusion_modelinput_blocks00weight",
+    ] {
         #expect(ignored.contains(key), "\(key) should be reported as ignored")
     }
     if folder.family == .sd1 {
@@ -54,9 +58,12 @@ func downloadLayoutRendersAsTheDiffusersFolder(_ fixture: DownloadLayoutCase) th
         (settings.width, settings.height, settings.steps, settings.seed) = (24, 16, 3, 11)
         settings.sampler = .euler
         // The tiny encoders have a 1000-token vocabulary: ids, not text.
-        let ids = (0..<77).map { ($0 * 37 + 5) % 1000 }, negative = (0..<77).map { ($0 * 11 + 3) % 1000 }
-        return try pipeline.sample(conditional: pipeline.textEncoder([ids]), unconditional: pipeline.textEncoder([negative]),
-                                   settings: settings).scalars
+        let ids = (0..<77).map { ($0 * 37 + 5) % 1000 }
+        let negative = (0..<77).map { ($0 * 11 + 3) % 1000 }
+        return try pipeline.sample(
+            conditional: pipeline.textEncoder([ids]), unconditional: pipeline.textEncoder([negative]),
+            settings: settings
+        ).scalars
     }
     let expected = try render(fixture.folder)
     let actual = try render(fixture.file)
@@ -73,8 +80,9 @@ struct StoredTensorExpectation: Decodable {
 
 @Test func integerAndBoolTensorsAreReadAsFloat() throws {
     let file = try SafeTensorsFile(url: modelFixtures.appendingPathComponent("dtypes.safetensors"))
-    let expected = try JSONDecoder().decode([String: StoredTensorExpectation].self,
-                                            from: Data(contentsOf: modelFixtures.appendingPathComponent("dtypes.json")))
+    let expected = try JSONDecoder().decode(
+        [String: StoredTensorExpectation].self,
+        from: Data(contentsOf: modelFixtures.appendingPathComponent("dtypes.json")))
     #expect(Set(expected.keys) == ["i8", "i16", "i32", "i64", "u8", "bool", "f64"])
     for (name, expectation) in expected {
         let tensor = try file.tensor(name)

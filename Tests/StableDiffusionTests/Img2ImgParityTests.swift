@@ -1,3 +1,6 @@
+// swift-format-ignore-file: AlwaysUseLowerCamelCase
+// (fixture fields keep the names the Python scripts write)
+
 import Foundation
 import StableDiffusion
 import Tensors
@@ -40,17 +43,20 @@ func img2imgMatchesDiffusers(_ fixture: Img2ImgCase) throws {
     settings.seed = fixture.seed
     settings.sampler = try SamplerName(parsing: fixture.sampler)
     var calls = 0
-    let latents = try pipeline.sample(conditional: pipeline.textEncoder([fixture.ids]),
-                                      unconditional: pipeline.textEncoder([fixture.negative_ids]), settings: settings,
-                                      image: Pipeline.pixels(rgb: fixture.init_, width: fixture.width, height: fixture.height),
-                                      strength: fixture.strength, progress: { step, _ in
-        calls = step
-        return true
-    })
+    let latents = try pipeline.sample(
+        conditional: pipeline.textEncoder([fixture.ids]),
+        unconditional: pipeline.textEncoder([fixture.negative_ids]), settings: settings,
+        image: Pipeline.pixels(rgb: fixture.init_, width: fixture.width, height: fixture.height),
+        strength: fixture.strength,
+        progress: { step, _ in
+            calls = step
+            return true
+        })
     // strength 0.6 of 8 steps runs the last 4 steps; Heun and DPM2 make 2·8 − 1 = 15 calls and start at call 8.
     #expect(calls == (["heun", "dpm2"].contains(fixture.sampler) ? 7 : 4))
-    expectMatchesDiffusers(pipeline, latents: latents, shape: fixture.latents_shape, latents: fixture.latents,
-                           pixels: fixture.pixels)
+    expectMatchesDiffusers(
+        pipeline, latents: latents, shape: fixture.latents_shape, latents: fixture.latents,
+        pixels: fixture.pixels)
 }
 
 @Test func img2imgRejectsBadStrengthAndSize() throws {
@@ -62,7 +68,9 @@ func img2imgMatchesDiffusers(_ fixture: Img2ImgCase) throws {
     let text = pipeline.textEncoder([Array(repeating: 1, count: 77)])
     let image = Tensor(zeros: [1, 3, 16, 24])
     #expect(throws: SamplingError.self) { try pipeline.sample(conditional: text, unconditional: text, settings: settings, image: image, strength: 0) }
-    #expect(throws: SamplingError.self) { try pipeline.sample(conditional: text, unconditional: text, settings: settings, image: image, strength: 1.5) }
+    #expect(throws: SamplingError.self) {
+        try pipeline.sample(conditional: text, unconditional: text, settings: settings, image: image, strength: 1.5)
+    }
     #expect(throws: SamplingError.self) {
         try pipeline.sample(conditional: text, unconditional: text, settings: settings, image: Tensor(zeros: [1, 3, 16, 16]), strength: 0.5)
     }

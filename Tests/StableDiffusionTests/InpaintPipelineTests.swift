@@ -1,3 +1,6 @@
+// swift-format-ignore-file: AlwaysUseLowerCamelCase
+// (fixture fields keep the names the Python scripts write)
+
 import Foundation
 import StableDiffusion
 import Tensors
@@ -50,12 +53,14 @@ private func expectInpaintingMatches(_ pipeline: Pipeline, _ fixture: InpaintCas
     (settings.guidance, settings.seed, settings.batch) = (fixture.guidance, fixture.seed, fixture.batch ?? 1)
     settings.sampler = try SamplerName(parsing: fixture.sampler)
     let mask = Tensor(shape: [1, 1, fixture.height, fixture.width], values: fixture.mask.map { Float($0) / 255 })
-    let latents = try pipeline.sample(conditional: pipeline.textEncoder([fixture.ids]),
-                                      unconditional: pipeline.textEncoder([fixture.negative_ids]), settings: settings,
-                                      image: Pipeline.pixels(rgb: fixture.image, width: fixture.width, height: fixture.height),
-                                      strength: fixture.strength, mask: mask)
-    expectMatchesDiffusers(pipeline, latents: latents, shape: fixture.latents_shape, latents: fixture.latents,
-                           pixels: fixture.pixels)
+    let latents = try pipeline.sample(
+        conditional: pipeline.textEncoder([fixture.ids]),
+        unconditional: pipeline.textEncoder([fixture.negative_ids]), settings: settings,
+        image: Pipeline.pixels(rgb: fixture.image, width: fixture.width, height: fixture.height),
+        strength: fixture.strength, mask: mask)
+    expectMatchesDiffusers(
+        pipeline, latents: latents, shape: fixture.latents_shape, latents: fixture.latents,
+        pixels: fixture.pixels)
 }
 
 @Test(arguments: inpaintCases)

@@ -64,8 +64,9 @@ func expectIdentical(_ a: [String: Tensor], _ b: [String: Tensor], _ what: Strin
     #expect(single.schedulerConfig.predictionType == "v_prediction", "from the sidecar config file")
     #expect(folder.schedulerConfig.predictionType == "v_prediction")
     #expect(folder.padTokenID == 0 && single.padTokenID == 0)
-    let forced = try ModelWeights.load(modelFixtures.appendingPathComponent("tiny-sd2.safetensors"),
-                                       options: .init(predictionType: "epsilon"))
+    let forced = try ModelWeights.load(
+        modelFixtures.appendingPathComponent("tiny-sd2.safetensors"),
+        options: .init(predictionType: "epsilon"))
     #expect(forced.schedulerConfig.predictionType == "epsilon", "a flag overrides the config file")
 }
 

@@ -5,7 +5,10 @@ import Testing
 
 /// One diffusers/transformers reference run from Fixtures/networks.json (Tools/make_network_fixtures.py).
 struct NetworkCase: Sendable, CustomTestStringConvertible {
-    struct Reference: Decodable, Sendable { let shape: [Int]; let offset: Int }
+    struct Reference: Decodable, Sendable {
+        let shape: [Int]
+        let offset: Int
+    }
     let name: String
     let model: String
     let timestep: Float
@@ -20,7 +23,11 @@ enum NetworkFixtures {
 
     private struct File: Decodable {
         struct Entry: Decodable {
-            struct Params: Decodable { let model: String; let timestep: Float?; let scale: Float? }
+            struct Params: Decodable {
+                let model: String
+                let timestep: Float?
+                let scale: Float?
+            }
             let name: String
             let params: Params
             let inputs: [String: NetworkCase.Reference]
@@ -31,10 +38,12 @@ enum NetworkFixtures {
 
     static let cases: [NetworkCase] = {
         guard let data = try? Data(contentsOf: folder.appendingPathComponent("networks.json")),
-              let file = try? JSONDecoder().decode(File.self, from: data) else { return [] }
+            let file = try? JSONDecoder().decode(File.self, from: data)
+        else { return [] }
         return file.cases.map {
-            NetworkCase(name: $0.name, model: $0.params.model, timestep: $0.params.timestep ?? 0, scale: $0.params.scale ?? 1,
-                        inputs: $0.inputs, outputs: $0.outputs)
+            NetworkCase(
+                name: $0.name, model: $0.params.model, timestep: $0.params.timestep ?? 0, scale: $0.params.scale ?? 1,
+                inputs: $0.inputs, outputs: $0.outputs)
         }
     }()
 
@@ -74,7 +83,8 @@ func networkMatchesDiffusers(_ fixture: NetworkCase) throws {
     var actual: [String: Tensor] = [:]
     if fixture.name.hasSuffix("text_encoder_weighted") {
         let encoder = try TextEncoder(config: model.textEncoderConfig, weights: model.textEncoder)
-        let ids = input["ids"]!, weights = input["weights"]!
+        let ids = input["ids"]!
+        let weights = input["weights"]!
         let rows = (0..<ids.shape[0]).map { row in (0..<ids.shape[1]).map { Int(ids[row, $0]) } }
         let weightRows = (0..<weights.shape[0]).map { row in (0..<weights.shape[1]).map { weights[row, $0] } }
         actual["weighted"] = encoder.encode(chunks: rows, weights: weightRows)
@@ -109,8 +119,9 @@ func networkMatchesDiffusers(_ fixture: NetworkCase) throws {
     } else if fixture.name.hasSuffix("controlnet") {
         let controlnet = try ControlNet.load(modelFixtures.appendingPathComponent("tiny-controlnet"))
         let unet = try UNet(config: model.unetConfig, weights: model.unet)
-        let residuals = controlnet(input["sample"]!, timestep: fixture.timestep, context: input["context"]!,
-                                   control: input["control"]!, scale: fixture.scale)
+        let residuals = controlnet(
+            input["sample"]!, timestep: fixture.timestep, context: input["context"]!,
+            control: input["control"]!, scale: fixture.scale)
         for (index, tensor) in residuals.down.enumerated() { actual["down\(index)"] = tensor }
         actual["mid"] = residuals.middle
         actual["noise"] = unet(input["sample"]!, timestep: fixture.timestep, context: input["context"]!, control: residuals)

@@ -1,3 +1,6 @@
+// swift-format-ignore-file: AlwaysUseLowerCamelCase
+// (fixture fields keep the names the Python scripts write)
+
 import Foundation
 import StableDiffusion
 import Tensors
@@ -5,7 +8,12 @@ import Testing
 
 /// One diffusers StableDiffusionPipeline run (Tools/make_pipeline_fixtures.py).
 struct PipelineCase: Decodable, Sendable, CustomTestStringConvertible {
-    struct Settings: Decodable, Sendable { let width, height, steps: Int; let guidance: Float; let seed: UInt64; let batch: Int }
+    struct Settings: Decodable, Sendable {
+        let width, height, steps: Int
+        let guidance: Float
+        let seed: UInt64
+        let batch: Int
+    }
     let model: String
     let sampler: String
     let settings: Settings
@@ -31,18 +39,24 @@ func samplerMatchesDiffusersPipeline(_ fixture: PipelineCase) throws {
     settings.batch = fixture.settings.batch
     settings.sampler = try SamplerName(parsing: fixture.sampler)
     var steps = 0
-    let latents = try pipeline.sample(conditional: pipeline.textEncoder([fixture.ids]),
-                                      unconditional: pipeline.textEncoder([fixture.negative_ids]),
-                                      settings: settings, progress: { step, total in
-        steps = step
-        return step <= total
-    })
+    let latents = try pipeline.sample(
+        conditional: pipeline.textEncoder([fixture.ids]),
+        unconditional: pipeline.textEncoder([fixture.negative_ids]),
+        settings: settings,
+        progress: { step, total in
+            steps = step
+            return step <= total
+        })
     // One progress call per UNet call: PLMS needs steps + 1, Heun and DPM2 2·steps − 1.
-    let calls = ["pndm": fixture.settings.steps + 1, "heun": 2 * fixture.settings.steps - 1,
-                 "dpm2": 2 * fixture.settings.steps - 1][fixture.sampler] ?? fixture.settings.steps
+    let calls =
+        [
+            "pndm": fixture.settings.steps + 1, "heun": 2 * fixture.settings.steps - 1,
+            "dpm2": 2 * fixture.settings.steps - 1,
+        ][fixture.sampler] ?? fixture.settings.steps
     #expect(steps == calls)
-    expectMatchesDiffusers(pipeline, latents: latents, shape: fixture.latents_shape, latents: fixture.latents,
-                           pixels: fixture.pixels)
+    expectMatchesDiffusers(
+        pipeline, latents: latents, shape: fixture.latents_shape, latents: fixture.latents,
+        pixels: fixture.pixels)
 }
 
 /// Final latents within 1e-3 of diffusers' and decoded 8-bit pixels within 2/255.

@@ -57,8 +57,9 @@ struct PromptSyntaxFixtures: Decodable {
     #expect(cases.count >= 30)
     for item in cases {
         // The fixtures are the web UI's chunks, whose SD 2.x tokenizer (open_clip) keeps "!" as text.
-        let chunker = PromptChunker(tokenizer: tokenizer, commaPaddingBacktrack: item.backtrack, padding: padding(named: item.padding),
-                                    splitsExclamationMarks: false)
+        let chunker = PromptChunker(
+            tokenizer: tokenizer, commaPaddingBacktrack: item.backtrack, padding: padding(named: item.padding),
+            splitsExclamationMarks: false)
         let result = try chunker.chunks(for: item.prompt)
         let label = "\(item.prompt.prefix(60).debugDescription) backtrack \(item.backtrack) \(item.padding)"
         #expect(result.tokens == item.tokens, "\(label)")

@@ -7,8 +7,10 @@ import Testing
 
 @Test func dpm2InterleavesMidpointTimestepsAsDiffusers() throws {
     let scheduler = try SamplerName.dpm2.make(config: SchedulerConfig(), steps: 6)
-    let expected: [Float] = [831, 752.53271484375, 665, 584.9511108398438, 499, 415.8076171875, 333, 243.54501342773438,
-                             167, 21.442363739013672, 1]
+    let expected: [Float] = [
+        831, 752.53271484375, 665, 584.9511108398438, 499, 415.8076171875, 333, 243.54501342773438,
+        167, 21.442363739013672, 1,
+    ]
     #expect(scheduler.timesteps.count == expected.count)
     for (actual, reference) in zip(scheduler.timesteps, expected) { #expect(abs(actual - reference) < 1e-3) }
     #expect(abs(scheduler.initNoiseSigma - 5.990506172180176) < 1e-5)
@@ -18,9 +20,11 @@ import Testing
 
 @Test func dpmppSDEKarrasTimestepsMatchDiffusers() throws {
     let scheduler = try SamplerName.dpmppSDEKarras.make(config: SchedulerConfig(), steps: 6)
-    let expected: [Float] = [830.9999954586922, 747.7458610211692, 654.2946349528277, 537.0880739330042, 410.4855972866633,
-                             269.62431089084737, 153.5121488151159, 66.72444162066249, 24.64932436949874, 6.326155210791013,
-                             1.000000060425075]
+    let expected: [Float] = [
+        830.9999954586922, 747.7458610211692, 654.2946349528277, 537.0880739330042, 410.4855972866633,
+        269.62431089084737, 153.5121488151159, 66.72444162066249, 24.64932436949874, 6.326155210791013,
+        1.000000060425075,
+    ]
     #expect(scheduler.timesteps.count == expected.count)
     for (actual, reference) in zip(scheduler.timesteps, expected) { #expect(abs(actual - reference) < 1e-3) }
     #expect(abs(scheduler.initNoiseSigma - 5.990506172180176) < 1e-5)
@@ -60,9 +64,9 @@ import Testing
 /// default; the value written beside the list is ignored, as diffusers ignores it.
 @Test func listedSpacingFallsBackToEachSamplersDefault() throws {
     let json = #"""
-    {"num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear",
-     "steps_offset": 1, "timestep_spacing": "leading", "_use_default_values": ["timestep_spacing"]}
-    """#
+        {"num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear",
+         "steps_offset": 1, "timestep_spacing": "leading", "_use_default_values": ["timestep_spacing"]}
+        """#
     let config = try JSONDecoder().decode(SchedulerConfig.self, from: Data(json.utf8))
     #expect(config.timestepSpacing == nil)
     // diffusers 0.42.1: DPMSolverMultistepScheduler and EulerDiscreteScheduler default to linspace, DDIM to leading.

@@ -53,8 +53,10 @@ enum PickleFixtures {
 }
 
 /// Checks `tensors` against PyTorch's values bit for bit (float16/bfloat16/int64 convert exactly).
-func expectTensors(_ tensors: [String: Tensor], match expected: [String: PickleFixtures.ExpectedTensor],
-                   _ file: String) {
+func expectTensors(
+    _ tensors: [String: Tensor], match expected: [String: PickleFixtures.ExpectedTensor],
+    _ file: String
+) {
     #expect(Set(tensors.keys) == Set(expected.keys), "\(file): keys differ")
     for (key, reference) in expected {
         guard let tensor = tensors[key] else { continue }
@@ -112,8 +114,9 @@ func goodCheckpointLoadsExactValues(_ file: String) throws {
     expectTensors(contents.tensors, match: good.tensors, "good.ckpt")
     // A flipped bit in tensor data is only caught by the checksum.
     #expect(throws: CheckpointError.self) { try TorchCheckpoint.load(PickleFixtures.url("hostile/bad_crc.ckpt")) }
-    #expect(try TorchCheckpoint.read(PickleFixtures.url("hostile/bad_crc.ckpt"), verifyChecksums: false)
-        .tensors.count == good.tensors.count)
+    #expect(
+        try TorchCheckpoint.read(PickleFixtures.url("hostile/bad_crc.ckpt"), verifyChecksums: false)
+            .tensors.count == good.tensors.count)
 }
 
 @Test func lightningCheckpointSkipsNumpyCallbacksAndNonTensors() throws {

@@ -3,7 +3,12 @@ import StableDiffusion
 import Testing
 
 private struct RNGFixture: Decodable {
-    struct Case: Decodable { let seed: UInt64; let shape: [Int]; let first: [Float]; let second: [Float] }
+    struct Case: Decodable {
+        let seed: UInt64
+        let shape: [Int]
+        let first: [Float]
+        let second: [Float]
+    }
     let cases: [Case]
 }
 
@@ -22,7 +27,8 @@ private let rngCases: [RNGFixture.Case] = {
 
 @Test func randnMatchesTorchOnCPU() {
     #expect(rngCases.count == 7)
-    var identical = 0, total = 0
+    var identical = 0
+    var total = 0
     for fixture in rngCases {
         var generator = TorchGenerator(seed: fixture.seed)
         let count = fixture.shape.reduce(1, *)

@@ -33,7 +33,8 @@ import Testing
     }
     let features = BLASCore.Features.current
     guard features.avx2 else { return }
-    #expect(BLASCore.replacement(for: status.core, features: features, userSetting: nil) == nil,
-            "BLAS core \(status.core) is a generic fallback on a CPU with AVX2\(features.avx512 ? " and AVX-512" : "")")
+    #expect(
+        BLASCore.replacement(for: status.core, features: features, userSetting: nil) == nil,
+        "BLAS core \(status.core) is a generic fallback on a CPU with AVX2\(features.avx512 ? " and AVX-512" : "")")
     #expect(status.choice != .fallbackKept)
 }

@@ -24,7 +24,8 @@ import Testing
 
 /// `drain(atLeast:)` returns the large buffers and keeps the small ones.
 @Test func drainAtLeastKeepsSmallBuffers() {
-    let small = 12_347, large = (1 << 20) / 4 + 3
+    let small = 12_347
+    let large = (1 << 20) / 4 + 3
     _ = Tensor(zeros: [small])
     _ = Tensor(zeros: [large])
     BufferPool.drain(atLeast: 1 << 20)

@@ -22,8 +22,9 @@ import Testing
         for (number, s) in shapes.enumerated() {
             let seed = UInt32(number * 3)
             let x = Tensor(shape: [s.batch, s.channels, s.side, s.side], values: lcgValues(s.batch * s.channels * s.side * s.side, seed: seed + 1))
-            let w = Tensor(shape: [s.outChannels, s.channels, s.kernel, s.kernel],
-                           values: lcgValues(s.outChannels * s.channels * s.kernel * s.kernel, seed: seed + 2))
+            let w = Tensor(
+                shape: [s.outChannels, s.channels, s.kernel, s.kernel],
+                values: lcgValues(s.outChannels * s.channels * s.kernel * s.kernel, seed: seed + 2))
             let b = s.bias ? Tensor(shape: [s.outChannels], values: lcgValues(s.outChannels, seed: seed + 3)) : nil
             var y = Tensor(zeros: [1])
             let statistics = BufferPool.track { y = x.conv2d(weight: w, bias: b, stride: s.stride, padding: s.padding) }

@@ -24,7 +24,8 @@ func worstRelativeError(_ output: Tensor, x: Tensor, w: Tensor, b: Tensor?, stri
         for o in 0..<outChannels {
             for i in 0..<outHeight {
                 for j in 0..<outWidth {
-                    var sum = Double(bs[o]), magnitude = abs(Double(bs[o])) + 1e-30
+                    var sum = Double(bs[o])
+                    var magnitude = abs(Double(bs[o])) + 1e-30
                     for c in 0..<channels {
                         for ky in 0..<kh {
                             let row = i * stride + ky - padding
@@ -32,7 +33,8 @@ func worstRelativeError(_ output: Tensor, x: Tensor, w: Tensor, b: Tensor?, stri
                             for kx in 0..<kw {
                                 let column = j * stride + kx - padding
                                 guard (0..<width).contains(column) else { continue }
-                                let product = Double(ws[((o * channels + c) * kh + ky) * kw + kx])
+                                let product =
+                                    Double(ws[((o * channels + c) * kh + ky) * kw + kx])
                                     * Double(xs[((n * channels + c) * height + row) * width + column])
                                 sum += product
                                 magnitude += abs(product)

@@ -1,5 +1,5 @@
-import Testing
 import Tensors
+import Testing
 
 /// A deterministic pseudo-random fill, so failures reproduce.
 func pseudoRandom(_ count: Int, seed: UInt32) -> [Float] {
@@ -67,9 +67,10 @@ func pseudoRandom(_ count: Int, seed: UInt32) -> [Float] {
             a.withUnsafeBufferPointer { a in
                 b.withUnsafeBufferPointer { b in
                     c.withUnsafeMutableBufferPointer { c in
-                        Gemm.multiply(m: m, n: n, k: k, a: a.baseAddress!, lda: lda, transposeA: transposeA,
-                                      b: b.baseAddress!, ldb: ldb, transposeB: transposeB,
-                                      c: c.baseAddress!, ldc: ldc, alpha: 0.5, beta: 2)
+                        Gemm.multiply(
+                            m: m, n: n, k: k, a: a.baseAddress!, lda: lda, transposeA: transposeA,
+                            b: b.baseAddress!, ldb: ldb, transposeB: transposeB,
+                            c: c.baseAddress!, ldc: ldc, alpha: 0.5, beta: 2)
                     }
                 }
             }

@@ -17,9 +17,11 @@ import Testing
     let top = x.groupMoments(groups: groups, rows: 0..<2, columns: 0..<width)
     let bottom = x.groupMoments(groups: groups, rows: 2..<height, columns: 0..<width)
     #expect(top.count == batch * groups && top[0].count == Double(2 * width * channels / groups))
-    var mean: [Float] = [], inverse: [Float] = []
+    var mean: [Float] = []
+    var inverse: [Float] = []
     for (a, b) in zip(top, bottom) {
-        let count = a.count + b.count, delta = b.mean - a.mean
+        let count = a.count + b.count
+        let delta = b.mean - a.mean
         let m = a.mean + delta * b.count / count
         let m2 = a.m2 + b.m2 + delta * delta * a.count * b.count / count
         mean.append(Float(m))
@@ -45,13 +47,15 @@ import Testing
     let separate = x.groupNorm(groups: groups, weight: weight, bias: bias).silu()
     let fused = x.groupNorm(groups: groups, weight: weight, bias: bias, silu: true)
     #expect(fused.scalars == separate.scalars)
-    let mean = [Float](repeating: 0.5, count: batch * groups), inverse = [Float](repeating: 0.8, count: batch * groups)
+    let mean = [Float](repeating: 0.5, count: batch * groups)
+    let inverse = [Float](repeating: 0.8, count: batch * groups)
     let sharedSeparate = x.groupNorm(groups: groups, weight: weight, bias: bias, mean: mean, inverseStd: inverse).silu()
     let sharedFused = x.groupNorm(groups: groups, weight: weight, bias: bias, mean: mean, inverseStd: inverse, silu: true)
     #expect(sharedFused.scalars == sharedSeparate.scalars)
-    let worst = zip(x.scalars, x.silu().scalars).map { input, output in
-        let exact = Double(input) / (1 + exp(-Double(input)))
-        return abs(Double(output) - exact) / max(abs(exact), 1e-3)
-    }.max() ?? 1
+    let worst =
+        zip(x.scalars, x.silu().scalars).map { input, output in
+            let exact = Double(input) / (1 + exp(-Double(input)))
+            return abs(Double(output) - exact) / max(abs(exact), 1e-3)
+        }.max() ?? 1
     #expect(worst < 1e-6, "silu off by \(worst)")
 }

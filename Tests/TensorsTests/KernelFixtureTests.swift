@@ -21,7 +21,9 @@ struct TensorReference: Decodable, Sendable {
 
 /// A JSON parameter value (number, bool or list of numbers).
 enum FixtureValue: Decodable, Sendable {
-    case number(Double), flag(Bool), list([Double])
+    case number(Double)
+    case flag(Bool)
+    case list([Double])
 
     init(from decoder: Decoder) throws {
         let container = try decoder.singleValueContainer()
@@ -56,7 +58,8 @@ enum Fixtures {
 
     static let cases: [KernelCase] = {
         guard let data = try? Data(contentsOf: folder.appendingPathComponent("kernels.json")),
-              let file = try? JSONDecoder().decode(FixtureFile.self, from: data) else { return [] }
+            let file = try? JSONDecoder().decode(FixtureFile.self, from: data)
+        else { return [] }
         return file.cases.map { KernelCase(kind: $0.kind, name: $0.name, parameters: $0.params, inputs: $0.inputs, output: $0.output) }
     }()
 
@@ -78,11 +81,13 @@ func evaluate(_ fixture: KernelCase) -> Tensor {
     switch fixture.kind {
     case "linear": return input["x"]!.linear(weight: input["weight"]!, bias: input["bias"])
     case "conv2d":
-        return input["x"]!.conv2d(weight: input["weight"]!, bias: input["bias"], stride: p["stride"]!.int,
-                                  padding: p["padding"]!.int)
+        return input["x"]!.conv2d(
+            weight: input["weight"]!, bias: input["bias"], stride: p["stride"]!.int,
+            padding: p["padding"]!.int)
     case "group_norm":
-        return input["x"]!.groupNorm(groups: p["groups"]!.int, weight: input["weight"]!, bias: input["bias"]!,
-                                     epsilon: p["eps"]!.float)
+        return input["x"]!.groupNorm(
+            groups: p["groups"]!.int, weight: input["weight"]!, bias: input["bias"]!,
+            epsilon: p["eps"]!.float)
     case "layer_norm": return input["x"]!.layerNorm(weight: input["weight"]!, bias: input["bias"]!, epsilon: p["eps"]!.float)
     case "silu": return input["x"]!.silu()
     case "gelu": return input["x"]!.gelu()
@@ -91,16 +96,18 @@ func evaluate(_ fixture: KernelCase) -> Tensor {
     case "geglu": return input["x"]!.geglu()
     case "softmax": return input["x"]!.softmax()
     case "attention", "attention_causal":
-        return Tensor.attention(query: input["q"]!, key: input["k"]!, value: input["v"]!, heads: p["heads"]!.int,
-                                causal: fixture.kind == "attention_causal")
+        return Tensor.attention(
+            query: input["q"]!, key: input["k"]!, value: input["v"]!, heads: p["heads"]!.int,
+            causal: fixture.kind == "attention_causal")
     case "upsample_nearest2x": return input["x"]!.upsampledNearest2x()
     case "concat": return Tensor.concat([input["a"]!, input["b"]!], axis: p["axis"]!.int)
     case "add": return input["a"]! + input["b"]!
     case "mul": return input["a"]! * input["b"]!
     case "embedding": return Tensor.embedding(table: input["table"]!, ids: p["ids"]!.list.map { Int($0) })
     case "timestep_embedding":
-        return Tensor.timestepEmbedding(p["timesteps"]!.list.map { Float($0) }, dimension: p["dim"]!.int,
-                                        flipSinToCos: p["flip"]!.bool, downscaleFreqShift: p["shift"]!.float)
+        return Tensor.timestepEmbedding(
+            p["timesteps"]!.list.map { Float($0) }, dimension: p["dim"]!.int,
+            flipSinToCos: p["flip"]!.bool, downscaleFreqShift: p["shift"]!.float)
     case "sum": return Tensor(shape: [1], values: [input["x"]!.sum()])
     case "mean": return Tensor(shape: [1], values: [input["x"]!.mean()])
     case "std": return Tensor(shape: [1], values: [input["x"]!.standardDeviation()])
@@ -112,9 +119,11 @@ func evaluate(_ fixture: KernelCase) -> Tensor {
 @Test func fixturesArePresentAndCoverEveryKernel() {
     let kinds = Set(Fixtures.cases.map(\.kind))
     #expect(Fixtures.cases.count >= 50)
-    for kind in ["linear", "conv2d", "group_norm", "layer_norm", "silu", "gelu", "gelu_tanh", "quick_gelu", "geglu",
-                 "softmax", "attention", "attention_causal", "upsample_nearest2x", "concat", "add", "mul",
-                 "embedding", "timestep_embedding", "sum", "mean", "std"] {
+    for kind in [
+        "linear", "conv2d", "group_norm", "layer_norm", "silu", "gelu", "gelu_tanh", "quick_gelu", "geglu",
+        "softmax", "attention", "attention_causal", "upsample_nearest2x", "concat", "add", "mul",
+        "embedding", "timestep_embedding", "sum", "mean", "std",
+    ] {
         #expect(kinds.contains(kind), "no fixture for \(kind)")
     }
 }
@@ -126,11 +135,13 @@ func kernelMatchesPyTorch(_ fixture: KernelCase) {
     #expect(actual.shape == expected.shape)
     guard actual.shape == expected.shape else { return }
     var worst = (index: 0, excess: Float(0))
-    let a = actual.scalars, e = expected.scalars
+    let a = actual.scalars
+    let e = expected.scalars
     // sin/cos of t·f for t near 1000: one ulp of PyTorch's float32 e^x (which is not
     // correctly rounded: 3 of SD's 160 frequencies differ by an ulp) moves the angle by
     // up to 1000·f·2⁻²³, so the bound there is that angle error, not a relative one.
-    let angleError: [Float] = fixture.kind == "timestep_embedding"
+    let angleError: [Float] =
+        fixture.kind == "timestep_embedding"
         ? timestepAngleErrors(fixture, columns: expected.shape[1]) : []
     for index in a.indices {
         let difference = abs(a[index] - e[index])

@@ -43,13 +43,16 @@ public final class TemporaryPostgres: @unchecked Sendable {
             try TemporaryPostgres.run("/bin/chown", ["postgres:postgres", directory.path])
         }
         let data = directory.appendingPathComponent("data").path
-        try TemporaryPostgres.run(binaries + "/initdb",
-                                  ["-D", data, "-U", "farm", "--auth=trust", "-E", "UTF8", "--no-sync", "-N"],
-                                  asPostgresUser: asRoot)
+        try TemporaryPostgres.run(
+            binaries + "/initdb",
+            ["-D", data, "-U", "farm", "--auth=trust", "-E", "UTF8", "--no-sync", "-N"],
+            asPostgresUser: asRoot)
         port = try TemporaryPostgres.freePort()
-        let arguments = ["-D", data, "-p", String(port), "-k", directory.path, "-h", "127.0.0.1",
-                         "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-                         "-c", "max_connections=300", "-c", "log_min_messages=warning"]
+        let arguments = [
+            "-D", data, "-p", String(port), "-k", directory.path, "-h", "127.0.0.1",
+            "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+            "-c", "max_connections=300", "-c", "log_min_messages=warning",
+        ]
         serverCommand = TemporaryPostgres.command(binaries + "/postgres", arguments, asPostgresUser: asRoot)
         server = Process()
         try launch()
@@ -82,8 +85,9 @@ public final class TemporaryPostgres: @unchecked Sendable {
         let stat = "/proc/\(server.processIdentifier)/stat"
         let deadline = Date().addingTimeInterval(30)
         while Date() < deadline,
-              let text = try? String(contentsOfFile: stat, encoding: .utf8),
-              let state = text.split(separator: ")").last?.split(separator: " ").first, state != "Z" && state != "X" {
+            let text = try? String(contentsOfFile: stat, encoding: .utf8),
+            let state = text.split(separator: ")").last?.split(separator: " ").first, state != "Z" && state != "X"
+        {
             Thread.sleep(forTimeInterval: 0.01)
         }
         Thread.sleep(forTimeInterval: downtime)
@@ -126,7 +130,8 @@ public final class TemporaryPostgres: @unchecked Sendable {
         candidates += versions.sorted(by: >).map { "/usr/lib/postgresql/\($0)/bin" }
         for candidate in candidates
         where FileManager.default.isExecutableFile(atPath: candidate + "/postgres")
-            && FileManager.default.isExecutableFile(atPath: candidate + "/initdb") {
+            && FileManager.default.isExecutableFile(atPath: candidate + "/initdb")
+        {
             return candidate
         }
         throw StartError(message: "no PostgreSQL server binaries found (looked in \(candidates)); install postgresql")
@@ -135,8 +140,10 @@ public final class TemporaryPostgres: @unchecked Sendable {
     private static func command(_ executable: String, _ arguments: [String], asPostgresUser: Bool) -> (URL, [String]) {
         if asPostgresUser {
             // setpriv execs in place (unlike su/runuser), so the pid we hold is the server's own.
-            return (URL(fileURLWithPath: "/usr/bin/setpriv"),
-                    ["--reuid=postgres", "--regid=postgres", "--clear-groups", "--", executable] + arguments)
+            return (
+                URL(fileURLWithPath: "/usr/bin/setpriv"),
+                ["--reuid=postgres", "--regid=postgres", "--clear-groups", "--", executable] + arguments
+            )
         }
         return (URL(fileURLWithPath: executable), arguments)
     }
@@ -208,7 +215,8 @@ public final class TemporaryPostgres: @unchecked Sendable {
             let folder = (temporary as NSString).appendingPathComponent(name)
             let pidFile = (folder as NSString).appendingPathComponent("data/postmaster.pid")
             if let text = try? String(contentsOfFile: pidFile, encoding: .utf8),
-               let line = text.split(separator: "\n").first, let pid = Int32(line) {
+                let line = text.split(separator: "\n").first, let pid = Int32(line)
+            {
                 stopServer(pid: pid, folder: folder)
             } else {
                 try? FileManager.default.removeItem(atPath: folder)

@@ -37,7 +37,10 @@ import ZeroMQ
     try router.bind("tcp://127.0.0.1:*")
     var fds: [Int32] = [0, 0]
     #expect(pipe(&fds) == 0)
-    defer { close(fds[0]); close(fds[1]) }
+    defer {
+        close(fds[0])
+        close(fds[1])
+    }
 
     var poller = Poller()
     poller.add(.socket(router))

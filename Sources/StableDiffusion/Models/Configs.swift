@@ -60,14 +60,26 @@ public struct UNetConfig: Codable, Equatable, Sendable {
     public init() {}
 
     enum CodingKeys: String, CodingKey {
-        case inChannels = "in_channels", outChannels = "out_channels", blockOutChannels = "block_out_channels"
-        case layersPerBlock = "layers_per_block", downBlockTypes = "down_block_types", upBlockTypes = "up_block_types"
-        case crossAttentionDim = "cross_attention_dim", attentionHeadDim = "attention_head_dim"
-        case numAttentionHeads = "num_attention_heads", useLinearProjection = "use_linear_projection"
-        case normNumGroups = "norm_num_groups", normEps = "norm_eps", flipSinToCos = "flip_sin_to_cos"
-        case freqShift = "freq_shift", sampleSize = "sample_size", upcastAttention = "upcast_attention"
-        case transformerLayersPerBlock = "transformer_layers_per_block", actFn = "act_fn"
-        case classEmbedType = "class_embed_type", additionEmbedType = "addition_embed_type"
+        case inChannels = "in_channels"
+        case outChannels = "out_channels"
+        case blockOutChannels = "block_out_channels"
+        case layersPerBlock = "layers_per_block"
+        case downBlockTypes = "down_block_types"
+        case upBlockTypes = "up_block_types"
+        case crossAttentionDim = "cross_attention_dim"
+        case attentionHeadDim = "attention_head_dim"
+        case numAttentionHeads = "num_attention_heads"
+        case useLinearProjection = "use_linear_projection"
+        case normNumGroups = "norm_num_groups"
+        case normEps = "norm_eps"
+        case flipSinToCos = "flip_sin_to_cos"
+        case freqShift = "freq_shift"
+        case sampleSize = "sample_size"
+        case upcastAttention = "upcast_attention"
+        case transformerLayersPerBlock = "transformer_layers_per_block"
+        case actFn = "act_fn"
+        case classEmbedType = "class_embed_type"
+        case additionEmbedType = "addition_embed_type"
     }
 
     public init(from decoder: Decoder) throws {
@@ -106,7 +118,8 @@ public struct UNetConfig: Codable, Equatable, Sendable {
             throw WeightsError(path, "UNet uses class/addition embeddings (SDXL or an upscaler); only SD 1.x and 2.x UNets are supported")
         }
         guard downBlockTypes.count == blockOutChannels.count, upBlockTypes.count == blockOutChannels.count else {
-            throw WeightsError(path, "UNet config has \(blockOutChannels.count) block widths but \(downBlockTypes.count) down and \(upBlockTypes.count) up blocks")
+            throw WeightsError(
+                path, "UNet config has \(blockOutChannels.count) block widths but \(downBlockTypes.count) down and \(upBlockTypes.count) up blocks")
         }
         let known: Set = ["CrossAttnDownBlock2D", "DownBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"]
         if let unknown = (downBlockTypes + upBlockTypes).first(where: { !known.contains($0) }) {
@@ -142,10 +155,16 @@ public struct VAEConfig: Codable, Equatable, Sendable {
     public init() {}
 
     enum CodingKeys: String, CodingKey {
-        case inChannels = "in_channels", outChannels = "out_channels", latentChannels = "latent_channels"
-        case blockOutChannels = "block_out_channels", layersPerBlock = "layers_per_block"
-        case normNumGroups = "norm_num_groups", sampleSize = "sample_size", scalingFactor = "scaling_factor"
-        case useQuantConv = "use_quant_conv", usePostQuantConv = "use_post_quant_conv"
+        case inChannels = "in_channels"
+        case outChannels = "out_channels"
+        case latentChannels = "latent_channels"
+        case blockOutChannels = "block_out_channels"
+        case layersPerBlock = "layers_per_block"
+        case normNumGroups = "norm_num_groups"
+        case sampleSize = "sample_size"
+        case scalingFactor = "scaling_factor"
+        case useQuantConv = "use_quant_conv"
+        case usePostQuantConv = "use_post_quant_conv"
     }
 
     public init(from decoder: Decoder) throws {
@@ -159,7 +178,8 @@ public struct VAEConfig: Codable, Equatable, Sendable {
         normNumGroups = try c.decodeIfPresent(Int.self, forKey: .normNumGroups) ?? d.normNumGroups
         sampleSize = try c.decodeIfPresent(Int.self, forKey: .sampleSize) ?? d.sampleSize
         // diffusers reads a listed scaling factor as its default, whatever value is written beside it.
-        scalingFactor = try defaultedKeys(decoder).contains("scaling_factor")
+        scalingFactor =
+            try defaultedKeys(decoder).contains("scaling_factor")
             ? d.scalingFactor : c.decodeIfPresent(Double.self, forKey: .scalingFactor) ?? d.scalingFactor
         useQuantConv = try c.decodeIfPresent(Bool.self, forKey: .useQuantConv) ?? d.useQuantConv
         usePostQuantConv = try c.decodeIfPresent(Bool.self, forKey: .usePostQuantConv) ?? d.usePostQuantConv
@@ -182,9 +202,14 @@ public struct TextEncoderConfig: Codable, Equatable, Sendable {
     public init() {}
 
     enum CodingKeys: String, CodingKey {
-        case vocabSize = "vocab_size", hiddenSize = "hidden_size", intermediateSize = "intermediate_size"
-        case numHiddenLayers = "num_hidden_layers", numAttentionHeads = "num_attention_heads"
-        case maxPositionEmbeddings = "max_position_embeddings", hiddenAct = "hidden_act", layerNormEps = "layer_norm_eps"
+        case vocabSize = "vocab_size"
+        case hiddenSize = "hidden_size"
+        case intermediateSize = "intermediate_size"
+        case numHiddenLayers = "num_hidden_layers"
+        case numAttentionHeads = "num_attention_heads"
+        case maxPositionEmbeddings = "max_position_embeddings"
+        case hiddenAct = "hidden_act"
+        case layerNormEps = "layer_norm_eps"
     }
 
     public init(from decoder: Decoder) throws {
@@ -220,8 +245,12 @@ public struct SchedulerConfig: Codable, Equatable, Sendable {
     public init() {}
 
     enum CodingKeys: String, CodingKey {
-        case numTrainTimesteps = "num_train_timesteps", betaStart = "beta_start", betaEnd = "beta_end"
-        case betaSchedule = "beta_schedule", predictionType = "prediction_type", stepsOffset = "steps_offset"
+        case numTrainTimesteps = "num_train_timesteps"
+        case betaStart = "beta_start"
+        case betaEnd = "beta_end"
+        case betaSchedule = "beta_schedule"
+        case predictionType = "prediction_type"
+        case stepsOffset = "steps_offset"
         case timestepSpacing = "timestep_spacing"
     }
 
@@ -234,7 +263,8 @@ public struct SchedulerConfig: Codable, Equatable, Sendable {
         betaSchedule = try c.decodeIfPresent(String.self, forKey: .betaSchedule) ?? d.betaSchedule
         predictionType = try c.decodeIfPresent(String.self, forKey: .predictionType) ?? d.predictionType
         stepsOffset = try c.decodeIfPresent(Int.self, forKey: .stepsOffset) ?? d.stepsOffset
-        timestepSpacing = try defaultedKeys(decoder).contains("timestep_spacing")
+        timestepSpacing =
+            try defaultedKeys(decoder).contains("timestep_spacing")
             ? nil : c.decodeIfPresent(String.self, forKey: .timestepSpacing)
     }
 }
@@ -258,7 +288,8 @@ public struct ControlNetConfig: Codable, Equatable, Sendable {
         // A ControlNet has no up blocks; mirror the down blocks so the shared checks hold.
         unet.upBlockTypes = unet.downBlockTypes.reversed().map { $0.replacingOccurrences(of: "Down", with: "Up") }
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        conditioningEmbeddingOutChannels = try c.decodeIfPresent([Int].self, forKey: .conditioningEmbeddingOutChannels)
+        conditioningEmbeddingOutChannels =
+            try c.decodeIfPresent([Int].self, forKey: .conditioningEmbeddingOutChannels)
             ?? [16, 32, 96, 256]
         conditioningChannelOrder = try c.decodeIfPresent(String.self, forKey: .conditioningChannelOrder) ?? "rgb"
     }

@@ -55,7 +55,8 @@ public struct Linear {
         let weight = try scope.tensor("weight")
         let shape = weight.shape
         if shape.count != 2 || (inputs.map { $0 != shape[1] } ?? false) || (outputs.map { $0 != shape[0] } ?? false) {
-            throw WeightsError(reader.source, "\(name).weight has shape \(shape), expected [\(outputs.map(String.init) ?? "?"), \(inputs.map(String.init) ?? "?")]")
+            throw WeightsError(
+                reader.source, "\(name).weight has shape \(shape), expected [\(outputs.map(String.init) ?? "?"), \(inputs.map(String.init) ?? "?")]")
         }
         self.weight = weight
         self.bias = bias ? try scope.tensor("bias", shape: [shape[0]]) : nil
@@ -90,7 +91,9 @@ public struct Conv2d {
         let scope = reader.scope(name)
         var weight = try scope.tensor("weight")
         if weight.rank == 2 { weight = weight.reshaped(weight.shape + [1, 1]) }
-        guard weight.rank == 4 else { throw WeightsError(reader.source, "\(name).weight has shape \(weight.shape); a convolution needs 4 dimensions") }
+        guard weight.rank == 4 else {
+            throw WeightsError(reader.source, "\(name).weight has shape \(weight.shape); a convolution needs 4 dimensions")
+        }
         self.weight = weight
         self.bias = bias ? try scope.tensor("bias", shape: [weight.shape[0]]) : nil
         self.stride = stride

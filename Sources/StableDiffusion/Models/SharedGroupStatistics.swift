@@ -78,9 +78,10 @@ final class SharedGroupStatistics: @unchecked Sendable {
         if call == learning {
             // The tile's activations are an integer multiple of its input size (the decoder upsamples).
             let (sy, sx) = (x.shape[2] / tileSize.height, x.shape[3] / tileSize.width)
-            let moments = x.groupMoments(groups: norm.groups,
-                                         rows: owned.rows.lowerBound * sy..<owned.rows.upperBound * sy,
-                                         columns: owned.columns.lowerBound * sx..<owned.columns.upperBound * sx)
+            let moments = x.groupMoments(
+                groups: norm.groups,
+                rows: owned.rows.lowerBound * sy..<owned.rows.upperBound * sy,
+                columns: owned.columns.lowerBound * sx..<owned.columns.upperBound * sx)
             recording = recording.map { zip($0, moments).map(SharedGroupStatistics.merge) } ?? moments
         }
         return norm.plain(x, silu: silu)

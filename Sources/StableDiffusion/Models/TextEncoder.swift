@@ -19,16 +19,18 @@ public struct TextEncoder {
         self.config = config
         let reader = WeightReader(weights, source: source)
         tokenEmbedding = try reader.tensor("embeddings.token_embedding.weight", shape: [config.vocabSize, config.hiddenSize])
-        positionEmbedding = try reader.tensor("embeddings.position_embedding.weight",
-                                              shape: [config.maxPositionEmbeddings, config.hiddenSize])
+        positionEmbedding = try reader.tensor(
+            "embeddings.position_embedding.weight",
+            shape: [config.maxPositionEmbeddings, config.hiddenSize])
         let eps = Float(config.layerNormEps)
         layers = try (0..<config.numHiddenLayers).map { index in
             let layer = reader.scope("encoder.layers.\(index)")
-            return Layer(norm1: try LayerNorm(layer, "layer_norm1", epsilon: eps),
-                         attention: try MultiHeadAttention(clip: layer.scope("self_attn"), heads: config.numAttentionHeads),
-                         norm2: try LayerNorm(layer, "layer_norm2", epsilon: eps),
-                         fc1: try Linear(layer, "mlp.fc1", inputs: config.hiddenSize, outputs: config.intermediateSize),
-                         fc2: try Linear(layer, "mlp.fc2", inputs: config.intermediateSize, outputs: config.hiddenSize))
+            return Layer(
+                norm1: try LayerNorm(layer, "layer_norm1", epsilon: eps),
+                attention: try MultiHeadAttention(clip: layer.scope("self_attn"), heads: config.numAttentionHeads),
+                norm2: try LayerNorm(layer, "layer_norm2", epsilon: eps),
+                fc1: try Linear(layer, "mlp.fc1", inputs: config.hiddenSize, outputs: config.intermediateSize),
+                fc2: try Linear(layer, "mlp.fc2", inputs: config.intermediateSize, outputs: config.hiddenSize))
         }
         finalNorm = try LayerNorm(reader, "final_layer_norm", epsilon: eps)
         guard ["quick_gelu", "gelu"].contains(config.hiddenAct) else {
@@ -40,9 +42,11 @@ public struct TextEncoder {
     /// `clipSkip` counts as the web UIs do: 1 = last layer, 2 = penultimate, …; the
     /// chosen layer's output always goes through the final layer norm.
     public func callAsFunction(_ ids: [[Int]], clipSkip: Int = 1) -> Tensor {
-        let batch = ids.count, length = ids.first?.count ?? 0
-        precondition(ids.allSatisfy { $0.count == length } && length <= config.maxPositionEmbeddings,
-                     "token rows must share one length of at most \(config.maxPositionEmbeddings)")
+        let batch = ids.count
+        let length = ids.first?.count ?? 0
+        precondition(
+            ids.allSatisfy { $0.count == length } && length <= config.maxPositionEmbeddings,
+            "token rows must share one length of at most \(config.maxPositionEmbeddings)")
         let tokens = Tensor.embedding(table: tokenEmbedding, ids: ids.flatMap { $0 }).reshaped([batch, length, config.hiddenSize])
         let positions = positionEmbedding.slice(axis: 0, range: 0..<length).reshaped([1, length, config.hiddenSize])
         var hidden = tokens + positions

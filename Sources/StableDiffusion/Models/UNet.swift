@@ -41,7 +41,8 @@ public struct UNet {
         init(config: UNetConfig, reader: WeightReader) throws {
             try config.validate(path: reader.source)
             self.config = config
-            let groups = config.normNumGroups, eps = Float(config.normEps)
+            let groups = config.normNumGroups
+            let eps = Float(config.normEps)
             let levels = config.blockOutChannels.count
             timeLinear1 = try Linear(reader, "time_embedding.linear_1", inputs: config.blockOutChannels[0])
             timeLinear2 = try Linear(reader, "time_embedding.linear_2")
@@ -54,9 +55,10 @@ public struct UNet {
                 let attends = config.downBlockTypes[level].hasPrefix("CrossAttn")
                 return DownLevel(
                     resnets: try (0..<config.layersPerBlock).map { try ResnetBlock(block.scope("resnets.\($0)"), groups: groups, epsilon: eps) },
-                    transformers: attends ? try (0..<config.layersPerBlock).map {
-                        try SpatialTransformer(block.scope("attentions.\($0)"), heads: config.heads(block: level), groups: groups)
-                    } : [],
+                    transformers: attends
+                        ? try (0..<config.layersPerBlock).map {
+                            try SpatialTransformer(block.scope("attentions.\($0)"), heads: config.heads(block: level), groups: groups)
+                        } : [],
                     downsample: level < levels - 1 ? try Downsample(block.scope("downsamplers.0")) : nil)
             }
             let mid = reader.scope("mid_block")
@@ -67,8 +69,9 @@ public struct UNet {
 
         /// The activated time embedding for `timestep`, repeated for `batch` rows.
         func timeEmbedding(_ timestep: Float, batch: Int) -> Tensor {
-            let sinusoid = Tensor.timestepEmbedding(Array(repeating: timestep, count: batch), dimension: config.blockOutChannels[0],
-                                                    flipSinToCos: config.flipSinToCos, downscaleFreqShift: Float(config.freqShift))
+            let sinusoid = Tensor.timestepEmbedding(
+                Array(repeating: timestep, count: batch), dimension: config.blockOutChannels[0],
+                flipSinToCos: config.flipSinToCos, downscaleFreqShift: Float(config.freqShift))
             return timeLinear2(timeLinear1(sinusoid).silu()).silu()
         }
 
@@ -109,18 +112,22 @@ public struct UNet {
     public init(config: UNetConfig, weights: [String: Tensor], source: String = "unet") throws {
         let reader = WeightReader(weights, source: source)
         encoder = try Encoder(config: config, reader: reader)
-        let groups = config.normNumGroups, eps = Float(config.normEps)
+        let groups = config.normNumGroups
+        let eps = Float(config.normEps)
         let levels = config.blockOutChannels.count
         up = try (0..<levels).map { level in
             let block = reader.scope("up_blocks.\(level)")
             let attends = config.upBlockTypes[level].hasPrefix("CrossAttn")
             // Up blocks mirror the down blocks: up block i uses the heads of down block levels−1−i.
             let heads = config.heads(block: levels - 1 - level)
-            return (resnets: try (0...config.layersPerBlock).map { try ResnetBlock(block.scope("resnets.\($0)"), groups: groups, epsilon: eps) },
-                    transformers: attends ? try (0...config.layersPerBlock).map {
+            return (
+                resnets: try (0...config.layersPerBlock).map { try ResnetBlock(block.scope("resnets.\($0)"), groups: groups, epsilon: eps) },
+                transformers: attends
+                    ? try (0...config.layersPerBlock).map {
                         try SpatialTransformer(block.scope("attentions.\($0)"), heads: heads, groups: groups)
                     } : [],
-                    upsample: level < levels - 1 ? try Upsample(block.scope("upsamplers.0")) : nil)
+                upsample: level < levels - 1 ? try Upsample(block.scope("upsamplers.0")) : nil
+            )
         }
         normOut = try GroupNorm(reader, "conv_norm_out", groups: groups, epsilon: eps)
         convOut = try Conv2d(reader, "conv_out")

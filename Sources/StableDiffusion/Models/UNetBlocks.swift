@@ -50,8 +50,9 @@ struct SpatialTransformer {
         func dense(_ name: String) throws -> Linear {
             let weight = try reader.scope(name).tensor("weight")
             guard weight.rank == 4 else { return try Linear(reader, name) }
-            return Linear(weight: weight.reshaped([weight.shape[0], weight.shape[1]]),
-                          bias: try reader.scope(name).tensor("bias", shape: [weight.shape[0]]))
+            return Linear(
+                weight: weight.reshaped([weight.shape[0], weight.shape[1]]),
+                bias: try reader.scope(name).tensor("bias", shape: [weight.shape[0]]))
         }
         projectIn = try dense("proj_in")
         projectOut = try dense("proj_out")
@@ -59,11 +60,12 @@ struct SpatialTransformer {
         var index = 0
         while reader.has("transformer_blocks.\(index).norm1.weight") {
             let block = reader.scope("transformer_blocks.\(index)")
-            blocks.append(Block(
-                norm1: try LayerNorm(block, "norm1"), selfAttention: try MultiHeadAttention(diffusers: block.scope("attn1"), heads: heads),
-                norm2: try LayerNorm(block, "norm2"), crossAttention: try MultiHeadAttention(diffusers: block.scope("attn2"), heads: heads),
-                norm3: try LayerNorm(block, "norm3"), feedForwardIn: try Linear(block, "ff.net.0.proj"),
-                feedForwardOut: try Linear(block, "ff.net.2")))
+            blocks.append(
+                Block(
+                    norm1: try LayerNorm(block, "norm1"), selfAttention: try MultiHeadAttention(diffusers: block.scope("attn1"), heads: heads),
+                    norm2: try LayerNorm(block, "norm2"), crossAttention: try MultiHeadAttention(diffusers: block.scope("attn2"), heads: heads),
+                    norm3: try LayerNorm(block, "norm3"), feedForwardIn: try Linear(block, "ff.net.0.proj"),
+                    feedForwardOut: try Linear(block, "ff.net.2")))
             index += 1
         }
         guard !blocks.isEmpty else { throw WeightsError(reader.source, "spatial transformer without transformer blocks") }

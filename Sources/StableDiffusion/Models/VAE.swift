@@ -38,20 +38,25 @@ public struct VAE {
     public init(config: VAEConfig, weights: [String: Tensor], source: String = "vae") throws {
         self.config = config
         let reader = WeightReader(weights, source: source)
-        let groups = config.normNumGroups, eps: Float = 1e-6
+        let groups = config.normNumGroups
+        let eps: Float = 1e-6
         let levels = config.blockOutChannels.count
         func mid(_ scope: WeightReader) throws -> (ResnetBlock, PixelAttention, ResnetBlock) {
-            (try ResnetBlock(scope.scope("resnets.0"), groups: groups, epsilon: eps),
-             try PixelAttention(scope.scope("attentions.0"), groups: groups),
-             try ResnetBlock(scope.scope("resnets.1"), groups: groups, epsilon: eps))
+            (
+                try ResnetBlock(scope.scope("resnets.0"), groups: groups, epsilon: eps),
+                try PixelAttention(scope.scope("attentions.0"), groups: groups),
+                try ResnetBlock(scope.scope("resnets.1"), groups: groups, epsilon: eps)
+            )
         }
         let encoder = reader.scope("encoder")
         encoderIn = try Conv2d(encoder, "conv_in")
         encoderDown = try (0..<levels).map { level in
             let block = encoder.scope("down_blocks.\(level)")
             // The encoder pads (0, 1, 0, 1) itself and then convolves with stride 2 and no padding.
-            return (resnets: try (0..<config.layersPerBlock).map { try ResnetBlock(block.scope("resnets.\($0)"), groups: groups, epsilon: eps) },
-                    downsample: level < levels - 1 ? try Conv2d(block.scope("downsamplers.0"), "conv", stride: 2, padding: 0) : nil)
+            return (
+                resnets: try (0..<config.layersPerBlock).map { try ResnetBlock(block.scope("resnets.\($0)"), groups: groups, epsilon: eps) },
+                downsample: level < levels - 1 ? try Conv2d(block.scope("downsamplers.0"), "conv", stride: 2, padding: 0) : nil
+            )
         }
         encoderMid = try mid(encoder.scope("mid_block"))
         encoderNormOut = try GroupNorm(encoder, "conv_norm_out", groups: groups, epsilon: eps)
@@ -63,8 +68,10 @@ public struct VAE {
         decoderMid = try mid(decoder.scope("mid_block"))
         decoderUp = try (0..<levels).map { level in
             let block = decoder.scope("up_blocks.\(level)")
-            return (resnets: try (0...config.layersPerBlock).map { try ResnetBlock(block.scope("resnets.\($0)"), groups: groups, epsilon: eps) },
-                    upsample: level < levels - 1 ? try Upsample(block.scope("upsamplers.0")) : nil)
+            return (
+                resnets: try (0...config.layersPerBlock).map { try ResnetBlock(block.scope("resnets.\($0)"), groups: groups, epsilon: eps) },
+                upsample: level < levels - 1 ? try Upsample(block.scope("upsamplers.0")) : nil
+            )
         }
         decoderNormOut = try GroupNorm(decoder, "conv_norm_out", groups: groups, epsilon: eps)
         decoderOut = try Conv2d(decoder, "conv_out")
@@ -126,8 +133,10 @@ public struct VAE {
     /// diffusers' `enable_tiling` does, so that memory follows the tile size, not the
     /// image size. Tiles are decoded one row at a time; only the previous row is kept.
     /// `statistics` says whether tiles share the whole image's group-norm statistics.
-    public func decodeTiled(_ latents: Tensor, tile: Int = 64, overlap: Float = 0.25,
-                            statistics: TileStatistics = .shared) -> Tensor {
+    public func decodeTiled(
+        _ latents: Tensor, tile: Int = 64, overlap: Float = 0.25,
+        statistics: TileStatistics = .shared
+    ) -> Tensor {
         let factor = downscaleFactor
         let stride = max(1, Int(Float(tile) * (1 - overlap)))
         let (height, width) = (latents.shape[2], latents.shape[3])
@@ -140,14 +149,16 @@ public struct VAE {
             }
             shared.finishLearning()
         }
-        return VAE.tiled(latents, tile: tile, stride: stride, blend: Int(Float(tile * factor) * overlap),
-                         keep: tile * factor - Int(Float(tile * factor) * overlap),
-                         outputShape: [latents.shape[0], config.outChannels, height * factor, width * factor],
-                         outputPosition: { $0 * factor }) { piece in
-            guard statistics == .shared else { return decode(piece) }
-            shared.beginTile(height: piece.shape[2], width: piece.shape[3], rows: 0..<0, columns: 0..<0)
-            return SharedGroupStatistics.$current.withValue(shared) { decode(piece) }
-        }
+        return VAE.tiled(
+            latents, tile: tile, stride: stride, blend: Int(Float(tile * factor) * overlap),
+            keep: tile * factor - Int(Float(tile * factor) * overlap),
+            outputShape: [latents.shape[0], config.outChannels, height * factor, width * factor],
+            outputPosition: { $0 * factor },
+            transform: { piece in
+                guard statistics == .shared else { return decode(piece) }
+                shared.beginTile(height: piece.shape[2], width: piece.shape[3], rows: 0..<0, columns: 0..<0)
+                return SharedGroupStatistics.$current.withValue(shared) { decode(piece) }
+            })
     }
 
     /// One pass of `SharedGroupStatistics`: runs every tile up to the norm being learnt and
@@ -158,9 +169,10 @@ public struct VAE {
             for left in Swift.stride(from: 0, to: width, by: stride) {
                 let piece = latents.slice(axis: 2, range: top..<min(top + tile, height))
                     .slice(axis: 3, range: left..<min(left + tile, width))
-                shared.beginTile(height: piece.shape[2], width: piece.shape[3],
-                                 rows: TileStatistics.ownedRange(start: top, stride: stride, tile: tile, length: height),
-                                 columns: TileStatistics.ownedRange(start: left, stride: stride, tile: tile, length: width))
+                shared.beginTile(
+                    height: piece.shape[2], width: piece.shape[3],
+                    rows: TileStatistics.ownedRange(start: top, stride: stride, tile: tile, length: height),
+                    columns: TileStatistics.ownedRange(start: left, stride: stride, tile: tile, length: width))
                 _ = SharedGroupStatistics.$current.withValue(shared) { decode(piece) }
             }
         }
@@ -172,13 +184,16 @@ public struct VAE {
     public func encodeTiled(_ pixels: Tensor, tile: Int = 512, overlap: Float = 0.25) -> (mean: Tensor, logVariance: Tensor) {
         let factor = downscaleFactor
         guard pixels.shape[2] > tile || pixels.shape[3] > tile else { return encode(pixels) }
-        let latentTile = tile / factor, blend = Int(Float(latentTile) * overlap)
-        let moments = VAE.tiled(pixels, tile: tile, stride: Int(Float(tile) * (1 - overlap)), blend: blend, keep: latentTile - blend,
-                                outputShape: [pixels.shape[0], 2 * config.latentChannels, pixels.shape[2] / factor, pixels.shape[3] / factor],
-                                outputPosition: { $0 / factor }, { piece in
-            let (mean, logVariance) = encode(piece)
-            return Tensor.concat([mean, logVariance], axis: 1)
-        })
+        let latentTile = tile / factor
+        let blend = Int(Float(latentTile) * overlap)
+        let moments = VAE.tiled(
+            pixels, tile: tile, stride: Int(Float(tile) * (1 - overlap)), blend: blend, keep: latentTile - blend,
+            outputShape: [pixels.shape[0], 2 * config.latentChannels, pixels.shape[2] / factor, pixels.shape[3] / factor],
+            outputPosition: { $0 / factor },
+            transform: { piece in
+                let (mean, logVariance) = encode(piece)
+                return Tensor.concat([mean, logVariance], axis: 1)
+            })
         let halves = moments.chunked(2, axis: 1)
         return (halves[0], halves[1])
     }
@@ -186,8 +201,10 @@ public struct VAE {
     /// Runs `transform` on overlapping tiles of `input` and assembles the outputs: each tile
     /// blends into its upper and left neighbours over `blend` output pixels, then its top-left
     /// `keep × keep` lands at `outputPosition` of its input position.
-    static func tiled(_ input: Tensor, tile: Int, stride: Int, blend: Int, keep: Int, outputShape: [Int],
-                      outputPosition: (Int) -> Int, _ transform: (Tensor) -> Tensor) -> Tensor {
+    static func tiled(
+        _ input: Tensor, tile: Int, stride: Int, blend: Int, keep: Int, outputShape: [Int],
+        outputPosition: (Int) -> Int, transform: (Tensor) -> Tensor
+    ) -> Tensor {
         let (height, width) = (input.shape[2], input.shape[3])
         var output = Tensor(zeros: outputShape)
         var previousRow: [Tensor] = []
@@ -239,7 +256,8 @@ public struct VAE {
     static func place(_ tile: Tensor, into image: inout Tensor, top: Int, left: Int, rows: Int, columns: Int) {
         let (planes, tileHeight, tileWidth) = (tile.shape[0] * tile.shape[1], tile.shape[2], tile.shape[3])
         let (height, width) = (image.shape[2], image.shape[3])
-        let copyRows = min(rows, tileHeight, height - top), copyColumns = min(columns, tileWidth, width - left)
+        let copyRows = min(rows, tileHeight, height - top)
+        let copyColumns = min(columns, tileWidth, width - left)
         let target = image.mutablePointer()
         withExtendedLifetime(tile) {
             for plane in 0..<planes {

@@ -27,10 +27,13 @@ public struct Pipeline {
     /// Encodes a prompt and a negative prompt with the web UIs' syntax (weights, BREAK,
     /// 75-token chunks); the shorter side is padded with empty chunks so both have the
     /// same length. Returns [1, 77·chunks, width] conditional and unconditional encodings.
-    public func encodePrompts(_ prompt: String, negative: String, clipSkip: Int = 1,
-                              tokenizer: CLIPTokenizer? = nil) throws -> (conditional: Tensor, unconditional: Tensor) {
+    public func encodePrompts(
+        _ prompt: String, negative: String, clipSkip: Int = 1,
+        tokenizer: CLIPTokenizer? = nil
+    ) throws -> (conditional: Tensor, unconditional: Tensor) {
         let chunker = PromptChunker(tokenizer: try tokenizer ?? CLIPTokenizer.shared(), padding: padding)
-        var positive = try chunker.chunks(for: prompt), negativeChunks = try chunker.chunks(for: negative)
+        var positive = try chunker.chunks(for: prompt)
+        var negativeChunks = try chunker.chunks(for: negative)
         let empty = try chunker.chunks(for: "")
         while positive.tokens.count < negativeChunks.tokens.count {
             positive.tokens += empty.tokens
@@ -44,8 +47,10 @@ public struct Pipeline {
         if let id = (positive.tokens + negativeChunks.tokens).joined().first(where: { $0 >= vocabulary }) {
             throw SamplingError("token id \(id) is outside this text encoder's \(vocabulary)-token vocabulary; the model is not a CLIP text encoder")
         }
-        return (textEncoder.encode(chunks: positive.tokens, weights: positive.weights, clipSkip: clipSkip),
-                textEncoder.encode(chunks: negativeChunks.tokens, weights: negativeChunks.weights, clipSkip: clipSkip))
+        return (
+            textEncoder.encode(chunks: positive.tokens, weights: positive.weights, clipSkip: clipSkip),
+            textEncoder.encode(chunks: negativeChunks.tokens, weights: negativeChunks.weights, clipSkip: clipSkip)
+        )
     }
 
     /// What to render.
@@ -126,19 +131,24 @@ public struct Pipeline {
     /// diffusers' StableDiffusionInpaintPipeline: a 9-channel UNet also sees the mask and
     /// the masked image's latents; an ordinary UNet has the kept area replaced by the
     /// source latents, noised to the current level, after every step.
-    public func sample(conditional: Tensor, unconditional: Tensor, settings: Settings, image: Tensor? = nil, strength: Double = 1,
-                       mask: Tensor? = nil, controls: [Control] = [], onStep: ((Int, Tensor) -> Void)? = nil,
-                       progress: (Int, Int) -> Bool = { _, _ in true }) throws -> Tensor {
+    public func sample(
+        conditional: Tensor, unconditional: Tensor, settings: Settings, image: Tensor? = nil, strength: Double = 1,
+        mask: Tensor? = nil, controls: [Control] = [], onStep: ((Int, Tensor) -> Void)? = nil,
+        progress: (Int, Int) -> Bool = { _, _ in true }
+    ) throws -> Tensor {
         if let mask {
             guard let image else { throw SamplingError("a mask needs an image to inpaint") }
-            return try inpaint(conditional: conditional, unconditional: unconditional, settings: settings, image: image,
-                               mask: mask, strength: strength, controls: controls, onStep: onStep, progress: progress)
+            return try inpaint(
+                conditional: conditional, unconditional: unconditional, settings: settings, image: image,
+                mask: mask, strength: strength, controls: controls, onStep: onStep, progress: progress)
         }
         guard unet.config.inChannels != 9 else {
             throw SamplingError("this is an inpainting model (9 input channels): give it an image and a mask")
         }
         for control in controls where control.image.shape != [1, 3, settings.height, settings.width] {
-            throw SamplingError("control image is \(control.image.shape.dropFirst(2).reversed().map(String.init).joined(separator: "x")) but the render is \(settings.width)x\(settings.height)")
+            throw SamplingError(
+                "control image is \(control.image.shape.dropFirst(2).reversed().map(String.init).joined(separator: "x")) but the render is \(settings.width)x\(settings.height)"
+            )
         }
         try validate(settings)
         var scheduler = try settings.sampler.make(config: schedulerConfig, steps: settings.steps, eta: settings.eta)
@@ -155,19 +165,24 @@ public struct Pipeline {
         if let image {
             guard strength > 0 && strength <= 1 else { throw SamplingError("strength must be in (0, 1], got \(strength)") }
             guard image.shape == [1, 3, settings.height, settings.width] else {
-                throw SamplingError("init image is \(image.shape.dropFirst(2).reversed().map(String.init).joined(separator: "x")) but the render is \(settings.width)x\(settings.height)")
+                throw SamplingError(
+                    "init image is \(image.shape.dropFirst(2).reversed().map(String.init).joined(separator: "x")) but the render is \(settings.width)x\(settings.height)"
+                )
             }
             let clean = encodeSampled(image, generators: &generators)
             start = Self.firstStep(steps: settings.steps, strength: strength) * scheduler.order
-            guard start < scheduler.timesteps.count else { throw SamplingError("strength \(strength) leaves no steps to run; raise it or the step count") }
+            guard start < scheduler.timesteps.count else {
+                throw SamplingError("strength \(strength) leaves no steps to run; raise it or the step count")
+            }
             latents = scheduler.addNoise(clean, noise: noise(), index: start)
         } else {
             latents = noise().scaled(by: scheduler.initNoiseSigma)
         }
         let context = textContext(conditional: conditional, unconditional: unconditional, settings: settings)
         for (index, timestep) in scheduler.timesteps.enumerated() where index >= start {
-            let output = guidedPrediction(scheduler.scaleModelInput(latents, index: index), timestep: timestep,
-                                          context: context, settings: settings, controls: controls)
+            let output = guidedPrediction(
+                scheduler.scaleModelInput(latents, index: index), timestep: timestep,
+                context: context, settings: settings, controls: controls)
             latents = scheduler.step(output, index: index, sample: latents, noise: noise)
             onStep?(index + 1 - start, latents)
             guard progress(index + 1 - start, scheduler.timesteps.count - start) else { throw CancellationError() }
@@ -197,8 +212,10 @@ public struct Pipeline {
     /// instead of a VAE decode. Returns (width, height, interleaved RGB bytes).
     public static func preview(_ latents: Tensor) -> (width: Int, height: Int, rgb: [UInt8]) {
         let (channels, height, width) = (latents.shape[1], latents.shape[2], latents.shape[3])
-        let factors: [[Float]] = [[0.3512, 0.2297, 0.3227], [0.3250, 0.4974, 0.2350],
-                                  [-0.2829, 0.1762, 0.2721], [-0.2120, -0.2616, -0.7177]]
+        let factors: [[Float]] = [
+            [0.3512, 0.2297, 0.3227], [0.3250, 0.4974, 0.2350],
+            [-0.2829, 0.1762, 0.2721], [-0.2120, -0.2616, -0.7177],
+        ]
         let plane = height * width
         var rgb = [UInt8](repeating: 0, count: plane * 3)
         latents.withUnsafeBufferPointer { values in
@@ -245,8 +262,9 @@ public struct Pipeline {
         let posterior = vae.encode(pixels)
         let count = posterior.mean.count
         let encoded = generators.indices.map { index in
-            vae.sample(mean: posterior.mean, logVariance: posterior.logVariance,
-                       noise: Tensor(shape: posterior.mean.shape, values: generators[index].randn(count)))
+            vae.sample(
+                mean: posterior.mean, logVariance: posterior.logVariance,
+                noise: Tensor(shape: posterior.mean.shape, values: generators[index].randn(count)))
         }
         return Tensor.concat(encoded, axis: 0).scaled(by: Float(vae.config.scalingFactor))
     }
@@ -267,14 +285,20 @@ public struct Pipeline {
         return Tensor.concat(Array(repeating: encoded, count: generators.count), axis: 0)
     }
 
-    func inpaint(conditional: Tensor, unconditional: Tensor, settings: Settings, image: Tensor, mask: Tensor, strength: Double,
-                 controls: [Control], onStep: ((Int, Tensor) -> Void)?, progress: (Int, Int) -> Bool) throws -> Tensor {
+    func inpaint(
+        conditional: Tensor, unconditional: Tensor, settings: Settings, image: Tensor, mask: Tensor, strength: Double,
+        controls: [Control], onStep: ((Int, Tensor) -> Void)?, progress: (Int, Int) -> Bool
+    ) throws -> Tensor {
         try validate(settings)
         guard image.shape == [1, 3, settings.height, settings.width] else {
-            throw SamplingError("init image is \(image.shape.dropFirst(2).reversed().map(String.init).joined(separator: "x")) but the render is \(settings.width)x\(settings.height)")
+            throw SamplingError(
+                "init image is \(image.shape.dropFirst(2).reversed().map(String.init).joined(separator: "x")) but the render is \(settings.width)x\(settings.height)"
+            )
         }
         guard mask.shape == [1, 1, settings.height, settings.width] else {
-            throw SamplingError("mask is \(mask.shape.dropFirst(2).reversed().map(String.init).joined(separator: "x")) but the image is \(settings.width)x\(settings.height)")
+            throw SamplingError(
+                "mask is \(mask.shape.dropFirst(2).reversed().map(String.init).joined(separator: "x")) but the image is \(settings.width)x\(settings.height)"
+            )
         }
         guard strength > 0 && strength <= 1 else { throw SamplingError("strength must be in (0, 1], got \(strength)") }
         var scheduler = try settings.sampler.make(config: schedulerConfig, steps: settings.steps, eta: settings.eta)
@@ -292,15 +316,19 @@ public struct Pipeline {
         let source = (!nineChannels || !fullStrength) ? encodeShared(image, generators: &generators) : nil
         let noiseValues = generators.indices.flatMap { generators[$0].randn(perImage) }
         let initialNoise = Tensor(shape: [settings.batch, 4, height, width], values: noiseValues)
-        var latents = fullStrength ? initialNoise.scaled(by: scheduler.initNoiseSigma)
-                                   : scheduler.addNoise(source!, noise: initialNoise, index: start)
+        var latents =
+            fullStrength
+            ? initialNoise.scaled(by: scheduler.initNoiseSigma)
+            : scheduler.addNoise(source!, noise: initialNoise, index: start)
         let maskedImage = image * binary.map { 1 - $0 }
         let maskedLatents = encodeShared(maskedImage, generators: &generators)
         // Nearest-neighbour down to the latent grid, as torch's interpolate does.
         let small = binary.reshaped([settings.height, settings.width])
-        let latentMask = Tensor(shape: [1, 1, height, width], values: (0..<(height * width)).map { index in
-            small[(index / width) * settings.height / height, (index % width) * settings.width / width]
-        })
+        let latentMask = Tensor(
+            shape: [1, 1, height, width],
+            values: (0..<(height * width)).map { index in
+                small[(index / width) * settings.height / height, (index % width) * settings.width / width]
+            })
         let maskBatch = Tensor.concat(Array(repeating: latentMask, count: settings.batch), axis: 0)
 
         let context = textContext(conditional: conditional, unconditional: unconditional, settings: settings)
@@ -308,10 +336,13 @@ public struct Pipeline {
             var input = scheduler.scaleModelInput(latents, index: index)
             if nineChannels { input = Tensor.concat([input, maskBatch, maskedLatents], axis: 1) }
             let output = guidedPrediction(input, timestep: timestep, context: context, settings: settings, controls: controls)
-            latents = scheduler.step(output, index: index, sample: latents, noise: {
-                Tensor(shape: [settings.batch, 4, height, width],
-                       values: generators.indices.flatMap { generators[$0].randn(perImage) })
-            })
+            latents = scheduler.step(
+                output, index: index, sample: latents,
+                noise: {
+                    Tensor(
+                        shape: [settings.batch, 4, height, width],
+                        values: generators.indices.flatMap { generators[$0].randn(perImage) })
+                })
             if !nineChannels, let source {
                 let proper = index + 1 < scheduler.timesteps.count ? scheduler.addNoise(source, noise: initialNoise, index: index + 1) : source
                 let blended = Tensor.broadcast(proper, maskBatch) { $0 * (1 - $1) }

@@ -22,7 +22,8 @@ public struct DPM2Scheduler: Scheduler {
         // neighbour is σ = 0, which diffusers never reads (it becomes NaN there).
         let midpoints: [Float] = s.indices.map { i in
             guard i > 0 else { return .nan }
-            let start = Foundation.log(s[i]), end = Foundation.log(s[i - 1])
+            let start = Foundation.log(s[i])
+            let end = Foundation.log(s[i - 1])
             return Foundation.exp(end - (end - start) * 0.5)
         }
         sigmas = [s[0]] + s.dropFirst().flatMap { [$0, $0] } + [s.last!]
@@ -58,14 +59,17 @@ public struct DPM2Scheduler: Scheduler {
 
     public mutating func step(_ modelOutput: Tensor, index: Int, sample: Tensor, noise: () -> Tensor) -> Tensor {
         if let start = saved {
-            let sigma = sigmas[index - 1], midpoint = interpolated[index], next = sigmas[index]
+            let sigma = sigmas[index - 1]
+            let midpoint = interpolated[index]
+            let next = sigmas[index]
             let x0 = schedule.denoised(modelOutput, sample: sample, sigma: midpoint)
             let dt = next - sigma
             saved = nil
             let derivative = Tensor.broadcast(sample, x0) { ($0 - $1) / midpoint }
             return Tensor.broadcast(start, derivative) { $0 + $1 * dt }
         }
-        let sigma = sigmas[index], midpoint = interpolated[index + 1]
+        let sigma = sigmas[index]
+        let midpoint = interpolated[index + 1]
         let x0 = schedule.denoised(modelOutput, sample: sample, sigma: sigma)
         let dt = midpoint - sigma
         saved = sample

@@ -31,7 +31,8 @@ public struct DPMSolverSDEScheduler: Scheduler {
         let interpolated = schedule.spacedTimesteps(steps, roundLinspace: false).map { schedule.sigma(at: $0) }
         // diffusers spans the Karras ramp between the spaced timesteps' σs, not the training range.
         let rho = 7.0
-        let minimum = pow(interpolated.last!, 1 / rho), maximum = pow(interpolated.first!, 1 / rho)
+        let minimum = pow(interpolated.last!, 1 / rho)
+        let maximum = pow(interpolated.first!, 1 / rho)
         let karras = (0..<steps).map { i -> Double in
             // numpy's linspace: i · (1 / (n − 1)), with the end point set exactly.
             let ramp = i == steps - 1 && steps > 1 ? 1 : Double(i) * (steps > 1 ? 1 / Double(steps - 1) : 0)
@@ -40,7 +41,8 @@ public struct DPMSolverSDEScheduler: Scheduler {
         let logSigmas = schedule.sigmas.map { Foundation.log($0) }
         let t = karras.map { DPMSolverMultistepScheduler.timestep(for: $0, logSigmas: logSigmas) }
         let midpoints = zip(karras, karras.dropFirst()).map { sigma, next -> Double in
-            let start = -Foundation.log(sigma), end = -Foundation.log(next)
+            let start = -Foundation.log(sigma)
+            let end = -Foundation.log(next)
             return DPMSolverMultistepScheduler.timestep(for: Foundation.exp(-(start + (end - start) * 0.5)), logSigmas: logSigmas)
         }
         timesteps = [Float(t[0])] + zip(midpoints, t.dropFirst()).flatMap { [Float($0), Float($1)] }
@@ -69,27 +71,32 @@ public struct DPMSolverSDEScheduler: Scheduler {
         let sigma = Double(firstHalf ? sigmas[index] : sigmas[index - 1])
         let next = Double(firstHalf ? sigmas[index + 1] : sigmas[index])
         // k-diffusion's time variable t = −log σ.
-        let t = -Foundation.log(sigma), tNext = -Foundation.log(next)
+        let t = -Foundation.log(sigma)
+        let tNext = -Foundation.log(next)
         let tMidpoint = t + (tNext - t) * 0.5
         let inputSigma = firstHalf ? sigma : Foundation.exp(-tMidpoint)
         let x0 = schedule.denoised(modelOutput, sample: sample, sigma: Float(inputSigma))
         if next == 0 {
-            let s = Float(sigma), dt = Float(next - sigma)
+            let s = Float(sigma)
+            let dt = Float(next - sigma)
             return Tensor.broadcast(sample, x0) { x, d in x + (x - d) / s * dt }
         }
         let start = saved?.sample ?? sample
-        let sigmaFrom = Foundation.exp(-t), sigmaTo = Foundation.exp(-(firstHalf ? tMidpoint : tNext))
+        let sigmaFrom = Foundation.exp(-t)
+        let sigmaTo = Foundation.exp(-(firstHalf ? tMidpoint : tNext))
         let up = min(sigmaTo, (sigmaTo * sigmaTo * (sigmaFrom * sigmaFrom - sigmaTo * sigmaTo) / (sigmaFrom * sigmaFrom)).squareRoot())
         let down = (sigmaTo * sigmaTo - up * up).squareRoot()
         let tAncestral = -Foundation.log(down)
-        let a = Float(Foundation.exp(-tAncestral) / Foundation.exp(-t)), b = Float(Foundation.expm1(t - tAncestral))
+        let a = Float(Foundation.exp(-tAncestral) / Foundation.exp(-t))
+        let b = Float(Foundation.expm1(t - tAncestral))
         let deterministic = Tensor.broadcast(start, x0) { a * $0 - b * $1 }
         // The Brownian increment over [σ_from, σ_to] divided by √|σ_from − σ_to|, as
         // diffusers' BrownianTreeNoiseSampler returns it.
         let unit: Tensor
         if let saved {
             let z2 = noise()
-            let first = Float((sigmaFrom - saved.midpoint).squareRoot()), second = Float((saved.midpoint - sigmaTo).squareRoot())
+            let first = Float((sigmaFrom - saved.midpoint).squareRoot())
+            let second = Float((saved.midpoint - sigmaTo).squareRoot())
             let whole = Float((sigmaFrom - sigmaTo).squareRoot())
             unit = Tensor.broadcast(saved.firstNoise, z2) { (first * $0 + second * $1) / whole }
             self.saved = nil

@@ -45,7 +45,8 @@ public struct LCMScheduler: Scheduler {
         let t = Int(timesteps[index])
         let last = index == timesteps.count - 1
         let previous = last ? t : Int(timesteps[index + 1])
-        let alpha = schedule.alphasCumprod[t], alphaPrevious = schedule.alphasCumprod[previous]
+        let alpha = schedule.alphasCumprod[t]
+        let alphaPrevious = schedule.alphasCumprod[previous]
         let scaled = Double(t) * LCMScheduler.timestepScaling
         let sigmaData = 0.5
         let skip = Float(sigmaData * sigmaData / (scaled * scaled + sigmaData * sigmaData))

@@ -43,7 +43,8 @@ public struct HeunScheduler: Scheduler {
             let mean = Tensor.broadcast(firstDerivative, derivative) { ($0 + $1) / 2 }
             return Tensor.broadcast(start, mean) { $0 + $1 * dt }
         }
-        let sigma = sigmas[index], next = sigmas[index + 1]
+        let sigma = sigmas[index]
+        let next = sigmas[index + 1]
         let x0 = schedule.denoised(modelOutput, sample: sample, sigma: sigma)
         let derivative = Tensor.broadcast(sample, x0) { ($0 - $1) / sigma }
         let dt = next - sigma
@@ -90,10 +91,13 @@ public struct LMSScheduler: Scheduler {
             }
             return product
         }
-        let nodes: [(Double, Double)] = [(0, 0.568_888_888_888_888_9), (-0.538_469_310_105_683_1, 0.478_628_670_499_366_5),
-                                         (0.538_469_310_105_683_1, 0.478_628_670_499_366_5), (-0.906_179_845_938_664, 0.236_926_885_056_189_1),
-                                         (0.906_179_845_938_664, 0.236_926_885_056_189_1)]
-        let a = sigmas[index], b = sigmas[index + 1]
+        let nodes: [(Double, Double)] = [
+            (0, 0.568_888_888_888_888_9), (-0.538_469_310_105_683_1, 0.478_628_670_499_366_5),
+            (0.538_469_310_105_683_1, 0.478_628_670_499_366_5), (-0.906_179_845_938_664, 0.236_926_885_056_189_1),
+            (0.906_179_845_938_664, 0.236_926_885_056_189_1),
+        ]
+        let a = sigmas[index]
+        let b = sigmas[index + 1]
         return nodes.reduce(0) { $0 + $1.1 * basis((b - a) / 2 * $1.0 + (a + b) / 2) } * (b - a) / 2
     }
 
@@ -132,10 +136,14 @@ public struct DDPMScheduler: Scheduler {
     }
 
     public mutating func step(_ modelOutput: Tensor, index: Int, sample: Tensor, noise: () -> Tensor) -> Tensor {
-        let t = Int(timesteps[index]), previous = t - stride
-        let alpha = schedule.alphasCumprod[t], alphaPrevious = previous >= 0 ? schedule.alphasCumprod[previous] : 1
-        let beta = 1 - alpha, betaPrevious = 1 - alphaPrevious
-        let currentAlpha = alpha / alphaPrevious, currentBeta = 1 - currentAlpha
+        let t = Int(timesteps[index])
+        let previous = t - stride
+        let alpha = schedule.alphasCumprod[t]
+        let alphaPrevious = previous >= 0 ? schedule.alphasCumprod[previous] : 1
+        let beta = 1 - alpha
+        let betaPrevious = 1 - alphaPrevious
+        let currentAlpha = alpha / alphaPrevious
+        let currentBeta = 1 - currentAlpha
         let x0: Tensor
         switch schedule.prediction {
         case .epsilon:
@@ -166,7 +174,8 @@ public struct PNDMScheduler: Scheduler {
 
     init(schedule: SchedulerSchedule, steps: Int) {
         self.schedule = schedule
-        let stride = schedule.trainSteps / steps, offset = schedule.stepsOffset
+        let stride = schedule.trainSteps / steps
+        let offset = schedule.stepsOffset
         self.stride = stride
         let ascending = (0..<steps).map { $0 * stride + offset }
         // The second-to-last step repeats: PLMS needs two model calls to start.
@@ -203,11 +212,17 @@ public struct PNDMScheduler: Scheduler {
         } else if outputs.count == 2 {
             output = Tensor.broadcast(outputs[1], outputs[0]) { (3 * $0 - $1) / 2 }
         } else if outputs.count == 3 {
-            let a = outputs[2], b = outputs[1], c = outputs[0]
+            let a = outputs[2]
+            let b = outputs[1]
+            let c = outputs[0]
             output = Tensor.broadcast(Tensor.broadcast(a, b) { 23 * $0 - 16 * $1 }, c) { ($0 + 5 * $1) / 12 }
         } else {
-            let a = outputs[3], b = outputs[2], c = outputs[1], d = outputs[0]
-            let ab = Tensor.broadcast(a, b) { 55 * $0 - 59 * $1 }, cd = Tensor.broadcast(c, d) { 37 * $0 - 9 * $1 }
+            let a = outputs[3]
+            let b = outputs[2]
+            let c = outputs[1]
+            let d = outputs[0]
+            let ab = Tensor.broadcast(a, b) { 55 * $0 - 59 * $1 }
+            let cd = Tensor.broadcast(c, d) { 37 * $0 - 9 * $1 }
             output = Tensor.broadcast(ab, cd) { ($0 + $1) / 24 }
         }
         counter += 1
@@ -217,7 +232,8 @@ public struct PNDMScheduler: Scheduler {
     func previousSample(_ sample: Tensor, timestep: Int, previous: Int, output: Tensor) -> Tensor {
         let alpha = schedule.alphasCumprod[timestep]
         let alphaPrevious = previous >= 0 ? schedule.alphasCumprod[previous] : schedule.alphasCumprod[0]
-        let beta = 1 - alpha, betaPrevious = 1 - alphaPrevious
+        let beta = 1 - alpha
+        let betaPrevious = 1 - alphaPrevious
         var epsilon = output
         if schedule.prediction == .vPrediction {
             let (a, b) = (Float(alpha.squareRoot()), Float(beta.squareRoot()))

@@ -31,13 +31,19 @@ public enum Philox4x32 {
     static let weyl: (UInt32, UInt32) = (0x9E37_79B9, 0xBB67_AE85)
 
     /// The 4 words Philox4x32 with `rounds` rounds makes of a counter and a key.
-    public static func block(counter: (UInt32, UInt32, UInt32, UInt32), key: (UInt32, UInt32),
-                             rounds: Int = 10) -> (UInt32, UInt32, UInt32, UInt32) {
-        var c = counter, k = key
+    public static func block(
+        counter: (UInt32, UInt32, UInt32, UInt32), key: (UInt32, UInt32),
+        rounds: Int = 10
+    ) -> (UInt32, UInt32, UInt32, UInt32) {
+        var c = counter
+        var k = key
         for round in 0..<rounds {
-            let p0 = UInt64(multipliers.0) * UInt64(c.0), p1 = UInt64(multipliers.1) * UInt64(c.2)
-            c = (UInt32(truncatingIfNeeded: p1 >> 32) ^ c.1 ^ k.0, UInt32(truncatingIfNeeded: p1),
-                 UInt32(truncatingIfNeeded: p0 >> 32) ^ c.3 ^ k.1, UInt32(truncatingIfNeeded: p0))
+            let p0 = UInt64(multipliers.0) * UInt64(c.0)
+            let p1 = UInt64(multipliers.1) * UInt64(c.2)
+            c = (
+                UInt32(truncatingIfNeeded: p1 >> 32) ^ c.1 ^ k.0, UInt32(truncatingIfNeeded: p1),
+                UInt32(truncatingIfNeeded: p0 >> 32) ^ c.3 ^ k.1, UInt32(truncatingIfNeeded: p0)
+            )
             if round < rounds - 1 { k = (k.0 &+ weyl.0, k.1 &+ weyl.1) }
         }
         return c

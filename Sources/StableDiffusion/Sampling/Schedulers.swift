@@ -30,7 +30,8 @@ func addNoiseSigma(_ original: Tensor, noise: Tensor, sigma: Float) -> Tensor {
 
 /// Forward noising for schedulers that work on ᾱ (DDPM form): √ᾱ·x + √(1−ᾱ)·ε.
 func addNoiseAlpha(_ original: Tensor, noise: Tensor, alphaCumprod: Double) -> Tensor {
-    let a = Float(alphaCumprod.squareRoot()), b = Float((1 - alphaCumprod).squareRoot())
+    let a = Float(alphaCumprod.squareRoot())
+    let b = Float((1 - alphaCumprod).squareRoot())
     return Tensor.broadcast(original, noise) { a * $0 + b * $1 }
 }
 
@@ -42,9 +43,13 @@ public enum PredictionType: String, Sendable {
 
 /// The samplers users can name, with the options they imply.
 public enum SamplerName: String, CaseIterable, Sendable {
-    case ddim, ddpm, pndm, lms, euler, eulerAncestral = "euler_a", heun
-    case dpmpp2m = "dpmpp_2m", dpmpp2mKarras = "dpmpp_2m_karras"
-    case dpm2, unipc, lcm, dpmppSDEKarras = "dpmpp_sde_karras"
+    case ddim, ddpm, pndm, lms, euler
+    case eulerAncestral = "euler_a"
+    case heun
+    case dpmpp2m = "dpmpp_2m"
+    case dpmpp2mKarras = "dpmpp_2m_karras"
+    case dpm2, unipc, lcm
+    case dpmppSDEKarras = "dpmpp_sde_karras"
 
     /// Parses a user-supplied name; the error lists the known ones.
     public init(parsing name: String) throws {
@@ -116,7 +121,8 @@ public struct SchedulerSchedule: Sendable {
             schedule = .scaledLinear(trainSteps: config.numTrainTimesteps, betaStart: config.betaStart, betaEnd: config.betaEnd)
         case "linear":
             let n = config.numTrainTimesteps
-            schedule = NoiseSchedule(betas: (0..<n).map { config.betaStart + (config.betaEnd - config.betaStart) * Double($0) / Double(max(n - 1, 1)) })
+            schedule = NoiseSchedule(
+                betas: (0..<n).map { config.betaStart + (config.betaEnd - config.betaStart) * Double($0) / Double(max(n - 1, 1)) })
         default:
             throw SamplingError("beta schedule \(config.betaSchedule) is not supported (scaled_linear, linear)")
         }
@@ -141,7 +147,8 @@ public struct SchedulerSchedule: Sendable {
     /// σ at a fractional timestep, interpolated linearly (numpy.interp).
     func sigma(at t: Double) -> Double {
         let all = sigmas
-        let low = Int(t.rounded(.down)), high = min(low + 1, all.count - 1)
+        let low = Int(t.rounded(.down))
+        let high = min(low + 1, all.count - 1)
         let w = t - Double(low)
         return all[max(0, min(low, all.count - 1))] * (1 - w) + all[high] * w
     }
@@ -176,7 +183,8 @@ public struct SchedulerSchedule: Sendable {
         case .epsilon:
             return Tensor.broadcast(sample, modelOutput) { $0 - sigma * $1 }
         case .vPrediction:
-            let a = -sigma / (sigma * sigma + 1).squareRoot(), b = 1 / (sigma * sigma + 1)
+            let a = -sigma / (sigma * sigma + 1).squareRoot()
+            let b = 1 / (sigma * sigma + 1)
             return Tensor.broadcast(modelOutput, sample) { $0 * a + $1 * b }
         }
     }
@@ -211,7 +219,8 @@ public struct EulerScheduler: Scheduler {
     }
 
     public mutating func step(_ modelOutput: Tensor, index: Int, sample: Tensor, noise: () -> Tensor) -> Tensor {
-        let sigma = sigmas[index], next = sigmas[index + 1]
+        let sigma = sigmas[index]
+        let next = sigmas[index + 1]
         let x0 = schedule.denoised(modelOutput, sample: sample, sigma: sigma)
         if !ancestral {
             let dt = next - sigma
@@ -248,11 +257,13 @@ public struct DDIMScheduler: Scheduler {
     }
 
     public mutating func step(_ modelOutput: Tensor, index: Int, sample: Tensor, noise: () -> Tensor) -> Tensor {
-        let t = Int(timesteps[index]), previous = t - stride
+        let t = Int(timesteps[index])
+        let previous = t - stride
         let alpha = Float(schedule.alphasCumprod[t])
         // SD's config has set_alpha_to_one = false: the last step lands on ᾱ₀.
         let alphaPrevious = Float(previous >= 0 ? schedule.alphasCumprod[previous] : schedule.alphasCumprod[0])
-        let beta = 1 - alpha, betaPrevious = 1 - alphaPrevious
+        let beta = 1 - alpha
+        let betaPrevious = 1 - alphaPrevious
         let (x0, epsilon): (Tensor, Tensor)
         switch schedule.prediction {
         case .epsilon:
@@ -285,7 +296,8 @@ public struct DPMSolverMultistepScheduler: Scheduler {
         let all = schedule.sigmas
         if karras {
             let rho = 7.0
-            let minimum = pow(all.first!, 1 / rho), maximum = pow(all.last!, 1 / rho)
+            let minimum = pow(all.first!, 1 / rho)
+            let maximum = pow(all.last!, 1 / rho)
             let karrasSigmas = (0..<steps).map { i -> Double in
                 let ramp = steps == 1 ? 0 : Double(i) / Double(steps - 1)
                 return pow(maximum + ramp * (minimum - maximum), rho)
@@ -318,7 +330,8 @@ public struct DPMSolverMultistepScheduler: Scheduler {
 
     public func addNoise(_ original: Tensor, noise: Tensor, index: Int) -> Tensor {
         let (alpha, sigma) = DPMSolverMultistepScheduler.alphaSigma(sigmas[index])
-        let a = Float(alpha), b = Float(sigma)
+        let a = Float(alpha)
+        let b = Float(sigma)
         return Tensor.broadcast(original, noise) { a * $0 + b * $1 }
     }
 
@@ -333,17 +346,20 @@ public struct DPMSolverMultistepScheduler: Scheduler {
         let x0: Tensor
         switch schedule.prediction {
         case .epsilon:
-            let a = Float(sigmaS), b = Float(alphaS)
+            let a = Float(sigmaS)
+            let b = Float(alphaS)
             x0 = Tensor.broadcast(sample, modelOutput) { ($0 - a * $1) / b }
         case .vPrediction:
-            let a = Float(alphaS), b = Float(sigmaS)
+            let a = Float(alphaS)
+            let b = Float(sigmaS)
             x0 = Tensor.broadcast(sample, modelOutput) { a * $0 - b * $1 }
         }
         let (alphaT, sigmaT) = DPMSolverMultistepScheduler.alphaSigma(sigmas[index + 1])
         let lambdaT = Foundation.log(alphaT) - Foundation.log(sigmaT)
         let lambdaS = Foundation.log(alphaS) - Foundation.log(sigmaS)
         let h = lambdaT - lambdaS
-        let ratio = Float(sigmaT / sigmaS), coefficient = Float(alphaT * (exp(-h) - 1))
+        let ratio = Float(sigmaT / sigmaS)
+        let coefficient = Float(alphaT * (exp(-h) - 1))
         let last = index == timesteps.count - 1
         let result: Tensor
         if lowerOrderSteps < 1 || last || previousX0 == nil {

@@ -53,7 +53,8 @@ public struct TorchGenerator {
 
     /// 64 random bits, high word first (PyTorch's `random64`).
     mutating func random64() -> UInt64 {
-        let high = UInt64(engine.next()), low = UInt64(engine.next())
+        let high = UInt64(engine.next())
+        let low = UInt64(engine.next())
         return high << 32 | low
     }
 
@@ -93,7 +94,8 @@ public struct TorchGenerator {
     /// Box–Muller on 8 pairs of uniforms (u1 from the first 8, u2 from the last 8), in place.
     static func boxMuller16(_ data: UnsafeMutablePointer<Float>) {
         for j in 0..<8 {
-            let u1 = 1 - data[j], u2 = data[j + 8]
+            let u1 = 1 - data[j]
+            let u2 = data[j + 8]
             let radius = (-2 * cephesLog(u1)).squareRoot()
             let (sine, cosine) = cephesSinCos(Float(2 * Double.pi) * u2)
             data[j] = radius * cosine
@@ -115,8 +117,10 @@ public struct TorchGenerator {
         let x = (mantissa - 1) + (small ? mantissa : 0)
         let z = x * x
         var y: Float = 7.037_683_629_2e-2
-        for c: Float in [-1.151_461_031_0e-1, 1.167_699_874_0e-1, -1.242_014_084_6e-1, 1.424_932_278_7e-1,
-                         -1.666_805_766_5e-1, 2.000_071_476_5e-1, -2.499_999_399_3e-1, 3.333_333_117_4e-1] {
+        for c: Float in [
+            -1.151_461_031_0e-1, 1.167_699_874_0e-1, -1.242_014_084_6e-1, 1.424_932_278_7e-1,
+            -1.666_805_766_5e-1, 2.000_071_476_5e-1, -2.499_999_399_3e-1, 3.333_333_117_4e-1,
+        ] {
             y = c.addingProduct(y, x)
         }
         y = y * x * z

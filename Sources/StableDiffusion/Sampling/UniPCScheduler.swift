@@ -30,7 +30,8 @@ public struct UniPCScheduler: Scheduler {
 
     public func addNoise(_ original: Tensor, noise: Tensor, index: Int) -> Tensor {
         let (alpha, sigma) = DPMSolverMultistepScheduler.alphaSigma(sigmas[index])
-        let a = Float(alpha), b = Float(sigma)
+        let a = Float(alpha)
+        let b = Float(sigma)
         return Tensor.broadcast(original, noise) { a * $0 + b * $1 }
     }
 
@@ -64,7 +65,8 @@ public struct UniPCScheduler: Scheduler {
     /// x₀ from the UNet output at call `index`.
     func predictedOriginal(_ modelOutput: Tensor, sample: Tensor, index: Int) -> Tensor {
         let (alpha, sigma) = DPMSolverMultistepScheduler.alphaSigma(sigmas[index])
-        let a = Float(alpha), s = Float(sigma)
+        let a = Float(alpha)
+        let s = Float(sigma)
         switch schedule.prediction {
         case .epsilon: return Tensor.broadcast(sample, modelOutput) { ($0 - s * $1) / a }
         case .vPrediction: return Tensor.broadcast(sample, modelOutput) { a * $0 - s * $1 }

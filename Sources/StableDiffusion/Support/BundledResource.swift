@@ -9,9 +9,9 @@ enum BundledResource {
         let files = FileManager.default
         var tried: [String] = []
         #if canImport(Darwin)
-        let bundleFolder = Bundle.main.bundleURL.appendingPathComponent("DiffusionFarm_StableDiffusion.bundle")
+            let bundleFolder = Bundle.main.bundleURL.appendingPathComponent("DiffusionFarm_StableDiffusion.bundle")
         #else
-        let bundleFolder = Bundle.main.bundleURL.appendingPathComponent("DiffusionFarm_StableDiffusion.resources")
+            let bundleFolder = Bundle.main.bundleURL.appendingPathComponent("DiffusionFarm_StableDiffusion.resources")
         #endif
         // Bundle.module calls fatalError when its bundle is missing, so look for the folder first.
         if files.fileExists(atPath: bundleFolder.path) {
@@ -60,8 +60,10 @@ public enum BundledModels {
         switch BundledResource.locate("demo") {
         case .success(let url): return url
         case .failure(let notFound):
-            throw WeightsError("demo", "the bundled demo model is missing; tried \(notFound.tried.joined(separator: ", ")); "
-                               + "set \(environmentVariable) to its folder (Sources/StableDiffusion/Resources/demo in the source tree)")
+            throw WeightsError(
+                "demo",
+                "the bundled demo model is missing; tried \(notFound.tried.joined(separator: ", ")); "
+                    + "set \(environmentVariable) to its folder (Sources/StableDiffusion/Resources/demo in the source tree)")
         }
     }
 

@@ -134,12 +134,16 @@ enum CLIPTextNormalizer {
     private static func matchSpecial(_ word: [Unicode.Scalar], at index: Int) -> (id: Int, length: Int, exact: Bool)? {
         for (literal, id) in [(startOfText, CLIPVocabulary.startOfText), (endOfText, CLIPVocabulary.endOfText)] {
             guard index + literal.count <= word.count else { continue }
-            var exact = true, matches = true
+            var exact = true
+            var matches = true
             for (offset, expected) in literal.enumerated() {
                 let actual = word[index + offset]
                 if actual != expected {
                     exact = false
-                    if !foldsTo(actual, expected) { matches = false; break }
+                    if !foldsTo(actual, expected) {
+                        matches = false
+                        break
+                    }
                 }
             }
             if matches { return (id, literal.count, exact) }
@@ -210,7 +214,7 @@ enum CLIPTextNormalizer {
     private static func isCJKIdeograph(_ value: UInt32) -> Bool {
         switch value {
         case 0x4E00...0x9FFF, 0x3400...0x4DBF, 0x20000...0x2A6DF, 0x2A700...0x2B73F, 0x2B740...0x2B81F,
-             0x2B820...0x2CEAF, 0xF900...0xFAFF, 0x2F800...0x2FA1F:
+            0x2B820...0x2CEAF, 0xF900...0xFAFF, 0x2F800...0x2FA1F:
             return true
         default:
             return false

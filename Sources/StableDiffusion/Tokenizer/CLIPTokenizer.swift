@@ -137,8 +137,10 @@ public final class CLIPTokenizer: @unchecked Sendable {
         case ..<0x10000:
             bytes += [UInt8(0xE0 | value >> 12), UInt8(0x80 | value >> 6 & 0x3F), UInt8(0x80 | value & 0x3F)]
         default:
-            bytes += [UInt8(0xF0 | value >> 18), UInt8(0x80 | value >> 12 & 0x3F),
-                      UInt8(0x80 | value >> 6 & 0x3F), UInt8(0x80 | value & 0x3F)]
+            bytes += [
+                UInt8(0xF0 | value >> 18), UInt8(0x80 | value >> 12 & 0x3F),
+                UInt8(0x80 | value >> 6 & 0x3F), UInt8(0x80 | value & 0x3F),
+            ]
         }
     }
 
@@ -154,7 +156,8 @@ public final class CLIPTokenizer: @unchecked Sendable {
         word.append(vocabulary.byteTokenAtEnd[Int(bytes[bytes.count - 1])])
         var merged: [Int32] = []
         while word.count > 1 {
-            var best = UInt64.max, bestPair: UInt64 = 0
+            var best = UInt64.max
+            var bestPair: UInt64 = 0
             for index in 0..<(word.count - 1) {
                 let pair = UInt64(UInt32(word[index])) << 32 | UInt64(UInt32(word[index + 1]))
                 if let entry = vocabulary.merges[pair], entry < best {
@@ -163,7 +166,9 @@ public final class CLIPTokenizer: @unchecked Sendable {
                 }
             }
             if best == .max { break }
-            let left = Int32(bestPair >> 32), right = Int32(bestPair & 0xFFFF_FFFF), token = Int32(best & 0xFFFF_FFFF)
+            let left = Int32(bestPair >> 32)
+            let right = Int32(bestPair & 0xFFFF_FFFF)
+            let token = Int32(best & 0xFFFF_FFFF)
             merged.removeAll(keepingCapacity: true)
             var index = 0
             while index < word.count {
@@ -186,9 +191,9 @@ public final class CLIPTokenizer: @unchecked Sendable {
     }
 }
 
-private extension Substring.UnicodeScalarView {
+extension Substring.UnicodeScalarView {
     /// The index just past `literal` if this view starts with it.
-    func prefixEnd(matching literal: String.UnicodeScalarView) -> Index? {
+    fileprivate func prefixEnd(matching literal: String.UnicodeScalarView) -> Index? {
         var index = startIndex
         for expected in literal {
             guard index != endIndex, self[index] == expected else { return nil }

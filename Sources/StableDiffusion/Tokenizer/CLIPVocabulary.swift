@@ -59,9 +59,13 @@ struct CLIPVocabulary: Sendable {
     private init(text: [UInt8]) throws {
         var pairs: [(String, String)] = []
         pairs.reserveCapacity(Self.mergeCount)
-        var lineStart = 0, lineNumber = 0
+        var lineStart = 0
+        var lineNumber = 0
         for index in text.indices where text[index] == UInt8(ascii: "\n") {
-            defer { lineStart = index + 1; lineNumber += 1 }
+            defer {
+                lineStart = index + 1
+                lineNumber += 1
+            }
             guard lineNumber >= 1 else { continue }
             let parts = text[lineStart..<index].split(separator: UInt8(ascii: " "))
             guard parts.count == 2 else {
@@ -94,7 +98,8 @@ struct CLIPVocabulary: Sendable {
             merges[UInt64(leftID) << 32 | UInt64(rightID)] = UInt64(rank) << 32 | UInt64(merged)
         }
 
-        var byteToken = [Int32](repeating: 0, count: 256), byteTokenAtEnd = byteToken
+        var byteToken = [Int32](repeating: 0, count: 256)
+        var byteTokenAtEnd = byteToken
         var byteForScalar = [Int16](repeating: -1, count: 512)
         for (position, byte) in Self.byteOrder.enumerated() {
             byteToken[byte] = Int32(position)

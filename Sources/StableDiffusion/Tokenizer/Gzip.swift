@@ -22,11 +22,14 @@ enum Gzip {
             try inflater.run()
             let trailer = inflater.alignedBytePosition()
             guard trailer + 8 <= bytes.count else { throw GzipError(reason: "gzip trailer missing (file truncated)") }
-            let crc = readUInt32LE(bytes, trailer), size = readUInt32LE(bytes, trailer + 4)
+            let crc = readUInt32LE(bytes, trailer)
+            let size = readUInt32LE(bytes, trailer + 4)
             guard size == UInt32(truncatingIfNeeded: inflater.output.count) else {
                 throw GzipError(reason: "gzip length mismatch: trailer says \(size), decoded \(inflater.output.count)")
             }
-            guard crc == inflater.output.withUnsafeBytes({ CRC32.checksum($0) }) else { throw GzipError(reason: "gzip CRC-32 mismatch (file corrupt)") }
+            guard crc == inflater.output.withUnsafeBytes({ CRC32.checksum($0) }) else {
+                throw GzipError(reason: "gzip CRC-32 mismatch (file corrupt)")
+            }
             return inflater.output
         }
     }
@@ -104,14 +107,22 @@ private struct Inflater {
         self.position = position
     }
 
-    private static let lengthBase: [Int] = [3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31,
-                                            35, 43, 51, 59, 67, 83, 99, 115, 131, 163, 195, 227, 258]
-    private static let lengthExtra: [Int] = [0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2,
-                                             3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0]
-    private static let distanceBase: [Int] = [1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33, 49, 65, 97, 129, 193, 257, 385,
-                                              513, 769, 1025, 1537, 2049, 3073, 4097, 6145, 8193, 12289, 16385, 24577]
-    private static let distanceExtra: [Int] = [0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7,
-                                               8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13]
+    private static let lengthBase: [Int] = [
+        3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31,
+        35, 43, 51, 59, 67, 83, 99, 115, 131, 163, 195, 227, 258,
+    ]
+    private static let lengthExtra: [Int] = [
+        0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2,
+        3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0,
+    ]
+    private static let distanceBase: [Int] = [
+        1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33, 49, 65, 97, 129, 193, 257, 385,
+        513, 769, 1025, 1537, 2049, 3073, 4097, 6145, 8193, 12289, 16385, 24577,
+    ]
+    private static let distanceExtra: [Int] = [
+        0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7,
+        8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13,
+    ]
     private static let codeLengthOrder = [16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15]
 
     /// Keeps at least 56 bits buffered; past the end it feeds zeros and `checkOverrun` catches that.
@@ -169,7 +180,8 @@ private struct Inflater {
 
     private mutating func storedBlock() throws {
         _ = take(bitCount % 8)
-        let length = take(16), complement = take(16)
+        let length = take(16)
+        let complement = take(16)
         guard length == ~complement & 0xFFFF else { throw GzipError(reason: "invalid DEFLATE stream: stored length check") }
         for _ in 0..<length { output.append(UInt8(take(8))) }
     }
@@ -182,7 +194,9 @@ private struct Inflater {
     }
 
     private mutating func dynamicTables() throws -> (HuffmanTable, HuffmanTable) {
-        let literalCount = take(5) + 257, distanceCount = take(5) + 1, codeLengthCount = take(4) + 4
+        let literalCount = take(5) + 257
+        let distanceCount = take(5) + 1
+        let codeLengthCount = take(4) + 4
         guard literalCount <= 286, distanceCount <= 30 else { throw GzipError(reason: "invalid DEFLATE stream: too many codes") }
         var codeLengthLengths = [UInt8](repeating: 0, count: 19)
         for index in 0..<codeLengthCount { codeLengthLengths[Self.codeLengthOrder[index]] = UInt8(take(3)) }

@@ -33,8 +33,10 @@ public struct PromptChunker: Sendable {
     private let commaID: Int?
 
     /// A chunker with A1111's defaults; "!" is split as diffusers does unless `splitsExclamationMarks` says otherwise.
-    public init(tokenizer: CLIPTokenizer, commaPaddingBacktrack: Int = 20, padding: PaddingStyle = .endOfText,
-                splitsExclamationMarks: Bool? = nil) {
+    public init(
+        tokenizer: CLIPTokenizer, commaPaddingBacktrack: Int = 20, padding: PaddingStyle = .endOfText,
+        splitsExclamationMarks: Bool? = nil
+    ) {
         self.tokenizer = tokenizer
         self.commaPaddingBacktrack = commaPaddingBacktrack
         self.padding = padding
@@ -49,9 +51,11 @@ public struct PromptChunker: Sendable {
 
     /// Chunks already parsed fragments.
     public func chunks(for fragments: [PromptFragment]) -> PromptChunks {
-        let start = CLIPTokenizer.startOfTextID, end = CLIPTokenizer.endOfTextID
+        let start = CLIPTokenizer.startOfTextID
+        let end = CLIPTokenizer.endOfTextID
         var result = PromptChunks(tokens: [], weights: [], tokenCount: 0)
-        var tokens: [Int] = [], weights: [Double] = []
+        var tokens: [Int] = []
+        var weights: [Double] = []
         var lastComma = -1
 
         func finishChunk(isLast: Bool = false) {
@@ -78,9 +82,11 @@ public struct PromptChunker: Sendable {
                 if token == commaID {
                     lastComma = tokens.count
                 } else if commaPaddingBacktrack != 0 && tokens.count == Self.chunkLength && lastComma != -1
-                            && tokens.count - lastComma <= commaPaddingBacktrack {
+                    && tokens.count - lastComma <= commaPaddingBacktrack
+                {
                     let moved = lastComma + 1
-                    let movedTokens = Array(tokens[moved...]), movedWeights = Array(weights[moved...])
+                    let movedTokens = Array(tokens[moved...])
+                    let movedWeights = Array(weights[moved...])
                     tokens.removeSubrange(moved...)
                     weights.removeSubrange(moved...)
                     finishChunk()

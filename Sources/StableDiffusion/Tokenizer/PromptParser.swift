@@ -53,7 +53,8 @@ public enum PromptParser {
     public static func parse(_ prompt: String) throws -> [PromptFragment] {
         let scalars = Array(prompt.unicodeScalars)
         var result: [PromptFragment] = []
-        var roundOpen: [Int] = [], squareOpen: [Int] = []
+        var roundOpen: [Int] = []
+        var squareOpen: [Int] = []
 
         func multiply(from start: Int, by multiplier: Double) {
             for index in start..<result.count { result[index].weight *= multiplier }
@@ -138,7 +139,9 @@ public enum PromptParser {
 
     /// Python's `float()` of a `[+-]?[.\d]+` string: digits with at most one point; any Unicode decimal digit counts.
     private static func pythonFloat(_ text: String) -> Double? {
-        var ascii = "", digits = 0, points = 0
+        var ascii = ""
+        var digits = 0
+        var points = 0
         for scalar in text.unicodeScalars {
             if scalar == "+" || scalar == "-" || scalar == "." {
                 if scalar == "." { points += 1 }
@@ -156,8 +159,9 @@ public enum PromptParser {
     private static func decimalDigit(_ scalar: Unicode.Scalar) -> Int? {
         if scalar.value >= 0x30 && scalar.value <= 0x39 { return Int(scalar.value - 0x30) }
         guard scalar.value >= 0x80, scalar.properties.generalCategory == .decimalNumber,
-              CLIPTextNormalizer.isAssignedInReference(scalar),
-              let value = scalar.properties.numericValue else { return nil }
+            CLIPTextNormalizer.isAssignedInReference(scalar),
+            let value = scalar.properties.numericValue
+        else { return nil }
         return Int(value)
     }
 
@@ -171,8 +175,9 @@ public enum PromptParser {
             let end = index + word.count
             // \b looks at the neighbouring characters of the fragment, also inside an earlier match.
             guard Array(scalars[index..<end]) == word,
-                  index == range.lowerBound || !isWordCharacter(scalars[index - 1]),
-                  end == range.upperBound || !isWordCharacter(scalars[end]) else {
+                index == range.lowerBound || !isWordCharacter(scalars[index - 1]),
+                end == range.upperBound || !isWordCharacter(scalars[end])
+            else {
                 index += 1
                 continue
             }
@@ -197,7 +202,7 @@ public enum PromptParser {
         guard CLIPTextNormalizer.isAssignedInReference(scalar) else { return false }
         switch scalar.properties.generalCategory {
         case .uppercaseLetter, .lowercaseLetter, .titlecaseLetter, .modifierLetter, .otherLetter,
-             .decimalNumber, .letterNumber, .otherNumber:
+            .decimalNumber, .letterNumber, .otherNumber:
             return true
         default:
             return scalar.properties.numericType != nil

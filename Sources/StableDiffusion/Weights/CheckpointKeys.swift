@@ -53,20 +53,25 @@ public enum CheckpointKeys {
     /// Maps one UNet key (prefix removed) to diffusers' name; nil for keys the engine does not use.
     public static func unetName(_ key: String, layersPerBlock: Int) -> String? {
         let per = layersPerBlock + 1
-        for (old, new) in [("time_embed.0.", "time_embedding.linear_1."), ("time_embed.2.", "time_embedding.linear_2."),
-                           ("input_blocks.0.0.", "conv_in."), ("out.0.", "conv_norm_out."), ("out.2.", "conv_out.")]
+        for (old, new) in [
+            ("time_embed.0.", "time_embedding.linear_1."), ("time_embed.2.", "time_embedding.linear_2."),
+            ("input_blocks.0.0.", "conv_in."), ("out.0.", "conv_norm_out."), ("out.2.", "conv_out."),
+        ]
         where key.hasPrefix(old) {
             return new + key.dropFirst(old.count)
         }
         if key.hasPrefix("input_blocks."), let (p, rest) = parts(key.dropFirst("input_blocks.".count), 2),
-           let i = Int(p[0]), let j = Int(p[1]), i >= 1 {
-            let block = (i - 1) / per, layer = (i - 1) % per
+            let i = Int(p[0]), let j = Int(p[1]), i >= 1
+        {
+            let block = (i - 1) / per
+            let layer = (i - 1) % per
             if layer == layersPerBlock {
                 guard rest.hasPrefix("op.") else { return nil }
                 return "down_blocks.\(block).downsamplers.0.conv." + rest.dropFirst(3)
             }
-            return j == 0 ? "down_blocks.\(block).resnets.\(layer)." + renamed(String(rest), resnetNames)
-                          : "down_blocks.\(block).attentions.\(layer)." + rest
+            return j == 0
+                ? "down_blocks.\(block).resnets.\(layer)." + renamed(String(rest), resnetNames)
+                : "down_blocks.\(block).attentions.\(layer)." + rest
         }
         if key.hasPrefix("middle_block."), let (p, rest) = parts(key.dropFirst("middle_block.".count), 1), let j = Int(p[0]) {
             switch j {
@@ -76,8 +81,10 @@ public enum CheckpointKeys {
             }
         }
         if key.hasPrefix("output_blocks."), let (p, rest) = parts(key.dropFirst("output_blocks.".count), 2),
-           let i = Int(p[0]), let j = Int(p[1]) {
-            let block = i / per, layer = i % per
+            let i = Int(p[0]), let j = Int(p[1])
+        {
+            let block = i / per
+            let layer = i % per
             if j == 0 { return "up_blocks.\(block).resnets.\(layer)." + renamed(String(rest), resnetNames) }
             // Index 1 is the transformer, or the upsampler in blocks without attention.
             if rest.hasPrefix("conv.") { return "up_blocks.\(block).upsamplers.0." + rest }
@@ -135,8 +142,9 @@ public enum CheckpointKeys {
             case "ln_final.bias": result["final_layer_norm.bias"] = tensor
             default:
                 guard key.hasPrefix("transformer.resblocks."),
-                      let (p, rest) = parts(key.dropFirst("transformer.resblocks.".count), 1),
-                      let layer = Int(p[0]), layer < layers else { continue }
+                    let (p, rest) = parts(key.dropFirst("transformer.resblocks.".count), 1),
+                    let layer = Int(p[0]), layer < layers
+                else { continue }
                 let target = "encoder.layers.\(layer)."
                 switch rest {
                 case "attn.in_proj_weight", "attn.in_proj_bias":
@@ -145,9 +153,11 @@ public enum CheckpointKeys {
                         result[target + "self_attn.\(name).\(suffix)"] = part
                     }
                 default:
-                    let table: [(String, String)] = [("ln_1.", "layer_norm1."), ("ln_2.", "layer_norm2."),
-                                                     ("attn.out_proj.", "self_attn.out_proj."),
-                                                     ("mlp.c_fc.", "mlp.fc1."), ("mlp.c_proj.", "mlp.fc2.")]
+                    let table: [(String, String)] = [
+                        ("ln_1.", "layer_norm1."), ("ln_2.", "layer_norm2."),
+                        ("attn.out_proj.", "self_attn.out_proj."),
+                        ("mlp.c_fc.", "mlp.fc1."), ("mlp.c_proj.", "mlp.fc2."),
+                    ]
                     let renamedKey = renamed(String(rest), table)
                     if renamedKey != String(rest) { result[target + renamedKey] = tensor }
                 }

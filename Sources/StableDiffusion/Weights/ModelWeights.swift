@@ -63,7 +63,8 @@ public struct ModelWeights {
         } else {
             // Only the components' tensors are read: real downloads also carry an EMA copy of the
             // UNet, the training scheduler's buffers and more, in any dtype, which must not stop a load.
-            let tensors: [String: Tensor], ignored: [String]
+            let tensors: [String: Tensor]
+            let ignored: [String]
             switch url.pathExtension.lowercased() {
             case "safetensors":
                 let file = try SafeTensorsFile(url: url)
@@ -105,9 +106,12 @@ public struct ModelWeights {
         }
         let index = folder.appendingPathComponent("\(stem).safetensors.index.json")
         if manager.fileExists(atPath: index.path) {
-            struct Index: Decodable { var weight_map: [String: String] }
+            struct Index: Decodable {
+                var weightMap: [String: String]
+                enum CodingKeys: String, CodingKey { case weightMap = "weight_map" }
+            }
             var result: [String: Tensor] = [:]
-            for shard in Set(try readJSON(Index.self, index).weight_map.values).sorted() {
+            for shard in Set(try readJSON(Index.self, index).weightMap.values).sorted() {
                 guard !shard.contains("/") else { throw WeightsError(index.path, "shard \"\(shard)\" must be a file in the same folder") }
                 for (name, tensor) in try SafeTensorsFile(url: folder.appendingPathComponent(shard)).allTensors() {
                     result[name] = tensor
@@ -134,7 +138,8 @@ public struct ModelWeights {
             if let mapped = CheckpointKeys.clipName(name) { text[mapped] = tensor }
         }
         let schedulerFile = folder.appendingPathComponent("scheduler/scheduler_config.json")
-        let scheduler = FileManager.default.fileExists(atPath: schedulerFile.path)
+        let scheduler =
+            FileManager.default.fileExists(atPath: schedulerFile.path)
             ? try readJSON(SchedulerConfig.self, schedulerFile) : SchedulerConfig()
         let family: ModelFamily = textConfig.hiddenAct == "gelu" ? .sd2 : .sd1
         return ModelWeights(
@@ -176,10 +181,11 @@ public struct ModelWeights {
         guard !rawUNet.isEmpty else {
             throw WeightsError(path, "no UNet weights (model.diffusion_model.*): not a Stable Diffusion checkpoint, or an unsupported layout")
         }
-        let inputBlocks = Set(rawUNet.keys.compactMap { key -> Int? in
-            guard key.hasPrefix("input_blocks.") else { return nil }
-            return Int(key.dropFirst("input_blocks.".count).prefix { $0 != "." })
-        })
+        let inputBlocks = Set(
+            rawUNet.keys.compactMap { key -> Int? in
+                guard key.hasPrefix("input_blocks.") else { return nil }
+                return Int(key.dropFirst("input_blocks.".count).prefix { $0 != "." })
+            })
         let downsamplers = inputBlocks.filter { index in rawUNet.keys.contains { $0.hasPrefix("input_blocks.\(index).0.op.") } }.sorted()
         guard let firstDown = downsamplers.first, firstDown >= 2 else {
             throw WeightsError(path, "cannot find the UNet's downsamplers (input_blocks.N.0.op)")
@@ -196,10 +202,12 @@ public struct ModelWeights {
         let openCLIP = component(CheckpointKeys.openCLIPPrefix)
         if !openCLIP.isEmpty {
             family = .sd2
-            let layers = Set(openCLIP.keys.compactMap { key -> Int? in
-                guard key.hasPrefix("transformer.resblocks.") else { return nil }
-                return Int(key.dropFirst("transformer.resblocks.".count).prefix { $0 != "." })
-            }).count
+            let layers = Set(
+                openCLIP.keys.compactMap { key -> Int? in
+                    guard key.hasPrefix("transformer.resblocks.") else { return nil }
+                    return Int(key.dropFirst("transformer.resblocks.".count).prefix { $0 != "." })
+                }
+            ).count
             // SD 2.x conditions on the penultimate layer: keep all but the last, as diffusers does.
             textConfig.numHiddenLayers = max(1, layers - 1)
             text = CheckpointKeys.openCLIPTensors(openCLIP, layers: textConfig.numHiddenLayers)
@@ -210,10 +218,13 @@ public struct ModelWeights {
                 if let name = CheckpointKeys.clipName(key) { text[name] = tensor }
             }
             guard !text.isEmpty else { throw WeightsError(path, "no text encoder weights (cond_stage_model.*)") }
-            textConfig.numHiddenLayers = Set(text.keys.compactMap { key -> Int? in
-                guard key.hasPrefix("encoder.layers.") else { return nil }
-                return Int(key.dropFirst("encoder.layers.".count).prefix { $0 != "." })
-            }).count
+            textConfig.numHiddenLayers =
+                Set(
+                    text.keys.compactMap { key -> Int? in
+                        guard key.hasPrefix("encoder.layers.") else { return nil }
+                        return Int(key.dropFirst("encoder.layers.".count).prefix { $0 != "." })
+                    }
+                ).count
         }
         func shape(_ dictionary: [String: Tensor], _ key: String) throws -> [Int] {
             guard let tensor = dictionary[key] else { throw WeightsError(path, "missing tensor \(key)") }
@@ -227,10 +238,12 @@ public struct ModelWeights {
         textConfig.maxPositionEmbeddings = try shape(text, "embeddings.position_embedding.weight")[0]
 
         var unetConfig = UNetConfig()
-        let levels = Set(unet.keys.compactMap { key -> Int? in
-            guard key.hasPrefix("down_blocks.") else { return nil }
-            return Int(key.dropFirst("down_blocks.".count).prefix { $0 != "." })
-        }).count
+        let levels = Set(
+            unet.keys.compactMap { key -> Int? in
+                guard key.hasPrefix("down_blocks.") else { return nil }
+                return Int(key.dropFirst("down_blocks.".count).prefix { $0 != "." })
+            }
+        ).count
         unetConfig.layersPerBlock = layersPerBlock
         unetConfig.blockOutChannels = try (0..<levels).map { try shape(unet, "down_blocks.\($0).resnets.0.conv1.weight")[0] }
         unetConfig.downBlockTypes = (0..<levels).map { level in
@@ -256,10 +269,12 @@ public struct ModelWeights {
 
         var vae: [String: Tensor] = [:]
         let rawVAE = component(CheckpointKeys.vaePrefix)
-        let vaeLevels = Set(rawVAE.keys.compactMap { key -> Int? in
-            guard key.hasPrefix("decoder.up.") else { return nil }
-            return Int(key.dropFirst("decoder.up.".count).prefix { $0 != "." })
-        }).count
+        let vaeLevels = Set(
+            rawVAE.keys.compactMap { key -> Int? in
+                guard key.hasPrefix("decoder.up.") else { return nil }
+                return Int(key.dropFirst("decoder.up.".count).prefix { $0 != "." })
+            }
+        ).count
         for (key, tensor) in rawVAE {
             guard let name = CheckpointKeys.vaeName(key, levels: vaeLevels) else { continue }
             // LDM keeps the VAE attention projections as 1×1 convolutions; diffusers as linear layers.
@@ -275,9 +290,10 @@ public struct ModelWeights {
         vaeConfig.useQuantConv = vae["quant_conv.weight"] != nil
         vaeConfig.usePostQuantConv = vae["post_quant_conv.weight"] != nil
 
-        var model = ModelWeights(family: family, unetConfig: unetConfig, unet: unet, vaeConfig: vaeConfig, vae: vae,
-                                 textEncoderConfig: textConfig, textEncoder: text, schedulerConfig: SchedulerConfig(),
-                                 padTokenID: family == .sd2 ? 0 : 49407)
+        var model = ModelWeights(
+            family: family, unetConfig: unetConfig, unet: unet, vaeConfig: vaeConfig, vae: vae,
+            textEncoderConfig: textConfig, textEncoder: text, schedulerConfig: SchedulerConfig(),
+            padTokenID: family == .sd2 ? 0 : 49407)
         try sidecar.apply(to: &model)
         try model.unetConfig.validate(path: path)
         return model
@@ -299,8 +315,10 @@ public struct SidecarConfig: Decodable, Sendable {
     public var textEncoderHeads: Int?
 
     enum CodingKeys: String, CodingKey {
-        case predictionType = "prediction_type", attentionHeadDim = "attention_head_dim"
-        case normNumGroups = "norm_num_groups", vaeNormNumGroups = "vae_norm_num_groups"
+        case predictionType = "prediction_type"
+        case attentionHeadDim = "attention_head_dim"
+        case normNumGroups = "norm_num_groups"
+        case vaeNormNumGroups = "vae_norm_num_groups"
         case textEncoderHeads = "text_encoder_num_attention_heads"
     }
 

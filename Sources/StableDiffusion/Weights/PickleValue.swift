@@ -54,9 +54,16 @@ enum PickleValue {
 
 /// A PyTorch storage dtype, as named by its legacy storage class in `torch.save`'s persistent ids.
 enum StorageType: String, CaseIterable {
-    case float = "FloatStorage", half = "HalfStorage", bfloat16 = "BFloat16Storage", double = "DoubleStorage"
-    case long = "LongStorage", int = "IntStorage", short = "ShortStorage", char = "CharStorage"
-    case byte = "ByteStorage", bool = "BoolStorage"
+    case float = "FloatStorage"
+    case half = "HalfStorage"
+    case bfloat16 = "BFloat16Storage"
+    case double = "DoubleStorage"
+    case long = "LongStorage"
+    case int = "IntStorage"
+    case short = "ShortStorage"
+    case char = "CharStorage"
+    case byte = "ByteStorage"
+    case bool = "BoolStorage"
 
     /// Bytes per element.
     var elementSize: Int {
@@ -117,9 +124,11 @@ enum AllowedGlobal: Equatable {
         case ("_codecs", "encode"): return .codecsEncode
         case ("torch", _) where name.hasSuffix("Storage"):
             guard let type = StorageType(rawValue: name) else {
-                throw CheckpointError(.unsupportedContent, "storage type torch.\(name) is not supported (only float, "
-                    + "half, bfloat16, double and integer storages are); convert the checkpoint's tensors to float16 "
-                    + "or float32")
+                throw CheckpointError(
+                    .unsupportedContent,
+                    "storage type torch.\(name) is not supported (only float, "
+                        + "half, bfloat16, double and integer storages are); convert the checkpoint's tensors to float16 "
+                        + "or float32")
             }
             return .storage(type)
         default:
@@ -127,9 +136,11 @@ enum AllowedGlobal: Equatable {
                 return .inert("pytorch_lightning.callbacks.model_checkpoint")
             }
             if inertNames.contains(qualified) { return .inert(qualified) }
-            throw CheckpointError(.refusedGlobal, "refused global '\(qualified)': a checkpoint may only name "
-                + "tensor-rebuilding globals, and this one would run code under torch.load. Do not load this file with "
-                + "PyTorch either; get the model as .safetensors from a source you trust")
+            throw CheckpointError(
+                .refusedGlobal,
+                "refused global '\(qualified)': a checkpoint may only name "
+                    + "tensor-rebuilding globals, and this one would run code under torch.load. Do not load this file with "
+                    + "PyTorch either; get the model as .safetensors from a source you trust")
         }
     }
 

@@ -5,12 +5,15 @@ extension ModelWeights {
     /// weights under the names diffusers and transformers give them, for benchmarks that must not
     /// need a download. Weights are uniform in ±1/√fan-in (norms: 1 and 0), so activations stay
     /// in range and no denormals slow the arithmetic down.
-    public static func random(unet: UNetConfig = UNetConfig(), vae: VAEConfig = VAEConfig(),
-                              textEncoder: TextEncoderConfig = TextEncoderConfig(), seed: UInt64 = 1) -> ModelWeights {
+    public static func random(
+        unet: UNetConfig = UNetConfig(), vae: VAEConfig = VAEConfig(),
+        textEncoder: TextEncoderConfig = TextEncoderConfig(), seed: UInt64 = 1
+    ) -> ModelWeights {
         var generator = RandomWeightGenerator(seed: seed)
-        return ModelWeights(family: .sd1, unetConfig: unet, unet: generator.unet(unet), vaeConfig: vae, vae: generator.vae(vae),
-                            textEncoderConfig: textEncoder, textEncoder: generator.textEncoder(textEncoder),
-                            schedulerConfig: SchedulerConfig(), padTokenID: 49407)
+        return ModelWeights(
+            family: .sd1, unetConfig: unet, unet: generator.unet(unet), vaeConfig: vae, vae: generator.vae(vae),
+            textEncoderConfig: textEncoder, textEncoder: generator.textEncoder(textEncoder),
+            schedulerConfig: SchedulerConfig(), padTokenID: 49407)
     }
 }
 
@@ -27,7 +30,9 @@ struct RandomWeightGenerator {
         let bound = 1 / Float(fanIn ?? shape.dropFirst().reduce(1, *)).squareRoot()
         let pointer = tensor.mutablePointer()
         for i in 0..<tensor.count {
-            state ^= state << 13; state ^= state >> 7; state ^= state << 17
+            state ^= state << 13
+            state ^= state >> 7
+            state ^= state << 17
             pointer[i] = (Float(state >> 40) / Float(1 << 24) * 2 - 1) * bound
         }
         tensors[name] = tensor
@@ -81,18 +86,22 @@ struct RandomWeightGenerator {
 
     mutating func unet(_ config: UNetConfig) -> [String: Tensor] {
         tensors = [:]
-        let widths = config.blockOutChannels, time = widths[0] * 4, levels = widths.count
+        let widths = config.blockOutChannels
+        let time = widths[0] * 4
+        let levels = widths.count
         conv("conv_in", config.inChannels, widths[0], kernel: 3)
         linear("time_embedding.linear_1", widths[0], time)
         linear("time_embedding.linear_2", time, time)
         var channels = widths[0]
         for level in 0..<levels {
-            let output = widths[level], cross = config.downBlockTypes[level].hasPrefix("CrossAttn")
+            let output = widths[level]
+            let cross = config.downBlockTypes[level].hasPrefix("CrossAttn")
             for layer in 0..<config.layersPerBlock {
                 resnet("down_blocks.\(level).resnets.\(layer)", layer == 0 ? channels : output, output, timeChannels: time)
                 if cross {
-                    transformer("down_blocks.\(level).attentions.\(layer)", output, context: config.crossAttentionDim,
-                                layers: config.transformerLayersPerBlock.value(at: level), linearProjection: config.useLinearProjection)
+                    transformer(
+                        "down_blocks.\(level).attentions.\(layer)", output, context: config.crossAttentionDim,
+                        layers: config.transformerLayersPerBlock.value(at: level), linearProjection: config.useLinearProjection)
                 }
             }
             if level < levels - 1 { conv("down_blocks.\(level).downsamplers.0.conv", output, output, kernel: 3) }
@@ -100,21 +109,24 @@ struct RandomWeightGenerator {
         }
         let bottom = widths[levels - 1]
         resnet("mid_block.resnets.0", bottom, bottom, timeChannels: time)
-        transformer("mid_block.attentions.0", bottom, context: config.crossAttentionDim,
-                    layers: config.transformerLayersPerBlock.value(at: levels - 1), linearProjection: config.useLinearProjection)
+        transformer(
+            "mid_block.attentions.0", bottom, context: config.crossAttentionDim,
+            layers: config.transformerLayersPerBlock.value(at: levels - 1), linearProjection: config.useLinearProjection)
         resnet("mid_block.resnets.1", bottom, bottom, timeChannels: time)
         let reversed = Array(widths.reversed())
         var previous = bottom
         for level in 0..<levels {
-            let output = reversed[level], input = reversed[min(level + 1, levels - 1)]
+            let output = reversed[level]
+            let input = reversed[min(level + 1, levels - 1)]
             let cross = config.upBlockTypes[level].hasPrefix("CrossAttn")
             for layer in 0...config.layersPerBlock {
                 let skip = layer == config.layersPerBlock ? input : output
                 resnet("up_blocks.\(level).resnets.\(layer)", (layer == 0 ? previous : output) + skip, output, timeChannels: time)
                 if cross {
-                    transformer("up_blocks.\(level).attentions.\(layer)", output, context: config.crossAttentionDim,
-                                layers: config.transformerLayersPerBlock.value(at: levels - 1 - level),
-                                linearProjection: config.useLinearProjection)
+                    transformer(
+                        "up_blocks.\(level).attentions.\(layer)", output, context: config.crossAttentionDim,
+                        layers: config.transformerLayersPerBlock.value(at: levels - 1 - level),
+                        linearProjection: config.useLinearProjection)
                 }
             }
             if level < levels - 1 { conv("up_blocks.\(level).upsamplers.0.conv", output, output, kernel: 3) }
@@ -136,7 +148,9 @@ struct RandomWeightGenerator {
 
     mutating func vae(_ config: VAEConfig) -> [String: Tensor] {
         tensors = [:]
-        let widths = config.blockOutChannels, levels = widths.count, latent = config.latentChannels
+        let widths = config.blockOutChannels
+        let levels = widths.count
+        let latent = config.latentChannels
         conv("encoder.conv_in", config.inChannels, widths[0], kernel: 3)
         var channels = widths[0]
         for level in 0..<levels {

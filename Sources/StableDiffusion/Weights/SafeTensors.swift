@@ -21,9 +21,19 @@ public struct WeightsError: Error, CustomStringConvertible, Equatable {
 /// Element types a safetensors file may hold that the engine reads (widened to Float32).
 /// Integer and boolean tensors (position ids, step counters, masks in real downloads) are read too.
 public enum StoredDType: String, Sendable {
-    case f32 = "F32", f16 = "F16", bf16 = "BF16", f64 = "F64"
-    case i8 = "I8", i16 = "I16", i32 = "I32", i64 = "I64"
-    case u8 = "U8", u16 = "U16", u32 = "U32", u64 = "U64", bool = "BOOL"
+    case f32 = "F32"
+    case f16 = "F16"
+    case bf16 = "BF16"
+    case f64 = "F64"
+    case i8 = "I8"
+    case i16 = "I16"
+    case i32 = "I32"
+    case i64 = "I64"
+    case u8 = "U8"
+    case u16 = "U16"
+    case u32 = "U32"
+    case u64 = "U64"
+    case bool = "BOOL"
 
     /// Bytes per element.
     public var size: Int {
@@ -79,10 +89,14 @@ public final class SafeTensorsFile {
     }
 
     private static func parseHeader(_ base: UnsafeRawPointer, size: Int, path: String) throws
-        -> (entries: [String: Entry], metadata: [String: String], dataStart: Int) {
+        -> (entries: [String: Entry], metadata: [String: String], dataStart: Int)
+    {
         let headerLength = base.loadUnaligned(as: UInt64.self).littleEndian
         guard headerLength <= UInt64(min(size - 8, maxHeaderBytes)) else {
-            throw WeightsError(path, "header length \(headerLength) exceeds the file (\(size) bytes) or the \(maxHeaderBytes)-byte limit; the file is truncated or not safetensors")
+            throw WeightsError(
+                path,
+                "header length \(headerLength) exceeds the file (\(size) bytes) or the \(maxHeaderBytes)-byte limit; the file is truncated or not safetensors"
+            )
         }
         let dataStart = 8 + Int(headerLength)
         let header = Data(bytes: base + 8, count: Int(headerLength))
@@ -109,8 +123,10 @@ public final class SafeTensorsFile {
                 throw WeightsError(path, "tensor \"\(name)\": shape must be a list of non-negative integers")
             }
             guard let offsets = fields["data_offsets"] as? [Int], offsets.count == 2,
-                  offsets[0] >= 0, offsets[0] <= offsets[1], offsets[1] <= dataLength else {
-                throw WeightsError(path, "tensor \"\(name)\": data_offsets \(fields["data_offsets"] ?? "missing") lie outside the \(dataLength)-byte data section")
+                offsets[0] >= 0, offsets[0] <= offsets[1], offsets[1] <= dataLength
+            else {
+                throw WeightsError(
+                    path, "tensor \"\(name)\": data_offsets \(fields["data_offsets"] ?? "missing") lie outside the \(dataLength)-byte data section")
             }
             var elements = 1
             for dim in dims {
@@ -206,7 +222,9 @@ public final class SafeTensorsFile {
         withUnsafeBytes(of: UInt64(json.count).littleEndian) { data.append(contentsOf: $0) }
         data.append(json)
         for name in names {
-            tensors[name]!.withUnsafeBufferPointer { data.append(UnsafeBufferPointer(start: UnsafeRawPointer($0.baseAddress!).assumingMemoryBound(to: UInt8.self), count: $0.count * 4)) }
+            tensors[name]!.withUnsafeBufferPointer {
+                data.append(UnsafeBufferPointer(start: UnsafeRawPointer($0.baseAddress!).assumingMemoryBound(to: UInt8.self), count: $0.count * 4))
+            }
         }
         try data.write(to: url, options: .atomic)
     }

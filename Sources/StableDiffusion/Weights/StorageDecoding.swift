@@ -8,8 +8,10 @@ private protocol StorageElement {
 
 extension StorageElement {
     @inline(__always)
-    static func convert(_ base: UnsafeRawPointer, from start: Int, count: Int,
-                        into output: UnsafeMutablePointer<Float>) {
+    static func convert(
+        _ base: UnsafeRawPointer, from start: Int, count: Int,
+        into output: UnsafeMutablePointer<Float>
+    ) {
         for index in 0..<count { output[index] = load(base, start + index) }
     }
 }
@@ -20,8 +22,10 @@ private enum Float32Element: StorageElement {
     }
 
     /// A plain copy: every host Swift runs this engine on is little-endian, like the file.
-    static func convert(_ base: UnsafeRawPointer, from start: Int, count: Int,
-                        into output: UnsafeMutablePointer<Float>) {
+    static func convert(
+        _ base: UnsafeRawPointer, from start: Int, count: Int,
+        into output: UnsafeMutablePointer<Float>
+    ) {
         UnsafeMutableRawPointer(output).copyMemory(from: base + start * 4, byteCount: count * 4)
     }
 }
@@ -84,8 +88,10 @@ extension TensorReference {
     /// Checks that every element the view addresses lies inside a storage of `storageCount` elements.
     func validate(storageCount: Int) throws(CheckpointError) {
         guard offset >= 0, strides.allSatisfy({ $0 >= 0 }), let count = elementCount else {
-            throw CheckpointError(.invalidTensor, "size \(shape), stride \(strides) and offset \(offset) include a "
-                + "negative or overflowing value; the file is damaged")
+            throw CheckpointError(
+                .invalidTensor,
+                "size \(shape), stride \(strides) and offset \(offset) include a "
+                    + "negative or overflowing value; the file is damaged")
         }
         guard count > 0 else { return }
         var last = offset
@@ -93,14 +99,18 @@ extension TensorReference {
             let (step, overflow) = (extent - 1).multipliedReportingOverflow(by: stride)
             let (sum, carry) = last.addingReportingOverflow(step)
             guard !overflow, !carry else {
-                throw CheckpointError(.invalidTensor, "size \(shape) with stride \(strides) overflows; the file is "
-                    + "damaged")
+                throw CheckpointError(
+                    .invalidTensor,
+                    "size \(shape) with stride \(strides) overflows; the file is "
+                        + "damaged")
             }
             last = sum
         }
         guard last < storageCount else {
-            throw CheckpointError(.invalidTensor, "size \(shape), stride \(strides) at offset \(offset) reaches "
-                + "element \(last) of a storage of \(storageCount); the file is damaged")
+            throw CheckpointError(
+                .invalidTensor,
+                "size \(shape), stride \(strides) at offset \(offset) reaches "
+                    + "element \(last) of a storage of \(storageCount); the file is damaged")
         }
     }
 
@@ -122,10 +132,13 @@ extension TensorReference {
         }
     }
 
-    private func gather<Element: StorageElement>(_: Element.Type, _ base: UnsafeRawPointer,
-                                                 _ output: UnsafeMutablePointer<Float>) {
+    private func gather<Element: StorageElement>(
+        _: Element.Type, _ base: UnsafeRawPointer,
+        _ output: UnsafeMutablePointer<Float>
+    ) {
         // Merge dimensions that are contiguous with each other, so that a dense tensor is one run.
-        var extents: [Int] = [], steps: [Int] = []
+        var extents: [Int] = []
+        var steps: [Int] = []
         for (extent, stride) in zip(shape, strides) where extent != 1 {
             if let lastExtent = extents.last, steps[steps.count - 1] == extent * stride {
                 extents[extents.count - 1] = lastExtent * extent

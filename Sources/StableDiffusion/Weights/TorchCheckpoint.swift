@@ -37,8 +37,10 @@ public enum TorchCheckpoint {
     /// The checkpoint's state dict and the keys skipped from it. With `verifyChecksums`, every
     /// zip entry read is checked against its CRC-32 (about one more pass over the bytes). Tensors whose
     /// keys `keep` rejects (an EMA copy, scheduler buffers) are neither checked nor converted: they are skipped.
-    public static func read(_ url: URL, verifyChecksums: Bool = true,
-                            keep: (String) -> Bool = { _ in true }) throws(CheckpointError) -> Contents {
+    public static func read(
+        _ url: URL, verifyChecksums: Bool = true,
+        keep: (String) -> Bool = { _ in true }
+    ) throws(CheckpointError) -> Contents {
         do {
             return try Loader(url, verifyChecksums: verifyChecksums).contents(keep: keep)
         } catch var error {
@@ -73,9 +75,11 @@ private struct Loader {
             return parts.count == 2 && parts[1] == "data.pkl" && !parts[0].isEmpty
         }
         guard pickles.count == 1, let pickle = pickles.first else {
-            throw CheckpointError(.unsupportedContent, pickles.isEmpty
-                ? "the archive has no <name>/data.pkl, so it is not a torch.save checkpoint"
-                : "the archive has \(pickles.count) data.pkl files; a torch.save checkpoint has one")
+            throw CheckpointError(
+                .unsupportedContent,
+                pickles.isEmpty
+                    ? "the archive has no <name>/data.pkl, so it is not a torch.save checkpoint"
+                    : "the archive has \(pickles.count) data.pkl files; a torch.save checkpoint has one")
         }
         prefix = String(pickle.name.dropLast("data.pkl".count))
     }
@@ -85,8 +89,10 @@ private struct Loader {
             if verify { try archive.verify(order) }
             let text = String(decoding: try archive.contents(of: order), as: UTF8.self)
             guard text == "little" else {
-                throw CheckpointError(.unsupportedContent, "the checkpoint was written with '\(text.prefix(16))' byte "
-                    + "order; only little-endian checkpoints are read: re-save it on a little-endian machine")
+                throw CheckpointError(
+                    .unsupportedContent,
+                    "the checkpoint was written with '\(text.prefix(16))' byte "
+                        + "order; only little-endian checkpoints are read: re-save it on a little-endian machine")
             }
         }
         let pickleEntry = archive.entry(named: prefix + "data.pkl")!
@@ -96,8 +102,10 @@ private struct Loader {
         let root = try unpickler.load()
 
         guard case .dict(let rootIndex) = root else {
-            throw CheckpointError(.unsupportedContent, "the checkpoint holds a \(root.kind), not a dict of tensors; "
-                + "this loader reads state-dict checkpoints only")
+            throw CheckpointError(
+                .unsupportedContent,
+                "the checkpoint holds a \(root.kind), not a dict of tensors; "
+                    + "this loader reads state-dict checkpoints only")
         }
         var stateIndex = rootIndex
         for (key, value) in unpickler.dicts[rootIndex] {
@@ -117,7 +125,8 @@ private struct Loader {
             // A repeated key replaces the earlier value, as in Python, keeping its first place.
             if values.updateValue(value, forKey: name) == nil { order.append(name) }
         }
-        var names: [String] = [], references: [TensorReference] = []
+        var names: [String] = []
+        var references: [TensorReference] = []
         var budget = file.bytes.count + Self.elementAllowance
         for name in order {
             guard case .tensor(let index) = values[name], keep(name) else {
@@ -143,9 +152,11 @@ private struct Loader {
             let used = Array(Set(references.map(\.storage))).sorted()
             let checksums = UnsafeMutableBufferPointer<UInt32>.allocate(capacity: used.count)
             defer { checksums.deallocate() }
-            concurrently(used.count, largestFirst: { storageBytes[used[$0]].count }) { part in
-                checksums[part] = CRC32.checksum(storageBytes[used[part]])
-            }
+            concurrently(
+                used.count, largestFirst: { storageBytes[used[$0]].count },
+                body: { part in
+                    checksums[part] = CRC32.checksum(storageBytes[used[part]])
+                })
             for (part, storage) in used.enumerated() {
                 let entry = entry(for: unpickler.storages[storage])
                 guard checksums[part] == entry.crc32 else {
@@ -158,18 +169,21 @@ private struct Loader {
 
         var outputs = references.map { Tensor(uninitialized: $0.shape) }
         let destinations = outputs.indices.map { outputs[$0].mutablePointer() }
-        concurrently(references.count, largestFirst: { outputs[$0].count }) { part in
-            let reference = references[part]
-            reference.gather(from: storageBytes[reference.storage], type: unpickler.storages[reference.storage].type,
-                             into: destinations[part])
-        }
+        concurrently(
+            references.count, largestFirst: { outputs[$0].count },
+            body: { part in
+                let reference = references[part]
+                reference.gather(
+                    from: storageBytes[reference.storage], type: unpickler.storages[reference.storage].type,
+                    into: destinations[part])
+            })
         let tensors = Dictionary(uniqueKeysWithValues: zip(names, outputs))
         return TorchCheckpoint.Contents(tensors: tensors, skippedKeys: skipped)
     }
 
     /// Runs `body` for each index on the engine's compute threads. Sizes range from one element to
     /// tens of millions, so each thread takes the next index when it is done, largest first.
-    private func concurrently(_ count: Int, largestFirst size: (Int) -> Int, _ body: (Int) -> Void) {
+    private func concurrently(_ count: Int, largestFirst size: (Int) -> Int, body: (Int) -> Void) {
         let order = (0..<count).sorted { size($0) > size($1) }
         let lock = NSLock()
         var next = 0
@@ -193,15 +207,19 @@ private struct Loader {
     /// Called for each storage a persistent id names: its zip entry must exist, be stored and hold it.
     private func check(_ storage: StorageReference) throws(CheckpointError) {
         guard let entry = archive.entry(named: prefix + "data/" + storage.key) else {
-            throw CheckpointError(.corruptArchive, "the pickle names storage '\(storage.key)' but the archive has no "
-                + "entry \(prefix)data/\(storage.key); the file is incomplete: download it again")
+            throw CheckpointError(
+                .corruptArchive,
+                "the pickle names storage '\(storage.key)' but the archive has no "
+                    + "entry \(prefix)data/\(storage.key); the file is incomplete: download it again")
         }
         _ = try archive.contents(of: entry)
         let (bytes, overflow) = storage.count.multipliedReportingOverflow(by: storage.type.elementSize)
         guard !overflow, bytes <= entry.size else {
-            throw CheckpointError(.corruptArchive, "storage '\(storage.key)' claims \(storage.count) "
-                + "\(storage.type.rawValue) elements but its entry holds \(entry.size) bytes; the file is damaged: "
-                + "download it again")
+            throw CheckpointError(
+                .corruptArchive,
+                "storage '\(storage.key)' claims \(storage.count) "
+                    + "\(storage.type.rawValue) elements but its entry holds \(entry.size) bytes; the file is damaged: "
+                    + "download it again")
         }
     }
 
@@ -209,9 +227,11 @@ private struct Loader {
     private func spend(_ reference: TensorReference, from budget: inout Int) throws(CheckpointError) {
         let count = reference.elementCount ?? 0
         guard count <= budget else {
-            throw CheckpointError(.limitExceeded, "size \(reference.shape) would take the checkpoint past "
-                + "\(file.bytes.count + Self.elementAllowance) Float32 elements, more than its \(file.bytes.count) "
-                + "bytes can hold; the file is damaged or hostile")
+            throw CheckpointError(
+                .limitExceeded,
+                "size \(reference.shape) would take the checkpoint past "
+                    + "\(file.bytes.count + Self.elementAllowance) Float32 elements, more than its \(file.bytes.count) "
+                    + "bytes can hold; the file is damaged or hostile")
         }
         budget -= count
     }

@@ -76,17 +76,17 @@ final class Unpickler {
 
     private func execute(_ opcode: UInt8) throws(CheckpointError) {
         switch opcode {
-        case 0x80: // PROTO
+        case 0x80:  // PROTO
             let version = try byte()
             guard version <= 5 else { throw malformed("pickle protocol \(version) is newer than 5") }
-        case 0x95: // FRAME: a length prefix only; frame contents are read as ordinary opcodes.
+        case 0x95:  // FRAME: a length prefix only; frame contents are read as ordinary opcodes.
             _ = try take(8)
-        case UInt8(ascii: "("): // MARK
+        case UInt8(ascii: "("):  // MARK
             guard marks.count < limits.markDepth else {
                 throw limit("more than \(limits.markDepth) nested MARKs")
             }
             marks.append(stack.count)
-        case UInt8(ascii: "0"): // POP
+        case UInt8(ascii: "0"):  // POP
             if stack.count > (marks.last ?? 0) {
                 stack.removeLast()
             } else if !marks.isEmpty {
@@ -94,9 +94,9 @@ final class Unpickler {
             } else {
                 throw malformed("POP on an empty stack")
             }
-        case UInt8(ascii: "1"): // POP_MARK
+        case UInt8(ascii: "1"):  // POP_MARK
             _ = try popMark()
-        case UInt8(ascii: "2"): // DUP
+        case UInt8(ascii: "2"):  // DUP
             try push(try top())
 
         // Constants and numbers.
@@ -107,21 +107,25 @@ final class Unpickler {
         case UInt8(ascii: "K"): try push(.int(Int(try byte())))
         case UInt8(ascii: "M"): try push(.int(Int(try uint16())))
         case 0x8A: try push(try long(length: Int(try byte())))
-        case 0x8B: // LONG4
+        case 0x8B:  // LONG4
             let length = Int32(bitPattern: try uint32())
             guard length >= 0 else { throw malformed("LONG4 with negative length \(length)") }
             try push(try long(length: Int(length)))
         case UInt8(ascii: "G"): try push(.float(Double(bitPattern: UInt64(bigEndian: try raw(UInt64.self)))))
-        case UInt8(ascii: "I"): // INT (text), where "00"/"01" are protocol 0's booleans
+        case UInt8(ascii: "I"):  // INT (text), where "00"/"01" are protocol 0's booleans
             let text = try line()
-            if text == "00" { try push(.bool(false)) } else if text == "01" { try push(.bool(true)) } else {
+            if text == "00" {
+                try push(.bool(false))
+            } else if text == "01" {
+                try push(.bool(true))
+            } else {
                 try push(try integer(text))
             }
-        case UInt8(ascii: "L"): // LONG (text)
+        case UInt8(ascii: "L"):  // LONG (text)
             var text = try line()
             if text.hasSuffix("L") { text.removeLast() }
             try push(try integer(text))
-        case UInt8(ascii: "F"): // FLOAT (text)
+        case UInt8(ascii: "F"):  // FLOAT (text)
             let text = try line()
             guard let value = Double(text) else { throw malformed("FLOAT with unreadable text '\(text.prefix(40))'") }
             try push(.float(value))
@@ -132,8 +136,8 @@ final class Unpickler {
         case 0x8D: try push(.string(try utf8(length: try uint64())))
         case UInt8(ascii: "B"): try push(.bytes(try bytes(length: UInt64(try uint32()))))
         case UInt8(ascii: "C"): try push(.bytes(try bytes(length: UInt64(try byte()))))
-        case 0x8E, 0x96: try push(.bytes(try bytes(length: try uint64()))) // BINBYTES8, BYTEARRAY8
-        case UInt8(ascii: "T"): // BINSTRING: Python 2 str; torch.load decodes it as text
+        case 0x8E, 0x96: try push(.bytes(try bytes(length: try uint64())))  // BINBYTES8, BYTEARRAY8
+        case UInt8(ascii: "T"):  // BINSTRING: Python 2 str; torch.load decodes it as text
             let length = Int32(bitPattern: try uint32())
             guard length >= 0 else { throw malformed("BINSTRING with negative length \(length)") }
             try push(.string(latin1(try bytes(length: UInt64(length)))))
@@ -143,7 +147,7 @@ final class Unpickler {
 
         // Containers.
         case UInt8(ascii: "}"): try push(try newDict([]))
-        case UInt8(ascii: "]"), 0x8F: try push(try newList([])) // EMPTY_LIST, EMPTY_SET
+        case UInt8(ascii: "]"), 0x8F: try push(try newList([]))  // EMPTY_LIST, EMPTY_SET
         case UInt8(ascii: ")"): try push(.tuple([], depth: 1))
         case UInt8(ascii: "t"): try push(try tuple(try popMark()))
         case 0x85: try push(try tuple([try pop()]))
@@ -151,21 +155,23 @@ final class Unpickler {
             let second = try pop()
             try push(try tuple([try pop(), second]))
         case 0x87:
-            let third = try pop(), second = try pop()
+            let third = try pop()
+            let second = try pop()
             try push(try tuple([try pop(), second, third]))
         case UInt8(ascii: "l"): try push(try newList(try popMark()))
-        case 0x91: try push(try newList(try popMark())) // FROZENSET
+        case 0x91: try push(try newList(try popMark()))  // FROZENSET
         case UInt8(ascii: "d"): try push(try newDict(try pairs(try popMark())))
-        case UInt8(ascii: "a"): // APPEND
+        case UInt8(ascii: "a"):  // APPEND
             let value = try pop()
             try append([value], to: try top())
-        case UInt8(ascii: "e"), 0x90: // APPENDS, ADDITEMS
+        case UInt8(ascii: "e"), 0x90:  // APPENDS, ADDITEMS
             let values = try popMark()
             try append(values, to: try top())
-        case UInt8(ascii: "s"): // SETITEM
-            let value = try pop(), key = try pop()
+        case UInt8(ascii: "s"):  // SETITEM
+            let value = try pop()
+            let key = try pop()
             try setItems([(key, value)], in: try top())
-        case UInt8(ascii: "u"): // SETITEMS
+        case UInt8(ascii: "u"):  // SETITEMS
             let values = try popMark()
             try setItems(try pairs(values), in: try top())
 
@@ -173,53 +179,61 @@ final class Unpickler {
         case UInt8(ascii: "q"): try put(Int(try byte()))
         case UInt8(ascii: "r"): try put(Int(try uint32()))
         case UInt8(ascii: "p"): try put(try index(try line()))
-        case 0x94: try put(memo.count) // MEMOIZE
+        case 0x94: try put(memo.count)  // MEMOIZE
         case UInt8(ascii: "h"): try push(try get(Int(try byte())))
         case UInt8(ascii: "j"): try push(try get(Int(try uint32())))
         case UInt8(ascii: "g"): try push(try get(try index(try line())))
 
         // Globals, calls and objects.
-        case UInt8(ascii: "c"): // GLOBAL
-            let module = try line(), name = try line()
+        case UInt8(ascii: "c"):  // GLOBAL
+            let module = try line()
+            let name = try line()
             try push(.global(try AllowedGlobal.resolve(module: module, name: name)))
-        case 0x93: // STACK_GLOBAL
-            let name = try pop(), module = try pop()
+        case 0x93:  // STACK_GLOBAL
+            let name = try pop()
+            let module = try pop()
             guard case .string(let moduleName) = module, case .string(let globalName) = name else {
                 throw malformed("STACK_GLOBAL on a \(module.kind) and a \(name.kind), not two strings")
             }
             try push(.global(try AllowedGlobal.resolve(module: moduleName, name: globalName)))
-        case UInt8(ascii: "R"): // REDUCE
-            let arguments = try pop(), callable = try pop()
+        case UInt8(ascii: "R"):  // REDUCE
+            let arguments = try pop()
+            let callable = try pop()
             try push(try call(callable, arguments))
-        case 0x81: // NEWOBJ
-            let arguments = try pop(), type = try pop()
+        case 0x81:  // NEWOBJ
+            let arguments = try pop()
+            let type = try pop()
             try push(try instantiate(type, arguments))
-        case 0x92: // NEWOBJ_EX
+        case 0x92:  // NEWOBJ_EX
             _ = try pop()
-            let arguments = try pop(), type = try pop()
+            let arguments = try pop()
+            let type = try pop()
             try push(try instantiate(type, arguments))
-        case UInt8(ascii: "o"): // OBJ
+        case UInt8(ascii: "o"):  // OBJ
             var values = try popMark()
             guard !values.isEmpty else { throw malformed("OBJ without a class") }
             let type = values.removeFirst()
             try push(try instantiate(type, try tuple(values)))
-        case UInt8(ascii: "i"): // INST
-            let module = try line(), name = try line()
+        case UInt8(ascii: "i"):  // INST
+            let module = try line()
+            let name = try line()
             let global = try AllowedGlobal.resolve(module: module, name: name)
             try push(try instantiate(.global(global), try tuple(try popMark())))
-        case UInt8(ascii: "b"): // BUILD
+        case UInt8(ascii: "b"):  // BUILD
             let state = try pop()
             try build(try top(), state: state)
-        case UInt8(ascii: "Q"): // BINPERSID
+        case UInt8(ascii: "Q"):  // BINPERSID
             try push(try persistentLoad(try pop()))
         case UInt8(ascii: "P"):
-            throw CheckpointError(.unsupportedContent, "text persistent id (PERSID) found; torch.save writes "
-                + "BINPERSID, so this is not a PyTorch checkpoint")
+            throw CheckpointError(
+                .unsupportedContent,
+                "text persistent id (PERSID) found; torch.save writes "
+                    + "BINPERSID, so this is not a PyTorch checkpoint")
         case 0x82, 0x83, 0x84:
             throw refusedOpcode("EXT (copyreg extension registry)")
         case 0x97:
             throw refusedOpcode("NEXT_BUFFER (out-of-band buffers)")
-        case 0x98: // READONLY_BUFFER: a flag on the top buffer; nothing to do.
+        case 0x98:  // READONLY_BUFFER: a flag on the top buffer; nothing to do.
             _ = try top()
         default:
             throw malformed(String(format: "unknown opcode 0x%02x", opcode))
@@ -247,8 +261,10 @@ final class Unpickler {
             let shape = try integers(args[2], "size of \(global.name)")
             let strides = try integers(args[3], "stride of \(global.name)")
             guard shape.count == strides.count else {
-                throw CheckpointError(.invalidTensor, "a tensor has \(shape.count) sizes but \(strides.count) "
-                    + "strides; the file is damaged")
+                throw CheckpointError(
+                    .invalidTensor,
+                    "a tensor has \(shape.count) sizes but \(strides.count) "
+                        + "strides; the file is damaged")
             }
             guard shape.count <= limits.tensorRank else {
                 throw limit("a tensor of rank \(shape.count) (at most \(limits.tensorRank))")
@@ -317,10 +333,12 @@ final class Unpickler {
     /// A persistent id `('storage', storage class, key, location, element count)` as torch.save writes it.
     private func persistentLoad(_ id: PickleValue) throws(CheckpointError) -> PickleValue {
         guard case .tuple(let fields, _) = id, fields.count == 5, case .string("storage") = fields[0],
-              case .global(let global) = fields[1], case .string(let key) = fields[2], case .int(let count) = fields[4]
+            case .global(let global) = fields[1], case .string(let key) = fields[2], case .int(let count) = fields[4]
         else {
-            throw CheckpointError(.unsupportedContent, "persistent id \(id.kind) is not torch.save's ('storage', type, "
-                + "key, location, count); this is not a checkpoint written by torch.save")
+            throw CheckpointError(
+                .unsupportedContent,
+                "persistent id \(id.kind) is not torch.save's ('storage', type, "
+                    + "key, location, count); this is not a checkpoint written by torch.save")
         }
         guard case .storage(let type) = global else {
             throw malformed("persistent id names \(global.name) where a storage class belongs")
@@ -428,8 +446,10 @@ final class Unpickler {
         lists[index].append(contentsOf: values)
     }
 
-    private func setItems(_ entries: [(key: PickleValue, value: PickleValue)],
-                          in target: PickleValue) throws(CheckpointError) {
+    private func setItems(
+        _ entries: [(key: PickleValue, value: PickleValue)],
+        in target: PickleValue
+    ) throws(CheckpointError) {
         guard case .dict(let index) = target else { throw malformed("SETITEM on a \(target.kind), not a dict") }
         try addItems(entries.count)
         dicts[index].append(contentsOf: entries)
@@ -540,7 +560,8 @@ final class Unpickler {
             case "0": result.append("\0")
             case "x":
                 guard index + 2 <= scalars.count - 1,
-                      let code = UInt8(String(String.UnicodeScalarView(scalars[index..<index + 2])), radix: 16) else {
+                    let code = UInt8(String(String.UnicodeScalarView(scalars[index..<index + 2])), radix: 16)
+                else {
                     throw malformed("STRING has a bad \\x escape")
                 }
                 result.append(Unicode.Scalar(code))
@@ -561,9 +582,11 @@ final class Unpickler {
             if scalar == "\\", index + 1 < scalars.count, scalars[index + 1] == "u" || scalars[index + 1] == "U" {
                 let width = scalars[index + 1] == "u" ? 4 : 8
                 guard index + 2 + width <= scalars.count,
-                      let code = UInt32(String(String.UnicodeScalarView(scalars[index + 2..<index + 2 + width])),
-                                        radix: 16),
-                      let decoded = Unicode.Scalar(code) else {
+                    let code = UInt32(
+                        String(String.UnicodeScalarView(scalars[index + 2..<index + 2 + width])),
+                        radix: 16),
+                    let decoded = Unicode.Scalar(code)
+                else {
                     throw malformed("UNICODE has a bad \\u escape")
                 }
                 result.append(decoded)
@@ -579,8 +602,10 @@ final class Unpickler {
     // MARK: - Errors
 
     private func malformed(_ problem: String) -> CheckpointError {
-        CheckpointError(.malformedPickle, "malformed pickle at byte \(opcodeStart): \(problem); the file is damaged "
-            + "or was not written by torch.save: download it again")
+        CheckpointError(
+            .malformedPickle,
+            "malformed pickle at byte \(opcodeStart): \(problem); the file is damaged "
+                + "or was not written by torch.save: download it again")
     }
 
     private func truncated() -> CheckpointError {
@@ -588,13 +613,17 @@ final class Unpickler {
     }
 
     private func limit(_ what: String) -> CheckpointError {
-        CheckpointError(.limitExceeded, "the pickle holds \(what), beyond this loader's cap; SD checkpoints stay far "
-            + "below it, so the file is damaged or hostile")
+        CheckpointError(
+            .limitExceeded,
+            "the pickle holds \(what), beyond this loader's cap; SD checkpoints stay far "
+                + "below it, so the file is damaged or hostile")
     }
 
     private func unsupportedCall(_ global: AllowedGlobal, _ what: String) -> CheckpointError {
-        CheckpointError(.unsupportedContent, "\(global.name) is used with \(what), which torch.save never writes; "
-            + "this is not a plain PyTorch checkpoint")
+        CheckpointError(
+            .unsupportedContent,
+            "\(global.name) is used with \(what), which torch.save never writes; "
+                + "this is not a plain PyTorch checkpoint")
     }
 
     private func refusedOpcode(_ name: String) -> CheckpointError {

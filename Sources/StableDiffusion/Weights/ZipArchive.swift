@@ -40,8 +40,9 @@ struct ZipArchive {
         var cursor = directory.offset
         let directoryEnd = directory.offset + directory.size
         for _ in 0..<directory.count {
-            let entry = try Self.readCentralEntry(bytes, at: &cursor, directoryEnd: directoryEnd,
-                                                  dataLimit: directory.offset)
+            let entry = try Self.readCentralEntry(
+                bytes, at: &cursor, directoryEnd: directoryEnd,
+                dataLimit: directory.offset)
             guard index.updateValue(entries.count, forKey: entry.name) == nil else {
                 throw damaged("the archive lists '\(entry.name)' twice")
             }
@@ -63,9 +64,11 @@ struct ZipArchive {
         }
         guard entry.method == 0 else {
             let method = entry.method == 8 ? "deflate-compressed" : "compressed with method \(entry.method)"
-            throw CheckpointError(.unsupportedArchive, "entry '\(entry.name)' is \(method); only stored (uncompressed) "
-                + "entries are read, as torch.save writes them: re-save the checkpoint with torch.save or convert it "
-                + "to .safetensors")
+            throw CheckpointError(
+                .unsupportedArchive,
+                "entry '\(entry.name)' is \(method); only stored (uncompressed) "
+                    + "entries are read, as torch.save writes them: re-save the checkpoint with torch.save or convert it "
+                    + "to .safetensors")
         }
         return UnsafeRawBufferPointer(rebasing: file.bytes[entry.dataOffset..<entry.dataOffset + entry.size])
     }
@@ -77,8 +80,10 @@ struct ZipArchive {
 
     /// The error for an entry whose bytes do not match its CRC-32.
     static func checksumMismatch(_ entry: Entry) -> CheckpointError {
-        CheckpointError(.checksumMismatch, "entry '\(entry.name)' does not match its CRC-32; the file is damaged "
-            + "(an interrupted download or copy?): download it again")
+        CheckpointError(
+            .checksumMismatch,
+            "entry '\(entry.name)' does not match its CRC-32; the file is damaged "
+                + "(an interrupted download or copy?): download it again")
     }
 
     private struct CentralDirectory {
@@ -88,8 +93,10 @@ struct ZipArchive {
     private static func locateCentralDirectory(_ bytes: Bytes) throws(CheckpointError) -> CentralDirectory {
         let fixedSize = 22
         guard bytes.count >= fixedSize else {
-            throw CheckpointError(.notZipArchive, "the file is \(bytes.count) bytes, too short to be a zip archive; "
-                + "it is truncated or not a PyTorch checkpoint")
+            throw CheckpointError(
+                .notZipArchive,
+                "the file is \(bytes.count) bytes, too short to be a zip archive; "
+                    + "it is truncated or not a PyTorch checkpoint")
         }
         // The record ends the file, followed only by its comment (≤ 65535 bytes); requiring
         // the comment to reach exactly the end keeps a signature inside the data from matching.
@@ -98,7 +105,8 @@ struct ZipArchive {
         let lowest = max(0, candidate - 0xFFFF)
         while candidate >= lowest {
             if bytes.unchecked32(candidate) == endOfCentralDirectory,
-               candidate + fixedSize + Int(bytes.unchecked16(candidate + 20)) == bytes.count {
+                candidate + fixedSize + Int(bytes.unchecked16(candidate + 20)) == bytes.count
+            {
                 found = candidate
                 break
             }
@@ -106,34 +114,44 @@ struct ZipArchive {
         }
         guard let end = found else {
             if bytes.count > 2, bytes.unchecked8(0) == pickleProtocolOpcode {
-                throw CheckpointError(.notZipArchive, "this is PyTorch's legacy (pre-1.6) checkpoint format, which "
-                    + "is not read: re-save it with torch.save in PyTorch 1.6 or later, or convert it to .safetensors")
+                throw CheckpointError(
+                    .notZipArchive,
+                    "this is PyTorch's legacy (pre-1.6) checkpoint format, which "
+                        + "is not read: re-save it with torch.save in PyTorch 1.6 or later, or convert it to .safetensors")
             }
-            throw CheckpointError(.notZipArchive, "no zip end-of-central-directory record: the file is truncated "
-                + "or not a PyTorch checkpoint; download it again")
+            throw CheckpointError(
+                .notZipArchive,
+                "no zip end-of-central-directory record: the file is truncated "
+                    + "or not a PyTorch checkpoint; download it again")
         }
-        var directory = CentralDirectory(offset: Int(bytes.unchecked32(end + 16)),
-                                         size: Int(bytes.unchecked32(end + 12)),
-                                         count: Int(bytes.unchecked16(end + 10)))
-        let disk = bytes.unchecked16(end + 4), directoryDisk = bytes.unchecked16(end + 6)
+        var directory = CentralDirectory(
+            offset: Int(bytes.unchecked32(end + 16)),
+            size: Int(bytes.unchecked32(end + 12)),
+            count: Int(bytes.unchecked16(end + 10)))
+        let disk = bytes.unchecked16(end + 4)
+        let directoryDisk = bytes.unchecked16(end + 6)
         if end >= 20, bytes.unchecked32(end - 20) == zip64Locator {
             let recordOffset = try bytes.offset64(end - 20 + 8, "zip64 end-of-central-directory offset")
             guard try bytes.u32(recordOffset, "zip64 end-of-central-directory record") == zip64EndOfCentralDirectory,
-                  recordOffset + 56 <= end - 20 else {
+                recordOffset + 56 <= end - 20
+            else {
                 throw damaged("the zip64 locator points at no zip64 end-of-central-directory record")
             }
             guard try bytes.u32(recordOffset + 16, "zip64 disk number") == 0,
-                  try bytes.u32(recordOffset + 20, "zip64 directory disk") == 0 else {
+                try bytes.u32(recordOffset + 20, "zip64 directory disk") == 0
+            else {
                 throw multiDisk()
             }
-            let zip64 = CentralDirectory(offset: try bytes.offset64(recordOffset + 48, "central directory offset"),
-                                         size: try bytes.offset64(recordOffset + 40, "central directory size"),
-                                         count: try bytes.offset64(recordOffset + 32, "entry count"))
+            let zip64 = CentralDirectory(
+                offset: try bytes.offset64(recordOffset + 48, "central directory offset"),
+                size: try bytes.offset64(recordOffset + 40, "central directory size"),
+                count: try bytes.offset64(recordOffset + 32, "entry count"))
             // torch writes both records even for small files; a field the classic record does not
             // saturate must agree with its zip64 twin, or one of them was damaged.
             guard directory.offset == 0xFFFF_FFFF || directory.offset == zip64.offset,
-                  directory.size == 0xFFFF_FFFF || directory.size == zip64.size,
-                  directory.count == 0xFFFF || directory.count == zip64.count else {
+                directory.size == 0xFFFF_FFFF || directory.size == zip64.size,
+                directory.count == 0xFFFF || directory.count == zip64.count
+            else {
                 throw damaged("the zip and zip64 end-of-central-directory records disagree")
             }
             directory = zip64
@@ -141,8 +159,9 @@ struct ZipArchive {
             throw multiDisk()
         }
         guard directory.offset <= end, directory.size <= end - directory.offset else {
-            throw damaged("the central directory (offset \(directory.offset), \(directory.size) bytes) lies outside "
-                + "the file")
+            throw damaged(
+                "the central directory (offset \(directory.offset), \(directory.size) bytes) lies outside "
+                    + "the file")
         }
         // Each record is at least 46 bytes, so the count cannot claim more entries than fit.
         guard directory.count <= directory.size / 46 else {
@@ -151,8 +170,10 @@ struct ZipArchive {
         return directory
     }
 
-    private static func readCentralEntry(_ bytes: Bytes, at cursor: inout Int, directoryEnd: Int,
-                                         dataLimit: Int) throws(CheckpointError) -> Entry {
+    private static func readCentralEntry(
+        _ bytes: Bytes, at cursor: inout Int, directoryEnd: Int,
+        dataLimit: Int
+    ) throws(CheckpointError) -> Entry {
         let start = cursor
         guard start + 46 <= directoryEnd, try bytes.u32(start, "central directory record") == centralHeader else {
             throw damaged("the central directory record at offset \(start) is missing")
@@ -201,8 +222,9 @@ struct ZipArchive {
 
         // The entry's bytes must lie before the central directory, past a local header naming it alike.
         guard localOffset <= UInt64(dataLimit), compressedSize <= UInt64(dataLimit), size <= UInt64(Int.max) else {
-            throw damaged("entry '\(name)' claims offset \(localOffset) and \(compressedSize) bytes, beyond the "
-                + "archive's data")
+            throw damaged(
+                "entry '\(name)' claims offset \(localOffset) and \(compressedSize) bytes, beyond the "
+                    + "archive's data")
         }
         let local = Int(localOffset)
         guard local + 30 <= dataLimit, try bytes.u32(local, "local header") == localHeader else {
@@ -212,8 +234,9 @@ struct ZipArchive {
         let localExtraLength = Int(try bytes.u16(local + 28, "local extra length"))
         let dataOffset = local + 30 + localNameLength + localExtraLength
         guard dataOffset <= dataLimit, Int(compressedSize) <= dataLimit - dataOffset else {
-            throw damaged("entry '\(name)' (\(compressedSize) bytes at offset \(dataOffset)) runs past the archive's "
-                + "data")
+            throw damaged(
+                "entry '\(name)' (\(compressedSize) bytes at offset \(dataOffset)) runs past the archive's "
+                    + "data")
         }
         guard try bytes.slice(local + 30, localNameLength, "local name").elementsEqual(nameBytes) else {
             throw damaged("entry '\(name)' has a local header naming another file")
@@ -221,8 +244,9 @@ struct ZipArchive {
         if method == 0, compressedSize != size {
             throw damaged("stored entry '\(name)' claims \(size) bytes but occupies \(compressedSize)")
         }
-        return Entry(name: name, method: method, flags: flags, crc32: crc, compressedSize: Int(compressedSize),
-                     size: Int(size), dataOffset: dataOffset)
+        return Entry(
+            name: name, method: method, flags: flags, crc32: crc, compressedSize: Int(compressedSize),
+            size: Int(size), dataOffset: dataOffset)
     }
 }
 
