@@ -1,0 +1,76 @@
+import Foundation
+
+/// How a worker introduces itself: its name, models, slots and machine.
+extension WireMessage {
+    /// A worker's introduction.
+    public struct Hello: Codable, Equatable, Sendable {
+        /// The worker's stable name.
+        public var workerID: String
+        /// Host name of the machine.
+        public var host: String
+        /// Protocol version the worker speaks.
+        public var version: Int
+        /// Models the worker can load.
+        public var models: [String]
+        /// Tasks it can run at once.
+        public var slots: Int
+        /// Largest width × height it renders (absent: the farm's limit).
+        public var maxPixels: Int?
+        /// Tasks it already holds (after a reconnect): queued, rendering, or awaiting acknowledgement.
+        public var activeTasks: [Int64]?
+        /// The machine it runs on.
+        public var device: Device?
+
+        /// Makes a hello.
+        public init(
+            workerID: String, host: String, version: Int = WireMessage.protocolVersion,
+            models: [String], slots: Int, maxPixels: Int? = nil, activeTasks: [Int64]? = nil, device: Device? = nil
+        ) {
+            self.device = device
+            self.workerID = workerID
+            self.host = host
+            self.version = version
+            self.models = models
+            self.slots = slots
+            self.maxPixels = maxPixels
+            self.activeTasks = activeTasks
+        }
+    }
+
+    /// What the machine a worker runs on offers.
+    public struct Device: Codable, Equatable, Sendable {
+        /// CPU model name (or the GPU's, on an accelerator host).
+        public var model: String
+        /// Cores the engine may use.
+        public var cores: Int
+        /// Memory in bytes (RAM, or VRAM on an accelerator).
+        public var memoryBytes: UInt64
+        /// The OpenBLAS kernel set the worker's engine multiplies with (`Cooperlake`, `Haswell`, …): a generic
+        /// one (`Prescott`) on a modern CPU means a fraction of its speed.
+        public var blasCore: String?
+
+        /// Makes a description.
+        public init(model: String, cores: Int, memoryBytes: UInt64, blasCore: String? = nil) {
+            self.model = model
+            self.cores = cores
+            self.memoryBytes = memoryBytes
+            self.blasCore = blasCore
+        }
+
+        /// One line for logs and `farm workers`: `AMD EPYC, 2 cores, 23 GiB, BLAS Cooperlake` (names cut to 80 characters).
+        public var summary: String {
+            "\(model.prefix(80)), \(cores) cores, \(memoryBytes >> 30) GiB" + (blasCore.map { ", BLAS \($0.prefix(80))" } ?? "")
+        }
+
+        /// This machine: the CPU model from /proc/cpuinfo, active cores, physical memory.
+        public static var current: Device {
+            let cpuinfo = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
+            let model =
+                cpuinfo.split(separator: "\n").first { $0.hasPrefix("model name") }?
+                .split(separator: ":", maxSplits: 1).last?.trimmingCharacters(in: .whitespaces) ?? "unknown CPU"
+            return Device(
+                model: model, cores: ProcessInfo.processInfo.activeProcessorCount,
+                memoryBytes: ProcessInfo.processInfo.physicalMemory)
+        }
+    }
+}
