@@ -1,3 +1,6 @@
+// Module Coordinator: the coordinator daemon: its loop over the workers' socket and its database lane. Imports
+// JobStore, ZeroMQ, FarmModel and Imaging.
+
 import FarmModel
 import Foundation
 import JobStore

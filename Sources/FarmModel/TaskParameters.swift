@@ -1,3 +1,6 @@
+// Module FarmModel: what the farm's parts say to each other: task parameters and limits, task states, the wire
+// protocol, live events, log metadata. Imports only swift-log and swift-metrics.
+
 /// What one task renders: everything a worker needs to make one image.
 public struct TaskParameters: Codable, Equatable, Sendable {
     /// The text to draw.

@@ -1,3 +1,6 @@
+// Module HTTPAPI: the coordinator's JSON API and metrics page (Hummingbird). Imports JobStore, JobSpec, FarmModel
+// and Postgres.
+
 import FarmModel
 import Foundation
 import HTTPTypes

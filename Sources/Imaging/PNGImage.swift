@@ -1,3 +1,5 @@
+// Module Imaging: PNG encode and decode, bounds-checked, with text chunks. Imports only CPNG.
+
 import CPNG
 import Foundation
 

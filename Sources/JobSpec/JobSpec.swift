@@ -1,3 +1,5 @@
+// Module JobSpec: job spec files (YAML, JSON, JSONL, CSV, text) into tasks. Imports FarmModel and Yams.
+
 import FarmModel
 import Foundation
 import Yams

@@ -1,3 +1,5 @@
+// Module JobStore: every SQL statement the farm runs, and the migrations runner. Imports Postgres and FarmModel.
+
 import FarmModel
 import Foundation
 import Postgres

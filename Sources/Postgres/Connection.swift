@@ -1,3 +1,6 @@
+// Module Postgres: the small Swift face on libpq (connections, parameters, results, COPY, LISTEN). Imports only
+// CPostgres.
+
 import CPostgres
 import Foundation
 

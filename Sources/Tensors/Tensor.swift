@@ -1,3 +1,6 @@
+// Module Tensors: tensors and every operation the models need (products through OpenBLAS, convolutions, norms,
+// attention, resampling), buffer pools and threads. Imports only CBLAS and CKernels; knows nothing of models.
+
 /// Owns one aligned Float32 buffer (from `BufferPool`); shared by tensors until one of them writes.
 public final class TensorStorage {
     /// The first element.

@@ -1,3 +1,5 @@
+// Module Worker: the worker daemon and its renderers. Imports StableDiffusion, Tensors, Imaging, ZeroMQ and FarmModel.
+
 import FarmModel
 import Foundation
 import Imaging

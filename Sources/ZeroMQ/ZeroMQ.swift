@@ -1,3 +1,5 @@
+// Module ZeroMQ: the small Swift face on libzmq (contexts, sockets, polling, CURVE and ZAP). Imports only CZeroMQ.
+
 import CZeroMQ
 import Foundation
 

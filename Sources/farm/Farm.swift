@@ -1,3 +1,5 @@
+// The farm executable: thin commands over every module (the daemons, render, submit, admin). May import all of them.
+
 import ArgumentParser
 import Coordinator
 import FarmModel

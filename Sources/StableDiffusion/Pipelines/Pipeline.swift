@@ -1,3 +1,6 @@
+// Module StableDiffusion: the engine: weights in every format (Weights/), the networks (Models/), the tokenizer and
+// prompt syntax (Tokenizer/), samplers and seeds (Sampling/) and the pipelines (Pipelines/). Imports only Tensors.
+
 import Foundation
 import Tensors
 
