@@ -85,6 +85,11 @@ public final class CoordinatorServer {
     var claimsInFlight = 0
     var sweepInFlight = false
     var flushInFlight = false
+    /// Tasks whose first progress is not yet written: written at the next pass, not the next flush, so that a
+    /// task shows as started at once whatever the flush period.
+    var progressStarted: Set<Int64> = []
+    /// Tasks whose progress has been written at least once.
+    var progressWritten: Set<Int64> = []
     var everConnected = false
     var lastSweep = Date.distantPast
     var pendingProgress: [Int64: (report: WireMessage.Progress, workerID: String)] = [:]
@@ -236,6 +241,7 @@ public final class CoordinatorServer {
             // Only the connection the task was handed to reports on it (the database checks the lease again).
             guard worker.inFlight.contains(report.taskID) else { return }
             pendingProgress[report.taskID] = (report, worker.hello.workerID)
+            if !progressWritten.contains(report.taskID) { progressStarted.insert(report.taskID) }
             if let speed = report.itemsPerSecond { metrics.workerSpeed(worker.hello.workerID, stepsPerSecond: speed) }
             let (workerID, events) = (worker.hello.workerID, events)
             withJob(of: report.taskID) { job in
