@@ -23,8 +23,7 @@ extension CoordinatorServer {
                 self.reporting.remove(failure.taskID)
                 guard let outcome else { return }
                 self.workers[routingID]?.inFlight.remove(failure.taskID)
-                self.pendingProgress[failure.taskID] = nil
-                self.progressWritten.remove(failure.taskID)
+                self.forgetProgress(of: failure.taskID)
                 self.previews[failure.taskID] = nil
                 self.send(.ack(taskID: failure.taskID, attempt: failure.attempt), to: routingID)
                 self.workWaiting = true

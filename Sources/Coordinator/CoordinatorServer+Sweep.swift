@@ -12,6 +12,7 @@ extension CoordinatorServer {
         // Loss is decided here from what the loop heard, whatever the database is doing.
         for (routingID, worker) in workers where now.timeIntervalSince(worker.lastSeen) > configuration.workerTimeoutSeconds {
             workers[routingID] = nil
+            for task in worker.inFlight { forgetProgress(of: task) }
             let workerID = worker.hello.workerID
             logger.warning(
                 "worker \(workerID) lost after \(configuration.missedHeartbeats) missed heartbeats; requeueing its tasks",
@@ -59,6 +60,7 @@ extension CoordinatorServer {
                 for task in upkeep.cancelled where worker.inFlight.contains(task) {
                     send(.cancel(taskID: task), to: routingID)
                     worker.inFlight.remove(task)
+                    forgetProgress(of: task)
                 }
                 workers[routingID] = worker
             }

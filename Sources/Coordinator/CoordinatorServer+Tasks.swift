@@ -93,7 +93,7 @@ extension CoordinatorServer {
                 }
                 if outcome == .stored { self.metrics.imageStored() }
                 self.workers[routingID]?.inFlight.remove(header.taskID)
-                self.pendingProgress[header.taskID] = nil
+                self.forgetProgress(of: header.taskID)
                 self.previews[header.taskID] = nil
                 self.workWaiting = true
                 self.send(.ack(taskID: header.taskID, attempt: header.attempt), to: routingID)
@@ -112,14 +112,25 @@ extension CoordinatorServer {
             })
     }
 
-    /// Writes the latest progress of each task in one statement per flush, not one write per step.
+    /// Drops what the loop keeps of a task's progress once its attempt is over.
+    func forgetProgress(of task: Int64) {
+        pendingProgress[task] = nil
+        progressStarted.remove(task)
+        progressWritten.remove(task)
+    }
+
+    /// Writes the latest progress of each task in one statement per flush, not one write per step; a task's
+    /// first progress is written at the next pass, so that it shows as started at once whatever the period.
     func flushProgress(force: Bool) {
         guard !pendingProgress.isEmpty, !flushInFlight,
-            force || Date().timeIntervalSince(lastProgressFlush) >= configuration.progressFlushSeconds
+            force || !progressStarted.isEmpty || Date().timeIntervalSince(lastProgressFlush) >= configuration.progressFlushSeconds
         else { return }
         let reports = Array(pendingProgress.values)
         let leaseSeconds = configuration.leaseSeconds
         pendingProgress.removeAll()
+        let started = progressStarted
+        progressWritten.formUnion(started)
+        progressStarted.removeAll()
         flushInFlight = true
         lastProgressFlush = Date()
         database.run(
@@ -130,6 +141,8 @@ extension CoordinatorServer {
                 // Not written: kept for the next flush unless newer progress came meanwhile.
                 if written == nil {
                     for entry in reports where self.pendingProgress[entry.report.taskID] == nil { self.pendingProgress[entry.report.taskID] = entry }
+                    self.progressWritten.subtract(started)
+                    self.progressStarted.formUnion(started)
                 }
             })
     }

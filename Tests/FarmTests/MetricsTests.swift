@@ -45,7 +45,7 @@ func prometheusSamples(_ text: String) -> [String: Double] {
     // And one worker is lost. It runs alone until it holds a task: started beside a fast worker on a
     // loaded machine, it could join after the fast one had taken everything.
     let slow = try startSyntheticWorker(endpoint, name: "slow", delay: 1)
-    #expect(try waitFor(60) { try taskInProgress(store, worker: "slow") != nil }, "\(slow.output)")
+    #expect(try waitFor(60) { try taskInProgress(store, worker: "slow") != nil }, "\(slow.output)\n---\n\(coordinator.output)")
     slow.signal(SIGSTOP)
     let fast = try startSyntheticWorker(endpoint, name: "fast", delay: 0.05)
     let painter = try FarmProcess(
