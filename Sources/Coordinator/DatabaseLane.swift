@@ -62,9 +62,6 @@ final class DatabaseLane: @unchecked Sendable {
     var connected: Bool { condition.withLock { connectedFlag } }
     private var connectedFlag = false
 
-    /// Pieces of work given and not yet answered.
-    var backlog: Int { condition.withLock { pending.count } }
-
     /// Runs `work` on the lane's thread, then `then` on the loop's with its value, or nil when the database
     /// is unreachable or the statement failed. `work` must touch nothing but the store and what it captured.
     func run<T>(_ work: @escaping (JobStore) throws -> T, then: @escaping (T?) -> Void) {

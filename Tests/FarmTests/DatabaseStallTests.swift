@@ -13,10 +13,8 @@ import ZeroMQ
 /// declared lost, and the work goes on when the lock is released. Statements wait on the coordinator's database
 /// thread, not on the loop that answers workers.
 @Test func aStalledDatabaseDoesNotHoldUpHeartbeats() throws {
-    let conninfo = try TemporaryPostgres.shared.createDatabase()
-    let connection = try Connection(conninfo)
-    try Migrator(folder: migrationsFolder).apply(to: connection)
-    let store = JobStore(connection: connection)
+    let (conninfo, _) = try farmDatabase()
+    let store = JobStore(connection: try Connection(conninfo))
     let job = try store.enqueue(
         name: "stall", model: "test-pattern",
         tasks: (0..<20).map {
