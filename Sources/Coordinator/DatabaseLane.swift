@@ -1,3 +1,4 @@
+import FarmModel
 import Foundation
 import JobStore
 import Postgres
@@ -29,7 +30,7 @@ final class DatabaseLane: @unchecked Sendable {
     private var stopped = false
     /// The lane thread's own.
     private var store: JobStore?
-    private var lastAttempt = Date.distantPast
+    private var lastAttempt: ContinuousClock.Instant?
     private var reconnectDelay = 0.0
     /// Whether the loop has been told the database is unavailable (it is told once per outage).
     private var toldUnavailable = false
@@ -130,8 +131,8 @@ final class DatabaseLane: @unchecked Sendable {
     /// The store, connecting first when there is none and the backoff since the last try has passed.
     private func connectIfDue() -> JobStore? {
         if let store { return store }
-        guard Date().timeIntervalSince(lastAttempt) >= reconnectDelay else { return nil }
-        lastAttempt = Date()
+        if let lastAttempt, ContinuousClock.now.seconds(since: lastAttempt) < reconnectDelay { return nil }
+        lastAttempt = .now
         do {
             let store = try JobStore(conninfo: conninfo)
             // A cancel cut short (its client killed mid-way) left queued tasks in a cancelled job.
@@ -155,7 +156,7 @@ final class DatabaseLane: @unchecked Sendable {
 
     private func drop() {
         store = nil
-        lastAttempt = Date()
+        lastAttempt = .now
         reconnectDelay = 0.5
         condition.withLock { connectedFlag = false }
     }
