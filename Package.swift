@@ -88,6 +88,8 @@ let package = Package(
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "TestSupport"]),
         .testTarget(name: "JobStoreTests", dependencies: ["JobStore", "TestSupport"]),
+        // The coordinator's and worker's protocol rules, driven without sockets or a database.
+        .testTarget(name: "DaemonStateTests", dependencies: ["Coordinator", "Worker", "JobStore", "FarmModel", "Imaging"]),
         .testTarget(name: "FarmTests", dependencies: [
             "Coordinator", "Worker", "JobStore", "JobSpec", "FarmModel", "TestSupport", "Imaging", "ZeroMQ", "StableDiffusion", "Tensors",
             .product(name: "Yams", package: "Yams"),
