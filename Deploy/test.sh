@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 Deploy/install-deps.sh --test
 # The house style (.swift-format): `swift format format -i -r Sources Tests` fixes what it reports.
 swift format lint --strict --recursive Sources Tests
+# The C kernels build on arm64 and riscv64 too (their AVX paths are x86-only).
+Deploy/check-portable-kernels.sh
 swift build -c release --build-tests
 # The deploy files, run for real with the binary just built: the quick start as root in a folder
 # postgres cannot enter, and the container image's runtime stage (no Docker engine needed).

@@ -4,6 +4,14 @@
 #include <stdint.h>
 #include <string.h>
 
+// The AVX2 and AVX-512 instantiations and the CPU detection exist on x86 only; elsewhere (arm64, riscv64) every
+// kernel runs its baseline instantiation, which clang compiles to the host's own vector instructions.
+#if defined(__x86_64__) || defined(__i386__)
+#define CK_X86 1
+#else
+#define CK_X86 0
+#endif
+
 typedef float v8f __attribute__((vector_size(32), aligned(4)));
 typedef int32_t v8i __attribute__((vector_size(32), aligned(4)));
 typedef float v16f __attribute__((vector_size(64), aligned(4)));
@@ -144,8 +152,10 @@ typedef int32_t v16i __attribute__((vector_size(64), aligned(4)));
     }                                                                                        \
 
 CK_KERNELS(baseline, , v8f, v8i, 8)
+#if CK_X86
 CK_KERNELS(avx2, __attribute__((target("avx2,fma"))), v8f, v8i, 8)
 CK_KERNELS(avx512, __attribute__((target("avx512f,avx512dq,avx2,fma"))), v16f, v16i, 16)
+#endif
 
 // Attention of many queries over few keys (cross-attention to 77 text tokens), where GEMMs as
 // thin as 77×40 run far below the sgemm rate. Sixteen queries at a time, held transposed: a
@@ -296,8 +306,10 @@ CK_KERNELS(avx512, __attribute__((target("avx512f,avx512dq,avx2,fma"))), v16f, v
     }
 
 CK_SHORT(baseline, )
+#if CK_X86
 CK_SHORT(avx2, __attribute__((target("avx2,fma"))))
 CK_SHORT(avx512, __attribute__((target("avx512f,avx512dq,avx512vl,avx2,fma"))))
+#endif
 
 // Winograd F(4×4, 3×3) for stride-1, padding-1 3×3 convolutions (Lavin & Gray 2016): each 4×4
 // output tile is Aᵀ[(G g Gᵀ) ⊙ (Bᵀ d B)]A over its 6×6 input patch d, so the 36 products per
@@ -414,8 +426,10 @@ CK_SHORT(avx512, __attribute__((target("avx512f,avx512dq,avx512vl,avx2,fma"))))
     }
 
 CK_WINOGRAD(baseline, )
+#if CK_X86
 CK_WINOGRAD(avx2, __attribute__((target("avx2,fma"))))
 CK_WINOGRAD(avx512, __attribute__((target("avx512f,avx512dq,avx512vl,avx2,fma"))))
+#endif
 
 // Queries per block of the long-key attention kernel (its score buffer is this many rows).
 #define CK_FLASH_ROWS 16
@@ -424,6 +438,7 @@ CK_WINOGRAD(avx512, __attribute__((target("avx512f,avx512dq,avx512vl,avx2,fma"))
 #define CK_QR 2
 #define CK_PR 1
 #include "attention_rows.h"
+#if CK_X86
 #define CK_SUFFIX avx2
 #define CK_TARGET __attribute__((target("avx2,fma")))
 #define CK_QR 4
@@ -435,12 +450,16 @@ CK_WINOGRAD(avx512, __attribute__((target("avx512f,avx512dq,avx512vl,avx2,fma"))
 #define CK_QR 8
 #define CK_PR 4
 #include "attention_rows.h"
+#endif
 
 typedef enum { CK_BASELINE = 0, CK_AVX2 = 1, CK_AVX512 = 2 } ck_level;
 
 static int ck_ceiling = CK_AVX512;
 
 static ck_level ck_level_now(void) {
+#if !CK_X86
+    return CK_BASELINE;
+#else
     static int detected = -1;
     if (detected < 0) {
         __builtin_cpu_init();
@@ -449,26 +468,35 @@ static ck_level ck_level_now(void) {
         else detected = CK_BASELINE;
     }
     return (ck_level)(detected < ck_ceiling ? detected : ck_ceiling);
+#endif
 }
 
 // The same call on the best instruction set available (each kernel is compiled once per set).
+#if CK_X86
 #define CK_DISPATCH(NAME, ARGS)                                                              \
     switch (ck_level_now()) {                                                                \
     case CK_AVX512: NAME##_avx512 ARGS; break;                                               \
     case CK_AVX2: NAME##_avx2 ARGS; break;                                                   \
     default: NAME##_baseline ARGS; break;                                                    \
     }
+#else
+#define CK_DISPATCH(NAME, ARGS) NAME##_baseline ARGS;
+#endif
 
 void ck_softmax_row(float *row, size_t width) {
     CK_DISPATCH(ck_softmax_row, (row, width))
 }
 
 float ck_exp_row(float *row, size_t width) {
+#if CK_X86
     switch (ck_level_now()) {
     case CK_AVX512: return ck_exp_row_avx512(row, width);
     case CK_AVX2: return ck_exp_row_avx2(row, width);
     default: return ck_exp_row_baseline(row, width);
     }
+#else
+    return ck_exp_row_baseline(row, width);
+#endif
 }
 
 void ck_silu(const float *x, float *y, size_t count) {
@@ -538,6 +566,9 @@ const char *ck_instruction_set(void) {
 void ck_limit_instruction_set(int level) { ck_ceiling = level < 0 ? CK_AVX512 : level; }
 
 unsigned ck_cpu_features(void) {
+#if !CK_X86
+    return 0;
+#else
     __builtin_cpu_init();
     unsigned features = 0;
     if (__builtin_cpu_supports("avx2")) features |= CK_CPU_AVX2;
@@ -547,4 +578,5 @@ unsigned ck_cpu_features(void) {
     if (__builtin_cpu_supports("avx512bf16")) features |= CK_CPU_AVX512_BF16;
     if (__builtin_cpu_is("amd")) features |= CK_CPU_AMD;
     return features;
+#endif
 }
