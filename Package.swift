@@ -30,6 +30,7 @@ let package = Package(
         .systemLibrary(name: "CZeroMQ",
                        providers: [.apt(["libzmq3-dev"])]),
         .systemLibrary(name: "CPostgres", providers: [.apt(["libpq-dev"])]),
+        .systemLibrary(name: "CSodium", pkgConfig: "libsodium", providers: [.apt(["libsodium-dev"])]),
         .target(name: "CPNG", linkerSettings: [.linkedLibrary("png16")]),
 
         // The engine.
@@ -41,6 +42,7 @@ let package = Package(
 
         // The farm.
         .target(name: "FarmModel", dependencies: [
+            "CSodium",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "CoreMetrics", package: "swift-metrics"),
         ]),

@@ -4,7 +4,7 @@
 #   Deploy/install-deps.sh [--test]   # --test: also what Deploy/test.sh's checks use
 set -euo pipefail
 
-packages=(libopenblas-dev libzmq3-dev libpq-dev libpng-dev postgresql pkg-config)
+packages=(libopenblas-dev libzmq3-dev libsodium-dev libpq-dev libpng-dev postgresql pkg-config)
 # check-runtime-stage.sh builds the container's runtime stage with mmdebstrap; gpg lets
 # mmdebstrap give the chroot's sources the archive key.
 if [ "${1:-}" = "--test" ]; then packages+=(mmdebstrap gpg); fi
