@@ -29,9 +29,9 @@ extension JobStore {
     /// Sets an operator's state on a worker: `draining` (finish what it holds, take no more),
     /// `cordoned` (take no more, stay connected) or `online`. Returns false for an unknown worker.
     @discardableResult
-    public func setWorkerState(_ workerID: String, _ state: String) throws -> Bool {
-        precondition(["online", "draining", "cordoned"].contains(state), "operator states are online, draining and cordoned")
-        return try connection.query("UPDATE workers SET state = $2 WHERE id = $1", [workerID, state]).affectedRows == 1
+    public func setWorkerState(_ workerID: String, _ state: WorkerStatus) throws -> Bool {
+        precondition(state.isOperatorState, "operator states are online, draining and cordoned")
+        return try connection.query("UPDATE workers SET state = $2 WHERE id = $1", [workerID, state.rawValue]).affectedRows == 1
     }
 
     /// The operator's states of the given workers.

@@ -1,7 +1,7 @@
 import FarmModel
 import Foundation
 import Imaging
-import JobStore
+@_spi(Testing) import JobStore
 import Postgres
 import TestSupport
 import Testing
@@ -216,7 +216,7 @@ func farmAcrossNetworkNamespaces() throws {
         "\(coordinator.output)\n---\n\(workers[0].output)")
     try network.setLink(host: 0, up: false)
     #expect(waitFor(30) { coordinator.output.contains("worker host1 lost") }, "\(coordinator.output)")
-    let requeued = try store.connection.query(
+    let requeued = try store.testConnection.query(
         """
         SELECT count(*)::bigint AS n FROM tasks WHERE job_id = $1 AND error_message LIKE 'worker host1 lost%'
         """, [job]
@@ -233,7 +233,7 @@ func farmAcrossNetworkNamespaces() throws {
     let images = try store.images(job: job)
     #expect(images.count == 30 && Set(images.map(\.taskID)).count == 30)
     #expect(try images.allSatisfy { try PNGImage(pngData: $0.png).width == 128 })
-    let hosts = try store.connection.query("SELECT id, host FROM workers ORDER BY id").rows.map { try $0.decode("id", as: String.self) }
+    let hosts = try store.testConnection.query("SELECT id, host FROM workers ORDER BY id").rows.map { try $0.decode("id", as: String.self) }
     #expect(hosts == ["host1", "host2", "host3"])
 
     // Section 4, removing hosts: a drained worker finishes and exits; a revoked key's live link is
