@@ -15,6 +15,7 @@ public struct JobSpecError: Error, CustomStringConvertible, Equatable {
     /// What is wrong and what is allowed.
     public var message: String
 
+    /// `file:line: field: message`, in one line.
     public var description: String {
         var place = file
         if let line { place += ":\(line)" }
