@@ -2,7 +2,6 @@ import ArgumentParser
 import FarmModel
 import Foundation
 import JobStore
-import Postgres
 
 /// Prints `value` as JSON (sorted keys, indented) for scripts.
 func printJSON<Value: Encodable>(_ value: Value) throws {

@@ -2,7 +2,6 @@ import ArgumentParser
 import FarmModel
 import Foundation
 import JobStore
-import Postgres
 
 /// `farm tokens create|list|revoke`: API tokens for the coordinator's HTTP API.
 struct Tokens: ParsableCommand {

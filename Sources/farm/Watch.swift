@@ -2,7 +2,6 @@ import ArgumentParser
 import FarmModel
 import Foundation
 import JobStore
-import Postgres
 
 /// `farm watch [JOB]`: live progress per job and per worker.
 struct Watch: ParsableCommand {

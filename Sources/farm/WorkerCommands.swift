@@ -2,7 +2,6 @@ import ArgumentParser
 import FarmModel
 import Foundation
 import JobStore
-import Postgres
 
 /// `farm workers`: the registry.
 struct Workers: ParsableCommand {

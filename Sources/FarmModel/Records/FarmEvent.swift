@@ -72,16 +72,17 @@ extension FarmEventPayload: ExpressibleByDictionaryLiteral {
     }
 }
 
-/// One live event: its name (`progress`, `preview`, `done`, `failed`, `job`), its job and its payload.
+/// One live event: its name (`progress`, `preview`, `done`, `failed`, `job`), its job and its payload (immutable, so
+/// that `data` always is the payload's JSON).
 public struct FarmEvent: Codable, Sendable, Equatable {
     /// The event name; empty for a keep-alive comment.
-    public var name: String
+    public let name: String
     /// The job it belongs to.
-    public var job: Int64
+    public let job: Int64
     /// What it says.
-    public var payload: FarmEventPayload
+    public let payload: FarmEventPayload
     /// The payload as compact JSON text (sorted keys), as the event stream sends it.
-    public private(set) var data: String
+    public let data: String
 
     private static let encoder: JSONEncoder = {
         let encoder = JSONEncoder()
