@@ -54,7 +54,7 @@ public enum DatabaseAnswer {
     /// `isKeyAllowed`.
     case keyAllowed(Bool)
     /// `registerWorker`: the operator state (online, draining, cordoned), or nil for a name bound to another key.
-    case registered(operatorState: String?)
+    case registered(operatorState: WorkerStatus?)
     /// `jobOfTask`: nil for a task the database does not know.
     case job(Int64?)
     /// `claim`.
@@ -108,12 +108,12 @@ public struct Upkeep {
     /// Tasks held by connected workers that were cancelled.
     public var cancelled: [Int64]
     /// Operator states (online, draining, cordoned) by worker name.
-    public var states: [String: String]
+    public var states: [String: WorkerStatus]
     /// Tasks whose lease expired, requeued.
     public var expired: Int
 
     /// Makes an upkeep answer.
-    public init(roundTrip: Double = 0, cancelled: [Int64] = [], states: [String: String] = [:], expired: Int = 0) {
+    public init(roundTrip: Double = 0, cancelled: [Int64] = [], states: [String: WorkerStatus] = [:], expired: Int = 0) {
         self.roundTrip = roundTrip
         self.cancelled = cancelled
         self.states = states

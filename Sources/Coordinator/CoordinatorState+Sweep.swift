@@ -51,12 +51,12 @@ extension CoordinatorState {
         for (routingID, var worker) in workers {
             guard let state = upkeep.states[worker.hello.workerID] else { continue }
             worker.operatorState = state
-            if worker.operatorState == "draining" && !worker.toldToDrain {
+            if worker.operatorState == .draining && !worker.toldToDrain {
                 send(.drain, to: routingID)
                 worker.toldToDrain = true
                 log(.notice, "draining worker \(worker.hello.workerID)", ["worker": "\(worker.hello.workerID)"])
             }
-            if worker.operatorState == "online" { worker.toldToDrain = false }
+            if worker.operatorState == .online { worker.toldToDrain = false }
             workers[routingID] = worker
         }
         if upkeep.expired > 0 {

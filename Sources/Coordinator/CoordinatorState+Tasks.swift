@@ -60,10 +60,8 @@ extension CoordinatorState {
         withJob(of: report.taskID) { job in
             FarmEvent(
                 name: "progress", job: job,
-                payload: [
-                    "task": report.taskID, "job": job, "attempt": report.attempt, "step": report.step, "total": report.total,
-                    "worker": workerID,
-                ])
+                payload: .init(
+                    task: report.taskID, job: job, attempt: report.attempt, step: report.step, total: report.total, worker: workerID))
         }
     }
 
@@ -97,7 +95,7 @@ extension CoordinatorState {
                 .post(
                     FarmEvent(
                         name: "done", job: job,
-                        payload: ["task": header.taskID, "job": job, "attempt": header.attempt, "seed": header.seed])))
+                        payload: .init(task: header.taskID, job: job, attempt: header.attempt, seed: header.seed))))
         }
         var metadata = Logger.Metadata.task(header.taskID, job: job, attempt: header.attempt, worker: workerID)
         metadata["outcome"] = "\(outcome)"
@@ -117,10 +115,8 @@ extension CoordinatorState {
         withJob(of: failure.taskID) { job in
             FarmEvent(
                 name: "failed", job: job,
-                payload: [
-                    "task": failure.taskID, "job": job, "attempt": failure.attempt, "kind": "\(failure.kind)",
-                    "message": failure.message,
-                ])
+                payload: .init(
+                    task: failure.taskID, job: job, attempt: failure.attempt, kind: "\(failure.kind)", message: failure.message))
         }
         var metadata = Logger.Metadata.task(failure.taskID, job: taskJobs[failure.taskID], attempt: failure.attempt, worker: workerID)
         metadata["kind"] = "\(failure.kind)"

@@ -86,7 +86,7 @@ extension CoordinatorState {
     }
 
     /// The database recorded a HELLO: welcome the worker, or refuse it when its name belongs to another key.
-    mutating func registered(_ hello: WireMessage.Hello, routingID: Data, publicKey: String?, operatorState: String?, now: Instant) {
+    mutating func registered(_ hello: WireMessage.Hello, routingID: Data, publicKey: String?, operatorState: WorkerStatus?, now: Instant) {
         guard let operatorState else {
             refuse(
                 routingID, .nameBoundToOtherKey,

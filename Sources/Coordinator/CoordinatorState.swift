@@ -20,12 +20,12 @@ public struct ConnectedWorker {
     /// Input images it has been sent.
     public var sentBlobs: Set<String> = []
     /// The operator's state from the database: online, draining or cordoned.
-    public var operatorState = "online"
+    public var operatorState = WorkerStatus.online
     /// Whether it has been sent DRAIN since it was last online.
     public var toldToDrain = false
 
     /// Tasks it may be given now: none unless it is online.
-    public var freeSlots: Int { operatorState == "online" ? max(0, hello.slots - inFlight.count) : 0 }
+    public var freeSlots: Int { operatorState == .online ? max(0, hello.slots - inFlight.count) : 0 }
 }
 
 /// The coordinator's protocol logic as a value: each method takes one event (a message from a worker, a tick, a
@@ -163,7 +163,7 @@ public struct CoordinatorState {
                 withJob(of: report.taskID) { job in
                     FarmEvent(
                         name: "preview", job: job,
-                        payload: ["task": report.taskID, "job": job, "step": report.step, "png": png.base64EncodedString()])
+                        payload: .init(task: report.taskID, job: job, step: report.step, png: png.base64EncodedString()))
                 }
             }
         case .result(let header, let png):

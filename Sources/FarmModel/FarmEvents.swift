@@ -1,31 +1,5 @@
 import Foundation
 
-/// One live farm event: its name (`progress`, `preview`, `done`, `failed`, `job`), its job and its JSON payload.
-public struct FarmEvent: Sendable, Equatable {
-    /// The event name; empty for a keep-alive comment.
-    public var name: String
-    /// The job it belongs to.
-    public var job: Int64
-    /// The payload as compact JSON text.
-    public var data: String
-
-    /// Makes an event from a JSON-ready payload (sorted keys).
-    public init(name: String, job: Int64, payload: [String: Any]) {
-        self.name = name
-        self.job = job
-        let bytes = (try? JSONSerialization.data(withJSONObject: payload, options: [.sortedKeys])) ?? Data("{}".utf8)
-        self.data = String(decoding: bytes, as: UTF8.self)
-    }
-
-    /// A keep-alive marker (sent as the comment `: keep-alive`).
-    public static let keepAlive = FarmEvent(name: "", job: 0, payload: [:])
-
-    /// The event in server-sent-events framing.
-    public var serverSentEvent: String {
-        name.isEmpty ? ": keep-alive\n\n" : "event: \(name)\ndata: \(data)\n\n"
-    }
-}
-
 /// A thread-safe in-process broadcaster of farm events: posting never blocks; each subscriber
 /// has a bounded buffer that drops events (and counts them) when the reader is slow.
 public final class FarmEvents: @unchecked Sendable {

@@ -23,11 +23,11 @@ struct APIResponder: HTTPResponder {
     enum Route {
         case listJobs, submitJob
         case job(Int64)
-        case jobAction(Int64, String)
+        case jobAction(Int64, JobAction)
         case jobImages(Int64)
         case taskImage(Int64)
         case listWorkers
-        case workerAction(String, String)
+        case workerAction(String, OperatorAction)
         case events(Int64?)
         case listTokens, createToken
         case revokeToken(Int64)
@@ -79,8 +79,8 @@ struct APIResponder: HTTPResponder {
         case ["jobs"]: route = get ? .listJobs : post ? .submitJob : nil
         case let p where p.count == 2 && p[0] == "jobs": route = get ? .job(try id(p[1], "job")) : nil
         case let p where p.count == 3 && p[0] == "jobs" && p[2] == "images": route = get ? .jobImages(try id(p[1], "job")) : nil
-        case let p where p.count == 3 && p[0] == "jobs" && ["cancel", "pause", "resume", "retry"].contains(p[2]):
-            route = post ? .jobAction(try id(p[1], "job"), p[2]) : nil
+        case let p where p.count == 3 && p[0] == "jobs" && JobAction(rawValue: p[2]) != nil:
+            route = post ? .jobAction(try id(p[1], "job"), JobAction(rawValue: p[2])!) : nil
         case let p where p.count == 3 && p[0] == "tasks" && p[2] == "image": route = get ? .taskImage(try id(p[1], "task")) : nil
         case ["workers"]: route = get ? .listWorkers : nil
         case ["events"]:
@@ -91,8 +91,8 @@ struct APIResponder: HTTPResponder {
                 job = id
             }
             route = get ? .events(job) : nil
-        case let p where p.count == 3 && p[0] == "workers" && ["drain", "cordon", "uncordon"].contains(p[2]):
-            route = post ? .workerAction(p[1], p[2]) : nil
+        case let p where p.count == 3 && p[0] == "workers" && OperatorAction(rawValue: p[2]) != nil:
+            route = post ? .workerAction(p[1], OperatorAction(rawValue: p[2])!) : nil
         case ["tokens"]: route = get ? .listTokens : post ? .createToken : nil
         case let p where p.count == 3 && p[0] == "tokens" && p[2] == "revoke": route = post ? .revokeToken(try id(p[1], "token")) : nil
         default: pathKnown = false
@@ -128,36 +128,26 @@ struct APIResponder: HTTPResponder {
         case .metrics:
             return try await metricsPage()
         case .listJobs:
-            return Self.json(try await pool.run { try Self.encode($0.jobSummaries()) })
+            return Self.json(try Self.encode(try await pool.run { try $0.jobs() }))
         case .job(let job):
-            guard let body = try await pool.run({ store in try store.jobDetail(job).map(Self.encode) }) else {
+            guard let detail = try await pool.run({ try $0.jobDetail(job) }) else {
                 throw APIError(status: 404, "job \(job) does not exist")
             }
-            return Self.json(body)
+            return Self.json(try Self.encode(detail))
         case .submitJob:
             return try await submit(request, role: role)
         case .jobAction(let job, let action):
-            let body = try await pool.run { store -> Data? in
-                guard try store.jobExists(job) else { return nil }
-                var object: [String: Any] = ["id": job]
-                switch action {
-                case "cancel": try store.cancel(job: job)
-                case "pause": try store.pause(job: job)
-                case "resume": try store.resume(job: job)
-                default: object["requeued"] = try store.retryFailed(job: job)
-                }
-                object["counts"] = try store.jobDetail(job)?["counts"] ?? [:]
-                return try Self.encode(object)
+            guard let reply = try await pool.run({ try $0.perform(action, job: job) }) else {
+                throw APIError(status: 404, "job \(job) does not exist")
             }
-            guard let body else { throw APIError(status: 404, "job \(job) does not exist") }
-            return Self.json(body)
+            return Self.json(try Self.encode(reply))
         case .jobImages(let job):
-            let body = try await pool.run { store -> Data? in
+            let images = try await pool.run { store -> [ImageRecord]? in
                 guard try store.jobExists(job) else { return nil }
-                return try Self.encode(try store.imageList(job: job).map { ["index": $0.index, "seed": $0.seed, "task": $0.task] as [String: Any] })
+                return try store.imageList(job: job)
             }
-            guard let body else { throw APIError(status: 404, "job \(job) does not exist") }
-            return Self.json(body)
+            guard let images else { throw APIError(status: 404, "job \(job) does not exist") }
+            return Self.json(try Self.encode(images))
         case .taskImage(let task):
             guard let png = try await pool.run({ try $0.image(task: task) }) else {
                 throw APIError(status: 404, "task \(task) has no image")
@@ -169,37 +159,24 @@ struct APIResponder: HTTPResponder {
         case .events(let job):
             return streamEvents(job: job, token: Self.bearerToken(request) ?? "")
         case .listWorkers:
-            return Self.json(try await pool.run { try Self.encode($0.workerSummaries()) })
+            return Self.json(try Self.encode(try await pool.run { try $0.workers() }))
         case .listTokens:
-            return Self.json(try await pool.run { try Self.encode($0.tokens().map(\.summary)) })
+            return Self.json(try Self.encode(try await pool.run { try $0.tokens() }))
         case .createToken:
-            // The body: {"role": "submit" | "admin", "name": "..."}; the secret is in this answer only.
-            let data = try await Self.collect(request.body)
-            guard let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
-                throw APIError(status: 400, "the body must be a JSON object {\"role\": \"submit\"|\"admin\", \"name\": \"...\"}", field: "body")
-            }
-            if let unknown = object.keys.sorted().first(where: { !["role", "name"].contains($0) }) {
-                throw APIError(status: 400, "unknown field \(unknown)", field: unknown)
-            }
-            guard let role = (object["role"] as? String).flatMap(TokenRole.init(rawValue:)) else {
-                throw APIError(status: 400, "role must be submit or admin", field: "role")
-            }
-            guard let name = object["name"] as? String? ?? "", name.count <= 200 else {
-                throw APIError(status: 400, "name must be a string of at most 200 characters", field: "name")
-            }
-            let created = try await pool.run { try $0.createToken(role: role, name: name) }
-            return Self.json(try Self.encode(["id": created.id, "token": created.token, "role": role.rawValue, "name": name]), status: 201)
+            // The secret is in this answer only.
+            let asked = try Self.tokenRequest(try await Self.collect(request.body))
+            let created = try await pool.run { try $0.createToken(role: asked.role, name: asked.name) }
+            return Self.json(try Self.encode(CreatedToken(id: created.id, token: created.token, role: asked.role, name: asked.name)), status: 201)
         case .revokeToken(let id):
             guard try await pool.run({ try $0.revokeToken(id: id) }) else {
                 throw APIError(status: 404, "no unrevoked token has id \(id)")
             }
-            return Self.json(try Self.encode(["id": id, "revoked": true]))
+            return Self.json(try Self.encode(RevokedToken(id: id)))
         case .workerAction(let worker, let action):
-            let state = ["drain": "draining", "cordon": "cordoned", "uncordon": "online"][action] ?? "online"
-            guard try await pool.run({ try $0.setWorkerState(worker, state) }) else {
+            guard try await pool.run({ try $0.setWorkerState(worker, action.status) }) else {
                 throw APIError(status: 404, "worker \(worker) is not known to the farm")
             }
-            return Self.json(try Self.encode(["name": worker, "state": state]))
+            return Self.json(try Self.encode(WorkerActionReply(name: worker, state: action.status)))
         }
     }
 
@@ -281,7 +258,7 @@ struct APIResponder: HTTPResponder {
         let id = try await pool.run { store in
             try store.enqueue(name: spec.name, model: spec.model, maxAttempts: spec.maxAttempts, priority: spec.priority, tasks: spec.tasks)
         }
-        return Self.json(try Self.encode(["id": id, "tasks": spec.tasks.count]), status: 201)
+        return Self.json(try Self.encode(SubmitReply(id: id, tasks: spec.tasks.count)), status: 201)
     }
 
     /// Reads a body of at most `FarmHTTPServer.maxBodyBytes`; a larger one is read to its end
@@ -303,9 +280,38 @@ struct APIResponder: HTTPResponder {
         return data
     }
 
-    /// JSON bytes (sorted keys) of a JSON-ready value.
-    static func encode(_ value: Any) throws -> Data {
-        try JSONSerialization.data(withJSONObject: value, options: [.sortedKeys])
+    /// The body of `POST /v1/tokens`, `{"role": "submit" | "admin", "name": "..."}`, checked field by field so that
+    /// a 400 names the field at fault.
+    static func tokenRequest(_ data: Data) throws -> TokenRequest {
+        guard let object = try? JSONDecoder().decode([String: JSONValue].self, from: data) else {
+            throw APIError(status: 400, "the body must be a JSON object {\"role\": \"submit\"|\"admin\", \"name\": \"...\"}", field: "body")
+        }
+        if let unknown = object.keys.sorted().first(where: { !["role", "name"].contains($0) }) {
+            throw APIError(status: 400, "unknown field \(unknown)", field: unknown)
+        }
+        guard let role = object["role"]?.string.flatMap(TokenRole.init(rawValue:)) else {
+            throw APIError(status: 400, "role must be submit or admin", field: "role")
+        }
+        let name: String
+        switch object["name"] {
+        case nil, .null?: name = ""
+        case .string(let text)?: name = text
+        default: throw APIError(status: 400, "name must be a string of at most 200 characters", field: "name")
+        }
+        guard name.count <= 200 else { throw APIError(status: 400, "name must be a string of at most 200 characters", field: "name") }
+        return TokenRequest(role: role, name: name)
+    }
+
+    /// The encoder of every JSON answer: sorted keys, compact.
+    static let encoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        return encoder
+    }()
+
+    /// JSON bytes (sorted keys) of a record.
+    static func encode<Value: Encodable>(_ value: Value) throws -> Data {
+        try encoder.encode(value)
     }
 
     /// A JSON response.

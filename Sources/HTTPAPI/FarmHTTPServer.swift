@@ -34,10 +34,7 @@ public struct APIError: Error, CustomStringConvertible, Sendable {
 
     /// The JSON body.
     var json: Data {
-        var object: [String: Any] = ["error": message]
-        if let field { object["field"] = field }
-        if let line { object["line"] = line }
-        return (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{\"error\":\"error\"}".utf8)
+        (try? APIResponder.encode(ErrorReply(error: message, field: field, line: line))) ?? Data("{\"error\":\"error\"}".utf8)
     }
 }
 

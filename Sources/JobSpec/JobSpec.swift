@@ -15,6 +15,7 @@ public struct JobSpecError: Error, CustomStringConvertible, Equatable {
     /// What is wrong and what is allowed.
     public var message: String
 
+    /// `file:line: field: message`, in one line.
     public var description: String {
         var place = file
         if let line { place += ":\(line)" }
@@ -291,6 +292,7 @@ public struct JobSpec: Sendable {
         let defaults = overrides.filter { taskFields.contains($0.key) }
         var tasks: [TaskParameters] = []
         var header: [String]?
+        let decoder = JSONDecoder()
         for (offset, raw) in lines(of: text).enumerated() {
             let lineNumber = offset + 1
             let line = raw.trimmingCharacters(in: .whitespaces)
@@ -312,15 +314,18 @@ public struct JobSpec: Sendable {
                 }
                 for (column, cell) in zip(columns, cells) where !cell.isEmpty { fields[column] = cell }
             } else {
-                guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
+                guard let object = try? decoder.decode([String: JSONValue].self, from: Data(line.utf8)) else {
                     throw JobSpecError(file: file, line: lineNumber, field: nil, message: "not a JSON object")
                 }
-                for (key, value) in object {
+                for (key, value) in object.sorted(by: { $0.key < $1.key }) {
                     guard taskFields.contains(key) else {
                         throw JobSpecError(
                             file: file, line: lineNumber, field: key, message: "unknown field; known: \(taskFields.sorted().joined(separator: ", "))")
                     }
-                    fields[key] = (value as? String) ?? (value as? NSNumber).map { $0.stringValue } ?? "\(value)"
+                    guard let text = value.text else {
+                        throw JobSpecError(file: file, line: lineNumber, field: key, message: "must be a string or a number")
+                    }
+                    fields[key] = text
                 }
             }
             tasks.append(try task(fields, file: file, line: lineNumber, index: tasks.count))

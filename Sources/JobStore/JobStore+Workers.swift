@@ -6,7 +6,7 @@ extension JobStore {
     /// Records a worker's hello (or refreshes it after a reconnect) and returns its operator state (`online`, or
     /// the `cordoned`/`draining` it had before it dropped out). With CURVE the name is bound to the first key that
     /// used it: a hello from another key changes nothing and returns nil.
-    public func registerWorker(_ hello: WireMessage.Hello, publicKey: String? = nil) throws -> String? {
+    public func registerWorker(_ hello: WireMessage.Hello, publicKey: String? = nil) throws -> WorkerStatus? {
         let row = try connection.query(
             """
             INSERT INTO workers (id, host, models, slots, max_pixels, state, last_heartbeat, device, public_key)
@@ -23,22 +23,22 @@ extension JobStore {
                 hello.device?.summary ?? "", publicKey,
             ]
         ).rows.first
-        return try row?.decode("state", as: String.self)
+        return try row.map { try WorkerStatus(databaseValue: $0.decode("state", as: String.self)) }
     }
 
     /// Sets an operator's state on a worker: `draining` (finish what it holds, take no more),
     /// `cordoned` (take no more, stay connected) or `online`. Returns false for an unknown worker.
     @discardableResult
-    public func setWorkerState(_ workerID: String, _ state: String) throws -> Bool {
-        precondition(["online", "draining", "cordoned"].contains(state), "operator states are online, draining and cordoned")
-        return try connection.query("UPDATE workers SET state = $2 WHERE id = $1", [workerID, state]).affectedRows == 1
+    public func setWorkerState(_ workerID: String, _ state: WorkerStatus) throws -> Bool {
+        precondition(state.isOperatorState, "operator states are online, draining and cordoned")
+        return try connection.query("UPDATE workers SET state = $2 WHERE id = $1", [workerID, state.rawValue]).affectedRows == 1
     }
 
     /// The operator's states of the given workers.
-    public func workerStates(_ workerIDs: [String]) throws -> [String: String] {
-        var states: [String: String] = [:]
+    public func workerStates(_ workerIDs: [String]) throws -> [String: WorkerStatus] {
+        var states: [String: WorkerStatus] = [:]
         for row in try connection.query("SELECT id, state FROM workers WHERE id = ANY($1::text[])", [postgresArray(workerIDs)]).rows {
-            states[try row.decode("id")] = try row.decode("state", as: String.self)
+            states[try row.decode("id")] = try WorkerStatus(databaseValue: row.decode("state", as: String.self))
         }
         return states
     }

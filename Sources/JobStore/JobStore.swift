@@ -76,8 +76,8 @@ public struct RetryPolicy: Sendable {
 /// and the job controls. Each operation is one statement or one short transaction, and
 /// every value travels as a parameter.
 public final class JobStore {
-    /// The connection the store owns.
-    public let connection: Connection
+    /// The connection the store owns; only JobStore's methods run SQL on it.
+    let connection: Connection
     /// How host failures are retried.
     public var retry = RetryPolicy()
     /// Queued tasks a cancel gives each extra connection (below this, one connection does it all).

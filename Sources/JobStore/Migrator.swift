@@ -26,6 +26,7 @@ public enum MigrationError: Error, CustomStringConvertible, Equatable {
     /// The database has a migration this build does not know (it is newer).
     case unknownApplied(version: Int)
 
+    /// What went wrong and what to do, in one line.
     public var description: String {
         switch self {
         case .folderNotFound(let searched):

@@ -55,7 +55,7 @@ for index in 0..<workerCount {
     }.start()
     running.mutate { $0 += 1 }
 }
-let registered = { () -> Int in (try? store.connection.query("SELECT count(*) AS n FROM workers").single().decode("n", as: Int.self)) ?? 0 }
+let registered = { () -> Int in (try? store.workers().count) ?? 0 }
 while registered() < workerCount { Thread.sleep(forTimeInterval: 0.1) }
 print("\(workerCount) synthetic workers connected")
 
@@ -79,11 +79,7 @@ var latencies: [Double] = []
 for round in 0..<rounds {
     let job = try store.enqueue(name: "latency \(round)", model: "synthetic", tasks: tasks(workerCount / 2, tag: "l"))
     try waitDone(job)
-    latencies += try store.connection.query(
-        """
-        SELECT extract(epoch FROM started_at - created_at) AS s FROM tasks WHERE job_id = $1
-        """, [job]
-    ).rows.map { try $0.decode("s", as: Double.self) }
+    latencies += try store.dispatchLatencies(job: job)
     Thread.sleep(forTimeInterval: 0.2)
 }
 latencies.sort()

@@ -2,12 +2,12 @@ import ArgumentParser
 import FarmModel
 import Foundation
 import JobStore
-import Postgres
 
-/// Prints `value` as JSON (sorted keys) for scripts.
-func printJSON(_ value: Any) throws {
-    let data = try JSONSerialization.data(withJSONObject: value, options: [.sortedKeys, .prettyPrinted])
-    print(String(decoding: data, as: UTF8.self))
+/// Prints `value` as JSON (sorted keys, indented) for scripts.
+func printJSON<Value: Encodable>(_ value: Value) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+    print(String(decoding: try encoder.encode(value), as: UTF8.self))
 }
 
 /// Pads cells into aligned columns.
@@ -29,22 +29,17 @@ struct Jobs: ParsableCommand {
     var json = false
 
     func run() throws {
-        let value: Any
+        let jobs: [JobRecord]
         if let client = try remote.client() {
-            value = try client.json("GET", "jobs")
+            jobs = try client.json([JobRecord].self, "GET", "jobs")
         } else {
-            value = try jsonRoundTrip(try JobStore(connection: try database.connect()).jobSummaries())
+            jobs = try JobStore(connection: try database.connect()).jobs()
         }
-        if json { return try printJSON(value) }
-        let jobs = value as? [[String: Any]] ?? []
+        if json { return try printJSON(jobs) }
         printTable(
             ["ID", "NAME", "MODEL", "STATE", "TASKS", "QUEUED", "RUNNING", "DONE", "FAILED", "CANCELLED"],
             jobs.map { job in
-                let counts = job["counts"] as? [String: Any] ?? [:]
-                return [
-                    "\(intValue(job["id"]))", "\(job["name"] ?? "")", "\(job["model"] ?? "")", "\(job["state"] ?? "")",
-                    "\(intValue(job["tasks"]))",
-                ] + TaskState.allCases.map { "\(intValue(counts[$0.rawValue]))" }
+                ["\(job.id)", job.name, job.model, job.state.rawValue, "\(job.tasks)"] + TaskState.allCases.map { "\(job.counts[$0])" }
             })
     }
 }
@@ -63,52 +58,42 @@ struct JobCommand: ParsableCommand {
     var json = false
 
     func run() throws {
-        let value: Any
+        let detail: JobDetail
         if let client = try remote.client() {
-            value = try client.json("GET", "jobs/\(job)")
+            detail = try client.json(JobDetail.self, "GET", "jobs/\(job)")
         } else {
-            guard let detail = try JobStore(connection: try database.connect()).jobDetail(job) else {
+            guard let found = try JobStore(connection: try database.connect()).jobDetail(job) else {
                 throw ValidationError("job \(job) does not exist")
             }
-            value = try jsonRoundTrip(detail)
+            detail = found
         }
-        if json { return try printJSON(value) }
-        let object = value as? [String: Any] ?? [:]
-        let counts = object["counts"] as? [String: Any] ?? [:]
-        let left = intValue(counts["queued"]) + intValue(counts["running"])
-        let rate = (object["tasks_per_second"] as? NSNumber)?.doubleValue ?? 0
-        print("job \(job) \"\(object["name"] ?? "")\" (\(object["model"] ?? "")): \(object["state"] ?? "")")
-        print("  " + TaskState.allCases.map { "\($0.rawValue) \(intValue(counts[$0.rawValue]))" }.joined(separator: ", "))
-        if rate > 0 { print(String(format: "  %.2f tasks/s, about %.0f s to go", rate, Double(left) / rate)) }
-        for failure in object["failures"] as? [[String: Any]] ?? [] {
-            print("  failed ×\(intValue(failure["tasks"])): \(failure["reason"] ?? "")")
+        if json { return try printJSON(detail) }
+        let counts = detail.counts
+        let rate = detail.tasksPerSecond
+        print("job \(job) \"\(detail.name)\" (\(detail.model)): \(detail.state.rawValue)")
+        print("  " + TaskState.allCases.map { "\($0.rawValue) \(counts[$0])" }.joined(separator: ", "))
+        if rate > 0 { print(String(format: "  %.2f tasks/s, about %.0f s to go", rate, Double(counts.open) / rate)) }
+        for failure in detail.failures {
+            print("  failed ×\(failure.tasks): \(failure.reason)")
         }
     }
 }
 
 /// The job actions behind `farm cancel|pause|resume|retry JOB`.
 enum JobControl {
-    static func apply(_ action: String, job: Int64, database: DatabaseOptions, remote: RemoteOptions) throws {
+    /// Applies `action` to `job` through the HTTP API or the database, and prints the job's counts after it.
+    static func apply(_ action: JobAction, job: Int64, database: DatabaseOptions, remote: RemoteOptions) throws {
+        let reply: JobActionReply
         if let client = try remote.client() {
-            let object = try client.json("POST", "jobs/\(job)/\(action)") as? [String: Any] ?? [:]
-            if action == "retry" { print("requeued \(intValue(object["requeued"])) failed task(s)") }
-            let counts = object["counts"] as? [String: Any] ?? [:]
-            print("job \(job): " + TaskState.allCases.map { "\($0.rawValue)=\(intValue(counts[$0.rawValue]))" }.joined(separator: " "))
-            return
+            reply = try client.json(JobActionReply.self, "POST", "jobs/\(job)/\(action.rawValue)")
+        } else {
+            guard let done = try JobStore(connection: try database.connect()).perform(action, job: job) else {
+                throw ValidationError("job \(job) does not exist")
+            }
+            reply = done
         }
-        let store = JobStore(connection: try database.connect())
-        guard try store.jobExists(job) else {
-            throw ValidationError("job \(job) does not exist")
-        }
-        switch action {
-        case "cancel": try store.cancel(job: job)
-        case "pause": try store.pause(job: job)
-        case "resume": try store.resume(job: job)
-        case "retry": print("requeued \(try store.retryFailed(job: job)) failed task(s)")
-        default: throw ValidationError("unknown action \(action)")
-        }
-        let counts = try store.progress(job: job).counts
-        print("job \(job): " + TaskState.allCases.map { "\($0.rawValue)=\(counts[$0, default: 0])" }.joined(separator: " "))
+        if action == .retry { print("requeued \(reply.requeued ?? 0) failed task(s)") }
+        print("job \(job): " + reply.counts.line)
     }
 }
 
@@ -118,7 +103,7 @@ struct Cancel: ParsableCommand {
     @OptionGroup var database: DatabaseOptions
     @OptionGroup var remote: RemoteOptions
     @Argument(help: "The job's id.") var job: Int64
-    func run() throws { try JobControl.apply("cancel", job: job, database: database, remote: remote) }
+    func run() throws { try JobControl.apply(.cancel, job: job, database: database, remote: remote) }
 }
 
 /// `farm pause JOB`.
@@ -127,7 +112,7 @@ struct Pause: ParsableCommand {
     @OptionGroup var database: DatabaseOptions
     @OptionGroup var remote: RemoteOptions
     @Argument(help: "The job's id.") var job: Int64
-    func run() throws { try JobControl.apply("pause", job: job, database: database, remote: remote) }
+    func run() throws { try JobControl.apply(.pause, job: job, database: database, remote: remote) }
 }
 
 /// `farm resume JOB`.
@@ -136,7 +121,7 @@ struct Resume: ParsableCommand {
     @OptionGroup var database: DatabaseOptions
     @OptionGroup var remote: RemoteOptions
     @Argument(help: "The job's id.") var job: Int64
-    func run() throws { try JobControl.apply("resume", job: job, database: database, remote: remote) }
+    func run() throws { try JobControl.apply(.resume, job: job, database: database, remote: remote) }
 }
 
 /// `farm retry JOB`.
@@ -145,5 +130,5 @@ struct Retry: ParsableCommand {
     @OptionGroup var database: DatabaseOptions
     @OptionGroup var remote: RemoteOptions
     @Argument(help: "The job's id.") var job: Int64
-    func run() throws { try JobControl.apply("retry", job: job, database: database, remote: remote) }
+    func run() throws { try JobControl.apply(.retry, job: job, database: database, remote: remote) }
 }

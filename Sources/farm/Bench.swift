@@ -65,8 +65,9 @@ struct Bench: ParsableCommand {
         }
         if let only {
             let figures = try BenchRun(model: model, size: only, steps: steps).measure()
-            let data = try JSONSerialization.data(withJSONObject: figures, options: [.sortedKeys])
-            FileHandle.standardOutput.write(data)
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = .sortedKeys
+            FileHandle.standardOutput.write(try encoder.encode(figures))
             return
         }
         var results: [String: [String: Double]] = [:]
@@ -74,13 +75,7 @@ struct Bench: ParsableCommand {
             log("farm bench: \(size)×\(size)…")
             results[String(size)] = try child(size: size)
         }
-        if json {
-            var object: [String: Any] = results
-            object["blas_core"] = BLASCore.status.core
-            let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted])
-            print(String(decoding: data, as: UTF8.self))
-            return
-        }
+        if json { return try printJSON(BenchReport(sizes: results, blasCore: BLASCore.status.core)) }
         print("threads: \(threads ?? ComputeThreads.count), model: \(model ?? "SD 1.5 shapes, random weights")")
         print("BLAS core: \(BLASCore.status.description)")
         for size in parsedSizes {
@@ -108,12 +103,31 @@ struct Bench: ParsableCommand {
         try process.run()
         let data = output.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
-        guard process.terminationStatus == 0,
-            let figures = try JSONSerialization.jsonObject(with: data) as? [String: Double]
-        else {
+        guard process.terminationStatus == 0, let figures = try? JSONDecoder().decode([String: Double].self, from: data) else {
             throw ValidationError("the \(size)×\(size) run failed (exit status \(process.terminationStatus))")
         }
         return figures
+    }
+}
+
+/// `farm bench --json`: each size's figures under its side (`"512": {...}`), and `blas_core`.
+private struct BenchReport: Encodable {
+    /// Figures by image side.
+    var sizes: [String: [String: Double]]
+    /// The BLAS core in use.
+    var blasCore: String
+
+    private struct Key: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+    }
+
+    func encode(to encoder: Encoder) throws {
+        var container = encoder.container(keyedBy: Key.self)
+        for (size, figures) in sizes { try container.encode(figures, forKey: Key(stringValue: size)) }
+        try container.encode(blasCore, forKey: Key(stringValue: "blas_core"))
     }
 }
 

@@ -163,18 +163,40 @@ struct DaemonSettings {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
             throw ValidationError("cannot read the config file \(path)")
         }
-        let node: Any?
-        do { node = try Yams.load(yaml: text) } catch { throw ValidationError("config file \(path): \(error)") }
-        guard let mapping = node as? [String: Any] else {
-            if node == nil { return [:] }
+        let node: Node?
+        do { node = try Yams.compose(yaml: text) } catch { throw ValidationError("config file \(path): \(error)") }
+        guard let node else { return [:] }
+        guard let mapping = node.mapping else {
             throw ValidationError("config file \(path) must be a mapping of settings, such as `lease-seconds: 30`")
         }
-        return try mapping.mapValues { value in
-            switch value {
-            case let list as [Any]: return list.map { "\($0)" }
-            case is [String: Any]: throw ValidationError("config file \(path): settings take a value or a list, not a mapping")
-            default: return ["\(value)"]
+        var settings: [String: [String]] = [:]
+        for (key, value) in mapping {
+            guard let name = key.scalar.map(scalarText) else {
+                throw ValidationError("config file \(path): setting names are plain words, such as `lease-seconds`")
             }
+            switch value {
+            case .scalar(let scalar): settings[name] = [scalarText(scalar)]
+            case .sequence(let list):
+                settings[name] = try list.map { item in
+                    guard let scalar = item.scalar else {
+                        throw ValidationError("config file \(path): \(name) lists values, not lists or mappings")
+                    }
+                    return scalarText(scalar)
+                }
+            case .mapping, .alias: throw ValidationError("config file \(path): settings take a value or a list, not a mapping")
+            }
+        }
+        return settings
+    }
+
+    /// A YAML scalar as text, resolved as YAML reads it (`yes` is `true`, `0x10` is `16`), as the daemons' flags take it.
+    static func scalarText(_ scalar: Node.Scalar) -> String {
+        let node = Node.scalar(scalar)
+        switch Tag.Name(rawValue: node.tag.rawValue) {
+        case .bool: return node.bool.map(String.init) ?? scalar.string
+        case .int: return node.int.map(String.init) ?? scalar.string
+        case .float: return node.float.map { String($0) } ?? scalar.string
+        default: return scalar.string
         }
     }
 

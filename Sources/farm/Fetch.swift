@@ -1,4 +1,5 @@
 import ArgumentParser
+import FarmModel
 import Foundation
 import JobStore
 
@@ -33,16 +34,13 @@ struct Fetch: ParsableCommand {
         var skipped = 0
         if let client = try remote.client() {
             // Over HTTP: list the images, then download only the ones not yet on disk.
-            guard let list = try client.json("GET", "jobs/\(job)/images") as? [[String: Any]] else {
-                throw RemoteError(message: "the server's image list is not a JSON array", status: nil)
-            }
-            for entry in list {
-                let target = file(intValue(entry["index"]), "\(entry["seed"].map { "\($0)" } ?? "0")")
+            for entry in try client.json([ImageRecord].self, "GET", "jobs/\(job)/images") {
+                let target = file(entry.index, String(entry.seed))
                 if FileManager.default.fileExists(atPath: target.path) {
                     skipped += 1
                     continue
                 }
-                try client.send("GET", "tasks/\(intValue(entry["task"]))/image").write(to: target, options: .atomic)
+                try client.send("GET", "tasks/\(entry.task)/image").write(to: target, options: .atomic)
                 written += 1
             }
         } else {

@@ -71,10 +71,7 @@ struct KeysList: ParsableCommand {
 
     func run() throws {
         let keys = try JobStore(connection: try database.connect()).workerKeys()
-        let rows: [[String: Any]] = keys.map {
-            ["public_key": $0.publicKey, "name": $0.name, "created": $0.created, "revoked": $0.revoked ?? NSNull()]
-        }
-        if json { return try printJSON(rows) }
+        if json { return try printJSON(keys) }
         printTable(["PUBLIC KEY", "NAME", "CREATED", "REVOKED"], keys.map { [$0.publicKey, $0.name, $0.created, $0.revoked ?? "-"] })
     }
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import FarmModel
 import Foundation
 import Yams
 
@@ -136,30 +137,19 @@ struct FarmClient {
         let status = (outcome.response as? HTTPURLResponse)?.statusCode ?? 0
         let data = outcome.data ?? Data()
         guard (200..<300).contains(status) else {
-            let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
-            let message = object?["error"] as? String ?? "HTTP \(status) from \(components.url!.absoluteString)"
+            let message = (try? JSONDecoder().decode(ErrorReply.self, from: data))?.error ?? "HTTP \(status) from \(components.url!.absoluteString)"
             throw RemoteError(message: message, status: status)
         }
         return data
     }
 
-    /// Sends a request and parses the JSON answer.
-    func json(_ method: String, _ path: String, query: [URLQueryItem] = [], body: Data? = nil) throws -> Any {
+    /// Sends a request and decodes its JSON answer as `type`.
+    func json<Value: Decodable>(
+        _ type: Value.Type, _ method: String, _ path: String, query: [URLQueryItem] = [], body: Data? = nil
+    ) throws -> Value {
         let data = try send(method, path, query: query, body: body)
-        do { return try JSONSerialization.jsonObject(with: data) } catch {
-            throw RemoteError(message: "the server's answer to \(method) /v1/\(path) is not JSON")
+        do { return try JSONDecoder().decode(type, from: data) } catch {
+            throw RemoteError(message: "the server's answer to \(method) /v1/\(path) is not the JSON expected (\(error))")
         }
     }
-}
-
-/// The value as JSON text and back, so that both paths (database, HTTP) print identical JSON.
-func jsonRoundTrip(_ value: Any) throws -> Any {
-    try JSONSerialization.jsonObject(with: JSONSerialization.data(withJSONObject: value, options: [.sortedKeys]))
-}
-
-/// An integer from a parsed JSON value (Int, or NSNumber after a round trip).
-func intValue(_ value: Any?) -> Int {
-    if let value = value as? Int { return value }
-    if let value = value as? NSNumber { return value.intValue }
-    return 0
 }

@@ -189,14 +189,10 @@ struct Submit: ParsableCommand {
             let query =
                 [URLQueryItem(name: "format", value: format)]
                 + overrides.sorted { $0.key < $1.key }.map { URLQueryItem(name: $0.key, value: $0.value) }
-            let answer = try client.json("POST", "jobs", query: query, body: Data(text.utf8)) as? [String: Any] ?? [:]
-            let id = Int64(intValue(answer["id"]))
+            let id = try client.json(SubmitReply.self, "POST", "jobs", query: query, body: Data(text.utf8)).id
             print(id)
             if wait {
-                try follow(id) {
-                    let counts = (try client.json("GET", "jobs/\(id)") as? [String: Any])?["counts"] as? [String: Any] ?? [:]
-                    return Dictionary(uniqueKeysWithValues: TaskState.allCases.map { ($0, intValue(counts[$0.rawValue])) })
-                }
+                try follow(id) { try client.json(JobDetail.self, "GET", "jobs/\(id)").counts.byState }
             }
             return
         }

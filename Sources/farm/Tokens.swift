@@ -2,7 +2,6 @@ import ArgumentParser
 import FarmModel
 import Foundation
 import JobStore
-import Postgres
 
 /// `farm tokens create|list|revoke`: API tokens for the coordinator's HTTP API.
 struct Tokens: ParsableCommand {
@@ -26,10 +25,8 @@ struct TokensCreate: ParsableCommand {
     func run() throws {
         // The first admin token can only come from the database; later ones also from an admin over HTTP.
         if database.database == nil, let client = try remote.client() {
-            let body = try JSONSerialization.data(withJSONObject: ["role": role, "name": name])
-            let created = try client.json("POST", "tokens", body: body) as? [String: Any]
-            guard let token = created?["token"] as? String else { throw RemoteError(message: "the server's answer has no token") }
-            return print(token)
+            let body = try JSONEncoder().encode(TokenRequest(role: TokenRole(rawValue: role)!, name: name))
+            return print(try client.json(CreatedToken.self, "POST", "tokens", body: body).token)
         }
         let connection = try database.connect()
         try Migrator(folder: Migrator.locateFolder()).apply(to: connection)
@@ -45,21 +42,16 @@ struct TokensList: ParsableCommand {
     @Flag(help: "Print JSON.") var json = false
 
     func run() throws {
-        let value: Any
+        let tokens: [TokenRecord]
         if let client = try remote.client() {
-            value = try client.json("GET", "tokens")
+            tokens = try client.json([TokenRecord].self, "GET", "tokens")
         } else {
-            value = try jsonRoundTrip(try JobStore(connection: try database.connect()).tokens().map(\.summary))
+            tokens = try JobStore(connection: try database.connect()).tokens()
         }
-        if json { return try printJSON(value) }
+        if json { return try printJSON(tokens) }
         printTable(
             ["ID", "ROLE", "NAME", "CREATED", "REVOKED"],
-            (value as? [[String: Any]] ?? []).map { token in
-                [
-                    "\(intValue(token["id"]))", "\(token["role"] ?? "")", "\(token["name"] ?? "")", "\(token["created"] ?? "")",
-                    (token["revoked"] as? String) ?? "-",
-                ]
-            })
+            tokens.map { ["\($0.id)", $0.role.rawValue, $0.name, $0.created, $0.revoked ?? "-"] })
     }
 }
 
@@ -72,7 +64,7 @@ struct TokensRevoke: ParsableCommand {
 
     func run() throws {
         if let client = try remote.client() {
-            _ = try client.json("POST", "tokens/\(id)/revoke")
+            _ = try client.json(RevokedToken.self, "POST", "tokens/\(id)/revoke")
             return print("token \(id) revoked")
         }
         guard try JobStore(connection: try database.connect()).revokeToken(id: id) else {

@@ -2,7 +2,6 @@ import ArgumentParser
 import FarmModel
 import Foundation
 import JobStore
-import Postgres
 
 /// `farm watch [JOB]`: live progress per job and per worker.
 struct Watch: ParsableCommand {
@@ -32,7 +31,7 @@ struct Watch: ParsableCommand {
         if let client = try remote.client() {
             source = RemoteWatchSource(client: client, job: job)
         } else {
-            source = DatabaseWatchSource(connection: try database.connect(), job: job)
+            source = DatabaseWatchSource(store: JobStore(connection: try database.connect()), job: job)
         }
         let interactive = isatty(STDOUT_FILENO) == 1
         var previous = ""
@@ -41,14 +40,17 @@ struct Watch: ParsableCommand {
             if let job, snapshot.jobs.isEmpty { throw ValidationError("job \(job) does not exist") }
             var lines: [String] = []
             for row in snapshot.jobs {
-                let settled = row.done + row.failed + row.cancelled
+                let counts = row.counts
+                let settled = counts.done + counts.failed + counts.cancelled
                 lines.append(
-                    "job \(row.id) \(row.name) \(Watch.bar(settled, row.total)) \(row.done)/\(row.total) done, \(row.failed) failed, \(row.state)")
+                    "job \(row.id) \(row.name) \(Watch.bar(settled, row.tasks)) \(counts.done)/\(row.tasks) done, \(counts.failed) failed, \(row.state.rawValue)"
+                )
             }
             for row in snapshot.tasks {
-                let speed = row.speed.map { String(format: ", %.2f it/s", $0) } ?? ""
+                let speed = row.stepsPerSecond.map { String(format: ", %.2f it/s", $0) } ?? ""
                 lines.append(
-                    "  worker \(row.worker): task \(row.task) \(Watch.bar(row.step, row.total, width: 16)) step \(row.step)/\(row.total)\(speed)")
+                    "  worker \(row.worker ?? ""): task \(row.id) \(Watch.bar(row.step, row.totalSteps, width: 16)) step \(row.step)/\(row.totalSteps)\(speed)"
+                )
             }
             let screen = lines.joined(separator: "\n")
             if interactive {
@@ -57,7 +59,7 @@ struct Watch: ParsableCommand {
                 print(screen)
             }
             previous = screen
-            if job != nil && snapshot.jobs.allSatisfy({ $0.open == 0 }) { return }
+            if job != nil && snapshot.jobs.allSatisfy({ $0.counts.open == 0 }) { return }
             Thread.sleep(forTimeInterval: interval)
         }
     }
@@ -65,17 +67,10 @@ struct Watch: ParsableCommand {
 
 /// What one frame of `farm watch` shows: jobs with their counts, and the running task of each worker.
 struct WatchSnapshot {
-    /// A job's line.
-    struct JobRow {
-        var id: Int64, name: String, state: String
-        var total: Int, open: Int, done: Int, failed: Int, cancelled: Int
-    }
-    /// A worker's running task.
-    struct TaskRow {
-        var worker: String, task: Int64, step: Int, total: Int, speed: Double?
-    }
-    var jobs: [JobRow] = []
-    var tasks: [TaskRow] = []
+    /// The jobs watched.
+    var jobs: [JobRecord] = []
+    /// Their running tasks, each with its worker.
+    var tasks: [TaskRecord] = []
 }
 
 /// Where `farm watch` reads its frames from: the database or the HTTP API.
@@ -86,35 +81,11 @@ protocol WatchSource {
 
 /// `farm watch` straight from the database: every running task, with its step.
 struct DatabaseWatchSource: WatchSource {
-    let connection: Connection
+    let store: JobStore
     let job: Int64?
 
     func snapshot() throws -> WatchSnapshot {
-        var snapshot = WatchSnapshot()
-        for row in try connection.query(
-            """
-            SELECT id, name, state, task_count, queued_count, running_count, done_count, failed_count, cancelled_count
-            FROM jobs WHERE ($1::bigint IS NULL AND state IN ('active', 'paused')) OR id = $1 ORDER BY id
-            """, [job]
-        ).rows {
-            snapshot.jobs.append(
-                .init(
-                    id: try row.decode("id"), name: try row.decode("name"), state: try row.decode("state"), total: try row.decode("task_count"),
-                    open: try row.decode("queued_count", as: Int.self) + row.decode("running_count", as: Int.self),
-                    done: try row.decode("done_count"), failed: try row.decode("failed_count"), cancelled: try row.decode("cancelled_count")))
-        }
-        for row in try connection.query(
-            """
-            SELECT lease_owner, id, step, total_steps, steps_per_second::text AS speed FROM tasks
-            WHERE state = 'running' AND ($1::bigint IS NULL OR job_id = $1) ORDER BY lease_owner, id
-            """, [job]
-        ).rows {
-            snapshot.tasks.append(
-                .init(
-                    worker: try row.decode("lease_owner"), task: try row.decode("id"), step: try row.decode("step"),
-                    total: try row.decode("total_steps"), speed: Double(try row.decodeIfPresent("speed", as: String.self) ?? "")))
-        }
-        return snapshot
+        WatchSnapshot(jobs: try store.watchedJobs(job), tasks: try store.runningTasks(job: job))
     }
 }
 
@@ -125,32 +96,26 @@ struct RemoteWatchSource: WatchSource {
 
     func snapshot() throws -> WatchSnapshot {
         var snapshot = WatchSnapshot()
-        let jobs: [[String: Any]]
         if let job {
+            let detail: JobDetail
             do {
-                jobs = [try client.json("GET", "jobs/\(job)") as? [String: Any] ?? [:]]
+                detail = try client.json(JobDetail.self, "GET", "jobs/\(job)")
             } catch let error as RemoteError where error.status == 404 {
                 return snapshot
             }
+            snapshot.jobs = [
+                JobRecord(
+                    id: detail.id, name: detail.name, model: detail.model, state: detail.state, priority: 0, tasks: detail.counts.total,
+                    counts: detail.counts, created: "")
+            ]
         } else {
-            jobs = (try client.json("GET", "jobs") as? [[String: Any]] ?? []).filter { ["active", "paused"].contains("\($0["state"] ?? "")") }
-        }
-        for object in jobs {
-            let counts = object["counts"] as? [String: Any] ?? [:]
-            snapshot.jobs.append(
-                .init(
-                    id: Int64(intValue(object["id"])), name: "\(object["name"] ?? "")", state: "\(object["state"] ?? "")",
-                    total: counts.values.reduce(0) { $0 + intValue($1) }, open: intValue(counts["queued"]) + intValue(counts["running"]),
-                    done: intValue(counts["done"]), failed: intValue(counts["failed"]), cancelled: intValue(counts["cancelled"])))
+            snapshot.jobs = try client.json([JobRecord].self, "GET", "jobs").filter { [.active, .paused].contains($0.state) }
         }
         let watched = Set(snapshot.jobs.map(\.id))
-        for worker in try client.json("GET", "workers") as? [[String: Any]] ?? [] {
-            guard let current = worker["current"] as? [String: Any], watched.contains(Int64(intValue(current["job"]))) else { continue }
-            snapshot.tasks.append(
-                .init(
-                    worker: "\(worker["name"] ?? "")", task: Int64(intValue(current["task"])),
-                    step: intValue(current["step"]), total: intValue(current["total_steps"]),
-                    speed: (current["steps_per_second"] as? NSNumber)?.doubleValue))
+        for worker in try client.json([WorkerRecord].self, "GET", "workers") {
+            guard var current = worker.current, watched.contains(current.job) else { continue }
+            current.worker = worker.name
+            snapshot.tasks.append(current)
         }
         return snapshot
     }

@@ -2,7 +2,6 @@ import ArgumentParser
 import FarmModel
 import Foundation
 import JobStore
-import Postgres
 
 /// `farm workers`: the registry.
 struct Workers: ParsableCommand {
@@ -16,26 +15,22 @@ struct Workers: ParsableCommand {
     var json = false
 
     func run() throws {
-        let value: Any
+        let workers: [WorkerRecord]
         if let client = try remote.client() {
-            value = try client.json("GET", "workers")
+            workers = try client.json([WorkerRecord].self, "GET", "workers")
         } else {
-            value = try jsonRoundTrip(try JobStore(connection: try database.connect()).workerSummaries())
+            workers = try JobStore(connection: try database.connect()).workers()
         }
-        if json { return try printJSON(value) }
+        if json { return try printJSON(workers) }
         printTable(
             ["NAME", "HOST", "DEVICE", "STATE", "LOADED", "TASK", "STEP", "IT/S", "RUNNING", "LAST HEARTBEAT", "FAILURES"],
-            (value as? [[String: Any]] ?? []).map { worker in
-                let current = worker["current"] as? [String: Any]
-                let speed = (current?["steps_per_second"] as? NSNumber).map { String(format: "%.2f", $0.doubleValue) } ?? "-"
-                let loaded = "\(worker["loaded_model"] ?? "")"
+            workers.map { worker in
+                let current = worker.current
+                let speed = current?.stepsPerSecond.map { String(format: "%.2f", $0) } ?? "-"
                 return [
-                    "\(worker["name"] ?? "")", "\(worker["host"] ?? "")", "\(worker["device"] ?? "")", "\(worker["state"] ?? "")",
-                    loaded.isEmpty ? "-" : loaded,
-                    current.map { "\(intValue($0["task"])) (job \(intValue($0["job"])))" } ?? "-",
-                    current.map { "\(intValue($0["step"]))/\(intValue($0["total_steps"]))" } ?? "-", speed,
-                    "\(intValue(worker["running"]))/\(intValue(worker["slots"]))",
-                    "\((worker["seconds_since_heartbeat"] as? NSNumber)?.doubleValue ?? 0) s ago", "\(intValue(worker["failures"]))",
+                    worker.name, worker.host, worker.device, worker.state.rawValue, worker.loadedModel.isEmpty ? "-" : worker.loadedModel,
+                    current.map { "\($0.id) (job \($0.job))" } ?? "-", current.map { "\($0.step)/\($0.totalSteps)" } ?? "-", speed,
+                    "\(worker.running)/\(worker.slots)", "\(worker.secondsSinceHeartbeat) s ago", "\(worker.failures)",
                 ]
             })
     }
@@ -43,17 +38,17 @@ struct Workers: ParsableCommand {
 
 /// `farm drain|cordon|uncordon WORKER`.
 enum WorkerControl {
-    static func apply(_ state: String, worker: String, database: DatabaseOptions, remote: RemoteOptions) throws {
+    /// Applies `action` to `worker` through the HTTP API or the database, and prints the state it set.
+    static func apply(_ action: OperatorAction, worker: String, database: DatabaseOptions, remote: RemoteOptions) throws {
         if let client = try remote.client() {
-            let action = ["draining": "drain", "cordoned": "cordon", "online": "uncordon"][state] ?? state
             let name = worker.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/"))) ?? worker
-            _ = try client.json("POST", "workers/\(name)/\(action)")
+            _ = try client.json(WorkerActionReply.self, "POST", "workers/\(name)/\(action.rawValue)")
         } else {
-            guard try JobStore(connection: try database.connect()).setWorkerState(worker, state) else {
+            guard try JobStore(connection: try database.connect()).setWorkerState(worker, action.status) else {
                 throw ValidationError("worker \(worker) is not known to the farm")
             }
         }
-        print("worker \(worker): \(state)")
+        print("worker \(worker): \(action.status.rawValue)")
     }
 }
 
@@ -63,7 +58,7 @@ struct Drain: ParsableCommand {
     @OptionGroup var database: DatabaseOptions
     @OptionGroup var remote: RemoteOptions
     @Argument(help: "The worker's name.") var worker: String
-    func run() throws { try WorkerControl.apply("draining", worker: worker, database: database, remote: remote) }
+    func run() throws { try WorkerControl.apply(.drain, worker: worker, database: database, remote: remote) }
 }
 
 /// `farm cordon WORKER`.
@@ -72,7 +67,7 @@ struct Cordon: ParsableCommand {
     @OptionGroup var database: DatabaseOptions
     @OptionGroup var remote: RemoteOptions
     @Argument(help: "The worker's name.") var worker: String
-    func run() throws { try WorkerControl.apply("cordoned", worker: worker, database: database, remote: remote) }
+    func run() throws { try WorkerControl.apply(.cordon, worker: worker, database: database, remote: remote) }
 }
 
 /// `farm uncordon WORKER`.
@@ -81,5 +76,5 @@ struct Uncordon: ParsableCommand {
     @OptionGroup var database: DatabaseOptions
     @OptionGroup var remote: RemoteOptions
     @Argument(help: "The worker's name.") var worker: String
-    func run() throws { try WorkerControl.apply("online", worker: worker, database: database, remote: remote) }
+    func run() throws { try WorkerControl.apply(.uncordon, worker: worker, database: database, remote: remote) }
 }

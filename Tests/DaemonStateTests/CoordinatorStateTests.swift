@@ -36,7 +36,7 @@ struct CoordinatorHarness {
     }
 
     /// Joins a worker: HELLO, the registration answered with `operatorState`.
-    mutating func join(_ peer: Data, name: String, slots: Int = 1, operatorState: String = "online") {
+    mutating func join(_ peer: Data, name: String, slots: Int = 1, operatorState: WorkerStatus = .online) {
         receive(.hello(.init(workerID: name, host: "host", models: ["demo"], slots: slots)), from: peer)
         guard let register = queries.first(where: { if case .registerWorker = $0 { true } else { false } }) else {
             Issue.record("\(name) was not registered: \(actions)")
@@ -90,7 +90,7 @@ func resultPNG(width: Int = 8, height: Int = 8) throws -> Data {
     // A heartbeat while registering is neither refused nor counted: the worker resends until welcomed.
     farm.receive(.heartbeat(.init(freeSlots: 2)), from: alice)
     #expect(farm.actions.isEmpty)
-    farm.answer(register!, .registered(operatorState: "online"))
+    farm.answer(register!, .registered(operatorState: .online))
     #expect(farm.sent.map(\.message) == [.welcome(.init(heartbeatSeconds: 1, timeoutSeconds: 5))])
     #expect(farm.state.workers[alice]?.freeSlots == 2)
 }
@@ -192,12 +192,12 @@ func resultPNG(width: Int = 8, height: Int = 8) throws -> Data {
 @Test func drainAndCordonStopClaimsAndDrainIsSentOnce() {
     var farm = CoordinatorHarness()
     farm.join(alice, name: "alice")
-    farm.join(bob, name: "bob", operatorState: "cordoned")
+    farm.join(bob, name: "bob", operatorState: .cordoned)
     farm.tick()
     #expect(farm.claims.map(\.workerID) == ["alice"], "a cordoned worker gets no claim")
     let upkeep = farm.queries.first { if case .upkeep = $0 { true } else { false } }!
     farm.answer(.claim(farm.claims[0]), .claimed(Claimed(assignments: [])))
-    farm.answer(upkeep, .upkeep(Upkeep(states: ["alice": "draining", "bob": "cordoned"])))
+    farm.answer(upkeep, .upkeep(Upkeep(states: ["alice": .draining, "bob": .cordoned])))
     #expect(farm.sent.map(\.message) == [.drain])
     #expect(farm.sent.map(\.to) == [alice])
     for _ in 0..<2 {
@@ -207,13 +207,13 @@ func resultPNG(width: Int = 8, height: Int = 8) throws -> Data {
         farm.tick()
         #expect(farm.claims.isEmpty, "a draining or cordoned worker gets no claim")
         let upkeep = farm.queries.first { if case .upkeep = $0 { true } else { false } }!
-        farm.answer(upkeep, .upkeep(Upkeep(states: ["alice": "draining", "bob": "cordoned"])))
+        farm.answer(upkeep, .upkeep(Upkeep(states: ["alice": .draining, "bob": .cordoned])))
         #expect(farm.sent.isEmpty, "DRAIN is said once")
     }
     // Uncordoned and back online: claims resume.
     farm.advance(1)
     farm.tick()
-    farm.answer(farm.queries.first { if case .upkeep = $0 { true } else { false } }!, .upkeep(Upkeep(states: ["alice": "online", "bob": "online"])))
+    farm.answer(farm.queries.first { if case .upkeep = $0 { true } else { false } }!, .upkeep(Upkeep(states: ["alice": .online, "bob": .online])))
     farm.tick()
     #expect(Set(farm.claims.map(\.workerID)) == ["alice", "bob"])
 }
@@ -306,7 +306,7 @@ func resultPNG(width: Int = 8, height: Int = 8) throws -> Data {
     farm.receive(.hello(.init(workerID: "alice", host: "h", models: ["demo"], slots: 1)), from: alice)
     #expect(farm.actions.isEmpty, "a message without a CURVE key is ignored")
     farm.receive(.hello(.init(workerID: "alice", host: "h", models: ["demo"], slots: 1)), from: alice, key: "K")
-    farm.answer(farm.queries[0], .registered(operatorState: "online"))
+    farm.answer(farm.queries[0], .registered(operatorState: .online))
     #expect(farm.state.workers[alice] != nil)
     // Ten seconds on, the next message re-reads the allow-list: the key was revoked.
     farm.advance(10)

@@ -8,10 +8,10 @@ import Testing
     let idle = (0..<100).map { _ in events.subscribe() }
     let preview = String(repeating: "A", count: 300_000)  // a large base64 preview
     for step in 0..<200 {
-        events.post(FarmEvent(name: "preview", job: 1, payload: ["task": 1, "step": step, "png": preview]))
-        events.post(FarmEvent(name: "progress", job: 1, payload: ["task": 1, "step": step]))
+        events.post(FarmEvent(name: "preview", job: 1, payload: .init(task: 1, step: step, png: preview)))
+        events.post(FarmEvent(name: "progress", job: 1, payload: .init(task: 1, step: step)))
     }
-    events.post(FarmEvent(name: "done", job: 1, payload: ["task": 1]))
+    events.post(FarmEvent(name: "done", job: 1, payload: .init(task: 1)))
     let bound = 100 * FarmEvents.subscriberBudgetBytes
     #expect(events.bufferedBytes <= bound, "\(events.bufferedBytes) bytes buffered; the bound is \(bound)")
     #expect(idle.allSatisfy { $0.bufferedBytes <= FarmEvents.subscriberBudgetBytes && $0.dropped > 0 })
@@ -44,7 +44,7 @@ import Testing
         return steps
     }
     for step in 0..<1000 {
-        events.post(FarmEvent(name: "progress", job: step % 2 == 0 ? 7 : 8, payload: ["step": step]))
+        events.post(FarmEvent(name: "progress", job: step % 2 == 0 ? 7 : 8, payload: .init(step: step)))
         if step % 100 == 0 { try await Task.sleep(nanoseconds: 1_000_000) }
     }
     try await Task.sleep(nanoseconds: 50_000_000)

@@ -1,7 +1,7 @@
 import FarmModel
 import Foundation
 import Imaging
-import JobStore
+@_spi(Testing) import JobStore
 import Postgres
 import TestSupport
 import Testing
@@ -93,7 +93,7 @@ func waitFor(_ seconds: Double, _ condition: () throws -> Bool) rethrows -> Bool
 
 /// The id and attempt of a task `worker` is rendering (its first step reported), if any.
 func taskInProgress(_ store: JobStore, worker: String? = nil) throws -> (id: Int64, attempt: Int)? {
-    let rows = try store.connection.query(
+    let rows = try store.testConnection.query(
         """
         SELECT id, attempt FROM tasks WHERE state = 'running' AND step >= 1 AND ($1::text IS NULL OR lease_owner = $1)
         ORDER BY id LIMIT 1
@@ -130,9 +130,9 @@ func expectAllDoneOnce(_ store: JobStore, job: Int64, count: Int, sourceLocation
     let survivor = try startSyntheticWorker(endpoint, name: "survivor", delay: 0.2)
     #expect(try waitFor(60) { try store.progress(job: job).isFinished }, "\(coordinator.output)\n\(survivor.output)")
     try expectAllDoneOnce(store, job: job, count: 4)
-    let attempt = try store.connection.query("SELECT attempt FROM images WHERE task_id = $1", [inFlight!.id]).single()
+    let attempt = try store.testConnection.query("SELECT attempt FROM images WHERE task_id = $1", [inFlight!.id]).single()
     #expect(try attempt.decode("attempt", as: Int.self) == inFlight!.attempt + 1, "the killed worker's task was rendered again")
-    let owner = try store.connection.query("SELECT error_message FROM tasks WHERE id = $1", [inFlight!.id]).single()
+    let owner = try store.testConnection.query("SELECT error_message FROM tasks WHERE id = $1", [inFlight!.id]).single()
     #expect(try owner.decode("error_message", as: String.self).contains("victim"))
     withExtendedLifetime((coordinator, survivor)) {}
 }
@@ -156,7 +156,7 @@ func expectAllDoneOnce(_ store: JobStore, job: Int64, count: Int, sourceLocation
         try waitFor(90) { try store.progress(job: job).isFinished }, "\(coordinator.output)\n---\n\(workers[0].output)\n---\n\(workers[1].output)")
     try expectAllDoneOnce(store, job: job, count: 6)
     // The task in flight across the restart kept its attempt: its result from before was handed in.
-    let attempt = try store.connection.query("SELECT attempt FROM images WHERE task_id = $1", [inFlight!.id]).single()
+    let attempt = try store.testConnection.query("SELECT attempt FROM images WHERE task_id = $1", [inFlight!.id]).single()
     #expect(try attempt.decode("attempt", as: Int.self) == inFlight!.attempt, "\(coordinator.output)")
 }
 
@@ -181,7 +181,7 @@ func expectAllDoneOnce(_ store: JobStore, job: Int64, count: Int, sourceLocation
     // Both coordinators are dispatching before one dies.
     #expect(
         try waitFor(30) {
-            try store.connection.query("SELECT count(DISTINCT lease_owner)::bigint AS n FROM tasks WHERE state = 'running'")
+            try store.testConnection.query("SELECT count(DISTINCT lease_owner)::bigint AS n FROM tasks WHERE state = 'running'")
                 .single().decode("n", as: Int64.self) >= 3
         }, "\(coordinators[0].output)\n---\n\(coordinators[1].output)")
     coordinators[0].crash()
@@ -243,7 +243,7 @@ func expectAllDoneOnce(_ store: JobStore, job: Int64, count: Int, sourceLocation
     // Both workers are in before the job arrives, so that both take part.
     #expect(
         try waitFor(60) {
-            try store.connection.query("SELECT count(*) AS n FROM workers WHERE id IN ('one', 'two')").single().decode("n", as: Int.self) == 2
+            try store.testConnection.query("SELECT count(*) AS n FROM workers WHERE id IN ('one', 'two')").single().decode("n", as: Int.self) == 2
         }, "\(workers[0].output)\n\(workers[1].output)")
     let job = try store.enqueue(name: "e2e", model: "tiny", tasks: tasks)
     #expect(try waitFor(120) { try store.progress(job: job).isFinished }, "\(coordinator.output)\n\(workers[0].output)")
@@ -284,7 +284,7 @@ func expectAllDoneOnce(_ store: JobStore, job: Int64, count: Int, sourceLocation
       seed: "1-4"
     """.write(to: spec, atomically: true, encoding: .utf8)
     let store = JobStore(connection: try Connection(conninfo))
-    let jobsBefore = { () throws -> Int in try store.connection.query("SELECT count(*) AS n FROM jobs").single().decode("n") }
+    let jobsBefore = { () throws -> Int in try store.testConnection.query("SELECT count(*) AS n FROM jobs").single().decode("n") }
     for (name, text) in [
         ("unknown.yaml", "model: m\nsweep: {prompt: [a]}\ncolour: red\n"), ("steps.yaml", "model: m\nitems: [{prompt: a, steps: -1}]\n"),
         ("broken.yaml", "model: m\n  items: [\n"), ("nomodel.yaml", "sweep: {prompt: [a]}\n"),
@@ -349,7 +349,7 @@ func expectAllDoneOnce(_ store: JobStore, job: Int64, count: Int, sourceLocation
     let worker = try startSyntheticWorker(endpoint, name: "controlled", delay: 0.05)
     #expect(
         try waitFor(30) {
-            try store.connection.query("SELECT count(*) AS n FROM workers WHERE id = 'controlled'").single().decode("n", as: Int.self) == 1
+            try store.testConnection.query("SELECT count(*) AS n FROM workers WHERE id = 'controlled'").single().decode("n", as: Int.self) == 1
         })
     Thread.sleep(forTimeInterval: 1)
     #expect(try store.progress(job: job).counts == [.queued: 6], "a paused job is not handed out")
@@ -368,7 +368,7 @@ func expectAllDoneOnce(_ store: JobStore, job: Int64, count: Int, sourceLocation
     let third = try store.enqueue(
         name: "retried", model: "synthetic",
         tasks: [TaskParameters(prompt: "task 0", model: "other", width: 32, height: 32, steps: 5)])
-    try store.connection.query(
+    try store.testConnection.query(
         """
         UPDATE tasks SET state = 'failed', finished_at = now(), error_kind = 'host',
             parameters = jsonb_set(parameters, '{model}', '"synthetic"') WHERE job_id = $1
@@ -392,7 +392,7 @@ func expectAllDoneOnce(_ store: JobStore, job: Int64, count: Int, sourceLocation
     let staying = try startSyntheticWorker(endpoint, name: "staying", delay: 0.2)
     #expect(
         try waitFor(30) {
-            try store.connection.query("SELECT count(*) AS n FROM workers").single().decode("n", as: Int.self) == 2
+            try store.testConnection.query("SELECT count(*) AS n FROM workers").single().decode("n", as: Int.self) == 2
         })
     #expect(try runFarm(["cordon", "staying", "--database", conninfo]).status == 0)
     Thread.sleep(forTimeInterval: 0.5)
@@ -404,7 +404,7 @@ func expectAllDoneOnce(_ store: JobStore, job: Int64, count: Int, sourceLocation
             return held != nil
         })
     #expect(
-        try store.connection.query("SELECT count(*) AS n FROM tasks WHERE lease_owner = 'staying'").single().decode("n", as: Int.self) == 0,
+        try store.testConnection.query("SELECT count(*) AS n FROM tasks WHERE lease_owner = 'staying'").single().decode("n", as: Int.self) == 0,
         "a cordoned worker gets nothing")
     #expect(try runFarm(["drain", "leaving", "--database", conninfo]).status == 0)
     #expect(try runFarm(["uncordon", "staying", "--database", conninfo]).status == 0)
@@ -413,7 +413,7 @@ func expectAllDoneOnce(_ store: JobStore, job: Int64, count: Int, sourceLocation
     #expect(try waitFor(60) { try store.progress(job: job).isFinished }, "\(coordinator.output)\n\(staying.output)")
     #expect(try store.progress(job: job).counts == [.done: 4])
     // The task the drained worker held was finished by it, not redone.
-    let attempt = try store.connection.query("SELECT attempt FROM images WHERE task_id = $1", [held!.id]).single()
+    let attempt = try store.testConnection.query("SELECT attempt FROM images WHERE task_id = $1", [held!.id]).single()
     #expect(try attempt.decode("attempt", as: Int.self) == held!.attempt)
     #expect(try runFarm(["drain", "nobody", "--database", conninfo]).status == 2)
     withExtendedLifetime((coordinator, leaving, staying)) {}

@@ -1,7 +1,7 @@
 import FarmModel
 import Foundation
 import Imaging
-import JobStore
+@_spi(Testing) import JobStore
 import Postgres
 import TestSupport
 import Testing
@@ -105,7 +105,7 @@ struct HTTPFarm {
     #expect(farm.admin.count == 64 && farm.submit.count == 64 && farm.admin != farm.submit)
     let store = JobStore(connection: try Connection(farm.conninfo))
     // Only hashes are stored.
-    let stored = try store.connection.query("SELECT encode(sha256, 'hex') AS h FROM api_tokens ORDER BY id").rows.map {
+    let stored = try store.testConnection.query("SELECT encode(sha256, 'hex') AS h FROM api_tokens ORDER BY id").rows.map {
         try $0.decode("h", as: String.self)
     }
     #expect(stored == [SHA256.hex(of: Data(farm.admin.utf8)), SHA256.hex(of: Data(farm.submit.utf8))])
@@ -211,10 +211,10 @@ struct HTTPFarm {
     #expect(forbidden.status == 2 && forbidden.stderr == "farm: this route needs an admin token\n", "\(forbidden.stderr)")
     #expect(try httpRequest("POST", "\(farm.server)/v1/workers/h1/drain", token: farm.submit).status == 403)
     let states = try store.workerStates(["h1", "h2"])
-    #expect(states["h1"] == "online", "\(states) \(farm.coordinator.output) \(workers.map(\.output))")
+    #expect(states["h1"] == .online, "\(states) \(farm.coordinator.output) \(workers.map(\.output))")
     let drained = try runFarmCapturing(["cordon", "h1", "--server", farm.server, "--token", farm.admin])
     #expect(drained.status == 0 && drained.stdout == "worker h1: cordoned\n")
-    #expect(try store.workerStates(["h1"]) == ["h1": "cordoned"])
+    #expect(try store.workerStates(["h1"]) == ["h1": .cordoned])
 
     // Unknown routes.
     let missing = try httpRequest("GET", "\(farm.server)/v1/nothing", token: farm.admin)
@@ -222,7 +222,7 @@ struct HTTPFarm {
     #expect(try httpRequest("GET", "\(farm.server)/v1/jobs/999999", token: farm.admin).status == 404)
 
     // A bad spec: 400 naming the field, and no job made.
-    let jobsBefore = try store.connection.query("SELECT count(*) AS n FROM jobs").single().decode("n", as: Int.self)
+    let jobsBefore = try store.testConnection.query("SELECT count(*) AS n FROM jobs").single().decode("n", as: Int.self)
     let badSpec = """
         name: bad
         model: synthetic
@@ -248,7 +248,7 @@ struct HTTPFarm {
         "POST", "\(farm.server)/v1/jobs", token: farm.submit,
         body: Data(repeating: UInt8(ascii: "#"), count: (64 << 20) + 1))
     #expect(huge.status == 413 && jsonObject(huge.body)["error"] != nil)
-    #expect(try store.connection.query("SELECT count(*) AS n FROM jobs").single().decode("n", as: Int.self) == jobsBefore)
+    #expect(try store.testConnection.query("SELECT count(*) AS n FROM jobs").single().decode("n", as: Int.self) == jobsBefore)
 }
 
 @Test func jobControlsThroughTheCLIOverHTTP() throws {
@@ -267,7 +267,7 @@ struct HTTPFarm {
     #expect(try store.progress(job: job).total == 40)
     #expect(try waitFor(30) { try store.progress(job: job).counts[.done, default: 0] >= 1 }, "\(worker.output)")
     func jobState() throws -> String {
-        try store.connection.query("SELECT state FROM jobs WHERE id = $1", [job]).single().decode("state")
+        try store.testConnection.query("SELECT state FROM jobs WHERE id = $1", [job]).single().decode("state")
     }
     let remote = ["--server", farm.server, "--token", farm.admin]
 
@@ -456,7 +456,7 @@ final class EventStreamReader: @unchecked Sendable {
     #expect(submitted.status == 0, "\(submitted.stderr)\n\(farm.coordinator.output)\n\(worker.output)")
     let job = try #require(Int64(submitted.stdout.trimmingCharacters(in: .whitespacesAndNewlines)))
     let store = JobStore(connection: try Connection(farm.conninfo))
-    let tasks = try Set(store.connection.query("SELECT id FROM tasks WHERE job_id = $1", [job]).rows.map { try $0.decode("id", as: Int64.self) })
+    let tasks = try Set(store.testConnection.query("SELECT id FROM tasks WHERE job_id = $1", [job]).rows.map { try $0.decode("id", as: Int64.self) })
     #expect(tasks.count == 4)
     func taskIDs(_ name: String) -> Set<Int64> {
         Set(
@@ -493,7 +493,7 @@ final class EventStreamReader: @unchecked Sendable {
         ("a huge priority", "model: m\npriority: 99999999999\nitems: [{prompt: a}]", "priority"),
         ("a negative priority past the range", "model: m\npriority: -5000\nitems: [{prompt: a}]", "priority"),
     ]
-    let jobsBefore = try store.connection.query("SELECT count(*) AS n FROM jobs").single().decode("n", as: Int.self)
+    let jobsBefore = try store.testConnection.query("SELECT count(*) AS n FROM jobs").single().decode("n", as: Int.self)
     for item in cases {
         let answer = try httpRequest("POST", "\(farm.server)/v1/jobs", token: farm.admin, body: Data(item.spec.utf8))
         let body = (try? jsonObject(answer.body)) ?? [:]
@@ -511,7 +511,7 @@ final class EventStreamReader: @unchecked Sendable {
             cli.status == 2 && cli.stderr.hasPrefix("farm: ") && cli.stderr.contains(item.field)
                 && cli.stderr.split(separator: "\n").count == 1, "\(item.what): \(cli.stderr)")
     }
-    #expect(try store.connection.query("SELECT count(*) AS n FROM jobs").single().decode("n", as: Int.self) == jobsBefore)
+    #expect(try store.testConnection.query("SELECT count(*) AS n FROM jobs").single().decode("n", as: Int.self) == jobsBefore)
 
     // A submit token may not ask for a priority above the coordinator's --max-submit-priority (0 here); an admin may.
     let urgent = Data("model: m\npriority: 5\nitems: [{prompt: a}]".utf8)
@@ -520,7 +520,7 @@ final class EventStreamReader: @unchecked Sendable {
         bySubmitter.status == 400 && (try? jsonObject(bySubmitter.body))?["field"] as? String == "priority",
         "\(String(decoding: bySubmitter.body, as: UTF8.self))")
     #expect(try httpRequest("POST", "\(farm.server)/v1/jobs", token: farm.admin, body: urgent).status == 201)
-    #expect(try store.connection.query("SELECT count(*) AS n FROM jobs").single().decode("n", as: Int.self) == jobsBefore + 1)
+    #expect(try store.testConnection.query("SELECT count(*) AS n FROM jobs").single().decode("n", as: Int.self) == jobsBefore + 1)
 }
 
 /// A stream opened with a token that is later revoked ends; another stream goes on.

@@ -1,6 +1,6 @@
 import FarmModel
 import Foundation
-import JobStore
+@_spi(Testing) import JobStore
 import Postgres
 import TestSupport
 import Testing
@@ -37,7 +37,7 @@ func prometheusSamples(_ text: String) -> [String: Double] {
         ])
     // One lease runs out: a task held by a worker no coordinator knows (as a crashed coordinator
     // and worker leave it), so only the lease's end frees it.
-    try store.connection.query(
+    try store.testConnection.query(
         """
         UPDATE tasks SET state = 'running', attempt = 1, lease_owner = 'ghost', lease_expires = now() + interval '1 second'
         WHERE job_id = $1 AND index = 0
@@ -108,7 +108,7 @@ func prometheusSamples(_ text: String) -> [String: Double] {
             "--synthetic-delay", "0.1", "--metrics", "127.0.0.1:\(port)", "--log-format", "text",
         ], name: "counted")
     let job = try store.enqueue(name: "logged", model: "synthetic", tasks: syntheticTasks(5))
-    let tasks = Set(try store.connection.query("SELECT id FROM tasks WHERE job_id = $1", [job]).rows.map { try $0.decode("id", as: Int64.self) })
+    let tasks = Set(try store.testConnection.query("SELECT id FROM tasks WHERE job_id = $1", [job]).rows.map { try $0.decode("id", as: Int64.self) })
     #expect(try waitFor(60) { try store.progress(job: job).isFinished }, "\(coordinator.output)\n---\n\(worker.output)")
 
     // The worker's metrics, once its last result is acknowledged.

@@ -1,7 +1,7 @@
 import FarmModel
 import Foundation
 import Imaging
-import JobStore
+@_spi(Testing) import JobStore
 import Postgres
 import TestSupport
 import Testing
@@ -218,7 +218,7 @@ func farmAcrossNetworkNamespaces() throws {
     #expect(waitFor(30) { coordinator.output.contains("worker host1 lost") }, "\(coordinator.output)")
     // The loss is logged when it is decided; the requeue is written by the database lane just after.
     func requeued() throws -> Int64 {
-        try store.connection.query(
+        try store.testConnection.query(
             """
             SELECT count(*)::bigint AS n FROM tasks WHERE job_id = $1 AND error_message LIKE 'worker host1 lost%'
             """, [job]
@@ -236,7 +236,7 @@ func farmAcrossNetworkNamespaces() throws {
     let images = try store.images(job: job)
     #expect(images.count == 30 && Set(images.map(\.taskID)).count == 30)
     #expect(try images.allSatisfy { try PNGImage(pngData: $0.png).width == 128 })
-    let hosts = try store.connection.query("SELECT id, host FROM workers ORDER BY id").rows.map { try $0.decode("id", as: String.self) }
+    let hosts = try store.testConnection.query("SELECT id, host FROM workers ORDER BY id").rows.map { try $0.decode("id", as: String.self) }
     #expect(hosts == ["host1", "host2", "host3"])
 
     // Section 4, removing hosts: a drained worker finishes and exits; a revoked key's live link is

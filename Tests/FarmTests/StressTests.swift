@@ -1,7 +1,7 @@
 import FarmModel
 import Foundation
 import Imaging
-import JobStore
+@_spi(Testing) import JobStore
 import Postgres
 import TestSupport
 import Testing
@@ -108,7 +108,7 @@ enum Fault: String, CaseIterable {
             ).frames())
         rogues += [rogue, impostor]
         Thread.sleep(forTimeInterval: 0.1)
-        let targets = try JobStore(connection: Connection(conninfo)).connection
+        let targets = try JobStore(connection: Connection(conninfo)).testConnection
             .query("SELECT id, attempt FROM tasks ORDER BY random() LIMIT 20").rows
             .map { (try $0.decode("id", as: Int64.self), try $0.decode("attempt", as: Int.self)) }
         for (task, attempt) in targets {
@@ -196,15 +196,15 @@ enum Fault: String, CaseIterable {
         return try jobs.allSatisfy { try check.progress(job: $0).isFinished }
     }
     let check = JobStore(connection: try Connection(conninfo))
-    var violations = try stressViolations(check.connection)
+    var violations = try stressViolations(check.testConnection)
     // Nothing a rogue said was stored.
-    for row in try check.connection.query("SELECT id FROM tasks WHERE error_message LIKE '%rogue%'").rows {
+    for row in try check.testConnection.query("SELECT id FROM tasks WHERE error_message LIKE '%rogue%'").rows {
         violations.append("task \(try row.decode("id", as: Int64.self)) failed with a rogue client's message")
     }
-    for row in try check.connection.query("SELECT task_id FROM images WHERE png = $1", [fakePNG]).rows {
+    for row in try check.testConnection.query("SELECT task_id FROM images WHERE png = $1", [fakePNG]).rows {
         violations.append("task \(try row.decode("task_id", as: Int64.self)) stored a rogue client's image")
     }
-    let counts = try check.connection.query("SELECT state, count(*)::bigint AS n FROM tasks GROUP BY state ORDER BY state").rows
+    let counts = try check.testConnection.query("SELECT state, count(*)::bigint AS n FROM tasks GROUP BY state ORDER BY state").rows
         .map { "\(try $0.decode("n", as: Int64.self)) \(try $0.decode("state", as: String.self))" }
     let faults = injected.values.reduce(0, +)
     print(

@@ -1,6 +1,6 @@
 import FarmModel
 import Foundation
-import JobStore
+@_spi(Testing) import JobStore
 import Postgres
 import TestSupport
 import Testing
@@ -25,7 +25,7 @@ func tasks(_ count: Int, model: String = "m", width: Int = 64, height: Int = 64)
 
 /// Every job's stored counts equal the sum of its tasks' states.
 func expectCountsConsistent(_ store: JobStore, sourceLocation: SourceLocation = #_sourceLocation) throws {
-    let wrong = try store.connection.query(
+    let wrong = try store.testConnection.query(
         """
         SELECT j.id FROM jobs j WHERE
             j.queued_count <> (SELECT count(*) FROM tasks t WHERE t.job_id = j.id AND t.state = 'queued') OR
@@ -113,7 +113,7 @@ func expectCountsConsistent(_ store: JobStore, sourceLocation: SourceLocation = 
     #expect(try store.fail(.init(taskID: claimed[1].taskID, attempt: 1, kind: .host, message: "oom"), workerID: "a") == .stored)
     #expect(try store.progress(job: job).counts == [.failed: 1, .queued: 1])
     #expect(try store.claim(workerID: "b", capabilities: anyModel, limit: 5, leaseSeconds: 30).isEmpty, "backing off")
-    try store.connection.query("UPDATE tasks SET not_before = now() WHERE id = $1", [claimed[1].taskID])
+    try store.testConnection.query("UPDATE tasks SET not_before = now() WHERE id = $1", [claimed[1].taskID])
     store.retry.baseDelay = 0
     // A second host failure by worker a in this job blocklists it for the job.
     let again = try store.claim(workerID: "a", capabilities: anyModel, limit: 5, leaseSeconds: 30)
@@ -178,7 +178,7 @@ func expectCountsConsistent(_ store: JobStore, sourceLocation: SourceLocation = 
     #expect(try store.progress(job: job).counts == [.cancelled: 4])
     let late = WireMessage.ResultHeader(taskID: running[0].taskID, attempt: 1, width: 64, height: 64, seed: 0)
     #expect(try store.complete(late, png: Data([1]), workerID: "w") == .stale, "a cancelled task's result is dropped")
-    #expect(throws: PostgresError.self) { try store.connection.query("DELETE FROM tasks WHERE id = $1", [running[0].taskID]) }
+    #expect(throws: PostgresError.self) { try store.testConnection.query("DELETE FROM tasks WHERE id = $1", [running[0].taskID]) }
     try expectCountsConsistent(store)
 }
 
@@ -194,12 +194,12 @@ func expectCountsConsistent(_ store: JobStore, sourceLocation: SourceLocation = 
     try store.cancel(job: job)
     #expect(try store.progress(job: job).counts == [.cancelled: 23])
     #expect(try store.progress(job: keep).counts == [.queued: 3], "another job's tasks are untouched")
-    let events = try store.connection.query("SELECT count(*) AS n FROM events WHERE kind = 'job.cancelled' AND job_id = $1", [job])
+    let events = try store.testConnection.query("SELECT count(*) AS n FROM events WHERE kind = 'job.cancelled' AND job_id = $1", [job])
     #expect(try events.single().decode("n", as: Int.self) == 1)
 
     // Cut short: the job row says cancelled, its tasks are still queued (and nothing claims them).
     let cut = try store.enqueue(name: "cut", model: "m", tasks: tasks(7))
-    try store.connection.query("UPDATE jobs SET state = 'cancelled', finished_at = now() WHERE id = $1", [cut])
+    try store.testConnection.query("UPDATE jobs SET state = 'cancelled', finished_at = now() WHERE id = $1", [cut])
     #expect(try store.claim(workerID: "w", capabilities: anyModel, limit: 10, leaseSeconds: 30).allSatisfy { $0.jobID == keep })
     #expect(try store.finishInterruptedCancels() == 7)
     #expect(try store.progress(job: cut).counts == [.cancelled: 7])
@@ -208,7 +208,7 @@ func expectCountsConsistent(_ store: JobStore, sourceLocation: SourceLocation = 
     try store.cancel(job: job)
     #expect(try store.progress(job: job).counts == [.cancelled: 23])
     #expect(
-        try store.connection.query("SELECT count(*) AS n FROM events WHERE kind = 'job.cancelled' AND job_id = $1", [job])
+        try store.testConnection.query("SELECT count(*) AS n FROM events WHERE kind = 'job.cancelled' AND job_id = $1", [job])
             .single().decode("n", as: Int.self) == 1)
     // Retrying the failed tasks of a cancelled job would queue work that nothing claims.
     let failing = try store.enqueue(name: "f", model: "x", tasks: tasks(2, model: "x"))
@@ -291,9 +291,9 @@ func expectCountsConsistent(_ store: JobStore, sourceLocation: SourceLocation = 
 @Test func schemaRefusesRunningTaskWithoutLease() throws {
     let store = try migratedStore()
     _ = try store.enqueue(name: "j", model: "m", tasks: [TaskParameters(prompt: "p")])
-    #expect(throws: PostgresError.self) { try store.connection.query("UPDATE tasks SET state = 'running'") }
-    #expect(throws: PostgresError.self) { try store.connection.query("DELETE FROM events") }
-    #expect(throws: PostgresError.self) { try store.connection.query("UPDATE jobs SET done_count = done_count + 1") }
+    #expect(throws: PostgresError.self) { try store.testConnection.query("UPDATE tasks SET state = 'running'") }
+    #expect(throws: PostgresError.self) { try store.testConnection.query("DELETE FROM events") }
+    #expect(throws: PostgresError.self) { try store.testConnection.query("UPDATE jobs SET done_count = done_count + 1") }
 }
 
 @Test func progressExtendsTheLeaseOfTheCurrentAttemptOnly() throws {
@@ -304,7 +304,7 @@ func expectCountsConsistent(_ store: JobStore, sourceLocation: SourceLocation = 
     #expect(try !store.progress(.init(taskID: task.taskID, attempt: 9, step: 1, total: 2), leaseSeconds: 60), "another attempt's progress is ignored")
     Thread.sleep(forTimeInterval: 0.3)
     #expect(try store.requeueExpired() == 0, "the lease was extended to 60 s")
-    let row = try store.connection.query("SELECT step, total_steps FROM tasks WHERE id = $1", [task.taskID]).single()
+    let row = try store.testConnection.query("SELECT step, total_steps FROM tasks WHERE id = $1", [task.taskID]).single()
     #expect(try row.decode("step", as: Int.self) == 1 && row.decode("total_steps", as: Int.self) == 2)
     #expect(try store.progress(job: job).counts == [.running: 1])
 }
@@ -337,25 +337,25 @@ func expectCountsConsistent(_ store: JobStore, sourceLocation: SourceLocation = 
 @Test func cordonSurvivesADropoutAndNamesStayWithTheirKeys() throws {
     let store = try migratedStore()
     let hello = WireMessage.Hello(workerID: "w1", host: "h", models: ["m"], slots: 1)
-    #expect(try store.registerWorker(hello, publicKey: "A") == "online")
-    #expect(try store.setWorkerState("w1", "cordoned"))
+    #expect(try store.registerWorker(hello, publicKey: "A") == .online)
+    #expect(try store.setWorkerState("w1", .cordoned))
     // The worker drops out (declared lost) and comes back: still cordoned, as the operator left it.
     try store.requeueWorker("w1")
-    #expect(try store.workerStates(["w1"]) == ["w1": "cordoned"])
-    #expect(try store.registerWorker(hello, publicKey: "A") == "cordoned")
-    #expect(try store.setWorkerState("w1", "online"))
+    #expect(try store.workerStates(["w1"]) == ["w1": .cordoned])
+    #expect(try store.registerWorker(hello, publicKey: "A") == .cordoned)
+    #expect(try store.setWorkerState("w1", .online))
     try store.requeueWorker("w1")
-    #expect(try store.workerStates(["w1"]) == ["w1": "lost"])
-    #expect(try store.registerWorker(hello, publicKey: "A") == "online")
+    #expect(try store.workerStates(["w1"]) == ["w1": .lost])
+    #expect(try store.registerWorker(hello, publicKey: "A") == .online)
     // The name belongs to the key that used it first; another key is turned away and changes nothing.
     #expect(try store.registerWorker(hello, publicKey: "B") == nil)
-    #expect(try store.connection.query("SELECT public_key FROM workers WHERE id = 'w1'").single().decode("public_key", as: String.self) == "A")
+    #expect(try store.testConnection.query("SELECT public_key FROM workers WHERE id = 'w1'").single().decode("public_key", as: String.self) == "A")
 }
 
 @Test func jobsWhoseTasksAllFinishAreDone() throws {
     let store = try migratedStore()
     let job = try store.enqueue(name: "j", model: "m", tasks: tasks(2))
-    func state() throws -> String { try store.connection.query("SELECT state FROM jobs WHERE id = $1", [job]).single().decode("state") }
+    func state() throws -> String { try store.testConnection.query("SELECT state FROM jobs WHERE id = $1", [job]).single().decode("state") }
     let claimed = try store.claim(workerID: "w", capabilities: anyModel, limit: 2, leaseSeconds: 30)
     #expect(
         try store.complete(.init(taskID: claimed[0].taskID, attempt: 1, width: 64, height: 64, seed: 0), png: Data([1]), workerID: "w") == .stored)

@@ -1,6 +1,6 @@
 import FarmModel
 import Foundation
-import JobStore
+@_spi(Testing) import JobStore
 import Postgres
 import TestSupport
 import Testing
@@ -29,17 +29,17 @@ final class Background: @unchecked Sendable {
     /// History as a farm accumulates it: `jobs` finished jobs of `tasksPerJob` tasks each, with some
     /// workers' failure records; one INSERT each.
     static func history(_ store: JobStore, jobs: Int, tasksPerJob: Int) throws {
-        try store.connection.query(
+        try store.testConnection.query(
             "INSERT INTO jobs (name, model, state) SELECT 'old', 'm', 'done' FROM generate_series(1, $1::integer)",
             [jobs])
-        try store.connection.query(
+        try store.testConnection.query(
             """
             INSERT INTO tasks (job_id, index, parameters, state, finished_at)
             SELECT j.id, g, jsonb_build_object('prompt', 'p' || g, 'model', 'm', 'width', 64, 'height', 64, 'steps', 2, 'seed', g),
                    'done', now()
             FROM jobs j CROSS JOIN generate_series(0, $1::integer - 1) g WHERE j.name = 'old'
             """, [tasksPerJob])
-        try store.connection.query(
+        try store.testConnection.query(
             """
             INSERT INTO job_worker_failures (job_id, worker_id, failures, blocked)
             SELECT id, 'w' || (id % 50), 1, false FROM jobs WHERE name = 'old'
@@ -56,7 +56,7 @@ final class Background: @unchecked Sendable {
             tasks: (0..<1_000_000).map {
                 TaskParameters(prompt: "a fox \($0)", model: "m", width: 64, height: 64, steps: 2, seed: UInt64($0))
             })
-        try store.connection.query("ANALYZE")
+        try store.testConnection.query("ANALYZE")
         for (name, models) in [
             ("no matching model", ["demo"]), ("an unknown model", ["x"]), ("the job's model", ["m"]),
             ("several models", ["demo", "m", "x"]),
@@ -91,7 +91,7 @@ final class Background: @unchecked Sendable {
         defer { server.stop() }
         let conninfo = try server.createDatabase()
         let store = JobStore(connection: try Connection(conninfo))
-        try Migrator(folder: migrationsFolder).apply(to: store.connection)
+        try Migrator(folder: migrationsFolder).apply(to: store.testConnection)
         let big = try store.enqueue(
             name: "big", model: "m",
             tasks: (0..<1_000_000).map {

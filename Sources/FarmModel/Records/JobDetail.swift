@@ -1,0 +1,67 @@
+/// One job's counts, rate, ETA and failures: `farm job JOB --json` and `GET /v1/jobs/{id}`.
+public struct JobDetail: Codable, Sendable, Equatable {
+    /// Failed tasks that share one reason.
+    public struct FailureGroup: Codable, Sendable, Equatable {
+        /// The error message.
+        public var reason: String
+        /// How many tasks failed with it.
+        public var tasks: Int
+
+        /// Makes a group.
+        public init(reason: String, tasks: Int) {
+            self.reason = reason
+            self.tasks = tasks
+        }
+    }
+
+    /// The job's id.
+    public var id: Int64
+    /// Its name.
+    public var name: String
+    /// Where it is in its life.
+    public var state: JobState
+    /// The model its tasks use by default.
+    public var model: String
+    /// Its tasks by state.
+    public var counts: TaskCounts
+    /// Finished tasks per second of rendering so far (0 before the first).
+    public var tasksPerSecond: Double
+    /// Seconds to go at that rate; nil (JSON null) while the rate is unknown.
+    public var etaSeconds: Double?
+    /// The most common failure reasons, most common first (at most 10).
+    public var failures: [FailureGroup]
+
+    /// Makes a detail.
+    public init(
+        id: Int64, name: String, state: JobState, model: String, counts: TaskCounts, tasksPerSecond: Double, etaSeconds: Double?,
+        failures: [FailureGroup]
+    ) {
+        self.id = id
+        self.name = name
+        self.state = state
+        self.model = model
+        self.counts = counts
+        self.tasksPerSecond = tasksPerSecond
+        self.etaSeconds = etaSeconds
+        self.failures = failures
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id, name, state, model, counts, failures
+        case tasksPerSecond = "tasks_per_second"
+        case etaSeconds = "eta_seconds"
+    }
+
+    /// Encodes every field; an unknown ETA as null.
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(id, forKey: .id)
+        try container.encode(name, forKey: .name)
+        try container.encode(state, forKey: .state)
+        try container.encode(model, forKey: .model)
+        try container.encode(counts, forKey: .counts)
+        try container.encode(tasksPerSecond, forKey: .tasksPerSecond)
+        try container.encode(etaSeconds, forKey: .etaSeconds)
+        try container.encode(failures, forKey: .failures)
+    }
+}

@@ -1,0 +1,43 @@
+/// A running task and how far it got: a worker's `current` task in `GET /v1/workers`, and a line of `farm watch`.
+public struct TaskRecord: Codable, Sendable, Equatable {
+    /// The task's id.
+    public var id: Int64
+    /// The job it belongs to.
+    public var job: Int64
+    /// The worker that holds it; nil where the context says (a worker's own `current`), and then absent from JSON.
+    public var worker: String?
+    /// The last step reported.
+    public var step: Int
+    /// Steps in all.
+    public var totalSteps: Int
+    /// Steps per second lately; nil (JSON null) before the worker said.
+    public var stepsPerSecond: Double?
+
+    /// Makes a record.
+    public init(id: Int64, job: Int64, worker: String? = nil, step: Int, totalSteps: Int, stepsPerSecond: Double?) {
+        self.id = id
+        self.job = job
+        self.worker = worker
+        self.step = step
+        self.totalSteps = totalSteps
+        self.stepsPerSecond = stepsPerSecond
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id = "task"
+        case job, worker, step
+        case totalSteps = "total_steps"
+        case stepsPerSecond = "steps_per_second"
+    }
+
+    /// Encodes every field; an unknown speed as null, a missing worker not at all.
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(id, forKey: .id)
+        try container.encode(job, forKey: .job)
+        try container.encodeIfPresent(worker, forKey: .worker)
+        try container.encode(step, forKey: .step)
+        try container.encode(totalSteps, forKey: .totalSteps)
+        try container.encode(stepsPerSecond, forKey: .stepsPerSecond)
+    }
+}

@@ -1,0 +1,44 @@
+/// A role an API token grants: `submit` may queue jobs and read jobs and images; `admin` may do everything.
+public enum TokenRole: String, Codable, Sendable, CaseIterable {
+    /// Queue jobs, read jobs and images.
+    case submit
+    /// Everything, including job controls and worker states.
+    case admin
+}
+
+/// An API token as listed (its secret is never stored, only its SHA-256): `farm tokens list --json` and `GET /v1/tokens`.
+public struct TokenRecord: Codable, Sendable, Equatable {
+    /// The token's row id, used to revoke it.
+    public var id: Int64
+    /// What it may do.
+    public var role: TokenRole
+    /// A label given at creation.
+    public var name: String
+    /// When it was made (PostgreSQL's text form).
+    public var created: String
+    /// When it was revoked, if it was (JSON null if not).
+    public var revoked: String?
+
+    /// Makes a record.
+    public init(id: Int64, role: TokenRole, name: String, created: String, revoked: String?) {
+        self.id = id
+        self.role = role
+        self.name = name
+        self.created = created
+        self.revoked = revoked
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id, role, name, created, revoked
+    }
+
+    /// Encodes every field; an unrevoked token's `revoked` as null.
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(id, forKey: .id)
+        try container.encode(role, forKey: .role)
+        try container.encode(name, forKey: .name)
+        try container.encode(created, forKey: .created)
+        try container.encode(revoked, forKey: .revoked)
+    }
+}

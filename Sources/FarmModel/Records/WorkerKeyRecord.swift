@@ -1,0 +1,33 @@
+/// A worker's CURVE public key on the coordinator's allow-list: a row of `farm keys list --json`.
+public struct WorkerKeyRecord: Codable, Sendable, Equatable {
+    /// Z85 text, 40 characters.
+    public var publicKey: String
+    /// A label given when it was allowed (usually the worker host).
+    public var name: String
+    /// When it was allowed (PostgreSQL's text form).
+    public var created: String
+    /// When it was revoked, if it was (JSON null if not).
+    public var revoked: String?
+
+    /// Makes a record.
+    public init(publicKey: String, name: String, created: String, revoked: String?) {
+        self.publicKey = publicKey
+        self.name = name
+        self.created = created
+        self.revoked = revoked
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case name, created, revoked
+        case publicKey = "public_key"
+    }
+
+    /// Encodes every field; an unrevoked key's `revoked` as null.
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(publicKey, forKey: .publicKey)
+        try container.encode(name, forKey: .name)
+        try container.encode(created, forKey: .created)
+        try container.encode(revoked, forKey: .revoked)
+    }
+}
