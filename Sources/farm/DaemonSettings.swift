@@ -29,7 +29,7 @@ struct DaemonSettings {
         /// The default the help shows, if any.
         let defaultValue: String?
         /// Whether it may be given several times.
-        var repeatable: Bool { name == "coordinator" }
+        let repeatable: Bool
         /// Whether its value may hold a secret (a database password), masked when printed.
         var secret: Bool { name == "database" }
         /// Its environment variable.
@@ -46,36 +46,36 @@ struct DaemonSettings {
     /// Options every daemon has that are not settings.
     static let ignored: Set<String> = ["help", "config", "print-config"]
 
-    /// The settings of `command`, read from its help text (so they cannot drift from its options).
+    /// The settings of `command`, read from ArgumentParser's structured description of it (the JSON that
+    /// `--experimental-dump-help` prints), so they cannot drift from its options.
     static func settings(of command: ParsableCommand.Type) -> [Setting] {
-        // An option's entry starts with its names; a long label pushes its help onto the next
-        // lines, up to a blank line or the next option.
-        var entries: [(label: String, text: String)] = []
-        var open = false
-        for line in command.helpMessage(columns: 10_000).split(separator: "\n", omittingEmptySubsequences: false) {
-            let text = line.trimmingCharacters(in: .whitespaces)
-            if text.hasPrefix("--") {
-                entries.append((text.components(separatedBy: "  ").first ?? text, text))
-                open = true
-            } else if open && !text.isEmpty && !text.hasPrefix("-") {
-                entries[entries.count - 1].text += " " + text
-            } else {
-                open = false
-            }
+        guard let info = try? JSONDecoder().decode(ToolInfo.self, from: Data(command._dumpHelp().utf8)) else {
+            preconditionFailure("ArgumentParser's description of \(command) does not decode")
         }
-        var settings: [Setting] = []
-        for (label, text) in entries {
-            let head = label.prefix { $0 != " " && $0 != "," }
-            let name = String(head.dropFirst(2))
-            guard !ignored.contains(name) else { continue }
-            let takesValue = label.contains("<")
+        return (info.command.arguments ?? []).compactMap { argument in
+            guard argument.kind != "positional", let name = argument.names?.first(where: { $0.kind == "long" })?.name,
+                !ignored.contains(name)
+            else { return nil }
+            return Setting(
+                name: name, takesValue: argument.kind == "option", defaultValue: argument.defaultValue,
+                repeatable: argument.isRepeating)
+        }
+    }
+
+    /// The part of ArgumentParser's `ToolInfoV0` the settings need.
+    private struct ToolInfo: Decodable {
+        struct Command: Decodable { var arguments: [Argument]? }
+        struct Argument: Decodable {
+            struct Name: Decodable {
+                var kind: String
+                var name: String
+            }
+            var kind: String
+            var names: [Name]?
+            var isRepeating: Bool
             var defaultValue: String?
-            if let range = text.range(of: "(default: ", options: .backwards), let end = text[range.upperBound...].lastIndex(of: ")") {
-                defaultValue = String(text[range.upperBound..<end])
-            }
-            settings.append(Setting(name: name, takesValue: takesValue, defaultValue: defaultValue))
         }
-        return settings
+        var command: Command
     }
 
     /// Resolves `arguments` (after the command's name) for `command` against `environment`
