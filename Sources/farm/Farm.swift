@@ -292,9 +292,9 @@ struct Status: ParsableCommand {
 
     func run() throws {
         let store = JobStore(connection: try database.connect())
-        let deadline = Date().addingTimeInterval(wait)
+        let deadline = ContinuousClock.now.adding(seconds: wait)
         var progress = try store.progress(job: job)
-        while !progress.isFinished && Date() < deadline {
+        while !progress.isFinished && ContinuousClock.now < deadline {
             Thread.sleep(forTimeInterval: 0.2)
             progress = try store.progress(job: job)
         }
