@@ -29,12 +29,7 @@ struct Jobs: ParsableCommand {
     var json = false
 
     func run() throws {
-        let jobs: [JobRecord]
-        if let client = try remote.client() {
-            jobs = try client.json([JobRecord].self, "GET", "jobs")
-        } else {
-            jobs = try JobStore(connection: try database.connect()).jobs()
-        }
+        let jobs = try remote.ask([JobRecord].self, "jobs", database: database) { try $0.jobs() }
         if json { return try printJSON(jobs) }
         printTable(
             ["ID", "NAME", "MODEL", "STATE", "TASKS", "QUEUED", "RUNNING", "DONE", "FAILED", "CANCELLED"],
@@ -58,14 +53,8 @@ struct JobCommand: ParsableCommand {
     var json = false
 
     func run() throws {
-        let detail: JobDetail
-        if let client = try remote.client() {
-            detail = try client.json(JobDetail.self, "GET", "jobs/\(job)")
-        } else {
-            guard let found = try JobStore(connection: try database.connect()).jobDetail(job) else {
-                throw ValidationError("job \(job) does not exist")
-            }
-            detail = found
+        let detail = try remote.ask(JobDetail.self, "jobs/\(job)", database: database, missing: "job \(job) does not exist") {
+            try $0.jobDetail(job)
         }
         if json { return try printJSON(detail) }
         let counts = detail.counts
@@ -83,15 +72,9 @@ struct JobCommand: ParsableCommand {
 enum JobControl {
     /// Applies `action` to `job` through the HTTP API or the database, and prints the job's counts after it.
     static func apply(_ action: JobAction, job: Int64, database: DatabaseOptions, remote: RemoteOptions) throws {
-        let reply: JobActionReply
-        if let client = try remote.client() {
-            reply = try client.json(JobActionReply.self, "POST", "jobs/\(job)/\(action.rawValue)")
-        } else {
-            guard let done = try JobStore(connection: try database.connect()).perform(action, job: job) else {
-                throw ValidationError("job \(job) does not exist")
-            }
-            reply = done
-        }
+        let reply = try remote.ask(
+            JobActionReply.self, "jobs/\(job)/\(action.rawValue)", method: "POST", database: database, missing: "job \(job) does not exist"
+        ) { try $0.perform(action, job: job) }
         if action == .retry { print("requeued \(reply.requeued ?? 0) failed task(s)") }
         print("job \(job): " + reply.counts.line)
     }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import FarmModel
 import Foundation
+import JobStore
 import Yams
 
 #if canImport(FoundationNetworking)
@@ -43,6 +44,17 @@ struct RemoteOptions: ParsableArguments {
             throw ValidationError("--server must be an http(s) URL such as http://127.0.0.1:8080, got \(text)")
         }
         return FarmClient(base: url, token: token ?? environment["FARM_TOKEN"] ?? config.token)
+    }
+
+    /// What `method path` answers from the HTTP API when a server is given, else what `local` reads from the
+    /// database; a nil local answer is the error `missing` (the API answers 404 with its own line).
+    func ask<Answer: Decodable>(
+        _ type: Answer.Type, _ path: String, method: String = "GET", database: DatabaseOptions, missing: @autoclosure () -> String = "",
+        local: (JobStore) throws -> Answer?
+    ) throws -> Answer {
+        if let client = try client() { return try client.json(type, method, path) }
+        guard let answer = try local(JobStore(connection: try database.connect())) else { throw ValidationError(missing()) }
+        return answer
     }
 }
 

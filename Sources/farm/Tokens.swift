@@ -42,12 +42,7 @@ struct TokensList: ParsableCommand {
     @Flag(help: "Print JSON.") var json = false
 
     func run() throws {
-        let tokens: [TokenRecord]
-        if let client = try remote.client() {
-            tokens = try client.json([TokenRecord].self, "GET", "tokens")
-        } else {
-            tokens = try JobStore(connection: try database.connect()).tokens()
-        }
+        let tokens = try remote.ask([TokenRecord].self, "tokens", database: database) { try $0.tokens() }
         if json { return try printJSON(tokens) }
         printTable(
             ["ID", "ROLE", "NAME", "CREATED", "REVOKED"],

@@ -15,12 +15,7 @@ struct Workers: ParsableCommand {
     var json = false
 
     func run() throws {
-        let workers: [WorkerRecord]
-        if let client = try remote.client() {
-            workers = try client.json([WorkerRecord].self, "GET", "workers")
-        } else {
-            workers = try JobStore(connection: try database.connect()).workers()
-        }
+        let workers = try remote.ask([WorkerRecord].self, "workers", database: database) { try $0.workers() }
         if json { return try printJSON(workers) }
         printTable(
             ["NAME", "HOST", "DEVICE", "STATE", "LOADED", "TASK", "STEP", "IT/S", "RUNNING", "LAST HEARTBEAT", "FAILURES"],
