@@ -18,19 +18,10 @@ private func tryJoin(
     let finished = ThreadSafeBox(false)
     let before = coordinator.connectedWorkers
     let endpoint = coordinator.endpoint
-    Thread {
-        do {
-            var settings = WorkerConfiguration(coordinator: endpoint, workerID: name)
-            settings.curve = curve
-            settings.reconnectBackoff = (0.1, 0.2)
-            let worker = try WorkerDaemon(configuration: settings, renderer: TestPatternRenderer(), context: ZMQContext())
-            worker.logger = quietLogger
-            try worker.run(tick: 0.02) { stop.value }
-        } catch {
-            Issue.record("worker \(name) failed: \(error)")
-        }
-        finished.mutate { $0 = true }
-    }.start()
+    var settings = WorkerConfiguration(coordinator: endpoint, workerID: name)
+    settings.curve = curve
+    settings.reconnectBackoff = (0.1, 0.2)
+    startWorkerThread(settings, tick: 0.02, stop: stop) { finished.mutate { $0 = true } }
     let deadline = Date().addingTimeInterval(seconds)
     while coordinator.connectedWorkers == before && Date() < deadline { try coordinator.runOnce(timeout: 0.02) }
     let joined = coordinator.connectedWorkers > before
@@ -107,19 +98,10 @@ private func tryJoin(
     let stop = ThreadSafeBox(false)
     let finished = ThreadSafeBox(false)
     let endpoint = coordinator.endpoint
-    Thread {
-        do {
-            var worker = WorkerConfiguration(coordinator: endpoint, workerID: "late")
-            worker.curve = (server.publicKey, late)
-            (worker.reconnectBackoff, worker.failOverSeconds) = ((0.1, 0.2), 1)
-            let daemon = try WorkerDaemon(configuration: worker, renderer: TestPatternRenderer(), context: ZMQContext())
-            daemon.logger = quietLogger
-            try daemon.run(tick: 0.02) { stop.value }
-        } catch {
-            Issue.record("worker failed: \(error)")
-        }
-        finished.mutate { $0 = true }
-    }.start()
+    var worker = WorkerConfiguration(coordinator: endpoint, workerID: "late")
+    worker.curve = (server.publicKey, late)
+    (worker.reconnectBackoff, worker.failOverSeconds) = ((0.1, 0.2), 1)
+    startWorkerThread(worker, tick: 0.02, stop: stop) { finished.mutate { $0 = true } }
     let refused = Date().addingTimeInterval(10)
     while !lines.value.contains(where: { $0.contains("refused a worker connection") }) && Date() < refused {
         try coordinator.runOnce(timeout: 0.02)

@@ -28,18 +28,9 @@ import ZeroMQ
     coordinator.logger = collectingLogger(into: lines)
     let stop = ThreadSafeBox(false)
     let stopped = ThreadSafeBox(false)
-    Thread {
-        do {
-            let worker = try WorkerDaemon(
-                configuration: WorkerConfiguration(coordinator: coordinator.endpoint, workerID: "renderer"),
-                renderer: TestPatternRenderer(delay: 0.1), context: context)
-            worker.logger = quietLogger
-            try worker.run(tick: 0.05) { stop.value }
-        } catch {
-            Issue.record("worker failed: \(error)")
-        }
-        stopped.mutate { $0 = true }
-    }.start()
+    startWorkerThread(
+        WorkerConfiguration(coordinator: coordinator.endpoint, workerID: "renderer"), context: context, stop: stop,
+        renderer: { TestPatternRenderer(delay: 0.1) }, finished: { stopped.mutate { $0 = true } })
 
     // A plain socket that says HELLO and times the coordinator's answer to each of its heartbeats.
     let probe = try Socket(context, .dealer)

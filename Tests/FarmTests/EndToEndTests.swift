@@ -33,18 +33,9 @@ let migrationsFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent
     let stop = ThreadSafeBox(false)
     let workersDone = ThreadSafeBox(0)
     for index in 0..<2 {
-        Thread {
-            do {
-                var settings = WorkerConfiguration(coordinator: endpoint, workerID: "w\(index)")
-                settings.slots = 2
-                let worker = try WorkerDaemon(configuration: settings, renderer: TestPatternRenderer(), context: context)
-                worker.logger = quietLogger
-                try worker.run(tick: 0.05) { stop.value }
-            } catch {
-                Issue.record("worker \(index) failed: \(error)")
-            }
-            workersDone.mutate { $0 += 1 }
-        }.start()
+        var settings = WorkerConfiguration(coordinator: endpoint, workerID: "w\(index)")
+        settings.slots = 2
+        startWorkerThread(settings, context: context, stop: stop) { workersDone.mutate { $0 += 1 } }
     }
     let observer = JobStore(connection: try Connection(conninfo))
     let deadline = Date().addingTimeInterval(60)
@@ -125,18 +116,9 @@ let migrationsFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent
     let endpoint = coordinator.endpoint
     let stop = ThreadSafeBox(false)
     let finished = ThreadSafeBox(false)
-    Thread {
-        do {
-            var settings = WorkerConfiguration(coordinator: endpoint, workerID: "engine")
-            settings.previewEvery = 1
-            let worker = try WorkerDaemon(configuration: settings, renderer: renderer, context: context)
-            worker.logger = quietLogger
-            try worker.run(tick: 0.05) { stop.value }
-        } catch {
-            Issue.record("worker failed: \(error)")
-        }
-        finished.mutate { $0 = true }
-    }.start()
+    var settings = WorkerConfiguration(coordinator: endpoint, workerID: "engine")
+    settings.previewEvery = 1
+    startWorkerThread(settings, context: context, stop: stop, renderer: { renderer }, finished: { finished.mutate { $0 = true } })
     let observer = JobStore(connection: try Connection(conninfo))
     let deadline = Date().addingTimeInterval(120)
     var previewSeen: PNGImage?
@@ -230,18 +212,9 @@ let migrationsFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent
     let endpoint = coordinator.endpoint
     let stop = ThreadSafeBox(false)
     let finished = ThreadSafeBox(false)
-    Thread {
-        do {
-            let worker = try WorkerDaemon(
-                configuration: WorkerConfiguration(coordinator: endpoint, workerID: "pipelines"),
-                renderer: try DiffusionRenderer(modelsFolder: models), context: context)
-            worker.logger = quietLogger
-            try worker.run(tick: 0.05) { stop.value }
-        } catch {
-            Issue.record("worker failed: \(error)")
-        }
-        finished.mutate { $0 = true }
-    }.start()
+    startWorkerThread(
+        WorkerConfiguration(coordinator: endpoint, workerID: "pipelines"), context: context, stop: stop,
+        renderer: { try DiffusionRenderer(modelsFolder: models) }, finished: { finished.mutate { $0 = true } })
     let deadline = Date().addingTimeInterval(120)
     while try !store.progress(job: job).isFinished && Date() < deadline { try coordinator.runOnce(timeout: 0.05) }
     stop.mutate { $0 = true }

@@ -36,20 +36,11 @@ import ZeroMQ
         let stopped = ThreadSafeBox(0)
         let workers: [(name: String, models: [String])] = [("r1", ["synthetic"]), ("r2", ["synthetic"]), ("idle", ["demo"])]
         for (name, models) in workers {
-            Thread {
-                do {
-                    var configuration = WorkerConfiguration(coordinator: coordinator.endpoint, workerID: name)
-                    configuration.slots = 2
-                    let worker = try WorkerDaemon(
-                        configuration: configuration, renderer: TestPatternRenderer(models: models, delay: 0.01),
-                        context: context)
-                    worker.logger = quietLogger
-                    try worker.run(tick: 0.05) { stop.value }
-                } catch {
-                    Issue.record("worker \(name) failed: \(error)")
-                }
-                stopped.mutate { $0 += 1 }
-            }.start()
+            var configuration = WorkerConfiguration(coordinator: coordinator.endpoint, workerID: name)
+            configuration.slots = 2
+            startWorkerThread(
+                configuration, context: context, stop: stop, renderer: { TestPatternRenderer(models: models, delay: 0.01) },
+                finished: { stopped.mutate { $0 += 1 } })
         }
         var passes: [Double] = []
         let started = Date()

@@ -72,17 +72,10 @@ private func taskRow(_ connection: Connection, _ task: Int64) throws -> (state: 
     let stop = ThreadSafeBox(false)
     let refusedTwin = ThreadSafeBox<String?>(nil)
     func startWorker(_ name: String, twin: Bool) {
-        Thread {
-            do {
-                let worker = try WorkerDaemon(
-                    configuration: WorkerConfiguration(coordinator: coordinator.endpoint, workerID: name),
-                    renderer: TestPatternRenderer(delay: 6), context: context)
-                worker.logger = quietLogger
-                try worker.run(tick: 0.05) { stop.value }
-            } catch {
-                if twin { refusedTwin.mutate { $0 = "\(error)" } } else { Issue.record("worker \(name) failed: \(error)") }
-            }
-        }.start()
+        startWorkerThread(
+            WorkerConfiguration(coordinator: coordinator.endpoint, workerID: name), context: context, stop: stop,
+            renderer: { TestPatternRenderer(delay: 6) },
+            onError: twin ? { error in refusedTwin.mutate { $0 = "\(error)" } } : nil)
     }
     startWorker("real", twin: false)
     let leased = Date().addingTimeInterval(20)
