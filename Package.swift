@@ -35,12 +35,15 @@ let package = Package(
         // The engine.
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"])]),
         .target(name: "Tensors", dependencies: ["CBLAS", "CKernels"]),
+        // A generation request: parameters, defaults, limits, the A1111 text; shared by the engine and the farm.
+        .target(name: "Generation"),
         // Resources: CLIP's BPE vocabulary (gzip, inflated at load) and its licence.
-        .target(name: "StableDiffusion", dependencies: ["Tensors"], resources: [.copy("Resources")]),
+        .target(name: "StableDiffusion", dependencies: ["Tensors", "Generation"], resources: [.copy("Resources")]),
         .target(name: "Imaging", dependencies: ["CPNG"]),
 
         // The farm.
         .target(name: "FarmModel", dependencies: [
+            "Generation",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "CoreMetrics", package: "swift-metrics"),
         ]),
@@ -51,7 +54,7 @@ let package = Package(
         .target(name: "Coordinator", dependencies: ["JobStore", "ZeroMQ", "FarmModel", "Imaging",
                                                     .product(name: "CoreMetrics", package: "swift-metrics"),
                                                     .product(name: "Logging", package: "swift-log")]),
-        .target(name: "Worker", dependencies: ["StableDiffusion", "Tensors", "Imaging", "ZeroMQ", "FarmModel",
+        .target(name: "Worker", dependencies: ["StableDiffusion", "Generation", "Tensors", "Imaging", "ZeroMQ", "FarmModel",
                                                .product(name: "CoreMetrics", package: "swift-metrics"),
                                                .product(name: "Logging", package: "swift-log")]),
         .target(name: "HTTPAPI", dependencies: [
@@ -62,7 +65,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "farm", dependencies: [
-            "Tensors", "StableDiffusion", "Imaging", "FarmModel", "ZeroMQ", "Postgres",
+            "Tensors", "Generation", "StableDiffusion", "Imaging", "FarmModel", "ZeroMQ", "Postgres",
             "JobStore", "Coordinator", "Worker", "JobSpec", "HTTPAPI",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "CoreMetrics", package: "swift-metrics"),
@@ -89,7 +92,7 @@ let package = Package(
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "TestSupport"]),
         .testTarget(name: "JobStoreTests", dependencies: ["JobStore", "TestSupport"]),
         .testTarget(name: "FarmTests", dependencies: [
-            "Coordinator", "Worker", "JobStore", "JobSpec", "FarmModel", "TestSupport", "Imaging", "ZeroMQ", "StableDiffusion", "Tensors",
+            "Coordinator", "Worker", "JobStore", "JobSpec", "FarmModel", "Generation", "TestSupport", "Imaging", "ZeroMQ", "StableDiffusion", "Tensors",
             .product(name: "Yams", package: "Yams"),
             .product(name: "Logging", package: "swift-log"),
         ]),

@@ -1,7 +1,10 @@
 // Module StableDiffusion: the engine: weights in every format (Weights/), the networks (Models/), the tokenizer and
-// prompt syntax (Tokenizer/), samplers and seeds (Sampling/) and the pipelines (Pipelines/). Imports only Tensors.
+// prompt syntax (Tokenizer/), samplers and seeds (Sampling/) and the pipelines (Pipelines/). Imports only Tensors and
+// Generation (the request's vocabulary: sampler and noise names, parameters, limits), which it re-exports, as
+// `SamplerName` and `NoiseSource` are part of the engine's API.
 
 import Foundation
+@_exported import Generation
 import Tensors
 
 /// The text-to-image pipeline: text conditioning → sampler loop with classifier-free

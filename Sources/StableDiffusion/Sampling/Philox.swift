@@ -8,14 +8,7 @@ public protocol NoiseGenerator {
 
 extension TorchGenerator: NoiseGenerator {}
 
-/// Which noise generator a seed drives.
-public enum NoiseSource: String, Sendable, CaseIterable {
-    /// PyTorch's CPU generator (`torch.randn` after `manual_seed`), as diffusers on CPU.
-    case cpu
-    /// Philox4x32-10 with the Box–Muller transform of the AUTOMATIC1111 web UI's "NV"
-    /// generator, its CPU reproduction of NVIDIA's GPU noise.
-    case philox
-
+extension NoiseSource {
     /// A generator for `seed`.
     public func generator(seed: UInt64) -> any NoiseGenerator {
         switch self {

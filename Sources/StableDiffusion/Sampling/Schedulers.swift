@@ -41,24 +41,7 @@ public enum PredictionType: String, Sendable {
     case vPrediction = "v_prediction"
 }
 
-/// The samplers users can name, with the options they imply.
-public enum SamplerName: String, CaseIterable, Sendable {
-    case ddim, ddpm, pndm, lms, euler
-    case eulerAncestral = "euler_a"
-    case heun
-    case dpmpp2m = "dpmpp_2m"
-    case dpmpp2mKarras = "dpmpp_2m_karras"
-    case dpm2, unipc, lcm
-    case dpmppSDEKarras = "dpmpp_sde_karras"
-
-    /// Parses a user-supplied name; the error lists the known ones.
-    public init(parsing name: String) throws {
-        guard let sampler = SamplerName(rawValue: name.lowercased()) else {
-            throw SamplingError("unknown sampler \"\(name)\"; known: \(SamplerName.allCases.map(\.rawValue).joined(separator: ", "))")
-        }
-        self = sampler
-    }
-
+extension SamplerName {
     /// The timestep spacing of diffusers' scheduler class for this sampler, used when the model's
     /// config does not set one.
     public var defaultSpacing: TimestepSpacing {
