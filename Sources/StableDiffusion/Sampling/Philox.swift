@@ -1,23 +1,5 @@
 import Foundation
 
-/// A source of standard-normal noise for latents; one per image of a batch.
-public protocol NoiseGenerator {
-    /// The next `count` standard-normal float32 values.
-    mutating func randn(_ count: Int) -> [Float]
-}
-
-extension TorchGenerator: NoiseGenerator {}
-
-extension NoiseSource {
-    /// A generator for `seed`.
-    public func generator(seed: UInt64) -> any NoiseGenerator {
-        switch self {
-        case .cpu: return TorchGenerator(seed: seed)
-        case .philox: return PhiloxGenerator(seed: seed)
-        }
-    }
-}
-
 /// The Philox4x32-10 counter-based generator (Salmon et al., Random123).
 public enum Philox4x32 {
     static let multipliers: (UInt32, UInt32) = (0xD251_1F53, 0xCD9E_8D57)
