@@ -37,7 +37,7 @@ let package = Package(
         .target(name: "Tensors", dependencies: ["CBLAS", "CKernels"]),
         // A generation request: parameters, defaults, limits, the A1111 text; shared by the engine and the farm.
         .target(name: "Generation"),
-        // Resources: CLIP's BPE vocabulary (gzip, inflated at load) and its licence.
+        // Resources: the demo model (whose tokenizer/merges.txt is CLIP's BPE vocabulary) and CLIP's licence.
         .target(name: "StableDiffusion", dependencies: ["Tensors", "Generation"], resources: [.copy("Resources")]),
         .target(name: "Imaging", dependencies: ["CPNG"]),
 
