@@ -54,7 +54,7 @@ let package = Package(
         .target(name: "Coordinator", dependencies: ["JobStore", "ZeroMQ", "FarmModel", "Imaging",
                                                     .product(name: "CoreMetrics", package: "swift-metrics"),
                                                     .product(name: "Logging", package: "swift-log")]),
-        .target(name: "Worker", dependencies: ["StableDiffusion", "Generation", "Tensors", "Imaging", "ZeroMQ", "FarmModel",
+        .target(name: "Worker", dependencies: ["StableDiffusion", "Tensors", "Imaging", "ZeroMQ", "FarmModel",
                                                .product(name: "CoreMetrics", package: "swift-metrics"),
                                                .product(name: "Logging", package: "swift-log")]),
         .target(name: "HTTPAPI", dependencies: [

@@ -62,7 +62,9 @@ public struct InvalidGenerationRequest: Error, Equatable, CustomStringConvertibl
 extension GenerationRequest {
     /// An input of a request, with its name on the wire and on the command line.
     public enum Field: Equatable, Sendable {
+        /// A scalar parameter.
         case prompt, negativePrompt, model, width, height, steps, cfgScale, sampler, seed, clipSkip, rng
+        /// An input or an input's setting.
         case initImage, mask, strength, maskBlur, outpaint, controlnets
         /// The model of ControlNet `index`.
         case controlModel(Int)

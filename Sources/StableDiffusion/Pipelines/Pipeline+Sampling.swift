@@ -93,4 +93,5 @@ extension Pipeline {
         let halves = prediction.chunked(2, axis: 0)
         let scale = settings.guidance
         return Tensor.broadcast(halves[0], halves[1]) { $0 + scale * ($1 - $0) }
-    }}
+    }
+}

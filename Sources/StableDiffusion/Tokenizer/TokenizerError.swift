@@ -17,7 +17,8 @@ public enum CLIPTokenizerError: Error, Equatable, CustomStringConvertible {
                 + "Pass its URL to CLIPTokenizer(vocabularyURL:) or set \(CLIPVocabulary.environmentVariable) to its path "
                 + "(it ships in Sources/StableDiffusion/Resources/)."
         case .corruptVocabulary(let path, let reason):
-            return "CLIP vocabulary at \(path) is unusable (\(reason)); replace it with the merges.txt of CLIP's Hugging Face repositories (openai/clip-vit-large-patch14)."
+            return
+                "CLIP vocabulary at \(path) is unusable (\(reason)); replace it with the merges.txt of CLIP's Hugging Face repositories (openai/clip-vit-large-patch14)."
         case .unsupportedPadToken(let token):
             return "pad token \"\(token)\" is not supported; use \"<|endoftext|>\" (SD 1.x) or \"!\" (SD 2.x)."
         case .invalidTokenizerConfig(let reason):

@@ -117,7 +117,8 @@ public final class SafeTensorsFile {
             guard let offsets = entry.dataOffsets, offsets.count == 2, offsets[0] >= 0, offsets[0] <= offsets[1], offsets[1] <= dataLength else {
                 throw WeightsError(
                     path,
-                    "tensor \"\(name)\": data_offsets \(entry.dataOffsets.map { "\($0)" } ?? "missing") lie outside the \(dataLength)-byte data section")
+                    "tensor \"\(name)\": data_offsets \(entry.dataOffsets.map { "\($0)" } ?? "missing") lie outside the \(dataLength)-byte data section"
+                )
             }
             var elements = 1
             for dim in dims {
