@@ -85,7 +85,7 @@ let package = Package(
         .testTarget(name: "TensorsTests", dependencies: ["Tensors"], exclude: ["Fixtures"]),
         .testTarget(name: "StableDiffusionTests", dependencies: ["StableDiffusion", "Imaging", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging"]),
-        .testTarget(name: "FarmModelTests", dependencies: ["FarmModel", "JobSpec", "TestSupport",
+        .testTarget(name: "FarmModelTests", dependencies: ["FarmModel", "Generation", "JobSpec", "TestSupport",
                                                          .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "FuzzTests", dependencies: ["FarmModel", "JobSpec", "Imaging"], exclude: ["Corpus"]),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
