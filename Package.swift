@@ -36,13 +36,15 @@ let package = Package(
         // The engine.
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"])]),
         .target(name: "Tensors", dependencies: ["CBLAS", "CKernels"]),
-        // Resources: CLIP's BPE vocabulary (gzip, inflated at load) and its licence.
-        .target(name: "StableDiffusion", dependencies: ["Tensors"], resources: [.copy("Resources")]),
+        // A generation request: parameters, defaults, limits, the A1111 text; shared by the engine and the farm.
+        .target(name: "Generation"),
+        // Resources: the demo model (whose tokenizer/merges.txt is CLIP's BPE vocabulary) and CLIP's licence.
+        .target(name: "StableDiffusion", dependencies: ["Tensors", "Generation"], resources: [.copy("Resources")]),
         .target(name: "Imaging", dependencies: ["CPNG"]),
 
         // The farm.
         .target(name: "FarmModel", dependencies: [
-            "CSodium",
+            "CSodium", "Generation",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "CoreMetrics", package: "swift-metrics"),
         ]),
@@ -64,7 +66,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "farm", dependencies: [
-            "Tensors", "StableDiffusion", "Imaging", "FarmModel", "ZeroMQ", "Postgres",
+            "Tensors", "Generation", "StableDiffusion", "Imaging", "FarmModel", "ZeroMQ", "Postgres",
             "JobStore", "Coordinator", "Worker", "JobSpec", "HTTPAPI",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "CoreMetrics", package: "swift-metrics"),
@@ -84,7 +86,7 @@ let package = Package(
         .testTarget(name: "TensorsTests", dependencies: ["Tensors"], exclude: ["Fixtures"]),
         .testTarget(name: "StableDiffusionTests", dependencies: ["StableDiffusion", "Imaging", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging"]),
-        .testTarget(name: "FarmModelTests", dependencies: ["FarmModel", "JobSpec", "TestSupport",
+        .testTarget(name: "FarmModelTests", dependencies: ["FarmModel", "Generation", "JobSpec", "TestSupport",
                                                          .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "FuzzTests", dependencies: ["FarmModel", "JobSpec", "Imaging"], exclude: ["Corpus"]),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
@@ -93,7 +95,7 @@ let package = Package(
         // The coordinator's and worker's protocol rules, driven without sockets or a database.
         .testTarget(name: "DaemonStateTests", dependencies: ["Coordinator", "Worker", "JobStore", "FarmModel", "Imaging"]),
         .testTarget(name: "FarmTests", dependencies: [
-            "Coordinator", "Worker", "JobStore", "JobSpec", "FarmModel", "TestSupport", "Imaging", "ZeroMQ", "StableDiffusion", "Tensors",
+            "Coordinator", "Worker", "JobStore", "JobSpec", "FarmModel", "Generation", "TestSupport", "Imaging", "ZeroMQ", "StableDiffusion", "Tensors",
             .product(name: "Yams", package: "Yams"),
             .product(name: "Logging", package: "swift-log"),
         ]),

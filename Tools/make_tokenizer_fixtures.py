@@ -7,13 +7,12 @@ A dev tool, never needed by the test command. Its outputs are committed:
 
 The reference is transformers 4.x's slow CLIPTokenizer (the class diffusers loads) WITHOUT ftfy, i.e. its
 BasicTokenizer(strip_accents=False, do_split_on_punc=False) path, under Python 3.11 (Unicode 14.0, which the
-Swift code pins). The tokenizer is built from the shipped bpe_simple_vocab_16e6.txt.gz: vocab.json and
+Swift code pins). The tokenizer is built from the shipped demo/tokenizer/merges.txt: vocab.json and
 merges.txt are written to a temporary folder as the Hugging Face CLIP repositories have them.
 
 Run (in a virtual environment of Python 3.11):
   pip install "transformers<5" && python3 Tools/make_tokenizer_fixtures.py
 """
-import gzip
 import json
 import pathlib
 import random
@@ -23,7 +22,7 @@ import tempfile
 import unicodedata
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-VOCAB_GZ = ROOT / "Sources" / "StableDiffusion" / "Resources" / "bpe_simple_vocab_16e6.txt.gz"
+MERGES_TXT = ROOT / "Sources" / "StableDiffusion" / "Resources" / "demo" / "tokenizer" / "merges.txt"
 OUT = ROOT / "Tests" / "StableDiffusionTests" / "Fixtures"
 
 
@@ -49,7 +48,7 @@ from transformers.models.clip.tokenization_clip import bytes_to_unicode  # noqa:
 
 def write_hf_files(folder):
     """vocab.json and merges.txt exactly as CLIP's Hugging Face repositories ship them."""
-    lines = gzip.open(VOCAB_GZ).read().decode("utf-8").split("\n")
+    lines = MERGES_TXT.read_text(encoding="utf-8").split("\n")
     merges = lines[1:49152 - 256 - 2 + 1]
     vocab = list(bytes_to_unicode().values())
     vocab = vocab + [v + "</w>" for v in vocab]

@@ -1,5 +1,8 @@
 // Module FarmModel: what the farm's parts say to each other: task parameters and limits, task states, the wire
-// protocol, live events, log metadata. Imports only swift-log and swift-metrics.
+// protocol, live events, log metadata. Imports only Generation (the request's vocabulary and limits), swift-log and
+// swift-metrics.
+
+import Generation
 
 /// What one task renders: everything a worker needs to make one image.
 public struct TaskParameters: Codable, Equatable, Sendable {
@@ -26,9 +29,9 @@ public struct TaskParameters: Codable, Equatable, Sendable {
     public var initImage: String?
     /// Inpainting mask (white = repaint): SHA-256 (hex) of a stored PNG.
     public var mask: String?
-    /// How much of the init image is repainted (default 0.75).
+    /// How much of the init image is repainted (default `GenerationRequest.defaultStrength`).
     public var strength: Double?
-    /// Blur in pixels of the mask that pastes the result over the original (default 4).
+    /// Blur in pixels of the mask that pastes the result over the original (default `GenerationRequest.defaultMaskBlur`).
     public var maskBlur: Double?
     /// Outpainting: pixels added on the left, right, top and bottom.
     public var outpaint: [Int]?
@@ -59,11 +62,11 @@ public struct TaskParameters: Codable, Equatable, Sendable {
         [initImage, mask].compactMap { $0 } + (controlnets ?? []).map(\.image)
     }
 
-    /// Builds parameters; defaults are SD 1.5's usual ones.
+    /// Builds parameters; defaults are `GenerationRequest`'s.
     public init(
         prompt: String, negativePrompt: String = "", model: String = "demo", width: Int? = nil,
-        height: Int? = nil, steps: Int = 20, cfgScale: Double = 7.5, sampler: String = "euler_a",
-        seed: UInt64 = 0
+        height: Int? = nil, steps: Int = GenerationRequest.defaultSteps, cfgScale: Double = GenerationRequest.defaultCFGScale,
+        sampler: String = GenerationRequest.defaultSampler, seed: UInt64 = 0
     ) {
         self.prompt = prompt
         self.negativePrompt = negativePrompt
@@ -89,64 +92,29 @@ public struct TaskParameters: Codable, Equatable, Sendable {
         case clipSkip = "clip_skip"
     }
 
-    /// Checks every field against the farm's limits; the error names the field.
+    /// Checks every field against the farm's limits; the error names the field. The generation parameters are
+    /// checked by `GenerationRequest.validate` (the one set of limits `farm render` shares); what only the wire has
+    /// (name lengths, stored-image hashes, the outpaint list's shape) is checked here.
     public func validate(limits: Limits = Limits()) throws {
         func fail(_ field: String, _ why: String) -> ValidationFailure {
             ValidationFailure(field: field, message: why)
         }
         if prompt.isEmpty { throw fail("prompt", "must not be empty") }
-        // NUL ends strings in PostgreSQL and C: refused, never truncated.
-        for (field, value) in [("prompt", prompt), ("negative_prompt", negativePrompt), ("model", model), ("sampler", sampler)]
-        where value.utf8.contains(0) {
-            throw fail(field, "must not contain NUL bytes")
-        }
         for (field, value) in [("model", model), ("sampler", sampler)] where value.utf8.count > limits.maxNameBytes {
             throw fail(field, "is \(value.utf8.count) bytes; the limit is \(limits.maxNameBytes)")
         }
-        if prompt.utf8.count > limits.maxPromptBytes {
-            throw fail("prompt", "is \(prompt.utf8.count) bytes; the limit is \(limits.maxPromptBytes)")
+        if let outpaint, outpaint.count != 4 {
+            throw fail("outpaint", "must be [left, right, top, bottom]: four pixel counts 0...2048, not all 0")
         }
-        if negativePrompt.utf8.count > limits.maxPromptBytes {
-            throw fail("negative_prompt", "is \(negativePrompt.utf8.count) bytes; the limit is \(limits.maxPromptBytes)")
+        do { try GenerationRequest(self).validate(limits: limits.generation) } catch let error as InvalidGenerationRequest {
+            throw fail(error.field.key, error.message)
         }
-        if model.isEmpty { throw fail("model", "must name a model") }
-        for (field, value) in [("width", width), ("height", height)] {
-            if let value, value < 8 || value > limits.maxSide || value % 8 != 0 {
-                throw fail(field, "must be a multiple of 8 between 8 and \(limits.maxSide), got \(value)")
-            }
-        }
-        if let width, let height, width * height > limits.maxPixels {
-            throw fail("width", "\(width)x\(height) exceeds \(limits.maxPixels) pixels")
-        }
-        if steps < 1 || steps > limits.maxSteps {
-            throw fail("steps", "must be 1...\(limits.maxSteps), got \(steps)")
-        }
-        if !cfgScale.isFinite || cfgScale < 0 || cfgScale > 100 {
-            throw fail("cfg_scale", "must be between 0 and 100, got \(cfgScale)")
-        }
-        if sampler.isEmpty { throw fail("sampler", "must name a sampler") }
-        // The API declares seeds as int64 (docs/openapi.yaml): clients that read them as such must get them back.
-        if seed > UInt64(Int64.max) { throw fail("seed", "must be 0…\(Int64.max), got \(seed)") }
         func isHash(_ value: String) -> Bool { value.utf8.count == 64 && value.utf8.allSatisfy { (48...57).contains($0) || (97...102).contains($0) } }
         for (field, value) in [("init_image", initImage), ("mask", mask)] {
             if let value, !isHash(value) { throw fail(field, "must be the SHA-256 (64 lowercase hex digits) of a stored image") }
         }
-        if mask != nil && initImage == nil { throw fail("mask", "needs an init_image") }
-        if outpaint != nil && initImage == nil { throw fail("outpaint", "needs an init_image") }
-        if outpaint != nil && mask != nil { throw fail("outpaint", "cannot be combined with a mask") }
-        if let strength, !strength.isFinite || strength <= 0 || strength > 1 { throw fail("strength", "must be in (0, 1], got \(strength)") }
-        if let maskBlur, !maskBlur.isFinite || maskBlur < 0 || maskBlur > 64 { throw fail("mask_blur", "must be 0...64 pixels") }
-        if let outpaint, outpaint.count != 4 || outpaint.contains(where: { $0 < 0 || $0 > 2048 }) || outpaint.allSatisfy({ $0 == 0 }) {
-            throw fail("outpaint", "must be [left, right, top, bottom]: four pixel counts 0...2048, not all 0")
-        }
-        if let clipSkip, clipSkip < 1 || clipSkip > 12 { throw fail("clip_skip", "must be 1...12, got \(clipSkip)") }
-        if let controlnets {
-            if controlnets.count > 4 { throw fail("controlnets", "at most 4, got \(controlnets.count)") }
-            for (index, control) in controlnets.enumerated() {
-                if control.model.isEmpty { throw fail("controlnets[\(index)].model", "must name a ControlNet") }
-                if !isHash(control.image) { throw fail("controlnets[\(index)].image", "must be the SHA-256 of a stored image") }
-                if !control.scale.isFinite || control.scale < 0 || control.scale > 10 { throw fail("controlnets[\(index)].scale", "must be 0...10") }
-            }
+        for (index, control) in (controlnets ?? []).enumerated() where !isHash(control.image) {
+            throw fail("controlnets[\(index)].image", "must be the SHA-256 of a stored image")
         }
     }
 }
@@ -154,13 +122,13 @@ public struct TaskParameters: Codable, Equatable, Sendable {
 /// The farm's input limits, so that no client can ask for unbounded work or memory.
 public struct Limits: Codable, Sendable {
     /// Longest prompt, in UTF-8 bytes.
-    public var maxPromptBytes = 4096
+    public var maxPromptBytes = GenerationLimits().maxPromptBytes
     /// Largest image side, in pixels.
-    public var maxSide = 2048
+    public var maxSide = GenerationLimits().maxSide
     /// Largest image area, in pixels.
-    public var maxPixels = 2048 * 2048
+    public var maxPixels = GenerationLimits().maxPixels
     /// Most denoising steps.
-    public var maxSteps = 500
+    public var maxSteps = GenerationLimits().maxSteps
     /// Most tasks in one job.
     public var maxTasksPerJob = 1_000_000
     /// Largest wire message, in bytes.
@@ -188,6 +156,11 @@ public struct Limits: Codable, Sendable {
         if !(1...100).contains(maxAttempts) {
             throw ValidationFailure(field: "max_attempts", message: "must be 1…100, got \(maxAttempts)")
         }
+    }
+
+    /// The limits on a generation request (prompt, size, steps) within these.
+    public var generation: GenerationLimits {
+        GenerationLimits(maxPromptBytes: maxPromptBytes, maxSide: maxSide, maxPixels: maxPixels, maxSteps: maxSteps)
     }
 
     /// The default limits.

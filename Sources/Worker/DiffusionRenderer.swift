@@ -117,31 +117,16 @@ public final class DiffusionRenderer: Renderer {
             throw RenderError(
                 kind: .input, message: "the mask is \(maskSize.width)x\(maskSize.height) but the image is \(imageSize.width)x\(imageSize.height)")
         }
-        var request = GenerationRequest(prompt: parameters.prompt)
-        request.negative = parameters.negativePrompt
-        request.clipSkip = parameters.clipSkip ?? 1
-        request.initImage = try image(parameters.initImage)
-        request.mask = try image(parameters.mask)
-        request.maskBlur = parameters.maskBlur ?? GenerationRequest.defaultMaskBlur
-        request.strength = parameters.strength ?? GenerationRequest.defaultStrength
-        if let extents = parameters.outpaint, extents.count == 4 {
-            request.outpaint = (extents[0], extents[1], extents[2], extents[3])
-        }
-        request.controls = try (parameters.controlnets ?? []).map { control in
+        let request = GenerationRequest(parameters)
+        var inputs = GenerationInputs(initImage: try image(request.initImage), mask: try image(request.mask))
+        inputs.controls = try request.controlnets.map { control in
             (net: try controlNet(control.model), image: try image(control.image)!, scale: control.scale)
         }
-        // Outpainting renders on the extended canvas, whatever size the task names.
-        request.settings.width = request.outpaint == nil ? parameters.width ?? 0 : 0
-        request.settings.height = request.outpaint == nil ? parameters.height ?? 0 : 0
-        request.settings.steps = parameters.steps
-        request.settings.guidance = Float(parameters.cfgScale)
-        request.settings.seed = parameters.seed
         do {
-            request.settings.sampler = try SamplerName(parsing: parameters.sampler)
-            let prepared = try PreparedGeneration(request, pipeline: pipeline)
+            let prepared = try PreparedGeneration(request, inputs: inputs, pipeline: pipeline)
             let latents = try withoutActuallyEscaping(preview) { preview in
                 try prepared.sample(
-                    pipeline, settings: request.settings,
+                    pipeline,
                     onStep: { step, latents in
                         guard previewEvery > 0, step % previewEvery == 0 else { return }
                         let small = Pipeline.preview(latents)
@@ -150,9 +135,9 @@ public final class DiffusionRenderer: Renderer {
                         }
                     }, progress: progress)
             }
-            return try prepared.images(pipeline, latents: latents) { _ in
-                parameters.a1111Parameters(width: prepared.width, height: prepared.height)
-            }[0]
+            return try prepared.images(pipeline, latents: latents)[0]
+        } catch let error as InvalidGenerationRequest {
+            throw RenderError(kind: .input, message: error.message)
         } catch let error as SamplingError {
             throw RenderError(kind: .input, message: error.message)
         } catch let error as GenerationError {

@@ -12,43 +12,29 @@ public struct GenerationError: Error, CustomStringConvertible {
     public var description: String { message }
 }
 
-/// One render's inputs besides the model, shared by `farm render` and the worker so that
-/// both draw the same picture: txt2img, img2img, inpainting (with mask blur), outpainting
-/// and ControlNet.
-public struct GenerationRequest {
-    /// What to draw (web-UI syntax).
-    public var prompt: String
-    /// What to avoid.
-    public var negative = ""
-    /// Size, steps, guidance, sampler, seed, batch, noise source (0 × 0 size: the init image's, else the model's native size).
-    public var settings = Pipeline.Settings()
-    /// 1 = last text-encoder layer, 2 = penultimate.
-    public var clipSkip = 1
-    /// img2img / inpainting / outpainting source.
+/// The pixels and networks a `GenerationRequest`'s input references stand for, read by whoever holds them
+/// (`farm render` from files, the worker from the task's stored images and its models folder).
+public struct GenerationInputs {
+    /// img2img / inpainting / outpainting source (the request's `initImage`).
     public var initImage: PNGImage?
-    /// Inpainting mask, white = repaint.
+    /// Inpainting mask, white = repaint (the request's `mask`).
     public var mask: PNGImage?
-    /// Blur (pixels) of the mask that pastes the result over the original.
-    public var maskBlur: Double = GenerationRequest.defaultMaskBlur
-    /// How much of the init image is repainted.
-    public var strength: Double = GenerationRequest.defaultStrength
-    /// The mask blur when none is given, in pixels (the web UI's default).
-    public static let defaultMaskBlur: Double = 4
-    /// The img2img strength when none is given (the web UI's default denoising strength).
-    public static let defaultStrength = 0.75
-    /// Outpainting: pixels added on the left, right, top and bottom.
-    public var outpaint: (left: Int, right: Int, top: Int, bottom: Int)?
-    /// ControlNets with their control images and scales.
+    /// The request's ControlNets, loaded, with their control images and scales, in order.
     public var controls: [(net: ControlNet, image: PNGImage, scale: Double)] = []
 
-    /// A text-to-image request.
-    public init(prompt: String) {
-        self.prompt = prompt
+    /// Inputs for a request.
+    public init(initImage: PNGImage? = nil, mask: PNGImage? = nil, controls: [(net: ControlNet, image: PNGImage, scale: Double)] = []) {
+        self.initImage = initImage
+        self.mask = mask
+        self.controls = controls
     }
 }
 
-/// A request made ready for the pipeline: canvas, masks and control images as tensors.
+/// A request made ready for the pipeline: canvas, masks and control images as tensors; what `farm render` and
+/// the worker both run, so that the same request gives the same image and the same `parameters` text.
 public struct PreparedGeneration {
+    /// The request, its size resolved to the render size.
+    public let request: GenerationRequest
     /// The render size.
     public let width: Int, height: Int
     let source: PNGImage?
@@ -59,10 +45,11 @@ public struct PreparedGeneration {
     let strength: Double
     let conditional: Tensor, unconditional: Tensor
 
-    /// Checks and converts `request` for `pipeline`.
-    public init(_ request: GenerationRequest, pipeline: Pipeline) throws {
-        var source = request.initImage?.rgb()
-        var mask = request.mask?.mask()
+    /// Checks and converts `request` with its `inputs` for `pipeline`. Outpainting renders on the extended canvas,
+    /// whatever size the request names.
+    public init(_ request: GenerationRequest, inputs: GenerationInputs, pipeline: Pipeline) throws {
+        var source = inputs.initImage?.rgb()
+        var mask = inputs.mask?.mask()
         var pasteMask: PNGImage?
         if mask != nil && source == nil { throw GenerationError("a mask needs an init image") }
         if let extents = request.outpaint {
@@ -79,18 +66,19 @@ public struct PreparedGeneration {
             source = canvas
             mask = newArea.dilated(by: overlap)
             pasteMask = newArea.dilated(by: overlap / 2).blurred(sigma: Double(overlap) / 6)
-        } else if let mask, request.maskBlur > 0 {
-            pasteMask = mask.blurred(sigma: request.maskBlur)
+        } else if let mask, request.effectiveMaskBlur > 0 {
+            pasteMask = mask.blurred(sigma: request.effectiveMaskBlur)
         }
         let native = pipeline.nativeSize
-        let width = request.settings.width > 0 ? request.settings.width : source?.width ?? native.width
-        let height = request.settings.height > 0 ? request.settings.height : source?.height ?? native.height
+        let outpainting = request.outpaint != nil
+        let width = (outpainting ? nil : request.width) ?? source?.width ?? native.width
+        let height = (outpainting ? nil : request.height) ?? source?.height ?? native.height
         self.width = width
         self.height = height
-        var check = request.settings
-        check.width = width
-        check.height = height
-        try pipeline.validate(check)
+        var resolved = request
+        (resolved.width, resolved.height) = (width, height)
+        self.request = resolved
+        try pipeline.validate(try resolved.settings(width: width, height: height))
         if let source, source.width != width || source.height != height {
             throw GenerationError(
                 "the init image is \(source.width)x\(source.height) but the render is \(width)x\(height); resize it or leave the size out")
@@ -98,7 +86,13 @@ public struct PreparedGeneration {
         if let mask, let source, mask.width != source.width || mask.height != source.height {
             throw GenerationError("the mask is \(mask.width)x\(mask.height) but the image is \(source.width)x\(source.height)")
         }
-        controls = try request.controls.map { control in
+        if (inputs.initImage != nil) != (request.initImage != nil) || (inputs.mask != nil) != (request.mask != nil) {
+            throw GenerationError("the inputs do not match the request's init image and mask")
+        }
+        if inputs.controls.count != request.controlnets.count {
+            throw GenerationError("the request names \(request.controlnets.count) ControlNets but \(inputs.controls.count) were loaded")
+        }
+        controls = try inputs.controls.map { control in
             let image = control.image.rgb()
             guard image.width == width && image.height == height else {
                 throw GenerationError("a control image is \(image.width)x\(image.height); it must be \(width)x\(height)")
@@ -112,30 +106,32 @@ public struct PreparedGeneration {
         self.pasteMask = pasteMask
         pixels = source.map { Pipeline.pixels(rgb: $0.pixels, width: $0.width, height: $0.height) }
         self.mask = mask.map { Tensor(shape: [1, 1, $0.height, $0.width], values: $0.pixels.map { Float($0) / 255 }) }
-        strength = request.outpaint != nil ? 1 : request.strength
-        (conditional, unconditional) = try pipeline.encodePrompts(request.prompt, negative: request.negative, clipSkip: request.clipSkip)
+        strength = request.effectiveStrength
+        (conditional, unconditional) = try pipeline.encodePrompts(
+            request.prompt, negative: request.negativePrompt, clipSkip: request.effectiveClipSkip)
     }
 
-    /// Runs the sampler for `settings` (its size is replaced by the prepared one) and returns the final latents.
+    /// Runs the sampler for `batch` images from seed `seed` (default: the request's) and returns the final latents.
     /// `onStep` sees the latents after every step (for previews).
     public func sample(
-        _ pipeline: Pipeline, settings: Pipeline.Settings, onStep: ((Int, Tensor) -> Void)? = nil,
+        _ pipeline: Pipeline, seed: UInt64? = nil, batch: Int = 1, onStep: ((Int, Tensor) -> Void)? = nil,
         progress: (Int, Int) -> Bool
     ) throws -> Tensor {
-        var settings = settings
-        settings.width = width
-        settings.height = height
+        let settings = try request.settings(width: width, height: height, seed: seed, batch: batch)
         return try pipeline.sample(
             conditional: conditional, unconditional: unconditional, settings: settings,
             image: pixels, strength: strength, mask: mask, controls: controls, onStep: onStep,
             progress: progress)
     }
 
-    /// Decodes latents to PNG images with `text(index)` as their `parameters` chunk; inpainting
-    /// and outpainting paste the result over the original through the soft mask.
-    public func images(_ pipeline: Pipeline, latents: Tensor, tiledVAE: TileStatistics? = nil, text: (Int) -> String) throws -> [PNGImage] {
-        try pipeline.decode(latents, tiled: tiledVAE).enumerated().map { index, rgb in
-            let image = try PNGImage(width: width, height: height, format: .rgb, pixels: rgb, text: [("parameters", text(index))])
+    /// Decodes latents sampled from seed `seed` (default: the request's) to PNG images with the request's
+    /// `parameters` text; inpainting and outpainting paste the result over the original through the soft mask.
+    public func images(_ pipeline: Pipeline, latents: Tensor, seed: UInt64? = nil, tiledVAE: TileStatistics? = nil) throws -> [PNGImage] {
+        var request = request
+        request.seed = seed ?? request.seed
+        return try pipeline.decode(latents, tiled: tiledVAE).enumerated().map { index, rgb in
+            let text = request.parametersText(width: width, height: height, index: index)
+            let image = try PNGImage(width: width, height: height, format: .rgb, pixels: rgb, text: [("parameters", text)])
             guard let pasteMask, let source else { return image }
             return try source.composited(under: image, mask: pasteMask)
         }

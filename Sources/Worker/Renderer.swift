@@ -99,7 +99,7 @@ public struct TestPatternRenderer: Renderer {
         return try PNGImage(
             width: width, height: height, format: .rgb, pixels: pixels,
             text: [
-                ("parameters", parameters.a1111Parameters(width: width, height: height)), ("seed", String(parameters.seed)),
+                ("parameters", parameters.parametersText(width: width, height: height)), ("seed", String(parameters.seed)),
                 ("model", parameters.model),
             ])
     }

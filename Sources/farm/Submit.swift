@@ -35,59 +35,10 @@ struct Submit: ParsableCommand {
     @Option(help: "The job's name.")
     var name: String?
 
-    @Option(help: "The prompt to draw (without a spec file).")
-    var prompt: String?
-
-    @Option(help: "What to steer away from.")
-    var negative = ""
-
-    @Option(help: "The model to draw with (a name the workers have; default test-pattern without a spec).")
-    var model: String?
-
-    @Option(help: "Sampler name (see farm render --help).")
-    var sampler: String?
-
-    @Option(help: "Classifier-free guidance scale.")
-    var cfg: Double?
-
-    @Option(help: "img2img/inpainting/outpainting source image (PNG), stored once with the job.")
-    var initImage: String?
-
-    @Option(help: "How much of the init image to repaint (0, 1].")
-    var strength: Double?
-
-    @Option(help: "Inpainting mask (PNG, white = repaint).")
-    var mask: String?
-
-    @Option(help: "Mask blur in pixels.")
-    var maskBlur: Double?
-
-    @Option(parsing: .unconditional, help: "Outpaint: L,R,T,B pixels to add.")
-    var outpaint: String?
-
-    @Option(help: "A ControlNet by the workers' model name; repeat for several.")
-    var controlnet: [String] = []
-
-    @Option(help: "The control image (PNG) of each --controlnet.")
-    var controlImage: [String] = []
-
-    @Option(help: "The scale of each --controlnet (default 1).")
-    var controlScale: [Double] = []
+    @OptionGroup var generation: GenerationOptions
 
     @Option(help: "Number of images (seeds seed, seed+1, ...).")
     var count = 1
-
-    @Option(help: "The first seed.")
-    var seed: UInt64 = 0
-
-    @Option(help: "Image width in pixels (default: the model's native size).")
-    var width: Int?
-
-    @Option(help: "Image height in pixels (default: the model's native size).")
-    var height: Int?
-
-    @Option(help: "Denoising steps (default 20).")
-    var steps: Int?
 
     func validate() throws {
         guard count >= 1 && count <= Limits().maxTasksPerJob else {
@@ -100,7 +51,8 @@ struct Submit: ParsableCommand {
             try submitSpec(spec)
             return
         }
-        guard let prompt else { throw ValidationError("give a spec file or --prompt") }
+        guard generation.prompt != nil else { throw ValidationError("give a spec file or --prompt") }
+        let request = try generation.request(defaultModel: "test-pattern")
         if try remote.client() != nil { throw ValidationError("with --server, give a spec file (--prompt jobs go to the database)") }
         let store = JobStore(connection: try database.connect())
         func stored(_ path: String?, _ flag: String) throws -> String? {
@@ -108,40 +60,27 @@ struct Submit: ParsableCommand {
             guard let data = FileManager.default.contents(atPath: path) else { throw ValidationError("\(flag) \(path): cannot read the file") }
             return try store.storeBlob(data)
         }
-        guard controlImage.count == controlnet.count else { throw ValidationError("give one --control-image per --controlnet") }
         // A mask of another size than its image is refused from the headers, before anything is stored.
-        if let mask, let initImage, let maskData = FileManager.default.contents(atPath: mask),
+        if let mask = request.mask, let initImage = request.initImage, let maskData = FileManager.default.contents(atPath: mask),
             let imageData = FileManager.default.contents(atPath: initImage),
             let maskSize = PNGImage.declaredSize(of: maskData), let imageSize = PNGImage.declaredSize(of: imageData), maskSize != imageSize
         {
             throw ValidationError("--mask is \(maskSize.width)x\(maskSize.height) but --init-image is \(imageSize.width)x\(imageSize.height)")
         }
-        let initHash = try stored(initImage, "--init-image")
-        let maskHash = try stored(mask, "--mask")
-        let controls = try zip(controlnet, controlImage).enumerated().map { index, pair in
-            TaskParameters.Control(
-                model: pair.0, image: try stored(pair.1, "--control-image")!,
-                scale: index < controlScale.count ? controlScale[index] : 1)
-        }
-        let extents = try outpaint.map { text -> [Int] in
-            let extents = try Render.extents(text)
-            return [extents.left, extents.right, extents.top, extents.bottom]
+        // The farm's references to the inputs are the stored images' SHA-256s.
+        var farmRequest = request
+        farmRequest.initImage = try stored(request.initImage, "--init-image")
+        farmRequest.mask = try stored(request.mask, "--mask")
+        for index in farmRequest.controlnets.indices {
+            farmRequest.controlnets[index].image = try stored(request.controlnets[index].image, "--control-image")!
         }
         let tasks = (0..<count).map { offset in
-            var task = TaskParameters(
-                prompt: prompt, negativePrompt: negative, model: model ?? "test-pattern", width: width,
-                height: height, steps: steps ?? 20, cfgScale: cfg ?? 7.5, sampler: sampler ?? "euler_a",
-                seed: seed &+ UInt64(offset))
-            task.initImage = initHash
-            task.mask = maskHash
-            task.strength = strength
-            task.maskBlur = maskBlur
-            task.outpaint = extents
-            task.controlnets = controls.isEmpty ? nil : controls
-            return task
+            var image = farmRequest
+            image.seed = request.seed &+ UInt64(offset)
+            return TaskParameters(image)
         }
         do {
-            let job = try store.enqueue(name: name ?? "job", model: model ?? "test-pattern", tasks: tasks)
+            let job = try store.enqueue(name: name ?? "job", model: request.model, tasks: tasks)
             print(job)
             if wait { try follow(job, store: store) }
         } catch let failure as ValidationFailure {
@@ -153,13 +92,13 @@ struct Submit: ParsableCommand {
     var overrides: [String: String] {
         var fields: [String: String] = [:]
         fields["name"] = name
-        fields["model"] = model
-        fields["sampler"] = sampler
-        fields["cfg"] = cfg.map { String($0) }
-        fields["width"] = width.map(String.init)
-        fields["height"] = height.map(String.init)
-        fields["steps"] = steps.map(String.init)
-        if !negative.isEmpty { fields["negative"] = negative }
+        fields["model"] = generation.model
+        fields["sampler"] = generation.sampler
+        fields["cfg"] = generation.cfg.map { String($0) }
+        fields["width"] = generation.width.map(String.init)
+        fields["height"] = generation.height.map(String.init)
+        fields["steps"] = generation.steps.map(String.init)
+        if !generation.negative.isEmpty { fields["negative"] = generation.negative }
         return fields
     }
 

@@ -98,7 +98,7 @@ func tinyModelWithFullVocabulary() throws -> URL {
     (["render", "--model", "MODEL", "--prompt", "x", "--sampler", "bogus"], "unknown sampler"),
     (["render", "--model", "MODEL", "--prompt", "x", "--steps", "0"], "--steps"),
     (["render", "--model", "MODEL", "--prompt", "x", "--cfg", "nan"], "--cfg"),
-    (["render", "--model", "MODEL", "--prompt", "x", "--width", "20", "--height", "16"], "width must be a positive multiple of 8"),
+    (["render", "--model", "MODEL", "--prompt", "x", "--width", "20", "--height", "16"], "--width must be a multiple of 8"),
     (["render", "--model", "MODEL", "--prompt", "x", "--rng", "gpu"], "--rng"),
     (["render", "--model", "MODEL", "--prompt", "(x:1.2.3)"], "weight"),
     (["render", "--model", "MODEL", "--prompt", "a fox"], "vocabulary"),

@@ -28,7 +28,7 @@ struct TokenizerFixtures: Decodable {
 
 /// The vocabulary in the source tree, independent of the resource bundle.
 let sourceVocabularyURL = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-    .appendingPathComponent("../../Sources/StableDiffusion/Resources/bpe_simple_vocab_16e6.txt.gz").standardizedFileURL
+    .appendingPathComponent("../../Sources/StableDiffusion/Resources/demo/tokenizer/merges.txt").standardizedFileURL
 
 func padding(named name: String) -> PaddingStyle {
     name == "exclamationMark" ? .exclamationMark : .endOfText
@@ -167,19 +167,19 @@ func firstMismatch<T>(_ items: [T], expected: (T) -> [Int]?, actual: (T) -> [Int
     try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(at: folder) }
 
-    let garbage = folder.appendingPathComponent("garbage.gz")
-    try Data("not gzip at all, just text".utf8).write(to: garbage)
-    #expect(throws: CLIPTokenizerError.corruptVocabulary(path: garbage.path, reason: "not a gzip file")) {
+    let garbage = folder.appendingPathComponent("garbage.txt")
+    try Data("not merges at all, just text".utf8).write(to: garbage)
+    #expect(throws: CLIPTokenizerError.corruptVocabulary(path: garbage.path, reason: "it has 0 merges, CLIP needs 48894")) {
         try CLIPTokenizer(vocabularyURL: garbage)
     }
 
-    let truncated = folder.appendingPathComponent("truncated.gz")
+    let truncated = folder.appendingPathComponent("truncated.txt")
     try Data(contentsOf: sourceVocabularyURL).prefix(100_000).write(to: truncated)
     #expect(throws: CLIPTokenizerError.self) { try CLIPTokenizer(vocabularyURL: truncated) }
 
     var flipped = try Data(contentsOf: sourceVocabularyURL)
     flipped[flipped.count / 2] ^= 0x40
-    let damaged = folder.appendingPathComponent("damaged.gz")
+    let damaged = folder.appendingPathComponent("damaged.txt")
     try flipped.write(to: damaged)
     #expect(throws: CLIPTokenizerError.self) { try CLIPTokenizer(vocabularyURL: damaged) }
 }

@@ -29,7 +29,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import shapes  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-VOCAB_GZ = ROOT / "Sources" / "StableDiffusion" / "Resources" / "bpe_simple_vocab_16e6.txt.gz"
+MERGES_TXT = ROOT / "Sources" / "StableDiffusion" / "Resources" / "demo" / "tokenizer" / "merges.txt"
 DEFAULT_OUT = ROOT / "Sources" / "StableDiffusion" / "Resources" / "demo"
 
 VAE_CONFIG = dict(in_channels=3, out_channels=3, down_block_types=["DownEncoderBlock2D"] * 3,
@@ -80,8 +80,7 @@ def byte_symbols():
 
 def tokenizer_files(folder):
     """vocab.json and merges.txt as CLIP's Hugging Face repositories ship them, from the shipped vocabulary."""
-    import gzip
-    lines = gzip.open(VOCAB_GZ).read().decode("utf-8").split("\n")
+    lines = MERGES_TXT.read_text(encoding="utf-8").split("\n")
     merges = lines[1:49152 - 256 - 2 + 1]
     vocab = byte_symbols()
     vocab = vocab + [v + "</w>" for v in vocab]

@@ -214,58 +214,13 @@ public struct VAE {
                 let piece = input.slice(axis: 2, range: top..<min(top + tile, height))
                     .slice(axis: 3, range: left..<min(left + tile, width))
                 var result = transform(piece)
-                if !previousRow.isEmpty { VAE.blend(from: previousRow[column], into: &result, extent: blend, vertical: true) }
-                if let previous = row.last { VAE.blend(from: previous, into: &result, extent: blend, vertical: false) }
+                if !previousRow.isEmpty { result.blendEdge(from: previousRow[column], extent: blend, vertical: true) }
+                if let previous = row.last { result.blendEdge(from: previous, extent: blend, vertical: false) }
                 row.append(result)
-                VAE.place(result, into: &output, top: outputPosition(top), left: outputPosition(left), rows: keep, columns: keep)
+                output.paste(result, top: outputPosition(top), left: outputPosition(left), rows: keep, columns: keep)
             }
             previousRow = row
         }
         return output
-    }
-
-    /// Ramps the first `extent` rows (or columns) of `tile` from `neighbour`'s last ones.
-    static func blend(from neighbour: Tensor, into tile: inout Tensor, extent: Int, vertical: Bool) {
-        let (planes, height, width) = (tile.shape[0] * tile.shape[1], tile.shape[2], tile.shape[3])
-        let (otherHeight, otherWidth) = (neighbour.shape[2], neighbour.shape[3])
-        let span = min(extent, vertical ? min(height, otherHeight) : min(width, otherWidth))
-        guard span > 0 else { return }
-        let target = tile.mutablePointer()
-        withExtendedLifetime(neighbour) {
-            let source = neighbour.pointer
-            for plane in 0..<planes {
-                for step in 0..<span {
-                    let weight = Float(step) / Float(span)
-                    if vertical {
-                        let to = target + (plane * height + step) * width
-                        let from = source + (plane * otherHeight + otherHeight - span + step) * otherWidth
-                        for x in 0..<min(width, otherWidth) { to[x] = from[x] * (1 - weight) + to[x] * weight }
-                    } else {
-                        for y in 0..<min(height, otherHeight) {
-                            let to = target + (plane * height + y) * width + step
-                            let from = source + (plane * otherHeight + y) * otherWidth + otherWidth - span + step
-                            to.pointee = from.pointee * (1 - weight) + to.pointee * weight
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// Copies the top-left `rows × columns` of `tile` (clipped to the image) into `image` at (top, left).
-    static func place(_ tile: Tensor, into image: inout Tensor, top: Int, left: Int, rows: Int, columns: Int) {
-        let (planes, tileHeight, tileWidth) = (tile.shape[0] * tile.shape[1], tile.shape[2], tile.shape[3])
-        let (height, width) = (image.shape[2], image.shape[3])
-        let copyRows = min(rows, tileHeight, height - top)
-        let copyColumns = min(columns, tileWidth, width - left)
-        let target = image.mutablePointer()
-        withExtendedLifetime(tile) {
-            for plane in 0..<planes {
-                for y in 0..<copyRows {
-                    (target + (plane * height + top + y) * width + left)
-                        .update(from: tile.pointer + (plane * tileHeight + y) * tileWidth, count: copyColumns)
-                }
-            }
-        }
     }
 }

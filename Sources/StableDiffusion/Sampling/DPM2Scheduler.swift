@@ -4,13 +4,14 @@ import Tensors
 /// diffusers' KDPM2DiscreteScheduler (k-diffusion's DPM-Solver-2): an Euler step to the
 /// geometric midpoint σ, a second UNet call there, then the full step with the midpoint's
 /// slope (2·steps − 1 calls; the last step is a plain Euler step to σ = 0).
-public struct DPM2Scheduler: Scheduler {
+public struct DPM2Scheduler: SigmaScheduler {
     public let timesteps: [Float]
     /// diffusers' `sigmas` layout: σ₀, then σ₁…σₙ₋₁ twice each, then three zeros.
     let sigmas: [Float]
     /// diffusers' `sigmas_interpol` layout: √(σᵢ·σᵢ₋₁) in the same interleaving.
     let interpolated: [Float]
-    let schedule: SchedulerSchedule
+    /// The training schedule it samples.
+    public let schedule: SchedulerSchedule
     /// The sample the first-order half started from; non-nil between the two halves of a step.
     var saved: Tensor?
 
@@ -36,11 +37,6 @@ public struct DPM2Scheduler: Scheduler {
         timesteps = [Float(t[0])] + zip(midTimesteps, t.dropFirst()).flatMap { [$0, Float($1)] }
     }
 
-    public var initNoiseSigma: Float {
-        let maximum = sigmas.max() ?? 1
-        return schedule.spacing == .leading ? (maximum * maximum + 1).squareRoot() : maximum
-    }
-
     public var order: Int { 2 }
 
     /// The σ the UNet sees at call `index`: the step's σ, or the midpoint for the second half.
@@ -53,9 +49,9 @@ public struct DPM2Scheduler: Scheduler {
         return sample.scaled(by: 1 / (sigma * sigma + 1).squareRoot())
     }
 
-    public func addNoise(_ original: Tensor, noise: Tensor, index: Int) -> Tensor {
-        addNoiseSigma(original, noise: noise, sigma: sigmas[index])
-    }
+    public func sigma(at index: Int) -> Float { sigmas[index] }
+
+    public var maximumSigma: Float { sigmas.max() ?? 1 }
 
     public mutating func step(_ modelOutput: Tensor, index: Int, sample: Tensor, noise: () -> Tensor) -> Tensor {
         if let start = saved {

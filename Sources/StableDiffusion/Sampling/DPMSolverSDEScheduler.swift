@@ -18,11 +18,12 @@ import Tensors
 /// the second half's increment contains the first half's, as on the tree. The joint law of
 /// the increments is therefore the same as torchsde's; the values differ, and each image
 /// depends only on its own seed.
-public struct DPMSolverSDEScheduler: Scheduler {
+public struct DPMSolverSDEScheduler: SigmaScheduler {
     public let timesteps: [Float]
     /// diffusers' layout: σ₀, then σ₁…σₙ₋₁ twice each, then 0.
     let sigmas: [Float]
-    let schedule: SchedulerSchedule
+    /// The training schedule it samples.
+    public let schedule: SchedulerSchedule
     /// Between the halves of a step: where it started, the midpoint σ, and the first half's unit noise.
     var saved: (sample: Tensor, midpoint: Double, firstNoise: Tensor)?
 
@@ -50,11 +51,6 @@ public struct DPMSolverSDEScheduler: Scheduler {
         sigmas = [s[0]] + s.dropFirst().flatMap { [$0, $0] } + [0]
     }
 
-    public var initNoiseSigma: Float {
-        let maximum = sigmas.max() ?? 1
-        return schedule.spacing == .leading ? (maximum * maximum + 1).squareRoot() : maximum
-    }
-
     public var order: Int { 2 }
 
     public func scaleModelInput(_ sample: Tensor, index: Int) -> Tensor {
@@ -62,9 +58,9 @@ public struct DPMSolverSDEScheduler: Scheduler {
         return sample.scaled(by: 1 / (sigma * sigma + 1).squareRoot())
     }
 
-    public func addNoise(_ original: Tensor, noise: Tensor, index: Int) -> Tensor {
-        addNoiseSigma(original, noise: noise, sigma: sigmas[index])
-    }
+    public func sigma(at index: Int) -> Float { sigmas[index] }
+
+    public var maximumSigma: Float { sigmas.max() ?? 1 }
 
     public mutating func step(_ modelOutput: Tensor, index: Int, sample: Tensor, noise: () -> Tensor) -> Tensor {
         let firstHalf = saved == nil

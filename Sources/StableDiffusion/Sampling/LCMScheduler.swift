@@ -8,9 +8,10 @@ import Tensors
 /// Timesteps come from LCM's own 50-step distillation grid (999, 979, …, 19), `steps` of
 /// them evenly picked, so the config's spacing and offset do not apply; at most 50 steps.
 /// Any SD model runs with it, but only LCM-distilled ones give good images in few steps.
-public struct LCMScheduler: Scheduler {
+public struct LCMScheduler: AlphaScheduler {
     public let timesteps: [Float]
-    let schedule: SchedulerSchedule
+    /// The training schedule it samples.
+    public let schedule: SchedulerSchedule
 
     /// The distillation grid diffusers calls `original_inference_steps`.
     static let originalSteps = 50
@@ -31,14 +32,6 @@ public struct LCMScheduler: Scheduler {
         // numpy's linspace(0, 50, steps, endpoint=False) is i · (50 / steps), then floored.
         let spacing = Double(grid.count) / Double(steps)
         timesteps = (0..<steps).map { Float(grid[Int((Double($0) * spacing).rounded(.down))]) }
-    }
-
-    public var initNoiseSigma: Float { 1 }
-
-    public func scaleModelInput(_ sample: Tensor, index: Int) -> Tensor { sample }
-
-    public func addNoise(_ original: Tensor, noise: Tensor, index: Int) -> Tensor {
-        addNoiseAlpha(original, noise: noise, alphaCumprod: schedule.alphasCumprod[Int(timesteps[index])])
     }
 
     public mutating func step(_ modelOutput: Tensor, index: Int, sample: Tensor, noise: () -> Tensor) -> Tensor {

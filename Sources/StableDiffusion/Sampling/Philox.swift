@@ -1,30 +1,5 @@
 import Foundation
 
-/// A source of standard-normal noise for latents; one per image of a batch.
-public protocol NoiseGenerator {
-    /// The next `count` standard-normal float32 values.
-    mutating func randn(_ count: Int) -> [Float]
-}
-
-extension TorchGenerator: NoiseGenerator {}
-
-/// Which noise generator a seed drives.
-public enum NoiseSource: String, Sendable, CaseIterable {
-    /// PyTorch's CPU generator (`torch.randn` after `manual_seed`), as diffusers on CPU.
-    case cpu
-    /// Philox4x32-10 with the Box–Muller transform of the AUTOMATIC1111 web UI's "NV"
-    /// generator, its CPU reproduction of NVIDIA's GPU noise.
-    case philox
-
-    /// A generator for `seed`.
-    public func generator(seed: UInt64) -> any NoiseGenerator {
-        switch self {
-        case .cpu: return TorchGenerator(seed: seed)
-        case .philox: return PhiloxGenerator(seed: seed)
-        }
-    }
-}
-
 /// The Philox4x32-10 counter-based generator (Salmon et al., Random123).
 public enum Philox4x32 {
     static let multipliers: (UInt32, UInt32) = (0xD251_1F53, 0xCD9E_8D57)

@@ -5,10 +5,12 @@ import Tensors
 /// variant (B(h) = eʰ − 1) on x₀ predictions. Each step first corrects the previous step's
 /// result with the new prediction (UniC), then predicts the next sample (UniP); the first
 /// and last steps drop to order 1, and the last lands on σ = 0.
-public struct UniPCScheduler: Scheduler {
+public struct UniPCScheduler: VariancePreservingScheduler {
     public let timesteps: [Float]
-    let sigmas: [Double]
-    let schedule: SchedulerSchedule
+    /// The k-diffusion σ of each UNet call, then 0.
+    public let sigmas: [Double]
+    /// The training schedule it samples.
+    public let schedule: SchedulerSchedule
     /// The x₀ predictions of the last two steps, oldest first.
     var outputs: [Tensor] = []
     /// The sample the last predictor started from (the corrector redoes that step).
@@ -22,17 +24,6 @@ public struct UniPCScheduler: Scheduler {
         let t = schedule.spacedTimesteps(steps, plusOne: schedule.spacing != .trailing)
         timesteps = t.map(Float.init)
         sigmas = t.map { Double(Float(schedule.sigma(at: $0))) } + [0]
-    }
-
-    public var initNoiseSigma: Float { 1 }
-
-    public func scaleModelInput(_ sample: Tensor, index: Int) -> Tensor { sample }
-
-    public func addNoise(_ original: Tensor, noise: Tensor, index: Int) -> Tensor {
-        let (alpha, sigma) = DPMSolverMultistepScheduler.alphaSigma(sigmas[index])
-        let a = Float(alpha)
-        let b = Float(sigma)
-        return Tensor.broadcast(original, noise) { a * $0 + b * $1 }
     }
 
     /// λ = log α − log σ of the variance-preserving form (+∞ at σ = 0).

@@ -1,9 +1,13 @@
 import Foundation
 
-/// The byte-level BPE tables of OpenAI CLIP, built from `bpe_simple_vocab_16e6.txt.gz` exactly as
-/// open_clip's SimpleTokenizer and transformers' vocab.json/merges.txt build them.
+/// The byte-level BPE tables of OpenAI CLIP, built from its merges (the plain-text `merges.txt` of CLIP's Hugging
+/// Face repositories, which the bundled demo model ships) exactly as open_clip's SimpleTokenizer and transformers'
+/// vocab.json/merges.txt build them.
 struct CLIPVocabulary: Sendable {
-    static let fileName = "bpe_simple_vocab_16e6.txt.gz"
+    static let fileName = "demo/tokenizer/merges.txt"
+    /// The CRC-32 of CLIP's merge lines (each with its newline, without the header): the ids follow from the merges,
+    /// so any other list (a damaged or different file) would give ids the text encoders do not know.
+    static let mergesChecksum: UInt32 = 0xF1E4_4E3F
     static let environmentVariable = "FARM_CLIP_VOCAB"
     /// CLIP keeps merges[1 ..< 49152 − 256 − 2 + 1] of the file: 48 894 merges.
     static let mergeCount = 49152 - 256 - 2
@@ -36,18 +40,16 @@ struct CLIPVocabulary: Sendable {
         return byByte
     }()
 
-    /// Reads and decompresses the vocabulary file at `url` and builds the tables.
+    /// Reads the merges file at `url` and builds the tables.
     init(contentsOf url: URL) throws {
-        let compressed: Data
+        let text: Data
         do {
-            compressed = try Data(contentsOf: url)
+            text = try Data(contentsOf: url)
         } catch {
             throw CLIPTokenizerError.corruptVocabulary(path: url.path, reason: "cannot read it: \(error.localizedDescription)")
         }
         do {
-            try self.init(text: try Gzip.decompress([UInt8](compressed)))
-        } catch let error as GzipError {
-            throw CLIPTokenizerError.corruptVocabulary(path: url.path, reason: error.reason)
+            try self.init(text: [UInt8](text))
         } catch let error as VocabularyFormatError {
             throw CLIPTokenizerError.corruptVocabulary(path: url.path, reason: error.reason)
         }
@@ -55,7 +57,7 @@ struct CLIPVocabulary: Sendable {
 
     private struct VocabularyFormatError: Error { let reason: String }
 
-    /// Builds the tables from the decompressed file: a header line, then one "left right" merge per line.
+    /// Builds the tables from the file: a header line, then one "left right" merge per line.
     private init(text: [UInt8]) throws {
         var pairs: [(String, String)] = []
         pairs.reserveCapacity(Self.mergeCount)
@@ -76,6 +78,11 @@ struct CLIPVocabulary: Sendable {
         }
         guard pairs.count == Self.mergeCount else {
             throw VocabularyFormatError(reason: "it has \(pairs.count) merges, CLIP needs \(Self.mergeCount)")
+        }
+        let firstMerge = (text.firstIndex(of: UInt8(ascii: "\n")) ?? 0) + 1
+        let checksum = text[firstMerge..<lineStart].withUnsafeBytes { CRC32.checksum($0) }
+        guard checksum == Self.mergesChecksum else {
+            throw VocabularyFormatError(reason: "its merges are not CLIP's (CRC-32 \(String(checksum, radix: 16)))")
         }
 
         let byteStrings = Self.byteOrder.map { String(Self.byteEncoder[$0]) }

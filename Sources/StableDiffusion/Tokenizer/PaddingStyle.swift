@@ -27,29 +27,45 @@ public enum PaddingStyle: Sendable, Hashable {
 
     /// The style of a transformers `tokenizer_config.json`; without a `pad_token` it is CLIPTokenizer's default.
     public init(tokenizerConfig: Data) throws {
-        let object: Any
+        let config: TokenizerConfigFile
         do {
-            object = try JSONSerialization.jsonObject(with: tokenizerConfig)
+            config = try JSONDecoder().decode(TokenizerConfigFile.self, from: tokenizerConfig)
+        } catch let error as CLIPTokenizerError {
+            throw error
+        } catch DecodingError.typeMismatch {
+            throw CLIPTokenizerError.invalidTokenizerConfig(reason: "not a JSON object")
         } catch {
             throw CLIPTokenizerError.invalidTokenizerConfig(reason: "not JSON (\(error.localizedDescription))")
         }
-        guard let config = object as? [String: Any] else {
-            throw CLIPTokenizerError.invalidTokenizerConfig(reason: "not a JSON object")
-        }
-        // Older configs store the token as a string, newer ones as an AddedToken object.
-        switch config["pad_token"] {
-        case nil:
-            self = .endOfText
-        case is NSNull:
+        try self.init(padToken: config.padToken ?? "<|endoftext|>")
+    }
+}
+
+/// The part of a transformers `tokenizer_config.json` the engine reads: the pad token, which older configs store as a
+/// string and newer ones as an AddedToken object (`{"content": …}`).
+struct TokenizerConfigFile: Decodable {
+    /// The pad token; nil when the config has none.
+    var padToken: String?
+
+    private enum Keys: String, CodingKey {
+        case padToken = "pad_token"
+        case content
+    }
+
+    init(from decoder: Decoder) throws {
+        let container = try decoder.container(keyedBy: Keys.self)
+        guard container.contains(.padToken) else { return }
+        if try container.decodeNil(forKey: .padToken) {
             throw CLIPTokenizerError.invalidTokenizerConfig(reason: "pad_token is null, so padding to a fixed length is impossible")
-        case let token as String:
-            try self.init(padToken: token)
-        case let token as [String: Any]:
-            guard let content = token["content"] as? String else {
+        }
+        if let token = try? container.decode(String.self, forKey: .padToken) {
+            padToken = token
+        } else if let object = try? container.nestedContainer(keyedBy: Keys.self, forKey: .padToken) {
+            guard let content = try? object.decode(String.self, forKey: .content) else {
                 throw CLIPTokenizerError.invalidTokenizerConfig(reason: "pad_token object has no string \"content\"")
             }
-            try self.init(padToken: content)
-        default:
+            padToken = content
+        } else {
             throw CLIPTokenizerError.invalidTokenizerConfig(reason: "pad_token is neither a string nor an object")
         }
     }

@@ -2,7 +2,7 @@
 public enum CLIPTokenizerError: Error, Equatable, CustomStringConvertible {
     /// No vocabulary file at any of the paths tried, listed in order.
     case vocabularyNotFound(tried: [String])
-    /// The vocabulary file exists but is not a valid `bpe_simple_vocab_16e6.txt.gz`.
+    /// The vocabulary file exists but is not CLIP's `merges.txt`.
     case corruptVocabulary(path: String, reason: String)
     /// A tokenizer config names a pad token this tokenizer has no padding style for.
     case unsupportedPadToken(String)
@@ -17,7 +17,8 @@ public enum CLIPTokenizerError: Error, Equatable, CustomStringConvertible {
                 + "Pass its URL to CLIPTokenizer(vocabularyURL:) or set \(CLIPVocabulary.environmentVariable) to its path "
                 + "(it ships in Sources/StableDiffusion/Resources/)."
         case .corruptVocabulary(let path, let reason):
-            return "CLIP vocabulary at \(path) is unusable (\(reason)); replace it with open_clip's \(CLIPVocabulary.fileName)."
+            return
+                "CLIP vocabulary at \(path) is unusable (\(reason)); replace it with the merges.txt of CLIP's Hugging Face repositories (openai/clip-vit-large-patch14)."
         case .unsupportedPadToken(let token):
             return "pad token \"\(token)\" is not supported; use \"<|endoftext|>\" (SD 1.x) or \"!\" (SD 2.x)."
         case .invalidTokenizerConfig(let reason):

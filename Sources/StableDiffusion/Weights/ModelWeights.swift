@@ -151,18 +151,11 @@ public struct ModelWeights {
             padTokenID: try padToken(folder.appendingPathComponent("tokenizer/tokenizer_config.json"), family: family))
     }
 
-    /// The pad id from a tokenizer config: `!` is 0, the end token 49407.
+    /// The pad id from a tokenizer config (read as the tokenizer reads it): `!` is 0, the end token 49407.
     static func padToken(_ url: URL, family: ModelFamily) throws -> Int {
         guard FileManager.default.fileExists(atPath: url.path) else { return family == .sd2 ? 0 : 49407 }
-        guard let object = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any] else {
-            throw WeightsError(url.path, "tokenizer config is not a JSON object")
-        }
-        // transformers writes the token as a string or as {"content": "..."}.
-        let pad = (object["pad_token"] as? String) ?? ((object["pad_token"] as? [String: Any])?["content"] as? String)
-        switch pad {
-        case "!": return 0
-        case nil, "<|endoftext|>": return 49407
-        case let other?: throw WeightsError(url.path, "pad token \"\(other)\" is not supported (\"!\" or \"<|endoftext|>\")")
+        do { return try PaddingStyle(tokenizerConfig: Data(contentsOf: url)).padTokenID } catch let error as CLIPTokenizerError {
+            throw WeightsError(url.path, error.description)
         }
     }
 

@@ -99,34 +99,26 @@ public final class SafeTensorsFile {
             )
         }
         let dataStart = 8 + Int(headerLength)
-        let header = Data(bytes: base + 8, count: Int(headerLength))
-        guard let object = try? JSONSerialization.jsonObject(with: header), let table = object as? [String: Any] else {
+        let headerBytes = Data(bytes: base + 8, count: Int(headerLength))
+        let header: SafeTensorsHeader
+        do { header = try JSONDecoder().decode(SafeTensorsHeader.self, from: headerBytes) } catch let error as SafeTensorsHeader.Invalid {
+            throw WeightsError(path, error.message)
+        } catch {
             throw WeightsError(path, "header is not a JSON object")
         }
         let dataLength = size - dataStart
         var entries: [String: Entry] = [:]
-        var metadata: [String: String] = [:]
-        for (name, value) in table {
-            if name == "__metadata__" {
-                guard let strings = value as? [String: String] else {
-                    throw WeightsError(path, "__metadata__ must map strings to strings")
-                }
-                metadata = strings
-                continue
-            }
-            guard let fields = value as? [String: Any] else { throw WeightsError(path, "tensor \"\(name)\": entry is not an object") }
-            guard let dtypeName = fields["dtype"] as? String else { throw WeightsError(path, "tensor \"\(name)\": missing dtype") }
+        for (name, entry) in header.tensors {
             // An unknown type (an fp8 buffer, say) stops nothing until that tensor is read: most such
             // tensors are ones the engine never uses.
+            let dtypeName = entry.dtype
             let dtype = StoredDType(rawValue: dtypeName)
-            guard let dims = fields["shape"] as? [Int], dims.allSatisfy({ $0 >= 0 }) else {
-                throw WeightsError(path, "tensor \"\(name)\": shape must be a list of non-negative integers")
-            }
-            guard let offsets = fields["data_offsets"] as? [Int], offsets.count == 2,
-                offsets[0] >= 0, offsets[0] <= offsets[1], offsets[1] <= dataLength
-            else {
+            let dims = entry.shape
+            guard let offsets = entry.dataOffsets, offsets.count == 2, offsets[0] >= 0, offsets[0] <= offsets[1], offsets[1] <= dataLength else {
                 throw WeightsError(
-                    path, "tensor \"\(name)\": data_offsets \(fields["data_offsets"] ?? "missing") lie outside the \(dataLength)-byte data section")
+                    path,
+                    "tensor \"\(name)\": data_offsets \(entry.dataOffsets.map { "\($0)" } ?? "missing") lie outside the \(dataLength)-byte data section"
+                )
             }
             var elements = 1
             for dim in dims {
@@ -144,7 +136,7 @@ public final class SafeTensorsFile {
         where next.value.range.lowerBound < previous.value.range.upperBound && !next.value.range.isEmpty {
             throw WeightsError(path, "tensors \"\(previous.key)\" and \"\(next.key)\" overlap")
         }
-        return (entries, metadata, dataStart)
+        return (entries, header.metadata, dataStart)
     }
 
     /// Tensor names, sorted.
@@ -160,36 +152,21 @@ public final class SafeTensorsFile {
         let count = result.count
         let output = result.mutablePointer()
         let source = file.bytes.baseAddress! + dataStart + entry.range.lowerBound
-        func widen<Value: FixedWidthInteger>(_: Value.Type) {
-            for index in 0..<count {
-                output[index] = Float(Value(littleEndian: source.loadUnaligned(fromByteOffset: index * MemoryLayout<Value>.size, as: Value.self)))
-            }
-        }
+        func widen<Element: StorageElement>(_: Element.Type) { Element.convert(source, from: 0, count: count, into: output) }
         switch dtype {
-        case .f32:
-            UnsafeMutableRawPointer(output).copyMemory(from: source, byteCount: count * 4)
-        case .f16:
-            for index in 0..<count {
-                output[index] = Float(Float16(bitPattern: source.loadUnaligned(fromByteOffset: index * 2, as: UInt16.self)))
-            }
-        case .bf16:
-            for index in 0..<count {
-                output[index] = Float(bitPattern: UInt32(source.loadUnaligned(fromByteOffset: index * 2, as: UInt16.self)) << 16)
-            }
-        case .f64:
-            for index in 0..<count {
-                output[index] = Float(source.loadUnaligned(fromByteOffset: index * 8, as: Double.self))
-            }
-        case .i8: widen(Int8.self)
-        case .i16: widen(Int16.self)
-        case .i32: widen(Int32.self)
-        case .i64: widen(Int64.self)
-        case .u8: widen(UInt8.self)
-        case .u16: widen(UInt16.self)
-        case .u32: widen(UInt32.self)
-        case .u64: widen(UInt64.self)
-        case .bool:
-            for index in 0..<count { output[index] = source.load(fromByteOffset: index, as: UInt8.self) == 0 ? 0 : 1 }
+        case .f32: widen(Float32Element.self)
+        case .f16: widen(Float16Element.self)
+        case .bf16: widen(BFloat16Element.self)
+        case .f64: widen(Float64Element.self)
+        case .i8: widen(IntegerElement<Int8>.self)
+        case .i16: widen(IntegerElement<Int16>.self)
+        case .i32: widen(IntegerElement<Int32>.self)
+        case .i64: widen(IntegerElement<Int64>.self)
+        case .u8: widen(IntegerElement<UInt8>.self)
+        case .u16: widen(IntegerElement<UInt16>.self)
+        case .u32: widen(IntegerElement<UInt32>.self)
+        case .u64: widen(IntegerElement<UInt64>.self)
+        case .bool: widen(BoolElement.self)
         }
         return result
     }
@@ -208,15 +185,17 @@ public final class SafeTensorsFile {
 
     /// Writes tensors as a float32 safetensors file (names sorted, data 8-byte aligned).
     public static func write(_ tensors: [String: Tensor], to url: URL, metadata: [String: String] = [:]) throws {
-        var header: [String: Any] = metadata.isEmpty ? [:] : ["__metadata__": metadata]
+        var header = SafeTensorsHeader(metadata: metadata)
         var offset = 0
         let names = tensors.keys.sorted()
         for name in names {
             let tensor = tensors[name]!
-            header[name] = ["dtype": "F32", "shape": tensor.shape, "data_offsets": [offset, offset + tensor.count * 4]]
+            header.tensors[name] = SafeTensorsHeader.TensorEntry(dtype: "F32", shape: tensor.shape, dataOffsets: [offset, offset + tensor.count * 4])
             offset += tensor.count * 4
         }
-        var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        var json = try encoder.encode(header)
         json.append(contentsOf: [UInt8](repeating: 0x20, count: (8 - json.count % 8) % 8))
         var data = Data()
         withUnsafeBytes(of: UInt64(json.count).littleEndian) { data.append(contentsOf: $0) }

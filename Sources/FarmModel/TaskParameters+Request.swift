@@ -1,0 +1,44 @@
+import Generation
+
+extension GenerationRequest {
+    /// The request a task asks for: its inputs are the stored images' SHA-256s, its noise the CPU generator's.
+    /// An `outpaint` list that is not four numbers is dropped (`TaskParameters.validate` refuses it).
+    public init(_ task: TaskParameters) {
+        self.init(prompt: task.prompt, model: task.model)
+        negativePrompt = task.negativePrompt
+        (width, height) = (task.width, task.height)
+        steps = task.steps
+        cfgScale = task.cfgScale
+        sampler = task.sampler
+        seed = task.seed
+        clipSkip = task.clipSkip
+        initImage = task.initImage
+        mask = task.mask
+        strength = task.strength
+        maskBlur = task.maskBlur
+        outpaint = task.outpaint.flatMap(Outpaint.init)
+        controlnets = (task.controlnets ?? []).map { Control(model: $0.model, image: $0.image, scale: $0.scale) }
+    }
+}
+
+extension TaskParameters {
+    /// The task that renders `request` on the farm; its input references must be stored images' SHA-256s.
+    /// The farm's workers draw noise with the CPU generator: a request's `rng` does not travel.
+    public init(_ request: GenerationRequest) {
+        self.init(
+            prompt: request.prompt, negativePrompt: request.negativePrompt, model: request.model, width: request.width,
+            height: request.height, steps: request.steps, cfgScale: request.cfgScale, sampler: request.sampler, seed: request.seed)
+        clipSkip = request.clipSkip
+        initImage = request.initImage
+        mask = request.mask
+        strength = request.strength
+        maskBlur = request.maskBlur
+        outpaint = request.outpaint?.values
+        controlnets = request.controlnets.isEmpty ? nil : request.controlnets.map { Control(model: $0.model, image: $0.image, scale: $0.scale) }
+    }
+
+    /// The web UI's `parameters` text of this task's image of `width` × `height` (`GenerationRequest`'s one writer).
+    public func parametersText(width: Int, height: Int) -> String {
+        GenerationRequest(self).parametersText(width: width, height: height)
+    }
+}

@@ -1,0 +1,97 @@
+import Tensors
+
+/// The one sampling loop of every mode: text-to-image starts from noise, img2img (`Pipeline+Img2Img.swift`) from
+/// the noised image, inpainting (`Pipeline+Inpainting.swift`) adds its mask to each UNet input and keeps the
+/// unmasked area after each step.
+extension Pipeline {
+    /// Runs the sampler from seeded noise and returns the final latents [batch, C, H/s, W/s]
+    /// (unscaled by the VAE factor: what diffusers returns with `output_type="latent"`).
+    /// `conditional`/`unconditional` are [1, tokens, width] text encodings.
+    /// `progress(step, total)` returns false to cancel (a `CancellationError` is thrown).
+    ///
+    /// img2img: `image` [1, 3, H, W] in [-1, 1] (the render size) is encoded, noised to the
+    /// level `strength` of the way up the schedule, and denoised from there (diffusers'
+    /// StableDiffusionImg2ImgPipeline: the VAE posterior noise, then the forward noise, are
+    /// drawn from each image's generator).
+    ///
+    /// `mask` [1, 1, H, W] (1 = repaint) turns `image` into an inpainting source, as
+    /// diffusers' StableDiffusionInpaintPipeline: a 9-channel UNet also sees the mask and
+    /// the masked image's latents; an ordinary UNet has the kept area replaced by the
+    /// source latents, noised to the current level, after every step.
+    ///
+    /// `controls`: ControlNets whose residuals are summed into every UNet call
+    /// (diffusers' StableDiffusionControlNetPipeline / MultiControlNetModel).
+    public func sample(
+        conditional: Tensor, unconditional: Tensor, settings: Settings, image: Tensor? = nil, strength: Double = 1,
+        mask: Tensor? = nil, controls: [Control] = [], onStep: ((Int, Tensor) -> Void)? = nil,
+        progress: (Int, Int) -> Bool = { _, _ in true }
+    ) throws -> Tensor {
+        if mask == nil && unet.config.inChannels == 9 {
+            throw SamplingError("this is an inpainting model (9 input channels): give it an image and a mask")
+        }
+        for control in controls where control.image.shape != [1, 3, settings.height, settings.width] {
+            throw SamplingError("control image is \(Self.sizeText(control.image)) but the render is \(settings.width)x\(settings.height)")
+        }
+        try validate(settings)
+        var scheduler = try settings.sampler.make(config: schedulerConfig, steps: settings.steps, eta: settings.eta)
+        let channels = unet.config.inChannels == 9 ? 4 : unet.config.inChannels
+        let noise = BatchNoise(settings: settings, shape: [channels, settings.height / latentScale, settings.width / latentScale])
+        var latents: Tensor
+        var start = 0
+        var inpainting: Inpainting?
+        if let mask {
+            guard let image else { throw SamplingError("a mask needs an image to inpaint") }
+            let prepared = try Inpainting(
+                self, image: image, mask: mask, strength: strength, settings: settings, scheduler: scheduler, noise: noise)
+            (latents, start, inpainting) = (prepared.latents, prepared.start, prepared)
+        } else if let image {
+            (latents, start) = try img2imgStart(image, strength: strength, settings: settings, scheduler: scheduler, noise: noise)
+        } else {
+            latents = noise.next().scaled(by: scheduler.initNoiseSigma)
+        }
+        let context = textContext(conditional: conditional, unconditional: unconditional, settings: settings)
+        for (index, timestep) in scheduler.timesteps.enumerated() where index >= start {
+            var input = scheduler.scaleModelInput(latents, index: index)
+            if let inpainting { input = inpainting.modelInput(input) }
+            let output = guidedPrediction(input, timestep: timestep, context: context, settings: settings, controls: controls)
+            latents = scheduler.step(output, index: index, sample: latents, noise: noise.next)
+            if let inpainting { latents = inpainting.keepingSource(latents, after: index, scheduler: scheduler) }
+            onStep?(index + 1 - start, latents)
+            guard progress(index + 1 - start, scheduler.timesteps.count - start) else { throw CancellationError() }
+        }
+        return latents
+    }
+
+    /// `W`x`H` of an [N, C, H, W] tensor, for messages.
+    static func sizeText(_ tensor: Tensor) -> String {
+        tensor.shape.dropFirst(2).reversed().map(String.init).joined(separator: "x")
+    }
+
+    /// The text context of one UNet call: unconditional rows, then conditional rows, one per image
+    /// (conditional only when guidance is off, at a scale of 1 or less).
+    func textContext(conditional: Tensor, unconditional: Tensor, settings: Settings) -> Tensor {
+        let rows = Array(repeating: conditional, count: settings.batch)
+        guard settings.guidance > 1 else { return Tensor.concat(rows, axis: 0) }
+        return Tensor.concat(Array(repeating: unconditional, count: settings.batch) + rows, axis: 0)
+    }
+
+    /// One guided prediction: the unconditional and conditional passes batched into one UNet
+    /// call (with any ControlNet residuals, the ControlNets seeing the 4 latent channels),
+    /// combined as uncond + guidance·(cond − uncond).
+    func guidedPrediction(_ input: Tensor, timestep: Float, context: Tensor, settings: Settings, controls: [Control]) -> Tensor {
+        let guided = settings.guidance > 1
+        let batchInput = guided ? Tensor.concat([input, input], axis: 0) : input
+        var residuals: ControlResiduals?
+        for control in controls {
+            let images = Tensor.concat(Array(repeating: control.image, count: batchInput.shape[0]), axis: 0)
+            let latents = batchInput.shape[1] == 4 ? batchInput : batchInput.slice(axis: 1, range: 0..<4)
+            let next = control.net(latents, timestep: timestep, context: context, control: images, scale: control.scale)
+            residuals = residuals.map { $0 + next } ?? next
+        }
+        let prediction = unet(batchInput, timestep: timestep, context: context, control: residuals)
+        guard guided else { return prediction }
+        let halves = prediction.chunked(2, axis: 0)
+        let scale = settings.guidance
+        return Tensor.broadcast(halves[0], halves[1]) { $0 + scale * ($1 - $0) }
+    }
+}

@@ -1,0 +1,110 @@
+import ArgumentParser
+import Foundation
+import Generation
+
+/// The generation flags `farm render` and `farm submit` share, turned into the one `GenerationRequest` both
+/// (and the worker, from the task) render from. Unset flags stay nil here: `submit` passes only the flags given
+/// to a spec as overrides; the request supplies the defaults.
+struct GenerationOptions: ParsableArguments {
+    @Option(help: "What to draw. Supports (word:1.2), (word), [word], BREAK and prompts longer than 75 tokens.")
+    var prompt: String?
+
+    @Option(help: "What to steer away from.")
+    var negative = ""
+
+    @Option(
+        help:
+            "The model: for render a diffusers folder, a single-file .safetensors, a .ckpt or the bundled `demo`; for submit a name the workers have (default test-pattern without a spec)."
+    )
+    var model: String?
+
+    @Option(help: "Image width in pixels, a multiple of 8 (default: the init image's, else the model's native size).")
+    var width: Int?
+
+    @Option(help: "Image height in pixels, a multiple of 8 (default: the init image's, else the model's native size).")
+    var height: Int?
+
+    @Option(help: "Denoising steps (default \(GenerationRequest.defaultSteps)).")
+    var steps: Int?
+
+    @Option(help: "Classifier-free guidance scale (default \(GenerationRequest.defaultCFGScale)).")
+    var cfg: Double?
+
+    @Option(
+        help: "Sampler (default \(GenerationRequest.defaultSampler)): \(SamplerName.allCases.map(\.rawValue).joined(separator: ", ")).")
+    var sampler: String?
+
+    @Option(help: "Seed of the first image (images use seed, seed+1, …).")
+    var seed: UInt64 = 0
+
+    @Option(help: "Use the hidden states this many layers from the end (1 = last, 2 = penultimate).")
+    var clipSkip: Int?
+
+    @Option(help: "img2img/inpainting/outpainting source image (PNG).")
+    var initImage: String?
+
+    @Option(help: "How much of the init image to repaint, in (0, 1] (default \(GenerationRequest.defaultStrength)).")
+    var strength: Double?
+
+    @Option(help: "Inpainting mask (PNG, white = repaint, same size as the init image).")
+    var mask: String?
+
+    @Option(help: "Blur (pixels) of the mask used to paste the result over the original (default \(Int(GenerationRequest.defaultMaskBlur))).")
+    var maskBlur: Double?
+
+    // Unconditional: a value such as -8,0,0,0 is the option's (and refused by validation), not an unknown flag.
+    @Option(parsing: .unconditional, help: "Outpaint: extend the init image by L,R,T,B pixels and paint the new area.")
+    var outpaint: String?
+
+    @Option(help: "A ControlNet (render: a diffusers folder; submit: the workers' model name); repeat for several.")
+    var controlnet: [String] = []
+
+    @Option(help: "The control image (PNG) of each --controlnet, in order.")
+    var controlImage: [String] = []
+
+    @Option(help: "The conditioning scale of each --controlnet (default 1).")
+    var controlScale: [Double] = []
+
+    /// Parses `L,R,T,B` (numbers only: their range is the request's to check).
+    static func extents(_ text: String) throws -> GenerationRequest.Outpaint {
+        let parts = text.split(separator: ",", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard parts.count == 4, let extents = GenerationRequest.Outpaint(parts.compactMap { $0 }) else {
+            throw ValidationError("--outpaint must be L,R,T,B: four non-negative pixel counts (at most 2048), not all 0; got \(text)")
+        }
+        return extents
+    }
+
+    /// The request these flags ask for, checked against the one set of limits; its input references are the
+    /// flags' file paths. `defaultModel` stands in for a missing `--model` (nil: the flag is required).
+    func request(defaultModel: String? = nil) throws -> GenerationRequest {
+        guard let prompt else { throw ValidationError("--prompt is required") }
+        guard let model = model ?? defaultModel else { throw ValidationError("--model is required") }
+        guard controlImage.count == controlnet.count else {
+            throw ValidationError("give one --control-image per --controlnet (\(controlnet.count) nets, \(controlImage.count) images)")
+        }
+        guard controlScale.count <= controlnet.count else { throw ValidationError("--control-scale: at most one per --controlnet") }
+        var request = GenerationRequest(prompt: prompt, model: model)
+        request.negativePrompt = negative
+        (request.width, request.height) = (width, height)
+        request.steps = steps ?? request.steps
+        request.cfgScale = cfg ?? request.cfgScale
+        request.sampler = sampler ?? request.sampler
+        request.seed = seed
+        request.clipSkip = clipSkip
+        request.initImage = initImage
+        request.mask = mask
+        request.strength = strength
+        request.maskBlur = maskBlur
+        request.outpaint = try outpaint.map(Self.extents)
+        request.controlnets = zip(controlnet, controlImage).enumerated().map { index, pair in
+            GenerationRequest.Control(model: pair.0, image: pair.1, scale: index < controlScale.count ? controlScale[index] : 1)
+        }
+        try Self.check(request)
+        return request
+    }
+
+    /// Validates `request`, naming the flag in the error.
+    static func check(_ request: GenerationRequest) throws {
+        do { try request.validate() } catch let error as InvalidGenerationRequest { throw ValidationError(error.flagged) }
+    }
+}
