@@ -51,7 +51,7 @@ public struct JobSpec: Sendable {
     static let specFields: Set<String> = ["name", "model", "defaults", "sweep", "items", "priority", "max_attempts"]
 
     /// Most tasks one spec may make.
-    public static var maxTasks = Limits().maxTasksPerJob
+    public static let maxTasks = Limits().maxTasksPerJob
 
     /// Parses a spec; the format follows the file extension (.yaml/.yml/.json, .jsonl, .csv, anything else: text).
     /// `overrides` (from command-line flags) fill what the spec leaves out: name, model and task fields.

@@ -122,7 +122,7 @@ extension Tensor {
     /// Key counts up to this use the register-resident kernel for short key sequences
     /// (cross-attention to the 77 text tokens), where GEMMs as thin as 77×40 run far below
     /// the machine's sgemm rate.
-    public static var shortKeyLimit = 128
+    public static let shortKeyLimit = 128
 
     static func shortAttention(query: Tensor, key: Tensor, value: Tensor, heads: Int, scale: Float) -> Tensor {
         let (batch, queries, width) = (query.shape[0], query.shape[1], query.shape[2])

@@ -40,7 +40,7 @@ public final class WorkerDaemon {
     /// Set to abandon the task being rendered (it is reported as a host failure and requeued).
     public var cancelCurrent = false
     /// Asked between steps of a render: true abandons the task in hand (e.g. a second SIGTERM).
-    public var cancelCheck: () -> Bool = { false }
+    public var cancelCheck: @Sendable () -> Bool = { false }
 
     /// Connects the DEALER socket to the first endpoint (ZeroMQ reconnects by itself).
     public init(configuration: WorkerConfiguration, renderer: Renderer, context: ZMQContext) throws {
