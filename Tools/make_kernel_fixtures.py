@@ -12,19 +12,13 @@ import pathlib
 import torch
 import torch.nn.functional as F
 
+from fixture_support import TensorBlob  # Tools/, next to this script
+
 torch.manual_seed(1234)
 out_dir = pathlib.Path(__file__).resolve().parent.parent / "Tests" / "TensorsTests" / "Fixtures"
 cases = []
-blob = bytearray()
-
-
-def put(t):
-    """Appends a tensor to the blob and returns its index entry."""
-    global blob
-    t = t.detach().to(torch.float32).contiguous()
-    offset = len(blob) // 4
-    blob += t.numpy().astype("<f4").tobytes()
-    return {"shape": list(t.shape), "offset": offset}
+blob = TensorBlob()
+put = blob.put
 
 
 def case(kind, name, params, inputs, output):
@@ -146,6 +140,6 @@ case("std", "std_all", {}, {"x": x}, x.std().reshape(1))
 case("abs_max", "abs_max_all", {}, {"x": x}, x.abs().max().reshape(1))
 
 out_dir.mkdir(parents=True, exist_ok=True)
-(out_dir / "kernels.bin").write_bytes(bytes(blob))
+(out_dir / "kernels.bin").write_bytes(bytes(blob.data))
 (out_dir / "kernels.json").write_text(json.dumps({"torch": torch.__version__, "cases": cases}, indent=1))
 print(f"{len(cases)} cases, {len(blob)} bytes -> {out_dir}")

@@ -11,17 +11,12 @@ import torch
 from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
 from transformers import CLIPTextModel
 
+from fixture_support import TensorBlob  # Tools/, next to this script
+
 here = pathlib.Path(__file__).resolve().parent.parent / "Tests" / "StableDiffusionTests" / "Fixtures"
 models = here / "models"
-cases, blob = [], bytearray()
-
-
-def put(t):
-    global blob
-    t = t.detach().to(torch.float32).contiguous()
-    offset = len(blob) // 4
-    blob += t.numpy().astype("<f4").tobytes()
-    return {"shape": list(t.shape), "offset": offset}
+cases, blob = [], TensorBlob()
+put = blob.put
 
 
 def case(name, params, inputs, outputs):
@@ -113,6 +108,6 @@ with torch.no_grad():
             case("tiny-sd1/controlnet", {"model": model, "timestep": 500, "scale": 0.8},
                  {"sample": sample, "context": context, "control": control}, outputs)
 
-(here / "networks.bin").write_bytes(bytes(blob))
+(here / "networks.bin").write_bytes(bytes(blob.data))
 (here / "networks.json").write_text(json.dumps({"cases": cases}, indent=1))
 print(len(cases), "cases,", len(blob), "bytes")

@@ -11,44 +11,27 @@ import pathlib
 
 import numpy as np
 import torch
-from diffusers import (AutoencoderKL, DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, DPMSolverSDEScheduler,
-                       EulerAncestralDiscreteScheduler, EulerDiscreteScheduler, HeunDiscreteScheduler,
-                       KDPM2DiscreteScheduler, LCMScheduler, LMSDiscreteScheduler, PNDMScheduler,
-                       StableDiffusionPipeline, UNet2DConditionModel, UniPCMultistepScheduler)
-from transformers import CLIPTextModel
+from diffusers import StableDiffusionPipeline, UNet2DConditionModel
 
 here = pathlib.Path(__file__).resolve().parent.parent / "Tests" / "StableDiffusionTests" / "Fixtures"
 from fixture_samplers import EXACT, SAMPLERS  # noqa: E402  (Tools/, next to this script)
+from fixture_support import encode, latents_and_pixels, load_parts, prompt_ids, sd_pipeline  # noqa: E402
 cases = []
 torch.set_num_threads(1)
 for model in ("tiny-sd1", "tiny-sd2"):
     folder = here / "models" / model
-    text = CLIPTextModel.from_pretrained(folder / "text_encoder").eval()
-    unet = UNet2DConditionModel.from_pretrained(folder / "unet").eval()
-    vae = AutoencoderKL.from_pretrained(folder / "vae").eval()
-    g = torch.Generator().manual_seed(5)
-    ids = torch.randint(0, 1000, (1, 77), generator=g)
-    negative_ids = torch.randint(0, 1000, (1, 77), generator=g)
-    with torch.no_grad():
-        embeds, negative = text(ids).last_hidden_state, text(negative_ids).last_hidden_state
-    samplers = {k: SAMPLERS[k] for k in (EXACT if model == "tiny-sd1" else ("ddim", "euler", "dpmpp_2m", "pndm", "heun", "unipc", "dpm2"))}
-    for name, (cls, extra) in samplers.items():
-        scheduler = cls.from_pretrained(folder / "scheduler", **extra)
-        pipe = StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=None, unet=unet, scheduler=scheduler,
-                                       safety_checker=None, feature_extractor=None, requires_safety_checker=False)
-        pipe.set_progress_bar_config(disable=True)
+    text, unet, vae = load_parts(folder)
+    ids, negative_ids = prompt_ids(torch.Generator().manual_seed(5))
+    embeds, negative = encode(text, ids, negative_ids)
+    for name in (EXACT if model == "tiny-sd1" else ("ddim", "euler", "dpmpp_2m", "pndm", "heun", "unipc", "dpm2")):
+        pipe = sd_pipeline(StableDiffusionPipeline, SAMPLERS, name, folder, text, unet, vae)
         settings = {"width": 24, "height": 16, "steps": 6, "guidance": 7.5, "seed": 42, "batch": 2}
-        generators = [torch.Generator().manual_seed(42 + i) for i in range(2)]
         kwargs = dict(prompt_embeds=embeds.repeat(2, 1, 1), negative_prompt_embeds=negative.repeat(2, 1, 1),
                       width=24, height=16, num_inference_steps=6, guidance_scale=7.5)
-        with torch.no_grad():
-            latents = pipe(**kwargs, generator=generators, output_type="latent").images
-            generators = [torch.Generator().manual_seed(42 + i) for i in range(2)]
-            images = pipe(**kwargs, generator=generators, output_type="np").images
-        pixels = (images * 255).round().astype("uint8")
+        latents, pixels = latents_and_pixels(pipe, kwargs, [42, 43])
         cases.append({"model": model, "sampler": name, "settings": settings, "ids": ids[0].tolist(),
                       "negative_ids": negative_ids[0].tolist(), "latents_shape": list(latents.shape),
-                      "latents": latents.flatten().tolist(), "pixels": pixels.flatten().tolist()})
+                      "latents": latents.flatten().tolist(), "pixels": pixels})
         print(model, name, latents.abs().mean().item())
 (here / "pipelines.json").write_text(json.dumps({"cases": cases}))
 
@@ -59,32 +42,22 @@ from PIL import Image
 img_cases = []
 for model in ("tiny-sd1", "tiny-sd2"):
     folder = here / "models" / model
-    text = CLIPTextModel.from_pretrained(folder / "text_encoder").eval()
-    unet = UNet2DConditionModel.from_pretrained(folder / "unet").eval()
-    vae = AutoencoderKL.from_pretrained(folder / "vae").eval()
+    text, unet, vae = load_parts(folder)
     g = torch.Generator().manual_seed(11)
-    ids = torch.randint(0, 1000, (1, 77), generator=g)
-    negative_ids = torch.randint(0, 1000, (1, 77), generator=g)
+    ids, negative_ids = prompt_ids(g)
     init = torch.randint(0, 256, (16, 24, 3), generator=g).to(torch.uint8)
-    with torch.no_grad():
-        embeds, negative = text(ids).last_hidden_state, text(negative_ids).last_hidden_state
+    embeds, negative = encode(text, ids, negative_ids)
     for name in (("euler", "ddim", "euler_a", "dpmpp_2m", "heun", "dpm2", "unipc", "lcm") if model == "tiny-sd1"
                  else ("euler", "ddim")):
-        cls, extra = SAMPLERS[name]
-        pipe = StableDiffusionImg2ImgPipeline(vae=vae, text_encoder=text, tokenizer=None, unet=unet,
-                                              scheduler=cls.from_pretrained(folder / "scheduler", **extra),
-                                              safety_checker=None, feature_extractor=None, requires_safety_checker=False)
-        pipe.set_progress_bar_config(disable=True)
+        pipe = sd_pipeline(StableDiffusionImg2ImgPipeline, SAMPLERS, name, folder, text, unet, vae)
         kwargs = dict(prompt_embeds=embeds, negative_prompt_embeds=negative, image=Image.fromarray(init.numpy()),
                       num_inference_steps=8, strength=0.6, guidance_scale=6.0)
-        with torch.no_grad():
-            latents = pipe(**kwargs, generator=[torch.Generator().manual_seed(3)], output_type="latent").images
-            images = pipe(**kwargs, generator=[torch.Generator().manual_seed(3)], output_type="np").images
+        latents, pixels = latents_and_pixels(pipe, kwargs, [3])
         img_cases.append({"model": model, "sampler": name, "strength": 0.6, "guidance": 6.0, "steps": 8, "seed": 3,
                           "ids": ids[0].tolist(), "negative_ids": negative_ids[0].tolist(),
                           "init": init.flatten().tolist(), "width": 24, "height": 16,
                           "latents_shape": list(latents.shape), "latents": latents.flatten().tolist(),
-                          "pixels": (images * 255).round().astype("uint8").flatten().tolist()})
+                          "pixels": pixels})
         print("img2img", model, name, latents.abs().mean().item())
 (here / "img2img.json").write_text(json.dumps({"cases": img_cases}))
 
@@ -93,35 +66,25 @@ from diffusers import ControlNetModel, StableDiffusionControlNetPipeline
 
 control_cases = []
 folder = here / "models" / "tiny-sd1"
-text = CLIPTextModel.from_pretrained(folder / "text_encoder").eval()
-unet = UNet2DConditionModel.from_pretrained(folder / "unet").eval()
-vae = AutoencoderKL.from_pretrained(folder / "vae").eval()
+text, unet, vae = load_parts(folder)
 controlnet = ControlNetModel.from_pretrained(here / "models" / "tiny-controlnet").eval()
 g = torch.Generator().manual_seed(21)
-ids = torch.randint(0, 1000, (1, 77), generator=g)
-negative_ids = torch.randint(0, 1000, (1, 77), generator=g)
+ids, negative_ids = prompt_ids(g)
 control = torch.randint(0, 256, (16, 24, 3), generator=g).to(torch.uint8)
 control2 = torch.randint(0, 256, (16, 24, 3), generator=g).to(torch.uint8)
-with torch.no_grad():
-    embeds, negative = text(ids).last_hidden_state, text(negative_ids).last_hidden_state
+embeds, negative = encode(text, ids, negative_ids)
 for name, nets, images, scales in (("euler", controlnet, Image.fromarray(control.numpy()), 0.8),
                                    ("dpmpp_2m", [controlnet, controlnet],
                                     [Image.fromarray(control.numpy()), Image.fromarray(control2.numpy())], [0.7, 0.4])):
-    cls, extra = SAMPLERS[name]
-    pipe = StableDiffusionControlNetPipeline(vae=vae, text_encoder=text, tokenizer=None, unet=unet, controlnet=nets,
-                                             scheduler=cls.from_pretrained(folder / "scheduler", **extra),
-                                             safety_checker=None, feature_extractor=None, requires_safety_checker=False)
-    pipe.set_progress_bar_config(disable=True)
+    pipe = sd_pipeline(StableDiffusionControlNetPipeline, SAMPLERS, name, folder, text, unet, vae, controlnet=nets)
     kwargs = dict(prompt_embeds=embeds, negative_prompt_embeds=negative, image=images, width=24, height=16,
                   num_inference_steps=5, guidance_scale=7.0, controlnet_conditioning_scale=scales)
-    with torch.no_grad():
-        latents = pipe(**kwargs, generator=[torch.Generator().manual_seed(9)], output_type="latent").images
-        out = pipe(**kwargs, generator=[torch.Generator().manual_seed(9)], output_type="np").images
+    latents, pixels = latents_and_pixels(pipe, kwargs, [9])
     control_cases.append({"sampler": name, "scales": scales if isinstance(scales, list) else [scales],
                           "controls": [control.flatten().tolist()] + ([control2.flatten().tolist()] if isinstance(nets, list) else []),
                           "ids": ids[0].tolist(), "negative_ids": negative_ids[0].tolist(), "steps": 5, "guidance": 7.0,
                           "seed": 9, "width": 24, "height": 16, "latents_shape": list(latents.shape),
-                          "latents": latents.flatten().tolist(), "pixels": (out * 255).round().astype("uint8").flatten().tolist()})
+                          "latents": latents.flatten().tolist(), "pixels": pixels})
     print("controlnet", name, latents.abs().mean().item())
 (here / "controlnet.json").write_text(json.dumps({"cases": control_cases}))
 
@@ -132,32 +95,24 @@ from diffusers import StableDiffusionInpaintPipeline
 inpaint_cases = []
 folder = here / "models" / "tiny-sd1"
 g = torch.Generator().manual_seed(31)
-ids = torch.randint(0, 1000, (1, 77), generator=g)
-negative_ids = torch.randint(0, 1000, (1, 77), generator=g)
+ids, negative_ids = prompt_ids(g)
 source = torch.randint(0, 256, (16, 24, 3), generator=g).to(torch.uint8)
 mask = torch.zeros(16, 24, dtype=torch.uint8)
 mask[2:12, 4:15] = 255
-with torch.no_grad():
-    embeds, negative = text(ids).last_hidden_state, text(negative_ids).last_hidden_state
+embeds, negative = encode(text, ids, negative_ids)
 for unet_name, name, strength in (("unet", "euler", 1.0), ("unet", "ddim", 0.75), ("inpaint", "euler", 1.0),
                                   ("inpaint", "dpmpp_2m", 1.0)):
     model_unet = unet if unet_name == "unet" else UNet2DConditionModel.from_pretrained(here / "models" / "tiny-inpaint-unet").eval()
-    cls, extra = SAMPLERS[name]
-    pipe = StableDiffusionInpaintPipeline(vae=vae, text_encoder=text, tokenizer=None, unet=model_unet,
-                                          scheduler=cls.from_pretrained(folder / "scheduler", **extra),
-                                          safety_checker=None, feature_extractor=None, requires_safety_checker=False)
-    pipe.set_progress_bar_config(disable=True)
+    pipe = sd_pipeline(StableDiffusionInpaintPipeline, SAMPLERS, name, folder, text, model_unet, vae)
     kwargs = dict(prompt_embeds=embeds, negative_prompt_embeds=negative, image=Image.fromarray(source.numpy()),
                   mask_image=Image.fromarray(mask.numpy(), mode="L"), width=24, height=16, num_inference_steps=6,
                   guidance_scale=7.0, strength=strength)
-    with torch.no_grad():
-        latents = pipe(**kwargs, generator=[torch.Generator().manual_seed(13)], output_type="latent").images
-        out = pipe(**kwargs, generator=[torch.Generator().manual_seed(13)], output_type="np").images
+    latents, pixels = latents_and_pixels(pipe, kwargs, [13])
     inpaint_cases.append({"unet": unet_name, "sampler": name, "strength": strength, "ids": ids[0].tolist(),
                           "negative_ids": negative_ids[0].tolist(), "image": source.flatten().tolist(),
                           "mask": mask.flatten().tolist(), "steps": 6, "guidance": 7.0, "seed": 13, "width": 24,
                           "height": 16, "latents_shape": list(latents.shape), "latents": latents.flatten().tolist(),
-                          "pixels": (out * 255).round().astype("uint8").flatten().tolist()})
+                          "pixels": pixels})
     print("inpaint", unet_name, name, strength, latents.abs().mean().item())
 (here / "inpaint.json").write_text(json.dumps({"cases": inpaint_cases}))
 
@@ -183,19 +138,10 @@ RUNS = 32
 sde = {"zero_noise": [], "statistics": []}
 for model in ("tiny-sd1", "tiny-sd2"):
     folder = here / "models" / model
-    text = CLIPTextModel.from_pretrained(folder / "text_encoder").eval()
-    unet = UNet2DConditionModel.from_pretrained(folder / "unet").eval()
-    vae = AutoencoderKL.from_pretrained(folder / "vae").eval()
-    g = torch.Generator().manual_seed(41)
-    ids = torch.randint(0, 1000, (1, 77), generator=g)
-    negative_ids = torch.randint(0, 1000, (1, 77), generator=g)
-    with torch.no_grad():
-        embeds, negative = text(ids).last_hidden_state, text(negative_ids).last_hidden_state
-    cls, extra = SAMPLERS["dpmpp_sde_karras"]
-    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=None, unet=unet,
-                                   scheduler=cls.from_pretrained(folder / "scheduler", **extra),
-                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)
-    pipe.set_progress_bar_config(disable=True)
+    text, unet, vae = load_parts(folder)
+    ids, negative_ids = prompt_ids(torch.Generator().manual_seed(41))
+    embeds, negative = encode(text, ids, negative_ids)
+    pipe = sd_pipeline(StableDiffusionPipeline, SAMPLERS, "dpmpp_sde_karras", folder, text, unet, vae)
 
     def run(batch, tree_seed):
         torch.manual_seed(tree_seed)

@@ -19,11 +19,8 @@ struct TokenizerFixtures: Decodable {
     let cases: [Case]
     let lengths: [LengthCase]
 
-    static let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures")
-    static let loaded: TokenizerFixtures = {
-        let data = try! Data(contentsOf: folder.appendingPathComponent("tokenizer.json"))
-        return try! JSONDecoder().decode(TokenizerFixtures.self, from: data)
-    }()
+    /// Fixtures/tokenizer.json, read once; a missing or broken file stops the run with its name.
+    static let loaded: TokenizerFixtures = try! decodeFixture("tokenizer.json")
 }
 
 /// The vocabulary in the source tree, independent of the resource bundle.
@@ -51,28 +48,28 @@ func firstMismatch<T>(_ items: [T], expected: (T) -> [Int]?, actual: (T) -> [Int
     #expect(fixtures.cases.contains { $0.ids.count > 75 })
 }
 
-@Test func encodeMatchesTransformersForEveryFixturePrompt() throws {
+/// Expects the shared tokenizer to give every fixture prompt the ids `expected` lists for it (cases without
+/// them are skipped), as `tokenize` computes them.
+func expectFixturePromptsTokenize(
+    expected: (TokenizerFixtures.Case) -> [Int]?, tokenize: (CLIPTokenizer, String) -> [Int],
+    sourceLocation: SourceLocation = #_sourceLocation
+) throws {
     let tokenizer = try CLIPTokenizer.shared()
     let mismatch = firstMismatch(
-        TokenizerFixtures.loaded.cases, expected: { $0.ids },
-        actual: { tokenizer.encode($0.prompt) }, prompt: { $0.prompt })
-    #expect(mismatch == nil, "\(mismatch ?? "")")
+        TokenizerFixtures.loaded.cases, expected: expected, actual: { tokenize(tokenizer, $0.prompt) }, prompt: { $0.prompt })
+    #expect(mismatch == nil, "\(mismatch ?? "")", sourceLocation: sourceLocation)
+}
+
+@Test func encodeMatchesTransformersForEveryFixturePrompt() throws {
+    try expectFixturePromptsTokenize(expected: { $0.ids }, tokenize: { $0.encode($1) })
 }
 
 @Test func endOfTextPaddingMatchesTransformers() throws {
-    let tokenizer = try CLIPTokenizer.shared()
-    let mismatch = firstMismatch(
-        TokenizerFixtures.loaded.cases, expected: { $0.padded },
-        actual: { tokenizer.tokenize($0.prompt, padding: .endOfText) }, prompt: { $0.prompt })
-    #expect(mismatch == nil, "\(mismatch ?? "")")
+    try expectFixturePromptsTokenize(expected: { $0.padded }, tokenize: { $0.tokenize($1, padding: .endOfText) })
 }
 
 @Test func exclamationPaddingMatchesTransformers() throws {
-    let tokenizer = try CLIPTokenizer.shared()
-    let mismatch = firstMismatch(
-        TokenizerFixtures.loaded.cases, expected: { $0.paddedExclamation },
-        actual: { tokenizer.tokenize($0.prompt, padding: .exclamationMark) }, prompt: { $0.prompt })
-    #expect(mismatch == nil, "\(mismatch ?? "")")
+    try expectFixturePromptsTokenize(expected: { $0.paddedExclamation }, tokenize: { $0.tokenize($1, padding: .exclamationMark) })
 }
 
 @Test func otherMaxLengthsMatchTransformers() throws {

@@ -24,19 +24,13 @@ struct ControlNetCase: Decodable, Sendable, CustomTestStringConvertible {
     var testDescription: String { "\(sampler), \(controls.count) ControlNet(s)" }
 }
 
-let controlNetCases: [ControlNetCase] = fixtureCases("controlnet.json")
-
-@Test(arguments: controlNetCases)
+@Test(arguments: try fixtureCases("controlnet.json", as: ControlNetCase.self))
 func controlNetPipelineMatchesDiffusers(_ fixture: ControlNetCase) throws {
     let pipeline = try Pipeline(weights: try NetworkFixtures.model("tiny-sd1"))
     let net = try ControlNet.load(modelFixtures.appendingPathComponent("tiny-controlnet"))
-    var settings = Pipeline.Settings()
-    settings.width = fixture.width
-    settings.height = fixture.height
-    settings.steps = fixture.steps
-    settings.guidance = fixture.guidance
-    settings.seed = fixture.seed
-    settings.sampler = try SamplerName(parsing: fixture.sampler)
+    let settings = try pipelineSettings(
+        width: fixture.width, height: fixture.height, steps: fixture.steps, guidance: fixture.guidance, seed: fixture.seed,
+        sampler: fixture.sampler)
     let controls = zip(fixture.controls, fixture.scales).map { bytes, scale in
         // Control images are [0, 1] (diffusers' control image processor does not normalise).
         Pipeline.Control(

@@ -10,17 +10,10 @@ import Testing
 /// torchsde Brownian tree we do not reproduce, so the solver is checked without noise, and
 /// the noisy sampler against the statistics of many diffusers runs.
 struct SDEFixtures: Decodable {
-    struct Settings: Decodable, Sendable {
-        let width, height, steps: Int
-        let guidance: Float
-        let seed: UInt64
-        let batch: Int
-    }
-
     /// diffusers with its noise sampler returning zeros.
     struct ZeroNoise: Decodable, Sendable, CustomTestStringConvertible {
         let model: String
-        let settings: Settings
+        let settings: FixtureSettings
         let ids: [Int]
         let negative_ids: [Int]
         let latents_shape: [Int]
@@ -31,7 +24,7 @@ struct SDEFixtures: Decodable {
     /// `runs` real diffusers runs of one batch (same generators, different tree seeds).
     struct Statistics: Decodable, Sendable {
         let model: String
-        let settings: Settings
+        let settings: FixtureSettings
         let ids: [Int]
         let negative_ids: [Int]
         let runs: Int
@@ -47,10 +40,8 @@ struct SDEFixtures: Decodable {
     let zero_noise: [ZeroNoise]
     let statistics: [Statistics]
 
-    static let file: SDEFixtures? = {
-        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/sde.json")
-        return try? JSONDecoder().decode(SDEFixtures.self, from: Data(contentsOf: url))
-    }()
+    /// Fixtures/sde.json; throws when it is missing or does not decode.
+    static func load() throws -> SDEFixtures { try decodeFixture("sde.json") }
 }
 
 /// Mean and sample standard deviation.
@@ -60,7 +51,7 @@ private func meanAndDeviation(_ values: [Double]) -> (mean: Double, deviation: D
     return (mean, variance.squareRoot())
 }
 
-@Test(arguments: SDEFixtures.file?.zero_noise ?? [])
+@Test(arguments: try SDEFixtures.load().zero_noise)
 func dpmppSDEWithoutNoiseMatchesDiffusersDeterministicPart(_ fixture: SDEFixtures.ZeroNoise) throws {
     let pipeline = try Pipeline(weights: try NetworkFixtures.model(fixture.model))
     let settings = fixture.settings
@@ -100,16 +91,9 @@ func dpmppSDEWithoutNoiseMatchesDiffusersDeterministicPart(_ fixture: SDEFixture
 }
 
 @Test func dpmppSDEMatchesDiffusersStatistics() throws {
-    let fixture = try #require(SDEFixtures.file?.statistics.first)
+    let fixture = try #require(SDEFixtures.load().statistics.first)
     let pipeline = try Pipeline(weights: try NetworkFixtures.model(fixture.model))
-    var settings = Pipeline.Settings()
-    settings.width = fixture.settings.width
-    settings.height = fixture.settings.height
-    settings.steps = fixture.settings.steps
-    settings.guidance = fixture.settings.guidance
-    settings.seed = fixture.settings.seed
-    settings.batch = fixture.settings.batch
-    settings.sampler = .dpmppSDEKarras
+    let settings = try fixture.settings.pipeline(sampler: SamplerName.dpmppSDEKarras.rawValue)
     var calls = 0
     let latents = try pipeline.sample(
         conditional: pipeline.textEncoder([fixture.ids]),

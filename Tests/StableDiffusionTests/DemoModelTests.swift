@@ -13,7 +13,8 @@ struct DemoCase: Decodable, Sendable, CustomTestStringConvertible {
     var testDescription: String { prompt }
 }
 
-let demoCases: [DemoCase] = fixtureCases("demo_held_out.json")
+/// Fixtures/demo_held_out.json: the held-out scenes.
+func demoCases() throws -> [DemoCase] { try fixtureCases("demo_held_out.json") }
 
 /// The palette of shapes.py, for reading colours back out of rendered images.
 let demoPalette: [(name: String, rgb: (Float, Float, Float))] = [
@@ -106,7 +107,7 @@ func demoModelDrawsHeldOutCaptions() throws {
     let pipeline = try demoPipeline.get()
     var right = 0
     var report: [String] = []
-    for scene in demoCases {
+    for scene in try demoCases() {
         let reading = SceneReading(rgb: try renderDemoCase(scene, pipeline), width: 64, height: 64)
         let ok = reading == SceneReading(background: scene.background, colour: scene.colour, quadrant: scene.position)
         if ok { right += 1 }
@@ -126,7 +127,7 @@ func demoModelMatchesDiffusers() throws {
     let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/demo_diffusers")
     var worst = 0
     var report: [String] = []
-    for scene in demoCases {
+    for scene in try demoCases() {
         let rgb = try renderDemoCase(scene, pipeline)
         let reference = try PNGImage(pngData: Data(contentsOf: folder.appendingPathComponent("\(scene.seed).png"))).rgb()
         let differences = zip(rgb, reference.pixels).map { abs(Int($0) - Int($1)) }
@@ -141,7 +142,7 @@ func demoModelMatchesDiffusers() throws {
     let pipeline = try demoPipeline.get()
     var report: [String] = []
     var backgrounds = 0
-    for scene in demoCases {
+    for scene in try demoCases() {
         let reading = SceneReading(rgb: try renderDemoCase(scene, pipeline), width: 64, height: 64)
         if reading.background == scene.background { backgrounds += 1 }
         report.append("\"\(scene.prompt)\": read \(reading)")

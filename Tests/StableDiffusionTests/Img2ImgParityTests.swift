@@ -30,18 +30,12 @@ struct Img2ImgCase: Decodable, Sendable, CustomTestStringConvertible {
     }
 }
 
-let img2imgCases: [Img2ImgCase] = fixtureCases("img2img.json")
-
-@Test(arguments: img2imgCases)
+@Test(arguments: try fixtureCases("img2img.json", as: Img2ImgCase.self))
 func img2imgMatchesDiffusers(_ fixture: Img2ImgCase) throws {
     let pipeline = try Pipeline(weights: try NetworkFixtures.model(fixture.model))
-    var settings = Pipeline.Settings()
-    settings.width = fixture.width
-    settings.height = fixture.height
-    settings.steps = fixture.steps
-    settings.guidance = fixture.guidance
-    settings.seed = fixture.seed
-    settings.sampler = try SamplerName(parsing: fixture.sampler)
+    let settings = try pipelineSettings(
+        width: fixture.width, height: fixture.height, steps: fixture.steps, guidance: fixture.guidance, seed: fixture.seed,
+        sampler: fixture.sampler)
     var calls = 0
     let latents = try pipeline.sample(
         conditional: pipeline.textEncoder([fixture.ids]),

@@ -36,9 +36,6 @@ struct InpaintCase: Decodable, Sendable, CustomTestStringConvertible {
     }
 }
 
-let inpaintCases: [InpaintCase] = fixtureCases("inpaint.json")
-let secondInpaintCases: [InpaintCase] = fixtureCases("inpaint2.json")
-
 /// Swaps in the UNet of a fixture folder (config and weights).
 private func swapUNet(_ weights: inout ModelWeights, folder name: String) throws {
     let folder = modelFixtures.appendingPathComponent(name)
@@ -48,10 +45,9 @@ private func swapUNet(_ weights: inout ModelWeights, folder name: String) throws
 
 /// Runs the fixture's inpainting through `pipeline` and compares it with diffusers' latents and pixels.
 private func expectInpaintingMatches(_ pipeline: Pipeline, _ fixture: InpaintCase) throws {
-    var settings = Pipeline.Settings()
-    (settings.width, settings.height, settings.steps) = (fixture.width, fixture.height, fixture.steps)
-    (settings.guidance, settings.seed, settings.batch) = (fixture.guidance, fixture.seed, fixture.batch ?? 1)
-    settings.sampler = try SamplerName(parsing: fixture.sampler)
+    let settings = try pipelineSettings(
+        width: fixture.width, height: fixture.height, steps: fixture.steps, guidance: fixture.guidance, seed: fixture.seed,
+        batch: fixture.batch ?? 1, sampler: fixture.sampler)
     let mask = Tensor(shape: [1, 1, fixture.height, fixture.width], values: fixture.mask.map { Float($0) / 255 })
     let latents = try pipeline.sample(
         conditional: pipeline.textEncoder([fixture.ids]),
@@ -63,14 +59,14 @@ private func expectInpaintingMatches(_ pipeline: Pipeline, _ fixture: InpaintCas
         pixels: fixture.pixels)
 }
 
-@Test(arguments: inpaintCases)
+@Test(arguments: try fixtureCases("inpaint.json", as: InpaintCase.self))
 func inpaintingMatchesDiffusers(_ fixture: InpaintCase) throws {
     var weights = try NetworkFixtures.model("tiny-sd1")
     if fixture.unet == "inpaint" { try swapUNet(&weights, folder: "tiny-inpaint-unet") }
     try expectInpaintingMatches(try Pipeline(weights: weights), fixture)
 }
 
-@Test(arguments: secondInpaintCases)
+@Test(arguments: try fixtureCases("inpaint2.json", as: InpaintCase.self))
 func secondInpaintingModelMatchesDiffusers(_ fixture: InpaintCase) throws {
     var weights = try ModelWeights.load(modelFixtures.appendingPathComponent(try #require(fixture.model)))
     if let folder = fixture.unet_folder { try swapUNet(&weights, folder: folder) }

@@ -3,10 +3,6 @@ import StableDiffusion
 import Tensors
 import Testing
 
-/// Tiny random-weight models written by Tools/make_model_fixtures.py.
-let modelFixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-    .appendingPathComponent("Fixtures/models")
-
 /// Every tensor of `a` equals `b`'s bit for bit, and both have the same names.
 func expectIdentical(_ a: [String: Tensor], _ b: [String: Tensor], _ what: String) {
     #expect(Set(a.keys) == Set(b.keys), "\(what): names differ: \(Set(a.keys).symmetricDifference(b.keys).sorted().prefix(6))")

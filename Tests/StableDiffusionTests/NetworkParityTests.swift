@@ -19,42 +19,37 @@ struct NetworkCase: Sendable, CustomTestStringConvertible {
 }
 
 enum NetworkFixtures {
-    static let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures")
-
-    private struct File: Decodable {
-        struct Entry: Decodable {
-            struct Params: Decodable {
-                let model: String
-                let timestep: Float?
-                let scale: Float?
-            }
-            let name: String
-            let params: Params
-            let inputs: [String: NetworkCase.Reference]
-            let outputs: [String: NetworkCase.Reference]
+    /// One entry of networks.json's `cases`.
+    private struct Entry: Decodable {
+        struct Params: Decodable {
+            let model: String
+            let timestep: Float?
+            let scale: Float?
         }
-        let cases: [Entry]
+        let name: String
+        let params: Params
+        let inputs: [String: NetworkCase.Reference]
+        let outputs: [String: NetworkCase.Reference]
     }
 
-    static let cases: [NetworkCase] = {
-        guard let data = try? Data(contentsOf: folder.appendingPathComponent("networks.json")),
-            let file = try? JSONDecoder().decode(File.self, from: data)
-        else { return [] }
-        return file.cases.map {
+    /// The cases of Fixtures/networks.json; throws when it is missing, does not decode or holds none.
+    static func cases() throws -> [NetworkCase] {
+        try fixtureCases("networks.json", as: Entry.self).map {
             NetworkCase(
                 name: $0.name, model: $0.params.model, timestep: $0.params.timestep ?? 0, scale: $0.params.scale ?? 1,
                 inputs: $0.inputs, outputs: $0.outputs)
         }
-    }()
+    }
 
-    static let blob: [Float] = {
-        guard let data = try? Data(contentsOf: folder.appendingPathComponent("networks.bin")) else { return [] }
-        return data.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
-    }()
+    /// Fixtures/networks.bin (little-endian float32), read once.
+    static let blob: Result<[Float], any Error> = Result {
+        try fixtureData("networks.bin").withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+    }
 
-    static func tensor(_ reference: NetworkCase.Reference) -> Tensor {
+    /// The tensor `reference` points at in the blob; throws when the blob cannot be read.
+    static func tensor(_ reference: NetworkCase.Reference) throws -> Tensor {
         let count = reference.shape.reduce(1, *)
-        return Tensor(shape: reference.shape, values: Array(blob[reference.offset..<reference.offset + count]))
+        return Tensor(shape: reference.shape, values: Array(try blob.get()[reference.offset..<reference.offset + count]))
     }
 
     nonisolated(unsafe) static var models: [String: ModelWeights] = [:]
@@ -75,11 +70,11 @@ func relativeError(_ actual: Tensor, _ expected: Tensor) -> Float {
     actual.maxAbsDifference(expected) / max(expected.absMax(), 1e-6)
 }
 
-@Test(arguments: NetworkFixtures.cases)
+@Test(arguments: try NetworkFixtures.cases())
 func networkMatchesDiffusers(_ fixture: NetworkCase) throws {
     let model = try NetworkFixtures.model(fixture.model)
-    let input = fixture.inputs.mapValues(NetworkFixtures.tensor)
-    let expected = fixture.outputs.mapValues(NetworkFixtures.tensor)
+    let input = try fixture.inputs.mapValues(NetworkFixtures.tensor)
+    let expected = try fixture.outputs.mapValues(NetworkFixtures.tensor)
     var actual: [String: Tensor] = [:]
     if fixture.name.hasSuffix("text_encoder_weighted") {
         let encoder = try TextEncoder(config: model.textEncoderConfig, weights: model.textEncoder)

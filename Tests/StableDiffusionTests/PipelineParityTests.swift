@@ -8,15 +8,9 @@ import Testing
 
 /// One diffusers StableDiffusionPipeline run (Tools/make_pipeline_fixtures.py).
 struct PipelineCase: Decodable, Sendable, CustomTestStringConvertible {
-    struct Settings: Decodable, Sendable {
-        let width, height, steps: Int
-        let guidance: Float
-        let seed: UInt64
-        let batch: Int
-    }
     let model: String
     let sampler: String
-    let settings: Settings
+    let settings: FixtureSettings
     let ids: [Int]
     let negative_ids: [Int]
     let latents_shape: [Int]
@@ -25,19 +19,10 @@ struct PipelineCase: Decodable, Sendable, CustomTestStringConvertible {
     var testDescription: String { "\(model) \(sampler)" }
 }
 
-let pipelineCases: [PipelineCase] = fixtureCases("pipelines.json")
-
-@Test(arguments: pipelineCases)
+@Test(arguments: try fixtureCases("pipelines.json", as: PipelineCase.self))
 func samplerMatchesDiffusersPipeline(_ fixture: PipelineCase) throws {
     let pipeline = try Pipeline(weights: try NetworkFixtures.model(fixture.model))
-    var settings = Pipeline.Settings()
-    settings.width = fixture.settings.width
-    settings.height = fixture.settings.height
-    settings.steps = fixture.settings.steps
-    settings.guidance = fixture.settings.guidance
-    settings.seed = fixture.settings.seed
-    settings.batch = fixture.settings.batch
-    settings.sampler = try SamplerName(parsing: fixture.sampler)
+    let settings = try fixture.settings.pipeline(sampler: fixture.sampler)
     var steps = 0
     let latents = try pipeline.sample(
         conditional: pipeline.textEncoder([fixture.ids]),

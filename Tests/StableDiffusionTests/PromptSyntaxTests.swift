@@ -30,10 +30,8 @@ struct PromptSyntaxFixtures: Decodable {
     let attention: [Attention]
     let chunks: [Chunks]
 
-    static let loaded: PromptSyntaxFixtures = {
-        let data = try! Data(contentsOf: TokenizerFixtures.folder.appendingPathComponent("prompt_syntax.json"))
-        return try! JSONDecoder().decode(PromptSyntaxFixtures.self, from: data)
-    }()
+    /// Fixtures/prompt_syntax.json, read once; a missing or broken file stops the run with its name.
+    static let loaded: PromptSyntaxFixtures = try! decodeFixture("prompt_syntax.json")
 }
 
 @Test func attentionParsingMatchesA1111Fixtures() throws {

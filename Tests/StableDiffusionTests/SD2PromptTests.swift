@@ -13,7 +13,8 @@ struct SD2PromptCase: Decodable, Sendable, CustomTestStringConvertible {
     var testDescription: String { prompt.debugDescription }
 }
 
-let sd2PromptCases: [SD2PromptCase] = fixtureCases("sd2_prompts.json")
+/// Fixtures/sd2_prompts.json: the prompts and diffusers' encodings of them.
+func sd2PromptCases() throws -> [SD2PromptCase] { try fixtureCases("sd2_prompts.json") }
 
 /// The OpenCLIP-shaped encoder with CLIP's full vocabulary that the fixture script stored (fp16).
 private func sd2TextEncoder() throws -> TextEncoder {
@@ -26,7 +27,7 @@ private func sd2TextEncoder() throws -> TextEncoder {
     return try TextEncoder(config: config, weights: weights)
 }
 
-@Test(arguments: sd2PromptCases)
+@Test(arguments: try sd2PromptCases())
 func sd2PromptsWithExclamationMarksMatchDiffusers(_ fixture: SD2PromptCase) throws {
     // The chunker a Pipeline makes for an SD 2.x model ("!" padding, defaults otherwise).
     let chunker = PromptChunker(tokenizer: try CLIPTokenizer.shared(), padding: .exclamationMark)
@@ -39,12 +40,13 @@ func sd2PromptsWithExclamationMarksMatchDiffusers(_ fixture: SD2PromptCase) thro
     #expect(worst < 1e-4, "conditioning differs from diffusers' by \(worst)")
 }
 
-@Test func sd2PromptFixturesCoverTheExclamationCases() {
-    let prompts = sd2PromptCases.map(\.prompt)
+@Test func sd2PromptFixturesCoverTheExclamationCases() throws {
+    let cases = try sd2PromptCases()
+    let prompts = cases.map(\.prompt)
     #expect(prompts.count == 12)
     #expect(prompts.contains { $0.hasPrefix("!") } && prompts.contains { $0.hasSuffix("!!!") } && prompts.contains("!"))
     // The prompt of exactly 75 tokens ends in "!": no pad, no truncation, the end token last.
-    let full = sd2PromptCases.first { $0.prompt.count > 200 }
+    let full = cases.first { $0.prompt.count > 200 }
     #expect(full?.ids.last == CLIPTokenizer.endOfTextID && full?.ids[75] == 0 && full?.prompt.hasSuffix("!") == true)
 }
 

@@ -2,20 +2,13 @@ import Foundation
 import StableDiffusion
 import Testing
 
-private struct RNGFixture: Decodable {
-    struct Case: Decodable {
-        let seed: UInt64
-        let shape: [Int]
-        let first: [Float]
-        let second: [Float]
-    }
-    let cases: [Case]
+/// One seed's torch.randn draws (Tools/make_rng_fixtures.py, Fixtures/rng.json).
+private struct RNGCase: Decodable {
+    let seed: UInt64
+    let shape: [Int]
+    let first: [Float]
+    let second: [Float]
 }
-
-private let rngCases: [RNGFixture.Case] = {
-    let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/rng.json")
-    return (try? JSONDecoder().decode(RNGFixture.self, from: Data(contentsOf: url)))?.cases ?? []
-}()
 
 @Test func mersenneTwisterMatchesTheStandard() {
     // std::mt19937 with the default seed 5489: its 10000th output is 4123659995 (C++ standard, [rand.predef]).
@@ -25,7 +18,8 @@ private let rngCases: [RNGFixture.Case] = {
     #expect(value == 4_123_659_995)
 }
 
-@Test func randnMatchesTorchOnCPU() {
+@Test func randnMatchesTorchOnCPU() throws {
+    let rngCases = try fixtureCases("rng.json", as: RNGCase.self)
     #expect(rngCases.count == 7)
     var identical = 0
     var total = 0

@@ -85,24 +85,24 @@ public struct UNetConfig: Codable, Equatable, Sendable {
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         let d = UNetConfig()
-        inChannels = try c.decodeIfPresent(Int.self, forKey: .inChannels) ?? d.inChannels
-        outChannels = try c.decodeIfPresent(Int.self, forKey: .outChannels) ?? d.outChannels
-        blockOutChannels = try c.decodeIfPresent([Int].self, forKey: .blockOutChannels) ?? d.blockOutChannels
-        layersPerBlock = try c.decodeIfPresent(Int.self, forKey: .layersPerBlock) ?? d.layersPerBlock
-        downBlockTypes = try c.decodeIfPresent([String].self, forKey: .downBlockTypes) ?? d.downBlockTypes
-        upBlockTypes = try c.decodeIfPresent([String].self, forKey: .upBlockTypes) ?? d.upBlockTypes
-        crossAttentionDim = try c.decodeIfPresent(Int.self, forKey: .crossAttentionDim) ?? d.crossAttentionDim
-        attentionHeadDim = try c.decodeIfPresent(PerBlock.self, forKey: .attentionHeadDim) ?? d.attentionHeadDim
+        inChannels = try c.decode(.inChannels, or: d.inChannels)
+        outChannels = try c.decode(.outChannels, or: d.outChannels)
+        blockOutChannels = try c.decode(.blockOutChannels, or: d.blockOutChannels)
+        layersPerBlock = try c.decode(.layersPerBlock, or: d.layersPerBlock)
+        downBlockTypes = try c.decode(.downBlockTypes, or: d.downBlockTypes)
+        upBlockTypes = try c.decode(.upBlockTypes, or: d.upBlockTypes)
+        crossAttentionDim = try c.decode(.crossAttentionDim, or: d.crossAttentionDim)
+        attentionHeadDim = try c.decode(.attentionHeadDim, or: d.attentionHeadDim)
         numAttentionHeads = try c.decodeIfPresent(PerBlock.self, forKey: .numAttentionHeads)
-        useLinearProjection = try c.decodeIfPresent(Bool.self, forKey: .useLinearProjection) ?? d.useLinearProjection
-        normNumGroups = try c.decodeIfPresent(Int.self, forKey: .normNumGroups) ?? d.normNumGroups
-        normEps = try c.decodeIfPresent(Double.self, forKey: .normEps) ?? d.normEps
-        flipSinToCos = try c.decodeIfPresent(Bool.self, forKey: .flipSinToCos) ?? d.flipSinToCos
-        freqShift = try c.decodeIfPresent(Int.self, forKey: .freqShift) ?? d.freqShift
-        sampleSize = try c.decodeIfPresent(Int.self, forKey: .sampleSize) ?? d.sampleSize
-        upcastAttention = try c.decodeIfPresent(Bool.self, forKey: .upcastAttention) ?? d.upcastAttention
-        transformerLayersPerBlock = try c.decodeIfPresent(PerBlock.self, forKey: .transformerLayersPerBlock) ?? d.transformerLayersPerBlock
-        actFn = try c.decodeIfPresent(String.self, forKey: .actFn) ?? d.actFn
+        useLinearProjection = try c.decode(.useLinearProjection, or: d.useLinearProjection)
+        normNumGroups = try c.decode(.normNumGroups, or: d.normNumGroups)
+        normEps = try c.decode(.normEps, or: d.normEps)
+        flipSinToCos = try c.decode(.flipSinToCos, or: d.flipSinToCos)
+        freqShift = try c.decode(.freqShift, or: d.freqShift)
+        sampleSize = try c.decode(.sampleSize, or: d.sampleSize)
+        upcastAttention = try c.decode(.upcastAttention, or: d.upcastAttention)
+        transformerLayersPerBlock = try c.decode(.transformerLayersPerBlock, or: d.transformerLayersPerBlock)
+        actFn = try c.decode(.actFn, or: d.actFn)
         classEmbedType = try c.decodeIfPresent(String.self, forKey: .classEmbedType)
         additionEmbedType = try c.decodeIfPresent(String.self, forKey: .additionEmbedType)
     }
@@ -126,6 +126,14 @@ public struct UNetConfig: Codable, Equatable, Sendable {
             throw WeightsError(path, "UNet block type \(unknown) is not supported")
         }
         guard [4, 9].contains(inChannels) || inChannels > 0 else { throw WeightsError(path, "UNet in_channels must be positive") }
+    }
+}
+
+extension KeyedDecodingContainer {
+    /// The value under `key`, or `fallback` when the config leaves the key out or writes null (diffusers' configs
+    /// omit settings newer than the file, and the engine's defaults are the class defaults).
+    func decode<T: Decodable>(_ key: Key, or fallback: T) throws -> T {
+        try decodeIfPresent(T.self, forKey: key) ?? fallback
     }
 }
 
@@ -170,19 +178,19 @@ public struct VAEConfig: Codable, Equatable, Sendable {
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         let d = VAEConfig()
-        inChannels = try c.decodeIfPresent(Int.self, forKey: .inChannels) ?? d.inChannels
-        outChannels = try c.decodeIfPresent(Int.self, forKey: .outChannels) ?? d.outChannels
-        latentChannels = try c.decodeIfPresent(Int.self, forKey: .latentChannels) ?? d.latentChannels
-        blockOutChannels = try c.decodeIfPresent([Int].self, forKey: .blockOutChannels) ?? d.blockOutChannels
-        layersPerBlock = try c.decodeIfPresent(Int.self, forKey: .layersPerBlock) ?? d.layersPerBlock
-        normNumGroups = try c.decodeIfPresent(Int.self, forKey: .normNumGroups) ?? d.normNumGroups
-        sampleSize = try c.decodeIfPresent(Int.self, forKey: .sampleSize) ?? d.sampleSize
+        inChannels = try c.decode(.inChannels, or: d.inChannels)
+        outChannels = try c.decode(.outChannels, or: d.outChannels)
+        latentChannels = try c.decode(.latentChannels, or: d.latentChannels)
+        blockOutChannels = try c.decode(.blockOutChannels, or: d.blockOutChannels)
+        layersPerBlock = try c.decode(.layersPerBlock, or: d.layersPerBlock)
+        normNumGroups = try c.decode(.normNumGroups, or: d.normNumGroups)
+        sampleSize = try c.decode(.sampleSize, or: d.sampleSize)
         // diffusers reads a listed scaling factor as its default, whatever value is written beside it.
         scalingFactor =
             try defaultedKeys(decoder).contains("scaling_factor")
-            ? d.scalingFactor : c.decodeIfPresent(Double.self, forKey: .scalingFactor) ?? d.scalingFactor
-        useQuantConv = try c.decodeIfPresent(Bool.self, forKey: .useQuantConv) ?? d.useQuantConv
-        usePostQuantConv = try c.decodeIfPresent(Bool.self, forKey: .usePostQuantConv) ?? d.usePostQuantConv
+            ? d.scalingFactor : c.decode(.scalingFactor, or: d.scalingFactor)
+        useQuantConv = try c.decode(.useQuantConv, or: d.useQuantConv)
+        usePostQuantConv = try c.decode(.usePostQuantConv, or: d.usePostQuantConv)
     }
 }
 
@@ -215,14 +223,14 @@ public struct TextEncoderConfig: Codable, Equatable, Sendable {
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         let d = TextEncoderConfig()
-        vocabSize = try c.decodeIfPresent(Int.self, forKey: .vocabSize) ?? d.vocabSize
-        hiddenSize = try c.decodeIfPresent(Int.self, forKey: .hiddenSize) ?? d.hiddenSize
-        intermediateSize = try c.decodeIfPresent(Int.self, forKey: .intermediateSize) ?? d.intermediateSize
-        numHiddenLayers = try c.decodeIfPresent(Int.self, forKey: .numHiddenLayers) ?? d.numHiddenLayers
-        numAttentionHeads = try c.decodeIfPresent(Int.self, forKey: .numAttentionHeads) ?? d.numAttentionHeads
-        maxPositionEmbeddings = try c.decodeIfPresent(Int.self, forKey: .maxPositionEmbeddings) ?? d.maxPositionEmbeddings
-        hiddenAct = try c.decodeIfPresent(String.self, forKey: .hiddenAct) ?? d.hiddenAct
-        layerNormEps = try c.decodeIfPresent(Double.self, forKey: .layerNormEps) ?? d.layerNormEps
+        vocabSize = try c.decode(.vocabSize, or: d.vocabSize)
+        hiddenSize = try c.decode(.hiddenSize, or: d.hiddenSize)
+        intermediateSize = try c.decode(.intermediateSize, or: d.intermediateSize)
+        numHiddenLayers = try c.decode(.numHiddenLayers, or: d.numHiddenLayers)
+        numAttentionHeads = try c.decode(.numAttentionHeads, or: d.numAttentionHeads)
+        maxPositionEmbeddings = try c.decode(.maxPositionEmbeddings, or: d.maxPositionEmbeddings)
+        hiddenAct = try c.decode(.hiddenAct, or: d.hiddenAct)
+        layerNormEps = try c.decode(.layerNormEps, or: d.layerNormEps)
     }
 }
 
@@ -257,12 +265,12 @@ public struct SchedulerConfig: Codable, Equatable, Sendable {
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         let d = SchedulerConfig()
-        numTrainTimesteps = try c.decodeIfPresent(Int.self, forKey: .numTrainTimesteps) ?? d.numTrainTimesteps
-        betaStart = try c.decodeIfPresent(Double.self, forKey: .betaStart) ?? d.betaStart
-        betaEnd = try c.decodeIfPresent(Double.self, forKey: .betaEnd) ?? d.betaEnd
-        betaSchedule = try c.decodeIfPresent(String.self, forKey: .betaSchedule) ?? d.betaSchedule
-        predictionType = try c.decodeIfPresent(String.self, forKey: .predictionType) ?? d.predictionType
-        stepsOffset = try c.decodeIfPresent(Int.self, forKey: .stepsOffset) ?? d.stepsOffset
+        numTrainTimesteps = try c.decode(.numTrainTimesteps, or: d.numTrainTimesteps)
+        betaStart = try c.decode(.betaStart, or: d.betaStart)
+        betaEnd = try c.decode(.betaEnd, or: d.betaEnd)
+        betaSchedule = try c.decode(.betaSchedule, or: d.betaSchedule)
+        predictionType = try c.decode(.predictionType, or: d.predictionType)
+        stepsOffset = try c.decode(.stepsOffset, or: d.stepsOffset)
         timestepSpacing =
             try defaultedKeys(decoder).contains("timestep_spacing")
             ? nil : c.decodeIfPresent(String.self, forKey: .timestepSpacing)
@@ -288,10 +296,8 @@ public struct ControlNetConfig: Codable, Equatable, Sendable {
         // A ControlNet has no up blocks; mirror the down blocks so the shared checks hold.
         unet.upBlockTypes = unet.downBlockTypes.reversed().map { $0.replacingOccurrences(of: "Down", with: "Up") }
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        conditioningEmbeddingOutChannels =
-            try c.decodeIfPresent([Int].self, forKey: .conditioningEmbeddingOutChannels)
-            ?? [16, 32, 96, 256]
-        conditioningChannelOrder = try c.decodeIfPresent(String.self, forKey: .conditioningChannelOrder) ?? "rgb"
+        conditioningEmbeddingOutChannels = try c.decode(.conditioningEmbeddingOutChannels, or: [16, 32, 96, 256])
+        conditioningChannelOrder = try c.decode(.conditioningChannelOrder, or: "rgb")
     }
 
     public func encode(to encoder: Encoder) throws {
