@@ -68,10 +68,14 @@ struct JobCommand: ParsableCommand {
     }
 }
 
-/// The job actions behind `farm cancel|pause|resume|retry JOB`.
-enum JobControl {
-    /// Applies `action` to `job` through the HTTP API or the database, and prints the job's counts after it.
-    static func apply(_ action: JobAction, job: Int64, database: DatabaseOptions, remote: RemoteOptions) throws {
+/// The job a `farm cancel|pause|resume|retry JOB` command acts on, and how it reaches it.
+struct JobControl: ActionTarget {
+    @OptionGroup var database: DatabaseOptions
+    @OptionGroup var remote: RemoteOptions
+    @Argument(help: "The job's id.") var job: Int64
+
+    /// Applies `action` to the job through the HTTP API or the database, and prints the job's counts after it.
+    func apply(_ action: JobAction) throws {
         let reply = try remote.ask(
             JobActionReply.self, "jobs/\(job)/\(action.rawValue)", method: "POST", database: database, missing: "job \(job) does not exist"
         ) { try $0.perform(action, job: job) }
@@ -81,37 +85,29 @@ enum JobControl {
 }
 
 /// One subcommand per job action, so that `farm cancel 7` reads as it should.
-struct Cancel: ParsableCommand {
+struct Cancel: ActionCommand {
     static let configuration = CommandConfiguration(abstract: "Cancel a job: its queued and running tasks stop.")
-    @OptionGroup var database: DatabaseOptions
-    @OptionGroup var remote: RemoteOptions
-    @Argument(help: "The job's id.") var job: Int64
-    func run() throws { try JobControl.apply(.cancel, job: job, database: database, remote: remote) }
+    static let action = JobAction.cancel
+    @OptionGroup var target: JobControl
 }
 
 /// `farm pause JOB`.
-struct Pause: ParsableCommand {
+struct Pause: ActionCommand {
     static let configuration = CommandConfiguration(abstract: "Pause a job: workers get none of its tasks until it resumes.")
-    @OptionGroup var database: DatabaseOptions
-    @OptionGroup var remote: RemoteOptions
-    @Argument(help: "The job's id.") var job: Int64
-    func run() throws { try JobControl.apply(.pause, job: job, database: database, remote: remote) }
+    static let action = JobAction.pause
+    @OptionGroup var target: JobControl
 }
 
 /// `farm resume JOB`.
-struct Resume: ParsableCommand {
+struct Resume: ActionCommand {
     static let configuration = CommandConfiguration(abstract: "Resume a paused job.")
-    @OptionGroup var database: DatabaseOptions
-    @OptionGroup var remote: RemoteOptions
-    @Argument(help: "The job's id.") var job: Int64
-    func run() throws { try JobControl.apply(.resume, job: job, database: database, remote: remote) }
+    static let action = JobAction.resume
+    @OptionGroup var target: JobControl
 }
 
 /// `farm retry JOB`.
-struct Retry: ParsableCommand {
+struct Retry: ActionCommand {
     static let configuration = CommandConfiguration(abstract: "Requeue a job's failed tasks with fresh attempts.")
-    @OptionGroup var database: DatabaseOptions
-    @OptionGroup var remote: RemoteOptions
-    @Argument(help: "The job's id.") var job: Int64
-    func run() throws { try JobControl.apply(.retry, job: job, database: database, remote: remote) }
+    static let action = JobAction.retry
+    @OptionGroup var target: JobControl
 }

@@ -31,45 +31,40 @@ struct Workers: ParsableCommand {
     }
 }
 
-/// `farm drain|cordon|uncordon WORKER`.
-enum WorkerControl {
-    /// Applies `action` to `worker` through the HTTP API or the database, and prints the state it set.
-    static func apply(_ action: OperatorAction, worker: String, database: DatabaseOptions, remote: RemoteOptions) throws {
-        if let client = try remote.client() {
-            let name = worker.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/"))) ?? worker
-            _ = try client.json(WorkerActionReply.self, "POST", "workers/\(name)/\(action.rawValue)")
-        } else {
-            guard try JobStore(connection: try database.connect()).setWorkerState(worker, action.status) else {
-                throw ValidationError("worker \(worker) is not known to the farm")
-            }
-        }
+/// The worker a `farm drain|cordon|uncordon WORKER` command acts on, and how it reaches it.
+struct WorkerControl: ActionTarget {
+    @OptionGroup var database: DatabaseOptions
+    @OptionGroup var remote: RemoteOptions
+    @Argument(help: "The worker's name.") var worker: String
+
+    /// Applies `action` to the worker through the HTTP API or the database, and prints the state it set.
+    func apply(_ action: OperatorAction) throws {
+        let name = worker.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/"))) ?? worker
+        _ = try remote.ask(
+            WorkerActionReply.self, "workers/\(name)/\(action.rawValue)", method: "POST", database: database,
+            missing: "worker \(worker) is not known to the farm"
+        ) { try $0.setWorkerState(worker, action.status) ? WorkerActionReply(name: worker, state: action.status) : nil }
         print("worker \(worker): \(action.status.rawValue)")
     }
 }
 
 /// `farm drain WORKER`.
-struct Drain: ParsableCommand {
+struct Drain: ActionCommand {
     static let configuration = CommandConfiguration(abstract: "Drain a worker: it finishes what it holds, takes no more, and exits.")
-    @OptionGroup var database: DatabaseOptions
-    @OptionGroup var remote: RemoteOptions
-    @Argument(help: "The worker's name.") var worker: String
-    func run() throws { try WorkerControl.apply(.drain, worker: worker, database: database, remote: remote) }
+    static let action = OperatorAction.drain
+    @OptionGroup var target: WorkerControl
 }
 
 /// `farm cordon WORKER`.
-struct Cordon: ParsableCommand {
+struct Cordon: ActionCommand {
     static let configuration = CommandConfiguration(abstract: "Cordon a worker: it stays connected but gets no new tasks.")
-    @OptionGroup var database: DatabaseOptions
-    @OptionGroup var remote: RemoteOptions
-    @Argument(help: "The worker's name.") var worker: String
-    func run() throws { try WorkerControl.apply(.cordon, worker: worker, database: database, remote: remote) }
+    static let action = OperatorAction.cordon
+    @OptionGroup var target: WorkerControl
 }
 
 /// `farm uncordon WORKER`.
-struct Uncordon: ParsableCommand {
+struct Uncordon: ActionCommand {
     static let configuration = CommandConfiguration(abstract: "Give a cordoned or drained worker work again.")
-    @OptionGroup var database: DatabaseOptions
-    @OptionGroup var remote: RemoteOptions
-    @Argument(help: "The worker's name.") var worker: String
-    func run() throws { try WorkerControl.apply(.uncordon, worker: worker, database: database, remote: remote) }
+    static let action = OperatorAction.uncordon
+    @OptionGroup var target: WorkerControl
 }

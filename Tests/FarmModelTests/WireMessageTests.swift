@@ -46,15 +46,17 @@ import Testing
     #expect(throws: WireError.self) { try WireMessage(frames: big, maxBytes: 1000) }
 }
 
+/// The field `validate()` refuses after `change` is applied to a valid task, nil if it passes, "?" for another error.
+private func field(_ change: (inout TaskParameters) -> Void) -> String? {
+    var parameters = TaskParameters(prompt: "ok")
+    change(&parameters)
+    do {
+        try parameters.validate()
+        return nil
+    } catch let failure as ValidationFailure { return failure.field } catch { return "?" }
+}
+
 @Test func validationNamesTheField() {
-    func field(_ change: (inout TaskParameters) -> Void) -> String? {
-        var parameters = TaskParameters(prompt: "ok")
-        change(&parameters)
-        do {
-            try parameters.validate()
-            return nil
-        } catch let failure as ValidationFailure { return failure.field } catch { return "?" }
-    }
     #expect(field { _ in } == nil)
     #expect(field { $0.prompt = "" } == "prompt")
     #expect(field { $0.width = 513 } == "width")
@@ -72,14 +74,6 @@ import Testing
 
 @Test func inputFieldsAreValidated() {
     let hash = SHA256.hex(of: Data([1]))
-    func field(_ change: (inout TaskParameters) -> Void) -> String? {
-        var parameters = TaskParameters(prompt: "ok")
-        change(&parameters)
-        do {
-            try parameters.validate()
-            return nil
-        } catch let failure as ValidationFailure { return failure.field } catch { return "?" }
-    }
     #expect(
         field {
             $0.initImage = hash

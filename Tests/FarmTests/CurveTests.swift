@@ -32,9 +32,7 @@ private func tryJoin(
 }
 
 @Test func curveAdmitsOnlyAllowedWorkerKeys() throws {
-    let conninfo = try TemporaryPostgres.shared.createDatabase()
-    let connection = try Connection(conninfo)
-    try Migrator(folder: migrationsFolder).apply(to: connection)
+    let (conninfo, connection) = try migratedDatabase()
     let store = JobStore(connection: connection)
     let server = try CurveKeyPair.generate()
     let allowed = try CurveKeyPair.generate()
@@ -46,9 +44,8 @@ private func tryJoin(
     settings.keyCheckSeconds = 0.1
     (settings.heartbeatSeconds, settings.missedHeartbeats) = (0.1, 3)
     // One context per coordinator: the ZAP handler is bound per context.
-    let coordinator = try CoordinatorServer(configuration: settings, conninfo: conninfo, context: ZMQContext())
     let lines = ThreadSafeBox<[String]>([])
-    coordinator.logger = collectingLogger(into: lines)
+    let coordinator = try makeCoordinator(conninfo, settings: settings, logger: collectingLogger(into: lines))
 
     // A key that is not on the allow-list fails the handshake, and the coordinator says why.
     #expect(try !tryJoin(coordinator, name: "stranger", curve: (server.publicKey, stranger)))
@@ -84,17 +81,14 @@ private func tryJoin(
 /// A worker whose key is allowed only after its first handshake was refused gets in by itself: libzmq does not
 /// retry a refused CURVE handshake, so the worker connects afresh when nobody has answered for `failOverSeconds`.
 @Test func aKeyAllowedAfterTheFirstRefusalGetsIn() throws {
-    let conninfo = try TemporaryPostgres.shared.createDatabase()
-    let connection = try Connection(conninfo)
-    try Migrator(folder: migrationsFolder).apply(to: connection)
+    let (conninfo, connection) = try migratedDatabase()
     let store = JobStore(connection: connection)
     let server = try CurveKeyPair.generate()
     let late = try CurveKeyPair.generate()
     var settings = CoordinatorConfiguration(listen: "tcp://127.0.0.1:*")
     settings.curveSecretKey = server.secretKey
-    let coordinator = try CoordinatorServer(configuration: settings, conninfo: conninfo, context: ZMQContext())
     let lines = ThreadSafeBox<[String]>([])
-    coordinator.logger = collectingLogger(into: lines)
+    let coordinator = try makeCoordinator(conninfo, settings: settings, logger: collectingLogger(into: lines))
     let stop = ThreadSafeBox(false)
     let finished = ThreadSafeBox(false)
     let endpoint = coordinator.endpoint

@@ -23,9 +23,8 @@ import ZeroMQ
     let context = ZMQContext()
     var settings = CoordinatorConfiguration(listen: "tcp://127.0.0.1:*")
     (settings.heartbeatSeconds, settings.missedHeartbeats) = (0.2, 5)
-    let coordinator = try CoordinatorServer(configuration: settings, conninfo: conninfo, context: context)
     let lines = ThreadSafeBox<[String]>([])
-    coordinator.logger = collectingLogger(into: lines)
+    let coordinator = try makeCoordinator(conninfo, settings: settings, context: context, logger: collectingLogger(into: lines))
     let stop = ThreadSafeBox(false)
     let stopped = ThreadSafeBox(false)
     startWorkerThread(

@@ -14,9 +14,7 @@ let migrationsFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent
 
 /// A coordinator and two workers on real sockets and a real database render a job to the end.
 @Test func coordinatorAndWorkersRenderAJob() throws {
-    let conninfo = try TemporaryPostgres.shared.createDatabase()
-    let connection = try Connection(conninfo)
-    try Migrator(folder: migrationsFolder).apply(to: connection)
+    let (conninfo, connection) = try migratedDatabase()
     let tasks = (0..<6).map { TaskParameters(prompt: "card \($0)", model: "test-pattern", width: 32, height: 24, steps: 3, seed: UInt64(100 + $0)) }
     let job = try JobStore(connection: connection).enqueue(name: "e2e", model: "test-pattern", tasks: tasks)
     // A model no worker has is never handed out: its job waits for a worker that has it.
@@ -25,10 +23,7 @@ let migrationsFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent
         tasks: [TaskParameters(prompt: "x", model: "sd-nonexistent", width: 32, height: 32, steps: 1)])
 
     let context = ZMQContext()
-    let coordinator = try CoordinatorServer(
-        configuration: CoordinatorConfiguration(listen: "tcp://127.0.0.1:*"),
-        conninfo: conninfo, context: context)
-    coordinator.logger = quietLogger
+    let coordinator = try makeCoordinator(conninfo, context: context)
     let endpoint = coordinator.endpoint
     let stop = ThreadSafeBox(false)
     let workersDone = ThreadSafeBox(0)
@@ -61,14 +56,9 @@ let migrationsFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent
 
 /// A worker speaking another protocol version is refused with a message, and the coordinator keeps serving.
 @Test func wrongProtocolVersionIsRefused() throws {
-    let conninfo = try TemporaryPostgres.shared.createDatabase()
-    let connection = try Connection(conninfo)
-    try Migrator(folder: migrationsFolder).apply(to: connection)
+    let (conninfo, _) = try migratedDatabase()
     let context = ZMQContext()
-    let coordinator = try CoordinatorServer(
-        configuration: CoordinatorConfiguration(listen: "tcp://127.0.0.1:*"),
-        conninfo: conninfo, context: context)
-    coordinator.logger = quietLogger
+    let coordinator = try makeCoordinator(conninfo, context: context)
     let dealer = try Socket(context, .dealer)
     try dealer.connect(coordinator.endpoint)
     try dealer.send([Data("garbage".utf8)])
@@ -89,18 +79,14 @@ let migrationsFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent
 
 /// A worker with the diffusion engine renders real tasks from a models folder.
 @Test func workerRendersWithTheEngine() throws {
-    let models = FileManager.default.temporaryDirectory.appendingPathComponent("models-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: models, withIntermediateDirectories: true)
+    let models = try modelsFolderWithTinyModel()
     defer { try? FileManager.default.removeItem(at: models) }
-    try FileManager.default.moveItem(at: try tinyModelWithFullVocabulary(), to: models.appendingPathComponent("tiny"))
     let renderer = try DiffusionRenderer(modelsFolder: models)
     // The folder's models, and the bundled demo model that every diffusion worker serves.
     #expect(renderer.models == ["demo", "tiny"])
     #expect(renderer.loadedModels.isEmpty)
 
-    let conninfo = try TemporaryPostgres.shared.createDatabase()
-    let connection = try Connection(conninfo)
-    try Migrator(folder: migrationsFolder).apply(to: connection)
+    let (conninfo, connection) = try migratedDatabase()
     let tasks = (0..<2).map {
         TaskParameters(prompt: "a fox \($0)", model: "tiny", width: 24, height: 16, steps: 3, sampler: "euler", seed: UInt64($0))
     }
@@ -109,10 +95,7 @@ let migrationsFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent
     let job = try JobStore(connection: connection).enqueue(name: "engine", model: "tiny", tasks: tasks + [badPrompt, badSampler])
 
     let context = ZMQContext()
-    let coordinator = try CoordinatorServer(
-        configuration: CoordinatorConfiguration(listen: "tcp://127.0.0.1:*"),
-        conninfo: conninfo, context: context)
-    coordinator.logger = quietLogger
+    let coordinator = try makeCoordinator(conninfo, context: context)
     let endpoint = coordinator.endpoint
     let stop = ThreadSafeBox(false)
     let finished = ThreadSafeBox(false)
@@ -148,25 +131,18 @@ let migrationsFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent
 /// img2img, inpainting, outpainting and ControlNet through the farm (input images stored
 /// once, sent to the worker as BLOBs) give the same pixels as `farm render`.
 @Test func farmRunsEveryPipelineLikeFarmRender() throws {
-    let models = FileManager.default.temporaryDirectory.appendingPathComponent("models-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: models, withIntermediateDirectories: true)
+    let models = try modelsFolderWithTinyModel()
     defer { try? FileManager.default.removeItem(at: models) }
     let model = models.appendingPathComponent("tiny")
-    try FileManager.default.moveItem(at: try tinyModelWithFullVocabulary(), to: model)
     let controlSource = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("StableDiffusionTests/Fixtures/models/tiny-controlnet")
     try FileManager.default.copyItem(at: controlSource, to: models.appendingPathComponent("canny"))
     let (initURL, initImage) = try writeRandomPNG(models, name: "init.png", width: 24, height: 16, seed: 4)
-    var maskPixels = [UInt8](repeating: 0, count: 24 * 16)
-    for y in 4..<12 { for x in 6..<18 { maskPixels[y * 24 + x] = 255 } }
-    let maskURL = models.appendingPathComponent("mask.png")
-    try PNGImage(width: 24, height: 16, format: .gray, pixels: maskPixels).pngData().write(to: maskURL)
+    let maskURL = try writeMaskPNG(models)
     let (controlURL, controlImage) = try writeRandomPNG(models, name: "control.png", width: 24, height: 16, seed: 6)
     _ = initImage
 
-    let conninfo = try TemporaryPostgres.shared.createDatabase()
-    let connection = try Connection(conninfo)
-    try Migrator(folder: migrationsFolder).apply(to: connection)
+    let (conninfo, connection) = try migratedDatabase()
     let store = JobStore(connection: connection)
     let initHash = try store.storeBlob(try Data(contentsOf: initURL))
     let maskHash = try store.storeBlob(try Data(contentsOf: maskURL))
@@ -205,10 +181,7 @@ let migrationsFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent
     #expect(try connection.query("SELECT count(*) AS n FROM task_inputs").single().decode("n", as: Int.self) == 5)
 
     let context = ZMQContext()
-    let coordinator = try CoordinatorServer(
-        configuration: CoordinatorConfiguration(listen: "tcp://127.0.0.1:*"),
-        conninfo: conninfo, context: context)
-    coordinator.logger = quietLogger
+    let coordinator = try makeCoordinator(conninfo, context: context)
     let endpoint = coordinator.endpoint
     let stop = ThreadSafeBox(false)
     let finished = ThreadSafeBox(false)

@@ -16,9 +16,7 @@ import ZeroMQ
     /// whose models match nothing: the coordinator's loop stays quick (each pass, which answers every heartbeat,
     /// under 100 ms at the 99th percentile) and no worker is ever declared lost.
     @Test func aMillionTaskJobAndAWorkerMatchingNothingStallNothing() throws {
-        let conninfo = try TemporaryPostgres.shared.createDatabase()
-        let connection = try Connection(conninfo)
-        try Migrator(folder: migrationsFolder).apply(to: connection)
+        let (conninfo, connection) = try migratedDatabase()
         let store = JobStore(connection: connection)
         let spec = try JobSpec.parse(
             "name: million\nmodel: synthetic\ndefaults: {steps: 2, width: 32, height: 32}\n"
@@ -29,9 +27,8 @@ import ZeroMQ
         let context = ZMQContext()
         var settings = CoordinatorConfiguration(listen: "tcp://127.0.0.1:*")
         (settings.heartbeatSeconds, settings.missedHeartbeats) = (0.25, 4)
-        let coordinator = try CoordinatorServer(configuration: settings, conninfo: conninfo, context: context)
         let lines = ThreadSafeBox<[String]>([])
-        coordinator.logger = collectingLogger(into: lines)
+        let coordinator = try makeCoordinator(conninfo, settings: settings, context: context, logger: collectingLogger(into: lines))
         let stop = ThreadSafeBox(false)
         let stopped = ThreadSafeBox(0)
         let workers: [(name: String, models: [String])] = [("r1", ["synthetic"]), ("r2", ["synthetic"]), ("idle", ["demo"])]

@@ -56,8 +56,7 @@ final class FarmProcess {
 
 /// A migrated database on `server` and a free coordinator endpoint.
 func farmDatabase(_ server: TemporaryPostgres = .shared) throws -> (conninfo: String, endpoint: String) {
-    let conninfo = try server.createDatabase()
-    try Migrator(folder: migrationsFolder).apply(to: Connection(conninfo))
+    let (conninfo, _) = try migratedDatabase(server)
     return (conninfo, "tcp://127.0.0.1:\(try TemporaryPostgres.freePort())")
 }
 
@@ -91,6 +90,16 @@ func waitFor(_ seconds: Double, _ condition: () throws -> Bool) rethrows -> Bool
     return try condition()
 }
 
+/// The id and attempt of a task `worker` is rendering (its first step reported), waiting up to 30 s for one.
+func awaitTaskInProgress(_ store: JobStore, worker: String? = nil) throws -> (id: Int64, attempt: Int)? {
+    var found: (id: Int64, attempt: Int)?
+    _ = try waitFor(30) {
+        found = try taskInProgress(store, worker: worker)
+        return found != nil
+    }
+    return found
+}
+
 /// The id and attempt of a task `worker` is rendering (its first step reported), if any.
 func taskInProgress(_ store: JobStore, worker: String? = nil) throws -> (id: Int64, attempt: Int)? {
     let rows = try store.testConnection.query(
@@ -120,12 +129,8 @@ func expectAllDoneOnce(_ store: JobStore, job: Int64, count: Int, sourceLocation
     let coordinator = try startCoordinator(conninfo, endpoint)
     let victim = try startSyntheticWorker(endpoint, name: "victim", delay: 2)
     let job = try store.enqueue(name: "kill-worker", model: "synthetic", tasks: syntheticTasks(4))
-    var inFlight: (id: Int64, attempt: Int)?
-    #expect(
-        try waitFor(30) {
-            inFlight = try taskInProgress(store, worker: "victim")
-            return inFlight != nil
-        }, "\(victim.output)")
+    let inFlight = try awaitTaskInProgress(store, worker: "victim")
+    #expect(inFlight != nil, "\(victim.output)")
     victim.signal(SIGKILL)
     let survivor = try startSyntheticWorker(endpoint, name: "survivor", delay: 0.2)
     #expect(try waitFor(60) { try store.progress(job: job).isFinished }, "\(coordinator.output)\n\(survivor.output)")
@@ -143,12 +148,8 @@ func expectAllDoneOnce(_ store: JobStore, job: Int64, count: Int, sourceLocation
     var coordinator = try startCoordinator(conninfo, endpoint)
     let workers = try ["a", "b"].map { try startSyntheticWorker(endpoint, name: $0, delay: 1.5) }
     let job = try store.enqueue(name: "kill-coordinator", model: "synthetic", tasks: syntheticTasks(6))
-    var inFlight: (id: Int64, attempt: Int)?
-    #expect(
-        try waitFor(30) {
-            inFlight = try taskInProgress(store)
-            return inFlight != nil
-        }, "\(workers[0].output)")
+    let inFlight = try awaitTaskInProgress(store)
+    #expect(inFlight != nil, "\(workers[0].output)")
     coordinator.crash()
     Thread.sleep(forTimeInterval: 0.5)
     coordinator = try startCoordinator(conninfo, endpoint)
@@ -222,11 +223,9 @@ func expectAllDoneOnce(_ store: JobStore, job: Int64, count: Int, sourceLocation
 /// One coordinator and two worker processes with a tiny real model render 20 tasks; each
 /// image equals what `farm render` draws with the same parameters.
 @Test func twoWorkerProcessesRenderLikeFarmRender() throws {
-    let models = FileManager.default.temporaryDirectory.appendingPathComponent("models-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: models, withIntermediateDirectories: true)
+    let models = try modelsFolderWithTinyModel()
     defer { try? FileManager.default.removeItem(at: models) }
     let model = models.appendingPathComponent("tiny")
-    try FileManager.default.moveItem(at: try tinyModelWithFullVocabulary(), to: model)
     let (conninfo, endpoint) = try farmDatabase()
     let store = JobStore(connection: try Connection(conninfo))
     let coordinator = try startCoordinator(conninfo, endpoint)
@@ -397,12 +396,8 @@ func expectAllDoneOnce(_ store: JobStore, job: Int64, count: Int, sourceLocation
     #expect(try runFarm(["cordon", "staying", "--database", conninfo]).status == 0)
     Thread.sleep(forTimeInterval: 0.5)
     let job = try store.enqueue(name: "drain", model: "synthetic", tasks: syntheticTasks(4))
-    var held: (id: Int64, attempt: Int)?
-    #expect(
-        try waitFor(30) {
-            held = try taskInProgress(store, worker: "leaving")
-            return held != nil
-        })
+    let held = try awaitTaskInProgress(store, worker: "leaving")
+    #expect(held != nil)
     #expect(
         try store.testConnection.query("SELECT count(*) AS n FROM tasks WHERE lease_owner = 'staying'").single().decode("n", as: Int.self) == 0,
         "a cordoned worker gets nothing")

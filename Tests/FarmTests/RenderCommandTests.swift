@@ -113,6 +113,15 @@ func renderRejectsBadInputWithOneLine(_ arguments: [String], _ expected: String)
     #expect(result.stderr.contains(expected), "\(result.stderr)")
 }
 
+/// Writes `mask.png` into `folder`: 24×16 gray, white (repaint) over x 6..<18, y 4..<12, black elsewhere.
+func writeMaskPNG(_ folder: URL) throws -> URL {
+    var pixels = [UInt8](repeating: 0, count: 24 * 16)
+    for y in 4..<12 { for x in 6..<18 { pixels[y * 24 + x] = 255 } }
+    let url = folder.appendingPathComponent("mask.png")
+    try PNGImage(width: 24, height: 16, format: .gray, pixels: pixels).pngData().write(to: url)
+    return url
+}
+
 /// A random RGB PNG written to `folder`.
 func writeRandomPNG(_ folder: URL, name: String, width: Int, height: Int, seed: UInt32, gray: Bool = false) throws -> (URL, PNGImage) {
     var state = seed
@@ -131,10 +140,7 @@ func writeRandomPNG(_ folder: URL, name: String, width: Int, height: Int, seed: 
     let model = try tinyModelWithFullVocabulary()
     defer { try? FileManager.default.removeItem(at: model) }
     let (initURL, _) = try writeRandomPNG(model, name: "init.png", width: 24, height: 16, seed: 1)
-    var maskPixels = [UInt8](repeating: 0, count: 24 * 16)
-    for y in 4..<12 { for x in 6..<18 { maskPixels[y * 24 + x] = 255 } }
-    let maskURL = model.appendingPathComponent("mask.png")
-    try PNGImage(width: 24, height: 16, format: .gray, pixels: maskPixels).pngData().write(to: maskURL)
+    let maskURL = try writeMaskPNG(model)
     let (controlURL, _) = try writeRandomPNG(model, name: "control.png", width: 24, height: 16, seed: 2)
     let controlnet = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("StableDiffusionTests/Fixtures/models/tiny-controlnet").path

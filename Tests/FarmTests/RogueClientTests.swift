@@ -53,9 +53,7 @@ private func taskRow(_ connection: Connection, _ task: Int64) throws -> (state: 
 /// worker's name, is refused for absurd slots, and an undecodable PNG, even from the lease holder, is not stored:
 /// the task goes back to the queue.
 @Test func rogueClientsCannotTouchOthersTasksOrNames() throws {
-    let conninfo = try TemporaryPostgres.shared.createDatabase()
-    let connection = try Connection(conninfo)
-    try Migrator(folder: migrationsFolder).apply(to: connection)
+    let (conninfo, connection) = try migratedDatabase()
     let store = JobStore(connection: connection)
     let job = try store.enqueue(
         name: "honest", model: "test-pattern",
@@ -67,8 +65,7 @@ private func taskRow(_ connection: Connection, _ task: Int64) throws -> (state: 
     let context = ZMQContext()
     var settings = CoordinatorConfiguration(listen: "tcp://127.0.0.1:*")
     settings.progressFlushSeconds = 0.05
-    let coordinator = try CoordinatorServer(configuration: settings, conninfo: conninfo, context: context)
-    coordinator.logger = quietLogger
+    let coordinator = try makeCoordinator(conninfo, settings: settings, context: context)
     let stop = ThreadSafeBox(false)
     let refusedTwin = ThreadSafeBox<String?>(nil)
     func startWorker(_ name: String, twin: Bool) {

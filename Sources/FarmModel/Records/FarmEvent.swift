@@ -80,14 +80,6 @@ public struct FarmEvent: Codable, Sendable, Equatable {
             payload: try container.decode(FarmEventPayload.self, forKey: .payload))
     }
 
-    /// Encodes the name, job and payload.
-    public func encode(to encoder: Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(name, forKey: .name)
-        try container.encode(job, forKey: .job)
-        try container.encode(payload, forKey: .payload)
-    }
-
     /// A keep-alive marker (sent as the comment `: keep-alive`).
     public static let keepAlive = FarmEvent(name: "", job: 0, payload: .init())
 

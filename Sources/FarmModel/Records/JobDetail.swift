@@ -27,7 +27,7 @@ public struct JobDetail: Codable, Sendable, Equatable {
     /// Finished tasks per second of rendering so far (0 before the first).
     public var tasksPerSecond: Double
     /// Seconds to go at that rate; nil (JSON null) while the rate is unknown.
-    public var etaSeconds: Double?
+    @NullWhenNil public var etaSeconds: Double?
     /// The most common failure reasons, most common first (at most 10).
     public var failures: [FailureGroup]
 
@@ -50,18 +50,5 @@ public struct JobDetail: Codable, Sendable, Equatable {
         case id, name, state, model, counts, failures
         case tasksPerSecond = "tasks_per_second"
         case etaSeconds = "eta_seconds"
-    }
-
-    /// Encodes every field; an unknown ETA as null.
-    public func encode(to encoder: Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(id, forKey: .id)
-        try container.encode(name, forKey: .name)
-        try container.encode(state, forKey: .state)
-        try container.encode(model, forKey: .model)
-        try container.encode(counts, forKey: .counts)
-        try container.encode(tasksPerSecond, forKey: .tasksPerSecond)
-        try container.encode(etaSeconds, forKey: .etaSeconds)
-        try container.encode(failures, forKey: .failures)
     }
 }

@@ -11,7 +11,7 @@ public struct TaskRecord: Codable, Sendable, Equatable {
     /// Steps in all.
     public var totalSteps: Int
     /// Steps per second lately; nil (JSON null) before the worker said.
-    public var stepsPerSecond: Double?
+    @NullWhenNil public var stepsPerSecond: Double?
 
     /// Makes a record.
     public init(id: Int64, job: Int64, worker: String? = nil, step: Int, totalSteps: Int, stepsPerSecond: Double?) {
@@ -28,16 +28,5 @@ public struct TaskRecord: Codable, Sendable, Equatable {
         case job, worker, step
         case totalSteps = "total_steps"
         case stepsPerSecond = "steps_per_second"
-    }
-
-    /// Encodes every field; an unknown speed as null, a missing worker not at all.
-    public func encode(to encoder: Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(id, forKey: .id)
-        try container.encode(job, forKey: .job)
-        try container.encodeIfPresent(worker, forKey: .worker)
-        try container.encode(step, forKey: .step)
-        try container.encode(totalSteps, forKey: .totalSteps)
-        try container.encode(stepsPerSecond, forKey: .stepsPerSecond)
     }
 }

@@ -17,7 +17,7 @@ public struct TokenRecord: Codable, Sendable, Equatable {
     /// When it was made (PostgreSQL's text form).
     public var created: String
     /// When it was revoked, if it was (JSON null if not).
-    public var revoked: String?
+    @NullWhenNil public var revoked: String?
 
     /// Makes a record.
     public init(id: Int64, role: TokenRole, name: String, created: String, revoked: String?) {
@@ -26,19 +26,5 @@ public struct TokenRecord: Codable, Sendable, Equatable {
         self.name = name
         self.created = created
         self.revoked = revoked
-    }
-
-    enum CodingKeys: String, CodingKey {
-        case id, role, name, created, revoked
-    }
-
-    /// Encodes every field; an unrevoked token's `revoked` as null.
-    public func encode(to encoder: Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(id, forKey: .id)
-        try container.encode(role, forKey: .role)
-        try container.encode(name, forKey: .name)
-        try container.encode(created, forKey: .created)
-        try container.encode(revoked, forKey: .revoked)
     }
 }

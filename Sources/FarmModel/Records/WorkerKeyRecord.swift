@@ -7,7 +7,7 @@ public struct WorkerKeyRecord: Codable, Sendable, Equatable {
     /// When it was allowed (PostgreSQL's text form).
     public var created: String
     /// When it was revoked, if it was (JSON null if not).
-    public var revoked: String?
+    @NullWhenNil public var revoked: String?
 
     /// Makes a record.
     public init(publicKey: String, name: String, created: String, revoked: String?) {
@@ -20,14 +20,5 @@ public struct WorkerKeyRecord: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case name, created, revoked
         case publicKey = "public_key"
-    }
-
-    /// Encodes every field; an unrevoked key's `revoked` as null.
-    public func encode(to encoder: Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(publicKey, forKey: .publicKey)
-        try container.encode(name, forKey: .name)
-        try container.encode(created, forKey: .created)
-        try container.encode(revoked, forKey: .revoked)
     }
 }
