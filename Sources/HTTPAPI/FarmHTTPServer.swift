@@ -3,10 +3,7 @@
 
 import FarmModel
 import Foundation
-import HTTPTypes
 import Hummingbird
-import JobSpec
-import JobStore
 import Logging
 
 /// The HTTP server could not start.
