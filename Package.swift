@@ -94,6 +94,13 @@ let package = Package(
         .testTarget(name: "JobStoreTests", dependencies: ["JobStore", "TestSupport"]),
         // The coordinator's and worker's protocol rules, driven without sockets or a database.
         .testTarget(name: "DaemonStateTests", dependencies: ["Coordinator", "Worker", "JobStore", "FarmModel", "Imaging"]),
+        // The HTTP API's routes, driven in-process through HummingbirdTesting (no socket).
+        .testTarget(name: "HTTPAPITests", dependencies: [
+            "HTTPAPI", "JobStore", "TestSupport", "FarmModel", "Postgres",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdTesting", package: "hummingbird"),
+            .product(name: "HTTPTypes", package: "swift-http-types"),
+        ]),
         .testTarget(name: "FarmTests", dependencies: [
             "Coordinator", "Worker", "JobStore", "JobSpec", "FarmModel", "Generation", "TestSupport", "Imaging", "ZeroMQ", "StableDiffusion", "Tensors",
             .product(name: "Yams", package: "Yams"),

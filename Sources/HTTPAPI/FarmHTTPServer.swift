@@ -3,40 +3,8 @@
 
 import FarmModel
 import Foundation
-import HTTPTypes
 import Hummingbird
-import JobSpec
-import JobStore
 import Logging
-
-/// An HTTP API failure: the status to answer with and a one-line message (and, for bad
-/// specs, the field and line at fault). Its body is `{"error": …, "field": …, "line": …}`.
-public struct APIError: Error, CustomStringConvertible, Sendable {
-    /// The HTTP status code.
-    public var status: Int
-    /// What went wrong, in one line.
-    public var message: String
-    /// The request field at fault, when there is one.
-    public var field: String?
-    /// The spec line at fault, when known.
-    public var line: Int?
-
-    /// Makes an error.
-    public init(status: Int, _ message: String, field: String? = nil, line: Int? = nil) {
-        self.status = status
-        self.message = message
-        self.field = field
-        self.line = line
-    }
-
-    /// The one-line message.
-    public var description: String { message }
-
-    /// The JSON body.
-    var json: Data {
-        (try? APIResponder.encode(ErrorReply(error: message, field: field, line: line))) ?? Data("{\"error\":\"error\"}".utf8)
-    }
-}
 
 /// The HTTP server could not start.
 public struct HTTPServerStartError: Error, CustomStringConvertible {
@@ -44,23 +12,20 @@ public struct HTTPServerStartError: Error, CustomStringConvertible {
     public var description: String
 }
 
-/// The coordinator's JSON API under `/v1` (jobs, job controls, workers, images), with bearer
-/// tokens from `api_tokens`, and `/metrics`; or a worker's `/metrics` alone. It runs on Hummingbird's own event-loop threads; every libpq
+/// Serves `FarmAPI`'s router (the coordinator's JSON API under `/v1`, with bearer tokens from `api_tokens`, and
+/// `/metrics`), or a worker's `/metrics` alone. It runs on Hummingbird's own event-loop threads; every libpq
 /// call runs on a `DatabaseQueue`'s serial dispatch queue.
 public final class FarmHTTPServer: @unchecked Sendable {
     /// The largest request body accepted (a job spec); larger ones get 413.
-    public static let maxBodyBytes = 64 << 20
-    /// `X-Content-Type-Options`, sent with every answer so that no body is sniffed as another type.
-    static let noSniff = HTTPField.Name("X-Content-Type-Options")!
+    public static let maxBodyBytes = FarmAPI.maxBodyBytes
     /// Host and port it listens on.
     public let host: String
     /// The TCP port.
     public let port: Int
-    /// The database behind the API; nil for a server of `/metrics` alone.
-    private let pool: DatabasePool?
-    private let events: FarmEvents
+    /// The API's routes; nil for a server of `/metrics` alone.
+    private let api: FarmAPI?
+    /// The process's metrics in the Prometheus text format.
     private let metrics: (@Sendable () -> String)?
-    private let maxSubmitPriority: Int
     private var task: Task<Void, Never>?
     /// Where it logs.
     public var logger = Logger(label: "farm.http")
@@ -74,20 +39,16 @@ public final class FarmHTTPServer: @unchecked Sendable {
     ) {
         self.host = host
         self.port = port
-        self.events = events
         self.metrics = metrics
-        self.maxSubmitPriority = maxSubmitPriority
-        self.pool = DatabasePool(conninfo: conninfo, size: connections)
+        self.api = FarmAPI(conninfo: conninfo, connections: connections, events: events, metrics: metrics, maxSubmitPriority: maxSubmitPriority)
     }
 
     /// Makes a server of `/metrics` alone (a worker's), answering with `metrics()`.
     public init(metricsOn host: String, port: Int, metrics: @escaping @Sendable () -> String) {
         self.host = host
         self.port = port
-        self.events = FarmEvents()
         self.metrics = metrics
-        self.pool = nil
-        maxSubmitPriority = 0
+        self.api = nil
     }
 
     /// Parses `HOST:PORT` (`[::1]:8080` for IPv6) into its parts; nil when malformed.
@@ -103,21 +64,20 @@ public final class FarmHTTPServer: @unchecked Sendable {
     /// Starts listening and returns once the socket is bound; throws if it cannot bind.
     /// The server then runs on its own threads until `stop()`.
     public func start() throws {
-        if let pool {
-            try start(
-                APIResponder(pool: pool, events: events, metrics: metrics, maxSubmitPriority: maxSubmitPriority),
-                what: "HTTP API", path: "/v1")
+        if let api {
+            try start(api.router(), what: "HTTP API", path: "/v1")
         } else if let metrics {
-            try start(MetricsResponder(metrics: metrics), what: "metrics server", path: "/metrics")
+            try start(FarmAPI.metricsOnlyRouter(metrics: metrics), what: "metrics server", path: "/metrics")
         }
     }
 
-    private func start<Responder: HTTPResponder>(_ responder: Responder, what: String, path: String) throws
-    where Responder.Context == BasicRequestContext {
+    /// Runs `router` on a detached task; returns once it listens, or throws what stopped it first.
+    private func start<Context: RequestContext>(_ router: Router<Context>, what: String, path: String) throws
+    where Context.Source == ApplicationRequestContextSource {
         let started = DispatchSemaphore(value: 0)
         let outcome = StartOutcome()
         let app = Application(
-            responder: responder,
+            router: router,
             configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: "DiffusionFarm"),
             onServerRunning: { _ in
                 outcome.set(nil)

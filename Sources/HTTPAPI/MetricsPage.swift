@@ -2,7 +2,7 @@ import CoreMetrics
 import Foundation
 import Hummingbird
 
-extension APIResponder {
+extension FarmAPI {
     /// `/metrics`: reads the database's figures (tasks by state, queue depth per model, workers
     /// by state) into gauges, then answers with every metric of the process in the Prometheus
     /// text format. Scrapers call it without a token; it shows counts and worker names only.
@@ -14,6 +14,16 @@ extension APIResponder {
         for (state, count) in figures.workers { Gauge(label: "farm_workers", dimensions: [("state", state)]).record(count) }
         return prometheusResponse(metrics())
     }
+
+    /// The router of a worker's metrics port: `GET` (or `HEAD`) `/metrics` and nothing else.
+    static func metricsOnlyRouter(metrics: @escaping @Sendable () -> String) -> Router<BasicRequestContext> {
+        let router = Router()
+        router.add(middleware: NoSniffMiddleware())
+        router.add(middleware: MetricsOnlyNotFound())
+        router.get("metrics") { _, _ in prometheusResponse(metrics()) }
+        router.head("metrics") { _, _ in prometheusResponse(metrics()) }
+        return router
+    }
 }
 
 /// The Prometheus text format's response.
@@ -23,18 +33,17 @@ func prometheusResponse(_ text: String) -> Response {
         body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
 }
 
-/// Serves `/metrics` and nothing else: a worker's metrics port.
-struct MetricsResponder: HTTPResponder {
+/// A worker's metrics port answers any other request with a plain-text 404.
+struct MetricsOnlyNotFound: RouterMiddleware {
     typealias Context = BasicRequestContext
-    /// The process's metrics in the Prometheus text format.
-    let metrics: @Sendable () -> String
 
-    func respond(to request: Request, context: Context) async throws -> Response {
-        guard request.method == .get || request.method == .head, request.uri.path == "/metrics" else {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as HTTPError where error.status == .notFound {
             return Response(
                 status: .notFound, headers: [.contentType: "text/plain; charset=utf-8"],
                 body: ResponseBody(byteBuffer: ByteBuffer(string: "only /metrics is served here\n")))
         }
-        return prometheusResponse(metrics())
     }
 }
