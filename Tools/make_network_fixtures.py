@@ -31,7 +31,7 @@ with torch.no_grad():
         text = CLIPTextModel.from_pretrained(folder / "text_encoder").eval()
         ids = torch.randint(0, 1000, (2, 77))
         out = text(ids, output_hidden_states=True)
-        penultimate = text.final_layer_norm(out.hidden_states[-2])
+        penultimate = text.text_model.final_layer_norm(out.hidden_states[-2])
         case(f"{model}/text_encoder", {"model": model}, {"ids": ids.float()},
              {"last": out.last_hidden_state, "penultimate": penultimate})
 
