@@ -29,15 +29,14 @@ extension JobStore {
 
     /// Every token, without secrets, oldest first.
     public func tokens() throws -> [TokenRecord] {
-        try connection.query(
+        try records(
+            TokenRecord.self,
             """
-            SELECT id, role, name, created_at::text AS created, revoked_at::text AS revoked FROM api_tokens ORDER BY id
-            """
-        ).rows.map { row in
-            TokenRecord(
-                id: try row.decode("id"), role: TokenRole(rawValue: try row.decode("role")) ?? .submit,
-                name: try row.decode("name"), created: try row.decode("created"), revoked: try row.text("revoked"))
-        }
+            SELECT coalesce(json_agg(json_build_object(
+                       'id', id, 'role', role, 'name', name, 'created', created_at::text, 'revoked', revoked_at::text) ORDER BY id),
+                   '[]') AS record
+            FROM api_tokens
+            """)
     }
 
     /// Revokes a token; returns false when no unrevoked token has that id.
@@ -71,14 +70,13 @@ extension JobStore {
 
     /// Every key ever allowed, oldest first.
     public func workerKeys() throws -> [WorkerKeyRecord] {
-        try connection.query(
+        try records(
+            WorkerKeyRecord.self,
             """
-            SELECT public_key, name, created_at::text AS created, revoked_at::text AS revoked FROM worker_keys ORDER BY created_at, public_key
-            """
-        ).rows.map { row in
-            WorkerKeyRecord(
-                publicKey: try row.decode("public_key"), name: try row.decode("name"), created: try row.decode("created"),
-                revoked: try row.text("revoked"))
-        }
+            SELECT coalesce(json_agg(json_build_object(
+                       'public_key', public_key, 'name', name, 'created', created_at::text, 'revoked', revoked_at::text)
+                       ORDER BY created_at, public_key), '[]') AS record
+            FROM worker_keys
+            """)
     }
 }

@@ -5,18 +5,26 @@ import Postgres
 /// The admin views shared by the `farm` commands and the HTTP API, as typed records, so that both print the same
 /// JSON; and the job and worker controls.
 extension JobStore {
-    /// Counts by state of one `jobs` row (its `*_count` columns).
-    static func counts(_ row: Row) throws -> TaskCounts {
-        var counts = TaskCounts()
-        for state in TaskState.allCases { counts[state] = try row.decode("\(state.rawValue)_count") }
-        return counts
+    /// The JSON of one `jobs` row's counts by state (its `*_count` columns), keyed as `TaskCounts` decodes it.
+    static let countsJSON = """
+        json_build_object('queued', queued_count, 'running', running_count, 'done', done_count, 'failed', failed_count,
+                          'cancelled', cancelled_count)
+        """
+
+    /// Decodes a record from the JSON text that PostgreSQL built for it in `column`; JSON the record cannot read
+    /// (a state this build does not know) is a `SchemaMismatch`.
+    static func record<Record: Decodable>(_ type: Record.Type, _ row: Row, _ column: String = "record") throws -> Record {
+        let text: String = try row.decode(column)
+        do {
+            return try JSONDecoder().decode(Record.self, from: Data(text.utf8))
+        } catch let error as DecodingError {
+            throw SchemaMismatch(what: "\(Record.self) JSON it cannot read (\(error.summary))")
+        }
     }
 
-    /// A job state read from a row; a name the enum lacks is a database the code does not match.
-    static func jobState(_ row: Row) throws -> JobState {
-        let text: String = try row.decode("state")
-        guard let state = JobState(rawValue: text) else { throw SchemaMismatch(what: "job state \(text)") }
-        return state
+    /// The records that one query's single `record` column holds as a JSON array.
+    func records<Record: Decodable>(_ type: Record.Type, _ sql: String, _ parameters: [PostgresBindable?] = []) throws -> [Record] {
+        try Self.record([Record].self, connection.query(sql, parameters).single())
     }
 
     /// True when the job exists.
@@ -35,50 +43,42 @@ extension JobStore {
     }
 
     private func jobRecords(where condition: String, _ parameters: [PostgresBindable?]) throws -> [JobRecord] {
-        try connection.query(
+        try records(
+            JobRecord.self,
             """
-            SELECT id, name, model, state, priority, task_count, queued_count, running_count, done_count, failed_count,
-                   cancelled_count, created_at::text AS created FROM jobs WHERE \(condition) ORDER BY id
-            """, parameters
-        ).rows.map { row in
-            JobRecord(
-                id: try row.decode("id"), name: try row.decode("name"), model: try row.decode("model"), state: try Self.jobState(row),
-                priority: try row.decode("priority"), tasks: try row.decode("task_count"), counts: try Self.counts(row),
-                created: try row.decode("created"))
-        }
+            SELECT coalesce(json_agg(json_build_object(
+                       'id', id, 'name', name, 'model', model, 'state', state, 'priority', priority, 'tasks', task_count,
+                       'counts', \(Self.countsJSON), 'created', created_at::text) ORDER BY id), '[]') AS record
+            FROM jobs WHERE \(condition)
+            """, parameters)
     }
 
     /// One job's counts, or nil when there is no such job.
     public func jobCounts(_ job: Int64) throws -> TaskCounts? {
-        try connection.query(
-            "SELECT queued_count, running_count, done_count, failed_count, cancelled_count FROM jobs WHERE id = $1", [job]
-        ).rows.first.map(Self.counts)
+        try connection.query("SELECT \(Self.countsJSON) AS record FROM jobs WHERE id = $1", [job]).rows.first.map {
+            try Self.record(TaskCounts.self, $0)
+        }
     }
 
-    /// One job's counts, rate, ETA and failures (`farm job --json`, `GET /v1/jobs/{id}`); nil if unknown.
+    /// One job's counts, rate, ETA and failures (`farm job --json`, `GET /v1/jobs/{id}`); nil if unknown. The rate is
+    /// done tasks per second between the first start and the last finish of its done tasks (0 before any).
     public func jobDetail(_ job: Int64) throws -> JobDetail? {
-        guard
-            let row = try connection.query(
-                """
-                SELECT j.*, extract(epoch FROM now() - j.created_at) AS age,
-                       (SELECT extract(epoch FROM max(t.finished_at) - min(t.started_at)) FROM tasks t
-                        WHERE t.job_id = j.id AND t.state = 'done') AS busy
-                FROM jobs j WHERE j.id = $1
-                """, [job]
-            ).rows.first
-        else { return nil }
-        let counts = try Self.counts(row)
-        let busy = try row.decodeIfPresent("busy", as: Double.self) ?? 0
-        let rate = busy > 0 ? Double(counts.done) / busy : 0
-        let failures = try connection.query(
+        try connection.query(
             """
-            SELECT error_message, count(*) AS n FROM tasks WHERE job_id = $1 AND state = 'failed'
-            GROUP BY error_message ORDER BY n DESC LIMIT 10
+            SELECT json_build_object(
+                       'id', id, 'name', name, 'state', state, 'model', model, 'counts', counts, 'tasks_per_second', rate,
+                       'eta_seconds', CASE WHEN rate > 0 THEN (queued_count + running_count)::float8 / rate END,
+                       'failures', (SELECT coalesce(json_agg(json_build_object('reason', reason, 'tasks', n) ORDER BY n DESC), '[]')
+                                    FROM (SELECT coalesce(error_message, '') AS reason, count(*) AS n FROM tasks
+                                          WHERE job_id = $1 AND state = 'failed' GROUP BY error_message ORDER BY n DESC LIMIT 10) f)
+                   ) AS record
+            FROM (SELECT j.*, \(Self.countsJSON) AS counts,
+                         CASE WHEN busy > 0 THEN done_count::float8 / busy::float8 ELSE 0 END AS rate
+                  FROM jobs j, LATERAL (SELECT extract(epoch FROM max(t.finished_at) - min(t.started_at)) AS busy FROM tasks t
+                                        WHERE t.job_id = j.id AND t.state = 'done') b
+                  WHERE j.id = $1) d
             """, [job]
-        ).rows.map { JobDetail.FailureGroup(reason: try $0.text("error_message") ?? "", tasks: try $0.decode("n")) }
-        return JobDetail(
-            id: job, name: try row.decode("name"), state: try Self.jobState(row), model: try row.decode("model"), counts: counts,
-            tasksPerSecond: rate, etaSeconds: rate > 0 ? Double(counts.open) / rate : nil, failures: failures)
+        ).rows.first.map { try Self.record(JobDetail.self, $0) }
     }
 
     /// Applies a job action and returns the job's counts after it (with the requeued count for `retry`); nil when
@@ -92,63 +92,54 @@ extension JobStore {
         case .resume: try resume(job: job)
         case .retry: requeued = try retryFailed(job: job)
         }
-        return JobActionReply(id: job, counts: try jobCounts(job) ?? TaskCounts(), requeued: requeued)
+        return try connection.query(
+            "SELECT json_build_object('id', id, 'counts', \(Self.countsJSON), 'requeued', $2::integer) AS record FROM jobs WHERE id = $1",
+            [job, requeued]
+        ).rows.first.map { try Self.record(JobActionReply.self, $0) }
     }
 
-    /// The worker registry with each worker's live columns (`farm workers --json`, `GET /v1/workers`), by name.
+    /// The worker registry with each worker's live columns (`farm workers --json`, `GET /v1/workers`), by name. The
+    /// first running task stands for the worker's `current` task; `running` counts them all.
     public func workers() throws -> [WorkerRecord] {
-        try connection.query(
+        try records(
+            WorkerRecord.self,
             """
-            SELECT w.id, w.host, w.state, array_to_string(w.models, ',') AS models, w.slots, w.device, w.loaded_model,
-                   round(extract(epoch FROM now() - w.last_heartbeat)::numeric, 1)::text AS silent,
-                   (SELECT coalesce(sum(f.failures), 0) FROM job_worker_failures f WHERE f.worker_id = w.id) AS failures,
-                   (SELECT count(*) FROM tasks t WHERE t.lease_owner = w.id AND t.state = 'running') AS running,
-                   c.id AS task, c.job_id AS job, c.step, c.total_steps, c.steps_per_second::text AS speed
+            SELECT coalesce(json_agg(json_build_object(
+                       'name', w.id, 'host', w.host, 'state', w.state, 'models', array_to_string(w.models, ','), 'slots', w.slots,
+                       'device', w.device, 'loaded_model', w.loaded_model,
+                       'seconds_since_heartbeat', round(extract(epoch FROM now() - w.last_heartbeat)::numeric, 1),
+                       'failures', (SELECT coalesce(sum(f.failures), 0) FROM job_worker_failures f WHERE f.worker_id = w.id),
+                       'running', (SELECT count(*) FROM tasks t WHERE t.lease_owner = w.id AND t.state = 'running'),
+                       'current', CASE WHEN c.id IS NOT NULL THEN json_build_object(
+                           'task', c.id, 'job', c.job_id, 'step', c.step, 'total_steps', c.total_steps,
+                           'steps_per_second', c.steps_per_second) END) ORDER BY w.id), '[]') AS record
             FROM workers w
             LEFT JOIN LATERAL (SELECT t.id, t.job_id, t.step, t.total_steps, t.steps_per_second FROM tasks t
                                WHERE t.lease_owner = w.id AND t.state = 'running' ORDER BY t.id LIMIT 1) c ON true
-            ORDER BY w.id
-            """
-        ).rows.map { row in
-            let state = try WorkerStatus(databaseValue: row.decode("state"))
-            // The first running task stands for the worker's "current task"; `running` counts them all.
-            let current = try row.decodeIfPresent("task", as: Int64.self).map { task in
-                TaskRecord(
-                    id: task, job: try row.decode("job"), step: try row.decode("step"), totalSteps: try row.decode("total_steps"),
-                    stepsPerSecond: Double(try row.decodeIfPresent("speed", as: String.self) ?? ""))
-            }
-            return WorkerRecord(
-                name: try row.decode("id"), host: try row.decode("host"), state: state, models: try row.decode("models"),
-                slots: try row.decode("slots"), device: try row.decode("device"), loadedModel: try row.decode("loaded_model"),
-                secondsSinceHeartbeat: Double(try row.decode("silent", as: String.self)) ?? 0, failures: try row.decode("failures"),
-                running: try row.decode("running"), current: current)
-        }
+            """)
     }
 
     /// Every running task with its worker and step, of `job` or of all jobs, by worker then task (`farm watch`).
     public func runningTasks(job: Int64?) throws -> [TaskRecord] {
-        try connection.query(
+        try records(
+            TaskRecord.self,
             """
-            SELECT lease_owner, id, job_id, step, total_steps, steps_per_second::text AS speed FROM tasks
-            WHERE state = 'running' AND ($1::bigint IS NULL OR job_id = $1) ORDER BY lease_owner, id
-            """, [job]
-        ).rows.map { row in
-            TaskRecord(
-                id: try row.decode("id"), job: try row.decode("job_id"), worker: try row.decode("lease_owner"), step: try row.decode("step"),
-                totalSteps: try row.decode("total_steps"), stepsPerSecond: Double(try row.decodeIfPresent("speed", as: String.self) ?? ""))
-        }
+            SELECT coalesce(json_agg(json_build_object(
+                       'task', id, 'job', job_id, 'worker', lease_owner, 'step', step, 'total_steps', total_steps,
+                       'steps_per_second', steps_per_second) ORDER BY lease_owner, id), '[]') AS record
+            FROM tasks WHERE state = 'running' AND ($1::bigint IS NULL OR job_id = $1)
+            """, [job])
     }
 
     /// A job's stored images without their bytes, in task order: index, seed and task id.
     public func imageList(job: Int64) throws -> [ImageRecord] {
-        try connection.query(
+        try records(
+            ImageRecord.self,
             """
-            SELECT t.id, t.index, i.seed::text AS seed FROM images i JOIN tasks t ON t.id = i.task_id
-            WHERE t.job_id = $1 ORDER BY t.index
-            """, [job]
-        ).rows.map { row in
-            ImageRecord(index: try row.decode("index"), seed: try row.decode("seed"), task: try row.decode("id"))
-        }
+            SELECT coalesce(json_agg(json_build_object('index', t.index, 'seed', i.seed, 'task', t.id) ORDER BY t.index), '[]')
+                   AS record
+            FROM images i JOIN tasks t ON t.id = i.task_id WHERE t.job_id = $1
+            """, [job])
     }
 
     /// The PNG of one task, if it has one.
@@ -185,7 +176,6 @@ extension JobStore {
     }
 }
 
-/// A value in the database that the code has no name for: the schema and the code do not match.
 extension WorkerStatus {
     /// A state read from the workers table; one this build does not know is a `SchemaMismatch`.
     init(databaseValue: String) throws {
@@ -194,10 +184,26 @@ extension WorkerStatus {
     }
 }
 
+/// A value in the database that the code has no name for: the schema and the code do not match.
 public struct SchemaMismatch: Error, CustomStringConvertible {
     /// What was found.
     public var what: String
 
     /// The one-line message.
     public var description: String { "the database holds \(what), which this build does not know: migrate, or update the farm" }
+}
+
+extension DecodingError {
+    /// Where the JSON went wrong and how, in one line (`state: Cannot initialize JobState from invalid String value x`).
+    var summary: String {
+        let context: Context
+        switch self {
+        case .dataCorrupted(let found), .keyNotFound(_, let found), .typeMismatch(_, let found), .valueNotFound(_, let found):
+            context = found
+        @unknown default:
+            return "\(self)"
+        }
+        let path = context.codingPath.map { $0.intValue.map(String.init) ?? $0.stringValue }.joined(separator: ".")
+        return path.isEmpty ? context.debugDescription : "\(path): \(context.debugDescription)"
+    }
 }

@@ -9,29 +9,39 @@ private func json<Value: Encodable>(_ value: Value) throws -> String {
     return String(decoding: try encoder.encode(value), as: UTF8.self)
 }
 
+/// A record decoded from JSON, as JobStore reads the JSON that PostgreSQL builds.
+private func decode<Value: Decodable>(_ type: Value.Type, _ text: String) throws -> Value {
+    try JSONDecoder().decode(type, from: Data(text.utf8))
+}
+
 @Test func recordsKeepTheirJSONShape() throws {
-    let counts = TaskCounts([.done: 3, .queued: 1])
+    let zero = #"{"queued":0,"running":0,"done":0,"failed":0,"cancelled":0}"#
+    let counts = try decode(TaskCounts.self, #"{"queued":1,"running":0,"done":3,"failed":0,"cancelled":0}"#)
     #expect(try json(counts) == #"{"cancelled":0,"done":3,"failed":0,"queued":1,"running":0}"#)
-    let detail = JobDetail(
-        id: 7, name: "n", state: .active, model: "m", counts: counts, tasksPerSecond: 0, etaSeconds: nil,
-        failures: [.init(reason: "bad", tasks: 2)])
+    let detail = try decode(
+        JobDetail.self,
+        #"{"id":7,"name":"n","state":"active","model":"m","counts":{"queued":1,"running":0,"done":3,"failed":0,"cancelled":0},"#
+            + #""tasks_per_second":0,"eta_seconds":null,"failures":[{"reason":"bad","tasks":2}]}"#)
+    #expect(detail.counts == counts && detail.etaSeconds == nil && detail.failures.map(\.tasks) == [2])
     #expect(try json(detail).contains(#""eta_seconds":null"#) && json(detail).contains(#""tasks_per_second":0"#))
     #expect(try JSONDecoder().decode(JobDetail.self, from: Data(json(detail).utf8)) == detail)
 
-    let idle = WorkerRecord(
-        name: "w", host: "h", state: .cordoned, models: "a,b", slots: 2, device: "cpu", loadedModel: "", secondsSinceHeartbeat: 1.5,
-        failures: 0, running: 0, current: nil)
+    let idle = try decode(
+        WorkerRecord.self,
+        #"{"name":"w","host":"h","state":"cordoned","models":"a,b","slots":2,"device":"cpu","loaded_model":"","#
+            + #""seconds_since_heartbeat":1.5,"failures":0,"running":0,"current":null}"#)
     #expect(try !json(idle).contains("current") && json(idle).contains(#""loaded_model":"""#))
     var busy = idle
-    busy.current = TaskRecord(id: 9, job: 7, step: 2, totalSteps: 4, stepsPerSecond: nil)
+    busy.current = try decode(TaskRecord.self, #"{"task":9,"job":7,"step":2,"total_steps":4,"steps_per_second":null}"#)
     #expect(try json(busy).contains(#""current":{"job":7,"step":2,"steps_per_second":null,"task":9,"total_steps":4}"#))
     #expect(try JSONDecoder().decode(WorkerRecord.self, from: Data(json(busy).utf8)) == busy)
 
-    let token = TokenRecord(id: 1, role: .admin, name: "n", created: "c", revoked: nil)
+    let token = try decode(TokenRecord.self, #"{"id":1,"role":"admin","name":"n","created":"c","revoked":null}"#)
     #expect(try json(token) == #"{"created":"c","id":1,"name":"n","revoked":null,"role":"admin"}"#)
-    let key = WorkerKeyRecord(publicKey: "k", name: "n", created: "c", revoked: "r")
+    let key = try decode(WorkerKeyRecord.self, #"{"public_key":"k","name":"n","created":"c","revoked":"r"}"#)
     #expect(try json(key) == #"{"created":"c","name":"n","public_key":"k","revoked":"r"}"#)
-    #expect(try json(JobActionReply(id: 1, counts: TaskCounts())).contains("requeued") == false)
+    let reply = try decode(JobActionReply.self, #"{"id":1,"counts":"# + zero + #","requeued":null}"#)
+    #expect(try json(reply).contains("requeued") == false)
     #expect(try json(ErrorReply(error: "e", field: "f")) == #"{"error":"e","field":"f"}"#)
     #expect(OperatorAction.allCases.map(\.status) == [.draining, .cordoned, .online])
 }

@@ -24,13 +24,6 @@ public struct JobActionReply: Codable, Sendable, Equatable {
     public var counts: TaskCounts
     /// Failed tasks requeued (`retry` only; absent otherwise).
     public var requeued: Int?
-
-    /// Makes a reply.
-    public init(id: Int64, counts: TaskCounts, requeued: Int? = nil) {
-        self.id = id
-        self.counts = counts
-        self.requeued = requeued
-    }
 }
 
 /// The answer to a worker action (`POST /v1/workers/{name}/{action}`): the state it set.

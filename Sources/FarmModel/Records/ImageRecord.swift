@@ -7,10 +7,4 @@ public struct ImageRecord: Codable, Sendable, Equatable {
     /// The task's id (its PNG is at `GET /v1/tasks/{task}/image`).
     public var task: Int64
 
-    /// Makes a record.
-    public init(index: Int, seed: UInt64, task: Int64) {
-        self.index = index
-        self.seed = seed
-        self.task = task
-    }
 }

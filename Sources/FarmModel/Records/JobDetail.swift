@@ -7,11 +7,6 @@ public struct JobDetail: Codable, Sendable, Equatable {
         /// How many tasks failed with it.
         public var tasks: Int
 
-        /// Makes a group.
-        public init(reason: String, tasks: Int) {
-            self.reason = reason
-            self.tasks = tasks
-        }
     }
 
     /// The job's id.
@@ -30,21 +25,6 @@ public struct JobDetail: Codable, Sendable, Equatable {
     @NullWhenNil public var etaSeconds: Double?
     /// The most common failure reasons, most common first (at most 10).
     public var failures: [FailureGroup]
-
-    /// Makes a detail.
-    public init(
-        id: Int64, name: String, state: JobState, model: String, counts: TaskCounts, tasksPerSecond: Double, etaSeconds: Double?,
-        failures: [FailureGroup]
-    ) {
-        self.id = id
-        self.name = name
-        self.state = state
-        self.model = model
-        self.counts = counts
-        self.tasksPerSecond = tasksPerSecond
-        self.etaSeconds = etaSeconds
-        self.failures = failures
-    }
 
     enum CodingKeys: String, CodingKey {
         case id, name, state, model, counts, failures

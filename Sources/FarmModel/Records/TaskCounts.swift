@@ -11,21 +11,6 @@ public struct TaskCounts: Codable, Sendable, Equatable {
     /// Tasks cancelled before they finished.
     public var cancelled: Int
 
-    /// Makes counts; states not given are zero.
-    public init(queued: Int = 0, running: Int = 0, done: Int = 0, failed: Int = 0, cancelled: Int = 0) {
-        self.queued = queued
-        self.running = running
-        self.done = done
-        self.failed = failed
-        self.cancelled = cancelled
-    }
-
-    /// Makes counts from a dictionary by state (missing states are zero).
-    public init(_ counts: [TaskState: Int]) {
-        self.init()
-        for (state, count) in counts { self[state] = count }
-    }
-
     /// The count of one state.
     public subscript(state: TaskState) -> Int {
         get {

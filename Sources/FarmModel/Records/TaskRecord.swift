@@ -13,16 +13,6 @@ public struct TaskRecord: Codable, Sendable, Equatable {
     /// Steps per second lately; nil (JSON null) before the worker said.
     @NullWhenNil public var stepsPerSecond: Double?
 
-    /// Makes a record.
-    public init(id: Int64, job: Int64, worker: String? = nil, step: Int, totalSteps: Int, stepsPerSecond: Double?) {
-        self.id = id
-        self.job = job
-        self.worker = worker
-        self.step = step
-        self.totalSteps = totalSteps
-        self.stepsPerSecond = stepsPerSecond
-    }
-
     enum CodingKeys: String, CodingKey {
         case id = "task"
         case job, worker, step

@@ -19,12 +19,4 @@ public struct TokenRecord: Codable, Sendable, Equatable {
     /// When it was revoked, if it was (JSON null if not).
     @NullWhenNil public var revoked: String?
 
-    /// Makes a record.
-    public init(id: Int64, role: TokenRole, name: String, created: String, revoked: String?) {
-        self.id = id
-        self.role = role
-        self.name = name
-        self.created = created
-        self.revoked = revoked
-    }
 }

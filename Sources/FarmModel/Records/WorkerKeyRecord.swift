@@ -9,14 +9,6 @@ public struct WorkerKeyRecord: Codable, Sendable, Equatable {
     /// When it was revoked, if it was (JSON null if not).
     @NullWhenNil public var revoked: String?
 
-    /// Makes a record.
-    public init(publicKey: String, name: String, created: String, revoked: String?) {
-        self.publicKey = publicKey
-        self.name = name
-        self.created = created
-        self.revoked = revoked
-    }
-
     enum CodingKeys: String, CodingKey {
         case name, created, revoked
         case publicKey = "public_key"

@@ -60,24 +60,6 @@ public struct WorkerRecord: Codable, Sendable, Equatable {
     /// Its first running task, standing for its current one; nil (absent from JSON) when it renders none.
     public var current: TaskRecord?
 
-    /// Makes a record.
-    public init(
-        name: String, host: String, state: WorkerStatus, models: String, slots: Int, device: String, loadedModel: String,
-        secondsSinceHeartbeat: Double, failures: Int, running: Int, current: TaskRecord?
-    ) {
-        self.name = name
-        self.host = host
-        self.state = state
-        self.models = models
-        self.slots = slots
-        self.device = device
-        self.loadedModel = loadedModel
-        self.secondsSinceHeartbeat = secondsSinceHeartbeat
-        self.failures = failures
-        self.running = running
-        self.current = current
-    }
-
     enum CodingKeys: String, CodingKey {
         case name, host, state, models, slots, device, failures, running, current
         case loadedModel = "loaded_model"
