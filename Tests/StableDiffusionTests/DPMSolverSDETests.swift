@@ -12,29 +12,49 @@ import Testing
 struct SDEFixtures: Decodable {
     /// diffusers with its noise sampler returning zeros.
     struct ZeroNoise: Decodable, Sendable, CustomTestStringConvertible {
+        let run: DiffusersRun
         let model: String
-        let settings: FixtureSettings
-        let ids: [Int]
-        let negative_ids: [Int]
-        let latents_shape: [Int]
         let latents: [Float]
         var testDescription: String { model }
+
+        private enum CodingKeys: String, CodingKey {
+            case model, latents
+        }
+
+        init(from decoder: any Decoder) throws {
+            run = try DiffusersRun(from: decoder)
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            model = try container.decode(String.self, forKey: .model)
+            latents = try container.decode([Float].self, forKey: .latents)
+        }
     }
 
     /// `runs` real diffusers runs of one batch (same generators, different tree seeds).
     struct Statistics: Decodable, Sendable {
+        let run: DiffusersRun
         let model: String
-        let settings: FixtureSettings
-        let ids: [Int]
-        let negative_ids: [Int]
         let runs: Int
-        let latents_shape: [Int]
         /// Each latent's mean and standard deviation (n − 1) over the runs.
         let mean: [Double]
         let std: [Double]
         /// Each run's mean and standard deviation over all its latents.
         let run_means: [Double]
         let run_stds: [Double]
+
+        private enum CodingKeys: String, CodingKey {
+            case model, runs, mean, std, run_means, run_stds
+        }
+
+        init(from decoder: any Decoder) throws {
+            run = try DiffusersRun(from: decoder)
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            model = try container.decode(String.self, forKey: .model)
+            runs = try container.decode(Int.self, forKey: .runs)
+            mean = try container.decode([Double].self, forKey: .mean)
+            std = try container.decode([Double].self, forKey: .std)
+            run_means = try container.decode([Double].self, forKey: .run_means)
+            run_stds = try container.decode([Double].self, forKey: .run_stds)
+        }
     }
 
     let zero_noise: [ZeroNoise]
@@ -54,7 +74,7 @@ private func meanAndDeviation(_ values: [Double]) -> (mean: Double, deviation: D
 @Test(arguments: try SDEFixtures.load().zero_noise)
 func dpmppSDEWithoutNoiseMatchesDiffusersDeterministicPart(_ fixture: SDEFixtures.ZeroNoise) throws {
     let pipeline = try Pipeline(weights: try NetworkFixtures.model(fixture.model))
-    let settings = fixture.settings
+    let settings = fixture.run.settings
     var scheduler = try SamplerName.dpmppSDEKarras.make(config: pipeline.schedulerConfig, steps: settings.steps)
     let shape = [
         settings.batch, pipeline.unet.config.inChannels, settings.height / pipeline.latentScale,
@@ -67,8 +87,8 @@ func dpmppSDEWithoutNoiseMatchesDiffusersDeterministicPart(_ fixture: SDEFixture
         return generator.randn(perImage)
     }
     var latents = Tensor(shape: shape, values: initial).scaled(by: scheduler.initNoiseSigma)
-    let conditional = pipeline.textEncoder([fixture.ids])
-    let unconditional = pipeline.textEncoder([fixture.negative_ids])
+    let conditional = pipeline.textEncoder([fixture.run.ids])
+    let unconditional = pipeline.textEncoder([fixture.run.negativeIDs])
     let context = Tensor.concat(
         Array(repeating: unconditional, count: settings.batch) + Array(repeating: conditional, count: settings.batch), axis: 0)
     var draws = 0
@@ -85,7 +105,7 @@ func dpmppSDEWithoutNoiseMatchesDiffusersDeterministicPart(_ fixture: SDEFixture
     #expect(scheduler.timesteps.count == 2 * settings.steps - 1)
     // One draw per half step; the last step goes to σ = 0 without noise.
     #expect(draws == 2 * (settings.steps - 1))
-    #expect(latents.shape == fixture.latents_shape)
+    #expect(latents.shape == fixture.run.latentsShape)
     let error = zip(latents.scalars, fixture.latents).map { abs($0 - $1) }.max() ?? .infinity
     #expect(error < 1e-3, "final latents differ by \(error)")
 }
@@ -93,18 +113,15 @@ func dpmppSDEWithoutNoiseMatchesDiffusersDeterministicPart(_ fixture: SDEFixture
 @Test func dpmppSDEMatchesDiffusersStatistics() throws {
     let fixture = try #require(SDEFixtures.load().statistics.first)
     let pipeline = try Pipeline(weights: try NetworkFixtures.model(fixture.model))
-    let settings = try fixture.settings.pipeline(sampler: SamplerName.dpmppSDEKarras.rawValue)
     var calls = 0
     let latents = try pipeline.sample(
-        conditional: pipeline.textEncoder([fixture.ids]),
-        unconditional: pipeline.textEncoder([fixture.negative_ids]),
-        settings: settings,
+        fixture.run, sampler: SamplerName.dpmppSDEKarras.rawValue,
         progress: { step, _ in
             calls = step
             return true
         })
-    #expect(calls == 2 * fixture.settings.steps - 1)
-    #expect(latents.shape == fixture.latents_shape)
+    #expect(calls == 2 * fixture.run.settings.steps - 1)
+    #expect(latents.shape == fixture.run.latentsShape)
     let values = latents.scalars.map(Double.init)
     try #require(values.count == fixture.mean.count)
 

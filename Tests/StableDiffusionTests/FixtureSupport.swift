@@ -1,5 +1,6 @@
 import Foundation
 import StableDiffusion
+import Tensors
 import Testing
 
 /// Fixtures/ next to this file: what Tools/make_*_fixtures.py write.
@@ -47,33 +48,84 @@ private struct FixtureFile<Case: Decodable>: Decodable {
     let cases: [Case]
 }
 
-/// A diffusers pipeline run's settings as the pipeline fixtures write them.
+/// A diffusers pipeline run's settings as the pipeline fixtures write them; `batch` is 1 where a fixture leaves it out.
 struct FixtureSettings: Decodable, Sendable {
     let width, height, steps: Int
     let guidance: Float
     let seed: UInt64
     let batch: Int
-}
 
-/// The pipeline settings of a fixture run: its size, steps, guidance, seed and batch, and the sampler it names.
-func pipelineSettings(
-    width: Int, height: Int, steps: Int, guidance: Float, seed: UInt64, batch: Int = 1, sampler: String
-) throws -> Pipeline.Settings {
-    var settings = Pipeline.Settings()
-    settings.width = width
-    settings.height = height
-    settings.steps = steps
-    settings.guidance = guidance
-    settings.seed = seed
-    settings.batch = batch
-    settings.sampler = try SamplerName(parsing: sampler)
-    return settings
+    private enum CodingKeys: String, CodingKey {
+        case width, height, steps, guidance, seed, batch
+    }
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        width = try container.decode(Int.self, forKey: .width)
+        height = try container.decode(Int.self, forKey: .height)
+        steps = try container.decode(Int.self, forKey: .steps)
+        guidance = try container.decode(Float.self, forKey: .guidance)
+        seed = try container.decode(UInt64.self, forKey: .seed)
+        batch = try container.decodeIfPresent(Int.self, forKey: .batch) ?? 1
+    }
 }
 
 extension FixtureSettings {
-    /// These settings for the pipeline, with the sampler `sampler` names.
+    /// These settings for the pipeline: size, steps, guidance, seed and batch, with the sampler `sampler` names.
     func pipeline(sampler: String) throws -> Pipeline.Settings {
-        try pipelineSettings(width: width, height: height, steps: steps, guidance: guidance, seed: seed, batch: batch, sampler: sampler)
+        var settings = Pipeline.Settings()
+        settings.width = width
+        settings.height = height
+        settings.steps = steps
+        settings.guidance = guidance
+        settings.seed = seed
+        settings.batch = batch
+        settings.sampler = try SamplerName(parsing: sampler)
+        return settings
+    }
+}
+
+/// The part every diffusers-run fixture case shares, decoded from the case's own JSON object: the run's settings
+/// (under `settings`, or flat beside the other keys), the prompt's and negative prompt's token ids and the shape of
+/// the final latents. A case decodes it with `run = try DiffusersRun(from: decoder)` and adds its own keys.
+struct DiffusersRun: Decodable, Sendable {
+    let settings: FixtureSettings
+    let ids: [Int]
+    let negativeIDs: [Int]
+    let latentsShape: [Int]
+
+    private enum CodingKeys: String, CodingKey {
+        case settings, ids
+        case negativeIDs = "negative_ids"
+        case latentsShape = "latents_shape"
+    }
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        settings = try container.decodeIfPresent(FixtureSettings.self, forKey: .settings) ?? FixtureSettings(from: decoder)
+        ids = try container.decode([Int].self, forKey: .ids)
+        negativeIDs = try container.decode([Int].self, forKey: .negativeIDs)
+        latentsShape = try container.decode([Int].self, forKey: .latentsShape)
+    }
+}
+
+/// What diffusers made in a pipeline run: the final latents and their decoded 8-bit pixels.
+struct DiffusersOutput: Decodable, Sendable {
+    let latents: [Float]
+    let pixels: [UInt8]
+}
+
+extension Pipeline {
+    /// Samples `run` as diffusers did: its prompt, negative prompt and settings with the sampler `sampler` names,
+    /// and any init image, strength, mask and ControlNets, reporting progress as `sample(conditional:…)` does.
+    func sample(
+        _ run: DiffusersRun, sampler: String, image: Tensor? = nil, strength: Double = 1, mask: Tensor? = nil,
+        controls: [Control] = [], progress: (Int, Int) -> Bool = { _, _ in true }
+    ) throws -> Tensor {
+        try sample(
+            conditional: textEncoder([run.ids]), unconditional: textEncoder([run.negativeIDs]),
+            settings: run.settings.pipeline(sampler: sampler), image: image, strength: strength, mask: mask,
+            controls: controls, progress: progress)
     }
 }
 

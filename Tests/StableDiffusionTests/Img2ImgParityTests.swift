@@ -1,6 +1,3 @@
-// swift-format-ignore-file: AlwaysUseLowerCamelCase
-// (fixture fields keep the names the Python scripts write)
-
 import Foundation
 import StableDiffusion
 import Tensors
@@ -8,39 +5,38 @@ import Testing
 
 /// One diffusers StableDiffusionImg2ImgPipeline run (Tools/make_pipeline_fixtures.py).
 struct Img2ImgCase: Decodable, Sendable, CustomTestStringConvertible {
+    let run: DiffusersRun
+    let output: DiffusersOutput
     let model: String
     let sampler: String
     let strength: Double
-    let guidance: Float
-    let steps: Int
-    let seed: UInt64
-    let ids: [Int]
-    let negative_ids: [Int]
-    let init_: [UInt8]
-    let width: Int
-    let height: Int
-    let latents_shape: [Int]
-    let latents: [Float]
-    let pixels: [UInt8]
+    let initImage: [UInt8]
     var testDescription: String { "\(model) \(sampler)" }
 
-    enum CodingKeys: String, CodingKey {
-        case model, sampler, strength, guidance, steps, seed, ids, negative_ids, width, height, latents_shape, latents, pixels
-        case init_ = "init"
+    private enum CodingKeys: String, CodingKey {
+        case model, sampler, strength
+        case initImage = "init"
+    }
+
+    init(from decoder: any Decoder) throws {
+        run = try DiffusersRun(from: decoder)
+        output = try DiffusersOutput(from: decoder)
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        model = try container.decode(String.self, forKey: .model)
+        sampler = try container.decode(String.self, forKey: .sampler)
+        strength = try container.decode(Double.self, forKey: .strength)
+        initImage = try container.decode([UInt8].self, forKey: .initImage)
     }
 }
 
 @Test(arguments: try fixtureCases("img2img.json", as: Img2ImgCase.self))
 func img2imgMatchesDiffusers(_ fixture: Img2ImgCase) throws {
     let pipeline = try Pipeline(weights: try NetworkFixtures.model(fixture.model))
-    let settings = try pipelineSettings(
-        width: fixture.width, height: fixture.height, steps: fixture.steps, guidance: fixture.guidance, seed: fixture.seed,
-        sampler: fixture.sampler)
+    let settings = fixture.run.settings
     var calls = 0
     let latents = try pipeline.sample(
-        conditional: pipeline.textEncoder([fixture.ids]),
-        unconditional: pipeline.textEncoder([fixture.negative_ids]), settings: settings,
-        image: Pipeline.pixels(rgb: fixture.init_, width: fixture.width, height: fixture.height),
+        fixture.run, sampler: fixture.sampler,
+        image: Pipeline.pixels(rgb: fixture.initImage, width: settings.width, height: settings.height),
         strength: fixture.strength,
         progress: { step, _ in
             calls = step
@@ -48,9 +44,7 @@ func img2imgMatchesDiffusers(_ fixture: Img2ImgCase) throws {
         })
     // strength 0.6 of 8 steps runs the last 4 steps; Heun and DPM2 make 2·8 − 1 = 15 calls and start at call 8.
     #expect(calls == (["heun", "dpm2"].contains(fixture.sampler) ? 7 : 4))
-    expectMatchesDiffusers(
-        pipeline, latents: latents, shape: fixture.latents_shape, latents: fixture.latents,
-        pixels: fixture.pixels)
+    expectMatchesDiffusers(pipeline, latents: latents, run: fixture.run, output: fixture.output)
 }
 
 @Test func img2imgRejectsBadStrengthAndSize() throws {

@@ -11,28 +11,38 @@ import Testing
 /// other UNet widths, own seeds; every sampler, binary and soft masks, strengths 1, 0.75 and 0.5, batches of
 /// one and two, the 9-channel UNet and a 4-channel one), which also names its model, mask kind and batch.
 struct InpaintCase: Decodable, Sendable, CustomTestStringConvertible {
+    let run: DiffusersRun
+    let output: DiffusersOutput
     let model: String?
     let unet_folder: String?
     let mask_kind: String?
-    let batch: Int?
     let unet: String
     let sampler: String
     let strength: Double
-    let ids: [Int]
-    let negative_ids: [Int]
     let image: [UInt8]
     let mask: [UInt8]
-    let steps: Int
-    let guidance: Float
-    let seed: UInt64
-    let width: Int
-    let height: Int
-    let latents_shape: [Int]
-    let latents: [Float]
-    let pixels: [UInt8]
     var testDescription: String {
-        "\(unet_folder ?? model ?? unet) \(sampler) \(mask_kind ?? "binary") strength \(strength) batch \(batch ?? 1) "
-            + "\(width)x\(height) cfg \(guidance)"
+        let settings = run.settings
+        return "\(unet_folder ?? model ?? unet) \(sampler) \(mask_kind ?? "binary") strength \(strength) batch \(settings.batch) "
+            + "\(settings.width)x\(settings.height) cfg \(settings.guidance)"
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case model, unet_folder, mask_kind, unet, sampler, strength, image, mask
+    }
+
+    init(from decoder: any Decoder) throws {
+        run = try DiffusersRun(from: decoder)
+        output = try DiffusersOutput(from: decoder)
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        model = try container.decodeIfPresent(String.self, forKey: .model)
+        unet_folder = try container.decodeIfPresent(String.self, forKey: .unet_folder)
+        mask_kind = try container.decodeIfPresent(String.self, forKey: .mask_kind)
+        unet = try container.decode(String.self, forKey: .unet)
+        sampler = try container.decode(String.self, forKey: .sampler)
+        strength = try container.decode(Double.self, forKey: .strength)
+        image = try container.decode([UInt8].self, forKey: .image)
+        mask = try container.decode([UInt8].self, forKey: .mask)
     }
 }
 
@@ -45,18 +55,13 @@ private func swapUNet(_ weights: inout ModelWeights, folder name: String) throws
 
 /// Runs the fixture's inpainting through `pipeline` and compares it with diffusers' latents and pixels.
 private func expectInpaintingMatches(_ pipeline: Pipeline, _ fixture: InpaintCase) throws {
-    let settings = try pipelineSettings(
-        width: fixture.width, height: fixture.height, steps: fixture.steps, guidance: fixture.guidance, seed: fixture.seed,
-        batch: fixture.batch ?? 1, sampler: fixture.sampler)
-    let mask = Tensor(shape: [1, 1, fixture.height, fixture.width], values: fixture.mask.map { Float($0) / 255 })
+    let settings = fixture.run.settings
+    let mask = Tensor(shape: [1, 1, settings.height, settings.width], values: fixture.mask.map { Float($0) / 255 })
     let latents = try pipeline.sample(
-        conditional: pipeline.textEncoder([fixture.ids]),
-        unconditional: pipeline.textEncoder([fixture.negative_ids]), settings: settings,
-        image: Pipeline.pixels(rgb: fixture.image, width: fixture.width, height: fixture.height),
+        fixture.run, sampler: fixture.sampler,
+        image: Pipeline.pixels(rgb: fixture.image, width: settings.width, height: settings.height),
         strength: fixture.strength, mask: mask)
-    expectMatchesDiffusers(
-        pipeline, latents: latents, shape: fixture.latents_shape, latents: fixture.latents,
-        pixels: fixture.pixels)
+    expectMatchesDiffusers(pipeline, latents: latents, run: fixture.run, output: fixture.output)
 }
 
 @Test(arguments: try fixtureCases("inpaint.json", as: InpaintCase.self))
