@@ -13,7 +13,6 @@ extension CoordinatorState {
             log(.warning, "refused a worker connection without a CURVE key")
             return take()
         }
-        awaitingHandshake = true
         handshakeKey = key
         query(.isKeyAllowed(key, forHandshake: true))
         return take()
@@ -33,7 +32,6 @@ extension CoordinatorState {
         if forHandshake {
             if let answer { keyDecisions[key] = (answer, now) }
             let allowed = answer ?? keyDecisions[key]?.allowed ?? false
-            awaitingHandshake = false
             handshakeKey = nil
             outbox.append(.answerHandshake(allowed: allowed))
             if !allowed {

@@ -69,7 +69,7 @@ public struct CoordinatorState {
     /// The key of the CURVE handshake being decided (libzmq's ZAP socket answers one at a time).
     public internal(set) var handshakeKey: String?
     /// Whether a handshake is being decided; the daemon takes no other until it has answered.
-    public internal(set) var awaitingHandshake = false
+    public var awaitingHandshake: Bool { handshakeKey != nil }
     /// The latest preview of each running task (PNG), for watchers.
     public internal(set) var previews: [Int64: (step: Int, png: Data)] = [:]
     /// The last preview received from any worker (kept after its task ends).
