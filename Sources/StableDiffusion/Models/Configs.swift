@@ -223,8 +223,6 @@ public struct TextEncoderConfig: Codable, Equatable, Sendable {
     /// `quick_gelu` (OpenAI CLIP, SD 1.x) or `gelu` (OpenCLIP, SD 2.x).
     public var hiddenAct = "quick_gelu"
     public var layerNormEps: Double = 1e-5
-    /// Width of the text projection (CLIPTextModelWithProjection: SDXL's second encoder); used when its weights exist.
-    public var projectionDim = 768
     /// End token id: 2 in the original OpenAI/SDXL configs, which transformers reads as "pool at the highest id"
     /// (the end token is the vocabulary's last); any other value pools at that id's first position.
     public var eosTokenID = 2
@@ -241,7 +239,6 @@ public struct TextEncoderConfig: Codable, Equatable, Sendable {
         case maxPositionEmbeddings = "max_position_embeddings"
         case hiddenAct = "hidden_act"
         case layerNormEps = "layer_norm_eps"
-        case projectionDim = "projection_dim"
         case eosTokenID = "eos_token_id"
     }
 
@@ -256,7 +253,6 @@ public struct TextEncoderConfig: Codable, Equatable, Sendable {
         maxPositionEmbeddings = try c.decode(.maxPositionEmbeddings, or: d.maxPositionEmbeddings)
         hiddenAct = try c.decode(.hiddenAct, or: d.hiddenAct)
         layerNormEps = try c.decode(.layerNormEps, or: d.layerNormEps)
-        projectionDim = try c.decode(.projectionDim, or: d.projectionDim)
         eosTokenID = try c.decode(.eosTokenID, or: d.eosTokenID)
     }
 }
@@ -275,6 +271,14 @@ public struct SchedulerConfig: Codable, Equatable, Sendable {
     /// file that leaves it out, or lists it in `_use_default_values` (diffusers then ignores the
     /// value written next to it), gets nil.
     public var timestepSpacing: String? = "leading"
+    /// DDIM and DDPM clamp the predicted clean latents to ±`clipSampleRange`; nil: the class default, as diffusers
+    /// reads a config without the key (true for both). SD's configs and single files say false.
+    public var clipSample: Bool? = false
+    /// The clamp's bound.
+    public var clipSampleRange: Double = 1
+    /// DDIM and PNDM: the step after the last uses ᾱ = 1 rather than ᾱ₀; nil: the class default (DDIM true, PNDM
+    /// false). SD's configs and single files say false.
+    public var setAlphaToOne: Bool? = false
 
     /// SD 1.5's scheduler settings (as diffusers makes them for a single-file checkpoint).
     public init() {}
@@ -287,6 +291,9 @@ public struct SchedulerConfig: Codable, Equatable, Sendable {
         case predictionType = "prediction_type"
         case stepsOffset = "steps_offset"
         case timestepSpacing = "timestep_spacing"
+        case clipSample = "clip_sample"
+        case clipSampleRange = "clip_sample_range"
+        case setAlphaToOne = "set_alpha_to_one"
     }
 
     public init(from decoder: Decoder) throws {
@@ -301,6 +308,9 @@ public struct SchedulerConfig: Codable, Equatable, Sendable {
         timestepSpacing =
             try defaultedKeys(decoder).contains("timestep_spacing")
             ? nil : c.decodeIfPresent(String.self, forKey: .timestepSpacing)
+        clipSample = try c.decodeIfPresent(Bool.self, forKey: .clipSample)
+        clipSampleRange = try c.decode(.clipSampleRange, or: d.clipSampleRange)
+        setAlphaToOne = try c.decodeIfPresent(Bool.self, forKey: .setAlphaToOne)
     }
 }
 

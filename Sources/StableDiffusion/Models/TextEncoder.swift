@@ -38,7 +38,7 @@ public struct TextEncoder {
         finalNorm = try LayerNorm(reader, "final_layer_norm", epsilon: eps)
         projection =
             reader.has("text_projection.weight")
-            ? try Linear(reader, "text_projection", inputs: config.hiddenSize, outputs: config.projectionDim, bias: false) : nil
+            ? try Linear(reader, "text_projection", inputs: config.hiddenSize, bias: false) : nil
         guard ["quick_gelu", "gelu"].contains(config.hiddenAct) else {
             throw WeightsError(source, "text encoder activation \(config.hiddenAct) is not supported (quick_gelu, gelu)")
         }
