@@ -55,6 +55,9 @@ struct Render: ParsableCommand {
             throw ValidationError("--prediction must be epsilon or v_prediction, got \(prediction)")
         }
         guard out.lowercased().hasSuffix(".png") else { throw ValidationError("--out must name a .png file") }
+        if let vae = generation.vae, !FileManager.default.fileExists(atPath: vae) {
+            throw ValidationError("--vae \(vae): no such file or folder (a diffusers vae folder or a .safetensors file)")
+        }
         let request = try self.request()
         do { _ = try request.samplerName } catch let error as InvalidGenerationRequest { throw ValidationError("--sampler: \(error)") }
     }
@@ -89,9 +92,15 @@ struct Render: ParsableCommand {
     private func render() throws {
         let started = Date()
         let request = try self.request()
-        let weights = try ModelWeights.load(try BundledModels.resolve(request.model), options: .init(predictionType: prediction))
+        // To become `options.vae = URL(fileURLWithPath: vae)` for the model and the refiner (which decodes a refined
+        // image) once the engine loads a model with another VAE (ModelWeights.Options.vae).
+        if request.vae != nil { throw ValidationError("--vae: this engine cannot swap a model's VAE yet") }
+        let options = ModelWeights.Options(predictionType: prediction)
+        let weights = try ModelWeights.load(try BundledModels.resolve(request.model), options: options)
         let pipeline = try Pipeline(weights: weights)
-        let inputs = GenerationInputs(
+        let refinerOptions = ModelWeights.Options()
+        let refiner = try request.refiner.map { try Pipeline(weights: ModelWeights.load(try BundledModels.resolve($0), options: refinerOptions)) }
+        var inputs = GenerationInputs(
             initImage: try request.initImage.map { try Render.readPNG($0, flag: "--init-image") },
             mask: try request.mask.map { try Render.readPNG($0, flag: "--mask") },
             controls: try request.controlnets.map { control in
@@ -100,6 +109,7 @@ struct Render: ParsableCommand {
                     image: try Render.readPNG(control.image, flag: "--control-image"), scale: control.scale
                 )
             })
+        inputs.refiner = refiner
         let prepared: PreparedGeneration
         do { prepared = try PreparedGeneration(request, inputs: inputs, pipeline: pipeline) } catch let error as GenerationError {
             throw ValidationError(error.message)
