@@ -236,6 +236,7 @@ def build(name, sd2):
     return len(ldm)
 
 
-root.mkdir(parents=True, exist_ok=True)
-for name, sd2 in (("tiny-sd1", False), ("tiny-sd2", True)):
-    print(name, build(name, sd2), "LDM tensors")
+if __name__ == "__main__":
+    root.mkdir(parents=True, exist_ok=True)
+    for name, sd2 in (("tiny-sd1", False), ("tiny-sd2", True)):
+        print(name, build(name, sd2), "LDM tensors")

@@ -70,11 +70,14 @@ public struct ModelWeights {
         public var predictionType: String?
         /// Prefer `*.fp16.safetensors` files in diffusers folders when present.
         public var preferFP16Variant = false
+        /// A VAE to use instead of the model's own (`loadVAE`'s forms), as people swap in fixed VAEs.
+        public var vae: URL?
 
         /// No overrides.
-        public init(predictionType: String? = nil, preferFP16Variant: Bool = false) {
+        public init(predictionType: String? = nil, preferFP16Variant: Bool = false, vae: URL? = nil) {
             self.predictionType = predictionType
             self.preferFP16Variant = preferFP16Variant
+            self.vae = vae
         }
     }
 
@@ -107,6 +110,7 @@ public struct ModelWeights {
             model.ignoredKeys = ignored
         }
         if let prediction = options.predictionType { model.schedulerConfig.predictionType = prediction }
+        if let vae = options.vae { try model.replaceVAE(with: vae, preferFP16: options.preferFP16Variant) }
         if !isDirectory.boolValue && model.family == .sd2 && model.schedulerConfig.predictionType == "v_prediction" {
             model.unetConfig.sampleSize = 96
         }
@@ -214,28 +218,7 @@ public struct ModelWeights {
         // models (set in `load` once the prediction type is known), as diffusers' single-file loader infers.
         unetConfig.sampleSize = 64
 
-        var vae: [String: Tensor] = [:]
-        let rawVAE = component(CheckpointKeys.vaePrefix)
-        let vaeLevels = Set(
-            rawVAE.keys.compactMap { key -> Int? in
-                guard key.hasPrefix("decoder.up.") else { return nil }
-                return Int(key.dropFirst("decoder.up.".count).prefix { $0 != "." })
-            }
-        ).count
-        for (key, tensor) in rawVAE {
-            guard let name = CheckpointKeys.vaeName(key, levels: vaeLevels) else { continue }
-            // LDM keeps the VAE attention projections as 1×1 convolutions; diffusers as linear layers.
-            let isProjection = name.contains("mid_block.attentions.0.to_") && tensor.rank == 4
-            vae[name] = isProjection ? tensor.reshaped([tensor.shape[0], tensor.shape[1]]) : tensor
-        }
-        var vaeConfig = VAEConfig()
-        vaeConfig.blockOutChannels = try (0..<vaeLevels).map { try shape(vae, "encoder.down_blocks.\($0).resnets.0.conv1.weight")[0] }
-        vaeConfig.layersPerBlock = vae.keys.filter { $0.hasPrefix("encoder.down_blocks.0.resnets.") && $0.hasSuffix(".conv1.weight") }.count
-        vaeConfig.inChannels = try shape(vae, "encoder.conv_in.weight")[1]
-        vaeConfig.outChannels = try shape(vae, "decoder.conv_out.weight")[0]
-        vaeConfig.latentChannels = try shape(vae, "decoder.conv_in.weight")[1]
-        vaeConfig.useQuantConv = vae["quant_conv.weight"] != nil
-        vaeConfig.usePostQuantConv = vae["post_quant_conv.weight"] != nil
+        let (vaeConfig, vae) = try ldmVAE(component(CheckpointKeys.vaePrefix), path: path)
 
         var model = ModelWeights(
             family: family, unetConfig: unetConfig, unet: unet, vaeConfig: vaeConfig, vae: vae,
