@@ -52,17 +52,14 @@ public final class DiffusionRenderer: Renderer {
         guard let url = index.models[name]?.url else {
             throw RenderError(kind: .input, message: "unknown \(role) \"\(name)\"; this worker has \(models.joined(separator: ", "))")
         }
-        let options = ModelWeights.Options()
+        var options = ModelWeights.Options()
         if let vae {
             guard let vaeURL = index.vaes[vae]?.url else {
                 let known = index.vaes.keys.sorted()
                 throw RenderError(
                     kind: .input, message: "unknown VAE \"\(vae)\"; this worker has \(known.isEmpty ? "none" : known.joined(separator: ", "))")
             }
-            // To become `options.vae = vaeURL` once the engine loads a model with another VAE (ModelWeights.Options.vae):
-            // until then the task fails rather than render with the model's own VAE.
-            throw RenderError(
-                kind: .host, message: "cannot load \(role) \(name) with VAE \(vaeURL.lastPathComponent): this engine cannot swap a model's VAE yet")
+            options.vae = vaeURL
         }
         let pipeline: Pipeline
         let bytes: Int
@@ -75,7 +72,9 @@ public final class DiffusionRenderer: Renderer {
                     "model \(name): \(weights.ignoredKeys.count) unused tensors not loaded",
                     metadata: ["keys": "\(weights.ignoredKeys.prefix(20).joined(separator: ", "))"])
             }
-            bytes = 4 * [weights.unet, weights.vae, weights.textEncoder].reduce(0) { $0 + $1.values.reduce(0) { $0 + $1.count } }
+            // SDXL's second text encoder counts too (the first may be empty: a refiner has only the second).
+            let networks = [weights.unet, weights.vae, weights.textEncoder, weights.textEncoder2?.weights ?? [:]]
+            bytes = 4 * networks.reduce(0) { $0 + $1.values.reduce(0) { $0 + $1.count } }
             pipeline = try Pipeline(weights: weights)
         } catch {
             throw RenderError(kind: .host, message: "cannot load \(role) \(name)\(vae.map { " with VAE \($0)" } ?? ""): \(error)")

@@ -3,8 +3,8 @@ import StableDiffusion
 
 /// The networks of a worker's models folder by name, each with what its files say of it (`WeightsSummary`):
 /// whole models (diffusers folders, `.safetensors`, `.ckpt`, named by the file name without extension), VAEs
-/// (diffusers `vae` folders with an `AutoencoderKL` config, `.safetensors` files with only VAE weights) and
-/// ControlNets (diffusers folders with a `ControlNetModel` config). The bundled models are there unless the folder
+/// (diffusers `vae` folders with an `AutoencoderKL` config, `.safetensors`, `.ckpt` or `.pt` files with only VAE
+/// weights) and ControlNets (diffusers folders with a `ControlNetModel` config). The bundled models are there unless the folder
 /// has a model of the same name.
 struct ModelsIndex {
     /// One network: where it is and what it holds.

@@ -92,13 +92,12 @@ struct Render: ParsableCommand {
     private func render() throws {
         let started = Date()
         let request = try self.request()
-        // To become `options.vae = URL(fileURLWithPath: vae)` for the model and the refiner (which decodes a refined
-        // image) once the engine loads a model with another VAE (ModelWeights.Options.vae).
-        if request.vae != nil { throw ValidationError("--vae: this engine cannot swap a model's VAE yet") }
-        let options = ModelWeights.Options(predictionType: prediction)
-        let weights = try ModelWeights.load(try BundledModels.resolve(request.model), options: options)
+        // The VAE replaces the model's and the refiner's (which decodes a refined image); --prediction is the model's.
+        let vae = request.vae.map { URL(fileURLWithPath: $0) }
+        let weights = try ModelWeights.load(
+            try BundledModels.resolve(request.model), options: .init(predictionType: prediction, vae: vae))
         let pipeline = try Pipeline(weights: weights)
-        let refinerOptions = ModelWeights.Options()
+        let refinerOptions = ModelWeights.Options(vae: vae)
         let refiner = try request.refiner.map { try Pipeline(weights: ModelWeights.load(try BundledModels.resolve($0), options: refinerOptions)) }
         var inputs = GenerationInputs(
             initImage: try request.initImage.map { try Render.readPNG($0, flag: "--init-image") },

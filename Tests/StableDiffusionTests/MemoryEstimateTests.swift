@@ -31,7 +31,12 @@ private func parameters(under folder: URL, include: (String) -> Bool = { _ in tr
     #expect(single.kind == .model && single.architecture == .sd && single.loadedBytes == sd1.loadedBytes)
     let ckpt = fixtures.appendingPathComponent("tiny-sd1.ckpt")
     let ckptSize = try #require(try FileManager.default.attributesOfItem(atPath: ckpt.path)[.size] as? Int)
-    #expect(try WeightsSummary.inspect(ckpt) == WeightsSummary(kind: .model, architecture: nil, loadedBytes: 2 * ckptSize))
+    #expect(try WeightsSummary.inspect(ckpt) == WeightsSummary(kind: .model, architecture: .sd, loadedBytes: 2 * ckptSize))
+    #expect(try WeightsSummary.inspect(fixtures.appendingPathComponent("tiny-sd2.safetensors"))?.architecture == .sd)
+    let xlVAEURL = fixtures.appendingPathComponent("tiny-sdxl-vae.safetensors")
+    let xlVAEFile = try #require(try WeightsSummary.inspect(xlVAEURL))
+    let xlVAEParameters = try SafeTensorsFile(url: xlVAEURL).entries.values.reduce(0) { $0 + $1.shape.reduce(1, *) }
+    #expect(xlVAEFile.kind == .vae && xlVAEFile.architecture == nil && xlVAEFile.loadedBytes == 4 * xlVAEParameters)
 
     let vae = try #require(try WeightsSummary.inspect(fixtures.appendingPathComponent("tiny-sdxl/vae")))
     let vaeParameters = try parameters(under: fixtures.appendingPathComponent("tiny-sdxl/vae"))

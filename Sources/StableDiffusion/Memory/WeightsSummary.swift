@@ -8,7 +8,8 @@ public struct WeightsSummary: Equatable, Sendable {
     public enum Kind: String, Sendable {
         /// A whole model (UNet, VAE, text encoders): a diffusers folder, a single-file `.safetensors` or a `.ckpt`.
         case model
-        /// A VAE alone: a diffusers `vae` folder (`AutoencoderKL`) or a `.safetensors` with only VAE weights.
+        /// A VAE alone: a diffusers `vae` folder (`AutoencoderKL`), or a `.safetensors`, `.ckpt` or `.pt` with only VAE
+        /// weights.
         case vae
         /// A diffusers ControlNet folder (`ControlNetModel`).
         case controlNet
@@ -16,12 +17,12 @@ public struct WeightsSummary: Equatable, Sendable {
 
     /// What the weights are.
     public var kind: Kind
-    /// The UNet's class, for models; nil where the files do not say (a `.ckpt`) or there is no UNet.
+    /// The UNet's class, for models; nil where there is no UNet.
     public var architecture: MemoryEstimate.Architecture?
     /// Bytes the weights take once loaded: the engine widens every weight to Float32 when it loads it, so
     /// 4 bytes per parameter, counted from the safetensors headers (EMA copies and position ids, which the
-    /// loader skips, left out). A `.ckpt` is not read: twice its file size stands in (fp16 storage widened;
-    /// an upper bound, as such files often carry an EMA copy too).
+    /// loader skips, left out). A `.ckpt`'s tensors are not read: twice its file size stands in (fp16 storage
+    /// widened; an upper bound, as such files often carry an EMA copy too).
     public var loadedBytes: Int
 
     /// Makes a summary.
@@ -46,19 +47,28 @@ public struct WeightsSummary: Equatable, Sendable {
             if text.contains("AutoencoderKL") { return WeightsSummary(kind: .vae, architecture: nil, loadedBytes: try componentBytes(url)) }
             return nil
         }
-        switch url.pathExtension.lowercased() {
+        let fileExtension = url.pathExtension.lowercased()
+        switch fileExtension {
         case "safetensors":
-            let names = try SafeTensorsFile(url: url).entries.keys
-            let hasUNet = names.contains { $0.hasPrefix(CheckpointKeys.unetPrefix) }
-            let hasDecoder = names.contains { $0.hasPrefix("decoder.") || $0.hasPrefix(CheckpointKeys.vaePrefix + "decoder.") }
-            if !hasUNet && hasDecoder { return WeightsSummary(kind: .vae, architecture: nil, loadedBytes: try fileBytes(url)) }
-            return WeightsSummary(kind: .model, architecture: singleFileArchitecture(Set(names)), loadedBytes: try fileBytes(url))
-        case "ckpt":
+            let names = Set(try SafeTensorsFile(url: url).entries.keys)
+            let kind: Kind = isVAE(names) ? .vae : .model
+            return WeightsSummary(kind: kind, architecture: kind == .model ? singleFileArchitecture(names) : nil, loadedBytes: try fileBytes(url))
+        case "ckpt", "pt", "pth":
+            // The pickle's keys only (no tensor is read); `.pt`/`.pth` files count only as VAEs, as the web UIs name them.
+            let names = Set(try TorchCheckpoint.read(url, verifyChecksums: false, keep: { _ in false }).skippedKeys)
             let size = (try? FileManager.default.attributesOfItem(atPath: url.path))?[.size] as? Int ?? 0
-            return WeightsSummary(kind: .model, architecture: nil, loadedBytes: 2 * size)
+            if isVAE(names) { return WeightsSummary(kind: .vae, architecture: nil, loadedBytes: 2 * size) }
+            return fileExtension == "ckpt" ? WeightsSummary(kind: .model, architecture: singleFileArchitecture(names), loadedBytes: 2 * size) : nil
         default:
             return nil
         }
+    }
+
+    /// Whether a single file's tensor names are a VAE's alone: decoder weights (diffusers' or LDM's names, bare or
+    /// under the checkpoint's VAE prefix) and no UNet.
+    static func isVAE(_ names: Set<String>) -> Bool {
+        !names.contains { $0.hasPrefix(CheckpointKeys.unetPrefix) }
+            && names.contains { $0.hasPrefix("decoder.") || $0.hasPrefix(CheckpointKeys.vaePrefix + "decoder.") }
     }
 
     /// Float32 bytes of a safetensors file's tensors, without EMA copies and position ids.
