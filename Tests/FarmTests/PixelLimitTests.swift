@@ -133,7 +133,7 @@ private func mixedTasks(_ count: Int, first: Int) -> [TaskParameters] {
     // A model and its refiner are both held during a refined render, even beyond a smaller budget.
     let refined = PixelEstimate(memoryBytes: memory, cacheBudgetBytes: 8 * gib, models: [sd, xl, refiner], vaeCount: 0, controlNets: [])
     #expect(refined.weightsBytes == 26 * gib && refined.architecture == .sdxl)
-    #expect(refined.maxPixels == Int((memory - (UInt64(gib) + memory / 10) - UInt64(26 * gib)) / 5_640))
+    #expect(refined.maxPixels == Int((memory - (UInt64(gib) + memory / 10) - UInt64(26 * gib)) / 5_000))
     // Many models: the cache's budget bounds them.
     let many = PixelEstimate(
         memoryBytes: memory, cacheBudgetBytes: 32 * gib, models: Array(repeating: xl, count: 5), vaeCount: 0, controlNets: [])

@@ -3,12 +3,17 @@
 /// conservative: a limit too low only sends large tasks to other workers, one too high ends in the kernel's OOM
 /// killer.
 ///
-/// The bytes per pixel were measured with `farm bench --sizes 256,512,768 --steps 1` (SD 1.5's shapes, random
-/// Float32 weights, a UNet step with batch 2 for classifier-free guidance, a one-step render and VAE decodes) on
-/// the 2-core build machine, 2026-12-03: peak resident memory 4541, 5240 and 6094 MiB against 4164 MiB with the
-/// model built, so 377, 1076 and 1930 MiB of working memory. The rise per pixel is 3728 bytes from 256² to 512²
-/// and 2733 from 512² to 768² (the buffer pool's fixed part weighs less as images grow); the figure is the
-/// steeper rise with a margin of a quarter, 4700 bytes. The fixed ~190 MiB the line leaves falls in the reserve.
+/// The bytes per pixel were measured with `farm bench --sizes 256,512,768 --steps 1` (random Float32 weights, a UNet
+/// step with batch 2 for classifier-free guidance, a one-step render and VAE decodes; peak resident memory less the
+/// memory with the model built) on the 2-core build machine, 2026-12-03:
+/// - SD 1.5's shapes: 377, 1076 and 1930 MiB of working memory, so a rise of 3728 bytes per pixel from 256² to 512²
+///   and 2733 from 512² to 768² (the buffer pool's fixed part weighs less as images grow).
+/// - SDXL base's shapes (`--arch sdxl`) with one transformer layer per block instead of 1/2/10, which keeps the
+///   activations' shapes (the buffer pool reuses them from layer to layer) and the weights within the machine:
+///   343, 962 and 1972 MiB, a rise of 3301 and 3235 bytes per pixel. Its full-latent level has no attention.
+/// Each class's figure is its steeper rise with a margin of a quarter: 4700 bytes for SD 1.x/2.x; for SDXL-class
+/// UNets the base's rise scaled by 384/320 first (the refiner's full-latent level is 384 channels wide, the
+/// base's 320), 5000 bytes. The fixed ~190 MiB the lines leave falls in the reserve.
 public enum MemoryEstimate {
     /// The UNet classes whose activations differ in size per pixel.
     public enum Architecture: String, Sendable, CaseIterable {
@@ -19,19 +24,13 @@ public enum MemoryEstimate {
     }
 
     /// Bytes of working memory per output pixel of a render with a UNet of `architecture` (nil: unknown, so the
-    /// largest). SD 1.x/2.x (2.x has 1.x's widths): the measured figure. SDXL-class: the same VAE decoder
-    /// (128/256/512/512 channels) and a UNet whose full-latent level has no attention (the base) or 384 channels
-    /// instead of 320 (the refiner), so SD's figure scaled by 384/320, until the engine's SDXL UNet is measured the
-    /// same way (`farm bench --model` an SDXL checkpoint).
+    /// largest); see the type's comment for the measurements.
     public static func bytesPerPixel(_ architecture: Architecture?) -> Int {
         switch architecture {
-        case .sd: return sdBytesPerPixel
-        case .sdxl, nil: return sdBytesPerPixel * 384 / 320
+        case .sd: return 4_700
+        case .sdxl, nil: return 5_000
         }
     }
-
-    /// SD 1.x/2.x's bytes per output pixel (see the type's comment for the measurement).
-    static let sdBytesPerPixel = 4_700
 
     /// Memory kept out of every estimate: the system's and the worker's own (its input-image cache, PNG encoding,
     /// the allocator's slack) as 1 GiB plus a tenth of the memory.
