@@ -21,6 +21,9 @@ struct Bench: ParsableCommand {
     @Option(help: "A checkpoint to time instead of random SD 1.5 weights (diffusers folder, .safetensors, .ckpt, or demo).")
     var model: String?
 
+    @Option(help: "The shapes of the random weights: sd15 (SD 1.5) or sdxl (SDXL 1.0 base: both text encoders, 1024² native).")
+    var arch = "sd15"
+
     @Option(help: "Square image sizes to time, comma-separated.")
     var sizes = "512,256"
 
@@ -48,6 +51,8 @@ struct Bench: ParsableCommand {
             throw ValidationError("--sizes takes multiples of 64 from 64 to 2048, got \(sizes)")
         }
         if let threads, !(1...256).contains(threads) { throw ValidationError("--threads must be 1...256, got \(threads)") }
+        guard ["sd15", "sdxl"].contains(arch) else { throw ValidationError("--arch takes sd15 or sdxl, got \(arch)") }
+        if model != nil && arch != "sd15" { throw ValidationError("--arch sets the random weights' shapes; leave it out with --model") }
     }
 
     var parsedSizes: [Int] { sizes.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
@@ -64,7 +69,7 @@ struct Bench: ParsableCommand {
             return
         }
         if let only {
-            let figures = try BenchRun(model: model, size: only, steps: steps).measure()
+            let figures = try BenchRun(model: model, arch: arch, size: only, steps: steps).measure()
             let encoder = JSONEncoder()
             encoder.outputFormatting = .sortedKeys
             FileHandle.standardOutput.write(try encoder.encode(figures))
@@ -76,7 +81,8 @@ struct Bench: ParsableCommand {
             results[String(size)] = try child(size: size)
         }
         if json { return try printJSON(BenchReport(sizes: results, blasCore: BLASCore.status.core)) }
-        print("threads: \(threads ?? ComputeThreads.count), model: \(model ?? "SD 1.5 shapes, random weights")")
+        let shapes = arch == "sdxl" ? "SDXL 1.0 base shapes, random weights" : "SD 1.5 shapes, random weights"
+        print("threads: \(threads ?? ComputeThreads.count), model: \(model ?? shapes)")
         print("BLAS core: \(BLASCore.status.description)")
         for size in parsedSizes {
             guard let f = results[String(size)] else { continue }
@@ -94,7 +100,7 @@ struct Bench: ParsableCommand {
     private func child(size: Int) throws -> [String: Double] {
         let process = Process()
         process.executableURL = Bundle.main.executableURL ?? URL(fileURLWithPath: CommandLine.arguments[0])
-        var arguments = ["bench", "--only", String(size), "--steps", String(steps)]
+        var arguments = ["bench", "--only", String(size), "--steps", String(steps), "--arch", arch]
         if let model { arguments += ["--model", model] }
         if let threads { arguments += ["--threads", String(threads)] }
         process.arguments = arguments
@@ -138,11 +144,15 @@ private func log(_ message: String) {
 /// One resolution's measurements, in this process.
 private struct BenchRun {
     let model: String?
+    /// `sd15` or `sdxl`: the random weights' shapes when no model is given.
+    let arch: String
     let size: Int
     let steps: Int
 
     func measure() throws -> [String: Double] {
-        let weights = try model.map { try ModelWeights.load(try BundledModels.resolve($0)) } ?? ModelWeights.random()
+        let weights =
+            try model.map { try ModelWeights.load(try BundledModels.resolve($0)) }
+            ?? (arch == "sdxl" ? ModelWeights.randomXL() : ModelWeights.random())
         let pipeline = try Pipeline(weights: weights)
         // Timed before and after the UNet step, the faster taken: one 256×256 run measured half the
         // machine's rate before the UNet (another process's pages being reclaimed, or a core taken).
@@ -159,13 +169,14 @@ private struct BenchRun {
         let context = Tensor.concat([unconditional.context, conditional.context], axis: 0)
         let added = try pipeline.addedConditioning(conditional: conditional, unconditional: unconditional, settings: guided)
         log("  UNet step at \(size)×\(size)… (model built: \(memoryLine()))")
-        _ = pipeline.unet(latents, timestep: 500, context: context, added: added)
+        // The first call counts the products and warms the buffers; a 1024² step takes a minute on two cores, so
+        // large sizes are timed once.
         let (_, flops) = FlopCounter.count { pipeline.unet(latents, timestep: 500, context: context, added: added) }
-        let unetTime = Self.best(2) { _ = pipeline.unet(latents, timestep: 500, context: context, added: added) }
+        let unetTime = Self.best(size >= 1024 ? 1 : 2) { _ = pipeline.unet(latents, timestep: 500, context: context, added: added) }
         sgemm = max(sgemm, Self.sgemmRate(side: 2048))
         log("  VAE decode… (after the UNet steps: \(memoryLine()))")
         let one = Tensor(shape: [1, 4, latentSide, latentSide], values: Array(latents.scalars.prefix(4 * latentSide * latentSide)))
-        let decodeTime = Self.best(2) { _ = pipeline.decode(one) }
+        let decodeTime = Self.best(size >= 1024 ? 1 : 2) { _ = pipeline.decode(one) }
         log("  \(steps) steps end to end… (after the decodes: \(memoryLine()))")
         var settings = Pipeline.Settings()
         (settings.width, settings.height, settings.steps) = (size, size, steps)
@@ -237,7 +248,8 @@ private struct BenchRun {
         guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return "" }
         func megabytes(_ key: String) -> Int {
             let line = status.split(separator: "\n").first { $0.hasPrefix(key) } ?? ""
-            return (Int(line.split(separator: " ").dropFirst().first { !$0.isEmpty } ?? "") ?? 0) / 1024
+            // "VmRSS:\t  123456 kB": the tab's padding runs out at eight digits (10 GB), so split on tabs too.
+            return (Int(line.split(whereSeparator: { $0 == " " || $0 == "\t" }).dropFirst().first ?? "") ?? 0) / 1024
         }
         return "resident \(megabytes("VmRSS:")) MB, peak \(megabytes("VmHWM:")) MB"
     }

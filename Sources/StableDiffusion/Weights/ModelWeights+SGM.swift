@@ -48,7 +48,7 @@ extension ModelWeights {
                 "the text encoders give \(context)-wide context but the UNet's cross-attention takes \(unetConfig.crossAttentionDim): the file mixes parts of different models"
             )
         }
-        let (vae, vaeShapes) = try singleFileVAE(component(tensors, CheckpointKeys.vaePrefix), path: path)
+        let (vaeShapes, vae) = try ldmVAE(component(tensors, CheckpointKeys.vaePrefix), path: path)
         var vaeConfig = vaeShapes
         vaeConfig.scalingFactor = sdxlScalingFactor
         vaeConfig.sampleSize = 1024

@@ -1,7 +1,7 @@
 import Tensors
 
-/// Single files: the CompVis/LDM layout of SD 1.x/2.x here, SDXL's SGM layout in `ModelWeights+SGM.swift`; the UNet,
-/// VAE and text-encoder shapes both layouts share are read by the helpers below.
+/// Single files: the CompVis/LDM layout of SD 1.x/2.x here, SDXL's SGM layout in `ModelWeights+SGM.swift`; the UNet
+/// and text-encoder shapes both layouts share are read by the helpers below, the VAE's in `ModelWeights+VAE.swift`.
 extension ModelWeights {
     /// Splits a single file's state dict into components, maps names, and infers configs from shapes: the SGM layout
     /// (`conditioner.embedders.*`, SDXL base and refiner) or the LDM one (`cond_stage_model.*`, SD 1.x/2.x).
@@ -32,7 +32,7 @@ extension ModelWeights {
         // The native size is not in the weights either: 512 × 512, but 768 × 768 for SD 2.x v-prediction
         // models (set in `load` once the prediction type is known), as diffusers' single-file loader infers.
         unetConfig.sampleSize = 64
-        let (vae, vaeConfig) = try singleFileVAE(component(tensors, CheckpointKeys.vaePrefix), path: path)
+        let (vaeConfig, vae) = try ldmVAE(component(tensors, CheckpointKeys.vaePrefix), path: path)
 
         var model = ModelWeights(
             family: family, unetConfig: unetConfig, unet: unet, vaeConfig: vaeConfig, vae: vae,
@@ -115,28 +115,6 @@ extension ModelWeights {
             config.useLinearProjection = unet[projection]?.rank == 2
         }
         return (unet, config)
-    }
-
-    /// An LDM-layout VAE (prefix removed) under diffusers' names, with the settings its shapes show.
-    static func singleFileVAE(_ raw: [String: Tensor], path: String) throws -> ([String: Tensor], VAEConfig) {
-        let levels = indices(raw.keys, after: "decoder.up.").count
-        var vae: [String: Tensor] = [:]
-        for (key, tensor) in raw {
-            guard let name = CheckpointKeys.vaeName(key, levels: levels) else { continue }
-            // LDM keeps the VAE attention projections as 1×1 convolutions; diffusers as linear layers.
-            let isProjection = name.contains("mid_block.attentions.0.to_") && tensor.rank == 4
-            vae[name] = isProjection ? tensor.reshaped([tensor.shape[0], tensor.shape[1]]) : tensor
-        }
-        func shape(_ key: String) throws -> [Int] { try Self.shape(vae, key, rank: 4, path: path, prefix: "VAE ") }
-        var config = VAEConfig()
-        config.blockOutChannels = try (0..<levels).map { try shape("encoder.down_blocks.\($0).resnets.0.conv1.weight")[0] }
-        config.layersPerBlock = vae.keys.filter { $0.hasPrefix("encoder.down_blocks.0.resnets.") && $0.hasSuffix(".conv1.weight") }.count
-        config.inChannels = try shape("encoder.conv_in.weight")[1]
-        config.outChannels = try shape("decoder.conv_out.weight")[0]
-        config.latentChannels = try shape("decoder.conv_in.weight")[1]
-        config.useQuantConv = vae["quant_conv.weight"] != nil
-        config.usePostQuantConv = vae["post_quant_conv.weight"] != nil
-        return (vae, config)
     }
 
     /// The transformer layers of an OpenCLIP text tower (prefix removed), after checking that they run 0..<n and that

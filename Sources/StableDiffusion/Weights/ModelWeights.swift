@@ -70,11 +70,14 @@ public struct ModelWeights {
         public var predictionType: String?
         /// Prefer `*.fp16.safetensors` files in diffusers folders when present.
         public var preferFP16Variant = false
+        /// A VAE to use instead of the model's own (`loadVAE`'s forms), as people swap in fixed VAEs.
+        public var vae: URL?
 
         /// No overrides.
-        public init(predictionType: String? = nil, preferFP16Variant: Bool = false) {
+        public init(predictionType: String? = nil, preferFP16Variant: Bool = false, vae: URL? = nil) {
             self.predictionType = predictionType
             self.preferFP16Variant = preferFP16Variant
+            self.vae = vae
         }
     }
 
@@ -107,6 +110,7 @@ public struct ModelWeights {
             model.ignoredKeys = ignored
         }
         if let prediction = options.predictionType { model.schedulerConfig.predictionType = prediction }
+        if let vae = options.vae { try model.replaceVAE(with: vae, preferFP16: options.preferFP16Variant) }
         if !isDirectory.boolValue && model.family == .sd2 && model.schedulerConfig.predictionType == "v_prediction" {
             model.unetConfig.sampleSize = 96
         }

@@ -20,7 +20,7 @@ extension ModelWeights {
 /// Names, shapes and random values of every parameter of the three networks.
 struct RandomWeightGenerator {
     private var state: UInt64
-    private var tensors: [String: Tensor] = [:]
+    var tensors: [String: Tensor] = [:]
 
     init(seed: UInt64) { state = seed &* 0x9E37_79B9_7F4A_7C15 | 1 }
 
@@ -47,7 +47,7 @@ struct RandomWeightGenerator {
         constant(name + ".bias", [channels], 0)
     }
 
-    private mutating func linear(_ name: String, _ inputs: Int, _ outputs: Int, bias: Bool = true) {
+    mutating func linear(_ name: String, _ inputs: Int, _ outputs: Int, bias: Bool = true) {
         add(name + ".weight", [outputs, inputs])
         if bias { add(name + ".bias", [outputs], fanIn: inputs) }
     }
@@ -131,6 +131,10 @@ struct RandomWeightGenerator {
             }
             if level < levels - 1 { conv("up_blocks.\(level).upsamplers.0.conv", output, output, kernel: 3) }
             previous = output
+        }
+        if config.isXL, let inputs = config.projectionClassEmbeddingsInputDim {
+            linear("add_embedding.linear_1", inputs, time)
+            linear("add_embedding.linear_2", time, time)
         }
         norm("conv_norm_out", widths[0])
         conv("conv_out", widths[0], config.outChannels, kernel: 3)
