@@ -21,27 +21,31 @@ func runFarm(_ arguments: [String], executable: URL = farmBinary) throws -> (sta
     return (process.terminationStatus, String(decoding: data, as: UTF8.self))
 }
 
-/// The tiny SD 1.x fixture with a text encoder that takes CLIP's real 49408-token vocabulary.
-func tinyModelWithFullVocabulary() throws -> URL {
+/// A tiny fixture model (default: the SD 1.x one) copied to a temporary folder with text encoders that take CLIP's
+/// real 49408-token vocabulary (each encoder folder it has: `text_encoder`, SDXL's `text_encoder_2`).
+func tinyModelWithFullVocabulary(_ name: String = "tiny-sd1") throws -> URL {
     let source = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("StableDiffusionTests/Fixtures/models/tiny-sd1")
+        .appendingPathComponent("StableDiffusionTests/Fixtures/models/\(name)")
     let folder = FileManager.default.temporaryDirectory.appendingPathComponent("render-model-\(UUID().uuidString)")
     try FileManager.default.copyItem(at: source, to: folder)
-    let encoder = folder.appendingPathComponent("text_encoder")
-    var weights = try SafeTensorsFile(url: encoder.appendingPathComponent("model.safetensors")).allTensors()
     var state: UInt32 = 99
-    let width = weights["text_model.embeddings.token_embedding.weight"]!.shape[1]
-    weights["text_model.embeddings.token_embedding.weight"] = Tensor(
-        shape: [49408, width],
-        values: (0..<(49408 * width)).map { _ in
-            state = state &* 1_664_525 &+ 1_013_904_223
-            return (Float(state >> 8) / Float(1 << 24) - 0.5) * 0.4
-        })
-    try SafeTensorsFile.write(weights, to: encoder.appendingPathComponent("model.safetensors"))
-    let configURL = encoder.appendingPathComponent("config.json")
-    var config = try JSONSerialization.jsonObject(with: Data(contentsOf: configURL)) as! [String: Any]
-    config["vocab_size"] = 49408
-    try JSONSerialization.data(withJSONObject: config).write(to: configURL)
+    for encoderName in ["text_encoder", "text_encoder_2"] {
+        let encoder = folder.appendingPathComponent(encoderName)
+        guard FileManager.default.fileExists(atPath: encoder.path) else { continue }
+        var weights = try SafeTensorsFile(url: encoder.appendingPathComponent("model.safetensors")).allTensors()
+        let width = weights["text_model.embeddings.token_embedding.weight"]!.shape[1]
+        weights["text_model.embeddings.token_embedding.weight"] = Tensor(
+            shape: [49408, width],
+            values: (0..<(49408 * width)).map { _ in
+                state = state &* 1_664_525 &+ 1_013_904_223
+                return (Float(state >> 8) / Float(1 << 24) - 0.5) * 0.4
+            })
+        try SafeTensorsFile.write(weights, to: encoder.appendingPathComponent("model.safetensors"))
+        let configURL = encoder.appendingPathComponent("config.json")
+        var config = try JSONSerialization.jsonObject(with: Data(contentsOf: configURL)) as! [String: Any]
+        config["vocab_size"] = 49408
+        try JSONSerialization.data(withJSONObject: config).write(to: configURL)
+    }
     return folder
 }
 
