@@ -220,8 +220,8 @@ let migrationsFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent
     defer { try? FileManager.default.removeItem(at: models) }
     let base = models.appendingPathComponent("xl")
     let refiner = models.appendingPathComponent("xl-refiner")
-    try FileManager.default.moveItem(at: try fixtureWithFullVocabulary("tiny-sdxl", encoders: ["text_encoder", "text_encoder_2"]), to: base)
-    try FileManager.default.moveItem(at: try fixtureWithFullVocabulary("tiny-sdxl-refiner", encoders: ["text_encoder_2"]), to: refiner)
+    try FileManager.default.moveItem(at: try tinyModelWithFullVocabulary("tiny-sdxl"), to: base)
+    try FileManager.default.moveItem(at: try tinyModelWithFullVocabulary("tiny-sdxl-refiner"), to: refiner)
     let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("StableDiffusionTests/Fixtures/models")
     let vaeFolder = models.appendingPathComponent("xl-vae")

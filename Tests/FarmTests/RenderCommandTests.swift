@@ -21,21 +21,17 @@ func runFarm(_ arguments: [String], executable: URL = farmBinary) throws -> (sta
     return (process.terminationStatus, String(decoding: data, as: UTF8.self))
 }
 
-/// The tiny SD 1.x fixture with a text encoder that takes CLIP's real 49408-token vocabulary.
-func tinyModelWithFullVocabulary() throws -> URL {
-    try fixtureWithFullVocabulary("tiny-sd1", encoders: ["text_encoder"])
-}
-
-/// A copy of the fixture model `name` whose text `encoders` (subfolders) take CLIP's real 49408-token vocabulary
-/// (random rows), so that real prompts tokenize within them.
-func fixtureWithFullVocabulary(_ name: String, encoders: [String]) throws -> URL {
+/// A tiny fixture model (default: the SD 1.x one) copied to a temporary folder with text encoders that take CLIP's
+/// real 49408-token vocabulary (each encoder folder it has: `text_encoder`, SDXL's `text_encoder_2`).
+func tinyModelWithFullVocabulary(_ name: String = "tiny-sd1") throws -> URL {
     let source = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("StableDiffusionTests/Fixtures/models/\(name)")
     let folder = FileManager.default.temporaryDirectory.appendingPathComponent("render-model-\(UUID().uuidString)")
     try FileManager.default.copyItem(at: source, to: folder)
     var state: UInt32 = 99
-    for encoderName in encoders {
+    for encoderName in ["text_encoder", "text_encoder_2"] {
         let encoder = folder.appendingPathComponent(encoderName)
+        guard FileManager.default.fileExists(atPath: encoder.path) else { continue }
         var weights = try SafeTensorsFile(url: encoder.appendingPathComponent("model.safetensors")).allTensors()
         let width = weights["text_model.embeddings.token_embedding.weight"]!.shape[1]
         weights["text_model.embeddings.token_embedding.weight"] = Tensor(

@@ -26,6 +26,10 @@ private func parameters(under folder: URL, include: (String) -> Bool = { _ in tr
     let xlParameters = try parameters(under: fixtures.appendingPathComponent("tiny-sdxl")) { !$0.contains(".fp16.") }
     #expect(xl.kind == .model && xl.architecture == .sdxl && xl.loadedBytes == 4 * xlParameters)
     #expect(try WeightsSummary.inspect(fixtures.appendingPathComponent("tiny-sdxl-refiner"))?.architecture == .sdxl)
+    // SDXL single files in the SGM layout (base and refiner): the same class and Float32 size as the folders.
+    let xlFile = try #require(try WeightsSummary.inspect(fixtures.appendingPathComponent("tiny-sdxl.safetensors")))
+    #expect(xlFile.kind == .model && xlFile.architecture == .sdxl && xlFile.loadedBytes == xl.loadedBytes)
+    #expect(try WeightsSummary.inspect(fixtures.appendingPathComponent("tiny-sdxl-refiner.safetensors"))?.architecture == .sdxl)
 
     let single = try #require(try WeightsSummary.inspect(fixtures.appendingPathComponent("tiny-sd1.safetensors")))
     #expect(single.kind == .model && single.architecture == .sd && single.loadedBytes == sd1.loadedBytes)

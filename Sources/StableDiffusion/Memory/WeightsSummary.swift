@@ -20,8 +20,8 @@ public struct WeightsSummary: Equatable, Sendable {
     /// The UNet's class, for models; nil where there is no UNet.
     public var architecture: MemoryEstimate.Architecture?
     /// Bytes the weights take once loaded: the engine widens every weight to Float32 when it loads it, so
-    /// 4 bytes per parameter, counted from the safetensors headers (EMA copies and position ids, which the
-    /// loader skips, left out). A `.ckpt`'s tensors are not read: twice its file size stands in (fp16 storage
+    /// 4 bytes per parameter, counted from the safetensors headers (EMA copies, position ids and OpenCLIP's
+    /// `logit_scale`, which the loader skips, left out). A `.ckpt`'s tensors are not read: twice its file size stands in (fp16 storage
     /// widened; an upper bound, as such files often carry an EMA copy too).
     public var loadedBytes: Int
 
@@ -71,10 +71,11 @@ public struct WeightsSummary: Equatable, Sendable {
             && names.contains { $0.hasPrefix("decoder.") || $0.hasPrefix(CheckpointKeys.vaePrefix + "decoder.") }
     }
 
-    /// Float32 bytes of a safetensors file's tensors, without EMA copies and position ids.
+    /// Float32 bytes of a safetensors file's tensors, without EMA copies, position ids and OpenCLIP's `logit_scale`.
     static func fileBytes(_ url: URL) throws -> Int {
         try SafeTensorsFile(url: url).entries.reduce(0) { total, entry in
-            guard !entry.key.hasPrefix("model_ema."), !entry.key.hasSuffix("position_ids") else { return total }
+            let unused = entry.key.hasPrefix("model_ema.") || entry.key.hasSuffix("position_ids") || entry.key.hasSuffix("logit_scale")
+            guard !unused else { return total }
             return total + 4 * entry.value.shape.reduce(1, *)
         }
     }

@@ -80,10 +80,8 @@ extension ModelWeights {
 
     /// A VAE's settings read from its weights' shapes (diffusers names); the scaling factor stays SD's default.
     static func inferredVAEConfig(_ vae: [String: Tensor], path: String) throws -> VAEConfig {
-        func shape(_ key: String) throws -> [Int] {
-            guard let tensor = vae[key] else { throw WeightsError(path, "missing VAE tensor \(key)") }
-            return tensor.shape
-        }
+        // Every shape read here is a convolution's weight; a damaged one is an error, not a crash.
+        func shape(_ key: String) throws -> [Int] { try ModelWeights.shape(vae, key, rank: 4, path: path) }
         let levels = Set(
             vae.keys.compactMap { key -> Int? in
                 guard key.hasPrefix("encoder.down_blocks.") else { return nil }
