@@ -6,8 +6,12 @@ set -euo pipefail
 
 packages=(libopenblas-dev libzmq3-dev libsodium-dev libpq-dev libpng-dev postgresql pkg-config)
 # check-runtime-stage.sh builds the container's runtime stage with mmdebstrap; gpg lets
-# mmdebstrap give the chroot's sources the archive key.
-if [ "${1:-}" = "--test" ]; then packages+=(mmdebstrap gpg); fi
+# mmdebstrap give the chroot's sources the archive key. The dashboard's browser test drives
+# Debian's headless Chromium through chromium-driver with Selenium (python3-selenium), and
+# needs a font to draw text in its screenshots.
+if [ "${1:-}" = "--test" ]; then
+    packages+=(mmdebstrap gpg chromium chromium-driver python3 python3-selenium fonts-dejavu-core)
+fi
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi

@@ -6,8 +6,14 @@ import Hummingbird
 public struct APIRequestContext: RequestContext {
     /// Hummingbird's per-request storage (logger, path parameters).
     public var coreContext: CoreRequestContextStorage
+    /// What the request's token grants (role and owner); nil until `AuthMiddleware` has run (and on `/metrics`).
+    public var grant: TokenGrant?
+
     /// The role the request's token grants; nil until `AuthMiddleware` has run (and on `/metrics`).
-    public var role: TokenRole?
+    public var role: TokenRole? { grant?.role }
+
+    /// The owner whose jobs alone this request may see: a submit token's owner; nil for an admin token (every job).
+    public var scope: String? { grant?.role == .admin ? nil : grant?.owner }
 
     /// Makes the context of a new request.
     public init(source: ApplicationRequestContextSource) {

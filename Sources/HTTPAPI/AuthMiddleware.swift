@@ -4,7 +4,7 @@ import Hummingbird
 import JobStore
 
 /// Checks a `/v1` request's bearer token against `api_tokens`: 401 when it is missing, unknown or
-/// revoked, 403 when its role is below the route's. Puts the granted role into the context.
+/// revoked, 403 when its role is below the route's. Puts the grant (role and owner) into the context.
 struct AuthMiddleware: RouterMiddleware {
     typealias Context = APIRequestContext
     /// Where tokens are looked up.
@@ -16,12 +16,12 @@ struct AuthMiddleware: RouterMiddleware {
         guard let token = Self.bearerToken(request) else {
             throw APIError(status: 401, "missing bearer token (Authorization: Bearer TOKEN)")
         }
-        guard let granted = try await pool.run({ try $0.tokenRole(token) }) else {
+        guard let granted = try await pool.run({ try $0.tokenGrant(token) }) else {
             throw APIError(status: 401, "invalid or revoked token")
         }
-        if least == .admin && granted != .admin { throw APIError(status: 403, "this route needs an admin token") }
+        if least == .admin && granted.role != .admin { throw APIError(status: 403, "this route needs an admin token") }
         var context = context
-        context.role = granted
+        context.grant = granted
         return try await next(request, context)
     }
 

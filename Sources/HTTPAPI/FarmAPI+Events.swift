@@ -9,22 +9,29 @@ extension FarmAPI {
     /// Seconds between checks that an event stream's token is still valid: a revoked token's stream ends.
     static let tokenCheckSeconds: UInt64 = 2
 
-    /// `GET /v1/events[?job=ID]`, for a submit token or above: the farm's live events.
+    /// `GET /v1/events[?job=ID]`, for a submit token or above: the farm's live events (a submit token's, of its
+    /// owner's jobs only).
     func addEventRoutes(submit: APIRoutes) {
-        submit.on(.get, "events") { request, _ in
+        let pool = self.pool
+        submit.on(.get, "events") { request, context in
             var job: Int64?
             for (key, value) in request.uri.queryParameters {
                 guard key == "job" else { throw APIError(status: 400, "unknown query parameter \(key)", field: String(key)) }
                 guard let id = Int64(String(value)), id > 0 else { throw APIError(status: 400, "job must be a positive integer", field: "job") }
                 job = id
             }
-            return streamEvents(job: job, token: AuthMiddleware.bearerToken(request) ?? "")
+            let scope = context.scope
+            if let job, let scope, try await pool.run({ try $0.jobOwner(job) }) != scope {
+                throw APIError(status: 404, "job \(job) does not exist")
+            }
+            return streamEvents(job: job, scope: scope, token: AuthMiddleware.bearerToken(request) ?? "")
         }
     }
 
     /// Server-sent events until the client goes away or its token is revoked, with a keep-alive comment every
-    /// 15 s. A client that does not read holds at most `FarmEvents.subscriberBudgetBytes`.
-    func streamEvents(job: Int64?, token: String) -> Response {
+    /// 15 s; with a `scope`, only the events of that owner's jobs. A client that does not read holds at most
+    /// `FarmEvents.subscriberBudgetBytes`.
+    func streamEvents(job: Int64?, scope: String?, token: String) -> Response {
         let subscription = events.subscribe(job: job)
         let pool = self.pool
         let keepAlive = Task {
@@ -51,7 +58,15 @@ extension FarmAPI {
             }
             // An opening comment, so clients see the headers and the stream at once.
             try await writer.write(ByteBuffer(string: ": connected\n\n"))
+            // Whether each job seen so far is the scope's: a job's owner never changes, so one look-up per job.
+            var visible: [Int64: Bool] = [:]
             for await event in subscription.events {
+                if let scope {
+                    if visible[event.job] == nil, let owner = try? await pool.run({ try $0.jobOwner(event.job) }) {
+                        visible[event.job] = owner == scope
+                    }
+                    guard visible[event.job] == true else { continue }
+                }
                 try await writer.write(ByteBuffer(string: event.serverSentEvent))
             }
             try await writer.finish(nil)

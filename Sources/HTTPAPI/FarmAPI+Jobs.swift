@@ -15,23 +15,29 @@ extension FarmAPI {
     /// admin token steers a job.
     func addJobRoutes(submit: APIRoutes, admin: APIRoutes) {
         let pool = self.pool
-        submit.on(.get, "jobs") { _, _ in
-            try Self.json(try await pool.run { try $0.jobs() })
+        submit.on(.get, "jobs") { _, context in
+            let scope = context.scope
+            return try Self.json(try await pool.run { try $0.jobs(owner: scope) })
         }
         submit.on(.post, "jobs") { request, context in
-            try await self.submit(request, role: context.role)
+            try await self.submit(request, grant: context.grant)
+        }
+        submit.on(.get, "models") { _, _ in
+            try Self.json(try await pool.run { try $0.farmModels() })
         }
         submit.on(.get, "jobs/:job") { _, context in
             let job = try context.pathID("job")
-            guard let detail = try await pool.run({ try $0.jobDetail(job) }) else {
+            let detail = try await pool.run { try $0.jobDetail(job) }
+            guard let detail, context.scope == nil || context.scope == detail.owner else {
                 throw APIError(status: 404, "job \(job) does not exist")
             }
             return try Self.json(detail)
         }
         submit.on(.get, "jobs/:job/images") { _, context in
             let job = try context.pathID("job")
+            let scope = context.scope
             let images = try await pool.run { store -> [ImageRecord]? in
-                guard try store.jobExists(job) else { return nil }
+                guard let owner = try store.jobOwner(job), scope == nil || scope == owner else { return nil }
                 return try store.imageList(job: job)
             }
             guard let images else { throw APIError(status: 404, "job \(job) does not exist") }
@@ -39,7 +45,12 @@ extension FarmAPI {
         }
         submit.on(.get, "tasks/:task/image") { _, context in
             let task = try context.pathID("task")
-            guard let png = try await pool.run({ try $0.image(task: task) }) else {
+            let scope = context.scope
+            let found = try await pool.run { store -> Data? in
+                if let scope, try store.taskOwner(task) != scope { return nil }
+                return try store.image(task: task)
+            }
+            guard let png = found else {
                 throw APIError(status: 404, "task \(task) has no image")
             }
             // nosniff (NoSniffMiddleware): a browser must never read stored bytes as anything but the PNG they are declared to be.
@@ -56,9 +67,11 @@ extension FarmAPI {
         }
     }
 
-    /// `POST /v1/jobs`: parses the body as a spec in `?format=` and queues it; a token below admin may not ask
-    /// for a priority above `maxSubmitPriority`.
-    func submit(_ request: Request, role: TokenRole?) async throws -> Response {
+    /// `POST /v1/jobs`: parses the body as a spec in `?format=` and queues it for the token's owner; a token below
+    /// admin may not ask for a priority above `maxSubmitPriority`.
+    func submit(_ request: Request, grant: TokenGrant?) async throws -> Response {
+        let role = grant?.role
+        let owner = grant?.owner ?? ""
         var format = "yaml"
         var overrides: [String: String] = [:]
         for (key, value) in request.uri.queryParameters {
@@ -84,7 +97,8 @@ extension FarmAPI {
                 field: "priority")
         }
         let id = try await pool.run { store in
-            try store.enqueue(name: spec.name, model: spec.model, maxAttempts: spec.maxAttempts, priority: spec.priority, tasks: spec.tasks)
+            try store.enqueue(
+                name: spec.name, model: spec.model, owner: owner, maxAttempts: spec.maxAttempts, priority: spec.priority, tasks: spec.tasks)
         }
         return try Self.json(SubmitReply(id: id, tasks: spec.tasks.count), status: 201)
     }

@@ -12,8 +12,10 @@ extension FarmAPI {
         }
         admin.on(.post, "tokens") { request, _ in
             let asked = try Self.tokenRequest(try await Self.collect(request.body))
-            let created = try await pool.run { try $0.createToken(role: asked.role, name: asked.name) }
-            return try Self.json(CreatedToken(id: created.id, token: created.token, role: asked.role, name: asked.name), status: 201)
+            let created = try await pool.run { try $0.createToken(role: asked.role, name: asked.name, owner: asked.owner) }
+            let owner = asked.owner ?? asked.name
+            return try Self.json(
+                CreatedToken(id: created.id, token: created.token, role: asked.role, name: asked.name, owner: owner), status: 201)
         }
         // `:token` is the token's row id, not its secret.
         admin.on(.post, "tokens/:token/revoke") { _, context in
@@ -31,7 +33,7 @@ extension FarmAPI {
         guard let object = try? JSONDecoder().decode([String: JSONValue].self, from: data) else {
             throw APIError(status: 400, "the body must be a JSON object {\"role\": \"submit\"|\"admin\", \"name\": \"...\"}", field: "body")
         }
-        if let unknown = object.keys.sorted().first(where: { !["role", "name"].contains($0) }) {
+        if let unknown = object.keys.sorted().first(where: { !["role", "name", "owner"].contains($0) }) {
             throw APIError(status: 400, "unknown field \(unknown)", field: unknown)
         }
         guard let role = object["role"]?.string.flatMap(TokenRole.init(rawValue:)) else {
@@ -44,6 +46,12 @@ extension FarmAPI {
         default: throw APIError(status: 400, "name must be a string of at most 200 characters", field: "name")
         }
         guard name.count <= 200 else { throw APIError(status: 400, "name must be a string of at most 200 characters", field: "name") }
-        return TokenRequest(role: role, name: name)
+        var owner: String?
+        switch object["owner"] {
+        case nil, .null?: owner = nil
+        case .string(let text)? where text.count <= 200: owner = text
+        default: throw APIError(status: 400, "owner must be a string of at most 200 characters", field: "owner")
+        }
+        return TokenRequest(role: role, name: name, owner: owner)
     }
 }

@@ -5,7 +5,7 @@ import Hummingbird
 import JobStore
 
 /// The coordinator's JSON API as a Hummingbird `Router`: the routes under `/v1` behind bearer tokens, and
-/// `/metrics` without one. `FarmHTTPServer` serves it; tests drive it in-process with HummingbirdTesting.
+/// `/metrics` and the dashboard's static files (`/`) without one. `FarmHTTPServer` serves it; tests drive it in-process with HummingbirdTesting.
 public struct FarmAPI: Sendable {
     /// The database behind the routes: every libpq call runs on one of its serial queues.
     let pool: DatabasePool
@@ -51,7 +51,10 @@ public struct FarmAPI: Sendable {
         addTokenRoutes(admin: admin)
         addEventRoutes(submit: submit)
         // Outside /v1 and without a token, as scrapers expect.
-        APIRoutes(group: router.group(), prefix: "", known: known).on(.get, "metrics") { _, _ in try await metricsPage() }
+        let open = APIRoutes(group: router.group(), prefix: "", known: known)
+        open.on(.get, "metrics") { _, _ in try await metricsPage() }
+        // The dashboard's static files; the page asks for a token and sends it to /v1 itself.
+        addDashboardRoutes(open)
         return router
     }
 }

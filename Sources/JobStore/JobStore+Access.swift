@@ -4,16 +4,17 @@ import Postgres
 
 /// API tokens and the workers' key allow-list.
 extension JobStore {
-    /// Makes a token for `role`: returns its id and the secret (64 hex digits), which is stored only as a SHA-256.
-    public func createToken(role: TokenRole, name: String) throws -> (id: Int64, token: String) {
+    /// Makes a token for `role` belonging to `owner` (nil: the owner named as the token): returns its id and the
+    /// secret (64 hex digits), which is stored only as a SHA-256.
+    public func createToken(role: TokenRole, name: String, owner: String? = nil) throws -> (id: Int64, token: String) {
         var bytes = [UInt8](repeating: 0, count: 32)
         var generator = SystemRandomNumberGenerator()
         for index in bytes.indices { bytes[index] = UInt8.random(in: .min ... .max, using: &generator) }
         let token = bytes.map { String(format: "%02x", $0) }.joined()
         let id: Int64 = try connection.query(
             """
-            INSERT INTO api_tokens (sha256, role, name) VALUES ($1, $2, $3) RETURNING id
-            """, [Data(SHA256.digest(of: Data(token.utf8))), role.rawValue, name]
+            INSERT INTO api_tokens (sha256, role, name, owner) VALUES ($1, $2, $3, $4) RETURNING id
+            """, [Data(SHA256.digest(of: Data(token.utf8))), role.rawValue, name, owner ?? name]
         ).single().decode("id")
         return (id, token)
     }
@@ -27,13 +28,24 @@ extension JobStore {
         return try rows.first.flatMap { TokenRole(rawValue: try $0.decode("role", as: String.self)) }
     }
 
+    /// The role and owner of a token that exists and is not revoked; nil otherwise.
+    public func tokenGrant(_ token: String) throws -> TokenGrant? {
+        let rows = try connection.query(
+            "SELECT role, owner FROM api_tokens WHERE sha256 = $1 AND revoked_at IS NULL",
+            [Data(SHA256.digest(of: Data(token.utf8)))]
+        ).rows
+        return try rows.first.flatMap { row in
+            try TokenRole(rawValue: try row.decode("role", as: String.self)).map { TokenGrant(role: $0, owner: try row.decode("owner")) }
+        }
+    }
+
     /// Every token, without secrets, oldest first.
     public func tokens() throws -> [TokenRecord] {
         try records(
             TokenRecord.self,
             """
             SELECT coalesce(json_agg(json_build_object(
-                       'id', id, 'role', role, 'name', name, 'created', created_at::text, 'revoked', revoked_at::text) ORDER BY id),
+                       'id', id, 'role', role, 'name', name, 'owner', owner, 'created', created_at::text, 'revoked', revoked_at::text) ORDER BY id),
                    '[]') AS record
             FROM api_tokens
             """)

@@ -32,9 +32,19 @@ extension JobStore {
         try connection.query("SELECT 1 FROM jobs WHERE id = $1", [job]).rows.count == 1
     }
 
-    /// Every job with its counts (`farm jobs --json`, `GET /v1/jobs`), oldest first.
-    public func jobs() throws -> [JobRecord] {
-        try jobRecords(where: "true", [])
+    /// Every job with its counts (`farm jobs --json`, `GET /v1/jobs`), oldest first; only `owner`'s when given.
+    public func jobs(owner: String? = nil) throws -> [JobRecord] {
+        try jobRecords(where: "$1::text IS NULL OR owner = $1", [owner])
+    }
+
+    /// The owner of a job (empty for jobs queued straight into the database); nil when there is no such job.
+    public func jobOwner(_ job: Int64) throws -> String? {
+        try connection.query("SELECT owner FROM jobs WHERE id = $1", [job]).rows.first?.decode("owner")
+    }
+
+    /// The owner of the job a task belongs to; nil when there is no such task.
+    public func taskOwner(_ task: Int64) throws -> String? {
+        try connection.query("SELECT j.owner FROM tasks t JOIN jobs j ON j.id = t.job_id WHERE t.id = $1", [task]).rows.first?.decode("owner")
     }
 
     /// The jobs `farm watch` follows: `job` alone when given (none if it does not exist), else every active or paused job.
@@ -47,7 +57,7 @@ extension JobStore {
             JobRecord.self,
             """
             SELECT coalesce(json_agg(json_build_object(
-                       'id', id, 'name', name, 'model', model, 'state', state, 'priority', priority, 'tasks', task_count,
+                       'id', id, 'name', name, 'owner', owner, 'model', model, 'state', state, 'priority', priority, 'tasks', task_count,
                        'counts', \(Self.countsJSON), 'created', created_at::text) ORDER BY id), '[]') AS record
             FROM jobs WHERE \(condition)
             """, parameters)
@@ -66,7 +76,8 @@ extension JobStore {
         try connection.query(
             """
             SELECT json_build_object(
-                       'id', id, 'name', name, 'state', state, 'model', model, 'counts', counts, 'tasks_per_second', rate,
+                       'id', id, 'name', name, 'owner', owner, 'state', state, 'model', model, 'counts', counts,
+                       'tasks', task_count, 'tasks_per_second', rate,
                        'eta_seconds', CASE WHEN rate > 0 THEN (queued_count + running_count)::float8 / rate END,
                        'failures', (SELECT coalesce(json_agg(json_build_object('reason', reason, 'tasks', n) ORDER BY n DESC), '[]')
                                     FROM (SELECT coalesce(error_message, '') AS reason, count(*) AS n FROM tasks
@@ -117,6 +128,15 @@ extension JobStore {
             LEFT JOIN LATERAL (SELECT t.id, t.job_id, t.step, t.total_steps, t.steps_per_second FROM tasks t
                                WHERE t.lease_owner = w.id AND t.state = 'running' ORDER BY t.id LIMIT 1) c ON true
             """)
+    }
+
+    /// The model names the farm's connected workers hold (online, draining or cordoned), sorted: what a job may name.
+    public func farmModels() throws -> [String] {
+        try connection.query(
+            """
+            SELECT DISTINCT m FROM workers, unnest(models) AS m WHERE state IN ('online', 'draining', 'cordoned') ORDER BY m
+            """
+        ).rows.map { try $0.decode("m", as: String.self) }
     }
 
     /// Every running task with its worker and step, of `job` or of all jobs, by worker then task (`farm watch`).

@@ -17,6 +17,7 @@ struct TokensCreate: ParsableCommand {
     @OptionGroup var remote: RemoteOptions
     @Option(help: "submit (queue jobs, read jobs and images) or admin (everything).") var role: String
     @Option(help: "A label for the token.") var name = ""
+    @Option(help: "Whose jobs it submits and, as a submit token, the only jobs it sees (default: --name).") var owner: String?
 
     func validate() throws {
         guard TokenRole(rawValue: role) != nil else { throw ValidationError("--role must be submit or admin, got \(role)") }
@@ -25,12 +26,12 @@ struct TokensCreate: ParsableCommand {
     func run() throws {
         // The first admin token can only come from the database; later ones also from an admin over HTTP.
         if database.database == nil, let client = try remote.client() {
-            let body = try JSONEncoder().encode(TokenRequest(role: TokenRole(rawValue: role)!, name: name))
+            let body = try JSONEncoder().encode(TokenRequest(role: TokenRole(rawValue: role)!, name: name, owner: owner))
             return print(try client.json(CreatedToken.self, "POST", "tokens", body: body).token)
         }
         let connection = try database.connect()
         try Migrator(folder: Migrator.locateFolder()).apply(to: connection)
-        print(try JobStore(connection: connection).createToken(role: TokenRole(rawValue: role)!, name: name).token)
+        print(try JobStore(connection: connection).createToken(role: TokenRole(rawValue: role)!, name: name, owner: owner).token)
     }
 }
 
@@ -45,8 +46,8 @@ struct TokensList: ParsableCommand {
         let tokens = try remote.ask([TokenRecord].self, "tokens", database: database) { try $0.tokens() }
         if json { return try printJSON(tokens) }
         printTable(
-            ["ID", "ROLE", "NAME", "CREATED", "REVOKED"],
-            tokens.map { ["\($0.id)", $0.role.rawValue, $0.name, $0.created, $0.revoked ?? "-"] })
+            ["ID", "ROLE", "NAME", "OWNER", "CREATED", "REVOKED"],
+            tokens.map { ["\($0.id)", $0.role.rawValue, $0.name, $0.owner, $0.created, $0.revoked ?? "-"] })
     }
 }
 

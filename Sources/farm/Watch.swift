@@ -105,7 +105,8 @@ struct RemoteWatchSource: WatchSource {
             }
             snapshot.jobs = [
                 JobRecord(
-                    id: detail.id, name: detail.name, model: detail.model, state: detail.state, priority: 0, tasks: detail.counts.total,
+                    id: detail.id, name: detail.name, owner: detail.owner, model: detail.model, state: detail.state, priority: 0,
+                    tasks: detail.counts.total,
                     counts: detail.counts, created: "")
             ]
         } else {

@@ -75,7 +75,8 @@ struct HTTPFarm {
     let admin: String
     let submit: String
 
-    init() throws {
+    /// Starts it; `heartbeat` seconds between heartbeats, and `missedHeartbeats` of them before a worker is lost.
+    init(heartbeat: Double = 0.2, missedHeartbeats: Int = 10) throws {
         let (database, zmq) = try farmDatabase()
         (conninfo, endpoint) = (database, zmq)
         let port = try TemporaryPostgres.freePort()
@@ -83,7 +84,7 @@ struct HTTPFarm {
         coordinator = try FarmProcess(
             [
                 "coordinator", "--insecure", "--database", database, "--listen", zmq, "--http", "127.0.0.1:\(port)",
-                "--heartbeat", "0.2", "--missed-heartbeats", "10",
+                "--heartbeat", String(heartbeat), "--missed-heartbeats", String(missedHeartbeats),
             ], name: "http-coordinator")
         let created = try ["admin", "submit"].map { role in
             try runFarmCapturing(["tokens", "create", "--role", role, "--name", "test-\(role)", "--database", database])

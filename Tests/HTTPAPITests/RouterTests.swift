@@ -74,7 +74,7 @@ func errorReply(_ response: TestResponse) throws -> ErrorReply {
         #expect(missing.status == .notFound && missing.headers[.contentType] == "application/json")
         #expect(try errorReply(missing) == ErrorReply(error: "no route GET /v1/nothing"))
         #expect(try await client.execute(uri: "/v1/jobs/1/frobnicate", method: .post, headers: bearer(farm.admin)).status == .notFound)
-        #expect(try await client.execute(uri: "/", method: .get).status == .notFound)
+        #expect(try await client.execute(uri: "/index.php", method: .get).status == .notFound)
         // An id that is not a positive integer names nothing.
         let badID = try await client.execute(uri: "/v1/jobs/abc", method: .get)
         #expect(try badID.status == .notFound && (errorReply(badID)).error == "no job abc")

@@ -46,11 +46,14 @@ public struct TokenRequest: Codable, Sendable, Equatable {
     public var role: TokenRole
     /// A label for it.
     public var name: String
+    /// Whose jobs it submits and sees; nil: the owner named as the token.
+    public var owner: String?
 
     /// Makes a request.
-    public init(role: TokenRole, name: String) {
+    public init(role: TokenRole, name: String, owner: String? = nil) {
         self.role = role
         self.name = name
+        self.owner = owner
     }
 }
 
@@ -64,13 +67,16 @@ public struct CreatedToken: Codable, Sendable, Equatable {
     public var role: TokenRole
     /// Its label.
     public var name: String
+    /// Whose jobs it submits and sees.
+    public var owner: String
 
     /// Makes a reply.
-    public init(id: Int64, token: String, role: TokenRole, name: String) {
+    public init(id: Int64, token: String, role: TokenRole, name: String, owner: String) {
         self.id = id
         self.token = token
         self.role = role
         self.name = name
+        self.owner = owner
     }
 }
 

@@ -13,6 +13,10 @@ public struct JobDetail: Codable, Sendable, Equatable {
     public var id: Int64
     /// Its name.
     public var name: String
+    /// Whose it is (see `JobRecord.owner`).
+    public var owner: String
+    /// Tasks in all.
+    public var tasks: Int
     /// Where it is in its life.
     public var state: JobState
     /// The model its tasks use by default.
@@ -27,7 +31,7 @@ public struct JobDetail: Codable, Sendable, Equatable {
     public var failures: [FailureGroup]
 
     enum CodingKeys: String, CodingKey {
-        case id, name, state, model, counts, failures
+        case id, name, owner, tasks, state, model, counts, failures
         case tasksPerSecond = "tasks_per_second"
         case etaSeconds = "eta_seconds"
     }

@@ -28,6 +28,8 @@ public struct JobRecord: Codable, Sendable, Equatable {
     public var id: Int64
     /// Its name.
     public var name: String
+    /// Whose it is: the owner of the token that submitted it (empty for jobs queued straight into the database).
+    public var owner: String
     /// The model its tasks use by default.
     public var model: String
     /// Where it is in its life.
@@ -43,10 +45,12 @@ public struct JobRecord: Codable, Sendable, Equatable {
 
     /// Makes a record.
     public init(
-        id: Int64, name: String, model: String, state: JobState, priority: Int, tasks: Int, counts: TaskCounts, created: String
+        id: Int64, name: String, owner: String = "", model: String, state: JobState, priority: Int, tasks: Int, counts: TaskCounts,
+        created: String
     ) {
         self.id = id
         self.name = name
+        self.owner = owner
         self.model = model
         self.state = state
         self.priority = priority

@@ -14,9 +14,25 @@ public struct TokenRecord: Codable, Sendable, Equatable {
     public var role: TokenRole
     /// A label given at creation.
     public var name: String
+    /// Whose jobs it submits and, as a submit token, the only jobs it sees.
+    public var owner: String
     /// When it was made (PostgreSQL's text form).
     public var created: String
     /// When it was revoked, if it was (JSON null if not).
     @NullWhenNil public var revoked: String?
 
+}
+
+/// What a valid token grants: its role, and the owner its jobs belong to (a submit token sees only that owner's jobs).
+public struct TokenGrant: Sendable, Equatable {
+    /// What it may do.
+    public var role: TokenRole
+    /// Whose jobs it submits and sees.
+    public var owner: String
+
+    /// Makes a grant.
+    public init(role: TokenRole, owner: String) {
+        self.role = role
+        self.owner = owner
+    }
 }

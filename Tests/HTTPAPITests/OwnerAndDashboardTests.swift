@@ -1,0 +1,88 @@
+import FarmModel
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import JobStore
+import Testing
+
+/// A one-task JSON spec named `name`.
+private func oneTaskSpec(_ name: String) -> ByteBuffer {
+    ByteBuffer(
+        string: #"{"name": "\#(name)", "model": "synthetic", "defaults": {"width": 32, "height": 32, "steps": 2}, "items": [{"prompt": "a pear"}]}"#)
+}
+
+/// The id of a `POST /v1/jobs` answer.
+private func submittedID(_ response: TestResponse) throws -> Int64 {
+    try JSONDecoder().decode(SubmitReply.self, from: Data(response.body.readableBytesView)).id
+}
+
+@Test func aSubmitTokenSeesOnlyItsOwnersJobs() async throws {
+    let farm = try APIFixture()
+    let alice = try farm.store.createToken(role: .submit, name: "alice-laptop", owner: "alice").token
+    let aliceCI = try farm.store.createToken(role: .submit, name: "alice-ci", owner: "alice").token
+    let bob = try farm.store.createToken(role: .submit, name: "bob").token
+    #expect(try farm.store.tokenGrant(bob) == TokenGrant(role: .submit, owner: "bob"))
+    #expect(try farm.store.tokens().map(\.owner) == ["test-admin", "test-submit", "alice", "alice", "bob"])
+    try await farm.test { client in
+        let json = "/v1/jobs?format=json"
+        let aliceJob = try submittedID(try await client.execute(uri: json, method: .post, headers: bearer(alice), body: oneTaskSpec("a")))
+        let bobJob = try submittedID(try await client.execute(uri: json, method: .post, headers: bearer(bob), body: oneTaskSpec("b")))
+        #expect(try farm.store.jobOwner(aliceJob) == "alice" && farm.store.jobOwner(bobJob) == "bob")
+
+        func jobs(_ token: String) async throws -> [JobRecord] {
+            let response = try await client.execute(uri: "/v1/jobs", method: .get, headers: bearer(token))
+            return try JSONDecoder().decode([JobRecord].self, from: Data(response.body.readableBytesView))
+        }
+        // Tokens of one owner share its jobs; an admin sees every job.
+        #expect(try await jobs(alice).map(\.id) == [aliceJob])
+        #expect(try await jobs(aliceCI).map(\.id) == [aliceJob])
+        #expect(try await jobs(bob).map(\.owner) == ["bob"])
+        #expect(try await jobs(farm.submit).isEmpty)
+        #expect(try await jobs(farm.admin).map(\.id) == [aliceJob, bobJob])
+
+        // Another owner's job answers as one that does not exist, on every route that names it.
+        for uri in ["/v1/jobs/\(bobJob)", "/v1/jobs/\(bobJob)/images", "/v1/events?job=\(bobJob)"] {
+            let hidden = try await client.execute(uri: uri, method: .get, headers: bearer(alice))
+            #expect(hidden.status == .notFound, "\(uri)")
+            #expect(try errorReply(hidden).error == "job \(bobJob) does not exist", "\(uri)")
+        }
+        let own = try await client.execute(uri: "/v1/jobs/\(aliceJob)", method: .get, headers: bearer(alice))
+        let detail = try JSONDecoder().decode(JobDetail.self, from: Data(own.body.readableBytesView))
+        #expect(own.status == .ok && detail.owner == "alice" && detail.tasks == 1)
+        #expect(try await client.execute(uri: "/v1/jobs/\(bobJob)", method: .get, headers: bearer(farm.admin)).status == .ok)
+
+        // Tokens made over HTTP name their owner (by default, their name).
+        let made = try await client.execute(
+            uri: "/v1/tokens", method: .post, headers: bearer(farm.admin),
+            body: ByteBuffer(string: #"{"role": "submit", "name": "carol", "owner": "c"}"#))
+        #expect(try JSONDecoder().decode(CreatedToken.self, from: Data(made.body.readableBytesView)).owner == "c")
+        let badOwner = try await client.execute(
+            uri: "/v1/tokens", method: .post, headers: bearer(farm.admin), body: ByteBuffer(string: #"{"role": "submit", "owner": 7}"#))
+        #expect(try badOwner.status == .badRequest && errorReply(badOwner).field == "owner")
+    }
+}
+
+@Test func theDashboardIsServedWithoutAToken() async throws {
+    let farm = try APIFixture()
+    try await farm.test { client in
+        for (path, type, marker) in [
+            ("/", "text/html; charset=utf-8", "<script src=\"/dashboard.js\" defer></script>"),
+            ("/dashboard.css", "text/css; charset=utf-8", "prefers-color-scheme"),
+            ("/dashboard.js", "text/javascript; charset=utf-8", "function renderJobs("),
+        ] {
+            let response = try await client.execute(uri: path, method: .get)
+            #expect(response.status == .ok && response.headers[.contentType] == type, "\(path)")
+            #expect(String(buffer: response.body).contains(marker), "\(path)")
+            // Nothing from elsewhere: the policy allows the coordinator's own files and API only.
+            #expect(response.headers[.contentSecurityPolicy]?.hasPrefix("default-src 'self'") == true, "\(path)")
+            #expect(!String(buffer: response.body).contains("http://") && !String(buffer: response.body).contains("https://"), "\(path)")
+            let head = try await client.execute(uri: path, method: .head)
+            #expect(head.status == .ok && head.body.readableBytes == 0, "\(path)")
+        }
+        #expect(try await client.execute(uri: "/", method: .post).status == .methodNotAllowed)
+        // The submit form's model list: none before any worker connects.
+        let models = try await client.execute(uri: "/v1/models", method: .get, headers: bearer(farm.submit))
+        #expect(models.status == .ok && String(buffer: models.body) == "[]")
+    }
+}
