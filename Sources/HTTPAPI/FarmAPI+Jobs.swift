@@ -33,12 +33,13 @@ extension FarmAPI {
             }
             return try Self.json(detail)
         }
-        submit.on(.get, "jobs/:job/images") { _, context in
+        submit.on(.get, "jobs/:job/images") { request, context in
             let job = try context.pathID("job")
             let scope = context.scope
+            let (offset, limit) = try Self.page(request)
             let images = try await pool.run { store -> [ImageRecord]? in
                 guard let owner = try store.jobOwner(job), scope == nil || scope == owner else { return nil }
-                return try store.imageList(job: job)
+                return try store.imageList(job: job, offset: offset, limit: limit)
             }
             guard let images else { throw APIError(status: 404, "job \(job) does not exist") }
             return try Self.json(images)
@@ -101,6 +102,29 @@ extension FarmAPI {
                 name: spec.name, model: spec.model, owner: owner, maxAttempts: spec.maxAttempts, priority: spec.priority, tasks: spec.tasks)
         }
         return try Self.json(SubmitReply(id: id, tasks: spec.tasks.count), status: 201)
+    }
+
+    /// The `?offset=N&limit=M` of a paged list: offset 0 and no limit when absent; 400 naming a bad one.
+    static func page(_ request: Request) throws -> (offset: Int, limit: Int?) {
+        var offset = 0
+        var limit: Int?
+        for (key, value) in request.uri.queryParameters {
+            switch key {
+            case "offset":
+                guard let number = Int(String(value)), number >= 0 else {
+                    throw APIError(status: 400, "offset must be a whole number", field: "offset")
+                }
+                offset = number
+            case "limit":
+                guard let number = Int(String(value)), (1...10_000).contains(number) else {
+                    throw APIError(status: 400, "limit must be 1...10000", field: "limit")
+                }
+                limit = number
+            default:
+                throw APIError(status: 400, "unknown query parameter \(key)", field: String(key))
+            }
+        }
+        return (offset, limit)
     }
 
     /// Runs CPU-heavy `work` on a dispatch queue and awaits it, so that it does not hold a cooperative thread.

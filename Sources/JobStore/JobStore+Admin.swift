@@ -151,15 +151,17 @@ extension JobStore {
             """, [job])
     }
 
-    /// A job's stored images without their bytes, in task order: index, seed and task id.
-    public func imageList(job: Int64) throws -> [ImageRecord] {
+    /// A job's stored images without their bytes, in task order: index, seed and task id; with `limit`, at most that
+    /// many from the `offset`-th on (a gallery's page of a 100,000-task job).
+    public func imageList(job: Int64, offset: Int = 0, limit: Int? = nil) throws -> [ImageRecord] {
         try records(
             ImageRecord.self,
             """
-            SELECT coalesce(json_agg(json_build_object('index', t.index, 'seed', i.seed, 'task', t.id) ORDER BY t.index), '[]')
+            SELECT coalesce(json_agg(json_build_object('index', p.index, 'seed', p.seed, 'task', p.id) ORDER BY p.index), '[]')
                    AS record
-            FROM images i JOIN tasks t ON t.id = i.task_id WHERE t.job_id = $1
-            """, [job])
+            FROM (SELECT t.index, i.seed, t.id FROM images i JOIN tasks t ON t.id = i.task_id WHERE t.job_id = $1
+                  ORDER BY t.index OFFSET $2 LIMIT $3) p
+            """, [job, offset, limit])
     }
 
     /// The PNG of one task, if it has one.

@@ -51,6 +51,13 @@ private func submittedID(_ response: TestResponse) throws -> Int64 {
         let detail = try JSONDecoder().decode(JobDetail.self, from: Data(own.body.readableBytesView))
         #expect(own.status == .ok && detail.owner == "alice" && detail.tasks == 1)
         #expect(try await client.execute(uri: "/v1/jobs/\(bobJob)", method: .get, headers: bearer(farm.admin)).status == .ok)
+        // A page of a job's images: bad bounds name their field.
+        let paged = try await client.execute(uri: "/v1/jobs/\(aliceJob)/images?offset=0&limit=60", method: .get, headers: bearer(alice))
+        #expect(paged.status == .ok && String(buffer: paged.body) == "[]")
+        for (query, field) in [("limit=0", "limit"), ("offset=-1", "offset"), ("size=3", "size")] {
+            let bad = try await client.execute(uri: "/v1/jobs/\(aliceJob)/images?\(query)", method: .get, headers: bearer(alice))
+            #expect(try bad.status == .badRequest && errorReply(bad).field == field, "\(query)")
+        }
 
         // Tokens made over HTTP name their owner (by default, their name).
         let made = try await client.execute(

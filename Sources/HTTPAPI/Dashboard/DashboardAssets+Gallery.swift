@@ -35,6 +35,7 @@ extension DashboardAssets {
 
         function makeGallery(view, job) {
           let images = [];
+          let total = 0;
           let page = 0;
           const cache = new Map();
           view.leave.push(() => { for (const entry of cache.values()) entry.then((e) => URL.revokeObjectURL(e.url), () => {}); });
@@ -62,17 +63,18 @@ extension DashboardAssets {
 
           const grid = h("div", { class: "gallery", id: "gallery" });
           const status = h("span", { id: "gallery-page", "aria-live": "polite" });
-          const previous = h("button", { type: "button", id: "gallery-previous", onclick: () => { page -= 1; draw(); } }, "Previous");
-          const next = h("button", { type: "button", id: "gallery-next", onclick: () => { page += 1; draw(); } }, "Next");
+          const previous = h("button", { type: "button", id: "gallery-previous", onclick: () => { page -= 1; attempt(refresh); } }, "Previous");
+          const next = h("button", { type: "button", id: "gallery-next", onclick: () => { page += 1; attempt(refresh); } }, "Next");
           const all = h("button", { type: "button", id: "download-all", onclick: () => attempt(downloadAll) }, "Download all");
           const element = h("section", { "aria-label": "Gallery" }, h("div", { class: "pager" }, previous, status, next, all), grid);
 
           function fileName(image) { return "job" + job + "-" + image.index + "-seed" + image.seed + ".png"; }
 
+          const pageCount = () => Math.max(1, Math.ceil(total / imagesPerPage));
+
           function draw() {
-            const pages = Math.max(1, Math.ceil(images.length / imagesPerPage));
-            page = Math.min(Math.max(page, 0), pages - 1);
-            const shown = images.slice(page * imagesPerPage, (page + 1) * imagesPerPage);
+            const pages = pageCount();
+            const shown = images;
             keepFocus(() => grid.replaceChildren(...shown.map((image) => {
               const label = "Image " + image.index + ", seed " + image.seed;
               const img = h("img", { alt: label, dataset: { task: image.task } });
@@ -83,10 +85,10 @@ extension DashboardAssets {
               }, img);
             })));
             if (images.length === 0) grid.append(h("p", { class: "note" }, "No images yet."));
-            status.textContent = images.length + " image(s) · page " + (page + 1) + " of " + pages;
+            status.textContent = total + " image(s) · page " + (page + 1) + " of " + pages;
             previous.disabled = page === 0;
             next.disabled = page >= pages - 1;
-            all.disabled = images.length === 0;
+            all.disabled = total === 0;
             grid.dataset.count = String(shown.length);
           }
 
@@ -103,19 +105,25 @@ extension DashboardAssets {
             $("viewer-close").focus();
           }
 
+          // Every image, a thousand list entries at a time, one download each.
           async function downloadAll() {
-            if (images.length > 500 && !confirm(images.length + " files will download one by one; \"farm fetch " + job + "\" is faster. Go on?")) return;
-            for (const image of images) {
-              const { url } = await load(image.task);
-              const link = h("a", { href: url, download: fileName(image) });
-              document.body.append(link);
-              link.click();
-              link.remove();
+            if (total > 500 && !confirm(total + " files will download one by one; \"farm fetch " + job + "\" is faster. Go on?")) return;
+            for (let offset = 0; offset < total && view.alive; offset += 1000) {
+              for (const image of await getJSON("jobs/" + job + "/images?offset=" + offset + "&limit=1000")) {
+                const { url } = await load(image.task);
+                const link = h("a", { href: url, download: fileName(image) });
+                document.body.append(link);
+                link.click();
+                link.remove();
+              }
             }
           }
 
-          async function refresh() {
-            images = await getJSON("jobs/" + job + "/images");
+          // Fetches the shown page of the list alone; `done` (the job's done count) is how many images there are.
+          async function refresh(done) {
+            if (done !== undefined) total = done;
+            page = Math.min(Math.max(page, 0), pageCount() - 1);
+            images = await getJSON("jobs/" + job + "/images?offset=" + page * imagesPerPage + "&limit=" + imagesPerPage);
             if (view.alive) draw();
           }
           return { element, refresh };

@@ -39,7 +39,8 @@ extension DashboardAssets {
                 h("span", {}, "Owner: ", detail.owner || "–"),
                 h("span", {}, "Model: ", detail.model || "–"),
                 h("span", {}, "Rate: ", h("span", { id: "job-rate" }, formatRate(detail.tasks_per_second))),
-                h("span", {}, "ETA: ", h("span", { id: "job-eta" }, formatSeconds(detail.eta_seconds))));
+                h("span", {}, "ETA: ", h("span", { id: "job-eta" },
+                  detail.counts.queued + detail.counts.running === 0 ? "–" : formatSeconds(detail.eta_seconds))));
               keepFocus(() => {
                 progress.replaceChildren(progressCell({ id, tasks: detail.tasks, counts: detail.counts }, "job-progress"));
                 actions.replaceChildren(jobActions({ id, state: detail.state, counts: detail.counts }, refresh) || "");
@@ -53,7 +54,7 @@ extension DashboardAssets {
             const finished = detail.counts.done;
             if (finished !== lastFinished) {
               lastFinished = finished;
-              await gallery.refresh();
+              await gallery.refresh(finished);
             }
             main.dataset.loaded = "true";
           }

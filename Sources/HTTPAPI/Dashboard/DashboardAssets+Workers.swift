@@ -18,6 +18,7 @@ extension DashboardAssets {
               const cell = body.querySelector('td.state[data-worker="' + CSS.escape(worker.name) + '"]');
               if (cell) { cell.textContent = reply.state; cell.dataset.state = reply.state; }
               last = "";
+              await refresh();
             });
           }
 
