@@ -47,6 +47,7 @@ public struct FarmAPI: Sendable {
         }
         let (submit, admin) = (v1(.submit), v1(.admin))
         addJobRoutes(submit: submit, admin: admin)
+        addInputRoutes(submit: submit)
         addWorkerRoutes(admin: admin)
         addTokenRoutes(admin: admin)
         addEventRoutes(submit: submit)

@@ -43,7 +43,7 @@ public struct JobSpec: Sendable {
     /// Fields a task (or `defaults`) may set, with the spelling users write.
     static let taskFields: Set<String> = [
         "prompt", "negative", "negative_prompt", "model", "width", "height", "steps",
-        "cfg", "cfg_scale", "sampler", "seed", "clip_skip", "strength", "refiner", "refiner_switch", "vae",
+        "cfg", "cfg_scale", "sampler", "seed", "clip_skip", "strength", "refiner", "refiner_switch", "vae", "init_image",
     ]
     /// Keys a sweep may vary.
     static let sweepFields = [
@@ -279,6 +279,7 @@ public struct JobSpec: Sendable {
         task.refiner = fields["refiner"]
         task.refinerSwitch = try double("refiner_switch")
         task.vae = fields["vae"]
+        task.initImage = fields["init_image"]
         do { try task.validate() } catch let failure as ValidationFailure {
             let field = ["cfg_scale": "cfg", "negative_prompt": "negative"][failure.field] ?? failure.field
             throw fail(field, failure.message)

@@ -93,3 +93,29 @@ private func submittedID(_ response: TestResponse) throws -> Int64 {
         #expect(models.status == .ok && String(buffer: models.body) == "[]")
     }
 }
+
+@Test func anInitImageIsStoredThenNamedBySpecs() async throws {
+    let farm = try APIFixture()
+    // A PNG's signature and IHDR header are all the route reads before storing it.
+    let png = Data(
+        [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 13] + Array("IHDR".utf8) + [0, 0, 0, 64, 0, 0, 0, 32, 8, 2, 0, 0, 0, 1, 2, 3, 4])
+    try await farm.test { client in
+        let stored = try await client.execute(uri: "/v1/images", method: .post, headers: bearer(farm.submit), body: ByteBuffer(bytes: png))
+        #expect(stored.status == .created)
+        let reply = try JSONDecoder().decode([String: JSONValue].self, from: Data(stored.body.readableBytesView))
+        let hash = SHA256.hex(of: png)
+        #expect(reply["sha256"] == .string(hash) && reply["width"] == .integer(64) && reply["height"] == .integer(32))
+        let notPNG = try await client.execute(uri: "/v1/images", method: .post, headers: bearer(farm.submit), body: ByteBuffer(string: "GIF89a"))
+        #expect(try notPNG.status == .badRequest && errorReply(notPNG).error == "the body must be a PNG image")
+
+        let spec = #"{"model": "synthetic", "defaults": {"init_image": "\#(hash)", "strength": 0.5}, "items": [{"prompt": "a pear"}]}"#
+        let submitted = try await client.execute(
+            uri: "/v1/jobs?format=json", method: .post, headers: bearer(farm.submit), body: ByteBuffer(string: spec))
+        #expect(submitted.status == .created, "\(String(buffer: submitted.body))")
+        let unknown = spec.replacingOccurrences(of: hash, with: String(repeating: "a", count: 64))
+        let refused = try await client.execute(
+            uri: "/v1/jobs?format=json", method: .post, headers: bearer(farm.submit), body: ByteBuffer(string: unknown))
+        #expect(try refused.status == .badRequest && errorReply(refused).field == "tasks")
+    }
+    #expect(try farm.store.jobs().count == 1)
+}

@@ -39,6 +39,8 @@ extension DashboardAssets {
             cfg: h("input", { value: "7" }),
             sampler: h("select", {}, samplers.map((name) => h("option", { value: name }, name))),
             seeds: h("input", { value: "1" }),
+            initImage: h("input", { type: "file", accept: "image/png" }),
+            strength: h("input", { type: "number", min: 0.01, max: 1, step: 0.01, value: 0.75 }),
           };
           const count = h("output", { id: "task-count", class: "count", for: "prompts seeds cfg", "aria-live": "polite" });
           const send = h("button", { type: "submit", class: "primary", id: "submit-job" }, "Submit");
@@ -52,6 +54,8 @@ extension DashboardAssets {
             field("cfg", "CFG", inputs.cfg, "One value, or several separated by commas to sweep them."),
             field("sampler", "Sampler", inputs.sampler),
             field("seeds", "Seeds", inputs.seeds, "A range like 1-4 or a list like 1, 7, 42."),
+            field("init-image", "Init image (img2img, optional)", inputs.initImage, "A PNG every task starts from."),
+            field("strength", "Strength", inputs.strength, "How far from the init image, 0–1 (img2img only)."),
             h("div", { class: "wide" }, count),
             h("div", { class: "wide" }, send));
           main.append(h("h1", {}, "Submit a job"), models, form);
@@ -89,6 +93,13 @@ extension DashboardAssets {
             await attempt(async () => {
               const { body } = spec();
               if (!body.model) throw new Error("model: name a model the workers hold");
+              const file = inputs.initImage.files[0];
+              if (file) {
+                // The image is stored first; the spec names it by its SHA-256.
+                const stored = await postJSON("images", { body: file, type: "image/png" });
+                body.defaults.init_image = stored.sha256;
+                body.defaults.strength = Number(inputs.strength.value);
+              }
               const reply = await postJSON("jobs?format=json", { body: JSON.stringify(body), type: "application/json" });
               go("#/job/" + reply.id);
             });
