@@ -9,12 +9,15 @@ nothing sleeps for a fixed time. Screenshots of each page go to --artifacts.
 import argparse
 import os
 import sys
+import time
 import traceback
 
 from selenium import webdriver
-from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException, TimeoutException
+from selenium.common.exceptions import (NoSuchElementException, StaleElementReferenceException, TimeoutException,
+                                        WebDriverException)
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
 PROMPTS = ["a red fox in the snow", "a castle at night", "a bowl of soup"]
@@ -47,9 +50,22 @@ class Dashboard:
                      "--window-size=1280,1000", "--no-first-run", "--disable-extensions", "--force-color-profile=srgb"]:
             options.add_argument(flag)
         options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-        self.driver = webdriver.Chrome(service=Service(executable_path=arguments.chromedriver), options=options)
+        self.driver = self.start_browser(options)
         self.driver.set_page_load_timeout(arguments.timeout)
         os.makedirs(arguments.artifacts, exist_ok=True)
+
+    def start_browser(self, options):
+        """Starts Chromium through chromedriver, again on failure until the deadline: on a loaded machine its
+        first start can time out."""
+        deadline = time.monotonic() + self.arguments.timeout
+        while True:
+            try:
+                return webdriver.Chrome(service=Service(executable_path=self.arguments.chromedriver), options=options)
+            except WebDriverException as error:
+                print("chromium did not start:", str(error).strip().splitlines()[0] if str(error).strip() else error, flush=True)
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(2)  # a back-off between attempts, not a wait for a state
 
     def wait(self, what, condition, timeout=None):
         """Polls `condition(driver)` until it is truthy; fails naming `what` at the deadline."""
@@ -78,12 +94,15 @@ class Dashboard:
         banner = self.by_id("error")
         return "" if banner.get_attribute("hidden") is not None else banner.text
 
-    def sign_in(self, token):
+    def sign_in(self, token, keyboard=False):
         self.wait("the sign-in form", lambda d: self.by_id("token").is_displayed())
         field = self.by_id("token")
         field.clear()
         field.send_keys(token)
-        self.by_id("sign-in").click()
+        if keyboard:
+            field.send_keys(Keys.ENTER)
+        else:
+            self.by_id("sign-in").click()
         self.wait("the jobs page after signing in", lambda d: self.by_id("jobs").get_attribute("data-loaded") == "true")
 
     def sign_out(self):
@@ -170,9 +189,17 @@ def run(page, arguments):
     assert page.error_banner() == "", page.error_banner()
     page.screenshot("workers")
 
+    # A phone's width: the page does not scroll sideways (wide tables scroll in their own box).
+    driver.set_window_size(390, 844)
+    page.go("nav-jobs", lambda d: page.by_id("jobs").get_attribute("data-loaded") == "true")
+    page.wait("a layout that fits a phone", lambda d: page.script(
+        "return document.documentElement.scrollWidth <= window.innerWidth"))
+    page.screenshot("jobs-phone")
+    driver.set_window_size(1280, 1000)
+
     # Another owner's submit token sees its own job only, and no admin controls.
     page.sign_out()
-    page.sign_in(arguments.other_token)
+    page.sign_in(arguments.other_token, keyboard=True)
     page.wait("the other owner's job", lambda d: driver.find_elements(By.CSS_SELECTOR, "#jobs tbody tr[data-job]"))
     rows = [int(r.get_attribute("data-job")) for r in driver.find_elements(By.CSS_SELECTOR, "#jobs tbody tr[data-job]")]
     assert rows == [arguments.other_job], rows

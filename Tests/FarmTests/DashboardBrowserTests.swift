@@ -77,7 +77,7 @@ private let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathCompon
         --- w1 ---
         \(workers[0].output.suffix(4000))
         """)
-    for page in ["signin", "submit", "job", "image", "jobs", "workers", "jobs-other-owner", "job-other-owner"] {
+    for page in ["signin", "submit", "job", "image", "jobs", "workers", "jobs-phone", "jobs-other-owner", "job-other-owner"] {
         #expect(FileManager.default.fileExists(atPath: artifacts.appendingPathComponent("\(page).png").path), "\(page).png")
     }
 }

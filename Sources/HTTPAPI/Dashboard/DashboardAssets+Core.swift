@@ -153,7 +153,8 @@ extension DashboardAssets {
                   }
                 }
               } catch (error) {
-                if (error.name === "AbortError" || !view.alive || error.status === 401 || error.status === 404) return;
+                if (error.name === "AbortError" || !view.alive || error.status === 401) return;
+                if (error.status === 404) return status("no such job");
               }
               if (!view.alive) return;
               status("stream dropped; reconnecting in " + delay / 1000 + " s");
