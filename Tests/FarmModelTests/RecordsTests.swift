@@ -20,7 +20,7 @@ private func decode<Value: Decodable>(_ type: Value.Type, _ text: String) throws
     #expect(try json(counts) == #"{"cancelled":0,"done":3,"failed":0,"queued":1,"running":0}"#)
     let detail = try decode(
         JobDetail.self,
-        #"{"id":7,"name":"n","state":"active","model":"m","counts":{"queued":1,"running":0,"done":3,"failed":0,"cancelled":0},"#
+        #"{"id":7,"name":"n","owner":"o","tasks":4,"state":"active","model":"m","counts":{"queued":1,"running":0,"done":3,"failed":0,"cancelled":0},"#
             + #""tasks_per_second":0,"eta_seconds":null,"failures":[{"reason":"bad","tasks":2}]}"#)
     #expect(detail.counts == counts && detail.etaSeconds == nil && detail.failures.map(\.tasks) == [2])
     #expect(try json(detail).contains(#""eta_seconds":null"#) && json(detail).contains(#""tasks_per_second":0"#))
@@ -36,8 +36,8 @@ private func decode<Value: Decodable>(_ type: Value.Type, _ text: String) throws
     #expect(try json(busy).contains(#""current":{"job":7,"step":2,"steps_per_second":null,"task":9,"total_steps":4}"#))
     #expect(try JSONDecoder().decode(WorkerRecord.self, from: Data(json(busy).utf8)) == busy)
 
-    let token = try decode(TokenRecord.self, #"{"id":1,"role":"admin","name":"n","created":"c","revoked":null}"#)
-    #expect(try json(token) == #"{"created":"c","id":1,"name":"n","revoked":null,"role":"admin"}"#)
+    let token = try decode(TokenRecord.self, #"{"id":1,"role":"admin","name":"n","owner":"o","created":"c","revoked":null}"#)
+    #expect(try json(token) == #"{"created":"c","id":1,"name":"n","owner":"o","revoked":null,"role":"admin"}"#)
     let key = try decode(WorkerKeyRecord.self, #"{"public_key":"k","name":"n","created":"c","revoked":"r"}"#)
     #expect(try json(key) == #"{"created":"c","name":"n","public_key":"k","revoked":"r"}"#)
     let reply = try decode(JobActionReply.self, #"{"id":1,"counts":"# + zero + #","requeued":null}"#)
