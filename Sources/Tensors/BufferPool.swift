@@ -43,9 +43,10 @@ public enum BufferPool {
     }
 
     /// Returns every pooled buffer of at least `bytes` to the system (all of them by default), e.g.
-    /// a sampler's large buffers before a VAE decode, which asks for other sizes. Small buffers stay
-    /// for loops that other threads may be running.
+    /// a sampler's large buffers before a VAE decode, which asks for other sizes, and the calling thread's
+    /// buffer of widened weights (`WeightScratch`). Small buffers stay for loops that other threads may be running.
     public static func drain(atLeast bytes: Int = 0) {
+        WeightScratch.release()
         let buffers = lock.withLock { () -> [UnsafeMutablePointer<Float>] in
             var released: [UnsafeMutablePointer<Float>] = []
             for (elements, pointers) in free where elements * MemoryLayout<Float>.stride >= bytes {

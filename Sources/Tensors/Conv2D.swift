@@ -12,6 +12,7 @@ extension Tensor {
     /// edge are cropped). Strided convolutions use im2col. 3×3 convolutions with padding 1 over
     /// enough pixels use Winograd F(4×4, 3×3) (`convWinograd`): a quarter of the multiplications.
     /// Small outputs (at most 32×32) of wide layers take one im2col GEMM for the whole batch (`convStacked`).
+    /// Half-precision weights are widened for the call into the thread's weight scratch; the bias must be Float32.
     public func conv2d(weight: Tensor, bias: Tensor? = nil, stride: Int = 1, padding: Int = 0) -> Tensor {
         precondition(
             rank == 4 && weight.rank == 4 && weight.shape[1] == shape[1],
@@ -26,29 +27,42 @@ extension Tensor {
 
         var result = Tensor(uninitialized: [batch, outChannels, outHeight, outWidth])
         let output = result.mutablePointer()
+        weight.withFloat32Elements { w in
+            convolve(
+                weight: w, bias: bias, stride: stride, padding: padding, outChannels: outChannels, kh: kh, kw: kw,
+                outHeight: outHeight, outWidth: outWidth, y: output)
+        }
+        return result
+    }
+
+    /// `conv2d` with the weights [out, in, kh, kw] as Float32, into the NCHW output `y`.
+    private func convolve(
+        weight w: UnsafePointer<Float>, bias: Tensor?, stride: Int, padding: Int, outChannels: Int, kh: Int, kw: Int,
+        outHeight: Int, outWidth: Int, y output: UnsafeMutablePointer<Float>
+    ) {
+        let (batch, channels, height, width) = (shape[0], shape[1], shape[2], shape[3])
         let plane = outHeight * outWidth
         if kh == 3 && kw == 3 && stride == 1 && padding == 1
             && Tensor.winogradPays(tiles: batch * ((height + 3) / 4) * ((width + 3) / 4), channels: channels, outChannels: outChannels)
         {
-            withExtendedLifetime((self, weight, bias)) {
+            withExtendedLifetime((self, bias)) {
                 Tensor.convWinograd(
                     x: pointer, batch: batch, channels: channels, height: height, width: width,
-                    weight: weight.pointer, bias: bias?.pointer, outChannels: outChannels, y: output)
+                    weight: w, bias: bias?.pointer, outChannels: outChannels, y: output)
             }
-            return result
+            return
         }
         if kh * kw > 1 && Tensor.stackedPays(plane: plane, channels: channels, rows: channels * kh * kw, batch: batch) {
-            withExtendedLifetime((self, weight, bias)) {
+            withExtendedLifetime((self, bias)) {
                 Tensor.convStacked(
                     x: pointer, batch: batch, channels: channels, height: height, width: width,
-                    stride: stride, padding: padding, weight: weight.pointer, bias: bias?.pointer,
+                    stride: stride, padding: padding, weight: w, bias: bias?.pointer,
                     outChannels: outChannels, kh: kh, kw: kw, outHeight: outHeight, outWidth: outWidth, y: output)
             }
-            return result
+            return
         }
-        withExtendedLifetime((self, weight, bias)) {
+        withExtendedLifetime((self, bias)) {
             let input = pointer
-            let w = weight.pointer
             // The weight is [O, C·kh·kw]; for shifted GEMMs we need [kh·kw][O, C] slices.
             let shifted = stride == 1 && kh * kw > 1 && outWidth >= 16
             var taps = Tensor(uninitialized: shifted ? [kh * kw, outChannels, channels] : [0])
@@ -96,7 +110,6 @@ extension Tensor {
             }
             withExtendedLifetime(taps) {}
         }
-        return result
     }
 
     /// Whether Winograd beats shifted GEMMs for this shape: its 36 GEMMs have one column per

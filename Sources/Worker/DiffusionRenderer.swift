@@ -72,7 +72,7 @@ public final class DiffusionRenderer: Renderer {
                     "model \(name): \(weights.ignoredKeys.count) unused tensors not loaded",
                     metadata: ["keys": "\(weights.ignoredKeys.prefix(20).joined(separator: ", "))"])
             }
-            bytes = 4 * [weights.unet, weights.vae, weights.textEncoder].reduce(0) { $0 + $1.values.reduce(0) { $0 + $1.count } }
+            bytes = weights.residentBytes
             pipeline = try Pipeline(weights: weights)
         } catch {
             throw RenderError(kind: .host, message: "cannot load model \(name): \(error)")

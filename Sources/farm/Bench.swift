@@ -11,14 +11,16 @@ struct Bench: ParsableCommand {
         abstract: "Time SD 1.5-sized rendering on this host: UNet step, text encoder, VAE decode, 20 steps, memory.",
         discussion: """
             Without --model the networks have SD 1.5's shapes (UNet 320/640/1280/1280, CLIP ViT-L/14,
-            the 128/256/512/512 VAE) and random weights, so nothing is downloaded. The UNet step is one
+            the 128/256/512/512 VAE) and random fp16 weights (as downloads store them; they stay resident as
+            halves), so nothing is downloaded. Each size ends with its peak memory: the largest resident set
+            of the whole run, weights, text encoder, UNet steps and VAE decode included. The UNet step is one
             call with batch 2 (classifier-free guidance); its GFLOP/s count the matrix products and
             attention, and the sgemm rate is a square 2048³ product measured in the same run (before and
             after the UNet step, the faster taken).
             Tools/compare_pytorch.py runs this and diffusers on PyTorch side by side.
             """)
 
-    @Option(help: "A checkpoint to time instead of random SD 1.5 weights (diffusers folder, .safetensors, .ckpt, or demo).")
+    @Option(help: "A checkpoint to time instead of random fp16 SD 1.5 weights (diffusers folder, .safetensors, .ckpt, or demo).")
     var model: String?
 
     @Option(help: "Square image sizes to time, comma-separated.")
@@ -76,7 +78,7 @@ struct Bench: ParsableCommand {
             results[String(size)] = try child(size: size)
         }
         if json { return try printJSON(BenchReport(sizes: results, blasCore: BLASCore.status.core)) }
-        print("threads: \(threads ?? ComputeThreads.count), model: \(model ?? "SD 1.5 shapes, random weights")")
+        print("threads: \(threads ?? ComputeThreads.count), model: \(model ?? "SD 1.5 shapes, random fp16 weights")")
         print("BLAS core: \(BLASCore.status.description)")
         for size in parsedSizes {
             guard let f = results[String(size)] else { continue }
@@ -87,7 +89,16 @@ struct Bench: ParsableCommand {
                         "%4d×%-4d UNet step (CFG, batch 2) %7.2f s  %6.1f GFLOP/s = %5.1f %% of sgemm %6.1f | text %6.3f s | VAE decode %6.2f s | %d steps %7.1f s | peak %6.0f MB",
                     size, size, f["unet_step_s"]!, f["unet_gflops"]!, ratio, f["sgemm_gflops"]!, f["text_encode_s"]!,
                     f["vae_decode_s"]!, steps, f["total_20_steps_s"]!, f["peak_rss_mb"]!))
+            print(Self.peakLine(size: size, megabytes: f["peak_rss_mb"]!, steps: steps))
         }
+    }
+
+    /// The size's peak memory in one line: the most the run held at once (its largest resident set), weights loaded,
+    /// text encoder, UNet steps and VAE decode all included. GB here are 1024 MiB.
+    static func peakLine(size: Int, megabytes: Double, steps: Int) -> String {
+        String(
+            format: "peak memory: %.2f GB (%.0f MiB) for %d×%d txt2img, %d steps: weights, text encoder, UNet steps, VAE decode",
+            megabytes / 1024, megabytes, size, size, steps)
     }
 
     /// Runs one size in a fresh process and reads back its figures.
