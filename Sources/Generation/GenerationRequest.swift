@@ -40,6 +40,12 @@ public struct GenerationRequest: Equatable, Sendable {
     public var outpaint: Outpaint?
     /// ControlNets with their control images and scales.
     public var controlnets: [Control] = []
+    /// SDXL refiner model (a name the workers know, or for `farm render` a path) that finishes the render.
+    public var refiner: String?
+    /// The fraction of the schedule the base denoises before the refiner takes over; nil: `defaultRefinerSwitch`.
+    public var refinerSwitch: Double?
+    /// A VAE (name or path) to decode with instead of the model's own.
+    public var vae: String?
 
     /// Denoising steps when none are given.
     public static let defaultSteps = 20
@@ -51,6 +57,8 @@ public struct GenerationRequest: Equatable, Sendable {
     public static let defaultStrength = 0.75
     /// The mask blur when none is given, in pixels (the web UI's default).
     public static let defaultMaskBlur: Double = 4
+    /// Where the refiner takes over when no switch is given (diffusers' and the web UI's usual 0.8).
+    public static let defaultRefinerSwitch = 0.8
 
     /// Pixels added on each side of an image to outpaint it.
     public struct Outpaint: Equatable, Sendable {
@@ -106,6 +114,9 @@ public struct GenerationRequest: Equatable, Sendable {
 
     /// The mask blur actually used.
     public var effectiveMaskBlur: Double { maskBlur ?? Self.defaultMaskBlur }
+
+    /// The refiner switch actually used.
+    public var effectiveRefinerSwitch: Double { refinerSwitch ?? Self.defaultRefinerSwitch }
 
     /// The text-encoder layer actually used.
     public var effectiveClipSkip: Int { clipSkip ?? 1 }

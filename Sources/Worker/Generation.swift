@@ -21,12 +21,18 @@ public struct GenerationInputs {
     public var mask: PNGImage?
     /// The request's ControlNets, loaded, with their control images and scales, in order.
     public var controls: [(net: ControlNet, image: PNGImage, scale: Double)] = []
+    /// The SDXL refiner the request names (its `refiner`), loaded; it denoises after the request's `refinerSwitch`.
+    public var refiner: Pipeline?
 
     /// Inputs for a request.
-    public init(initImage: PNGImage? = nil, mask: PNGImage? = nil, controls: [(net: ControlNet, image: PNGImage, scale: Double)] = []) {
+    public init(
+        initImage: PNGImage? = nil, mask: PNGImage? = nil, controls: [(net: ControlNet, image: PNGImage, scale: Double)] = [],
+        refiner: Pipeline? = nil
+    ) {
         self.initImage = initImage
         self.mask = mask
         self.controls = controls
+        self.refiner = refiner
     }
 }
 
@@ -43,7 +49,9 @@ public struct PreparedGeneration {
     let pasteMask: PNGImage?
     let controls: [Pipeline.Control]
     let strength: Double
-    let conditional: Tensor, unconditional: Tensor
+    let conditional: TextConditioning, unconditional: TextConditioning
+    /// The refiner with its own encodings of the prompts (it has only the second text encoder), and the switch.
+    let refiner: (pipeline: Pipeline, conditional: TextConditioning, unconditional: TextConditioning, switchAt: Double)?
 
     /// Checks and converts `request` with its `inputs` for `pipeline`. Outpainting renders on the extended canvas,
     /// whatever size the request names.
@@ -109,6 +117,17 @@ public struct PreparedGeneration {
         strength = request.effectiveStrength
         (conditional, unconditional) = try pipeline.encodePrompts(
             request.prompt, negative: request.negativePrompt, clipSkip: request.effectiveClipSkip)
+        let plainText = source == nil && inputs.controls.isEmpty
+        refiner = try inputs.refiner.map { refiner in
+            guard refiner.unet.config.isXL else { throw GenerationError("the refiner must be an SDXL refiner (or base) model") }
+            guard pipeline.unet.config.isXL else { throw GenerationError("a refiner needs an SDXL base model") }
+            guard plainText else {
+                throw GenerationError("the refiner hand-off runs after text-to-image; it does not take an init image, mask or ControlNet")
+            }
+            let (positive, negative) = try refiner.encodePrompts(
+                request.prompt, negative: request.negativePrompt, clipSkip: request.effectiveClipSkip)
+            return (refiner, positive, negative, request.effectiveRefinerSwitch)
+        }
     }
 
     /// Runs the sampler for `batch` images from seed `seed` (default: the request's) and returns the final latents.
@@ -118,6 +137,12 @@ public struct PreparedGeneration {
         progress: (Int, Int) -> Bool
     ) throws -> Tensor {
         let settings = try request.settings(width: width, height: height, seed: seed, batch: batch)
+        if let refiner {
+            return try pipeline.sample(
+                conditional: conditional, unconditional: unconditional, refiner: refiner.pipeline,
+                refinerConditional: refiner.conditional, refinerUnconditional: refiner.unconditional, switchAt: refiner.switchAt,
+                settings: settings, onStep: onStep, progress: progress)
+        }
         return try pipeline.sample(
             conditional: conditional, unconditional: unconditional, settings: settings,
             image: pixels, strength: strength, mask: mask, controls: controls, onStep: onStep,
@@ -129,7 +154,8 @@ public struct PreparedGeneration {
     public func images(_ pipeline: Pipeline, latents: Tensor, seed: UInt64? = nil, tiledVAE: TileStatistics? = nil) throws -> [PNGImage] {
         var request = request
         request.seed = seed ?? request.seed
-        return try pipeline.decode(latents, tiled: tiledVAE).enumerated().map { index, rgb in
+        // The refiner's latents are decoded by its own VAE, as diffusers' refiner pipeline does.
+        return try (refiner?.pipeline ?? pipeline).decode(latents, tiled: tiledVAE).enumerated().map { index, rgb in
             let text = request.parametersText(width: width, height: height, index: index)
             let image = try PNGImage(width: width, height: height, format: .rgb, pixels: rgb, text: [("parameters", text)])
             guard let pasteMask, let source else { return image }

@@ -165,11 +165,14 @@ private struct BenchRun {
         let latents = Tensor(
             shape: [2, pipeline.unet.config.inChannels, latentSide, latentSide],
             values: (0..<(2 * pipeline.unet.config.inChannels * latentSide * latentSide)).map { Float(($0 * 7919) % 997) / 498.5 - 1 })
-        let context = Tensor.concat([conditional, unconditional], axis: 0)
+        var guided = Pipeline.Settings()
+        (guided.width, guided.height) = (size, size)
+        let context = Tensor.concat([unconditional.context, conditional.context], axis: 0)
+        let added = try pipeline.addedConditioning(conditional: conditional, unconditional: unconditional, settings: guided)
         log("  UNet step at \(size)×\(size)… (model built: \(memoryLine()))")
-        _ = pipeline.unet(latents, timestep: 500, context: context)
-        let (_, flops) = FlopCounter.count { pipeline.unet(latents, timestep: 500, context: context) }
-        let unetTime = Self.best(2) { _ = pipeline.unet(latents, timestep: 500, context: context) }
+        _ = pipeline.unet(latents, timestep: 500, context: context, added: added)
+        let (_, flops) = FlopCounter.count { pipeline.unet(latents, timestep: 500, context: context, added: added) }
+        let unetTime = Self.best(2) { _ = pipeline.unet(latents, timestep: 500, context: context, added: added) }
         sgemm = max(sgemm, Self.sgemmRate(side: 2048))
         log("  VAE decode… (after the UNet steps: \(memoryLine()))")
         let one = Tensor(shape: [1, 4, latentSide, latentSide], values: Array(latents.scalars.prefix(4 * latentSide * latentSide)))

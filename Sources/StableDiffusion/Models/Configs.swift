@@ -54,7 +54,12 @@ public struct UNetConfig: Codable, Equatable, Sendable {
     public var transformerLayersPerBlock: PerBlock = .all(1)
     public var actFn = "silu"
     public var classEmbedType: String?
+    /// `text_time` for SDXL: pooled text and micro-conditioning numbers added to the time embedding.
     public var additionEmbedType: String?
+    /// Width of each micro-conditioning number's sinusoidal embedding (SDXL: 256).
+    public var additionTimeEmbedDim: Int?
+    /// Inputs of the added embedding: the pooled text width plus one `additionTimeEmbedDim` per number (SDXL: 2816).
+    public var projectionClassEmbeddingsInputDim: Int?
 
     /// SD 1.5's UNet.
     public init() {}
@@ -80,6 +85,8 @@ public struct UNetConfig: Codable, Equatable, Sendable {
         case actFn = "act_fn"
         case classEmbedType = "class_embed_type"
         case additionEmbedType = "addition_embed_type"
+        case additionTimeEmbedDim = "addition_time_embed_dim"
+        case projectionClassEmbeddingsInputDim = "projection_class_embeddings_input_dim"
     }
 
     public init(from decoder: Decoder) throws {
@@ -105,6 +112,8 @@ public struct UNetConfig: Codable, Equatable, Sendable {
         actFn = try c.decode(.actFn, or: d.actFn)
         classEmbedType = try c.decodeIfPresent(String.self, forKey: .classEmbedType)
         additionEmbedType = try c.decodeIfPresent(String.self, forKey: .additionEmbedType)
+        additionTimeEmbedDim = try c.decodeIfPresent(Int.self, forKey: .additionTimeEmbedDim)
+        projectionClassEmbeddingsInputDim = try c.decodeIfPresent(Int.self, forKey: .projectionClassEmbeddingsInputDim)
     }
 
     /// Attention heads of down block `index` (and of the matching up block, counted from the bottom).
@@ -112,10 +121,19 @@ public struct UNetConfig: Codable, Equatable, Sendable {
         (numAttentionHeads ?? attentionHeadDim).value(at: index)
     }
 
-    /// Throws unless the engine can run this UNet (SD 1.x/2.x shapes).
+    /// Whether the UNet takes SDXL's added conditioning (pooled text + size, crop and aesthetic numbers).
+    public var isXL: Bool { additionEmbedType == "text_time" }
+
+    /// Throws unless the engine can run this UNet (SD 1.x/2.x and SDXL shapes).
     public func validate(path: String) throws {
-        guard additionEmbedType == nil, classEmbedType == nil else {
-            throw WeightsError(path, "UNet uses class/addition embeddings (SDXL or an upscaler); only SD 1.x and 2.x UNets are supported")
+        guard classEmbedType == nil, additionEmbedType == nil || isXL else {
+            throw WeightsError(
+                path,
+                "UNet uses \(classEmbedType.map { "class embedding \($0)" } ?? "addition embedding \(additionEmbedType ?? "")") (an upscaler or another family); SD 1.x, 2.x and SDXL UNets are supported"
+            )
+        }
+        if isXL, additionTimeEmbedDim == nil || projectionClassEmbeddingsInputDim == nil {
+            throw WeightsError(path, "SDXL UNet config needs addition_time_embed_dim and projection_class_embeddings_input_dim")
         }
         guard downBlockTypes.count == blockOutChannels.count, upBlockTypes.count == blockOutChannels.count else {
             throw WeightsError(
@@ -205,6 +223,9 @@ public struct TextEncoderConfig: Codable, Equatable, Sendable {
     /// `quick_gelu` (OpenAI CLIP, SD 1.x) or `gelu` (OpenCLIP, SD 2.x).
     public var hiddenAct = "quick_gelu"
     public var layerNormEps: Double = 1e-5
+    /// End token id: 2 in the original OpenAI/SDXL configs, which transformers reads as "pool at the highest id"
+    /// (the end token is the vocabulary's last); any other value pools at that id's first position.
+    public var eosTokenID = 2
 
     /// SD 1.x's CLIP ViT-L/14 text tower.
     public init() {}
@@ -218,6 +239,7 @@ public struct TextEncoderConfig: Codable, Equatable, Sendable {
         case maxPositionEmbeddings = "max_position_embeddings"
         case hiddenAct = "hidden_act"
         case layerNormEps = "layer_norm_eps"
+        case eosTokenID = "eos_token_id"
     }
 
     public init(from decoder: Decoder) throws {
@@ -231,6 +253,7 @@ public struct TextEncoderConfig: Codable, Equatable, Sendable {
         maxPositionEmbeddings = try c.decode(.maxPositionEmbeddings, or: d.maxPositionEmbeddings)
         hiddenAct = try c.decode(.hiddenAct, or: d.hiddenAct)
         layerNormEps = try c.decode(.layerNormEps, or: d.layerNormEps)
+        eosTokenID = try c.decode(.eosTokenID, or: d.eosTokenID)
     }
 }
 
@@ -248,6 +271,14 @@ public struct SchedulerConfig: Codable, Equatable, Sendable {
     /// file that leaves it out, or lists it in `_use_default_values` (diffusers then ignores the
     /// value written next to it), gets nil.
     public var timestepSpacing: String? = "leading"
+    /// DDIM and DDPM clamp the predicted clean latents to ±`clipSampleRange`; nil: the class default, as diffusers
+    /// reads a config without the key (true for both). SD's configs and single files say false.
+    public var clipSample: Bool? = false
+    /// The clamp's bound.
+    public var clipSampleRange: Double = 1
+    /// DDIM and PNDM: the step after the last uses ᾱ = 1 rather than ᾱ₀; nil: the class default (DDIM true, PNDM
+    /// false). SD's configs and single files say false.
+    public var setAlphaToOne: Bool? = false
 
     /// SD 1.5's scheduler settings (as diffusers makes them for a single-file checkpoint).
     public init() {}
@@ -260,6 +291,9 @@ public struct SchedulerConfig: Codable, Equatable, Sendable {
         case predictionType = "prediction_type"
         case stepsOffset = "steps_offset"
         case timestepSpacing = "timestep_spacing"
+        case clipSample = "clip_sample"
+        case clipSampleRange = "clip_sample_range"
+        case setAlphaToOne = "set_alpha_to_one"
     }
 
     public init(from decoder: Decoder) throws {
@@ -274,6 +308,9 @@ public struct SchedulerConfig: Codable, Equatable, Sendable {
         timestepSpacing =
             try defaultedKeys(decoder).contains("timestep_spacing")
             ? nil : c.decodeIfPresent(String.self, forKey: .timestepSpacing)
+        clipSample = try c.decodeIfPresent(Bool.self, forKey: .clipSample)
+        clipSampleRange = try c.decode(.clipSampleRange, or: d.clipSampleRange)
+        setAlphaToOne = try c.decodeIfPresent(Bool.self, forKey: .setAlphaToOne)
     }
 }
 

@@ -38,9 +38,11 @@ public struct ControlNet {
         return try ControlNet(config: config, weights: weights, source: folder.path)
     }
 
-    /// Residuals for the UNet from latents, timestep, text context and a control image
-    /// [B, 3, 8H, 8W] in [0, 1], each multiplied by `scale`.
-    public func callAsFunction(_ sample: Tensor, timestep: Float, context: Tensor, control: Tensor, scale: Float) -> ControlResiduals {
+    /// Residuals for the UNet from latents, timestep, text context (and SDXL's added conditioning) and a control
+    /// image [B, 3, 8H, 8W] in [0, 1], each multiplied by `scale`.
+    public func callAsFunction(
+        _ sample: Tensor, timestep: Float, context: Tensor, added: AddedConditioning? = nil, control: Tensor, scale: Float
+    ) -> ControlResiduals {
         var image = control
         if config.conditioningChannelOrder == "bgr" { image = Tensor.concat(image.chunked(3, axis: 1).reversed(), axis: 1) }
         var condition = image
@@ -48,7 +50,7 @@ public struct ControlNet {
             condition = conv(condition)
             if index < embedding.count - 1 { condition = condition.silu() }
         }
-        let time = encoder.timeEmbedding(timestep, batch: sample.shape[0])
+        let time = encoder.timeEmbedding(timestep, batch: sample.shape[0], added: added)
         let (skips, hidden) = encoder.encode(sample, time: time, context: context, added: condition)
         precondition(skips.count == zeroConvolutions.count, "ControlNet has \(zeroConvolutions.count) zero convolutions for \(skips.count) skips")
         let down = zip(skips, zeroConvolutions).map { $1($0).scaled(by: scale) }

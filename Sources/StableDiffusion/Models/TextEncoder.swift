@@ -13,6 +13,9 @@ public struct TextEncoder {
     let positionEmbedding: Tensor
     let layers: [Layer]
     let finalNorm: LayerNorm
+    /// CLIPTextModelWithProjection's `text_projection` (SDXL's second encoder): maps the pooled output to the
+    /// conditioning vector; nil for plain CLIPTextModel weights.
+    let projection: Linear?
 
     /// Builds the encoder from weights named as in `ModelWeights.textEncoder`.
     public init(config: TextEncoderConfig, weights: [String: Tensor], source: String = "text encoder") throws {
@@ -33,6 +36,9 @@ public struct TextEncoder {
                 fc2: try Linear(layer, "mlp.fc2", inputs: config.intermediateSize, outputs: config.hiddenSize))
         }
         finalNorm = try LayerNorm(reader, "final_layer_norm", epsilon: eps)
+        projection =
+            reader.has("text_projection.weight")
+            ? try Linear(reader, "text_projection", inputs: config.hiddenSize, bias: false) : nil
         guard ["quick_gelu", "gelu"].contains(config.hiddenAct) else {
             throw WeightsError(source, "text encoder activation \(config.hiddenAct) is not supported (quick_gelu, gelu)")
         }
@@ -42,6 +48,43 @@ public struct TextEncoder {
     /// `clipSkip` counts as the web UIs do: 1 = last layer, 2 = penultimate, …; the
     /// chosen layer's output always goes through the final layer norm.
     public func callAsFunction(_ ids: [[Int]], clipSkip: Int = 1) -> Tensor {
+        var hidden = embed(ids)
+        for layer in layers.prefix(max(1, layers.count - max(0, clipSkip - 1))) { hidden = run(layer, hidden) }
+        return finalNorm(hidden)
+    }
+
+    /// SDXL's encoding of token ids [B][N]: the hidden states `skip` layers below the top without the final norm
+    /// (diffusers' `hidden_states[-(skip + 1)]`; SDXL conditions on skip 1, the penultimate layer) and, when the
+    /// encoder has a projection, the projected pooled output [B, projection] (the final-normed last layer at the
+    /// end token, as transformers' CLIPTextModelWithProjection `text_embeds`).
+    public func encodeXL(_ ids: [[Int]], skip: Int = 1) -> (hidden: Tensor, pooled: Tensor?) {
+        var hidden = embed(ids)
+        let keep = max(0, layers.count - max(1, skip))
+        var kept = hidden
+        for (index, layer) in layers.enumerated() {
+            if index == keep { kept = hidden }
+            if index >= keep && projection == nil { break }
+            hidden = run(layer, hidden)
+        }
+        guard let projection else { return (kept, nil) }
+        let normed = finalNorm(hidden)
+        let rows = ids.enumerated().map { row, tokens in
+            normed.slice(axis: 0, range: row..<(row + 1)).slice(axis: 1, range: poolPosition(tokens)..<(poolPosition(tokens) + 1))
+        }
+        return (kept, projection(Tensor.concat(rows, axis: 0).reshaped([ids.count, config.hiddenSize])))
+    }
+
+    /// The token position transformers pools at: with the original configs' end id 2, the highest id's first
+    /// position (the end token is the vocabulary's last); otherwise the end id's first position (0 if absent).
+    func poolPosition(_ tokens: [Int]) -> Int {
+        if config.eosTokenID == 2 {
+            return tokens.indices.max { tokens[$0] < tokens[$1] } ?? 0  // the first of equal maxima, as torch's argmax
+        }
+        return tokens.firstIndex(of: config.eosTokenID) ?? 0
+    }
+
+    /// Token plus position embeddings of ids [B][N].
+    private func embed(_ ids: [[Int]]) -> Tensor {
         let batch = ids.count
         let length = ids.first?.count ?? 0
         precondition(
@@ -49,15 +92,17 @@ public struct TextEncoder {
             "token rows must share one length of at most \(config.maxPositionEmbeddings)")
         let tokens = Tensor.embedding(table: tokenEmbedding, ids: ids.flatMap { $0 }).reshaped([batch, length, config.hiddenSize])
         let positions = positionEmbedding.slice(axis: 0, range: 0..<length).reshaped([1, length, config.hiddenSize])
-        var hidden = tokens + positions
-        let run = max(1, layers.count - max(0, clipSkip - 1))
-        for layer in layers.prefix(run) {
-            hidden.add(layer.attention(layer.norm1(hidden), causal: true))
-            let expanded = layer.fc1(layer.norm2(hidden))
-            let activated = config.hiddenAct == "gelu" ? expanded.gelu() : expanded.quickGelu()
-            hidden.add(layer.fc2(activated))
-        }
-        return finalNorm(hidden)
+        return tokens + positions
+    }
+
+    /// One pre-norm layer: causal self-attention, then the MLP, each added to the residual stream.
+    private func run(_ layer: Layer, _ input: Tensor) -> Tensor {
+        var hidden = input
+        hidden.add(layer.attention(layer.norm1(hidden), causal: true))
+        let expanded = layer.fc1(layer.norm2(hidden))
+        let activated = config.hiddenAct == "gelu" ? expanded.gelu() : expanded.quickGelu()
+        hidden.add(layer.fc2(activated))
+        return hidden
     }
 
     /// Encodes prompt chunks of 77 ids with per-token weights the A1111 way: each
@@ -65,14 +110,16 @@ public struct TextEncoder {
     /// the chunk's mean is unchanged; the chunks are joined along the token axis.
     public func encode(chunks: [[Int]], weights: [[Float]], clipSkip: Int = 1) -> Tensor {
         precondition(chunks.count == weights.count && !chunks.isEmpty, "one weight row per chunk, at least one chunk")
-        let encoded = chunks.indices.map { index -> Tensor in
-            let hidden = self([chunks[index]], clipSkip: clipSkip)
-            guard weights[index].contains(where: { $0 != 1 }) else { return hidden }
-            let originalMean = hidden.mean()
-            let scale = Tensor(shape: [1, weights[index].count, 1], values: weights[index])
-            let weighted = hidden * scale
-            return weighted.scaled(by: originalMean / weighted.mean())
-        }
+        let encoded = chunks.indices.map { Self.weighted(self([chunks[$0]], clipSkip: clipSkip), by: weights[$0]) }
         return Tensor.concat(encoded, axis: 1)
+    }
+
+    /// One chunk's hidden states [1, N, width] scaled by its token weights, then rescaled so that the mean is
+    /// unchanged (the web UI's emphasis); unchanged when every weight is 1.
+    static func weighted(_ hidden: Tensor, by weights: [Float]) -> Tensor {
+        guard weights.contains(where: { $0 != 1 }) else { return hidden }
+        let originalMean = hidden.mean()
+        let weighted = hidden * Tensor(shape: [1, weights.count, 1], values: weights)
+        return weighted.scaled(by: originalMean / weighted.mean())
     }
 }

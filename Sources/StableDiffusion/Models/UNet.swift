@@ -34,6 +34,8 @@ public struct UNet {
     struct Encoder {
         let config: UNetConfig
         let timeLinear1: Linear, timeLinear2: Linear
+        /// SDXL's added embedding (pooled text and micro-conditioning); nil for SD 1.x/2.x.
+        let addedEmbedding: AddedEmbedding?
         let convIn: Conv2d
         let down: [DownLevel]
         let midResnet1: ResnetBlock, midTransformer: SpatialTransformer, midResnet2: ResnetBlock
@@ -46,6 +48,7 @@ public struct UNet {
             let levels = config.blockOutChannels.count
             timeLinear1 = try Linear(reader, "time_embedding.linear_1", inputs: config.blockOutChannels[0])
             timeLinear2 = try Linear(reader, "time_embedding.linear_2")
+            addedEmbedding = config.isXL ? try AddedEmbedding(reader, config: config) : nil
             convIn = try Conv2d(reader, "conv_in")
             guard convIn.inputs == config.inChannels else {
                 throw WeightsError(reader.source, "conv_in takes \(convIn.inputs) channels, the config says \(config.inChannels)")
@@ -67,12 +70,19 @@ public struct UNet {
             midResnet2 = try ResnetBlock(mid.scope("resnets.1"), groups: groups, epsilon: eps)
         }
 
-        /// The activated time embedding for `timestep`, repeated for `batch` rows.
-        func timeEmbedding(_ timestep: Float, batch: Int) -> Tensor {
+        /// The activated time embedding for `timestep`, repeated for `batch` rows, with SDXL's added embedding
+        /// summed in before the activation (diffusers: `emb = emb + aug_emb`, activated in each resnet).
+        func timeEmbedding(_ timestep: Float, batch: Int, added: AddedConditioning? = nil) -> Tensor {
             let sinusoid = Tensor.timestepEmbedding(
                 Array(repeating: timestep, count: batch), dimension: config.blockOutChannels[0],
                 flipSinToCos: config.flipSinToCos, downscaleFreqShift: Float(config.freqShift))
-            return timeLinear2(timeLinear1(sinusoid).silu()).silu()
+            var embedding = timeLinear2(timeLinear1(sinusoid).silu())
+            if let addedEmbedding {
+                guard let added else { preconditionFailure("an SDXL UNet needs the added conditioning (pooled text and time ids)") }
+                precondition(added.timeIDs.count == batch, "added conditioning has \(added.timeIDs.count) rows for a batch of \(batch)")
+                embedding.add(addedEmbedding(added))
+            }
+            return embedding.silu()
         }
 
         /// Runs the down path: the skip connections (after conv_in, each resnet or
@@ -104,6 +114,9 @@ public struct UNet {
 
     /// The settings it was built with.
     public var config: UNetConfig { encoder.config }
+
+    /// SDXL: the added embedding, whose input width tells the base (6 numbers) from the refiner (5); nil otherwise.
+    var addedEmbedding: AddedEmbedding? { encoder.addedEmbedding }
     let encoder: Encoder
     let up: [(resnets: [ResnetBlock], transformers: [SpatialTransformer], upsample: Upsample?)]
     let normOut: GroupNorm, convOut: Conv2d
@@ -141,10 +154,13 @@ public struct UNet {
     }
 
     /// Predicts noise (or v) for latents [B, C, H, W] at `timestep`, with text context
-    /// [B, tokens, width] and optional ControlNet residuals.
-    public func callAsFunction(_ sample: Tensor, timestep: Float, context: Tensor, control: ControlResiduals? = nil) -> Tensor {
+    /// [B, tokens, width], SDXL's added conditioning (required by SDXL UNets, ignored by others) and optional
+    /// ControlNet residuals.
+    public func callAsFunction(
+        _ sample: Tensor, timestep: Float, context: Tensor, added: AddedConditioning? = nil, control: ControlResiduals? = nil
+    ) -> Tensor {
         precondition(sample.shape[0] == context.shape[0], "latents and context need the same batch")
-        let time = encoder.timeEmbedding(timestep, batch: sample.shape[0])
+        let time = encoder.timeEmbedding(timestep, batch: sample.shape[0], added: added)
         var (skips, h) = encoder.encode(sample, time: time, context: context)
         if let control {
             precondition(control.down.count == skips.count, "ControlNet gives \(control.down.count) residuals, the UNet has \(skips.count) skips")

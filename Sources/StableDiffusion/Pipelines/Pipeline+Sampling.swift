@@ -21,10 +21,13 @@ extension Pipeline {
     ///
     /// `controls`: ControlNets whose residuals are summed into every UNet call
     /// (diffusers' StableDiffusionControlNetPipeline / MultiControlNetModel).
+    ///
+    /// `handOff`: the SDXL refiner hand-off (diffusers' `denoising_end` / `denoising_start`): the base runs the
+    /// schedule's first part and returns its latents; the refiner continues from them.
     public func sample(
-        conditional: Tensor, unconditional: Tensor, settings: Settings, image: Tensor? = nil, strength: Double = 1,
-        mask: Tensor? = nil, controls: [Control] = [], onStep: ((Int, Tensor) -> Void)? = nil,
-        progress: (Int, Int) -> Bool = { _, _ in true }
+        conditional: TextConditioning, unconditional: TextConditioning, settings: Settings, image: Tensor? = nil,
+        strength: Double = 1, mask: Tensor? = nil, controls: [Control] = [], handOff: HandOff? = nil,
+        onStep: ((Int, Tensor) -> Void)? = nil, progress: (Int, Int) -> Bool = { _, _ in true }
     ) throws -> Tensor {
         if mask == nil && unet.config.inChannels == 9 {
             throw SamplingError("this is an inpainting model (9 input channels): give it an image and a mask")
@@ -38,8 +41,15 @@ extension Pipeline {
         let noise = BatchNoise(settings: settings, shape: [channels, settings.height / latentScale, settings.width / latentScale])
         var latents: Tensor
         var start = 0
+        var end = scheduler.timesteps.count
         var inpainting: Inpainting?
-        if let mask {
+        if case .continueFrom(let handed, let fraction) = handOff {
+            guard image == nil, mask == nil else { throw SamplingError("the refiner continues from latents, not from an image or a mask") }
+            guard handed.shape == [settings.batch] + noise.shape else {
+                throw SamplingError("the handed-over latents are \(handed.shape), the refiner renders \([settings.batch] + noise.shape)")
+            }
+            (latents, start) = (handed, try HandOff.firstStep(continuingAt: fraction, scheduler: scheduler, config: schedulerConfig))
+        } else if let mask {
             guard let image else { throw SamplingError("a mask needs an image to inpaint") }
             let prepared = try Inpainting(
                 self, image: image, mask: mask, strength: strength, settings: settings, scheduler: scheduler, noise: noise)
@@ -49,17 +59,30 @@ extension Pipeline {
         } else {
             latents = noise.next().scaled(by: scheduler.initNoiseSigma)
         }
-        let context = textContext(conditional: conditional, unconditional: unconditional, settings: settings)
-        for (index, timestep) in scheduler.timesteps.enumerated() where index >= start {
+        if case .stopAt(let fraction) = handOff { end = try HandOff.stepCount(stoppingAt: fraction, scheduler: scheduler, config: schedulerConfig) }
+        let context = textContext(conditional: conditional.context, unconditional: unconditional.context, settings: settings)
+        let added = try addedConditioning(conditional: conditional, unconditional: unconditional, settings: settings)
+        for (index, timestep) in scheduler.timesteps.enumerated() where index >= start && index < end {
             var input = scheduler.scaleModelInput(latents, index: index)
             if let inpainting { input = inpainting.modelInput(input) }
-            let output = guidedPrediction(input, timestep: timestep, context: context, settings: settings, controls: controls)
+            let output = guidedPrediction(input, timestep: timestep, context: context, added: added, settings: settings, controls: controls)
             latents = scheduler.step(output, index: index, sample: latents, noise: noise.next)
             if let inpainting { latents = inpainting.keepingSource(latents, after: index, scheduler: scheduler) }
             onStep?(index + 1 - start, latents)
-            guard progress(index + 1 - start, scheduler.timesteps.count - start) else { throw CancellationError() }
+            guard progress(index + 1 - start, end - start) else { throw CancellationError() }
         }
         return latents
+    }
+
+    /// `sample` with bare text encodings (SD 1.x/2.x, whose UNets take no pooled text).
+    public func sample(
+        conditional: Tensor, unconditional: Tensor, settings: Settings, image: Tensor? = nil, strength: Double = 1,
+        mask: Tensor? = nil, controls: [Control] = [], onStep: ((Int, Tensor) -> Void)? = nil,
+        progress: (Int, Int) -> Bool = { _, _ in true }
+    ) throws -> Tensor {
+        try sample(
+            conditional: TextConditioning(context: conditional), unconditional: TextConditioning(context: unconditional),
+            settings: settings, image: image, strength: strength, mask: mask, controls: controls, onStep: onStep, progress: progress)
     }
 
     /// `W`x`H` of an [N, C, H, W] tensor, for messages.
@@ -78,17 +101,19 @@ extension Pipeline {
     /// One guided prediction: the unconditional and conditional passes batched into one UNet
     /// call (with any ControlNet residuals, the ControlNets seeing the 4 latent channels),
     /// combined as uncond + guidance·(cond − uncond).
-    func guidedPrediction(_ input: Tensor, timestep: Float, context: Tensor, settings: Settings, controls: [Control]) -> Tensor {
+    func guidedPrediction(
+        _ input: Tensor, timestep: Float, context: Tensor, added: AddedConditioning?, settings: Settings, controls: [Control]
+    ) -> Tensor {
         let guided = settings.guidance > 1
         let batchInput = guided ? Tensor.concat([input, input], axis: 0) : input
         var residuals: ControlResiduals?
         for control in controls {
             let images = Tensor.concat(Array(repeating: control.image, count: batchInput.shape[0]), axis: 0)
             let latents = batchInput.shape[1] == 4 ? batchInput : batchInput.slice(axis: 1, range: 0..<4)
-            let next = control.net(latents, timestep: timestep, context: context, control: images, scale: control.scale)
+            let next = control.net(latents, timestep: timestep, context: context, added: added, control: images, scale: control.scale)
             residuals = residuals.map { $0 + next } ?? next
         }
-        let prediction = unet(batchInput, timestep: timestep, context: context, control: residuals)
+        let prediction = unet(batchInput, timestep: timestep, context: context, added: added, control: residuals)
         guard guided else { return prediction }
         let halves = prediction.chunked(2, axis: 0)
         let scale = settings.guidance

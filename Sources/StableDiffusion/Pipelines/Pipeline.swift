@@ -10,53 +10,48 @@ import Tensors
 /// The text-to-image pipeline: text conditioning → sampler loop with classifier-free
 /// guidance (conditional and unconditional passes batched into one UNet call) → VAE.
 public struct Pipeline {
-    /// The text encoder.
-    public let textEncoder: TextEncoder
+    /// The text encoders: one for SD 1.x/2.x and the SDXL refiner, CLIP ViT-L then OpenCLIP ViT-bigG for SDXL.
+    public let textEncoders: [TextEncoder]
     /// The denoiser.
     public let unet: UNet
     /// The autoencoder.
     public let vae: VAE
     /// Noise schedule and prediction type.
     public let schedulerConfig: SchedulerConfig
-    /// How prompts are padded to 77 tokens (the model's tokenizer config).
-    public let padding: PaddingStyle
+    /// How each encoder's prompts are padded to 77 tokens (its tokenizer's config).
+    public let paddings: [PaddingStyle]
+    /// SDXL: an empty negative prompt conditions on zeros (base models) instead of the encoded empty text.
+    public let forceZerosForEmptyPrompt: Bool
+
+    /// The first text encoder (the only one before SDXL).
+    public var textEncoder: TextEncoder { textEncoders[0] }
+    /// How the first encoder's prompts are padded.
+    public var padding: PaddingStyle { paddings[0] }
 
     /// Builds every network of a loaded model.
     public init(weights: ModelWeights) throws {
-        textEncoder = try TextEncoder(config: weights.textEncoderConfig, weights: weights.textEncoder)
+        var encoders = [try TextEncoder(config: weights.textEncoderConfig, weights: weights.textEncoder)]
+        var pads = [weights.padTokenID]
+        if let second = weights.textEncoder2 {
+            encoders.append(try TextEncoder(config: second.config, weights: second.weights, source: "text encoder 2"))
+            pads.append(second.padTokenID)
+        }
+        textEncoders = encoders
+        paddings = pads.map { $0 == 0 ? .exclamationMark : .endOfText }
         unet = try UNet(config: weights.unetConfig, weights: weights.unet)
         vae = try VAE(config: weights.vaeConfig, weights: weights.vae)
         schedulerConfig = weights.schedulerConfig
-        padding = weights.padTokenID == 0 ? .exclamationMark : .endOfText
-    }
-
-    /// Encodes a prompt and a negative prompt with the web UIs' syntax (weights, BREAK,
-    /// 75-token chunks); the shorter side is padded with empty chunks so both have the
-    /// same length. Returns [1, 77·chunks, width] conditional and unconditional encodings.
-    public func encodePrompts(
-        _ prompt: String, negative: String, clipSkip: Int = 1,
-        tokenizer: CLIPTokenizer? = nil
-    ) throws -> (conditional: Tensor, unconditional: Tensor) {
-        let chunker = PromptChunker(tokenizer: try tokenizer ?? CLIPTokenizer.shared(), padding: padding)
-        var positive = try chunker.chunks(for: prompt)
-        var negativeChunks = try chunker.chunks(for: negative)
-        let empty = try chunker.chunks(for: "")
-        while positive.tokens.count < negativeChunks.tokens.count {
-            positive.tokens += empty.tokens
-            positive.weights += empty.weights
+        forceZerosForEmptyPrompt = weights.forceZerosForEmptyPrompt
+        if unet.config.isXL {
+            let width = encoders.reduce(0) { $0 + $1.config.hiddenSize }
+            guard width == unet.config.crossAttentionDim else {
+                throw WeightsError(
+                    "model", "the text encoders give \(width)-wide context but the UNet's cross-attention takes \(unet.config.crossAttentionDim)")
+            }
+            guard encoders.last?.projection != nil else {
+                throw WeightsError("model", "an SDXL UNet needs a text encoder with a projection (CLIPTextModelWithProjection) for its pooled text")
+            }
         }
-        while negativeChunks.tokens.count < positive.tokens.count {
-            negativeChunks.tokens += empty.tokens
-            negativeChunks.weights += empty.weights
-        }
-        let vocabulary = textEncoder.config.vocabSize
-        if let id = (positive.tokens + negativeChunks.tokens).joined().first(where: { $0 >= vocabulary }) {
-            throw SamplingError("token id \(id) is outside this text encoder's \(vocabulary)-token vocabulary; the model is not a CLIP text encoder")
-        }
-        return (
-            textEncoder.encode(chunks: positive.tokens, weights: positive.weights, clipSkip: clipSkip),
-            textEncoder.encode(chunks: negativeChunks.tokens, weights: negativeChunks.weights, clipSkip: clipSkip)
-        )
     }
 
     /// What to render.
@@ -79,6 +74,10 @@ public struct Pipeline {
         public var eta: Float = 0
         /// Which generator the seeds drive.
         public var noise = NoiseSource.cpu
+        /// SDXL refiner: the aesthetic score the prompt is conditioned on (diffusers' default).
+        public var aestheticScore: Float = 6
+        /// SDXL refiner: the aesthetic score of the negative prompt.
+        public var negativeAestheticScore: Float = 2.5
 
         /// Default settings (SD 1.5's usual ones).
         public init() {}

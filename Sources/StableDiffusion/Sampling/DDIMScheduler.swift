@@ -20,11 +20,12 @@ public struct DDIMScheduler: AlphaScheduler {
         let t = Int(timesteps[index])
         let previous = t - stride
         let alpha = Float(schedule.alphasCumprod[t])
-        // SD's config has set_alpha_to_one = false: the last step lands on ᾱ₀.
-        let alphaPrevious = Float(previous >= 0 ? schedule.alphasCumprod[previous] : schedule.alphasCumprod[0])
+        // SD's config has set_alpha_to_one = false: the last step lands on ᾱ₀ (diffusers' class default is true: ᾱ = 1).
+        let final = (schedule.setAlphaToOne ?? true) ? 1 : schedule.alphasCumprod[0]
+        let alphaPrevious = Float(previous >= 0 ? schedule.alphasCumprod[previous] : final)
         let beta = 1 - alpha
         let betaPrevious = 1 - alphaPrevious
-        let (x0, epsilon): (Tensor, Tensor)
+        var (x0, epsilon): (Tensor, Tensor)
         switch schedule.prediction {
         case .epsilon:
             x0 = Tensor.broadcast(sample, modelOutput) { ($0 - beta.squareRoot() * $1) / alpha.squareRoot() }
@@ -33,6 +34,8 @@ public struct DDIMScheduler: AlphaScheduler {
             x0 = Tensor.broadcast(sample, modelOutput) { alpha.squareRoot() * $0 - beta.squareRoot() * $1 }
             epsilon = Tensor.broadcast(modelOutput, sample) { alpha.squareRoot() * $0 + beta.squareRoot() * $1 }
         }
+        // Clamping x₀ leaves ε as predicted (diffusers' use_clipped_model_output = false).
+        x0 = schedule.clipped(x0, defaultClip: true)
         let variance = (betaPrevious / beta) * (1 - alpha / alphaPrevious)
         let std = eta * variance.squareRoot()
         let direction = (1 - alphaPrevious - std * std).squareRoot()

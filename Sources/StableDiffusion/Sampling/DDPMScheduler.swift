@@ -23,7 +23,7 @@ public struct DDPMScheduler: AlphaScheduler {
         let betaPrevious = 1 - alphaPrevious
         let currentAlpha = alpha / alphaPrevious
         let currentBeta = 1 - currentAlpha
-        let x0: Tensor
+        var x0: Tensor
         switch schedule.prediction {
         case .epsilon:
             let (a, b) = (Float(beta.squareRoot()), Float(alpha.squareRoot()))
@@ -32,6 +32,7 @@ public struct DDPMScheduler: AlphaScheduler {
             let (a, b) = (Float(alpha.squareRoot()), Float(beta.squareRoot()))
             x0 = Tensor.broadcast(sample, modelOutput) { a * $0 - b * $1 }
         }
+        x0 = schedule.clipped(x0, defaultClip: true)
         let originalCoefficient = Float(alphaPrevious.squareRoot() * currentBeta / beta)
         let sampleCoefficient = Float(currentAlpha.squareRoot() * betaPrevious / beta)
         let mean = Tensor.broadcast(x0, sample) { originalCoefficient * $0 + sampleCoefficient * $1 }

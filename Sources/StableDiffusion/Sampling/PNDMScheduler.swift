@@ -63,7 +63,8 @@ public struct PNDMScheduler: AlphaScheduler {
 
     func previousSample(_ sample: Tensor, timestep: Int, previous: Int, output: Tensor) -> Tensor {
         let alpha = schedule.alphasCumprod[timestep]
-        let alphaPrevious = previous >= 0 ? schedule.alphasCumprod[previous] : schedule.alphasCumprod[0]
+        // diffusers' PNDM class default: set_alpha_to_one false (the last step lands on ᾱ₀).
+        let alphaPrevious = previous >= 0 ? schedule.alphasCumprod[previous] : ((schedule.setAlphaToOne ?? false) ? 1 : schedule.alphasCumprod[0])
         let beta = 1 - alpha
         let betaPrevious = 1 - alphaPrevious
         var epsilon = output

@@ -11,6 +11,12 @@ public struct SchedulerSchedule: Sendable {
     public let stepsOffset: Int
     /// What the UNet predicts.
     public let prediction: PredictionType
+    /// The config's `clip_sample` (nil: the sampler class's default).
+    public let clipSample: Bool?
+    /// The bound `clip_sample` clamps to.
+    public let clipSampleRange: Float
+    /// The config's `set_alpha_to_one` (nil: the sampler class's default).
+    public let setAlphaToOne: Bool?
 
     /// Reads the config, taking `defaultSpacing` where it sets no spacing; only SD's
     /// scaled-linear and linear betas are supported.
@@ -36,6 +42,16 @@ public struct SchedulerSchedule: Sendable {
             throw SamplingError("prediction type \(config.predictionType) is not supported (epsilon, v_prediction)")
         }
         self.prediction = prediction
+        clipSample = config.clipSample
+        clipSampleRange = Float(config.clipSampleRange)
+        setAlphaToOne = config.setAlphaToOne
+    }
+
+    /// x₀ clamped to ±`clipSampleRange` when clipping is on (`defaultClip`: the sampler class's default).
+    func clipped(_ x0: Tensor, defaultClip: Bool) -> Tensor {
+        guard clipSample ?? defaultClip else { return x0 }
+        let bound = clipSampleRange
+        return x0.map { Swift.min(Swift.max($0, -bound), bound) }
     }
 
     /// Training steps.

@@ -7,6 +7,27 @@ public enum ModelFamily: String, Codable, Sendable {
     case sd1
     /// SD 2.x: OpenCLIP ViT-H/14, GELU, penultimate layer, pads with `!` (id 0).
     case sd2
+    /// SDXL base: CLIP ViT-L and OpenCLIP ViT-bigG side by side, pooled text and size conditioning.
+    case sdxl
+    /// SDXL refiner: OpenCLIP ViT-bigG alone, pooled text and aesthetic-score conditioning.
+    case sdxlRefiner
+}
+
+/// One text encoder's weights with its settings and the pad id of its tokenizer.
+public struct TextEncoderWeights {
+    /// The encoder's settings.
+    public var config: TextEncoderConfig
+    /// Its weights (CLIP names without `text_model.`; `text_projection.weight` for CLIPTextModelWithProjection).
+    public var weights: [String: Tensor]
+    /// Token id that pads prompts to 77 (49407: the end token; 0: `!`).
+    public var padTokenID: Int
+
+    /// Wraps loaded weights.
+    public init(config: TextEncoderConfig, weights: [String: Tensor], padTokenID: Int) {
+        self.config = config
+        self.weights = weights
+        self.padTokenID = padTokenID
+    }
 }
 
 /// A whole Stable Diffusion model as the engine runs it: typed configs and weights under diffusers' names, whatever
@@ -31,6 +52,12 @@ public struct ModelWeights {
     public var schedulerConfig: SchedulerConfig
     /// Token id that pads prompts to 77 (49407 for SD 1.x, 0 for SD 2.x).
     public var padTokenID: Int
+    /// SDXL base: the second text encoder (OpenCLIP ViT-bigG with its projection); the first is `textEncoder`. nil
+    /// for SD 1.x/2.x and for the refiner, whose only encoder (the bigG one) is `textEncoder`.
+    public var textEncoder2: TextEncoderWeights?
+    /// SDXL: whether an empty negative prompt conditions on zeros (diffusers' `force_zeros_for_empty_prompt`: true
+    /// for base models, false for the refiner) rather than on the encoded empty text.
+    public var forceZerosForEmptyPrompt = false
     /// Keys of a single file that the engine does not use and did not read (EMA copies, scheduler
     /// buffers, the VAE's training loss, position ids), for a debug log.
     public var ignoredKeys: [String] = []
@@ -87,79 +114,6 @@ public struct ModelWeights {
             model.unetConfig.sampleSize = 96
         }
         return model
-    }
-
-    // MARK: - diffusers folders
-
-    static func readJSON<T: Decodable>(_ type: T.Type, _ url: URL) throws -> T {
-        let data: Data
-        do { data = try Data(contentsOf: url) } catch { throw WeightsError(url.path, "cannot read: \(error.localizedDescription)") }
-        do { return try JSONDecoder().decode(T.self, from: data) } catch {
-            throw WeightsError(url.path, "is not a valid config: \(error)")
-        }
-    }
-
-    /// Reads a component's weights: `<stem>.safetensors` (or the fp16 variant), or a sharded index.
-    static func componentWeights(_ folder: URL, stem: String, preferFP16: Bool) throws -> [String: Tensor] {
-        let manager = FileManager.default
-        var candidates = ["\(stem).safetensors", "\(stem).fp16.safetensors"]
-        if preferFP16 { candidates.reverse() }
-        for name in candidates where manager.fileExists(atPath: folder.appendingPathComponent(name).path) {
-            return try SafeTensorsFile(url: folder.appendingPathComponent(name)).allTensors()
-        }
-        let index = folder.appendingPathComponent("\(stem).safetensors.index.json")
-        if manager.fileExists(atPath: index.path) {
-            struct Index: Decodable {
-                var weightMap: [String: String]
-                enum CodingKeys: String, CodingKey { case weightMap = "weight_map" }
-            }
-            var result: [String: Tensor] = [:]
-            for shard in Set(try readJSON(Index.self, index).weightMap.values).sorted() {
-                guard !shard.contains("/") else { throw WeightsError(index.path, "shard \"\(shard)\" must be a file in the same folder") }
-                for (name, tensor) in try SafeTensorsFile(url: folder.appendingPathComponent(shard)).allTensors() {
-                    result[name] = tensor
-                }
-            }
-            return result
-        }
-        throw WeightsError(folder.path, "no \(stem).safetensors (or fp16 variant); .bin weights are not read, convert them to safetensors")
-    }
-
-    static func loadDiffusersFolder(_ folder: URL, options: Options) throws -> ModelWeights {
-        let index = folder.appendingPathComponent("model_index.json")
-        guard FileManager.default.fileExists(atPath: index.path) else {
-            throw WeightsError(folder.path, "not a diffusers folder: model_index.json is missing")
-        }
-        let unetFolder = folder.appendingPathComponent("unet")
-        let unetConfig = try readJSON(UNetConfig.self, unetFolder.appendingPathComponent("config.json"))
-        try unetConfig.validate(path: unetFolder.path)
-        let vaeFolder = folder.appendingPathComponent("vae")
-        let textFolder = folder.appendingPathComponent("text_encoder")
-        let textConfig = try readJSON(TextEncoderConfig.self, textFolder.appendingPathComponent("config.json"))
-        var text: [String: Tensor] = [:]
-        for (name, tensor) in try componentWeights(textFolder, stem: "model", preferFP16: options.preferFP16Variant) {
-            if let mapped = CheckpointKeys.clipName(name) { text[mapped] = tensor }
-        }
-        let schedulerFile = folder.appendingPathComponent("scheduler/scheduler_config.json")
-        let scheduler =
-            FileManager.default.fileExists(atPath: schedulerFile.path)
-            ? try readJSON(SchedulerConfig.self, schedulerFile) : SchedulerConfig()
-        let family: ModelFamily = textConfig.hiddenAct == "gelu" ? .sd2 : .sd1
-        return ModelWeights(
-            family: family, unetConfig: unetConfig,
-            unet: try componentWeights(unetFolder, stem: "diffusion_pytorch_model", preferFP16: options.preferFP16Variant),
-            vaeConfig: try readJSON(VAEConfig.self, vaeFolder.appendingPathComponent("config.json")),
-            vae: try componentWeights(vaeFolder, stem: "diffusion_pytorch_model", preferFP16: options.preferFP16Variant),
-            textEncoderConfig: textConfig, textEncoder: text, schedulerConfig: scheduler,
-            padTokenID: try padToken(folder.appendingPathComponent("tokenizer/tokenizer_config.json"), family: family))
-    }
-
-    /// The pad id from a tokenizer config (read as the tokenizer reads it): `!` is 0, the end token 49407.
-    static func padToken(_ url: URL, family: ModelFamily) throws -> Int {
-        guard FileManager.default.fileExists(atPath: url.path) else { return family == .sd2 ? 0 : 49407 }
-        do { return try PaddingStyle(tokenizerConfig: Data(contentsOf: url)).padTokenID } catch let error as CLIPTokenizerError {
-            throw WeightsError(url.path, error.description)
-        }
     }
 
     // MARK: - single files (LDM layout)
