@@ -37,6 +37,10 @@ public enum BufferPool {
     /// What the pool has done since the last reset.
     public static var statistics: Statistics { lock.withLock { stats } }
 
+    /// Bytes of free buffers the pool keeps now (resident, but holding no tensor): part of a process's memory that
+    /// its tensors do not show.
+    public static var pooledBytesNow: Int { lock.withLock { pooledBytes } }
+
     /// Zeroes the counters.
     public static func resetStatistics() {
         lock.withLock { stats = Statistics() }
@@ -44,9 +48,9 @@ public enum BufferPool {
 
     /// Returns every pooled buffer of at least `bytes` to the system (all of them by default), e.g.
     /// a sampler's large buffers before a VAE decode, which asks for other sizes, and the calling thread's
-    /// buffer of widened weights (`WeightScratch`). Small buffers stay for loops that other threads may be running.
+    /// scratch buffers (`ThreadScratch`). Small buffers stay for loops that other threads may be running.
     public static func drain(atLeast bytes: Int = 0) {
-        WeightScratch.release()
+        ThreadScratch.release()
         let buffers = lock.withLock { () -> [UnsafeMutablePointer<Float>] in
             var released: [UnsafeMutablePointer<Float>] = []
             for (elements, pointers) in free where elements * MemoryLayout<Float>.stride >= bytes {

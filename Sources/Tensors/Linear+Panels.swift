@@ -38,7 +38,7 @@ extension Tensor {
                     for index in range { multiply(index, by: weight.pointer + index * panel * inputs) }
                     return
                 }
-                WeightScratch.with(count: panel * inputs) { scratch in
+                ThreadScratch.with(.weights, count: panel * inputs) { scratch in
                     for index in range {
                         let first = index * panel
                         widen(weight.storage, range: first * inputs..<min(first + panel, outputs) * inputs, into: scratch)

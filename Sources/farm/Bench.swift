@@ -3,16 +3,16 @@ import Foundation
 import StableDiffusion
 import Tensors
 
-/// `farm bench`: how fast this host renders full-size SD 1.5 (or a given checkpoint), and how
+/// `farm bench`: how fast this host renders full-size SD 1.5 or SDXL (or a given checkpoint), and how
 /// close its UNet step comes to the machine's own sgemm rate. Each resolution runs in a child
 /// process so that its peak memory is its own.
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Time SD 1.5-sized rendering on this host: UNet step, text encoder, VAE decode, 20 steps, memory.",
+        abstract: "Time SD 1.5- or SDXL-sized rendering on this host: UNet step, text encoder, VAE decode, 20 steps, memory.",
         discussion: """
             Without --model the networks have SD 1.5's shapes (UNet 320/640/1280/1280, CLIP ViT-L/14,
-            the 128/256/512/512 VAE) and random fp16 weights (as downloads store them; they stay resident as
-            halves), so nothing is downloaded. Each size ends with its peak memory: the largest resident set
+            the 128/256/512/512 VAE), or SDXL base's with --arch sdxl, and random fp16 weights (as downloads
+            store them; they stay resident as halves), so nothing is downloaded. Each size ends with its peak memory: the largest resident set
             of the whole run, weights, text encoder, UNet steps and VAE decode included. The UNet step is one
             call with batch 2 (classifier-free guidance); its GFLOP/s count the matrix products and
             attention, and the sgemm rate is a square 2048³ product measured in the same run (before and
@@ -20,11 +20,17 @@ struct Bench: ParsableCommand {
             Tools/compare_pytorch.py runs this and diffusers on PyTorch side by side.
             """)
 
-    @Option(help: "A checkpoint to time instead of random fp16 SD 1.5 weights (diffusers folder, .safetensors, .ckpt, or demo).")
+    @Option(help: "A checkpoint to time instead of random fp16 weights (diffusers folder, .safetensors, .ckpt, or demo).")
     var model: String?
 
-    @Option(help: "Square image sizes to time, comma-separated.")
-    var sizes = "512,256"
+    @Option(help: "The random weights' architecture without --model: sd15, or sdxl (SDXL base).")
+    var arch = BenchArchitecture.sd15
+
+    @Option(help: "How the random weights are stored: fp16 (as downloads are; they stay resident as halves) or fp32.")
+    var weights = BenchWeights.fp16
+
+    @Option(help: "Square image sizes to time, comma-separated (default 512,256; 1024 with --arch sdxl).")
+    var sizes: String?
 
     @Option(help: "Sampler steps of the end-to-end run.")
     var steps = 20
@@ -38,6 +44,12 @@ struct Bench: ParsableCommand {
     )
     var json = false
 
+    @Flag(help: "Decode in tiles with the whole image's group-norm statistics, as farm render --vae-tiling (several times the decode time).")
+    var vaeTiling = false
+
+    @Flag(help: "Decode in tiles, each with its own group-norm statistics, as farm render --vae-tiling-fast (one decode's time).")
+    var vaeTilingFast = false
+
     @Flag(help: "Only report the BLAS core in use and the sgemm rate (a few seconds).")
     var blasOnly = false
 
@@ -47,12 +59,17 @@ struct Bench: ParsableCommand {
     func validate() throws {
         guard (1...150).contains(steps) else { throw ValidationError("--steps must be 1...150, got \(steps)") }
         guard !parsedSizes.isEmpty, parsedSizes.allSatisfy({ $0 >= 64 && $0 <= 2048 && $0 % 64 == 0 }) else {
-            throw ValidationError("--sizes takes multiples of 64 from 64 to 2048, got \(sizes)")
+            throw ValidationError("--sizes takes multiples of 64 from 64 to 2048, got \(sizes ?? "")")
         }
         if let threads, !(1...256).contains(threads) { throw ValidationError("--threads must be 1...256, got \(threads)") }
     }
 
-    var parsedSizes: [Int] { sizes.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
+    /// The VAE decode's tiling, as `farm render` takes it.
+    var tiling: TileStatistics? { vaeTilingFast ? .perTile : vaeTiling ? .shared : nil }
+
+    var parsedSizes: [Int] {
+        (sizes ?? arch.defaultSizes).split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+    }
 
     func run() throws {
         if let threads { ComputeThreads.set(threads) }
@@ -66,7 +83,7 @@ struct Bench: ParsableCommand {
             return
         }
         if let only {
-            let figures = try BenchRun(model: model, size: only, steps: steps).measure()
+            let figures = try BenchRun(model: model, arch: arch, weights: weights, tiling: tiling, size: only, steps: steps).measure()
             let encoder = JSONEncoder()
             encoder.outputFormatting = .sortedKeys
             FileHandle.standardOutput.write(try encoder.encode(figures))
@@ -78,7 +95,7 @@ struct Bench: ParsableCommand {
             results[String(size)] = try child(size: size)
         }
         if json { return try printJSON(BenchReport(sizes: results, blasCore: BLASCore.status.core)) }
-        print("threads: \(threads ?? ComputeThreads.count), model: \(model ?? "SD 1.5 shapes, random fp16 weights")")
+        print("threads: \(threads ?? ComputeThreads.count), model: \(model ?? "\(arch.name) shapes, random \(weights.rawValue) weights")")
         print("BLAS core: \(BLASCore.status.description)")
         for size in parsedSizes {
             guard let f = results[String(size)] else { continue }
@@ -89,23 +106,25 @@ struct Bench: ParsableCommand {
                         "%4d×%-4d UNet step (CFG, batch 2) %7.2f s  %6.1f GFLOP/s = %5.1f %% of sgemm %6.1f | text %6.3f s | VAE decode %6.2f s | %d steps %7.1f s | peak %6.0f MB",
                     size, size, f["unet_step_s"]!, f["unet_gflops"]!, ratio, f["sgemm_gflops"]!, f["text_encode_s"]!,
                     f["vae_decode_s"]!, steps, f["total_20_steps_s"]!, f["peak_rss_mb"]!))
-            print(Self.peakLine(size: size, megabytes: f["peak_rss_mb"]!, steps: steps))
+            print(Self.peakLine(model: model ?? arch.name, size: size, megabytes: f["peak_rss_mb"]!, steps: steps, tiled: tiling != nil))
         }
     }
 
     /// The size's peak memory in one line: the most the run held at once (its largest resident set), weights loaded,
     /// text encoder, UNet steps and VAE decode all included. GB here are 1024 MiB.
-    static func peakLine(size: Int, megabytes: Double, steps: Int) -> String {
+    static func peakLine(model: String, size: Int, megabytes: Double, steps: Int, tiled: Bool) -> String {
         String(
-            format: "peak memory: %.2f GB (%.0f MiB) for %d×%d txt2img, %d steps: weights, text encoder, UNet steps, VAE decode",
-            megabytes / 1024, megabytes, size, size, steps)
+            format: "peak memory: %.2f GB (%.0f MiB) for %@ %d×%d txt2img, %d steps: weights, text encoder, UNet steps, VAE decode%@",
+            megabytes / 1024, megabytes, model as NSString, size, size, steps, (tiled ? " in tiles" : "") as NSString)
     }
 
     /// Runs one size in a fresh process and reads back its figures.
     private func child(size: Int) throws -> [String: Double] {
         let process = Process()
         process.executableURL = Bundle.main.executableURL ?? URL(fileURLWithPath: CommandLine.arguments[0])
-        var arguments = ["bench", "--only", String(size), "--steps", String(steps)]
+        var arguments = ["bench", "--only", String(size), "--steps", String(steps), "--arch", arch.rawValue, "--weights", weights.rawValue]
+        if vaeTiling { arguments.append("--vae-tiling") }
+        if vaeTilingFast { arguments.append("--vae-tiling-fast") }
         if let model { arguments += ["--model", model] }
         if let threads { arguments += ["--threads", String(threads)] }
         process.arguments = arguments
@@ -146,14 +165,47 @@ private func log(_ message: String) {
     FileHandle.standardError.write(Data((message + "\n").utf8))
 }
 
+/// The shapes of `farm bench`'s random weights.
+enum BenchArchitecture: String, ExpressibleByArgument, CaseIterable {
+    /// SD 1.5: UNet 320/640/1280/1280, CLIP ViT-L/14.
+    case sd15
+    /// SDXL base: UNet 320/640/1280 with 2048-wide cross-attention, CLIP ViT-L/14 and OpenCLIP ViT-bigG/14.
+    case sdxl
+
+    /// The name the report uses.
+    var name: String { self == .sd15 ? "SD 1.5" : "SDXL base" }
+
+    /// Sizes timed unless --sizes says: the native size first.
+    var defaultSizes: String { self == .sd15 ? "512,256" : "1024" }
+
+    /// Random weights of these shapes, stored as `element`.
+    func randomWeights(_ element: ElementType) -> ModelWeights {
+        self == .sd15 ? .random(element: element) : .randomXL(element: element)
+    }
+}
+
+/// How `farm bench`'s random weights are stored.
+enum BenchWeights: String, ExpressibleByArgument, CaseIterable {
+    /// Half precision, as downloads are: resident as halves, widened where products read them.
+    case fp16
+    /// Float32: what keeping halves costs in time, against the same run.
+    case fp32
+
+    /// The tensors' element type.
+    var element: ElementType { self == .fp16 ? .float16 : .float32 }
+}
+
 /// One resolution's measurements, in this process.
 private struct BenchRun {
     let model: String?
+    let arch: BenchArchitecture
+    let weights: BenchWeights
+    let tiling: TileStatistics?
     let size: Int
     let steps: Int
 
     func measure() throws -> [String: Double] {
-        let weights = try model.map { try ModelWeights.load(try BundledModels.resolve($0)) } ?? ModelWeights.random()
+        let weights = try model.map { try ModelWeights.load(try BundledModels.resolve($0)) } ?? arch.randomWeights(self.weights.element)
         let pipeline = try Pipeline(weights: weights)
         // Timed before and after the UNet step, the faster taken: one 256×256 run measured half the
         // machine's rate before the UNet (another process's pages being reclaimed, or a core taken).
@@ -176,7 +228,7 @@ private struct BenchRun {
         sgemm = max(sgemm, Self.sgemmRate(side: 2048))
         log("  VAE decode… (after the UNet steps: \(memoryLine()))")
         let one = Tensor(shape: [1, 4, latentSide, latentSide], values: Array(latents.scalars.prefix(4 * latentSide * latentSide)))
-        let decodeTime = Self.best(2) { _ = pipeline.decode(one) }
+        let decodeTime = Self.best(2) { _ = pipeline.decode(one, tiled: tiling) }
         log("  \(steps) steps end to end… (after the decodes: \(memoryLine()))")
         var settings = Pipeline.Settings()
         (settings.width, settings.height, settings.steps) = (size, size, steps)
@@ -193,7 +245,7 @@ private struct BenchRun {
             guard let (c, u) = try? pipeline.encodePrompts(prompt, negative: "blurry"),
                 let final = try? pipeline.sample(conditional: c, unconditional: u, settings: settings, progress: stepped)
             else { return }
-            log(String(format: "    decode: %.2f s", Self.seconds { _ = pipeline.decode(final) }))
+            log(String(format: "    decode: %.2f s", Self.seconds { _ = pipeline.decode(final, tiled: tiling) }))
         }
         return [
             "unet_step_s": unetTime, "unet_gflops": Double(flops) / unetTime / 1e9, "sgemm_gflops": sgemm,
@@ -250,7 +302,7 @@ private struct BenchRun {
             let line = status.split(separator: "\n").first { $0.hasPrefix(key) } ?? ""
             return (Int(line.split(separator: " ").dropFirst().first { !$0.isEmpty } ?? "") ?? 0) / 1024
         }
-        return "resident \(megabytes("VmRSS:")) MB, peak \(megabytes("VmHWM:")) MB"
+        return "resident \(megabytes("VmRSS:")) MB, peak \(megabytes("VmHWM:")) MB, buffer pool \(BufferPool.pooledBytesNow >> 20) MB"
     }
 
     func peakRSSMegabytes() -> Double {

@@ -112,6 +112,10 @@ struct RandomWeightGenerator {
         conv("conv_in", config.inChannels, widths[0], kernel: 3)
         linear("time_embedding.linear_1", widths[0], time)
         linear("time_embedding.linear_2", time, time)
+        if config.isXL, let inputs = config.projectionClassEmbeddingsInputDim {
+            linear("add_embedding.linear_1", inputs, time)
+            linear("add_embedding.linear_2", time, time)
+        }
         var channels = widths[0]
         for level in 0..<levels {
             let output = widths[level]
@@ -201,7 +205,8 @@ struct RandomWeightGenerator {
         return tensors
     }
 
-    mutating func textEncoder(_ config: TextEncoderConfig) -> [String: Tensor] {
+    /// A CLIP text encoder; with `projection`, CLIPTextModelWithProjection's `text_projection` too (SDXL's second).
+    mutating func textEncoder(_ config: TextEncoderConfig, projection: Int? = nil) -> [String: Tensor] {
         tensors = [:]
         let width = config.hiddenSize
         add("embeddings.token_embedding.weight", [config.vocabSize, width], fanIn: 1)
@@ -215,6 +220,7 @@ struct RandomWeightGenerator {
             linear("\(name).mlp.fc2", config.intermediateSize, width)
         }
         norm("final_layer_norm", width)
+        if let projection { linear("text_projection", width, projection, bias: false) }
         return tensors
     }
 }
