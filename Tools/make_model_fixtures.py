@@ -121,24 +121,14 @@ def clip_to_ldm(sd):
     return {"cond_stage_model.transformer." + k: v for k, v in sd.items()}
 
 
-def open_clip_to_ldm(sd, layers):
-    """diffusers/transformers CLIPTextModel names -> OpenCLIP `cond_stage_model.model.*` (fused in_proj).
-
-    Like SD 2.x's real files, the export has one more transformer layer than the
-    diffusers text encoder: SD 2.x conditions on the penultimate layer, so diffusers
-    drops the last one. That extra layer is random here."""
-    p = "cond_stage_model.model."
+def open_clip_tower(sd, p, layers):
+    """transformers CLIPTextModel names (`text_model.` prefix) -> OpenCLIP's text tower under prefix `p`: embeddings,
+    final norm and `layers` residual blocks with q/k/v fused into `attn.in_proj_*` (no projection, no logit scale)."""
     out = {p + "token_embedding.weight": sd["text_model.embeddings.token_embedding.weight"],
            p + "positional_embedding": sd["text_model.embeddings.position_embedding.weight"],
            p + "ln_final.weight": sd["text_model.final_layer_norm.weight"],
            p + "ln_final.bias": sd["text_model.final_layer_norm.bias"]}
-    width = sd["text_model.final_layer_norm.weight"].shape[0]
-    out[p + "text_projection"] = torch.randn(width, width)
-    out[p + "logit_scale"] = torch.tensor(4.6052)
-    last = f"text_model.encoder.layers.{layers - 1}."
-    for k in [k for k in sd if k.startswith(last)]:
-        sd[k.replace(last, f"text_model.encoder.layers.{layers}.")] = torch.randn_like(sd[k])
-    for i in range(layers + 1):
+    for i in range(layers):
         s, d = f"text_model.encoder.layers.{i}.", f"{p}transformer.resblocks.{i}."
         out[d + "ln_1.weight"], out[d + "ln_1.bias"] = sd[s + "layer_norm1.weight"], sd[s + "layer_norm1.bias"]
         out[d + "ln_2.weight"], out[d + "ln_2.bias"] = sd[s + "layer_norm2.weight"], sd[s + "layer_norm2.bias"]
@@ -147,6 +137,24 @@ def open_clip_to_ldm(sd, layers):
         out[d + "attn.out_proj.weight"], out[d + "attn.out_proj.bias"] = sd[s + "self_attn.out_proj.weight"], sd[s + "self_attn.out_proj.bias"]
         out[d + "mlp.c_fc.weight"], out[d + "mlp.c_fc.bias"] = sd[s + "mlp.fc1.weight"], sd[s + "mlp.fc1.bias"]
         out[d + "mlp.c_proj.weight"], out[d + "mlp.c_proj.bias"] = sd[s + "mlp.fc2.weight"], sd[s + "mlp.fc2.bias"]
+    return out
+
+
+def open_clip_to_ldm(sd, layers):
+    """diffusers/transformers CLIPTextModel names -> OpenCLIP `cond_stage_model.model.*` (fused in_proj).
+
+    Like SD 2.x's real files, the export has one more transformer layer than the
+    diffusers text encoder: SD 2.x conditions on the penultimate layer, so diffusers
+    drops the last one. That extra layer is random here."""
+    p = "cond_stage_model.model."
+    width = sd["text_model.final_layer_norm.weight"].shape[0]
+    projection = torch.randn(width, width)
+    last = f"text_model.encoder.layers.{layers - 1}."
+    for k in [k for k in sd if k.startswith(last)]:
+        sd[k.replace(last, f"text_model.encoder.layers.{layers}.")] = torch.randn_like(sd[k])
+    out = open_clip_tower(sd, p, layers + 1)
+    out[p + "text_projection"] = projection
+    out[p + "logit_scale"] = torch.tensor(4.6052)
     return out
 
 
@@ -236,6 +244,7 @@ def build(name, sd2):
     return len(ldm)
 
 
-root.mkdir(parents=True, exist_ok=True)
-for name, sd2 in (("tiny-sd1", False), ("tiny-sd2", True)):
-    print(name, build(name, sd2), "LDM tensors")
+if __name__ == "__main__":
+    root.mkdir(parents=True, exist_ok=True)
+    for name, sd2 in (("tiny-sd1", False), ("tiny-sd2", True)):
+        print(name, build(name, sd2), "LDM tensors")

@@ -11,6 +11,8 @@ committed under Tests/StableDiffusionTests/Fixtures/:
                              (scaling 0.13025); the UNet also as an fp16 variant
 - models/tiny-sdxl-refiner/  a refiner: only the second text encoder, a UNet with the aesthetic-score embedding
 - models/tiny-sdxl-inpaint-unet/, models/tiny-sdxl-controlnet/
+- models/tiny-sdxl-vae/, models/tiny-sdxl-vae.safetensors
+                             another VAE for the `--vae` override, as a diffusers folder and as an LDM single file
 - sdxl.json                  the cases: token ids, the text encodings, and final latents and pixels
 
 Prompts are token ids of the tiny 1000-token vocabulary: 998 starts a prompt, 999 ends it (the largest id, as
@@ -34,6 +36,7 @@ from safetensors.torch import save_file
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
 from fixture_samplers import SAMPLERS  # noqa: E402  (Tools/, next to this script)
+from make_model_fixtures import vae_to_ldm  # noqa: E402
 
 fixtures = pathlib.Path(__file__).resolve().parent.parent / "Tests" / "StableDiffusionTests" / "Fixtures"
 models = fixtures / "models"
@@ -143,7 +146,17 @@ def build():
     randomise(controlnet, 0.15)
     shutil.rmtree(models / "tiny-sdxl-controlnet", ignore_errors=True)
     controlnet.save_pretrained(models / "tiny-sdxl-controlnet")
-    for root in (folder, refiner, models / "tiny-sdxl-inpaint-unet", models / "tiny-sdxl-controlnet"):
+    torch.manual_seed(85)
+    alternative = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(16, 32, 32),
+                                down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
+                                layers_per_block=1, norm_num_groups=8, sample_size=64, scaling_factor=0.13025)
+    randomise(alternative, 0.15)
+    shutil.rmtree(models / "tiny-sdxl-vae", ignore_errors=True)
+    alternative.save_pretrained(models / "tiny-sdxl-vae")
+    save_file({k: v.contiguous() for k, v in vae_to_ldm(alternative.state_dict(), 3).items()},
+              str(models / "tiny-sdxl-vae.safetensors"), metadata={"format": "pt"})
+    (models / "tiny-sdxl-vae.safetensors").chmod(0o644)
+    for root in (folder, refiner, models / "tiny-sdxl-inpaint-unet", models / "tiny-sdxl-controlnet", models / "tiny-sdxl-vae"):
         for path in root.rglob("*"):
             path.chmod(0o755 if path.is_dir() else 0o644)
 
@@ -229,6 +242,13 @@ def main():
     cases.append({"sampler": "euler", "steps": 4, "guidance": 5.0, "seed": 5, "batch": 1, "zero_negative": True,
                   "latents_shape": list(latents.shape), "latents": flat(latents), "pixels": pixels})
     out["txt2img"] = cases
+    # The `--vae` override: the first case's latents decoded by the other VAE.
+    alternative = AutoencoderKL.from_pretrained(models / "tiny-sdxl-vae").eval()
+    with torch.no_grad():
+        first = torch.tensor(cases[0]["latents"]).reshape(cases[0]["latents_shape"])
+        decoded = alternative.decode(first / alternative.config.scaling_factor).sample
+    pixels = ((decoded / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1) * 255).round().to(torch.uint8)
+    out["alternative_vae_pixels"] = flat(pixels)
 
     g = torch.Generator().manual_seed(8)
     init = torch.randint(0, 256, (HEIGHT, WIDTH, 3), generator=g).to(torch.uint8)

@@ -20,24 +20,35 @@ extension CoordinatorState {
                     ClaimRequest(
                         routingID: worker.routingID, workerID: worker.hello.workerID,
                         capabilities: WorkerCapabilities(
-                            models: worker.hello.models, maxPixels: worker.hello.maxPixels ?? configuration.limits.maxPixels),
+                            models: worker.hello.models, maxPixels: worker.pixelLimit(configuration.limits), vaes: worker.hello.vaes),
                         limit: worker.freeSlots, leaseSeconds: configuration.leaseSeconds, preferredModel: worker.loadedModel,
                         sentBlobs: worker.sentBlobs)))
         }
     }
 
     /// Sends what a claim leased, with the input images first, unless the worker left meanwhile: then the tasks
-    /// go back rather than wait out their lease.
+    /// go back rather than wait out their lease. So do tasks larger than the worker's pixel limit: the claim
+    /// filtered with the limit it had when asked, and a worker that introduced itself again since, with a lower
+    /// one, is never sent what its memory no longer allows.
     mutating func handOut(_ claimed: Claimed, for claim: ClaimRequest) {
         workWaiting = true
         guard var worker = workers[claim.routingID], worker.hello.workerID == claim.workerID else {
             query(.releaseUnsent(claimed.assignments.map(\.assignment.taskID), workerID: claim.workerID))
             return
         }
-        for blob in claimed.blobs where worker.sentBlobs.insert(blob.hash).inserted {
+        let limit = worker.pixelLimit(configuration.limits)
+        func fits(_ parameters: TaskParameters) -> Bool { (parameters.width ?? 0) * (parameters.height ?? 0) <= limit }
+        let tooLarge = claimed.assignments.filter { !fits($0.assignment.parameters) }.map(\.assignment.taskID)
+        if !tooLarge.isEmpty {
+            query(.releaseUnsent(tooLarge, workerID: claim.workerID))
+            log(.warning, "released \(tooLarge.count) task(s) above the \(limit)-pixel limit of worker \(claim.workerID)")
+        }
+        let assignments = claimed.assignments.filter { fits($0.assignment.parameters) }
+        let needed = Set(assignments.flatMap(\.assignment.parameters.inputHashes))
+        for blob in claimed.blobs where needed.contains(blob.hash) && worker.sentBlobs.insert(blob.hash).inserted {
             send(.blob(sha256: blob.hash, data: blob.data), to: claim.routingID)
         }
-        for (assignment, waited) in claimed.assignments {
+        for (assignment, waited) in assignments {
             metric(.dispatchLatency(seconds: waited))
             taskJobs[assignment.taskID] = assignment.jobID
             send(.assign(assignment), to: claim.routingID)

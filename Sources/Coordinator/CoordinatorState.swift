@@ -26,6 +26,9 @@ public struct ConnectedWorker {
 
     /// Tasks it may be given now: none unless it is online.
     public var freeSlots: Int { operatorState == .online ? max(0, hello.slots - inFlight.count) : 0 }
+
+    /// The largest width × height it may be given: what its memory allows by its HELLO, else the farm's limit.
+    public func pixelLimit(_ limits: Limits) -> Int { hello.maxPixels ?? limits.maxPixels }
 }
 
 /// The coordinator's protocol logic as a value: each method takes one event (a message from a worker, a tick, a

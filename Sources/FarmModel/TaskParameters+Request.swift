@@ -18,6 +18,9 @@ extension GenerationRequest {
         maskBlur = task.maskBlur
         outpaint = task.outpaint.flatMap(Outpaint.init)
         controlnets = (task.controlnets ?? []).map { Control(model: $0.model, image: $0.image, scale: $0.scale) }
+        refiner = task.refiner
+        refinerSwitch = task.refinerSwitch
+        vae = task.vae
     }
 }
 
@@ -35,6 +38,9 @@ extension TaskParameters {
         maskBlur = request.maskBlur
         outpaint = request.outpaint?.values
         controlnets = request.controlnets.isEmpty ? nil : request.controlnets.map { Control(model: $0.model, image: $0.image, scale: $0.scale) }
+        refiner = request.refiner
+        refinerSwitch = request.refinerSwitch
+        vae = request.vae
     }
 
     /// The web UI's `parameters` text of this task's image of `width` × `height` (`GenerationRequest`'s one writer).

@@ -39,6 +39,13 @@ public struct TaskParameters: Codable, Equatable, Sendable {
     public var controlnets: [Control]?
     /// Text-encoder layer from the end (1 = last, 2 = penultimate).
     public var clipSkip: Int?
+    /// A second model (by the worker's name) that runs the last steps, as SDXL's refiner.
+    public var refiner: String?
+    /// The share of the steps the model runs before the refiner takes over, in (0, 1) (default
+    /// `GenerationRequest.defaultRefinerSwitch`).
+    public var refinerSwitch: Double?
+    /// A VAE (by the worker's name for it) that replaces the model's own.
+    public var vae: String?
 
     /// One ControlNet of a task.
     public struct Control: Codable, Equatable, Sendable {
@@ -90,6 +97,9 @@ public struct TaskParameters: Codable, Equatable, Sendable {
         case maskBlur = "mask_blur"
         case outpaint, controlnets
         case clipSkip = "clip_skip"
+        case refiner
+        case refinerSwitch = "refiner_switch"
+        case vae
     }
 
     /// Checks every field against the farm's limits; the error names the field. The generation parameters are
@@ -100,7 +110,8 @@ public struct TaskParameters: Codable, Equatable, Sendable {
             ValidationFailure(field: field, message: why)
         }
         if prompt.isEmpty { throw fail("prompt", "must not be empty") }
-        for (field, value) in [("model", model), ("sampler", sampler)] where value.utf8.count > limits.maxNameBytes {
+        for (field, value) in [("model", model), ("sampler", sampler), ("refiner", refiner ?? ""), ("vae", vae ?? "")]
+        where value.utf8.count > limits.maxNameBytes {
             throw fail(field, "is \(value.utf8.count) bytes; the limit is \(limits.maxNameBytes)")
         }
         if let outpaint, outpaint.count != 4 {

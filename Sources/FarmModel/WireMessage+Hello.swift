@@ -14,8 +14,11 @@ extension WireMessage {
         public var models: [String]
         /// Tasks it can run at once.
         public var slots: Int
-        /// Largest width × height it renders (absent: the farm's limit).
+        /// Largest width × height it renders (absent: the farm's limit): what its memory allows.
         public var maxPixels: Int?
+        /// VAEs it can swap in, by name. Present (even empty) when it renders tasks that name a refiner or a VAE;
+        /// absent from older workers, which would ignore those fields, so they are given no such task.
+        public var vaes: [String]?
         /// Tasks it already holds (after a reconnect): queued, rendering, or awaiting acknowledgement.
         public var activeTasks: [Int64]?
         /// The machine it runs on.
@@ -24,7 +27,8 @@ extension WireMessage {
         /// Makes a hello.
         public init(
             workerID: String, host: String, version: Int = WireMessage.protocolVersion,
-            models: [String], slots: Int, maxPixels: Int? = nil, activeTasks: [Int64]? = nil, device: Device? = nil
+            models: [String], slots: Int, maxPixels: Int? = nil, activeTasks: [Int64]? = nil, device: Device? = nil,
+            vaes: [String]? = nil
         ) {
             self.device = device
             self.workerID = workerID
@@ -33,6 +37,7 @@ extension WireMessage {
             self.models = models
             self.slots = slots
             self.maxPixels = maxPixels
+            self.vaes = vaes
             self.activeTasks = activeTasks
         }
     }

@@ -66,6 +66,8 @@ extension GenerationRequest {
         case prompt, negativePrompt, model, width, height, steps, cfgScale, sampler, seed, clipSkip, rng
         /// An input or an input's setting.
         case initImage, mask, strength, maskBlur, outpaint, controlnets
+        /// The refiner, its hand-off point, and the VAE that replaces the model's.
+        case refiner, refinerSwitch, vae
         /// The model of ControlNet `index`.
         case controlModel(Int)
         /// The control image of ControlNet `index`.
@@ -93,6 +95,9 @@ extension GenerationRequest {
             case .maskBlur: return "mask_blur"
             case .outpaint: return "outpaint"
             case .controlnets: return "controlnets"
+            case .refiner: return "refiner"
+            case .refinerSwitch: return "refiner_switch"
+            case .vae: return "vae"
             case .controlModel(let index): return "controlnets[\(index)].model"
             case .controlImage(let index): return "controlnets[\(index)].image"
             case .controlScale(let index): return "controlnets[\(index)].scale"
@@ -119,7 +124,8 @@ extension GenerationRequest {
         func fail(_ field: Field, _ why: String) -> InvalidGenerationRequest { InvalidGenerationRequest(field, why) }
         if prompt.isEmpty { throw fail(.prompt, "must not be empty") }
         // NUL ends strings in PostgreSQL and C: refused, never truncated.
-        for (field, value) in [(Field.prompt, prompt), (.negativePrompt, negativePrompt), (.model, model), (.sampler, sampler)]
+        let texts = [(Field.prompt, prompt), (.negativePrompt, negativePrompt), (.model, model), (.sampler, sampler)]
+        for (field, value) in texts + [(.refiner, refiner), (.vae, vae)].compactMap({ field, value in value.map { (field, $0) } })
         where value.utf8.contains(0) {
             throw fail(field, "must not contain NUL bytes")
         }
@@ -127,6 +133,14 @@ extension GenerationRequest {
             throw fail(field, "is \(value.utf8.count) bytes; the limit is \(limits.maxPromptBytes)")
         }
         if model.isEmpty { throw fail(.model, "must name a model") }
+        if refiner?.isEmpty == true { throw fail(.refiner, "must name a model (or be left out)") }
+        if vae?.isEmpty == true { throw fail(.vae, "must name a VAE (or be left out)") }
+        if let refinerSwitch {
+            if !refinerSwitch.isFinite || refinerSwitch <= 0 || refinerSwitch >= 1 {
+                throw fail(.refinerSwitch, "must be in (0, 1): the share of the steps before the refiner takes over, got \(refinerSwitch)")
+            }
+            if refiner == nil { throw fail(.refinerSwitch, "needs a refiner") }
+        }
         let multiple = GenerationLimits.sizeMultiple
         for (field, value) in [(Field.width, width), (.height, height)] {
             if let value, value < multiple || value > limits.maxSide || value % multiple != 0 {

@@ -43,10 +43,12 @@ public struct JobSpec: Sendable {
     /// Fields a task (or `defaults`) may set, with the spelling users write.
     static let taskFields: Set<String> = [
         "prompt", "negative", "negative_prompt", "model", "width", "height", "steps",
-        "cfg", "cfg_scale", "sampler", "seed", "clip_skip", "strength",
+        "cfg", "cfg_scale", "sampler", "seed", "clip_skip", "strength", "refiner", "refiner_switch", "vae",
     ]
     /// Keys a sweep may vary.
-    static let sweepFields = ["prompt", "negative", "seed", "cfg", "sampler", "model", "steps", "width", "height"]
+    static let sweepFields = [
+        "prompt", "negative", "seed", "cfg", "sampler", "model", "steps", "width", "height", "refiner", "refiner_switch", "vae",
+    ]
     /// Top-level keys of a YAML/JSON spec.
     static let specFields: Set<String> = ["name", "model", "defaults", "sweep", "items", "priority", "max_attempts"]
 
@@ -181,7 +183,8 @@ public struct JobSpec: Sendable {
         return result
     }
 
-    /// The cartesian product of the sweep's lists, in the order prompt × negative × seed × cfg × sampler × model × steps × size.
+    /// The cartesian product of the sweep's lists, in the order prompt × negative × seed × cfg × sampler × model × steps × size
+    /// × refiner × refiner switch × VAE.
     static func expandSweep(_ node: Node, defaults: [String: String], file: String, besides items: Int = 0) throws
         -> [(fields: [String: String], line: Int?)]
     {
@@ -273,6 +276,9 @@ public struct JobSpec: Sendable {
         }
         task.clipSkip = try int("clip_skip")
         task.strength = try double("strength")
+        task.refiner = fields["refiner"]
+        task.refinerSwitch = try double("refiner_switch")
+        task.vae = fields["vae"]
         do { try task.validate() } catch let failure as ValidationFailure {
             let field = ["cfg_scale": "cfg", "negative_prompt": "negative"][failure.field] ?? failure.field
             throw fail(field, failure.message)

@@ -84,9 +84,10 @@ extension JobStore {
                     header.taskID, header.attempt, png, header.width, header.height, header.seed,
                     try row.decode("parameters", as: String.self),
                 ])
+            // The audit trail names the worker that rendered it, as it does for failures.
             try connection.query(
-                "INSERT INTO events (kind, job_id, task_id, attempt) VALUES ('task.done', $1, $2, $3)",
-                [try row.decode("job_id", as: Int64.self), header.taskID, header.attempt])
+                "INSERT INTO events (kind, job_id, task_id, worker_id, attempt) VALUES ('task.done', $1, $2, $3, $4)",
+                [try row.decode("job_id", as: Int64.self), header.taskID, workerID, header.attempt])
             return .stored
         }
     }

@@ -45,17 +45,21 @@ public enum ReportOutcome: Equatable, Sendable {
     case rejected(String)
 }
 
-/// What a worker can run, for claiming: models it has and the largest image it takes.
+/// What a worker can run, for claiming: models it has, the VAEs it can swap in and the largest image it takes.
 public struct WorkerCapabilities: Sendable {
-    /// Model names the worker can load.
+    /// Model names the worker can load (a task's refiner must be one of them too).
     public var models: [String]
     /// Largest width × height.
     public var maxPixels: Int
+    /// VAE names the worker can swap in; nil for a worker that does not render tasks naming a VAE or a refiner
+    /// at all (one older than those fields, which would ignore them).
+    public var vaes: [String]?
 
     /// Makes capabilities.
-    public init(models: [String], maxPixels: Int = Limits().maxPixels) {
+    public init(models: [String], maxPixels: Int = Limits().maxPixels, vaes: [String]? = nil) {
         self.models = models
         self.maxPixels = maxPixels
+        self.vaes = vaes
     }
 }
 

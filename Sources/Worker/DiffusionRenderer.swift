@@ -4,80 +4,81 @@ import Imaging
 import Logging
 import StableDiffusion
 
-/// Renders tasks with the diffusion engine, loading models by name from a folder
-/// (each diffusers folder, `.safetensors` or `.ckpt` in it is a model, named by its
-/// file name without extension) and keeping the most recently used ones loaded within a
-/// memory budget (least recently used unloaded first; the model in use always stays).
-/// The bundled models (`demo`) are always there unless the folder has a model of that name.
+/// Renders tasks with the diffusion engine, loading models by name from a folder (`ModelsIndex`: diffusers
+/// folders, `.safetensors` and `.ckpt` files are models named by their file name without extension; VAEs and
+/// ControlNets are listed apart) and keeping the most recently used pipelines loaded within a memory budget
+/// (least recently used unloaded first; the one in use always stays). A pipeline is a model with the VAE a task
+/// names (or its own), so the cache holds each pairing it was asked for. The bundled models (`demo`) are always
+/// there unless the folder has a model of that name.
 public final class DiffusionRenderer: Renderer {
-    private let index: [String: URL]
-    private let controlIndex: [String: URL]
+    let index: ModelsIndex
     private var controlNets: [String: ControlNet] = [:]
-    private let budgetBytes: Int
-    private var loaded: [(name: String, pipeline: Pipeline, bytes: Int)] = []
+    let budgetBytes: Int
+    private var loaded: [(model: String, vae: String?, pipeline: Pipeline, bytes: Int)] = []
     /// Where model loads are reported (keys a checkpoint holds but the engine does not use, at debug).
     public var logger = Logger(label: "farm.worker.models")
+    /// The largest render (width × height, after the size is resolved) it takes, normally the limit the worker
+    /// announces; a larger one (a task that leaves its size to a large model) fails as a host error, so that a
+    /// worker with more memory takes it. Nil: no limit.
+    public var maxPixels: Int?
 
     /// Indexes the models in `folder` (none: only the bundled ones); loaded weights may take up to
     /// `memoryBudgetBytes` (default: half of the machine's memory).
     public init(modelsFolder folder: URL?, memoryBudgetBytes: Int? = nil) throws {
         budgetBytes = memoryBudgetBytes ?? Int(ProcessInfo.processInfo.physicalMemory / 2)
-        let entries = try folder.map { try FileManager.default.contentsOfDirectory(at: $0, includingPropertiesForKeys: nil) } ?? []
-        var index: [String: URL] = [:]
-        var controls: [String: URL] = [:]
-        for name in BundledModels.names {
-            if let url = try? BundledModels.url(name) { index[name] = url }
-        }
-        for entry in entries {
-            let isModelFolder = FileManager.default.fileExists(atPath: entry.appendingPathComponent("model_index.json").path)
-            let isModelFile = ["safetensors", "ckpt"].contains(entry.pathExtension.lowercased())
-            let config = (try? Data(contentsOf: entry.appendingPathComponent("config.json"))).map { String(decoding: $0, as: UTF8.self) }
-            if isModelFolder || isModelFile {
-                index[entry.deletingPathExtension().lastPathComponent] = entry
-            } else if config?.contains("ControlNetModel") == true {
-                controls[entry.lastPathComponent] = entry
-            }
-        }
-        self.index = index
-        controlIndex = controls
+        index = try ModelsIndex(folder: folder)
     }
 
-    public var models: [String] { index.keys.sorted() }
+    public var models: [String] { index.models.keys.sorted() }
 
-    public var loadedModel: String? { loaded.last?.name }
+    /// The VAEs of the models folder, by name, that a task may name instead of its model's own.
+    public var vaes: [String]? { index.vaes.keys.sorted() }
+
+    public var loadedModel: String? { loaded.last?.model }
 
     public private(set) var lastModelLoadSeconds: Double?
 
-    /// Names of the models loaded now, least recently used first.
-    public var loadedModels: [String] { loaded.map(\.name) }
+    /// Names of the models loaded now, least recently used first (a model loaded with two VAEs is listed twice).
+    public var loadedModels: [String] { loaded.map(\.model) }
 
-    /// The pipeline for `name`, loading it (and evicting the least recently used) if needed.
-    func pipeline(_ name: String) throws -> Pipeline {
-        if let position = loaded.firstIndex(where: { $0.name == name }) {
+    /// The pipeline of model `name` with VAE `vae` (nil: the model's own), loading it (and evicting the least
+    /// recently used) if needed. `role` names the model in errors ("model", "refiner").
+    func pipeline(_ name: String, vae: String?, role: String = "model") throws -> Pipeline {
+        if let position = loaded.firstIndex(where: { $0.model == name && $0.vae == vae }) {
             let entry = loaded.remove(at: position)
             loaded.append(entry)
             return entry.pipeline
         }
-        guard let url = index[name] else {
-            throw RenderError(kind: .input, message: "unknown model \"\(name)\"; this worker has \(models.joined(separator: ", "))")
+        guard let url = index.models[name]?.url else {
+            throw RenderError(kind: .input, message: "unknown \(role) \"\(name)\"; this worker has \(models.joined(separator: ", "))")
+        }
+        var options = ModelWeights.Options()
+        if let vae {
+            guard let vaeURL = index.vaes[vae]?.url else {
+                let known = index.vaes.keys.sorted()
+                throw RenderError(
+                    kind: .input, message: "unknown VAE \"\(vae)\"; this worker has \(known.isEmpty ? "none" : known.joined(separator: ", "))")
+            }
+            options.vae = vaeURL
         }
         let pipeline: Pipeline
         let bytes: Int
         let started = Date()
         defer { lastModelLoadSeconds = Date().timeIntervalSince(started) }
         do {
-            let weights = try ModelWeights.load(url)
+            let weights = try ModelWeights.load(url, options: options)
             if !weights.ignoredKeys.isEmpty {
                 logger.debug(
                     "model \(name): \(weights.ignoredKeys.count) unused tensors not loaded",
                     metadata: ["keys": "\(weights.ignoredKeys.prefix(20).joined(separator: ", "))"])
             }
+            // As held: halves two bytes an element, Float32 four; SDXL's second text encoder included.
             bytes = weights.residentBytes
             pipeline = try Pipeline(weights: weights)
         } catch {
-            throw RenderError(kind: .host, message: "cannot load model \(name): \(error)")
+            throw RenderError(kind: .host, message: "cannot load \(role) \(name)\(vae.map { " with VAE \($0)" } ?? ""): \(error)")
         }
-        loaded.append((name, pipeline, bytes))
+        loaded.append((name, vae, pipeline, bytes))
         while loaded.count > 1 && loaded.reduce(0, { $0 + $1.bytes }) > budgetBytes { loaded.removeFirst() }
         return pipeline
     }
@@ -85,9 +86,9 @@ public final class DiffusionRenderer: Renderer {
     /// A ControlNet of the models folder by name, loaded once.
     func controlNet(_ name: String) throws -> ControlNet {
         if let net = controlNets[name] { return net }
-        guard let url = controlIndex[name] else {
+        guard let url = index.controlNets[name]?.url else {
             throw RenderError(
-                kind: .input, message: "unknown ControlNet \"\(name)\"; this worker has \(controlIndex.keys.sorted().joined(separator: ", "))")
+                kind: .input, message: "unknown ControlNet \"\(name)\"; this worker has \(index.controlNets.keys.sorted().joined(separator: ", "))")
         }
         do {
             let net = try ControlNet.load(url)
@@ -102,7 +103,9 @@ public final class DiffusionRenderer: Renderer {
         _ parameters: TaskParameters, inputs: [String: Data], previewEvery: Int,
         preview: (Int, PNGImage) -> Void, progress: (Int, Int) -> Bool
     ) throws -> PNGImage {
-        let pipeline = try self.pipeline(parameters.model)
+        let pipeline = try self.pipeline(parameters.model, vae: parameters.vae)
+        // The refiner decodes the image (as diffusers' refiner pipeline does), so it takes the task's VAE too.
+        let refiner = try parameters.refiner.map { try self.pipeline($0, vae: parameters.vae, role: "refiner") }
         func image(_ hash: String?) throws -> PNGImage? {
             guard let hash else { return nil }
             guard let data = inputs[hash] else { throw RenderError(kind: .host, message: "input image \(hash.prefix(12))… is missing") }
@@ -122,8 +125,16 @@ public final class DiffusionRenderer: Renderer {
         inputs.controls = try request.controlnets.map { control in
             (net: try controlNet(control.model), image: try image(control.image)!, scale: control.scale)
         }
+        inputs.refiner = refiner
         do {
             let prepared = try PreparedGeneration(request, inputs: inputs, pipeline: pipeline)
+            if let maxPixels, prepared.width * prepared.height > maxPixels {
+                throw RenderError(
+                    kind: .host,
+                    message:
+                        "\(prepared.width)x\(prepared.height) is above this worker's limit of \(maxPixels) pixels (its memory); left to a larger worker"
+                )
+            }
             let latents = try withoutActuallyEscaping(preview) { preview in
                 try prepared.sample(
                     pipeline,

@@ -7,6 +7,9 @@ import Imaging
 public protocol Renderer {
     /// Models this renderer can draw with.
     var models: [String] { get }
+    /// VAEs it can swap in for a model's own, by name; nil when it cannot render tasks that name a VAE or a
+    /// refiner at all (the farm then gives it none).
+    var vaes: [String]? { get }
     /// The model loaded now (nil when none), reported for model affinity.
     var loadedModel: String? { get }
     /// Seconds the latest model load took (nil when it never loaded one), for metrics.
@@ -21,6 +24,7 @@ public protocol Renderer {
 }
 
 extension Renderer {
+    public var vaes: [String]? { nil }
     public var loadedModel: String? { models.count == 1 ? models[0] : nil }
     public var lastModelLoadSeconds: Double? { nil }
 }
@@ -46,16 +50,19 @@ public struct RenderError: Error, CustomStringConvertible {
 /// synthetic engine of scale and fault tests (`farm worker --engine synthetic`), which also
 /// waits `delay` seconds per task, spread over its steps.
 public struct TestPatternRenderer: Renderer {
-    /// The model names it answers to.
+    /// The model names it answers to (as models and as refiners).
     public let models: [String]
+    /// The VAE names it answers to: it draws the same card whatever the refiner or VAE.
+    public let vaes: [String]?
     /// Seconds each task takes.
     public let delay: Double
     /// The side of the square it draws when a task names no size (the size a diffusion model would choose).
     public static let nativeSize = 512
 
     /// Makes the renderer.
-    public init(models: [String] = ["test-pattern"], delay: Double = 0) {
+    public init(models: [String] = ["test-pattern"], vaes: [String] = [], delay: Double = 0) {
         self.models = models
+        self.vaes = vaes
         self.delay = delay
     }
 
@@ -63,9 +70,11 @@ public struct TestPatternRenderer: Renderer {
         _ parameters: TaskParameters, inputs: [String: Data], previewEvery: Int,
         preview: (Int, PNGImage) -> Void, progress: (Int, Int) -> Bool
     ) throws -> PNGImage {
-        guard models.contains(parameters.model) else {
-            throw RenderError(kind: .input, message: "unknown model \"\(parameters.model)\"; this worker has \(models.joined(separator: ", "))")
+        for (role, name) in [("model", parameters.model), ("refiner", parameters.refiner)] {
+            guard let name, !models.contains(name) else { continue }
+            throw RenderError(kind: .input, message: "unknown \(role) \"\(name)\"; this worker has \(models.joined(separator: ", "))")
         }
+        if let vae = parameters.vae, vaes?.contains(vae) != true { throw RenderError(kind: .input, message: "unknown VAE \"\(vae)\"") }
         // SplitMix64: a tiny, well-mixed generator so that the same seed gives the same card.
         var state = parameters.seed &+ UInt64(truncatingIfNeeded: parameters.prompt.utf8.reduce(5381) { ($0 << 5) &+ $0 &+ Int($1) })
         func next() -> UInt8 {

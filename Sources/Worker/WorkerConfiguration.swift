@@ -10,6 +10,9 @@ public struct WorkerConfiguration: Sendable {
     public var workerID: String
     /// Tasks it takes at once.
     public var slots: Int = 1
+    /// The largest width × height it announces (what its memory allows); nil: it announces none and is given
+    /// tasks up to the farm's limit.
+    public var maxPixels: Int?
     /// Largest message accepted.
     public var maxMessageBytes = Limits().maxMessageBytes
     /// Seconds between resends of results the coordinator has not acknowledged.

@@ -12,8 +12,9 @@ struct Bench: ParsableCommand {
         discussion: """
             Without --model the networks have SD 1.5's shapes (UNet 320/640/1280/1280, CLIP ViT-L/14,
             the 128/256/512/512 VAE), or SDXL base's with --arch sdxl, and random fp16 weights (as downloads
-            store them; they stay resident as halves), so nothing is downloaded. Each size ends with its peak memory: the largest resident set
-            of the whole run, weights, text encoder, UNet steps and VAE decode included. The UNet step is one
+            store them; they stay resident as halves), so nothing is downloaded. Each size ends with its peak
+            memory: the largest resident set of the whole run, weights, text encoder, UNet steps and VAE decode
+            included. The UNet step is one
             call with batch 2 (classifier-free guidance); its GFLOP/s count the matrix products and
             attention, and the sgemm rate is a square 2048³ product measured in the same run (before and
             after the UNet step, the faster taken).
@@ -23,14 +24,14 @@ struct Bench: ParsableCommand {
     @Option(help: "A checkpoint to time instead of random fp16 weights (diffusers folder, .safetensors, .ckpt, or demo).")
     var model: String?
 
-    @Option(help: "The random weights' architecture without --model: sd15, or sdxl (SDXL base).")
-    var arch = BenchArchitecture.sd15
+    @Option(help: "The shapes of the random weights: sd15 (SD 1.5) or sdxl (SDXL 1.0 base: both text encoders, 1024² native).")
+    var arch = "sd15"
 
     @Option(help: "How the random weights are stored: fp16 (as downloads are; they stay resident as halves) or fp32.")
     var weights = BenchWeights.fp16
 
-    @Option(help: "Square image sizes to time, comma-separated (default 512,256; 1024 with --arch sdxl).")
-    var sizes: String?
+    @Option(help: "Square image sizes to time, comma-separated.")
+    var sizes = "512,256"
 
     @Option(help: "Sampler steps of the end-to-end run.")
     var steps = 20
@@ -59,17 +60,17 @@ struct Bench: ParsableCommand {
     func validate() throws {
         guard (1...150).contains(steps) else { throw ValidationError("--steps must be 1...150, got \(steps)") }
         guard !parsedSizes.isEmpty, parsedSizes.allSatisfy({ $0 >= 64 && $0 <= 2048 && $0 % 64 == 0 }) else {
-            throw ValidationError("--sizes takes multiples of 64 from 64 to 2048, got \(sizes ?? "")")
+            throw ValidationError("--sizes takes multiples of 64 from 64 to 2048, got \(sizes)")
         }
         if let threads, !(1...256).contains(threads) { throw ValidationError("--threads must be 1...256, got \(threads)") }
+        guard ["sd15", "sdxl"].contains(arch) else { throw ValidationError("--arch takes sd15 or sdxl, got \(arch)") }
+        if model != nil && arch != "sd15" { throw ValidationError("--arch sets the random weights' shapes; leave it out with --model") }
     }
 
     /// The VAE decode's tiling, as `farm render` takes it.
     var tiling: TileStatistics? { vaeTilingFast ? .perTile : vaeTiling ? .shared : nil }
 
-    var parsedSizes: [Int] {
-        (sizes ?? arch.defaultSizes).split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
-    }
+    var parsedSizes: [Int] { sizes.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
 
     func run() throws {
         if let threads { ComputeThreads.set(threads) }
@@ -95,7 +96,9 @@ struct Bench: ParsableCommand {
             results[String(size)] = try child(size: size)
         }
         if json { return try printJSON(BenchReport(sizes: results, blasCore: BLASCore.status.core)) }
-        print("threads: \(threads ?? ComputeThreads.count), model: \(model ?? "\(arch.name) shapes, random \(weights.rawValue) weights")")
+        let name = arch == "sdxl" ? "SDXL 1.0 base" : "SD 1.5"
+        let shapes = "\(name) shapes, random \(weights.rawValue) weights"
+        print("threads: \(threads ?? ComputeThreads.count), model: \(model ?? shapes)")
         print("BLAS core: \(BLASCore.status.description)")
         for size in parsedSizes {
             guard let f = results[String(size)] else { continue }
@@ -106,7 +109,7 @@ struct Bench: ParsableCommand {
                         "%4d×%-4d UNet step (CFG, batch 2) %7.2f s  %6.1f GFLOP/s = %5.1f %% of sgemm %6.1f | text %6.3f s | VAE decode %6.2f s | %d steps %7.1f s | peak %6.0f MB",
                     size, size, f["unet_step_s"]!, f["unet_gflops"]!, ratio, f["sgemm_gflops"]!, f["text_encode_s"]!,
                     f["vae_decode_s"]!, steps, f["total_20_steps_s"]!, f["peak_rss_mb"]!))
-            print(Self.peakLine(model: model ?? arch.name, size: size, megabytes: f["peak_rss_mb"]!, steps: steps, tiled: tiling != nil))
+            print(Self.peakLine(model: model ?? name, size: size, megabytes: f["peak_rss_mb"]!, steps: steps, tiled: tiling != nil))
         }
     }
 
@@ -122,7 +125,7 @@ struct Bench: ParsableCommand {
     private func child(size: Int) throws -> [String: Double] {
         let process = Process()
         process.executableURL = Bundle.main.executableURL ?? URL(fileURLWithPath: CommandLine.arguments[0])
-        var arguments = ["bench", "--only", String(size), "--steps", String(steps), "--arch", arch.rawValue, "--weights", weights.rawValue]
+        var arguments = ["bench", "--only", String(size), "--steps", String(steps), "--arch", arch, "--weights", weights.rawValue]
         if vaeTiling { arguments.append("--vae-tiling") }
         if vaeTilingFast { arguments.append("--vae-tiling-fast") }
         if let model { arguments += ["--model", model] }
@@ -165,25 +168,6 @@ private func log(_ message: String) {
     FileHandle.standardError.write(Data((message + "\n").utf8))
 }
 
-/// The shapes of `farm bench`'s random weights.
-enum BenchArchitecture: String, ExpressibleByArgument, CaseIterable {
-    /// SD 1.5: UNet 320/640/1280/1280, CLIP ViT-L/14.
-    case sd15
-    /// SDXL base: UNet 320/640/1280 with 2048-wide cross-attention, CLIP ViT-L/14 and OpenCLIP ViT-bigG/14.
-    case sdxl
-
-    /// The name the report uses.
-    var name: String { self == .sd15 ? "SD 1.5" : "SDXL base" }
-
-    /// Sizes timed unless --sizes says: the native size first.
-    var defaultSizes: String { self == .sd15 ? "512,256" : "1024" }
-
-    /// Random weights of these shapes, stored as `element`.
-    func randomWeights(_ element: ElementType) -> ModelWeights {
-        self == .sd15 ? .random(element: element) : .randomXL(element: element)
-    }
-}
-
 /// How `farm bench`'s random weights are stored.
 enum BenchWeights: String, ExpressibleByArgument, CaseIterable {
     /// Half precision, as downloads are: resident as halves, widened where products read them.
@@ -198,14 +182,19 @@ enum BenchWeights: String, ExpressibleByArgument, CaseIterable {
 /// One resolution's measurements, in this process.
 private struct BenchRun {
     let model: String?
-    let arch: BenchArchitecture
+    /// `sd15` or `sdxl`: the random weights' shapes when no model is given.
+    let arch: String
+    /// How the random weights are stored.
     let weights: BenchWeights
+    /// The VAE decode's tiling (nil: the whole image at once).
     let tiling: TileStatistics?
     let size: Int
     let steps: Int
 
     func measure() throws -> [String: Double] {
-        let weights = try model.map { try ModelWeights.load(try BundledModels.resolve($0)) } ?? arch.randomWeights(self.weights.element)
+        let weights =
+            try model.map { try ModelWeights.load(try BundledModels.resolve($0)) }
+            ?? (arch == "sdxl" ? ModelWeights.randomXL(element: self.weights.element) : ModelWeights.random(element: self.weights.element))
         let pipeline = try Pipeline(weights: weights)
         // Timed before and after the UNet step, the faster taken: one 256×256 run measured half the
         // machine's rate before the UNet (another process's pages being reclaimed, or a core taken).
@@ -222,13 +211,14 @@ private struct BenchRun {
         let context = Tensor.concat([unconditional.context, conditional.context], axis: 0)
         let added = try pipeline.addedConditioning(conditional: conditional, unconditional: unconditional, settings: guided)
         log("  UNet step at \(size)×\(size)… (model built: \(memoryLine()))")
-        _ = pipeline.unet(latents, timestep: 500, context: context, added: added)
+        // The first call counts the products and warms the buffers; a 1024² step takes a minute on two cores, so
+        // large sizes are timed once.
         let (_, flops) = FlopCounter.count { pipeline.unet(latents, timestep: 500, context: context, added: added) }
-        let unetTime = Self.best(2) { _ = pipeline.unet(latents, timestep: 500, context: context, added: added) }
+        let unetTime = Self.best(size >= 1024 ? 1 : 2) { _ = pipeline.unet(latents, timestep: 500, context: context, added: added) }
         sgemm = max(sgemm, Self.sgemmRate(side: 2048))
         log("  VAE decode… (after the UNet steps: \(memoryLine()))")
         let one = Tensor(shape: [1, 4, latentSide, latentSide], values: Array(latents.scalars.prefix(4 * latentSide * latentSide)))
-        let decodeTime = Self.best(2) { _ = pipeline.decode(one, tiled: tiling) }
+        let decodeTime = Self.best(size >= 1024 ? 1 : 2) { _ = pipeline.decode(one, tiled: tiling) }
         log("  \(steps) steps end to end… (after the decodes: \(memoryLine()))")
         var settings = Pipeline.Settings()
         (settings.width, settings.height, settings.steps) = (size, size, steps)
@@ -295,12 +285,13 @@ private struct BenchRun {
         return 2 * pow(Double(side), 3) / time / 1e9
     }
 
-    /// "resident N MB, peak M MB" from /proc/self/status, for the progress log.
+    /// "resident N MB, peak M MB" from /proc/self/status, and what the buffer pool keeps, for the progress log.
     func memoryLine() -> String {
         guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return "" }
         func megabytes(_ key: String) -> Int {
             let line = status.split(separator: "\n").first { $0.hasPrefix(key) } ?? ""
-            return (Int(line.split(separator: " ").dropFirst().first { !$0.isEmpty } ?? "") ?? 0) / 1024
+            // "VmRSS:\t  123456 kB": the tab's padding runs out at eight digits (10 GB), so split on tabs too.
+            return (Int(line.split(whereSeparator: { $0 == " " || $0 == "\t" }).dropFirst().first ?? "") ?? 0) / 1024
         }
         return "resident \(megabytes("VmRSS:")) MB, peak \(megabytes("VmHWM:")) MB, buffer pool \(BufferPool.pooledBytesNow >> 20) MB"
     }

@@ -225,6 +225,12 @@ struct WorkerCommand: ParsableCommand {
     @Option(help: "Memory for loaded models in MB; least recently used models are unloaded beyond it (default: half the RAM).")
     var modelCacheMb: Int?
 
+    @Option(
+        help:
+            "The largest image (width × height) this worker takes, announced to the coordinator. Default: with the diffusion engine, what its memory allows beside its models (logged at start); otherwise the farm's limit. A value above the estimate is taken as given (with a warning)."
+    )
+    var maxPixels: Int?
+
     func validate() throws {
         guard slots >= 1 && slots <= 64 else { throw ValidationError("--slots must be 1...64, got \(slots)") }
         if let engine, !["diffusion", "test-pattern", "synthetic"].contains(engine) {
@@ -235,6 +241,9 @@ struct WorkerCommand: ParsableCommand {
             throw ValidationError("--curve-key needs --coordinator-key (the coordinator's public key)")
         }
         if let metrics, FarmHTTPServer.parseAddress(metrics) == nil { throw ValidationError("--metrics must be HOST:PORT, got \(metrics)") }
+        if let maxPixels, maxPixels < 64 * 64 || maxPixels > Int(Int32.max) {
+            throw ValidationError("--max-pixels must be \(64 * 64)...\(Int32.max) (width × height), got \(maxPixels)")
+        }
     }
 
     func run() throws {
@@ -253,16 +262,9 @@ struct WorkerCommand: ParsableCommand {
         if let keys = try security.keyPair(), let coordinatorKey {
             settings.curve = (try readPublicKey(coordinatorKey), keys)
         }
-        let renderer: Renderer
-        switch engine ?? (models == nil ? "test-pattern" : "diffusion") {
-        case "synthetic": renderer = TestPatternRenderer(models: ["synthetic"], delay: syntheticDelay)
-        case "test-pattern": renderer = TestPatternRenderer()
-        default:
-            renderer = try DiffusionRenderer(
-                modelsFolder: models.map { URL(fileURLWithPath: $0) },
-                memoryBudgetBytes: modelCacheMb.map { $0 << 20 })
-        }
-        let daemon = try WorkerDaemon(configuration: settings, renderer: renderer, context: ZMQContext())
+        let renderer = try makeRenderer(logger: logger)
+        settings.maxPixels = renderer.maxPixels
+        let daemon = try WorkerDaemon(configuration: settings, renderer: renderer.renderer, context: ZMQContext())
         daemon.cancelCheck = { Shutdown.requested > 1 }
         var signals = 0
         try daemon.run {

@@ -65,6 +65,23 @@ struct GenerationOptions: ParsableArguments {
     @Option(help: "The conditioning scale of each --controlnet (default 1).")
     var controlScale: [Double] = []
 
+    @Option(
+        help:
+            "A second model that runs the last steps (SDXL's refiner): for render a path or a bundled model's name; for submit a name the workers have."
+    )
+    var refiner: String?
+
+    @Option(
+        help:
+            "The share of the steps the model runs before --refiner takes over, in (0, 1) (default \(GenerationRequest.defaultRefinerSwitch)).")
+    var refinerSwitch: Double?
+
+    @Option(
+        help:
+            "A VAE to use instead of the model's: for render a diffusers vae folder or a .safetensors file; for submit a name the workers have."
+    )
+    var vae: String?
+
     /// Parses `L,R,T,B` (numbers only: their range is the request's to check).
     static func extents(_ text: String) throws -> GenerationRequest.Outpaint {
         let parts = text.split(separator: ",", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
@@ -96,6 +113,9 @@ struct GenerationOptions: ParsableArguments {
         request.strength = strength
         request.maskBlur = maskBlur
         request.outpaint = try outpaint.map(Self.extents)
+        request.refiner = refiner
+        request.refinerSwitch = refinerSwitch
+        request.vae = vae
         request.controlnets = zip(controlnet, controlImage).enumerated().map { index, pair in
             GenerationRequest.Control(model: pair.0, image: pair.1, scale: index < controlScale.count ? controlScale[index] : 1)
         }

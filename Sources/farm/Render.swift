@@ -55,6 +55,9 @@ struct Render: ParsableCommand {
             throw ValidationError("--prediction must be epsilon or v_prediction, got \(prediction)")
         }
         guard out.lowercased().hasSuffix(".png") else { throw ValidationError("--out must name a .png file") }
+        if let vae = generation.vae, !FileManager.default.fileExists(atPath: vae) {
+            throw ValidationError("--vae \(vae): no such file or folder (a diffusers vae folder or a .safetensors file)")
+        }
         let request = try self.request()
         do { _ = try request.samplerName } catch let error as InvalidGenerationRequest { throw ValidationError("--sampler: \(error)") }
     }
@@ -89,9 +92,14 @@ struct Render: ParsableCommand {
     private func render() throws {
         let started = Date()
         let request = try self.request()
-        let weights = try ModelWeights.load(try BundledModels.resolve(request.model), options: .init(predictionType: prediction))
+        // The VAE replaces the model's and the refiner's (which decodes a refined image); --prediction is the model's.
+        let vae = request.vae.map { URL(fileURLWithPath: $0) }
+        let weights = try ModelWeights.load(
+            try BundledModels.resolve(request.model), options: .init(predictionType: prediction, vae: vae))
         let pipeline = try Pipeline(weights: weights)
-        let inputs = GenerationInputs(
+        let refinerOptions = ModelWeights.Options(vae: vae)
+        let refiner = try request.refiner.map { try Pipeline(weights: ModelWeights.load(try BundledModels.resolve($0), options: refinerOptions)) }
+        var inputs = GenerationInputs(
             initImage: try request.initImage.map { try Render.readPNG($0, flag: "--init-image") },
             mask: try request.mask.map { try Render.readPNG($0, flag: "--mask") },
             controls: try request.controlnets.map { control in
@@ -100,6 +108,7 @@ struct Render: ParsableCommand {
                     image: try Render.readPNG(control.image, flag: "--control-image"), scale: control.scale
                 )
             })
+        inputs.refiner = refiner
         let prepared: PreparedGeneration
         do { prepared = try PreparedGeneration(request, inputs: inputs, pipeline: pipeline) } catch let error as GenerationError {
             throw ValidationError(error.message)

@@ -1,6 +1,7 @@
 import ArgumentParser
 import FarmModel
 import Foundation
+import Generation
 import Imaging
 import JobSpec
 import JobStore
@@ -98,6 +99,9 @@ struct Submit: ParsableCommand {
         fields["width"] = generation.width.map(String.init)
         fields["height"] = generation.height.map(String.init)
         fields["steps"] = generation.steps.map(String.init)
+        fields["refiner"] = generation.refiner
+        fields["refiner_switch"] = generation.refinerSwitch.map { String($0) }
+        fields["vae"] = generation.vae
         if !generation.negative.isEmpty { fields["negative"] = generation.negative }
         return fields
     }
@@ -118,7 +122,8 @@ struct Submit: ParsableCommand {
             for (index, task) in job.tasks.prefix(5).enumerated() {
                 print(
                     "  \(index): \"\(task.prompt.prefix(60))\" seed \(task.seed), \(task.width.map(String.init) ?? "native")x\(task.height.map(String.init) ?? "native"), \(task.steps) steps, cfg \(task.cfgScale), \(task.sampler), \(task.model)"
-                )
+                        + (task.refiner.map { ", refiner \($0) at \(GenerationRequest(task).effectiveRefinerSwitch)" } ?? "")
+                        + (task.vae.map { ", VAE \($0)" } ?? ""))
             }
             if job.tasks.count > 5 { print("  …") }
             return

@@ -2,6 +2,8 @@ import ArgumentParser
 import FarmModel
 import Foundation
 import JobStore
+import Logging
+import Worker
 
 /// `farm workers`: the registry.
 struct Workers: ParsableCommand {
@@ -67,4 +69,30 @@ struct Uncordon: ActionCommand {
     static let configuration = CommandConfiguration(abstract: "Give a cordoned or drained worker work again.")
     static let action = OperatorAction.uncordon
     @OptionGroup var target: WorkerControl
+}
+
+extension WorkerCommand {
+    /// The renderer `--engine` asks for, and the pixel limit the worker announces: `--max-pixels` as given, else
+    /// for the diffusion engine the estimate from its memory and models (logged with what it came from), else none.
+    func makeRenderer(logger: Logger) throws -> (renderer: Renderer, maxPixels: Int?) {
+        switch engine ?? (models == nil ? "test-pattern" : "diffusion") {
+        case "synthetic": return (TestPatternRenderer(models: ["synthetic"], delay: syntheticDelay), maxPixels)
+        case "test-pattern": return (TestPatternRenderer(), maxPixels)
+        default:
+            let renderer = try DiffusionRenderer(
+                modelsFolder: models.map { URL(fileURLWithPath: $0) }, memoryBudgetBytes: modelCacheMb.map { $0 << 20 })
+            let estimate = renderer.pixelEstimate()
+            logger.info("memory allows \(estimate)", metadata: ["max_pixels": "\(estimate.maxPixels)"])
+            if let maxPixels {
+                if maxPixels > estimate.maxPixels {
+                    logger.warning("--max-pixels \(maxPixels) is above the \(estimate.maxPixels) pixels the memory estimate allows; taken as given")
+                }
+            } else if estimate.maxPixels < 64 * 64 {
+                throw ValidationError(
+                    "the memory estimate leaves no room for a render (\(estimate)); remove models, lower --model-cache-mb or give --max-pixels")
+            }
+            renderer.maxPixels = maxPixels ?? estimate.maxPixels
+            return (renderer, renderer.maxPixels)
+        }
+    }
 }

@@ -10,6 +10,7 @@ private func fullTask() -> TaskParameters {
     let hash = String(repeating: "ab", count: 32)
     (task.initImage, task.strength, task.maskBlur, task.clipSkip) = (hash, 0.6, 2, 2)
     task.controlnets = [TaskParameters.Control(model: "canny", image: hash, scale: 0.8)]
+    (task.refiner, task.refinerSwitch, task.vae) = ("sdxl-refiner", 0.7, "sdxl-vae")
     return task
 }
 
@@ -19,6 +20,8 @@ private func fullTask() -> TaskParameters {
     let request = GenerationRequest(task)
     #expect(request.width == 512 && request.height == 768 && request.cfgScale == 6.5 && request.effectiveClipSkip == 2)
     #expect(request.controlnets == [GenerationRequest.Control(model: "canny", image: task.initImage!, scale: 0.8)])
+    #expect(request.refiner == "sdxl-refiner" && request.refinerSwitch == 0.7 && request.effectiveRefinerSwitch == 0.7)
+    #expect(request.vae == "sdxl-vae")
     #expect(TaskParameters(request) == task)
     var outpainting = task
     outpainting.outpaint = [8, 0, 16, 0]
@@ -44,6 +47,12 @@ private func fullTask() -> TaskParameters {
             }, "mask", "--mask"
         ),
         ({ $0.controlnets[0].scale = 11 }, "controlnets[0].scale", "--control-scale"),
+        ({ $0.refinerSwitch = 1 }, "refiner_switch", "--refiner-switch"),
+        ({ $0.refinerSwitch = -0.5 }, "refiner_switch", "--refiner-switch"),
+        ({ $0.refiner = nil }, "refiner_switch", "--refiner-switch"),
+        ({ $0.refiner = "" }, "refiner", "--refiner"),
+        ({ $0.vae = "a\u{0}b" }, "vae", "--vae"),
+        ({ $0.vae = "" }, "vae", "--vae"),
     ]
     for (edit, key, flag) in cases {
         var request = GenerationRequest(fullTask())
@@ -72,4 +81,44 @@ private func fullTask() -> TaskParameters {
     request.mask = nil
     request.outpaint = GenerationRequest.Outpaint(left: 8, right: 0, top: 0, bottom: 0)
     #expect(!request.parametersText(width: 64, height: 64).contains("Denoising strength") && request.effectiveStrength == 1)
+}
+
+/// Each refiner and VAE problem is one line naming its flag; the switch is checked only when given.
+@Test func refinerAndVAEMessagesNameTheirInput() throws {
+    var request = GenerationRequest(prompt: "a fox", model: "sdxl")
+    request.refinerSwitch = 0.5
+    #expect(throws: InvalidGenerationRequest(.refinerSwitch, "needs a refiner")) { try request.validate() }
+    request.refiner = "sdxl-refiner"
+    try request.validate()
+    request.refinerSwitch = .infinity
+    var failure: InvalidGenerationRequest?
+    do { try request.validate() } catch { failure = error as? InvalidGenerationRequest }
+    #expect(failure?.flagged == "--refiner-switch must be in (0, 1): the share of the steps before the refiner takes over, got inf")
+    #expect(failure?.keyed.hasPrefix("refiner_switch: must be in (0, 1)") == true)
+    request.refinerSwitch = nil
+    #expect(request.effectiveRefinerSwitch == 0.8 && GenerationRequest.defaultRefinerSwitch == 0.8)
+    // Names longer than the farm's limit are the wire's to refuse.
+    var task = TaskParameters(request)
+    task.vae = String(repeating: "v", count: 201)
+    #expect(throws: ValidationFailure(field: "vae", message: "is 201 bytes; the limit is 200")) { try task.validate() }
+    task.vae = nil
+    task.refiner = String(repeating: "r", count: 201)
+    #expect(throws: ValidationFailure(field: "refiner", message: "is 201 bytes; the limit is 200")) { try task.validate() }
+}
+
+/// The web UI writes the VAE after the model and the refiner with its switch at the end; neither without them.
+@Test func parametersTextNamesTheRefinerAndTheVAE() {
+    var request = GenerationRequest(prompt: "a fox", model: "/models/sdxl-base.safetensors")
+    #expect(!request.parametersText(width: 64, height: 64).contains("VAE") && !request.parametersText(width: 64, height: 64).contains("Refiner"))
+    request.vae = "/vaes/sdxl_vae.safetensors"
+    request.refiner = "/models/sdxl-refiner/"
+    request.rng = .philox
+    #expect(
+        request.parametersText(width: 1024, height: 768)
+            == "a fox\nSteps: 20, Sampler: Euler a, CFG scale: 7.5, Seed: 0, Size: 1024x768, Model: sdxl-base, VAE: sdxl_vae, RNG: NV, Refiner: sdxl-refiner, Refiner switch at: 0.8"
+    )
+    request.refinerSwitch = 0.65
+    #expect(request.parametersText(width: 1024, height: 768).hasSuffix(", Refiner: sdxl-refiner, Refiner switch at: 0.65"))
+    // The farm's task carries them to the worker's text as well.
+    #expect(TaskParameters(request).parametersText(width: 8, height: 8).hasSuffix("Refiner: sdxl-refiner, Refiner switch at: 0.65"))
 }

@@ -55,6 +55,10 @@ let foxes = """
     ("bad.jsonl", "{\"prompt\": \"a\", \"nope\": 1}\n", "bad.jsonl:1: nope: unknown field"),
     ("bad.csv", "prompt,size\na,1\n", "bad.csv:1: size: unknown column"),
     ("bad.json", "[1, 2]", "must be a mapping"),
+    ("bad.yaml", "model: m\nitems: [{prompt: a, refiner: r, refiner_switch: 1.5}]\n", "bad.yaml:2: refiner_switch: must be in (0, 1)"),
+    ("bad.yaml", "model: m\nitems: [{prompt: a, refiner_switch: 0.5}]\n", "refiner_switch: needs a refiner"),
+    ("bad.yaml", "model: m\nitems: [{prompt: a, refiner: r, refiner_switch: soon}]\n", "refiner_switch: must be a number"),
+    ("bad.jsonl", "{\"prompt\": \"a\", \"vae\": \"\"}\n", "bad.jsonl:1: vae: must name a VAE"),
 ])
 func badSpecsAreOneLineErrors(_ file: String, _ text: String, _ expected: String) {
     do {
@@ -95,4 +99,34 @@ func badSpecsAreOneLineErrors(_ file: String, _ text: String, _ expected: String
     #expect {
         try JobSpec.parse("prompt,seed\r\na,1\r\nb,zz\r\n", file: "j.csv", overrides: ["model": "m"])
     } throws: { "\($0)".contains("j.csv:3") }
+}
+
+/// The refiner, its switch and the VAE in every format, as defaults, items, sweeps, columns and flag overrides.
+@Test func refinerAndVAEInEveryFormat() throws {
+    let yaml = try JobSpec.parse(
+        """
+        model: sdxl
+        defaults: {refiner: sdxl-refiner, vae: sdxl-vae, width: 1024, height: 1024}
+        items: [{prompt: a}, {prompt: b, refiner_switch: 0.7, vae: other-vae}]
+        sweep: {prompt: [c], refiner_switch: [0.6, 0.9]}
+        """, file: "x.yaml")
+    #expect(yaml.tasks.map(\.refiner) == Array(repeating: "sdxl-refiner", count: 4))
+    #expect(yaml.tasks.map(\.refinerSwitch) == [nil, 0.7, 0.6, 0.9])
+    #expect(yaml.tasks.map(\.vae) == ["sdxl-vae", "other-vae", "sdxl-vae", "sdxl-vae"])
+    let json = try JobSpec.parse(
+        #"{"model": "m", "items": [{"prompt": "a", "refiner": "r", "refiner_switch": 0.75, "vae": "v"}]}"#, file: "x.json")
+    #expect(json.tasks[0].refiner == "r" && json.tasks[0].refinerSwitch == 0.75 && json.tasks[0].vae == "v")
+    let jsonl = try JobSpec.parse(#"{"prompt": "a", "refiner": "r", "refiner_switch": 0.5}"#, file: "x.jsonl", overrides: ["model": "m", "vae": "v"])
+    #expect(jsonl.tasks[0].refiner == "r" && jsonl.tasks[0].refinerSwitch == 0.5 && jsonl.tasks[0].vae == "v")
+    let csv = try JobSpec.parse("prompt,refiner,refiner_switch,vae\na,r,0.85,v\nb,,,\n", file: "x.csv", overrides: ["model": "m"])
+    #expect(csv.tasks.map(\.refiner) == ["r", nil] && csv.tasks.map(\.refinerSwitch) == [0.85, nil] && csv.tasks.map(\.vae) == ["v", nil])
+    let text = try JobSpec.parse("a fox\n", file: "x.txt", overrides: ["model": "m", "refiner": "r", "refiner_switch": "0.6"])
+    #expect(text.tasks[0].refiner == "r" && text.tasks[0].refinerSwitch == 0.6 && text.tasks[0].vae == nil)
+    // Without them a task carries none, and its JSON has no such keys (older workers read it unchanged).
+    let plain = try JobSpec.parse("a fox\n", file: "x.txt", overrides: ["model": "m"]).tasks[0]
+    #expect(plain.refiner == nil && plain.refinerSwitch == nil && plain.vae == nil)
+    let encoded = String(decoding: try JSONEncoder().encode(plain), as: UTF8.self)
+    #expect(!encoded.contains("refiner") && !encoded.contains("vae"))
+    let keyed = String(decoding: try JSONEncoder().encode(json.tasks[0]), as: UTF8.self)
+    #expect(keyed.contains(#""refiner":"r""#) && keyed.contains(#""refiner_switch":0.75"#) && keyed.contains(#""vae":"v""#))
 }

@@ -209,3 +209,88 @@ let migrationsFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent
         #expect(farmed.pixels == local.pixels, "task \(image.index) differs from farm render")
     }
 }
+
+/// Tasks with an SDXL refiner (the worker finds both models in its folder and hands over after `refiner_switch`) or
+/// another VAE (a diffusers folder or a `.safetensors` in the worker's folder) give the same pixels and `parameters`
+/// text as `farm render --refiner`/`--vae`; a refiner the worker lacks is never handed to it, and one that is not an
+/// SDXL model fails the task as bad input.
+@Test func farmRendersWithARefinerOrAVAELikeFarmRender() throws {
+    let models = FileManager.default.temporaryDirectory.appendingPathComponent("models-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: models, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: models) }
+    let base = models.appendingPathComponent("xl")
+    let refiner = models.appendingPathComponent("xl-refiner")
+    try FileManager.default.moveItem(at: try tinyModelWithFullVocabulary("tiny-sdxl"), to: base)
+    try FileManager.default.moveItem(at: try tinyModelWithFullVocabulary("tiny-sdxl-refiner"), to: refiner)
+    let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("StableDiffusionTests/Fixtures/models")
+    let vaeFolder = models.appendingPathComponent("xl-vae")
+    let vaeFile = models.appendingPathComponent("xl-vae-file.safetensors")
+    try FileManager.default.copyItem(at: fixtures.appendingPathComponent("tiny-sdxl-vae"), to: vaeFolder)
+    try FileManager.default.copyItem(at: fixtures.appendingPathComponent("tiny-sdxl-vae.safetensors"), to: vaeFile)
+
+    let (conninfo, connection) = try migratedDatabase()
+    let store = JobStore(connection: connection)
+    let plain = TaskParameters(prompt: "a fox", model: "xl", width: 48, height: 32, steps: 4, cfgScale: 5, sampler: "euler", seed: 3)
+    func with(_ change: (inout TaskParameters) -> Void) -> TaskParameters {
+        var task = plain
+        change(&task)
+        return task
+    }
+    let tasks = [
+        with { ($0.refiner, $0.refinerSwitch) = ("xl-refiner", 0.6) }, with { $0.vae = "xl-vae" }, with { $0.vae = "xl-vae-file" }, plain,
+        with { $0.refiner = "absent-refiner" }, with { $0.refiner = "demo" },
+    ]
+    let flags = [
+        ["--refiner", refiner.path, "--refiner-switch", "0.6"], ["--vae", vaeFolder.path], ["--vae", vaeFile.path], [],
+    ]
+    let job = try store.enqueue(name: "refiner-and-vae", model: "xl", tasks: tasks)
+
+    let context = ZMQContext()
+    let coordinator = try makeCoordinator(conninfo, context: context)
+    let stop = ThreadSafeBox(false)
+    let finished = ThreadSafeBox(false)
+    let renderer = try DiffusionRenderer(modelsFolder: models)
+    #expect(renderer.models == ["demo", "xl", "xl-refiner"] && renderer.vaes == ["xl-vae", "xl-vae-file"])
+    startWorkerThread(
+        WorkerConfiguration(coordinator: coordinator.endpoint, workerID: "xl"), context: context, stop: stop,
+        renderer: { renderer }, finished: { finished.mutate { $0 = true } })
+    // The task with the absent refiner stays queued: the job is settled once the others are.
+    func settled() throws -> Bool {
+        let counts = try store.progress(job: job).counts
+        return counts[.done, default: 0] + counts[.failed, default: 0] == 5
+    }
+    let deadline = Date().addingTimeInterval(180)
+    while try !settled() && Date() < deadline { try coordinator.runOnce(timeout: 0.05) }
+    stop.mutate { $0 = true }
+    while !finished.value { try coordinator.runOnce(timeout: 0.05) }
+    let states = try connection.query("SELECT index, state, coalesce(error_message, '') AS error FROM tasks WHERE job_id = $1 ORDER BY index", [job])
+        .rows.map { (try $0.decode("state", as: String.self), try $0.decode("error", as: String.self)) }
+    #expect(states.map(\.0) == ["done", "done", "done", "done", "queued", "failed"], "\(states)")
+    #expect(states[5].1.contains("SDXL"), "\(states[5].1)")
+    // Each pairing of a model with a VAE is a pipeline of its own.
+    #expect(Set(renderer.loadedModels) == ["xl", "xl-refiner", "demo"] && renderer.loadedModels.filter { $0 == "xl" }.count == 3)
+
+    let images = try store.images(job: job)
+    #expect(images.map(\.index) == [0, 1, 2, 3])
+    var pixels: [[UInt8]] = []
+    for image in images {
+        let farmed = try PNGImage(pngData: image.png)
+        let out = models.appendingPathComponent("local-\(image.index).png").path
+        let result = try runFarm(
+            [
+                "render", "--model", base.path, "--prompt", "a fox", "--width", "48", "--height", "32", "--steps", "4", "--cfg", "5",
+                "--sampler", "euler", "--seed", "3", "--out", out,
+            ] + flags[image.index])
+        #expect(result.status == 0, "\(result.stderr)")
+        let local = try PNGImage(pngData: Data(contentsOf: URL(fileURLWithPath: out)))
+        #expect(farmed.width == 48 && farmed.height == 32 && farmed.pixels == local.pixels, "task \(image.index) differs from farm render")
+        #expect(farmed.textValue("parameters") == local.textValue("parameters"))
+        pixels.append(farmed.pixels)
+    }
+    let texts = images.map { (try? PNGImage(pngData: $0.png))?.textValue("parameters") ?? "" }
+    #expect(texts[0].hasSuffix("Model: xl, Refiner: xl-refiner, Refiner switch at: 0.6"))
+    #expect(texts[1].hasSuffix("Model: xl, VAE: xl-vae") && texts[2].hasSuffix("Model: xl, VAE: xl-vae-file"))
+    // The other VAE decodes differently from the model's own, in either form the same way.
+    #expect(pixels[1] != pixels[3] && pixels[1] == pixels[2])
+}

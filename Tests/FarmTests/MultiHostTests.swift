@@ -192,7 +192,8 @@ func farmAcrossNetworkNamespaces() throws {
         let install = try UnitInstall(folder.appendingPathComponent("host\(index + 1)"))
         let key = try farm(["keys", "generate", install.etc.appendingPathComponent("worker.key").path])
         workerKeys.append(key)
-        _ = try farm(["keys", "allow", key, "--name", "host\(index + 1)", "--database", conninfo])
+        // A Z85 key may start with "-": after "--" it is the key, not an option (one key in 85 did, and failed the run).
+        _ = try farm(["keys", "allow", "--name", "host\(index + 1)", "--database", conninfo, "--", key])
         try (coordinatorKey + "\n").write(to: install.etc.appendingPathComponent("coordinator.pub"), atomically: true, encoding: .utf8)
         var environment = try install.writeEnvironment(["FARM_COORDINATOR": endpoint, "FARM_NAME": "host\(index + 1)"])
         environment["PATH"] = path
@@ -244,7 +245,7 @@ func farmAcrossNetworkNamespaces() throws {
     _ = try farm(["drain", "host3", "--database", conninfo])
     #expect(waitFor(30) { !workers[2].process.isRunning }, "a drained worker exits: \(workers[2].output)")
     #expect(workers[2].process.terminationStatus == 0)
-    _ = try farm(["keys", "revoke", workerKeys[1], "--database", conninfo])
+    _ = try farm(["keys", "revoke", "--database", conninfo, "--", workerKeys[1]])
     #expect(
         waitFor(30) { coordinator.output.contains("worker key was revoked") && coordinator.output.contains("worker host2 lost") },
         "\(coordinator.output)")

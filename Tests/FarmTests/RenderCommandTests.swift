@@ -21,27 +21,31 @@ func runFarm(_ arguments: [String], executable: URL = farmBinary) throws -> (sta
     return (process.terminationStatus, String(decoding: data, as: UTF8.self))
 }
 
-/// The tiny SD 1.x fixture with a text encoder that takes CLIP's real 49408-token vocabulary.
-func tinyModelWithFullVocabulary() throws -> URL {
+/// A tiny fixture model (default: the SD 1.x one) copied to a temporary folder with text encoders that take CLIP's
+/// real 49408-token vocabulary (each encoder folder it has: `text_encoder`, SDXL's `text_encoder_2`).
+func tinyModelWithFullVocabulary(_ name: String = "tiny-sd1") throws -> URL {
     let source = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("StableDiffusionTests/Fixtures/models/tiny-sd1")
+        .appendingPathComponent("StableDiffusionTests/Fixtures/models/\(name)")
     let folder = FileManager.default.temporaryDirectory.appendingPathComponent("render-model-\(UUID().uuidString)")
     try FileManager.default.copyItem(at: source, to: folder)
-    let encoder = folder.appendingPathComponent("text_encoder")
-    var weights = try SafeTensorsFile(url: encoder.appendingPathComponent("model.safetensors")).allTensors()
     var state: UInt32 = 99
-    let width = weights["text_model.embeddings.token_embedding.weight"]!.shape[1]
-    weights["text_model.embeddings.token_embedding.weight"] = Tensor(
-        shape: [49408, width],
-        values: (0..<(49408 * width)).map { _ in
-            state = state &* 1_664_525 &+ 1_013_904_223
-            return (Float(state >> 8) / Float(1 << 24) - 0.5) * 0.4
-        })
-    try SafeTensorsFile.write(weights, to: encoder.appendingPathComponent("model.safetensors"))
-    let configURL = encoder.appendingPathComponent("config.json")
-    var config = try JSONSerialization.jsonObject(with: Data(contentsOf: configURL)) as! [String: Any]
-    config["vocab_size"] = 49408
-    try JSONSerialization.data(withJSONObject: config).write(to: configURL)
+    for encoderName in ["text_encoder", "text_encoder_2"] {
+        let encoder = folder.appendingPathComponent(encoderName)
+        guard FileManager.default.fileExists(atPath: encoder.path) else { continue }
+        var weights = try SafeTensorsFile(url: encoder.appendingPathComponent("model.safetensors")).allTensors()
+        let width = weights["text_model.embeddings.token_embedding.weight"]!.shape[1]
+        weights["text_model.embeddings.token_embedding.weight"] = Tensor(
+            shape: [49408, width],
+            values: (0..<(49408 * width)).map { _ in
+                state = state &* 1_664_525 &+ 1_013_904_223
+                return (Float(state >> 8) / Float(1 << 24) - 0.5) * 0.4
+            })
+        try SafeTensorsFile.write(weights, to: encoder.appendingPathComponent("model.safetensors"))
+        let configURL = encoder.appendingPathComponent("config.json")
+        var config = try JSONSerialization.jsonObject(with: Data(contentsOf: configURL)) as! [String: Any]
+        config["vocab_size"] = 49408
+        try JSONSerialization.data(withJSONObject: config).write(to: configURL)
+    }
     return folder
 }
 
@@ -102,6 +106,12 @@ func tinyModelWithFullVocabulary() throws -> URL {
     (["render", "--model", "MODEL", "--prompt", "x", "--rng", "gpu"], "--rng"),
     (["render", "--model", "MODEL", "--prompt", "(x:1.2.3)"], "weight"),
     (["render", "--model", "MODEL", "--prompt", "a fox"], "vocabulary"),
+    (["render", "--model", "MODEL", "--prompt", "x", "--refiner", "MODEL", "--refiner-switch", "1.5"], "--refiner-switch must be in (0, 1)"),
+    (["render", "--model", "MODEL", "--prompt", "x", "--refiner-switch", "0.5"], "farm: --refiner-switch needs a refiner"),
+    (["render", "--model", "MODEL", "--prompt", "x", "--refiner", ""], "farm: --refiner must name a model"),
+    (["render", "--model", "MODEL", "--prompt", "x", "--vae", "/no/such/vae"], "farm: --vae /no/such/vae: no such file or folder"),
+    (["render", "--model", "MODEL", "--prompt", "x", "--refiner", "/no/such/refiner"], "no such file"),
+    (["submit", "--prompt", "x", "--refiner-switch", "0"], "farm: --refiner-switch must be in (0, 1)"),
 ])
 func renderRejectsBadInputWithOneLine(_ arguments: [String], _ expected: String) throws {
     let model = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
@@ -208,4 +218,22 @@ func writeRandomPNG(_ folder: URL, name: String, width: Int, height: Int, seed: 
     let band = (0..<8).map { y in difference(x: 9, y: y) }.reduce(0, +)
     let inner = (0..<8).map { y in difference(x: 15, y: y) }.reduce(0, +)
     #expect(band > inner, "the seam side (x=9) must differ more from the original than the inner side (x=15)")
+}
+
+/// `farm submit` passes --refiner, --refiner-switch and --vae to a spec as it does the other flags (the dry run shows them).
+@Test func submitPassesTheRefinerAndVAEFlagsToASpec() throws {
+    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("submit-\(UUID().uuidString.prefix(6))")
+    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: folder) }
+    let spec = folder.appendingPathComponent("xl.txt")
+    try "a fox\na hen\n".write(to: spec, atomically: true, encoding: .utf8)
+    let result = try runFarmCapturing([
+        "submit", spec.path, "--dry-run", "--model", "sdxl", "--refiner", "sdxl-refiner", "--refiner-switch", "0.7", "--vae", "sdxl-vae",
+    ])
+    #expect(result.status == 0, "\(result.stderr)")
+    #expect(
+        result.stdout.contains("a fox\" seed 0, nativexnative, 20 steps, cfg 7.5, euler_a, sdxl, refiner sdxl-refiner at 0.7, VAE sdxl-vae"),
+        "\(result.stdout)")
+    let bad = try runFarmCapturing(["submit", spec.path, "--dry-run", "--model", "sdxl", "--refiner-switch", "0.7"])
+    #expect(bad.status == 2 && bad.stderr.contains("refiner_switch: needs a refiner"), "\(bad.stderr)")
 }

@@ -118,6 +118,34 @@ func errorReply(_ response: TestResponse) throws -> ErrorReply {
     }
 }
 
+/// The refiner, its switch and the VAE reach the tasks from the spec and from query parameters; a bad switch is a
+/// 400 naming it.
+@Test func refinerAndVAETravelThroughTheAPI() async throws {
+    let farm = try APIFixture()
+    try await farm.test { client in
+        let spec = "name: xl\nmodel: sdxl\nitems: [{prompt: a fox, width: 64, height: 64}, {prompt: a hen, refiner_switch: 0.6}]\n"
+        let submitted = try await client.execute(
+            uri: "/v1/jobs?format=yaml&refiner=sdxl-refiner&refiner_switch=0.75&vae=sdxl-vae", method: .post, headers: bearer(farm.submit),
+            body: ByteBuffer(string: spec))
+        #expect(submitted.status == .created, "\(String(buffer: submitted.body))")
+        let bad = try await client.execute(
+            uri: "/v1/jobs?refiner_switch=1.5&refiner=r", method: .post, headers: bearer(farm.submit), body: ByteBuffer(string: spec))
+        #expect(bad.status == .badRequest)
+        let reply = try errorReply(bad)
+        #expect(reply.field == "refiner_switch" && reply.error.contains("must be in (0, 1)"), "\(reply)")
+        let lonely = try await client.execute(
+            uri: "/v1/jobs?refiner_switch=0.5", method: .post, headers: bearer(farm.submit),
+            body: ByteBuffer(string: "model: m\nitems: [{prompt: a}]\n"))
+        #expect(try lonely.status == .badRequest && errorReply(lonely).error.hasSuffix("needs a refiner"))
+    }
+    // A worker with the model, the refiner and the VAE claims both tasks, as submitted (an item's own switch wins).
+    let claimed = try farm.store.claim(
+        workerID: "w", capabilities: WorkerCapabilities(models: ["sdxl", "sdxl-refiner"], vaes: ["sdxl-vae"]), limit: 5, leaseSeconds: 30)
+    #expect(claimed.map(\.parameters.refiner) == ["sdxl-refiner", "sdxl-refiner"])
+    #expect(claimed.map(\.parameters.refinerSwitch) == [0.75, 0.6])
+    #expect(claimed.map(\.parameters.vae) == ["sdxl-vae", "sdxl-vae"])
+}
+
 @Test func badInputIs400NamingTheField() async throws {
     let farm = try APIFixture()
     try await farm.test { client in

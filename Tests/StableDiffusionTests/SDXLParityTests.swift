@@ -69,10 +69,13 @@ struct SDXLFixture: Decodable, Sendable {
     let initImage: [UInt8]
     let mask: [UInt8]
     let control: [UInt8]
+    /// The first txt2img case's latents decoded by models/tiny-sdxl-vae (the `--vae` override).
+    let alternativeVAEPixels: [UInt8]
 
     enum CodingKeys: String, CodingKey {
         case prompt, negative, width, height, txt2img, img2img, inpaint, controlnet, refiner, mask, control
         case refinerPrompt = "refiner_prompt"
+        case alternativeVAEPixels = "alternative_vae_pixels"
         case initImage = "init"
     }
 
@@ -237,4 +240,31 @@ func sdxlRefinerHandOffMatchesDiffusers(_ run: SDXLFixture.Run) throws {
     expectMatches(refiner, latents, run)
     #expect(calls.map(\.0) == Array(1...calls.count), "progress counts the base's and the refiner's steps in one run")
     #expect(calls.allSatisfy { $0.1 == calls.count })
+}
+
+@Test func vaeOverrideDecodesWithTheOtherVAEInBothForms() throws {
+    let fixture = try SDXLFixture.shared.get()
+    let run = try #require(fixture.txt2img.first)
+    let latents = Tensor(shape: run.latentsShape, values: run.latents)
+    let own = try ModelWeights.load(modelFixtures.appendingPathComponent("tiny-sdxl"))
+    let folder = try ModelWeights.load(
+        modelFixtures.appendingPathComponent("tiny-sdxl"), options: .init(vae: modelFixtures.appendingPathComponent("tiny-sdxl-vae")))
+    let file = try ModelWeights.load(
+        modelFixtures.appendingPathComponent("tiny-sdxl"),
+        options: .init(vae: modelFixtures.appendingPathComponent("tiny-sdxl-vae.safetensors")))
+    expectIdentical(folder.vae, file.vae, "the VAE as an LDM single file")
+    #expect(file.vaeConfig == folder.vaeConfig && folder.vaeConfig.scalingFactor == 0.13025)
+    #expect(folder.vae["decoder.conv_out.weight"]?.scalars != own.vae["decoder.conv_out.weight"]?.scalars)
+    expectIdentical(folder.unet, own.unet, "the UNet, untouched by the override")
+    for weights in [folder, file] {
+        let decoded = try Pipeline(weights: weights).decode(latents).flatMap { $0 }
+        #expect(decoded.count == fixture.alternativeVAEPixels.count)
+        let error = zip(decoded, fixture.alternativeVAEPixels).map { abs(Int($0) - Int($1)) }.max() ?? 255
+        #expect(error <= 2, "pixels decoded by the override differ from diffusers' by \(error)/255")
+    }
+    // A VAE of another scale (SD's tiny 2-level one) is refused with the reason.
+    #expect(throws: WeightsError.self) {
+        try ModelWeights.load(
+            modelFixtures.appendingPathComponent("tiny-sdxl"), options: .init(vae: modelFixtures.appendingPathComponent("tiny-sd1")))
+    }
 }

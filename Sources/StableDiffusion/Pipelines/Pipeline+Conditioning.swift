@@ -32,18 +32,17 @@ extension Pipeline {
     ) throws -> (conditional: TextConditioning, unconditional: TextConditioning) {
         let tokenizer = try tokenizer ?? CLIPTokenizer.shared()
         let conditional = try encode(prompt, clipSkip: clipSkip, tokenizer: tokenizer)
-        var unconditional = try encode(negative, clipSkip: clipSkip, tokenizer: tokenizer)
-        if unet.config.isXL, negative.isEmpty, forceZerosForEmptyPrompt {
-            unconditional = conditional.zeros
-        }
-        let empty = try encode("", clipSkip: clipSkip, tokenizer: tokenizer)
-        func padded(_ side: TextConditioning, to tokens: Int) -> TextConditioning {
+        if unet.config.isXL, negative.isEmpty, forceZerosForEmptyPrompt { return (conditional, conditional.zeros) }
+        let unconditional = try encode(negative, clipSkip: clipSkip, tokenizer: tokenizer)
+        let tokens = max(conditional.context.shape[1], unconditional.context.shape[1])
+        guard conditional.context.shape[1] != unconditional.context.shape[1] else { return (conditional, unconditional) }
+        let empty = try encode("", clipSkip: clipSkip, tokenizer: tokenizer).context
+        func padded(_ side: TextConditioning) -> TextConditioning {
             var side = side
-            while side.context.shape[1] < tokens { side.context = Tensor.concat([side.context, empty.context], axis: 1) }
+            while side.context.shape[1] < tokens { side.context = Tensor.concat([side.context, empty], axis: 1) }
             return side
         }
-        let tokens = max(conditional.context.shape[1], unconditional.context.shape[1])
-        return (padded(conditional, to: tokens), padded(unconditional, to: tokens))
+        return (padded(conditional), padded(unconditional))
     }
 
     /// One prompt through every text encoder, each with its own padding; the chunk lists are evened out with

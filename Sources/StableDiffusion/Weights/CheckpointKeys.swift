@@ -13,13 +13,14 @@ public enum CheckpointKeys {
     /// SD 2.x: OpenCLIP's own layout with fused attention projections.
     public static let openCLIPPrefix = "cond_stage_model.model."
 
-    /// Whether the engine reads `key` of a single file: the UNet, VAE and text encoder, but not the
-    /// VAE's training loss (`first_stage_model.loss.*`) nor CLIP's `position_ids` buffer. Everything else
-    /// a download may hold (`model_ema.*`, `betas`, `alphas_cumprod*`, `logvar`, …) is left unread.
+    /// Whether the engine reads `key` of a single file: the UNet, VAE and text encoders (LDM's `cond_stage_model.*`,
+    /// SDXL's `conditioner.embedders.*`), but not the VAE's training loss (`first_stage_model.loss.*`), CLIP's
+    /// `position_ids` buffer nor OpenCLIP's contrastive `logit_scale`. Everything else a download may hold
+    /// (`model_ema.*`, `betas`, `alphas_cumprod*`, `logvar`, …) is left unread.
     public static func isUsed(_ key: String) -> Bool {
-        if key.hasSuffix("position_ids") || key.hasPrefix(vaePrefix + "loss.") { return false }
+        if key.hasSuffix("position_ids") || key.hasSuffix("logit_scale") || key.hasPrefix(vaePrefix + "loss.") { return false }
         return key.hasPrefix(unetPrefix) || key.hasPrefix(vaePrefix) || key.hasPrefix(clipPrefix)
-            || key.hasPrefix(openCLIPPrefix)
+            || key.hasPrefix(openCLIPPrefix) || isSGM(key)
     }
 
     /// LDM ResBlock names → diffusers ResnetBlock2D names.

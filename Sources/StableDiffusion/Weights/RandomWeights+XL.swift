@@ -1,30 +1,8 @@
 import Tensors
 
-extension ModelWeights {
-    /// An SDXL base model with random weights (fp16 by default, as downloads store them) under diffusers' names, for
-    /// benchmarks that must not need a download: the 320/640/1280 UNet with 1, 2 and 10 transformer layers a level,
-    /// 2048-wide cross-attention and text_time embeddings; CLIP ViT-L/14 beside OpenCLIP ViT-bigG/14 (1280 wide, 32
-    /// layers, with its 1280 projection); the 128/256/512/512 VAE with SDXL's scaling factor.
-    public static func randomXL(seed: UInt64 = 1, element: ElementType = .float16) -> ModelWeights {
-        var generator = RandomWeightGenerator(seed: seed, element: element)
-        let unet = UNetConfig.sdxlBase
-        var vae = VAEConfig()
-        (vae.sampleSize, vae.scalingFactor) = (1024, 0.13025)
-        let first = TextEncoderConfig()
-        var second = TextEncoderConfig()
-        (second.hiddenSize, second.intermediateSize, second.numHiddenLayers, second.numAttentionHeads) = (1280, 5120, 32, 20)
-        second.hiddenAct = "gelu"
-        var model = ModelWeights(
-            family: .sdxl, unetConfig: unet, unet: generator.unet(unet), vaeConfig: vae, vae: generator.vae(vae),
-            textEncoderConfig: first, textEncoder: generator.textEncoder(first), schedulerConfig: SchedulerConfig(), padTokenID: 49407)
-        model.textEncoder2 = TextEncoderWeights(config: second, weights: generator.textEncoder(second, projection: 1280), padTokenID: 0)
-        model.forceZerosForEmptyPrompt = true
-        return model
-    }
-}
-
 extension UNetConfig {
-    /// SDXL base's UNet (stabilityai/stable-diffusion-xl-base-1.0's `unet/config.json`).
+    /// SDXL 1.0 base's UNet: three levels (320/640/1280) with 1, 2 and 10 transformer layers per block, heads of
+    /// width 64, 2048-wide context from both text encoders, and the `text_time` added embedding (1280 pooled + 6 × 256).
     public static var sdxlBase: UNetConfig {
         var config = UNetConfig()
         config.blockOutChannels = [320, 640, 1280]
@@ -39,5 +17,37 @@ extension UNetConfig {
         config.projectionClassEmbeddingsInputDim = 2816
         config.sampleSize = 128
         return config
+    }
+}
+
+extension TextEncoderConfig {
+    /// SDXL's second text encoder: OpenCLIP ViT-bigG/14's text tower (1280 wide, 32 layers, 20 heads, GELU).
+    public static var openCLIPBigG: TextEncoderConfig {
+        var config = TextEncoderConfig()
+        (config.hiddenSize, config.intermediateSize, config.numHiddenLayers) = (1280, 5120, 32)
+        (config.numAttentionHeads, config.hiddenAct) = (20, "gelu")
+        return config
+    }
+}
+
+extension ModelWeights {
+    /// A model of SDXL 1.0 base's shapes (CLIP ViT-L and OpenCLIP ViT-bigG with its 1280-wide projection, the
+    /// UNet of `UNetConfig.sdxlBase`, SD's VAE with SDXL's scaling) with random weights stored as `element` (half
+    /// precision by default, as downloads are), for benchmarks.
+    public static func randomXL(seed: UInt64 = 1, element: ElementType = .float16) -> ModelWeights {
+        var vae = VAEConfig()
+        vae.scalingFactor = 0.13025
+        vae.sampleSize = 1024
+        var model = random(unet: .sdxlBase, vae: vae, seed: seed, element: element)
+        var generator = RandomWeightGenerator(seed: seed &+ 2, element: element)
+        let bigG = TextEncoderConfig.openCLIPBigG
+        var second = generator.textEncoder(bigG)
+        generator.tensors = [:]
+        generator.linear("text_projection", bigG.hiddenSize, 1280, bias: false)
+        second.merge(generator.tensors) { first, _ in first }
+        model.family = .sdxl
+        model.textEncoder2 = TextEncoderWeights(config: bigG, weights: second, padTokenID: 0)
+        model.forceZerosForEmptyPrompt = true
+        return model
     }
 }

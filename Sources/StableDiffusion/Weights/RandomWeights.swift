@@ -22,7 +22,7 @@ extension ModelWeights {
 struct RandomWeightGenerator {
     private var state: UInt64
     private let element: ElementType
-    private var tensors: [String: Tensor] = [:]
+    var tensors: [String: Tensor] = [:]
     /// One tensor's values before they are rounded to `element`, reused (Float32 tensors would fill the buffer pool).
     private var staging: [Float] = []
 
@@ -67,7 +67,7 @@ struct RandomWeightGenerator {
         constant(name + ".bias", [channels], 0)
     }
 
-    private mutating func linear(_ name: String, _ inputs: Int, _ outputs: Int, bias: Bool = true) {
+    mutating func linear(_ name: String, _ inputs: Int, _ outputs: Int, bias: Bool = true) {
         add(name + ".weight", [outputs, inputs])
         if bias { add(name + ".bias", [outputs], fanIn: inputs) }
     }
@@ -112,10 +112,6 @@ struct RandomWeightGenerator {
         conv("conv_in", config.inChannels, widths[0], kernel: 3)
         linear("time_embedding.linear_1", widths[0], time)
         linear("time_embedding.linear_2", time, time)
-        if config.isXL, let inputs = config.projectionClassEmbeddingsInputDim {
-            linear("add_embedding.linear_1", inputs, time)
-            linear("add_embedding.linear_2", time, time)
-        }
         var channels = widths[0]
         for level in 0..<levels {
             let output = widths[level]
@@ -155,6 +151,10 @@ struct RandomWeightGenerator {
             }
             if level < levels - 1 { conv("up_blocks.\(level).upsamplers.0.conv", output, output, kernel: 3) }
             previous = output
+        }
+        if config.isXL, let inputs = config.projectionClassEmbeddingsInputDim {
+            linear("add_embedding.linear_1", inputs, time)
+            linear("add_embedding.linear_2", time, time)
         }
         norm("conv_norm_out", widths[0])
         conv("conv_out", widths[0], config.outChannels, kernel: 3)
@@ -205,8 +205,7 @@ struct RandomWeightGenerator {
         return tensors
     }
 
-    /// A CLIP text encoder; with `projection`, CLIPTextModelWithProjection's `text_projection` too (SDXL's second).
-    mutating func textEncoder(_ config: TextEncoderConfig, projection: Int? = nil) -> [String: Tensor] {
+    mutating func textEncoder(_ config: TextEncoderConfig) -> [String: Tensor] {
         tensors = [:]
         let width = config.hiddenSize
         add("embeddings.token_embedding.weight", [config.vocabSize, width], fanIn: 1)
@@ -220,7 +219,6 @@ struct RandomWeightGenerator {
             linear("\(name).mlp.fc2", config.intermediateSize, width)
         }
         norm("final_layer_norm", width)
-        if let projection { linear("text_projection", width, projection, bias: false) }
         return tensors
     }
 }
