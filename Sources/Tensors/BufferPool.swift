@@ -19,11 +19,13 @@ public enum BufferPool {
     nonisolated(unsafe) private static var stats = Statistics()
     nonisolated(unsafe) private static var capacity = 2 << 30
 
-    /// The largest buffer the pool keeps (128 MiB): larger ones go back to the system when freed.
+    /// The largest buffer the pool keeps (40 MiB): larger ones go back to the system when freed.
     /// They are full-resolution VAE activations (134–268 MB at 512×512) in many sizes, each seldom
-    /// asked for again; the system allocator maps and unmaps them directly. A sampling step's
-    /// largest buffer (the UNet's feed-forward, 84 MB at 512×512) stays pooled.
-    public static let largestPooledBytes = 128 << 20
+    /// asked for again, and at 1024×1024 SDXL's wide skip concatenations and feed-forward products (84–168 MB),
+    /// which pooled added 400 MB to a step's peak; the system allocator maps and unmaps them directly. A step's
+    /// most frequent buffers stay pooled: SD 1.5's at 512×512 (at most 10 MB but the 84 MB feed-forward) and
+    /// SDXL's 320-channel maps at 1024×1024 (40 MiB with classifier-free guidance).
+    public static let largestPooledBytes = 40 << 20
 
     /// Bytes the pool may keep for reuse (default 2 GiB); buffers beyond it go back to the system.
     public static var capacityBytes: Int {
