@@ -1,16 +1,9 @@
 #include "ckernels.h"
+#include "dispatch.h"
 
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
-
-// The AVX2 and AVX-512 instantiations and the CPU detection exist on x86 only; elsewhere (arm64, riscv64) every
-// kernel runs its baseline instantiation, which clang compiles to the host's own vector instructions.
-#if defined(__x86_64__) || defined(__i386__)
-#define CK_X86 1
-#else
-#define CK_X86 0
-#endif
 
 typedef float v8f __attribute__((vector_size(32), aligned(4)));
 typedef int32_t v8i __attribute__((vector_size(32), aligned(4)));
@@ -452,11 +445,9 @@ CK_WINOGRAD(avx512, __attribute__((target("avx512f,avx512dq,avx512vl,avx2,fma"))
 #include "attention_rows.h"
 #endif
 
-typedef enum { CK_BASELINE = 0, CK_AVX2 = 1, CK_AVX512 = 2 } ck_level;
-
 static int ck_ceiling = CK_AVX512;
 
-static ck_level ck_level_now(void) {
+ck_level ck_level_now(void) {
 #if !CK_X86
     return CK_BASELINE;
 #else

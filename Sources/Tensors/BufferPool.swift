@@ -19,11 +19,13 @@ public enum BufferPool {
     nonisolated(unsafe) private static var stats = Statistics()
     nonisolated(unsafe) private static var capacity = 2 << 30
 
-    /// The largest buffer the pool keeps (128 MiB): larger ones go back to the system when freed.
+    /// The largest buffer the pool keeps (40 MiB): larger ones go back to the system when freed.
     /// They are full-resolution VAE activations (134–268 MB at 512×512) in many sizes, each seldom
-    /// asked for again; the system allocator maps and unmaps them directly. A sampling step's
-    /// largest buffer (the UNet's feed-forward, 84 MB at 512×512) stays pooled.
-    public static let largestPooledBytes = 128 << 20
+    /// asked for again, and at 1024×1024 SDXL's wide skip concatenations and feed-forward products (84–168 MB),
+    /// which pooled added 400 MB to a step's peak; the system allocator maps and unmaps them directly. A step's
+    /// most frequent buffers stay pooled: SD 1.5's at 512×512 (at most 10 MB but the 84 MB feed-forward) and
+    /// SDXL's 320-channel maps at 1024×1024 (40 MiB with classifier-free guidance).
+    public static let largestPooledBytes = 40 << 20
 
     /// Bytes the pool may keep for reuse (default 2 GiB); buffers beyond it go back to the system.
     public static var capacityBytes: Int {
@@ -37,15 +39,20 @@ public enum BufferPool {
     /// What the pool has done since the last reset.
     public static var statistics: Statistics { lock.withLock { stats } }
 
+    /// Bytes of free buffers the pool keeps now (resident, but holding no tensor): part of a process's memory that
+    /// its tensors do not show.
+    public static var pooledBytesNow: Int { lock.withLock { pooledBytes } }
+
     /// Zeroes the counters.
     public static func resetStatistics() {
         lock.withLock { stats = Statistics() }
     }
 
     /// Returns every pooled buffer of at least `bytes` to the system (all of them by default), e.g.
-    /// a sampler's large buffers before a VAE decode, which asks for other sizes. Small buffers stay
-    /// for loops that other threads may be running.
+    /// a sampler's large buffers before a VAE decode, which asks for other sizes, and the calling thread's
+    /// scratch buffers (`ThreadScratch`). Small buffers stay for loops that other threads may be running.
     public static func drain(atLeast bytes: Int = 0) {
+        ThreadScratch.release()
         let buffers = lock.withLock { () -> [UnsafeMutablePointer<Float>] in
             var released: [UnsafeMutablePointer<Float>] = []
             for (elements, pointers) in free where elements * MemoryLayout<Float>.stride >= bytes {

@@ -12,6 +12,8 @@ extension Tensor {
     /// edge are cropped). Strided convolutions use im2col. 3×3 convolutions with padding 1 over
     /// enough pixels use Winograd F(4×4, 3×3) (`convWinograd`): a quarter of the multiplications.
     /// Small outputs (at most 32×32) of wide layers take one im2col GEMM for the whole batch (`convStacked`).
+    /// Half-precision weights are widened as the call runs (`withFloat32Elements`, or a block of input features at a
+    /// time where the weights are one operand of a product: `multiplyByWeightBlocks`); the bias must be Float32.
     public func conv2d(weight: Tensor, bias: Tensor? = nil, stride: Int = 1, padding: Int = 0) -> Tensor {
         precondition(
             rank == 4 && weight.rank == 4 && weight.shape[1] == shape[1],
@@ -27,34 +29,42 @@ extension Tensor {
         var result = Tensor(uninitialized: [batch, outChannels, outHeight, outWidth])
         let output = result.mutablePointer()
         let plane = outHeight * outWidth
-        if kh == 3 && kw == 3 && stride == 1 && padding == 1
-            && Tensor.winogradPays(tiles: batch * ((height + 3) / 4) * ((width + 3) / 4), channels: channels, outChannels: outChannels)
-        {
-            withExtendedLifetime((self, weight, bias)) {
+        withExtendedLifetime((self, bias)) {
+            if kh == 3 && kw == 3 && stride == 1 && padding == 1
+                && Tensor.winogradPays(tiles: batch * ((height + 3) / 4) * ((width + 3) / 4), channels: channels, outChannels: outChannels)
+            {
                 Tensor.convWinograd(
                     x: pointer, batch: batch, channels: channels, height: height, width: width,
-                    weight: weight.pointer, bias: bias?.pointer, outChannels: outChannels, y: output)
-            }
-            return result
-        }
-        if kh * kw > 1 && Tensor.stackedPays(plane: plane, channels: channels, rows: channels * kh * kw, batch: batch) {
-            withExtendedLifetime((self, weight, bias)) {
+                    weight: weight, bias: bias?.pointer, outChannels: outChannels, y: output)
+            } else if kh * kw > 1 && Tensor.stackedPays(plane: plane, channels: channels, rows: channels * kh * kw, batch: batch) {
                 Tensor.convStacked(
                     x: pointer, batch: batch, channels: channels, height: height, width: width,
-                    stride: stride, padding: padding, weight: weight.pointer, bias: bias?.pointer,
+                    stride: stride, padding: padding, weight: weight, bias: bias?.pointer,
                     outChannels: outChannels, kh: kh, kw: kw, outHeight: outHeight, outWidth: outWidth, y: output)
+            } else {
+                convolvePerImage(weight: weight, bias: bias, stride: stride, padding: padding, outHeight: outHeight, outWidth: outWidth, y: output)
             }
-            return result
         }
-        withExtendedLifetime((self, weight, bias)) {
-            let input = pointer
-            let w = weight.pointer
-            // The weight is [O, C·kh·kw]; for shifted GEMMs we need [kh·kw][O, C] slices.
-            let shifted = stride == 1 && kh * kw > 1 && outWidth >= 16
-            var taps = Tensor(uninitialized: shifted ? [kh * kw, outChannels, channels] : [0])
-            if shifted {
-                let t = taps.mutablePointer()
-                let tapCount = kh * kw
+        return result
+    }
+
+    /// `conv2d` one image at a time: 1×1 as one product, other stride-1 kernels as shifted GEMMs, strided ones
+    /// through im2col; into the NCHW output `y`.
+    private func convolvePerImage(
+        weight: Tensor, bias: Tensor?, stride: Int, padding: Int, outHeight: Int, outWidth: Int, y output: UnsafeMutablePointer<Float>
+    ) {
+        let (batch, channels, height, width) = (shape[0], shape[1], shape[2], shape[3])
+        let (outChannels, kh, kw) = (weight.shape[0], weight.shape[2], weight.shape[3])
+        let plane = outHeight * outWidth
+        let images = (0..<batch).map { (x: pointer + $0 * channels * height * width, y: output + $0 * outChannels * plane) }
+        if kh == 1 && kw == 1 && stride == 1 && padding == 0 {
+            Tensor.multiplyByWeightBlocks(weight, rows: outChannels, depth: channels, columns: plane, operands: images.map { ($0.x, $0.y) })
+        } else if stride == 1 && kh * kw > 1 && outWidth >= 16 {
+            // The weight is [O, C·kh·kw]; shifted GEMMs need [kh·kw][O, C] slices.
+            var taps = Tensor(uninitialized: [kh * kw, outChannels, channels])
+            let t = taps.mutablePointer()
+            let tapCount = kh * kw
+            weight.withFloat32Elements { w in
                 parallelFor(outChannels, minimumChunk: 16) { range in
                     for o in range {
                         for c in 0..<channels {
@@ -65,38 +75,32 @@ extension Tensor {
                     }
                 }
             }
-            for n in 0..<batch {
-                let x = input + n * channels * height * width
-                let y = output + n * outChannels * plane
-                if kh == 1 && kw == 1 && stride == 1 && padding == 0 {
-                    Gemm.multiply(
-                        m: outChannels, n: plane, k: channels, a: w, lda: channels,
-                        b: x, ldb: plane, c: y, ldc: plane)
-                } else if shifted {
-                    Tensor.convShifted(
-                        x: x, channels: channels, height: height, width: width, padding: padding,
-                        taps: taps.pointer, outChannels: outChannels, kh: kh, kw: kw,
-                        outHeight: outHeight, outWidth: outWidth, y: y)
-                } else {
-                    Tensor.convStacked(
-                        x: x, batch: 1, channels: channels, height: height, width: width, stride: stride,
-                        padding: padding, weight: w, bias: nil, outChannels: outChannels, kh: kh, kw: kw,
-                        outHeight: outHeight, outWidth: outWidth, y: y)
-                }
-                if let bias {
-                    let b = bias.pointer
-                    parallelFor(outChannels, minimumChunk: max(1, 16_384 / max(plane, 1))) { range in
-                        for o in range {
-                            let row = y + o * plane
-                            let value = b[o]
-                            for j in 0..<plane { row[j] += value }
-                        }
-                    }
-                }
+            for image in images {
+                Tensor.convShifted(
+                    x: image.x, channels: channels, height: height, width: width, padding: padding,
+                    taps: taps.pointer, outChannels: outChannels, kh: kh, kw: kw,
+                    outHeight: outHeight, outWidth: outWidth, y: image.y)
             }
             withExtendedLifetime(taps) {}
+        } else {
+            for image in images {
+                Tensor.convStacked(
+                    x: image.x, batch: 1, channels: channels, height: height, width: width, stride: stride,
+                    padding: padding, weight: weight, bias: nil, outChannels: outChannels, kh: kh, kw: kw,
+                    outHeight: outHeight, outWidth: outWidth, y: image.y)
+            }
         }
-        return result
+        guard let bias else { return }
+        let b = bias.pointer
+        for image in images {
+            parallelFor(outChannels, minimumChunk: max(1, 16_384 / max(plane, 1))) { range in
+                for o in range {
+                    let row = image.y + o * plane
+                    let value = b[o]
+                    for j in 0..<plane { row[j] += value }
+                }
+            }
+        }
     }
 
     /// Whether Winograd beats shifted GEMMs for this shape: its 36 GEMMs have one column per
@@ -130,22 +134,41 @@ extension Tensor {
     /// blocks keep the transformed weights (4× the weights) under `winogradWeightFloats`.
     private static func convWinograd(
         x: UnsafePointer<Float>, batch: Int, channels: Int, height: Int, width: Int,
-        weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?, outChannels: Int, y: UnsafeMutablePointer<Float>
+        weight: Tensor, bias: UnsafePointer<Float>?, outChannels: Int, y: UnsafeMutablePointer<Float>
     ) {
         // The work a direct convolution would do, so that GFLOP/s figures stay comparable.
         if FlopCounter.isCounting { FlopCounter.add(2 * batch * outChannels * channels * 9 * height * width) }
         let total = batch * ((height + 3) / 4) * ((width + 3) / 4)
         let outBlock = min(outChannels, max(16, winogradWeightFloats / (36 * channels) / 16 * 16))
-        var transformed = Tensor(uninitialized: [36 * outBlock * channels])
-        let u = transformed.mutablePointer()
         let block = min((total + 7) / 8 * 8, max(64, 6_000_000 / (36 * max(channels, outBlock)) / 8 * 8))
-        var inputs = Tensor(uninitialized: [36 * channels * block])
-        var products = Tensor(uninitialized: [36 * outBlock * block])
-        let v = inputs.mutablePointer()
-        let m = products.mutablePointer()
+        // The three buffers are the thread's scratch (`ThreadScratch`), reused by every Winograd layer whatever its
+        // shape; pooled by size, a UNet's layers would each keep their own.
+        ThreadScratch.with(.winogradWeights, count: 36 * outBlock * channels) { u in
+            ThreadScratch.with(.winogradInputs, count: 36 * channels * block) { v in
+                ThreadScratch.with(.winogradProducts, count: 36 * outBlock * block) { m in
+                    winogradBlocks(
+                        x: x, batch: batch, channels: channels, height: height, width: width, weight: weight, bias: bias,
+                        outChannels: outChannels, outBlock: outBlock, block: block, u: u, v: v, m: m, y: y)
+                }
+            }
+        }
+    }
+
+    /// `convWinograd`'s loop over blocks of tiles and of output channels, with its buffers: `u` for 36 × `outBlock`
+    /// × channels transformed weights, `v` for 36 × channels × `block` transformed inputs, `m` for the products.
+    private static func winogradBlocks(
+        x: UnsafePointer<Float>, batch: Int, channels: Int, height: Int, width: Int, weight: Tensor,
+        bias: UnsafePointer<Float>?, outChannels: Int, outBlock: Int, block: Int,
+        u: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>, m: UnsafeMutablePointer<Float>,
+        y: UnsafeMutablePointer<Float>
+    ) {
+        let total = batch * ((height + 3) / 4) * ((width + 3) / 4)
+        // Halves are widened a block of output channels at a time, as the block is transformed.
         func transformWeights(from o0: Int, count outs: Int) {
-            parallelFor(outs, minimumChunk: 4) { range in
-                ck_winograd_weights(weight + o0 * channels * 9, outs, channels, range.lowerBound, range.upperBound, u)
+            weight.withFloat32Elements(in: o0 * channels * 9..<(o0 + outs) * channels * 9) { w in
+                parallelFor(outs, minimumChunk: 4) { range in
+                    ck_winograd_weights(w, outs, channels, range.lowerBound, range.upperBound, u)
+                }
             }
         }
         // Weights that fit one block are transformed once per call; blocked ones (the widest layers,
@@ -177,7 +200,6 @@ extension Tensor {
                 }
             }
         }
-        withExtendedLifetime((transformed, inputs, products)) {}
     }
 
     /// The most floats of transformed Winograd weights one block holds: 16 M (64 MB). Whole, the
@@ -232,7 +254,7 @@ extension Tensor {
     /// image's [O, plane] block copied out with the bias added (written in place when batch is 1).
     private static func convStacked(
         x: UnsafePointer<Float>, batch: Int, channels: Int, height: Int, width: Int, stride: Int, padding: Int,
-        weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?, outChannels: Int, kh: Int, kw: Int,
+        weight: Tensor, bias: UnsafePointer<Float>?, outChannels: Int, kh: Int, kw: Int,
         outHeight: Int, outWidth: Int, y: UnsafeMutablePointer<Float>
     ) {
         let plane = outHeight * outWidth
@@ -266,7 +288,7 @@ extension Tensor {
         }
         var stacked = Tensor(uninitialized: batch == 1 ? [0] : [outChannels, wide])
         let product = batch == 1 ? y : stacked.mutablePointer()
-        Gemm.multiply(m: outChannels, n: wide, k: rows, a: weight, lda: rows, b: col, ldb: wide, c: product, ldc: wide)
+        multiplyByWeightBlocks(weight, rows: outChannels, depth: rows, columns: wide, operands: [(UnsafePointer(col), product)])
         if batch > 1 || bias != nil {
             parallelFor(outChannels, minimumChunk: max(1, 16_384 / max(wide, 1))) { range in
                 for o in range {

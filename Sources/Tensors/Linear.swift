@@ -130,7 +130,8 @@ extension Tensor {
         return result
     }
 
-    /// A dense layer as PyTorch stores it: x [..., in] · weightᵀ [out, in] + bias [out].
+    /// A dense layer as PyTorch stores it: x [..., in] · weightᵀ [out, in] + bias [out]. The weight may be stored as
+    /// halves (`Tensor+Halves.swift`); the bias must be Float32.
     public func linear(weight: Tensor, bias: Tensor? = nil) -> Tensor {
         let inFeatures = shape.last ?? 0
         precondition(
@@ -144,12 +145,18 @@ extension Tensor {
         // a bias the product overwrites uninitialised memory (beta 0). Either way no zeroing pass.
         var result = Tensor(uninitialized: outShape)
         let c = result.mutablePointer()
-        withExtendedLifetime((self, weight, bias)) {
+        withExtendedLifetime((self, bias)) {
             Tensor.fillRows(c, rows: rows, with: bias, width: outFeatures)
-            Gemm.multiply(
-                m: rows, n: outFeatures, k: inFeatures, a: pointer, lda: inFeatures,
-                b: weight.pointer, ldb: inFeatures, transposeB: true,
-                c: c, ldc: outFeatures, beta: bias == nil ? 0 : 1)
+            let beta: Float = bias == nil ? 0 : 1
+            if Tensor.multipliesByPanels(rows: rows, inputs: inFeatures) {
+                Tensor.multiplyByPanels(rows: rows, a: pointer, weight: weight, c: c, beta: beta)
+            } else {
+                weight.withFloat32Elements { w in
+                    Gemm.multiply(
+                        m: rows, n: outFeatures, k: inFeatures, a: pointer, lda: inFeatures,
+                        b: w, ldb: inFeatures, transposeB: true, c: c, ldc: outFeatures, beta: beta)
+                }
+            }
         }
         return result
     }
@@ -167,13 +174,15 @@ extension Tensor {
         let (batch, channels, length, outFeatures) = (shape[0], shape[1], shape[2], weight.shape[0])
         var result = Tensor(uninitialized: [batch, length, outFeatures])
         let y = result.mutablePointer()
-        withExtendedLifetime((self, weight, bias)) {
+        withExtendedLifetime((self, bias)) {
             Tensor.fillRows(y, rows: batch * length, with: bias, width: outFeatures)
-            for n in 0..<batch {
-                Gemm.multiply(
-                    m: length, n: outFeatures, k: channels, a: pointer + n * channels * length, lda: length,
-                    transposeA: true, b: weight.pointer, ldb: channels, transposeB: true,
-                    c: y + n * length * outFeatures, ldc: outFeatures, beta: bias == nil ? 0 : 1)
+            weight.withFloat32Elements { w in
+                for n in 0..<batch {
+                    Gemm.multiply(
+                        m: length, n: outFeatures, k: channels, a: pointer + n * channels * length, lda: length,
+                        transposeA: true, b: w, ldb: channels, transposeB: true,
+                        c: y + n * length * outFeatures, ldc: outFeatures, beta: bias == nil ? 0 : 1)
+                }
             }
         }
         return result
@@ -202,7 +211,7 @@ extension Tensor {
             "linearToChannels residual \(residual.shape) is not [\(batch), \(outFeatures), \(length) positions]")
         var result = Tensor(uninitialized: residual.shape)
         let y = result.mutablePointer()
-        withExtendedLifetime((self, weight, bias, residual)) {
+        withExtendedLifetime((self, bias, residual)) {
             let r = residual.pointer
             let b = bias?.pointer
             parallelFor(batch * outFeatures, minimumChunk: max(1, 16_384 / max(length, 1))) { range in
@@ -213,11 +222,13 @@ extension Tensor {
                     for j in 0..<length { target[j] = source[j] + value }
                 }
             }
-            for n in 0..<batch {
-                Gemm.multiply(
-                    m: outFeatures, n: length, k: channels, a: weight.pointer, lda: channels,
-                    b: pointer + n * length * channels, ldb: channels, transposeB: true,
-                    c: y + n * outFeatures * length, ldc: length, beta: 1)
+            weight.withFloat32Elements { w in
+                for n in 0..<batch {
+                    Gemm.multiply(
+                        m: outFeatures, n: length, k: channels, a: w, lda: channels,
+                        b: pointer + n * length * channels, ldb: channels, transposeB: true,
+                        c: y + n * outFeatures * length, ldc: length, beta: 1)
+                }
             }
         }
         return result

@@ -41,20 +41,22 @@ extension Tensor {
         return (0..<count).map { slice(axis: axis, range: $0 * size..<($0 + 1) * size) }
     }
 
-    /// A copy of the elements whose index along `axis` falls in `range`.
+    /// A copy of the elements whose index along `axis` falls in `range`, stored as this tensor's are (halves stay
+    /// halves: loaders split OpenCLIP's fused q/k/v projections this way).
     public func slice(axis: Int, range: Range<Int>) -> Tensor {
         precondition(range.lowerBound >= 0 && range.upperBound <= shape[axis], "slice \(range) out of bounds for \(shape)")
         var outShape = shape
         outShape[axis] = range.count
         let outer = shape[..<axis].reduce(1, *)
-        let inner = shape[(axis + 1)...].reduce(1, *)
-        var result = Tensor(uninitialized: outShape)
-        let output = result.mutablePointer()
-        withExtendedLifetime(self) {
-            let input = pointer
-            for o in 0..<outer {
-                (output + o * range.count * inner)
-                    .update(from: input + (o * shape[axis] + range.lowerBound) * inner, count: range.count * inner)
+        let inner = shape[(axis + 1)...].reduce(1, *) * element.byteCount
+        var result = Tensor(uninitialized: outShape, element: element)
+        withUnsafeRawBytes { input in
+            result.withUnsafeMutableRawBytes { output in
+                guard let input = input.baseAddress, let output = output.baseAddress else { return }
+                for o in 0..<outer {
+                    (output + o * range.count * inner)
+                        .copyMemory(from: input + (o * shape[axis] + range.lowerBound) * inner, byteCount: range.count * inner)
+                }
             }
         }
         return result
@@ -140,7 +142,8 @@ extension Tensor {
         return result
     }
 
-    /// Rows of an embedding table [vocabulary, width] for each id → [ids.count, width].
+    /// Rows of an embedding table [vocabulary, width] for each id → [ids.count, width] (Float32; a table stored as
+    /// halves has only the rows asked for widened).
     public static func embedding(table: Tensor, ids: [Int]) -> Tensor {
         precondition(table.rank == 2, "embedding table must be [vocabulary, width], got \(table.shape)")
         let (vocabulary, width) = (table.shape[0], table.shape[1])
@@ -149,7 +152,7 @@ extension Tensor {
         withExtendedLifetime(table) {
             for (row, id) in ids.enumerated() {
                 precondition(id >= 0 && id < vocabulary, "token id \(id) outside the vocabulary of \(vocabulary)")
-                (output + row * width).update(from: table.pointer + id * width, count: width)
+                Tensor.widen(table.storage, range: id * width..<(id + 1) * width, into: output + row * width)
             }
         }
         return result

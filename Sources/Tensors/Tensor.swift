@@ -1,29 +1,54 @@
 // Module Tensors: tensors and every operation the models need (products through OpenBLAS, convolutions, norms,
 // attention, resampling), buffer pools and threads. Imports only CBLAS and CKernels; knows nothing of models.
 
-/// Owns one aligned Float32 buffer (from `BufferPool`); shared by tensors until one of them writes.
+/// Owns one aligned buffer: Float32 from `BufferPool`, or half-precision weights as their files store them; shared by
+/// tensors until one of them writes.
 public final class TensorStorage {
-    /// The first element.
-    public let pointer: UnsafeMutablePointer<Float>
+    /// The first byte.
+    public let bytes: UnsafeMutableRawPointer
     /// Number of elements.
     public let count: Int
+    /// How the elements are stored.
+    public let element: ElementType
 
-    /// Takes a buffer of `count` elements from the pool; zeroed unless `zeroed` is false
+    /// Takes a Float32 buffer of `count` elements from the pool; zeroed unless `zeroed` is false
     /// (for kernels that overwrite every element).
     public init(count: Int, zeroed: Bool = true) {
         precondition(count >= 0, "tensor element count must not be negative")
-        pointer = BufferPool.take(count: count)
+        let pointer = BufferPool.take(count: count)
+        bytes = UnsafeMutableRawPointer(pointer)
         self.count = count
+        element = .float32
         if zeroed { pointer.update(repeating: 0, count: count) }
     }
 
+    /// Allocates `count` uninitialised elements of a half-precision type. Not pooled: weights live as long as their model.
+    public init(count: Int, element: ElementType) {
+        precondition(count >= 0, "tensor element count must not be negative")
+        precondition(element != .float32, "Float32 storage comes from the buffer pool: use init(count:zeroed:)")
+        bytes = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * element.byteCount, alignment: 64)
+        self.count = count
+        self.element = element
+    }
+
+    /// The first element of Float32 storage. Half-precision storage has no Float32 elements to point at: the
+    /// precondition stops an operation that would misread it (widen with `Tensor.widened()`).
+    public var pointer: UnsafeMutablePointer<Float> {
+        precondition(
+            element == .float32,
+            "a \(element) tensor was read as Float32: widen it first (Tensor.widened()); only dense layers, convolutions "
+                + "and embedding lookups read half-precision weights")
+        return bytes.assumingMemoryBound(to: Float.self)
+    }
+
     deinit {
-        BufferPool.give(pointer, count: count)
+        if element == .float32 { BufferPool.give(bytes.assumingMemoryBound(to: Float.self), count: count) } else { bytes.deallocate() }
     }
 }
 
-/// A dense, contiguous Float32 tensor (row-major; NCHW for images) with
-/// copy-on-write storage, so that reshapes and copies are cheap.
+/// A dense, contiguous tensor (row-major; NCHW for images) with copy-on-write storage, so that reshapes and copies are
+/// cheap. Every operation computes in Float32; weights may be stored as halves (`element`), which the dense layers,
+/// convolutions and embedding lookups read directly and every other operation refuses (see `Tensor+Halves.swift`).
 public struct Tensor {
     /// Extent of each dimension.
     public private(set) var shape: [Int]
@@ -42,6 +67,13 @@ public struct Tensor {
         precondition(shape.allSatisfy { $0 >= 0 }, "tensor shape must not be negative: \(shape)")
         self.shape = shape
         storage = TensorStorage(count: shape.reduce(1, *), zeroed: false)
+    }
+
+    /// A tensor over `storage` (which holds exactly `shape`'s elements).
+    init(storage: TensorStorage, shape: [Int]) {
+        precondition(storage.count == shape.reduce(1, *), "storage of \(storage.count) elements does not fill \(shape)")
+        self.shape = shape
+        self.storage = storage
     }
 
     /// A tensor holding `values` in row-major order.
@@ -75,9 +107,13 @@ public struct Tensor {
     /// Number of dimensions.
     public var rank: Int { shape.count }
 
-    /// The elements in row-major order.
+    /// How the elements are stored (Float32 unless a loader kept a file's halves).
+    public var element: ElementType { storage.element }
+
+    /// The elements in row-major order (halves widened).
     public var scalars: [Float] {
-        Array(UnsafeBufferPointer(start: storage.pointer, count: count))
+        guard element == .float32 else { return widened().scalars }
+        return Array(UnsafeBufferPointer(start: storage.pointer, count: count))
     }
 
     /// The same elements under another shape; shares storage (no copy).
@@ -114,9 +150,9 @@ public struct Tensor {
         return try body(UnsafeMutableBufferPointer(start: storage.pointer, count: storage.count))
     }
 
-    /// Reads or writes one element by its multi-dimensional index.
+    /// Reads or writes one element by its multi-dimensional index (a half is widened when read).
     public subscript(_ index: Int...) -> Float {
-        get { storage.pointer[offset(of: index)] }
+        get { element == .float32 ? storage.pointer[offset(of: index)] : Tensor.widen(storage, at: offset(of: index)) }
         set {
             let position = offset(of: index)
             withUnsafeMutableBufferPointer { $0[position] = newValue }
@@ -137,6 +173,7 @@ public struct Tensor {
 extension Tensor: CustomStringConvertible {
     public var description: String {
         let preview = scalars.prefix(8).map { String($0) }.joined(separator: ", ")
-        return "Tensor(\(shape): [\(preview)\(count > 8 ? ", …" : "")])"
+        let stored = element == .float32 ? "" : " \(element)"
+        return "Tensor(\(shape)\(stored): [\(preview)\(count > 8 ? ", …" : "")])"
     }
 }

@@ -72,9 +72,8 @@ public final class DiffusionRenderer: Renderer {
                     "model \(name): \(weights.ignoredKeys.count) unused tensors not loaded",
                     metadata: ["keys": "\(weights.ignoredKeys.prefix(20).joined(separator: ", "))"])
             }
-            // SDXL's second text encoder counts too (the first may be empty: a refiner has only the second).
-            let networks = [weights.unet, weights.vae, weights.textEncoder, weights.textEncoder2?.weights ?? [:]]
-            bytes = 4 * networks.reduce(0) { $0 + $1.values.reduce(0) { $0 + $1.count } }
+            // As held: halves two bytes an element, Float32 four; SDXL's second text encoder included.
+            bytes = weights.residentBytes
             pipeline = try Pipeline(weights: weights)
         } catch {
             throw RenderError(kind: .host, message: "cannot load \(role) \(name)\(vae.map { " with VAE \($0)" } ?? ""): \(error)")

@@ -3,26 +3,32 @@ import Foundation
 import StableDiffusion
 import Tensors
 
-/// `farm bench`: how fast this host renders full-size SD 1.5 (or a given checkpoint), and how
+/// `farm bench`: how fast this host renders full-size SD 1.5 or SDXL (or a given checkpoint), and how
 /// close its UNet step comes to the machine's own sgemm rate. Each resolution runs in a child
 /// process so that its peak memory is its own.
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Time SD 1.5-sized rendering on this host: UNet step, text encoder, VAE decode, 20 steps, memory.",
+        abstract: "Time SD 1.5- or SDXL-sized rendering on this host: UNet step, text encoder, VAE decode, 20 steps, memory.",
         discussion: """
             Without --model the networks have SD 1.5's shapes (UNet 320/640/1280/1280, CLIP ViT-L/14,
-            the 128/256/512/512 VAE) and random weights, so nothing is downloaded. The UNet step is one
+            the 128/256/512/512 VAE), or SDXL base's with --arch sdxl, and random fp16 weights (as downloads
+            store them; they stay resident as halves), so nothing is downloaded. Each size ends with its peak
+            memory: the largest resident set of the whole run, weights, text encoder, UNet steps and VAE decode
+            included. The UNet step is one
             call with batch 2 (classifier-free guidance); its GFLOP/s count the matrix products and
             attention, and the sgemm rate is a square 2048³ product measured in the same run (before and
             after the UNet step, the faster taken).
             Tools/compare_pytorch.py runs this and diffusers on PyTorch side by side.
             """)
 
-    @Option(help: "A checkpoint to time instead of random SD 1.5 weights (diffusers folder, .safetensors, .ckpt, or demo).")
+    @Option(help: "A checkpoint to time instead of random fp16 weights (diffusers folder, .safetensors, .ckpt, or demo).")
     var model: String?
 
     @Option(help: "The shapes of the random weights: sd15 (SD 1.5) or sdxl (SDXL 1.0 base: both text encoders, 1024² native).")
     var arch = "sd15"
+
+    @Option(help: "How the random weights are stored: fp16 (as downloads are; they stay resident as halves) or fp32.")
+    var weights = BenchWeights.fp16
 
     @Option(help: "Square image sizes to time, comma-separated.")
     var sizes = "512,256"
@@ -38,6 +44,12 @@ struct Bench: ParsableCommand {
             "Print one JSON object: blas_core, and per size unet_step_s, unet_gflops, sgemm_gflops, text_encode_s, vae_decode_s, total_20_steps_s, peak_rss_mb."
     )
     var json = false
+
+    @Flag(help: "Decode in tiles with the whole image's group-norm statistics, as farm render --vae-tiling (several times the decode time).")
+    var vaeTiling = false
+
+    @Flag(help: "Decode in tiles, each with its own group-norm statistics, as farm render --vae-tiling-fast (one decode's time).")
+    var vaeTilingFast = false
 
     @Flag(help: "Only report the BLAS core in use and the sgemm rate (a few seconds).")
     var blasOnly = false
@@ -55,6 +67,9 @@ struct Bench: ParsableCommand {
         if model != nil && arch != "sd15" { throw ValidationError("--arch sets the random weights' shapes; leave it out with --model") }
     }
 
+    /// The VAE decode's tiling, as `farm render` takes it.
+    var tiling: TileStatistics? { vaeTilingFast ? .perTile : vaeTiling ? .shared : nil }
+
     var parsedSizes: [Int] { sizes.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
 
     func run() throws {
@@ -69,7 +84,7 @@ struct Bench: ParsableCommand {
             return
         }
         if let only {
-            let figures = try BenchRun(model: model, arch: arch, size: only, steps: steps).measure()
+            let figures = try BenchRun(model: model, arch: arch, weights: weights, tiling: tiling, size: only, steps: steps).measure()
             let encoder = JSONEncoder()
             encoder.outputFormatting = .sortedKeys
             FileHandle.standardOutput.write(try encoder.encode(figures))
@@ -81,7 +96,8 @@ struct Bench: ParsableCommand {
             results[String(size)] = try child(size: size)
         }
         if json { return try printJSON(BenchReport(sizes: results, blasCore: BLASCore.status.core)) }
-        let shapes = arch == "sdxl" ? "SDXL 1.0 base shapes, random weights" : "SD 1.5 shapes, random weights"
+        let name = arch == "sdxl" ? "SDXL 1.0 base" : "SD 1.5"
+        let shapes = "\(name) shapes, random \(weights.rawValue) weights"
         print("threads: \(threads ?? ComputeThreads.count), model: \(model ?? shapes)")
         print("BLAS core: \(BLASCore.status.description)")
         for size in parsedSizes {
@@ -93,14 +109,25 @@ struct Bench: ParsableCommand {
                         "%4d×%-4d UNet step (CFG, batch 2) %7.2f s  %6.1f GFLOP/s = %5.1f %% of sgemm %6.1f | text %6.3f s | VAE decode %6.2f s | %d steps %7.1f s | peak %6.0f MB",
                     size, size, f["unet_step_s"]!, f["unet_gflops"]!, ratio, f["sgemm_gflops"]!, f["text_encode_s"]!,
                     f["vae_decode_s"]!, steps, f["total_20_steps_s"]!, f["peak_rss_mb"]!))
+            print(Self.peakLine(model: model ?? name, size: size, megabytes: f["peak_rss_mb"]!, steps: steps, tiled: tiling != nil))
         }
+    }
+
+    /// The size's peak memory in one line: the most the run held at once (its largest resident set), weights loaded,
+    /// text encoder, UNet steps and VAE decode all included. GB here are 1024 MiB.
+    static func peakLine(model: String, size: Int, megabytes: Double, steps: Int, tiled: Bool) -> String {
+        String(
+            format: "peak memory: %.2f GB (%.0f MiB) for %@ %d×%d txt2img, %d steps: weights, text encoder, UNet steps, VAE decode%@",
+            megabytes / 1024, megabytes, model as NSString, size, size, steps, (tiled ? " in tiles" : "") as NSString)
     }
 
     /// Runs one size in a fresh process and reads back its figures.
     private func child(size: Int) throws -> [String: Double] {
         let process = Process()
         process.executableURL = Bundle.main.executableURL ?? URL(fileURLWithPath: CommandLine.arguments[0])
-        var arguments = ["bench", "--only", String(size), "--steps", String(steps), "--arch", arch]
+        var arguments = ["bench", "--only", String(size), "--steps", String(steps), "--arch", arch, "--weights", weights.rawValue]
+        if vaeTiling { arguments.append("--vae-tiling") }
+        if vaeTilingFast { arguments.append("--vae-tiling-fast") }
         if let model { arguments += ["--model", model] }
         if let threads { arguments += ["--threads", String(threads)] }
         process.arguments = arguments
@@ -141,18 +168,33 @@ private func log(_ message: String) {
     FileHandle.standardError.write(Data((message + "\n").utf8))
 }
 
+/// How `farm bench`'s random weights are stored.
+enum BenchWeights: String, ExpressibleByArgument, CaseIterable {
+    /// Half precision, as downloads are: resident as halves, widened where products read them.
+    case fp16
+    /// Float32: what keeping halves costs in time, against the same run.
+    case fp32
+
+    /// The tensors' element type.
+    var element: ElementType { self == .fp16 ? .float16 : .float32 }
+}
+
 /// One resolution's measurements, in this process.
 private struct BenchRun {
     let model: String?
     /// `sd15` or `sdxl`: the random weights' shapes when no model is given.
     let arch: String
+    /// How the random weights are stored.
+    let weights: BenchWeights
+    /// The VAE decode's tiling (nil: the whole image at once).
+    let tiling: TileStatistics?
     let size: Int
     let steps: Int
 
     func measure() throws -> [String: Double] {
         let weights =
             try model.map { try ModelWeights.load(try BundledModels.resolve($0)) }
-            ?? (arch == "sdxl" ? ModelWeights.randomXL() : ModelWeights.random())
+            ?? (arch == "sdxl" ? ModelWeights.randomXL(element: self.weights.element) : ModelWeights.random(element: self.weights.element))
         let pipeline = try Pipeline(weights: weights)
         // Timed before and after the UNet step, the faster taken: one 256×256 run measured half the
         // machine's rate before the UNet (another process's pages being reclaimed, or a core taken).
@@ -176,7 +218,7 @@ private struct BenchRun {
         sgemm = max(sgemm, Self.sgemmRate(side: 2048))
         log("  VAE decode… (after the UNet steps: \(memoryLine()))")
         let one = Tensor(shape: [1, 4, latentSide, latentSide], values: Array(latents.scalars.prefix(4 * latentSide * latentSide)))
-        let decodeTime = Self.best(size >= 1024 ? 1 : 2) { _ = pipeline.decode(one) }
+        let decodeTime = Self.best(size >= 1024 ? 1 : 2) { _ = pipeline.decode(one, tiled: tiling) }
         log("  \(steps) steps end to end… (after the decodes: \(memoryLine()))")
         var settings = Pipeline.Settings()
         (settings.width, settings.height, settings.steps) = (size, size, steps)
@@ -193,7 +235,7 @@ private struct BenchRun {
             guard let (c, u) = try? pipeline.encodePrompts(prompt, negative: "blurry"),
                 let final = try? pipeline.sample(conditional: c, unconditional: u, settings: settings, progress: stepped)
             else { return }
-            log(String(format: "    decode: %.2f s", Self.seconds { _ = pipeline.decode(final) }))
+            log(String(format: "    decode: %.2f s", Self.seconds { _ = pipeline.decode(final, tiled: tiling) }))
         }
         return [
             "unet_step_s": unetTime, "unet_gflops": Double(flops) / unetTime / 1e9, "sgemm_gflops": sgemm,
@@ -243,7 +285,7 @@ private struct BenchRun {
         return 2 * pow(Double(side), 3) / time / 1e9
     }
 
-    /// "resident N MB, peak M MB" from /proc/self/status, for the progress log.
+    /// "resident N MB, peak M MB" from /proc/self/status, and what the buffer pool keeps, for the progress log.
     func memoryLine() -> String {
         guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return "" }
         func megabytes(_ key: String) -> Int {
@@ -251,7 +293,7 @@ private struct BenchRun {
             // "VmRSS:\t  123456 kB": the tab's padding runs out at eight digits (10 GB), so split on tabs too.
             return (Int(line.split(whereSeparator: { $0 == " " || $0 == "\t" }).dropFirst().first ?? "") ?? 0) / 1024
         }
-        return "resident \(megabytes("VmRSS:")) MB, peak \(megabytes("VmHWM:")) MB"
+        return "resident \(megabytes("VmRSS:")) MB, peak \(megabytes("VmHWM:")) MB, buffer pool \(BufferPool.pooledBytesNow >> 20) MB"
     }
 
     func peakRSSMegabytes() -> Double {

@@ -5,9 +5,11 @@
 //   swift run -c release tensors-bench conv      3×3 convolutions only, Winograd against GEMM
 //   swift run -c release tensors-bench attention-memory
 //                                                  only 4096-token self-attention; prints peak RSS
+//   swift run -c release tensors-bench halves   fp16 weights against the same weights in Float32
 //
 // Thresholds (issue 3): conv2d 3×3 ≥ 80 % and attention ≥ 60 % of the sgemm rate;
-// peak memory of the 4096-token attention run < 200 MB.
+// peak memory of the 4096-token attention run < 200 MB. Issue 24: a layer on fp16 weights (widened as it
+// runs) takes at most 1.10× its time on the same weights in Float32.
 import Foundation
 import Tensors
 
@@ -135,6 +137,69 @@ func benchmarkAttention(batch: Int, queries: Int, keys: Int, channels: Int, head
             "  its Q·Kᵀ and P·V as plain sgemm" as NSString, plain * 1000, flops / plain / 1e9, plain / time * 100))
 }
 
+/// The processor time `body` takes, all its threads together: on a shared machine it counts only this process's
+/// work, where the time on the clock also counts the waits for cores that other processes hold.
+func processorSeconds(_ body: () -> Void) -> Double {
+    func now() -> Double {
+        var time = timespec()
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &time)
+        return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
+    }
+    let start = now()
+    body()
+    return now() - start
+}
+
+/// One layer on fp16 weights against the same weights widened to Float32 beforehand, in turns (five rounds of
+/// three runs each, the best of each taken, so that a machine whose speed drifts affects both alike), on the clock
+/// and in processor time.
+func compareHalves(_ name: String, weight: Tensor, _ run: (Tensor) -> Void) {
+    let half = weight.narrowed(to: .float16)
+    let wide = half.widened()
+    var (single, halves) = (Double.infinity, Double.infinity)
+    var (singleWork, halvesWork) = (Double.infinity, Double.infinity)
+    run(wide)
+    run(half)
+    for _ in 0..<5 {
+        for _ in 0..<3 {
+            singleWork = min(singleWork, processorSeconds { single = min(single, seconds { run(wide) }) })
+            halvesWork = min(halvesWork, processorSeconds { halves = min(halves, seconds { run(half) }) })
+        }
+    }
+    let ratio = halvesWork / singleWork
+    print(
+        String(
+            format: "%-52@ fp32 %8.2f ms (cpu %8.2f)  fp16 %8.2f ms (cpu %8.2f)  fp16/fp32 clock %.3f, cpu %.3f (≤ 1.10: %@)",
+            name as NSString, single * 1000, singleWork * 1000, halves * 1000, halvesWork * 1000, halves / single, ratio,
+            (ratio <= 1.1 ? "ok" : "ABOVE") as NSString))
+}
+
+/// SD 1.5's layers at 512×512 (UNet batch 2, the text encoder's 77 tokens) on fp16 and Float32 weights.
+func benchmarkHalves() {
+    for (batch, inputs, outputs, size, kernel, stride) in [
+        (2, 320, 320, 64, 3, 1), (2, 640, 640, 32, 3, 1), (2, 1280, 1280, 16, 3, 1), (2, 2560, 1280, 8, 3, 1),
+        (2, 640, 640, 32, 3, 2), (2, 2560, 1280, 16, 1, 1),
+    ] {
+        let x = random([batch, inputs, size, size])
+        let bias = random([outputs])
+        compareHalves(
+            "conv2d \(kernel)×\(kernel)/\(stride) \(inputs)→\(outputs) at \(size)×\(size), batch \(batch)",
+            weight: random([outputs, inputs, kernel, kernel], scale: 0.05)
+        ) { _ = x.conv2d(weight: $0, bias: bias, stride: stride, padding: kernel / 2) }
+    }
+    for (rows, inputs, outputs, label) in [
+        (8192, 320, 2560, "feed-forward in, 4096 tokens"), (512, 1280, 10240, "feed-forward in, 256 tokens"),
+        (128, 1280, 10240, "feed-forward in, 64 tokens"), (154, 768, 1280, "cross-attention key, 77 text tokens"),
+        (77, 768, 3072, "text encoder MLP in"), (2, 1280, 1280, "time embedding projection"),
+    ] {
+        let x = random([rows, inputs])
+        let bias = random([outputs])
+        compareHalves("linear \(inputs)→\(outputs) × \(rows) rows (\(label))", weight: random([outputs, inputs], scale: 0.05)) {
+            _ = x.linear(weight: $0, bias: bias)
+        }
+    }
+}
+
 let arguments = CommandLine.arguments.dropFirst()
 if let rows = ProcessInfo.processInfo.environment["ATTN_BLOCK_ROWS"].flatMap(Int.init) { Tensor.attentionBlockRows = rows }
 print("threads: \(ComputeThreads.count) (each product split over them, one single-threaded sgemm per thread)")
@@ -152,6 +217,8 @@ if arguments.first == "attention-memory" {
                 "self-attention 2×4096×320, 8 heads: peak RSS %.1f MB (%.1f MB before inputs); largest buffer %.1f MB; full scores would be %.0f MB",
             peakRSSMegabytes(), before, Double(largest) * 4 / 1e6, 2.0 * 8 * 4096 * 4096 * 4 / 1e6))
     withExtendedLifetime(output) {}
+} else if arguments.first == "halves" {
+    benchmarkHalves()
 } else if arguments.first == "conv" {
     // Every 3×3 layer size SD 1.5 has at 512×512 (UNet, batch 2) and in its VAE decoder (batch 1).
     for (batch, channels, size) in [

@@ -1,5 +1,6 @@
 import Foundation
 import StableDiffusion
+import Tensors
 import Testing
 
 /// The fixture models' folder.
@@ -13,8 +14,8 @@ private func parameters(under folder: URL, include: (String) -> Bool = { _ in tr
     }
 }
 
-/// Each kind of models-folder entry is told apart from its files alone, with its UNet class and its loaded
-/// (Float32) size: an fp16 variant beside the full file is not counted twice.
+/// Each kind of models-folder entry is told apart from its files alone, with its UNet class and its loaded size
+/// (these fixtures are Float32: 4 bytes a parameter): an fp16 variant beside the full file is not counted twice.
 @Test func weightsSummariesTellKindsAndClassesApart() throws {
     let sd1 = try #require(try WeightsSummary.inspect(fixtures.appendingPathComponent("tiny-sd1")))
     #expect(sd1.kind == .model && sd1.architecture == .sd)
@@ -35,7 +36,7 @@ private func parameters(under folder: URL, include: (String) -> Bool = { _ in tr
     #expect(single.kind == .model && single.architecture == .sd && single.loadedBytes == sd1.loadedBytes)
     let ckpt = fixtures.appendingPathComponent("tiny-sd1.ckpt")
     let ckptSize = try #require(try FileManager.default.attributesOfItem(atPath: ckpt.path)[.size] as? Int)
-    #expect(try WeightsSummary.inspect(ckpt) == WeightsSummary(kind: .model, architecture: .sd, loadedBytes: 2 * ckptSize))
+    #expect(try WeightsSummary.inspect(ckpt) == WeightsSummary(kind: .model, architecture: .sd, loadedBytes: ckptSize))
     #expect(try WeightsSummary.inspect(fixtures.appendingPathComponent("tiny-sd2.safetensors"))?.architecture == .sd)
     let xlVAEURL = fixtures.appendingPathComponent("tiny-sdxl-vae.safetensors")
     let xlVAEFile = try #require(try WeightsSummary.inspect(xlVAEURL))
@@ -51,15 +52,19 @@ private func parameters(under folder: URL, include: (String) -> Bool = { _ in tr
     #expect(try WeightsSummary.inspect(fixtures.appendingPathComponent("tiny-sd1/unet")) == nil, "a UNet alone is none of the kinds")
 }
 
-/// A `.safetensors` holding only a VAE (as the web UIs' `*_vae.safetensors`) is a VAE, not a model.
+/// A `.safetensors` holding only a VAE (as the web UIs' `*_vae.safetensors`) is a VAE, not a model; stored as
+/// fp16 it counts two bytes a parameter, as its halves stay resident.
 @Test func aSafetensorsVAEIsAVAE() throws {
     let source = fixtures.appendingPathComponent("tiny-sd1/vae/diffusion_pytorch_model.safetensors")
     let file = FileManager.default.temporaryDirectory.appendingPathComponent("vae-\(UUID().uuidString.prefix(6)).safetensors")
     defer { try? FileManager.default.removeItem(at: file) }
-    try SafeTensorsFile.write(try SafeTensorsFile(url: source).allTensors(), to: file)
+    let tensors = try SafeTensorsFile(url: source).allTensors()
+    try SafeTensorsFile.write(tensors, to: file)
     let summary = try #require(try WeightsSummary.inspect(file))
     let vaeParameters = try parameters(under: fixtures.appendingPathComponent("tiny-sd1/vae")) { !$0.contains(".fp16.") }
     #expect(summary.kind == .vae && summary.architecture == nil && summary.loadedBytes == 4 * vaeParameters)
+    try SafeTensorsFile.write(tensors.mapValues { $0.narrowed(to: .float16) }, to: file)
+    #expect(try WeightsSummary.inspect(file)?.loadedBytes == 2 * vaeParameters)
 }
 
 /// The limit is what is left after the reserve and the weights, at the class's bytes per pixel; nothing when the

@@ -64,6 +64,18 @@ void ck_winograd_input(const float *x, size_t channels, size_t height, size_t wi
 void ck_winograd_output(const float *m, size_t mouts, size_t mfirst, size_t outs, size_t height, size_t width,
                         size_t t0, size_t count, size_t ldm, const float *bias, size_t o0, size_t o1, float *y);
 
+/// Widens `count` IEEE half-precision values (little-endian, any alignment) to Float32, exactly.
+void ck_widen_f16(const void *src, float *dst, size_t count);
+
+/// Widens `count` bfloat16 values (little-endian, any alignment) to Float32, exactly.
+void ck_widen_bf16(const void *src, float *dst, size_t count);
+
+/// Narrows `count` floats to IEEE halves, rounding to nearest even (overflow gives infinity).
+void ck_narrow_f16(const float *src, void *dst, size_t count);
+
+/// Narrows `count` floats to bfloat16, rounding to nearest even.
+void ck_narrow_bf16(const float *src, void *dst, size_t count);
+
 /// The instruction set the kernels run with: "avx512", "avx2+fma" or "baseline".
 const char *ck_instruction_set(void);
 

@@ -1,4 +1,5 @@
 import Foundation
+import Tensors
 
 /// What a weights file or folder holds, read from its safetensors headers and config files without loading a
 /// tensor: whether it is a whole model, a VAE or a ControlNet, which UNet class it has, and the bytes its weights
@@ -19,10 +20,10 @@ public struct WeightsSummary: Equatable, Sendable {
     public var kind: Kind
     /// The UNet's class, for models; nil where there is no UNet.
     public var architecture: MemoryEstimate.Architecture?
-    /// Bytes the weights take once loaded: the engine widens every weight to Float32 when it loads it, so
-    /// 4 bytes per parameter, counted from the safetensors headers (EMA copies, position ids and OpenCLIP's
-    /// `logit_scale`, which the loader skips, left out). A `.ckpt`'s tensors are not read: twice its file size stands in (fp16 storage
-    /// widened; an upper bound, as such files often carry an EMA copy too).
+    /// Bytes the weights take once loaded: fp16 and bf16 stay resident as stored (2 bytes per parameter), every
+    /// other type as Float32 (4), counted from the safetensors headers (EMA copies, position ids and OpenCLIP's
+    /// `logit_scale`, which the loader skips, left out). A `.ckpt`'s tensors are not read: its file size stands in
+    /// (halves stay halves, float32 stays float32; an upper bound, as such files often carry an EMA copy too).
     public var loadedBytes: Int
 
     /// Makes a summary.
@@ -57,8 +58,8 @@ public struct WeightsSummary: Equatable, Sendable {
             // The pickle's keys only (no tensor is read); `.pt`/`.pth` files count only as VAEs, as the web UIs name them.
             let names = Set(try TorchCheckpoint.read(url, verifyChecksums: false, keep: { _ in false }).skippedKeys)
             let size = (try? FileManager.default.attributesOfItem(atPath: url.path))?[.size] as? Int ?? 0
-            if isVAE(names) { return WeightsSummary(kind: .vae, architecture: nil, loadedBytes: 2 * size) }
-            return fileExtension == "ckpt" ? WeightsSummary(kind: .model, architecture: singleFileArchitecture(names), loadedBytes: 2 * size) : nil
+            if isVAE(names) { return WeightsSummary(kind: .vae, architecture: nil, loadedBytes: size) }
+            return fileExtension == "ckpt" ? WeightsSummary(kind: .model, architecture: singleFileArchitecture(names), loadedBytes: size) : nil
         default:
             return nil
         }
@@ -71,16 +72,17 @@ public struct WeightsSummary: Equatable, Sendable {
             && names.contains { $0.hasPrefix("decoder.") || $0.hasPrefix(CheckpointKeys.vaePrefix + "decoder.") }
     }
 
-    /// Float32 bytes of a safetensors file's tensors, without EMA copies, position ids and OpenCLIP's `logit_scale`.
+    /// Bytes a safetensors file's tensors take once loaded (halves 2 an element, other types 4), without EMA copies,
+    /// position ids and OpenCLIP's `logit_scale`.
     static func fileBytes(_ url: URL) throws -> Int {
         try SafeTensorsFile(url: url).entries.reduce(0) { total, entry in
             let unused = entry.key.hasPrefix("model_ema.") || entry.key.hasSuffix("position_ids") || entry.key.hasSuffix("logit_scale")
             guard !unused else { return total }
-            return total + 4 * entry.value.shape.reduce(1, *)
+            return total + (entry.value.dtype?.resident.byteCount ?? 4) * entry.value.shape.reduce(1, *)
         }
     }
 
-    /// Float32 bytes of one diffusers component folder: its `.safetensors` files (every shard), an `.fp16.` variant
+    /// Loaded bytes of one diffusers component folder: its `.safetensors` files (every shard), an `.fp16.` variant
     /// only where the full-precision file is missing (the loader reads one of the two).
     static func componentBytes(_ folder: URL) throws -> Int {
         let files = (try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []
@@ -91,7 +93,7 @@ public struct WeightsSummary: Equatable, Sendable {
         }
     }
 
-    /// Float32 bytes of a diffusers model folder's networks (UNet, VAE and each text encoder).
+    /// Loaded bytes of a diffusers model folder's networks (UNet, VAE and each text encoder).
     static func folderBytes(_ folder: URL) throws -> Int {
         try ["unet", "vae", "text_encoder", "text_encoder_2"].reduce(0) { $0 + (try componentBytes(folder.appendingPathComponent($1))) }
     }

@@ -30,8 +30,15 @@ public struct WeightReader {
     /// Whether a tensor exists under this scope.
     public func has(_ name: String) -> Bool { tensors[prefix + name] != nil }
 
-    /// The tensor `name`, which must have `shape` if given.
+    /// The tensor `name` as Float32 (widened if the file stored halves), which must have `shape` if given: for the
+    /// small weights that operations other than products read (norms, biases, position embeddings).
     public func tensor(_ name: String, shape: [Int]? = nil) throws -> Tensor {
+        try stored(name, shape: shape).widened()
+    }
+
+    /// The tensor `name` as the file stored it (halves stay halves), which must have `shape` if given: for the large
+    /// weights of dense layers, convolutions and embedding tables, whose kernels widen them as they run.
+    public func stored(_ name: String, shape: [Int]? = nil) throws -> Tensor {
         guard let tensor = tensors[prefix + name] else {
             throw WeightsError(source, "missing tensor \(prefix + name)")
         }
@@ -44,15 +51,15 @@ public struct WeightReader {
 
 /// A dense layer y = x·Wᵀ + b over the last dimension.
 public struct Linear {
-    /// [out, in], as PyTorch stores it.
+    /// [out, in], as PyTorch stores it, and as the file stored it (halves are widened as the product runs).
     public let weight: Tensor
-    /// [out], or nil.
+    /// [out] as Float32, or nil.
     public let bias: Tensor?
 
     /// Loads `name.weight` (and `name.bias` when `bias`) from `reader`.
     public init(_ reader: WeightReader, _ name: String, inputs: Int? = nil, outputs: Int? = nil, bias: Bool = true) throws {
         let scope = reader.scope(name)
-        let weight = try scope.tensor("weight")
+        let weight = try scope.stored("weight")
         let shape = weight.shape
         if shape.count != 2 || (inputs.map { $0 != shape[1] } ?? false) || (outputs.map { $0 != shape[0] } ?? false) {
             throw WeightsError(
@@ -62,10 +69,10 @@ public struct Linear {
         self.bias = bias ? try scope.tensor("bias", shape: [shape[0]]) : nil
     }
 
-    /// Wraps tensors already loaded.
+    /// Wraps tensors already loaded (a bias stored as halves is widened).
     public init(weight: Tensor, bias: Tensor?) {
         self.weight = weight
-        self.bias = bias
+        self.bias = bias?.widened()
     }
 
     /// Output features.
@@ -77,9 +84,9 @@ public struct Linear {
 
 /// A 2-D convolution with bias (NCHW).
 public struct Conv2d {
-    /// [out, in, kh, kw].
+    /// [out, in, kh, kw], as the file stored it (halves are widened as the convolution runs).
     public let weight: Tensor
-    /// [out].
+    /// [out] as Float32.
     public let bias: Tensor?
     /// Step between windows.
     public let stride: Int
@@ -89,7 +96,7 @@ public struct Conv2d {
     /// Loads `name.weight`/`name.bias`; a 2-D weight (linear-as-conv) is read as 1×1.
     public init(_ reader: WeightReader, _ name: String, stride: Int = 1, padding: Int? = nil, bias: Bool = true) throws {
         let scope = reader.scope(name)
-        var weight = try scope.tensor("weight")
+        var weight = try scope.stored("weight")
         if weight.rank == 2 { weight = weight.reshaped(weight.shape + [1, 1]) }
         guard weight.rank == 4 else {
             throw WeightsError(reader.source, "\(name).weight has shape \(weight.shape); a convolution needs 4 dimensions")

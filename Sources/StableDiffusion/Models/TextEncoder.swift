@@ -21,7 +21,7 @@ public struct TextEncoder {
     public init(config: TextEncoderConfig, weights: [String: Tensor], source: String = "text encoder") throws {
         self.config = config
         let reader = WeightReader(weights, source: source)
-        tokenEmbedding = try reader.tensor("embeddings.token_embedding.weight", shape: [config.vocabSize, config.hiddenSize])
+        tokenEmbedding = try reader.stored("embeddings.token_embedding.weight", shape: [config.vocabSize, config.hiddenSize])
         positionEmbedding = try reader.tensor(
             "embeddings.position_embedding.weight",
             shape: [config.maxPositionEmbeddings, config.hiddenSize])

@@ -48,7 +48,7 @@ struct SpatialTransformer {
         norm = try GroupNorm(reader, "norm", groups: groups, epsilon: 1e-6)
         // 1×1 convolutions and linear layers are the same product; keep them as linear.
         func dense(_ name: String) throws -> Linear {
-            let weight = try reader.scope(name).tensor("weight")
+            let weight = try reader.scope(name).stored("weight")
             guard weight.rank == 4 else { return try Linear(reader, name) }
             return Linear(
                 weight: weight.reshaped([weight.shape[0], weight.shape[1]]),

@@ -98,8 +98,9 @@ public struct VAE {
         return mean + std * noise
     }
 
-    /// Pixels [N, 3, 8H, 8W] (about [-1, 1]) for latents [N, C, H, W] (unscaled).
-    public func decode(_ latents: Tensor) -> Tensor {
+    /// Pixels [N, 3, 8H, 8W] (about [-1, 1]) for latents [N, C, H, W] (unscaled). Activations of at least
+    /// `bands.fromBytes` go through their resnet blocks and upsamplers a band of rows at a time (VAE+Bands.swift).
+    public func decode(_ latents: Tensor, bands: DecodeBands = .standard) -> Tensor {
         // A tiled decode learning group-norm statistics stops each tile once it has passed
         // the norm being learnt; what is returned then is never used.
         let shared = SharedGroupStatistics.current
@@ -109,14 +110,33 @@ public struct VAE {
         h = decoderMid.1(h)
         if shared?.tileIsDone == true { return h }
         h = decoderMid.2(h, time: nil)
+        // An upsampler whose output is too large to hold is left to the next block (`afterUpsampleInBands`).
+        var pending: Upsample?
         for level in decoderUp {
+            if let upsample = pending, level.resnets.isEmpty {
+                h = upsample.inBands(h, bands)
+                pending = nil
+            }
             for resnet in level.resnets {
                 if shared?.tileIsDone == true { return h }
-                h = resnet(h, time: nil)
+                if let upsample = pending {
+                    h = resnet.afterUpsampleInBands(h, upsample: upsample, bands)
+                    pending = nil
+                } else {
+                    h = bands.apply(floats: h.count) ? resnet.inBands(h, bands) : resnet(h, time: nil)
+                }
             }
             if shared?.tileIsDone == true { return h }
-            if let upsample = level.upsample { h = upsample(h) }
+            if let upsample = level.upsample {
+                if bands.recompute(floats: 4 * h.count) {
+                    pending = upsample
+                } else {
+                    h = bands.apply(floats: 4 * h.count) ? upsample.inBands(h, bands) : upsample(h)
+                }
+            }
         }
+        if let upsample = pending { h = upsample.inBands(h, bands) }
+        if bands.apply(floats: h.count) { return decoderOut.afterNormInBands(h, norm: decoderNormOut, bands) }
         return decoderOut(decoderNormOut(h, silu: true))
     }
 

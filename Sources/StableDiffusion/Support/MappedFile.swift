@@ -39,6 +39,20 @@ final class MappedFile {
         bytes = UnsafeRawBufferPointer(start: address, count: length)
     }
 
+    /// Lets the system drop this process's pages of `range` (part of `bytes`), e.g. once a tensor has been copied out:
+    /// read pages of a file mapping count in the resident set until unmapped, so a loader that walks a 2 GB file
+    /// would otherwise peak at the file plus its copy. The pages stay in the page cache; reading them again faults
+    /// them back in from there. Whole pages are dropped, those the range touches included (only read, never written,
+    /// so nothing is lost).
+    func evict(_ range: UnsafeRawBufferPointer) {
+        guard let base = bytes.baseAddress, let start = range.baseAddress, range.count > 0 else { return }
+        precondition(start >= base && start + range.count <= base + length, "evict: the range lies outside the mapping")
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let first = (start - base) / page * page
+        let end = min(length, ((start - base) + range.count + page - 1) / page * page)
+        madvise(UnsafeMutableRawPointer(mutating: base + first), end - first, Int32(MADV_DONTNEED))
+    }
+
     deinit {
         if let base = bytes.baseAddress { munmap(UnsafeMutableRawPointer(mutating: base), length) }
     }

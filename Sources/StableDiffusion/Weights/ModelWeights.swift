@@ -30,8 +30,9 @@ public struct TextEncoderWeights {
     }
 }
 
-/// A whole Stable Diffusion model as the engine runs it: typed configs and Float32
-/// weights under diffusers' names, whatever form the files came in.
+/// A whole Stable Diffusion model as the engine runs it: typed configs and weights under diffusers' names, whatever
+/// form the files came in. Weights stay as the files store them: float16 and bfloat16 resident as halves (the
+/// products widen them a layer at a time), float32 as float32, so a model costs its file's size in memory.
 public struct ModelWeights {
     /// SD 1.x, 2.x, SDXL base or SDXL refiner.
     public var family: ModelFamily
@@ -68,7 +69,9 @@ public struct ModelWeights {
     public struct Options: Sendable {
         /// Forces v-prediction (SD 2.x 768-v models) or epsilon; nil: from config files.
         public var predictionType: String?
-        /// Prefer `*.fp16.safetensors` files in diffusers folders when present.
+        /// Prefer `*.fp16.safetensors` files in diffusers folders when present. Off by default: a folder's plain
+        /// file is the one diffusers loads without `variant="fp16"`, so images stay those of diffusers on the same
+        /// folder. On, such a folder costs half the memory (its halves stay resident) for weights rounded to fp16.
         public var preferFP16Variant = false
         /// A VAE to use instead of the model's own (`loadVAE`'s forms), as people swap in fixed VAEs.
         public var vae: URL?

@@ -1,3 +1,5 @@
+import Tensors
+
 /// A value on the restricted unpickler's stack. Lists and dicts live in the unpickler's
 /// arena and are referred to by index: pickles mutate containers after sharing them
 /// (memo, APPEND, SETITEM), and an index keeps a hostile pickle's cycles and million-deep
@@ -64,6 +66,15 @@ enum StorageType: String, CaseIterable {
     case char = "CharStorage"
     case byte = "ByteStorage"
     case bool = "BoolStorage"
+
+    /// How the engine keeps a tensor of this storage: halves as they are, everything else as Float32.
+    var resident: ElementType {
+        switch self {
+        case .half: return .float16
+        case .bfloat16: return .bfloat16
+        default: return .float32
+        }
+    }
 
     /// Bytes per element.
     var elementSize: Int {

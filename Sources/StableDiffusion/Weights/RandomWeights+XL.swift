@@ -32,13 +32,14 @@ extension TextEncoderConfig {
 
 extension ModelWeights {
     /// A model of SDXL 1.0 base's shapes (CLIP ViT-L and OpenCLIP ViT-bigG with its 1280-wide projection, the
-    /// UNet of `UNetConfig.sdxlBase`, SD's VAE with SDXL's scaling) with random weights, for benchmarks.
-    public static func randomXL(seed: UInt64 = 1) -> ModelWeights {
+    /// UNet of `UNetConfig.sdxlBase`, SD's VAE with SDXL's scaling) with random weights stored as `element` (half
+    /// precision by default, as downloads are), for benchmarks.
+    public static func randomXL(seed: UInt64 = 1, element: ElementType = .float16) -> ModelWeights {
         var vae = VAEConfig()
         vae.scalingFactor = 0.13025
         vae.sampleSize = 1024
-        var model = random(unet: .sdxlBase, vae: vae, seed: seed)
-        var generator = RandomWeightGenerator(seed: seed &+ 2)
+        var model = random(unet: .sdxlBase, vae: vae, seed: seed, element: element)
+        var generator = RandomWeightGenerator(seed: seed &+ 2, element: element)
         let bigG = TextEncoderConfig.openCLIPBigG
         var second = generator.textEncoder(bigG)
         generator.tensors = [:]

@@ -4,12 +4,13 @@ extension ModelWeights {
     /// A model of the given configs (default: SD 1.5's UNet, CLIP ViT-L/14 and VAE) with random
     /// weights under the names diffusers and transformers give them, for benchmarks that must not
     /// need a download. Weights are uniform in ±1/√fan-in (norms: 1 and 0), so activations stay
-    /// in range and no denormals slow the arithmetic down.
+    /// in range and no denormals slow the arithmetic down. They are stored as `element` (half precision by default,
+    /// as real downloads are, so that a benchmark's memory is a real model's).
     public static func random(
         unet: UNetConfig = UNetConfig(), vae: VAEConfig = VAEConfig(),
-        textEncoder: TextEncoderConfig = TextEncoderConfig(), seed: UInt64 = 1
+        textEncoder: TextEncoderConfig = TextEncoderConfig(), seed: UInt64 = 1, element: ElementType = .float16
     ) -> ModelWeights {
-        var generator = RandomWeightGenerator(seed: seed)
+        var generator = RandomWeightGenerator(seed: seed, element: element)
         return ModelWeights(
             family: .sd1, unetConfig: unet, unet: generator.unet(unet), vaeConfig: vae, vae: generator.vae(vae),
             textEncoderConfig: textEncoder, textEncoder: generator.textEncoder(textEncoder),
@@ -20,26 +21,45 @@ extension ModelWeights {
 /// Names, shapes and random values of every parameter of the three networks.
 struct RandomWeightGenerator {
     private var state: UInt64
+    private let element: ElementType
     var tensors: [String: Tensor] = [:]
+    /// One tensor's values before they are rounded to `element`, reused (Float32 tensors would fill the buffer pool).
+    private var staging: [Float] = []
 
-    init(seed: UInt64) { state = seed &* 0x9E37_79B9_7F4A_7C15 | 1 }
+    init(seed: UInt64, element: ElementType) {
+        state = seed &* 0x9E37_79B9_7F4A_7C15 | 1
+        self.element = element
+    }
 
     /// A uniform tensor in ±1/√fanIn (xorshift; values need only be plausible, not reproducible elsewhere).
     private mutating func add(_ name: String, _ shape: [Int], fanIn: Int? = nil) {
-        var tensor = Tensor(uninitialized: shape)
         let bound = 1 / Float(fanIn ?? shape.dropFirst().reduce(1, *)).squareRoot()
-        let pointer = tensor.mutablePointer()
-        for i in 0..<tensor.count {
-            state ^= state << 13
-            state ^= state >> 7
-            state ^= state << 17
-            pointer[i] = (Float(state >> 40) / Float(1 << 24) * 2 - 1) * bound
+        store(name, shape) { values, state in
+            for i in values.indices {
+                state ^= state << 13
+                state ^= state >> 7
+                state ^= state << 17
+                values[i] = (Float(state >> 40) / Float(1 << 24) * 2 - 1) * bound
+            }
         }
-        tensors[name] = tensor
     }
 
     private mutating func constant(_ name: String, _ shape: [Int], _ value: Float) {
-        tensors[name] = Tensor(shape: shape, values: [Float](repeating: value, count: shape.reduce(1, *)))
+        store(name, shape) { values, _ in values.update(repeating: value) }
+    }
+
+    /// Fills `shape`'s count of staged values with `fill` and stores them as `element`.
+    private mutating func store(_ name: String, _ shape: [Int], _ fill: (UnsafeMutableBufferPointer<Float>, inout UInt64) -> Void) {
+        let count = shape.reduce(1, *)
+        if staging.count < count { staging = [Float](repeating: 0, count: count) }
+        var state = self.state
+        let element = self.element
+        tensors[name] = staging.withUnsafeMutableBufferPointer { buffer in
+            let values = UnsafeMutableBufferPointer(rebasing: buffer[..<count])
+            fill(values, &state)
+            return Tensor(shape: shape, element: element, narrowing: UnsafeBufferPointer(values))
+        }
+        self.state = state
     }
 
     private mutating func norm(_ name: String, _ channels: Int) {

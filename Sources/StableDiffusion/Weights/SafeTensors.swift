@@ -18,8 +18,9 @@ public struct WeightsError: Error, CustomStringConvertible, Equatable {
     public var description: String { "\(path): \(message)" }
 }
 
-/// Element types a safetensors file may hold that the engine reads (widened to Float32).
-/// Integer and boolean tensors (position ids, step counters, masks in real downloads) are read too.
+/// Element types a safetensors file may hold that the engine reads: F16 and BF16 stay as stored (half the memory of
+/// Float32; products widen them), F32 stays F32, and the rest are converted to Float32. Integer and boolean tensors
+/// (position ids, step counters, masks in real downloads) are read too.
 public enum StoredDType: String, Sendable {
     case f32 = "F32"
     case f16 = "F16"
@@ -35,6 +36,15 @@ public enum StoredDType: String, Sendable {
     case u64 = "U64"
     case bool = "BOOL"
 
+    /// How the engine keeps a tensor of this type: halves as they are, everything else as Float32.
+    public var resident: ElementType {
+        switch self {
+        case .f16: return .float16
+        case .bf16: return .bfloat16
+        default: return .float32
+        }
+    }
+
     /// Bytes per element.
     public var size: Int {
         switch self {
@@ -47,8 +57,9 @@ public enum StoredDType: String, Sendable {
 }
 
 /// A memory-mapped `.safetensors` file: the header is parsed and checked up front
-/// (sizes, offsets, overlaps, dtypes); tensor data is read only when asked for and
-/// widened to Float32 once.
+/// (sizes, offsets, overlaps, dtypes); tensor data is read only when asked for and copied out of the map (F16 and
+/// BF16 as they are, other types converted to Float32 once). Copied, not kept mapped: a model file replaced or
+/// truncated on disk while a worker renders must not fault the process.
 public final class SafeTensorsFile {
     /// One tensor's place in the file.
     public struct Entry: Sendable {
@@ -142,21 +153,24 @@ public final class SafeTensorsFile {
     /// Tensor names, sorted.
     public var names: [String] { entries.keys.sorted() }
 
-    /// Reads one tensor, widened to Float32.
+    /// Reads one tensor: F16 and BF16 as stored (`Tensor.element`), every other type as Float32.
     public func tensor(_ name: String) throws -> Tensor {
         guard let entry = entries[name] else { throw WeightsError(url.path, "no tensor \"\(name)\"") }
         guard let dtype = entry.dtype else {
             throw WeightsError(url.path, "tensor \"\(name)\": dtype \(entry.dtypeName) is not supported (float, integer and BOOL types are)")
         }
+        let source = file.bytes.baseAddress! + dataStart + entry.range.lowerBound
+        defer { file.evict(UnsafeRawBufferPointer(start: source, count: entry.range.count)) }
+        if dtype.resident != .float32 {
+            return Tensor(shape: entry.shape, element: dtype.resident, bytes: UnsafeRawBufferPointer(start: source, count: entry.range.count))
+        }
         var result = Tensor(uninitialized: entry.shape)
         let count = result.count
         let output = result.mutablePointer()
-        let source = file.bytes.baseAddress! + dataStart + entry.range.lowerBound
         func widen<Element: StorageElement>(_: Element.Type) { Element.convert(source, from: 0, count: count, into: output) }
         switch dtype {
         case .f32: widen(Float32Element.self)
-        case .f16: widen(Float16Element.self)
-        case .bf16: widen(BFloat16Element.self)
+        case .f16, .bf16: preconditionFailure("halves are returned as stored above")
         case .f64: widen(Float64Element.self)
         case .i8: widen(IntegerElement<Int8>.self)
         case .i16: widen(IntegerElement<Int16>.self)
@@ -183,15 +197,18 @@ public final class SafeTensorsFile {
         try tensors { _ in true }
     }
 
-    /// Writes tensors as a float32 safetensors file (names sorted, data 8-byte aligned).
+    /// Writes tensors as a safetensors file, each in the type it is stored in (F32, F16, BF16; names sorted, data
+    /// 8-byte aligned).
     public static func write(_ tensors: [String: Tensor], to url: URL, metadata: [String: String] = [:]) throws {
         var header = SafeTensorsHeader(metadata: metadata)
         var offset = 0
         let names = tensors.keys.sorted()
         for name in names {
             let tensor = tensors[name]!
-            header.tensors[name] = SafeTensorsHeader.TensorEntry(dtype: "F32", shape: tensor.shape, dataOffsets: [offset, offset + tensor.count * 4])
-            offset += tensor.count * 4
+            let dtype: StoredDType = tensor.element == .float16 ? .f16 : tensor.element == .bfloat16 ? .bf16 : .f32
+            let bytes = tensor.count * dtype.size
+            header.tensors[name] = SafeTensorsHeader.TensorEntry(dtype: dtype.rawValue, shape: tensor.shape, dataOffsets: [offset, offset + bytes])
+            offset += bytes
         }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
@@ -200,11 +217,7 @@ public final class SafeTensorsFile {
         var data = Data()
         withUnsafeBytes(of: UInt64(json.count).littleEndian) { data.append(contentsOf: $0) }
         data.append(json)
-        for name in names {
-            tensors[name]!.withUnsafeBufferPointer {
-                data.append(UnsafeBufferPointer(start: UnsafeRawPointer($0.baseAddress!).assumingMemoryBound(to: UInt8.self), count: $0.count * 4))
-            }
-        }
+        for name in names { tensors[name]!.withUnsafeRawBytes { data.append(contentsOf: $0) } }
         try data.write(to: url, options: .atomic)
     }
 }

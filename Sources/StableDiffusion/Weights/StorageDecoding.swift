@@ -40,21 +40,22 @@ extension TensorReference {
         }
     }
 
-    /// Writes the elements in row-major order into `output`, gathered from `bytes` (a storage of
-    /// `type`) and converted to Float32. The caller has validated the view against the storage.
-    func gather(from bytes: UnsafeRawBufferPointer, type: StorageType, into output: UnsafeMutablePointer<Float>) {
+    /// Writes the elements in row-major order into `output`, gathered from `bytes` (a storage of `type`): half and
+    /// bfloat16 elements as they are (`output` holds 2-byte elements, see `StorageType.resident`), every other type
+    /// converted to Float32. The caller has validated the view against the storage.
+    func gather(from bytes: UnsafeRawBufferPointer, type: StorageType, into output: UnsafeMutableRawPointer) {
         guard let base = bytes.baseAddress, elementCount ?? 0 > 0 else { return }
+        let floats = output.assumingMemoryBound(to: Float.self)
         switch type {
-        case .float: gather(Float32Element.self, base, output)
-        case .half: gather(Float16Element.self, base, output)
-        case .bfloat16: gather(BFloat16Element.self, base, output)
-        case .double: gather(Float64Element.self, base, output)
-        case .long: gather(IntegerElement<Int64>.self, base, output)
-        case .int: gather(IntegerElement<Int32>.self, base, output)
-        case .short: gather(IntegerElement<Int16>.self, base, output)
-        case .char: gather(IntegerElement<Int8>.self, base, output)
-        case .byte: gather(IntegerElement<UInt8>.self, base, output)
-        case .bool: gather(BoolElement.self, base, output)
+        case .float: gather(Float32Element.self, base, floats)
+        case .half, .bfloat16: copyHalves(base, output)
+        case .double: gather(Float64Element.self, base, floats)
+        case .long: gather(IntegerElement<Int64>.self, base, floats)
+        case .int: gather(IntegerElement<Int32>.self, base, floats)
+        case .short: gather(IntegerElement<Int16>.self, base, floats)
+        case .char: gather(IntegerElement<Int8>.self, base, floats)
+        case .byte: gather(IntegerElement<UInt8>.self, base, floats)
+        case .bool: gather(BoolElement.self, base, floats)
         }
     }
 
@@ -62,6 +63,34 @@ extension TensorReference {
         _: Element.Type, _ base: UnsafeRawPointer,
         _ output: UnsafeMutablePointer<Float>
     ) {
+        forEachRun { start, inner, innerStep, written in
+            let destination = output + written
+            if innerStep == 1 {
+                Element.convert(base, from: start, count: inner, into: destination)
+            } else {
+                for index in 0..<inner { destination[index] = Element.load(base, start + index * innerStep) }
+            }
+        }
+    }
+
+    /// Copies 2-byte elements unconverted.
+    private func copyHalves(_ base: UnsafeRawPointer, _ output: UnsafeMutableRawPointer) {
+        forEachRun { start, inner, innerStep, written in
+            let destination = output + written * 2
+            if innerStep == 1 {
+                destination.copyMemory(from: base + start * 2, byteCount: inner * 2)
+            } else {
+                for index in 0..<inner {
+                    let value = base.loadUnaligned(fromByteOffset: (start + index * innerStep) * 2, as: UInt16.self)
+                    destination.storeBytes(of: value, toByteOffset: index * 2, as: UInt16.self)
+                }
+            }
+        }
+    }
+
+    /// Calls `body(start, count, step, written)` for each run of the view in row-major order: `count` elements from
+    /// storage element `start`, `step` apart, landing after the `written` elements of the runs before it.
+    private func forEachRun(_ body: (_ start: Int, _ count: Int, _ step: Int, _ written: Int) -> Void) {
         // Merge dimensions that are contiguous with each other, so that a dense tensor is one run.
         var extents: [Int] = []
         var steps: [Int] = []
@@ -75,7 +104,7 @@ extension TensorReference {
             }
         }
         guard let inner = extents.last, let innerStep = steps.last else {
-            output[0] = Element.load(base, offset)
+            body(offset, 1, 1, 0)
             return
         }
         let outerRank = extents.count - 1
@@ -84,12 +113,7 @@ extension TensorReference {
         var written = 0
         let total = extents.reduce(1, *)
         while written < total {
-            let destination = output + written
-            if innerStep == 1 {
-                Element.convert(base, from: start, count: inner, into: destination)
-            } else {
-                for index in 0..<inner { destination[index] = Element.load(base, start + index * innerStep) }
-            }
+            body(start, inner, innerStep, written)
             written += inner
             var axis = outerRank - 1
             while axis >= 0 {

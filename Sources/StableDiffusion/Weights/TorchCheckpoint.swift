@@ -6,9 +6,9 @@ import Tensors
 /// state dict needs, and tensors are read from the memory-mapped archive.
 ///
 /// Decisions:
-/// - Every tensor comes back as Float32: float16 and bfloat16 are widened, float64 narrowed,
-///   integer and bool tensors (such as CLIP's int64 `position_ids`) converted, exactly for
-///   magnitudes up to 2²⁴, which covers the ids and counters checkpoints hold.
+/// - float16 and bfloat16 tensors come back as stored (`Tensor.element`; products widen them), every other one
+///   as Float32: float64 narrowed, integer and bool tensors (such as CLIP's int64 `position_ids`) converted,
+///   exactly for magnitudes up to 2²⁴, which covers the ids and counters checkpoints hold.
 /// - The state dict is the top-level dict's `state_dict` entry when there is one, else the
 ///   top-level dict itself. SD checkpoints are flat (`model.diffusion_model.…weight`), so nested
 ///   dicts are not flattened; state-dict entries that are not tensors are reported in
@@ -22,14 +22,14 @@ import Tensors
 public enum TorchCheckpoint {
     /// What a checkpoint's state dict holds.
     public struct Contents {
-        /// The tensors by state-dict key, as Float32.
+        /// The tensors by state-dict key: halves as stored, other types as Float32.
         public var tensors: [String: Tensor]
         /// State-dict keys whose values are not tensors or that the `keep` filter rejected (a key that is not a
         /// string reads `<int key>` etc.).
         public var skippedKeys: [String]
     }
 
-    /// The flat state dict of the checkpoint at `url`, as Float32: every tensor, or those whose keys `keep` accepts.
+    /// The flat state dict of the checkpoint at `url` (halves as stored): every tensor, or those whose keys `keep` accepts.
     public static func load(_ url: URL, keep: (String) -> Bool = { _ in true }) throws(CheckpointError) -> [String: Tensor] {
         try read(url, keep: keep).tensors
     }
@@ -156,6 +156,7 @@ private struct Loader {
                 used.count, largestFirst: { storageBytes[used[$0]].count },
                 body: { part in
                     checksums[part] = CRC32.checksum(storageBytes[used[part]])
+                    file.evict(storageBytes[used[part]])
                 })
             for (part, storage) in used.enumerated() {
                 let entry = entry(for: unpickler.storages[storage])
@@ -167,8 +168,8 @@ private struct Loader {
             }
         }
 
-        var outputs = references.map { Tensor(uninitialized: $0.shape) }
-        let destinations = outputs.indices.map { outputs[$0].mutablePointer() }
+        var outputs = references.map { Tensor(uninitialized: $0.shape, element: unpickler.storages[$0.storage].type.resident) }
+        let destinations = outputs.indices.map { outputs[$0].mutableRawPointer() }
         concurrently(
             references.count, largestFirst: { outputs[$0].count },
             body: { part in
@@ -176,6 +177,8 @@ private struct Loader {
                 reference.gather(
                     from: storageBytes[reference.storage], type: unpickler.storages[reference.storage].type,
                     into: destinations[part])
+                // Views sharing this storage fault the pages back in; SD checkpoints have one view per storage.
+                file.evict(storageBytes[reference.storage])
             })
         let tensors = Dictionary(uniqueKeysWithValues: zip(names, outputs))
         return TorchCheckpoint.Contents(tensors: tensors, skippedKeys: skipped)

@@ -1,0 +1,18 @@
+// What the kernel files share about choosing an instruction set at run time (not part of the module's API).
+#ifndef CK_DISPATCH_H
+#define CK_DISPATCH_H
+
+// The AVX2 and AVX-512 instantiations and the CPU detection exist on x86 only; elsewhere (arm64, riscv64) every
+// kernel runs its baseline instantiation, which clang compiles to the host's own vector instructions.
+#if defined(__x86_64__) || defined(__i386__)
+#define CK_X86 1
+#else
+#define CK_X86 0
+#endif
+
+typedef enum { CK_BASELINE = 0, CK_AVX2 = 1, CK_AVX512 = 2 } ck_level;
+
+/// The instruction set the kernels run with now: the best the CPU has, capped by ck_limit_instruction_set.
+ck_level ck_level_now(void);
+
+#endif
