@@ -16,6 +16,10 @@ under Tests/StableDiffusionTests/Fixtures/:
 - loras/sdxl-kohya-sgm.safetensors   kohya names for SDXL: the UNet in SGM names (`input_blocks_4_1_…`,
                                      `middle_block_1_…`, `output_blocks_…`), both text encoders (`lora_te1_*`,
                                      `lora_te2_*`); rank 2, alpha 3 (scale 1.5), LoCon on resnets and downsamplers
+- loras/sd1-loha.safetensors, loras/sd1-lokr.safetensors
+                                     LyCORIS LoHa (`hada_w1_a`…) and LoKr (`lokr_w1`, `lokr_w2` whole or as
+                                     `lokr_w2_a`/`lokr_w2_b`) on a few layers; lycoris.json holds the patched weights
+                                     computed from the definitions (no diffusers loader reads these)
 - lora.json                          per case: the LoRAs and weights, the token ids, diffusers' final latents and
                                      pixels (with the LoRAs loaded by `load_lora_weights` and weighted by
                                      `set_adapters`), the same run's latents without LoRAs, and how many layers
@@ -187,6 +191,7 @@ def sdxl():
 def main():
     loras.mkdir(parents=True, exist_ok=True)
     cases = sd1() + sdxl()
+    lycoris()
     for path in loras.iterdir():
         path.chmod(0o644)
     (fixtures / "lora.json").write_text(json.dumps({"cases": cases}))
@@ -194,3 +199,52 @@ def main():
 
 if __name__ == "__main__":
     main()
+
+
+def lycoris():
+    """LoHa and LoKr files on a few tiny SD 1.x layers (a 3×3 convolution, a 1×1 one, dense layers), and the patched
+    weights computed from the LyCORIS/PEFT definitions: LoHa ΔW = (w1a·w1b) ⊙ (w2a·w2b), LoKr ΔW = w1 ⊗ w2 (a whole or
+    a·b factor each), both times weight · alpha / rank (LoKr: rank of the factored w2; no alpha scaling for whole
+    factors, as the web UI)."""
+    folder = fixtures / "models" / "tiny-sd1"
+    _, unet, _ = load_parts(folder)
+    g = torch.Generator().manual_seed(61)
+    layers = {n: m for n, m in unet.named_modules()}
+    loha, lokr, expected = {}, {}, []
+    for name, weight in (("down_blocks.0.resnets.0.conv1", 0.7), ("down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q", -0.6),
+                         ("mid_block.attentions.0.proj_in", 1.0)):
+        w = layers[name].weight.detach()
+        out, rest = w.shape[0], w[0].numel()
+        r, alpha = 2, 3.0
+        w1a, w1b = torch.randn(out, r, generator=g) * 0.3, torch.randn(r, rest, generator=g) * 0.3
+        w2a, w2b = torch.randn(out, r, generator=g) * 0.3, torch.randn(r, rest, generator=g) * 0.3
+        key = "lora_unet_" + name.replace(".", "_")
+        loha.update({key + ".hada_w1_a": w1a, key + ".hada_w1_b": w1b, key + ".hada_w2_a": w2a, key + ".hada_w2_b": w2b,
+                     key + ".alpha": torch.tensor(alpha)})
+        delta = ((w1a @ w1b) * (w2a @ w2b)).reshape(w.shape) * alpha / r
+        expected.append({"file": "sd1-loha", "weight": weight, "target": name, "shape": list(w.shape),
+                         "values": flat(w + weight * delta)})
+    for name, weight, factored in (("down_blocks.0.resnets.0.conv2", 0.8, True), ("up_blocks.1.attentions.0.transformer_blocks.0.ff.net.2", 0.5, False)):
+        w = layers[name].weight.detach()
+        o, i = w.shape[0], w.shape[1]
+        o1, i1 = 2, 4 if i % 4 == 0 else 2
+        o2, i2 = o // o1, i // i1
+        kernel = w.shape[2:] if w.ndim == 4 else ()
+        w1 = torch.randn(o1, i1, generator=g) * 0.5
+        key = "lora_unet_" + name.replace(".", "_")
+        lokr[key + ".lokr_w1"] = w1
+        if factored:
+            r, alpha = 2, 1.0
+            a, b = torch.randn(o2, r, generator=g) * 0.3, torch.randn(r, i2, *kernel, generator=g) * 0.3
+            lokr.update({key + ".lokr_w2_a": a, key + ".lokr_w2_b": b, key + ".alpha": torch.tensor(alpha)})
+            w2, scale = (a @ b.reshape(r, -1)).reshape(o2, i2, *kernel), alpha / r
+        else:
+            w2, scale = torch.randn(o2, i2, *kernel, generator=g) * 0.3, 1.0
+            lokr[key + ".lokr_w2"] = w2
+        factor = w1.reshape(o1, i1, *([1] * len(kernel)))
+        delta = torch.kron(factor, w2) * scale
+        expected.append({"file": "sd1-lokr", "weight": weight, "target": name, "shape": list(w.shape),
+                         "values": flat(w + weight * delta)})
+    save_file({k: v.contiguous() for k, v in loha.items()}, str(loras / "sd1-loha.safetensors"))
+    save_file({k: v.contiguous() for k, v in lokr.items()}, str(loras / "sd1-lokr.safetensors"))
+    (fixtures / "lycoris.json").write_text(json.dumps({"cases": expected}))
