@@ -24,7 +24,8 @@ extension JobStore {
 
     /// The claim's one statement ($1 worker, $2 limit, $3 lease seconds, $4 models, $5 largest pixel count,
     /// $6 preferred model, $7 VAEs or NULL for a worker that takes no task naming a refiner or a VAE, $8 LoRAs or NULL
-    /// for a worker that takes no task naming LoRAs in `loras`: a task goes only where every one is), public so
+    /// for a worker without a LoRA folder: a task goes only where every LoRA it names, in `loras` or in its prompt's
+    /// `<lora:NAME:…>` tags, is), public so
     /// that tests and operators can EXPLAIN it against a real queue. Tasks without a size count 0 pixels.
     public static let claimStatement = """
         WITH next AS MATERIALIZED (
@@ -39,6 +40,9 @@ extension JobStore {
                   AND (t.parameters->'loras' IS NULL
                        OR ($8::text[] IS NOT NULL
                            AND ARRAY(SELECT l->>'name' FROM jsonb_array_elements(t.parameters->'loras') l) <@ $8::text[]))
+                  AND (strpos(t.parameters->>'prompt', '<') = 0
+                       OR ARRAY(SELECT m[1] FROM regexp_matches(t.parameters->>'prompt', '<(?:lora|lyco):([^:>]+)', 'gi') m)
+                          <@ coalesce($8::text[], '{}'::text[]))
                 ORDER BY t.index
                 LIMIT $2
                 FOR UPDATE SKIP LOCKED
