@@ -48,7 +48,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "CoreMetrics", package: "swift-metrics"),
         ]),
-        .target(name: "JobSpec", dependencies: ["FarmModel", .product(name: "Yams", package: "Yams")]),
+        .target(name: "JobSpec", dependencies: ["FarmModel", "Generation", .product(name: "Yams", package: "Yams")]),
         .target(name: "ZeroMQ", dependencies: ["CZeroMQ"]),
         .target(name: "Postgres", dependencies: ["CPostgres"]),
         .target(name: "JobStore", dependencies: ["Postgres", "FarmModel"]),

@@ -20,7 +20,8 @@ extension CoordinatorState {
                     ClaimRequest(
                         routingID: worker.routingID, workerID: worker.hello.workerID,
                         capabilities: WorkerCapabilities(
-                            models: worker.hello.models, maxPixels: worker.pixelLimit(configuration.limits), vaes: worker.hello.vaes),
+                            models: worker.hello.models, maxPixels: worker.pixelLimit(configuration.limits), vaes: worker.hello.vaes,
+                            loras: worker.hello.loras),
                         limit: worker.freeSlots, leaseSeconds: configuration.leaseSeconds, preferredModel: worker.loadedModel,
                         sentBlobs: worker.sentBlobs)))
         }

@@ -21,6 +21,7 @@ extension GenerationRequest {
         refiner = task.refiner
         refinerSwitch = task.refinerSwitch
         vae = task.vae
+        loras = (task.loras ?? []).map { LoRA(name: $0.name, weight: $0.weight) }
     }
 }
 
@@ -41,10 +42,11 @@ extension TaskParameters {
         refiner = request.refiner
         refinerSwitch = request.refinerSwitch
         vae = request.vae
+        loras = request.loras.isEmpty ? nil : request.loras.map { LoRA(name: $0.name, weight: $0.weight) }
     }
 
     /// The web UI's `parameters` text of this task's image of `width` × `height` (`GenerationRequest`'s one writer).
-    public func parametersText(width: Int, height: Int) -> String {
-        GenerationRequest(self).parametersText(width: width, height: height)
+    public func parametersText(width: Int, height: Int, hashes: AddOnHashes = AddOnHashes()) -> String {
+        GenerationRequest(self).parametersText(width: width, height: height, hashes: hashes)
     }
 }

@@ -46,6 +46,22 @@ public struct TaskParameters: Codable, Equatable, Sendable {
     public var refinerSwitch: Double?
     /// A VAE (by the worker's name for it) that replaces the model's own.
     public var vae: String?
+    /// LoRAs (by their file stems in the workers' `--lora-dir`) applied besides the prompt's `<lora:…>` tags.
+    public var loras: [LoRA]?
+
+    /// One LoRA of a task: `{name, weight}`.
+    public struct LoRA: Codable, Equatable, Sendable {
+        /// The LoRA's file stem in the worker's LoRA folder.
+        public var name: String
+        /// Its weight.
+        public var weight: Double
+
+        /// Makes a LoRA reference.
+        public init(name: String, weight: Double = 1) {
+            self.name = name
+            self.weight = weight
+        }
+    }
 
     /// One ControlNet of a task.
     public struct Control: Codable, Equatable, Sendable {
@@ -99,7 +115,7 @@ public struct TaskParameters: Codable, Equatable, Sendable {
         case clipSkip = "clip_skip"
         case refiner
         case refinerSwitch = "refiner_switch"
-        case vae
+        case vae, loras
     }
 
     /// Checks every field against the farm's limits; the error names the field. The generation parameters are
@@ -113,6 +129,9 @@ public struct TaskParameters: Codable, Equatable, Sendable {
         for (field, value) in [("model", model), ("sampler", sampler), ("refiner", refiner ?? ""), ("vae", vae ?? "")]
         where value.utf8.count > limits.maxNameBytes {
             throw fail(field, "is \(value.utf8.count) bytes; the limit is \(limits.maxNameBytes)")
+        }
+        for (index, lora) in (loras ?? []).enumerated() where lora.name.utf8.count > limits.maxNameBytes {
+            throw fail("loras[\(index)].name", "is \(lora.name.utf8.count) bytes; the limit is \(limits.maxNameBytes)")
         }
         if let outpaint, outpaint.count != 4 {
             throw fail("outpaint", "must be [left, right, top, bottom]: four pixel counts 0...2048, not all 0")

@@ -19,6 +19,9 @@ extension WireMessage {
         /// VAEs it can swap in, by name. Present (even empty) when it renders tasks that name a refiner or a VAE;
         /// absent from older workers, which would ignore those fields, so they are given no such task.
         public var vaes: [String]?
+        /// LoRAs it has, by name (file stems in its `--lora-dir`); absent from a worker without that folder (or older
+        /// than the field), which is given no task naming LoRAs in its `loras` field.
+        public var loras: [String]?
         /// Tasks it already holds (after a reconnect): queued, rendering, or awaiting acknowledgement.
         public var activeTasks: [Int64]?
         /// The machine it runs on.
@@ -28,7 +31,7 @@ extension WireMessage {
         public init(
             workerID: String, host: String, version: Int = WireMessage.protocolVersion,
             models: [String], slots: Int, maxPixels: Int? = nil, activeTasks: [Int64]? = nil, device: Device? = nil,
-            vaes: [String]? = nil
+            vaes: [String]? = nil, loras: [String]? = nil
         ) {
             self.device = device
             self.workerID = workerID
@@ -38,6 +41,7 @@ extension WireMessage {
             self.slots = slots
             self.maxPixels = maxPixels
             self.vaes = vaes
+            self.loras = loras
             self.activeTasks = activeTasks
         }
     }

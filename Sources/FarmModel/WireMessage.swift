@@ -331,7 +331,7 @@ extension WireMessage {
 extension WireMessage.Hello {
     /// What is wrong with this hello, in one line naming the field, or nil when it is within `limits`: names of
     /// 1…`maxNameBytes` bytes without control characters, 1…`maxWorkerSlots` slots, at most `maxWorkerModels`
-    /// models and as many VAEs, a pixel limit of 1…`Int32.max`, at most `maxWorkerSlots` × 4 tasks held.
+    /// models and as many VAEs and LoRAs, a pixel limit of 1…`Int32.max`, at most `maxWorkerSlots` × 4 tasks held.
     public func problem(limits: Limits = Limits()) -> String? {
         func badName(_ value: String) -> Bool {
             value.isEmpty || value.utf8.count > limits.maxNameBytes || value.unicodeScalars.contains { $0.properties.generalCategory == .control }
@@ -346,6 +346,10 @@ extension WireMessage.Hello {
         if let vaes, vaes.count > limits.maxWorkerModels { return "at most \(limits.maxWorkerModels) VAEs, got \(vaes.count)" }
         if let vae = vaes?.first(where: badName) {
             return "VAE name \"\(vae.prefix(40))\" must be 1…\(limits.maxNameBytes) bytes without control characters"
+        }
+        if let loras, loras.count > limits.maxWorkerModels { return "at most \(limits.maxWorkerModels) LoRAs, got \(loras.count)" }
+        if let lora = loras?.first(where: badName) {
+            return "LoRA name \"\(lora.prefix(40))\" must be 1…\(limits.maxNameBytes) bytes without control characters"
         }
         // The farm records the limit as a 32-bit integer.
         if let maxPixels, maxPixels < 1 || maxPixels > Int(Int32.max) { return "max pixels must be 1…\(Int32.max), got \(maxPixels)" }

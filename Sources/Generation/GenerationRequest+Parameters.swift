@@ -5,8 +5,12 @@ extension GenerationRequest {
     /// workers alike; image `index` of a batch has seed `seed + index`. A VAE follows the model (`VAE: name`) and
     /// a refiner comes last (`Refiner: name, Refiner switch at: 0.8`), where the web UI writes them; all three
     /// are named as `modelName` names the model.
-    public func parametersText(width: Int, height: Int, index: Int = 0) -> String {
-        var lines = [prompt]
+    ///
+    /// LoRAs named outside the prompt are written as `<lora:NAME:W>` tags after it (so the web UI re-renders the
+    /// image with them); `hashes` (the files' short hashes, computed by whoever holds the files) become
+    /// `Lora hashes: "name: hash, …"` and `TI hashes: "name: hash, …"` as the web UI writes them.
+    public func parametersText(width: Int, height: Int, index: Int = 0, hashes: AddOnHashes = AddOnHashes()) -> String {
+        var lines = [prompt + loras.map { " <lora:\(Self.loraName($0.name)):\($0.weight)>" }.joined()]
         if !negativePrompt.isEmpty { lines.append("Negative prompt: \(negativePrompt)") }
         let samplerText = (try? samplerName.webUIName) ?? sampler
         var settings =
@@ -16,6 +20,8 @@ extension GenerationRequest {
         if initImage != nil && outpaint == nil { settings += ", Denoising strength: \(effectiveStrength)" }
         if mask != nil { settings += ", Mask blur: \(Int(effectiveMaskBlur))" }
         if rng == .philox { settings += ", RNG: NV" }
+        if !hashes.loras.isEmpty { settings += ", Lora hashes: " + AddOnHashes.quoted(hashes.loras) }
+        if !hashes.embeddings.isEmpty { settings += ", TI hashes: " + AddOnHashes.quoted(hashes.embeddings) }
         if let refiner { settings += ", Refiner: \(Self.shortName(refiner)), Refiner switch at: \(effectiveRefinerSwitch)" }
         lines.append(settings)
         return lines.joined(separator: "\n")
@@ -24,6 +30,13 @@ extension GenerationRequest {
     /// The model's name as the text shows it: a path's last component without its `.safetensors`/`.ckpt`
     /// extension (`farm render --model ~/models/sd15.safetensors` → `sd15`), a name as it is.
     public var modelName: String { Self.shortName(model) }
+
+    /// A LoRA's name as a tag writes it: a path's file name without its extension, a name as it is.
+    public static func loraName(_ reference: String) -> String {
+        var name = shortName(reference)
+        for suffix in [".pt", ".bin"] where name.lowercased().hasSuffix(suffix) && name.count > suffix.count { name.removeLast(suffix.count) }
+        return name
+    }
 
     /// A model's (or VAE's) name as the text shows it: the last component of a path without its
     /// `.safetensors`/`.ckpt` extension; a name as it is.
@@ -35,5 +48,51 @@ extension GenerationRequest {
             name.removeLast(suffix.count)
         }
         return name
+    }
+}
+
+/// The short hashes of the LoRA and embedding files a render used, for the `parameters` text (the web UI's
+/// `Lora hashes` and `TI hashes`: the first 12 hex digits of a SHA-256).
+public struct AddOnHashes: Equatable, Sendable {
+    /// One file's name (as the prompt named it) and short hash.
+    public struct Entry: Equatable, Sendable {
+        /// The name.
+        public var name: String
+        /// The first 12 hex digits of its SHA-256.
+        public var hash: String
+
+        /// Makes an entry.
+        public init(name: String, hash: String) {
+            self.name = name
+            self.hash = hash
+        }
+    }
+
+    /// The LoRAs, in the order they were applied.
+    public var loras: [Entry]
+    /// The embeddings the prompts used.
+    public var embeddings: [Entry]
+
+    /// Hashes of LoRAs and embeddings (default: none).
+    public init(loras: [Entry] = [], embeddings: [Entry] = []) {
+        self.loras = loras
+        self.embeddings = embeddings
+    }
+
+    /// `"name: hash, name: hash"` quoted as the web UI quotes a value holding colons or commas (`json.dumps`); the
+    /// names lose their colons and commas, as the web UI's do.
+    static func quoted(_ entries: [Entry]) -> String {
+        let body = entries.map { entry in
+            String(entry.name.filter { $0 != ":" && $0 != "," }) + ": " + entry.hash
+        }.joined(separator: ", ")
+        var escaped = ""
+        for character in body {
+            switch character {
+            case "\"": escaped += "\\\""
+            case "\\": escaped += "\\\\"
+            default: escaped.append(character)
+            }
+        }
+        return "\"" + escaped + "\""
     }
 }

@@ -24,6 +24,10 @@ public struct GenerationLimits: Codable, Equatable, Sendable {
     public static let maxControlNets = 4
     /// ControlNet conditioning scales allowed.
     public static let controlScales = 0.0...10
+    /// Most LoRAs a request may name besides its prompt's tags.
+    public static let maxLoRAs = 16
+    /// LoRA weights allowed (the web UI's sliders stop well inside these).
+    public static let loraWeights = -10.0...10
 
     /// The default limits.
     public init() {}
@@ -74,6 +78,12 @@ extension GenerationRequest {
         case controlImage(Int)
         /// The scale of ControlNet `index`.
         case controlScale(Int)
+        /// The LoRAs named outside the prompt.
+        case loras
+        /// The name of LoRA `index`.
+        case loraName(Int)
+        /// The weight of LoRA `index`.
+        case loraWeight(Int)
 
         /// The field's name in task parameters (JSON, specs, the HTTP API).
         public var key: String {
@@ -101,6 +111,9 @@ extension GenerationRequest {
             case .controlModel(let index): return "controlnets[\(index)].model"
             case .controlImage(let index): return "controlnets[\(index)].image"
             case .controlScale(let index): return "controlnets[\(index)].scale"
+            case .loras: return "loras"
+            case .loraName(let index): return "loras[\(index)].name"
+            case .loraWeight(let index): return "loras[\(index)].weight"
             }
         }
 
@@ -112,6 +125,7 @@ extension GenerationRequest {
             case .controlnets, .controlModel: return "--controlnet"
             case .controlImage: return "--control-image"
             case .controlScale: return "--control-scale"
+            case .loras, .loraName, .loraWeight: return "--lora"
             default: return "--" + key.replacingUnderscores
             }
         }
@@ -169,6 +183,15 @@ extension GenerationRequest {
         }
         if let clipSkip, !GenerationLimits.clipSkips.contains(clipSkip) { throw fail(.clipSkip, "must be 1...12, got \(clipSkip)") }
         if controlnets.count > GenerationLimits.maxControlNets { throw fail(.controlnets, "at most 4, got \(controlnets.count)") }
+        if loras.count > GenerationLimits.maxLoRAs { throw fail(.loras, "at most \(GenerationLimits.maxLoRAs), got \(loras.count)") }
+        for (index, lora) in loras.enumerated() {
+            if lora.name.isEmpty || lora.name.utf8.contains(where: { $0 < 32 || $0 == UInt8(ascii: ",") }) {
+                throw fail(.loraName(index), "must name a LoRA (its file's stem), without commas or control characters")
+            }
+            if !lora.weight.isFinite || !GenerationLimits.loraWeights.contains(lora.weight) {
+                throw fail(.loraWeight(index), "must be -10...10, got \(lora.weight)")
+            }
+        }
         for (index, control) in controlnets.enumerated() {
             if control.model.isEmpty { throw fail(.controlModel(index), "must name a ControlNet") }
             if !control.scale.isFinite || !GenerationLimits.controlScales.contains(control.scale) {

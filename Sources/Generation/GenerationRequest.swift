@@ -46,6 +46,9 @@ public struct GenerationRequest: Equatable, Sendable {
     public var refinerSwitch: Double?
     /// A VAE (name or path) to decode with instead of the model's own.
     public var vae: String?
+    /// LoRAs applied besides the prompt's `<lora:NAME:W>` tags: names the workers (or `--lora-dir`) have, or for
+    /// `farm render` file paths.
+    public var loras: [LoRA] = []
 
     /// Denoising steps when none are given.
     public static let defaultSteps = 20
@@ -101,6 +104,36 @@ public struct GenerationRequest: Equatable, Sendable {
             self.image = image
             self.scale = scale
         }
+    }
+
+    /// One LoRA a request names outside its prompt, with its weight on the UNet and the text encoders.
+    public struct LoRA: Equatable, Sendable {
+        /// A LoRA's name (its file's stem) or, for `farm render`, its file's path.
+        public var name: String
+        /// Its weight (the web UI's multiplier; negative pushes away from what it learned).
+        public var weight: Double
+
+        /// Makes a LoRA reference.
+        public init(name: String, weight: Double = 1) {
+            self.name = name
+            self.weight = weight
+        }
+
+        /// Parses `NAME[:WEIGHT]` (the weight after the last colon, default 1); nil for an empty name or a bad weight.
+        public init?(parsing text: String) {
+            func trimmed(_ part: Substring) -> String {
+                String(part.drop(while: { $0 == " " }).reversed().drop(while: { $0 == " " }).reversed())
+            }
+            if let colon = text.lastIndex(of: ":"), let weight = Double(trimmed(text[text.index(after: colon)...])) {
+                self.init(name: trimmed(text[..<colon]), weight: weight)
+            } else {
+                self.init(name: trimmed(text[...]))
+            }
+            if name.isEmpty { return nil }
+        }
+
+        /// `NAME:WEIGHT`, as `init(parsing:)` reads it.
+        public var text: String { "\(name):\(weight)" }
     }
 
     /// A text-to-image request with the default settings.

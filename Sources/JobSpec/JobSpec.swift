@@ -44,6 +44,7 @@ public struct JobSpec: Sendable {
     static let taskFields: Set<String> = [
         "prompt", "negative", "negative_prompt", "model", "width", "height", "steps",
         "cfg", "cfg_scale", "sampler", "seed", "clip_skip", "strength", "refiner", "refiner_switch", "vae", "init_image",
+        "loras",
     ]
     /// Keys a sweep may vary.
     static let sweepFields = [
@@ -175,6 +176,10 @@ public struct JobSpec: Sendable {
                     file: file, line: line(key), field: "\(section).\(key.string ?? "?")",
                     message: "unknown field; known: \(taskFields.sorted().joined(separator: ", "))")
             }
+            if name == "loras" {
+                result[name] = try loraList(value, file: file, field: "\(section).loras")
+                continue
+            }
             guard let text = value.scalar?.string else {
                 throw JobSpecError(file: file, line: line(value), field: "\(section).\(name)", message: "must be a single value")
             }
@@ -280,6 +285,7 @@ public struct JobSpec: Sendable {
         task.refinerSwitch = try double("refiner_switch")
         task.vae = fields["vae"]
         task.initImage = fields["init_image"]
+        if let text = fields["loras"] { task.loras = try loras(text, file: file, line: line) }
         do { try task.validate() } catch let failure as ValidationFailure {
             let field = ["cfg_scale": "cfg", "negative_prompt": "negative"][failure.field] ?? failure.field
             throw fail(field, failure.message)
@@ -328,6 +334,10 @@ public struct JobSpec: Sendable {
                     guard taskFields.contains(key) else {
                         throw JobSpecError(
                             file: file, line: lineNumber, field: key, message: "unknown field; known: \(taskFields.sorted().joined(separator: ", "))")
+                    }
+                    if key == "loras" {
+                        fields[key] = try loraList(value, file: file, line: lineNumber)
+                        continue
                     }
                     guard let text = value.text else {
                         throw JobSpecError(file: file, line: lineNumber, field: key, message: "must be a string or a number")

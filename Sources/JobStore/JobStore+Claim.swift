@@ -8,7 +8,7 @@ extension JobStore {
     /// each job's queued tasks in order through the queue index, or through the (job, model, index) index
     /// when the worker's models are rare in the job, so a claim neither sorts the queue nor filters a job
     /// whose models the worker lacks: PostgreSQL plans each claim with its models' values), skipping
-    /// paused or cancelled jobs, tasks still backing off, models (and refiners and VAEs) the worker lacks, sizes
+    /// paused or cancelled jobs, tasks still backing off, models (and refiners, VAEs and LoRAs) the worker lacks, sizes
     /// above its limit and jobs that blocklisted it. The attempt number is the fencing token.
     /// Among jobs of equal priority, those of `preferredModel` (the worker's loaded model) come
     /// first, so a worker does not reload a model another job of the same priority would need.
@@ -23,7 +23,9 @@ extension JobStore {
     }
 
     /// The claim's one statement ($1 worker, $2 limit, $3 lease seconds, $4 models, $5 largest pixel count,
-    /// $6 preferred model, $7 VAEs or NULL for a worker that takes no task naming a refiner or a VAE), public so
+    /// $6 preferred model, $7 VAEs or NULL for a worker that takes no task naming a refiner or a VAE, $8 LoRAs or NULL
+    /// for a worker without a LoRA folder: a task goes only where every LoRA it names, in `loras` or in its prompt's
+    /// `<lora:NAME:…>` tags, is), public so
     /// that tests and operators can EXPLAIN it against a real queue. Tasks without a size count 0 pixels.
     public static let claimStatement = """
         WITH next AS MATERIALIZED (
@@ -35,6 +37,12 @@ extension JobStore {
                   AND (t.parameters->>'refiner' IS NULL
                        OR ($7::text[] IS NOT NULL AND t.parameters->>'refiner' = ANY($4::text[])))
                   AND (t.parameters->>'vae' IS NULL OR t.parameters->>'vae' = ANY($7::text[]))
+                  AND (t.parameters->'loras' IS NULL
+                       OR ($8::text[] IS NOT NULL
+                           AND ARRAY(SELECT l->>'name' FROM jsonb_array_elements(t.parameters->'loras') l) <@ $8::text[]))
+                  AND (strpos(t.parameters->>'prompt', '<') = 0
+                       OR ARRAY(SELECT m[1] FROM regexp_matches(t.parameters->>'prompt', '<(?:lora|lyco):([^:>]+)', 'gi') m)
+                          <@ coalesce($8::text[], '{}'::text[]))
                 ORDER BY t.index
                 LIMIT $2
                 FOR UPDATE SKIP LOCKED
@@ -59,6 +67,7 @@ extension JobStore {
             [
                 workerID, limit, 60.0, postgresArray(capabilities.models),
                 capabilities.maxPixels, preferredModel ?? "", capabilities.vaes.map(postgresArray),
+                capabilities.loras.map(postgresArray),
             ]
         )
         .rows.map { try $0.decode("QUERY PLAN", as: String.self) }.joined(separator: "\n")
@@ -75,6 +84,7 @@ extension JobStore {
             [
                 workerID, limit, leaseSeconds, postgresArray(capabilities.models),
                 capabilities.maxPixels, preferredModel ?? "", capabilities.vaes.map(postgresArray),
+                capabilities.loras.map(postgresArray),
             ])
         let decoder = JSONDecoder()
         return try result.rows.map { row in

@@ -54,12 +54,16 @@ public struct WorkerCapabilities: Sendable {
     /// VAE names the worker can swap in; nil for a worker that does not render tasks naming a VAE or a refiner
     /// at all (one older than those fields, which would ignore them).
     public var vaes: [String]?
+    /// LoRA names the worker has; nil for a worker without a LoRA folder (or older than `loras`): it is given no
+    /// task that names LoRAs in its `loras` field.
+    public var loras: [String]?
 
     /// Makes capabilities.
-    public init(models: [String], maxPixels: Int = Limits().maxPixels, vaes: [String]? = nil) {
+    public init(models: [String], maxPixels: Int = Limits().maxPixels, vaes: [String]? = nil, loras: [String]? = nil) {
         self.models = models
         self.maxPixels = maxPixels
         self.vaes = vaes
+        self.loras = loras
     }
 }
 

@@ -145,12 +145,26 @@ extension Tensor {
     /// Rows of an embedding table [vocabulary, width] for each id → [ids.count, width] (Float32; a table stored as
     /// halves has only the rows asked for widened).
     public static func embedding(table: Tensor, ids: [Int]) -> Tensor {
+        embedding(table: table, ids: ids, extra: nil, firstExtraID: 0)
+    }
+
+    /// Rows of `table` for each id below `firstExtraID`, and rows of `extra` [count, width] for the ids from
+    /// `firstExtraID` on (row id − firstExtraID): vectors added to a vocabulary without copying its table
+    /// (textual-inversion embeddings).
+    public static func embedding(table: Tensor, ids: [Int], extra: Tensor?, firstExtraID: Int) -> Tensor {
         precondition(table.rank == 2, "embedding table must be [vocabulary, width], got \(table.shape)")
         let (vocabulary, width) = (table.shape[0], table.shape[1])
+        precondition(extra.map { $0.rank == 2 && $0.shape[1] == width } ?? true, "extra rows must be [count, \(width)]")
         var result = Tensor(uninitialized: [ids.count, width])
         let output = result.mutablePointer()
-        withExtendedLifetime(table) {
+        withExtendedLifetime((table, extra)) {
             for (row, id) in ids.enumerated() {
+                if let extra, id >= firstExtraID {
+                    let index = id - firstExtraID
+                    precondition(index < extra.shape[0], "token id \(id) beyond the \(extra.shape[0]) added vectors")
+                    Tensor.widen(extra.storage, range: index * width..<(index + 1) * width, into: output + row * width)
+                    continue
+                }
                 precondition(id >= 0 && id < vocabulary, "token id \(id) outside the vocabulary of \(vocabulary)")
                 Tensor.widen(table.storage, range: id * width..<(id + 1) * width, into: output + row * width)
             }

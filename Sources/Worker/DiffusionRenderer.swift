@@ -8,13 +8,19 @@ import StableDiffusion
 /// folders, `.safetensors` and `.ckpt` files are models named by their file name without extension; VAEs and
 /// ControlNets are listed apart) and keeping the most recently used pipelines loaded within a memory budget
 /// (least recently used unloaded first; the one in use always stays). A pipeline is a model with the VAE a task
-/// names (or its own), so the cache holds each pairing it was asked for. The bundled models (`demo`) are always
-/// there unless the folder has a model of that name.
+/// names (or its own) and the LoRAs (with their weights) it patches in, so the cache holds each combination it was
+/// asked for: a batch of tasks reusing a LoRA patches once. Embeddings come from `addOns.embeddings` per task (small
+/// files; a pipeline reads those its prompts name). The bundled models (`demo`) are always there unless the folder
+/// has a model of that name.
 public final class DiffusionRenderer: Renderer {
     let index: ModelsIndex
     private var controlNets: [String: ControlNet] = [:]
     let budgetBytes: Int
-    private var loaded: [(model: String, vae: String?, pipeline: Pipeline, bytes: Int)] = []
+    private var loaded: [(model: String, vae: String?, loras: [ResolvedLoRA], pipeline: Pipeline, bytes: Int)] = []
+    /// The LoRA and embedding folders tasks' names are found in.
+    public let addOns: AddOnFolders
+    /// Pipelines built (loaded and patched) since start, for tests and logs: a cache hit builds none.
+    public private(set) var pipelinesBuilt = 0
     /// Where model loads are reported (keys a checkpoint holds but the engine does not use, at debug).
     public var logger = Logger(label: "farm.worker.models")
     /// The largest render (width × height, after the size is resolved) it takes, normally the limit the worker
@@ -24,7 +30,8 @@ public final class DiffusionRenderer: Renderer {
 
     /// Indexes the models in `folder` (none: only the bundled ones); loaded weights may take up to
     /// `memoryBudgetBytes` (default: half of the machine's memory).
-    public init(modelsFolder folder: URL?, memoryBudgetBytes: Int? = nil) throws {
+    public init(modelsFolder folder: URL?, memoryBudgetBytes: Int? = nil, addOns: AddOnFolders = AddOnFolders()) throws {
+        self.addOns = addOns
         budgetBytes = memoryBudgetBytes ?? Int(ProcessInfo.processInfo.physicalMemory / 2)
         index = try ModelsIndex(folder: folder)
     }
@@ -34,6 +41,9 @@ public final class DiffusionRenderer: Renderer {
     /// The VAEs of the models folder, by name, that a task may name instead of its model's own.
     public var vaes: [String]? { index.vaes.keys.sorted() }
 
+    /// The LoRAs of `addOns.loras` by name; nil without a LoRA folder.
+    public var loras: [String]? { addOns.loras.map { _ in addOns.loraNames } }
+
     public var loadedModel: String? { loaded.last?.model }
 
     public private(set) var lastModelLoadSeconds: Double?
@@ -41,10 +51,10 @@ public final class DiffusionRenderer: Renderer {
     /// Names of the models loaded now, least recently used first (a model loaded with two VAEs is listed twice).
     public var loadedModels: [String] { loaded.map(\.model) }
 
-    /// The pipeline of model `name` with VAE `vae` (nil: the model's own), loading it (and evicting the least
-    /// recently used) if needed. `role` names the model in errors ("model", "refiner").
-    func pipeline(_ name: String, vae: String?, role: String = "model") throws -> Pipeline {
-        if let position = loaded.firstIndex(where: { $0.model == name && $0.vae == vae }) {
+    /// The pipeline of model `name` with VAE `vae` (nil: the model's own) and `loras` patched in, loading it (and
+    /// evicting the least recently used) if needed. `role` names the model in errors ("model", "refiner").
+    func pipeline(_ name: String, vae: String?, loras: [ResolvedLoRA] = [], role: String = "model") throws -> Pipeline {
+        if let position = loaded.firstIndex(where: { $0.model == name && $0.vae == vae && $0.loras == loras }) {
             let entry = loaded.remove(at: position)
             loaded.append(entry)
             return entry.pipeline
@@ -74,11 +84,14 @@ public final class DiffusionRenderer: Renderer {
             }
             // As held: halves two bytes an element, Float32 four; SDXL's second text encoder included.
             bytes = weights.residentBytes
-            pipeline = try Pipeline(weights: weights)
+            pipeline = try Pipeline(weights: ResolvedLoRA.patch(weights, with: loras))
+        } catch let error as GenerationError {
+            throw RenderError(kind: .input, message: error.message)
         } catch {
             throw RenderError(kind: .host, message: "cannot load \(role) \(name)\(vae.map { " with VAE \($0)" } ?? ""): \(error)")
         }
-        loaded.append((name, vae, pipeline, bytes))
+        pipelinesBuilt += 1
+        loaded.append((name, vae, loras, pipeline, bytes))
         while loaded.count > 1 && loaded.reduce(0, { $0 + $1.bytes }) > budgetBytes { loaded.removeFirst() }
         return pipeline
     }
@@ -103,7 +116,11 @@ public final class DiffusionRenderer: Renderer {
         _ parameters: TaskParameters, inputs: [String: Data], previewEvery: Int,
         preview: (Int, PNGImage) -> Void, progress: (Int, Int) -> Bool
     ) throws -> PNGImage {
-        let pipeline = try self.pipeline(parameters.model, vae: parameters.vae)
+        let loras: [ResolvedLoRA]
+        do { loras = try addOns.loras(for: GenerationRequest(parameters), allowPaths: false) } catch {
+            throw RenderError(kind: .input, message: error.message)
+        }
+        let pipeline = try self.pipeline(parameters.model, vae: parameters.vae, loras: loras)
         // The refiner decodes the image (as diffusers' refiner pipeline does), so it takes the task's VAE too.
         let refiner = try parameters.refiner.map { try self.pipeline($0, vae: parameters.vae, role: "refiner") }
         func image(_ hash: String?) throws -> PNGImage? {
@@ -126,6 +143,8 @@ public final class DiffusionRenderer: Renderer {
             (net: try controlNet(control.model), image: try image(control.image)!, scale: control.scale)
         }
         inputs.refiner = refiner
+        inputs.loras = loras
+        inputs.embeddingsFolder = addOns.embeddings
         do {
             let prepared = try PreparedGeneration(request, inputs: inputs, pipeline: pipeline)
             if let maxPixels, prepared.width * prepared.height > maxPixels {

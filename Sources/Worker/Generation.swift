@@ -23,6 +23,10 @@ public struct GenerationInputs {
     public var controls: [(net: ControlNet, image: PNGImage, scale: Double)] = []
     /// The SDXL refiner the request names (its `refiner`), loaded; it denoises after the request's `refinerSwitch`.
     public var refiner: Pipeline?
+    /// The LoRAs the pipeline was patched with (`ResolvedLoRA.patch`), for the `parameters` text's `Lora hashes`.
+    public var loras: [ResolvedLoRA] = []
+    /// Where the prompts' embeddings are found by name (`--embeddings-dir`); nil: none.
+    public var embeddingsFolder: URL?
 
     /// Inputs for a request.
     public init(
@@ -50,6 +54,10 @@ public struct PreparedGeneration {
     let controls: [Pipeline.Control]
     let strength: Double
     let conditional: TextConditioning, unconditional: TextConditioning
+    /// Prompt editing or `AND`: the conditioning per stretch of steps; nil for a prompt without either.
+    let schedule: ConditioningSchedule?
+    /// The LoRA and embedding files' short hashes for the `parameters` text.
+    let hashes: AddOnHashes
     /// The refiner with its own encodings of the prompts (it has only the second text encoder), and the switch.
     let refiner: (pipeline: Pipeline, conditional: TextConditioning, unconditional: TextConditioning, switchAt: Double)?
 
@@ -115,8 +123,21 @@ public struct PreparedGeneration {
         pixels = source.map { Pipeline.pixels(rgb: $0.pixels, width: $0.width, height: $0.height) }
         self.mask = mask.map { Tensor(shape: [1, 1, $0.height, $0.width], values: $0.pixels.map { Float($0) / 255 }) }
         strength = request.effectiveStrength
-        (conditional, unconditional) = try pipeline.encodePrompts(
-            request.prompt, negative: request.negativePrompt, clipSkip: request.effectiveClipSkip)
+        // `<lora:…>` tags were applied to the weights (`AddOnFolders.loras`); the text is encoded without them.
+        let prompt: String
+        do { prompt = try ComposablePrompt.extractingLoRAs(request.prompt).text } catch { throw GenerationError("prompt: \(error)") }
+        let texts = [prompt, request.negativePrompt]
+        let encoder = try inputs.embeddingsFolder.map { try Self.embedded(pipeline, $0, texts) } ?? pipeline
+        hashes = AddOnHashing.hashes(loras: inputs.loras, embeddings: encoder.embeddings)
+        let parts = ComposablePrompt.parts(prompt)
+        let edited =
+            parts.count > 1 || parts.first?.weight != 1 || PromptSchedule.schedule(prompt, steps: request.steps).count > 1
+            || PromptSchedule.schedule(request.negativePrompt, steps: request.steps).count > 1
+        schedule =
+            edited
+            ? try encoder.encodeSchedule(prompt, negative: request.negativePrompt, steps: request.steps, clipSkip: request.effectiveClipSkip)
+            : nil
+        (conditional, unconditional) = try encoder.encodePrompts(prompt, negative: request.negativePrompt, clipSkip: request.effectiveClipSkip)
         let plainText = source == nil && inputs.controls.isEmpty
         refiner = try inputs.refiner.map { refiner in
             guard refiner.unet.config.isXL else { throw GenerationError("the refiner must be an SDXL refiner (or base) model") }
@@ -124,9 +145,18 @@ public struct PreparedGeneration {
             guard plainText else {
                 throw GenerationError("the refiner hand-off runs after text-to-image; it does not take an init image, mask or ControlNet")
             }
-            let (positive, negative) = try refiner.encodePrompts(
-                request.prompt, negative: request.negativePrompt, clipSkip: request.effectiveClipSkip)
+            guard !edited else { throw GenerationError("prompt editing and AND do not run with a refiner yet; leave one of them out") }
+            let refinerEncoder = try inputs.embeddingsFolder.map { try Self.embedded(refiner, $0, texts) } ?? refiner
+            let (positive, negative) = try refinerEncoder.encodePrompts(
+                prompt, negative: request.negativePrompt, clipSkip: request.effectiveClipSkip)
             return (refiner, positive, negative, request.effectiveRefinerSwitch)
+        }
+    }
+
+    /// `pipeline` reading the embeddings of `folder` that `texts` name; a bad file is a `GenerationError` naming it.
+    static func embedded(_ pipeline: Pipeline, _ folder: URL, _ texts: [String]) throws -> Pipeline {
+        do { return try pipeline.usingEmbeddings(from: [folder], for: texts) } catch let error as AddOnFileError {
+            throw GenerationError(error.description)
         }
     }
 
@@ -145,7 +175,7 @@ public struct PreparedGeneration {
         }
         return try pipeline.sample(
             conditional: conditional, unconditional: unconditional, settings: settings,
-            image: pixels, strength: strength, mask: mask, controls: controls, onStep: onStep,
+            image: pixels, strength: strength, mask: mask, controls: controls, schedule: schedule, onStep: onStep,
             progress: progress)
     }
 
@@ -156,7 +186,7 @@ public struct PreparedGeneration {
         request.seed = seed ?? request.seed
         // The refiner's latents are decoded by its own VAE, as diffusers' refiner pipeline does.
         return try (refiner?.pipeline ?? pipeline).decode(latents, tiled: tiledVAE).enumerated().map { index, rgb in
-            let text = request.parametersText(width: width, height: height, index: index)
+            let text = request.parametersText(width: width, height: height, index: index, hashes: hashes)
             let image = try PNGImage(width: width, height: height, format: .rgb, pixels: rgb, text: [("parameters", text)])
             guard let pasteMask, let source else { return image }
             return try source.composited(under: image, mask: pasteMask)

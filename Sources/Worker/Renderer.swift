@@ -10,6 +10,8 @@ public protocol Renderer {
     /// VAEs it can swap in for a model's own, by name; nil when it cannot render tasks that name a VAE or a
     /// refiner at all (the farm then gives it none).
     var vaes: [String]? { get }
+    /// LoRAs it has, by name; nil when it has no LoRA folder (the farm then gives it no task naming LoRAs in `loras`).
+    var loras: [String]? { get }
     /// The model loaded now (nil when none), reported for model affinity.
     var loadedModel: String? { get }
     /// Seconds the latest model load took (nil when it never loaded one), for metrics.
@@ -25,6 +27,7 @@ public protocol Renderer {
 
 extension Renderer {
     public var vaes: [String]? { nil }
+    public var loras: [String]? { nil }
     public var loadedModel: String? { models.count == 1 ? models[0] : nil }
     public var lastModelLoadSeconds: Double? { nil }
 }

@@ -54,7 +54,8 @@ public final class WorkerDaemon {
             configuration: configuration,
             introduction: .init(
                 workerID: configuration.workerID, host: ProcessInfo.processInfo.hostName, models: renderer.models,
-                slots: configuration.slots, maxPixels: configuration.maxPixels, device: device, vaes: renderer.vaes),
+                slots: configuration.slots, maxPixels: configuration.maxPixels, device: device, vaes: renderer.vaes,
+                loras: renderer.loras),
             now: .now)
         socket = try WorkerDaemon.connect(configuration, endpoint: configuration.coordinators[0], context: context)
     }

@@ -214,6 +214,13 @@ struct WorkerCommand: ParsableCommand {
     var models: String?
 
     @Option(
+        help: "A folder of LoRAs (by file stem, subfolders included) that tasks name in <lora:NAME:W> tags or `loras`; announced to the coordinator.")
+    var loraDir: String?
+
+    @Option(help: "A folder of textual-inversion embeddings that prompts name by file stem.")
+    var embeddingsDir: String?
+
+    @Option(
         help:
             "diffusion (the engine: the bundled demo model and those of --models), test-pattern (the default without --models), or synthetic: a TEST AND BENCHMARK TOOL that returns a generated PNG depending on the parameters after --synthetic-delay seconds."
     )
@@ -243,6 +250,12 @@ struct WorkerCommand: ParsableCommand {
         if let metrics, FarmHTTPServer.parseAddress(metrics) == nil { throw ValidationError("--metrics must be HOST:PORT, got \(metrics)") }
         if let maxPixels, maxPixels < 64 * 64 || maxPixels > Int(Int32.max) {
             throw ValidationError("--max-pixels must be \(64 * 64)...\(Int32.max) (width × height), got \(maxPixels)")
+        }
+        for (flag, folder) in [("--lora-dir", loraDir), ("--embeddings-dir", embeddingsDir)] {
+            var isFolder: ObjCBool = false
+            if let folder, !FileManager.default.fileExists(atPath: folder, isDirectory: &isFolder) || !isFolder.boolValue {
+                throw ValidationError("\(flag) \(folder): no such folder")
+            }
         }
     }
 

@@ -82,6 +82,12 @@ struct GenerationOptions: ParsableArguments {
     )
     var vae: String?
 
+    @Option(
+        help: ArgumentHelp(
+            "A LoRA and its weight (default 1), besides the prompt's <lora:NAME:W> tags: for render a file path or a name in --lora-dir; for submit a name the workers have. Repeat for several.",
+            valueName: "name[:weight]"))
+    var lora: [String] = []
+
     /// Parses `L,R,T,B` (numbers only: their range is the request's to check).
     static func extents(_ text: String) throws -> GenerationRequest.Outpaint {
         let parts = text.split(separator: ",", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
@@ -116,6 +122,12 @@ struct GenerationOptions: ParsableArguments {
         request.refiner = refiner
         request.refinerSwitch = refinerSwitch
         request.vae = vae
+        request.loras = try lora.map { text in
+            guard let parsed = GenerationRequest.LoRA(parsing: text) else {
+                throw ValidationError("--lora must be NAME or NAME:WEIGHT (a path or a name, then a number), got \(text)")
+            }
+            return parsed
+        }
         request.controlnets = zip(controlnet, controlImage).enumerated().map { index, pair in
             GenerationRequest.Control(model: pair.0, image: pair.1, scale: index < controlScale.count ? controlScale[index] : 1)
         }

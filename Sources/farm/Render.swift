@@ -41,6 +41,12 @@ struct Render: ParsableCommand {
             "Decode in tiles, each with its own group-norm statistics, as diffusers' tiling does (one decode's time; tiles differ slightly in tone).")
     var vaeTilingFast = false
 
+    @Option(help: "Where <lora:NAME:W> tags (and --lora names) are found: LoRA files by stem, subfolders included.")
+    var loraDir: String?
+
+    @Option(help: "Where textual-inversion embeddings are found: a prompt or negative prompt naming a file's stem uses its vectors.")
+    var embeddingsDir: String?
+
     @Option(help: "The PNG file to write.")
     var out = "render.png"
 
@@ -57,6 +63,12 @@ struct Render: ParsableCommand {
         guard out.lowercased().hasSuffix(".png") else { throw ValidationError("--out must name a .png file") }
         if let vae = generation.vae, !FileManager.default.fileExists(atPath: vae) {
             throw ValidationError("--vae \(vae): no such file or folder (a diffusers vae folder or a .safetensors file)")
+        }
+        for (flag, folder) in [("--lora-dir", loraDir), ("--embeddings-dir", embeddingsDir)] {
+            var isFolder: ObjCBool = false
+            if let folder, !FileManager.default.fileExists(atPath: folder, isDirectory: &isFolder) || !isFolder.boolValue {
+                throw ValidationError("\(flag) \(folder): no such folder")
+            }
         }
         let request = try self.request()
         do { _ = try request.samplerName } catch let error as InvalidGenerationRequest { throw ValidationError("--sampler: \(error)") }
@@ -94,9 +106,12 @@ struct Render: ParsableCommand {
         let request = try self.request()
         // The VAE replaces the model's and the refiner's (which decodes a refined image); --prediction is the model's.
         let vae = request.vae.map { URL(fileURLWithPath: $0) }
+        let folders = AddOnFolders(loras: loraDir.map { URL(fileURLWithPath: $0) }, embeddings: embeddingsDir.map { URL(fileURLWithPath: $0) })
+        let loras: [ResolvedLoRA]
+        do { loras = try folders.loras(for: request, allowPaths: true) } catch { throw ValidationError(error.message) }
         let weights = try ModelWeights.load(
             try BundledModels.resolve(request.model), options: .init(predictionType: prediction, vae: vae))
-        let pipeline = try Pipeline(weights: weights)
+        let pipeline = try Pipeline(weights: ResolvedLoRA.patch(weights, with: loras))
         let refinerOptions = ModelWeights.Options(vae: vae)
         let refiner = try request.refiner.map { try Pipeline(weights: ModelWeights.load(try BundledModels.resolve($0), options: refinerOptions)) }
         var inputs = GenerationInputs(
@@ -109,6 +124,8 @@ struct Render: ParsableCommand {
                 )
             })
         inputs.refiner = refiner
+        inputs.loras = loras
+        inputs.embeddingsFolder = folders.embeddings
         let prepared: PreparedGeneration
         do { prepared = try PreparedGeneration(request, inputs: inputs, pipeline: pipeline) } catch let error as GenerationError {
             throw ValidationError(error.message)

@@ -102,6 +102,7 @@ struct Submit: ParsableCommand {
         fields["refiner"] = generation.refiner
         fields["refiner_switch"] = generation.refinerSwitch.map { String($0) }
         fields["vae"] = generation.vae
+        if !generation.lora.isEmpty { fields["loras"] = generation.lora.joined(separator: ",") }
         if !generation.negative.isEmpty { fields["negative"] = generation.negative }
         return fields
     }
@@ -123,7 +124,8 @@ struct Submit: ParsableCommand {
                 print(
                     "  \(index): \"\(task.prompt.prefix(60))\" seed \(task.seed), \(task.width.map(String.init) ?? "native")x\(task.height.map(String.init) ?? "native"), \(task.steps) steps, cfg \(task.cfgScale), \(task.sampler), \(task.model)"
                         + (task.refiner.map { ", refiner \($0) at \(GenerationRequest(task).effectiveRefinerSwitch)" } ?? "")
-                        + (task.vae.map { ", VAE \($0)" } ?? ""))
+                        + (task.vae.map { ", VAE \($0)" } ?? "")
+                        + (task.loras.map { ", LoRAs " + $0.map { "\($0.name):\($0.weight)" }.joined(separator: " ") } ?? ""))
             }
             if job.tasks.count > 5 { print("  …") }
             return

@@ -80,7 +80,8 @@ extension WorkerCommand {
         case "test-pattern": return (TestPatternRenderer(), maxPixels)
         default:
             let renderer = try DiffusionRenderer(
-                modelsFolder: models.map { URL(fileURLWithPath: $0) }, memoryBudgetBytes: modelCacheMb.map { $0 << 20 })
+                modelsFolder: models.map { URL(fileURLWithPath: $0) }, memoryBudgetBytes: modelCacheMb.map { $0 << 20 },
+                addOns: AddOnFolders(loras: loraDir.map { URL(fileURLWithPath: $0) }, embeddings: embeddingsDir.map { URL(fileURLWithPath: $0) }))
             let estimate = renderer.pixelEstimate()
             logger.info("memory allows \(estimate)", metadata: ["max_pixels": "\(estimate.maxPixels)"])
             if let maxPixels {

@@ -44,11 +44,12 @@ public struct TextEncoder {
         }
     }
 
-    /// Encodes token ids [B][N] (N ≤ max positions) to hidden states [B, N, hidden].
+    /// Encodes token ids [B][N] (N ≤ max positions) to hidden states [B, N, hidden]; ids from
+    /// `TextualInversion.firstTokenID` on are rows of `extra` (embeddings' vectors).
     /// `clipSkip` counts as the web UIs do: 1 = last layer, 2 = penultimate, …; the
     /// chosen layer's output always goes through the final layer norm.
-    public func callAsFunction(_ ids: [[Int]], clipSkip: Int = 1) -> Tensor {
-        var hidden = embed(ids)
+    public func callAsFunction(_ ids: [[Int]], clipSkip: Int = 1, extra: Tensor? = nil) -> Tensor {
+        var hidden = embed(ids, extra: extra)
         for layer in layers.prefix(max(1, layers.count - max(0, clipSkip - 1))) { hidden = run(layer, hidden) }
         return finalNorm(hidden)
     }
@@ -57,8 +58,8 @@ public struct TextEncoder {
     /// (diffusers' `hidden_states[-(skip + 1)]`; SDXL conditions on skip 1, the penultimate layer) and, when the
     /// encoder has a projection, the projected pooled output [B, projection] (the final-normed last layer at the
     /// end token, as transformers' CLIPTextModelWithProjection `text_embeds`).
-    public func encodeXL(_ ids: [[Int]], skip: Int = 1) -> (hidden: Tensor, pooled: Tensor?) {
-        var hidden = embed(ids)
+    public func encodeXL(_ ids: [[Int]], skip: Int = 1, extra: Tensor? = nil) -> (hidden: Tensor, pooled: Tensor?) {
+        var hidden = embed(ids, extra: extra)
         let keep = max(0, layers.count - max(1, skip))
         var kept = hidden
         for (index, layer) in layers.enumerated() {
@@ -83,14 +84,15 @@ public struct TextEncoder {
         return tokens.firstIndex(of: config.eosTokenID) ?? 0
     }
 
-    /// Token plus position embeddings of ids [B][N].
-    private func embed(_ ids: [[Int]]) -> Tensor {
+    /// Token plus position embeddings of ids [B][N]; ids from `TextualInversion.firstTokenID` on are rows of `extra`.
+    private func embed(_ ids: [[Int]], extra: Tensor?) -> Tensor {
         let batch = ids.count
         let length = ids.first?.count ?? 0
         precondition(
             ids.allSatisfy { $0.count == length } && length <= config.maxPositionEmbeddings,
             "token rows must share one length of at most \(config.maxPositionEmbeddings)")
-        let tokens = Tensor.embedding(table: tokenEmbedding, ids: ids.flatMap { $0 }).reshaped([batch, length, config.hiddenSize])
+        let tokens = Tensor.embedding(table: tokenEmbedding, ids: ids.flatMap { $0 }, extra: extra, firstExtraID: TextualInversion.firstTokenID)
+            .reshaped([batch, length, config.hiddenSize])
         let positions = positionEmbedding.slice(axis: 0, range: 0..<length).reshaped([1, length, config.hiddenSize])
         return tokens + positions
     }
@@ -108,9 +110,9 @@ public struct TextEncoder {
     /// Encodes prompt chunks of 77 ids with per-token weights the A1111 way: each
     /// chunk's hidden states are scaled by their token weights, then rescaled so that
     /// the chunk's mean is unchanged; the chunks are joined along the token axis.
-    public func encode(chunks: [[Int]], weights: [[Float]], clipSkip: Int = 1) -> Tensor {
+    public func encode(chunks: [[Int]], weights: [[Float]], clipSkip: Int = 1, extra: Tensor? = nil) -> Tensor {
         precondition(chunks.count == weights.count && !chunks.isEmpty, "one weight row per chunk, at least one chunk")
-        let encoded = chunks.indices.map { Self.weighted(self([chunks[$0]], clipSkip: clipSkip), by: weights[$0]) }
+        let encoded = chunks.indices.map { Self.weighted(self([chunks[$0]], clipSkip: clipSkip, extra: extra), by: weights[$0]) }
         return Tensor.concat(encoded, axis: 1)
     }
 

@@ -1,3 +1,4 @@
+import Foundation
 import Tensors
 
 /// What the text contributes to the UNet: the cross-attention context and, for SDXL, the pooled text vector.
@@ -45,10 +46,25 @@ extension Pipeline {
         return (padded(conditional), padded(unconditional))
     }
 
+    /// This pipeline reading the embeddings of `folders` that `prompts` name (web UI: `--embeddings-dir`); throws
+    /// `AddOnFileError` for an unreadable file or one made for another model.
+    public func usingEmbeddings(from folders: [URL], for prompts: [String], tokenizer: CLIPTokenizer? = nil) throws -> Pipeline {
+        var pipeline = self
+        let found = try PromptEmbeddings.named(in: prompts, folders: folders)
+        guard !found.isEmpty else { return pipeline }
+        pipeline.embeddings = try PromptEmbeddings(
+            found, encoderWidths: textEncoders.map(\.config.hiddenSize), tokenizer: try tokenizer ?? CLIPTokenizer.shared())
+        return pipeline
+    }
+
     /// One prompt through every text encoder, each with its own padding; the chunk lists are evened out with
     /// empty chunks (a "!" is one token for a "!"-padding tokenizer, so the two may chunk differently).
     func encode(_ text: String, clipSkip: Int, tokenizer: CLIPTokenizer) throws -> TextConditioning {
-        var chunked = try paddings.map { try PromptChunker(tokenizer: tokenizer, padding: $0).chunks(for: text) }
+        var chunked = try paddings.map { padding in
+            var chunker = PromptChunker(tokenizer: tokenizer, padding: padding)
+            chunker.embeddings = embeddings
+            return try chunker.chunks(for: text)
+        }
         let count = chunked.map(\.tokens.count).max() ?? 0
         for index in chunked.indices {
             let empty = try PromptChunker(tokenizer: tokenizer, padding: paddings[index]).chunks(for: "")
@@ -57,15 +73,18 @@ extension Pipeline {
                 chunked[index].weights += empty.weights
             }
         }
-        for (encoder, chunks) in zip(textEncoders, chunked) {
+        for (index, (encoder, chunks)) in zip(textEncoders, chunked).enumerated() {
             let vocabulary = encoder.config.vocabSize
-            if let id = chunks.tokens.joined().first(where: { $0 >= vocabulary }) {
+            let added = embeddings?.rows(encoder: index) != nil
+            if let id = chunks.tokens.joined().first(where: { $0 >= vocabulary && !(added && $0 >= TextualInversion.firstTokenID) }) {
                 throw SamplingError(
                     "token id \(id) is outside this text encoder's \(vocabulary)-token vocabulary; the model is not a CLIP text encoder")
             }
         }
         guard unet.config.isXL else {
-            return TextConditioning(context: textEncoder.encode(chunks: chunked[0].tokens, weights: chunked[0].weights, clipSkip: clipSkip))
+            return TextConditioning(
+                context: textEncoder.encode(
+                    chunks: chunked[0].tokens, weights: chunked[0].weights, clipSkip: clipSkip, extra: embeddings?.rows(encoder: 0)))
         }
         return encodeXL(tokens: chunked.map(\.tokens), weights: chunked.map(\.weights), clipSkip: clipSkip)
     }
@@ -78,7 +97,8 @@ extension Pipeline {
         var pooled: Tensor?
         let chunks = tokens[0].indices.map { chunk -> Tensor in
             let parts = textEncoders.indices.map { index -> Tensor in
-                let (hidden, pool) = textEncoders[index].encodeXL([tokens[index][chunk]], skip: max(1, clipSkip))
+                let (hidden, pool) = textEncoders[index].encodeXL(
+                    [tokens[index][chunk]], skip: max(1, clipSkip), extra: embeddings?.rows(encoder: index))
                 if chunk == 0, let pool { pooled = pool }
                 guard let row = weights?[index][chunk] else { return hidden }
                 return TextEncoder.weighted(hidden, by: row)

@@ -24,10 +24,14 @@ extension Pipeline {
     ///
     /// `handOff`: the SDXL refiner hand-off (diffusers' `denoising_end` / `denoising_start`): the base runs the
     /// schedule's first part and returns its latents; the refiner continues from them.
+    ///
+    /// `schedule`: prompt editing and `AND` (`encodeSchedule`): each step takes its stretch's conditioning instead
+    /// of `conditional`/`unconditional`, each stretch's UNet inputs built once.
     public func sample(
         conditional: TextConditioning, unconditional: TextConditioning, settings: Settings, image: Tensor? = nil,
         strength: Double = 1, mask: Tensor? = nil, controls: [Control] = [], handOff: HandOff? = nil,
-        onStep: ((Int, Tensor) -> Void)? = nil, progress: (Int, Int) -> Bool = { _, _ in true }
+        schedule: ConditioningSchedule? = nil, onStep: ((Int, Tensor) -> Void)? = nil,
+        progress: (Int, Int) -> Bool = { _, _ in true }
     ) throws -> Tensor {
         if mask == nil && unet.config.inChannels == 9 {
             throw SamplingError("this is an inpainting model (9 input channels): give it an image and a mask")
@@ -60,12 +64,33 @@ extension Pipeline {
             latents = noise.next().scaled(by: scheduler.initNoiseSigma)
         }
         if case .stopAt(let fraction) = handOff { end = try HandOff.stepCount(stoppingAt: fraction, scheduler: scheduler, config: schedulerConfig) }
-        let context = textContext(conditional: conditional.context, unconditional: unconditional.context, settings: settings)
-        let added = try addedConditioning(conditional: conditional, unconditional: unconditional, settings: settings)
+        var inputs: [Int: (context: Tensor, added: AddedConditioning?)] = [:]
+        if schedule == nil {
+            inputs[0] = (
+                textContext(conditional: conditional.context, unconditional: unconditional.context, settings: settings),
+                try addedConditioning(conditional: conditional, unconditional: unconditional, settings: settings)
+            )
+        }
         for (index, timestep) in scheduler.timesteps.enumerated() where index >= start && index < end {
             var input = scheduler.scaleModelInput(latents, index: index)
             if let inpainting { input = inpainting.modelInput(input) }
-            let output = guidedPrediction(input, timestep: timestep, context: context, added: added, settings: settings, controls: controls)
+            var key = 0
+            var weights: [Float] = [1]
+            if let schedule {
+                let (positive, negative) = (
+                    ConditioningSchedule.index(schedule.conditional, at: index), ConditioningSchedule.index(schedule.unconditional, at: index)
+                )
+                key = positive * schedule.unconditional.count + negative
+                weights = schedule.conditional[positive].parts.map(\.weight)
+                if inputs[key] == nil {
+                    inputs[key] = try scheduledInputs(schedule.conditional[positive], schedule.unconditional[negative], settings: settings)
+                }
+            }
+            let (context, added) = inputs[key]!
+            let output =
+                weights == [1]
+                ? guidedPrediction(input, timestep: timestep, context: context, added: added, settings: settings, controls: controls)
+                : composedPrediction(input, timestep: timestep, context: context, added: added, weights: weights, settings: settings)
             latents = scheduler.step(output, index: index, sample: latents, noise: noise.next)
             if let inpainting { latents = inpainting.keepingSource(latents, after: index, scheduler: scheduler) }
             onStep?(index + 1 - start, latents)

@@ -22,6 +22,8 @@ public struct Pipeline {
     public let paddings: [PaddingStyle]
     /// SDXL: an empty negative prompt conditions on zeros (base models) instead of the encoded empty text.
     public let forceZerosForEmptyPrompt: Bool
+    /// Textual-inversion embeddings the prompts may name (`usingEmbeddings`); nil: none.
+    public var embeddings: PromptEmbeddings?
 
     /// The first text encoder (the only one before SDXL).
     public var textEncoder: TextEncoder { textEncoders[0] }

@@ -1,5 +1,5 @@
 // How the AUTOMATIC1111 web UI turns a weighted prompt of any length into 77-token CLIP inputs
-// (modules/sd_hijack_clip.py, tokenize_line), without textual-inversion embeddings.
+// (modules/sd_hijack_clip.py, tokenize_line); embedding names become their vectors' token ids.
 
 /// A prompt as CLIP inputs: chunks of 77 token ids with one weight per token.
 public struct PromptChunks: Sendable, Equatable {
@@ -31,6 +31,8 @@ public struct PromptChunker: Sendable {
     public var splitsExclamationMarks: Bool
     /// The id of ",</w>", where the backtrack may break a chunk.
     private let commaID: Int?
+    /// Textual-inversion embeddings whose names are replaced by their vectors' token ids.
+    public var embeddings: PromptEmbeddings?
 
     /// A chunker with A1111's defaults; "!" is split as diffusers does unless `splitsExclamationMarks` says otherwise.
     public init(
@@ -78,7 +80,8 @@ public struct PromptChunker: Sendable {
                 finishChunk()
                 continue
             }
-            for token in tokenizer.encode(fragment.text, padding: splitsExclamationMarks ? .exclamationMark : .endOfText) {
+            let encoded = tokenizer.encode(fragment.text, padding: splitsExclamationMarks ? .exclamationMark : .endOfText)
+            for token in embeddings?.substituting(encoded) ?? encoded {
                 if token == commaID {
                     lastComma = tokens.count
                 } else if commaPaddingBacktrack != 0 && tokens.count == Self.chunkLength && lastComma != -1

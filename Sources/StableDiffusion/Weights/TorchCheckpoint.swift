@@ -109,7 +109,10 @@ private struct Loader {
         }
         var stateIndex = rootIndex
         for (key, value) in unpickler.dicts[rootIndex] {
-            if case .string("state_dict") = key, case .dict(let index) = value { stateIndex = index }
+            // `state_dict`: Lightning checkpoints; `string_to_param`: the web UI's textual-inversion embeddings.
+            if case .string(let name) = key, ["state_dict", "string_to_param"].contains(name), case .dict(let index) = value {
+                stateIndex = index
+            }
         }
 
         // Select and check every tensor first, in file order, so that the error reported is the
