@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 /// Recycles tensor buffers by size, so that a sampling loop, which asks for the
@@ -50,7 +51,8 @@ public enum BufferPool {
 
     /// Returns every pooled buffer of at least `bytes` to the system (all of them by default), e.g.
     /// a sampler's large buffers before a VAE decode, which asks for other sizes, and the calling thread's
-    /// scratch buffers (`ThreadScratch`). Small buffers stay for loops that other threads may be running.
+    /// scratch buffers (`ThreadScratch`), then the allocator's free pages (`returnFreePages`). Small buffers stay for
+    /// loops that other threads may be running.
     public static func drain(atLeast bytes: Int = 0) {
         ThreadScratch.release()
         let buffers = lock.withLock { () -> [UnsafeMutablePointer<Float>] in
@@ -63,6 +65,13 @@ public enum BufferPool {
             return released
         }
         for buffer in buffers { UnsafeMutableRawPointer(buffer).deallocate() }
+        returnFreePages()
+    }
+
+    /// Hands the system allocator's free pages back to the system: glibc keeps freed blocks under 32 MiB in its
+    /// heaps, and after a VAE decode's bands these held 200–300 MB that the next phase's peak stacked on.
+    public static func returnFreePages() {
+        _ = ck_return_free_pages()
     }
 
     /// Runs `body` and returns what the pool did for the buffers requested on this

@@ -21,6 +21,8 @@ extension Tensor {
                 top = bottom
             }
         }
+        // The bands' buffers were freed into the allocator's heaps, where they would stay.
+        BufferPool.returnFreePages()
     }
 
     /// Output rows `rows` ([1, O, rows.count, W]) of the convolution (stride 1, "same" zero padding, square odd

@@ -92,4 +92,7 @@ unsigned ck_cpu_features(void);
 /// (tests use it to check every path on one machine).
 void ck_limit_instruction_set(int level);
 
+/// Returns the C allocator's free pages to the system (glibc's malloc_trim; elsewhere nothing): 1 if any went back.
+int ck_return_free_pages(void);
+
 #endif
