@@ -5,10 +5,13 @@ import Postgres
 /// The admin views shared by the `farm` commands and the HTTP API, as typed records, so that both print the same
 /// JSON; and the job and worker controls.
 extension JobStore {
-    /// The JSON of one `jobs` row's counts by state (its `*_count` columns), keyed as `TaskCounts` decodes it.
+    /// The JSON of one `jobs` row's counts by state (its `*_count` columns), keyed as `TaskCounts` decodes it. A
+    /// cancelled job's queued tasks count as cancelled: a cancel marks the job at once and rewrites its task rows
+    /// after (`JobStore+Cancel.swift`), and readers see the cancel from its first moment.
     static let countsJSON = """
-        json_build_object('queued', queued_count, 'running', running_count, 'done', done_count, 'failed', failed_count,
-                          'cancelled', cancelled_count)
+        json_build_object('queued', CASE WHEN state = 'cancelled' THEN 0 ELSE queued_count END, 'running', running_count,
+                          'done', done_count, 'failed', failed_count,
+                          'cancelled', cancelled_count + CASE WHEN state = 'cancelled' THEN queued_count ELSE 0 END)
         """
 
     /// Decodes a record from the JSON text that PostgreSQL built for it in `column`; JSON the record cannot read

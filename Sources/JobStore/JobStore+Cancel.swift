@@ -3,19 +3,22 @@ import Postgres
 
 /// Cancelling a job, at the size of a million tasks.
 ///
-/// A task's update is not cheap: its state is in the queue indexes' predicates, so every row gets a new
-/// version and two index entries (about 9 µs a row here), and PostgreSQL runs one UPDATE on one core.
-/// So the job stops being claimed first (one row), and its queued tasks are then cancelled in ranges of
-/// their index, over several connections at once. Every step commits on its own and keeps the job's
-/// counts right (the statement trigger); a cancel that is cut short leaves a cancelled job with queued
-/// tasks that nothing claims, and is finished by running it again or by `finishInterruptedCancels`.
+/// The cancel is seen at once: one short transaction marks the job cancelled (nothing claims it from then
+/// on, and its counts show its queued tasks as cancelled: `countsJSON`) and cancels its running tasks. Its
+/// queued task rows are rewritten after that, and that is slow: a task's state is in the queue indexes'
+/// predicates, so every row gets a new version and two index entries (about 9 µs a row here), and PostgreSQL
+/// runs one UPDATE on one core. So they are cancelled in ranges of their index, over several connections at
+/// once. Every step commits on its own and keeps the job's counts right (the statement trigger); a cancel
+/// that is cut short leaves a cancelled job with queued task rows that nothing claims, and is finished by
+/// running it again or by `finishInterruptedCancels`.
 extension JobStore {
     /// The most connections one cancel uses: one per core, as the database usually runs on the
     /// coordinator's host or one like it (on two cores, four parts took 7.3 s where two took 5.5–6 s).
     static let cancelConnections = min(4, ProcessInfo.processInfo.activeProcessorCount)
 
     /// Cancels a job: it is no longer claimed, and its queued and running tasks become cancelled
-    /// (running ones' results are then dropped). Running it again finishes a cancel that was cut short.
+    /// (running ones' results are then dropped). Readers see it cancelled when the first transaction commits;
+    /// the call returns when the task rows are rewritten. Running it again finishes a cancel that was cut short.
     public func cancel(job: Int64) throws {
         let taskCount: Int? = try connection.transaction { connection in
             let rows = try connection.query(

@@ -228,21 +228,10 @@ public final class JobStore {
             """, [task])
     }
 
-    /// A job's tasks by state, from the counts kept on the job row.
+    /// A job's tasks by state, from the counts kept on the job row (as `jobCounts` reads them).
     public func progress(job: Int64) throws -> JobProgress {
-        guard
-            let row = try connection.query(
-                """
-                SELECT queued_count, running_count, done_count, failed_count, cancelled_count FROM jobs WHERE id = $1
-                """, [job]
-            ).rows.first
-        else { return JobProgress(counts: [:]) }
-        var counts: [TaskState: Int] = [:]
-        for state in TaskState.allCases {
-            let count: Int = try row.decode("\(state.rawValue)_count")
-            if count > 0 { counts[state] = count }
-        }
-        return JobProgress(counts: counts)
+        guard let counts = try jobCounts(job) else { return JobProgress(counts: [:]) }
+        return JobProgress(counts: Dictionary(uniqueKeysWithValues: TaskState.allCases.map { ($0, counts[$0]) }.filter { $0.1 > 0 }))
     }
 
     /// The stored images of a job, in task order.
