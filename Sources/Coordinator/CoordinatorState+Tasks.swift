@@ -21,7 +21,7 @@ extension CoordinatorState {
                         routingID: worker.routingID, workerID: worker.hello.workerID,
                         capabilities: WorkerCapabilities(
                             models: worker.hello.models, maxPixels: worker.pixelLimit(configuration.limits), vaes: worker.hello.vaes,
-                            loras: worker.hello.loras),
+                            loras: worker.hello.loras, tags: worker.hello.tags ?? []),
                         limit: worker.freeSlots, leaseSeconds: configuration.leaseSeconds, preferredModel: worker.loadedModel,
                         sentBlobs: worker.sentBlobs)))
         }

@@ -48,6 +48,8 @@ public struct TaskParameters: Codable, Equatable, Sendable {
     public var vae: String?
     /// LoRAs (by their file stems in the workers' `--lora-dir`) applied besides the prompt's `<lora:…>` tags.
     public var loras: [LoRA]?
+    /// Worker tags (`farm worker --tag`) a worker must have all of to run this task (a spec's `require`).
+    public var require: [String]?
 
     /// One LoRA of a task: `{name, weight}`.
     public struct LoRA: Codable, Equatable, Sendable {
@@ -115,7 +117,12 @@ public struct TaskParameters: Codable, Equatable, Sendable {
         case clipSkip = "clip_skip"
         case refiner
         case refinerSwitch = "refiner_switch"
-        case vae, loras
+        case vae, loras, require
+    }
+
+    /// True for the name tasks give a stored image: its SHA-256, 64 lowercase hex digits.
+    public static func isStoredImageName(_ value: String) -> Bool {
+        value.utf8.count == 64 && value.utf8.allSatisfy { (48...57).contains($0) || (97...102).contains($0) }
     }
 
     /// Checks every field against the farm's limits; the error names the field. The generation parameters are
@@ -133,13 +140,16 @@ public struct TaskParameters: Codable, Equatable, Sendable {
         for (index, lora) in (loras ?? []).enumerated() where lora.name.utf8.count > limits.maxNameBytes {
             throw fail("loras[\(index)].name", "is \(lora.name.utf8.count) bytes; the limit is \(limits.maxNameBytes)")
         }
+        for (index, tag) in (require ?? []).enumerated() where tag.isEmpty || tag.utf8.count > limits.maxNameBytes {
+            throw fail("require[\(index)]", "a tag is 1...\(limits.maxNameBytes) bytes")
+        }
         if let outpaint, outpaint.count != 4 {
             throw fail("outpaint", "must be [left, right, top, bottom]: four pixel counts 0...2048, not all 0")
         }
         do { try GenerationRequest(self).validate(limits: limits.generation) } catch let error as InvalidGenerationRequest {
             throw fail(error.field.key, error.message)
         }
-        func isHash(_ value: String) -> Bool { value.utf8.count == 64 && value.utf8.allSatisfy { (48...57).contains($0) || (97...102).contains($0) } }
+        let isHash = Self.isStoredImageName
         for (field, value) in [("init_image", initImage), ("mask", mask)] {
             if let value, !isHash(value) { throw fail(field, "must be the SHA-256 (64 lowercase hex digits) of a stored image") }
         }

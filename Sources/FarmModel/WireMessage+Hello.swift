@@ -22,6 +22,8 @@ extension WireMessage {
         /// LoRAs it has, by name (file stems in its `--lora-dir`); absent from a worker without that folder (or older
         /// than the field), which is given no task naming LoRAs in its `loras` field.
         public var loras: [String]?
+        /// Its tags (`farm worker --tag`): a task that requires tags goes only to workers that have them all.
+        public var tags: [String]?
         /// Tasks it already holds (after a reconnect): queued, rendering, or awaiting acknowledgement.
         public var activeTasks: [Int64]?
         /// The machine it runs on.
@@ -31,8 +33,9 @@ extension WireMessage {
         public init(
             workerID: String, host: String, version: Int = WireMessage.protocolVersion,
             models: [String], slots: Int, maxPixels: Int? = nil, activeTasks: [Int64]? = nil, device: Device? = nil,
-            vaes: [String]? = nil, loras: [String]? = nil
+            vaes: [String]? = nil, loras: [String]? = nil, tags: [String]? = nil
         ) {
+            self.tags = tags
             self.device = device
             self.workerID = workerID
             self.host = host

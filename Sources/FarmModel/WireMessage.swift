@@ -351,6 +351,10 @@ extension WireMessage.Hello {
         if let lora = loras?.first(where: badName) {
             return "LoRA name \"\(lora.prefix(40))\" must be 1…\(limits.maxNameBytes) bytes without control characters"
         }
+        if let tags, tags.count > limits.maxWorkerModels { return "at most \(limits.maxWorkerModels) tags, got \(tags.count)" }
+        if let tag = tags?.first(where: badName) {
+            return "tag \"\(tag.prefix(40))\" must be 1…\(limits.maxNameBytes) bytes without control characters"
+        }
         // The farm records the limit as a 32-bit integer.
         if let maxPixels, maxPixels < 1 || maxPixels > Int(Int32.max) { return "max pixels must be 1…\(Int32.max), got \(maxPixels)" }
         if let activeTasks, activeTasks.count > limits.maxWorkerSlots * 4 {

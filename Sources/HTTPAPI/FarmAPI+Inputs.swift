@@ -3,16 +3,6 @@ import Foundation
 import Hummingbird
 import JobStore
 
-/// The answer to `POST /v1/images`: the stored image's SHA-256, which a spec names as `init_image`, and its size.
-struct StoredInput: Codable, Sendable, Equatable {
-    /// The image's SHA-256 in hex.
-    var sha256: String
-    /// Its width in pixels, from its header.
-    var width: Int
-    /// Its height in pixels.
-    var height: Int
-}
-
 extension FarmAPI {
     /// `POST /v1/images`, for a submit token or above: stores a PNG (at most 64 MiB) as a job input, once by its
     /// content, and answers its SHA-256 for a spec's `init_image` (img2img).

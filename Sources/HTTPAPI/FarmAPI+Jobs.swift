@@ -11,13 +11,19 @@ extension FarmAPI {
         "name", "model", "sampler", "cfg", "width", "height", "steps", "negative", "refiner", "refiner_switch", "vae", "loras",
     ]
 
-    /// `/v1/jobs…` and `/v1/tasks/{task}/image`: a submit token lists, submits and reads jobs and images; only an
-    /// admin token steers a job.
-    func addJobRoutes(submit: APIRoutes, admin: APIRoutes) {
+    /// `/v1/jobs…` and `/v1/tasks/{task}/image`: a submit token lists, submits, reads and steers its owner's jobs and
+    /// images; an admin token every job.
+    func addJobRoutes(submit: APIRoutes) {
         let pool = self.pool
-        submit.on(.get, "jobs") { _, context in
-            let scope = context.scope
-            return try Self.json(try await pool.run { try $0.jobs(owner: scope) })
+        submit.on(.get, "jobs") { request, context in
+            // A submit token sees its owner's jobs; an admin sees all, or one owner's with `?owner=`.
+            var scope = context.scope
+            for (key, value) in request.uri.queryParameters {
+                guard key == "owner" else { throw APIError(status: 400, "unknown query parameter \(key)", field: String(key)) }
+                if scope == nil { scope = String(value) }
+            }
+            let owner = scope
+            return try Self.json(try await pool.run { try $0.jobs(owner: owner) })
         }
         submit.on(.post, "jobs") { request, context in
             try await self.submit(request, grant: context.grant)
@@ -57,10 +63,16 @@ extension FarmAPI {
             // nosniff (NoSniffMiddleware): a browser must never read stored bytes as anything but the PNG they are declared to be.
             return Response(status: .ok, headers: [.contentType: "image/png"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: png)))
         }
+        // A submit token steers its owner's jobs; another owner's answer 404, as if they did not exist.
         for action in JobAction.allCases {
-            admin.on(.post, "jobs/:job/\(action.rawValue)") { _, context in
+            submit.on(.post, "jobs/:job/\(action.rawValue)") { _, context in
                 let job = try context.pathID("job")
-                guard let reply = try await pool.run({ try $0.perform(action, job: job) }) else {
+                let scope = context.scope
+                let reply = try await pool.run { store -> JobActionReply? in
+                    if let scope, try store.jobOwner(job) != scope { return nil }
+                    return try store.perform(action, job: job)
+                }
+                guard let reply else {
                     throw APIError(status: 404, "job \(job) does not exist")
                 }
                 return try Self.json(reply)
@@ -78,8 +90,8 @@ extension FarmAPI {
         for (key, value) in request.uri.queryParameters {
             if key == "format" {
                 format = String(value)
-                guard ["yaml", "json", "jsonl", "csv", "txt"].contains(format) else {
-                    throw APIError(status: 400, "format must be yaml, json, jsonl, csv or txt, got \(format)", field: "format")
+                guard ["yaml", "json", "jsonl", "csv", "txt", "tasks"].contains(format) else {
+                    throw APIError(status: 400, "format must be yaml, json, jsonl, csv, txt or tasks, got \(format)", field: "format")
                 }
             } else if Self.overrideFields.contains(String(key)) {
                 overrides[String(key)] = String(value)

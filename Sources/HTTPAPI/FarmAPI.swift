@@ -46,8 +46,9 @@ public struct FarmAPI: Sendable {
             return APIRoutes(group: group, prefix: "v1", known: known)
         }
         let (submit, admin) = (v1(.submit), v1(.admin))
-        addJobRoutes(submit: submit, admin: admin)
+        addJobRoutes(submit: submit)
         addInputRoutes(submit: submit)
+        addOwnerRoutes(submit: submit, admin: admin)
         addWorkerRoutes(admin: admin)
         addTokenRoutes(admin: admin)
         addEventRoutes(submit: submit)

@@ -10,7 +10,7 @@ extension JobSpec {
         text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline)
     }
 
-    static func parseLines(_ text: String, file: String, overrides: [String: String], csv: Bool) throws -> JobSpec {
+    static func parseLines(_ text: String, file: String, overrides: [String: String], csv: Bool, directory: String?) throws -> JobSpec {
         let defaults = overrides.filter { taskFields.contains($0.key) }
         var tasks: [TaskParameters] = []
         var header: [String]?
@@ -48,13 +48,20 @@ extension JobSpec {
                         fields[key] = try loraList(value, file: file, line: lineNumber)
                         continue
                     }
+                    if listFields.contains(key), case .array(let items) = value {
+                        guard let texts = Optional(items.compactMap(\.text)), texts.count == items.count else {
+                            throw JobSpecError(file: file, line: lineNumber, field: key, message: "list items must be strings or numbers")
+                        }
+                        fields[key] = listText(texts)
+                        continue
+                    }
                     guard let text = value.text else {
                         throw JobSpecError(file: file, line: lineNumber, field: key, message: "must be a string or a number")
                     }
                     fields[key] = text
                 }
             }
-            tasks.append(try task(fields, file: file, line: lineNumber, index: tasks.count))
+            tasks.append(try task(fields, file: file, line: lineNumber, index: tasks.count, directory: directory))
             if tasks.count > maxTasks { throw JobSpecError(file: file, line: lineNumber, field: nil, message: "more than \(maxTasks) tasks") }
         }
         guard !tasks.isEmpty else { throw JobSpecError(file: file, line: nil, field: nil, message: "no tasks") }
@@ -93,7 +100,7 @@ extension JobSpec {
         return cells
     }
 
-    static func parseText(_ text: String, file: String, overrides: [String: String]) throws -> JobSpec {
+    static func parseText(_ text: String, file: String, overrides: [String: String], directory: String?) throws -> JobSpec {
         let defaults = overrides.filter { taskFields.contains($0.key) }
         var tasks: [TaskParameters] = []
         for (offset, raw) in lines(of: text).enumerated() {
@@ -102,7 +109,7 @@ extension JobSpec {
             var fields = defaults
             fields["prompt"] = prompt
             if fields["seed"] == nil { fields["seed"] = String(tasks.count) }
-            tasks.append(try task(fields, file: file, line: offset + 1, index: tasks.count))
+            tasks.append(try task(fields, file: file, line: offset + 1, index: tasks.count, directory: directory))
             if tasks.count > maxTasks { throw JobSpecError(file: file, line: offset + 1, field: nil, message: "more than \(maxTasks) tasks") }
         }
         guard !tasks.isEmpty else { throw JobSpecError(file: file, line: nil, field: nil, message: "no prompts") }

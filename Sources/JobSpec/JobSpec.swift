@@ -40,37 +40,51 @@ public struct JobSpec: Sendable {
     /// The tasks, in order.
     public var tasks: [TaskParameters]
 
+    /// A job of `tasks` (priority 0, three attempts each).
+    public init(name: String, model: String, tasks: [TaskParameters]) {
+        self.name = name
+        self.model = model
+        self.tasks = tasks
+    }
+
     /// Fields a task (or `defaults`) may set, with the spelling users write.
     static let taskFields: Set<String> = [
         "prompt", "negative", "negative_prompt", "model", "width", "height", "steps",
         "cfg", "cfg_scale", "sampler", "seed", "clip_skip", "strength", "refiner", "refiner_switch", "vae", "init_image",
-        "loras",
+        "loras", "mask", "mask_blur", "outpaint", "controlnet", "control_image", "control_scale", "require",
     ]
+    /// Task fields whose value is a list (a YAML/JSON list or comma-separated text).
+    static let listFields: Set<String> = ["outpaint", "require"]
     /// Keys a sweep may vary.
     static let sweepFields = [
         "prompt", "negative", "seed", "cfg", "sampler", "model", "steps", "width", "height", "refiner", "refiner_switch", "vae",
     ]
     /// Top-level keys of a YAML/JSON spec.
-    static let specFields: Set<String> = ["name", "model", "defaults", "sweep", "items", "priority", "max_attempts"]
+    static let specFields: Set<String> = [
+        "name", "model", "defaults", "sweep", "items", "priority", "max_attempts", "init_images", "masks",
+    ]
 
     /// Most tasks one spec may make.
     public static let maxTasks = Limits().maxTasksPerJob
 
     /// Parses a spec; the format follows the file extension (.yaml/.yml/.json, .jsonl, .csv, anything else: text).
-    /// `overrides` (from command-line flags) fill what the spec leaves out: name, model and task fields.
-    public static func parse(_ text: String, file: String, overrides: [String: String] = [:]) throws -> JobSpec {
+    /// `overrides` (from command-line flags) fill what the spec leaves out: name, model and task fields. `directory`
+    /// is the spec file's folder, against which input image paths are read (nil: inputs must be stored images'
+    /// SHA-256s, as over the HTTP API).
+    public static func parse(_ text: String, file: String, overrides: [String: String] = [:], directory: String? = nil) throws -> JobSpec {
         let fileExtension = (file as NSString).pathExtension.lowercased()
         switch fileExtension {
-        case "yaml", "yml", "json": return try parseStructured(text, file: file, overrides: overrides)
-        case "jsonl": return try parseLines(text, file: file, overrides: overrides, csv: false)
-        case "csv": return try parseLines(text, file: file, overrides: overrides, csv: true)
-        default: return try parseText(text, file: file, overrides: overrides)
+        case "yaml", "yml", "json": return try parseStructured(text, file: file, overrides: overrides, directory: directory)
+        case "jsonl": return try parseLines(text, file: file, overrides: overrides, csv: false, directory: directory)
+        case "csv": return try parseLines(text, file: file, overrides: overrides, csv: true, directory: directory)
+        case "tasks": return try parseTasks(text, file: file)
+        default: return try parseText(text, file: file, overrides: overrides, directory: directory)
         }
     }
 
     // MARK: - YAML / JSON
 
-    static func parseStructured(_ text: String, file: String, overrides: [String: String]) throws -> JobSpec {
+    static func parseStructured(_ text: String, file: String, overrides: [String: String], directory: String?) throws -> JobSpec {
         let root: Node
         do {
             guard let node = try Yams.compose(yaml: text) else {
@@ -126,7 +140,16 @@ public struct JobSpec: Sendable {
             rows += try expandSweep(sweep, defaults: defaults, file: file, besides: rows.count)
         }
         if top["items"] == nil && top["sweep"] == nil {
-            throw JobSpecError(file: file, line: nil, field: nil, message: "needs items or a sweep")
+            guard top["init_images"] != nil else {
+                throw JobSpecError(file: file, line: nil, field: nil, message: "needs items, a sweep or init_images")
+            }
+            rows = [(defaults, nil)]
+        }
+        if let folder = try scalar("init_images") {
+            rows = try batchRows(rows, initImages: folder, masks: try scalar("masks"), directory: directory, file: file)
+        } else if top["masks"] != nil {
+            throw JobSpecError(
+                file: file, line: top["masks"].flatMap(line), field: "masks", message: "needs init_images (masks are matched by file name)")
         }
         var spec = JobSpec(name: name, model: model, tasks: [])
         if let value = try scalar("priority") {
@@ -144,7 +167,9 @@ public struct JobSpec: Sendable {
             }
             spec.maxAttempts = attempts
         }
-        spec.tasks = try rows.enumerated().map { index, row in try task(row.fields, file: file, line: row.line, index: index) }
+        spec.tasks = try rows.enumerated().map { index, row in
+            try task(row.fields, file: file, line: row.line, index: index, directory: directory)
+        }
         return spec
     }
 
@@ -178,6 +203,16 @@ public struct JobSpec: Sendable {
             }
             if name == "loras" {
                 result[name] = try loraList(value, file: file, field: "\(section).loras")
+                continue
+            }
+            if listFields.contains(name), let items = value.sequence {
+                result[name] = try listText(
+                    items.map { item in
+                        guard let text = item.scalar?.string else {
+                            throw JobSpecError(file: file, line: line(item), field: "\(section).\(name)", message: "list items must be single values")
+                        }
+                        return text
+                    })
                 continue
             }
             guard let text = value.scalar?.string else {
@@ -253,7 +288,7 @@ public struct JobSpec: Sendable {
     }
 
     /// One task from its fields (strings as written), validated; errors name the field.
-    static func task(_ fields: [String: String], file: String, line: Int?, index: Int) throws -> TaskParameters {
+    static func task(_ fields: [String: String], file: String, line: Int?, index: Int, directory: String? = nil) throws -> TaskParameters {
         func fail(_ field: String, _ message: String) -> JobSpecError {
             JobSpecError(file: file, line: line, field: field, message: message)
         }
@@ -284,12 +319,49 @@ public struct JobSpec: Sendable {
         task.refiner = fields["refiner"]
         task.refinerSwitch = try double("refiner_switch")
         task.vae = fields["vae"]
-        task.initImage = fields["init_image"]
         if let text = fields["loras"] { task.loras = try loras(text, file: file, line: line) }
-        do { try task.validate() } catch let failure as ValidationFailure {
-            let field = ["cfg_scale": "cfg", "negative_prompt": "negative"][failure.field] ?? failure.field
+        task.maskBlur = try double("mask_blur")
+        if let text = fields["outpaint"] {
+            let pixels = listItems(text).compactMap { Int($0) }
+            guard pixels.count == 4, listItems(text).count == 4 else {
+                throw fail("outpaint", "must be four pixel counts [left, right, top, bottom], got \"\(text.prefix(40))\"")
+            }
+            task.outpaint = pixels
+        }
+        if let text = fields["require"] { task.require = listItems(text).nilIfEmpty }
+        do {
+            task.initImage = try fields["init_image"].map { try input($0, field: "init_image", directory: directory) }
+            task.mask = try fields["mask"].map { try input($0, field: "mask", directory: directory) }
+            if let image = fields["control_image"] {
+                guard let model = fields["controlnet"] else { throw fail("controlnet", "required with control_image: the ControlNet's name") }
+                task.controlnets = [
+                    .init(
+                        model: model, image: try input(image, field: "control_image", directory: directory),
+                        scale: try double("control_scale") ?? 1)
+                ]
+            } else if fields["controlnet"] != nil {
+                throw fail("control_image", "required with controlnet: the control image")
+            }
+            // Paths become stored images' SHA-256s later (`resolveInputs`); the rest is checked now.
+            var checked = task
+            checked.initImage = checked.initImage.map(Self.placeholderInput)
+            checked.mask = checked.mask.map(Self.placeholderInput)
+            checked.controlnets = checked.controlnets?.map { .init(model: $0.model, image: Self.placeholderInput($0.image), scale: $0.scale) }
+            try checked.validate()
+        } catch let failure as ValidationFailure {
+            let field = ["cfg_scale": "cfg", "negative_prompt": "negative", "controlnets[0].image": "control_image"][failure.field] ?? failure.field
             throw fail(field, failure.message)
         }
         return task
     }
+
+    /// A stored image's name as written, or a stand-in one for a path, for checking a task before its inputs are stored.
+    static func placeholderInput(_ value: String) -> String {
+        isStoredImage(value) ? value : String(repeating: "0", count: 64)
+    }
+}
+
+extension Array {
+    /// nil for an empty array.
+    var nilIfEmpty: Self? { isEmpty ? nil : self }
 }

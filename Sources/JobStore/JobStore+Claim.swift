@@ -25,27 +25,42 @@ extension JobStore {
     /// The claim's one statement ($1 worker, $2 limit, $3 lease seconds, $4 models, $5 largest pixel count,
     /// $6 preferred model, $7 VAEs or NULL for a worker that takes no task naming a refiner or a VAE, $8 LoRAs or NULL
     /// for a worker without a LoRA folder: a task goes only where every LoRA it names, in `loras` or in its prompt's
-    /// `<lora:NAME:…>` tags, is), public so
+    /// `<lora:NAME:…>` tags, is; $9 the worker's tags, which must hold every tag a task's `require` names), public so
     /// that tests and operators can EXPLAIN it against a real queue. Tasks without a size count 0 pixels.
     /// The add-on checks sit behind `NOT (parameters ?| …)` and `NOT LIKE '%<%'` because PostgreSQL has no
     /// statistics for these expressions: written as `IS NULL` tests, each counted as passing 0.5 % of the rows,
     /// and with four of them a million-task queue was estimated at one matching row and claimed through a
     /// sequential scan and sort (1.1 s a claim) instead of the queue index in order (0.3 ms).
+    ///
+    /// Owners share the workers (fair queuing): each candidate task is ranked within its owner's (by priority, the
+    /// preferred model, age), and at equal priority the tasks go in the order of (the owner's running tasks + that
+    /// rank) / the owner's weight, so that an owner with fewer running tasks for its weight is served first and
+    /// one owner's huge job does not starve another's small one. An owner's `max_running` quota caps running + rank.
     public static let claimStatement = """
-        WITH next AS MATERIALIZED (
-            SELECT t.id FROM jobs j
+        WITH usage AS MATERIALIZED (
+            SELECT owner, sum(running_count)::integer AS running FROM jobs WHERE state = 'active' GROUP BY owner
+        ), candidates AS MATERIALIZED (
+            SELECT t.id, t.index, j.id AS job_id, j.priority, j.created_at, (j.model = $6) AS preferred,
+                   coalesce(u.running, 0) AS running, q.max_running, coalesce(q.weight, 1) AS weight,
+                   row_number() OVER (PARTITION BY j.owner
+                                      ORDER BY j.priority DESC, (j.model = $6) DESC, j.created_at, j.id, t.index) AS rank
+            FROM jobs j
+            LEFT JOIN usage u ON u.owner = j.owner
+            LEFT JOIN owner_quotas q ON q.owner = j.owner
             CROSS JOIN LATERAL (
                 SELECT t.id, t.index FROM tasks t
                 WHERE t.job_id = j.id AND t.state = 'queued' AND t.model = ANY($4::text[]) AND t.not_before <= now()
                   AND t.pixels <= $5
-                  AND (NOT (t.parameters ?| ARRAY['refiner', 'vae', 'loras'])
+                  AND (NOT (t.parameters ?| ARRAY['refiner', 'vae', 'loras', 'require'])
                        OR ((t.parameters->>'refiner' IS NULL
                             OR ($7::text[] IS NOT NULL AND t.parameters->>'refiner' = ANY($4::text[])))
                            AND (t.parameters->>'vae' IS NULL OR t.parameters->>'vae' = ANY($7::text[]))
                            AND (t.parameters->'loras' IS NULL
                                 OR ($8::text[] IS NOT NULL
                                     AND ARRAY(SELECT l->>'name' FROM jsonb_array_elements(t.parameters->'loras') l)
-                                        <@ $8::text[]))))
+                                        <@ $8::text[]))
+                           AND (t.parameters->'require' IS NULL
+                                OR ARRAY(SELECT jsonb_array_elements_text(t.parameters->'require')) <@ $9::text[])))
                   AND (t.parameters->>'prompt' NOT LIKE '%<%'
                        OR ARRAY(SELECT m[1] FROM regexp_matches(t.parameters->>'prompt', '<(?:lora|lyco):([^:>]+)', 'gi') m)
                           <@ coalesce($8::text[], '{}'::text[]))
@@ -54,9 +69,13 @@ extension JobStore {
                 FOR UPDATE SKIP LOCKED
             ) t
             WHERE j.state = 'active' AND j.queued_count > 0
+              AND (q.max_running IS NULL OR coalesce(u.running, 0) < q.max_running)
               AND NOT EXISTS (SELECT 1 FROM job_worker_failures f
                               WHERE f.job_id = j.id AND f.worker_id = $1 AND f.blocked)
-            ORDER BY j.priority DESC, (j.model = $6) DESC, j.created_at, j.id, t.index
+        ), next AS (
+            SELECT id FROM candidates
+            WHERE max_running IS NULL OR running + rank <= max_running
+            ORDER BY priority DESC, (running + rank) / weight, preferred DESC, created_at, job_id, index
             LIMIT $2
         )
         UPDATE tasks SET state = 'running', attempt = attempt + 1, lease_owner = $1,
@@ -73,7 +92,7 @@ extension JobStore {
             [
                 workerID, limit, 60.0, postgresArray(capabilities.models),
                 capabilities.maxPixels, preferredModel ?? "", capabilities.vaes.map(postgresArray),
-                capabilities.loras.map(postgresArray),
+                capabilities.loras.map(postgresArray), postgresArray(capabilities.tags),
             ]
         )
         .rows.map { try $0.decode("QUERY PLAN", as: String.self) }.joined(separator: "\n")
@@ -90,7 +109,7 @@ extension JobStore {
             [
                 workerID, limit, leaseSeconds, postgresArray(capabilities.models),
                 capabilities.maxPixels, preferredModel ?? "", capabilities.vaes.map(postgresArray),
-                capabilities.loras.map(postgresArray),
+                capabilities.loras.map(postgresArray), postgresArray(capabilities.tags),
             ])
         let decoder = JSONDecoder()
         return try result.rows.map { row in

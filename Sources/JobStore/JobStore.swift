@@ -57,9 +57,14 @@ public struct WorkerCapabilities: Sendable {
     /// LoRA names the worker has; nil for a worker without a LoRA folder (or older than `loras`): it is given no
     /// task that names LoRAs in its `loras` field.
     public var loras: [String]?
+    /// The worker's tags: it is given only tasks whose `require` tags are all among them.
+    public var tags: [String]
 
     /// Makes capabilities.
-    public init(models: [String], maxPixels: Int = Limits().maxPixels, vaes: [String]? = nil, loras: [String]? = nil) {
+    public init(
+        models: [String], maxPixels: Int = Limits().maxPixels, vaes: [String]? = nil, loras: [String]? = nil, tags: [String] = []
+    ) {
+        self.tags = tags
         self.models = models
         self.maxPixels = maxPixels
         self.vaes = vaes
@@ -124,6 +129,7 @@ public final class JobStore {
                 INSERT INTO jobs (name, owner, model, max_attempts, priority) VALUES ($1, $2, $3, $4, $5) RETURNING id
                 """, [name, owner, model, maxAttempts, priority]
             ).single().decode("id")
+            try self.checkQueuedQuota(owner: owner, adding: tasks.count, connection)
             let encoder = self.encoder
             let lines = tasks.lazy.enumerated().map { position, task -> String in
                 let json = String(decoding: (try? encoder.encode(task)) ?? Data("{}".utf8), as: UTF8.self)

@@ -10,6 +10,8 @@ public struct WorkerConfiguration: Sendable {
     public var workerID: String
     /// Tasks it takes at once.
     public var slots: Int = 1
+    /// Tags announced in the introduction (`--tag`), which tasks' `require` lists match.
+    public var tags: [String] = []
     /// The largest width × height it announces (what its memory allows); nil: it announces none and is given
     /// tasks up to the farm's limit.
     public var maxPixels: Int?

@@ -55,7 +55,7 @@ public final class WorkerDaemon {
             introduction: .init(
                 workerID: configuration.workerID, host: ProcessInfo.processInfo.hostName, models: renderer.models,
                 slots: configuration.slots, maxPixels: configuration.maxPixels, device: device, vaes: renderer.vaes,
-                loras: renderer.loras),
+                loras: renderer.loras, tags: configuration.tags.isEmpty ? nil : configuration.tags),
             now: .now)
         socket = try WorkerDaemon.connect(configuration, endpoint: configuration.coordinators[0], context: context)
     }

@@ -28,8 +28,16 @@ struct Jobs: ParsableCommand {
     @Flag(help: "Print JSON.")
     var json = false
 
+    @Option(help: "Only this owner's jobs (an admin's filter; a submit token sees only its owner's anyway).")
+    var owner: String?
+
     func run() throws {
-        let jobs = try remote.ask([JobRecord].self, "jobs", database: database) { try $0.jobs() }
+        let jobs: [JobRecord]
+        if let client = try remote.client() {
+            jobs = try client.json([JobRecord].self, "GET", "jobs", query: owner.map { [URLQueryItem(name: "owner", value: $0)] } ?? [])
+        } else {
+            jobs = try JobStore(connection: try database.connect()).jobs(owner: owner)
+        }
         if json { return try printJSON(jobs) }
         printTable(
             ["ID", "NAME", "MODEL", "STATE", "TASKS", "QUEUED", "RUNNING", "DONE", "FAILED", "CANCELLED"],
@@ -52,9 +60,17 @@ struct JobCommand: ParsableCommand {
     @Flag(help: "Print JSON (its `counts` has one key per task state).")
     var json = false
 
+    @Option(help: "Change the job's priority (higher runs first), then show it.")
+    var priority: Int?
+
     func run() throws {
-        let detail = try remote.ask(JobDetail.self, "jobs/\(job)", database: database, missing: "job \(job) does not exist") {
-            try $0.jobDetail(job)
+        let detail: JobDetail
+        if let priority {
+            detail = try setPriority(priority)
+        } else {
+            detail = try remote.ask(JobDetail.self, "jobs/\(job)", database: database, missing: "job \(job) does not exist") {
+                try $0.jobDetail(job)
+            }
         }
         if json { return try printJSON(detail) }
         let counts = detail.counts
@@ -64,6 +80,25 @@ struct JobCommand: ParsableCommand {
         if rate > 0 { print(String(format: "  %.2f tasks/s, about %.0f s to go", rate, Double(counts.open) / rate)) }
         for failure in detail.failures {
             print("  failed ×\(failure.tasks): \(failure.reason)")
+        }
+    }
+}
+
+extension JobCommand {
+    /// Sets the job's priority through the HTTP API or the database and returns the job after it.
+    func setPriority(_ priority: Int) throws -> JobDetail {
+        if let client = try remote.client() {
+            let body = try JSONEncoder().encode(["priority": priority])
+            return try client.json(JobDetail.self, "POST", "jobs/\(job)/priority", body: body)
+        }
+        let store = JobStore(connection: try database.connect())
+        do {
+            guard try store.setPriority(job: job, priority: priority), let detail = try store.jobDetail(job) else {
+                throw ValidationError("job \(job) does not exist")
+            }
+            return detail
+        } catch let failure as ValidationFailure {
+            throw ValidationError(failure.description)
         }
     }
 }

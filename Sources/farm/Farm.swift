@@ -23,7 +23,7 @@ struct Farm: ParsableCommand {
         subcommands: [
             Render.self, Migrate.self, CoordinatorCommand.self, WorkerCommand.self, Submit.self, Fetch.self,
             Jobs.self, JobCommand.self, Cancel.self, Pause.self, Resume.self, Retry.self, Workers.self,
-            Drain.self, Cordon.self, Uncordon.self, Watch.self, Tokens.self,
+            Drain.self, Cordon.self, Uncordon.self, Watch.self, Tokens.self, Quotas.self,
             Status.self, Keys.self, Bench.self,
         ])
 
@@ -207,6 +207,11 @@ struct WorkerCommand: ParsableCommand {
     @Option(help: "Tasks this worker takes at once.")
     var slots = 1
 
+    @Option(
+        name: .customLong("tag"),
+        help: "A tag of this worker (repeatable): tasks whose spec says `require: [TAG, …]` go only to workers with all of them.")
+    var tags: [String] = []
+
     @Option(help: "Stop after rendering this many tasks (for scripts and tests).")
     var exitAfter: Int?
 
@@ -240,6 +245,9 @@ struct WorkerCommand: ParsableCommand {
 
     func validate() throws {
         guard slots >= 1 && slots <= 64 else { throw ValidationError("--slots must be 1...64, got \(slots)") }
+        if let bad = tags.first(where: { $0.isEmpty || $0.utf8.count > Limits().maxNameBytes || $0.contains(",") }) {
+            throw ValidationError("--tag must be 1...\(Limits().maxNameBytes) bytes without commas, got \"\(bad.prefix(40))\"")
+        }
         if let engine, !["diffusion", "test-pattern", "synthetic"].contains(engine) {
             throw ValidationError("--engine must be diffusion, test-pattern or synthetic, got \(engine)")
         }
@@ -272,6 +280,7 @@ struct WorkerCommand: ParsableCommand {
         defer { metricsServer?.stop() }
         var settings = WorkerConfiguration(coordinators: coordinator.isEmpty ? ["tcp://127.0.0.1:5555"] : coordinator, workerID: name)
         settings.slots = slots
+        settings.tags = tags
         if let keys = try security.keyPair(), let coordinatorKey {
             settings.curve = (try readPublicKey(coordinatorKey), keys)
         }

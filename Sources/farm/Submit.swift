@@ -54,36 +54,30 @@ struct Submit: ParsableCommand {
         }
         guard generation.prompt != nil else { throw ValidationError("give a spec file or --prompt") }
         let request = try generation.request(defaultModel: "test-pattern")
-        if try remote.client() != nil { throw ValidationError("with --server, give a spec file (--prompt jobs go to the database)") }
-        let store = JobStore(connection: try database.connect())
-        func stored(_ path: String?, _ flag: String) throws -> String? {
-            guard let path else { return nil }
-            guard let data = FileManager.default.contents(atPath: path) else { throw ValidationError("\(flag) \(path): cannot read the file") }
-            return try store.storeBlob(data)
-        }
-        // A mask of another size than its image is refused from the headers, before anything is stored.
-        if let mask = request.mask, let initImage = request.initImage, let maskData = FileManager.default.contents(atPath: mask),
-            let imageData = FileManager.default.contents(atPath: initImage),
-            let maskSize = PNGImage.declaredSize(of: maskData), let imageSize = PNGImage.declaredSize(of: imageData), maskSize != imageSize
-        {
-            throw ValidationError("--mask is \(maskSize.width)x\(maskSize.height) but --init-image is \(imageSize.width)x\(imageSize.height)")
-        }
-        // The farm's references to the inputs are the stored images' SHA-256s.
+        let client = try remote.client()
+        let store = client == nil ? JobStore(connection: try database.connect()) : nil
+        // The farm's references to the inputs are the stored images' SHA-256s; a mask of another size than its
+        // image is refused from the headers, before anything is stored.
         var farmRequest = request
-        farmRequest.initImage = try stored(request.initImage, "--init-image")
-        farmRequest.mask = try stored(request.mask, "--mask")
+        var task = TaskParameters(request)
+        try SubmitInputs.checkMaskSizes([task])
+        let inputs = SubmitInputs(client: client, store: store)
+        farmRequest.initImage = try request.initImage.map { try inputs.store($0, field: "--init-image") }
+        farmRequest.mask = try request.mask.map { try inputs.store($0, field: "--mask") }
         for index in farmRequest.controlnets.indices {
-            farmRequest.controlnets[index].image = try stored(request.controlnets[index].image, "--control-image")!
+            farmRequest.controlnets[index].image = try inputs.store(request.controlnets[index].image, field: "--control-image")
         }
-        let tasks = (0..<count).map { offset in
-            var image = farmRequest
+        task = TaskParameters(farmRequest)
+        var job = JobSpec(name: name ?? "job", model: request.model, tasks: [])
+        job.tasks = (0..<count).map { offset in
+            var image = task
             image.seed = request.seed &+ UInt64(offset)
-            return TaskParameters(image)
+            return image
         }
         do {
-            let job = try store.enqueue(name: name ?? "job", model: request.model, tasks: tasks)
-            print(job)
-            if wait { try follow(job, store: store) }
+            let id = try submit(job, client: client, store: store)
+            print(id)
+            if wait { try follow(id, client: client, store: store) }
         } catch let failure as ValidationFailure {
             throw ValidationError(failure.description)
         }
@@ -114,42 +108,66 @@ struct Submit: ParsableCommand {
         }
         guard (attributes[.size] as? Int ?? 0) <= 256 << 20 else { throw ValidationError("\(path): larger than 256 MB") }
         let text = try String(contentsOf: url, encoding: .utf8)
-        let job: JobSpec
-        do { job = try JobSpec.parse(text, file: path, overrides: overrides) } catch let error as JobSpecError {
+        var job: JobSpec
+        do {
+            job = try JobSpec.parse(text, file: path, overrides: overrides, directory: url.deletingLastPathComponent().path)
+        } catch let error as JobSpecError {
             throw ValidationError(error.description)
         }
-        if dryRun {
-            print("\(job.tasks.count) task(s) for job \"\(job.name)\" (model \(job.model))")
-            for (index, task) in job.tasks.prefix(5).enumerated() {
-                print(
-                    "  \(index): \"\(task.prompt.prefix(60))\" seed \(task.seed), \(task.width.map(String.init) ?? "native")x\(task.height.map(String.init) ?? "native"), \(task.steps) steps, cfg \(task.cfgScale), \(task.sampler), \(task.model)"
-                        + (task.refiner.map { ", refiner \($0) at \(GenerationRequest(task).effectiveRefinerSwitch)" } ?? "")
-                        + (task.vae.map { ", VAE \($0)" } ?? "")
-                        + (task.loras.map { ", LoRAs " + $0.map { "\($0.name):\($0.weight)" }.joined(separator: " ") } ?? ""))
-            }
-            if job.tasks.count > 5 { print("  …") }
-            return
-        }
-        if let client = try remote.client() {
+        if dryRun { return printDryRun(job) }
+        let client = try remote.client()
+        let store = client == nil ? JobStore(connection: try database.connect()) : nil
+        let id: Int64
+        if let client, job.inputPaths.isEmpty {
+            // The server expands the spec itself: a sweep of a million tasks travels as its few lines.
             let format = ["yaml": "yaml", "yml": "yaml", "json": "json", "jsonl": "jsonl", "csv": "csv"][url.pathExtension.lowercased()] ?? "txt"
             let query =
                 [URLQueryItem(name: "format", value: format)]
                 + overrides.sorted { $0.key < $1.key }.map { URLQueryItem(name: $0.key, value: $0.value) }
-            let id = try client.json(SubmitReply.self, "POST", "jobs", query: query, body: Data(text.utf8)).id
-            print(id)
-            if wait {
-                try follow(id) { try client.json(JobDetail.self, "GET", "jobs/\(id)").counts.byState }
+            id = try client.json(SubmitReply.self, "POST", "jobs", query: query, body: Data(text.utf8)).id
+        } else {
+            // Input files are read here, stored or uploaded once each, and the tasks then name their SHA-256s.
+            try SubmitInputs.checkMaskSizes(job.tasks)
+            let inputs = SubmitInputs(client: client, store: store)
+            try job.resolveInputs { try inputs.store($0, field: "input") }
+            do { id = try submit(job, client: client, store: store) } catch let failure as ValidationFailure {
+                throw ValidationError(failure.description)
             }
-            return
         }
-        let store = JobStore(connection: try database.connect())
-        let id = try store.enqueue(name: job.name, model: job.model, maxAttempts: job.maxAttempts, priority: job.priority, tasks: job.tasks)
         print(id)
-        if wait { try follow(id, store: store) }
+        if wait { try follow(id, client: client, store: store) }
     }
 
-    private func follow(_ job: Int64, store: JobStore) throws {
-        try follow(job) { try store.progress(job: job).counts }
+    /// Queues an expanded job: as `tasks` JSON through the HTTP API, or into the database.
+    private func submit(_ job: JobSpec, client: FarmClient?, store: JobStore?) throws -> Int64 {
+        if let client {
+            return try client.json(
+                SubmitReply.self, "POST", "jobs", query: [URLQueryItem(name: "format", value: "tasks")], body: try job.submittedTasks()
+            ).id
+        }
+        return try store!.enqueue(name: job.name, model: job.model, maxAttempts: job.maxAttempts, priority: job.priority, tasks: job.tasks)
+    }
+
+    private func printDryRun(_ job: JobSpec) {
+        print("\(job.tasks.count) task(s) for job \"\(job.name)\" (model \(job.model))")
+        for (index, task) in job.tasks.prefix(5).enumerated() {
+            print(
+                "  \(index): \"\(task.prompt.prefix(60))\" seed \(task.seed), \(task.width.map(String.init) ?? "native")x\(task.height.map(String.init) ?? "native"), \(task.steps) steps, cfg \(task.cfgScale), \(task.sampler), \(task.model)"
+                    + (task.refiner.map { ", refiner \($0) at \(GenerationRequest(task).effectiveRefinerSwitch)" } ?? "")
+                    + (task.vae.map { ", VAE \($0)" } ?? "")
+                    + (task.loras.map { ", LoRAs " + $0.map { "\($0.name):\($0.weight)" }.joined(separator: " ") } ?? "")
+                    + (task.initImage.map { ", init image \($0)" } ?? "") + (task.mask.map { ", mask \($0)" } ?? ""))
+        }
+        if job.tasks.count > 5 { print("  …") }
+        if !job.inputPaths.isEmpty { print("\(job.inputPaths.count) input file(s) to store") }
+    }
+
+    private func follow(_ job: Int64, client: FarmClient?, store: JobStore?) throws {
+        if let client {
+            try follow(job) { try client.json(JobDetail.self, "GET", "jobs/\(job)").counts.byState }
+        } else {
+            try follow(job) { try store!.progress(job: job).counts }
+        }
     }
 
     /// Prints a job's counts to standard error whenever they change, until no task will run again.

@@ -56,7 +56,7 @@ func errorReply(_ response: TestResponse) throws -> ErrorReply {
         let events = try await client.execute(uri: "/v1/events", method: .get)
         #expect(events.status == .unauthorized)
         // A submit token on an admin route.
-        for (method, uri) in [(HTTPRequest.Method.get, "/v1/workers"), (.get, "/v1/tokens"), (.post, "/v1/jobs/1/cancel")] {
+        for (method, uri) in [(HTTPRequest.Method.get, "/v1/workers"), (.get, "/v1/tokens"), (.get, "/v1/quotas"), (.put, "/v1/quotas/x")] {
             let forbidden = try await client.execute(uri: uri, method: method, headers: bearer(farm.submit))
             #expect(forbidden.status == .forbidden, "\(method) \(uri)")
             #expect(try errorReply(forbidden) == ErrorReply(error: "this route needs an admin token"))

@@ -110,3 +110,21 @@ public struct ErrorReply: Codable, Sendable, Equatable {
         self.line = line
     }
 }
+
+/// The answer to `POST /v1/images`: the stored image's SHA-256, which a spec names as `init_image`, `mask` or
+/// `control_image`, and its size.
+public struct StoredInput: Codable, Sendable, Equatable {
+    /// The image's SHA-256 in hex.
+    public var sha256: String
+    /// Its width in pixels, from its header.
+    public var width: Int
+    /// Its height in pixels.
+    public var height: Int
+
+    /// Makes a reply.
+    public init(sha256: String, width: Int, height: Int) {
+        self.sha256 = sha256
+        self.width = width
+        self.height = height
+    }
+}
