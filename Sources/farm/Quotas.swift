@@ -45,12 +45,10 @@ struct QuotasSet: ParsableCommand {
 
     func run() throws {
         if let client = try remote.client() {
-            struct Body: Encodable {
-                var max_queued: Int?
-                var max_running: Int?
-                var weight: Double
-            }
-            let body = try JSONEncoder().encode(Body(max_queued: maxQueued, max_running: maxRunning, weight: weight))
+            let body = try JSONEncoder().encode([
+                "max_queued": maxQueued.map { JSONValue.integer(Int64($0)) } ?? .null,
+                "max_running": maxRunning.map { JSONValue.integer(Int64($0)) } ?? .null, "weight": .number(weight),
+            ])
             guard !owner.contains("/") else { throw ValidationError("over --server, an owner's name cannot contain /") }
             return print(line(try client.json(OwnerQuota.self, "PUT", "quotas/" + owner, body: body)))
         }

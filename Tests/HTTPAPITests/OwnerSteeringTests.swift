@@ -71,11 +71,11 @@ import Testing
         var task = TaskParameters(prompt: "edit", model: "synthetic", width: 32, height: 32, steps: 2)
         task.initImage = hash
         task.strength = 0.5
-        let body = try JSONEncoder().encode(SubmittedTasksBody(name: "t", model: "synthetic", priority: 0, max_attempts: 2, tasks: [task]))
+        let body = try JSONEncoder().encode(SubmittedTasksBody(name: "t", model: "synthetic", priority: 0, maxAttempts: 2, tasks: [task]))
         let stored = try await client.execute(uri: "/v1/jobs?format=tasks", method: .post, headers: bearer(bob), body: ByteBuffer(data: body))
         #expect(stored.status == .created)
         task.initImage = "/etc/passwd"
-        let path = try JSONEncoder().encode(SubmittedTasksBody(name: "t", model: "synthetic", priority: 0, max_attempts: 2, tasks: [task]))
+        let path = try JSONEncoder().encode(SubmittedTasksBody(name: "t", model: "synthetic", priority: 0, maxAttempts: 2, tasks: [task]))
         let refusedPath = try await client.execute(uri: "/v1/jobs?format=tasks", method: .post, headers: bearer(bob), body: ByteBuffer(data: path))
         #expect(refusedPath.status == .badRequest)
         let refusedPathReply = try errorReply(refusedPath)
@@ -88,6 +88,11 @@ private struct SubmittedTasksBody: Encodable {
     var name: String
     var model: String
     var priority: Int
-    var max_attempts: Int
+    var maxAttempts: Int
     var tasks: [TaskParameters]
+
+    enum CodingKeys: String, CodingKey {
+        case name, model, priority, tasks
+        case maxAttempts = "max_attempts"
+    }
 }
