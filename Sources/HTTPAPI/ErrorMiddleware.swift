@@ -77,6 +77,11 @@ final class KnownPaths: @unchecked Sendable {
         }
     }
 
+    /// Every path as registered (`v1/jobs/:job`) with its methods.
+    var all: [(path: String, methods: [String])] {
+        lock.withLock { entries.map { ($0.path.description, $0.methods.map(\.rawValue)) } }
+    }
+
     /// The methods a request path takes, or nil when no route has that path.
     func methods(for requestPath: String) -> [HTTPRequest.Method]? {
         let parts = requestPath.split(separator: "/", omittingEmptySubsequences: true)

@@ -36,9 +36,17 @@ public struct FarmAPI: Sendable {
 
     /// The router of every route: the nosniff header and the JSON errors around all of them, the path-id and
     /// token checks around those under `/v1`.
-    public func router() -> Router<APIRequestContext> {
-        let router = Router(context: APIRequestContext.self)
+    public func router() -> Router<APIRequestContext> { router(known: KnownPaths()) }
+
+    /// Every route's path (`v1/jobs/:job`) and methods, as the router registers them: what docs/openapi.yaml must cover.
+    @_spi(Testing) public func routeTable() -> [(path: String, methods: [String])] {
         let known = KnownPaths()
+        _ = router(known: known)
+        return known.all
+    }
+
+    private func router(known: KnownPaths) -> Router<APIRequestContext> {
+        let router = Router(context: APIRequestContext.self)
         router.add(middleware: NoSniffMiddleware())
         router.add(middleware: ErrorMiddleware(known: known))
         func v1(_ least: TokenRole) -> APIRoutes {
