@@ -60,7 +60,7 @@ struct Submit: ParsableCommand {
         // image is refused from the headers, before anything is stored.
         var farmRequest = request
         var task = TaskParameters(request)
-        try SubmitInputs.checkMaskSizes([task])
+        try SubmitInputs.checkMaskSizes([task], asFlags: true)
         let inputs = SubmitInputs(client: client, store: store)
         farmRequest.initImage = try request.initImage.map { try inputs.store($0, field: "--init-image") }
         farmRequest.mask = try request.mask.map { try inputs.store($0, field: "--mask") }

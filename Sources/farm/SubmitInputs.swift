@@ -47,7 +47,8 @@ final class SubmitInputs {
 
     /// Refuses a task whose mask (by path) is not the size of its init image, from the files' headers, before
     /// anything is stored: the worker would fail every such task.
-    static func checkMaskSizes(_ tasks: [TaskParameters]) throws {
+    /// `asFlags` names them as `farm submit --prompt` takes them (`--mask`, `--init-image`) instead of by path.
+    static func checkMaskSizes(_ tasks: [TaskParameters], asFlags: Bool = false) throws {
         var sizes: [String: (width: Int, height: Int)] = [:]
         func size(_ path: String) -> (width: Int, height: Int)? {
             if let known = sizes[path] { return known }
@@ -60,8 +61,9 @@ final class SubmitInputs {
                 !TaskParameters.isStoredImageName(image), let maskSize = size(mask), let imageSize = size(image)
             else { continue }
             guard maskSize == imageSize else {
+                let (maskName, imageName) = asFlags ? ("--mask", "--init-image") : ("mask \(mask)", "its init image \(image)")
                 throw ValidationError(
-                    "mask \(mask) is \(maskSize.width)x\(maskSize.height) but its init image \(image) is \(imageSize.width)x\(imageSize.height)")
+                    "\(maskName) is \(maskSize.width)x\(maskSize.height) but \(imageName) is \(imageSize.width)x\(imageSize.height)")
             }
         }
     }
