@@ -62,7 +62,12 @@ final class Background: @unchecked Sendable {
             ("several models", ["demo", "m", "x"]),
         ] {
             let plan = try store.claimPlan(workerID: "w", capabilities: WorkerCapabilities(models: models), limit: 4)
-            #expect(!plan.contains("Seq Scan"), "claim for a worker with \(name) scans a table:\n\(plan)")
+            // Only owner_quotas may be read whole: one row per owner with a quota, however long the farm runs.
+            let scanned = plan.split(separator: "\n").compactMap { line -> String? in
+                guard let range = line.range(of: "Seq Scan on ") else { return nil }
+                return line[range.upperBound...].split(separator: " ").first.map(String.init)
+            }
+            #expect(scanned.allSatisfy { $0 == "owner_quotas" }, "claim for a worker with \(name) scans a table:\n\(plan)")
             // Models the job lacks are looked up in the (job, model) index; the job's own walk one of its indexes in
             // order (the queue index or the (job, index) key: which one is the planner's choice, both stop early).
             let indexes =
