@@ -1,0 +1,112 @@
+import Foundation
+import StableDiffusion
+import Tensors
+import Testing
+
+/// One reference run from Fixtures/finishing.json (Tools/make_finishing_fixtures.py): diffusers' AutoencoderTiny,
+/// or an upscaler file as spandrel loaded and ran it.
+struct FinishingCase: Decodable, Sendable, CustomTestStringConvertible {
+    struct Params: Decodable, Sendable {
+        let model: String
+        let scale: Int?
+        let architecture: String?
+    }
+    let name: String
+    let params: Params
+    let inputs: [String: NetworkCase.Reference]
+    let outputs: [String: NetworkCase.Reference]
+    var testDescription: String { name }
+}
+
+enum FinishingFixtures {
+    /// The cases of Fixtures/finishing.json whose names start with `prefix`.
+    static func cases(_ prefix: String) throws -> [FinishingCase] {
+        try fixtureCases("finishing.json", as: FinishingCase.self).filter { $0.name.hasPrefix(prefix) }
+    }
+
+    /// Fixtures/finishing.bin (little-endian float32), read once.
+    static let blob: Result<[Float], any Error> = Result {
+        try fixtureData("finishing.bin").withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+    }
+
+    /// The tensor `reference` points at in the blob.
+    static func tensor(_ reference: NetworkCase.Reference) throws -> Tensor {
+        let count = reference.shape.reduce(1, *)
+        return Tensor(shape: reference.shape, values: Array(try blob.get()[reference.offset..<reference.offset + count]))
+    }
+
+    /// The upscaler files the script saved.
+    static let upscalers = modelFixtures.appendingPathComponent("upscalers")
+}
+
+/// Checks `actual` against diffusers' or spandrel's `expected` within 1e-4 of the output's scale.
+private func expectParity(_ actual: Tensor, _ expected: Tensor, _ label: String) {
+    #expect(actual.shape == expected.shape, "\(label): shape \(actual.shape), expected \(expected.shape)")
+    guard actual.shape == expected.shape else { return }
+    let error = relativeError(actual, expected)
+    #expect(error < 1e-4, "\(label): relative error \(error)")
+}
+
+@Test func finishingFixturesAreComplete() throws {
+    #expect(try FinishingFixtures.cases("taesd").count == 1)
+    #expect(try FinishingFixtures.cases("upscale/").count == 3)
+}
+
+@Test func tinyAutoencoderMatchesDiffusers() throws {
+    let fixture = try #require(try FinishingFixtures.cases("taesd").first)
+    let taesd = try TinyAutoencoder.load(modelFixtures.appendingPathComponent(fixture.params.model))
+    #expect(taesd.config.scalingFactor == 1 && taesd.config.latentMagnitude == 3 && taesd.config.latentShift == 0.5)
+    #expect(taesd.downscaleFactor == 4)
+    let latents = try FinishingFixtures.tensor(fixture.inputs["latents"]!)
+    let image = try FinishingFixtures.tensor(fixture.inputs["image"]!)
+    expectParity(taesd.decode(latents), try FinishingFixtures.tensor(fixture.outputs["decoded"]!), "decode")
+    expectParity(taesd.encode(image), try FinishingFixtures.tensor(fixture.outputs["encoded"]!), "encode")
+
+    // madebyollin's single files (the decoder's indices one higher) build the same network.
+    let single = try TinyAutoencoder.load(modelFixtures.appendingPathComponent("tiny-taesd-single"))
+    expectParity(single.decode(latents), try FinishingFixtures.tensor(fixture.outputs["decoded"]!), "single-file decode")
+    expectParity(single.encode(image), try FinishingFixtures.tensor(fixture.outputs["encoded"]!), "single-file encode")
+    #expect(TinyAutoencoder.isTinyAutoencoder(modelFixtures.appendingPathComponent("tiny-taesd")))
+    #expect(TinyAutoencoder.isTinyAutoencoder(modelFixtures.appendingPathComponent("tiny-taesd-single")))
+    #expect(!TinyAutoencoder.isTinyAutoencoder(modelFixtures.appendingPathComponent("tiny-sd1/vae")))
+}
+
+@Test func tinyAutoencoderDecoderFileAlone() throws {
+    let decoder = try TinyAutoencoder.load(modelFixtures.appendingPathComponent("tiny-taesd-single/taesd_decoder.safetensors"))
+    #expect(decoder.canDecode && !decoder.canEncode)
+    #expect(
+        TinyAutoencoder.find(forModel: nil, xl: false, folders: [modelFixtures.appendingPathComponent("tiny-taesd-single")])?
+            .lastPathComponent == "taesd_decoder.safetensors")
+}
+
+@Test(arguments: try FinishingFixtures.cases("upscale/"))
+func upscalerMatchesSpandrel(_ fixture: FinishingCase) throws {
+    let upscaler = try Upscaler.load(FinishingFixtures.upscalers.appendingPathComponent(fixture.params.model))
+    #expect(upscaler.architecture.rawValue == fixture.params.architecture)
+    #expect(upscaler.scale == fixture.params.scale)
+    let image = try FinishingFixtures.tensor(fixture.inputs["image"]!)
+    expectParity(upscaler.upscale(image), try FinishingFixtures.tensor(fixture.outputs["upscaled"]!), fixture.name)
+}
+
+/// Tiles of 16 input pixels overlapping by 8 against the whole image at once: within 1/255 on average (in [0, 1]).
+@Test(arguments: ["rrdb-x4.safetensors", "rrdb-x2.pth", "compact-x4.pth"])
+func tiledUpscaleMatchesWhole(_ file: String) throws {
+    let upscaler = try Upscaler.load(FinishingFixtures.upscalers.appendingPathComponent(file))
+    var generator = MersenneTwister(seed: 5)
+    let image = Tensor(shape: [1, 3, 37, 42], values: (0..<(3 * 37 * 42)).map { _ in Float(generator.next() >> 8) / Float(1 << 24) })
+    let whole = upscaler.upscale(image)
+    let tiled = upscaler.upscaleTiled(image, tile: 16, overlap: 8)
+    #expect(tiled.shape == [1, 3, 37 * upscaler.scale, 42 * upscaler.scale])
+    guard tiled.shape == whole.shape else { return }
+    let meanError = (tiled - whole).map { abs($0) }.mean()
+    #expect(meanError < 1 / 255, "\(file): mean |tiled − whole| \(meanError)")
+    // A tile as large as the image is the whole image.
+    #expect(upscaler.upscaleTiled(image, tile: 64).maxAbsDifference(whole) == 0)
+}
+
+@Test func upscalerRefusesOtherFiles() throws {
+    #expect(throws: UpscalerError.self) {
+        try Upscaler(weights: ["conv.weight": Tensor(zeros: [1, 1, 3, 3])], source: "other.safetensors")
+    }
+    #expect(throws: UpscalerError.self) { try Upscaler.load(URL(fileURLWithPath: "/nonexistent/model.pth")) }
+}
