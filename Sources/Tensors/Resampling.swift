@@ -45,6 +45,82 @@ extension Tensor {
         return result
     }
 
+    /// Average pooling of an NCHW tensor over `factor` × `factor` cells (rows and columns past the last whole cell
+    /// are dropped), as `F.avg_pool2d(x, factor)`.
+    public func averagePooled(_ factor: Int) -> Tensor {
+        precondition(
+            rank == 4 && factor >= 1 && shape[2] >= factor && shape[3] >= factor,
+            "average pooling by \(factor) needs [N, C, H, W] of at least that size, got \(shape)")
+        if factor == 1 { return self }
+        let (planes, height, width) = (shape[0] * shape[1], shape[2], shape[3])
+        let (outHeight, outWidth) = (height / factor, width / factor)
+        var result = Tensor(uninitialized: [shape[0], shape[1], outHeight, outWidth])
+        let output = result.mutablePointer()
+        let area = Float(factor * factor)
+        withExtendedLifetime(self) {
+            let input = pointer
+            parallelFor(planes * outHeight, minimumChunk: 16) { range in
+                for line in range {
+                    let (plane, y) = line.quotientAndRemainder(dividingBy: outHeight)
+                    for x in 0..<outWidth {
+                        var sum: Float = 0
+                        for dy in 0..<factor {
+                            let row = input + (plane * height + y * factor + dy) * width + x * factor
+                            for dx in 0..<factor { sum += row[dx] }
+                        }
+                        output[line * outWidth + x] = sum / area
+                    }
+                }
+            }
+        }
+        return result
+    }
+
+    /// An NCHW tensor shrunk to `height` × `width` by area averaging (each output pixel the mean of the input area it
+    /// covers, fractional edges weighted by their share, as PIL's BOX filter): the resampling for downscaling
+    /// without aliasing. Each side must be at most the input's.
+    public func resizedByArea(height newHeight: Int, width newWidth: Int) -> Tensor {
+        precondition(
+            rank == 4 && newHeight >= 1 && newWidth >= 1 && newHeight <= shape[2] && newWidth <= shape[3],
+            "area resizing shrinks [N, C, H, W] to a positive size no larger, got \(shape) to \(newHeight)×\(newWidth)")
+        let (planes, height, width) = (shape[0] * shape[1], shape[2], shape[3])
+        if newHeight == height && newWidth == width { return self }
+        /// Per output index, the input indices it covers and their weights (summing to 1).
+        func taps(_ length: Int, _ newLength: Int) -> [[(index: Int, weight: Float)]] {
+            let ratio = Double(length) / Double(newLength)
+            return (0..<newLength).map { i in
+                let (start, end) = (Double(i) * ratio, Double(i + 1) * ratio)
+                return (Int(start)..<Swift.min(length, Int(end.rounded(.up)))).compactMap { j in
+                    let share = Swift.min(end, Double(j + 1)) - Swift.max(start, Double(j))
+                    return share > 0 ? (j, Float(share / ratio)) : nil
+                }
+            }
+        }
+        let (rowTaps, columnTaps) = (taps(height, newHeight), taps(width, newWidth))
+        var result = Tensor(uninitialized: [shape[0], shape[1], newHeight, newWidth])
+        let output = result.mutablePointer()
+        withExtendedLifetime(self) {
+            let input = pointer
+            parallelFor(planes * newHeight, minimumChunk: 8) { range in
+                var line = [Float](repeating: 0, count: width)
+                for index in range {
+                    let (plane, y) = index.quotientAndRemainder(dividingBy: newHeight)
+                    for x in 0..<width { line[x] = 0 }
+                    for (row, weight) in rowTaps[y] {
+                        let source = input + (plane * height + row) * width
+                        for x in 0..<width { line[x] += source[x] * weight }
+                    }
+                    for x in 0..<newWidth {
+                        var sum: Float = 0
+                        for (column, weight) in columnTaps[x] { sum += line[column] * weight }
+                        output[index * newWidth + x] = sum
+                    }
+                }
+            }
+        }
+        return result
+    }
+
     /// Pads the bottom and right of an NCHW tensor by reflection (the edge row or column is not repeated), as
     /// `F.pad(x, (0, right, 0, bottom), mode="reflect")`; each pad must be smaller than that side.
     public func reflectPadded(bottom: Int, right: Int) -> Tensor {

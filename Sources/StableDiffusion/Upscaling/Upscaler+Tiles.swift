@@ -44,6 +44,22 @@ extension Upscaler {
         return output
     }
 
+    /// The image upscaled by `factor`, which need not be the model's scale: the model runs (tiled) as many times as
+    /// it takes to reach at least `factor` (once at least), then the result is shrunk by area averaging to exactly the rounded
+    /// `factor` × the input's size, as the web UIs do with their resize after the upscaler.
+    public func upscale(_ image: Tensor, by factor: Double, tile: Int = defaultTile, overlap: Int = defaultOverlap) -> Tensor {
+        precondition(factor > 0, "the upscale factor must be positive, got \(factor)")
+        let (height, width) = (image.shape[2], image.shape[3])
+        let target = (height: Swift.max(1, Int((Double(height) * factor).rounded())), width: Swift.max(1, Int((Double(width) * factor).rounded())))
+        // At least one pass, so that a 1× (restoration) model still runs.
+        var result = image
+        repeat {
+            result = upscaleTiled(result, tile: tile, overlap: overlap)
+        } while scale > 1 && (result.shape[2] < target.height || result.shape[3] < target.width)
+        if result.shape[2] == target.height && result.shape[3] == target.width { return result }
+        return result.resizedByArea(height: Swift.min(target.height, result.shape[2]), width: Swift.min(target.width, result.shape[3]))
+    }
+
     /// Where tiles of `tile` pixels start along a side of `length`: every `step`, then a last one reaching the end
     /// (its start moved down onto the `multiple` grid, so it may be up to `multiple` − 1 pixels longer); one tile
     /// from 0 when the side fits in it.
