@@ -110,3 +110,35 @@ func tiledUpscaleMatchesWhole(_ file: String) throws {
     }
     #expect(throws: UpscalerError.self) { try Upscaler.load(URL(fileURLWithPath: "/nonexistent/model.pth")) }
 }
+
+/// `--vae taesd`: with a TAESD set, the pipeline's decode is TAESD's, through the same byte conversion.
+@Test func pipelineDecodesWithTinyAutoencoder() throws {
+    var pipeline = try Pipeline(weights: NetworkFixtures.model("tiny-sd1"))
+    let taesd = try TinyAutoencoder.load(modelFixtures.appendingPathComponent("tiny-taesd"))
+    let fixture = try #require(try FinishingFixtures.cases("taesd").first)
+    let latents = try FinishingFixtures.tensor(fixture.inputs["latents"]!)
+    let vaeBytes = pipeline.decode(latents)
+    pipeline.tinyAutoencoder = taesd
+    let bytes = pipeline.decode(latents)
+    #expect(bytes == Pipeline.bytes(taesd.decode(latents)))
+    #expect(bytes != vaeBytes)
+    // A preview is the first image's decode, pooled down to the size asked for.
+    let preview = taesd.preview(Tensor.concat([latents, latents], axis: 0), maxSide: 16)
+    #expect(preview.width == 16 && preview.height == 16 && preview.rgb.count == 16 * 16 * 3)
+    #expect(taesd.preview(latents).rgb == bytes[0])
+}
+
+/// Scales other than the model's: repeated passes, then an exact area shrink to the rounded size.
+@Test func upscaleToOtherScales() throws {
+    let upscaler = try Upscaler.load(FinishingFixtures.upscalers.appendingPathComponent("compact-x4.pth"))
+    let image = Tensor(shape: [1, 3, 9, 10], values: (0..<270).map { Float($0 % 17) / 16 })
+    #expect(upscaler.upscale(image, by: 3).shape == [1, 3, 27, 30])
+    #expect(upscaler.upscale(image, by: 6).shape == [1, 3, 54, 60])
+    let whole = upscaler.upscale(image)
+    #expect(upscaler.upscale(image, by: 2).maxAbsDifference(whole.averagePooled(2)) < 1e-5)
+    // Area shrinking: halves are 2×2 means; a constant stays constant at any ratio.
+    let ramp = Tensor(shape: [1, 1, 2, 4], values: [0, 1, 2, 3, 4, 5, 6, 7])
+    #expect(ramp.resizedByArea(height: 1, width: 2).scalars == [2.5, 4.5])
+    let constant = Tensor(repeating: 0.25, shape: [1, 2, 7, 9]).resizedByArea(height: 3, width: 4)
+    #expect(constant.scalars.allSatisfy { abs($0 - 0.25) < 1e-6 })
+}
