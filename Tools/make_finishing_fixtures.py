@@ -3,7 +3,7 @@
 
 A dev tool (pip install torch diffusers safetensors spandrel). TAESD is diffusers' `AutoencoderTiny`; the upscalers
 are run by spandrel, loading the very files this script saves, so the key layouts and the architecture detection
-are spandrel's. Output: Tests/StableDiffusionTests/Fixtures/finishing.{json,bin} and Fixtures/models/tiny-taesd*,
+are spandrel's. Output: Tests/StableDiffusionTests/Fixtures/finishing.{json,bin} and Fixtures/models/tiny-taesd* (4x, its single files, and a 2x one for tiny-sd1),
 Fixtures/models/upscalers/.
 """
 import json
@@ -105,6 +105,14 @@ with torch.no_grad():
         picture = torch.rand(1, 3, *size)
         case(f"upscale/{file}", {"model": file, "scale": descriptor.scale, "architecture": descriptor.architecture.id},
              {"image": picture}, {"upscaled": descriptor.model(picture)})
+
+    # A 2x TAESD (two levels) that fits tiny-sd1's 2x VAE, for `farm render --vae taesd` end to end; no reference
+    # output (the 4x one's parity covers the network), so its own seed leaves the cases above unchanged.
+    torch.manual_seed(34)
+    taesd2 = AutoencoderTiny(encoder_block_out_channels=(8, 8), decoder_block_out_channels=(8, 8),
+                             num_encoder_blocks=(1, 1), num_decoder_blocks=(1, 1)).eval()
+    randomize(taesd2, 0.12)
+    taesd2.save_pretrained(models / "tiny-taesd-2x", safe_serialization=True)
 
 (here / "finishing.bin").write_bytes(bytes(blob.data))
 (here / "finishing.json").write_text(json.dumps({"cases": cases}, indent=1))
