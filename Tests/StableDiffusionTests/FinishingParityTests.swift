@@ -142,3 +142,41 @@ func tiledUpscaleMatchesWhole(_ file: String) throws {
     let constant = Tensor(repeating: 0.25, shape: [1, 2, 7, 9]).resizedByArea(height: 3, width: 4)
     #expect(constant.scalars.allSatisfy { abs($0 - 0.25) < 1e-6 })
 }
+
+/// The three RRDBNet layouts (old ESRGAN, BSRGAN, Real-ESRGAN) of the same weights build the same network.
+@Test func rrdbKeyLayoutsLoadAlike() throws {
+    let file = FinishingFixtures.upscalers.appendingPathComponent("rrdb-x4.safetensors")
+    let old = try SafeTensorsFile(url: file).allTensors()
+    func renamed(_ names: [String: String], trunk: String, block: String) -> [String: Tensor] {
+        var result: [String: Tensor] = [:]
+        for (key, tensor) in old {
+            let parts = key.split(separator: ".").map(String.init)
+            let suffix = parts.last!
+            if key.hasPrefix("model.1.sub.0.") {  // model.1.sub.0.RDBk.convj.0.weight
+                result["\(trunk).0.\(block)\(parts[4].dropFirst(3)).\(parts[5]).\(suffix)"] = tensor
+            } else {
+                result["\(names[parts.dropLast().joined(separator: ".")]!).\(suffix)"] = tensor
+            }
+        }
+        return result
+    }
+    let bsrgan = renamed(
+        [
+            "model.0": "conv_first", "model.1.sub.1": "trunk_conv", "model.3": "upconv1", "model.6": "upconv2", "model.8": "HRconv",
+            "model.10": "conv_last",
+        ],
+        trunk: "RRDB_trunk", block: "RDB")
+    let realESRGAN = renamed(
+        [
+            "model.0": "conv_first", "model.1.sub.1": "conv_body", "model.3": "conv_up1", "model.6": "conv_up2", "model.8": "conv_hr",
+            "model.10": "conv_last",
+        ], trunk: "body", block: "rdb")
+    #expect(bsrgan.keys.contains("RRDB_trunk.0.RDB2.conv3.weight") && realESRGAN.keys.contains("body.0.rdb3.conv5.bias"))
+    let image = Tensor(shape: [1, 3, 6, 5], values: (0..<90).map { Float($0 % 11) / 10 })
+    let reference = try Upscaler(weights: old, source: "old").upscale(image)
+    for (name, weights) in [("BSRGAN", bsrgan), ("Real-ESRGAN", realESRGAN)] {
+        let upscaler = try Upscaler(weights: weights, source: name)
+        #expect(upscaler.scale == 4 && upscaler.architecture == .esrgan)
+        #expect(upscaler.upscale(image).maxAbsDifference(reference) == 0, "\(name)")
+    }
+}
