@@ -17,6 +17,9 @@ public final class DiffusionRenderer: Renderer {
     private var controlNets: [String: ControlNet] = [:]
     let budgetBytes: Int
     private var loaded: [(model: String, vae: String?, loras: [ResolvedLoRA], pipeline: Pipeline, bytes: Int)] = []
+    let modelsFolder: URL?
+    /// The models folder's TAESD for SD 1.x/2.x (false) and SDXL (true) models, once looked for (nil: none there).
+    private var tinyAutoencoders: [Bool: TinyAutoencoder?] = [:]
     /// The LoRA and embedding folders tasks' names are found in.
     public let addOns: AddOnFolders
     /// Pipelines built (loaded and patched) since start, for tests and logs: a cache hit builds none.
@@ -32,6 +35,7 @@ public final class DiffusionRenderer: Renderer {
     /// `memoryBudgetBytes` (default: half of the machine's memory).
     public init(modelsFolder folder: URL?, memoryBudgetBytes: Int? = nil, addOns: AddOnFolders = AddOnFolders()) throws {
         self.addOns = addOns
+        modelsFolder = folder
         budgetBytes = memoryBudgetBytes ?? Int(ProcessInfo.processInfo.physicalMemory / 2)
         index = try ModelsIndex(folder: folder)
     }
@@ -39,7 +43,22 @@ public final class DiffusionRenderer: Renderer {
     public var models: [String] { index.models.keys.sorted() }
 
     /// The VAEs of the models folder, by name, that a task may name instead of its model's own.
-    public var vaes: [String]? { index.vaes.keys.sorted() }
+    public var vaes: [String]? {
+        let taesd = [false, true].contains { TinyAutoencoder.find(forModel: nil, xl: $0, folders: modelsFolder.map { [$0] } ?? []) != nil }
+        return (index.vaes.keys + (taesd ? ["taesd"] : [])).sorted()
+    }
+
+    /// The models folder's TAESD (`taesd` or `taesdxl`, a folder or `_decoder` file) for SD or SDXL models, loaded
+    /// once; nil when the folder has none (or it does not load, which is logged).
+    func tinyAutoencoder(xl: Bool) -> TinyAutoencoder? {
+        if let known = tinyAutoencoders[xl] { return known }
+        var found: TinyAutoencoder?
+        if let url = TinyAutoencoder.find(forModel: nil, xl: xl, folders: modelsFolder.map { [$0] } ?? []) {
+            do { found = try TinyAutoencoder.load(url) } catch { logger.warning("TAESD \(url.path) does not load: \(error)") }
+        }
+        tinyAutoencoders[xl] = found
+        return found
+    }
 
     /// The LoRAs of `addOns.loras` by name; nil without a LoRA folder.
     public var loras: [String]? { addOns.loras.map { _ in addOns.loraNames } }
@@ -63,7 +82,7 @@ public final class DiffusionRenderer: Renderer {
             throw RenderError(kind: .input, message: "unknown \(role) \"\(name)\"; this worker has \(models.joined(separator: ", "))")
         }
         var options = ModelWeights.Options()
-        if let vae {
+        if let vae, vae != "taesd" {
             guard let vaeURL = index.vaes[vae]?.url else {
                 let known = index.vaes.keys.sorted()
                 throw RenderError(
@@ -84,7 +103,15 @@ public final class DiffusionRenderer: Renderer {
             }
             // As held: halves two bytes an element, Float32 four; SDXL's second text encoder included.
             bytes = weights.residentBytes
-            pipeline = try Pipeline(weights: ResolvedLoRA.patch(weights, with: loras))
+            var built = try Pipeline(weights: ResolvedLoRA.patch(weights, with: loras))
+            if vae == "taesd" {
+                guard let tiny = tinyAutoencoder(xl: built.unet.config.isXL), tiny.downscaleFactor == built.latentScale else {
+                    throw GenerationError(
+                        "VAE taesd: this worker has no \(built.unet.config.isXL ? "taesdxl" : "taesd") for \(name) in its models folder")
+                }
+                built.tinyAutoencoder = tiny
+            }
+            pipeline = built
         } catch let error as GenerationError {
             throw RenderError(kind: .input, message: error.message)
         } catch {
@@ -154,12 +181,16 @@ public final class DiffusionRenderer: Renderer {
                         "\(prepared.width)x\(prepared.height) is above this worker's limit of \(maxPixels) pixels (its memory); left to a larger worker"
                 )
             }
+            // Previews from TAESD's decode where the models folder has one that fits, else the linear projection.
+            let previewer = previewEvery > 0 ? tinyAutoencoder(xl: pipeline.unet.config.isXL) : nil
+            let fits = previewer.map { $0.config.latentChannels == pipeline.vae.config.latentChannels && $0.downscaleFactor == pipeline.latentScale }
+            if fits == false { logger.warning("the models folder's TAESD does not fit \(parameters.model); previews use the latent projection") }
             let latents = try withoutActuallyEscaping(preview) { preview in
                 try prepared.sample(
                     pipeline,
                     onStep: { step, latents in
                         guard previewEvery > 0, step % previewEvery == 0 else { return }
-                        let small = Pipeline.preview(latents)
+                        let small = (fits == true ? previewer : nil)?.preview(latents) ?? Pipeline.preview(latents)
                         if let image = try? PNGImage(width: small.width, height: small.height, format: .rgb, pixels: small.rgb) {
                             preview(step, image)
                         }

@@ -31,7 +31,8 @@ struct ModelsIndex {
         }
         let entries = try folder.map { try FileManager.default.contentsOfDirectory(at: $0, includingPropertiesForKeys: nil) } ?? []
         for url in entries.sorted(by: { $0.lastPathComponent < $1.lastPathComponent }) {
-            guard let summary = Self.summary(url) else { continue }
+            // TAESD files are the renderer's previews and `vae: taesd`, not models or VAEs a task names by file.
+            guard !TinyAutoencoder.isTinyAutoencoder(url), let summary = Self.summary(url) else { continue }
             switch summary.kind {
             case .model: models[url.deletingPathExtension().lastPathComponent] = Entry(url: url, summary: summary)
             case .vae: vaes[url.deletingPathExtension().lastPathComponent] = Entry(url: url, summary: summary)

@@ -54,6 +54,9 @@ struct Bench: ParsableCommand {
     @Flag(help: "Only report the BLAS core in use and the sgemm rate (a few seconds).")
     var blasOnly = false
 
+    @Flag(help: "Only time the VAE decode against TAESD's (random SD 1.5-shaped weights) at each size and print the ratio.")
+    var decoders = false
+
     @Option(help: .hidden)
     var only: Int?
 
@@ -83,6 +86,7 @@ struct Bench: ParsableCommand {
             guard error < 1e-4 else { throw ExitCode.failure }
             return
         }
+        if decoders { return compareDecoders() }
         if let only {
             let figures = try BenchRun(model: model, arch: arch, weights: weights, tiling: tiling, size: only, steps: steps).measure()
             let encoder = JSONEncoder()

@@ -21,7 +21,7 @@ struct Farm: ParsableCommand {
         abstract: "DiffusionFarm: a Stable Diffusion render farm.",
         version: "DiffusionFarm \(Farm.release) (wire protocol \(WireMessage.protocolVersion))",
         subcommands: [
-            Render.self, Migrate.self, CoordinatorCommand.self, WorkerCommand.self, Submit.self, Fetch.self,
+            Render.self, Upscale.self, Migrate.self, CoordinatorCommand.self, WorkerCommand.self, Submit.self, Fetch.self,
             Jobs.self, JobCommand.self, Cancel.self, Pause.self, Resume.self, Retry.self, Workers.self,
             Drain.self, Cordon.self, Uncordon.self, Watch.self, Tokens.self, Quotas.self,
             Status.self, Keys.self, Bench.self,

@@ -78,7 +78,7 @@ struct GenerationOptions: ParsableArguments {
 
     @Option(
         help:
-            "A VAE to use instead of the model's: for render a diffusers vae folder or a .safetensors file; for submit a name the workers have."
+            "A VAE to use instead of the model's: for render a diffusers vae folder or a .safetensors file; for submit a name the workers have. taesd (or a TAESD folder or file): decode with TAESD, fast and lower quality."
     )
     var vae: String?
 

@@ -61,8 +61,8 @@ struct Render: ParsableCommand {
             throw ValidationError("--prediction must be epsilon or v_prediction, got \(prediction)")
         }
         guard out.lowercased().hasSuffix(".png") else { throw ValidationError("--out must name a .png file") }
-        if let vae = generation.vae, !FileManager.default.fileExists(atPath: vae) {
-            throw ValidationError("--vae \(vae): no such file or folder (a diffusers vae folder or a .safetensors file)")
+        if let vae = generation.vae, vae != "taesd", !FileManager.default.fileExists(atPath: vae) {
+            throw ValidationError("--vae \(vae): no such file or folder (a diffusers vae folder, a .safetensors file, or taesd)")
         }
         for (flag, folder) in [("--lora-dir", loraDir), ("--embeddings-dir", embeddingsDir)] {
             var isFolder: ObjCBool = false
@@ -79,6 +79,27 @@ struct Render: ParsableCommand {
         var request = try generation.request()
         request.rng = NoiseSource(rawValue: rng) ?? .cpu
         return request
+    }
+
+    /// The TAESD `--vae` names: `taesd` finds `taesd` (SD 1.x/2.x) or `taesdxl` (SDXL) beside the model or in the
+    /// current folder; anything else is a TAESD folder or file. Its scale must be the pipeline's VAE's.
+    static func tinyAutoencoder(_ name: String, model: URL, pipeline: Pipeline) throws -> TinyAutoencoder {
+        let xl = pipeline.unet.config.isXL
+        let here = URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
+        guard let url = name == "taesd" ? TinyAutoencoder.find(forModel: model, xl: xl, folders: [here]) : URL(fileURLWithPath: name) else {
+            let stem = TinyAutoencoder.stems(xl: xl)[0]
+            throw ValidationError(
+                "--vae taesd: no \(stem) folder or \(stem)_decoder.safetensors beside the model or in the current folder; download madebyollin/\(stem) there or pass its path"
+            )
+        }
+        let decoder = try TinyAutoencoder.load(url)
+        guard decoder.canDecode, decoder.downscaleFactor == pipeline.latentScale, decoder.config.latentChannels == pipeline.vae.config.latentChannels
+        else {
+            throw ValidationError(
+                "--vae \(url.path): this TAESD decodes \(decoder.config.latentChannels) latent channels at \(decoder.downscaleFactor)x, the model needs \(pipeline.vae.config.latentChannels) at \(pipeline.latentScale)x"
+            )
+        }
+        return decoder
     }
 
     /// Reads a PNG, naming the flag in the error.
@@ -105,15 +126,22 @@ struct Render: ParsableCommand {
         let started = Date()
         let request = try self.request()
         // The VAE replaces the model's and the refiner's (which decodes a refined image); --prediction is the model's.
-        let vae = request.vae.map { URL(fileURLWithPath: $0) }
+        // TAESD (`taesd`, or a TAESD folder or file) decodes in place of the VAE; the model keeps its own for encoding.
+        let tiny = request.vae.map { $0 == "taesd" || TinyAutoencoder.isTinyAutoencoder(URL(fileURLWithPath: $0)) } ?? false
+        let vae = tiny ? nil : request.vae.map { URL(fileURLWithPath: $0) }
         let folders = AddOnFolders(loras: loraDir.map { URL(fileURLWithPath: $0) }, embeddings: embeddingsDir.map { URL(fileURLWithPath: $0) })
         let loras: [ResolvedLoRA]
         do { loras = try folders.loras(for: request, allowPaths: true) } catch { throw ValidationError(error.message) }
-        let weights = try ModelWeights.load(
-            try BundledModels.resolve(request.model), options: .init(predictionType: prediction, vae: vae))
-        let pipeline = try Pipeline(weights: ResolvedLoRA.patch(weights, with: loras))
+        let modelURL = try BundledModels.resolve(request.model)
+        let weights = try ModelWeights.load(modelURL, options: .init(predictionType: prediction, vae: vae))
+        var pipeline = try Pipeline(weights: ResolvedLoRA.patch(weights, with: loras))
         let refinerOptions = ModelWeights.Options(vae: vae)
-        let refiner = try request.refiner.map { try Pipeline(weights: ModelWeights.load(try BundledModels.resolve($0), options: refinerOptions)) }
+        var refiner = try request.refiner.map { try Pipeline(weights: ModelWeights.load(try BundledModels.resolve($0), options: refinerOptions)) }
+        if tiny, let name = request.vae {
+            let decoder = try Render.tinyAutoencoder(name, model: modelURL, pipeline: refiner ?? pipeline)
+            pipeline.tinyAutoencoder = decoder
+            refiner?.tinyAutoencoder = decoder
+        }
         var inputs = GenerationInputs(
             initImage: try request.initImage.map { try Render.readPNG($0, flag: "--init-image") },
             mask: try request.mask.map { try Render.readPNG($0, flag: "--mask") },

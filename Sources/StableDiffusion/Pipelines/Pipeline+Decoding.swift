@@ -5,13 +5,17 @@ extension Pipeline {
     /// Decodes latents to RGB images, 8 bits per sample, rows top to bottom (as diffusers'
     /// `numpy_to_pil`: (x/2 + 0.5) clamped to [0, 1], × 255, rounded half to even).
     /// `tiled` decodes in tiles of the VAE's sample size (memory bounded by the tile, not the
-    /// image) with those group-norm statistics; nil decodes the whole image at once.
+    /// image) with those group-norm statistics; nil decodes the whole image at once. With `tinyAutoencoder` set, TAESD
+    /// decodes instead (whole, as its activations are a fraction of the VAE's).
     public func decode(_ latents: Tensor, tiled: TileStatistics? = nil) -> [[UInt8]] {
         // The pool holds the sampler's large buffers, whose sizes the VAE never asks for: return
         // them before the decoder makes its full-resolution tensors, and keep the decoder's out of
         // it (the next image samples first). Buffers under a megabyte stay for other threads' loops.
         BufferPool.drain(atLeast: 1 << 20)
         return BufferPool.unpooled {
+            if let tiny = tinyAutoencoder, tiny.canDecode {
+                return Pipeline.bytes(tiny.decode(latents.scaled(by: 1 / Float(tiny.config.scalingFactor))))
+            }
             let scaled = latents.scaled(by: 1 / Float(vae.config.scalingFactor))
             let tile = max(1, vae.config.sampleSize / vae.downscaleFactor)
             let pixels = tiled.map { vae.decodeTiled(scaled, tile: tile, statistics: $0) } ?? vae.decode(scaled)

@@ -24,6 +24,8 @@ public struct Pipeline {
     public let forceZerosForEmptyPrompt: Bool
     /// Textual-inversion embeddings the prompts may name (`usingEmbeddings`); nil: none.
     public var embeddings: PromptEmbeddings?
+    /// A TAESD that decodes instead of the VAE (`--vae taesd`: faster, lower quality); nil: the VAE decodes.
+    public var tinyAutoencoder: TinyAutoencoder?
 
     /// The first text encoder (the only one before SDXL).
     public var textEncoder: TextEncoder { textEncoders[0] }

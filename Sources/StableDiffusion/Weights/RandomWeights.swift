@@ -32,7 +32,7 @@ struct RandomWeightGenerator {
     }
 
     /// A uniform tensor in ±1/√fanIn (xorshift; values need only be plausible, not reproducible elsewhere).
-    private mutating func add(_ name: String, _ shape: [Int], fanIn: Int? = nil) {
+    mutating func add(_ name: String, _ shape: [Int], fanIn: Int? = nil) {
         let bound = 1 / Float(fanIn ?? shape.dropFirst().reduce(1, *)).squareRoot()
         store(name, shape) { values, state in
             for i in values.indices {

@@ -9,8 +9,8 @@ import Tensors
 /// - float16 and bfloat16 tensors come back as stored (`Tensor.element`; products widen them), every other one
 ///   as Float32: float64 narrowed, integer and bool tensors (such as CLIP's int64 `position_ids`) converted,
 ///   exactly for magnitudes up to 2²⁴, which covers the ids and counters checkpoints hold.
-/// - The state dict is the top-level dict's `state_dict` entry when there is one, else the
-///   top-level dict itself. SD checkpoints are flat (`model.diffusion_model.…weight`), so nested
+/// - The state dict is the top-level dict's `state_dict` entry when there is one (or `string_to_param`,
+///   `params_ema`, `params`), else the top-level dict itself. SD checkpoints are flat (`model.diffusion_model.…weight`), so nested
 ///   dicts are not flattened; state-dict entries that are not tensors are reported in
 ///   `Contents.skippedKeys`. Nothing outside the state dict (optimizer states, EMA copies
 ///   under other keys) is ever converted.
@@ -108,10 +108,13 @@ private struct Loader {
                     + "this loader reads state-dict checkpoints only")
         }
         var stateIndex = rootIndex
+        // `state_dict`: Lightning checkpoints; `string_to_param`: the web UI's textual-inversion embeddings;
+        // `params_ema` (preferred, the averaged weights) or `params`: Real-ESRGAN's upscalers.
+        let nested = ["state_dict", "string_to_param", "params_ema", "params"]
+        var chosen = nested.count
         for (key, value) in unpickler.dicts[rootIndex] {
-            // `state_dict`: Lightning checkpoints; `string_to_param`: the web UI's textual-inversion embeddings.
-            if case .string(let name) = key, ["state_dict", "string_to_param"].contains(name), case .dict(let index) = value {
-                stateIndex = index
+            if case .string(let name) = key, let rank = nested.firstIndex(of: name), rank < chosen, case .dict(let index) = value {
+                (stateIndex, chosen) = (index, rank)
             }
         }
 
