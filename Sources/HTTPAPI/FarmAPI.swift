@@ -49,6 +49,7 @@ public struct FarmAPI: Sendable {
         addJobRoutes(submit: submit, admin: admin)
         addInputRoutes(submit: submit)
         addWorkerRoutes(admin: admin)
+        addRetentionRoutes(admin: admin)
         addTokenRoutes(admin: admin)
         addEventRoutes(submit: submit)
         // Outside /v1 and without a token, as scrapers expect.

@@ -41,6 +41,12 @@ struct Submit: ParsableCommand {
     @Option(help: "Number of images (seeds seed, seed+1, ...).")
     var count = 1
 
+    @Option(help: "Let retention remove the job's tasks, images and events this long after it finishes: 7d, 12h, or seconds.")
+    var expiresAfter: String?
+
+    @Option(help: "POST the job's end (JSON: job, state, counts) to this http(s) URL.")
+    var notify: String?
+
     func validate() throws {
         guard count >= 1 && count <= Limits().maxTasksPerJob else {
             throw ValidationError("--count must be 1...\(Limits().maxTasksPerJob), got \(count)")
@@ -81,7 +87,9 @@ struct Submit: ParsableCommand {
             return TaskParameters(image)
         }
         do {
-            let job = try store.enqueue(name: name ?? "job", model: request.model, tasks: tasks)
+            let job = try store.enqueue(
+                name: name ?? "job", model: request.model,
+                expiresAfter: try expiresAfter.map { try RetentionPeriod.seconds($0, field: "--expires-after") }, notify: notify, tasks: tasks)
             print(job)
             if wait { try follow(job, store: store) }
         } catch let failure as ValidationFailure {
@@ -104,6 +112,8 @@ struct Submit: ParsableCommand {
         fields["vae"] = generation.vae
         if !generation.lora.isEmpty { fields["loras"] = generation.lora.joined(separator: ",") }
         if !generation.negative.isEmpty { fields["negative"] = generation.negative }
+        fields["expires_after"] = expiresAfter
+        fields["notify"] = notify
         return fields
     }
 
@@ -143,7 +153,9 @@ struct Submit: ParsableCommand {
             return
         }
         let store = JobStore(connection: try database.connect())
-        let id = try store.enqueue(name: job.name, model: job.model, maxAttempts: job.maxAttempts, priority: job.priority, tasks: job.tasks)
+        let id = try store.enqueue(
+            name: job.name, model: job.model, maxAttempts: job.maxAttempts, priority: job.priority, expiresAfter: job.expiresAfter,
+            notify: job.notify, tasks: job.tasks)
         print(id)
         if wait { try follow(id, store: store) }
     }
