@@ -135,5 +135,19 @@ final class HookReceiver: @unchecked Sendable {
         "SELECT count(*)::bigint AS n FROM notifications WHERE delivered_at IS NOT NULL AND attempts = 3 AND given_up_at IS NULL"
     ).single()
     #expect(try rows.decode("n", as: Int64.self) == 2)
-    withExtendedLifetime((coordinator, worker)) {}
+
+    // A job that ends while no coordinator runs is told by the next one: the outbox is in PostgreSQL.
+    coordinator.crash()
+    let later = try store.enqueue(name: "later", model: "none", notify: hook, tasks: [TaskParameters(prompt: "x", model: "none")])
+    #expect(try runFarmCapturing(["cancel", String(later), "--database", conninfo]).status == 0)
+    let restarted = try FarmProcess(
+        [
+            "coordinator", "--insecure", "--database", conninfo, "--listen", endpoint, "--heartbeat", "0.2", "--missed-heartbeats", "10",
+            "--notify-retry-seconds", "0.2",
+        ], name: "notify-coordinator-2")
+    #expect(waitFor(60) { answered(later) }, "\(receiver.deliveries)\n\(restarted.output)")
+    Thread.sleep(forTimeInterval: 2)
+    #expect(receiver.deliveries.filter { $0.job == later }.map(\.status) == [500, 500, 200])
+    #expect(receiver.deliveries.filter { $0.job != later }.count == deliveries.count, "the earlier jobs are not told again")
+    withExtendedLifetime((coordinator, worker, restarted)) {}
 }
