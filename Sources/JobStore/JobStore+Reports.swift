@@ -75,7 +75,13 @@ extension JobStore {
             }
             // With an image directory the file is written (atomically) before its row, so no row names a missing file;
             // a transaction that then fails leaves a file that the same result, sent again, writes over.
-            let file = try imageDirectory?.write(png)
+            var file: (path: String, bytes: Int)?
+            if let imageDirectory {
+                // Shared with other writers of the same file, exclusive with a prune that would remove it (`pruneStep`).
+                try connection.query(
+                    "SELECT pg_advisory_xact_lock_shared($1, $2)", [Self.imageFileLockClass, Self.imageFileLock(SHA256.hex(of: png))])
+                file = try imageDirectory.write(png)
+            }
             try connection.query(
                 """
                 INSERT INTO images (task_id, attempt, png, path, bytes, width, height, seed, sha256, parameters)

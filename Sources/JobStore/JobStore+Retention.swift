@@ -89,18 +89,29 @@ extension JobStore {
             return (report, paths)
         }
         guard var (report, paths) = outcome else { return nil }
-        // Content-addressed: another image (the same PNG) may still name the file.
-        if !paths.isEmpty {
-            paths = try connection.query(
-                "SELECT p FROM unnest($1::text[]) p WHERE NOT EXISTS (SELECT 1 FROM images WHERE path = p)", [postgresArray(paths)]
-            ).rows.map { try $0.decode("p") }
-            for path in paths {
+        // Content-addressed: another image (the same PNG) may still name the file, or a result being stored may be
+        // about to. Each file's lock, exclusive here and shared in `complete`, orders the two: a result stored first
+        // is seen here and keeps its file; one stored after writes the file again.
+        for path in paths {
+            let hash = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
+            try connection.transaction { connection in
+                try connection.query("SELECT pg_advisory_xact_lock($1, $2)", [Self.imageFileLockClass, Self.imageFileLock(hash)])
+                guard try connection.query("SELECT 1 FROM images WHERE path = $1 LIMIT 1", [path]).rows.isEmpty else { return }
                 let bytes = ImageDirectory.remove(path: path)
                 report.fileBytes += bytes
                 if bytes > 0 { report.files += 1 }
             }
         }
         return report
+    }
+
+    /// The first key of the image files' advisory locks ("FILE"), so that they share no key with other locks.
+    static let imageFileLockClass: Int32 = 0x4649_4C45
+
+    /// The second key of an image file's advisory lock: the first 32 bits of its SHA-256 (hex). Two files that share
+    /// them only wait for each other.
+    static func imageFileLock(_ hash: String) -> Int32 {
+        Int32(bitPattern: UInt32(hash.prefix(8), radix: 16) ?? 0)
     }
 
     /// Bytes the images, tasks and events tables take on disk, with their TOAST tables and indexes.

@@ -149,3 +149,44 @@ func noise(_ count: Int, seed: Int) -> Data {
     #expect(try store.notificationDelivered(first.id) && !store.notificationDelivered(first.id))
     #expect(try store.secondsToNextNotification() == nil)
 }
+
+@Test func aPruneKeepsTheFileOfAResultBeingStoredMeanwhile() throws {
+    let store = try migratedStore()
+    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("images-\(UUID().uuidString.prefix(8))")
+    defer { try? FileManager.default.removeItem(at: folder) }
+    store.imageDirectory = try ImageDirectory(path: folder.path)
+    #expect(try store.registerWorker(WireMessage.Hello(workerID: "w", host: "h", models: ["m"], slots: 1)) == .online)
+    let png = noise(2000, seed: 3)
+    let old = try store.enqueue(name: "old", model: "m", tasks: tasks(1))
+    try completeAll(store, job: old, png: { _ in png })
+    try store.testConnection.query("UPDATE jobs SET finished_at = now() - interval '1 hour' WHERE id = $1", [old])
+    let path = try store.testConnection.query("SELECT path FROM images").single().decode("path", as: String.self)
+    let running = try store.enqueue(name: "running", model: "m", tasks: tasks(1))
+    let task = try #require(try store.claim(workerID: "w", capabilities: anyModel, limit: 1, leaseSeconds: 60).first)
+    #expect(task.jobID == running)
+
+    // Another coordinator is storing the same PNG for the running job: it holds the file's lock as `complete` does.
+    let writer = try Connection(store.testConnection.conninfo)
+    try writer.query("BEGIN")
+    let key = Int32(bitPattern: UInt32(SHA256.hex(of: png).prefix(8), radix: 16)!)
+    try writer.query("SELECT pg_advisory_xact_lock_shared($1, $2)", [Int32(0x4649_4C45), key])
+    let pruner = JobStore(connection: try Connection(store.testConnection.conninfo))
+    final class Outcome: @unchecked Sendable {
+        var report: PruneReport?
+        var error: Error?
+    }
+    let outcome = Outcome()
+    let finished = DispatchSemaphore(value: 0)
+    Thread {
+        do { outcome.report = try pruner.prune(olderThan: 60) } catch { outcome.error = error }
+        finished.signal()
+    }.start()
+    #expect(finished.wait(timeout: .now() + 1) == .timedOut, "the prune waits for the file's lock")
+    try writer.query(
+        "INSERT INTO images (task_id, attempt, path, bytes, width, height, seed, sha256) VALUES ($1, 1, $2, 2000, 64, 64, 0, $3)",
+        [task.taskID, path, Data(SHA256.digest(of: png))])
+    try writer.query("COMMIT")
+    #expect(finished.wait(timeout: .now() + 30) == .success)
+    #expect(outcome.error == nil && outcome.report?.images == 1 && outcome.report?.files == 0)
+    #expect(FileManager.default.fileExists(atPath: path), "the running job's new image still names the file")
+}
