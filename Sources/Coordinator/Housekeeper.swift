@@ -174,7 +174,7 @@ public final class Housekeeper: @unchecked Sendable {
         let group = DispatchGroup()
         for (index, notification) in notifications.enumerated() {
             guard let url = URL(string: notification.url) else {
-                outcomes.values[index] = "not a URL"
+                outcomes.lock.withLock { outcomes.values[index] = "not a URL" }
                 continue
             }
             var request = URLRequest(url: url)
