@@ -27,6 +27,8 @@ public struct CoordinatorConfiguration: Sendable {
     /// How long an allow-list answer is trusted before the database is asked again (revocations
     /// reach live connections within this time).
     public var keyCheckSeconds: Double = 10
+    /// Where result images are written (`--image-dir`); nil: into PostgreSQL.
+    public var imageDirectory: String?
 
     /// Silence after which a worker is lost.
     public var workerTimeoutSeconds: Double { heartbeatSeconds * Double(missedHeartbeats) }
@@ -75,7 +77,8 @@ public final class CoordinatorServer {
         if let key = configuration.curveSecretKey { try socket.makeCurveServer(secretKey: key) }
         try socket.bind(configuration.listen)
         weak var server: CoordinatorServer?
-        database = try DatabaseLane(conninfo: conninfo) { server?.databaseNotice($0) }
+        let images = try configuration.imageDirectory.map { try ImageDirectory(path: $0) }
+        database = try DatabaseLane(conninfo: conninfo, imageDirectory: images) { server?.databaseNotice($0) }
         server = self
     }
 

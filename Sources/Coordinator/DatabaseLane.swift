@@ -23,6 +23,8 @@ final class DatabaseLane: @unchecked Sendable {
     }
 
     private let conninfo: String?
+    /// Where the store writes result images; nil: into the database.
+    private let imageDirectory: ImageDirectory?
     private let condition = NSCondition()
     /// Guarded by `condition`.
     private var pending: [(JobStore?) -> Void] = []
@@ -39,8 +41,9 @@ final class DatabaseLane: @unchecked Sendable {
     private let notices: (Notice) -> Void
 
     /// Starts the lane's thread; `notices` runs on the loop's thread, from `deliver`.
-    init(conninfo: String?, notices: @escaping (Notice) -> Void) throws {
+    init(conninfo: String?, imageDirectory: ImageDirectory? = nil, notices: @escaping (Notice) -> Void) throws {
         self.conninfo = conninfo
+        self.imageDirectory = imageDirectory
         self.notices = notices
         var fds: [Int32] = [0, 0]
         guard pipe(&fds) == 0 else { throw POSIXError(.init(rawValue: errno) ?? .EIO) }
@@ -135,6 +138,7 @@ final class DatabaseLane: @unchecked Sendable {
         lastAttempt = .now
         do {
             let store = try JobStore(conninfo: conninfo)
+            store.imageDirectory = imageDirectory
             // A cancel cut short (its client killed mid-way) left queued tasks in a cancelled job.
             let finished = try store.finishInterruptedCancels()
             let listener = try WorkListener(conninfo: conninfo)

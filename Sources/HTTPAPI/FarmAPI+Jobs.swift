@@ -9,6 +9,7 @@ extension FarmAPI {
     /// Fields of a spec that query parameters may fill (as the CLI's flags do).
     static let overrideFields: Set<String> = [
         "name", "model", "sampler", "cfg", "width", "height", "steps", "negative", "refiner", "refiner_switch", "vae", "loras",
+        "expires_after", "notify",
     ]
 
     /// `/v1/jobs…` and `/v1/tasks/{task}/image`: a submit token lists, submits, reads and steers its owner's jobs and
@@ -111,7 +112,8 @@ extension FarmAPI {
         }
         let id = try await pool.run { store in
             try store.enqueue(
-                name: spec.name, model: spec.model, owner: owner, maxAttempts: spec.maxAttempts, priority: spec.priority, tasks: spec.tasks)
+                name: spec.name, model: spec.model, owner: owner, maxAttempts: spec.maxAttempts, priority: spec.priority,
+                expiresAfter: spec.expiresAfter, notify: spec.notify, tasks: spec.tasks)
         }
         return try Self.json(SubmitReply(id: id, tasks: spec.tasks.count), status: 201)
     }

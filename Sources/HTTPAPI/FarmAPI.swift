@@ -58,6 +58,7 @@ public struct FarmAPI: Sendable {
         addInputRoutes(submit: submit)
         addOwnerRoutes(submit: submit, admin: admin)
         addWorkerRoutes(admin: admin)
+        addRetentionRoutes(admin: admin)
         addTokenRoutes(admin: admin)
         addEventRoutes(submit: submit)
         // Outside /v1 and without a token, as scrapers expect.

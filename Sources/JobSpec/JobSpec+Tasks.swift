@@ -12,19 +12,26 @@ public struct SubmittedTasks: Codable, Sendable {
     public var priority: Int
     /// Attempts per task.
     public var maxAttempts: Int
+    /// Seconds after the job finishes when its images, tasks and events are removed (nil: kept).
+    public var expiresAfter: Double?
+    /// Where the job's end is POSTed.
+    public var notify: String?
     /// The tasks, in order.
     public var tasks: [TaskParameters]
 
     enum CodingKeys: String, CodingKey {
-        case name, model, priority, tasks
+        case name, model, priority, tasks, notify
         case maxAttempts = "max_attempts"
+        case expiresAfter = "expires_after"
     }
 }
 
 extension JobSpec {
     /// The spec as `SubmittedTasks` JSON (the `tasks` format of `POST /v1/jobs`).
     public func submittedTasks() throws -> Data {
-        try JSONEncoder().encode(SubmittedTasks(name: name, model: model, priority: priority, maxAttempts: maxAttempts, tasks: tasks))
+        try JSONEncoder().encode(
+            SubmittedTasks(
+                name: name, model: model, priority: priority, maxAttempts: maxAttempts, expiresAfter: expiresAfter, notify: notify, tasks: tasks))
     }
 
     /// Reads `SubmittedTasks` JSON; every task is checked as a spec's are (inputs must be stored images).
@@ -44,6 +51,12 @@ extension JobSpec {
         var spec = JobSpec(name: submitted.name, model: submitted.model, tasks: submitted.tasks)
         spec.priority = submitted.priority
         spec.maxAttempts = submitted.maxAttempts
+        if let seconds = submitted.expiresAfter {
+            spec.expiresAfter = try jobField("expires_after", file: file, line: nil) { try RetentionPeriod.seconds(String(seconds), field: $0) }
+        }
+        if let url = submitted.notify {
+            spec.notify = try jobField("notify", file: file, line: nil) { try NotifyURL.validated(url, field: $0) }
+        }
         return spec
     }
 }

@@ -37,6 +37,10 @@ public struct JobSpec: Sendable {
     public var priority = 0
     /// Attempts per task before it fails.
     public var maxAttempts = 3
+    /// Seconds after the job finishes that retention may remove its tasks, images and events (`expires_after`).
+    public var expiresAfter: Double?
+    /// Where the job's end is POSTed (`notify`).
+    public var notify: String?
     /// The tasks, in order.
     public var tasks: [TaskParameters]
 
@@ -61,7 +65,7 @@ public struct JobSpec: Sendable {
     ]
     /// Top-level keys of a YAML/JSON spec.
     static let specFields: Set<String> = [
-        "name", "model", "defaults", "sweep", "items", "priority", "max_attempts", "init_images", "masks",
+        "name", "model", "defaults", "sweep", "items", "priority", "max_attempts", "init_images", "masks", "expires_after", "notify",
     ]
 
     /// Most tasks one spec may make.
@@ -73,12 +77,28 @@ public struct JobSpec: Sendable {
     /// SHA-256s, as over the HTTP API).
     public static func parse(_ text: String, file: String, overrides: [String: String] = [:], directory: String? = nil) throws -> JobSpec {
         let fileExtension = (file as NSString).pathExtension.lowercased()
+        var spec: JobSpec
         switch fileExtension {
-        case "yaml", "yml", "json": return try parseStructured(text, file: file, overrides: overrides, directory: directory)
-        case "jsonl": return try parseLines(text, file: file, overrides: overrides, csv: false, directory: directory)
-        case "csv": return try parseLines(text, file: file, overrides: overrides, csv: true, directory: directory)
-        case "tasks": return try parseTasks(text, file: file)
-        default: return try parseText(text, file: file, overrides: overrides, directory: directory)
+        case "yaml", "yml", "json": spec = try parseStructured(text, file: file, overrides: overrides, directory: directory)
+        case "jsonl": spec = try parseLines(text, file: file, overrides: overrides, csv: false, directory: directory)
+        case "csv": spec = try parseLines(text, file: file, overrides: overrides, csv: true, directory: directory)
+        case "tasks": spec = try parseTasks(text, file: file)
+        default: spec = try parseText(text, file: file, overrides: overrides, directory: directory)
+        }
+        // Flags fill what the spec leaves out, as they do for the name and the model.
+        if spec.expiresAfter == nil, let text = overrides["expires_after"] {
+            spec.expiresAfter = try jobField("expires_after", file: file, line: nil) { try RetentionPeriod.seconds(text, field: $0) }
+        }
+        if spec.notify == nil, let text = overrides["notify"] {
+            spec.notify = try jobField("notify", file: file, line: nil) { try NotifyURL.validated(text, field: $0) }
+        }
+        return spec
+    }
+
+    /// The value `parse` makes of a job-level field, its `ValidationFailure` as a `JobSpecError` at `line`.
+    static func jobField<T>(_ field: String, file: String, line: Int?, _ parse: (String) throws -> T) throws -> T {
+        do { return try parse(field) } catch let failure as ValidationFailure {
+            throw JobSpecError(file: file, line: line, field: field, message: failure.message)
         }
     }
 
@@ -166,6 +186,14 @@ public struct JobSpec: Sendable {
                 throw JobSpecError(file: file, line: line(top["max_attempts"]!), field: "max_attempts", message: "must be 1...100")
             }
             spec.maxAttempts = attempts
+        }
+        if let value = try scalar("expires_after") {
+            spec.expiresAfter = try jobField("expires_after", file: file, line: line(top["expires_after"]!)) {
+                try RetentionPeriod.seconds(value, field: $0)
+            }
+        }
+        if let value = try scalar("notify") {
+            spec.notify = try jobField("notify", file: file, line: line(top["notify"]!)) { try NotifyURL.validated(value, field: $0) }
         }
         spec.tasks = try rows.enumerated().map { index, row in
             try task(row.fields, file: file, line: row.line, index: index, directory: directory)

@@ -82,6 +82,7 @@ extension JobStore {
                        'id', id, 'name', name, 'owner', owner, 'state', state, 'model', model, 'counts', counts,
                        'tasks', task_count, 'tasks_per_second', rate,
                        'eta_seconds', CASE WHEN rate > 0 THEN (queued_count + running_count)::float8 / rate END,
+                       'expires_after', extract(epoch FROM expires_after)::float8, 'notify', notify_url, 'pruned', pruned_at::text,
                        'failures', (SELECT coalesce(json_agg(json_build_object('reason', reason, 'tasks', n) ORDER BY n DESC), '[]')
                                     FROM (SELECT coalesce(error_message, '') AS reason, count(*) AS n FROM tasks
                                           WHERE job_id = $1 AND state = 'failed' GROUP BY error_message ORDER BY n DESC LIMIT 10) f)
@@ -167,9 +168,9 @@ extension JobStore {
             """, [job, offset, limit])
     }
 
-    /// The PNG of one task, if it has one.
+    /// The PNG of one task, if it has one: from the database, or from its file in the image directory.
     public func image(task: Int64) throws -> Data? {
-        try connection.query("SELECT png FROM images WHERE task_id = $1", [task]).rows.first?.decode("png")
+        try connection.query("SELECT png, path FROM images WHERE task_id = $1", [task]).rows.first.map { try Self.png($0) }
     }
 
     /// Seconds each task of a job waited between its job's submission and its start, for the dispatch benchmark.

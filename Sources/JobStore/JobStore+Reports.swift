@@ -73,15 +73,26 @@ extension JobStore {
                 }
                 return .stale
             }
+            // With an image directory the file is written (atomically) before its row, so no row names a missing file;
+            // a transaction that then fails leaves a file that the same result, sent again, writes over.
+            var file: (path: String, bytes: Int)?
+            if let imageDirectory {
+                // Shared with other writers of the same file, exclusive with a prune that would remove it (`pruneStep`).
+                try connection.query(
+                    "SELECT pg_advisory_xact_lock_shared($1, $2)", [Self.imageFileLockClass, Self.imageFileLock(SHA256.hex(of: png))])
+                file = try imageDirectory.write(png)
+            }
             try connection.query(
                 """
-                INSERT INTO images (task_id, attempt, png, width, height, seed, sha256, parameters)
-                VALUES ($1, $2, $3, $4, $5, $6, sha256($3), $7::jsonb)
-                ON CONFLICT (task_id) DO UPDATE SET attempt = EXCLUDED.attempt, png = EXCLUDED.png, width = EXCLUDED.width,
-                    height = EXCLUDED.height, seed = EXCLUDED.seed, sha256 = EXCLUDED.sha256, parameters = EXCLUDED.parameters
+                INSERT INTO images (task_id, attempt, png, path, bytes, width, height, seed, sha256, parameters)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb)
+                ON CONFLICT (task_id) DO UPDATE SET attempt = EXCLUDED.attempt, png = EXCLUDED.png, path = EXCLUDED.path,
+                    bytes = EXCLUDED.bytes, width = EXCLUDED.width, height = EXCLUDED.height, seed = EXCLUDED.seed,
+                    sha256 = EXCLUDED.sha256, parameters = EXCLUDED.parameters
                 """,
                 [
-                    header.taskID, header.attempt, png, header.width, header.height, header.seed,
+                    header.taskID, header.attempt, file == nil ? png : nil, file?.path, file.map { Int64($0.bytes) },
+                    header.width, header.height, header.seed, Data(SHA256.digest(of: png)),
                     try row.decode("parameters", as: String.self),
                 ])
             // The audit trail names the worker that rendered it, as it does for failures.

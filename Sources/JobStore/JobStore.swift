@@ -97,6 +97,8 @@ public final class JobStore {
     public var cancelPartSize = 100_000
     /// The channel NOTIFY'd when tasks become claimable.
     public static let workChannel = "farm_tasks"
+    /// Where `complete` writes result images; nil: into the database (`images.png`).
+    public var imageDirectory: ImageDirectory?
     private let encoder: JSONEncoder = {
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
@@ -108,13 +110,18 @@ public final class JobStore {
         self.connection = connection
     }
 
-    /// Inserts a job and its tasks (streamed with COPY) in one transaction; returns the job's id.
+    /// Inserts a job and its tasks (streamed with COPY) in one transaction; returns the job's id. `expiresAfter` (seconds
+    /// after it finishes) lets retention remove its tasks, images and events; `notify` is POSTed to when it ends.
     public func enqueue(
         name: String, model: String, owner: String = "", maxAttempts: Int = 3, priority: Int = 0,
-        tasks: [TaskParameters]
+        expiresAfter: Double? = nil, notify: String? = nil, tasks: [TaskParameters]
     ) throws -> Int64 {
         let limits = Limits()
         try limits.validateJob(name: name, priority: priority, maxAttempts: maxAttempts)
+        if let expiresAfter, !(expiresAfter > 0 && expiresAfter <= RetentionPeriod.maxSeconds) {
+            throw ValidationFailure(field: "expires_after", message: "must be a positive number of seconds up to ten years")
+        }
+        let notify = try notify.map { try NotifyURL.validated($0) }
         guard !tasks.isEmpty, tasks.count <= limits.maxTasksPerJob else {
             throw ValidationFailure(field: "tasks", message: "a job has 1…\(limits.maxTasksPerJob) tasks, got \(tasks.count)")
         }
@@ -126,8 +133,9 @@ public final class JobStore {
         let job = try connection.transaction { connection in
             let job: Int64 = try connection.query(
                 """
-                INSERT INTO jobs (name, owner, model, max_attempts, priority) VALUES ($1, $2, $3, $4, $5) RETURNING id
-                """, [name, owner, model, maxAttempts, priority]
+                INSERT INTO jobs (name, owner, model, max_attempts, priority, expires_after, notify_url)
+                VALUES ($1, $2, $3, $4, $5, make_interval(secs => $6), $7) RETURNING id
+                """, [name, owner, model, maxAttempts, priority, expiresAfter, notify]
             ).single().decode("id")
             try self.checkQueuedQuota(owner: owner, adding: tasks.count, connection)
             let encoder = self.encoder
@@ -240,18 +248,24 @@ public final class JobStore {
         return JobProgress(counts: Dictionary(uniqueKeysWithValues: TaskState.allCases.map { ($0, counts[$0]) }.filter { $0.1 > 0 }))
     }
 
-    /// The stored images of a job, in task order.
+    /// The stored images of a job, in task order, read from the database or from their files.
     public func images(job: Int64) throws -> [StoredImage] {
         try connection.query(
             """
-            SELECT t.id, t.index, i.seed::text AS seed, i.png FROM images i JOIN tasks t ON t.id = i.task_id
+            SELECT t.id, t.index, i.seed::text AS seed, i.png, i.path FROM images i JOIN tasks t ON t.id = i.task_id
             WHERE t.job_id = $1 ORDER BY t.index
             """, [job]
         ).rows.map { row in
             StoredImage(
                 taskID: try row.decode("id"), index: try row.decode("index"), seed: try row.decode("seed"),
-                png: try row.decode("png"))
+                png: try Self.png(row))
         }
+    }
+
+    /// The PNG of an `images` row read with its `png` and `path` columns: the bytes, or its file's.
+    static func png(_ row: Row) throws -> Data {
+        if let png = try row.decodeIfPresent("png", as: Data.self) { return png }
+        return try ImageDirectory.read(path: try row.decode("path"))
     }
 
     /// Which of the given tasks were cancelled (so that their workers can stop).

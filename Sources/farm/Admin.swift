@@ -78,6 +78,7 @@ struct JobCommand: ParsableCommand {
         print("job \(job) \"\(detail.name)\" (\(detail.model)): \(detail.state.rawValue)")
         print("  " + TaskState.allCases.map { "\($0.rawValue) \(counts[$0])" }.joined(separator: ", "))
         if rate > 0 { print(String(format: "  %.2f tasks/s, about %.0f s to go", rate, Double(counts.open) / rate)) }
+        if let pruned = detail.pruned { print("  pruned at \(pruned): its tasks, images and events were removed") }
         for failure in detail.failures {
             print("  failed ×\(failure.tasks): \(failure.reason)")
         }

@@ -23,7 +23,7 @@ struct Farm: ParsableCommand {
         subcommands: [
             Render.self, Upscale.self, Migrate.self, CoordinatorCommand.self, WorkerCommand.self, Submit.self, Fetch.self,
             Jobs.self, JobCommand.self, Cancel.self, Pause.self, Resume.self, Retry.self, Workers.self,
-            Drain.self, Cordon.self, Uncordon.self, Watch.self, Tokens.self, Quotas.self,
+            Drain.self, Cordon.self, Uncordon.self, Watch.self, Tokens.self, Quotas.self, Prune.self,
             Status.self, Keys.self, Bench.self,
         ])
 
@@ -121,6 +121,8 @@ struct CoordinatorCommand: ParsableCommand {
 
     @OptionGroup var security: LinkSecurityOptions
 
+    @OptionGroup var results: ResultOptions
+
     @Option(help: "ZeroMQ endpoint that workers connect to.")
     var listen = "tcp://127.0.0.1:5555"
 
@@ -160,6 +162,7 @@ struct CoordinatorCommand: ParsableCommand {
         settings.leaseSeconds = leaseSeconds
         settings.heartbeatSeconds = heartbeat
         settings.missedHeartbeats = missedHeartbeats
+        settings.imageDirectory = results.imageDir
         // Metrics are made when their owners are: the backend must exist before the coordinator does.
         let metrics = http == nil ? nil : FarmMetrics.bootstrap()
         let server = try CoordinatorServer(configuration: settings, conninfo: conninfo, context: ZMQContext())
@@ -172,6 +175,10 @@ struct CoordinatorCommand: ParsableCommand {
             try api?.start()
         }
         defer { api?.stop() }
+        // Expiry and notifications run beside the loop, on their own connections.
+        let housekeeper = Housekeeper(conninfo: conninfo, configuration: results.housekeeping, logger: Logger(label: "farm.coordinator.housekeeping"))
+        housekeeper.start()
+        defer { housekeeper.stop() }
         logger.info("coordinator listening on \(server.endpoint)", metadata: ["endpoint": "\(server.endpoint)"])
         try server.run { Shutdown.requested != 0 }
         logger.info("coordinator stopped")

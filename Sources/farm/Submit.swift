@@ -41,6 +41,12 @@ struct Submit: ParsableCommand {
     @Option(help: "Number of images (seeds seed, seed+1, ...).")
     var count = 1
 
+    @Option(help: "Let retention remove the job's tasks, images and events this long after it finishes: 7d, 12h, or seconds.")
+    var expiresAfter: String?
+
+    @Option(help: "POST the job's end (JSON: job, state, counts) to this http(s) URL.")
+    var notify: String?
+
     func validate() throws {
         guard count >= 1 && count <= Limits().maxTasksPerJob else {
             throw ValidationError("--count must be 1...\(Limits().maxTasksPerJob), got \(count)")
@@ -75,6 +81,8 @@ struct Submit: ParsableCommand {
             return image
         }
         do {
+            job.expiresAfter = try expiresAfter.map { try RetentionPeriod.seconds($0, field: "--expires-after") }
+            job.notify = notify
             let id = try submit(job, client: client, store: store)
             print(id)
             if wait { try follow(id, client: client, store: store) }
@@ -98,6 +106,8 @@ struct Submit: ParsableCommand {
         fields["vae"] = generation.vae
         if !generation.lora.isEmpty { fields["loras"] = generation.lora.joined(separator: ",") }
         if !generation.negative.isEmpty { fields["negative"] = generation.negative }
+        fields["expires_after"] = expiresAfter
+        fields["notify"] = notify
         return fields
     }
 
@@ -145,7 +155,9 @@ struct Submit: ParsableCommand {
                 SubmitReply.self, "POST", "jobs", query: [URLQueryItem(name: "format", value: "tasks")], body: try job.submittedTasks()
             ).id
         }
-        return try store!.enqueue(name: job.name, model: job.model, maxAttempts: job.maxAttempts, priority: job.priority, tasks: job.tasks)
+        return try store!.enqueue(
+            name: job.name, model: job.model, maxAttempts: job.maxAttempts, priority: job.priority, expiresAfter: job.expiresAfter,
+            notify: job.notify, tasks: job.tasks)
     }
 
     private func printDryRun(_ job: JobSpec) {

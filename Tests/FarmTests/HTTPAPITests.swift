@@ -75,8 +75,9 @@ struct HTTPFarm {
     let admin: String
     let submit: String
 
-    /// Starts it; `heartbeat` seconds between heartbeats, and `missedHeartbeats` of them before a worker is lost.
-    init(heartbeat: Double = 0.2, missedHeartbeats: Int = 10) throws {
+    /// Starts it; `heartbeat` seconds between heartbeats, and `missedHeartbeats` of them before a worker is lost; `extra`
+    /// are more coordinator flags.
+    init(heartbeat: Double = 0.2, missedHeartbeats: Int = 10, extra: [String] = []) throws {
         let (database, zmq) = try farmDatabase()
         (conninfo, endpoint) = (database, zmq)
         let port = try TemporaryPostgres.freePort()
@@ -85,7 +86,7 @@ struct HTTPFarm {
             [
                 "coordinator", "--insecure", "--database", database, "--listen", zmq, "--http", "127.0.0.1:\(port)",
                 "--heartbeat", String(heartbeat), "--missed-heartbeats", String(missedHeartbeats),
-            ], name: "http-coordinator")
+            ] + extra, name: "http-coordinator")
         let created = try ["admin", "submit"].map { role in
             try runFarmCapturing(["tokens", "create", "--role", role, "--name", "test-\(role)", "--database", database])
         }

@@ -29,10 +29,18 @@ public struct JobDetail: Codable, Sendable, Equatable {
     @NullWhenNil public var etaSeconds: Double?
     /// The most common failure reasons, most common first (at most 10).
     public var failures: [FailureGroup]
+    /// Seconds after it finishes that retention may remove its tasks, images and events; nil: only `farm prune` does.
+    public var expiresAfter: Double?
+    /// Where its end is POSTed; nil: nowhere.
+    public var notify: String?
+    /// When retention removed its tasks, images and events (PostgreSQL's text form); nil: not yet.
+    public var pruned: String?
 
     enum CodingKeys: String, CodingKey {
         case id, name, owner, tasks, state, model, counts, failures
         case tasksPerSecond = "tasks_per_second"
         case etaSeconds = "eta_seconds"
+        case expiresAfter = "expires_after"
+        case notify, pruned
     }
 }
