@@ -26,7 +26,7 @@ public struct JobSpecError: Error, CustomStringConvertible, Equatable {
 
 /// A job as a user writes it by hand, expanded into tasks: YAML or JSON with defaults and
 /// a list of items and/or a sweep (the cartesian product of prompts × seeds × cfg ×
-/// samplers × models, seeds also as ranges like "1-1000"); JSONL (one task per line);
+/// samplers × models, seeds and subseeds also as ranges like "1-1000"); JSONL (one task per line);
 /// CSV with a header; or plain text, one prompt per line.
 public struct JobSpec: Sendable {
     /// The job's name.
@@ -41,15 +41,16 @@ public struct JobSpec: Sendable {
     public var tasks: [TaskParameters]
 
     /// Fields a task (or `defaults`) may set, with the spelling users write.
-    static let taskFields: Set<String> = [
+    static let taskFields = Set<String>([
         "prompt", "negative", "negative_prompt", "model", "width", "height", "steps",
         "cfg", "cfg_scale", "sampler", "seed", "clip_skip", "strength", "refiner", "refiner_switch", "vae", "init_image",
         "loras",
-    ]
+    ]).union(finishingFields)
     /// Keys a sweep may vary.
-    static let sweepFields = [
-        "prompt", "negative", "seed", "cfg", "sampler", "model", "steps", "width", "height", "refiner", "refiner_switch", "vae",
-    ]
+    static let sweepFields =
+        [
+            "prompt", "negative", "seed", "cfg", "sampler", "model", "steps", "width", "height", "refiner", "refiner_switch", "vae",
+        ] + finishingSweepFields
     /// Top-level keys of a YAML/JSON spec.
     static let specFields: Set<String> = ["name", "model", "defaults", "sweep", "items", "priority", "max_attempts"]
 
@@ -211,10 +212,10 @@ public struct JobSpec: Sendable {
                     return text
                 }
             } else if let text = value.scalar?.string {
-                axes[name] = name == "seed" ? try seedRange(text, file: file, line: line(value)) : [text]
+                axes[name] = ["seed", "subseed"].contains(name) ? try seedRange(text, file: file, line: line(value), field: name) : [text]
             } else {
                 throw JobSpecError(
-                    file: file, line: line(value), field: "sweep.\(name)", message: "must be a list (or, for seed, a range like 1-1000)")
+                    file: file, line: line(value), field: "sweep.\(name)", message: "must be a list (or, for seed and subseed, a range like 1-1000)")
             }
             if axes[name]!.isEmpty { throw JobSpecError(file: file, line: line(value), field: "sweep.\(name)", message: "must not be empty") }
         }
@@ -242,12 +243,12 @@ public struct JobSpec: Sendable {
     }
 
     /// "1-1000" → "1" … "1000"; a single number → itself.
-    static func seedRange(_ text: String, file: String, line: Int?) throws -> [String] {
+    static func seedRange(_ text: String, file: String, line: Int?, field: String = "seed") throws -> [String] {
         let parts = text.split(separator: "-", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
         if parts.count == 1, UInt64(parts[0]) != nil { return [parts[0]] }
         guard parts.count == 2, let low = UInt64(parts[0]), let high = UInt64(parts[1]), low <= high, high - low < UInt64(maxTasks) else {
             throw JobSpecError(
-                file: file, line: line, field: "sweep.seed", message: "must be a list of seeds or a range like 1-1000, got \"\(text)\"")
+                file: file, line: line, field: "sweep.\(field)", message: "must be a list of seeds or a range like 1-1000, got \"\(text)\"")
         }
         return (low...high).map(String.init)
     }
@@ -286,6 +287,7 @@ public struct JobSpec: Sendable {
         task.vae = fields["vae"]
         task.initImage = fields["init_image"]
         if let text = fields["loras"] { task.loras = try loras(text, file: file, line: line) }
+        try finishing(fields, into: &task, fail: fail)
         do { try task.validate() } catch let failure as ValidationFailure {
             let field = ["cfg_scale": "cfg", "negative_prompt": "negative"][failure.field] ?? failure.field
             throw fail(field, failure.message)

@@ -104,6 +104,7 @@ struct Submit: ParsableCommand {
         fields["vae"] = generation.vae
         if !generation.lora.isEmpty { fields["loras"] = generation.lora.joined(separator: ",") }
         if !generation.negative.isEmpty { fields["negative"] = generation.negative }
+        fields.merge(generation.finishingOverrides) { $1 }
         return fields
     }
 
