@@ -7,9 +7,9 @@ import JobStore
 
 extension FarmAPI {
     /// Fields of a spec that query parameters may fill (as the CLI's flags do).
-    static let overrideFields: Set<String> = [
+    static let overrideFields = Set<String>([
         "name", "model", "sampler", "cfg", "width", "height", "steps", "negative", "refiner", "refiner_switch", "vae", "loras",
-    ]
+    ]).union(JobSpec.finishingFields)
 
     /// `/v1/jobs…` and `/v1/tasks/{task}/image`: a submit token lists, submits and reads jobs and images; only an
     /// admin token steers a job.

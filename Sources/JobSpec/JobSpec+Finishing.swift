@@ -3,8 +3,8 @@ import Generation
 
 /// The finishing fields of a task as specs write them: variation seeds, the init image's resize mode, hires fix.
 extension JobSpec {
-    /// Task fields for variation seeds, resize modes and hires fix.
-    static let finishingFields: Set<String> = [
+    /// Task fields for variation seeds, resize modes and hires fix (also `POST /v1/jobs` query fields).
+    public static let finishingFields: Set<String> = [
         "subseed", "subseed_strength", "seed_resize_from", "resize_mode", "hires_scale", "hires_width", "hires_height", "hires_upscaler",
         "hires_steps", "hires_denoise", "hires_prompt", "hires_negative_prompt", "hires_negative", "hires_sampler",
     ]
