@@ -22,6 +22,16 @@ extension GenerationRequest {
         refinerSwitch = task.refinerSwitch
         vae = task.vae
         loras = (task.loras ?? []).map { LoRA(name: $0.name, weight: $0.weight) }
+        subseed = task.subseed
+        subseedStrength = task.subseedStrength
+        seedResizeFrom = task.seedResizeFrom.flatMap { $0.count == 2 ? PixelSize(width: $0[0], height: $0[1]) : nil }
+        resizeMode = task.resizeMode.flatMap(ResizeMode.init(rawValue:))
+        if task.asksForHires {
+            var pass = Hires(scale: task.hiresScale, width: task.hiresWidth, height: task.hiresHeight)
+            (pass.upscaler, pass.steps, pass.denoise) = (task.hiresUpscaler, task.hiresSteps, task.hiresDenoise)
+            (pass.prompt, pass.negativePrompt, pass.sampler) = (task.hiresPrompt, task.hiresNegativePrompt, task.hiresSampler)
+            hires = pass
+        }
     }
 }
 
@@ -43,6 +53,21 @@ extension TaskParameters {
         refinerSwitch = request.refinerSwitch
         vae = request.vae
         loras = request.loras.isEmpty ? nil : request.loras.map { LoRA(name: $0.name, weight: $0.weight) }
+        subseed = request.subseed
+        subseedStrength = request.subseedStrength
+        seedResizeFrom = request.seedResizeFrom.map { [$0.width, $0.height] }
+        resizeMode = request.resizeMode?.rawValue
+        if let hires = request.hires {
+            (hiresScale, hiresWidth, hiresHeight, hiresUpscaler) = (hires.scale, hires.width, hires.height, hires.upscaler)
+            (hiresSteps, hiresDenoise, hiresPrompt) = (hires.steps, hires.denoise, hires.prompt)
+            (hiresNegativePrompt, hiresSampler) = (hires.negativePrompt, hires.sampler)
+        }
+    }
+
+    /// Whether any hires field is set (hires fix is then asked for; `validate` says what is missing).
+    var asksForHires: Bool {
+        [hiresScale, hiresDenoise].contains { $0 != nil } || [hiresWidth, hiresHeight, hiresSteps].contains { $0 != nil }
+            || [hiresUpscaler, hiresPrompt, hiresNegativePrompt, hiresSampler].contains { $0 != nil }
     }
 
     /// The web UI's `parameters` text of this task's image of `width` × `height` (`GenerationRequest`'s one writer).

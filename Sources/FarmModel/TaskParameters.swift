@@ -50,6 +50,32 @@ public struct TaskParameters: Codable, Equatable, Sendable {
     public var loras: [LoRA]?
     /// Worker tags (`farm worker --tag`) a worker must have all of to run this task (a spec's `require`).
     public var require: [String]?
+    /// Variation seed: the noise is slerped toward this seed's by `subseedStrength`.
+    public var subseed: UInt64?
+    /// How far toward the variation seed's noise, in [0, 1].
+    public var subseedStrength: Double?
+    /// Seed resize from: `[width, height]` the seed's noise is drawn at and pasted centred.
+    public var seedResizeFrom: [Int]?
+    /// How an init image of another size is fitted: the web UI's resize mode 0...3 (default 0, just resize).
+    public var resizeMode: Int?
+    /// Hires fix: upscale factor (or `hiresWidth`/`hiresHeight`); any hires field asks for hires fix.
+    public var hiresScale: Double?
+    /// Hires fix: target width in pixels.
+    public var hiresWidth: Int?
+    /// Hires fix: target height in pixels.
+    public var hiresHeight: Int?
+    /// Hires fix: the upscaler (a latent mode such as `bilinear`, or the web UI's `Latent (bicubic)`).
+    public var hiresUpscaler: String?
+    /// Hires fix: the second pass's steps.
+    public var hiresSteps: Int?
+    /// Hires fix: the second pass's strength, in (0, 1].
+    public var hiresDenoise: Double?
+    /// Hires fix: the second pass's prompt.
+    public var hiresPrompt: String?
+    /// Hires fix: the second pass's negative prompt.
+    public var hiresNegativePrompt: String?
+    /// Hires fix: the second pass's sampler.
+    public var hiresSampler: String?
 
     /// One LoRA of a task: `{name, weight}`.
     public struct LoRA: Codable, Equatable, Sendable {
@@ -117,7 +143,19 @@ public struct TaskParameters: Codable, Equatable, Sendable {
         case clipSkip = "clip_skip"
         case refiner
         case refinerSwitch = "refiner_switch"
-        case vae, loras, require
+        case vae, loras, require, subseed
+        case subseedStrength = "subseed_strength"
+        case seedResizeFrom = "seed_resize_from"
+        case resizeMode = "resize_mode"
+        case hiresScale = "hires_scale"
+        case hiresWidth = "hires_width"
+        case hiresHeight = "hires_height"
+        case hiresUpscaler = "hires_upscaler"
+        case hiresSteps = "hires_steps"
+        case hiresDenoise = "hires_denoise"
+        case hiresPrompt = "hires_prompt"
+        case hiresNegativePrompt = "hires_negative_prompt"
+        case hiresSampler = "hires_sampler"
     }
 
     /// True for the name tasks give a stored image: its SHA-256, 64 lowercase hex digits.
@@ -133,7 +171,10 @@ public struct TaskParameters: Codable, Equatable, Sendable {
             ValidationFailure(field: field, message: why)
         }
         if prompt.isEmpty { throw fail("prompt", "must not be empty") }
-        for (field, value) in [("model", model), ("sampler", sampler), ("refiner", refiner ?? ""), ("vae", vae ?? "")]
+        for (field, value) in [
+            ("model", model), ("sampler", sampler), ("refiner", refiner ?? ""), ("vae", vae ?? ""), ("hires_upscaler", hiresUpscaler ?? ""),
+            ("hires_sampler", hiresSampler ?? ""),
+        ]
         where value.utf8.count > limits.maxNameBytes {
             throw fail(field, "is \(value.utf8.count) bytes; the limit is \(limits.maxNameBytes)")
         }
@@ -142,6 +183,10 @@ public struct TaskParameters: Codable, Equatable, Sendable {
         }
         for (index, tag) in (require ?? []).enumerated() where tag.isEmpty || tag.utf8.count > limits.maxNameBytes {
             throw fail("require[\(index)]", "a tag is 1...\(limits.maxNameBytes) bytes")
+        }
+        if let seedResizeFrom, seedResizeFrom.count != 2 { throw fail("seed_resize_from", "must be [width, height]") }
+        if let resizeMode, ResizeMode(rawValue: resizeMode) == nil {
+            throw fail("resize_mode", "must be 0 (just resize), 1 (crop and resize), 2 (resize and fill) or 3 (latent upscale), got \(resizeMode)")
         }
         if let outpaint, outpaint.count != 4 {
             throw fail("outpaint", "must be [left, right, top, bottom]: four pixel counts 0...2048, not all 0")

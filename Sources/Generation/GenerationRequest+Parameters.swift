@@ -9,6 +9,10 @@ extension GenerationRequest {
     /// LoRAs named outside the prompt are written as `<lora:NAME:W>` tags after it (so the web UI re-renders the
     /// image with them); `hashes` (the files' short hashes, computed by whoever holds the files) become
     /// `Lora hashes: "name: hash, …"` and `TI hashes: "name: hash, …"` as the web UI writes them.
+    ///
+    /// Variation seeds write `Variation seed` (image i's: subseed + i), `Variation seed strength` and `Seed resize from`;
+    /// hires fix writes `Denoising strength` (its pass's) and `Hires upscale` (or `Hires resize`), `Hires steps`,
+    /// `Hires upscaler`, and `Size` is then the first pass's, as in the web UI.
     public func parametersText(width: Int, height: Int, index: Int = 0, hashes: AddOnHashes = AddOnHashes()) -> String {
         var lines = [prompt + loras.map { " <lora:\(Self.loraName($0.name)):\($0.weight)>" }.joined()]
         if !negativePrompt.isEmpty { lines.append("Negative prompt: \(negativePrompt)") }
@@ -16,10 +20,13 @@ extension GenerationRequest {
         var settings =
             "Steps: \(steps), Sampler: \(samplerText), CFG scale: \(cfgScale), Seed: \(seed &+ UInt64(index)), Size: \(width)x\(height), Model: \(modelName)"
         if let vae { settings += ", VAE: \(Self.shortName(vae))" }
+        settings += variationText(index: index)
         if effectiveClipSkip > 1 { settings += ", Clip skip: \(effectiveClipSkip)" }
         if initImage != nil && outpaint == nil { settings += ", Denoising strength: \(effectiveStrength)" }
+        if let hires { settings += ", Denoising strength: \(hires.effectiveDenoise)" }
         if mask != nil { settings += ", Mask blur: \(Int(effectiveMaskBlur))" }
         if rng == .philox { settings += ", RNG: NV" }
+        settings += hiresText()
         if !hashes.loras.isEmpty { settings += ", Lora hashes: " + AddOnHashes.quoted(hashes.loras) }
         if !hashes.embeddings.isEmpty { settings += ", TI hashes: " + AddOnHashes.quoted(hashes.embeddings) }
         if let refiner { settings += ", Refiner: \(Self.shortName(refiner)), Refiner switch at: \(effectiveRefinerSwitch)" }

@@ -78,6 +78,12 @@ extension GenerationRequest {
         case controlImage(Int)
         /// The scale of ControlNet `index`.
         case controlScale(Int)
+        /// Variation seeds and seed resizing.
+        case subseed, subseedStrength, seedResizeFrom
+        /// How an init image of another size is fitted.
+        case resizeMode
+        /// Hires fix.
+        case hiresScale, hiresWidth, hiresHeight, hiresUpscaler, hiresSteps, hiresDenoise, hiresPrompt, hiresNegativePrompt, hiresSampler
         /// The LoRAs named outside the prompt.
         case loras
         /// The name of LoRA `index`.
@@ -111,6 +117,19 @@ extension GenerationRequest {
             case .controlModel(let index): return "controlnets[\(index)].model"
             case .controlImage(let index): return "controlnets[\(index)].image"
             case .controlScale(let index): return "controlnets[\(index)].scale"
+            case .subseed: return "subseed"
+            case .subseedStrength: return "subseed_strength"
+            case .seedResizeFrom: return "seed_resize_from"
+            case .resizeMode: return "resize_mode"
+            case .hiresScale: return "hires_scale"
+            case .hiresWidth: return "hires_width"
+            case .hiresHeight: return "hires_height"
+            case .hiresUpscaler: return "hires_upscaler"
+            case .hiresSteps: return "hires_steps"
+            case .hiresDenoise: return "hires_denoise"
+            case .hiresPrompt: return "hires_prompt"
+            case .hiresNegativePrompt: return "hires_negative_prompt"
+            case .hiresSampler: return "hires_sampler"
             case .loras: return "loras"
             case .loraName(let index): return "loras[\(index)].name"
             case .loraWeight(let index): return "loras[\(index)].weight"
@@ -126,6 +145,7 @@ extension GenerationRequest {
             case .controlImage: return "--control-image"
             case .controlScale: return "--control-scale"
             case .loras, .loraName, .loraWeight: return "--lora"
+            case .hiresNegativePrompt: return "--hires-negative"
             default: return "--" + key.replacingUnderscores
             }
         }
@@ -192,6 +212,7 @@ extension GenerationRequest {
                 throw fail(.loraWeight(index), "must be -10...10, got \(lora.weight)")
             }
         }
+        try validateFinishing(limits: limits)
         for (index, control) in controlnets.enumerated() {
             if control.model.isEmpty { throw fail(.controlModel(index), "must name a ControlNet") }
             if !control.scale.isFinite || !GenerationLimits.controlScales.contains(control.scale) {

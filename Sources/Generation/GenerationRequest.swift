@@ -49,6 +49,17 @@ public struct GenerationRequest: Equatable, Sendable {
     /// LoRAs applied besides the prompt's `<lora:NAME:W>` tags: names the workers (or `--lora-dir`) have, or for
     /// `farm render` file paths.
     public var loras: [LoRA] = []
+    /// Variation seed (the web UI's subseed): image i's noise is blended toward the noise of `subseed + i`.
+    public var subseed: UInt64?
+    /// How far toward the variation seed's noise, in [0, 1] (spherical interpolation); nil or 0: none.
+    public var subseedStrength: Double?
+    /// Seed resize from: the seed's noise is drawn at this size and pasted centred into the render's (the web UI's
+    /// way of keeping a composition when the size changes); nil: none.
+    public var seedResizeFrom: PixelSize?
+    /// How an init image of another size than the render is fitted; nil: `ResizeMode.justResize`.
+    public var resizeMode: ResizeMode?
+    /// Hires fix: a second, img2img pass at a larger size; nil: none.
+    public var hires: Hires?
 
     /// Denoising steps when none are given.
     public static let defaultSteps = 20

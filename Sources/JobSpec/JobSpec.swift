@@ -26,7 +26,7 @@ public struct JobSpecError: Error, CustomStringConvertible, Equatable {
 
 /// A job as a user writes it by hand, expanded into tasks: YAML or JSON with defaults and
 /// a list of items and/or a sweep (the cartesian product of prompts × seeds × cfg ×
-/// samplers × models, seeds also as ranges like "1-1000"); JSONL (one task per line);
+/// samplers × models, seeds and subseeds also as ranges like "1-1000"); JSONL (one task per line);
 /// CSV with a header; or plain text, one prompt per line.
 public struct JobSpec: Sendable {
     /// The job's name.
@@ -52,17 +52,18 @@ public struct JobSpec: Sendable {
     }
 
     /// Fields a task (or `defaults`) may set, with the spelling users write.
-    static let taskFields: Set<String> = [
+    static let taskFields = Set<String>([
         "prompt", "negative", "negative_prompt", "model", "width", "height", "steps",
         "cfg", "cfg_scale", "sampler", "seed", "clip_skip", "strength", "refiner", "refiner_switch", "vae", "init_image",
         "loras", "mask", "mask_blur", "outpaint", "controlnet", "control_image", "control_scale", "require",
-    ]
+    ]).union(finishingFields)
     /// Task fields whose value is a list (a YAML/JSON list or comma-separated text).
     static let listFields: Set<String> = ["outpaint", "require"]
     /// Keys a sweep may vary.
-    static let sweepFields = [
-        "prompt", "negative", "seed", "cfg", "sampler", "model", "steps", "width", "height", "refiner", "refiner_switch", "vae",
-    ]
+    static let sweepFields =
+        [
+            "prompt", "negative", "seed", "cfg", "sampler", "model", "steps", "width", "height", "refiner", "refiner_switch", "vae",
+        ] + finishingSweepFields
     /// Top-level keys of a YAML/JSON spec.
     static let specFields: Set<String> = [
         "name", "model", "defaults", "sweep", "items", "priority", "max_attempts", "init_images", "masks", "expires_after", "notify",
@@ -274,10 +275,10 @@ public struct JobSpec: Sendable {
                     return text
                 }
             } else if let text = value.scalar?.string {
-                axes[name] = name == "seed" ? try seedRange(text, file: file, line: line(value)) : [text]
+                axes[name] = ["seed", "subseed"].contains(name) ? try seedRange(text, file: file, line: line(value), field: name) : [text]
             } else {
                 throw JobSpecError(
-                    file: file, line: line(value), field: "sweep.\(name)", message: "must be a list (or, for seed, a range like 1-1000)")
+                    file: file, line: line(value), field: "sweep.\(name)", message: "must be a list (or, for seed and subseed, a range like 1-1000)")
             }
             if axes[name]!.isEmpty { throw JobSpecError(file: file, line: line(value), field: "sweep.\(name)", message: "must not be empty") }
         }
@@ -305,12 +306,12 @@ public struct JobSpec: Sendable {
     }
 
     /// "1-1000" → "1" … "1000"; a single number → itself.
-    static func seedRange(_ text: String, file: String, line: Int?) throws -> [String] {
+    static func seedRange(_ text: String, file: String, line: Int?, field: String = "seed") throws -> [String] {
         let parts = text.split(separator: "-", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
         if parts.count == 1, UInt64(parts[0]) != nil { return [parts[0]] }
         guard parts.count == 2, let low = UInt64(parts[0]), let high = UInt64(parts[1]), low <= high, high - low < UInt64(maxTasks) else {
             throw JobSpecError(
-                file: file, line: line, field: "sweep.seed", message: "must be a list of seeds or a range like 1-1000, got \"\(text)\"")
+                file: file, line: line, field: "sweep.\(field)", message: "must be a list of seeds or a range like 1-1000, got \"\(text)\"")
         }
         return (low...high).map(String.init)
     }
@@ -357,6 +358,7 @@ public struct JobSpec: Sendable {
             task.outpaint = pixels
         }
         if let text = fields["require"] { task.require = listItems(text).nilIfEmpty }
+        try finishing(fields, into: &task, fail: fail)
         do {
             task.initImage = try fields["init_image"].map { try input($0, field: "init_image", directory: directory) }
             task.mask = try fields["mask"].map { try input($0, field: "mask", directory: directory) }

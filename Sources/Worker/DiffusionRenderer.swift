@@ -174,11 +174,13 @@ public final class DiffusionRenderer: Renderer {
         inputs.embeddingsFolder = addOns.embeddings
         do {
             let prepared = try PreparedGeneration(request, inputs: inputs, pipeline: pipeline)
-            if let maxPixels, prepared.width * prepared.height > maxPixels {
+            // Hires fix renders its second pass at the larger size: that is what has to fit.
+            let size = prepared.outputSize
+            if let maxPixels, size.width * size.height > maxPixels {
                 throw RenderError(
                     kind: .host,
                     message:
-                        "\(prepared.width)x\(prepared.height) is above this worker's limit of \(maxPixels) pixels (its memory); left to a larger worker"
+                        "\(size.width)x\(size.height) is above this worker's limit of \(maxPixels) pixels (its memory); left to a larger worker"
                 )
             }
             // Previews from TAESD's decode where the models folder has one that fits, else the linear projection.

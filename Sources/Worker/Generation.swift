@@ -27,6 +27,9 @@ public struct GenerationInputs {
     public var loras: [ResolvedLoRA] = []
     /// Where the prompts' embeddings are found by name (`--embeddings-dir`); nil: none.
     public var embeddingsFolder: URL?
+    /// The pixel upscaler model a hires request names (`HiresUpscaler.model`), loaded by whoever has upscaler models;
+    /// nil: none (latent upscalers need none; a model name without one is refused).
+    public var hiresUpscaler: (any HiresUpscaling)?
 
     /// Inputs for a request.
     public init(
@@ -45,14 +48,20 @@ public struct GenerationInputs {
 public struct PreparedGeneration {
     /// The request, its size resolved to the render size.
     public let request: GenerationRequest
-    /// The render size.
+    /// The render size (hires fix: the first pass's).
     public let width: Int, height: Int
+    /// The size of the images made: the render size, or hires fix's second pass's.
+    public var outputSize: PixelSize { hires?.size ?? PixelSize(width: width, height: height) }
     let source: PNGImage?
     let pixels: Tensor?
     let mask: Tensor?
     let pasteMask: PNGImage?
     let controls: [Pipeline.Control]
     let strength: Double
+    /// Resize mode 3: the init image is encoded at its own size and its latents resized to the render's.
+    let latentResize: LatentUpscaleMode?
+    /// Hires fix's second pass; nil without hires fix.
+    let hires: HiresPass?
     let conditional: TextConditioning, unconditional: TextConditioning
     /// Prompt editing or `AND`: the conditioning per stretch of steps; nil for a prompt without either.
     let schedule: ConditioningSchedule?
@@ -82,8 +91,6 @@ public struct PreparedGeneration {
             source = canvas
             mask = newArea.dilated(by: overlap)
             pasteMask = newArea.dilated(by: overlap / 2).blurred(sigma: Double(overlap) / 6)
-        } else if let mask, request.effectiveMaskBlur > 0 {
-            pasteMask = mask.blurred(sigma: request.effectiveMaskBlur)
         }
         let native = pipeline.nativeSize
         let outpainting = request.outpaint != nil
@@ -95,12 +102,16 @@ public struct PreparedGeneration {
         (resolved.width, resolved.height) = (width, height)
         self.request = resolved
         try pipeline.validate(try resolved.settings(width: width, height: height))
-        if let source, source.width != width || source.height != height {
-            throw GenerationError(
-                "the init image is \(source.width)x\(source.height) but the render is \(width)x\(height); resize it or leave the size out")
-        }
         if let mask, let source, mask.width != source.width || mask.height != source.height {
             throw GenerationError("the mask is \(mask.width)x\(mask.height) but the image is \(source.width)x\(source.height)")
+        }
+        var latentResize: LatentUpscaleMode?
+        if let original = source, original.width != width || original.height != height {
+            (source, mask, latentResize) = try Self.fitted(original, mask: mask, width: width, height: height, mode: request.effectiveResizeMode)
+        }
+        self.latentResize = latentResize
+        if let mask, request.outpaint == nil, request.effectiveMaskBlur > 0 {
+            pasteMask = mask.blurred(sigma: request.effectiveMaskBlur)
         }
         if (inputs.initImage != nil) != (request.initImage != nil) || (inputs.mask != nil) != (request.mask != nil) {
             throw GenerationError("the inputs do not match the request's init image and mask")
@@ -139,6 +150,16 @@ public struct PreparedGeneration {
             : nil
         (conditional, unconditional) = try encoder.encodePrompts(prompt, negative: request.negativePrompt, clipSkip: request.effectiveClipSkip)
         let plainText = source == nil && inputs.controls.isEmpty
+        if let spec = request.hires {
+            guard plainText && inputs.refiner == nil else {
+                throw GenerationError("hires fix follows text-to-image: it does not take an init image, ControlNets or a refiner")
+            }
+            hires = try Self.hiresPass(
+                spec, request: request, width: width, height: height, encoder: encoder, upscalerModel: inputs.hiresUpscaler,
+                first: (conditional, unconditional, schedule))
+        } else {
+            hires = nil
+        }
         refiner = try inputs.refiner.map { refiner in
             guard refiner.unet.config.isXL else { throw GenerationError("the refiner must be an SDXL refiner (or base) model") }
             guard pipeline.unet.config.isXL else { throw GenerationError("a refiner needs an SDXL base model") }
@@ -167,6 +188,11 @@ public struct PreparedGeneration {
         progress: (Int, Int) -> Bool
     ) throws -> Tensor {
         let settings = try request.settings(width: width, height: height, seed: seed, batch: batch)
+        if let hires {
+            return try pipeline.sampleHires(
+                conditional: conditional, unconditional: unconditional, settings: settings, schedule: schedule, hires: hires, onStep: onStep,
+                progress: progress)
+        }
         if let refiner {
             return try pipeline.sample(
                 conditional: conditional, unconditional: unconditional, refiner: refiner.pipeline,
@@ -175,19 +201,20 @@ public struct PreparedGeneration {
         }
         return try pipeline.sample(
             conditional: conditional, unconditional: unconditional, settings: settings,
-            image: pixels, strength: strength, mask: mask, controls: controls, schedule: schedule, onStep: onStep,
+            image: pixels, strength: strength, mask: mask, controls: controls, schedule: schedule, initResize: latentResize, onStep: onStep,
             progress: progress)
     }
 
     /// Decodes latents sampled from seed `seed` (default: the request's) to PNG images with the request's
-    /// `parameters` text; inpainting and outpainting paste the result over the original through the soft mask.
+    /// `parameters` text (whose `Size` is the first pass's, as the web UI writes it with hires fix); inpainting and
+    /// outpainting paste the result over the original through the soft mask.
     public func images(_ pipeline: Pipeline, latents: Tensor, seed: UInt64? = nil, tiledVAE: TileStatistics? = nil) throws -> [PNGImage] {
         var request = request
         request.seed = seed ?? request.seed
         // The refiner's latents are decoded by its own VAE, as diffusers' refiner pipeline does.
         return try (refiner?.pipeline ?? pipeline).decode(latents, tiled: tiledVAE).enumerated().map { index, rgb in
             let text = request.parametersText(width: width, height: height, index: index, hashes: hashes)
-            let image = try PNGImage(width: width, height: height, format: .rgb, pixels: rgb, text: [("parameters", text)])
+            let image = try PNGImage(width: outputSize.width, height: outputSize.height, format: .rgb, pixels: rgb, text: [("parameters", text)])
             guard let pasteMask, let source else { return image }
             return try source.composited(under: image, mask: pasteMask)
         }

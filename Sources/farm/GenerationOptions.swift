@@ -88,6 +88,50 @@ struct GenerationOptions: ParsableArguments {
             valueName: "name[:weight]"))
     var lora: [String] = []
 
+    @Option(help: "Variation seed: blend each image's noise toward this seed's (image i uses subseed + i).")
+    var subseed: UInt64?
+
+    @Option(help: "How far toward the --subseed noise, in [0, 1] (spherical interpolation, as the web UI).")
+    var subseedStrength: Double?
+
+    @Option(help: ArgumentHelp("Draw the seed's noise at this size and paste it centred (keeps a composition across sizes).", valueName: "W,H"))
+    var seedResizeFrom: String?
+
+    @Option(
+        help:
+            "How an init image of another size is fitted: 0 just_resize (default), 1 crop_and_resize, 2 resize_and_fill, 3 latent_upscale.")
+    var resizeMode: String?
+
+    @Option(help: "Hires fix: render, upscale the latents by this factor, then repaint at the larger size (default 2 with --hires-upscaler etc.).")
+    var hiresScale: Double?
+
+    @Option(help: "Hires fix: target width instead of --hires-scale (with --hires-height, cropped centred to that aspect).")
+    var hiresWidth: Int?
+
+    @Option(help: "Hires fix: target height instead of --hires-scale.")
+    var hiresHeight: Int?
+
+    @Option(
+        help:
+            "Hires fix upscaler: \(LatentUpscaleMode.allCases.map(\.rawValue).joined(separator: ", ")) or the web UI's names (default Latent, bilinear)."
+    )
+    var hiresUpscaler: String?
+
+    @Option(help: "Hires fix: the second pass's steps (default: --steps).")
+    var hiresSteps: Int?
+
+    @Option(help: "Hires fix: the second pass's denoising strength, in (0, 1] (default \(GenerationRequest.defaultHiresDenoise)).")
+    var hiresDenoise: Double?
+
+    @Option(help: "Hires fix: the second pass's prompt (default: --prompt).")
+    var hiresPrompt: String?
+
+    @Option(help: "Hires fix: the second pass's negative prompt (default: --negative).")
+    var hiresNegative: String?
+
+    @Option(help: "Hires fix: the second pass's sampler (default: --sampler).")
+    var hiresSampler: String?
+
     /// Parses `L,R,T,B` (numbers only: their range is the request's to check).
     static func extents(_ text: String) throws -> GenerationRequest.Outpaint {
         let parts = text.split(separator: ",", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
@@ -119,6 +163,7 @@ struct GenerationOptions: ParsableArguments {
         request.strength = strength
         request.maskBlur = maskBlur
         request.outpaint = try outpaint.map(Self.extents)
+        try finishing(into: &request)
         request.refiner = refiner
         request.refinerSwitch = refinerSwitch
         request.vae = vae

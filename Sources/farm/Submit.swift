@@ -108,6 +108,7 @@ struct Submit: ParsableCommand {
         if !generation.negative.isEmpty { fields["negative"] = generation.negative }
         fields["expires_after"] = expiresAfter
         fields["notify"] = notify
+        fields.merge(generation.finishingOverrides) { $1 }
         return fields
     }
 

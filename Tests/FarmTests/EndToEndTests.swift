@@ -128,8 +128,8 @@ let migrationsFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent
     #expect(try failures[1].decode("error_message", as: String.self).contains("unknown sampler \"bogus\""))
 }
 
-/// img2img, inpainting, outpainting and ControlNet through the farm (input images stored
-/// once, sent to the worker as BLOBs) give the same pixels as `farm render`.
+/// img2img, inpainting, outpainting, ControlNet, hires fix, variation seeds and a resized init image through the farm
+/// (input images stored once, sent to the worker as BLOBs) give the same pixels and text as `farm render`.
 @Test func farmRunsEveryPipelineLikeFarmRender() throws {
     let models = try modelsFolderWithTinyModel()
     defer { try? FileManager.default.removeItem(at: models) }
@@ -170,15 +170,21 @@ let migrationsFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent
             $0.outpaint = [8, 0, 0, 8]
         },
         task(4) { $0.controlnets = [.init(model: "canny", image: controlHash, scale: 0.7)] },
+        task(5) { ($0.hiresScale, $0.hiresSteps, $0.hiresUpscaler) = (2, 2, "bicubic-antialiased") },
+        task(6) { ($0.subseed, $0.subseedStrength, $0.seedResizeFrom) = (11, 0.5, [16, 16]) },
+        task(7) { ($0.initImage, $0.width, $0.height, $0.resizeMode) = (initHash, 32, 24, 2) },
     ]
     let flags: [[String]] = [
         ["--init-image", initURL.path, "--strength", "0.6"],
         ["--init-image", initURL.path, "--mask", maskURL.path, "--mask-blur", "2", "--strength", "0.9"],
         ["--init-image", initURL.path, "--outpaint", "8,0,0,8"],
         ["--width", "24", "--height", "16", "--controlnet", controlSource.path, "--control-image", controlURL.path, "--control-scale", "0.7"],
+        ["--width", "24", "--height", "16", "--hires-scale", "2", "--hires-steps", "2", "--hires-upscaler", "bicubic-antialiased"],
+        ["--width", "24", "--height", "16", "--subseed", "11", "--subseed-strength", "0.5", "--seed-resize-from", "16,16"],
+        ["--init-image", initURL.path, "--width", "32", "--height", "24", "--resize-mode", "2"],
     ]
     let job = try store.enqueue(name: "pipelines", model: "tiny", tasks: tasks)
-    #expect(try connection.query("SELECT count(*) AS n FROM task_inputs").single().decode("n", as: Int.self) == 5)
+    #expect(try connection.query("SELECT count(*) AS n FROM task_inputs").single().decode("n", as: Int.self) == 6)
 
     let context = ZMQContext()
     let coordinator = try makeCoordinator(conninfo, context: context)
@@ -192,8 +198,12 @@ let migrationsFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent
     while try !store.progress(job: job).isFinished && Date() < deadline { try coordinator.runOnce(timeout: 0.05) }
     stop.mutate { $0 = true }
     while !finished.value { try coordinator.runOnce(timeout: 0.05) }
-    let errors = try connection.query("SELECT error_message FROM tasks WHERE state = 'failed'").rows.map { try $0.text("error_message") ?? "" }
-    #expect(try store.progress(job: job).counts == [.done: 4], "\(errors)")
+    // Every unfinished task with its state, attempt and last error, should one not be done.
+    let errors = try connection.query(
+        "SELECT index, state::text AS state, attempt, coalesce(error_message, '') AS error FROM tasks WHERE state <> 'done'"
+    )
+    .rows.map { "\(try $0.text("index") ?? "") \(try $0.text("state") ?? "") \(try $0.text("attempt") ?? ""): \(try $0.text("error") ?? "")" }
+    #expect(try store.progress(job: job).counts == [.done: 7], "\(errors)")
 
     for image in try store.images(job: job) {
         let out = models.appendingPathComponent("local-\(image.index).png").path
@@ -207,6 +217,7 @@ let migrationsFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent
         let farmed = try PNGImage(pngData: image.png)
         #expect(farmed.width == local.width && farmed.height == local.height)
         #expect(farmed.pixels == local.pixels, "task \(image.index) differs from farm render")
+        #expect(farmed.textValue("parameters") == local.textValue("parameters"), "task \(image.index)")
     }
 }
 

@@ -139,4 +139,6 @@ extension Pipeline {
     #expect(try SDEFixtures.load().zero_noise.count == 2)
     #expect(try demoCases().count == 20)
     #expect(try sd2PromptCases().count == 12)
+    #expect(try fixtureCases("variation.json", as: VariationCase.self).count == 7)
+    #expect(try HiresFixtures.load().hires.count == 3)
 }

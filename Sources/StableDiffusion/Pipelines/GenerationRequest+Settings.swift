@@ -11,6 +11,9 @@ extension GenerationRequest {
         settings.seed = seed ?? self.seed
         settings.batch = batch
         settings.noise = rng
+        settings.subseed = subseed ?? 0
+        settings.subseedStrength = Float(effectiveSubseedStrength)
+        settings.seedResizeFrom = seedResizeFrom
         return settings
     }
 }

@@ -5,14 +5,35 @@ import Tensors
 extension Pipeline {
     /// The latents and the first step of an img2img run: `image` encoded with a posterior sample per image of the
     /// batch, then noised to step `firstStep(steps:strength:)`, as diffusers' StableDiffusionImg2ImgPipeline.
-    func img2imgStart(_ image: Tensor, strength: Double, settings: Settings, scheduler: any Scheduler, noise: BatchNoise) throws -> (
-        latents: Tensor, start: Int
-    ) {
+    /// An image of another size than the render is encoded at its own size and its latents resized with `resize`
+    /// (the web UI's resize mode 3); `latents` (clean, [1 or batch, C, h, w] at the render's latent size) are used
+    /// as they are, as diffusers' img2img takes 4-channel input (hires fix).
+    func img2imgStart(
+        _ image: Tensor?, latents given: Tensor?, resize: LatentUpscaleMode?, strength: Double, settings: Settings, scheduler: any Scheduler,
+        noise: BatchNoise
+    ) throws -> (latents: Tensor, start: Int) {
         guard strength > 0 && strength <= 1 else { throw SamplingError("strength must be in (0, 1], got \(strength)") }
-        guard image.shape == [1, 3, settings.height, settings.width] else {
-            throw SamplingError("init image is \(Self.sizeText(image)) but the render is \(settings.width)x\(settings.height)")
+        let cells = [settings.height / latentScale, settings.width / latentScale]
+        let clean: Tensor
+        if let given {
+            guard Array(given.shape.dropFirst(2)) == cells, given.shape[0] == 1 || given.shape[0] == settings.batch else {
+                throw SamplingError("init latents are \(given.shape) but the render's are [\(settings.batch), C, \(cells[0]), \(cells[1])]")
+            }
+            clean = given.shape[0] == settings.batch ? given : Tensor.concat(Array(repeating: given, count: settings.batch), axis: 0)
+        } else if let image {
+            let matches = image.shape == [1, 3, settings.height, settings.width]
+            guard matches || resize != nil else {
+                throw SamplingError("init image is \(Self.sizeText(image)) but the render is \(settings.width)x\(settings.height)")
+            }
+            guard image.shape[2] % latentScale == 0 && image.shape[3] % latentScale == 0 else {
+                throw SamplingError(
+                    "an init image resized in latent space must have sides that are multiples of \(latentScale), got \(Self.sizeText(image))")
+            }
+            let encoded = encodeSampled(image, generators: &noise.generators)
+            clean = matches ? encoded : (resize ?? .bilinear).interpolate(encoded, height: cells[0], width: cells[1])
+        } else {
+            throw SamplingError("img2img needs an init image or init latents")
         }
-        let clean = encodeSampled(image, generators: &noise.generators)
         let start = Self.firstStep(steps: settings.steps, strength: strength) * scheduler.order
         guard start < scheduler.timesteps.count else {
             throw SamplingError("strength \(strength) leaves no steps to run; raise it or the step count")

@@ -27,11 +27,14 @@ extension Pipeline {
     ///
     /// `schedule`: prompt editing and `AND` (`encodeSchedule`): each step takes its stretch's conditioning instead
     /// of `conditional`/`unconditional`, each stretch's UNet inputs built once.
+    ///
+    /// `initLatents`: img2img from these clean latents instead of an encoded image (hires fix's second pass).
+    /// `initResize`: an `image` of another size than the render is encoded at its size and its latents resized so.
     public func sample(
         conditional: TextConditioning, unconditional: TextConditioning, settings: Settings, image: Tensor? = nil,
         strength: Double = 1, mask: Tensor? = nil, controls: [Control] = [], handOff: HandOff? = nil,
-        schedule: ConditioningSchedule? = nil, onStep: ((Int, Tensor) -> Void)? = nil,
-        progress: (Int, Int) -> Bool = { _, _ in true }
+        schedule: ConditioningSchedule? = nil, initLatents: Tensor? = nil, initResize: LatentUpscaleMode? = nil,
+        onStep: ((Int, Tensor) -> Void)? = nil, progress: (Int, Int) -> Bool = { _, _ in true }
     ) throws -> Tensor {
         if mask == nil && unet.config.inChannels == 9 {
             throw SamplingError("this is an inpainting model (9 input channels): give it an image and a mask")
@@ -42,7 +45,8 @@ extension Pipeline {
         try validate(settings)
         var scheduler = try settings.sampler.make(config: schedulerConfig, steps: settings.steps, eta: settings.eta)
         let channels = unet.config.inChannels == 9 ? 4 : unet.config.inChannels
-        let noise = BatchNoise(settings: settings, shape: [channels, settings.height / latentScale, settings.width / latentScale])
+        let noise = BatchNoise(
+            settings: settings, shape: [channels, settings.height / latentScale, settings.width / latentScale], latentScale: latentScale)
         var latents: Tensor
         var start = 0
         var end = scheduler.timesteps.count
@@ -58,8 +62,9 @@ extension Pipeline {
             let prepared = try Inpainting(
                 self, image: image, mask: mask, strength: strength, settings: settings, scheduler: scheduler, noise: noise)
             (latents, start, inpainting) = (prepared.latents, prepared.start, prepared)
-        } else if let image {
-            (latents, start) = try img2imgStart(image, strength: strength, settings: settings, scheduler: scheduler, noise: noise)
+        } else if image != nil || initLatents != nil {
+            (latents, start) = try img2imgStart(
+                image, latents: initLatents, resize: initResize, strength: strength, settings: settings, scheduler: scheduler, noise: noise)
         } else {
             latents = noise.next().scaled(by: scheduler.initNoiseSigma)
         }

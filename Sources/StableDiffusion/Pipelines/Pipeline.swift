@@ -78,6 +78,12 @@ public struct Pipeline {
         public var eta: Float = 0
         /// Which generator the seeds drive.
         public var noise = NoiseSource.cpu
+        /// Variation seed of the first image; image i uses subseed + i (`VariationNoise`).
+        public var subseed: UInt64 = 0
+        /// How far the starting noise is slerped toward the variation seed's, in [0, 1]; 0: not at all.
+        public var subseedStrength: Float = 0
+        /// Seed resize from: the seed's noise is drawn at this pixel size and pasted centred (`VariationNoise`); nil: none.
+        public var seedResizeFrom: PixelSize?
         /// SDXL refiner: the aesthetic score the prompt is conditioned on (diffusers' default).
         public var aestheticScore: Float = 6
         /// SDXL refiner: the aesthetic score of the negative prompt.
