@@ -15,6 +15,8 @@ import StableDiffusion
 public final class DiffusionRenderer: Renderer {
     let index: ModelsIndex
     private var controlNets: [String: ControlNet] = [:]
+    /// Pixel upscalers for hires fix, by name.
+    private var upscalers: [String: Upscaler] = [:]
     let budgetBytes: Int
     private var loaded: [(model: String, vae: String?, loras: [ResolvedLoRA], pipeline: Pipeline, bytes: Int)] = []
     let modelsFolder: URL?
@@ -123,6 +125,23 @@ public final class DiffusionRenderer: Renderer {
         return pipeline
     }
 
+    /// A pixel upscaler of the models folder by file stem (`NAME.pth`, `.pt` or `.safetensors`), for hires fix; loaded once.
+    func upscaler(_ name: String) throws -> Upscaler {
+        if let loaded = upscalers[name] { return loaded }
+        let candidates = ["pth", "pt", "safetensors"].compactMap { modelsFolder?.appendingPathComponent("\(name).\($0)") }
+        guard let url = candidates.first(where: { FileManager.default.fileExists(atPath: $0.path) }) else {
+            throw RenderError(
+                kind: .input, message: "hires upscaler \"\(name)\" is neither a latent mode nor an upscaler file in this worker's models folder")
+        }
+        do {
+            let upscaler = try Upscaler.load(url)
+            upscalers[name] = upscaler
+            return upscaler
+        } catch {
+            throw RenderError(kind: .input, message: "hires upscaler \(name): \(error)")
+        }
+    }
+
     /// A ControlNet of the models folder by name, loaded once.
     func controlNet(_ name: String) throws -> ControlNet {
         if let net = controlNets[name] { return net }
@@ -172,6 +191,7 @@ public final class DiffusionRenderer: Renderer {
         inputs.refiner = refiner
         inputs.loras = loras
         inputs.embeddingsFolder = addOns.embeddings
+        if case .model(let name)? = request.hires?.effectiveUpscaler { inputs.hiresUpscaler = try upscaler(name) }
         do {
             let prepared = try PreparedGeneration(request, inputs: inputs, pipeline: pipeline)
             // Hires fix renders its second pass at the larger size: that is what has to fit.

@@ -154,6 +154,14 @@ struct Render: ParsableCommand {
         inputs.refiner = refiner
         inputs.loras = loras
         inputs.embeddingsFolder = folders.embeddings
+        // A hires upscaler that is not a latent mode is an upscaler file (ESRGAN-class, `.pth` or `.safetensors`).
+        if case .model(let path)? = request.hires?.effectiveUpscaler {
+            do { inputs.hiresUpscaler = try Upscaler.load(URL(fileURLWithPath: path)) } catch {
+                throw ValidationError(
+                    "--hires-upscaler \(path): neither a latent mode (\(LatentUpscaleMode.allCases.map(\.rawValue).joined(separator: ", "))) nor an upscaler file: \(error)"
+                )
+            }
+        }
         let prepared: PreparedGeneration
         do { prepared = try PreparedGeneration(request, inputs: inputs, pipeline: pipeline) } catch let error as GenerationError {
             throw ValidationError(error.message)
