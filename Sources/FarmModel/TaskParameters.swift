@@ -48,6 +48,11 @@ public struct TaskParameters: Codable, Equatable, Sendable {
     public var vae: String?
     /// LoRAs (by their file stems in the workers' `--lora-dir`) applied besides the prompt's `<lora:…>` tags.
     public var loras: [LoRA]?
+    /// An upscaler model (by file stem in the worker's models folder) that enlarges the finished image, as the web
+    /// UI's extras tab does after a render.
+    public var upscaler: String?
+    /// How much `upscaler` enlarges the image (default: the model's own scale).
+    public var upscaleBy: Double?
     /// Worker tags (`farm worker --tag`) a worker must have all of to run this task (a spec's `require`).
     public var require: [String]?
     /// Variation seed: the noise is slerped toward this seed's by `subseedStrength`.
@@ -143,7 +148,8 @@ public struct TaskParameters: Codable, Equatable, Sendable {
         case clipSkip = "clip_skip"
         case refiner
         case refinerSwitch = "refiner_switch"
-        case vae, loras, require, subseed
+        case vae, loras, require, subseed, upscaler
+        case upscaleBy = "upscale_by"
         case subseedStrength = "subseed_strength"
         case seedResizeFrom = "seed_resize_from"
         case resizeMode = "resize_mode"
@@ -183,6 +189,17 @@ public struct TaskParameters: Codable, Equatable, Sendable {
         }
         for (index, tag) in (require ?? []).enumerated() where tag.isEmpty || tag.utf8.count > limits.maxNameBytes {
             throw fail("require[\(index)]", "a tag is 1...\(limits.maxNameBytes) bytes")
+        }
+        if let upscaler, upscaler.isEmpty || upscaler.utf8.count > limits.maxNameBytes {
+            throw fail("upscaler", "is 1...\(limits.maxNameBytes) bytes: an upscaler file's name in the workers' models folders")
+        }
+        if let upscaleBy {
+            guard upscaler != nil else { throw fail("upscale_by", "needs an upscaler") }
+            guard upscaleBy > 0 && upscaleBy <= 8 else { throw fail("upscale_by", "must be above 0 and at most 8, got \(upscaleBy)") }
+            let side = Double(max(width ?? 0, height ?? 0)) * upscaleBy
+            if side > Double(limits.maxSide) {
+                throw fail("upscale_by", "makes a side of \(Int(side)) pixels; the limit is \(limits.maxSide)")
+            }
         }
         if let seedResizeFrom, seedResizeFrom.count != 2 { throw fail("seed_resize_from", "must be [width, height]") }
         if let resizeMode, ResizeMode(rawValue: resizeMode) == nil {

@@ -9,7 +9,7 @@ extension FarmAPI {
     /// Fields of a spec that query parameters may fill (as the CLI's flags do).
     static let overrideFields = Set<String>([
         "name", "model", "sampler", "cfg", "width", "height", "steps", "negative", "refiner", "refiner_switch", "vae", "loras",
-        "expires_after", "notify",
+        "expires_after", "notify", "upscaler", "upscale_by",
     ]).union(JobSpec.finishingFields)
 
     /// `/v1/jobs…` and `/v1/tasks/{task}/image`: a submit token lists, submits, reads and steers its owner's jobs and

@@ -55,7 +55,7 @@ public struct JobSpec: Sendable {
     static let taskFields = Set<String>([
         "prompt", "negative", "negative_prompt", "model", "width", "height", "steps",
         "cfg", "cfg_scale", "sampler", "seed", "clip_skip", "strength", "refiner", "refiner_switch", "vae", "init_image",
-        "loras", "mask", "mask_blur", "outpaint", "controlnet", "control_image", "control_scale", "require",
+        "loras", "mask", "mask_blur", "outpaint", "controlnet", "control_image", "control_scale", "require", "upscaler", "upscale_by",
     ]).union(finishingFields)
     /// Task fields whose value is a list (a YAML/JSON list or comma-separated text).
     static let listFields: Set<String> = ["outpaint", "require"]
@@ -358,6 +358,7 @@ public struct JobSpec: Sendable {
             task.outpaint = pixels
         }
         if let text = fields["require"] { task.require = listItems(text).nilIfEmpty }
+        (task.upscaler, task.upscaleBy) = (fields["upscaler"], try double("upscale_by"))
         try finishing(fields, into: &task, fail: fail)
         do {
             task.initImage = try fields["init_image"].map { try input($0, field: "init_image", directory: directory) }

@@ -43,8 +43,8 @@ extension JobStore {
     }
 
     /// Stores a finished image if it belongs to the task's current attempt, leased to `workerID`, and is of the
-    /// size the task asked for (when it asked for one; outpainting and hires fix make images of another size than the
-    /// task's `width` × `height`). The caller has checked that `png` decodes to that size.
+    /// size the task asked for (when it asked for one; outpainting, hires fix and an upscaler make images of another size
+    /// than the task's `width` × `height`). The caller has checked that `png` decodes to that size.
     public func complete(_ header: WireMessage.ResultHeader, png: Data, workerID: String) throws -> ReportOutcome {
         try connection.transaction { connection in
             let updated = try connection.query(
@@ -52,7 +52,7 @@ extension JobStore {
                 UPDATE tasks SET state = 'done', finished_at = now(), lease_owner = NULL, lease_expires = NULL,
                     step = total_steps
                 WHERE id = $1 AND attempt = $2 AND state = 'running' AND lease_owner = $3
-                  AND (parameters ? 'outpaint' OR parameters ?| array['hires_scale', 'hires_width', 'hires_height']
+                  AND (parameters ?| array['outpaint', 'upscaler', 'hires_scale', 'hires_width', 'hires_height']
                        OR (coalesce((parameters->>'width')::integer, $4) = $4
                                                   AND coalesce((parameters->>'height')::integer, $5) = $5))
                 RETURNING job_id, parameters::text AS parameters

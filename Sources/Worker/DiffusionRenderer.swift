@@ -125,20 +125,22 @@ public final class DiffusionRenderer: Renderer {
         return pipeline
     }
 
-    /// A pixel upscaler of the models folder by file stem (`NAME.pth`, `.pt` or `.safetensors`), for hires fix; loaded once.
+    /// A pixel upscaler of the models folder by file stem (`NAME.pth`, `.pt` or `.safetensors`), for hires fix and a
+    /// task's `upscaler` step; loaded once. A worker without it fails the task as a host failure, so another takes it.
     func upscaler(_ name: String) throws -> Upscaler {
         if let loaded = upscalers[name] { return loaded }
         let candidates = ["pth", "pt", "safetensors"].compactMap { modelsFolder?.appendingPathComponent("\(name).\($0)") }
         guard let url = candidates.first(where: { FileManager.default.fileExists(atPath: $0.path) }) else {
             throw RenderError(
-                kind: .input, message: "hires upscaler \"\(name)\" is neither a latent mode nor an upscaler file in this worker's models folder")
+                kind: .host,
+                message: "upscaler \"\(name)\" is not in this worker's models folder (NAME.pth, .pt or .safetensors); left to a worker that has it")
         }
         do {
             let upscaler = try Upscaler.load(url)
             upscalers[name] = upscaler
             return upscaler
         } catch {
-            throw RenderError(kind: .input, message: "hires upscaler \(name): \(error)")
+            throw RenderError(kind: .input, message: "upscaler \(name): \(error)")
         }
     }
 
@@ -218,7 +220,7 @@ public final class DiffusionRenderer: Renderer {
                         }
                     }, progress: progress)
             }
-            return try prepared.images(pipeline, latents: latents)[0]
+            return try upscaled(prepared.images(pipeline, latents: latents)[0], parameters: parameters)
         } catch let error as InvalidGenerationRequest {
             throw RenderError(kind: .input, message: error.message)
         } catch let error as SamplingError {

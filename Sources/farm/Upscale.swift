@@ -57,12 +57,10 @@ struct Upscale: ParsableCommand {
         for path in images {
             let started = Date()
             let source = try Render.readPNG(path, flag: "IMAGE").rgb()
-            // PNG bytes → [0, 1], the range upscalers take, and back.
-            let pixels = Pipeline.pixels(rgb: source.pixels, width: source.width, height: source.height).map { ($0 + 1) / 2 }
-            let upscaled = upscaler.upscale(pixels, by: factor, tile: tile, overlap: overlap)
-            let (height, width) = (upscaled.shape[2], upscaled.shape[3])
-            let image = try PNGImage(
-                width: width, height: height, format: .rgb, pixels: Pipeline.bytes(upscaled.map { $0 * 2 - 1 })[0], text: source.text)
+            let upscaled = upscaler.upscale(
+                rgb: source.pixels, width: source.width, height: source.height, by: factor, tile: tile, overlap: overlap)
+            let (height, width) = (upscaled.height, upscaled.width)
+            let image = try PNGImage(width: width, height: height, format: .rgb, pixels: upscaled.rgb, text: source.text)
             let target = folder.appendingPathComponent(URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent + ".png")
             try image.pngData().write(to: target, options: .atomic)
             print(String(format: "wrote %@ (%d×%d, %.1f s)", target.path, width, height, Date().timeIntervalSince(started)))

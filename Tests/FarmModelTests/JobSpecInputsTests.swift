@@ -28,13 +28,14 @@ import Testing
             defaults: {strength: 0.6, mask_blur: 2, steps: 4}
             items:
               - {prompt: a, init_image: in/a.png, mask: masks/a.png}
-              - {prompt: b, init_image: \(hash), outpaint: [8, 0, 16, 0]}
+              - {prompt: b, init_image: \(hash), outpaint: [8, 0, 16, 0], upscaler: 4x-compact, upscale_by: 2}
               - {prompt: c, init_image: in/c.png, controlnet: canny, control_image: in/c.png, control_scale: 0.5, require: [gpu, big]}
             """
         var spec = try JobSpec.parse(text, file: "edit.yaml", directory: folder.path)
         #expect(spec.tasks[0].initImage == folder.path + "/in/a.png" && spec.tasks[0].mask == folder.path + "/masks/a.png")
         #expect(spec.tasks[0].strength == 0.6 && spec.tasks[0].maskBlur == 2)
         #expect(spec.tasks[1].initImage == hash && spec.tasks[1].outpaint == [8, 0, 16, 0])
+        #expect(spec.tasks[1].upscaler == "4x-compact" && spec.tasks[1].upscaleBy == 2 && spec.tasks[0].upscaler == nil)
         #expect(spec.tasks[2].controlnets == [.init(model: "canny", image: folder.path + "/in/c.png", scale: 0.5)])
         #expect(spec.tasks[2].require == ["gpu", "big"])
         #expect(spec.inputPaths == ["/in/a.png", "/masks/a.png", "/in/c.png"].map { folder.path + $0 })
@@ -88,6 +89,8 @@ import Testing
             ),
             ("name: j\nmodel: m\nmasks: masks\nitems: [{prompt: p}]", folder.path, "bad.yaml:3: masks: needs init_images"),
             ("name: j\nmodel: m\nitems: [{prompt: p, outpaint: [1, 2]}]", nil, "bad.yaml:3: outpaint: must be four pixel counts"),
+            ("name: j\nmodel: m\nitems: [{prompt: p, upscale_by: 2}]", nil, "bad.yaml:3: upscale_by: needs an upscaler"),
+            ("name: j\nmodel: m\nitems: [{prompt: p, width: 512, upscaler: u, upscale_by: 8}]", nil, "bad.yaml:3: upscale_by: makes a side of 4096"),
             ("name: j\nmodel: m\nitems: [{prompt: p, control_image: in/a.png}]", folder.path, "bad.yaml:3: controlnet: required with control_image"),
             (
                 "name: j\nmodel: m\nitems: [{prompt: p, require: [gpu, \(String(repeating: "t", count: 201))]}]", nil,

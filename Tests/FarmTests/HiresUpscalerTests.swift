@@ -44,11 +44,25 @@ private let upscalerFixture = URL(fileURLWithPath: #filePath).deletingLastPathCo
     (task.hiresScale, task.hiresSteps, task.hiresUpscaler) = (2, 4, "compact-x4")
     var missing = task
     missing.hiresUpscaler = "no-such-upscaler"
-    let job = try store.enqueue(name: "hires", model: "tiny", maxAttempts: 1, tasks: [task, missing])
+    // The upscale step after a plain render: the finished image enlarged by the model, as `farm upscale` does it.
+    var enlarged = TaskParameters(prompt: "a fox", model: "tiny", width: 24, height: 16, steps: 3, sampler: "euler", seed: 3)
+    (enlarged.upscaler, enlarged.upscaleBy) = ("compact-x4", 2)
+    let job = try store.enqueue(name: "hires", model: "tiny", maxAttempts: 1, tasks: [task, missing, enlarged])
     #expect(try waitFor(120) { try store.progress(job: job).isFinished }, "\(coordinator.output)\n\(worker.output)")
-    #expect(try store.progress(job: job).counts == [.done: 1, .failed: 1])
-    let farmed = try PNGImage(pngData: try #require(try store.images(job: job).first).png)
+    #expect(try store.progress(job: job).counts == [.done: 2, .failed: 1])
+    let images = try store.images(job: job)
+    let farmed = try PNGImage(pngData: try #require(images.first { $0.index == 0 }).png)
     #expect(farmed.pixels == pixel.pixels, "the worker's picture differs from farm render's")
     #expect(farmed.textValue("parameters")?.contains("Hires upscaler: compact-x4") == true)
+
+    let base = models.appendingPathComponent("base.png")
+    #expect(try runFarm(Array(common.dropLast(4)) + ["--out", base.path]).status == 0)
+    let upscaledFolder = models.appendingPathComponent("upscaled")
+    let upscale = try runFarm(["upscale", base.path, "--model", upscalerFixture.path, "--scale", "2", "--out", upscaledFolder.path])
+    #expect(upscale.status == 0, "\(upscale.stderr)")
+    let local = try PNGImage(pngData: Data(contentsOf: upscaledFolder.appendingPathComponent("base.png")))
+    let step = try PNGImage(pngData: try #require(images.first { $0.index == 2 }).png)
+    #expect(step.width == 48 && step.height == 32 && step.pixels == local.pixels, "the upscale step differs from farm upscale's")
+    #expect(step.textValue("parameters")?.hasSuffix("Postprocess upscale by: 2, Postprocess upscaler: compact-x4") == true)
     _ = (coordinator, worker)
 }

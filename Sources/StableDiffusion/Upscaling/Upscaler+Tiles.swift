@@ -76,3 +76,16 @@ extension Upscaler {
         return starts
     }
 }
+
+extension Upscaler {
+    /// An 8-bit RGB image (interleaved, rows top to bottom) upscaled by `factor` (`upscale(_:by:)`) and quantised back to
+    /// 8 bits as diffusers' `numpy_to_pil` does: what `farm upscale` writes and a task's `upscaler` step sends.
+    public func upscale(
+        rgb: [UInt8], width: Int, height: Int, by factor: Double, tile: Int = defaultTile, overlap: Int = defaultOverlap
+    ) -> (rgb: [UInt8], width: Int, height: Int) {
+        // PNG bytes → [0, 1], the range upscalers take, and back.
+        let pixels = Pipeline.pixels(rgb: rgb, width: width, height: height).map { ($0 + 1) / 2 }
+        let upscaled = upscale(pixels, by: factor, tile: tile, overlap: overlap)
+        return (Pipeline.bytes(upscaled.map { $0 * 2 - 1 })[0], upscaled.shape[3], upscaled.shape[2])
+    }
+}
