@@ -53,7 +53,10 @@ import Testing
     (["--resize-mode", "1"], "--resize-mode needs an init image"),
     (["--seed-resize-from", "64"], "--seed-resize-from must be W,H"),
     (["--subseed-strength", "0.5"], "--subseed-strength needs a variation seed"),
-    (["--hires-scale", "2", "--hires-upscaler", "4x-UltraSharp"], "no upscaler model of that name is loaded here"),
+    (
+        ["--hires-scale", "2", "--hires-upscaler", "4x-UltraSharp"],
+        "--hires-upscaler 4x-UltraSharp: neither a latent mode (nearest, nearest-exact, bilinear, bicubic, bilinear-antialiased, bicubic-antialiased) nor an upscaler file"
+    ),
 ])
 func renderRefusesBadFinishingFlagsInOneLine(_ extra: [String], _ expected: String) throws {
     let model = try tinyModelWithFullVocabulary()
