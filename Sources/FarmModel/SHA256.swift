@@ -5,9 +5,10 @@ import Foundation
 /// addresses of input images.
 public enum SHA256 {
     /// Lowercase hex of the digest.
-    public static func hex(of data: Data) -> String {
-        digest(of: data).map { String(format: "%02x", $0) }.joined()
-    }
+    public static func hex(of data: Data) -> String { hex(digest: digest(of: data)) }
+
+    /// Lowercase hex of a digest already computed.
+    public static func hex(digest: [UInt8]) -> String { digest.map { String(format: "%02x", $0) }.joined() }
 
     /// The 32-byte digest.
     public static func digest(of data: Data) -> [UInt8] {

@@ -10,20 +10,17 @@ extension JobSpec {
     /// Task fields that name an input image.
     static let inputFields = ["init_image", "mask", "control_image"]
 
-    /// True for a stored image's name (its SHA-256), false for a path.
-    static func isStoredImage(_ value: String) -> Bool { TaskParameters.isStoredImageName(value) }
-
     /// The input files the tasks name by path (absolute, each once, in first-use order): what `resolveInputs` replaces.
     public var inputPaths: [String] {
         var seen = Set<String>()
-        return tasks.flatMap(\.inputHashes).filter { !Self.isStoredImage($0) && seen.insert($0).inserted }
+        return tasks.flatMap(\.inputHashes).filter { !TaskParameters.isStoredImageName($0) && seen.insert($0).inserted }
     }
 
     /// Replaces every input path with what `store` answers for it (the stored image's SHA-256), each path asked once.
     public mutating func resolveInputs(_ store: (String) throws -> String) throws {
         var stored: [String: String] = [:]
         func resolve(_ value: String?) throws -> String? {
-            guard let value, !Self.isStoredImage(value) else { return value }
+            guard let value, !TaskParameters.isStoredImageName(value) else { return value }
             if let hash = stored[value] { return hash }
             let hash = try store(value)
             stored[value] = hash
@@ -41,7 +38,7 @@ extension JobSpec {
     /// An input field's value as a task holds it until `resolveInputs`: a stored image's SHA-256 as written, or a path
     /// made absolute against `directory`; a path where there is no directory (a spec sent to the HTTP API) is refused.
     static func input(_ value: String, field: String, directory: String?) throws -> String {
-        if isStoredImage(value) { return value }
+        if TaskParameters.isStoredImageName(value) { return value }
         guard let directory else {
             throw ValidationFailure(
                 field: field,

@@ -388,7 +388,7 @@ public struct JobSpec: Sendable {
 
     /// A stored image's name as written, or a stand-in one for a path, for checking a task before its inputs are stored.
     static func placeholderInput(_ value: String) -> String {
-        isStoredImage(value) ? value : String(repeating: "0", count: 64)
+        TaskParameters.isStoredImageName(value) ? value : String(repeating: "0", count: 64)
     }
 }
 

@@ -37,9 +37,9 @@ public struct ImageDirectory: Sendable {
         }
     }
 
-    /// Writes `png` under its SHA-256 unless a file of that name and size is there already; returns its path and size.
-    public func write(_ png: Data) throws -> (path: String, bytes: Int) {
-        let hash = SHA256.hex(of: png)
+    /// Writes `png` under its SHA-256 `hash` (hex; the caller has it already) unless a file of that name and size is
+    /// there already; returns its path and size.
+    public func write(_ png: Data, hash: String) throws -> (path: String, bytes: Int) {
         let folder = root.appendingPathComponent(String(hash.prefix(2)))
         let target = folder.appendingPathComponent(hash + ".png").path
         var existing = stat()

@@ -78,11 +78,14 @@ extension JobStore {
             // With an image directory the file is written (atomically) before its row, so no row names a missing file;
             // a transaction that then fails leaves a file that the same result, sent again, writes over.
             var file: (path: String, bytes: Int)?
+            // One hash of the PNG serves the file's name, its lock and the row.
+            let digest = SHA256.digest(of: png)
             if let imageDirectory {
+                let hash = SHA256.hex(digest: digest)
                 // Shared with other writers of the same file, exclusive with a prune that would remove it (`pruneStep`).
                 try connection.query(
-                    "SELECT pg_advisory_xact_lock_shared($1, $2)", [Self.imageFileLockClass, Self.imageFileLock(SHA256.hex(of: png))])
-                file = try imageDirectory.write(png)
+                    "SELECT pg_advisory_xact_lock_shared($1, $2)", [Self.imageFileLockClass, Self.imageFileLock(hash)])
+                file = try imageDirectory.write(png, hash: hash)
             }
             try connection.query(
                 """
@@ -94,7 +97,7 @@ extension JobStore {
                 """,
                 [
                     header.taskID, header.attempt, file == nil ? png : nil, file?.path, file.map { Int64($0.bytes) },
-                    header.width, header.height, header.seed, Data(SHA256.digest(of: png)),
+                    header.width, header.height, header.seed, Data(digest),
                     try row.decode("parameters", as: String.self),
                 ])
             // The audit trail names the worker that rendered it, as it does for failures.

@@ -40,7 +40,6 @@ struct ResultOptions: ParsableArguments {
         var settings = HousekeepingConfiguration()
         settings.expirySeconds = expirySeconds
         settings.notifyRetrySeconds = notifyRetrySeconds
-        settings.notifyMaxRetrySeconds = max(3600, notifyRetrySeconds)
         settings.notifyGiveUpSeconds = notifyGiveUpSeconds
         return settings
     }

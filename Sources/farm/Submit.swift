@@ -65,15 +65,14 @@ struct Submit: ParsableCommand {
         // The farm's references to the inputs are the stored images' SHA-256s; a mask of another size than its
         // image is refused from the headers, before anything is stored.
         var farmRequest = request
-        var task = TaskParameters(request)
-        try SubmitInputs.checkMaskSizes([task], asFlags: true)
         let inputs = SubmitInputs(client: client, store: store)
+        try inputs.checkMaskSizes([TaskParameters(request)], asFlags: true)
         farmRequest.initImage = try request.initImage.map { try inputs.store($0, field: "--init-image") }
         farmRequest.mask = try request.mask.map { try inputs.store($0, field: "--mask") }
         for index in farmRequest.controlnets.indices {
             farmRequest.controlnets[index].image = try inputs.store(request.controlnets[index].image, field: "--control-image")
         }
-        task = TaskParameters(farmRequest)
+        let task = TaskParameters(farmRequest)
         var job = JobSpec(name: name ?? "job", model: request.model, tasks: [])
         job.tasks = (0..<count).map { offset in
             var image = task
@@ -138,8 +137,8 @@ struct Submit: ParsableCommand {
             id = try client.json(SubmitReply.self, "POST", "jobs", query: query, body: Data(text.utf8)).id
         } else {
             // Input files are read here, stored or uploaded once each, and the tasks then name their SHA-256s.
-            try SubmitInputs.checkMaskSizes(job.tasks)
             let inputs = SubmitInputs(client: client, store: store)
+            try inputs.checkMaskSizes(job.tasks)
             try job.resolveInputs { try inputs.store($0, field: "input") }
             do { id = try submit(job, client: client, store: store) } catch let failure as ValidationFailure {
                 throw ValidationError(failure.description)

@@ -1,6 +1,6 @@
 import Coordinator
 import Foundation
-import JobStore
+@_spi(Testing) import JobStore
 import Logging
 import Postgres
 import TestSupport
@@ -31,4 +31,14 @@ func modelsFolderWithTinyModel() throws -> URL {
     try FileManager.default.createDirectory(at: models, withIntermediateDirectories: true)
     try FileManager.default.moveItem(at: try tinyModelWithFullVocabulary(), to: models.appendingPathComponent("tiny"))
     return models
+}
+
+/// The worker that rendered each done task of `job` (its `task.done` event), by task index.
+func renderingWorkers(_ store: JobStore, job: Int64) throws -> [Int: String] {
+    var result: [Int: String] = [:]
+    let rows = try store.testConnection.query(
+        "SELECT t.index, e.worker_id FROM tasks t JOIN events e ON e.task_id = t.id AND e.kind = 'task.done' WHERE t.job_id = $1", [job]
+    ).rows
+    for row in rows { result[try row.decode("index")] = try row.decode("worker_id") }
+    return result
 }

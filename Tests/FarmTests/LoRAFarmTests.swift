@@ -7,16 +7,6 @@ import StableDiffusion
 import Testing
 import Worker
 
-/// The worker that rendered each done task of `job` (its `task.done` event), by task index.
-private func workers(_ store: JobStore, job: Int64) throws -> [Int: String] {
-    var result: [Int: String] = [:]
-    let rows = try store.testConnection.query(
-        "SELECT t.index, e.worker_id FROM tasks t JOIN events e ON e.task_id = t.id AND e.kind = 'task.done' WHERE t.job_id = $1", [job]
-    ).rows
-    for row in rows { result[try row.decode("index")] = try row.decode("worker_id") }
-    return result
-}
-
 /// Two worker processes, one with `--lora-dir`/`--embeddings-dir` and one without: a task naming a LoRA in `loras`
 /// waits (never leased) while only the worker without LoRAs runs, then goes to the one that has it; its image (and
 /// one whose prompt carries the tag, routed the same way) equals `farm render`'s with the same folders, pixels and
@@ -57,8 +47,8 @@ private func workers(_ store: JobStore, job: Int64) throws -> [Int: String] {
     #expect(
         try waitFor(180) { try store.progress(job: job).isFinished && store.progress(job: second).counts[.done] == 1 },
         "\(coordinator.output)\n\(plain.output)\n\(withLoRAs.output)")
-    #expect(try workers(store, job: job) == [0: "loras", 1: "plain"])
-    #expect(try workers(store, job: second) == [0: "loras"])
+    #expect(try renderingWorkers(store, job: job) == [0: "loras", 1: "plain"])
+    #expect(try renderingWorkers(store, job: second) == [0: "loras"])
     let unknownTask = try store.testConnection.query("SELECT state, attempt FROM tasks WHERE job_id = $1 AND index = 1", [second]).single()
     #expect(try unknownTask.decode("state", as: String.self) == "queued" && unknownTask.decode("attempt", as: Int.self) == 0)
 

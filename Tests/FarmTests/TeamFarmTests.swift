@@ -169,11 +169,7 @@ import Testing
         let finished = try waitFor(60) { try store.progress(job: job).counts[.done] == 5 }
         let counts = try store.progress(job: job).counts
         #expect(finished, "\(counts)\n\(coordinator.output)\n\(workers.map(\.output).joined(separator: "\n"))")
-        let rows = try store.testConnection.query(
-            "SELECT t.index, e.worker_id FROM tasks t JOIN events e ON e.task_id = t.id AND e.kind = 'task.done' WHERE t.job_id = $1", [job]
-        ).rows
-        var byIndex: [Int: String] = [:]
-        for row in rows { byIndex[try row.decode("index")] = try row.decode("worker_id") }
+        let byIndex = try renderingWorkers(store, job: job)
         #expect(["gpu", "gpu-big"].contains(byIndex[0]) && ["gpu", "gpu-big"].contains(byIndex[2]), "\(byIndex)")
         #expect(byIndex[1] == "gpu-big" && byIndex[4] == "gpu-big", "\(byIndex)")
         #expect(byIndex[3] != nil && byIndex[5] == nil, "\(byIndex)")

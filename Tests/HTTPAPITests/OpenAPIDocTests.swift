@@ -1,3 +1,4 @@
+import FarmModel
 import Foundation
 @_spi(Testing) import HTTPAPI
 import Testing
@@ -32,7 +33,7 @@ import Testing
             let parts = entry.split(separator: " ", maxSplits: 1)
             return "\(parts[0]) " + parts[1].replacingOccurrences(of: #"\{[^}]+\}"#, with: "{}", options: .regularExpression)
         })
-    let actionRoutes = ["cancel", "pause", "resume", "retry", "drain", "cordon", "uncordon"]
+    let actionRoutes = JobAction.allCases.map(\.rawValue) + OperatorAction.allCases.map(\.rawValue)
     var served: Set<String> = []
     let routes = api.routeTable().map { (path: String($0.path.drop { $0 == "/" }), methods: $0.methods) }
     #expect(routes.contains { $0.path == "v1/jobs" }, "the router's table was not read: \(routes.map(\.path))")
