@@ -12,7 +12,8 @@ extension GenerationRequest {
     ///
     /// Variation seeds write `Variation seed` (image i's: subseed + i), `Variation seed strength` and `Seed resize from`;
     /// hires fix writes `Denoising strength` (its pass's) and `Hires upscale` (or `Hires resize`), `Hires steps`,
-    /// `Hires upscaler`, and `Size` is then the first pass's, as in the web UI.
+    /// `Hires upscaler`, and `Size` is then the first pass's, as in the web UI. Token merging writes the web UI's
+    /// `Token merging ratio`; DeepCache writes `DeepCache interval` and `DeepCache branch`.
     public func parametersText(width: Int, height: Int, index: Int = 0, hashes: AddOnHashes = AddOnHashes()) -> String {
         var lines = [prompt + loras.map { " <lora:\(Self.loraName($0.name)):\($0.weight)>" }.joined()]
         if !negativePrompt.isEmpty { lines.append("Negative prompt: \(negativePrompt)") }
@@ -27,6 +28,10 @@ extension GenerationRequest {
         if mask != nil { settings += ", Mask blur: \(Int(effectiveMaskBlur))" }
         if rng == .philox { settings += ", RNG: NV" }
         settings += hiresText()
+        if let ratio = tokenMergingRatio, ratio > 0 { settings += ", Token merging ratio: \(ratio)" }
+        if let interval = deepCacheInterval, interval > 1 {
+            settings += ", DeepCache interval: \(interval), DeepCache branch: \(deepCacheBranch ?? 0)"
+        }
         if !hashes.loras.isEmpty { settings += ", Lora hashes: " + AddOnHashes.quoted(hashes.loras) }
         if !hashes.embeddings.isEmpty { settings += ", TI hashes: " + AddOnHashes.quoted(hashes.embeddings) }
         if let refiner { settings += ", Refiner: \(Self.shortName(refiner)), Refiner switch at: \(effectiveRefinerSwitch)" }

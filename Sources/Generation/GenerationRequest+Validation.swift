@@ -28,6 +28,10 @@ public struct GenerationLimits: Codable, Equatable, Sendable {
     public static let maxLoRAs = 16
     /// LoRA weights allowed (the web UI's sliders stop well inside these).
     public static let loraWeights = -10.0...10
+    /// Token merging ratios allowed: with one destination per 2×2 cell, at most 3 of every 4 tokens can merge.
+    public static let tokenMergingRatios = 0.0...0.75
+    /// DeepCache branches allowed (3 per UNet level, SD 1.x/2.x having 4; a UNet with fewer levels allows fewer).
+    public static let deepCacheBranches = 0...11
 
     /// The default limits.
     public init() {}
@@ -84,6 +88,8 @@ extension GenerationRequest {
         case resizeMode
         /// Hires fix.
         case hiresScale, hiresWidth, hiresHeight, hiresUpscaler, hiresSteps, hiresDenoise, hiresPrompt, hiresNegativePrompt, hiresSampler
+        /// The few-step shortcuts: token merging and DeepCache.
+        case tokenMergingRatio, deepCacheInterval, deepCacheBranch
         /// The LoRAs named outside the prompt.
         case loras
         /// The name of LoRA `index`.
@@ -130,6 +136,9 @@ extension GenerationRequest {
             case .hiresPrompt: return "hires_prompt"
             case .hiresNegativePrompt: return "hires_negative_prompt"
             case .hiresSampler: return "hires_sampler"
+            case .tokenMergingRatio: return "token_merging_ratio"
+            case .deepCacheInterval: return "deepcache_interval"
+            case .deepCacheBranch: return "deepcache_branch"
             case .loras: return "loras"
             case .loraName(let index): return "loras[\(index)].name"
             case .loraWeight(let index): return "loras[\(index)].weight"
@@ -146,6 +155,8 @@ extension GenerationRequest {
             case .controlScale: return "--control-scale"
             case .loras, .loraName, .loraWeight: return "--lora"
             case .hiresNegativePrompt: return "--hires-negative"
+            case .tokenMergingRatio: return "--tome"
+            case .deepCacheInterval: return "--deepcache"
             default: return "--" + key.replacingUnderscores
             }
         }
@@ -211,6 +222,18 @@ extension GenerationRequest {
             if !lora.weight.isFinite || !GenerationLimits.loraWeights.contains(lora.weight) {
                 throw fail(.loraWeight(index), "must be -10...10, got \(lora.weight)")
             }
+        }
+        if let tokenMergingRatio, !tokenMergingRatio.isFinite || !GenerationLimits.tokenMergingRatios.contains(tokenMergingRatio) {
+            throw fail(.tokenMergingRatio, "must be 0...0.75 (the share of tokens merged; 3 of every 4 at most), got \(tokenMergingRatio)")
+        }
+        if let deepCacheInterval, deepCacheInterval < 1 || deepCacheInterval > limits.maxSteps {
+            throw fail(.deepCacheInterval, "must be 1...\(limits.maxSteps) (steps between full UNet passes; 1: off), got \(deepCacheInterval)")
+        }
+        if let deepCacheBranch {
+            if !GenerationLimits.deepCacheBranches.contains(deepCacheBranch) {
+                throw fail(.deepCacheBranch, "must be 0...11 (block × 3 + layer from the UNet's top), got \(deepCacheBranch)")
+            }
+            if (deepCacheInterval ?? 1) <= 1 { throw fail(.deepCacheBranch, "needs a DeepCache interval of 2 or more (--deepcache N)") }
         }
         try validateFinishing(limits: limits)
         for (index, control) in controlnets.enumerated() {

@@ -60,6 +60,14 @@ public struct GenerationRequest: Equatable, Sendable {
     public var resizeMode: ResizeMode?
     /// Hires fix: a second, img2img pass at a larger size; nil: none.
     public var hires: Hires?
+    /// Token merging (ToMe for SD, as the web UI applies it): the share of the full-resolution self-attention tokens
+    /// merged, in [0, 0.75]; nil or 0: none. Lossy: faster at large sizes, a slightly different picture.
+    public var tokenMergingRatio: Double?
+    /// DeepCache: the whole UNet runs every this many steps, the steps between reuse its deep features; nil or 1:
+    /// every step runs the whole UNet. Lossy.
+    public var deepCacheInterval: Int?
+    /// DeepCache's cache branch (block branch / 3, layer branch % 3 from the UNet's top; 0 caches the most); nil: 0.
+    public var deepCacheBranch: Int?
 
     /// Denoising steps when none are given.
     public static let defaultSteps = 20

@@ -57,6 +57,15 @@ struct Bench: ParsableCommand {
     @Flag(help: "Only time the VAE decode against TAESD's (random SD 1.5-shaped weights) at each size and print the ratio.")
     var decoders = false
 
+    @Flag(
+        help:
+            "Compare the fewer-or-cheaper-steps options (TAESD decode, ToMe, DeepCache, LCM 4 steps) with the full computation at each size: seconds per image, PSNR and SSIM."
+    )
+    var fewSteps = false
+
+    @Option(help: "With --few-steps: images per option (seeds 1...N).")
+    var fewStepSeeds = 2
+
     @Option(help: .hidden)
     var only: Int?
 
@@ -65,6 +74,7 @@ struct Bench: ParsableCommand {
         guard !parsedSizes.isEmpty, parsedSizes.allSatisfy({ $0 >= 64 && $0 <= 2048 && $0 % 64 == 0 }) else {
             throw ValidationError("--sizes takes multiples of 64 from 64 to 2048, got \(sizes)")
         }
+        guard (1...16).contains(fewStepSeeds) else { throw ValidationError("--few-step-seeds must be 1...16, got \(fewStepSeeds)") }
         if let threads, !(1...256).contains(threads) { throw ValidationError("--threads must be 1...256, got \(threads)") }
         guard ["sd15", "sdxl"].contains(arch) else { throw ValidationError("--arch takes sd15 or sdxl, got \(arch)") }
         if model != nil && arch != "sd15" { throw ValidationError("--arch sets the random weights' shapes; leave it out with --model") }
@@ -87,6 +97,7 @@ struct Bench: ParsableCommand {
             return
         }
         if decoders { return compareDecoders() }
+        if fewSteps { return try compareFewSteps() }
         if let only {
             let figures = try BenchRun(model: model, arch: arch, weights: weights, tiling: tiling, size: only, steps: steps).measure()
             let encoder = JSONEncoder()

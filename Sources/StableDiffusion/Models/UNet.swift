@@ -87,21 +87,38 @@ public struct UNet {
 
         /// Runs the down path: the skip connections (after conv_in, each resnet or
         /// transformer, and each downsampler) and the lowest-resolution features.
-        /// `added` is summed after conv_in (ControlNet's conditioning embedding).
-        func encode(_ sample: Tensor, time: Tensor, context: Tensor, added: Tensor? = nil) -> (skips: [Tensor], hidden: Tensor) {
+        /// `added` is summed after conv_in (ControlNet's conditioning embedding); `shortcuts` may reuse DeepCache's
+        /// features and merge tokens (`UNetShortcuts`).
+        func encode(
+            _ sample: Tensor, time: Tensor, context: Tensor, added: Tensor? = nil, shortcuts: UNetShortcuts = UNetShortcuts()
+        ) -> (skips: [Tensor], hidden: Tensor) {
             var h = convIn(sample)
             if let added { h.add(added) }
             var skips = [h]
-            for level in down {
-                for (index, resnet) in level.resnets.enumerated() {
-                    h = resnet(h, time: time)
-                    if !level.transformers.isEmpty { h = level.transformers[index](h, context: context) }
-                    skips.append(h)
+            let (cache, batch) = (shortcuts.cache, sample.shape[0])
+            for (block, level) in down.enumerated() {
+                let first = skips.count
+                let outputs = cache.outputs("down.block.\(block)", .down(block: block, layer: 0), batch: batch) {
+                    for (index, resnet) in level.resnets.enumerated() {
+                        let place = FeatureCache.Place.down(block: block, layer: index)
+                        h = cache.run("down.resnet.\(block).\(index)", place, batch: batch) { resnet(h, time: time) }
+                        if !level.transformers.isEmpty {
+                            h = cache.run("down.attentions.\(block).\(index)", place, batch: batch) {
+                                level.transformers[index](h, context: context, mergeRatio: shortcuts.mergeRatio(for: h))
+                            }
+                        }
+                        skips.append(h)
+                    }
+                    if let downsample = level.downsample {
+                        let place = FeatureCache.Place.down(block: block, layer: level.resnets.count)
+                        h = cache.run("down.downsampler.\(block)", place, batch: batch) { downsample(h) }
+                        skips.append(h)
+                    }
+                    return [h] + skips[first...]
                 }
-                if let downsample = level.downsample {
-                    h = downsample(h)
-                    skips.append(h)
-                }
+                // A reused block gives back its output and its skip connections together, as the block returns them.
+                h = outputs[0]
+                skips = Array(skips[..<first]) + outputs.dropFirst()
             }
             return (skips, h)
         }
@@ -159,21 +176,47 @@ public struct UNet {
     public func callAsFunction(
         _ sample: Tensor, timestep: Float, context: Tensor, added: AddedConditioning? = nil, control: ControlResiduals? = nil
     ) -> Tensor {
+        predict(sample, timestep: timestep, context: context, added: added, control: control, shortcuts: UNetShortcuts())
+    }
+
+    /// `callAsFunction` taking `shortcuts` (DeepCache's reused features, token merging).
+    func predict(
+        _ sample: Tensor, timestep: Float, context: Tensor, added: AddedConditioning?, control: ControlResiduals?, shortcuts: UNetShortcuts
+    ) -> Tensor {
         precondition(sample.shape[0] == context.shape[0], "latents and context need the same batch")
+        var shortcuts = shortcuts
+        shortcuts.latentTokens = sample.shape[2] * sample.shape[3]
+        let (cache, batch) = (shortcuts.cache, sample.shape[0])
         let time = encoder.timeEmbedding(timestep, batch: sample.shape[0], added: added)
-        var (skips, h) = encoder.encode(sample, time: time, context: context)
+        var (skips, h) = encoder.encode(sample, time: time, context: context, shortcuts: shortcuts)
         if let control {
             precondition(control.down.count == skips.count, "ControlNet gives \(control.down.count) residuals, the UNet has \(skips.count) skips")
             for index in skips.indices { skips[index].add(control.down[index]) }
         }
-        h = encoder.middle(h, time: time, context: context)
+        h = cache.run("mid", .middle, batch: batch) { encoder.middle(h, time: time, context: context) }
         if let control { h.add(control.middle) }
-        for level in up {
-            for (index, resnet) in level.resnets.enumerated() {
-                h = resnet(Tensor.concat([h, skips.removeLast()], axis: 1), time: time)
-                if !level.transformers.isEmpty { h = level.transformers[index](h, context: context) }
+        for (index, level) in up.enumerated() {
+            // DeepCache counts up blocks and their layers from the top of the UNet, mirroring the down blocks.
+            let (block, layers) = (up.count - 1 - index, level.resnets.count)
+            let levelSkips = Array(skips.suffix(layers).reversed())
+            skips.removeLast(layers)
+            h = cache.run("up.block.\(block)", .up(block: block, layer: 0), batch: batch) {
+                for (layer, resnet) in level.resnets.enumerated() {
+                    let place = FeatureCache.Place.up(block: block, layer: layers - 1 - layer)
+                    h = cache.run("up.resnet.\(block).\(layers - 1 - layer)", place, batch: batch) {
+                        resnet(Tensor.concat([h, levelSkips[layer]], axis: 1), time: time)
+                    }
+                    if !level.transformers.isEmpty {
+                        h = cache.run("up.attentions.\(block).\(layers - 1 - layer)", place, batch: batch) {
+                            level.transformers[layer](h, context: context, mergeRatio: shortcuts.mergeRatio(for: h))
+                        }
+                    }
+                }
+                if let upsample = level.upsample {
+                    h = cache.run("up.upsampler.\(block)", .up(block: block, layer: 0), batch: batch) { upsample(h) }
+                }
+                return h
             }
-            if let upsample = level.upsample { h = upsample(h) }
         }
         return convOut(normOut(h, silu: true))
     }

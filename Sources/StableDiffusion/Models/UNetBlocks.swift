@@ -72,12 +72,17 @@ struct SpatialTransformer {
         self.blocks = blocks
     }
 
-    /// x [N, C, H, W], context [N, M, Cc].
-    func callAsFunction(_ x: Tensor, context: Tensor) -> Tensor {
+    /// x [N, C, H, W], context [N, M, Cc]; `mergeRatio` > 0 merges that share of the self-attention's tokens
+    /// (`TokenMerge`, ToMe for SD), 0 runs the full computation.
+    func callAsFunction(_ x: Tensor, context: Tensor, mergeRatio: Double = 0) -> Tensor {
         let (n, c, height, width) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
         var h = norm(x).reshaped([n, c, height * width]).linearFromChannels(weight: projectIn.weight, bias: projectIn.bias)
         for block in blocks {
-            h.add(block.selfAttention(block.norm1(h)))
+            if mergeRatio > 0, let merge = TokenMerge(metric: h, width: width, height: height, ratio: mergeRatio) {
+                h.add(merge.unmerge(block.selfAttention(merge.merge(block.norm1(h)))))
+            } else {
+                h.add(block.selfAttention(block.norm1(h)))
+            }
             h.add(block.crossAttention(block.norm2(h), context: context))
             h.add(block.feedForwardOut(block.feedForwardIn(block.norm3(h)).geglu()))
         }

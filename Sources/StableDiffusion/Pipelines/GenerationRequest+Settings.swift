@@ -14,6 +14,9 @@ extension GenerationRequest {
         settings.subseed = subseed ?? 0
         settings.subseedStrength = Float(effectiveSubseedStrength)
         settings.seedResizeFrom = seedResizeFrom
+        settings.tokenMergingRatio = tokenMergingRatio ?? 0
+        settings.deepCacheInterval = deepCacheInterval ?? 1
+        settings.deepCacheBranch = deepCacheBranch ?? 0
         return settings
     }
 }

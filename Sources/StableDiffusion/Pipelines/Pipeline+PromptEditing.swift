@@ -122,11 +122,12 @@ extension Pipeline {
 
     /// Composable diffusion's prediction: one UNet call over [uncond, part 1, …, part n] rows, combined as
     /// uncond + Σ weightᵢ · guidance · (partᵢ − uncond), the web UI's `combine_denoised`.
-    func composedPrediction(_ input: Tensor, timestep: Float, context: Tensor, added: AddedConditioning?, weights: [Float], settings: Settings)
-        -> Tensor
-    {
+    func composedPrediction(
+        _ input: Tensor, timestep: Float, context: Tensor, added: AddedConditioning?, weights: [Float], settings: Settings,
+        shortcuts: UNetShortcuts = UNetShortcuts()
+    ) -> Tensor {
         let batchInput = Tensor.concat(Array(repeating: input, count: weights.count + 1), axis: 0)
-        let prediction = unet(batchInput, timestep: timestep, context: context, added: added, control: nil)
+        let prediction = unet.predict(batchInput, timestep: timestep, context: context, added: added, control: nil, shortcuts: shortcuts)
         let pieces = prediction.chunked(weights.count + 1, axis: 0)
         var combined = pieces[0]
         for (piece, weight) in zip(pieces.dropFirst(), weights) {

@@ -76,7 +76,10 @@ extension Pipeline {
                 try addedConditioning(conditional: conditional, unconditional: unconditional, settings: settings)
             )
         }
+        var shortcuts = UNetShortcuts(mergeRatio: settings.tokenMergingRatio)
+        if settings.deepCacheInterval > 1 { shortcuts.cache = FeatureCache(interval: settings.deepCacheInterval, branch: settings.deepCacheBranch) }
         for (index, timestep) in scheduler.timesteps.enumerated() where index >= start && index < end {
+            shortcuts.cache?.begin(step: index - start)
             var input = scheduler.scaleModelInput(latents, index: index)
             if let inpainting { input = inpainting.modelInput(input) }
             var key = 0
@@ -94,8 +97,10 @@ extension Pipeline {
             let (context, added) = inputs[key]!
             let output =
                 weights == [1]
-                ? guidedPrediction(input, timestep: timestep, context: context, added: added, settings: settings, controls: controls)
-                : composedPrediction(input, timestep: timestep, context: context, added: added, weights: weights, settings: settings)
+                ? guidedPrediction(
+                    input, timestep: timestep, context: context, added: added, settings: settings, controls: controls, shortcuts: shortcuts)
+                : composedPrediction(
+                    input, timestep: timestep, context: context, added: added, weights: weights, settings: settings, shortcuts: shortcuts)
             latents = scheduler.step(output, index: index, sample: latents, noise: noise.next)
             if let inpainting { latents = inpainting.keepingSource(latents, after: index, scheduler: scheduler) }
             onStep?(index + 1 - start, latents)
@@ -132,7 +137,8 @@ extension Pipeline {
     /// call (with any ControlNet residuals, the ControlNets seeing the 4 latent channels),
     /// combined as uncond + guidance·(cond − uncond).
     func guidedPrediction(
-        _ input: Tensor, timestep: Float, context: Tensor, added: AddedConditioning?, settings: Settings, controls: [Control]
+        _ input: Tensor, timestep: Float, context: Tensor, added: AddedConditioning?, settings: Settings, controls: [Control],
+        shortcuts: UNetShortcuts = UNetShortcuts()
     ) -> Tensor {
         let guided = settings.guidance > 1
         let batchInput = guided ? Tensor.concat([input, input], axis: 0) : input
@@ -143,7 +149,7 @@ extension Pipeline {
             let next = control.net(latents, timestep: timestep, context: context, added: added, control: images, scale: control.scale)
             residuals = residuals.map { $0 + next } ?? next
         }
-        let prediction = unet(batchInput, timestep: timestep, context: context, added: added, control: residuals)
+        let prediction = unet.predict(batchInput, timestep: timestep, context: context, added: added, control: residuals, shortcuts: shortcuts)
         guard guided else { return prediction }
         let halves = prediction.chunked(2, axis: 0)
         let scale = settings.guidance

@@ -84,6 +84,14 @@ public struct Pipeline {
         public var subseedStrength: Float = 0
         /// Seed resize from: the seed's noise is drawn at this pixel size and pasted centred (`VariationNoise`); nil: none.
         public var seedResizeFrom: PixelSize?
+        /// Token merging (ToMe for SD, `TokenMerge`): the share of the full-resolution self-attention tokens merged,
+        /// in [0, 0.75]; 0: none (the full computation).
+        public var tokenMergingRatio: Double = 0
+        /// DeepCache (`FeatureCache`): every this many steps the whole UNet runs, the steps between reuse its deep
+        /// features; 1: every step runs the whole UNet (the full computation).
+        public var deepCacheInterval = 1
+        /// DeepCache's cache branch (`cache_branch_id`): block `branch / 3`, layer `branch % 3` from the UNet's top.
+        public var deepCacheBranch = 0
         /// SDXL refiner: the aesthetic score the prompt is conditioned on (diffusers' default).
         public var aestheticScore: Float = 6
         /// SDXL refiner: the aesthetic score of the negative prompt.
@@ -112,6 +120,14 @@ public struct Pipeline {
         guard settings.steps >= 1 else { throw SamplingError("steps must be at least 1, got \(settings.steps)") }
         guard settings.guidance.isFinite else { throw SamplingError("guidance must be a finite number") }
         guard settings.batch >= 1 && settings.batch <= 64 else { throw SamplingError("batch must be 1...64, got \(settings.batch)") }
+        guard settings.tokenMergingRatio >= 0 && settings.tokenMergingRatio <= 0.75 else {
+            throw SamplingError("token merging ratio must be 0...0.75 (3 of every 4 tokens at most), got \(settings.tokenMergingRatio)")
+        }
+        guard settings.deepCacheInterval >= 1 else { throw SamplingError("DeepCache interval must be at least 1, got \(settings.deepCacheInterval)") }
+        let branches = 3 * unet.config.blockOutChannels.count
+        guard settings.deepCacheBranch >= 0 && settings.deepCacheBranch < branches else {
+            throw SamplingError("DeepCache branch must be 0...\(branches - 1) for this UNet, got \(settings.deepCacheBranch)")
+        }
     }
 
     /// One ControlNet with its control image [1, 3, H, W] in [0, 1] and conditioning scale.
