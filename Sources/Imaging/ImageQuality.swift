@@ -23,7 +23,7 @@ public enum ImageQuality {
     /// Images smaller than the window are compared as one window of their own size, unweighted.
     public static func ssim(_ image: [UInt8], _ reference: [UInt8], width: Int, height: Int, channels: Int = 3) -> Double {
         precondition(image.count == reference.count && image.count == width * height * channels, "SSIM needs two \(width)x\(height) images")
-        let (c1, c2) = (pow(0.01 * 255, 2), pow(0.03 * 255, 2))
+        let (c1, c2): (Double, Double) = (0.01 * 255 * 0.01 * 255, 0.03 * 255 * 0.03 * 255)
         let radius = 5
         guard width > 2 * radius && height > 2 * radius else {
             return (0..<channels).map { channel in

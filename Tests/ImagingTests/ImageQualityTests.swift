@@ -5,7 +5,10 @@ import Testing
 /// Two 24×16 RGB test images: `first` a pattern, `second` it with a small pattern added (mod 256).
 private func patternPair() -> ([UInt8], [UInt8]) {
     let first = (0..<(24 * 16 * 3)).map { UInt8(($0 * 37) % 256) }
-    let second = (0..<(24 * 16 * 3)).map { UInt8((($0 * 37) % 256 + ($0 * 11) % 23) % 256) }
+    let second = (0..<(24 * 16 * 3)).map { (index: Int) -> UInt8 in
+        let sum: Int = (index * 37) % 256 + (index * 11) % 23
+        return UInt8(sum % 256)
+    }
     return (first, second)
 }
 
@@ -14,8 +17,9 @@ private func smoothPair() -> ([UInt8], [UInt8]) {
     var (clean, noisy) = ([UInt8](), [UInt8]())
     for y in 0..<16 {
         for x in 0..<24 {
-            let noise = (x * 7 + y * 13) % 9 - 4
-            for value in [(x * 10 + y * 3) % 256, (x * 5 + y * 9) % 256, (x * x + y) % 256] {
+            let noise: Int = (x * 7 + y * 13) % 9 - 4
+            let values: [Int] = [(x * 10 + y * 3) % 256, (x * 5 + y * 9) % 256, (x * x + y) % 256]
+            for value in values {
                 clean.append(UInt8(value))
                 noisy.append(UInt8(min(max(value + noise, 0), 255)))
             }
@@ -43,6 +47,6 @@ private func smoothPair() -> ([UInt8], [UInt8]) {
     let flat = [UInt8](repeating: 100, count: 24 * 16 * 3)
     let brighter = [UInt8](repeating: 105, count: 24 * 16 * 3)
     #expect(abs(ImageQuality.psnr(brighter, flat) - 10 * log10(255.0 * 255 / 25)) < 1e-12)
-    let c1 = pow(0.01 * 255, 2)
+    let c1: Double = 0.01 * 255 * 0.01 * 255
     #expect(abs(ImageQuality.ssim(brighter, flat, width: 24, height: 16) - (2 * 100 * 105 + c1) / (100 * 100 + 105 * 105 + c1)) < 1e-12)
 }
