@@ -5,7 +5,9 @@ A dev tool (torch, diffusers, transformers, and `pip install tomesd DeepCache`):
 - token merging: `tomesd.apply_patch(pipe, ratio=r, use_rand=False)` (the web UI's call: merge the self-attention
   input of the highest-resolution transformer blocks, 2×2 cells with the top-left token as destination);
 - DeepCache: `DeepCacheSDHelper(pipe).set_params(cache_interval=n, cache_branch_id=b)`;
-- the LCM path: LCMScheduler, 4 steps, guidance 1 (diffusers skips the unconditional pass).
+- the LCM path: LCMScheduler, 4 steps, guidance 1 (diffusers skips the unconditional pass), also with a LoRA over the
+  attention and resnet convolutions as LCM-LoRA has (loras/sd1-kohya-locon.safetensors, from make_lora_fixtures.py;
+  random, so it shows the path composes, not LCM's quality).
 Each case is a diffusers StableDiffusionPipeline run (Euler unless named), prompt given as token ids, final latents.
 Output: Tests/StableDiffusionTests/Fixtures/few_step.json (a few KB).
 """
@@ -29,9 +31,12 @@ ids, negative_ids = prompt_ids(torch.Generator().manual_seed(7))
 embeds, negative = encode(text, ids, negative_ids)
 
 
-def run(sampler, steps, guidance, seed=42, batch=1, tome=None, deepcache=None):
-    """One text-to-image run's final latents, with token merging `tome` (ratio) or DeepCache (interval, branch)."""
+def run(sampler, steps, guidance, seed=42, batch=1, tome=None, deepcache=None, lora=None):
+    """One text-to-image run's final latents, with token merging `tome` (ratio), DeepCache (interval, branch) or the
+    LoRA file `lora` (weight 1)."""
     pipe = sd_pipeline(StableDiffusionPipeline, SAMPLERS, sampler, folder, text, unet, vae)
+    if lora is not None:
+        pipe.load_lora_weights(str(here / "loras" / f"{lora}.safetensors"), adapter_name="lcm")
     helper = None
     if tome is not None:
         # tomesd's block forward predates diffusers' norm_type: these blocks use a plain LayerNorm.
@@ -52,11 +57,13 @@ def run(sampler, steps, guidance, seed=42, batch=1, tome=None, deepcache=None):
         tomesd.remove_patch(pipe)
     if helper is not None:
         helper.disable()
+    if lora is not None:
+        pipe.unload_lora_weights()
     return latents
 
 
 cases = []
-for name, sampler, steps, guidance, batch, tome, deepcache in [
+for name, sampler, steps, guidance, batch, tome, deepcache, *lora in [
     ("full", "euler", 6, 7.5, 1, None, None),
     ("tome 0.5", "euler", 6, 7.5, 1, 0.5, None),
     ("tome 0.3 batch 2", "euler", 6, 7.5, 2, 0.3, None),
@@ -64,9 +71,12 @@ for name, sampler, steps, guidance, batch, tome, deepcache in [
     ("deepcache 2 branch 1", "euler", 6, 7.5, 1, None, (2, 1)),
     ("deepcache 3 branch 4", "euler", 6, 7.5, 2, None, (3, 4)),
     ("lcm 4 steps guidance 1", "lcm", 4, 1.0, 1, None, None),
+    ("lcm lora 4 steps guidance 1", "lcm", 4, 1.0, 1, None, None, "sd1-kohya-locon"),
 ]:
-    latents = run(sampler, steps, guidance, batch=batch, tome=tome, deepcache=deepcache)
+    lora = lora[0] if lora else None
+    latents = run(sampler, steps, guidance, batch=batch, tome=tome, deepcache=deepcache, lora=lora)
     cases.append({"name": name, "sampler": sampler, "tome": tome, "deepcache": list(deepcache) if deepcache else None,
+                  "lora": lora,
                   "settings": {"width": 24, "height": 16, "steps": steps, "guidance": guidance, "seed": 42, "batch": batch},
                   "ids": ids[0].tolist(), "negative_ids": negative_ids[0].tolist(),
                   "latents_shape": list(latents.shape), "latents": [round(v, 7) for v in latents.flatten().tolist()]})

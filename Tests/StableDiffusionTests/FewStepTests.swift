@@ -12,12 +12,14 @@ struct FewStepCase: Decodable, Sendable, CustomTestStringConvertible {
     let tome: Double?
     /// `DeepCacheSDHelper.set_params(cache_interval, cache_branch_id)`; nil: not applied.
     let deepcache: [Int]?
+    /// A LoRA file of Fixtures/loras/ loaded at weight 1 on the UNet (the prompt was encoded without it); nil: none.
+    let lora: String?
     let run: DiffusersRun
     let latents: [Float]
     var testDescription: String { name }
 
     private enum CodingKeys: String, CodingKey {
-        case name, sampler, tome, deepcache, latents
+        case name, sampler, tome, deepcache, lora, latents
     }
 
     init(from decoder: any Decoder) throws {
@@ -26,6 +28,7 @@ struct FewStepCase: Decodable, Sendable, CustomTestStringConvertible {
         sampler = try container.decode(String.self, forKey: .sampler)
         tome = try container.decodeIfPresent(Double.self, forKey: .tome)
         deepcache = try container.decodeIfPresent([Int].self, forKey: .deepcache)
+        lora = try container.decodeIfPresent(String.self, forKey: .lora)
         latents = try container.decode([Float].self, forKey: .latents)
         run = try DiffusersRun(from: decoder)
     }
@@ -42,10 +45,11 @@ struct FewStepCase: Decodable, Sendable, CustomTestStringConvertible {
 /// The tiny SD 1.5 pipeline (shared weights).
 private func tinyPipeline() throws -> Pipeline { try Pipeline(weights: try NetworkFixtures.model("tiny-sd1")) }
 
-/// Samples `settings` with `fixture`'s prompt and negative prompt.
-private func latents(_ pipeline: Pipeline, _ fixture: FewStepCase, _ settings: Pipeline.Settings) throws -> Tensor {
-    try pipeline.sample(
-        conditional: pipeline.textEncoder([fixture.run.ids]), unconditional: pipeline.textEncoder([fixture.run.negativeIDs]), settings: settings)
+/// Samples `settings` with `fixture`'s prompt and negative prompt, encoded by `text` (default: `pipeline`).
+private func latents(_ pipeline: Pipeline, _ fixture: FewStepCase, _ settings: Pipeline.Settings, text: Pipeline? = nil) throws -> Tensor {
+    let encoder = (text ?? pipeline).textEncoder
+    return try pipeline.sample(
+        conditional: encoder([fixture.run.ids]), unconditional: encoder([fixture.run.negativeIDs]), settings: settings)
 }
 
 /// The largest difference between two lists of numbers.
@@ -56,7 +60,15 @@ private func largestDifference(_ a: [Float], _ b: [Float]) -> Float {
 @Test(arguments: try fixtureCases("few_step.json", as: FewStepCase.self))
 func fewStepShortcutsMatchTheirReferencePackages(_ fixture: FewStepCase) throws {
     let pipeline = try tinyPipeline()
-    let result = try latents(pipeline, fixture, try fixture.settings())
+    var sampler = pipeline
+    if let lora = fixture.lora {
+        // The LCM-LoRA path: a LoRA over the attention and resnet convolutions, then LCM's 4 unguided steps.
+        let file = try LoRAFile.load(loraFixtures.appendingPathComponent(lora + ".safetensors"))
+        let (patched, report) = try NetworkFixtures.model("tiny-sd1").applying([WeightedLoRA(file: file, weight: 1)])
+        #expect(report.unet.count > 0)
+        sampler = try Pipeline(weights: patched)
+    }
+    let result = try latents(sampler, fixture, try fixture.settings(), text: pipeline)
     #expect(result.shape == fixture.run.latentsShape)
     let error = largestDifference(result.scalars, fixture.latents)
     #expect(error < 1e-3, "\(fixture.name): final latents differ from the reference package's by \(error)")
@@ -69,6 +81,9 @@ func fewStepShortcutsMatchTheirReferencePackages(_ fixture: FewStepCase) throws 
     for fixture in cases where fixture.run.settings.batch == 1 && fixture.sampler == "euler" && fixture.name != "full" {
         #expect(largestDifference(fixture.latents, full.latents) > 1e-2, "\(fixture.name) equals the full computation")
     }
+    let lcm = try #require(cases.first { $0.sampler == "lcm" && $0.lora == nil })
+    let lcmLoRA = try #require(cases.first { $0.sampler == "lcm" && $0.lora != nil })
+    #expect(largestDifference(lcmLoRA.latents, lcm.latents) > 1e-2, "the LoRA does not change the LCM render")
 }
 
 /// Ratio 0 and interval 1 are the full computation, bit for bit, whatever the branch; the same seed twice with

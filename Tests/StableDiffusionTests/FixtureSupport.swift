@@ -141,4 +141,5 @@ extension Pipeline {
     #expect(try sd2PromptCases().count == 12)
     #expect(try fixtureCases("variation.json", as: VariationCase.self).count == 7)
     #expect(try HiresFixtures.load().hires.count == 3)
+    #expect(try fixtureCases("few_step.json", as: FewStepCase.self).count == 8)
 }
