@@ -32,10 +32,13 @@ let package = Package(
         .systemLibrary(name: "CPostgres", providers: [.apt(["libpq-dev"])]),
         .systemLibrary(name: "CSodium", pkgConfig: "libsodium", providers: [.apt(["libsodium-dev"])]),
         .target(name: "CPNG", linkerSettings: [.linkedLibrary("png16")]),
+        // Vulkan compute through a loader opened at run time (dlopen): nothing new is linked, and the binary still
+        // starts where there is no Vulkan. Builds with libvulkan-dev's headers.
+        .target(name: "CVulkan", linkerSettings: [.linkedLibrary("dl")]),
 
         // The engine.
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"])]),
-        .target(name: "Tensors", dependencies: ["CBLAS", "CKernels"]),
+        .target(name: "Tensors", dependencies: ["CBLAS", "CKernels", "CVulkan"], exclude: ["Shaders"]),
         // A generation request: parameters, defaults, limits, the A1111 text; shared by the engine and the farm.
         .target(name: "Generation"),
         // Resources: the demo model (whose tokenizer/merges.txt is CLIP's BPE vocabulary) and CLIP's licence.

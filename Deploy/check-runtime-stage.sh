@@ -88,4 +88,7 @@ case "$version" in DiffusionFarm*) ;; *) fail "farm --version printed: $version"
 said=$(in_image /opt/diffusionfarm/farm render --model demo --prompt "a red circle" --steps 2 --out /tmp/x.png 2>&1) ||
     fail "farm render: $said"
 [ -s "$rootfs/tmp/x.png" ] || fail "farm render wrote no PNG"
+# The image has the Vulkan loader but no driver (a GPU host supplies its own): farm devices lists the CPU and says why.
+devices=$(in_image /opt/diffusionfarm/farm devices 2>&1) || fail "farm devices: $devices"
+grep -q "^cpu " <<<"$devices" || fail "farm devices did not list the CPU: $devices"
 echo "check-runtime-stage: OK: farm starts and renders in the runtime stage ($((SECONDS - start)) s)"

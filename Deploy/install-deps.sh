@@ -4,13 +4,16 @@
 #   Deploy/install-deps.sh [--test]   # --test: also what Deploy/test.sh's checks use
 set -euo pipefail
 
-packages=(libopenblas-dev libzmq3-dev libsodium-dev libpq-dev libpng-dev postgresql pkg-config)
+# libvulkan-dev: the Vulkan headers CVulkan builds with (the loader itself is opened at run time).
+packages=(libopenblas-dev libzmq3-dev libsodium-dev libpq-dev libpng-dev postgresql pkg-config libvulkan-dev)
 # check-runtime-stage.sh builds the container's runtime stage with mmdebstrap; gpg lets
 # mmdebstrap give the chroot's sources the archive key. The dashboard's browser test drives
 # Debian's headless Chromium through chromium-driver with Selenium (python3-selenium), and
-# needs a font to draw text in its screenshots.
+# needs a font to draw text in its screenshots. The Vulkan tests run on Mesa's lavapipe (a Vulkan 1.3 driver on
+# the CPU, in mesa-vulkan-drivers), and check the committed SPIR-V against glslc.
 if [ "${1:-}" = "--test" ]; then
     packages+=(mmdebstrap gpg chromium chromium-driver python3 python3-selenium fonts-dejavu-core)
+    packages+=(mesa-vulkan-drivers glslc vulkan-tools)
 fi
 
 as_root() {

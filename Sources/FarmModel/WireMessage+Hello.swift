@@ -60,18 +60,30 @@ extension WireMessage {
         /// The OpenBLAS kernel set the worker's engine multiplies with (`Cooperlake`, `Haswell`, …): a generic
         /// one (`Prescott`) on a modern CPU means a fraction of its speed.
         public var blasCore: String?
+        /// The GPU the engine renders on (`farm worker --device vulkan:N`: `vulkan:0 NVIDIA GeForce RTX 4090`); absent
+        /// when it renders on the CPU (and from workers older than the field).
+        public var accelerator: String?
+        /// The GPU's device-local memory in bytes, with `accelerator`.
+        public var acceleratorMemoryBytes: UInt64?
 
         /// Makes a description.
-        public init(model: String, cores: Int, memoryBytes: UInt64, blasCore: String? = nil) {
+        public init(
+            model: String, cores: Int, memoryBytes: UInt64, blasCore: String? = nil, accelerator: String? = nil,
+            acceleratorMemoryBytes: UInt64? = nil
+        ) {
             self.model = model
             self.cores = cores
             self.memoryBytes = memoryBytes
             self.blasCore = blasCore
+            self.accelerator = accelerator
+            self.acceleratorMemoryBytes = acceleratorMemoryBytes
         }
 
-        /// One line for logs and `farm workers`: `AMD EPYC, 2 cores, 23 GiB, BLAS Cooperlake` (names cut to 80 characters).
+        /// One line for logs and `farm workers`: `AMD EPYC, 2 cores, 23 GiB, BLAS Cooperlake` (names cut to 80 characters),
+        /// then `, GPU vulkan:0 NAME, 24 GiB` on a worker that renders on a GPU.
         public var summary: String {
-            "\(model.prefix(80)), \(cores) cores, \(memoryBytes >> 30) GiB" + (blasCore.map { ", BLAS \($0.prefix(80))" } ?? "")
+            let gpu = accelerator.map { ", GPU \($0.prefix(80)), \((acceleratorMemoryBytes ?? 0) >> 30) GiB" } ?? ""
+            return "\(model.prefix(80)), \(cores) cores, \(memoryBytes >> 30) GiB" + (blasCore.map { ", BLAS \($0.prefix(80))" } ?? "") + gpu
         }
 
         /// This machine: the CPU model from /proc/cpuinfo, active cores, physical memory.

@@ -360,7 +360,10 @@ extension WireMessage.Hello {
         if let activeTasks, activeTasks.count > limits.maxWorkerSlots * 4 {
             return "holds \(activeTasks.count) tasks; at most \(limits.maxWorkerSlots * 4)"
         }
-        if let device, device.model.utf8.count > 1_000 || (device.blasCore?.utf8.count ?? 0) > limits.maxNameBytes {
+        if let device,
+            device.model.utf8.count > 1_000 || (device.blasCore?.utf8.count ?? 0) > limits.maxNameBytes
+                || (device.accelerator?.utf8.count ?? 0) > 1_000
+        {
             return "device description too long"
         }
         return nil

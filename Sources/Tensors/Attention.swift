@@ -4,6 +4,7 @@ import CKernels
 extension Tensor {
     /// Softmax over the last dimension.
     public func softmax() -> Tensor {
+        if let device { return Tensor(device: onDevice(device).softmax()) }
         var result = self
         let width = shape[rank - 1]
         let output = result.mutablePointer()
@@ -58,6 +59,13 @@ extension Tensor {
         precondition(
             key.shape[0] == batch && value.shape[0] == batch && value.shape[1] == keys && key.shape[2] == width,
             "attention shapes do not agree: q \(query.shape), k \(key.shape), v \(value.shape)")
+        // The device kernels keep a head's query and sums in registers: heads up to 512 channels wide (the VAE's one
+        // head); wider ones run on the host.
+        if let device = Tensor.device(of: query, key, value), width / heads <= 512, valueWidth / heads <= 512 {
+            let result = DeviceTensor.attention(
+                query: query.onDevice(device), key: key.onDevice(device), value: value.onDevice(device), heads: heads, causal: causal)
+            return Tensor(device: result)
+        }
         precondition(width % heads == 0 && valueWidth % heads == 0, "channels must divide into \(heads) heads")
         precondition(!causal || keys == queries, "causal attention needs as many keys as queries")
         let headWidth = width / heads

@@ -15,6 +15,10 @@ extension Tensor {
     /// Half-precision weights are widened as the call runs (`withFloat32Elements`, or a block of input features at a
     /// time where the weights are one operand of a product: `multiplyByWeightBlocks`); the bias must be Float32.
     public func conv2d(weight: Tensor, bias: Tensor? = nil, stride: Int = 1, padding: Int = 0) -> Tensor {
+        if let device {
+            let result = onDevice(device).conv2d(weight: device.weight(weight), bias: bias.map(device.parameter), stride: stride, padding: padding)
+            return Tensor(device: result)
+        }
         precondition(
             rank == 4 && weight.rank == 4 && weight.shape[1] == shape[1],
             "conv2d needs input [N,C,H,W] and weight [O,C,kh,kw], got \(shape) and \(weight.shape)")

@@ -17,10 +17,16 @@ extension Tensor {
     }
 
     /// SiLU (swish): x · σ(x), with the vector kernel (the scalar closure does not vectorise).
-    public func silu() -> Tensor { vectorKernel { ck_silu($0, $1, $2) } }
+    public func silu() -> Tensor {
+        if let device { return Tensor(device: onDevice(device).silu()) }
+        return vectorKernel { ck_silu($0, $1, $2) }
+    }
 
     /// GELU with the exact erf form, as PyTorch's default (the vector kernel GEGLU uses).
-    public func gelu() -> Tensor { vectorKernel { ck_geglu(nil, $0, $1, $2) } }
+    public func gelu() -> Tensor {
+        if let device { return Tensor(device: onDevice(device).gelu()) }
+        return vectorKernel { ck_geglu(nil, $0, $1, $2) }
+    }
 
     /// Runs a C kernel (input, output, count) over every element into a new tensor, in chunks
     /// split across the compute threads.
@@ -42,10 +48,14 @@ extension Tensor {
     }
 
     /// Quick-GELU of OpenAI's CLIP: x · σ(1.702 x).
-    public func quickGelu() -> Tensor { map { $0 * fastSigmoid(1.702 * $0) } }
+    public func quickGelu() -> Tensor {
+        if let device { return Tensor(device: onDevice(device).quickGelu()) }
+        return map { $0 * fastSigmoid(1.702 * $0) }
+    }
 
     /// GEGLU, the UNet's feed-forward gate: splits the last dimension in halves (a, g) and returns a · gelu(g).
     public func geglu() -> Tensor {
+        if let device { return Tensor(device: onDevice(device).geglu()) }
         let width = shape[rank - 1]
         precondition(width % 2 == 0, "geglu needs an even last dimension, got \(shape)")
         let half = width / 2
@@ -67,7 +77,10 @@ extension Tensor {
     }
 
     /// Multiplies every element by `factor`.
-    public func scaled(by factor: Float) -> Tensor { map { $0 * factor } }
+    public func scaled(by factor: Float) -> Tensor {
+        if let device { return Tensor(device: onDevice(device).scaled(by: factor)) }
+        return map { $0 * factor }
+    }
 
     /// The shape two tensors broadcast to (NumPy rules: align from the right; 1 stretches).
     public static func broadcastShape(_ a: [Int], _ b: [Int]) -> [Int] {
@@ -140,15 +153,20 @@ extension Tensor {
     }
 
     /// Element-wise sum with broadcasting.
-    public static func + (a: Tensor, b: Tensor) -> Tensor { broadcast(a, b, +) }
+    public static func + (a: Tensor, b: Tensor) -> Tensor { deviceBinary(a, b, op: 3, commutes: true) ?? broadcast(a, b, +) }
     /// Element-wise difference with broadcasting.
-    public static func - (a: Tensor, b: Tensor) -> Tensor { broadcast(a, b, -) }
+    public static func - (a: Tensor, b: Tensor) -> Tensor { deviceBinary(a, b, op: 5, commutes: false) ?? broadcast(a, b, -) }
     /// Element-wise product with broadcasting.
-    public static func * (a: Tensor, b: Tensor) -> Tensor { broadcast(a, b, *) }
+    public static func * (a: Tensor, b: Tensor) -> Tensor { deviceBinary(a, b, op: 4, commutes: true) ?? broadcast(a, b, *) }
 
     /// Adds `other` (same shape) into this tensor in place, scaled by `alpha`.
     public mutating func add(_ other: Tensor, scaledBy alpha: Float = 1) {
         precondition(shape == other.shape, "add needs equal shapes, got \(shape) and \(other.shape)")
+        if let device = Tensor.device(of: self, other) {
+            let addend = alpha == 1 ? other.onDevice(device) : other.onDevice(device).scaled(by: alpha)
+            self = Tensor(device: onDevice(device) + addend)
+            return
+        }
         let output = mutablePointer()
         withExtendedLifetime(other) {
             let input = other.pointer

@@ -133,6 +133,7 @@ extension Tensor {
     /// A dense layer as PyTorch stores it: x [..., in] · weightᵀ [out, in] + bias [out]. The weight may be stored as
     /// halves (`Tensor+Halves.swift`); the bias must be Float32.
     public func linear(weight: Tensor, bias: Tensor? = nil) -> Tensor {
+        if let device { return Tensor(device: onDevice(device).linear(weight: device.weight(weight), bias: bias.map(device.parameter))) }
         let inFeatures = shape.last ?? 0
         precondition(
             weight.rank == 2 && weight.shape[1] == inFeatures,
@@ -168,6 +169,7 @@ extension Tensor {
     /// A dense layer over the channels of a channels-first map: [N, C, L] → [N, L, out]
     /// (`transposed(1, 2).linear(…)` without the transposed copy).
     public func linearFromChannels(weight: Tensor, bias: Tensor?) -> Tensor {
+        if let device { return Tensor(device: onDevice(device).transposedLastTwo()).linear(weight: weight, bias: bias) }
         precondition(
             rank == 3 && weight.rank == 2 && weight.shape[1] == shape[1],
             "linearFromChannels needs [N, C, L] and weight [out, C], got \(shape) and \(weight.shape)")
@@ -202,6 +204,10 @@ extension Tensor {
     /// A dense layer from token rows back to a channels-first map, plus a residual of that shape:
     /// [N, L, C] → residual + [N, out, L] (`linear(…).transposed(1, 2) + residual` in one pass).
     public func linearToChannels(weight: Tensor, bias: Tensor?, residual: Tensor) -> Tensor {
+        if let device = Tensor.device(of: self, residual) {
+            let rows = onDevice(device).linear(weight: device.weight(weight), bias: bias.map(device.parameter))
+            return Tensor(device: rows.transposedLastTwo().reshaped(residual.shape) + residual.onDevice(device))
+        }
         precondition(
             rank == 3 && weight.rank == 2 && weight.shape[1] == shape[2],
             "linearToChannels needs [N, L, C] and weight [out, C], got \(shape) and \(weight.shape)")

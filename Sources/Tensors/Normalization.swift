@@ -6,7 +6,12 @@ extension Tensor {
     /// C/groups channels and all positions, then a per-channel affine transform; with `silu`,
     /// SiLU applied to each channel while it is still in cache (what every resnet block does next).
     public func groupNorm(groups: Int, weight: Tensor, bias: Tensor, epsilon: Float = 1e-5, silu: Bool = false) -> Tensor {
-        normalizingGroups(groups, weight: weight, bias: bias, silu: silu) { _, values, length in
+        if let device {
+            let result = onDevice(device).groupNorm(
+                groups: groups, weight: device.parameter(weight), bias: device.parameter(bias), epsilon: epsilon, silu: silu)
+            return Tensor(device: result)
+        }
+        return normalizingGroups(groups, weight: weight, bias: bias, silu: silu) { _, values, length in
             Tensor.moments(values, length, epsilon: epsilon)
         }
     }
@@ -105,6 +110,9 @@ extension Tensor {
 
     /// Layer normalisation over the last dimension with per-feature weight and bias.
     public func layerNorm(weight: Tensor, bias: Tensor, epsilon: Float = 1e-5) -> Tensor {
+        if let device {
+            return Tensor(device: onDevice(device).layerNorm(weight: device.parameter(weight), bias: device.parameter(bias), epsilon: epsilon))
+        }
         let features = shape[rank - 1]
         precondition(weight.count == features && bias.count == features, "layer norm affine needs \(features) values")
         let rows = count / max(features, 1)

@@ -22,6 +22,7 @@ extension Tensor {
     /// Nearest-neighbour upsampling of an NCHW tensor by an integer factor (each pixel becomes factor × factor), as
     /// `F.interpolate(mode="nearest", scale_factor=factor)`.
     public func upsampledNearest(by factor: Int) -> Tensor {
+        if let device, factor > 1 { return Tensor(device: onDevice(device).upsampledNearest(by: factor)) }
         precondition(rank == 4 && factor >= 1, "upsample needs [N, C, H, W] and a positive factor, got \(shape), \(factor)")
         if factor == 1 { return self }
         if factor == 2 { return upsampledNearest2x() }

@@ -5,6 +5,9 @@ extension Tensor {
     /// Joins tensors along `axis`; all other dimensions must agree.
     public static func concat(_ parts: [Tensor], axis: Int) -> Tensor {
         precondition(!parts.isEmpty, "concat needs at least one tensor")
+        if let device = parts.lazy.compactMap(\.device).first {
+            return Tensor(device: DeviceTensor.concat(parts.map { $0.onDevice(device) }, axis: axis))
+        }
         let base = parts[0].shape
         precondition(axis >= 0 && axis < base.count, "concat axis \(axis) out of range for \(base)")
         for part in parts {
@@ -44,6 +47,7 @@ extension Tensor {
     /// A copy of the elements whose index along `axis` falls in `range`, stored as this tensor's are (halves stay
     /// halves: loaders split OpenCLIP's fused q/k/v projections this way).
     public func slice(axis: Int, range: Range<Int>) -> Tensor {
+        if let device { return onHostThenBack(device) { $0.slice(axis: axis, range: range) } }
         precondition(range.lowerBound >= 0 && range.upperBound <= shape[axis], "slice \(range) out of bounds for \(shape)")
         var outShape = shape
         outShape[axis] = range.count
@@ -64,6 +68,10 @@ extension Tensor {
 
     /// Swaps two dimensions (a copy, contiguous in the new order).
     public func transposed(_ first: Int, _ second: Int) -> Tensor {
+        if let device {
+            if Set([first, second]) == [rank - 2, rank - 1] { return Tensor(device: onDevice(device).transposedLastTwo()) }
+            return onHostThenBack(device) { $0.transposed(first, second) }
+        }
         var order = Array(0..<rank)
         order.swapAt(first, second)
         return permuted(order)
@@ -71,6 +79,7 @@ extension Tensor {
 
     /// Reorders dimensions: result dimension i is this tensor's dimension `order[i]`.
     public func permuted(_ order: [Int]) -> Tensor {
+        if let device { return onHostThenBack(device) { $0.permuted(order) } }
         precondition(order.sorted() == Array(0..<rank), "\(order) is not a permutation of 0..<\(rank)")
         let outShape = order.map { shape[$0] }
         var strides = Array(repeating: 1, count: rank)
@@ -101,6 +110,7 @@ extension Tensor {
 
     /// Nearest-neighbour 2× upsampling of an NCHW tensor (each pixel becomes 2×2).
     public func upsampledNearest2x() -> Tensor {
+        if let device { return Tensor(device: onDevice(device).upsampledNearest(by: 2)) }
         precondition(rank == 4, "upsample needs [N, C, H, W], got \(shape)")
         let (planes, height, width) = (shape[0] * shape[1], shape[2], shape[3])
         var result = Tensor(uninitialized: [shape[0], shape[1], height * 2, width * 2])
@@ -124,6 +134,7 @@ extension Tensor {
 
     /// Pads the last two dimensions of an NCHW tensor with zeros (sides may differ).
     public func padded(top: Int, left: Int, bottom: Int, right: Int) -> Tensor {
+        if let device { return onHostThenBack(device) { $0.padded(top: top, left: left, bottom: bottom, right: right) } }
         precondition(rank == 4 && min(top, left, bottom, right) >= 0, "pad needs [N, C, H, W] and non-negative sides")
         let (planes, height, width) = (shape[0] * shape[1], shape[2], shape[3])
         let newHeight = height + top + bottom

@@ -10,6 +10,8 @@ public final class TensorStorage {
     public let count: Int
     /// How the elements are stored.
     public let element: ElementType
+    /// The Vulkan buffer whose mapped memory `bytes` points into, for a tensor on a device (nil on the host).
+    let deviceBuffer: DeviceBuffer?
 
     /// Takes a Float32 buffer of `count` elements from the pool; zeroed unless `zeroed` is false
     /// (for kernels that overwrite every element).
@@ -19,7 +21,17 @@ public final class TensorStorage {
         bytes = UnsafeMutableRawPointer(pointer)
         self.count = count
         element = .float32
+        deviceBuffer = nil
         if zeroed { pointer.update(repeating: 0, count: count) }
+    }
+
+    /// Float32 storage in a device buffer of at least `count` elements (`Tensor+Device.swift`).
+    init(deviceBuffer: DeviceBuffer, count: Int) {
+        precondition(deviceBuffer.bytes >= count * 4, "a device buffer of \(deviceBuffer.bytes) bytes cannot hold \(count) floats")
+        bytes = deviceBuffer.memory
+        self.count = count
+        element = .float32
+        self.deviceBuffer = deviceBuffer
     }
 
     /// Allocates `count` uninitialised elements of a half-precision type. Not pooled: weights live as long as their model.
@@ -29,11 +41,14 @@ public final class TensorStorage {
         bytes = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * element.byteCount, alignment: 64)
         self.count = count
         self.element = element
+        deviceBuffer = nil
     }
 
     /// The first element of Float32 storage. Half-precision storage has no Float32 elements to point at: the
-    /// precondition stops an operation that would misread it (widen with `Tensor.widened()`).
+    /// precondition stops an operation that would misread it (widen with `Tensor.widened()`). On a device, the
+    /// dispatches recorded so far run first, so that the host reads (or writes) settled elements.
     public var pointer: UnsafeMutablePointer<Float> {
+        if let deviceBuffer { deviceBuffer.device.synchronize() }
         precondition(
             element == .float32,
             "a \(element) tensor was read as Float32: widen it first (Tensor.widened()); only dense layers, convolutions "
@@ -42,6 +57,8 @@ public final class TensorStorage {
     }
 
     deinit {
+        // Device memory goes with its buffer (when no recorded dispatch uses it any more).
+        if deviceBuffer != nil { return }
         if element == .float32 { BufferPool.give(bytes.assumingMemoryBound(to: Float.self), count: count) } else { bytes.deallocate() }
     }
 }

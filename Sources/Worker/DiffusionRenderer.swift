@@ -3,6 +3,7 @@ import Foundation
 import Imaging
 import Logging
 import StableDiffusion
+import Tensors
 
 /// Renders tasks with the diffusion engine, loading models by name from a folder (`ModelsIndex`: diffusers
 /// folders, `.safetensors` and `.ckpt` files are models named by their file name without extension; VAEs and
@@ -32,6 +33,13 @@ public final class DiffusionRenderer: Renderer {
     /// announces; a larger one (a task that leaves its size to a large model) fails as a host error, so that a
     /// worker with more memory takes it. Nil: no limit.
     public var maxPixels: Int?
+    /// The Vulkan device the networks run on (`farm worker --device`); nil: the CPU. Set before the first task.
+    public var device: VulkanDevice?
+
+    /// The GPU the networks run on, as the worker announces it.
+    public var accelerator: (description: String, memoryBytes: UInt64)? {
+        device.map { ("vulkan:\($0.info.index) \($0.info.name)", $0.info.memoryBytes) }
+    }
 
     /// Indexes the models in `folder` (none: only the bundled ones); loaded weights may take up to
     /// `memoryBudgetBytes` (default: half of the machine's memory).
@@ -113,7 +121,7 @@ public final class DiffusionRenderer: Renderer {
                 }
                 built.tinyAutoencoder = tiny
             }
-            pipeline = built
+            pipeline = built.running(on: device)
         } catch let error as GenerationError {
             throw RenderError(kind: .input, message: error.message)
         } catch {

@@ -16,6 +16,8 @@ public protocol Renderer {
     var loadedModel: String? { get }
     /// Seconds the latest model load took (nil when it never loaded one), for metrics.
     var lastModelLoadSeconds: Double? { get }
+    /// The GPU it renders on, as the worker announces it (`vulkan:0 NAME`) with its memory; nil: the CPU.
+    var accelerator: (description: String, memoryBytes: UInt64)? { get }
     /// Renders one image; `inputs` holds the task's input images (PNG bytes) by SHA-256;
     /// `progress(step, total)` is called after each step and returns false to cancel;
     /// `preview(step, image)` gets a low-resolution preview every `previewEvery` steps (0: never).
@@ -26,6 +28,7 @@ public protocol Renderer {
 }
 
 extension Renderer {
+    public var accelerator: (description: String, memoryBytes: UInt64)? { nil }
     public var vaes: [String]? { nil }
     public var loras: [String]? { nil }
     public var loadedModel: String? { models.count == 1 ? models[0] : nil }

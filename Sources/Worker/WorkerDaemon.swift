@@ -50,6 +50,9 @@ public final class WorkerDaemon {
         var device = WireMessage.Device.current
         // The BLAS core the engine runs (checked before the first product; see `BLASCore`).
         device.blasCore = BLASCore.status.core
+        if let accelerator = renderer.accelerator {
+            (device.accelerator, device.acceleratorMemoryBytes) = (accelerator.description, accelerator.memoryBytes)
+        }
         state = WorkerState(
             configuration: configuration,
             introduction: .init(

@@ -39,6 +39,10 @@ struct Bench: ParsableCommand {
     @Option(help: "Compute threads (default: all cores).")
     var threads: Int?
 
+    @Option(
+        help: "Where the networks run: cpu, or vulkan[:N] (farm devices lists them). On a device unet_gflops is 0 (products are not counted there).")
+    var device = "cpu"
+
     @Flag(
         help:
             "Print one JSON object: blas_core, and per size unet_step_s, unet_gflops, sgemm_gflops, text_encode_s, vae_decode_s, total_20_steps_s, peak_rss_mb."
@@ -70,6 +74,7 @@ struct Bench: ParsableCommand {
     var only: Int?
 
     func validate() throws {
+        guard ComputeDevice(device) != nil else { throw ValidationError("--device \(device): expected cpu, vulkan or vulkan:N") }
         guard (1...150).contains(steps) else { throw ValidationError("--steps must be 1...150, got \(steps)") }
         guard !parsedSizes.isEmpty, parsedSizes.allSatisfy({ $0 >= 64 && $0 <= 2048 && $0 % 64 == 0 }) else {
             throw ValidationError("--sizes takes multiples of 64 from 64 to 2048, got \(sizes)")
@@ -99,7 +104,8 @@ struct Bench: ParsableCommand {
         if decoders { return compareDecoders() }
         if fewSteps { return try compareFewSteps() }
         if let only {
-            let figures = try BenchRun(model: model, arch: arch, weights: weights, tiling: tiling, size: only, steps: steps).measure()
+            let run = BenchRun(model: model, arch: arch, weights: weights, tiling: tiling, size: only, steps: steps, device: device)
+            let figures = try run.measure()
             let encoder = JSONEncoder()
             encoder.outputFormatting = .sortedKeys
             FileHandle.standardOutput.write(try encoder.encode(figures))
@@ -113,7 +119,7 @@ struct Bench: ParsableCommand {
         if json { return try printJSON(BenchReport(sizes: results, blasCore: BLASCore.status.core)) }
         let name = arch == "sdxl" ? "SDXL 1.0 base" : "SD 1.5"
         let shapes = "\(name) shapes, random \(weights.rawValue) weights"
-        print("threads: \(threads ?? ComputeThreads.count), model: \(model ?? shapes)")
+        print("threads: \(threads ?? ComputeThreads.count), model: \(model ?? shapes), device: \(try Bench.deviceName(device))")
         print("BLAS core: \(BLASCore.status.description)")
         for size in parsedSizes {
             guard let f = results[String(size)] else { continue }
@@ -145,6 +151,7 @@ struct Bench: ParsableCommand {
         if vaeTilingFast { arguments.append("--vae-tiling-fast") }
         if let model { arguments += ["--model", model] }
         if let threads { arguments += ["--threads", String(threads)] }
+        arguments += ["--device", device]
         process.arguments = arguments
         let output = Pipe()
         process.standardOutput = output
@@ -205,12 +212,14 @@ private struct BenchRun {
     let tiling: TileStatistics?
     let size: Int
     let steps: Int
+    /// `--device`: cpu or vulkan[:N].
+    let device: String
 
     func measure() throws -> [String: Double] {
         let weights =
             try model.map { try ModelWeights.load(try BundledModels.resolve($0)) }
             ?? (arch == "sdxl" ? ModelWeights.randomXL(element: self.weights.element) : ModelWeights.random(element: self.weights.element))
-        let pipeline = try Pipeline(weights: weights)
+        let pipeline = try Pipeline(weights: weights).running(on: try openComputeDevice(device))
         // Timed before and after the UNet step, the faster taken: one 256×256 run measured half the
         // machine's rate before the UNet (another process's pages being reclaimed, or a core taken).
         var sgemm = Self.sgemmRate(side: 2048)

@@ -10,6 +10,7 @@ import JobSpec
 import JobStore
 import Logging
 import Postgres
+import Tensors
 import Worker
 import ZeroMQ
 
@@ -24,7 +25,7 @@ struct Farm: ParsableCommand {
             Render.self, Upscale.self, Migrate.self, CoordinatorCommand.self, WorkerCommand.self, Submit.self, Fetch.self,
             Jobs.self, JobCommand.self, Cancel.self, Pause.self, Resume.self, Retry.self, Workers.self,
             Drain.self, Cordon.self, Uncordon.self, Watch.self, Tokens.self, Quotas.self, Prune.self,
-            Status.self, Keys.self, Bench.self,
+            Status.self, Keys.self, Bench.self, Devices.self,
         ])
 
     /// This build's release number, as `farm --version` prints it.
@@ -250,7 +251,12 @@ struct WorkerCommand: ParsableCommand {
     )
     var maxPixels: Int?
 
+    @Option(
+        help: "Where the diffusion engine's networks run: cpu, or vulkan[:N] (a Vulkan GPU; farm devices lists them). Announced to the coordinator.")
+    var device = "cpu"
+
     func validate() throws {
+        guard ComputeDevice(device) != nil else { throw ValidationError("--device \(device): expected cpu, vulkan or vulkan:N") }
         guard slots >= 1 && slots <= 64 else { throw ValidationError("--slots must be 1...64, got \(slots)") }
         if let bad = tags.first(where: { $0.isEmpty || $0.utf8.count > Limits().maxNameBytes || $0.contains(",") }) {
             throw ValidationError("--tag must be 1...\(Limits().maxNameBytes) bytes without commas, got \"\(bad.prefix(40))\"")

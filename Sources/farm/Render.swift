@@ -62,6 +62,9 @@ struct Render: ParsableCommand {
     @Option(help: "The PNG file to write.")
     var out = "render.png"
 
+    @Option(help: "Where the networks run: cpu, or vulkan[:N] (a Vulkan GPU; farm devices lists them).")
+    var device = "cpu"
+
     @Option(help: "Also write the final latents (before the VAE) as a NumPy .npy file.")
     var saveLatents: String?
 
@@ -151,6 +154,9 @@ struct Render: ParsableCommand {
         var pipeline = try Pipeline(weights: ResolvedLoRA.patch(weights, with: loras))
         let refinerOptions = ModelWeights.Options(vae: vae)
         var refiner = try request.refiner.map { try Pipeline(weights: ModelWeights.load(try BundledModels.resolve($0), options: refinerOptions)) }
+        let computeDevice = try openComputeDevice(device)
+        pipeline = pipeline.running(on: computeDevice)
+        refiner = refiner?.running(on: computeDevice)
         if tiny, let name = request.vae {
             let decoder = try Render.tinyAutoencoder(name, model: modelURL, pipeline: refiner ?? pipeline)
             pipeline.tinyAutoencoder = decoder

@@ -3,6 +3,7 @@ import FarmModel
 import Foundation
 import JobStore
 import Logging
+import Tensors
 import Worker
 
 /// `farm workers`: the registry.
@@ -82,6 +83,10 @@ extension WorkerCommand {
             let renderer = try DiffusionRenderer(
                 modelsFolder: models.map { URL(fileURLWithPath: $0) }, memoryBudgetBytes: modelCacheMb.map { $0 << 20 },
                 addOns: AddOnFolders(loras: loraDir.map { URL(fileURLWithPath: $0) }, embeddings: embeddingsDir.map { URL(fileURLWithPath: $0) }))
+            renderer.device = try openComputeDevice(device)
+            if let accelerator = renderer.accelerator {
+                logger.info("rendering on \(accelerator.description)", metadata: ["device": "\(device)"])
+            }
             let estimate = renderer.pixelEstimate()
             logger.info("memory allows \(estimate)", metadata: ["max_pixels": "\(estimate.maxPixels)"])
             if let maxPixels {

@@ -70,50 +70,58 @@ func relativeError(_ actual: Tensor, _ expected: Tensor) -> Float {
     actual.maxAbsDifference(expected) / max(expected.absMax(), 1e-6)
 }
 
-@Test(arguments: try NetworkFixtures.cases())
-func networkMatchesDiffusers(_ fixture: NetworkCase) throws {
+/// Runs the networks of `fixture` on its inputs, on `device` (nil: the CPU), and returns their outputs by name.
+func networkOutputs(_ fixture: NetworkCase, device: VulkanDevice?) throws -> [String: Tensor] {
     let model = try NetworkFixtures.model(fixture.model)
     let input = try fixture.inputs.mapValues(NetworkFixtures.tensor)
-    let expected = try fixture.outputs.mapValues(NetworkFixtures.tensor)
     var actual: [String: Tensor] = [:]
     if fixture.name.hasSuffix("text_encoder_weighted") {
-        let encoder = try TextEncoder(config: model.textEncoderConfig, weights: model.textEncoder)
+        var encoder = try TextEncoder(config: model.textEncoderConfig, weights: model.textEncoder)
+        encoder.device = device
         let ids = input["ids"]!
         let weights = input["weights"]!
         let rows = (0..<ids.shape[0]).map { row in (0..<ids.shape[1]).map { Int(ids[row, $0]) } }
         let weightRows = (0..<weights.shape[0]).map { row in (0..<weights.shape[1]).map { weights[row, $0] } }
         actual["weighted"] = encoder.encode(chunks: rows, weights: weightRows)
     } else if fixture.name.hasSuffix("text_encoder") {
-        let encoder = try TextEncoder(config: model.textEncoderConfig, weights: model.textEncoder)
+        var encoder = try TextEncoder(config: model.textEncoderConfig, weights: model.textEncoder)
+        encoder.device = device
         let ids = input["ids"]!
         let rows = (0..<ids.shape[0]).map { row in (0..<ids.shape[1]).map { Int(ids[row, $0]) } }
         actual["last"] = encoder(rows)
         actual["penultimate"] = encoder(rows, clipSkip: 2)
     } else if fixture.name.hasSuffix("/unet_inpaint") {
-        let unet = try UNet.load(modelFixtures.appendingPathComponent("tiny-inpaint-unet"))
+        var unet = try UNet.load(modelFixtures.appendingPathComponent("tiny-inpaint-unet"))
+        unet.device = device
         #expect(unet.config.inChannels == 9)
         actual["noise"] = unet(input["sample"]!, timestep: fixture.timestep, context: input["context"]!)
     } else if fixture.name.contains("/unet") {
-        let unet = try UNet(config: model.unetConfig, weights: model.unet)
+        var unet = try UNet(config: model.unetConfig, weights: model.unet)
+        unet.device = device
         actual["noise"] = unet(input["sample"]!, timestep: fixture.timestep, context: input["context"]!)
     } else if fixture.name.hasSuffix("vae_tiled_encode") {
-        let vae = try VAE(config: model.vaeConfig, weights: model.vae)
+        var vae = try VAE(config: model.vaeConfig, weights: model.vae)
+        vae.device = device
         let posterior = vae.encodeTiled(input["image"]!, tile: 16)
         actual["mean"] = posterior.mean
         actual["logvar"] = posterior.logVariance
     } else if fixture.name.hasSuffix("vae_tiled") {
-        let vae = try VAE(config: model.vaeConfig, weights: model.vae)
+        var vae = try VAE(config: model.vaeConfig, weights: model.vae)
+        vae.device = device
         actual["tiled"] = vae.decodeTiled(input["latents"]!, tile: 8, statistics: .perTile)
         actual["untiled"] = vae.decode(input["latents"]!)
     } else if fixture.name.hasSuffix("vae") {
-        let vae = try VAE(config: model.vaeConfig, weights: model.vae)
+        var vae = try VAE(config: model.vaeConfig, weights: model.vae)
+        vae.device = device
         actual["decoded"] = vae.decode(input["latents"]!)
         let posterior = vae.encode(input["image"]!)
         actual["mean"] = posterior.mean
         actual["logvar"] = posterior.logVariance
     } else if fixture.name.hasSuffix("controlnet") {
-        let controlnet = try ControlNet.load(modelFixtures.appendingPathComponent("tiny-controlnet"))
-        let unet = try UNet(config: model.unetConfig, weights: model.unet)
+        var controlnet = try ControlNet.load(modelFixtures.appendingPathComponent("tiny-controlnet"))
+        controlnet.device = device
+        var unet = try UNet(config: model.unetConfig, weights: model.unet)
+        unet.device = device
         let residuals = controlnet(
             input["sample"]!, timestep: fixture.timestep, context: input["context"]!,
             control: input["control"]!, scale: fixture.scale)
@@ -121,6 +129,13 @@ func networkMatchesDiffusers(_ fixture: NetworkCase) throws {
         actual["mid"] = residuals.middle
         actual["noise"] = unet(input["sample"]!, timestep: fixture.timestep, context: input["context"]!, control: residuals)
     }
+    return actual
+}
+
+@Test(arguments: try NetworkFixtures.cases())
+func networkMatchesDiffusers(_ fixture: NetworkCase) throws {
+    let expected = try fixture.outputs.mapValues(NetworkFixtures.tensor)
+    let actual = try networkOutputs(fixture, device: nil)
     #expect(Set(actual.keys) == Set(expected.keys))
     for (name, reference) in expected {
         guard let ours = actual[name] else { continue }

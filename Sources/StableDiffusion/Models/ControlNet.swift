@@ -10,6 +10,9 @@ public struct ControlNet {
     let embedding: [Conv2d]
     let zeroConvolutions: [Conv2d]
     let middleConvolution: Conv2d
+    /// The Vulkan device its forward runs on (nil: the CPU); inputs move there and results back, weights are copied
+    /// to it as float16 on first use.
+    public var device: VulkanDevice?
 
     /// Builds a ControlNet from weights with diffusers' names.
     public init(config: ControlNetConfig, weights: [String: Tensor], source: String = "controlnet") throws {
@@ -43,6 +46,12 @@ public struct ControlNet {
     public func callAsFunction(
         _ sample: Tensor, timestep: Float, context: Tensor, added: AddedConditioning? = nil, control: Tensor, scale: Float
     ) -> ControlResiduals {
+        if let device, sample.device !== device {
+            let residuals = self(
+                sample.moved(to: device), timestep: timestep, context: context.moved(to: device), added: added,
+                control: control.moved(to: device), scale: scale)
+            return ControlResiduals(down: residuals.down.map { $0.moved(to: nil) }, middle: residuals.middle.moved(to: nil))
+        }
         var image = control
         if config.conditioningChannelOrder == "bgr" { image = Tensor.concat(image.chunked(3, axis: 1).reversed(), axis: 1) }
         var condition = image

@@ -16,6 +16,9 @@ public struct TextEncoder {
     /// CLIPTextModelWithProjection's `text_projection` (SDXL's second encoder): maps the pooled output to the
     /// conditioning vector; nil for plain CLIPTextModel weights.
     let projection: Linear?
+    /// The Vulkan device its forward runs on (nil: the CPU); inputs move there and results back, weights are copied
+    /// to it as float16 on first use.
+    public var device: VulkanDevice?
 
     /// Builds the encoder from weights named as in `ModelWeights.textEncoder`.
     public init(config: TextEncoderConfig, weights: [String: Tensor], source: String = "text encoder") throws {
@@ -49,9 +52,9 @@ public struct TextEncoder {
     /// `clipSkip` counts as the web UIs do: 1 = last layer, 2 = penultimate, …; the
     /// chosen layer's output always goes through the final layer norm.
     public func callAsFunction(_ ids: [[Int]], clipSkip: Int = 1, extra: Tensor? = nil) -> Tensor {
-        var hidden = embed(ids, extra: extra)
+        var hidden = embed(ids, extra: extra).moved(to: device)
         for layer in layers.prefix(max(1, layers.count - max(0, clipSkip - 1))) { hidden = run(layer, hidden) }
-        return finalNorm(hidden)
+        return finalNorm(hidden).moved(to: nil)
     }
 
     /// SDXL's encoding of token ids [B][N]: the hidden states `skip` layers below the top without the final norm
@@ -59,7 +62,7 @@ public struct TextEncoder {
     /// encoder has a projection, the projected pooled output [B, projection] (the final-normed last layer at the
     /// end token, as transformers' CLIPTextModelWithProjection `text_embeds`).
     public func encodeXL(_ ids: [[Int]], skip: Int = 1, extra: Tensor? = nil) -> (hidden: Tensor, pooled: Tensor?) {
-        var hidden = embed(ids, extra: extra)
+        var hidden = embed(ids, extra: extra).moved(to: device)
         let keep = max(0, layers.count - max(1, skip))
         var kept = hidden
         for (index, layer) in layers.enumerated() {
@@ -67,12 +70,13 @@ public struct TextEncoder {
             if index >= keep && projection == nil { break }
             hidden = run(layer, hidden)
         }
-        guard let projection else { return (kept, nil) }
+        guard let projection else { return (kept.moved(to: nil), nil) }
         let normed = finalNorm(hidden)
         let rows = ids.enumerated().map { row, tokens in
             normed.slice(axis: 0, range: row..<(row + 1)).slice(axis: 1, range: poolPosition(tokens)..<(poolPosition(tokens) + 1))
         }
-        return (kept, projection(Tensor.concat(rows, axis: 0).reshaped([ids.count, config.hiddenSize])))
+        let pooled = projection(Tensor.concat(rows, axis: 0).reshaped([ids.count, config.hiddenSize]))
+        return (kept.moved(to: nil), pooled.moved(to: nil))
     }
 
     /// The token position transformers pools at: with the original configs' end id 2, the highest id's first

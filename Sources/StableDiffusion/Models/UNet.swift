@@ -137,6 +137,9 @@ public struct UNet {
     let encoder: Encoder
     let up: [(resnets: [ResnetBlock], transformers: [SpatialTransformer], upsample: Upsample?)]
     let normOut: GroupNorm, convOut: Conv2d
+    /// The Vulkan device its forward runs on (nil: the CPU); inputs move there and results back, weights are copied
+    /// to it as float16 on first use.
+    public var device: VulkanDevice?
 
     /// Builds the UNet from weights with diffusers' names.
     public init(config: UNetConfig, weights: [String: Tensor], source: String = "unet") throws {
@@ -184,6 +187,13 @@ public struct UNet {
         _ sample: Tensor, timestep: Float, context: Tensor, added: AddedConditioning?, control: ControlResiduals?, shortcuts: UNetShortcuts
     ) -> Tensor {
         precondition(sample.shape[0] == context.shape[0], "latents and context need the same batch")
+        if let device, sample.device !== device {
+            let residuals = control.map { ControlResiduals(down: $0.down.map { $0.moved(to: device) }, middle: $0.middle.moved(to: device)) }
+            let moved = predict(
+                sample.moved(to: device), timestep: timestep, context: context.moved(to: device), added: added, control: residuals,
+                shortcuts: shortcuts)
+            return moved.moved(to: nil)
+        }
         var shortcuts = shortcuts
         shortcuts.latentTokens = sample.shape[2] * sample.shape[3]
         let (cache, batch) = (shortcuts.cache, sample.shape[0])

@@ -33,6 +33,9 @@ public struct VAE {
     let decoderMid: (ResnetBlock, PixelAttention, ResnetBlock)
     let decoderUp: [(resnets: [ResnetBlock], upsample: Upsample?)]
     let decoderNormOut: GroupNorm, decoderOut: Conv2d
+    /// The Vulkan device its forward runs on (nil: the CPU); inputs move there and results back, weights are copied
+    /// to it as float16 on first use.
+    public var device: VulkanDevice?
 
     /// Builds the VAE from weights with diffusers' names.
     public init(config: VAEConfig, weights: [String: Tensor], source: String = "vae") throws {
@@ -79,6 +82,10 @@ public struct VAE {
 
     /// The posterior over latents for pixels [N, 3, H, W] in [-1, 1]: mean and log-variance [N, C, H/8, W/8].
     public func encode(_ pixels: Tensor) -> (mean: Tensor, logVariance: Tensor) {
+        if let device, pixels.device !== device {
+            let moments = encode(pixels.moved(to: device))
+            return (moments.mean.moved(to: nil), moments.logVariance.moved(to: nil))
+        }
         var h = encoderIn(pixels)
         for level in encoderDown {
             for resnet in level.resnets { h = resnet(h, time: nil) }
@@ -104,6 +111,11 @@ public struct VAE {
         // A tiled decode learning group-norm statistics stops each tile once it has passed
         // the norm being learnt; what is returned then is never used.
         let shared = SharedGroupStatistics.current
+        // On a device the whole decode runs in one go (bands are the host's way of bounding memory), and a tiled
+        // decode's shared statistics are the host's: tiles decode there.
+        if let device, shared == nil, latents.device !== device {
+            return decode(latents.moved(to: device), bands: DecodeBands(fromBytes: .max, bandBytes: .max)).moved(to: nil)
+        }
         var h = decoderIn(postQuantConv.map { $0(latents) } ?? latents)
         h = decoderMid.0(h, time: nil)
         if shared?.tileIsDone == true { return h }

@@ -146,7 +146,9 @@ extension Pipeline {
         for control in controls {
             let images = Tensor.concat(Array(repeating: control.image, count: batchInput.shape[0]), axis: 0)
             let latents = batchInput.shape[1] == 4 ? batchInput : batchInput.slice(axis: 1, range: 0..<4)
-            let next = control.net(latents, timestep: timestep, context: context, added: added, control: images, scale: control.scale)
+            var net = control.net
+            net.device = unet.device  // ControlNets run where the UNet does
+            let next = net(latents, timestep: timestep, context: context, added: added, control: images, scale: control.scale)
             residuals = residuals.map { $0 + next } ?? next
         }
         let prediction = unet.predict(batchInput, timestep: timestep, context: context, added: added, control: residuals, shortcuts: shortcuts)

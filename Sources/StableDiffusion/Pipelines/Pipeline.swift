@@ -11,11 +11,11 @@ import Tensors
 /// guidance (conditional and unconditional passes batched into one UNet call) → VAE.
 public struct Pipeline {
     /// The text encoders: one for SD 1.x/2.x and the SDXL refiner, CLIP ViT-L then OpenCLIP ViT-bigG for SDXL.
-    public let textEncoders: [TextEncoder]
+    public private(set) var textEncoders: [TextEncoder]
     /// The denoiser.
-    public let unet: UNet
+    public private(set) var unet: UNet
     /// The autoencoder.
-    public let vae: VAE
+    public private(set) var vae: VAE
     /// Noise schedule and prediction type.
     public let schedulerConfig: SchedulerConfig
     /// How each encoder's prompts are padded to 77 tokens (its tokenizer's config).
@@ -26,6 +26,24 @@ public struct Pipeline {
     public var embeddings: PromptEmbeddings?
     /// A TAESD that decodes instead of the VAE (`--vae taesd`: faster, lower quality); nil: the VAE decodes.
     public var tinyAutoencoder: TinyAutoencoder?
+
+    /// The Vulkan device the networks run on (`running(on:)`); nil: the CPU.
+    public var device: VulkanDevice? { unet.device }
+
+    /// This pipeline with its text encoders, UNet, VAE and the ControlNets it is given running on `device` (nil: the
+    /// CPU). Only latents, embeddings and images cross; the device keeps float16 copies of the weights. A TAESD
+    /// decoder stays on the CPU.
+    public func running(on device: VulkanDevice?) -> Pipeline {
+        var moved = self
+        moved.textEncoders = textEncoders.map { encoder in
+            var encoder = encoder
+            encoder.device = device
+            return encoder
+        }
+        moved.unet.device = device
+        moved.vae.device = device
+        return moved
+    }
 
     /// The first text encoder (the only one before SDXL).
     public var textEncoder: TextEncoder { textEncoders[0] }
