@@ -41,8 +41,9 @@ extension Tensor {
         map { x in 0.5 * x * (1 + fastTanh(0.797_884_56 * (x + 0.044_715 * x * x * x))) }
     }
 
-    /// Quick-GELU of OpenAI's CLIP: x · σ(1.702 x).
-    public func quickGelu() -> Tensor { map { $0 * fastSigmoid(1.702 * $0) } }
+    /// Quick-GELU of OpenAI's CLIP: x · σ(1.702 x), with the SiLU vector kernel (as a scalar closure it took 11 % of a
+    /// text encoder's time).
+    public func quickGelu() -> Tensor { vectorKernel { ck_quick_gelu($0, $1, $2) } }
 
     /// GEGLU, the UNet's feed-forward gate: splits the last dimension in halves (a, g) and returns a · gelu(g).
     public func geglu() -> Tensor {

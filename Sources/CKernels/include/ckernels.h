@@ -16,6 +16,9 @@ float ck_exp_row(float *row, size_t width);
 /// y = x·σ(x) (SiLU) over `count` floats; y may be x.
 void ck_silu(const float *x, float *y, size_t count);
 
+/// y = x·σ(1.702·x) (CLIP's quick GELU); y may be x.
+void ck_quick_gelu(const float *x, float *y, size_t count);
+
 /// y = a·gelu(g) over `count` floats (GEGLU's gate), or y = gelu(g) when a is NULL; gelu is the
 /// exact (erf) form. y may be a or g.
 void ck_geglu(const float *a, const float *g, float *y, size_t count);
