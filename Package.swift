@@ -86,7 +86,7 @@ let package = Package(
         // Shared by tests only: a throwaway PostgreSQL server per test process.
         .target(name: "TestSupport", dependencies: ["Postgres"], path: "Tests/TestSupport"),
 
-        .testTarget(name: "TensorsTests", dependencies: ["Tensors"], exclude: ["Fixtures"]),
+        .testTarget(name: "TensorsTests", dependencies: ["Tensors", "CKernels"], exclude: ["Fixtures"]),
         .testTarget(name: "StableDiffusionTests", dependencies: ["StableDiffusion", "Imaging", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging"]),
         .testTarget(name: "FarmModelTests", dependencies: ["FarmModel", "Generation", "JobSpec", "TestSupport",

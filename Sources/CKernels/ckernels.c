@@ -81,12 +81,12 @@ typedef int32_t v16i __attribute__((vector_size(64), aligned(4)));
         for (size_t j = full; j < width; j++) row[j] *= inverse;                             \
     }                                                                                        \
                                                                                              \
-    TARGET static void ck_silu_##SUFFIX(const float *x, float *y, size_t count) {            \
+    TARGET static void ck_silu_##SUFFIX(const float *x, float *y, size_t count, float beta) { \
         size_t full = count - count % LANES;                                                 \
         for (size_t j = 0; j < full; j += LANES) {                                           \
             VEC v, e;                                                                        \
             memcpy(&v, x + j, sizeof v);                                                     \
-            e = -v;                                                                          \
+            e = -(v * beta);                                                                 \
             ck_exp_##SUFFIX(&e);                                                             \
             v = v * (1.0f / (1.0f + e));                                                     \
             memcpy(y + j, &v, sizeof v);                                                     \
@@ -94,7 +94,7 @@ typedef int32_t v16i __attribute__((vector_size(64), aligned(4)));
         if (full < count) {                                                                  \
             VEC v = ((VEC){0} + (float)(0)), e;                                              \
             for (size_t j = full; j < count; j++) v[j - full] = x[j];                        \
-            e = -v;                                                                          \
+            e = -(v * beta);                                                                 \
             ck_exp_##SUFFIX(&e);                                                             \
             v = v * (1.0f / (1.0f + e));                                                     \
             for (size_t j = full; j < count; j++) y[j] = v[j - full];                        \
@@ -491,7 +491,13 @@ float ck_exp_row(float *row, size_t width) {
 }
 
 void ck_silu(const float *x, float *y, size_t count) {
-    CK_DISPATCH(ck_silu, (x, y, count))
+    CK_DISPATCH(ck_silu, (x, y, count, 1.0f))
+}
+
+// x·σ(1.702x), CLIP's quick GELU: the SiLU kernel with its input scaled inside the sigmoid only (×1 is exact, so
+// SiLU's bits are unchanged).
+void ck_quick_gelu(const float *x, float *y, size_t count) {
+    CK_DISPATCH(ck_silu, (x, y, count, 1.702f))
 }
 
 void ck_geglu(const float *a, const float *g, float *y, size_t count) {

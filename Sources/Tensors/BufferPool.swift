@@ -64,7 +64,7 @@ public enum BufferPool {
             }
             return released
         }
-        for buffer in buffers { UnsafeMutableRawPointer(buffer).deallocate() }
+        for buffer in buffers { ck_free_buffer(buffer) }
         returnFreePages()
     }
 
@@ -129,8 +129,11 @@ public enum BufferPool {
             return pointer
         }
         if let reused { return reused }
-        return UnsafeMutableRawPointer.allocate(byteCount: elements * MemoryLayout<Float>.stride, alignment: 64)
-            .bindMemory(to: Float.self, capacity: elements)
+        // Large buffers on huge pages where the system offers them (`ck_alloc_buffer`).
+        guard let fresh = ck_alloc_buffer(elements * MemoryLayout<Float>.stride) else {
+            fatalError("out of memory for a tensor of \(elements) floats")
+        }
+        return fresh.bindMemory(to: Float.self, capacity: elements)
     }
 
     static func give(_ pointer: UnsafeMutablePointer<Float>, count: Int) {
@@ -144,7 +147,7 @@ public enum BufferPool {
                 pooledBytes += bytes
                 return true
             }
-        if !kept { UnsafeMutableRawPointer(pointer).deallocate() }
+        if !kept { ck_free_buffer(pointer) }
     }
 
     private static func trim() {
@@ -158,6 +161,6 @@ public enum BufferPool {
             }
             return released
         }
-        for buffer in excess { UnsafeMutableRawPointer(buffer).deallocate() }
+        for buffer in excess { ck_free_buffer(buffer) }
     }
 }

@@ -47,10 +47,11 @@ extension Tensor {
         map { x in 0.5 * x * (1 + fastTanh(0.797_884_56 * (x + 0.044_715 * x * x * x))) }
     }
 
-    /// Quick-GELU of OpenAI's CLIP: x · σ(1.702 x).
+    /// Quick-GELU of OpenAI's CLIP: x · σ(1.702 x), with the SiLU vector kernel on the CPU (as a scalar closure it took
+    /// 11 % of a text encoder's time).
     public func quickGelu() -> Tensor {
         if let device { return Tensor(device: onDevice(device).quickGelu()) }
-        return map { $0 * fastSigmoid(1.702 * $0) }
+        return vectorKernel { ck_quick_gelu($0, $1, $2) }
     }
 
     /// GEGLU, the UNet's feed-forward gate: splits the last dimension in halves (a, g) and returns a · gelu(g).

@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 /// Each thread's scratch buffers for what a kernel needs only while it runs: half-precision weights widened to
@@ -27,7 +28,7 @@ enum ThreadScratch {
         var inUse = [Bool](repeating: false, count: Slot.allCases.count)
 
         func release(_ slot: Int) {
-            pointers[slot].map { UnsafeMutableRawPointer($0).deallocate() }
+            pointers[slot].map { ck_free_buffer($0) }
             (pointers[slot], capacities[slot]) = (nil, 0)
         }
 
@@ -58,7 +59,7 @@ enum ThreadScratch {
         let index = slot.rawValue
         guard !buffers.inUse[index] else {
             let temporary = allocate(count)
-            defer { UnsafeMutableRawPointer(temporary).deallocate() }
+            defer { ck_free_buffer(temporary) }
             return try body(temporary)
         }
         if buffers.capacities[index] < count {
@@ -77,9 +78,12 @@ enum ThreadScratch {
         for slot in buffers.pointers.indices where !buffers.inUse[slot] { buffers.release(slot) }
     }
 
+    /// On huge pages from 4 MiB, as the pool's buffers (`ck_alloc_buffer`): Winograd's blocks are streamed every call.
     private static func allocate(_ count: Int) -> UnsafeMutablePointer<Float> {
-        UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * MemoryLayout<Float>.stride, alignment: 64)
-            .bindMemory(to: Float.self, capacity: max(count, 1))
+        guard let buffer = ck_alloc_buffer(max(count, 1) * MemoryLayout<Float>.stride) else {
+            fatalError("out of memory for \(count) floats of scratch")
+        }
+        return buffer.bindMemory(to: Float.self, capacity: max(count, 1))
     }
 }
 

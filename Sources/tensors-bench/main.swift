@@ -6,6 +6,7 @@
 //   swift run -c release tensors-bench attention-memory
 //                                                  only 4096-token self-attention; prints peak RSS
 //   swift run -c release tensors-bench halves   fp16 weights against the same weights in Float32
+//   swift run -c release tensors-bench text     a text encoder's layers on two prompts: two calls against one batch
 //
 // Thresholds (issue 3): conv2d 3×3 ≥ 80 % and attention ≥ 60 % of the sgemm rate;
 // peak memory of the 4096-token attention run < 200 MB. Issue 24: a layer on fp16 weights (widened as it
@@ -200,6 +201,50 @@ func benchmarkHalves() {
     }
 }
 
+/// A CLIP ViT-L text encoder's 12 layers (random fp16 weights) over a prompt and a negative prompt of 77 tokens: two
+/// calls of one row each (as prompts were encoded before) against one call of both rows, in turns, on the clock and in
+/// processor time. Over 77 rows a layer is bound by reading (and widening) its weights, which one call does once.
+func benchmarkTextBatch() {
+    let (width, hidden, heads) = (768, 3072, 12)
+    let layers = (0..<12).map { _ in
+        (
+            q: random([width, width], scale: 0.03).narrowed(to: .float16), k: random([width, width], scale: 0.03).narrowed(to: .float16),
+            v: random([width, width], scale: 0.03).narrowed(to: .float16), o: random([width, width], scale: 0.03).narrowed(to: .float16),
+            fc1: random([hidden, width], scale: 0.03).narrowed(to: .float16), fc2: random([width, hidden], scale: 0.02).narrowed(to: .float16),
+            bias: random([width]), wide: random([hidden]), gamma: Tensor(shape: [width], values: Array(repeating: 1, count: width))
+        )
+    }
+    func encode(_ input: Tensor) -> Tensor {
+        var x = input
+        for layer in layers {
+            let normed = x.layerNorm(weight: layer.gamma, bias: layer.bias)
+            let attended = Tensor.attention(
+                query: normed.linear(weight: layer.q, bias: layer.bias), key: normed.linear(weight: layer.k, bias: layer.bias),
+                value: normed.linear(weight: layer.v, bias: layer.bias), heads: heads, causal: true)
+            x.add(attended.linear(weight: layer.o, bias: layer.bias))
+            x.add(
+                x.layerNorm(weight: layer.gamma, bias: layer.bias).linear(weight: layer.fc1, bias: layer.wide).quickGelu().linear(
+                    weight: layer.fc2, bias: layer.bias))
+        }
+        return x
+    }
+    let (one, two) = (random([1, 77, width]), random([2, 77, width]))
+    var (apart, together) = (Double.infinity, Double.infinity)
+    var (apartWork, togetherWork) = (Double.infinity, Double.infinity)
+    _ = (encode(one), encode(two))
+    for _ in 0..<5 {
+        for _ in 0..<3 {
+            apartWork = min(apartWork, processorSeconds { apart = min(apart, seconds { _ = (encode(one), encode(one)) }) })
+            togetherWork = min(togetherWork, processorSeconds { together = min(together, seconds { _ = encode(two) }) })
+        }
+    }
+    print(
+        String(
+            format:
+                "text encoder, 12 layers, fp16: 2 calls × 77 rows %7.1f ms (cpu %7.1f)  1 call × 154 rows %7.1f ms (cpu %7.1f)  ratio clock %.3f, cpu %.3f",
+            apart * 1000, apartWork * 1000, together * 1000, togetherWork * 1000, together / apart, togetherWork / apartWork))
+}
+
 let arguments = CommandLine.arguments.dropFirst()
 if let rows = ProcessInfo.processInfo.environment["ATTN_BLOCK_ROWS"].flatMap(Int.init) { Tensor.attentionBlockRows = rows }
 print("threads: \(ComputeThreads.count) (each product split over them, one single-threaded sgemm per thread)")
@@ -219,6 +264,8 @@ if arguments.first == "attention-memory" {
     withExtendedLifetime(output) {}
 } else if arguments.first == "halves" {
     benchmarkHalves()
+} else if arguments.first == "text" {
+    benchmarkTextBatch()
 } else if arguments.first == "conv" {
     // Every 3×3 layer size SD 1.5 has at 512×512 (UNet, batch 2) and in its VAE decoder (batch 1).
     for (batch, channels, size) in [

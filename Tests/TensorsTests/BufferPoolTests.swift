@@ -1,3 +1,5 @@
+import CKernels
+import Foundation
 import Tensors
 import Testing
 
@@ -34,4 +36,18 @@ import Testing
         _ = Tensor(zeros: [large])
     }
     #expect(after.reuses == 1 && after.systemAllocations == 1)
+}
+
+/// Tensor buffers from 4 MiB on start on a 2 MiB boundary (whole huge pages) unless FARM_HUGEPAGES=0, smaller ones on
+/// 64 bytes; every byte of an odd size is usable, and freeing takes them back.
+@Test func largeBuffersStartOnHugePageBoundaries() {
+    for bytes in [1, 4096 + 3, (4 << 20) - 4, 4 << 20, (9 << 20) + 12, 40 << 20] {
+        let buffer = ck_alloc_buffer(bytes)!
+        let address = UInt(bitPattern: buffer)
+        #expect(address % 64 == 0)
+        if bytes >= 4 << 20 && ck_huge_pages() != 0 { #expect(address % UInt(2 << 20) == 0) }
+        memset(buffer, 0x5a, bytes)
+        #expect(buffer.load(fromByteOffset: bytes - 1, as: UInt8.self) == 0x5a)
+        ck_free_buffer(buffer)
+    }
 }

@@ -16,6 +16,9 @@ float ck_exp_row(float *row, size_t width);
 /// y = x·σ(x) (SiLU) over `count` floats; y may be x.
 void ck_silu(const float *x, float *y, size_t count);
 
+/// y = x·σ(1.702·x) (CLIP's quick GELU); y may be x.
+void ck_quick_gelu(const float *x, float *y, size_t count);
+
 /// y = a·gelu(g) over `count` floats (GEGLU's gate), or y = gelu(g) when a is NULL; gelu is the
 /// exact (erf) form. y may be a or g.
 void ck_geglu(const float *a, const float *g, float *y, size_t count);
@@ -94,5 +97,15 @@ void ck_limit_instruction_set(int level);
 
 /// Returns the C allocator's free pages to the system (glibc's malloc_trim; elsewhere nothing): 1 if any went back.
 int ck_return_free_pages(void);
+
+/// A tensor buffer of `bytes` (64-byte aligned; from 4 MiB on 2 MiB aligned with transparent huge pages asked
+/// for, unless FARM_HUGEPAGES=0); NULL when out of memory. Free it with ck_free_buffer.
+void *ck_alloc_buffer(size_t bytes);
+
+/// Frees a buffer from ck_alloc_buffer.
+void ck_free_buffer(void *pointer);
+
+/// Whether ck_alloc_buffer asks for huge pages (FARM_HUGEPAGES is not "0").
+int ck_huge_pages(void);
 
 #endif

@@ -115,9 +115,26 @@ public struct TextEncoder {
     /// chunk's hidden states are scaled by their token weights, then rescaled so that
     /// the chunk's mean is unchanged; the chunks are joined along the token axis.
     public func encode(chunks: [[Int]], weights: [[Float]], clipSkip: Int = 1, extra: Tensor? = nil) -> Tensor {
-        precondition(chunks.count == weights.count && !chunks.isEmpty, "one weight row per chunk, at least one chunk")
-        let encoded = chunks.indices.map { Self.weighted(self([chunks[$0]], clipSkip: clipSkip, extra: extra), by: weights[$0]) }
-        return Tensor.concat(encoded, axis: 1)
+        encode(prompts: [(chunks, weights)], clipSkip: clipSkip, extra: extra)[0]
+    }
+
+    /// `encode(chunks:weights:)` of several prompts (a prompt and its negative prompt) as one batch of all their
+    /// chunks: over 77-token rows a layer is bound by reading its weights, so one pass for every chunk costs little
+    /// more than one for a single chunk.
+    public func encode(prompts: [(chunks: [[Int]], weights: [[Float]])], clipSkip: Int = 1, extra: Tensor? = nil) -> [Tensor] {
+        for prompt in prompts {
+            precondition(
+                prompt.chunks.count == prompt.weights.count && !prompt.chunks.isEmpty, "one weight row per chunk, at least one chunk")
+        }
+        let hidden = self(prompts.flatMap(\.chunks), clipSkip: clipSkip, extra: extra)
+        var row = 0
+        return prompts.map { prompt in
+            let encoded = prompt.weights.map { weights in
+                defer { row += 1 }
+                return Self.weighted(hidden.slice(axis: 0, range: row..<(row + 1)), by: weights)
+            }
+            return Tensor.concat(encoded, axis: 1)
+        }
     }
 
     /// One chunk's hidden states [1, N, width] scaled by its token weights, then rescaled so that the mean is

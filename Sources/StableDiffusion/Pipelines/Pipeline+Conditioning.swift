@@ -32,9 +32,19 @@ extension Pipeline {
         tokenizer: CLIPTokenizer? = nil
     ) throws -> (conditional: TextConditioning, unconditional: TextConditioning) {
         let tokenizer = try tokenizer ?? CLIPTokenizer.shared()
-        let conditional = try encode(prompt, clipSkip: clipSkip, tokenizer: tokenizer)
-        if unet.config.isXL, negative.isEmpty, forceZerosForEmptyPrompt { return (conditional, conditional.zeros) }
-        let unconditional = try encode(negative, clipSkip: clipSkip, tokenizer: tokenizer)
+        let conditional: TextConditioning
+        let unconditional: TextConditioning
+        if unet.config.isXL {
+            conditional = try encode(prompt, clipSkip: clipSkip, tokenizer: tokenizer)
+            if negative.isEmpty, forceZerosForEmptyPrompt { return (conditional, conditional.zeros) }
+            unconditional = try encode(negative, clipSkip: clipSkip, tokenizer: tokenizer)
+        } else {
+            // Both prompts in one batch: the encoder's weights are read once for the two.
+            let chunks = try [prompt, negative].map { try self.chunks($0, tokenizer: tokenizer)[0] }
+            let contexts = textEncoder.encode(
+                prompts: chunks.map { ($0.tokens, $0.weights) }, clipSkip: clipSkip, extra: embeddings?.rows(encoder: 0))
+            (conditional, unconditional) = (TextConditioning(context: contexts[0]), TextConditioning(context: contexts[1]))
+        }
         let tokens = max(conditional.context.shape[1], unconditional.context.shape[1])
         guard conditional.context.shape[1] != unconditional.context.shape[1] else { return (conditional, unconditional) }
         let empty = try encode("", clipSkip: clipSkip, tokenizer: tokenizer).context
@@ -60,6 +70,18 @@ extension Pipeline {
     /// One prompt through every text encoder, each with its own padding; the chunk lists are evened out with
     /// empty chunks (a "!" is one token for a "!"-padding tokenizer, so the two may chunk differently).
     func encode(_ text: String, clipSkip: Int, tokenizer: CLIPTokenizer) throws -> TextConditioning {
+        let chunked = try chunks(text, tokenizer: tokenizer)
+        guard unet.config.isXL else {
+            return TextConditioning(
+                context: textEncoder.encode(
+                    chunks: chunked[0].tokens, weights: chunked[0].weights, clipSkip: clipSkip, extra: embeddings?.rows(encoder: 0)))
+        }
+        return encodeXL(tokens: chunked.map(\.tokens), weights: chunked.map(\.weights), clipSkip: clipSkip)
+    }
+
+    /// One prompt's chunks for every text encoder, each with its own padding, evened out with empty chunks; throws
+    /// for a token outside an encoder's vocabulary.
+    func chunks(_ text: String, tokenizer: CLIPTokenizer) throws -> [PromptChunks] {
         var chunked = try paddings.map { padding in
             var chunker = PromptChunker(tokenizer: tokenizer, padding: padding)
             chunker.embeddings = embeddings
@@ -81,12 +103,7 @@ extension Pipeline {
                     "token id \(id) is outside this text encoder's \(vocabulary)-token vocabulary; the model is not a CLIP text encoder")
             }
         }
-        guard unet.config.isXL else {
-            return TextConditioning(
-                context: textEncoder.encode(
-                    chunks: chunked[0].tokens, weights: chunked[0].weights, clipSkip: clipSkip, extra: embeddings?.rows(encoder: 0)))
-        }
-        return encodeXL(tokens: chunked.map(\.tokens), weights: chunked.map(\.weights), clipSkip: clipSkip)
+        return chunked
     }
 
     /// SDXL's encoding of token chunks, one list per text encoder: each chunk's penultimate hidden states (clip skip
