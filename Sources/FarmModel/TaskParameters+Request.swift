@@ -22,6 +22,7 @@ extension GenerationRequest {
         refinerSwitch = task.refinerSwitch
         vae = task.vae
         loras = (task.loras ?? []).map { LoRA(name: $0.name, weight: $0.weight) }
+        (tokenMergingRatio, deepCacheInterval, deepCacheBranch) = (task.tokenMergingRatio, task.deepCacheInterval, task.deepCacheBranch)
         subseed = task.subseed
         subseedStrength = task.subseedStrength
         seedResizeFrom = task.seedResizeFrom.flatMap { $0.count == 2 ? PixelSize(width: $0[0], height: $0[1]) : nil }
@@ -53,6 +54,7 @@ extension TaskParameters {
         refinerSwitch = request.refinerSwitch
         vae = request.vae
         loras = request.loras.isEmpty ? nil : request.loras.map { LoRA(name: $0.name, weight: $0.weight) }
+        (tokenMergingRatio, deepCacheInterval, deepCacheBranch) = (request.tokenMergingRatio, request.deepCacheInterval, request.deepCacheBranch)
         subseed = request.subseed
         subseedStrength = request.subseedStrength
         seedResizeFrom = request.seedResizeFrom.map { [$0.width, $0.height] }

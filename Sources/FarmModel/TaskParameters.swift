@@ -55,6 +55,12 @@ public struct TaskParameters: Codable, Equatable, Sendable {
     public var upscaleBy: Double?
     /// Worker tags (`farm worker --tag`) a worker must have all of to run this task (a spec's `require`).
     public var require: [String]?
+    /// Token merging (ToMe) ratio of the full-resolution self-attention tokens (nil or 0: off).
+    public var tokenMergingRatio: Double?
+    /// DeepCache: the whole UNet runs every this many steps, the deep features are reused between (nil or 1: off).
+    public var deepCacheInterval: Int?
+    /// DeepCache's cache branch (default 0).
+    public var deepCacheBranch: Int?
     /// Variation seed: the noise is slerped toward this seed's by `subseedStrength`.
     public var subseed: UInt64?
     /// How far toward the variation seed's noise, in [0, 1].
@@ -151,6 +157,9 @@ public struct TaskParameters: Codable, Equatable, Sendable {
         case vae, loras, require, subseed, upscaler
         case upscaleBy = "upscale_by"
         case subseedStrength = "subseed_strength"
+        case tokenMergingRatio = "token_merging_ratio"
+        case deepCacheInterval = "deepcache_interval"
+        case deepCacheBranch = "deepcache_branch"
         case seedResizeFrom = "seed_resize_from"
         case resizeMode = "resize_mode"
         case hiresScale = "hires_scale"

@@ -1,10 +1,13 @@
 import FarmModel
 import Generation
 
-/// The finishing fields of a task as specs write them: variation seeds, the init image's resize mode, hires fix.
+/// The finishing fields of a task as specs write them: few-step shortcuts, variation seeds, the init image's resize
+/// mode, hires fix.
 extension JobSpec {
-    /// Task fields for variation seeds, resize modes and hires fix (also `POST /v1/jobs` query fields).
+    /// Task fields for few-step shortcuts, variation seeds, resize modes and hires fix (also `POST /v1/jobs` query
+    /// fields).
     public static let finishingFields: Set<String> = [
+        "token_merging_ratio", "deepcache_interval", "deepcache_branch",
         "subseed", "subseed_strength", "seed_resize_from", "resize_mode", "hires_scale", "hires_width", "hires_height", "hires_upscaler",
         "hires_steps", "hires_denoise", "hires_prompt", "hires_negative_prompt", "hires_negative", "hires_sampler",
     ]
@@ -18,6 +21,9 @@ extension JobSpec {
             guard let value = T(text.trimmingCharacters(in: .whitespaces)) else { throw fail(name, "must be \(what), got \"\(text.prefix(40))\"") }
             return value
         }
+        task.tokenMergingRatio = try number("token_merging_ratio", "a number in [0, 0.75]")
+        task.deepCacheInterval = try number("deepcache_interval", "a whole number of steps")
+        task.deepCacheBranch = try number("deepcache_branch", "a whole number 0...11")
         task.subseed = try number("subseed", "a whole number 0...\(Int64.max)")
         task.subseedStrength = try number("subseed_strength", "a number in [0, 1]")
         if let text = fields["seed_resize_from"] {

@@ -1,10 +1,12 @@
 import ArgumentParser
 import Generation
 
-/// The finishing flags (variation seeds, resize mode, hires fix) into a request, and back out as spec overrides.
+/// The finishing flags (few-step shortcuts, variation seeds, resize mode, hires fix) into a request, and back out as
+/// spec overrides.
 extension GenerationOptions {
     /// Sets `request`'s variation, resize-mode and hires fields from these flags; a malformed value names its flag.
     func finishing(into request: inout GenerationRequest) throws {
+        (request.tokenMergingRatio, request.deepCacheInterval, request.deepCacheBranch) = (tome, deepcache, deepcacheBranch)
         request.subseed = subseed
         request.subseedStrength = subseedStrength
         request.seedResizeFrom = try seedResizeFrom.map { text in
@@ -27,6 +29,9 @@ extension GenerationOptions {
     /// The finishing flags given, as spec field overrides (`farm submit`).
     var finishingOverrides: [String: String] {
         var fields: [String: String] = [:]
+        fields["token_merging_ratio"] = tome.map { String($0) }
+        fields["deepcache_interval"] = deepcache.map(String.init)
+        fields["deepcache_branch"] = deepcacheBranch.map(String.init)
         fields["subseed"] = subseed.map(String.init)
         fields["subseed_strength"] = subseedStrength.map { String($0) }
         fields["seed_resize_from"] = seedResizeFrom

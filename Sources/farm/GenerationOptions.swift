@@ -88,6 +88,18 @@ struct GenerationOptions: ParsableArguments {
             valueName: "name[:weight]"))
     var lora: [String] = []
 
+    @Option(
+        help:
+            "Token merging (ToMe for SD, as the web UI): merge this share of the full-resolution self-attention tokens, 0...0.75 (default 0: off; lossy, faster at large sizes)."
+    )
+    var tome: Double?
+
+    @Option(help: "DeepCache: run the whole UNet every N steps and reuse its deep features between (default 1: off; lossy).")
+    var deepcache: Int?
+
+    @Option(help: "DeepCache's cache branch: block×3 + layer from the UNet's top (default 0, the shallowest: the most reuse).")
+    var deepcacheBranch: Int?
+
     @Option(help: "Variation seed: blend each image's noise toward this seed's (image i uses subseed + i).")
     var subseed: UInt64?
 

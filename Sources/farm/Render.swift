@@ -47,18 +47,6 @@ struct Render: ParsableCommand {
     @Option(help: "Where textual-inversion embeddings are found: a prompt or negative prompt naming a file's stem uses its vectors.")
     var embeddingsDir: String?
 
-    @Option(
-        help:
-            "Token merging (ToMe for SD, as the web UI): merge this share of the full-resolution self-attention tokens, 0...0.75 (default 0: off; lossy, faster at large sizes)."
-    )
-    var tome: Double?
-
-    @Option(help: "DeepCache: run the whole UNet every N steps and reuse its deep features between (default 1: off; lossy).")
-    var deepcache: Int?
-
-    @Option(help: "DeepCache's cache branch: block×3 + layer from the UNet's top (default 0, the shallowest: the most reuse).")
-    var deepcacheBranch: Int?
-
     @Option(help: "The PNG file to write.")
     var out = "render.png"
 
@@ -93,7 +81,6 @@ struct Render: ParsableCommand {
     func request() throws -> GenerationRequest {
         var request = try generation.request()
         request.rng = NoiseSource(rawValue: rng) ?? .cpu
-        (request.tokenMergingRatio, request.deepCacheInterval, request.deepCacheBranch) = (tome, deepcache, deepcacheBranch)
         try GenerationOptions.check(request)
         return request
     }

@@ -83,12 +83,16 @@ private func finishingRequest() -> GenerationRequest {
 }
 
 @Test func finishingTaskFieldsTravelAndOldTasksStillDecode() throws {
-    let request = finishingRequest()
+    var request = finishingRequest()
+    (request.tokenMergingRatio, request.deepCacheInterval, request.deepCacheBranch) = (0.5, 3, 1)
     let task = TaskParameters(request)
     #expect(GenerationRequest(task) == request)
     let json = try JSONEncoder().encode(task)
     let text = String(decoding: json, as: UTF8.self)
-    for key in ["\"subseed\":100", "\"subseed_strength\":0.25", "\"seed_resize_from\":[512,768]", "\"hires_scale\":1.5", "\"hires_denoise\":0.55"] {
+    for key in [
+        "\"subseed\":100", "\"subseed_strength\":0.25", "\"seed_resize_from\":[512,768]", "\"hires_scale\":1.5", "\"hires_denoise\":0.55",
+        "\"token_merging_ratio\":0.5", "\"deepcache_interval\":3", "\"deepcache_branch\":1",
+    ] {
         #expect(text.contains(key), "\(text)")
     }
     #expect(try JSONDecoder().decode(TaskParameters.self, from: json) == task)

@@ -128,7 +128,8 @@ let migrationsFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent
     #expect(try failures[1].decode("error_message", as: String.self).contains("unknown sampler \"bogus\""))
 }
 
-/// img2img, inpainting, outpainting, ControlNet, hires fix, variation seeds and a resized init image through the farm
+/// img2img, inpainting, outpainting, ControlNet, hires fix, variation seeds, a resized init image and the few-step
+/// shortcuts (token merging, DeepCache) through the farm
 /// (input images stored once, sent to the worker as BLOBs) give the same pixels and text as `farm render`.
 @Test func farmRunsEveryPipelineLikeFarmRender() throws {
     let models = try modelsFolderWithTinyModel()
@@ -173,6 +174,7 @@ let migrationsFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent
         task(5) { ($0.hiresScale, $0.hiresSteps, $0.hiresUpscaler) = (2, 2, "bicubic-antialiased") },
         task(6) { ($0.subseed, $0.subseedStrength, $0.seedResizeFrom) = (11, 0.5, [16, 16]) },
         task(7) { ($0.initImage, $0.width, $0.height, $0.resizeMode) = (initHash, 32, 24, 2) },
+        task(8) { ($0.width, $0.height, $0.tokenMergingRatio, $0.deepCacheInterval) = (32, 32, 0.5, 2) },
     ]
     let flags: [[String]] = [
         ["--init-image", initURL.path, "--strength", "0.6"],
@@ -182,6 +184,7 @@ let migrationsFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent
         ["--width", "24", "--height", "16", "--hires-scale", "2", "--hires-steps", "2", "--hires-upscaler", "bicubic-antialiased"],
         ["--width", "24", "--height", "16", "--subseed", "11", "--subseed-strength", "0.5", "--seed-resize-from", "16,16"],
         ["--init-image", initURL.path, "--width", "32", "--height", "24", "--resize-mode", "2"],
+        ["--width", "32", "--height", "32", "--tome", "0.5", "--deepcache", "2"],
     ]
     let job = try store.enqueue(name: "pipelines", model: "tiny", tasks: tasks)
     #expect(try connection.query("SELECT count(*) AS n FROM task_inputs").single().decode("n", as: Int.self) == 6)
@@ -203,7 +206,7 @@ let migrationsFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent
         "SELECT index, state::text AS state, attempt, coalesce(error_message, '') AS error FROM tasks WHERE state <> 'done'"
     )
     .rows.map { "\(try $0.text("index") ?? "") \(try $0.text("state") ?? "") \(try $0.text("attempt") ?? ""): \(try $0.text("error") ?? "")" }
-    #expect(try store.progress(job: job).counts == [.done: 7], "\(errors)")
+    #expect(try store.progress(job: job).counts == [.done: 8], "\(errors)")
 
     for image in try store.images(job: job) {
         let out = models.appendingPathComponent("local-\(image.index).png").path
