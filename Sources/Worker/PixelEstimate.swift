@@ -40,6 +40,12 @@ public struct PixelEstimate: Equatable, Sendable, CustomStringConvertible {
             + " \(MemoryEstimate.bytesPerPixel(architecture)) bytes per pixel (\(architecture?.rawValue ?? "unknown UNet, as SDXL"))"
     }
 
+    /// The memory a render is bounded by: the host's, or on a GPU (`device`, its memory) the smaller of the two, as the
+    /// activations and the weights' device copies live in the device's memory while the host still holds the weights.
+    public static func renderingMemoryBytes(host: UInt64, device: UInt64?) -> UInt64 {
+        min(host, device ?? host)
+    }
+
     /// The memory this process may use: the machine's, or less where a cgroup (a container, a systemd unit's
     /// `MemoryMax=`) limits it.
     public static func availableMemoryBytes() -> UInt64 {
@@ -57,10 +63,13 @@ public struct PixelEstimate: Equatable, Sendable, CustomStringConvertible {
 }
 
 extension DiffusionRenderer {
-    /// How large an image `memoryBytes` (default: what this process may use) allows with this renderer's models.
-    public func pixelEstimate(memoryBytes: UInt64 = PixelEstimate.availableMemoryBytes()) -> PixelEstimate {
-        PixelEstimate(
-            memoryBytes: memoryBytes, cacheBudgetBytes: budgetBytes, models: index.models.values.map(\.summary),
+    /// How large an image `memoryBytes` allows with this renderer's models (default: what this process may use, or
+    /// on a GPU `PixelEstimate.renderingMemoryBytes` of it and the device's).
+    public func pixelEstimate(memoryBytes: UInt64? = nil) -> PixelEstimate {
+        let memory =
+            memoryBytes ?? PixelEstimate.renderingMemoryBytes(host: PixelEstimate.availableMemoryBytes(), device: accelerator?.memoryBytes)
+        return PixelEstimate(
+            memoryBytes: memory, cacheBudgetBytes: budgetBytes, models: index.models.values.map(\.summary),
             vaeCount: index.vaes.count, controlNets: index.controlNets.values.map(\.summary))
     }
 }

@@ -3,6 +3,7 @@ import Foundation
 @_spi(Testing) import JobStore
 import Postgres
 import StableDiffusion
+import Tensors
 import TestSupport
 import Testing
 import Worker
@@ -165,4 +166,25 @@ private func mixedTasks(_ count: Int, first: Int) -> [TaskParameters] {
     } throws: { error in
         (error as? RenderError)?.kind == .input && "\(error)" == "unknown VAE \"missing\"; this worker has file-vae, other-vae"
     }
+}
+
+/// On a GPU the pixel limit follows the device's memory when it is the smaller; a worker opened on the test's Vulkan
+/// device (lavapipe in CI) estimates from the smaller of the two.
+@Test func pixelLimitsFollowDeviceMemory() throws {
+    let gib: UInt64 = 1 << 30
+    #expect(PixelEstimate.renderingMemoryBytes(host: 64 * gib, device: 24 * gib) == 24 * gib)
+    #expect(PixelEstimate.renderingMemoryBytes(host: 16 * gib, device: 80 * gib) == 16 * gib)
+    #expect(PixelEstimate.renderingMemoryBytes(host: 16 * gib, device: nil) == 16 * gib)
+    let models = try modelsFolderWithTinyModel()
+    defer { try? FileManager.default.removeItem(at: models) }
+    let renderer = try DiffusionRenderer(modelsFolder: models)
+    let small = try DiffusionRenderer(modelsFolder: models).pixelEstimate(memoryBytes: 4 * gib)
+    let large = try DiffusionRenderer(modelsFolder: models).pixelEstimate(memoryBytes: 16 * gib)
+    #expect(small.maxPixels < large.maxPixels, "less memory, fewer pixels: \(small) / \(large)")
+    if ProcessInfo.processInfo.environment["DIFFUSIONFARM_SKIP_VULKAN"] == "1" { return }
+    renderer.device = try VulkanDevice(index: 0)
+    let deviceMemory = try #require(renderer.accelerator?.memoryBytes)
+    #expect(
+        renderer.pixelEstimate().memoryBytes
+            == PixelEstimate.renderingMemoryBytes(host: PixelEstimate.availableMemoryBytes(), device: deviceMemory))
 }
