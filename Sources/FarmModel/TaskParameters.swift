@@ -12,6 +12,9 @@ public struct TaskParameters: Codable, Equatable, Sendable {
     public var negativePrompt: String
     /// The model's name as the worker knows it.
     public var model: String
+    /// SHA-256 of the model's file in the farm's model store, set by the store when a job names a stored model (its
+    /// only writer): a worker fetches and verifies that file instead of looking the name up in its `--models` folder.
+    public var modelSHA256: String?
     /// Output width in pixels (a multiple of 8); nil: the model's native size (its UNet's sample size times
     /// its VAE's scale, as diffusers defaults), or the init image's.
     public var width: Int?
@@ -139,6 +142,7 @@ public struct TaskParameters: Codable, Equatable, Sendable {
         case prompt
         case negativePrompt = "negative_prompt"
         case model, width, height, steps
+        case modelSHA256 = "model_sha256"
         case cfgScale = "cfg_scale"
         case sampler, seed
         case initImage = "init_image"
@@ -200,6 +204,9 @@ public struct TaskParameters: Codable, Equatable, Sendable {
             if side > Double(limits.maxSide) {
                 throw fail("upscale_by", "makes a side of \(Int(side)) pixels; the limit is \(limits.maxSide)")
             }
+        }
+        if let modelSHA256, !Self.isStoredImageName(modelSHA256) {
+            throw fail("model_sha256", "must be 64 lowercase hex digits (a SHA-256), set by the model store")
         }
         if let seedResizeFrom, seedResizeFrom.count != 2 { throw fail("seed_resize_from", "must be [width, height]") }
         if let resizeMode, ResizeMode(rawValue: resizeMode) == nil {

@@ -20,6 +20,8 @@ public final class DiffusionRenderer: Renderer {
     let budgetBytes: Int
     private var loaded: [(model: String, vae: String?, loras: [ResolvedLoRA], pipeline: Pipeline, bytes: Int)] = []
     let modelsFolder: URL?
+    /// Store models fetched into the cache, by the name tasks give them; they take precedence over the models folder.
+    private var modelFiles: [String: URL] = [:]
     /// The models folder's TAESD for SD 1.x/2.x (false) and SDXL (true) models, once looked for (nil: none there).
     private var tinyAutoencoders: [Bool: TinyAutoencoder?] = [:]
     /// The LoRA and embedding folders tasks' names are found in.
@@ -69,6 +71,13 @@ public final class DiffusionRenderer: Renderer {
 
     public private(set) var lastModelLoadSeconds: Double?
 
+    /// Model `name` is the fetched file at `url` from now on; pipelines built from other bytes of that name go.
+    public func useModelFile(_ url: URL, forModel name: String) {
+        guard modelFiles[name] != url else { return }
+        modelFiles[name] = url
+        loaded.removeAll { $0.model == name }
+    }
+
     /// Names of the models loaded now, least recently used first (a model loaded with two VAEs is listed twice).
     public var loadedModels: [String] { loaded.map(\.model) }
 
@@ -80,7 +89,7 @@ public final class DiffusionRenderer: Renderer {
             loaded.append(entry)
             return entry.pipeline
         }
-        guard let url = index.models[name]?.url else {
+        guard let url = modelFiles[name] ?? index.models[name]?.url else {
             throw RenderError(kind: .input, message: "unknown \(role) \"\(name)\"; this worker has \(models.joined(separator: ", "))")
         }
         var options = ModelWeights.Options()

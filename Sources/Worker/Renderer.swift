@@ -23,6 +23,9 @@ public protocol Renderer {
         _ parameters: TaskParameters, inputs: [String: Data], previewEvery: Int,
         preview: (Int, PNGImage) -> Void, progress: (Int, Int) -> Bool
     ) throws -> PNGImage
+    /// From now on, model `name` is the file at `url` (a store model fetched into the cache), whatever the models
+    /// folder holds under that name.
+    func useModelFile(_ url: URL, forModel name: String)
 }
 
 extension Renderer {
@@ -30,6 +33,8 @@ extension Renderer {
     public var loras: [String]? { nil }
     public var loadedModel: String? { models.count == 1 ? models[0] : nil }
     public var lastModelLoadSeconds: Double? { nil }
+    /// Renderers that load no files ignore it.
+    public func useModelFile(_ url: URL, forModel name: String) {}
 }
 
 /// Errors a renderer reports; the kind decides whether the farm retries elsewhere.

@@ -41,12 +41,15 @@ public final class WorkerDaemon {
     public var cancelCurrent = false
     /// Asked between steps of a render: true abandons the task in hand (e.g. a second SIGTERM).
     public var cancelCheck: @Sendable () -> Bool = { false }
+    /// Fetches the store models tasks name into the cache (nil without `configuration.modelSource`).
+    public let modelFetcher: ModelFetcher?
 
     /// Connects the DEALER socket to the first endpoint (ZeroMQ reconnects by itself).
     public init(configuration: WorkerConfiguration, renderer: Renderer, context: ZMQContext) throws {
         self.configuration = configuration
         self.renderer = renderer
         self.context = context
+        modelFetcher = try configuration.modelSource.map { try ModelFetcher(source: $0) }
         var device = WireMessage.Device.current
         // The BLAS core the engine runs (checked before the first product; see `BLASCore`).
         device.blasCore = BLASCore.status.core
@@ -57,6 +60,11 @@ public final class WorkerDaemon {
                 slots: configuration.slots, maxPixels: configuration.maxPixels, device: device, vaes: renderer.vaes,
                 loras: renderer.loras, tags: configuration.tags.isEmpty ? nil : configuration.tags),
             now: .now)
+        if let modelFetcher {
+            state.modelHashes = modelFetcher.heldHashes
+            modelFetcher.logger = logger
+            state.fetchesModels = true
+        }
         socket = try WorkerDaemon.connect(configuration, endpoint: configuration.coordinators[0], context: context)
     }
 
@@ -85,6 +93,8 @@ public final class WorkerDaemon {
 
     /// Handles what arrives within `timeout` seconds, renders one queued task if any, and keeps the link alive.
     public func runOnce(timeout: Double) throws {
+        // What the render thread fetched or evicted reaches the coordinator with the next heartbeat.
+        if let modelFetcher { state.modelHashes = modelFetcher.heldHashes }
         try perform(state.tick(now: .now, loadedModel: renderer.loadedModel, modelLoadSeconds: renderer.lastModelLoadSeconds))
         var poller = Poller()
         poller.add(.socket(socket))
@@ -152,14 +162,25 @@ public final class WorkerDaemon {
             "task \(assignment.taskID) rendering: \(assignment.parameters.width.map(String.init) ?? "native")×\(assignment.parameters.height.map(String.init) ?? "native"), \(assignment.parameters.steps) steps of \(assignment.parameters.model)",
             metadata: taskMetadata(assignment))
         let renderer = self.renderer
+        let fetcher = modelFetcher
+        let metadata = taskMetadata(assignment)
         let previewEvery = configuration.previewEvery
         let cancelCheck = self.cancelCheck
         Thread {
             let started = ContinuousClock.now
+            var held: String?
+            defer { if let held { fetcher?.release(held) } }
             let reply: WireMessage
             do {
                 if let missing = assignment.parameters.inputHashes.first(where: { inputs[$0] == nil }) {
                     throw RenderError(kind: .host, message: "input image \(missing.prefix(12))… never arrived")
+                }
+                // A store model comes from the cache, fetched first if need be; without a model server the name is
+                // looked up in the models folder, as before the store.
+                if let hash = assignment.parameters.modelSHA256, let fetcher {
+                    let file = try fetcher.acquire(hash, name: assignment.parameters.model, metadata: metadata)
+                    held = hash
+                    renderer.useModelFile(file, forModel: assignment.parameters.model)
                 }
                 let image = try renderer.render(
                     assignment.parameters, inputs: inputs, previewEvery: previewEvery,

@@ -1,0 +1,51 @@
+import FarmModel
+import Foundation
+@_spi(Testing) import JobStore
+import Testing
+
+/// The model store's SQL: a model added is listed with its holders (replaced as a whole per worker), a job naming it
+/// carries its hash in every task (a name not in the store carries none), only a worker that fetches models or
+/// holds that one may claim it, a held model is claimed before one the worker would fetch, and removal says whether
+/// the bytes are still used. The claim's plan stays on the indexes.
+@Test func modelStoreListsHoldersSetsTaskHashesAndRoutesClaims() throws {
+    let store = try migratedStore()
+    let (a, b) = (String(repeating: "a", count: 64), String(repeating: "b", count: 64))
+    try store.addModel(name: "alpha", kind: "checkpoint", sha256: a, size: 10)
+    try store.addModel(name: "beta", kind: "checkpoint", sha256: b, size: 20)
+    try store.addModel(name: "alias", kind: "checkpoint", sha256: b, size: 20)
+    #expect(throws: ValidationFailure.self) { try store.addModel(name: "bad/name", kind: "checkpoint", sha256: a, size: 1) }
+    #expect(throws: ValidationFailure.self) { try store.addModel(name: "x", kind: "teapot", sha256: a, size: 1) }
+    try store.setWorkerModels("w1", hashes: [a, b])
+    try store.setWorkerModels("w2", hashes: [b])
+    try store.setWorkerModels("w1", hashes: [b])
+    #expect(try store.models().map(\.name) == ["alias", "alpha", "beta"])
+    #expect(try store.models(named: "beta").first?.holders == ["w1", "w2"])
+    #expect(try store.models(named: "alpha").first?.holders == [])
+    #expect(try store.storedModelHashes(names: ["alpha", "nope"]) == ["alpha": a])
+
+    var forged = TaskParameters(prompt: "forged", model: "m", width: 64, height: 64, steps: 2)
+    forged.modelSHA256 = a
+    let plainJob = try store.enqueue(name: "plain", model: "m", tasks: [forged])
+    let alphaJob = try store.enqueue(
+        name: "alpha", model: "alpha", tasks: [TaskParameters(prompt: "a", model: "alpha", width: 64, height: 64, steps: 2)])
+    let betaJob = try store.enqueue(name: "beta", model: "beta", tasks: [TaskParameters(prompt: "b", model: "beta", width: 64, height: 64, steps: 2)])
+    func hash(_ job: Int64) throws -> String? {
+        try store.testConnection.query("SELECT parameters->>'model_sha256' AS h FROM tasks WHERE job_id = $1", [job]).single().decodeIfPresent("h")
+    }
+    #expect(try hash(plainJob) == nil, "the store is the field's only writer")
+    #expect(try hash(alphaJob) == a && hash(betaJob) == b)
+
+    var fetcher = WorkerCapabilities(models: [])
+    fetcher.fetchesModels = true
+    fetcher.modelHashes = [b]
+    let plan = try store.claimPlan(workerID: "w1", capabilities: fetcher, limit: 4)
+    #expect(!plan.contains("Seq Scan on tasks"), "\(plan)")
+    #expect(try store.claim(workerID: "none", capabilities: WorkerCapabilities(models: []), limit: 5, leaseSeconds: 30).isEmpty)
+    // Older first by age, but the held model (beta) comes before the one it would fetch (alpha).
+    #expect(try store.claim(workerID: "w1", capabilities: fetcher, limit: 1, leaseSeconds: 30).map(\.parameters.prompt) == ["b"])
+    #expect(try store.claim(workerID: "w1", capabilities: fetcher, limit: 5, leaseSeconds: 30).map(\.parameters.prompt) == ["a"])
+
+    #expect(try store.removeModel(named: "beta")?.stillUsed == true, "alias still names the bytes")
+    #expect(try store.removeModel(named: "alias")?.stillUsed == false)
+    #expect(try store.removeModel(named: "alias") == nil)
+}
