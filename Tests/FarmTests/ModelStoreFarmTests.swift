@@ -193,4 +193,19 @@ func httpExchange(_ method: String, _ url: String, token: String?, headers: [Str
     #expect(try httpExchange("DELETE", base + "/model-store/routes", token: farm.admin).status == 200)
     #expect(try httpExchange("GET", base + "/models/\(hash)", token: farm.submit).status == 404)
     #expect(!FileManager.default.fileExists(atPath: store.appendingPathComponent(hash).path), "the last name's bytes go with it")
+
+    // Straight into the database and the store folder, without the API.
+    let direct = ["--database", farm.conninfo, "--model-store", store.path]
+    let added = try runFarmCapturing(["models", "add", checkpoint.path, "--name", "direct", "--kind", "checkpoint"] + direct)
+    #expect(added.status == 0 && added.stdout.contains("sha256 \(hash)"), "\(added.stderr)")
+    #expect(try SHA256.hex(ofFile: store.appendingPathComponent(hash)) == hash)
+    #expect(try runFarmCapturing(["models", "list", "--database", farm.conninfo]).stdout.contains("direct"))
+    #expect(try runFarmCapturing(["models", "remove", "direct"] + direct).status == 0)
+    #expect(try runFarmCapturing(["models", "remove", "direct"] + direct).status == 2, "an unknown name is the caller's mistake")
+    #expect(!FileManager.default.fileExists(atPath: store.appendingPathComponent(hash).path))
+
+    // The worker's model token is a secret: --print-config masks it.
+    let config = try runFarmCapturing(
+        ["worker", "--insecure", "--model-server", "http://127.0.0.1:1", "--model-token", "secret-token-123", "--print-config"])
+    #expect(config.stdout.contains("model-token = ***") && !config.stdout.contains("secret-token-123"), "\(config.stdout)\(config.stderr)")
 }
