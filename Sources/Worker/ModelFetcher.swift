@@ -163,7 +163,6 @@ final class ModelTransfer: NSObject, URLSessionDataDelegate, @unchecked Sendable
     func run(label: String) -> (failure: String?, restart: Bool) {
         self.label = label
         offset = ((try? FileManager.default.attributesOfItem(atPath: file.path))?[.size] as? NSNumber)?.int64Value ?? 0
-        if offset == 0 { FileManager.default.createFile(atPath: file.path, contents: nil) }
         var request = URLRequest(url: url)
         request.timeoutInterval = 60
         if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
@@ -185,14 +184,14 @@ final class ModelTransfer: NSObject, URLSessionDataDelegate, @unchecked Sendable
         switch status {
         case 200, 206:
             do {
-                let handle = try FileHandle(forWritingTo: file)
+                // The file is made only once bytes come: a refused request leaves nothing in the cache. A 200 is the
+                // whole model, so what a partial file held goes.
                 if status == 200 {
-                    // The whole model: what a partial file held goes.
-                    try handle.truncate(atOffset: 0)
+                    guard FileManager.default.createFile(atPath: file.path, contents: nil) else { throw CocoaError(.fileWriteUnknown) }
                     offset = 0
-                } else {
-                    try handle.seekToEnd()
                 }
+                let handle = try FileHandle(forWritingTo: file)
+                if status == 206 { try handle.seekToEnd() }
                 self.handle = handle
                 let length = Int64(http?.value(forHTTPHeaderField: "Content-Length") ?? "") ?? -1
                 total = length >= 0 ? offset + length : nil

@@ -209,3 +209,32 @@ func httpExchange(_ method: String, _ url: String, token: String?, headers: [Str
         ["worker", "--insecure", "--model-server", "http://127.0.0.1:1", "--model-token", "secret-token-123", "--print-config"])
     #expect(config.stdout.contains("model-token = ***") && !config.stdout.contains("secret-token-123"), "\(config.stdout)\(config.stderr)")
 }
+
+/// A worker that cannot fetch a task's model (its token is refused) hands the task back as a host failure, saying
+/// why, after its bounded attempts, and keeps nothing in its cache.
+@Test func aModelThatCannotBeFetchedIsAHostFailureThatSaysWhy() throws {
+    let checkpoint = try tinyCheckpointFile("unfetchable")
+    let store = FileManager.default.temporaryDirectory.appendingPathComponent("store-\(UUID().uuidString)")
+    let cache = FileManager.default.temporaryDirectory.appendingPathComponent("cache-\(UUID().uuidString)")
+    defer { for folder in [checkpoint.deletingLastPathComponent(), store, cache] { try? FileManager.default.removeItem(at: folder) } }
+    let farm = try HTTPFarm(extra: ["--model-store", store.path])
+    let jobs = JobStore(connection: try Connection(farm.conninfo))
+    #expect(try runFarmCapturing(["models", "add", checkpoint.path, "--server", farm.server, "--token", farm.admin]).status == 0)
+    let worker = try FarmProcess(
+        [
+            "worker", "--insecure", "--coordinator", farm.endpoint, "--name", "locked-out", "--engine", "diffusion",
+            "--model-server", farm.server, "--model-token", String(repeating: "f", count: 64), "--model-cache", cache.path,
+        ], name: "locked-out")
+    let job = try jobs.enqueue(
+        name: "unfetchable", model: "unfetchable",
+        tasks: [TaskParameters(prompt: "a cat", model: "unfetchable", width: 24, height: 16, steps: 2, cfgScale: 5, sampler: "euler")])
+    let failed = {
+        try jobs.testConnection.query(
+            "SELECT count(*)::bigint AS n FROM events WHERE job_id = $1 AND detail LIKE '%could not be fetched%HTTP 401%'", [job]
+        ).single().decode("n", as: Int64.self)
+    }
+    #expect(try waitFor(120) { try failed() >= 1 }, "\(worker.output)")
+    #expect(try jobs.progress(job: job).counts[.done] == nil)
+    #expect(try FileManager.default.contentsOfDirectory(atPath: cache.path).isEmpty, "nothing of a refused download is kept")
+    _ = worker
+}
