@@ -23,7 +23,9 @@ public final class WorkerDaemon {
     /// The render running on its own thread, if any.
     private var current: RenderJob?
     /// Where it logs: events of tasks carry task, job, worker and attempt as metadata.
-    public var logger = Logger(label: "farm.worker")
+    public var logger = Logger(label: "farm.worker") {
+        didSet { modelFetcher?.logger = logger }
+    }
     private var metrics = WorkerMetrics()
     /// Tasks this worker has rendered.
     public private(set) var rendered = 0
