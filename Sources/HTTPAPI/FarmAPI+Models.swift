@@ -7,6 +7,8 @@ import JobStore
 extension FarmAPI {
     /// The header a client may send with an upload: the SHA-256 it computed; a mismatch refuses the upload (422).
     static let modelHashHeader = HTTPField.Name("X-Model-SHA256")!
+    /// The header that carries a checkpoint's sidecar config (base64) with an upload and with the bytes to a worker.
+    static let modelConfigHeader = HTTPField.Name(ModelRecord.configHeader)!
 
     /// The model store's routes: `GET /v1/model-store` (the models, for a submit token or above), `PUT` and `DELETE
     /// /v1/model-store/{name}` (admin: add or replace a model, streamed to disk and hashed on the way; remove one), and
@@ -32,13 +34,15 @@ extension FarmAPI {
             if let declared, !TaskParameters.isStoredImageName(declared) {
                 throw APIError(status: 400, "X-Model-SHA256 must be 64 hex digits", field: "X-Model-SHA256")
             }
+            // Checked before the bytes are written, so that a bad sidecar leaves nothing behind.
+            let config = try request.headers[Self.modelConfigHeader].map(Self.sidecarText)
             let writer = try ModelUploadWriter(try directory.upload())
             for try await buffer in request.body { try await writer.append(buffer) }
             let stored: (sha256: String, size: Int64)
             do { stored = try await writer.finish(expectedSHA256: declared) } catch let error as ModelFileError {
                 throw APIError(status: 422, error.message, field: "body")
             }
-            let record = try await pool.run { try $0.addModel(name: name, kind: kind, sha256: stored.sha256, size: stored.size) }
+            let record = try await pool.run { try $0.addModel(name: name, kind: kind, sha256: stored.sha256, size: stored.size, config: config) }
             return try Self.json(record, status: 201)
         }
         admin.on(.delete, "model-store/:model") { _, context in
@@ -56,6 +60,15 @@ extension FarmAPI {
         }
     }
 
+    /// The sidecar config an `X-Model-Config` header carries (base64 of a JSON object); 400 when it is not one.
+    static func sidecarText(_ header: String) throws -> String {
+        guard let data = Data(base64Encoded: header), let text = String(data: data, encoding: .utf8) else {
+            throw APIError(status: 400, "X-Model-Config must be the base64 of the sidecar's JSON", field: ModelRecord.configHeader)
+        }
+        try JobStore.validateSidecar(text)
+        return text
+    }
+
     /// The store, or 404 when this coordinator runs without one (an API made for tests).
     static func requireStore(_ store: ModelDirectory?) throws -> ModelDirectory {
         guard let store else { throw APIError(status: 404, "this coordinator has no model store (farm coordinator --model-store DIR)") }
@@ -63,14 +76,20 @@ extension FarmAPI {
     }
 
     /// A stored model's bytes: all of them (200), or from `Range: bytes=N-` / `bytes=N-M` on (206 with
-    /// `Content-Range`); 416 for a range outside the file; 404 for a hash the store does not list.
+    /// `Content-Range`); 416 for a range outside the file; 404 for a hash the store does not list. The model's sidecar
+    /// config, if any, rides in `X-Model-Config` on every answer, so that a worker gets it with the bytes.
     static func modelBytes(_ request: Request, context: APIRequestContext, store: ModelDirectory?, pool: DatabasePool) async throws -> Response {
         let directory = try requireStore(store)
         let hash = (context.parameters.get("model") ?? "").lowercased()
-        guard TaskParameters.isStoredImageName(hash), try await pool.run({ try $0.isStoredModel(sha256: hash) }), let file = directory.file(hash)
-        else { throw APIError(status: 404, "no stored model has SHA-256 \(hash.prefix(64))") }
+        let lookup: (stored: Bool, config: String?) =
+            TaskParameters.isStoredImageName(hash)
+            ? try await pool.run { store in try store.isStoredModel(sha256: hash) ? (true, try store.modelSidecar(sha256: hash)) : (false, nil) }
+            : (false, nil)
+        guard lookup.stored, let file = directory.file(hash) else { throw APIError(status: 404, "no stored model has SHA-256 \(hash.prefix(64))") }
+        let config = lookup.config
         let size = ((try? FileManager.default.attributesOfItem(atPath: file.path))?[.size] as? NSNumber)?.intValue ?? 0
         var headers: HTTPFields = [.contentType: "application/octet-stream", .acceptRanges: "bytes", .eTag: "\"\(hash)\""]
+        if let config { headers[Self.modelConfigHeader] = Data(config.utf8).base64EncodedString() }
         var range = 0..<size
         var status = HTTPResponse.Status.ok
         if let header = request.headers[.range] {

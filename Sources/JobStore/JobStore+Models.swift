@@ -4,10 +4,11 @@ import Postgres
 
 /// The model store's metadata (`models`) and which workers hold which model (`worker_models`).
 extension JobStore {
-    /// Adds `name` as the model with SHA-256 `sha256` (its bytes already in the `ModelDirectory`), or points an
-    /// existing name at new bytes; returns its record.
+    /// Adds `name` as the model with SHA-256 `sha256` (its bytes already in the `ModelDirectory`) and its sidecar
+    /// `config` (a checkpoint's `<name>.config.json`, nil for none), or points an existing name at new ones; returns
+    /// its record.
     @discardableResult
-    public func addModel(name: String, kind: String, sha256: String, size: Int64) throws -> ModelRecord {
+    public func addModel(name: String, kind: String, sha256: String, size: Int64, config: String? = nil) throws -> ModelRecord {
         guard !name.isEmpty, name.utf8.count <= Limits().maxNameBytes, !name.contains("/"),
             !name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control })
         else {
@@ -17,11 +18,13 @@ extension JobStore {
             throw ValidationFailure(field: "kind", message: "must be one of \(ModelRecord.kinds.joined(separator: ", ")), got \(kind)")
         }
         guard TaskParameters.isStoredImageName(sha256) else { throw ValidationFailure(field: "sha256", message: "must be 64 lowercase hex digits") }
+        if let config { try Self.validateSidecar(config) }
         try connection.query(
             """
-            INSERT INTO models (name, kind, sha256, size) VALUES ($1, $2, $3, $4)
-            ON CONFLICT (name) DO UPDATE SET kind = EXCLUDED.kind, sha256 = EXCLUDED.sha256, size = EXCLUDED.size, added_at = now()
-            """, [name, kind, sha256, size])
+            INSERT INTO models (name, kind, sha256, size, config) VALUES ($1, $2, $3, $4, $5)
+            ON CONFLICT (name) DO UPDATE SET kind = EXCLUDED.kind, sha256 = EXCLUDED.sha256, size = EXCLUDED.size,
+                                             config = EXCLUDED.config, added_at = now()
+            """, [name, kind, sha256, size, config])
         guard let record = try models(named: name).first else { throw ValidationFailure(field: "name", message: "\(name) vanished while added") }
         return record
     }
@@ -30,7 +33,7 @@ extension JobStore {
     public func models(named name: String? = nil) throws -> [ModelRecord] {
         try connection.query(
             """
-            SELECT m.name, m.kind, m.size, m.sha256, m.added_at::text AS added,
+            SELECT m.name, m.kind, m.size, m.sha256, m.added_at::text AS added, m.config IS NOT NULL AS has_config,
                    array_to_string(ARRAY(SELECT w.worker_id FROM worker_models w WHERE w.sha256 = m.sha256 ORDER BY 1), E'\\n') AS holders
             FROM models m WHERE $1::text IS NULL OR m.name = $1 ORDER BY m.name
             """, [name]
@@ -38,13 +41,31 @@ extension JobStore {
             let holders: String = try row.decode("holders")
             return ModelRecord(
                 name: try row.decode("name"), kind: try row.decode("kind"), size: try row.decode("size"), sha256: try row.decode("sha256"),
-                added: try row.decode("added"), holders: holders.split(separator: "\n").map(String.init))
+                added: try row.decode("added"), holders: holders.split(separator: "\n").map(String.init), hasConfig: try row.decode("has_config"))
         }
     }
 
     /// Whether some stored model has SHA-256 `sha256` (the fetch route serves only those).
     public func isStoredModel(sha256: String) throws -> Bool {
         try !connection.query("SELECT 1 FROM models WHERE sha256 = $1 LIMIT 1", [sha256]).rows.isEmpty
+    }
+
+    /// The sidecar config stored with the model of SHA-256 `sha256` (nil: none), which the fetch route sends with the
+    /// bytes. Names sharing the bytes normally share the sidecar; should they differ, the latest added wins.
+    public func modelSidecar(sha256: String) throws -> String? {
+        try connection.query(
+            "SELECT config FROM models WHERE sha256 = $1 AND config IS NOT NULL ORDER BY added_at DESC LIMIT 1", [sha256]
+        ).rows.first?.decode("config")
+    }
+
+    /// Refuses a sidecar that is not a JSON object of at most 64 KiB, which the engine could not read.
+    public static func validateSidecar(_ config: String) throws {
+        guard config.utf8.count <= 65536 else {
+            throw ValidationFailure(field: "config", message: "a sidecar config is at most 64 KiB; is \(config.utf8.count) bytes the right file?")
+        }
+        guard (try? JSONSerialization.jsonObject(with: Data(config.utf8))) is [String: Any] else {
+            throw ValidationFailure(field: "config", message: "the sidecar config must be a JSON object, as `<name>.config.json` is")
+        }
     }
 
     /// Removes the model `name`; returns its SHA-256 and whether another name still uses those bytes (nil: no such

@@ -10,7 +10,7 @@ import Foundation
 /// file's modification time is its last use, so the least-recently-used order survives restarts; beyond the byte
 /// budget (`--model-cache-gb`) the least recently used files go, never one in use. Files of the `--models` folder
 /// are never here, so never evicted. A sidecar `<sha256>.config.json` (the engine's settings for a checkpoint that
-/// needs them) is kept and removed with its model.
+/// needs them, fetched with it) is kept and removed with its model.
 public final class ModelCache: @unchecked Sendable {
     /// The folder.
     public let folder: URL
@@ -66,6 +66,23 @@ public final class ModelCache: @unchecked Sendable {
             throw RenderError(kind: .host, message: "cannot move the download of \(hash.prefix(12))… into place: \(String(cString: strerror(errno)))")
         }
         return target
+    }
+
+    /// Writes the sidecar config of `hash` from the base64 the coordinator sent (removing a stale one when it sent
+    /// none), where the engine looks for it: beside the model, as `<sha256>.config.json`.
+    func installSidecar(_ hash: String, base64: String?) throws {
+        let url = folder.appendingPathComponent(hash + ".config.json")
+        guard let base64 else {
+            try? FileManager.default.removeItem(at: url)
+            return
+        }
+        guard let data = Data(base64Encoded: base64) else {
+            throw RenderError(kind: .host, message: "the coordinator sent the sidecar config of \(hash.prefix(12))… in a form that is not base64")
+        }
+        do { try data.write(to: url, options: .atomic) } catch {
+            throw RenderError(
+                kind: .host, message: "cannot write \(url.path): \((error as NSError).localizedDescription); check the cache's free space")
+        }
     }
 
     /// `safetensors` for a file that starts as one (an 8-byte header length, then `{`), else `ckpt` (a PyTorch zip

@@ -32,7 +32,8 @@ public struct ModelSource: Sendable {
     }
 }
 
-/// Fetches the store models tasks need into the cache: `GET /v1/models/{sha256}` into `<sha256>.partial`, resumed
+/// Fetches the store models tasks need into the cache: `GET /v1/models/{sha256}` into `<sha256>.partial` (its
+/// sidecar config, sent in `X-Model-Config`, into `<sha256>.config.json`), resumed
 /// with `Range: bytes=N-` after a cut connection, verified by SHA-256 at the end (a mismatch deletes the download
 /// and starts again), a bounded number of attempts with backoff; then renamed into place and the cache trimmed to
 /// its budget. Runs on the render thread, so the daemon's loop keeps heartbeats going during a long download.
@@ -116,6 +117,8 @@ public final class ModelFetcher: @unchecked Sendable {
                 try? FileManager.default.removeItem(at: partial)
                 continue
             }
+            // The sidecar goes in first, so that the model is never seen without the settings it needs.
+            try cache.installSidecar(hash, base64: transfer.sidecar)
             let url = try cache.install(hash)
             lock.withLock { fetches += 1 }
             fetchCounter.increment()
@@ -148,6 +151,8 @@ final class ModelTransfer: NSObject, URLSessionDataDelegate, @unchecked Sendable
     private(set) var received: Int64 = 0
     /// The whole model's size, once the answer said.
     private(set) var total: Int64?
+    /// The model's sidecar config as the answer carried it (`X-Model-Config`, base64), nil when it has none.
+    private(set) var sidecar: String?
     private var offset: Int64 = 0
     private var lastReport = ContinuousClock.now
     private var label = ""
@@ -195,6 +200,7 @@ final class ModelTransfer: NSObject, URLSessionDataDelegate, @unchecked Sendable
                 self.handle = handle
                 let length = Int64(http?.value(forHTTPHeaderField: "Content-Length") ?? "") ?? -1
                 total = length >= 0 ? offset + length : nil
+                sidecar = http?.value(forHTTPHeaderField: ModelRecord.configHeader)
                 if status == 206 { logger.info("model \(label): resuming at byte \(offset)") }
                 completionHandler(.allow)
             } catch {

@@ -24,7 +24,8 @@ struct ModelStoreOptions: ParsableArguments {
     }
 }
 
-/// `farm models add FILE [--name N] [--kind K]`: streams the file into the store (over HTTP with `--server`).
+/// `farm models add FILE [--name N] [--kind K]`: streams the file into the store (over HTTP with `--server`), with
+/// the sidecar `FILE-without-extension.config.json` beside it if there is one, so that workers get both.
 struct ModelsAdd: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "add", abstract: "Add a model file to the store (or point a name at new bytes).")
     @OptionGroup var database: DatabaseOptions
@@ -50,12 +51,15 @@ struct ModelsAdd: ParsableCommand {
     func run() throws {
         let url = URL(fileURLWithPath: file)
         let kind = self.kind ?? ModelRecord.guessKind(fileName: url.lastPathComponent)
+        let config = try sidecar(of: url)
         let record: ModelRecord
         if let client = try remote.client() {
             // Hashed here first, so that the coordinator refuses bytes damaged on the way.
             let hash = try SHA256.hex(ofFile: url)
             let path = "model-store/" + (modelName.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(["/"])) ?? modelName)
-            let data = try client.upload(path, file: url, query: [URLQueryItem(name: "kind", value: kind)], headers: ["X-Model-SHA256": hash])
+            var headers = ["X-Model-SHA256": hash]
+            if let config { headers[ModelRecord.configHeader] = Data(config.utf8).base64EncodedString() }
+            let data = try client.upload(path, file: url, query: [URLQueryItem(name: "kind", value: kind)], headers: headers)
             record = try JSONDecoder().decode(ModelRecord.self, from: data)
         } else {
             let connection = try database.connect()
@@ -65,9 +69,25 @@ struct ModelsAdd: ParsableCommand {
             defer { try? handle.close() }
             while let chunk = try handle.read(upToCount: 4 << 20), !chunk.isEmpty { try upload.append(chunk) }
             let stored = try upload.finish(expectedSHA256: nil)
-            record = try JobStore(connection: connection).addModel(name: modelName, kind: kind, sha256: stored.sha256, size: stored.size)
+            record = try JobStore(connection: connection).addModel(
+                name: modelName, kind: kind, sha256: stored.sha256, size: stored.size, config: config)
         }
-        print("model \(record.name) (\(record.kind), \(record.size) bytes): sha256 \(record.sha256)")
+        print(
+            "model \(record.name) (\(record.kind), \(record.size) bytes\(record.hasConfig ? ", with its sidecar config" : "")): sha256 \(record.sha256)"
+        )
+    }
+
+    /// The text of the sidecar beside `url`, checked before any bytes are stored; nil when there is none.
+    func sidecar(of url: URL) throws -> String? {
+        let file = ModelRecord.sidecar(of: url)
+        guard FileManager.default.fileExists(atPath: file.path) else { return nil }
+        guard let data = FileManager.default.contents(atPath: file.path), let text = String(data: data, encoding: .utf8) else {
+            throw ValidationError("\(file.path): cannot read the sidecar config (check its permissions; it must be UTF-8 JSON)")
+        }
+        do { try JobStore.validateSidecar(text) } catch let failure as ValidationFailure {
+            throw ValidationError("\(file.path): \(failure.message)")
+        }
+        return text
     }
 }
 

@@ -65,7 +65,8 @@ func httpExchange(_ method: String, _ url: String, token: String?, headers: [Str
     return (response.statusCode, fields, outcome.data ?? Data())
 }
 
-/// A worker with an empty cache renders a job whose model it fetched from the coordinator's store through a proxy
+/// A worker with an empty cache renders a job whose model (and the sidecar config stored with it) it fetched from the
+/// coordinator's store through a proxy
 /// that cuts the first download (the next resumes with `Range`) and corrupts the resumed bytes once (the hash
 /// check deletes them and the third download succeeds); the cached file hashes to the store's SHA-256, the image
 /// equals `farm render`'s of the same file, `farm models list` shows the worker as a holder, and a second job of
@@ -86,10 +87,8 @@ func httpExchange(_ method: String, _ url: String, token: String?, headers: [Str
     #expect(added.stdout.contains("sha256 \(hash)"), "\(added.stdout)")
     #expect(try SHA256.hex(ofFile: store.appendingPathComponent(hash)) == hash, "the store keeps the bytes under their hash")
 
-    // The engine's settings for this tiny checkpoint ride beside it as a sidecar; the cache holds no model.
-    try FileManager.default.createDirectory(at: cache, withIntermediateDirectories: true)
-    try FileManager.default.copyItem(
-        at: checkpoint.deletingPathExtension().appendingPathExtension("config.json"), to: cache.appendingPathComponent("\(hash).config.json"))
+    #expect(added.stdout.contains("with its sidecar config"), "the sidecar beside the file is stored with it: \(added.stdout)")
+    #expect(!FileManager.default.fileExists(atPath: cache.path), "the cache starts empty: the sidecar comes with the model")
     let port = try #require(URL(string: farm.server)?.port)
     let proxy = try FaultProxy(upstreamPort: port)
     defer { proxy.stop() }
@@ -115,6 +114,8 @@ func httpExchange(_ method: String, _ url: String, token: String?, headers: [Str
     #expect(downloads.count == 3, "cut, resumed but corrupted, whole: \(downloads)")
     #expect(downloads.dropFirst().first?.lowercased().contains("range: bytes=") == true, "the second download resumes: \(downloads)")
     #expect(!FileManager.default.fileExists(atPath: cache.appendingPathComponent("\(hash).partial").path))
+    let sidecar = checkpoint.deletingPathExtension().appendingPathExtension("config.json")
+    #expect(try Data(contentsOf: cache.appendingPathComponent("\(hash).config.json")) == Data(contentsOf: sidecar), "the sidecar came with it")
     let samples = { prometheusSamples(String(decoding: try httpRequest("GET", "http://127.0.0.1:\(metricsPort)/metrics").body, as: UTF8.self)) }
     #expect(try samples()["farm_worker_model_fetches_total"] == 1)
     #expect(try samples()["farm_worker_model_verification_failures_total"] == 1)
@@ -169,7 +170,13 @@ func httpExchange(_ method: String, _ url: String, token: String?, headers: [Str
     #expect(damaged.status == 422, "\(String(decoding: damaged.body, as: UTF8.self))")
     #expect(try httpExchange("GET", base + "/model-store", token: farm.submit).body == Data("[]".utf8))
     #expect(try httpExchange("PUT", base + "/model-store/routes", token: farm.submit, body: bytes).status == 403)
-    let put = try httpExchange("PUT", base + "/model-store/routes?kind=checkpoint", token: farm.admin, headers: ["X-Model-SHA256": hash], body: bytes)
+    let badConfig = Data("not json".utf8).base64EncodedString()
+    let refused = try httpExchange("PUT", base + "/model-store/routes", token: farm.admin, headers: ["X-Model-Config": badConfig], body: bytes)
+    #expect(refused.status == 400, "a sidecar that is not a JSON object is refused before any byte is stored")
+    let sidecar = Data(#"{"prediction_type":"epsilon"}"#.utf8)
+    let put = try httpExchange(
+        "PUT", base + "/model-store/routes?kind=checkpoint", token: farm.admin,
+        headers: ["X-Model-SHA256": hash, "X-Model-Config": sidecar.base64EncodedString()], body: bytes)
     #expect(put.status == 201)
     #expect(try JSONDecoder().decode(ModelRecord.self, from: put.body).sha256 == hash)
     #expect(
@@ -183,6 +190,7 @@ func httpExchange(_ method: String, _ url: String, token: String?, headers: [Str
     #expect(whole.status == 200 && whole.body == bytes)
     let head = try httpExchange("HEAD", base + "/models/\(hash)", token: farm.submit)
     #expect(head.status == 200 && head.headers["content-length"] == String(bytes.count) && head.headers["accept-ranges"] == "bytes")
+    #expect(head.headers["x-model-config"].flatMap { Data(base64Encoded: $0) } == sidecar, "the sidecar travels with the bytes")
     let rest = try httpExchange("GET", base + "/models/\(hash)", token: farm.submit, headers: ["Range": "bytes=1000-"])
     #expect(rest.status == 206 && rest.body == bytes.dropFirst(1000))
     #expect(rest.headers["content-range"] == "bytes 1000-\(bytes.count - 1)/\(bytes.count)")

@@ -6,7 +6,8 @@ import Testing
 /// The model store's SQL: a model added is listed with its holders (replaced as a whole per worker), a job naming it
 /// carries its hash in every task (a name not in the store carries none), only a worker that fetches models or
 /// holds that one may claim it, a held model is claimed before one the worker would fetch, and removal says whether
-/// the bytes are still used. The claim's plan stays on the indexes.
+/// the bytes are still used; a sidecar config is stored with a model (only a JSON object) and found by its hash. The
+/// claim's plan stays on the indexes.
 @Test func modelStoreListsHoldersSetsTaskHashesAndRoutesClaims() throws {
     let store = try migratedStore()
     let (a, b) = (String(repeating: "a", count: 64), String(repeating: "b", count: 64))
@@ -15,6 +16,13 @@ import Testing
     try store.addModel(name: "alias", kind: "checkpoint", sha256: b, size: 20)
     #expect(throws: ValidationFailure.self) { try store.addModel(name: "bad/name", kind: "checkpoint", sha256: a, size: 1) }
     #expect(throws: ValidationFailure.self) { try store.addModel(name: "x", kind: "teapot", sha256: a, size: 1) }
+    #expect(throws: ValidationFailure.self) { try store.addModel(name: "x", kind: "checkpoint", sha256: a, size: 1, config: "[1]") }
+    try store.addModel(name: "configured", kind: "checkpoint", sha256: a, size: 10, config: #"{"prediction_type":"v_prediction"}"#)
+    #expect(try store.models(named: "configured").first?.hasConfig == true)
+    #expect(try store.models(named: "alpha").first?.hasConfig == false)
+    #expect(try store.modelSidecar(sha256: a) == #"{"prediction_type":"v_prediction"}"#, "the sidecar is found by the bytes' hash")
+    #expect(try store.modelSidecar(sha256: b) == nil)
+    _ = try store.removeModel(named: "configured")
     try store.setWorkerModels("w1", hashes: [a, b])
     try store.setWorkerModels("w2", hashes: [b])
     try store.setWorkerModels("w1", hashes: [b])
