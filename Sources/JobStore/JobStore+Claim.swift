@@ -88,26 +88,34 @@ extension JobStore {
             extract(epoch FROM now() - tasks.queued_at)::float8 AS waited
         """
 
-    /// The claim's $4 and $10 for `capabilities`: the models it may be given (with every stored model's name for a
-    /// worker that fetches them) and, preferred after its loaded model, the stored models its cache holds, so that
-    /// a worker claims what it holds before what it would download.
-    func claimModels(_ capabilities: WorkerCapabilities) throws -> (models: [String], held: [String]) {
-        guard capabilities.fetchesModels || !capabilities.modelHashes.isEmpty else { return (capabilities.models, []) }
-        let stored = try storedModelHashes()
+    /// The claim's $4, $7, $8 and $10 for `capabilities`: the models, VAEs and LoRAs it may be given (with the stored
+    /// ones' names for a worker that fetches them: only the values change, so the plan stays on the indexes) and,
+    /// preferred after its loaded model, the stored models its cache holds, so that a worker claims what it holds
+    /// before what it would download.
+    func claimLists(_ capabilities: WorkerCapabilities) throws -> (models: [String], vaes: [String]?, loras: [String]?, held: [String]) {
+        guard capabilities.fetchesModels || !capabilities.modelHashes.isEmpty else {
+            return (capabilities.models, capabilities.vaes, capabilities.loras, [])
+        }
+        let stored = try storedModels()
         let held = Set(capabilities.modelHashes)
-        let fetchable = capabilities.fetchesModels ? Array(stored.keys) : stored.filter { held.contains($0.value) }.map(\.key)
-        return (Array(Set(capabilities.models + fetchable)).sorted(), stored.filter { held.contains($0.value) }.map(\.key).sorted())
+        let heldNames = stored.filter { held.contains($0.value.sha256) }.map(\.key)
+        let fetchable = capabilities.fetchesModels ? Array(stored.keys) : heldNames
+        func names(_ kind: String) -> [String] { fetchable.filter { stored[$0]?.kind == kind } }
+        // A worker whose renderer takes no VAE (nil) stays without: a stored VAE does not make it able to.
+        let vaes = capabilities.vaes.map { Array(Set($0 + names("vae"))).sorted() }
+        let loras = names("lora").isEmpty ? capabilities.loras : Array(Set((capabilities.loras ?? []) + names("lora"))).sorted()
+        return (Array(Set(capabilities.models + fetchable)).sorted(), vaes, loras, heldNames.sorted())
     }
 
     /// The plan PostgreSQL would use for this claim (EXPLAIN; nothing is leased), for tests and operators.
     public func claimPlan(workerID: String, capabilities: WorkerCapabilities, limit: Int, preferredModel: String? = nil) throws -> String {
-        let (models, held) = try claimModels(capabilities)
+        let lists = try claimLists(capabilities)
         return try connection.query(
             "EXPLAIN " + JobStore.claimStatement,
             [
-                workerID, limit, 60.0, postgresArray(models),
-                capabilities.maxPixels, preferredModel ?? "", capabilities.vaes.map(postgresArray),
-                capabilities.loras.map(postgresArray), postgresArray(capabilities.tags), postgresArray(held),
+                workerID, limit, 60.0, postgresArray(lists.models),
+                capabilities.maxPixels, preferredModel ?? "", lists.vaes.map(postgresArray),
+                lists.loras.map(postgresArray), postgresArray(capabilities.tags), postgresArray(lists.held),
             ]
         )
         .rows.map { try $0.decode("QUERY PLAN", as: String.self) }.joined(separator: "\n")
@@ -119,13 +127,13 @@ extension JobStore {
         leaseSeconds: Double, preferredModel: String? = nil
     ) throws -> [(assignment: WireMessage.Assignment, waited: Double)] {
         guard limit > 0 else { return [] }
-        let (models, held) = try claimModels(capabilities)
+        let lists = try claimLists(capabilities)
         let result = try connection.query(
             JobStore.claimStatement,
             [
-                workerID, limit, leaseSeconds, postgresArray(models),
-                capabilities.maxPixels, preferredModel ?? "", capabilities.vaes.map(postgresArray),
-                capabilities.loras.map(postgresArray), postgresArray(capabilities.tags), postgresArray(held),
+                workerID, limit, leaseSeconds, postgresArray(lists.models),
+                capabilities.maxPixels, preferredModel ?? "", lists.vaes.map(postgresArray),
+                lists.loras.map(postgresArray), postgresArray(capabilities.tags), postgresArray(lists.held),
             ])
         let decoder = JSONDecoder()
         return try result.rows.map { row in

@@ -90,6 +90,17 @@ extension JobStore {
         return hashes
     }
 
+    /// Stored models' kinds and SHA-256s by name, for those of `names` in the store (all of them when `names` is nil).
+    public func storedModels(names: [String]? = nil) throws -> [String: (kind: String, sha256: String)] {
+        var models: [String: (kind: String, sha256: String)] = [:]
+        for row in try connection.query(
+            "SELECT name, kind, sha256 FROM models WHERE $1::text[] IS NULL OR name = ANY($1::text[])", [names.map(postgresArray)]
+        ).rows {
+            models[try row.decode("name")] = (try row.decode("kind"), try row.decode("sha256"))
+        }
+        return models
+    }
+
     /// Records the store models `workerID` holds in its cache now (replacing what it said before).
     public func setWorkerModels(_ workerID: String, hashes: [String]) throws {
         try connection.transaction { connection in
@@ -100,14 +111,22 @@ extension JobStore {
         }
     }
 
-    /// `tasks` with each task's `modelSHA256` set from the store: the stored model's hash for a stored name, nil for
-    /// any other (the store is that field's only writer; names it does not know go to workers' `--models` folders).
+    /// `tasks` with each task's `modelSHA256` and `storedAddOns` set from the store: the stored model's hash for a
+    /// stored name, and those of the stored LoRAs (in `loras` or prompt tags) and VAE it names, nil for any other (the
+    /// store is these fields' only writer; names it does not know go to workers' own folders).
     func withStoredModelHashes(_ tasks: [TaskParameters]) throws -> [TaskParameters] {
-        let hashes = try storedModelHashes(names: Array(Set(tasks.map(\.model))))
-        guard !hashes.isEmpty || tasks.contains(where: { $0.modelSHA256 != nil }) else { return tasks }
+        let names = Set(tasks.flatMap { [$0.model] + $0.loraNames + ($0.vae.map { [$0] } ?? []) })
+        let stored = try storedModels(names: Array(names))
+        guard !stored.isEmpty || tasks.contains(where: { $0.modelSHA256 != nil || $0.storedAddOns != nil }) else { return tasks }
+        func hash(_ name: String?, kind: String) -> String? {
+            name.flatMap { stored[$0] }.flatMap { $0.kind == kind ? $0.sha256 : nil }
+        }
         return tasks.map { task in
             var task = task
-            task.modelSHA256 = hashes[task.model]
+            task.modelSHA256 = stored[task.model]?.sha256
+            var loras: [String: String] = [:]
+            for name in task.loraNames { loras[name] = hash(name, kind: "lora") }
+            task.storedAddOns = StoredAddOns(loras: loras, vae: hash(task.vae, kind: "vae"))
             return task
         }
     }

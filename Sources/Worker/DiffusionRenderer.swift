@@ -22,6 +22,9 @@ public final class DiffusionRenderer: Renderer {
     let modelsFolder: URL?
     /// Store models fetched into the cache, by the name tasks give them; they take precedence over the models folder.
     private var modelFiles: [String: URL] = [:]
+    /// Stored LoRAs and VAEs fetched into the cache, by the names tasks give them; they take precedence over the folders.
+    private var loraFiles: [String: URL] = [:]
+    private var vaeFiles: [String: URL] = [:]
     /// The models folder's TAESD for SD 1.x/2.x (false) and SDXL (true) models, once looked for (nil: none there).
     private var tinyAutoencoders: [Bool: TinyAutoencoder?] = [:]
     /// The LoRA and embedding folders tasks' names are found in.
@@ -78,6 +81,16 @@ public final class DiffusionRenderer: Renderer {
         loaded.removeAll { $0.model == name }
     }
 
+    /// LoRA `name` is the fetched file at `url` from now on (pipelines patched with it key on the file, so none goes).
+    public func useLoRAFile(_ url: URL, forLoRA name: String) { loraFiles[name] = url }
+
+    /// VAE `name` is the fetched file at `url` from now on; pipelines built with other bytes of that name go.
+    public func useVAEFile(_ url: URL, forVAE name: String) {
+        guard vaeFiles[name] != url else { return }
+        vaeFiles[name] = url
+        loaded.removeAll { $0.vae == name }
+    }
+
     /// Names of the models loaded now, least recently used first (a model loaded with two VAEs is listed twice).
     public var loadedModels: [String] { loaded.map(\.model) }
 
@@ -94,7 +107,7 @@ public final class DiffusionRenderer: Renderer {
         }
         var options = ModelWeights.Options()
         if let vae, vae != "taesd" {
-            guard let vaeURL = index.vaes[vae]?.url else {
+            guard let vaeURL = vaeFiles[vae] ?? index.vaes[vae]?.url else {
                 let known = index.vaes.keys.sorted()
                 throw RenderError(
                     kind: .input, message: "unknown VAE \"\(vae)\"; this worker has \(known.isEmpty ? "none" : known.joined(separator: ", "))")
@@ -174,7 +187,7 @@ public final class DiffusionRenderer: Renderer {
         preview: (Int, PNGImage) -> Void, progress: (Int, Int) -> Bool
     ) throws -> PNGImage {
         let loras: [ResolvedLoRA]
-        do { loras = try addOns.loras(for: GenerationRequest(parameters), allowPaths: false) } catch {
+        do { loras = try addOns.loras(for: GenerationRequest(parameters), allowPaths: false, files: loraFiles) } catch {
             throw RenderError(kind: .input, message: error.message)
         }
         let pipeline = try self.pipeline(parameters.model, vae: parameters.vae, loras: loras)

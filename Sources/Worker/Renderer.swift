@@ -26,6 +26,10 @@ public protocol Renderer {
     /// From now on, model `name` is the file at `url` (a store model fetched into the cache), whatever the models
     /// folder holds under that name.
     func useModelFile(_ url: URL, forModel name: String)
+    /// From now on, the LoRA tasks call `name` is the file at `url` (a stored LoRA fetched into the cache).
+    func useLoRAFile(_ url: URL, forLoRA name: String)
+    /// From now on, the VAE tasks call `name` is the file at `url` (a stored VAE fetched into the cache).
+    func useVAEFile(_ url: URL, forVAE name: String)
 }
 
 extension Renderer {
@@ -35,6 +39,10 @@ extension Renderer {
     public var lastModelLoadSeconds: Double? { nil }
     /// Renderers that load no files ignore it.
     public func useModelFile(_ url: URL, forModel name: String) {}
+    /// Renderers that load no files ignore it.
+    public func useLoRAFile(_ url: URL, forLoRA name: String) {}
+    /// Renderers that load no files ignore it.
+    public func useVAEFile(_ url: URL, forVAE name: String) {}
 }
 
 /// Errors a renderer reports; the kind decides whether the farm retries elsewhere.

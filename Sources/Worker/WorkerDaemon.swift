@@ -170,20 +170,16 @@ public final class WorkerDaemon {
         let cancelCheck = self.cancelCheck
         Thread {
             let started = ContinuousClock.now
-            var held: String?
-            defer { if let held { fetcher?.release(held) } }
+            var held: [String] = []
+            defer { for hash in held { fetcher?.release(hash) } }
             let reply: WireMessage
             do {
                 if let missing = assignment.parameters.inputHashes.first(where: { inputs[$0] == nil }) {
                     throw RenderError(kind: .host, message: "input image \(missing.prefix(12))… never arrived")
                 }
-                // A store model comes from the cache, fetched first if need be; without a model server the name is
-                // looked up in the models folder, as before the store.
-                if let hash = assignment.parameters.modelSHA256, let fetcher {
-                    let file = try fetcher.acquire(hash, name: assignment.parameters.model, metadata: metadata)
-                    held = hash
-                    renderer.useModelFile(file, forModel: assignment.parameters.model)
-                }
+                // Store models and add-ons come from the cache, fetched first if need be; without a model server the
+                // names are looked up in the worker's folders, as before the store.
+                if let fetcher { held = try fetcher.acquireFiles(of: assignment.parameters, for: renderer, metadata: metadata) }
                 let image = try renderer.render(
                     assignment.parameters, inputs: inputs, previewEvery: previewEvery,
                     preview: { step, image in

@@ -6,7 +6,8 @@ import Testing
 /// The model store's SQL: a model added is listed with its holders (replaced as a whole per worker), a job naming it
 /// carries its hash in every task (a name not in the store carries none), only a worker that fetches models or
 /// holds that one may claim it, a held model is claimed before one the worker would fetch, and removal says whether
-/// the bytes are still used; a sidecar config is stored with a model (only a JSON object) and found by its hash. The
+/// the bytes are still used; tasks naming stored LoRAs and VAEs carry their hashes and go to fetching workers without
+/// them; a sidecar config is stored with a model (only a JSON object) and found by its hash. The
 /// claim's plan stays on the indexes.
 @Test func modelStoreListsHoldersSetsTaskHashesAndRoutesClaims() throws {
     let store = try migratedStore()
@@ -52,6 +53,27 @@ import Testing
     // Older first by age, but the held model (beta) comes before the one it would fetch (alpha).
     #expect(try store.claim(workerID: "w1", capabilities: fetcher, limit: 1, leaseSeconds: 30).map(\.parameters.prompt) == ["b"])
     #expect(try store.claim(workerID: "w1", capabilities: fetcher, limit: 5, leaseSeconds: 30).map(\.parameters.prompt) == ["a"])
+
+    // A task naming a stored LoRA (field or tag) and a stored VAE carries their hashes; a worker without a LoRA folder
+    // may claim it only when it fetches.
+    let c = String(repeating: "c", count: 64)
+    try store.addModel(name: "style", kind: "lora", sha256: c, size: 5)
+    try store.addModel(name: "sharp", kind: "vae", sha256: a, size: 5)
+    var styled = TaskParameters(prompt: "a <lora:style:0.5> cat", model: "n", width: 64, height: 64, steps: 2)
+    styled.vae = "sharp"
+    styled.loras = [TaskParameters.LoRA(name: "local", weight: 1)]
+    let styledJob = try store.enqueue(name: "styled", model: "n", tasks: [styled])
+    let carried = try store.testConnection.query("SELECT parameters->>'stored_add_ons' AS s FROM tasks WHERE job_id = $1", [styledJob]).single()
+    let addOns = try JSONDecoder().decode(StoredAddOns.self, from: Data(try carried.decode("s", as: String.self).utf8))
+    #expect(addOns.loras == ["style": c] && addOns.vae == a, "only stored names carry hashes: \(addOns)")
+    var plain = WorkerCapabilities(models: ["n"])
+    plain.vaes = []
+    #expect(try store.claim(workerID: "w2", capabilities: plain, limit: 5, leaseSeconds: 30).isEmpty)
+    styled.loras = nil
+    let storedOnly = try store.enqueue(name: "stored-only", model: "n", tasks: [styled])
+    var fetching = plain
+    fetching.fetchesModels = true
+    #expect(try store.claim(workerID: "w2", capabilities: fetching, limit: 5, leaseSeconds: 30).map(\.jobID) == [storedOnly])
 
     #expect(try store.removeModel(named: "beta")?.stillUsed == true, "alias still names the bytes")
     #expect(try store.removeModel(named: "alias")?.stillUsed == false)
