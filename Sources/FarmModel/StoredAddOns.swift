@@ -8,17 +8,20 @@ public struct StoredAddOns: Codable, Equatable, Sendable {
     public var loras: [String: String]?
     /// The stored VAE's, when `vae` names one.
     public var vae: String?
+    /// The stored upscaler's, when `upscaler` names one.
+    public var upscaler: String?
 
     /// Makes a record; nil when it would hold nothing, so that a task without stored add-ons carries no field.
-    public init?(loras: [String: String] = [:], vae: String? = nil) {
-        guard !loras.isEmpty || vae != nil else { return nil }
+    public init?(loras: [String: String] = [:], vae: String? = nil, upscaler: String? = nil) {
+        guard !loras.isEmpty || vae != nil || upscaler != nil else { return nil }
         self.loras = loras.isEmpty ? nil : loras
         self.vae = vae
+        self.upscaler = upscaler
     }
 
     /// Whether every hash is a SHA-256 (64 lowercase hex digits).
     var isWellFormed: Bool {
-        ((loras ?? [:]).values + (vae.map { [$0] } ?? [])).allSatisfy(TaskParameters.isStoredImageName)
+        ((loras ?? [:]).values + [vae, upscaler].compactMap { $0 }).allSatisfy(TaskParameters.isStoredImageName)
     }
 }
 

@@ -15,7 +15,7 @@ public struct TaskParameters: Codable, Equatable, Sendable {
     /// SHA-256 of the model's file in the farm's model store, set by the store when a job names a stored model (its
     /// only writer): a worker fetches and verifies that file instead of looking the name up in its `--models` folder.
     public var modelSHA256: String?
-    /// SHA-256s of the stored LoRAs and VAE the task names, set by the model store with `modelSHA256` (its only writer).
+    /// SHA-256s of the stored LoRAs, VAE and upscaler the task names, set by the model store with `modelSHA256` (its only writer).
     public var storedAddOns: StoredAddOns?
     /// Output width in pixels (a multiple of 8); nil: the model's native size (its UNet's sample size times
     /// its VAE's scale, as diffusers defaults), or the init image's.

@@ -112,10 +112,10 @@ extension JobStore {
     }
 
     /// `tasks` with each task's `modelSHA256` and `storedAddOns` set from the store: the stored model's hash for a
-    /// stored name, and those of the stored LoRAs (in `loras` or prompt tags) and VAE it names, nil for any other (the
+    /// stored name, and those of the stored LoRAs (in `loras` or prompt tags), VAE and upscaler it names, nil for any other (the
     /// store is these fields' only writer; names it does not know go to workers' own folders).
     func withStoredModelHashes(_ tasks: [TaskParameters]) throws -> [TaskParameters] {
-        let names = Set(tasks.flatMap { [$0.model] + $0.loraNames + ($0.vae.map { [$0] } ?? []) })
+        let names = Set(tasks.flatMap { [$0.model] + $0.loraNames + [$0.vae, $0.upscaler].compactMap { $0 } })
         let stored = try storedModels(names: Array(names))
         guard !stored.isEmpty || tasks.contains(where: { $0.modelSHA256 != nil || $0.storedAddOns != nil }) else { return tasks }
         func hash(_ name: String?, kind: String) -> String? {
@@ -126,7 +126,7 @@ extension JobStore {
             task.modelSHA256 = stored[task.model]?.sha256
             var loras: [String: String] = [:]
             for name in task.loraNames { loras[name] = hash(name, kind: "lora") }
-            task.storedAddOns = StoredAddOns(loras: loras, vae: hash(task.vae, kind: "vae"))
+            task.storedAddOns = StoredAddOns(loras: loras, vae: hash(task.vae, kind: "vae"), upscaler: hash(task.upscaler, kind: "upscaler"))
             return task
         }
     }

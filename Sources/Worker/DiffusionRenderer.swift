@@ -25,6 +25,7 @@ public final class DiffusionRenderer: Renderer {
     /// Stored LoRAs and VAEs fetched into the cache, by the names tasks give them; they take precedence over the folders.
     private var loraFiles: [String: URL] = [:]
     private var vaeFiles: [String: URL] = [:]
+    private var upscalerFiles: [String: URL] = [:]
     /// The models folder's TAESD for SD 1.x/2.x (false) and SDXL (true) models, once looked for (nil: none there).
     private var tinyAutoencoders: [Bool: TinyAutoencoder?] = [:]
     /// The LoRA and embedding folders tasks' names are found in.
@@ -91,6 +92,13 @@ public final class DiffusionRenderer: Renderer {
         loaded.removeAll { $0.vae == name }
     }
 
+    /// Upscaler `name` is the fetched file at `url` from now on; one loaded from other bytes of that name goes.
+    public func useUpscalerFile(_ url: URL, forUpscaler name: String) {
+        guard upscalerFiles[name] != url else { return }
+        upscalerFiles[name] = url
+        upscalers[name] = nil
+    }
+
     /// Names of the models loaded now, least recently used first (a model loaded with two VAEs is listed twice).
     public var loadedModels: [String] { loaded.map(\.model) }
 
@@ -152,7 +160,7 @@ public final class DiffusionRenderer: Renderer {
     func upscaler(_ name: String) throws -> Upscaler {
         if let loaded = upscalers[name] { return loaded }
         let candidates = ["pth", "pt", "safetensors"].compactMap { modelsFolder?.appendingPathComponent("\(name).\($0)") }
-        guard let url = candidates.first(where: { FileManager.default.fileExists(atPath: $0.path) }) else {
+        guard let url = upscalerFiles[name] ?? candidates.first(where: { FileManager.default.fileExists(atPath: $0.path) }) else {
             throw RenderError(
                 kind: .host,
                 message: "upscaler \"\(name)\" is not in this worker's models folder (NAME.pth, .pt or .safetensors); left to a worker that has it")

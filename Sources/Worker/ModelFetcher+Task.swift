@@ -3,7 +3,7 @@ import Foundation
 import Logging
 
 extension ModelFetcher {
-    /// Acquires every stored file `parameters` names (its model, LoRAs and VAE), fetching the missing ones, and hands
+    /// Acquires every stored file `parameters` names (its model, LoRAs, VAE and upscaler), fetching the missing ones, and hands
     /// each to `renderer` under the name the task uses; returns the hashes to `release` after the render. When one
     /// cannot be had, those acquired are released and the host failure is thrown: another worker may have better luck.
     public func acquireFiles(of parameters: TaskParameters, for renderer: Renderer, metadata: Logger.Metadata = [:]) throws -> [String] {
@@ -23,6 +23,11 @@ extension ModelFetcher {
                 let file = try acquire(hash, name: "VAE \(name)", metadata: metadata)
                 held.append(hash)
                 renderer.useVAEFile(file, forVAE: name)
+            }
+            if let hash = parameters.storedAddOns?.upscaler, let name = parameters.upscaler {
+                let file = try acquire(hash, name: "upscaler \(name)", metadata: metadata)
+                held.append(hash)
+                renderer.useUpscalerFile(file, forUpscaler: name)
             }
             return held
         } catch {

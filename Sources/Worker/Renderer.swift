@@ -30,6 +30,8 @@ public protocol Renderer {
     func useLoRAFile(_ url: URL, forLoRA name: String)
     /// From now on, the VAE tasks call `name` is the file at `url` (a stored VAE fetched into the cache).
     func useVAEFile(_ url: URL, forVAE name: String)
+    /// From now on, the upscaler tasks call `name` is the file at `url` (a stored upscaler fetched into the cache).
+    func useUpscalerFile(_ url: URL, forUpscaler name: String)
 }
 
 extension Renderer {
@@ -43,6 +45,8 @@ extension Renderer {
     public func useLoRAFile(_ url: URL, forLoRA name: String) {}
     /// Renderers that load no files ignore it.
     public func useVAEFile(_ url: URL, forVAE name: String) {}
+    /// Renderers that load no files ignore it.
+    public func useUpscalerFile(_ url: URL, forUpscaler name: String) {}
 }
 
 /// Errors a renderer reports; the kind decides whether the farm retries elsewhere.

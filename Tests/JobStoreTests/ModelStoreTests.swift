@@ -56,16 +56,18 @@ import Testing
 
     // A task naming a stored LoRA (field or tag) and a stored VAE carries their hashes; a worker without a LoRA folder
     // may claim it only when it fetches.
-    let c = String(repeating: "c", count: 64)
+    let (c, d) = (String(repeating: "c", count: 64), String(repeating: "d", count: 64))
     try store.addModel(name: "style", kind: "lora", sha256: c, size: 5)
     try store.addModel(name: "sharp", kind: "vae", sha256: a, size: 5)
+    try store.addModel(name: "big", kind: "upscaler", sha256: d, size: 5)
     var styled = TaskParameters(prompt: "a <lora:style:0.5> cat", model: "n", width: 64, height: 64, steps: 2)
     styled.vae = "sharp"
+    styled.upscaler = "big"
     styled.loras = [TaskParameters.LoRA(name: "local", weight: 1)]
     let styledJob = try store.enqueue(name: "styled", model: "n", tasks: [styled])
     let carried = try store.testConnection.query("SELECT parameters->>'stored_add_ons' AS s FROM tasks WHERE job_id = $1", [styledJob]).single()
     let addOns = try JSONDecoder().decode(StoredAddOns.self, from: Data(try carried.decode("s", as: String.self).utf8))
-    #expect(addOns.loras == ["style": c] && addOns.vae == a, "only stored names carry hashes: \(addOns)")
+    #expect(addOns.loras == ["style": c] && addOns.vae == a && addOns.upscaler == d, "only stored names carry hashes: \(addOns)")
     var plain = WorkerCapabilities(models: ["n"])
     plain.vaes = []
     #expect(try store.claim(workerID: "w2", capabilities: plain, limit: 5, leaseSeconds: 30).isEmpty)
