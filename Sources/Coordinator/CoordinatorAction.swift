@@ -28,7 +28,7 @@ public enum DatabaseRequest {
     /// Record a worker's HELLO (answers its operator state, or nil when its name belongs to another key).
     case registerWorker(WireMessage.Hello, publicKey: String?, routingID: Data)
     /// Note a heartbeat.
-    case touchWorker(String, loadedModel: String?)
+    case touchWorker(String, loadedModel: String?, modelHashes: [String]? = nil)
     /// Which job a task belongs to.
     case jobOfTask(Int64)
     /// Lease tasks for a worker with free slots, with the input images it has not been sent.

@@ -19,9 +19,7 @@ extension CoordinatorState {
                 .claim(
                     ClaimRequest(
                         routingID: worker.routingID, workerID: worker.hello.workerID,
-                        capabilities: WorkerCapabilities(
-                            models: worker.hello.models, maxPixels: worker.pixelLimit(configuration.limits), vaes: worker.hello.vaes,
-                            loras: worker.hello.loras, tags: worker.hello.tags ?? []),
+                        capabilities: worker.capabilities(configuration.limits),
                         limit: worker.freeSlots, leaseSeconds: configuration.leaseSeconds, preferredModel: worker.loadedModel,
                         sentBlobs: worker.sentBlobs)))
         }

@@ -113,8 +113,18 @@ extension CoordinatorState {
     }
 
     /// Notes a heartbeat in the database; one write per worker at a time (a slow database skips beats, not the loop).
-    mutating func touch(_ workerID: String, loadedModel: String?) {
+    /// A changed list of cached store models (`modelHashes`) is taken into the worker's claims and written with the
+    /// beat; while a write is in flight the change waits for the next beat, which carries the list again.
+    mutating func touch(_ workerID: String, loadedModel: String?, modelHashes: [String]? = nil, routingID: Data? = nil) {
         guard touching.insert(workerID).inserted else { return }
-        query(.touchWorker(workerID, loadedModel: loadedModel))
+        var changed: [String]?
+        // A list that would not pass a HELLO's checks is ignored, as a bad HELLO is refused.
+        if let modelHashes, let routingID, workers[routingID]?.hello.modelHashes != modelHashes,
+            modelHashes.count <= configuration.limits.maxWorkerModels, modelHashes.allSatisfy(TaskParameters.isStoredImageName)
+        {
+            workers[routingID]?.hello.modelHashes = modelHashes
+            changed = modelHashes
+        }
+        query(.touchWorker(workerID, loadedModel: loadedModel, modelHashes: changed))
     }
 }

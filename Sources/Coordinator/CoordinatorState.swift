@@ -29,6 +29,15 @@ public struct ConnectedWorker {
 
     /// The largest width × height it may be given: what its memory allows by its HELLO, else the farm's limit.
     public func pixelLimit(_ limits: Limits) -> Int { hello.maxPixels ?? limits.maxPixels }
+
+    /// What it can run, for its claims: what its HELLO (and its latest heartbeat's cached models) said.
+    public func capabilities(_ limits: Limits) -> WorkerCapabilities {
+        var capabilities = WorkerCapabilities(
+            models: hello.models, maxPixels: pixelLimit(limits), vaes: hello.vaes, loras: hello.loras, tags: hello.tags ?? [])
+        capabilities.fetchesModels = hello.fetchesModels ?? false
+        capabilities.modelHashes = hello.modelHashes ?? []
+        return capabilities
+    }
 }
 
 /// The coordinator's protocol logic as a value: each method takes one event (a message from a worker, a tick, a
@@ -154,7 +163,7 @@ public struct CoordinatorState {
             workers[routingID]?.loadedModel = beat.loadedModel ?? worker.loadedModel
             if let seconds = beat.modelLoadSeconds { metric(.workerModelLoad(worker: workerID, seconds: seconds)) }
             send(.heartbeat(.init(freeSlots: 0)), to: routingID)
-            touch(workerID, loadedModel: beat.loadedModel)
+            touch(workerID, loadedModel: beat.loadedModel, modelHashes: beat.modelHashes, routingID: routingID)
         case .progress(let report):
             progress(report, from: worker)
         case .preview(let report, let png):
@@ -192,7 +201,7 @@ public struct CoordinatorState {
             // No database: no answer; the worker says HELLO again.
             guard case .registered(let operatorState) = answer else { break }
             registered(hello, routingID: routingID, publicKey: publicKey, operatorState: operatorState, now: now)
-        case (.touchWorker(let workerID, _), _):
+        case (.touchWorker(let workerID, _, _), _):
             touching.remove(workerID)
         case (.jobOfTask(let task), _):
             let waiting = eventsAwaitingJob.removeValue(forKey: task) ?? []

@@ -10,8 +10,8 @@ extension DatabaseRequest {
             return .keyAllowed(try store.isWorkerKeyAllowed(key))
         case .registerWorker(let hello, let publicKey, _):
             return .registered(operatorState: try store.registerWorker(hello, publicKey: publicKey))
-        case .touchWorker(let workerID, let loadedModel):
-            try store.touchWorker(workerID, loadedModel: loadedModel)
+        case .touchWorker(let workerID, let loadedModel, let modelHashes):
+            try store.touchWorker(workerID, loadedModel: loadedModel, modelHashes: modelHashes)
             return .done
         case .jobOfTask(let task):
             return .job(try store.jobOfTask(task))

@@ -12,6 +12,11 @@ public struct TaskParameters: Codable, Equatable, Sendable {
     public var negativePrompt: String
     /// The model's name as the worker knows it.
     public var model: String
+    /// SHA-256 of the model's file in the farm's model store, set by the store when a job names a stored model (its
+    /// only writer): a worker fetches and verifies that file instead of looking the name up in its `--models` folder.
+    public var modelSHA256: String?
+    /// SHA-256s of the stored LoRAs, VAE and upscaler the task names, set by the model store with `modelSHA256` (its only writer).
+    public var storedAddOns: StoredAddOns?
     /// Output width in pixels (a multiple of 8); nil: the model's native size (its UNet's sample size times
     /// its VAE's scale, as diffusers defaults), or the init image's.
     public var width: Int?
@@ -145,6 +150,8 @@ public struct TaskParameters: Codable, Equatable, Sendable {
         case prompt
         case negativePrompt = "negative_prompt"
         case model, width, height, steps
+        case modelSHA256 = "model_sha256"
+        case storedAddOns = "stored_add_ons"
         case cfgScale = "cfg_scale"
         case sampler, seed
         case initImage = "init_image"
@@ -210,6 +217,10 @@ public struct TaskParameters: Codable, Equatable, Sendable {
                 throw fail("upscale_by", "makes a side of \(Int(side)) pixels; the limit is \(limits.maxSide)")
             }
         }
+        if let modelSHA256, !Self.isStoredImageName(modelSHA256) {
+            throw fail("model_sha256", "must be 64 lowercase hex digits (a SHA-256), set by the model store")
+        }
+        try validateStoredAddOns()
         if let seedResizeFrom, seedResizeFrom.count != 2 { throw fail("seed_resize_from", "must be [width, height]") }
         if let resizeMode, ResizeMode(rawValue: resizeMode) == nil {
             throw fail("resize_mode", "must be 0 (just resize), 1 (crop and resize), 2 (resize and fill) or 3 (latent upscale), got \(resizeMode)")

@@ -24,6 +24,11 @@ extension WireMessage {
         public var loras: [String]?
         /// Its tags (`farm worker --tag`): a task that requires tags goes only to workers that have them all.
         public var tags: [String]?
+        /// SHA-256s of the store models in its model cache: the coordinator prefers it for tasks of those models.
+        public var modelHashes: [String]?
+        /// True when it fetches store models it lacks from the coordinator (`--model-server`): it may be given any
+        /// task naming a stored model.
+        public var fetchesModels: Bool?
         /// Tasks it already holds (after a reconnect): queued, rendering, or awaiting acknowledgement.
         public var activeTasks: [Int64]?
         /// The machine it runs on.

@@ -45,9 +45,15 @@ public enum WireMessage: Equatable, Sendable {
         public var loadedModel: String?
         /// Seconds the worker's latest model load took (workers only; for metrics).
         public var modelLoadSeconds: Double?
+        /// SHA-256s of the store models in the worker's cache now (workers with a model cache only), so that the
+        /// coordinator learns of each fetch and eviction.
+        public var modelHashes: [String]?
 
         /// Makes a heartbeat.
-        public init(freeSlots: Int, state: String? = nil, loadedModel: String? = nil, modelLoadSeconds: Double? = nil) {
+        public init(
+            freeSlots: Int, state: String? = nil, loadedModel: String? = nil, modelLoadSeconds: Double? = nil, modelHashes: [String]? = nil
+        ) {
+            self.modelHashes = modelHashes
             self.freeSlots = freeSlots
             self.state = state
             self.loadedModel = loadedModel
@@ -352,6 +358,9 @@ extension WireMessage.Hello {
             return "LoRA name \"\(lora.prefix(40))\" must be 1…\(limits.maxNameBytes) bytes without control characters"
         }
         if let tags, tags.count > limits.maxWorkerModels { return "at most \(limits.maxWorkerModels) tags, got \(tags.count)" }
+        if let modelHashes, modelHashes.count > limits.maxWorkerModels || !modelHashes.allSatisfy(TaskParameters.isStoredImageName) {
+            return "model hashes must be at most \(limits.maxWorkerModels) SHA-256s (64 lowercase hex digits)"
+        }
         if let tag = tags?.first(where: badName) {
             return "tag \"\(tag.prefix(40))\" must be 1…\(limits.maxNameBytes) bytes without control characters"
         }

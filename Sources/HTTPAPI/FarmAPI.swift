@@ -15,6 +15,8 @@ public struct FarmAPI: Sendable {
     let metrics: (@Sendable () -> String)?
     /// The highest priority a submit token's job may ask for.
     let maxSubmitPriority: Int
+    /// Where the model store's bytes live; nil: the model-store routes answer 404.
+    let modelStore: ModelDirectory?
 
     /// The largest request body accepted (a job spec); larger ones get 413.
     public static let maxBodyBytes = 64 << 20
@@ -23,11 +25,12 @@ public struct FarmAPI: Sendable {
 
     /// Makes the API over the database at `conninfo` (`connections` serial queues), streaming `events`;
     /// `metrics` gives the Prometheus text for `/metrics`; a submit token's jobs may ask for priorities up to
-    /// `maxSubmitPriority`.
+    /// `maxSubmitPriority`; `modelStore` holds the model store's bytes.
     public init(
         conninfo: String?, connections: Int = 4, events: FarmEvents = FarmEvents(), metrics: (@Sendable () -> String)? = nil,
-        maxSubmitPriority: Int = 0
+        maxSubmitPriority: Int = 0, modelStore: ModelDirectory? = nil
     ) {
+        self.modelStore = modelStore
         self.pool = DatabasePool(conninfo: conninfo, size: connections)
         self.events = events
         self.metrics = metrics
@@ -60,6 +63,7 @@ public struct FarmAPI: Sendable {
         addWorkerRoutes(admin: admin)
         addRetentionRoutes(admin: admin)
         addTokenRoutes(admin: admin)
+        addModelRoutes(submit: submit, admin: admin)
         addEventRoutes(submit: submit)
         // Outside /v1 and without a token, as scrapers expect.
         let open = APIRoutes(group: router.group(), prefix: "", known: known)

@@ -4,6 +4,7 @@
 import FarmModel
 import Foundation
 import Hummingbird
+import JobStore
 import Logging
 
 /// The HTTP server could not start.
@@ -32,15 +33,18 @@ public final class FarmHTTPServer: @unchecked Sendable {
 
     /// Makes a server on `host:port` over the database at `conninfo`, streaming `events` at `/v1/events`;
     /// `metrics` gives the Prometheus text of the process's metrics for `/metrics` (nil: no `/metrics`); jobs
-    /// submitted with a submit token may ask for priorities up to `maxSubmitPriority`.
+    /// submitted with a submit token may ask for priorities up to `maxSubmitPriority`; `modelStore` holds the model
+    /// store's bytes.
     public init(
         host: String, port: Int, conninfo: String?, connections: Int = 4, events: FarmEvents = FarmEvents(),
-        metrics: (@Sendable () -> String)? = nil, maxSubmitPriority: Int = 0
+        metrics: (@Sendable () -> String)? = nil, maxSubmitPriority: Int = 0, modelStore: ModelDirectory? = nil
     ) {
         self.host = host
         self.port = port
         self.metrics = metrics
-        self.api = FarmAPI(conninfo: conninfo, connections: connections, events: events, metrics: metrics, maxSubmitPriority: maxSubmitPriority)
+        self.api = FarmAPI(
+            conninfo: conninfo, connections: connections, events: events, metrics: metrics, maxSubmitPriority: maxSubmitPriority,
+            modelStore: modelStore)
     }
 
     /// Makes a server of `/metrics` alone (a worker's), answering with `metrics()`.

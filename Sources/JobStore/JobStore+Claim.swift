@@ -25,7 +25,8 @@ extension JobStore {
     /// The claim's one statement ($1 worker, $2 limit, $3 lease seconds, $4 models, $5 largest pixel count,
     /// $6 preferred model, $7 VAEs or NULL for a worker that takes no task naming a refiner or a VAE, $8 LoRAs or NULL
     /// for a worker without a LoRA folder: a task goes only where every LoRA it names, in `loras` or in its prompt's
-    /// `<lora:NAME:…>` tags, is; $9 the worker's tags, which must hold every tag a task's `require` names), public so
+    /// `<lora:NAME:…>` tags, is; $9 the worker's tags, which must hold every tag a task's `require` names; $10 the stored
+    /// models its cache holds, preferred after its loaded model: an ordering, never a filter), public so
     /// that tests and operators can EXPLAIN it against a real queue. Tasks without a size count 0 pixels.
     /// The add-on checks sit behind `NOT (parameters ?| …)` and `NOT LIKE '%<%'` because PostgreSQL has no
     /// statistics for these expressions: written as `IS NULL` tests, each counted as passing 0.5 % of the rows,
@@ -40,10 +41,12 @@ extension JobStore {
         WITH usage AS MATERIALIZED (
             SELECT owner, sum(running_count)::integer AS running FROM jobs WHERE state = 'active' GROUP BY owner
         ), candidates AS MATERIALIZED (
-            SELECT t.id, t.index, j.id AS job_id, j.priority, j.created_at, (j.model = $6) AS preferred,
+            SELECT t.id, t.index, j.id AS job_id, j.priority, j.created_at,
+                   CASE WHEN j.model = $6 THEN 2 WHEN j.model = ANY($10::text[]) THEN 1 ELSE 0 END AS preferred,
                    coalesce(u.running, 0) AS running, q.max_running, coalesce(q.weight, 1) AS weight,
                    row_number() OVER (PARTITION BY j.owner
-                                      ORDER BY j.priority DESC, (j.model = $6) DESC, j.created_at, j.id, t.index) AS rank
+                                      ORDER BY j.priority DESC,
+                                               CASE WHEN j.model = $6 THEN 2 WHEN j.model = ANY($10::text[]) THEN 1 ELSE 0 END DESC, j.created_at, j.id, t.index) AS rank
             FROM jobs j
             LEFT JOIN usage u ON u.owner = j.owner
             LEFT JOIN owner_quotas q ON q.owner = j.owner
@@ -85,14 +88,34 @@ extension JobStore {
             extract(epoch FROM now() - tasks.queued_at)::float8 AS waited
         """
 
+    /// The claim's $4, $7, $8 and $10 for `capabilities`: the models, VAEs and LoRAs it may be given (with the stored
+    /// ones' names for a worker that fetches them: only the values change, so the plan stays on the indexes) and,
+    /// preferred after its loaded model, the stored models its cache holds, so that a worker claims what it holds
+    /// before what it would download.
+    func claimLists(_ capabilities: WorkerCapabilities) throws -> (models: [String], vaes: [String]?, loras: [String]?, held: [String]) {
+        guard capabilities.fetchesModels || !capabilities.modelHashes.isEmpty else {
+            return (capabilities.models, capabilities.vaes, capabilities.loras, [])
+        }
+        let stored = try storedModels()
+        let held = Set(capabilities.modelHashes)
+        let heldNames = stored.filter { held.contains($0.value.sha256) }.map(\.key)
+        let fetchable = capabilities.fetchesModels ? Array(stored.keys) : heldNames
+        func names(_ kind: String) -> [String] { fetchable.filter { stored[$0]?.kind == kind } }
+        // A worker whose renderer takes no VAE (nil) stays without: a stored VAE does not make it able to.
+        let vaes = capabilities.vaes.map { Array(Set($0 + names("vae"))).sorted() }
+        let loras = names("lora").isEmpty ? capabilities.loras : Array(Set((capabilities.loras ?? []) + names("lora"))).sorted()
+        return (Array(Set(capabilities.models + fetchable)).sorted(), vaes, loras, heldNames.sorted())
+    }
+
     /// The plan PostgreSQL would use for this claim (EXPLAIN; nothing is leased), for tests and operators.
     public func claimPlan(workerID: String, capabilities: WorkerCapabilities, limit: Int, preferredModel: String? = nil) throws -> String {
-        try connection.query(
+        let lists = try claimLists(capabilities)
+        return try connection.query(
             "EXPLAIN " + JobStore.claimStatement,
             [
-                workerID, limit, 60.0, postgresArray(capabilities.models),
-                capabilities.maxPixels, preferredModel ?? "", capabilities.vaes.map(postgresArray),
-                capabilities.loras.map(postgresArray), postgresArray(capabilities.tags),
+                workerID, limit, 60.0, postgresArray(lists.models),
+                capabilities.maxPixels, preferredModel ?? "", lists.vaes.map(postgresArray),
+                lists.loras.map(postgresArray), postgresArray(capabilities.tags), postgresArray(lists.held),
             ]
         )
         .rows.map { try $0.decode("QUERY PLAN", as: String.self) }.joined(separator: "\n")
@@ -104,12 +127,13 @@ extension JobStore {
         leaseSeconds: Double, preferredModel: String? = nil
     ) throws -> [(assignment: WireMessage.Assignment, waited: Double)] {
         guard limit > 0 else { return [] }
+        let lists = try claimLists(capabilities)
         let result = try connection.query(
             JobStore.claimStatement,
             [
-                workerID, limit, leaseSeconds, postgresArray(capabilities.models),
-                capabilities.maxPixels, preferredModel ?? "", capabilities.vaes.map(postgresArray),
-                capabilities.loras.map(postgresArray), postgresArray(capabilities.tags),
+                workerID, limit, leaseSeconds, postgresArray(lists.models),
+                capabilities.maxPixels, preferredModel ?? "", lists.vaes.map(postgresArray),
+                lists.loras.map(postgresArray), postgresArray(capabilities.tags), postgresArray(lists.held),
             ])
         let decoder = JSONDecoder()
         return try result.rows.map { row in

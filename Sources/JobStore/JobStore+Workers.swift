@@ -23,6 +23,8 @@ extension JobStore {
                 hello.device?.summary ?? "", publicKey,
             ]
         ).rows.first
+        // What its model cache holds now, for `farm models list` (a worker without a cache holds none).
+        if row != nil { try setWorkerModels(hello.workerID, hashes: hello.modelHashes ?? []) }
         return try row.map { try WorkerStatus(databaseValue: $0.decode("state", as: String.self)) }
     }
 
@@ -44,10 +46,11 @@ extension JobStore {
     }
 
     /// Notes that a worker is alive, and the model it holds now when its heartbeat says.
-    public func touchWorker(_ workerID: String, loadedModel: String? = nil) throws {
+    public func touchWorker(_ workerID: String, loadedModel: String? = nil, modelHashes: [String]? = nil) throws {
         try connection.query(
             "UPDATE workers SET last_heartbeat = now(), loaded_model = coalesce($2, loaded_model) WHERE id = $1",
             [workerID, loadedModel])
+        if let modelHashes { try setWorkerModels(workerID, hashes: modelHashes) }
     }
 
     /// Requeues every task leased by a worker that was declared lost.

@@ -59,6 +59,10 @@ public struct WorkerCapabilities: Sendable {
     public var loras: [String]?
     /// The worker's tags: it is given only tasks whose `require` tags are all among them.
     public var tags: [String]
+    /// True for a worker that fetches store models it lacks (`--model-server`): any task naming a stored model fits it.
+    public var fetchesModels = false
+    /// SHA-256s of the store models in its cache: tasks of those models are claimed before tasks it would fetch for.
+    public var modelHashes: [String] = []
 
     /// Makes capabilities.
     public init(
@@ -130,6 +134,7 @@ public final class JobStore {
                 throw ValidationFailure(field: "tasks[\(position)].\(failure.field)", message: failure.message)
             }
         }
+        let tasks = try withStoredModelHashes(tasks)
         let job = try connection.transaction { connection in
             let job: Int64 = try connection.query(
                 """

@@ -23,8 +23,9 @@ public struct AddOnFolders: Sendable, Equatable {
 
     /// The LoRAs `request` uses: its prompt's `<lora:NAME:W>` tags, then its `loras`, each found by name in the LoRA
     /// folder. With `allowPaths` (`farm render --lora PATH:W`) an entry of `loras` that names an existing file is that
-    /// file; without it (a worker) a name that climbs out of the folder (`..`) is refused.
-    public func loras(for request: GenerationRequest, allowPaths: Bool) throws(GenerationError) -> [ResolvedLoRA] {
+    /// file; without it (a worker) a name that climbs out of the folder (`..`) is refused. A name in `files` (a worker's
+    /// stored LoRAs fetched into its cache) is that file, whatever the folder holds.
+    public func loras(for request: GenerationRequest, allowPaths: Bool, files: [String: URL] = [:]) throws(GenerationError) -> [ResolvedLoRA] {
         let tags: [LoRATag]
         do { tags = try ComposablePrompt.extractingLoRAs(request.prompt).loras } catch { throw GenerationError("prompt: \(error)") }
         let wanted =
@@ -34,6 +35,9 @@ public struct AddOnFolders: Sendable, Equatable {
             if allowPaths && !entry.fromTag && FileManager.default.fileExists(atPath: entry.name) {
                 let url = URL(fileURLWithPath: entry.name)
                 return ResolvedLoRA(name: GenerationRequest.loraName(entry.name), url: url, weight: entry.weight, textWeight: entry.textWeight)
+            }
+            if let url = files[entry.name] {
+                return ResolvedLoRA(name: entry.name, url: url, weight: entry.weight, textWeight: entry.textWeight)
             }
             if !allowPaths && entry.name.split(separator: "/").contains("..") {
                 throw GenerationError("LoRA \"\(entry.name)\": a name may not climb out of the LoRA folder")

@@ -21,6 +21,12 @@ public final class DiffusionRenderer: Renderer {
     let budgetBytes: Int
     private var loaded: [(model: String, vae: String?, loras: [ResolvedLoRA], pipeline: Pipeline, bytes: Int)] = []
     let modelsFolder: URL?
+    /// Store models fetched into the cache, by the name tasks give them; they take precedence over the models folder.
+    private var modelFiles: [String: URL] = [:]
+    /// Stored LoRAs and VAEs fetched into the cache, by the names tasks give them; they take precedence over the folders.
+    private var loraFiles: [String: URL] = [:]
+    private var vaeFiles: [String: URL] = [:]
+    private var upscalerFiles: [String: URL] = [:]
     /// The models folder's TAESD for SD 1.x/2.x (false) and SDXL (true) models, once looked for (nil: none there).
     private var tinyAutoencoders: [Bool: TinyAutoencoder?] = [:]
     /// The LoRA and embedding folders tasks' names are found in.
@@ -77,6 +83,30 @@ public final class DiffusionRenderer: Renderer {
 
     public private(set) var lastModelLoadSeconds: Double?
 
+    /// Model `name` is the fetched file at `url` from now on; pipelines built from other bytes of that name go.
+    public func useModelFile(_ url: URL, forModel name: String) {
+        guard modelFiles[name] != url else { return }
+        modelFiles[name] = url
+        loaded.removeAll { $0.model == name }
+    }
+
+    /// LoRA `name` is the fetched file at `url` from now on (pipelines patched with it key on the file, so none goes).
+    public func useLoRAFile(_ url: URL, forLoRA name: String) { loraFiles[name] = url }
+
+    /// VAE `name` is the fetched file at `url` from now on; pipelines built with other bytes of that name go.
+    public func useVAEFile(_ url: URL, forVAE name: String) {
+        guard vaeFiles[name] != url else { return }
+        vaeFiles[name] = url
+        loaded.removeAll { $0.vae == name }
+    }
+
+    /// Upscaler `name` is the fetched file at `url` from now on; one loaded from other bytes of that name goes.
+    public func useUpscalerFile(_ url: URL, forUpscaler name: String) {
+        guard upscalerFiles[name] != url else { return }
+        upscalerFiles[name] = url
+        upscalers[name] = nil
+    }
+
     /// Names of the models loaded now, least recently used first (a model loaded with two VAEs is listed twice).
     public var loadedModels: [String] { loaded.map(\.model) }
 
@@ -88,12 +118,12 @@ public final class DiffusionRenderer: Renderer {
             loaded.append(entry)
             return entry.pipeline
         }
-        guard let url = index.models[name]?.url else {
+        guard let url = modelFiles[name] ?? index.models[name]?.url else {
             throw RenderError(kind: .input, message: "unknown \(role) \"\(name)\"; this worker has \(models.joined(separator: ", "))")
         }
         var options = ModelWeights.Options()
         if let vae, vae != "taesd" {
-            guard let vaeURL = index.vaes[vae]?.url else {
+            guard let vaeURL = vaeFiles[vae] ?? index.vaes[vae]?.url else {
                 let known = index.vaes.keys.sorted()
                 throw RenderError(
                     kind: .input, message: "unknown VAE \"\(vae)\"; this worker has \(known.isEmpty ? "none" : known.joined(separator: ", "))")
@@ -138,7 +168,7 @@ public final class DiffusionRenderer: Renderer {
     func upscaler(_ name: String) throws -> Upscaler {
         if let loaded = upscalers[name] { return loaded }
         let candidates = ["pth", "pt", "safetensors"].compactMap { modelsFolder?.appendingPathComponent("\(name).\($0)") }
-        guard let url = candidates.first(where: { FileManager.default.fileExists(atPath: $0.path) }) else {
+        guard let url = upscalerFiles[name] ?? candidates.first(where: { FileManager.default.fileExists(atPath: $0.path) }) else {
             throw RenderError(
                 kind: .host,
                 message: "upscaler \"\(name)\" is not in this worker's models folder (NAME.pth, .pt or .safetensors); left to a worker that has it")
@@ -173,7 +203,7 @@ public final class DiffusionRenderer: Renderer {
         preview: (Int, PNGImage) -> Void, progress: (Int, Int) -> Bool
     ) throws -> PNGImage {
         let loras: [ResolvedLoRA]
-        do { loras = try addOns.loras(for: GenerationRequest(parameters), allowPaths: false) } catch {
+        do { loras = try addOns.loras(for: GenerationRequest(parameters), allowPaths: false, files: loraFiles) } catch {
             throw RenderError(kind: .input, message: error.message)
         }
         let pipeline = try self.pipeline(parameters.model, vae: parameters.vae, loras: loras)

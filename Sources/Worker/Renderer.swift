@@ -25,6 +25,15 @@ public protocol Renderer {
         _ parameters: TaskParameters, inputs: [String: Data], previewEvery: Int,
         preview: (Int, PNGImage) -> Void, progress: (Int, Int) -> Bool
     ) throws -> PNGImage
+    /// From now on, model `name` is the file at `url` (a store model fetched into the cache), whatever the models
+    /// folder holds under that name.
+    func useModelFile(_ url: URL, forModel name: String)
+    /// From now on, the LoRA tasks call `name` is the file at `url` (a stored LoRA fetched into the cache).
+    func useLoRAFile(_ url: URL, forLoRA name: String)
+    /// From now on, the VAE tasks call `name` is the file at `url` (a stored VAE fetched into the cache).
+    func useVAEFile(_ url: URL, forVAE name: String)
+    /// From now on, the upscaler tasks call `name` is the file at `url` (a stored upscaler fetched into the cache).
+    func useUpscalerFile(_ url: URL, forUpscaler name: String)
 }
 
 extension Renderer {
@@ -33,6 +42,14 @@ extension Renderer {
     public var loras: [String]? { nil }
     public var loadedModel: String? { models.count == 1 ? models[0] : nil }
     public var lastModelLoadSeconds: Double? { nil }
+    /// Renderers that load no files ignore it.
+    public func useModelFile(_ url: URL, forModel name: String) {}
+    /// Renderers that load no files ignore it.
+    public func useLoRAFile(_ url: URL, forLoRA name: String) {}
+    /// Renderers that load no files ignore it.
+    public func useVAEFile(_ url: URL, forVAE name: String) {}
+    /// Renderers that load no files ignore it.
+    public func useUpscalerFile(_ url: URL, forUpscaler name: String) {}
 }
 
 /// Errors a renderer reports; the kind decides whether the farm retries elsewhere.

@@ -28,6 +28,9 @@ public struct WorkerConfiguration: Sendable {
     public var previewEvery = 5
     /// CURVE: the coordinator's public key and this worker's key pair. Nil: plain TCP (insecure).
     public var curve: (serverKey: String, keys: CurveKeyPair)?
+    /// Where store models a task names come from and are cached (`--model-server`); nil: the worker renders only
+    /// what its `--models` folder has, as before the model store.
+    public var modelSource: ModelSource?
 
     /// Settings for a worker of `coordinator` (one or more endpoints).
     public init(coordinator: String, workerID: String? = nil) {

@@ -23,7 +23,9 @@ public final class WorkerDaemon {
     /// The render running on its own thread, if any.
     private var current: RenderJob?
     /// Where it logs: events of tasks carry task, job, worker and attempt as metadata.
-    public var logger = Logger(label: "farm.worker")
+    public var logger = Logger(label: "farm.worker") {
+        didSet { modelFetcher?.logger = logger }
+    }
     private var metrics = WorkerMetrics()
     /// Tasks this worker has rendered.
     public private(set) var rendered = 0
@@ -41,12 +43,15 @@ public final class WorkerDaemon {
     public var cancelCurrent = false
     /// Asked between steps of a render: true abandons the task in hand (e.g. a second SIGTERM).
     public var cancelCheck: @Sendable () -> Bool = { false }
+    /// Fetches the store models tasks name into the cache (nil without `configuration.modelSource`).
+    public let modelFetcher: ModelFetcher?
 
     /// Connects the DEALER socket to the first endpoint (ZeroMQ reconnects by itself).
     public init(configuration: WorkerConfiguration, renderer: Renderer, context: ZMQContext) throws {
         self.configuration = configuration
         self.renderer = renderer
         self.context = context
+        modelFetcher = try configuration.modelSource.map { try ModelFetcher(source: $0) }
         var device = WireMessage.Device.current
         // The BLAS core the engine runs (checked before the first product; see `BLASCore`).
         device.blasCore = BLASCore.status.core
@@ -60,6 +65,11 @@ public final class WorkerDaemon {
                 slots: configuration.slots, maxPixels: configuration.maxPixels, device: device, vaes: renderer.vaes,
                 loras: renderer.loras, tags: configuration.tags.isEmpty ? nil : configuration.tags),
             now: .now)
+        if let modelFetcher {
+            state.modelHashes = modelFetcher.heldHashes
+            modelFetcher.logger = logger
+            state.fetchesModels = true
+        }
         socket = try WorkerDaemon.connect(configuration, endpoint: configuration.coordinators[0], context: context)
     }
 
@@ -88,6 +98,8 @@ public final class WorkerDaemon {
 
     /// Handles what arrives within `timeout` seconds, renders one queued task if any, and keeps the link alive.
     public func runOnce(timeout: Double) throws {
+        // What the render thread fetched or evicted reaches the coordinator with the next heartbeat.
+        if let modelFetcher { state.modelHashes = modelFetcher.heldHashes }
         try perform(state.tick(now: .now, loadedModel: renderer.loadedModel, modelLoadSeconds: renderer.lastModelLoadSeconds))
         var poller = Poller()
         poller.add(.socket(socket))
@@ -155,15 +167,22 @@ public final class WorkerDaemon {
             "task \(assignment.taskID) rendering: \(assignment.parameters.width.map(String.init) ?? "native")×\(assignment.parameters.height.map(String.init) ?? "native"), \(assignment.parameters.steps) steps of \(assignment.parameters.model)",
             metadata: taskMetadata(assignment))
         let renderer = self.renderer
+        let fetcher = modelFetcher
+        let metadata = taskMetadata(assignment)
         let previewEvery = configuration.previewEvery
         let cancelCheck = self.cancelCheck
         Thread {
             let started = ContinuousClock.now
+            var held: [String] = []
+            defer { for hash in held { fetcher?.release(hash) } }
             let reply: WireMessage
             do {
                 if let missing = assignment.parameters.inputHashes.first(where: { inputs[$0] == nil }) {
                     throw RenderError(kind: .host, message: "input image \(missing.prefix(12))… never arrived")
                 }
+                // Store models and add-ons come from the cache, fetched first if need be; without a model server the
+                // names are looked up in the worker's folders, as before the store.
+                if let fetcher { held = try fetcher.acquireFiles(of: assignment.parameters, for: renderer, metadata: metadata) }
                 let image = try renderer.render(
                     assignment.parameters, inputs: inputs, previewEvery: previewEvery,
                     preview: { step, image in

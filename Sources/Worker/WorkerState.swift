@@ -44,6 +44,10 @@ public struct WorkerState {
     public var blobBudgetBytes = 512 << 20
     /// Set to stop taking tasks: the worker finishes what it holds and `isDrained` turns true.
     public var draining = false
+    /// SHA-256s of the store models in its cache now (nil: it has no cache), sent with HELLO and every heartbeat.
+    public var modelHashes: [String]?
+    /// True when it fetches store models it lacks (it has a model server), said in HELLO.
+    public var fetchesModels = false
     var lastHeartbeatSent: Instant?
     var lastHeard: Instant
     var lastHelloSent: Instant?
@@ -72,6 +76,8 @@ public struct WorkerState {
     /// The introduction with the tasks it holds, so a new coordinator does not hand them out again.
     var hello: WireMessage {
         var hello = introduction
+        hello.modelHashes = modelHashes ?? introduction.modelHashes
+        if fetchesModels { hello.fetchesModels = true }
         hello.activeTasks = queue.map(\.taskID) + unacknowledged.keys.sorted()
         return .hello(hello)
     }
@@ -99,7 +105,9 @@ public struct WorkerState {
                 actions.append(
                     .send(
                         .heartbeat(
-                            .init(freeSlots: freeSlots, state: state, loadedModel: loadedModel, modelLoadSeconds: modelLoadSeconds))))
+                            .init(
+                                freeSlots: freeSlots, state: state, loadedModel: loadedModel, modelLoadSeconds: modelLoadSeconds,
+                                modelHashes: modelHashes))))
                 lastHeartbeatSent = now
             }
             if now.seconds(since: lastHeard) > welcome.timeoutSeconds {

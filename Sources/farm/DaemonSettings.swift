@@ -32,6 +32,8 @@ struct DaemonSettings {
         let repeatable: Bool
         /// Whether its value may hold a secret (a database password), masked when printed.
         var secret: Bool { name == "database" }
+        /// Whether its whole value is a secret (a token), printed as `***`.
+        var wholeSecret: Bool { name == "model-token" }
         /// Its environment variable.
         var environmentName: String { "FARM_" + name.uppercased().replacingOccurrences(of: "-", with: "_") }
     }
@@ -132,7 +134,7 @@ struct DaemonSettings {
                 source == "default"
                 ? (setting.defaultValue ?? (setting.takesValue ? "(none)" : "false"))
                 : setting.takesValue
-                    ? values.map { setting.secret ? DaemonSettings.masked($0) : $0 }.joined(separator: ", ")
+                    ? values.map { setting.wholeSecret ? "***" : setting.secret ? DaemonSettings.masked($0) : $0 }.joined(separator: ", ")
                     : (source == "flag" ? "true" : values.first ?? "")
             report.append("\(setting.name) = \(shown)   (\(source))")
         }

@@ -24,7 +24,7 @@ struct Farm: ParsableCommand {
         subcommands: [
             Render.self, Upscale.self, Migrate.self, CoordinatorCommand.self, WorkerCommand.self, Submit.self, Fetch.self,
             Jobs.self, JobCommand.self, Cancel.self, Pause.self, Resume.self, Retry.self, Workers.self,
-            Drain.self, Cordon.self, Uncordon.self, Watch.self, Tokens.self, Quotas.self, Prune.self,
+            Drain.self, Cordon.self, Uncordon.self, Watch.self, Tokens.self, Quotas.self, Prune.self, Models.self,
             Status.self, Keys.self, Bench.self, Devices.self,
         ])
 
@@ -142,6 +142,12 @@ struct CoordinatorCommand: ParsableCommand {
     @Option(help: "The highest priority a submit token's job may ask for (admin tokens: any in the farm's range).")
     var maxSubmitPriority = 0
 
+    @Option(
+        help:
+            "The folder of the model store's files (farm models add), served to workers at /v1/models/{sha256} with --http (default: ~/.local/share/farm/models)."
+    )
+    var modelStore: String?
+
     func validate() throws {
         guard heartbeat > 0 && heartbeat <= 60 else { throw ValidationError("--heartbeat must be in (0, 60] seconds") }
         guard Limits().priorities.contains(maxSubmitPriority) else {
@@ -172,7 +178,7 @@ struct CoordinatorCommand: ParsableCommand {
         if let http, let (host, port) = FarmHTTPServer.parseAddress(http) {
             api = FarmHTTPServer(
                 host: host, port: port, conninfo: conninfo, events: server.events, metrics: metrics,
-                maxSubmitPriority: maxSubmitPriority)
+                maxSubmitPriority: maxSubmitPriority, modelStore: try ModelDirectory(path: modelStore ?? ModelDirectory.defaultPath))
             try api?.start()
         }
         defer { api?.stop() }
@@ -247,6 +253,21 @@ struct WorkerCommand: ParsableCommand {
 
     @Option(
         help:
+            "The coordinator's HTTP API (http://HOST:PORT): store models a task names (farm models add) that this worker lacks are fetched from it into --model-cache and verified by SHA-256."
+    )
+    var modelServer: String?
+
+    @Option(help: "An API token (any role) for --model-server; also FARM_MODEL_TOKEN or the config file, so it stays off the command line.")
+    var modelToken: String?
+
+    @Option(help: "The folder fetched store models are kept in (default: ~/.cache/farm/models).")
+    var modelCache: String?
+
+    @Option(help: "Disk space for fetched store models in GB; the least recently used go beyond it, never one in use (default: no limit).")
+    var modelCacheGb: Double?
+
+    @Option(
+        help:
             "The largest image (width × height) this worker takes, announced to the coordinator. Default: with the diffusion engine, what its memory allows beside its models (logged at start); otherwise the farm's limit. A value above the estimate is taken as given (with a warning)."
     )
     var maxPixels: Int?
@@ -269,6 +290,13 @@ struct WorkerCommand: ParsableCommand {
             throw ValidationError("--curve-key needs --coordinator-key (the coordinator's public key)")
         }
         if let metrics, FarmHTTPServer.parseAddress(metrics) == nil { throw ValidationError("--metrics must be HOST:PORT, got \(metrics)") }
+        if let modelServer, URL(string: modelServer).map({ ["http", "https"].contains($0.scheme ?? "") && $0.host != nil }) != true {
+            throw ValidationError("--model-server must be an http(s) URL such as http://coordinator:8080, got \(modelServer)")
+        }
+        if let modelCacheGb, !(modelCacheGb > 0) { throw ValidationError("--model-cache-gb must be above 0, got \(modelCacheGb)") }
+        if modelServer == nil && (modelCache != nil || modelCacheGb != nil || modelToken != nil) {
+            throw ValidationError("--model-cache, --model-cache-gb and --model-token need --model-server")
+        }
         if let maxPixels, maxPixels < 64 * 64 || maxPixels > Int(Int32.max) {
             throw ValidationError("--max-pixels must be \(64 * 64)...\(Int32.max) (width × height), got \(maxPixels)")
         }
@@ -299,6 +327,12 @@ struct WorkerCommand: ParsableCommand {
         }
         let renderer = try makeRenderer(logger: logger)
         settings.maxPixels = renderer.maxPixels
+        if let modelServer, let server = URL(string: modelServer.hasSuffix("/") ? String(modelServer.dropLast()) : modelServer) {
+            let home = ProcessInfo.processInfo.environment["HOME"] ?? NSHomeDirectory()
+            settings.modelSource = ModelSource(
+                server: server, token: modelToken, cacheFolder: URL(fileURLWithPath: modelCache ?? home + "/.cache/farm/models"),
+                cacheBudgetBytes: modelCacheGb.map { Int64($0 * 1e9) })
+        }
         let daemon = try WorkerDaemon(configuration: settings, renderer: renderer.renderer, context: ZMQContext())
         daemon.cancelCheck = { Shutdown.requested > 1 }
         var signals = 0

@@ -155,6 +155,40 @@ struct FarmClient {
         return data
     }
 
+    /// Streams `file` as the body of `PUT /v1/<path>` (never read into memory) and returns the body of a 2xx answer.
+    func upload(_ path: String, file: URL, query: [URLQueryItem] = [], headers: [String: String] = [:]) throws -> Data {
+        var components = URLComponents(url: base.appendingPathComponent("v1/" + path), resolvingAgainstBaseURL: false)!
+        if !query.isEmpty { components.queryItems = query }
+        var request = URLRequest(url: components.url!)
+        request.httpMethod = "PUT"
+        request.timeoutInterval = 600
+        if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
+        request.setValue("application/octet-stream", forHTTPHeaderField: "Content-Type")
+        for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
+        final class Outcome: @unchecked Sendable {
+            var data: Data?
+            var response: URLResponse?
+            var error: Error?
+        }
+        let outcome = Outcome()
+        let done = DispatchSemaphore(value: 0)
+        URLSession.shared.uploadTask(with: request, fromFile: file) { data, response, error in
+            outcome.data = data
+            outcome.response = response
+            outcome.error = error
+            done.signal()
+        }.resume()
+        done.wait()
+        if let error = outcome.error { throw RemoteError(message: "\(base.absoluteString): \(error.localizedDescription)") }
+        let status = (outcome.response as? HTTPURLResponse)?.statusCode ?? 0
+        let data = outcome.data ?? Data()
+        guard (200..<300).contains(status) else {
+            let message = (try? JSONDecoder().decode(ErrorReply.self, from: data))?.error ?? "HTTP \(status) from \(components.url!.absoluteString)"
+            throw RemoteError(message: message, status: status)
+        }
+        return data
+    }
+
     /// Sends a request and decodes its JSON answer as `type`.
     func json<Value: Decodable>(
         _ type: Value.Type, _ method: String, _ path: String, query: [URLQueryItem] = [], body: Data? = nil

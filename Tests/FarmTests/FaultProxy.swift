@@ -6,7 +6,8 @@ import Foundation
 
 /// A TCP proxy on loopback between workers and the coordinator that injects network faults:
 /// it can delay every chunk it forwards, or cut every connection it carries (what a dropped
-/// link or a restarted router does: in-flight messages are lost, ZeroMQ reconnects).
+/// link or a restarted router does: in-flight messages are lost, ZeroMQ reconnects); in front of an HTTP port it can
+/// also corrupt or cut one answer's body (`http`).
 final class FaultProxy: @unchecked Sendable {
     /// The port workers connect to.
     let port: Int
@@ -16,6 +17,8 @@ final class FaultProxy: @unchecked Sendable {
     private var links: [Link] = []
     private var delay: Double = 0
     private var open = true
+    /// Faults in HTTP answers (for a proxy in front of the coordinator's HTTP port), and the requests seen.
+    let http = HTTPFaults()
 
     /// Both directions of one proxied connection; the second pump to stop closes the sockets.
     private final class Link: @unchecked Sendable {
@@ -106,6 +109,7 @@ final class FaultProxy: @unchecked Sendable {
                 close(client)
                 continue
             }
+            http.opened(client)
             let link = Link(client: client, upstream: upstream)
             lock.withLock { links.append(link) }
             Thread.detachNewThread { [self] in pump(link, from: client, to: upstream) }
@@ -120,12 +124,20 @@ final class FaultProxy: @unchecked Sendable {
             guard count > 0 else { break }
             let pause = lock.withLock { delay }
             if pause > 0 { Thread.sleep(forTimeInterval: pause) }
+            var forward = count
+            var cutAfter = false
+            if source == link.client {
+                http.request(buffer[0..<count])
+            } else {
+                (forward, cutAfter) = http.answer(link.client, &buffer, count: count)
+            }
             var sent = 0
-            while sent < count {
-                let written = buffer.withUnsafeBytes { send(destination, $0.baseAddress! + sent, count - sent, Int32(MSG_NOSIGNAL)) }
+            while sent < forward {
+                let written = buffer.withUnsafeBytes { send(destination, $0.baseAddress! + sent, forward - sent, Int32(MSG_NOSIGNAL)) }
                 guard written > 0 else { break forwarding }
                 sent += written
             }
+            if cutAfter { break }
         }
         link.pumpStopped()
     }

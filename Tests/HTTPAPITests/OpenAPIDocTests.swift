@@ -15,7 +15,7 @@ import Testing
             current = String(line.dropFirst(2).dropLast())
         } else if line.hasPrefix("    "), !line.hasPrefix("     "), let path = current {
             let key = line.trimmingCharacters(in: .whitespaces)
-            if let method = ["get:", "post:", "put:", "delete:", "patch:"].first(where: { key == $0 }) {
+            if let method = ["get:", "head:", "post:", "put:", "delete:", "patch:"].first(where: { key == $0 }) {
                 documented.insert("\(method.dropLast().uppercased()) \(path)")
             }
         } else if !line.hasPrefix(" "), !line.isEmpty {
