@@ -304,126 +304,6 @@ CK_SHORT(avx2, __attribute__((target("avx2,fma"))))
 CK_SHORT(avx512, __attribute__((target("avx512f,avx512dq,avx512vl,avx2,fma"))))
 #endif
 
-// Winograd F(4×4, 3×3) for stride-1, padding-1 3×3 convolutions (Lavin & Gray 2016): each 4×4
-// output tile is Aᵀ[(G g Gᵀ) ⊙ (Bᵀ d B)]A over its 6×6 input patch d, so the 36 products per
-// tile and channel pair become 36 GEMMs [O×C]·[C×tiles] with 4× fewer multiplications than the
-// direct convolution. The transforms below work on eight tiles (or channels) at once, one per lane.
-#define CK_WINOGRAD(SUFFIX, TARGET)                                                          \
-    /* Bᵀ·d over one 6-vector (stride s in units of v8f). */                                  \
-    TARGET static inline __attribute__((always_inline)) void ck_wino_bt_##SUFFIX(            \
-        v8f *d, size_t s) {                                                                  \
-        v8f d0 = d[0], d1 = d[s], d2 = d[2 * s], d3 = d[3 * s], d4 = d[4 * s], d5 = d[5 * s];  \
-        d[0] = 4.0f * d0 - 5.0f * d2 + d4;                                                   \
-        d[s] = d3 + d4 - 4.0f * (d1 + d2);                                                   \
-        d[2 * s] = 4.0f * (d1 - d2) + d4 - d3;                                               \
-        d[3 * s] = 2.0f * (d3 - d1) + d4 - d2;                                               \
-        d[4 * s] = 2.0f * (d1 - d3) + d4 - d2;                                               \
-        d[5 * s] = 4.0f * d1 - 5.0f * d3 + d5;                                               \
-    }                                                                                        \
-    /* Aᵀ·m over one 6-vector into 4 values (stride s). */                                    \
-    TARGET static inline __attribute__((always_inline)) void ck_wino_at_##SUFFIX(            \
-        const v8f *m, size_t s, v8f *o, size_t t) {                                          \
-        v8f a = m[s] + m[2 * s], b = m[s] - m[2 * s];                                         \
-        v8f c = m[3 * s] + m[4 * s], e = m[3 * s] - m[4 * s];                                 \
-        o[0] = m[0] + a + c;                                                                 \
-        o[t] = b + 2.0f * e;                                                                 \
-        o[2 * t] = a + 4.0f * c;                                                             \
-        o[3 * t] = b + 8.0f * e + m[5 * s];                                                  \
-    }                                                                                        \
-    /* G·g over one 3-vector into 6 values (stride t). */                                    \
-    TARGET static inline __attribute__((always_inline)) void ck_wino_g_##SUFFIX(             \
-        const v8f *g, size_t s, v8f *o, size_t t) {                                          \
-        v8f g0 = g[0], g1 = g[s], g2 = g[2 * s];                                              \
-        o[0] = g0 * 0.25f;                                                                   \
-        o[t] = (g0 + g1 + g2) * (-1.0f / 6);                                                 \
-        o[2 * t] = (g0 - g1 + g2) * (-1.0f / 6);                                             \
-        o[3 * t] = g0 * (1.0f / 24) + g1 * (1.0f / 12) + g2 * (1.0f / 6);                    \
-        o[4 * t] = g0 * (1.0f / 24) - g1 * (1.0f / 12) + g2 * (1.0f / 6);                    \
-        o[5 * t] = g2;                                                                       \
-    }                                                                                        \
-    TARGET static void ck_wino_weights_##SUFFIX(const float *w, size_t outs, size_t ins,     \
-                                                 size_t o0, size_t o1, float *u) {           \
-        for (size_t o = o0; o < o1; o++) {                                                   \
-            for (size_t c = 0; c < ins; c += 8) {                                            \
-                size_t lanes = ins - c < 8 ? ins - c : 8;                                    \
-                v8f g[9], gg[18], uu[36];                                                    \
-                for (int k = 0; k < 9; k++) {                                                \
-                    g[k] = (v8f){0};                                                         \
-                    for (size_t l = 0; l < lanes; l++) g[k][l] = w[((o * ins) + c + l) * 9 + k]; \
-                }                                                                            \
-                /* Columns of g (stride 3) into the 6×3 G·g, then its rows into 6×6. */       \
-                for (int j = 0; j < 3; j++) ck_wino_g_##SUFFIX(g + j, 3, gg + j, 3);          \
-                for (int i = 0; i < 6; i++) ck_wino_g_##SUFFIX(gg + i * 3, 1, uu + i * 6, 1); \
-                for (int x = 0; x < 36; x++)                                                 \
-                    for (size_t l = 0; l < lanes; l++) u[(x * outs + o) * ins + c + l] = uu[x][l]; \
-            }                                                                                \
-        }                                                                                    \
-    }                                                                                        \
-    TARGET static void ck_wino_input_##SUFFIX(const float *x, size_t channels, size_t height, \
-        size_t width, size_t t0, size_t count, size_t ldv, size_t c0, size_t c1, float *v) {  \
-        size_t tw = (width + 3) / 4, per = tw * ((height + 3) / 4);                          \
-        for (size_t c = c0; c < c1; c++) {                                                   \
-            for (size_t g = 0; g < ldv; g += 8) {                                            \
-                v8f d[36];                                                                   \
-                for (int x = 0; x < 36; x++) d[x] = (v8f){0};                                 \
-                for (size_t l = 0; l < 8 && g + l < count; l++) {                            \
-                    size_t t = t0 + g + l, image = t / per, r = t % per;                     \
-                    long y0 = (long)(r / tw) * 4 - 1, x0 = (long)(r % tw) * 4 - 1;            \
-                    const float *plane = x + (image * channels + c) * height * width;        \
-                    if (y0 >= 0 && x0 >= 0 && y0 + 6 <= (long)height && x0 + 6 <= (long)width) { \
-                        const float *p = plane + y0 * (long)width + x0;                      \
-                        for (int i = 0; i < 6; i++)                                          \
-                            for (int j = 0; j < 6; j++) d[i * 6 + j][l] = p[i * width + j];  \
-                    } else {                                                                 \
-                        for (int i = 0; i < 6; i++) {                                        \
-                            long yy = y0 + i;                                                \
-                            if (yy < 0 || yy >= (long)height) continue;                      \
-                            for (int j = 0; j < 6; j++) {                                    \
-                                long xx = x0 + j;                                            \
-                                if (xx >= 0 && xx < (long)width) d[i * 6 + j][l] = plane[yy * (long)width + xx]; \
-                            }                                                                \
-                        }                                                                    \
-                    }                                                                        \
-                }                                                                            \
-                for (int j = 0; j < 6; j++) ck_wino_bt_##SUFFIX(d + j, 6);                    \
-                for (int i = 0; i < 6; i++) ck_wino_bt_##SUFFIX(d + i * 6, 1);                \
-                for (int x = 0; x < 36; x++)                                                 \
-                    memcpy(v + (x * channels + c) * ldv + g, &d[x], sizeof(v8f));            \
-            }                                                                                \
-        }                                                                                    \
-    }                                                                                        \
-    TARGET static void ck_wino_output_##SUFFIX(const float *m, size_t mouts, size_t mfirst,  \
-        size_t outs, size_t height, size_t width, size_t t0, size_t count, size_t ldm,       \
-        const float *bias, size_t o0, size_t o1, float *y) {                                 \
-        size_t tw = (width + 3) / 4, per = tw * ((height + 3) / 4);                          \
-        for (size_t o = o0; o < o1; o++) {                                                   \
-            float b = bias ? bias[o] : 0;                                                    \
-            for (size_t g = 0; g < count; g += 8) {                                          \
-                v8f s[36], mid[24], out[16];                                                 \
-                for (int x = 0; x < 36; x++)                                                 \
-                    memcpy(&s[x], m + (x * mouts + o - mfirst) * ldm + g, sizeof(v8f));     \
-                for (int j = 0; j < 6; j++) ck_wino_at_##SUFFIX(s + j, 6, mid + j, 6);        \
-                for (int i = 0; i < 4; i++) ck_wino_at_##SUFFIX(mid + i * 6, 1, out + i * 4, 1); \
-                for (size_t l = 0; l < 8 && g + l < count; l++) {                            \
-                    size_t t = t0 + g + l, image = t / per, r = t % per;                     \
-                    size_t y0 = (r / tw) * 4, x0 = (r % tw) * 4;                             \
-                    float *plane = y + (image * outs + o) * height * width;                  \
-                    size_t rows = height - y0 < 4 ? height - y0 : 4;                         \
-                    size_t cols = width - x0 < 4 ? width - x0 : 4;                           \
-                    for (size_t i = 0; i < rows; i++)                                        \
-                        for (size_t j = 0; j < cols; j++)                                    \
-                            plane[(y0 + i) * width + x0 + j] = out[i * 4 + j][l] + b;        \
-                }                                                                            \
-            }                                                                                \
-        }                                                                                    \
-    }
-
-CK_WINOGRAD(baseline, )
-#if CK_X86
-CK_WINOGRAD(avx2, __attribute__((target("avx2,fma"))))
-CK_WINOGRAD(avx512, __attribute__((target("avx512f,avx512dq,avx512vl,avx2,fma"))))
-#endif
-
 // Queries per block of the long-key attention kernel (its score buffer is this many rows).
 #define CK_FLASH_ROWS 16
 #define CK_SUFFIX baseline
@@ -462,17 +342,6 @@ ck_level ck_level_now(void) {
 #endif
 }
 
-// The same call on the best instruction set available (each kernel is compiled once per set).
-#if CK_X86
-#define CK_DISPATCH(NAME, ARGS)                                                              \
-    switch (ck_level_now()) {                                                                \
-    case CK_AVX512: NAME##_avx512 ARGS; break;                                               \
-    case CK_AVX2: NAME##_avx2 ARGS; break;                                                   \
-    default: NAME##_baseline ARGS; break;                                                    \
-    }
-#else
-#define CK_DISPATCH(NAME, ARGS) NAME##_baseline ARGS;
-#endif
 
 void ck_softmax_row(float *row, size_t width) {
     CK_DISPATCH(ck_softmax_row, (row, width))
@@ -514,20 +383,6 @@ void ck_attention_short(const float *q, size_t ldq, const float *k, size_t ldk, 
     CK_DISPATCH(ck_attention_short, (q, ldq, k, ldk, v, ldv, out, ldo, rows, nk, d, dv, scale, scratch))
 }
 
-
-void ck_winograd_weights(const float *w, size_t outs, size_t ins, size_t o0, size_t o1, float *u) {
-    CK_DISPATCH(ck_wino_weights, (w, outs, ins, o0, o1, u))
-}
-
-void ck_winograd_input(const float *x, size_t channels, size_t height, size_t width, size_t t0, size_t count,
-                       size_t ldv, size_t c0, size_t c1, float *v) {
-    CK_DISPATCH(ck_wino_input, (x, channels, height, width, t0, count, ldv, c0, c1, v))
-}
-
-void ck_winograd_output(const float *m, size_t mouts, size_t mfirst, size_t outs, size_t height, size_t width,
-                        size_t t0, size_t count, size_t ldm, const float *bias, size_t o0, size_t o1, float *y) {
-    CK_DISPATCH(ck_wino_output, (m, mouts, mfirst, outs, height, width, t0, count, ldm, bias, o0, o1, y))
-}
 
 size_t ck_flash_scratch(size_t nk, size_t d, size_t dv) {
     return CK_FLASH_ROWS * (d + (nk + 15) / 16 * 16 + (dv + 7) / 8 * 8 + 1);

@@ -15,4 +15,16 @@ typedef enum { CK_BASELINE = 0, CK_AVX2 = 1, CK_AVX512 = 2 } ck_level;
 /// The instruction set the kernels run with now: the best the CPU has, capped by ck_limit_instruction_set.
 ck_level ck_level_now(void);
 
+// The same call on the best instruction set available (each kernel is compiled once per set).
+#if CK_X86
+#define CK_DISPATCH(NAME, ARGS)                                                              \
+    switch (ck_level_now()) {                                                                \
+    case CK_AVX512: NAME##_avx512 ARGS; break;                                               \
+    case CK_AVX2: NAME##_avx2 ARGS; break;                                                   \
+    default: NAME##_baseline ARGS; break;                                                    \
+    }
+#else
+#define CK_DISPATCH(NAME, ARGS) NAME##_baseline ARGS;
+#endif
+
 #endif
