@@ -23,33 +23,54 @@ public enum Gemm {
         if FlopCounter.isCounting { FlopCounter.add(2 * m * n * k) }
         _ = singleThreadedBLAS
         let threads = ComputeThreads.count
-        // Split the larger of A and B so that the one each slice packs again is the smaller;
-        // slices are multiples of 16 rows or columns (the sgemm kernels' unrolling).
-        let splitRows = m >= n
-        let length = splitRows ? m : n
-        let parts = min(threads, length / 64)
-        guard parts > 1, m * n * k >= 1 << 21, !ParallelRegion.isInside else {
-            sgemm(
-                m: m, n: n, k: k, a: a, lda: lda, transposeA: transposeA, b: b, ldb: ldb, transposeB: transposeB,
-                c: c, ldc: ldc, alpha: alpha, beta: beta)
-            return
-        }
-        parallelParts(parts, parts: parts) { part, _ in
-            let start = (length * part / parts) & ~15
-            let end = part == parts - 1 ? length : (length * (part + 1) / parts) & ~15
-            guard start < end else { return }
-            if splitRows {
+        let large = m * n * k >= 1 << 21
+        // Split the larger of A and B so that the one each slice packs again is the smaller. A result must not
+        // depend on the thread count (the same seed gives the same image on every host), and OpenBLAS's bits do
+        // depend on where a call's rows and columns start and end: rows are safe at multiples of its kernels' row
+        // blocks (12 on Zen's, 16 on Skylake-X's: 48 for both), but a column's value depends on the width of the
+        // call it is in (Zen's kernel, any split point). So rows split by thread, at multiples of 48; columns are cut
+        // into chunks fixed by the shape alone, which every host and a parallel region run alike.
+        if m >= n {
+            let parts = min(threads, m / 64)
+            guard parts > 1, large, !ParallelRegion.isInside else {
+                sgemm(
+                    m: m, n: n, k: k, a: a, lda: lda, transposeA: transposeA, b: b, ldb: ldb, transposeB: transposeB,
+                    c: c, ldc: ldc, alpha: alpha, beta: beta)
+                return
+            }
+            parallelParts(parts, parts: parts) { part, _ in
+                let start = m * part / parts / 48 * 48
+                let end = part == parts - 1 ? m : m * (part + 1) / parts / 48 * 48
+                guard start < end else { return }
                 sgemm(
                     m: end - start, n: n, k: k, a: a + (transposeA ? start : start * lda), lda: lda, transposeA: transposeA,
                     b: b, ldb: ldb, transposeB: transposeB, c: c + start * ldc, ldc: ldc, alpha: alpha, beta: beta)
-            } else {
-                sgemm(
-                    m: m, n: end - start, k: k, a: a, lda: lda, transposeA: transposeA,
-                    b: b + (transposeB ? start * ldb : start), ldb: ldb, transposeB: transposeB,
-                    c: c + start, ldc: ldc, alpha: alpha, beta: beta)
             }
+            return
+        }
+        // An even count, so that two threads share them evenly.
+        let chunks = large ? max(1, min(columnChunks, n / 64) & ~1) : 1
+        func columns(_ chunk: Int) {
+            let start = (n * chunk / chunks) & ~15
+            let end = chunk == chunks - 1 ? n : (n * (chunk + 1) / chunks) & ~15
+            sgemm(
+                m: m, n: end - start, k: k, a: a, lda: lda, transposeA: transposeA,
+                b: b + (transposeB ? start * ldb : start), ldb: ldb, transposeB: transposeB,
+                c: c + start, ldc: ldc, alpha: alpha, beta: beta)
+        }
+        let parts = min(threads, chunks)
+        guard parts > 1, !ParallelRegion.isInside else {
+            for chunk in 0..<max(chunks, 1) { columns(chunk) }
+            return
+        }
+        parallelParts(parts, parts: parts) { part, _ in
+            for chunk in stride(from: part, to: chunks, by: parts) { columns(chunk) }
         }
     }
+
+    /// How many column chunks a wide product is cut into (at least 64 columns each), whatever the thread count: up to
+    /// eight threads share them; each chunk packs A again, which is the smaller operand when columns are split.
+    static let columnChunks = 8
 
     /// One single-threaded OpenBLAS call.
     private static func sgemm(
