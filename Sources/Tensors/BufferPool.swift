@@ -90,14 +90,28 @@ public enum BufferPool {
         return counters.pointee
     }
 
-    /// Runs `body` with the buffers freed on this thread going straight back to the system, for
-    /// work whose sizes nothing after it asks for (a VAE decode: at 512×512, pooling its buffers
-    /// added 1–2.6 GB to the peak). Other threads keep pooling.
+    /// Runs `body` with the buffers freed on this thread kept out of the pool, for work whose sizes nothing after it
+    /// asks for (a VAE decode: at 512×512, pooling its buffers added 1–2.6 GB to the peak): the most recent
+    /// `recycledBytes` of them serve the scope's own requests of their size (`RecycleBin`), and all go back to the
+    /// system when it ends. Other threads keep pooling.
     public static func unpooled<T>(_ body: () throws -> T) rethrows -> T {
         let previous = pthread_getspecific(unpooledKey)
-        pthread_setspecific(unpooledKey, UnsafeRawPointer(bitPattern: 1))
-        defer { pthread_setspecific(unpooledKey, previous) }
-        return try body()
+        let bin = RecycleBin(limit: recycledBytes)
+        pthread_setspecific(unpooledKey, Unmanaged.passUnretained(bin).toOpaque())
+        defer {
+            pthread_setspecific(unpooledKey, previous)
+            bin.empty()
+        }
+        return try withExtendedLifetime(bin) { try body() }
+    }
+
+    /// The most bytes of freed buffers an `unpooled` scope keeps for its own reuse: two of a 512×512 decode's
+    /// full-resolution activations (134 MB each), enough that a resnet block's four there reuse each other's.
+    public static let recycledBytes = 280 << 20
+
+    /// The recycle bin of the `unpooled` scope this thread is in, if any.
+    private static var currentBin: RecycleBin? {
+        pthread_getspecific(unpooledKey).map { Unmanaged<RecycleBin>.fromOpaque($0).takeUnretainedValue() }
     }
 
     private static let unpooledKey: pthread_key_t = {
@@ -115,18 +129,23 @@ public enum BufferPool {
     static func take(count: Int) -> UnsafeMutablePointer<Float> {
         let elements = max(count, 1)
         let tracked = pthread_getspecific(trackingKey)?.assumingMemoryBound(to: Statistics.self)
-        let reused: UnsafeMutablePointer<Float>? = lock.withLock {
+        // From the pool, else from this thread's `unpooled` scope, else from the system.
+        let pooled: UnsafeMutablePointer<Float>? = lock.withLock {
             stats.largestRequest = max(stats.largestRequest, count)
             tracked?.pointee.largestRequest = max(tracked?.pointee.largestRequest ?? 0, count)
-            guard let pointer = free[elements]?.popLast() else {
+            guard let pointer = free[elements]?.popLast() else { return nil }
+            pooledBytes -= elements * MemoryLayout<Float>.stride
+            return pointer
+        }
+        let reused = pooled ?? currentBin?.take(elements)
+        lock.withLock {
+            if reused == nil {
                 stats.systemAllocations += 1
                 tracked?.pointee.systemAllocations += 1
-                return nil
+            } else {
+                stats.reuses += 1
+                tracked?.pointee.reuses += 1
             }
-            pooledBytes -= elements * MemoryLayout<Float>.stride
-            stats.reuses += 1
-            tracked?.pointee.reuses += 1
-            return pointer
         }
         if let reused { return reused }
         // Large buffers on huge pages where the system offers them (`ck_alloc_buffer`).
@@ -139,14 +158,16 @@ public enum BufferPool {
     static func give(_ pointer: UnsafeMutablePointer<Float>, count: Int) {
         let elements = max(count, 1)
         let bytes = elements * MemoryLayout<Float>.stride
-        let kept: Bool =
-            pthread_getspecific(unpooledKey) == nil
-            && lock.withLock {
-                guard bytes <= largestPooledBytes && pooledBytes + bytes <= capacity else { return false }
-                free[elements, default: []].append(pointer)
-                pooledBytes += bytes
-                return true
-            }
+        if let bin = currentBin {
+            bin.keep(pointer, elements: elements)
+            return
+        }
+        let kept: Bool = lock.withLock {
+            guard bytes <= largestPooledBytes && pooledBytes + bytes <= capacity else { return false }
+            free[elements, default: []].append(pointer)
+            pooledBytes += bytes
+            return true
+        }
         if !kept { ck_free_buffer(pointer) }
     }
 

@@ -13,8 +13,9 @@ extension Bench {
             let side = size / vae.downscaleFactor
             let latents = Tensor(shape: [1, 4, side, side], values: (0..<(4 * side * side)).map { Float(($0 * 7919) % 997) / 498.5 - 1 })
             FileHandle.standardError.write(Data("farm bench: decoders at \(size)×\(size)…\n".utf8))
-            let full = Self.fastest(of: 2) { _ = vae.decode(latents.scaled(by: 1 / Float(vae.config.scalingFactor))) }
-            let fast = Self.fastest(of: 2) { _ = tiny.decode(latents) }
+            // Unpooled, as the pipeline decodes (`Pipeline.decode`).
+            let full = Self.fastest(of: 2) { BufferPool.unpooled { _ = vae.decode(latents.scaled(by: 1 / Float(vae.config.scalingFactor))) } }
+            let fast = Self.fastest(of: 2) { BufferPool.unpooled { _ = tiny.decode(latents) } }
             print(
                 String(
                     format: "%4d×%-4d VAE decode %7.2f s | TAESD decode %6.3f s | TAESD %5.1f× faster", size, size, full, fast,

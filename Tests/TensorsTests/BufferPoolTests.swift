@@ -24,6 +24,32 @@ import Testing
     #expect(big.systemAllocations == 2 && big.reuses == 0)
 }
 
+/// Inside `unpooled`, a freed buffer serves the scope's next request of its size (a VAE decode's repeated
+/// full-resolution sizes then cost no page faults); the scope keeps only its most recent `recycledBytes`, and nothing
+/// outlives it.
+@Test func unpooledScopeRecyclesItsOwnRecentBuffers() {
+    let size = 12_348
+    let within = BufferPool.track {
+        BufferPool.unpooled {
+            for _ in 0..<3 { _ = Tensor(zeros: [size]) }
+        }
+    }
+    #expect(within.systemAllocations == 1 && within.reuses == 2)
+    let after = BufferPool.track { _ = Tensor(zeros: [size]) }
+    #expect(after.systemAllocations == 1 && after.reuses == 0)
+    // Two buffers of 0.6 of the limit: keeping the second pushes out the first, so only the second is reused.
+    let first = BufferPool.recycledBytes / 4 * 3 / 5
+    let evicted = BufferPool.track {
+        BufferPool.unpooled {
+            _ = Tensor(zeros: [first])
+            _ = Tensor(zeros: [first + 1])
+            _ = Tensor(zeros: [first + 1])
+            _ = Tensor(zeros: [first])
+        }
+    }
+    #expect(evicted.systemAllocations == 3 && evicted.reuses == 1)
+}
+
 /// `drain(atLeast:)` returns the large buffers and keeps the small ones.
 @Test func drainAtLeastKeepsSmallBuffers() {
     let small = 12_347
