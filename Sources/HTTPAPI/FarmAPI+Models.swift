@@ -39,7 +39,7 @@ extension FarmAPI {
             let writer = try ModelUploadWriter(try directory.upload())
             for try await buffer in request.body { try await writer.append(buffer) }
             let stored: (sha256: String, size: Int64)
-            do { stored = try await writer.finish(expectedSHA256: declared) } catch let error as ModelFileError {
+            do { stored = try await writer.finish(expectedSHA256: declared) } catch let error as StoreFileError {
                 throw APIError(status: 422, error.message, field: "body")
             }
             let record = try await pool.run { try $0.addModel(name: name, kind: kind, sha256: stored.sha256, size: stored.size, config: config) }

@@ -5,17 +5,6 @@ import Foundation
     import Glibc
 #endif
 
-/// An image file could not be written, read or removed; says which and what to check.
-public struct ImageFileError: Error, CustomStringConvertible {
-    /// The file or folder concerned.
-    public var path: String
-    /// What failed, with the system's reason.
-    public var message: String
-
-    /// The one-line message.
-    public var description: String { "\(path): \(message)" }
-}
-
 /// The folder a coordinator keeps result images in (`--image-dir`), instead of PostgreSQL: each PNG under the
 /// SHA-256 of its bytes (`ab/abcdef….png`, so that one folder does not hold millions of files), written
 /// atomically (a temporary file, fsync, rename, fsync of the folder), so that a reader never sees half an image
@@ -26,15 +15,7 @@ public struct ImageDirectory: Sendable {
 
     /// Uses `path` (made if missing); throws when it cannot be made or written to.
     public init(path: String) throws {
-        root = URL(fileURLWithPath: path).standardizedFileURL
-        do {
-            try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
-        } catch {
-            throw ImageFileError(path: root.path, message: "cannot make the image folder (\((error as NSError).localizedDescription))")
-        }
-        guard access(root.path, W_OK | X_OK) == 0 else {
-            throw ImageFileError(path: root.path, message: "the image folder is not writable by this user (\(String(cString: strerror(errno))))")
-        }
+        root = try StoreFolder.make(path: path, role: "the image folder", writable: true)
     }
 
     /// Writes `png` under its SHA-256 `hash` (hex; the caller has it already) unless a file of that name and size is
@@ -45,11 +26,11 @@ public struct ImageDirectory: Sendable {
         var existing = stat()
         if stat(target, &existing) == 0, Int(existing.st_size) == png.count { return (target, png.count) }
         if mkdir(folder.path, 0o755) != 0 && errno != EEXIST {
-            throw ImageFileError(path: folder.path, message: "cannot make the folder (\(String(cString: strerror(errno))))")
+            throw StoreFileError(path: folder.path, message: "cannot make the folder (\(String(cString: strerror(errno))))")
         }
         let temporary = folder.appendingPathComponent(".\(hash).\(UUID().uuidString.prefix(8)).tmp").path
         let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw ImageFileError(path: temporary, message: "cannot create (\(String(cString: strerror(errno))))") }
+        guard fd >= 0 else { throw StoreFileError(path: temporary, message: "cannot create (\(String(cString: strerror(errno))))") }
         var closed = false
         defer {
             if !closed { close(fd) }
@@ -60,15 +41,15 @@ public struct ImageDirectory: Sendable {
                 while offset < buffer.count {
                     let written = Glibc.write(fd, buffer.baseAddress! + offset, buffer.count - offset)
                     if written < 0 && errno == EINTR { continue }
-                    guard written > 0 else { throw ImageFileError(path: temporary, message: "cannot write (\(String(cString: strerror(errno))))") }
+                    guard written > 0 else { throw StoreFileError(path: temporary, message: "cannot write (\(String(cString: strerror(errno))))") }
                     offset += written
                 }
             }
-            guard fsync(fd) == 0 else { throw ImageFileError(path: temporary, message: "cannot fsync (\(String(cString: strerror(errno))))") }
+            guard fsync(fd) == 0 else { throw StoreFileError(path: temporary, message: "cannot fsync (\(String(cString: strerror(errno))))") }
             closed = true
-            guard close(fd) == 0 else { throw ImageFileError(path: temporary, message: "cannot close (\(String(cString: strerror(errno))))") }
+            guard close(fd) == 0 else { throw StoreFileError(path: temporary, message: "cannot close (\(String(cString: strerror(errno))))") }
             guard rename(temporary, target) == 0 else {
-                throw ImageFileError(path: target, message: "cannot rename into place (\(String(cString: strerror(errno))))")
+                throw StoreFileError(path: target, message: "cannot rename into place (\(String(cString: strerror(errno))))")
             }
         } catch {
             unlink(temporary)
@@ -86,7 +67,7 @@ public struct ImageDirectory: Sendable {
     /// The bytes of the image file at `path` (as the database names it).
     public static func read(path: String) throws -> Data {
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw ImageFileError(
+            throw StoreFileError(
                 path: path, message: "the image file is missing or unreadable; the coordinator's --image-dir must be mounted at the same path here")
         }
         return data

@@ -5,17 +5,6 @@ import Foundation
     import Glibc
 #endif
 
-/// A model file could not be written, read or removed; says which and what to check.
-public struct ModelFileError: Error, CustomStringConvertible {
-    /// The file or folder concerned.
-    public var path: String
-    /// What failed, and what to do about it.
-    public var message: String
-
-    /// The one-line message.
-    public var description: String { "\(path): \(message)" }
-}
-
 /// The folder a coordinator keeps the model store's bytes in (`--model-store`): each model under the SHA-256 of its
 /// bytes (content-addressed, so two names of the same file share it), written through `Upload` (a temporary file
 /// hashed as it is written, fsync, rename), so that a reader never sees half a model. The database's `models` table
@@ -26,12 +15,7 @@ public struct ModelDirectory: Sendable {
 
     /// Uses `path` (made if missing); throws when it cannot be made.
     public init(path: String) throws {
-        root = URL(fileURLWithPath: path).standardizedFileURL
-        do {
-            try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
-        } catch {
-            throw ModelFileError(path: root.path, message: "cannot make the model store folder (\((error as NSError).localizedDescription))")
-        }
+        root = try StoreFolder.make(path: path, role: "the model store folder", writable: false)
     }
 
     /// The default folder: `$XDG_DATA_HOME/farm/models`, else `~/.local/share/farm/models`.
@@ -71,7 +55,7 @@ public struct ModelDirectory: Sendable {
             self.root = root
             temporary = root.appendingPathComponent(".upload-\(UUID().uuidString).tmp")
             guard FileManager.default.createFile(atPath: temporary.path, contents: nil) else {
-                throw ModelFileError(path: temporary.path, message: "cannot create a file in the model store (check its permissions and free space)")
+                throw StoreFileError(path: temporary.path, message: "cannot create a file in the model store (check its permissions and free space)")
             }
             handle = try FileHandle(forWritingTo: temporary)
         }
@@ -80,7 +64,7 @@ public struct ModelDirectory: Sendable {
         public func append<Bytes: Collection<UInt8>>(_ bytes: Bytes) throws {
             let data = Data(bytes)
             do { try handle.write(contentsOf: data) } catch {
-                throw ModelFileError(path: temporary.path, message: "cannot write (\((error as NSError).localizedDescription)); check the free space")
+                throw StoreFileError(path: temporary.path, message: "cannot write (\((error as NSError).localizedDescription)); check the free space")
             }
             hasher.update(data)
             size += Int64(data.count)
@@ -95,7 +79,7 @@ public struct ModelDirectory: Sendable {
             let sha256 = hasher.finalHex()
             if let expectedSHA256, expectedSHA256.lowercased() != sha256 {
                 try? FileManager.default.removeItem(at: temporary)
-                throw ModelFileError(
+                throw StoreFileError(
                     path: temporary.path,
                     message: "the bytes received hash to \(sha256), not the \(expectedSHA256) declared: the upload was damaged; send it again")
             }
@@ -103,7 +87,7 @@ public struct ModelDirectory: Sendable {
             guard rename(temporary.path, target.path) == 0 else {
                 let reason = String(cString: strerror(errno))
                 try? FileManager.default.removeItem(at: temporary)
-                throw ModelFileError(path: target.path, message: "cannot move the upload into place (\(reason))")
+                throw StoreFileError(path: target.path, message: "cannot move the upload into place (\(reason))")
             }
             return (sha256, size)
         }

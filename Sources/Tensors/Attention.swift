@@ -53,12 +53,9 @@ extension Tensor {
         query: Tensor, key: Tensor, value: Tensor, heads: Int, causal: Bool = false,
         blockRows: Int? = nil
     ) -> Tensor {
-        precondition(query.rank == 3 && key.rank == 3 && value.rank == 3, "attention needs [B, N, C] tensors")
+        ShapeCheck.attention(query: query.shape, key: key.shape, value: value.shape)
         let (batch, queries, width) = (query.shape[0], query.shape[1], query.shape[2])
         let (keys, valueWidth) = (key.shape[1], value.shape[2])
-        precondition(
-            key.shape[0] == batch && value.shape[0] == batch && value.shape[1] == keys && key.shape[2] == width,
-            "attention shapes do not agree: q \(query.shape), k \(key.shape), v \(value.shape)")
         // The device kernels keep a head's query and sums in registers: heads up to 512 channels wide (the VAE's one
         // head); wider ones run on the host.
         if let device = Tensor.device(of: query, key, value), width / heads <= 512, valueWidth / heads <= 512 {

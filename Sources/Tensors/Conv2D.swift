@@ -19,15 +19,9 @@ extension Tensor {
             let result = onDevice(device).conv2d(weight: device.weight(weight), bias: bias.map(device.parameter), stride: stride, padding: padding)
             return Tensor(device: result)
         }
-        precondition(
-            rank == 4 && weight.rank == 4 && weight.shape[1] == shape[1],
-            "conv2d needs input [N,C,H,W] and weight [O,C,kh,kw], got \(shape) and \(weight.shape)")
-        precondition(stride >= 1 && padding >= 0, "conv2d stride must be ≥ 1 and padding ≥ 0")
+        let (outHeight, outWidth) = ShapeCheck.conv2d(input: shape, weight: weight.shape, stride: stride, padding: padding)
         let (batch, channels, height, width) = (shape[0], shape[1], shape[2], shape[3])
         let (outChannels, kh, kw) = (weight.shape[0], weight.shape[2], weight.shape[3])
-        let outHeight = (height + 2 * padding - kh) / stride + 1
-        let outWidth = (width + 2 * padding - kw) / stride + 1
-        precondition(outHeight > 0 && outWidth > 0, "conv2d kernel \(kh)×\(kw) larger than padded input \(shape)")
         if let bias { precondition(bias.count == outChannels, "conv2d bias has \(bias.count) values, needs \(outChannels)") }
 
         var result = Tensor(uninitialized: [batch, outChannels, outHeight, outWidth])

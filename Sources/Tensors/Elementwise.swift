@@ -58,7 +58,7 @@ extension Tensor {
     public func geglu() -> Tensor {
         if let device { return Tensor(device: onDevice(device).geglu()) }
         let width = shape[rank - 1]
-        precondition(width % 2 == 0, "geglu needs an even last dimension, got \(shape)")
+        ShapeCheck.geglu(shape)
         let half = width / 2
         var outShape = shape
         outShape[rank - 1] = half

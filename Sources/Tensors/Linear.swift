@@ -156,9 +156,7 @@ extension Tensor {
     public func linear(weight: Tensor, bias: Tensor? = nil) -> Tensor {
         if let device { return Tensor(device: onDevice(device).linear(weight: device.weight(weight), bias: bias.map(device.parameter))) }
         let inFeatures = shape.last ?? 0
-        precondition(
-            weight.rank == 2 && weight.shape[1] == inFeatures,
-            "linear weight \(weight.shape) does not take input \(shape)")
+        ShapeCheck.linear(input: shape, weight: weight.shape)
         let outFeatures = weight.shape[0]
         let rows = count / max(inFeatures, 1)
         var outShape = shape

@@ -114,7 +114,7 @@ extension Tensor {
             return Tensor(device: onDevice(device).layerNorm(weight: device.parameter(weight), bias: device.parameter(bias), epsilon: epsilon))
         }
         let features = shape[rank - 1]
-        precondition(weight.count == features && bias.count == features, "layer norm affine needs \(features) values")
+        ShapeCheck.layerNorm(features: features, weight: weight.count, bias: bias.count)
         let rows = count / max(features, 1)
         var result = Tensor(uninitialized: shape)
         let output = result.mutablePointer()

@@ -208,3 +208,56 @@ extension Tensor {
         return result
     }
 }
+
+/// The shape checks that `Tensor` and `DeviceTensor` both make, kept in one place so that the two backends refuse the
+/// same inputs with the same message.
+enum ShapeCheck {
+    /// `newShape` with its -1 (if any) inferred, checked to hold the `count` elements of `shape`.
+    static func reshape(_ shape: [Int], count: Int, to newShape: [Int]) -> [Int] {
+        var resolved = newShape
+        if let hole = newShape.firstIndex(of: -1) {
+            let known = newShape.enumerated().filter { $0.offset != hole }.map(\.element).reduce(1, *)
+            precondition(known > 0 && count % known == 0, "cannot reshape \(shape) to \(newShape)")
+            resolved[hole] = count / known
+        }
+        precondition(resolved.reduce(1, *) == count, "cannot reshape \(shape) to \(newShape)")
+        return resolved
+    }
+
+    /// GEGLU splits the last dimension in halves, so it must be even.
+    static func geglu(_ shape: [Int]) {
+        precondition((shape.last ?? 0) % 2 == 0, "geglu needs an even last dimension, got \(shape)")
+    }
+
+    /// A dense layer's weight is [out, in] with `in` the input's last dimension.
+    static func linear(input: [Int], weight: [Int]) {
+        precondition(weight.count == 2 && weight[1] == (input.last ?? 0), "linear weight \(weight) does not take input \(input)")
+    }
+
+    /// Checks a convolution's operands and returns its output's height and width.
+    static func conv2d(input: [Int], weight: [Int], stride: Int, padding: Int) -> (height: Int, width: Int) {
+        precondition(
+            input.count == 4 && weight.count == 4 && weight[1] == input[1],
+            "conv2d needs input [N,C,H,W] and weight [O,C,kh,kw], got \(input) and \(weight)")
+        precondition(stride >= 1 && padding >= 0, "conv2d stride must be ≥ 1 and padding ≥ 0")
+        let (kh, kw) = (weight[2], weight[3])
+        let outHeight = (input[2] + 2 * padding - kh) / stride + 1
+        let outWidth = (input[3] + 2 * padding - kw) / stride + 1
+        precondition(outHeight > 0 && outWidth > 0, "conv2d kernel \(kh)×\(kw) larger than padded input \(input)")
+        return (outHeight, outWidth)
+    }
+
+    /// Layer norm's weight and bias hold one value per feature of the last dimension.
+    static func layerNorm(features: Int, weight: Int, bias: Int) {
+        precondition(weight == features && bias == features, "layer norm affine needs \(features) values")
+    }
+
+    /// Attention takes [B, N, C] query, key and value of one batch, keys and values of one count, queries and keys of
+    /// one width.
+    static func attention(query: [Int], key: [Int], value: [Int]) {
+        precondition(query.count == 3 && key.count == 3 && value.count == 3, "attention needs [B, N, C] tensors")
+        precondition(
+            key[0] == query[0] && value[0] == query[0] && value[1] == key[1] && key[2] == query[2],
+            "attention shapes do not agree: q \(query), k \(key), v \(value)")
+    }
+}

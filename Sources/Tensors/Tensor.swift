@@ -136,15 +136,8 @@ public struct Tensor {
     /// The same elements under another shape; shares storage (no copy).
     /// One dimension may be -1 and is then inferred.
     public func reshaped(_ newShape: [Int]) -> Tensor {
-        var resolved = newShape
-        if let hole = newShape.firstIndex(of: -1) {
-            let known = newShape.enumerated().filter { $0.offset != hole }.map(\.element).reduce(1, *)
-            precondition(known > 0 && count % known == 0, "cannot reshape \(shape) to \(newShape)")
-            resolved[hole] = count / known
-        }
-        precondition(resolved.reduce(1, *) == count, "cannot reshape \(shape) to \(newShape)")
         var view = self
-        view.shape = resolved
+        view.shape = ShapeCheck.reshape(shape, count: count, to: newShape)
         return view
     }
 

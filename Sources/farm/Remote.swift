@@ -119,52 +119,39 @@ struct FarmClient {
 
     /// Sends a request to `/v1/<path>` and returns the body of a 2xx answer; throws `RemoteError` otherwise.
     func send(_ method: String, _ path: String, query: [URLQueryItem] = [], body: Data? = nil) throws -> Data {
-        var components = URLComponents(url: base.appendingPathComponent("v1/" + path), resolvingAgainstBaseURL: false)!
-        if !query.isEmpty { components.queryItems = query }
-        var request = URLRequest(url: components.url!)
-        request.httpMethod = method
-        request.timeoutInterval = 120
-        if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
+        var request = request(method, path, query: query, timeout: 120)
         if let body {
             request.httpBody = body
             request.setValue("application/octet-stream", forHTTPHeaderField: "Content-Type")
         }
-        final class Outcome: @unchecked Sendable {
-            var data: Data?
-            var response: URLResponse?
-            var error: Error?
-        }
-        let outcome = Outcome()
-        let done = DispatchSemaphore(value: 0)
-        URLSession.shared.dataTask(with: request) { data, response, error in
-            outcome.data = data
-            outcome.response = response
-            outcome.error = error
-            done.signal()
-        }.resume()
-        done.wait()
-        if let error = outcome.error {
-            throw RemoteError(message: "\(base.absoluteString): \(error.localizedDescription)")
-        }
-        let status = (outcome.response as? HTTPURLResponse)?.statusCode ?? 0
-        let data = outcome.data ?? Data()
-        guard (200..<300).contains(status) else {
-            let message = (try? JSONDecoder().decode(ErrorReply.self, from: data))?.error ?? "HTTP \(status) from \(components.url!.absoluteString)"
-            throw RemoteError(message: message, status: status)
-        }
-        return data
+        return try perform(request) { URLSession.shared.dataTask(with: request, completionHandler: $0) }
     }
 
     /// Streams `file` as the body of `PUT /v1/<path>` (never read into memory) and returns the body of a 2xx answer.
     func upload(_ path: String, file: URL, query: [URLQueryItem] = [], headers: [String: String] = [:]) throws -> Data {
+        // Longer than `send`'s: a model of several GB takes minutes on a slow link.
+        var request = request("PUT", path, query: query, timeout: 600)
+        request.setValue("application/octet-stream", forHTTPHeaderField: "Content-Type")
+        for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
+        return try perform(request) { URLSession.shared.uploadTask(with: request, fromFile: file, completionHandler: $0) }
+    }
+
+    /// The request for `method /v1/<path>?query`, with the token; the caller adds the body.
+    private func request(_ method: String, _ path: String, query: [URLQueryItem], timeout: TimeInterval) -> URLRequest {
         var components = URLComponents(url: base.appendingPathComponent("v1/" + path), resolvingAgainstBaseURL: false)!
         if !query.isEmpty { components.queryItems = query }
         var request = URLRequest(url: components.url!)
-        request.httpMethod = "PUT"
-        request.timeoutInterval = 600
+        request.httpMethod = method
+        request.timeoutInterval = timeout
         if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
-        request.setValue("application/octet-stream", forHTTPHeaderField: "Content-Type")
-        for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
+        return request
+    }
+
+    /// Starts the task `start` makes with the given completion handler, waits for it, and returns the body of a 2xx
+    /// answer; throws `RemoteError` (the API's own error line when the body has one) for no answer or any other status.
+    private func perform(
+        _ request: URLRequest, start: (@escaping @Sendable (Data?, URLResponse?, (any Error)?) -> Void) -> URLSessionTask
+    ) throws -> Data {
         final class Outcome: @unchecked Sendable {
             var data: Data?
             var response: URLResponse?
@@ -172,7 +159,7 @@ struct FarmClient {
         }
         let outcome = Outcome()
         let done = DispatchSemaphore(value: 0)
-        URLSession.shared.uploadTask(with: request, fromFile: file) { data, response, error in
+        start { data, response, error in
             outcome.data = data
             outcome.response = response
             outcome.error = error
@@ -183,7 +170,7 @@ struct FarmClient {
         let status = (outcome.response as? HTTPURLResponse)?.statusCode ?? 0
         let data = outcome.data ?? Data()
         guard (200..<300).contains(status) else {
-            let message = (try? JSONDecoder().decode(ErrorReply.self, from: data))?.error ?? "HTTP \(status) from \(components.url!.absoluteString)"
+            let message = (try? JSONDecoder().decode(ErrorReply.self, from: data))?.error ?? "HTTP \(status) from \(request.url!.absoluteString)"
             throw RemoteError(message: message, status: status)
         }
         return data

@@ -29,7 +29,7 @@ struct ResultOptions: ParsableArguments {
             throw ValidationError("--notify-give-up-seconds must be in (0, 604800]")
         }
         if let imageDir {
-            do { _ = try ImageDirectory(path: imageDir) } catch let error as ImageFileError {
+            do { _ = try ImageDirectory(path: imageDir) } catch let error as StoreFileError {
                 throw ValidationError("--image-dir: \(error.description)")
             }
         }

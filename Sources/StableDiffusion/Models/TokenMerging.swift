@@ -86,13 +86,9 @@ struct TokenMerge {
             for row in 0..<batch {
                 let from = input + row * tokens * channels
                 let to = output + row * mergedTokens * channels
-                for (position, source) in kept[row].enumerated() {
-                    (to + position * channels).update(from: from + sources[source] * channels, count: channels)
-                }
                 let base = to + kept[row].count * channels
-                for (position, destination) in destinations.enumerated() {
-                    (base + position * channels).update(from: from + destination * channels, count: channels)
-                }
+                Self.copyRows(kept[row].count, channels: channels, from: from, to: to) { (sources[kept[row][$0]], $0) }
+                Self.copyRows(destinations.count, channels: channels, from: from, to: base) { (destinations[$0], $0) }
                 var counts = [Float](repeating: 1, count: destinations.count)
                 for (source, target) in zip(merged[row], targets[row]) {
                     let sum = base + target * channels
@@ -120,15 +116,9 @@ struct TokenMerge {
                 let from = input + row * mergedTokens * channels
                 let to = output + row * tokens * channels
                 let base = from + kept[row].count * channels
-                for (position, destination) in destinations.enumerated() {
-                    (to + destination * channels).update(from: base + position * channels, count: channels)
-                }
-                for (position, source) in kept[row].enumerated() {
-                    (to + sources[source] * channels).update(from: from + position * channels, count: channels)
-                }
-                for (source, target) in zip(merged[row], targets[row]) {
-                    (to + sources[source] * channels).update(from: base + target * channels, count: channels)
-                }
+                Self.copyRows(destinations.count, channels: channels, from: base, to: to) { ($0, destinations[$0]) }
+                Self.copyRows(kept[row].count, channels: channels, from: from, to: to) { ($0, sources[kept[row][$0]]) }
+                Self.copyRows(merged[row].count, channels: channels, from: base, to: to) { (targets[row][$0], sources[merged[row][$0]]) }
             }
         }
         return result
@@ -155,11 +145,18 @@ struct TokenMerge {
         let channels = x.shape[1]
         var result = Tensor(uninitialized: [indices.count, channels])
         let output = result.mutablePointer()
-        withExtendedLifetime(x) {
-            for (position, index) in indices.enumerated() {
-                (output + position * channels).update(from: x.pointer + index * channels, count: channels)
-            }
-        }
+        withExtendedLifetime(x) { copyRows(indices.count, channels: channels, from: x.pointer, to: output) { (indices[$0], $0) } }
         return result
+    }
+
+    /// For each i in 0..<count, copies row `rows(i).from` of `from` to row `rows(i).to` of `to` (rows of `channels`
+    /// elements): the one gather/scatter that merging, unmerging and picking rows all are.
+    private static func copyRows(
+        _ count: Int, channels: Int, from: UnsafePointer<Float>, to: UnsafeMutablePointer<Float>, _ rows: (Int) -> (from: Int, to: Int)
+    ) {
+        for i in 0..<count {
+            let (source, target) = rows(i)
+            (to + target * channels).update(from: from + source * channels, count: channels)
+        }
     }
 }

@@ -14,7 +14,7 @@ extension DeviceTensor {
     /// GEGLU: the last dimension's halves (a, g) → a · gelu(g) (`Tensor.geglu`).
     public func geglu() -> DeviceTensor {
         let width = shape[rank - 1]
-        precondition(width % 2 == 0, "geglu needs an even last dimension, got \(shape)")
+        ShapeCheck.geglu(shape)
         var outShape = shape
         outShape[rank - 1] = width / 2
         let result = device.uninitialized(outShape)
@@ -122,12 +122,9 @@ extension DeviceTensor {
     public static func attention(query: DeviceTensor, key: DeviceTensor, value: DeviceTensor, heads: Int, causal: Bool = false)
         -> DeviceTensor
     {
-        precondition(query.rank == 3 && key.rank == 3 && value.rank == 3, "attention needs [B, N, C] tensors")
+        ShapeCheck.attention(query: query.shape, key: key.shape, value: value.shape)
         let (batch, queries, width) = (query.shape[0], query.shape[1], query.shape[2])
         let (keys, valueWidth) = (key.shape[1], value.shape[2])
-        precondition(
-            key.shape[0] == batch && value.shape[0] == batch && value.shape[1] == keys && key.shape[2] == width,
-            "attention shapes do not agree: q \(query.shape), k \(key.shape), v \(value.shape)")
         let (dim, valueDim) = (width / heads, valueWidth / heads)
         precondition(dim <= 512 && valueDim <= 512, "the device's attention takes heads of at most 512 channels, not \(dim)")
         let result = query.device.uninitialized([batch, queries, valueWidth])

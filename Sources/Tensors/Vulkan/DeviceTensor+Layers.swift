@@ -6,7 +6,7 @@ extension DeviceTensor {
     /// A dense layer as PyTorch stores it: self [..., in] · weightᵀ [out, in] + bias [out] (`Tensor.linear`).
     public func linear(weight: DeviceTensor, bias: DeviceTensor? = nil) -> DeviceTensor {
         let inputs = shape.last ?? 0
-        precondition(weight.rank == 2 && weight.shape[1] == inputs, "linear weight \(weight.shape) does not take input \(shape)")
+        ShapeCheck.linear(input: shape, weight: weight.shape)
         precondition(weight.element == .float16, "device weights are float16: upload them with uploadWeight")
         let outputs = weight.shape[0]
         let rows = count / max(inputs, 1)
@@ -22,15 +22,10 @@ extension DeviceTensor {
 
     /// 2-D convolution of NCHW input with weight [O, C, kh, kw] (`Tensor.conv2d`), as an implicit GEMM.
     public func conv2d(weight: DeviceTensor, bias: DeviceTensor? = nil, stride: Int = 1, padding: Int = 0) -> DeviceTensor {
-        precondition(
-            rank == 4 && weight.rank == 4 && weight.shape[1] == shape[1],
-            "conv2d needs input [N,C,H,W] and weight [O,C,kh,kw], got \(shape) and \(weight.shape)")
+        let (outHeight, outWidth) = ShapeCheck.conv2d(input: shape, weight: weight.shape, stride: stride, padding: padding)
         precondition(weight.element == .float16, "device weights are float16: upload them with uploadWeight")
         let (batch, channels, height, width) = (shape[0], shape[1], shape[2], shape[3])
         let (outChannels, kh, kw) = (weight.shape[0], weight.shape[2], weight.shape[3])
-        let outHeight = (height + 2 * padding - kh) / stride + 1
-        let outWidth = (width + 2 * padding - kw) / stride + 1
-        precondition(outHeight > 0 && outWidth > 0, "conv2d kernel \(kh)×\(kw) larger than padded input \(shape)")
         let result = device.uninitialized([batch, outChannels, outHeight, outWidth])
         let push = [channels, height, width, outChannels, kh, kw, outHeight, outWidth, stride, padding, bias == nil ? 0 : 1]
         device.dispatch(
@@ -57,7 +52,7 @@ extension DeviceTensor {
     /// Layer normalisation over the last dimension (`Tensor.layerNorm`).
     public func layerNorm(weight: DeviceTensor, bias: DeviceTensor, epsilon: Float = 1e-5) -> DeviceTensor {
         let features = shape[rank - 1]
-        precondition(weight.count == features && bias.count == features, "layer norm affine needs \(features) values")
+        ShapeCheck.layerNorm(features: features, weight: weight.count, bias: bias.count)
         let result = device.uninitialized(shape)
         device.dispatch(
             "layer_norm", buffers: [buffer, weight.buffer, bias.buffer, result.buffer],

@@ -23,15 +23,8 @@ public struct DeviceTensor {
 
     /// The same elements under another shape (one dimension may be -1); no copy.
     public func reshaped(_ newShape: [Int]) -> DeviceTensor {
-        var resolved = newShape
-        if let hole = newShape.firstIndex(of: -1) {
-            let known = newShape.enumerated().filter { $0.offset != hole }.map(\.element).reduce(1, *)
-            precondition(known > 0 && count % known == 0, "cannot reshape \(shape) to \(newShape)")
-            resolved[hole] = count / known
-        }
-        precondition(resolved.reduce(1, *) == count, "cannot reshape \(shape) to \(newShape)")
         var view = self
-        view.shape = resolved
+        view.shape = ShapeCheck.reshape(shape, count: count, to: newShape)
         return view
     }
 }

@@ -1,7 +1,8 @@
 import Foundation
 
 /// The compute shaders' SPIR-V: compiled from `Sources/Tensors/Shaders/*.comp` by `Tools/compile_shaders.sh` and
-/// committed (`VulkanShaders+SPIRV.swift`), so that neither a build nor a host needs glslc.
+/// committed (`VulkanShaders+<Group>SPIRV.swift`, joined in `VulkanShaders+SPIRV.swift`), so that neither a build
+/// nor a host needs glslc.
 public enum VulkanShaders {
     /// Every shader's name (its file name without `.comp`), sorted.
     public static var names: [String] { base64.keys.sorted() }
