@@ -188,9 +188,10 @@ def main():
         sys.exit(f"unknown peer(s) {unknown}: choose from {', '.join(PEERS)}")
     sizes = [s.strip() for s in args.sizes.split(",")]
     print(f"farm bench ({args.threads} threads)...", file=sys.stderr, flush=True)
+    # farm bench's progress (each step's seconds, memory) goes straight to this stderr; only its JSON is read.
     ours = json.loads(subprocess.run([args.farm, "bench", "--json", "--arch", args.arch, "--sizes", args.sizes,
                                       "--steps", str(args.steps), "--threads", str(args.threads)],
-                                     check=True, capture_output=True, text=True).stdout)
+                                     check=True, stdout=subprocess.PIPE, text=True).stdout)
     print(json.dumps(ours), file=sys.stderr, flush=True)
     figures = {peer: {} for peer in peers}
     for peer in peers:

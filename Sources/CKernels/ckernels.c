@@ -325,24 +325,6 @@ CK_SHORT(avx512, __attribute__((target("avx512f,avx512dq,avx512vl,avx2,fma"))))
 #include "attention_rows.h"
 #endif
 
-static int ck_ceiling = CK_AVX512;
-
-ck_level ck_level_now(void) {
-#if !CK_X86
-    return CK_BASELINE;
-#else
-    static int detected = -1;
-    if (detected < 0) {
-        __builtin_cpu_init();
-        if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")) detected = CK_AVX512;
-        else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) detected = CK_AVX2;
-        else detected = CK_BASELINE;
-    }
-    return (ck_level)(detected < ck_ceiling ? detected : ck_ceiling);
-#endif
-}
-
-
 void ck_softmax_row(float *row, size_t width) {
     CK_DISPATCH(ck_softmax_row, (row, width))
 }
@@ -405,30 +387,4 @@ void ck_flash_rows(const float *q, size_t ldq, const float *kp, const float *vp,
                    size_t rows, size_t first, int causal, size_t nk, size_t d, size_t dv, float scale,
                    float *scratch) {
     CK_DISPATCH(ck_flash_rows, (q, ldq, kp, vp, out, ldo, rows, first, causal, nk, d, dv, scale, scratch))
-}
-
-const char *ck_instruction_set(void) {
-    switch (ck_level_now()) {
-    case CK_AVX512: return "avx512";
-    case CK_AVX2: return "avx2+fma";
-    default: return "baseline";
-    }
-}
-
-void ck_limit_instruction_set(int level) { ck_ceiling = level < 0 ? CK_AVX512 : level; }
-
-unsigned ck_cpu_features(void) {
-#if !CK_X86
-    return 0;
-#else
-    __builtin_cpu_init();
-    unsigned features = 0;
-    if (__builtin_cpu_supports("avx2")) features |= CK_CPU_AVX2;
-    if (__builtin_cpu_supports("fma")) features |= CK_CPU_FMA;
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq")
-        && __builtin_cpu_supports("avx512vl")) features |= CK_CPU_AVX512;
-    if (__builtin_cpu_supports("avx512bf16")) features |= CK_CPU_AVX512_BF16;
-    if (__builtin_cpu_is("amd")) features |= CK_CPU_AMD;
-    return features;
-#endif
 }

@@ -15,16 +15,19 @@ typedef enum { CK_BASELINE = 0, CK_AVX2 = 1, CK_AVX512 = 2 } ck_level;
 /// The instruction set the kernels run with now: the best the CPU has, capped by ck_limit_instruction_set.
 ck_level ck_level_now(void);
 
-// The same call on the best instruction set available (each kernel is compiled once per set).
+// The same call on the instruction set LEVEL names (each kernel is compiled once per set); CK_DISPATCH uses the
+// best available, a kernel that needs more than a level promises (F16C) passes its own lower level.
 #if CK_X86
-#define CK_DISPATCH(NAME, ARGS)                                                              \
-    switch (ck_level_now()) {                                                                \
+#define CK_DISPATCH_AT(LEVEL, NAME, ARGS)                                                    \
+    switch (LEVEL) {                                                                         \
     case CK_AVX512: NAME##_avx512 ARGS; break;                                               \
     case CK_AVX2: NAME##_avx2 ARGS; break;                                                   \
     default: NAME##_baseline ARGS; break;                                                    \
     }
 #else
-#define CK_DISPATCH(NAME, ARGS) NAME##_baseline ARGS;
+#define CK_DISPATCH_AT(LEVEL, NAME, ARGS) NAME##_baseline ARGS;
 #endif
+
+#define CK_DISPATCH(NAME, ARGS) CK_DISPATCH_AT(ck_level_now(), NAME, ARGS)
 
 #endif

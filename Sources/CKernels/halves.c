@@ -156,14 +156,9 @@ static ck_level ck_half_level(void) {
     return level == CK_AVX2 && !f16c ? CK_BASELINE : level;
 }
 
-#define CK_HALF_DISPATCH(NAME, ARGS)                                                         \
-    switch (ck_half_level()) {                                                               \
-    case CK_AVX512: NAME##_avx512 ARGS; break;                                               \
-    case CK_AVX2: NAME##_avx2 ARGS; break;                                                   \
-    default: NAME##_baseline ARGS; break;                                                    \
-    }
+#define CK_HALF_DISPATCH(NAME, ARGS) CK_DISPATCH_AT(ck_half_level(), NAME, ARGS)
 #else
-#define CK_HALF_DISPATCH(NAME, ARGS) NAME##_baseline ARGS;
+#define CK_HALF_DISPATCH(NAME, ARGS) CK_DISPATCH_AT(CK_BASELINE, NAME, ARGS)
 #endif
 
 void ck_widen_f16(const void *src, float *dst, size_t count) { CK_HALF_DISPATCH(ck_widen_f16, (src, dst, count)) }

@@ -117,9 +117,8 @@ public final class Housekeeper: @unchecked Sendable {
         repeat {
             guard let current = connect(&store, &told) else { continue }
             do {
-                var report = PruneReport()
                 // Step by step: each is one short transaction, and a stop is seen between them.
-                while !isStopped, let step = try current.pruneStep(olderThan: nil) { report.add(step) }
+                let report = try current.prune(olderThan: nil, continuing: { !isStopped })
                 if report.jobs > 0 || report.tasks > 0 {
                     logger.info(
                         "expired \(report.jobs) job(s): \(report.images) image(s), \(report.tasks) task(s), \(report.events) event(s), \(report.bytesFreed) bytes",

@@ -26,10 +26,14 @@ public struct StoredAddOns: Codable, Equatable, Sendable {
 }
 
 extension TaskParameters {
+    /// A prompt's LoRA tag, its name captured: matched case-insensitively here and by the claim's SQL, which must
+    /// agree on what a task needs (the syntax is the same in ICU's and PostgreSQL's regular expressions).
+    public static let loraTagPattern = "<(?:lora|lyco):([^:>]+)"
+
     /// The LoRA names a task uses: its prompt's `<lora:NAME:…>` (or `<lyco:…>`) tags, as the claim reads them, and
     /// its `loras`.
     public var loraNames: [String] {
-        let pattern = try? NSRegularExpression(pattern: "<(?:lora|lyco):([^:>]+)", options: [.caseInsensitive])
+        let pattern = try? NSRegularExpression(pattern: Self.loraTagPattern, options: [.caseInsensitive])
         let text = prompt as NSString
         let tags = (pattern?.matches(in: prompt, range: NSRange(location: 0, length: text.length)) ?? []).map {
             text.substring(with: $0.range(at: 1))

@@ -65,7 +65,7 @@ extension JobStore {
                            AND (t.parameters->'require' IS NULL
                                 OR ARRAY(SELECT jsonb_array_elements_text(t.parameters->'require')) <@ $9::text[])))
                   AND (t.parameters->>'prompt' NOT LIKE '%<%'
-                       OR ARRAY(SELECT m[1] FROM regexp_matches(t.parameters->>'prompt', '<(?:lora|lyco):([^:>]+)', 'gi') m)
+                       OR ARRAY(SELECT m[1] FROM regexp_matches(t.parameters->>'prompt', '\(TaskParameters.loraTagPattern)', 'gi') m)
                           <@ coalesce($8::text[], '{}'::text[]))
                 ORDER BY t.index
                 LIMIT $2

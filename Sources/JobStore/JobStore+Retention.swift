@@ -14,11 +14,14 @@ extension JobStore {
 
     /// Prunes every prunable job: those finished more than `olderThan` seconds ago, and those past their
     /// `expires_after` (nil `olderThan`: only those). With `vacuum`, VACUUMs the tables after, so that PostgreSQL can
-    /// reuse (and, at their ends, hand back) the space, and reports their sizes before and after.
-    public func prune(olderThan: Double?, batchSize: Int = pruneBatch, vacuum: Bool = false) throws -> PruneReport {
+    /// reuse (and, at their ends, hand back) the space, and reports their sizes before and after. `continuing` is asked
+    /// before each step (a daemon stopping ends the prune between two short transactions).
+    public func prune(
+        olderThan: Double?, batchSize: Int = pruneBatch, vacuum: Bool = false, continuing: () -> Bool = { true }
+    ) throws -> PruneReport {
         let before = vacuum ? try relationBytes() : nil
         var report = PruneReport()
-        while let step = try pruneStep(olderThan: olderThan, batchSize: batchSize) {
+        while continuing(), let step = try pruneStep(olderThan: olderThan, batchSize: batchSize) {
             report.add(step)
         }
         if vacuum {

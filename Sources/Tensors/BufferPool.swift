@@ -129,15 +129,19 @@ public enum BufferPool {
     static func take(count: Int) -> UnsafeMutablePointer<Float> {
         let elements = max(count, 1)
         let tracked = pthread_getspecific(trackingKey)?.assumingMemoryBound(to: Statistics.self)
-        // From the pool, else from this thread's `unpooled` scope, else from the system.
+        // From the pool, else from this thread's `unpooled` scope, else from the system. A pool hit is counted under
+        // the lock that found it; only a miss takes the lock again, to count where its buffer came from.
         let pooled: UnsafeMutablePointer<Float>? = lock.withLock {
             stats.largestRequest = max(stats.largestRequest, count)
             tracked?.pointee.largestRequest = max(tracked?.pointee.largestRequest ?? 0, count)
             guard let pointer = free[elements]?.popLast() else { return nil }
             pooledBytes -= elements * MemoryLayout<Float>.stride
+            stats.reuses += 1
+            tracked?.pointee.reuses += 1
             return pointer
         }
-        let reused = pooled ?? currentBin?.take(elements)
+        if let pooled { return pooled }
+        let reused = currentBin?.take(elements)
         lock.withLock {
             if reused == nil {
                 stats.systemAllocations += 1

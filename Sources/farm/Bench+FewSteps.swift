@@ -7,7 +7,8 @@ import Tensors
 /// same prompt and seeds as the full computation (DPM++ 2M, `--steps` steps, CFG 7.5, VAE decode) and is timed end
 /// to end (sampling and decode, text encoding left out; the TAESD row decodes the full computation's latents and
 /// counts their sampling time); its pictures are compared with the full computation's by PSNR and SSIM over the
-/// 8-bit pixels, averaged over the seeds.
+/// 8-bit pixels, averaged over the seeds. The options take turns within each seed, so that a drift in the machine's
+/// speed falls on all of them alike.
 extension Bench {
     /// One option of the comparison: a name and how it changes the full computation's settings.
     struct FewStepOption {
@@ -43,41 +44,45 @@ extension Bench {
                     format: "%d×%d, DPM++ 2M %d steps CFG 7.5 unless named, seeds 1...%d; seconds per image (sampling + decode)", size, size, steps,
                     seeds.count))
             print("option                    |  s/image | speed-up | PSNR dB |  SSIM")
-            var reference: [[UInt8]] = []
-            // The full computation's latents and sampling time: TAESD decodes the same latents.
-            var fullLatents: [Tensor] = []
-            var fullSampling = 0.0
-            var fullSeconds = 0.0
-            for option in Self.fewStepOptions where !option.tinyDecode || tinyFits {
-                FileHandle.standardError.write(Data("farm bench: \(option.name) at \(size)×\(size)…\n".utf8))
-                pipeline.tinyAutoencoder = option.tinyDecode ? tiny : nil
-                var images: [[UInt8]] = []
-                var seconds = 0.0
-                for (index, seed) in seeds.enumerated() {
+            let options = Self.fewStepOptions.filter { !$0.tinyDecode || tinyFits }
+            // Seeds outside, options inside: this machine's speed drifts by a third over minutes, and running each
+            // option's seeds in turn would give that drift to whole rows; taken in turns, every option shares it.
+            var images = [[[UInt8]]](repeating: [], count: options.count)
+            var seconds = [Double](repeating: 0, count: options.count)
+            for seed in seeds {
+                // The full computation's latents and sampling time: TAESD decodes the same latents.
+                var fullLatents: Tensor?
+                var fullSampling = 0.0
+                for (index, option) in options.enumerated() {
+                    FileHandle.standardError.write(Data("farm bench: \(option.name) at \(size)×\(size), seed \(seed)…\n".utf8))
+                    pipeline.tinyAutoencoder = option.tinyDecode ? tiny : nil
                     var settings = Pipeline.Settings()
                     (settings.width, settings.height, settings.steps, settings.sampler, settings.seed) = (size, size, steps, .dpmpp2m, seed)
                     option.change(&settings)
                     let latents: Tensor
-                    if option.tinyDecode {
-                        (latents, seconds) = (fullLatents[index], seconds + fullSampling / Double(seeds.count))
+                    if option.tinyDecode, let fullLatents {
+                        (latents, seconds[index]) = (fullLatents, seconds[index] + fullSampling)
                     } else {
                         let start = DispatchTime.now().uptimeNanoseconds
                         latents = try pipeline.sample(conditional: conditional, unconditional: unconditional, settings: settings)
                         let sampling = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-                        seconds += sampling
-                        if reference.isEmpty { (fullSampling, fullLatents) = (fullSampling + sampling, fullLatents + [latents]) }
+                        seconds[index] += sampling
+                        if index == 0 { (fullSampling, fullLatents) = (sampling, latents) }
                     }
                     let start = DispatchTime.now().uptimeNanoseconds
-                    images.append(pipeline.decode(latents)[0])
-                    seconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+                    images[index].append(pipeline.decode(latents)[0])
+                    seconds[index] += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
                 }
-                seconds /= Double(seeds.count)
-                if reference.isEmpty { (reference, fullSeconds) = (images, seconds) }
-                let psnr = zip(images, reference).map { ImageQuality.psnr($0, $1) }.reduce(0, +) / Double(seeds.count)
-                let ssim = zip(images, reference).map { ImageQuality.ssim($0, $1, width: size, height: size) }.reduce(0, +) / Double(seeds.count)
+            }
+            let fullSeconds = seconds[0] / Double(seeds.count)
+            for (index, option) in options.enumerated() {
+                let perImage = seconds[index] / Double(seeds.count)
+                let pairs = zip(images[index], images[0])
+                let psnr = pairs.map { ImageQuality.psnr($0, $1) }.reduce(0, +) / Double(seeds.count)
+                let ssim = pairs.map { ImageQuality.ssim($0, $1, width: size, height: size) }.reduce(0, +) / Double(seeds.count)
                 print(
                     option.name.padding(toLength: 25, withPad: " ", startingAt: 0)
-                        + String(format: " | %8.2f | %7.2f× | %7.2f | %.4f", seconds, fullSeconds / seconds, psnr, ssim))
+                        + String(format: " | %8.2f | %7.2f× | %7.2f | %.4f", perImage, fullSeconds / perImage, psnr, ssim))
             }
         }
     }

@@ -6,7 +6,9 @@
 //   swift run -c release tensors-bench attention-memory
 //                                                  only 4096-token self-attention; prints peak RSS
 //   swift run -c release tensors-bench halves   fp16 weights against the same weights in Float32
-//   swift run -c release tensors-bench text     a text encoder's layers on two prompts: two calls against one batch
+//   swift run -c release tensors-bench text [f32]
+//                                                  a text encoder's layers (fp16 weights, or Float32) on two prompts:
+//                                                  two calls against one batch
 //
 // Thresholds (issue 3): conv2d 3×3 ≥ 80 % and attention ≥ 60 % of the sgemm rate;
 // peak memory of the 4096-token attention run < 200 MB. Issue 24: a layer on fp16 weights (widened as it
@@ -201,16 +203,17 @@ func benchmarkHalves() {
     }
 }
 
-/// A CLIP ViT-L text encoder's 12 layers (random fp16 weights) over a prompt and a negative prompt of 77 tokens: two
+/// A CLIP ViT-L text encoder's 12 layers (random weights, fp16 or Float32) over a prompt and a negative prompt of 77 tokens: two
 /// calls of one row each (as prompts were encoded before) against one call of both rows, in turns, on the clock and in
 /// processor time. Over 77 rows a layer is bound by reading (and widening) its weights, which one call does once.
-func benchmarkTextBatch() {
+func benchmarkTextBatch(halves: Bool) {
     let (width, hidden, heads) = (768, 3072, 12)
+    func stored(_ weight: Tensor) -> Tensor { halves ? weight.narrowed(to: .float16) : weight }
     let layers = (0..<12).map { _ in
         (
-            q: random([width, width], scale: 0.03).narrowed(to: .float16), k: random([width, width], scale: 0.03).narrowed(to: .float16),
-            v: random([width, width], scale: 0.03).narrowed(to: .float16), o: random([width, width], scale: 0.03).narrowed(to: .float16),
-            fc1: random([hidden, width], scale: 0.03).narrowed(to: .float16), fc2: random([width, hidden], scale: 0.02).narrowed(to: .float16),
+            q: stored(random([width, width], scale: 0.03)), k: stored(random([width, width], scale: 0.03)),
+            v: stored(random([width, width], scale: 0.03)), o: stored(random([width, width], scale: 0.03)),
+            fc1: stored(random([hidden, width], scale: 0.03)), fc2: stored(random([width, hidden], scale: 0.02)),
             bias: random([width]), wide: random([hidden]), gamma: Tensor(shape: [width], values: Array(repeating: 1, count: width))
         )
     }
@@ -241,7 +244,7 @@ func benchmarkTextBatch() {
     print(
         String(
             format:
-                "text encoder, 12 layers, fp16: 2 calls × 77 rows %7.1f ms (cpu %7.1f)  1 call × 154 rows %7.1f ms (cpu %7.1f)  ratio clock %.3f, cpu %.3f",
+                "text encoder, 12 layers, \(halves ? "fp16" : "Float32"): 2 calls × 77 rows %7.1f ms (cpu %7.1f)  1 call × 154 rows %7.1f ms (cpu %7.1f)  ratio clock %.3f, cpu %.3f",
             apart * 1000, apartWork * 1000, together * 1000, togetherWork * 1000, together / apart, togetherWork / apartWork))
 }
 
@@ -265,7 +268,7 @@ if arguments.first == "attention-memory" {
 } else if arguments.first == "halves" {
     benchmarkHalves()
 } else if arguments.first == "text" {
-    benchmarkTextBatch()
+    benchmarkTextBatch(halves: arguments.dropFirst().first != "f32")
 } else if arguments.first == "conv" {
     // Every 3×3 layer size SD 1.5 has at 512×512 (UNet, batch 2) and in its VAE decoder (batch 1).
     for (batch, channels, size) in [
