@@ -114,7 +114,7 @@ func prometheusSamples(_ text: String) -> [String: Double] {
     // The worker's metrics, once its last result is acknowledged.
     var samples: [String: Double] = [:]
     #expect(
-        try waitFor(10) {
+        try waitFor(30) {
             samples = prometheusSamples(String(decoding: try httpRequest("GET", "http://127.0.0.1:\(port)/metrics").body, as: UTF8.self))
             return samples["farm_worker_unacknowledged_results"] == 0 && samples[#"farm_worker_tasks_total{outcome="done"}"#] == 5
         }, "\(samples)")

@@ -225,7 +225,7 @@ func farmAcrossNetworkNamespaces() throws {
             """, [job]
         ).single().decode("n", as: Int64.self)
     }
-    #expect(try waitFor(10) { try requeued() >= 1 }, "host1's task was requeued when it was lost")
+    #expect(try waitFor(30) { try requeued() >= 1 }, "host1's task was requeued when it was lost")
     // Restore the link: the worker introduces itself again.
     let joinsBefore = coordinator.output.components(separatedBy: "worker host1 on").count
     try network.setLink(host: 0, up: true)

@@ -134,7 +134,7 @@ private func tableBytes(_ connection: Connection) throws -> Int64 {
     let refused = try runFarmCapturing(["prune", "--older-than", "1s", "--server", farm.server, "--token", farm.submit])
     #expect(refused.status == 2, "\(refused.stdout)\(refused.stderr)")
     #expect(
-        waitFor(10) {
+        waitFor(30) {
             (try? store.testConnection.query("SELECT 1 FROM jobs WHERE id = $1 AND finished_at < now() - interval '1.5 seconds'", [job]).rows.count)
                 == 1
         })
