@@ -330,15 +330,7 @@ void ck_softmax_row(float *row, size_t width) {
 }
 
 float ck_exp_row(float *row, size_t width) {
-#if CK_X86
-    switch (ck_level_now()) {
-    case CK_AVX512: return ck_exp_row_avx512(row, width);
-    case CK_AVX2: return ck_exp_row_avx2(row, width);
-    default: return ck_exp_row_baseline(row, width);
-    }
-#else
-    return ck_exp_row_baseline(row, width);
-#endif
+    CK_DISPATCH_RETURN(ck_exp_row, (row, width))
 }
 
 void ck_silu(const float *x, float *y, size_t count) {
