@@ -5,9 +5,9 @@
 /// Float32 and read back: three times the bytes the halves take. Here each compute thread widens a panel of output
 /// features into its own scratch, about 1 MB (L2 on some cores, the near L3 on others), and multiplies the rows by it
 /// there. The rows are re-packed for every panel, so panels are not made narrower than the weights' size asks: a
-/// 512 KB panel of a 3072-input layer was 32 outputs wide and re-packed 154 rows 24 times. Their count is even and
-/// their widths nearly equal, so two threads get the same work (five 160-wide panels of a 768-output layer left one
-/// thread idle a fifth of the time). Float32 weights take the same panels
+/// 512 KB panel of a 3072-input layer was 32 outputs wide and re-packed 154 rows 24 times. For a model's layers their
+/// count is even and their widths nearly equal, so two threads get the same work (five 160-wide panels of a
+/// 768-output layer left one thread idle a fifth of the time). Float32 weights take the same panels
 /// (read in place), so that a layer computes the same bits whichever way its weights are stored: OpenBLAS's result
 /// for an element depends on how a product is split. Many rows take one product over the whole layer
 /// (`withFloat32Elements`), where its arithmetic dwarfs one more pass over the weights.
@@ -23,9 +23,10 @@ extension Tensor {
         rows * inputs <= panelRowFloats
     }
 
-    /// The panels a layer of `outputs` × `inputs` weights is multiplied by: their width (in outputs) and count. As few
-    /// as keep each within `panelFloats`, but at least two and an even count, each a multiple of 16 outputs wide; the
-    /// last may be narrower. They depend on the shape only, never on the thread count.
+    /// The panels a layer of `outputs` × `inputs` weights is multiplied by: their width (in outputs) and count. It asks
+    /// for as few as keep each within `panelFloats`, at least two and an even count, then rounds the width up to a
+    /// multiple of 16 outputs, which can leave fewer (odd only for widths no model has); the last may be narrower.
+    /// They depend on the shape only, never on the thread count.
     public static func panelLayout(outputs: Int, inputs: Int) -> (width: Int, count: Int) {
         var count = max(2, (outputs * inputs + panelFloats - 1) / panelFloats)
         count += count % 2

@@ -60,6 +60,7 @@ func farmDatabase(_ server: TemporaryPostgres = .shared) throws -> (conninfo: St
     return (conninfo, "tcp://127.0.0.1:\(try TemporaryPostgres.freePort())")
 }
 
+/// A coordinator on `conninfo` listening at `endpoint`, with the fast heartbeats the fault tests need.
 func startCoordinator(_ conninfo: String, _ endpoint: String) throws -> FarmProcess {
     try FarmProcess(
         [
@@ -68,6 +69,7 @@ func startCoordinator(_ conninfo: String, _ endpoint: String) throws -> FarmProc
         ], name: "coordinator")
 }
 
+/// A worker that renders with the synthetic engine (no model), `delay` seconds a task spread over its steps.
 func startSyntheticWorker(_ endpoint: String, name: String, delay: Double) throws -> FarmProcess {
     try FarmProcess(
         [
@@ -76,6 +78,7 @@ func startSyntheticWorker(_ endpoint: String, name: String, delay: Double) throw
         ], name: name)
 }
 
+/// `count` small synthetic tasks whose prompts name their index.
 func syntheticTasks(_ count: Int) -> [TaskParameters] {
     (0..<count).map { TaskParameters(prompt: "task \($0)", model: "synthetic", width: 32, height: 32, steps: 5, seed: UInt64($0)) }
 }
